@@ -1,0 +1,46 @@
+#include "common/parallel.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+namespace qz {
+
+int defaultThreadCount() {
+    if (const char* env = std::getenv("QZ_THREADS")) {
+        const int n = std::atoi(env);
+        if (n > 0) return n;
+    }
+    const unsigned hc = std::thread::hardware_concurrency();
+    return hc == 0 ? 1 : static_cast<int>(hc);
+}
+
+void parallelFor(size_t n, const std::function<void(size_t, size_t, int)>& fn, int threads, size_t minChunk) {
+    if (n == 0) return;
+    if (threads <= 0) threads = defaultThreadCount();
+    minChunk = std::max<size_t>(1, minChunk);
+    const size_t maxChunks = std::max<size_t>(1, n / minChunk);
+    const size_t chunks = std::min<size_t>(static_cast<size_t>(threads), maxChunks);
+    if (chunks <= 1) {
+        fn(0, n, 0);
+        return;
+    }
+    std::vector<std::thread> pool;
+    pool.reserve(chunks - 1);
+    const size_t per = n / chunks, extra = n % chunks;
+    size_t begin = 0;
+    size_t firstEnd = 0;
+    for (size_t c = 0; c < chunks; ++c) {
+        const size_t end = begin + per + (c < extra ? 1 : 0);
+        if (c == 0)
+            firstEnd = end;
+        else
+            pool.emplace_back(fn, begin, end, static_cast<int>(c));
+        begin = end;
+    }
+    fn(0, firstEnd, 0);
+    for (auto& t : pool) t.join();
+}
+
+}  // namespace qz

@@ -1,0 +1,79 @@
+// The "quantize and compare" job: fake-quantizes the selected tensors of a model with a QuantSpec,
+// one tensor at a time (peak memory ≈ two copies of the largest tensor), and reports per tensor the
+// error figures and histograms of the original, the dequantized values and the error, plus the
+// whole-model histograms (all weights together, as the first notebook plots them).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/progress.h"
+#include "common/result.h"
+#include "model/model.h"
+#include "quant/simple_quant.h"
+#include "stats/histogram.h"
+
+namespace qz {
+
+enum class TensorSelection { All, All2D, Names, Regex };
+
+struct TensorFilter {
+    TensorSelection mode = TensorSelection::All2D;
+    std::vector<std::string> names;  // for Names
+    std::string regex;               // for Regex (ECMAScript, searched in the name)
+
+    // Indices into model.tensors of the tensors selected, or an error (bad regex, unknown name, none).
+    Result<std::vector<size_t>> select(const Model& model) const;
+};
+
+struct HistogramSpec {
+    int bins = 150;
+    double lo = -2.0, hi = 2.0;  // the notebook's model-wide range
+};
+
+struct QuantizeParams {
+    QuantSpec spec;
+    TensorFilter filter;
+    HistogramSpec modelHistogram;   // whole-model histograms (original and dequantized)
+    int tensorBins = 150;           // per-tensor histograms use the tensor's own [min, max]
+    int threads = 0;                // 0 = all cores
+};
+
+struct TensorQuantResult {
+    size_t tensorIndex = 0;
+    std::string name;
+    std::vector<int64_t> shape;
+    DType dtype = DType::F32;
+    uint64_t numel = 0;
+    uint64_t bytesBefore = 0, bytesAfter = 0;
+    double bitsPerWeight = 0;       // after
+    ErrorStats error;
+    MinMax range;                   // of the original
+    Histogram histOriginal, histDequantized, histError;  // per-tensor bins
+};
+
+struct QuantizeResult {
+    QuantSpec spec;
+    std::vector<TensorQuantResult> tensors;  // in model order
+    Histogram modelOriginal, modelDequantized;
+    ErrorStats total;
+    uint64_t bytesBefore = 0, bytesAfter = 0;      // selected tensors only
+    uint64_t modelBytesBefore = 0, modelBytesAfter = 0;  // whole model (unselected tensors unchanged)
+    uint64_t quantizedParams = 0;
+    double seconds = 0;
+};
+
+// Analysis of one tensor (also used by the GUI for on-demand views). `dequantized` and `codes`
+// receive the values if non-null (sized numel).
+Result<TensorQuantResult> analyzeTensor(const Model& model, size_t tensorIndex, const QuantSpec& spec,
+                                        int bins, std::vector<float>* dequantized = nullptr,
+                                        std::vector<int8_t>* codes = nullptr,
+                                        std::vector<float>* original = nullptr);
+
+// Runs the job. onTensor (optional) is called from the worker thread after each tensor.
+Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& params, const ProgressFn& progress,
+                                   const std::function<void(const TensorQuantResult&)>& onTensor = {});
+
+}  // namespace qz

@@ -1,0 +1,17 @@
+// Reports of a quantization run: JSON (machine-readable, every tensor by its name in the model file)
+// and Markdown (for people).
+#pragma once
+
+#include <string>
+
+#include "jobs/quantize_job.h"
+
+namespace qz {
+
+std::string reportJson(const Model& model, const QuantizeResult& r);
+std::string reportMarkdown(const Model& model, const QuantizeResult& r);
+
+// Writes text to path atomically (temporary name, then rename).
+Status writeFileAtomic(const std::string& path, const std::string& text);
+
+}  // namespace qz
