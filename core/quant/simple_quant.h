@@ -5,9 +5,8 @@
 //   zero-point (asymmetric): r = max - min (1 if 0);  s = (2^b - 1) / r;  zp = round(-s·min - 2^(b-1));
 //                            Xq = clip(round(s·X + zp), -2^(b-1), 2^(b-1) - 1);  Xdq = (Xq - zp) / s
 //
-// At b = 8 these are exactly the notebook's formulas (127 and 255, -128..127). round() is
-// round-half-away-from-zero, as torch.round is not (it rounds half to even) — we follow the
-// notebook's worked examples, which no tie decides; see tests/test_simple_quant.cpp.
+// At b = 8 these are exactly the notebook's formulas (127 and 255, -128..127). round() rounds half
+// to even, as torch.round does in the notebook.
 // Granularity: one scale per tensor, per row (vector-wise, the last dimension is the row), or per
 // group of G consecutive values of a row.
 #pragma once
