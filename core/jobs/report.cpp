@@ -11,7 +11,7 @@
 namespace qz {
 
 namespace {
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 json finiteOrNull(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 

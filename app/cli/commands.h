@@ -1,0 +1,12 @@
+// quantzoo-cli subcommands. Each returns the process exit code:
+//   0 success, 1 failure (one-line reason on stderr), 2 usage error, 130 cancelled by Ctrl-C.
+#pragma once
+
+namespace qzcli {
+
+enum ExitCode { kOk = 0, kFailed = 1, kUsage = 2, kCancelled = 130 };
+
+int cmdInfo(int argc, char** argv);
+int cmdQuantize(int argc, char** argv);
+
+}  // namespace qzcli
