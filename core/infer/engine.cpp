@@ -1,0 +1,278 @@
+// Forward pass of qz::Engine (see engine.h for the maths).
+#include "infer/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/parallel.h"
+#include "infer/engine_impl.h"
+
+namespace qz {
+
+namespace {
+
+using MapC = Eigen::Map<const InferMat>;
+
+// Y[nOut × n] = W·X (+ b), X [nIn × n]; split over output rows.
+void matmul(const InferLinear& L, const InferMat& X, InferMat& Y, int threads) {
+    const int n = static_cast<int>(X.cols());
+    Y.resize(L.nOut, n);
+    const MapC Wt(L.w.data(), L.nIn, L.nOut);  // column o = row o of W
+    const size_t work = static_cast<size_t>(L.nOut) * L.nIn * n;
+    const int t = work < 200000 ? 1 : threads;
+    parallelFor(static_cast<size_t>(L.nOut), [&](size_t r0, size_t r1, int) {
+        const Eigen::Index len = static_cast<Eigen::Index>(r1 - r0);
+        Y.middleRows(static_cast<Eigen::Index>(r0), len).noalias() =
+            Wt.middleCols(static_cast<Eigen::Index>(r0), len).transpose() * X;
+        if (!L.b.empty())
+            for (int c = 0; c < n; ++c)
+                for (size_t r = r0; r < r1; ++r) Y(static_cast<Eigen::Index>(r), c) += L.b[r];
+    }, t, 16);
+}
+
+// out = x / sqrt(mean(x²) + eps) · g, per column (sum in double as ggml does).
+void rmsNorm(const InferMat& X, const std::vector<float>& g, float eps, InferMat& out) {
+    out.resize(X.rows(), X.cols());
+    const Eigen::Index d = X.rows();
+    for (Eigen::Index c = 0; c < X.cols(); ++c) {
+        const float* x = X.col(c).data();
+        double s = 0;
+        for (Eigen::Index i = 0; i < d; ++i) s += static_cast<double>(x[i]) * x[i];
+        const float scale = 1.0f / std::sqrt(static_cast<float>(s / d) + eps);
+        float* o = out.col(c).data();
+        for (Eigen::Index i = 0; i < d; ++i) o[i] = x[i] * scale * g[i];
+    }
+}
+
+// out = (x − mean) / sqrt(var + eps) · g + b, per column.
+void layerNorm(const InferMat& X, const std::vector<float>& g, const std::vector<float>& b, float eps,
+               InferMat& out) {
+    out.resize(X.rows(), X.cols());
+    const Eigen::Index d = X.rows();
+    for (Eigen::Index c = 0; c < X.cols(); ++c) {
+        const float* x = X.col(c).data();
+        double s = 0;
+        for (Eigen::Index i = 0; i < d; ++i) s += x[i];
+        const float mean = static_cast<float>(s / d);
+        double v = 0;
+        for (Eigen::Index i = 0; i < d; ++i) v += static_cast<double>(x[i] - mean) * (x[i] - mean);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(v / d) + eps);
+        float* o = out.col(c).data();
+        for (Eigen::Index i = 0; i < d; ++i) o[i] = (x[i] - mean) * scale * g[i] + b[i];
+    }
+}
+
+// Rotate-half RoPE on rows [h·hd, h·hd + nRot) of every head, column t at position pos0 + t.
+void applyRope(InferMat& M, int nHeads, int hd, int nRot, int pos0, const std::vector<double>& invFreq,
+               float linearScale) {
+    const int half = nRot / 2;
+    std::vector<float> cs(half), sn(half);
+    for (Eigen::Index t = 0; t < M.cols(); ++t) {
+        const double pos = static_cast<double>(pos0 + t) / linearScale;
+        for (int i = 0; i < half; ++i) {
+            const double a = pos * invFreq[i];
+            cs[i] = static_cast<float>(std::cos(a));
+            sn[i] = static_cast<float>(std::sin(a));
+        }
+        float* col = M.col(t).data();
+        for (int h = 0; h < nHeads; ++h) {
+            float* x = col + static_cast<size_t>(h) * hd;
+            for (int i = 0; i < half; ++i) {
+                const float x0 = x[i], x1 = x[i + half];
+                x[i] = x0 * cs[i] - x1 * sn[i];
+                x[i + half] = x1 * cs[i] + x0 * sn[i];
+            }
+        }
+    }
+}
+
+inline float geluTanh(float x) {
+    constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
+}
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+Engine::Engine(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+Engine::~Engine() = default;
+
+const InferHParams& Engine::hparams() const { return m_impl->hp; }
+int Engine::nVocab() const { return m_impl->hp.nVocab; }
+int Engine::nCtxMax() const { return m_impl->nCtxMax; }
+int Engine::threads() const { return m_impl->threads; }
+void Engine::setThreads(int n) { m_impl->threads = n > 0 ? n : defaultThreadCount(); }
+void Engine::reset() { m_impl->nCached = 0; }
+void Engine::setObserver(LinearObserver observer) { m_impl->observer = std::move(observer); }
+
+Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOptions& options, ProgressFn progress) {
+    auto hp = readInferHParams(model);
+    if (!hp) return hp.error();
+    auto impl = std::make_unique<Impl>();
+    impl->hp = std::move(hp).value();
+    impl->threads = options.threads > 0 ? options.threads : defaultThreadCount();
+    int cap = options.nCtx > 0 ? options.nCtx : std::min(impl->hp.nCtxTrain, 4096);
+    if (cap < 1 || cap > (1 << 22)) return makeError("context size out of range");
+    if (impl->hp.arch == InferArch::Gpt2 && cap > impl->hp.nCtxTrain)
+        return makeError(model.path + ": GPT-2 has learned positions for only " +
+                         std::to_string(impl->hp.nCtxTrain) + " tokens");
+    impl->nCtxMax = cap;
+    auto st = loadEngineWeights(model, options, std::move(progress), *impl);
+    if (!st) return st.error();
+    impl->kCache.resize(impl->hp.nLayer);
+    impl->vCache.resize(impl->hp.nLayer);
+    return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut, int logitsFrom) {
+    Impl& e = *m_impl;
+    const InferHParams& hp = e.hp;
+    const int n = static_cast<int>(tokens.size());
+    if (n < 1) return makeError("eval: no tokens");
+    if (nPast < 0 || nPast > e.nCached) return makeError("eval: nPast is beyond the cached positions");
+    if (static_cast<int64_t>(nPast) + n > e.nCtxMax)
+        return makeError("eval: " + std::to_string(nPast + n) + " positions exceed the context of " +
+                         std::to_string(e.nCtxMax));
+    if (logitsOut && (logitsFrom < 0 || logitsFrom >= n)) return makeError("eval: logitsFrom out of range");
+    for (int32_t t : tokens)
+        if (t < 0 || t >= hp.nVocab) return makeError("eval: token id " + std::to_string(t) + " out of range");
+
+    const int nKv = nPast + n;
+    const int hd = hp.headDim, kvDim = hp.nHeadKv * hd, qDim = hp.nHead * hd;
+    const int threads = e.threads;
+    const bool gpt2 = hp.arch == InferArch::Gpt2;
+
+    try {
+        // Grow the KV cache (keeping its contents) when needed.
+        if (nKv > e.cacheCap) {
+            int cap = std::max(nKv, std::min(e.nCtxMax, std::max(2 * e.cacheCap, 256)));
+            for (int l = 0; l < hp.nLayer; ++l) {
+                e.kCache[l].conservativeResize(kvDim, cap);
+                e.vCache[l].conservativeResize(kvDim, cap);
+            }
+            e.cacheCap = cap;
+        }
+
+        InferMat X(hp.nEmbd, n), H, Q, K, V, A, T, G, U;
+        for (int t = 0; t < n; ++t) {
+            const float* emb = e.tokEmbd.data() + static_cast<size_t>(tokens[t]) * hp.nEmbd;
+            for (int i = 0; i < hp.nEmbd; ++i) X(i, t) = emb[i];
+            if (gpt2) {
+                const float* pe = e.posEmbd.data() + static_cast<size_t>(nPast + t) * hp.nEmbd;
+                for (int i = 0; i < hp.nEmbd; ++i) X(i, t) += pe[i];
+            }
+        }
+        auto observe = [&](const InferLinear& L, const InferMat& in) {
+            if (e.observer) e.observer(L.name, in.data(), in.cols(), in.rows());
+        };
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        const int group = hp.nHead / hp.nHeadKv;
+
+        for (int l = 0; l < hp.nLayer; ++l) {
+            const InferLayer& L = e.layers[l];
+            // ---- attention
+            if (gpt2) {
+                layerNorm(X, L.attnNorm, L.attnNormB, hp.normEps, H);
+                observe(L.qkv, H);
+                matmul(L.qkv, H, T, threads);
+                Q = T.topRows(qDim);
+                e.kCache[l].middleCols(nPast, n) = T.middleRows(qDim, kvDim);
+                e.vCache[l].middleCols(nPast, n) = T.bottomRows(kvDim);
+            } else {
+                rmsNorm(X, L.attnNorm, hp.normEps, H);
+                observe(L.q, H);
+                observe(L.k, H);
+                observe(L.v, H);
+                matmul(L.q, H, Q, threads);
+                matmul(L.k, H, K, threads);
+                matmul(L.v, H, V, threads);
+                applyRope(Q, hp.nHead, hd, hp.nRot, nPast, e.ropeInvFreq, hp.ropeLinearScale);
+                applyRope(K, hp.nHeadKv, hd, hp.nRot, nPast, e.ropeInvFreq, hp.ropeLinearScale);
+                e.kCache[l].middleCols(nPast, n) = K;
+                e.vCache[l].middleCols(nPast, n) = V;
+            }
+            A.resize(qDim, n);
+            const InferMat& Kc = e.kCache[l];
+            const InferMat& Vc = e.vCache[l];
+            parallelFor(static_cast<size_t>(hp.nHead), [&](size_t h0, size_t h1, int) {
+                InferMat S;
+                for (size_t h = h0; h < h1; ++h) {
+                    const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
+                    S.noalias() = Kc.block(kvRow, 0, hd, nKv).transpose() *
+                                  Q.block(static_cast<Eigen::Index>(h) * hd, 0, hd, n);
+                    for (int t = 0; t < n; ++t) {
+                        float* s = S.col(t).data();
+                        const int lim = nPast + t + 1;
+                        float mx = -INFINITY;
+                        for (int j = 0; j < lim; ++j) {
+                            s[j] *= scale;
+                            mx = std::max(mx, s[j]);
+                        }
+                        double sum = 0;
+                        for (int j = 0; j < lim; ++j) {
+                            s[j] = std::exp(s[j] - mx);
+                            sum += s[j];
+                        }
+                        const float inv = static_cast<float>(1.0 / sum);
+                        for (int j = 0; j < lim; ++j) s[j] *= inv;
+                        for (int j = lim; j < nKv; ++j) s[j] = 0.0f;
+                    }
+                    A.block(static_cast<Eigen::Index>(h) * hd, 0, hd, n).noalias() =
+                        Vc.block(kvRow, 0, hd, nKv) * S;
+                }
+            }, n * nKv < 4096 ? 1 : threads);
+            observe(L.o, A);
+            matmul(L.o, A, T, threads);
+            X += T;
+
+            // ---- feed-forward
+            if (gpt2) {
+                layerNorm(X, L.ffnNorm, L.ffnNormB, hp.normEps, H);
+                observe(L.up, H);
+                matmul(L.up, H, U, threads);
+                U = U.unaryExpr([](float v) { return geluTanh(v); });
+            } else {
+                rmsNorm(X, L.ffnNorm, hp.normEps, H);
+                observe(L.gate, H);
+                observe(L.up, H);
+                matmul(L.gate, H, G, threads);
+                matmul(L.up, H, U, threads);
+                U = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(U);
+            }
+            observe(L.down, U);
+            matmul(L.down, U, T, threads);
+            X += T;
+        }
+        e.nCached = nKv;
+
+        if (logitsOut) {
+            const int m = n - logitsFrom;
+            InferMat Hs = X.rightCols(m);
+            if (gpt2)
+                layerNorm(Hs, e.outNorm, e.outNormB, hp.normEps, H);
+            else
+                rmsNorm(Hs, e.outNorm, hp.normEps, H);
+            observe(e.output, H);
+            InferMat Y;
+            if (!e.output.present()) {
+                // Tied head: view the embedding as the weight without copying it.
+                const MapC Wt(e.tokEmbd.data(), hp.nEmbd, hp.nVocab);
+                Y.resize(hp.nVocab, m);
+                parallelFor(static_cast<size_t>(hp.nVocab), [&](size_t r0, size_t r1, int) {
+                    const Eigen::Index len = static_cast<Eigen::Index>(r1 - r0);
+                    Y.middleRows(static_cast<Eigen::Index>(r0), len).noalias() =
+                        Wt.middleCols(static_cast<Eigen::Index>(r0), len).transpose() * H;
+                }, threads, 64);
+            } else {
+                matmul(e.output, H, Y, threads);
+            }
+            std::copy_n(Y.data(), static_cast<size_t>(m) * hp.nVocab, logitsOut);
+        }
+    } catch (const std::bad_alloc&) {
+        return makeError("eval: out of memory");
+    }
+    return okStatus();
+}
+
+}  // namespace qz

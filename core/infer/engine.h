@@ -1,0 +1,92 @@
+// CPU inference engine for evaluation (perplexity, KL-divergence) and calibration (imatrix, GPTQ).
+//
+// Architectures: llama (also mistral and qwen2 - q/k/v biases are used when present) and gpt2.
+// All weights are held as F32 (read with readTensorF32, so F16/BF16/ggml block types are widened or
+// dequantized once at load); compute is F32 with Eigen, prompt chunks are evaluated as one matrix
+// multiply per linear layer, work is split over rows / heads with parallelFor.
+//
+// Llama block:  h = x + Wo·Attn(RoPE(Wq·n1), RoPE(Wk·n1), Wv·n1),  n1 = RMSNorm(x)·g1
+//               out = h + Wdown·(SiLU(Wgate·n2) ⊙ Wup·n2),          n2 = RMSNorm(h)·g2
+//   RMSNorm(x) = x / sqrt(mean(x²) + eps). RoPE rotates the pairs (i, i + d/2) of each head by
+//   pos·θ^(−2i/d) (HF "rotate_half" layout). GGUF Q/K rows, stored in ggml's interleaved-pair order
+//   (FORMATS.md A.5), are un-permuted at load so one RoPE serves both. Grouped-query attention:
+//   query head h reads KV head h / (nHead / nHeadKv). Attention scale 1/sqrt(headDim), causal.
+// GPT-2 block: LayerNorm with bias, fused qkv projection with bias, learned positions,
+//   GELU (tanh approximation), MLP with biases; the LM head is tied to the token embedding.
+// lm_head absent -> the token embedding is used (tied embeddings).
+//
+// Weight names: HF (model.layers.N.self_attn.q_proj.weight, transformer.h.N.attn.c_attn.weight; GPT-2
+// Conv1D weights [in, out] are transposed at load) or GGUF (blk.N.attn_q.weight, ...).
+// Overrides: a map tensor name -> F32 values replaces a tensor of the model (e.g. the dequantized
+// weights of a fake-quantized variant). Values are in the tensor's own layout (row-major over
+// TensorInfo::shape, i.e. exactly what readTensorF32 would return), so the same un-permute /
+// transpose applies to them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/progress.h"
+#include "common/result.h"
+#include "infer/hparams.h"
+#include "model/model.h"
+
+namespace qz {
+
+using WeightOverrides = std::unordered_map<std::string, std::vector<float>>;
+
+// Calibration hook: called during eval() for every linear layer, before its matrix multiply, with the
+// model's tensor name of the weight (e.g. "model.layers.3.mlp.down_proj.weight" or
+// "blk.3.ffn_down.weight") and its input activations x: row-major [nTokens × nIn] (token t's input
+// vector at x + t·nIn). Layers that share one input (q/k/v, gate/up) are reported once each with the
+// same pointer. Called on the thread that runs eval(), layer by layer in evaluation order. The LM head
+// is reported too (only for the tokens whose logits are computed).
+using LinearObserver =
+    std::function<void(const std::string& weightName, const float* x, int64_t nTokens, int64_t nIn)>;
+
+struct EngineOptions {
+    int threads = 0;                          // 0 = defaultThreadCount()
+    int nCtx = 0;                             // KV-cache capacity in tokens; 0 = min(nCtxTrain, 4096)
+    const WeightOverrides* overrides = nullptr;  // read during load() only
+};
+
+class Engine {
+public:
+    // Reads all weights (F32) and allocates the KV cache. Reports one unit per tensor read.
+    static Result<std::unique_ptr<Engine>> load(const Model& model, const EngineOptions& options = {},
+                                                ProgressFn progress = {});
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    const InferHParams& hparams() const;
+    int nVocab() const;
+    int nCtxMax() const;
+    int threads() const;
+    void setThreads(int n);
+
+    // Empties the KV cache (the next eval must use nPast = 0).
+    void reset();
+
+    // Evaluates tokens at positions nPast .. nPast+n-1, appending their keys/values to the cache
+    // (entries at positions >= nPast are overwritten: nPast may rewind). nPast + n must be <= nCtxMax().
+    // If logitsOut is non-null it receives the logits of tokens logitsFrom .. n-1, row-major
+    // [(n − logitsFrom) × nVocab]; pass logitsFrom = n−1 for the last token only. Fails on token ids
+    // outside the vocabulary.
+    Status eval(std::span<const int32_t> tokens, int nPast, float* logitsOut, int logitsFrom = 0);
+
+    void setObserver(LinearObserver observer);
+
+    struct Impl;
+
+private:
+    explicit Engine(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace qz

@@ -1,0 +1,54 @@
+// Internal state of qz::Engine (weights as F32, KV cache). Shared by infer/engine.cpp (forward pass)
+// and infer/engine_load.cpp (weight loading); not part of the public API.
+#pragma once
+
+#include <Eigen/Core>
+#include <string>
+#include <vector>
+
+#include "infer/engine.h"
+
+namespace qz {
+
+using InferMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic>;  // column-major
+
+struct InferLinear {
+    std::string name;      // the model's tensor name of the weight (reported to the observer)
+    int nIn = 0, nOut = 0;
+    std::vector<float> w;  // row-major [nOut][nIn]
+    std::vector<float> b;  // [nOut] or empty
+    bool present() const { return !w.empty(); }
+};
+
+struct InferLayer {
+    std::vector<float> attnNorm, attnNormB, ffnNorm, ffnNormB;  // *B: LayerNorm biases (gpt2)
+    InferLinear q, k, v;   // llama
+    InferLinear qkv;       // gpt2 fused [3·nEmbd][nEmbd]
+    InferLinear o, gate, up, down;  // gate: llama only
+};
+
+struct Engine::Impl {
+    InferHParams hp;
+    int threads = 1;
+    int nCtxMax = 0;
+
+    std::vector<float> tokEmbd;  // [nVocab][nEmbd]
+    std::string tokEmbdName;
+    std::vector<float> posEmbd;  // gpt2: [nCtxTrain][nEmbd]
+    std::vector<float> outNorm, outNormB;
+    InferLinear output;          // LM head; w empty -> tied to tokEmbd
+    std::vector<double> ropeInvFreq;  // [nRot/2]: θ^(−2i/nRot) / freq factor
+    std::vector<InferLayer> layers;
+
+    std::vector<InferMat> kCache, vCache;  // per layer [nHeadKv·headDim × capacity]
+    int cacheCap = 0;
+    int nCached = 0;                       // positions filled (for checks)
+
+    LinearObserver observer;
+};
+
+// Reads every weight of the model into impl (infer/engine_load.cpp).
+Status loadEngineWeights(const Model& model, const EngineOptions& options, ProgressFn progress,
+                         Engine::Impl& impl);
+
+}  // namespace qz

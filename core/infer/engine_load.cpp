@@ -1,0 +1,247 @@
+// Weight loading for qz::Engine: name mapping (HF / GGUF), shape checks, overrides, GGUF Q/K
+// un-permute (FORMATS.md A.5), GPT-2 Conv1D transpose, RoPE frequencies.
+#include <algorithm>
+#include <cmath>
+
+#include "infer/engine_impl.h"
+
+namespace qz {
+
+namespace {
+
+struct Loader {
+    const Model& model;
+    const WeightOverrides* overrides;
+    ProgressTracker& progress;
+    bool gguf;
+
+    // Fetches a tensor as F32 with the given shape (outermost first). Missing: error if required, else
+    // an empty vector.
+    Result<std::vector<float>> get(const std::string& name, std::vector<int64_t> shape, bool required) {
+        const TensorInfo* t = model.find(name);
+        uint64_t numel = 1;
+        for (int64_t d : shape) numel *= static_cast<uint64_t>(d);
+        if (overrides) {
+            auto it = overrides->find(name);
+            if (it != overrides->end()) {
+                if (t && t->shape != shape)
+                    return makeError(model.path + ": tensor " + name + " has shape " + t->shapeString() +
+                                     ", the evaluator expects another shape");
+                if (it->second.size() != numel)
+                    return makeError("override for " + name + " has " + std::to_string(it->second.size()) +
+                                     " values, expected " + std::to_string(numel));
+                if (!progress.advance(1, name)) return cancelledError();
+                return it->second;
+            }
+        }
+        if (!t) {
+            if (required) return makeError(model.path + ": tensor " + name + " is missing");
+            return std::vector<float>();
+        }
+        if (t->shape != shape) {
+            TensorInfo want;
+            want.shape = shape;
+            return makeError(model.path + ": tensor " + name + " has shape " + t->shapeString() +
+                             ", expected " + want.shapeString());
+        }
+        auto r = readTensorF32(model, *t);
+        if (!r) return r.error();
+        for (float v : *r)
+            if (!std::isfinite(v)) return makeError(model.path + ": tensor " + name + " contains NaN or Inf");
+        if (!progress.advance(1, name)) return cancelledError();
+        return std::move(r).value();
+    }
+
+    Status linear(InferLinear& L, const std::string& wname, const std::string& bname, int nIn, int nOut,
+                  bool conv1d, bool required, bool biasRequired) {
+        L.name = wname;
+        L.nIn = nIn;
+        L.nOut = nOut;
+        auto w = conv1d ? get(wname, {nIn, nOut}, required) : get(wname, {nOut, nIn}, required);
+        if (!w) return w.error();
+        L.w = std::move(w).value();
+        if (conv1d && !L.w.empty()) {  // [in][out] -> [out][in]
+            std::vector<float> t(L.w.size());
+            for (int i = 0; i < nIn; ++i)
+                for (int o = 0; o < nOut; ++o) t[static_cast<size_t>(o) * nIn + i] = L.w[static_cast<size_t>(i) * nOut + o];
+            L.w = std::move(t);
+        }
+        if (!bname.empty()) {
+            auto b = get(bname, {nOut}, biasRequired);
+            if (!b) return b.error();
+            L.b = std::move(b).value();
+        }
+        return okStatus();
+    }
+
+    Status vec(std::vector<float>& out, const std::string& name, int n, bool required) {
+        auto r = get(name, {n}, required);
+        if (!r) return r.error();
+        out = std::move(r).value();
+        return okStatus();
+    }
+};
+
+// GGUF rows [H][hd/2][2] -> HF rows [H][2][hd/2] (inverse of convert_hf_to_gguf's permute, FORMATS.md A.5):
+// hf_row[h·hd + j·hd/2 + i] = gguf_row[h·hd + 2i + j].
+void unpermuteRows(std::vector<float>& data, int rows, int cols, int nHeads) {
+    if (data.empty()) return;
+    const int hd = rows / nHeads;
+    std::vector<float> out(data.size());
+    for (int h = 0; h < nHeads; ++h)
+        for (int i = 0; i < hd / 2; ++i)
+            for (int j = 0; j < 2; ++j) {
+                const size_t src = static_cast<size_t>(h * hd + 2 * i + j) * cols;
+                const size_t dst = static_cast<size_t>(h * hd + j * (hd / 2) + i) * cols;
+                std::copy_n(data.begin() + src, cols, out.begin() + dst);
+            }
+    data = std::move(out);
+}
+
+#define QZ_TRY(expr)                  \
+    do {                              \
+        auto _st = (expr);            \
+        if (!_st) return _st.error(); \
+    } while (0)
+
+Status loadLlama(Loader& ld, Engine::Impl& e) {
+    const auto& hp = e.hp;
+    const int nq = hp.nHead * hp.headDim, nkv = hp.nHeadKv * hp.headDim;
+    const bool g = ld.gguf;
+    {
+        auto r = ld.get(g ? "token_embd.weight" : "model.embed_tokens.weight", {hp.nVocab, hp.nEmbd}, true);
+        if (!r) return r.error();
+        e.tokEmbd = std::move(r).value();
+        e.tokEmbdName = g ? "token_embd.weight" : "model.embed_tokens.weight";
+    }
+    QZ_TRY(ld.vec(e.outNorm, g ? "output_norm.weight" : "model.norm.weight", hp.nEmbd, true));
+    QZ_TRY(ld.linear(e.output, g ? "output.weight" : "lm_head.weight", "", hp.nEmbd, hp.nVocab, false, false, false));
+    if (!e.output.present()) e.output.name = e.tokEmbdName;
+
+    e.layers.resize(hp.nLayer);
+    for (int l = 0; l < hp.nLayer; ++l) {
+        InferLayer& L = e.layers[l];
+        const std::string p = g ? "blk." + std::to_string(l) + "." : "model.layers." + std::to_string(l) + ".";
+        auto n = [&](const char* gg, const char* hf) { return p + (g ? gg : hf); };
+        QZ_TRY(ld.vec(L.attnNorm, n("attn_norm.weight", "input_layernorm.weight"), hp.nEmbd, true));
+        QZ_TRY(ld.vec(L.ffnNorm, n("ffn_norm.weight", "post_attention_layernorm.weight"), hp.nEmbd, true));
+        QZ_TRY(ld.linear(L.q, n("attn_q.weight", "self_attn.q_proj.weight"), n("attn_q.bias", "self_attn.q_proj.bias"),
+                         hp.nEmbd, nq, false, true, false));
+        QZ_TRY(ld.linear(L.k, n("attn_k.weight", "self_attn.k_proj.weight"), n("attn_k.bias", "self_attn.k_proj.bias"),
+                         hp.nEmbd, nkv, false, true, false));
+        QZ_TRY(ld.linear(L.v, n("attn_v.weight", "self_attn.v_proj.weight"), n("attn_v.bias", "self_attn.v_proj.bias"),
+                         hp.nEmbd, nkv, false, true, false));
+        QZ_TRY(ld.linear(L.o, n("attn_output.weight", "self_attn.o_proj.weight"),
+                         n("attn_output.bias", "self_attn.o_proj.bias"), nq, hp.nEmbd, false, true, false));
+        QZ_TRY(ld.linear(L.gate, n("ffn_gate.weight", "mlp.gate_proj.weight"), n("ffn_gate.bias", "mlp.gate_proj.bias"),
+                         hp.nEmbd, hp.nFf, false, true, false));
+        QZ_TRY(ld.linear(L.up, n("ffn_up.weight", "mlp.up_proj.weight"), n("ffn_up.bias", "mlp.up_proj.bias"),
+                         hp.nEmbd, hp.nFf, false, true, false));
+        QZ_TRY(ld.linear(L.down, n("ffn_down.weight", "mlp.down_proj.weight"), n("ffn_down.bias", "mlp.down_proj.bias"),
+                         hp.nFf, hp.nEmbd, false, true, false));
+        if (g) {
+            // ggml's RoPE pairs adjacent rows: undo convert's permute so rotate-half applies.
+            const int hq = hp.nHead, hk = hp.nHeadKv;
+            unpermuteRows(L.q.w, nq, hp.nEmbd, hq);
+            unpermuteRows(L.q.b, nq, 1, hq);
+            unpermuteRows(L.k.w, nkv, hp.nEmbd, hk);
+            unpermuteRows(L.k.b, nkv, 1, hk);
+        }
+    }
+
+    // RoPE frequencies.
+    const int half = hp.nRot / 2;
+    e.ropeInvFreq.resize(half);
+    for (int i = 0; i < half; ++i)
+        e.ropeInvFreq[i] = std::pow(static_cast<double>(hp.ropeTheta), -2.0 * i / hp.nRot);
+    std::vector<float> factors;
+    if (g) {
+        auto r = ld.get("rope_freqs.weight", {half}, false);
+        if (!r) return r.error();
+        factors = std::move(r).value();
+    } else if (hp.ropeLlama3) {
+        // HF _compute_llama3_parameters, expressed as a divisor per frequency.
+        const double lowWave = hp.llama3OrigCtx / hp.llama3LowFreq;
+        const double highWave = hp.llama3OrigCtx / hp.llama3HighFreq;
+        factors.resize(half);
+        for (int i = 0; i < half; ++i) {
+            const double f = e.ropeInvFreq[i];
+            const double wave = 2 * M_PI / f;
+            double nf;
+            if (wave < highWave) {
+                nf = f;
+            } else if (wave > lowWave) {
+                nf = f / hp.llama3Factor;
+            } else {
+                const double s = (hp.llama3OrigCtx / wave - hp.llama3LowFreq) / (hp.llama3HighFreq - hp.llama3LowFreq);
+                nf = (1 - s) * f / hp.llama3Factor + s * f;
+            }
+            factors[i] = static_cast<float>(f / nf);
+        }
+    }
+    for (int i = 0; i < half && !factors.empty(); ++i) {
+        if (!(factors[i] > 0)) return makeError(ld.model.path + ": rope frequency factors must be positive");
+        e.ropeInvFreq[i] /= factors[i];
+    }
+    return okStatus();
+}
+
+Status loadGpt2(Loader& ld, Engine::Impl& e) {
+    const auto& hp = e.hp;
+    const bool g = ld.gguf;
+    std::string pre;
+    if (!g) pre = ld.model.find("transformer.wte.weight") ? "transformer." : "";
+    {
+        e.tokEmbdName = g ? "token_embd.weight" : pre + "wte.weight";
+        auto r = ld.get(e.tokEmbdName, {hp.nVocab, hp.nEmbd}, true);
+        if (!r) return r.error();
+        e.tokEmbd = std::move(r).value();
+        auto pr = ld.get(g ? "position_embd.weight" : pre + "wpe.weight", {hp.nCtxTrain, hp.nEmbd}, true);
+        if (!pr) return pr.error();
+        e.posEmbd = std::move(pr).value();
+    }
+    QZ_TRY(ld.vec(e.outNorm, g ? "output_norm.weight" : pre + "ln_f.weight", hp.nEmbd, true));
+    QZ_TRY(ld.vec(e.outNormB, g ? "output_norm.bias" : pre + "ln_f.bias", hp.nEmbd, true));
+    if (g) QZ_TRY(ld.linear(e.output, "output.weight", "", hp.nEmbd, hp.nVocab, false, false, false));
+    if (!e.output.present()) e.output.name = e.tokEmbdName;
+
+    e.layers.resize(hp.nLayer);
+    const int d = hp.nEmbd;
+    for (int l = 0; l < hp.nLayer; ++l) {
+        InferLayer& L = e.layers[l];
+        const std::string p = g ? "blk." + std::to_string(l) + "." : pre + "h." + std::to_string(l) + ".";
+        auto n = [&](const char* gg, const char* hf) { return p + (g ? gg : hf); };
+        QZ_TRY(ld.vec(L.attnNorm, n("attn_norm.weight", "ln_1.weight"), d, true));
+        QZ_TRY(ld.vec(L.attnNormB, n("attn_norm.bias", "ln_1.bias"), d, true));
+        QZ_TRY(ld.vec(L.ffnNorm, n("ffn_norm.weight", "ln_2.weight"), d, true));
+        QZ_TRY(ld.vec(L.ffnNormB, n("ffn_norm.bias", "ln_2.bias"), d, true));
+        const bool conv = !g;
+        QZ_TRY(ld.linear(L.qkv, n("attn_qkv.weight", "attn.c_attn.weight"), n("attn_qkv.bias", "attn.c_attn.bias"),
+                         d, 3 * d, conv, true, true));
+        QZ_TRY(ld.linear(L.o, n("attn_output.weight", "attn.c_proj.weight"), n("attn_output.bias", "attn.c_proj.bias"),
+                         d, d, conv, true, true));
+        QZ_TRY(ld.linear(L.up, n("ffn_up.weight", "mlp.c_fc.weight"), n("ffn_up.bias", "mlp.c_fc.bias"),
+                         d, hp.nFf, conv, true, true));
+        QZ_TRY(ld.linear(L.down, n("ffn_down.weight", "mlp.c_proj.weight"), n("ffn_down.bias", "mlp.c_proj.bias"),
+                         hp.nFf, d, conv, true, true));
+    }
+    return okStatus();
+}
+
+}  // namespace
+
+Status loadEngineWeights(const Model& model, const EngineOptions& options, ProgressFn progress,
+                         Engine::Impl& impl) {
+    const auto& hp = impl.hp;
+    // Rough unit count for progress: one per tensor read.
+    const double units = 4.0 + static_cast<double>(hp.nLayer) * 13.0;
+    ProgressTracker tracker(std::move(progress), units);
+    Loader ld{model, options.overrides, tracker, model.format == ModelFormat::Gguf};
+    try {
+        return hp.arch == InferArch::Gpt2 ? loadGpt2(ld, impl) : loadLlama(ld, impl);
+    } catch (const std::bad_alloc&) {
+        return makeError(model.path + ": not enough memory to hold the weights as F32");
+    }
+}
+
+}  // namespace qz
