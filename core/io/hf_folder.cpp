@@ -1,5 +1,228 @@
 #include "io/hf_folder.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+
 namespace qz {
-Result<std::shared_ptr<Model>> openHfFolder(const std::string& d) { return makeError(d + ": HF folder reader not implemented"); }
-Status applyHfConfig(Model&, const std::string&) { return okStatus(); }
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+
+constexpr uint64_t kMaxJsonFile = 64ull << 20;  // config.json / index files larger than this are rejected
+
+Result<std::string> readTextFile(const fs::path& p, const std::string& display) {
+    std::error_code ec;
+    if (!fs::is_regular_file(p, ec)) return makeError(display + ": not a regular file");
+    const auto size = fs::file_size(p, ec);
+    if (ec) return makeError(display + ": cannot read size: " + ec.message());
+    if (size > kMaxJsonFile)
+        return makeError(display + ": " + std::to_string(size) + " bytes is too large for a JSON file (limit " +
+                         std::to_string(kMaxJsonFile) + ")");
+    std::ifstream in(p, std::ios::binary);
+    if (!in) return makeError(display + ": cannot open");
+    std::string s(size, '\0');
+    in.read(s.data(), static_cast<std::streamsize>(size));
+    s.resize(static_cast<size_t>(in.gcount()));
+    return s;
 }
+
+std::string displayValue(const ojson& v) {
+    constexpr size_t kMax = 300;
+    std::string s;
+    if (v.is_string()) {
+        s = v.get<std::string>();
+    } else if (v.is_array()) {
+        for (size_t i = 0; i < v.size(); ++i) {
+            if (i) s += ", ";
+            s += v[i].is_string() ? v[i].get<std::string>()
+                                  : v[i].dump(-1, ' ', false, ojson::error_handler_t::replace);
+            if (s.size() > kMax) break;
+        }
+    } else {
+        s = v.dump(-1, ' ', false, ojson::error_handler_t::replace);
+    }
+    if (s.size() > kMax) s = s.substr(0, kMax) + "...";
+    return s;
+}
+
+// Display order of the well-known config.json keys (llama-style names and their gpt2 spellings).
+const char* const kPreferredKeys[] = {
+    "architectures", "model_type", "hidden_size", "n_embd", "d_model", "num_hidden_layers", "n_layer",
+    "num_attention_heads", "n_head", "num_key_value_heads", "head_dim", "intermediate_size", "n_inner",
+    "vocab_size", "max_position_embeddings", "n_positions", "n_ctx", "torch_dtype", "rope_theta",
+    "rope_scaling", "tie_word_embeddings", "hidden_act", "activation_function", "rms_norm_eps",
+    "layer_norm_epsilon", "layer_norm_eps", "sliding_window", "num_local_experts", "num_experts",
+    "num_experts_per_tok", "quantization_config", "bos_token_id", "eos_token_id", "transformers_version",
+};
+
+// Resolves an index entry to a file inside `root` (canonical), or explains why not.
+Result<fs::path> resolveShard(const fs::path& root, const std::string& name, const std::string& indexName) {
+    const std::string what = indexName + ": shard '" + name + "'";
+    if (name.empty()) return makeError(indexName + ": empty shard file name");
+    if (name.find('\0') != std::string::npos) return makeError(what + " contains a NUL character");
+    const fs::path rel(name);
+    if (rel.is_absolute() || rel.has_root_name() || rel.has_root_directory())
+        return makeError(what + " is an absolute path; shards must lie inside the model folder");
+    for (const auto& part : rel)
+        if (part == "..") return makeError(what + " contains '..'; shards must lie inside the model folder");
+    std::error_code ec;
+    const fs::path joined = root / rel;
+    if (!fs::exists(joined, ec)) return makeError(what + " does not exist in the model folder");
+    const fs::path real = fs::canonical(joined, ec);
+    if (ec) return makeError(what + ": cannot resolve: " + ec.message());
+    const fs::path back = real.lexically_relative(root);
+    if (back.empty() || *back.begin() == ".." || back == ".")
+        return makeError(what + " resolves outside the model folder (symlink to " + real.string() + ")");
+    if (!fs::is_regular_file(real, ec)) return makeError(what + " is not a regular file");
+    return real;
+}
+
+struct Shard {
+    std::string name;   // as listed (or the file name)
+    fs::path real;      // canonical path
+};
+
+}  // namespace
+
+Status applyHfConfig(Model& model, const std::string& configPath) {
+    const std::string display = fs::path(configPath).filename().string();
+    auto text = readTextFile(configPath, display);
+    if (!text) return text.error();
+    ojson j;
+    try {
+        j = ojson::parse(*text);
+    } catch (const std::exception& e) {
+        return makeError(display + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.is_object()) return makeError(display + ": not a JSON object");
+
+    model.configJson = std::move(*text);
+    model.architecture.clear();
+    if (auto it = j.find("model_type"); it != j.end() && it->is_string()) model.architecture = it->get<std::string>();
+
+    std::vector<MetaItem> items;
+    std::set<std::string> used;
+    for (const char* key : kPreferredKeys) {
+        auto it = j.find(key);
+        if (it == j.end() || it->is_null()) continue;
+        items.push_back({key, displayValue(*it)});
+        used.insert(key);
+    }
+    for (auto it = j.begin(); it != j.end(); ++it) {
+        if (it->is_null() || used.count(it.key())) continue;
+        items.push_back({it.key(), displayValue(*it)});
+    }
+    model.metadata = std::move(items);
+    return okStatus();
+}
+
+Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return makeError(dir + ": not a folder");
+    const fs::path root = fs::canonical(dir, ec);
+    if (ec) return makeError(dir + ": cannot resolve: " + ec.message());
+
+    auto model = std::make_shared<Model>();
+    model->format = ModelFormat::HuggingFaceFolder;
+    model->path = dir;
+    fs::path shown = fs::path(dir).lexically_normal();
+    if (!shown.has_filename()) shown = shown.parent_path();
+    model->name = shown.filename().string();
+    if (model->name.empty() || model->name == "." || model->name == "..") model->name = root.filename().string();
+    if (fs::exists(root / "config.json", ec)) {
+        auto st = applyHfConfig(*model, (root / "config.json").string());
+        if (!st) return st.error();
+    }
+
+    // Which files, and which tensors the index promises in each.
+    const std::string indexName = "model.safetensors.index.json";
+    std::vector<Shard> shards;
+    std::vector<std::vector<std::string>> promised;  // per shard: tensor names the index maps to it
+    if (fs::exists(root / indexName, ec)) {
+        auto text = readTextFile(root / indexName, indexName);
+        if (!text) return text.error();
+        auto j = parseJsonNoDuplicates(*text, indexName);
+        if (!j) return j.error();
+        if (!j->is_object()) return makeError(indexName + ": not a JSON object");
+        auto wm = j->find("weight_map");
+        if (wm == j->end() || !wm->is_object()) return makeError(indexName + ": no \"weight_map\" object");
+        std::map<std::string, std::vector<std::string>> byShard;  // sorted shard names: file order
+        for (auto it = wm->begin(); it != wm->end(); ++it) {
+            if (!it->is_string())
+                return makeError(indexName + ": weight_map entry for tensor '" + it.key() + "' is not a string");
+            byShard[it->get<std::string>()].push_back(it.key());
+        }
+        if (byShard.empty()) return makeError(indexName + ": weight_map is empty");
+        std::map<fs::path, size_t> seen;  // two spellings of one file are one shard
+        for (auto& [name, tensors] : byShard) {
+            auto real = resolveShard(root, name, indexName);
+            if (!real) return real.error();
+            auto [pos, fresh] = seen.emplace(*real, shards.size());
+            if (fresh) {
+                shards.push_back({name, *real});
+                promised.emplace_back();
+            }
+            auto& list = promised[pos->second];
+            list.insert(list.end(), tensors.begin(), tensors.end());
+        }
+    } else if (fs::exists(root / "model.safetensors", ec)) {
+        shards.push_back({"model.safetensors", root / "model.safetensors"});
+        promised.emplace_back();
+    } else {
+        std::vector<std::string> names;
+        for (const auto& e : fs::directory_iterator(root, ec)) {
+            const std::string n = e.path().filename().string();
+            if (e.path().extension() == ".safetensors" && !n.empty() && n[0] != '.' && e.is_regular_file(ec))
+                names.push_back(n);
+        }
+        if (ec) return makeError(dir + ": cannot list the folder: " + ec.message());
+        std::sort(names.begin(), names.end());
+        for (const auto& n : names) {
+            shards.push_back({n, root / n});
+            promised.emplace_back();
+        }
+        if (shards.empty())
+            return makeError(dir + ": no model.safetensors, model.safetensors.index.json or *.safetensors file");
+    }
+
+    std::unordered_map<std::string, uint32_t> owner;  // tensor name -> file index
+    for (size_t i = 0; i < shards.size(); ++i) {
+        auto mf = MappedFile::open(shards[i].real.string());
+        if (!mf) return mf.error();
+        auto header = parseSafetensorsBytes((*mf)->data(), (*mf)->size(), shards[i].name);
+        if (!header) return header.error();
+        const auto fileIndex = static_cast<uint32_t>(i);
+        for (auto& t : header->tensors) {
+            auto [pos, fresh] = owner.emplace(t.name, fileIndex);
+            if (!fresh)
+                return makeError(dir + ": tensor '" + t.name + "' is in both '" + shards[pos->second].name +
+                                 "' and '" + shards[i].name + "'");
+            t.fileIndex = fileIndex;
+            model->tensors.push_back(std::move(t));
+        }
+        for (const auto& name : promised[i]) {
+            auto it = owner.find(name);
+            if (it == owner.end() || it->second != fileIndex)
+                return makeError(indexName + ": tensor '" + name + "' is mapped to '" + shards[i].name +
+                                 "', which does not contain it");
+        }
+        if (i == 0)
+            for (const auto& m : header->metadata) model->metadata.push_back({"safetensors." + m.key, m.value});
+        model->files.push_back(std::move(*mf));
+    }
+    return model;
+}
+
+}  // namespace qz

@@ -2,6 +2,11 @@
 // model.safetensors.index.json ({"weight_map": {tensor: shard file}}), FORMATS.md F.2.
 // Shard paths must stay inside the folder (no absolute paths, no "..", no symlink escaping it);
 // every tensor named in the index must be in the shard it names, and no tensor may appear twice.
+// Shard files that the index does not list are ignored. Tensors of a listed shard that the index
+// does not name are still part of the model (loaders read whole shards).
+// Without an index or model.safetensors, every *.safetensors file of the folder is read (e.g. GPTQ
+// folders with "gptq_model-4bit-128g.safetensors"), in name order.
+// Files come in shard-name order and tensors by data offset within each file.
 #pragma once
 
 #include <memory>
@@ -16,6 +21,10 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir);
 
 // Fills model.architecture / model.metadata / model.configJson from a config.json text.
 // Returns an error naming the file if it is not a JSON object.
+// metadata: well-known keys first (architectures, model_type, hidden_size / n_embd, num_hidden_layers /
+// n_layer, heads, kv heads, head_dim, intermediate_size, vocab_size, context length, torch_dtype,
+// rope_theta, tie_word_embeddings, quantization_config, ...), then every other non-null top-level key in
+// file order. Values are display strings: strings unquoted, lists joined with ", ", objects as compact JSON.
 Status applyHfConfig(Model& model, const std::string& configPath);
 
 }  // namespace qz
