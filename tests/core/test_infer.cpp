@@ -1,0 +1,259 @@
+// Inference engine: logits against an independent reference forward pass, cache/batch consistency,
+// GGUF vs HF layouts (Q/K permutation), overrides, the calibration observer, bad input.
+//
+// Expected logits come from an independent pure-Python forward pass (written separately from the
+// engine, double precision, HF layouts) run on the same safetensors files; the selected values are
+// quoted here (token index -> logit) for three positions of a short token sequence.
+#include <QtTest>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "infer/engine.h"
+#include "model/model.h"
+
+using namespace qz;
+
+namespace {
+
+const std::string kData = QZ_TEST_DATA;
+
+struct RefRow {
+    int pos;
+    std::vector<int> idx;
+    std::vector<float> val;
+};
+
+std::shared_ptr<Model> open(const std::string& rel) {
+    auto m = openModel(kData + "/" + rel);
+    if (!m) qWarning("%s", m.error().message.c_str());
+    return m ? *m : nullptr;
+}
+
+std::vector<float> logitsAll(Engine& e, const std::vector<int32_t>& toks) {
+    std::vector<float> out(toks.size() * e.nVocab());
+    e.reset();
+    auto st = e.eval(toks, 0, out.data(), 0);
+    if (!st) qWarning("%s", st.error().message.c_str());
+    return st ? out : std::vector<float>();
+}
+
+void checkRef(const std::vector<float>& logits, int nVocab, const std::vector<RefRow>& ref, float tol) {
+    QVERIFY(!logits.empty());
+    for (const auto& r : ref)
+        for (size_t i = 0; i < r.idx.size(); ++i) {
+            const float got = logits[static_cast<size_t>(r.pos) * nVocab + r.idx[i]];
+            if (std::fabs(got - r.val[i]) > tol)
+                QFAIL(qPrintable(QString("pos %1 token %2: got %3, reference %4")
+                                     .arg(r.pos).arg(r.idx[i]).arg(got, 0, 'f', 6).arg(r.val[i], 0, 'f', 6)));
+        }
+}
+
+float maxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size() || a.empty()) return INFINITY;
+    float m = 0;
+    for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+    return m;
+}
+
+}  // namespace
+
+class TestInfer : public QObject {
+    Q_OBJECT
+private slots:
+    void stories260KMatchesReference() {
+        auto m = open("models/stories260K/hf");
+        QVERIFY(m);
+        auto e = Engine::load(*m, {});
+        QVERIFY2(e, e ? "" : e.error().message.c_str());
+        QCOMPARE((*e)->nVocab(), 512);
+        QCOMPARE((*e)->hparams().nHeadKv, 4);
+        const std::vector<int32_t> toks = {1, 400, 30, 200, 17, 5, 99};
+        const std::vector<int> idx = {0, 1, 13, 100, 257, 400, 511};
+        const std::vector<RefRow> ref = {
+            {0, idx, {-6.222914f, 8.404342f, 6.449807f, -6.222722f, -6.222970f, 3.953947f, -4.405519f}},
+            {3, idx, {-15.442842f, 1.342077f, 2.465045f, -15.442576f, -15.443184f, 6.579258f, -11.344088f}},
+            {6, idx, {-13.995786f, 1.793913f, 2.575919f, -13.995715f, -13.996222f, 5.773313f, -10.429475f}},
+        };
+        checkRef(logitsAll(**e, toks), 512, ref, 2e-3f);
+    }
+
+    void bardLlamaBf16MatchesReference() {
+        auto m = open("models/bard-llama");
+        QVERIFY(m);
+        auto e = Engine::load(*m, {});
+        QVERIFY2(e, e ? "" : e.error().message.c_str());
+        QVERIFY((*e)->hparams().addBos);
+        QCOMPARE((*e)->hparams().bosId, 1);
+        const std::vector<int32_t> toks = {1, 300, 17, 400, 42};
+        const std::vector<int> idx = {0, 1, 13, 100, 257, 400, 511};
+        const std::vector<RefRow> ref = {
+            {0, idx, {-19.576803f, -19.500083f, 2.115316f, -19.493858f, -19.502741f, -1.595823f, -19.429767f}},
+            {2, idx, {-14.504224f, -14.630832f, 4.297272f, -14.675174f, -14.446113f, 0.369027f, -14.633827f}},
+            {4, idx, {-18.796004f, -18.918562f, 3.671052f, -18.837467f, -18.690751f, 0.231236f, -18.840963f}},
+        };
+        checkRef(logitsAll(**e, toks), 512, ref, 3e-3f);
+    }
+
+    void bardGpt2MatchesReference() {
+        auto m = open("models/bard-gpt2");
+        QVERIFY(m);
+        auto e = Engine::load(*m, {});
+        QVERIFY2(e, e ? "" : e.error().message.c_str());
+        QVERIFY(!(*e)->hparams().addBos);
+        QCOMPARE((*e)->nVocab(), 1024);
+        QCOMPARE((*e)->nCtxMax(), 256);
+        const std::vector<int32_t> toks = {5, 300, 17, 900, 42};
+        const std::vector<int> idx = {0, 1, 13, 100, 257, 700, 1023};
+        const std::vector<RefRow> ref = {
+            {0, idx, {0.669164f, -7.874219f, 0.448339f, -7.946050f, 0.405361f, -2.874960f, -8.014758f}},
+            {2, idx, {5.426590f, -12.385701f, 6.500176f, -12.403755f, -5.544811f, -8.324444f, -12.213394f}},
+            {4, idx, {1.606910f, -14.124900f, 1.785157f, -14.051860f, -1.700921f, 0.291540f, -14.217389f}},
+        };
+        checkRef(logitsAll(**e, toks), 1024, ref, 3e-3f);
+    }
+
+    // Token-by-token evaluation through the KV cache, and split batches, give the batched logits.
+    void cacheMatchesBatch_data() {
+        QTest::addColumn<QString>("model");
+        QTest::newRow("llama") << "models/bard-llama";
+        QTest::newRow("gpt2") << "models/bard-gpt2";
+    }
+    void cacheMatchesBatch() {
+        QFETCH(QString, model);
+        auto m = open(model.toStdString());
+        QVERIFY(m);
+        for (int threads : {1, 2}) {
+            EngineOptions opt;
+            opt.threads = threads;
+            auto e = Engine::load(*m, opt);
+            QVERIFY(e);
+            Engine& en = **e;
+            std::vector<int32_t> toks;
+            for (int i = 0; i < 40; ++i) toks.push_back((i * 37 + 11) % en.nVocab());
+            const auto all = logitsAll(en, toks);
+            const int V = en.nVocab();
+            // one at a time
+            en.reset();
+            std::vector<float> one(V), seq;
+            for (size_t i = 0; i < toks.size(); ++i) {
+                QVERIFY(en.eval(std::span(&toks[i], 1), static_cast<int>(i), one.data(), 0).ok());
+                seq.insert(seq.end(), one.begin(), one.end());
+            }
+            QVERIFY2(maxAbsDiff(all, seq) < 1e-3f, qPrintable(QString::number(maxAbsDiff(all, seq))));
+            // two batches 0..24, 25..39, last-only logits
+            en.reset();
+            std::vector<float> part(15 * V);
+            QVERIFY(en.eval(std::span(toks.data(), 25), 0, nullptr).ok());
+            QVERIFY(en.eval(std::span(toks.data() + 25, 15), 25, part.data(), 0).ok());
+            std::vector<float> tail(all.begin() + 25 * V, all.end());
+            QVERIFY(maxAbsDiff(tail, part) < 1e-3f);
+            // rewind: re-evaluating from position 25 overwrites the cache
+            std::vector<float> last(V);
+            QVERIFY(en.eval(std::span(toks.data() + 25, 15), 25, last.data(), 14).ok());
+            std::vector<float> lastRef(all.end() - V, all.end());
+            QVERIFY(maxAbsDiff(lastRef, last) < 1e-3f);
+        }
+    }
+
+    void overrides() {
+        auto m = open("models/stories260K/hf");
+        QVERIFY(m);
+        const std::vector<int32_t> toks = {1, 400, 30, 200};
+        auto base = Engine::load(*m, {});
+        QVERIFY(base);
+        const auto ref = logitsAll(**base, toks);
+        // Same values as an override: identical logits.
+        const std::string name = "model.layers.2.mlp.down_proj.weight";
+        const TensorInfo* t = m->find(name);
+        QVERIFY(t);
+        auto vals = readTensorF32(*m, *t);
+        QVERIFY(vals);
+        WeightOverrides ov;
+        ov[name] = *vals;
+        EngineOptions opt;
+        opt.overrides = &ov;
+        auto same = Engine::load(*m, opt);
+        QVERIFY(same);
+        QCOMPARE(maxAbsDiff(ref, logitsAll(**same, toks)), 0.0f);
+        // Perturbed values: the logits move.
+        for (auto& v : ov[name]) v *= 1.5f;
+        auto diff = Engine::load(*m, opt);
+        QVERIFY(diff);
+        QVERIFY(maxAbsDiff(ref, logitsAll(**diff, toks)) > 1e-3f);
+        // Wrong size: a clear error.
+        ov[name].pop_back();
+        auto bad = Engine::load(*m, opt);
+        QVERIFY(!bad);
+        QVERIFY(bad.error().message.find(name) != std::string::npos);
+    }
+
+    void observer() {
+        auto m = open("models/bard-llama");
+        QVERIFY(m);
+        auto e = Engine::load(*m, {});
+        QVERIFY(e);
+        std::map<std::string, std::pair<int64_t, int64_t>> seen;
+        std::vector<float> firstNormed;
+        (*e)->setObserver([&](const std::string& name, const float* x, int64_t n, int64_t nIn) {
+            seen[name] = {n, nIn};
+            if (name == "model.layers.0.self_attn.q_proj.weight") firstNormed.assign(x, x + n * nIn);
+        });
+        const std::vector<int32_t> toks = {1, 300, 17, 400, 42};
+        std::vector<float> logits(512);
+        QVERIFY((*e)->eval(toks, 0, logits.data(), 4).ok());
+        QCOMPARE(seen.size(), size_t(4 * 7 + 1));
+        QCOMPARE(seen["model.layers.3.mlp.down_proj.weight"], std::make_pair(int64_t(5), int64_t(768)));
+        QCOMPARE(seen["model.layers.0.self_attn.o_proj.weight"], std::make_pair(int64_t(5), int64_t(256)));
+        QCOMPARE(seen["lm_head.weight"], std::make_pair(int64_t(1), int64_t(256)));
+        // The q_proj input of token 2 is RMSNorm(embedding of token 17) · g: check by hand.
+        auto emb = readTensorF32(*m, *m->find("model.embed_tokens.weight"));
+        auto g = readTensorF32(*m, *m->find("model.layers.0.input_layernorm.weight"));
+        QVERIFY(emb && g);
+        double ss = 0;
+        for (int i = 0; i < 256; ++i) ss += double((*emb)[17 * 256 + i]) * (*emb)[17 * 256 + i];
+        const double sc = 1.0 / std::sqrt(ss / 256 + 1e-5);
+        for (int i = 0; i < 256; i += 17)
+            QVERIFY(std::fabs(firstNormed[2 * 256 + i] - (*emb)[17 * 256 + i] * sc * (*g)[i]) < 1e-5);
+    }
+
+    void badInput() {
+        auto m = open("models/stories260K/hf");
+        QVERIFY(m);
+        EngineOptions opt;
+        opt.nCtx = 16;
+        auto e = Engine::load(*m, opt);
+        QVERIFY(e);
+        Engine& en = **e;
+        std::vector<float> out(512);
+        const std::vector<int32_t> badTok = {1, 512};
+        QVERIFY(!en.eval(badTok, 0, out.data(), 1).ok());
+        const std::vector<int32_t> neg = {-1};
+        QVERIFY(!en.eval(neg, 0, out.data(), 0).ok());
+        std::vector<int32_t> tooMany(17, 3);
+        QVERIFY(!en.eval(tooMany, 0, nullptr).ok());
+        en.reset();
+        const std::vector<int32_t> ok = {1, 2};
+        QVERIFY(!en.eval(ok, 5, nullptr).ok());  // nPast beyond the cache
+        QVERIFY(!en.eval(ok, 0, out.data(), 2).ok());  // logitsFrom out of range
+        QVERIFY(en.eval(ok, 0, out.data(), 1).ok());
+        // A folder that is not a supported architecture / missing tensor.
+        Model fake = *m;
+        fake.tensors.erase(fake.tensors.begin() + 3);
+        auto bad = Engine::load(fake, {});
+        QVERIFY(!bad);
+    }
+
+    void cancelLoad() {
+        auto m = open("models/stories260K/hf");
+        QVERIFY(m);
+        int calls = 0;
+        auto e = Engine::load(*m, {}, [&](const ProgressInfo&) { return ++calls < 5; });
+        QVERIFY(!e);
+        QVERIFY(e.error().cancelled);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestInfer)
+#include "test_infer.moc"
