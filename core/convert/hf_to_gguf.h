@@ -1,0 +1,65 @@
+// How a Hugging Face model becomes a GGUF file, as llama.cpp's convert_hf_to_gguf.py does it
+// (FORMATS.md A.2–A.6): architecture hyper-parameters → {arch}.* keys, HF tensor names → GGUF names,
+// the per-tensor transforms (the llama family's Q/K row permutation, GPT-2's Conv1D transposition),
+// and which tensors must stay F32.
+//
+// Supported: llama (and Llama-3 byte-level BPE vocabularies), mistral (written as llama, as convert
+// does), qwen2 (q/k/v biases, no permutation: llama.cpp's qwen2 uses NEOX RoPE), gpt2.
+// The plan holds no tensor data; produceTensor() makes one tensor's F32 values on demand, so an
+// export streams tensor by tensor.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "gguf/gguf_file.h"
+#include "model/model.h"
+#include "tokenizer/vocab.h"
+
+namespace qz {
+
+struct ArchParams {
+    std::string hfType;       // config.json model_type
+    std::string ggufArch;     // "llama", "qwen2", "gpt2"
+    int64_t nLayer = 0, nEmbd = 0, nFf = 0, nHead = 0, nHeadKv = 0, headDim = 0, nCtx = 0, nVocab = 0;
+    bool headDimExplicit = false;  // config.json has head_dim (→ key_length / value_length written)
+    double ropeTheta = 10000.0, normEps = 1e-5;
+    bool tiedEmbeddings = false;
+};
+
+// Reads the hyper-parameters from config.json text. Errors name the file and the missing key.
+Result<ArchParams> archParamsFromConfig(const std::string& configJson, const std::string& where);
+
+enum class TensorTransform { None, PermuteQ, PermuteK, Transpose };
+
+struct PlannedTensor {
+    std::string ggufName;
+    std::vector<int64_t> ne;     // GGUF order (ne[0] innermost)
+    size_t source = 0;           // index into Model::tensors
+    TensorTransform transform = TensorTransform::None;
+    bool forceF32 = false;       // A.6: 1-D, norms, biases, position_embd, ...
+};
+
+struct ConversionPlan {
+    ArchParams arch;
+    std::vector<GgufKV> kvs;              // general.*, {arch}.*, tokenizer.* — file_type is filled by the exporter
+    std::vector<PlannedTensor> tensors;   // in convert_hf_to_gguf's order (HF names sorted)
+    std::vector<std::string> notes;       // dropped tensors, vocabulary warnings
+};
+
+// Builds the plan for a HF model (folder or .safetensors with config.json and tokenizer beside it).
+Result<ConversionPlan> planHfToGguf(const Model& model);
+
+// The F32 values of one planned tensor (reads, converts to F32 exactly, applies the transform).
+Status produceTensor(const Model& model, const ConversionPlan& plan, const PlannedTensor& t,
+                     std::vector<float>& out);
+
+// The Q/K permutation of A.5 on a [rows × cols] matrix (or a bias: cols = 1).
+void permuteQK(const float* in, float* out, int64_t rows, int64_t cols, int64_t nHeads);
+
+// "Bard Llama" from "bard-llama", as convert names models; "3.4M" size labels.
+std::string generalNameFromDir(const std::string& dirName);
+std::string sizeLabel(uint64_t parameters);
+
+}  // namespace qz
