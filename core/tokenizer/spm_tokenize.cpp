@@ -1,0 +1,97 @@
+// SentencePiece-style tokenization as llama.cpp does it (llm_tokenizer_spm): greedy merging of
+// adjacent symbols by the score of the token they form, then byte fallback for leftover pieces.
+#include <queue>
+
+#include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/unicode.h"
+
+namespace qz {
+
+namespace {
+
+struct Symbol {
+    int64_t prev;
+    int64_t next;
+    size_t start;
+    size_t len;  // 0 once merged into its left neighbour
+};
+
+struct Bigram {
+    float score;
+    int64_t left;
+    int64_t right;
+    size_t len;  // byte length of the merged text when queued
+};
+
+struct BigramOrder {
+    bool operator()(const Bigram& a, const Bigram& b) const {
+        // top = highest score, then leftmost
+        if (a.score != b.score) return a.score < b.score;
+        return a.left > b.left;
+    }
+};
+
+}  // namespace
+
+void Tokenizer::Impl::spmTokenize(std::string_view fragment, std::vector<int32_t>& out) const {
+    std::string textBuf;
+    textBuf.reserve(fragment.size() + 4);
+    if (addSpacePrefix) textBuf += "\xE2\x96\x81";
+    for (char ch : fragment) {
+        if (ch == ' ') textBuf += "\xE2\x96\x81";
+        else textBuf += ch;
+    }
+    const std::string_view s = textBuf;
+    if (s.empty()) return;
+
+    std::vector<Symbol> sym;
+    sym.reserve(s.size());
+    for (size_t pos = 0; pos < s.size();) {
+        const size_t len = std::min(tok::utf8SeqLen(uint8_t(s[pos])), s.size() - pos);
+        const int64_t idx = int64_t(sym.size());
+        sym.push_back({idx - 1, idx + 1, pos, len});
+        pos += len;
+    }
+    sym.back().next = -1;
+
+    std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
+    auto tryAdd = [&](int64_t left, int64_t right) {
+        if (left < 0 || right < 0) return;
+        const size_t len = sym[size_t(left)].len + sym[size_t(right)].len;
+        const int32_t id = find(s.substr(sym[size_t(left)].start, len));
+        if (id < 0) return;
+        queue.push({score[size_t(id)], left, right, len});
+    };
+    for (size_t i = 1; i < sym.size(); ++i) tryAdd(int64_t(i - 1), int64_t(i));
+
+    while (!queue.empty()) {
+        const Bigram b = queue.top();
+        queue.pop();
+        Symbol& l = sym[size_t(b.left)];
+        Symbol& r = sym[size_t(b.right)];
+        if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;  // stale
+        l.len += r.len;
+        r.len = 0;
+        l.next = r.next;
+        if (r.next >= 0) sym[size_t(r.next)].prev = b.left;
+        tryAdd(l.prev, b.left);
+        tryAdd(b.left, l.next);
+    }
+
+    for (int64_t i = 0; i >= 0; i = sym[size_t(i)].next) {
+        const Symbol& x = sym[size_t(i)];
+        const std::string_view piece = s.substr(x.start, x.len);
+        const int32_t id = find(piece);
+        if (id >= 0) {
+            out.push_back(id);
+            continue;
+        }
+        for (char ch : piece) {
+            const int32_t bt = byteToken[uint8_t(ch)];
+            if (bt >= 0) out.push_back(bt);
+            else if (unk >= 0) out.push_back(unk);
+        }
+    }
+}
+
+}  // namespace qz
