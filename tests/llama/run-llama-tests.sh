@@ -3,6 +3,10 @@
 # prebuilt CPU build) and that its perplexity matches an expected value.
 #
 #   run-llama-tests.sh FILE.gguf EXPECTED_PPL REL_TOL [checker options...]
+#   run-llama-tests.sh --expect-load-failure FILE.gguf
+#
+# The second form is the harness's own negative test: exit 0 only if llama.cpp itself started (binary OK) and
+# then refused to load FILE (so a broken harness cannot pass it the way WILL_FAIL would).
 #
 # Checker options are passed to check-gguf.mjs after the defaults, e.g. --bos / --no-bos, --prompt TEXT,
 # --n 32, --kld-base BASE.gguf, --ctx 128, --chunks 32, --text FILE.
@@ -16,13 +20,31 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
+fail() { echo "FAIL: $*"; exit 1; }
+
+if [ "${1:-}" = "--expect-load-failure" ] && [ $# -eq 2 ]; then
+    [ -f "$2" ] || fail "$2: no such file"
+    [ -f "$here/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/llama-addon.node" ] \
+        || fail "node-llama-cpp is not installed: run tests/llama/setup.sh"
+    json="$(NODE_LLAMA_CPP_SKIP_DOWNLOAD=true node "$here/check-gguf.mjs" "$2" 2>/dev/null)"
+    printf '%s\n' "$json" | node -e '
+let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
+    let j; try { j = JSON.parse(s); } catch (e) { console.log("FAIL: checker printed no JSON"); process.exit(1); }
+    const started = j.backend && j.backend.build_type === "prebuilt";
+    console.log(`file: ${j.file}\nllama.cpp started: ${!!started}\nload_ok: ${!!j.load_ok}\nerror: ${j.error}`);
+    if (!started) { console.log("FAIL: llama.cpp did not start, so this proves nothing"); process.exit(1); }
+    if (j.load_ok || j.ok) { console.log("FAIL: llama.cpp loaded a file it should refuse"); process.exit(1); }
+    console.log("PASS (llama.cpp refused the file)");
+});'
+    exit $?
+fi
+
 if [ $# -lt 3 ]; then
     echo "usage: $0 FILE.gguf EXPECTED_PPL REL_TOL [check-gguf options...]" >&2
+    echo "       $0 --expect-load-failure FILE.gguf" >&2
     exit 2
 fi
 file="$1"; expected="$2"; tol="$3"; shift 3
-
-fail() { echo "FAIL: $*"; exit 1; }
 
 [ -f "$file" ] || fail "$file: no such file"
 command -v node >/dev/null 2>&1 || fail "node not found (tests/llama/setup.sh needs Node.js >= 20)"
