@@ -304,7 +304,7 @@ async function main() {
             });
             const meanNll = nll / count;
             const ppl = Math.exp(meanNll);
-            let var_ = nll2 / count - meanNll * meanNll;
+            const var_ = nll2 / count - meanNll * meanNll;
             const err = var_ > 0 ? ppl * Math.sqrt(var_ / (count - 1)) : null;
             result.perplexity = {text: opts.text, n_tokens_text: tokens.length, n_ctx: nCtx, n_chunk: nChunk,
                 scored_per_chunk: nCtx - 1 - nCtx / 2, scored: count, mean_nll: meanNll, ppl, ppl_err: err,
