@@ -362,7 +362,9 @@ Result<Vocab> loadBpe(const fs::path& dir, const Json* config, const Json* tokCf
         }
         pre = "gpt-2";  // the slow GPT-2 tokenizer always splits with GPT-2's regex
     }
-    // Added tokens of tokenizer_config.json that tokenizer.json does not list.
+    // Added tokens of tokenizer_config.json that tokenizer.json does not list (they are in the HF
+    // tokenizer's vocab; gguf-py's SpecialVocab looks special tokens up in tokenizer.json's list only).
+    const std::vector<AddedToken> tokenizerJsonAdded = added;
     if (tokCfg && tokCfg->is_object() && tokCfg->contains("added_tokens_decoder") &&
         (*tokCfg)["added_tokens_decoder"].is_object()) {
         for (const auto& [idText, data] : (*tokCfg)["added_tokens_decoder"].items()) {
@@ -469,7 +471,7 @@ Result<Vocab> loadBpe(const fs::path& dir, const Json* config, const Json* tokCf
     }
     v.merges = std::move(merges);
     v.warnings.insert(v.warnings.end(), mergeWarnings.begin(), mergeWarnings.end());
-    auto st = loadSpecialVocab(v, dir, config, added, tokCfg);
+    auto st = loadSpecialVocab(v, dir, config, tokenizerJsonAdded, tokCfg);
     if (!st) return st.error();
     return v;
 }
