@@ -1,0 +1,68 @@
+// A reusable histogram plot (QCustomPlot): one or more qz::Histogram series overlaid as step lines
+// with translucent fill and a legend. It knows nothing about models or jobs — it is given histograms —
+// so the main window, the headless report, and later comparison/teaching views all use it.
+//
+// Each bin is one data point at the bin centre, so a graph holds exactly bins() points whose values
+// sum to the in-range count. Counts use engineering notation; optional log scale (empty bins are
+// left out there). Zoom with the wheel, pan by dragging, double-click to reset. Context menu: reset,
+// log scale, legend, export PNG / SVG / PDF.
+#pragma once
+
+#include <QColor>
+#include <QList>
+#include <QWidget>
+
+#include "stats/histogram.h"
+
+class QCustomPlot;
+class QCPTextElement;
+
+namespace qz::ui {
+
+struct HistogramSeries {
+    QString name;
+    qz::Histogram histogram;
+    QColor color;
+};
+
+class HistogramPlot : public QWidget {
+    Q_OBJECT
+public:
+    explicit HistogramPlot(QWidget* parent = nullptr);
+
+    void setTitle(const QString& title);
+    void setAxisLabels(const QString& x, const QString& y);
+    void setSeries(const QList<HistogramSeries>& series);
+    void clear(const QString& message = QString());
+    const QList<HistogramSeries>& series() const { return m_series; }
+
+    void setLogScale(bool on);
+    bool logScale() const { return m_log; }
+    void setLegendVisible(bool on);
+    void resetView();
+
+    // Writes the plot to path; the format follows the suffix (.png, .svg, .pdf).
+    bool exportTo(const QString& path, int width = 900, int height = 560, QString* error = nullptr);
+    QCustomPlot* customPlot() const { return m_plot; }
+
+    static QColor originalColor() { return QColor(31, 119, 180); }     // notebook blue
+    static QColor quantizedColor() { return QColor(255, 127, 14); }    // notebook orange
+    static QColor errorColor() { return QColor(214, 39, 40); }
+
+signals:
+    void exported(const QString& path);
+    void logScaleChanged(bool on);
+
+private:
+    void rebuildGraphs();
+    void showContextMenu(const QPoint& pos);
+    void exportDialog(const QString& suffix);
+
+    QCustomPlot* m_plot;
+    QCPTextElement* m_title;
+    QList<HistogramSeries> m_series;
+    bool m_log = false;
+    bool m_legend = true;
+};
+
+}  // namespace qz::ui

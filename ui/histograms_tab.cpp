@@ -1,0 +1,129 @@
+#include "histograms_tab.h"
+
+#include <QCheckBox>
+#include <QDoubleSpinBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QVBoxLayout>
+
+#include "histogram_plot.h"
+#include "qt_types.h"
+
+namespace qz::ui {
+
+HistogramsTab::HistogramsTab(QWidget* parent) : QWidget(parent) {
+    m_tensorPlot = new HistogramPlot(this);
+    m_tensorPlot->setObjectName(QStringLiteral("tensorPlot"));
+    m_tensorPlot->setAxisLabels(tr("weight value"), tr("count"));
+    m_errorPlot = new HistogramPlot(this);
+    m_errorPlot->setObjectName(QStringLiteral("errorPlot"));
+    m_errorPlot->setAxisLabels(tr("dequantized − original"), tr("count"));
+    m_modelPlot = new HistogramPlot(this);
+    m_modelPlot->setObjectName(QStringLiteral("modelPlot"));
+    m_modelPlot->setAxisLabels(tr("weight value"), tr("count"));
+
+    m_tensorBins = new QSpinBox(this);
+    m_tensorBins->setRange(10, 2000);
+    m_tensorBins->setValue(150);
+    m_tensorBins->setToolTip(tr("Bins of the tensor plots (range: the tensor's own min..max)"));
+    m_modelBins = new QSpinBox(this);
+    m_modelBins->setRange(10, 5000);
+    m_modelBins->setValue(150);
+    m_lo = new QDoubleSpinBox(this);
+    m_hi = new QDoubleSpinBox(this);
+    for (QDoubleSpinBox* s : {m_lo, m_hi}) {
+        s->setRange(-1e6, 1e6);
+        s->setDecimals(3);
+        s->setSingleStep(0.5);
+    }
+    m_lo->setValue(-2.0);
+    m_hi->setValue(2.0);
+    m_applyModel = new QPushButton(tr("Apply"), this);
+    m_applyModel->setToolTip(tr("Recompute the whole-model histograms with these bins and range"));
+    m_log = new QCheckBox(tr("Log counts"), this);
+
+    auto* controls = new QHBoxLayout;
+    controls->addWidget(new QLabel(tr("Tensor bins"), this));
+    controls->addWidget(m_tensorBins);
+    controls->addSpacing(16);
+    controls->addWidget(new QLabel(tr("Model bins"), this));
+    controls->addWidget(m_modelBins);
+    controls->addWidget(new QLabel(tr("range"), this));
+    controls->addWidget(m_lo);
+    controls->addWidget(new QLabel(QStringLiteral("…"), this));
+    controls->addWidget(m_hi);
+    controls->addWidget(m_applyModel);
+    controls->addSpacing(16);
+    controls->addWidget(m_log);
+    controls->addStretch(1);
+
+    auto* top = new QSplitter(Qt::Horizontal, this);
+    top->addWidget(m_tensorPlot);
+    top->addWidget(m_errorPlot);
+    auto* split = new QSplitter(Qt::Vertical, this);
+    split->addWidget(top);
+    split->addWidget(m_modelPlot);
+    auto* layout = new QVBoxLayout(this);
+    layout->addLayout(controls);
+    layout->addWidget(split, 1);
+
+    connect(m_tensorBins, &QSpinBox::editingFinished, this, [this] { emit tensorBinsChanged(tensorBins()); });
+    connect(m_applyModel, &QPushButton::clicked, this, [this] {
+        if (m_hi->value() <= m_lo->value()) m_hi->setValue(m_lo->value() + 1.0);
+        emit modelHistogramRequested(modelHistogramSpec());
+    });
+    connect(m_log, &QCheckBox::toggled, this, [this](bool on) {
+        for (HistogramPlot* p : {m_tensorPlot, m_errorPlot, m_modelPlot}) p->setLogScale(on);
+    });
+    clearTensor();
+    clearModel();
+}
+
+int HistogramsTab::tensorBins() const { return m_tensorBins->value(); }
+
+void HistogramsTab::setTensorBins(int bins) { m_tensorBins->setValue(bins); }
+
+qz::HistogramSpec HistogramsTab::modelHistogramSpec() const {
+    qz::HistogramSpec s;
+    s.bins = m_modelBins->value();
+    s.lo = m_lo->value();
+    s.hi = m_hi->value();
+    return s;
+}
+
+void HistogramsTab::setModelHistogramSpec(const qz::HistogramSpec& spec) {
+    m_modelBins->setValue(spec.bins);
+    m_lo->setValue(spec.lo);
+    m_hi->setValue(spec.hi);
+}
+
+void HistogramsTab::showTensor(const qz::TensorQuantResult& r, const QString& methodText) {
+    m_tensorName = toQ(r.name);
+    m_tensorPlot->setTitle(m_tensorName + QStringLiteral(" — ") + methodText);
+    m_tensorPlot->setSeries({{tr("Original weights"), r.histOriginal, HistogramPlot::originalColor()},
+                             {tr("Dequantized"), r.histDequantized, HistogramPlot::quantizedColor()}});
+    m_errorPlot->setTitle(tr("Error of %1").arg(m_tensorName));
+    m_errorPlot->setSeries({{tr("dequantized − original"), r.histError, HistogramPlot::errorColor()}});
+}
+
+void HistogramsTab::clearTensor(const QString& message) {
+    m_tensorName.clear();
+    m_tensorPlot->clear(message.isEmpty() ? tr("Select a tensor") : message);
+    m_errorPlot->clear(tr("Error histogram"));
+}
+
+void HistogramsTab::showModel(const qz::Histogram& original, const qz::Histogram& dequantized,
+                              const QString& methodText) {
+    m_modelPlot->setTitle(tr("All selected weights — ") + methodText);
+    m_modelPlot->setSeries({{tr("Original weights"), original, HistogramPlot::originalColor()},
+                            {tr("Dequantized"), dequantized, HistogramPlot::quantizedColor()}});
+}
+
+void HistogramsTab::clearModel(const QString& message) {
+    m_modelPlot->clear(message.isEmpty() ? tr("Whole model: run a quantization") : message);
+}
+
+}  // namespace qz::ui

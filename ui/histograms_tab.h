@@ -1,0 +1,57 @@
+// The "Histograms" tab: the selected tensor's original vs dequantized values, its error
+// (dequantized − original), and the whole model's weights before/after (the notebook's plot:
+// 150 bins over (−2, 2) by default). Controls for bins, range and log scale; it emits requests
+// and the owner recomputes in the background (the tab never runs jobs itself).
+#pragma once
+
+#include <QWidget>
+
+#include "jobs/quantize_job.h"
+
+class QCheckBox;
+class QDoubleSpinBox;
+class QPushButton;
+class QSpinBox;
+
+namespace qz::ui {
+
+class HistogramPlot;
+
+class HistogramsTab : public QWidget {
+    Q_OBJECT
+public:
+    explicit HistogramsTab(QWidget* parent = nullptr);
+
+    void showTensor(const qz::TensorQuantResult& r, const QString& methodText);
+    void clearTensor(const QString& message = QString());
+    void showModel(const qz::Histogram& original, const qz::Histogram& dequantized, const QString& methodText);
+    void clearModel(const QString& message = QString());
+    QString tensorName() const { return m_tensorName; }
+
+    int tensorBins() const;
+    void setTensorBins(int bins);
+    qz::HistogramSpec modelHistogramSpec() const;
+    void setModelHistogramSpec(const qz::HistogramSpec& spec);
+
+    HistogramPlot* tensorPlot() const { return m_tensorPlot; }
+    HistogramPlot* errorPlot() const { return m_errorPlot; }
+    HistogramPlot* modelPlot() const { return m_modelPlot; }
+
+signals:
+    void tensorBinsChanged(int bins);
+    void modelHistogramRequested(const qz::HistogramSpec& spec);
+
+private:
+    HistogramPlot* m_tensorPlot;
+    HistogramPlot* m_errorPlot;
+    HistogramPlot* m_modelPlot;
+    QSpinBox* m_tensorBins;
+    QSpinBox* m_modelBins;
+    QDoubleSpinBox* m_lo;
+    QDoubleSpinBox* m_hi;
+    QPushButton* m_applyModel;
+    QCheckBox* m_log;
+    QString m_tensorName;
+};
+
+}  // namespace qz::ui

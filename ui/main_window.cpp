@@ -1,0 +1,331 @@
+#include "main_window.h"
+
+#include <QCloseEvent>
+#include <QCoreApplication>
+#include <QDragEnterEvent>
+#include <QDropEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QScrollArea>
+#include <QSettings>
+#include <QSplitter>
+#include <QStatusBar>
+
+#include "headless.h"
+#include "histograms_tab.h"
+#include "log_dock.h"
+#include "method_panel.h"
+#include "model_loader.h"
+#include "model_summary.h"
+#include "model_tree.h"
+#include "quantize_runner.h"
+#include "recent_files.h"
+#include "report_writer.h"
+#include "result_summary.h"
+#include "tensor_analyzer.h"
+#include "tensor_table.h"
+#include "tensor_table_model.h"
+#include "workspace_tabs.h"
+
+namespace qz::ui {
+
+MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
+    qzInitUiResources();
+    setWindowTitle(tr("QuantZoo"));
+    setWindowIcon(QIcon(QStringLiteral(":/icons/quantzoo.svg")));
+    setAcceptDrops(true);
+    m_loader = new ModelLoader(this);
+    m_runner = new QuantizeRunner(this);
+    m_analyzer = new TensorAnalyzer(this);
+
+    m_tree = new ModelTree(this);
+    m_summary = new ModelSummary(this);
+    auto* left = new QSplitter(Qt::Vertical, this);
+    left->addWidget(m_tree);
+    left->addWidget(m_summary);
+    left->setStretchFactor(0, 3);
+    left->setStretchFactor(1, 1);
+
+    m_tabs = new WorkspaceTabs(this);
+    m_histograms = new HistogramsTab(this);
+    m_table = new TensorTable(this);
+    m_tabs->addWorkspace(QStringLiteral("histograms"), tr("Histograms"), m_histograms);
+    m_tabs->addWorkspace(QStringLiteral("tensors"), tr("Tensors table"), m_table);
+
+    m_panel = new MethodPanel(this);
+    auto* right = new QScrollArea(this);
+    right->setWidget(m_panel);
+    right->setWidgetResizable(true);
+    right->setMinimumWidth(260);
+
+    auto* centre = new QSplitter(Qt::Horizontal, this);
+    centre->addWidget(left);
+    centre->addWidget(m_tabs);
+    centre->addWidget(right);
+    centre->setStretchFactor(0, 2);
+    centre->setStretchFactor(1, 5);
+    centre->setStretchFactor(2, 1);
+    centre->setSizes({420, 900, 280});
+    setCentralWidget(centre);
+
+    m_log = new LogDock(this);
+    addDockWidget(Qt::BottomDockWidgetArea, m_log);
+    m_statusLabel = new QLabel(this);
+    statusBar()->addWidget(m_statusLabel, 1);
+
+    buildMenus();
+    wireJobs();
+    resize(1500, 900);
+    restoreGeometry(QSettings().value(QStringLiteral("window/geometry")).toByteArray());
+    setStatus(tr("Ready — open a model (File › Open or drag and drop)."));
+}
+
+MainWindow::~MainWindow() {
+    m_runner->cancel();  // the workers hold the model; let them stop before the panels go
+}
+
+void MainWindow::buildMenus() {
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    file->addAction(QIcon(QStringLiteral(":/icons/open.svg")), tr("&Open file…"), QKeySequence::Open, this, [this] {
+        const QString p = QFileDialog::getOpenFileName(this, tr("Open model file"), QString(),
+                                                       tr("Models (*.safetensors *.gguf);;All files (*)"));
+        if (!p.isEmpty()) openPath(p);
+    });
+    file->addAction(QIcon(QStringLiteral(":/icons/folder.svg")), tr("Open &folder…"), this, [this] {
+        const QString p = QFileDialog::getExistingDirectory(this, tr("Open Hugging Face model folder"));
+        if (!p.isEmpty()) openPath(p);
+    });
+    m_recent = new RecentFiles(file->addMenu(tr("&Recent files")), this);
+    connect(m_recent, &RecentFiles::openRequested, this, &MainWindow::openPath);
+    file->addSeparator();
+    m_exportAction = file->addAction(QIcon(QStringLiteral(":/icons/export.svg")), tr("&Export report…"), this, [this] {
+        const QString dir = QFileDialog::getExistingDirectory(this, tr("Export report into folder"));
+        QString error;
+        if (!dir.isEmpty() && !exportReport(dir, &error)) showError(tr("Export failed"), error);
+    });
+    m_exportAction->setEnabled(false);
+    file->addSeparator();
+    file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
+    QMenu* view = menuBar()->addMenu(tr("&View"));
+    view->addAction(m_log->toggleViewAction());
+    QMenu* help = menuBar()->addMenu(tr("&Help"));
+    help->addAction(tr("&About QuantZoo"), this, [this] {
+        QMessageBox::about(this, tr("About QuantZoo"),
+                           tr("<b>QuantZoo</b> %1<br>A workstation for quantizing language models: open, "
+                              "quantize, compare histograms and errors, export.")
+                               .arg(QCoreApplication::applicationVersion()));
+    });
+}
+
+void MainWindow::wireJobs() {
+    connect(m_loader, &ModelLoader::started, this, [this](const QString& p) { setStatus(tr("Opening %1…").arg(p)); });
+    connect(m_loader, &ModelLoader::loaded, this, &MainWindow::onModelLoaded);
+    connect(m_loader, &ModelLoader::failed, this, [this](const QString& path, const QString& message) {
+        showError(tr("Cannot open model"), message.isEmpty() ? tr("%1: unknown error").arg(path) : message);
+        emit modelFailed(m_lastError);
+    });
+
+    connect(m_panel, &MethodPanel::runRequested, this, &MainWindow::startRun);
+    // Direct call on the UI thread: sets the job's atomic cancel flag immediately.
+    connect(m_panel, &MethodPanel::cancelRequested, this, &MainWindow::cancelRun);
+    connect(m_runner, &QuantizeRunner::progress, m_panel, &MethodPanel::setProgress);
+    connect(m_runner, &QuantizeRunner::tensorDone, this, [this](const qz::TensorQuantResult& r) {
+        m_table->model()->addResult(r);
+        const QString name = toQ(r.name);
+        if (m_focus.isEmpty()) {
+            focusTensor(name);
+        } else if (name == m_focus) {
+            m_histograms->showTensor(r, toQ(m_runSpec.describe()));
+            emit tensorShown(name);
+        }
+    });
+    connect(m_runner, &QuantizeRunner::finished, this, &MainWindow::onRunFinished);
+    connect(m_runner, &QuantizeRunner::cancelled, this, &MainWindow::onRunCancelled);
+    connect(m_runner, &QuantizeRunner::failed, this, [this](const QString& message) {
+        m_panel->setRunning(false);
+        m_table->model()->clear();
+        m_table->summary()->showFailed(message);
+        m_histograms->clearModel(tr("Run failed"));
+        showError(tr("Quantization failed"), message);
+    });
+
+    connect(m_tree, &ModelTree::currentTensorChanged, this, &MainWindow::focusTensor);
+    connect(m_tree, &ModelTree::tensorSelectionChanged, m_panel, &MethodPanel::setTreeSelectionCount);
+    connect(m_table, &TensorTable::tensorActivated, this, &MainWindow::focusTensor);
+    connect(m_histograms, &HistogramsTab::tensorBinsChanged, this, [this] {
+        const QString f = m_focus;
+        m_focus.clear();
+        if (!f.isEmpty()) focusTensor(f);
+    });
+    connect(m_histograms, &HistogramsTab::modelHistogramRequested, this, [this] {
+        if (m_result && !m_runner->isRunning()) startRun();  // re-run the job with the new histogram spec
+    });
+    connect(m_analyzer, &TensorAnalyzer::ready, this, [this](const qz::TensorQuantResult& r) {
+        if (toQ(r.name) != m_focus) return;
+        m_histograms->showTensor(r, toQ(m_previewSpec.describe()) + tr(" (preview)"));
+        emit tensorShown(m_focus);
+    });
+    connect(m_analyzer, &TensorAnalyzer::failed, this, [this](const QString& message) {
+        m_histograms->clearTensor(tr("Cannot analyse this tensor"));
+        m_log->appendError(message);
+    });
+}
+
+void MainWindow::openPath(const QString& path) {
+    if (m_runner->isRunning()) cancelRun();
+    m_log->append(tr("Opening %1").arg(path));
+    m_loader->open(path);
+}
+
+void MainWindow::onModelLoaded(ModelPtr model) {
+    m_model = std::move(model);
+    m_result.reset();
+    m_focus.clear();
+    m_exportAction->setEnabled(false);
+    m_tree->setModel(m_model);
+    m_summary->setModel(m_model);
+    m_table->model()->clear();
+    m_table->summary()->showEmpty();
+    m_histograms->clearTensor();
+    m_histograms->clearModel();
+    m_panel->setModelLoaded(true);
+    m_panel->setTreeSelectionCount(0);
+    m_recent->add(toQ(m_model->path));
+    setWindowTitle(tr("QuantZoo — %1").arg(toQ(m_model->name)));
+    setStatus(tr("Opened %1: %n tensor(s)", nullptr, int(m_model->tensors.size())).arg(toQ(m_model->name)));
+    m_log->append(statusText());
+    emit modelOpened();
+}
+
+bool MainWindow::startRun() {
+    const QString why = m_panel->validationError();
+    if (!m_model || !why.isEmpty() || m_runner->isRunning()) {
+        if (!why.isEmpty()) setStatus(why);
+        return false;
+    }
+    qz::QuantizeParams params;
+    params.spec = m_panel->spec();
+    params.filter = m_panel->filter(m_tree->selectedTensorNames());
+    params.modelHistogram = m_histograms->modelHistogramSpec();
+    params.tensorBins = m_histograms->tensorBins();
+    m_runSpec = params.spec;
+    m_result.reset();
+    m_exportAction->setEnabled(false);
+    m_table->model()->clear();
+    m_histograms->clearModel(tr("Running…"));
+    if (!m_runner->start(m_model, params)) return false;
+    m_panel->setRunning(true);
+    m_table->summary()->showRunning(toQ(params.spec.describe()));
+    setStatus(tr("Running %1…").arg(toQ(params.spec.describe())));
+    m_log->append(statusText());
+    return true;
+}
+
+void MainWindow::cancelRun() { m_runner->cancel(); }
+
+void MainWindow::onRunFinished(ResultPtr result) {
+    m_result = std::move(result);
+    m_panel->setRunning(false);
+    m_panel->setProgress(1.0, tr("Done"), 0);
+    m_table->model()->setResults(m_result->tensors);  // the complete, ordered set
+    m_table->summary()->showResult(*m_result);
+    m_histograms->showModel(m_result->modelOriginal, m_result->modelDequantized, toQ(m_result->spec.describe()));
+    m_exportAction->setEnabled(true);
+    const QString f = m_focus;
+    m_focus.clear();
+    focusTensor(!f.isEmpty() ? f : (m_result->tensors.empty() ? QString() : toQ(m_result->tensors.front().name)));
+    setStatus(tr("Done: %n tensor(s) in %1 s", nullptr, int(m_result->tensors.size())).arg(m_result->seconds, 0, 'f', 2));
+    m_log->append(statusText());
+    emit runFinished();
+}
+
+void MainWindow::onRunCancelled() {
+    // Nothing half-done stays on screen as if it were done.
+    m_panel->setRunning(false);
+    m_panel->setProgress(0, tr("Cancelled"), 0);
+    m_table->model()->clear();
+    m_table->summary()->showCancelled();
+    m_histograms->clearModel(tr("Cancelled"));
+    m_histograms->clearTensor(tr("Cancelled"));
+    m_focus.clear();
+    m_result.reset();
+    m_exportAction->setEnabled(false);
+    setStatus(tr("Cancelled"));
+    m_log->append(tr("Run cancelled; partial results discarded"));
+}
+
+void MainWindow::focusTensor(const QString& name) {
+    if (name.isEmpty() || name == m_focus || !m_model) return;
+    const qz::TensorInfo* info = m_model->find(toStd(name));
+    if (!info) return;
+    m_focus = name;
+    m_tree->setCurrentTensor(name);
+    m_table->selectTensor(name);
+    const qz::TensorQuantResult* r = m_table->model()->find(name);
+    if (r && r->histOriginal.bins() == m_histograms->tensorBins()) {
+        m_histograms->showTensor(*r, toQ(m_runSpec.describe()));
+        emit tensorShown(name);
+        return;
+    }
+    if (m_runner->isRunning()) {  // the job will deliver it (or it is not selected)
+        m_histograms->clearTensor(tr("%1: waiting for the running job").arg(name));
+        return;
+    }
+    m_histograms->clearTensor(tr("Analysing %1…").arg(name));
+    m_previewSpec = m_result ? m_result->spec : m_panel->spec();
+    m_analyzer->analyze(m_model, size_t(info - m_model->tensors.data()), m_previewSpec, m_histograms->tensorBins());
+}
+
+bool MainWindow::exportReport(const QString& dir, QString* error) {
+    if (!m_model || !m_result) {
+        if (error) *error = tr("Nothing to export: run a quantization first.");
+        return false;
+    }
+    const qz::TensorQuantResult* focus = m_table->model()->find(m_focus);
+    auto written = writeReportFolder(dir, *m_model, *m_result, focus);
+    if (!written) {
+        if (error) *error = toQ(written.error().message);
+        return false;
+    }
+    setStatus(tr("Report written to %1").arg(dir));
+    m_log->append(tr("Report: %1").arg(written->join(QStringLiteral(", "))));
+    return true;
+}
+
+QString MainWindow::statusText() const { return m_statusLabel->text(); }
+
+void MainWindow::setStatus(const QString& text) { m_statusLabel->setText(text); }
+
+void MainWindow::showError(const QString& title, const QString& message) {
+    m_lastError = message;
+    setStatus(title + QStringLiteral(": ") + message);
+    m_log->appendError(message);
+    auto* box = new QMessageBox(QMessageBox::Critical, title, message, QMessageBox::Ok, this);
+    box->setObjectName(QStringLiteral("errorBox"));
+    box->setAttribute(Qt::WA_DeleteOnClose);
+    box->open();  // window-modal but non-blocking: no nested event loop
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* e) {
+    if (e->mimeData()->hasUrls() && !e->mimeData()->urls().isEmpty() && e->mimeData()->urls().front().isLocalFile())
+        e->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* e) {
+    const auto urls = e->mimeData()->urls();
+    if (urls.isEmpty() || !urls.front().isLocalFile()) return;
+    e->acceptProposedAction();
+    openPath(urls.front().toLocalFile());
+}
+
+void MainWindow::closeEvent(QCloseEvent* e) {
+    QSettings().setValue(QStringLiteral("window/geometry"), saveGeometry());
+    m_runner->cancel();
+    QMainWindow::closeEvent(e);
+}
+
+}  // namespace qz::ui

@@ -1,0 +1,95 @@
+// The main window only lays out the panels and wires them to the jobs:
+//   left: model tree + summary | centre: workspace tabs (Histograms, Tensors table, ...) |
+//   right: method panel with Run/Cancel | bottom: log dock.
+// Models open on a worker (ModelLoader), quantization runs on a worker (QuantizeRunner), tensor
+// views are recomputed on demand (TensorAnalyzer). Errors go to a non-blocking message box, the
+// status bar and the log — never a crash.
+#pragma once
+
+#include <QMainWindow>
+
+#include "qt_types.h"
+
+class QLabel;
+
+namespace qz::ui {
+
+class HistogramsTab;
+class LogDock;
+class MethodPanel;
+class ModelLoader;
+class ModelSummary;
+class ModelTree;
+class QuantizeRunner;
+class RecentFiles;
+class TensorAnalyzer;
+class TensorTable;
+class WorkspaceTabs;
+
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    explicit MainWindow(QWidget* parent = nullptr);
+    ~MainWindow() override;
+
+    void openPath(const QString& path);
+    bool startRun();
+    void cancelRun();
+    void focusTensor(const QString& name);
+    bool exportReport(const QString& dir, QString* error = nullptr);
+
+    ModelPtr model() const { return m_model; }
+    ResultPtr result() const { return m_result; }
+    QString lastError() const { return m_lastError; }
+    QString statusText() const;
+    MethodPanel* methodPanel() const { return m_panel; }
+    ModelTree* modelTree() const { return m_tree; }
+    HistogramsTab* histograms() const { return m_histograms; }
+    TensorTable* tensorTable() const { return m_table; }
+    QuantizeRunner* runner() const { return m_runner; }
+    WorkspaceTabs* workspaces() const { return m_tabs; }
+    QAction* exportAction() const { return m_exportAction; }
+
+signals:
+    void modelOpened();
+    void modelFailed(const QString& message);
+    void runFinished();
+    void tensorShown(const QString& name);
+
+protected:
+    void dragEnterEvent(QDragEnterEvent* e) override;
+    void dropEvent(QDropEvent* e) override;
+    void closeEvent(QCloseEvent* e) override;
+
+private:
+    void buildMenus();
+    void wireJobs();
+    void onModelLoaded(ModelPtr model);
+    void onRunFinished(ResultPtr result);
+    void onRunCancelled();
+    void showError(const QString& title, const QString& message);
+    void setStatus(const QString& text);
+
+    ModelPtr m_model;
+    ResultPtr m_result;
+    qz::QuantSpec m_runSpec;      // spec of the job whose rows the table shows
+    qz::QuantSpec m_previewSpec;  // spec of the on-demand tensor analysis
+    QString m_focus;
+    QString m_lastError;
+
+    ModelLoader* m_loader;
+    QuantizeRunner* m_runner;
+    TensorAnalyzer* m_analyzer;
+    ModelTree* m_tree;
+    ModelSummary* m_summary;
+    MethodPanel* m_panel;
+    WorkspaceTabs* m_tabs;
+    HistogramsTab* m_histograms;
+    TensorTable* m_table;
+    LogDock* m_log;
+    RecentFiles* m_recent = nullptr;
+    QAction* m_exportAction = nullptr;
+    QLabel* m_statusLabel;
+};
+
+}  // namespace qz::ui
