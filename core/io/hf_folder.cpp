@@ -82,8 +82,13 @@ Result<fs::path> resolveShard(const fs::path& root, const std::string& name, con
     if (!fs::exists(joined, ec)) return makeError(what + " does not exist in the model folder");
     const fs::path real = fs::canonical(joined, ec);
     if (ec) return makeError(what + ": cannot resolve: " + ec.message());
-    const fs::path back = real.lexically_relative(root);
-    if (back.empty() || *back.begin() == ".." || back == ".")
+    auto inside = [&](const fs::path& base) {
+        const fs::path back = real.lexically_relative(base);
+        return !back.empty() && *back.begin() != ".." && back != ".";
+    };
+    // Hugging Face hub cache: snapshots/<revision>/<file> are symlinks to ../../blobs/<hash> of the same repo.
+    const bool hubSnapshot = root.parent_path().filename() == "snapshots";
+    if (!inside(root) && !(hubSnapshot && inside(root.parent_path().parent_path() / "blobs")))
         return makeError(what + " resolves outside the model folder (symlink to " + real.string() + ")");
     if (!fs::is_regular_file(real, ec)) return makeError(what + " is not a regular file");
     return real;

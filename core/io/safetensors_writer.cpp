@@ -59,6 +59,26 @@ Result<uint64_t> declaredBytes(const SafetensorsTensorDecl& d) {
     return *b;
 }
 
+// Checks every declaration (names, dtypes, shapes) and returns the byte sizes.
+Result<std::vector<uint64_t>> validateDecls(const std::vector<SafetensorsTensorDecl>& tensors,
+                                            const std::string& where) {
+    std::set<std::string> names;
+    std::vector<uint64_t> sizes;
+    sizes.reserve(tensors.size());
+    for (const auto& t : tensors) {
+        if (t.name.empty() || t.name == "__metadata__")
+            return makeError(where + ": invalid tensor name '" + t.name + "'");
+        if (!names.insert(t.name).second) return makeError(where + ": duplicate tensor name '" + t.name + "'");
+        if (!isPlain(t.dtype))
+            return makeError(where + ": tensor '" + t.name + "' has dtype " + std::string(dtypeName(t.dtype)) +
+                             ", which safetensors cannot hold");
+        auto bytes = declaredBytes(t);
+        if (!bytes) return makeError(where + ": " + bytes.error().message);
+        sizes.push_back(*bytes);
+    }
+    return sizes;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
@@ -78,9 +98,9 @@ Status SafetensorsWriter::open(const std::string& path, std::vector<SafetensorsT
     const std::string fname = fs::path(path).filename().string();
     if (fname.empty()) return makeError(path + ": not a file path");
 
-    std::set<std::string> names;
-    std::vector<uint64_t> sizes;
-    sizes.reserve(tensors.size());
+    auto checked = validateDecls(tensors, fname);
+    if (!checked) return checked.error();
+    std::vector<uint64_t> sizes = std::move(*checked);
     uint64_t offset = 0;
     ojson header = ojson::object();
     bool hasFormat = false;
@@ -89,23 +109,15 @@ Status SafetensorsWriter::open(const std::string& path, std::vector<SafetensorsT
     if (!hasFormat) meta["format"] = "pt";
     for (const auto& m : metadata) meta[m.key] = m.value;
     header["__metadata__"] = std::move(meta);
-    for (const auto& t : tensors) {
-        if (t.name.empty() || t.name == "__metadata__")
-            return makeError(fname + ": invalid tensor name '" + t.name + "'");
-        if (!names.insert(t.name).second) return makeError(fname + ": duplicate tensor name '" + t.name + "'");
-        if (!isPlain(t.dtype))
-            return makeError(fname + ": tensor '" + t.name + "' has dtype " + std::string(dtypeName(t.dtype)) +
-                             ", which safetensors cannot hold");
-        auto bytes = declaredBytes(t);
-        if (!bytes) return makeError(fname + ": " + bytes.error().message);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        const auto& t = tensors[i];
         uint64_t end = 0;
-        if (__builtin_add_overflow(offset, *bytes, &end)) return makeError(fname + ": total size overflows");
+        if (__builtin_add_overflow(offset, sizes[i], &end)) return makeError(fname + ": total size overflows");
         ojson e = ojson::object();
         e["dtype"] = std::string(dtypeName(t.dtype));
         e["shape"] = t.shape;
         e["data_offsets"] = {offset, end};
         header[t.name] = std::move(e);
-        sizes.push_back(*bytes);
         offset = end;
     }
     std::string text;
@@ -296,10 +308,14 @@ ShardedSafetensorsWriter::~ShardedSafetensorsWriter() {
 Status ShardedSafetensorsWriter::open(const std::string& dir, std::vector<SafetensorsTensorDecl> tensors,
                                       ShardedWriteOptions options) {
     if (m_open || m_finished) return makeError(dir + ": writer already used");
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (!fs::is_directory(dir, ec)) return makeError(dir + ": cannot create the folder");
     if (options.maxShardBytes == 0) return makeError(dir + ": maxShardBytes must be positive");
+    m_dir = dir;
+    auto checked = validateDecls(tensors, dir);  // across shards: a name used twice is an error too
+    if (!checked) return checked.error();
+    std::error_code ec;
+    m_createdDir = fs::create_directories(dir, ec);
+    if (!fs::is_directory(dir, ec)) return makeError(dir + ": cannot create the folder");
+    const std::vector<uint64_t>& sizes = *checked;
 
     // Greedy split in declared order.
     std::vector<size_t> shardOf(tensors.size());
@@ -307,17 +323,16 @@ Status ShardedSafetensorsWriter::open(const std::string& dir, std::vector<Safete
     uint64_t inShard = 0, total = 0;
     bool shardEmpty = true;
     for (size_t i = 0; i < tensors.size(); ++i) {
-        auto b = declaredBytes(tensors[i]);
-        if (!b) return makeError(dir + ": " + b.error().message);
-        if (!shardEmpty && (*b > options.maxShardBytes - inShard)) {
+        const uint64_t b = sizes[i];
+        if (!shardEmpty && (inShard >= options.maxShardBytes || b > options.maxShardBytes - inShard)) {
             ++shard;
             inShard = 0;
             shardEmpty = true;
         }
         shardOf[i] = shard;
-        inShard += *b;  // a single tensor above the limit may exceed it: it is alone in its shard
+        inShard += b;  // a single tensor above the limit may exceed it: it is alone in its shard
         shardEmpty = false;
-        if (__builtin_add_overflow(total, *b, &total)) return makeError(dir + ": total size overflows");
+        if (__builtin_add_overflow(total, b, &total)) return makeError(dir + ": total size overflows");
     }
     const size_t nShards = shard + 1;
     m_shardNames.clear();
@@ -330,7 +345,6 @@ Status ShardedSafetensorsWriter::open(const std::string& dir, std::vector<Safete
             m_shardNames.push_back(buf);
         }
     }
-    m_dir = dir;
     m_options = std::move(options);
     m_tensors = std::move(tensors);
     m_shardOf = std::move(shardOf);
@@ -452,6 +466,11 @@ void ShardedSafetensorsWriter::abort() {
         if (w) w->abort();
     for (const auto& p : m_committed) ::unlink(p.c_str());
     m_committed.clear();
+    if (m_createdDir) {  // a folder this writer created goes too, if nothing else was put in it
+        std::error_code ec;
+        fs::remove(m_dir, ec);
+        m_createdDir = false;
+    }
     m_open = false;
 }
 

@@ -103,7 +103,8 @@ public:
     ShardedSafetensorsWriter(const ShardedSafetensorsWriter&) = delete;
     ShardedSafetensorsWriter& operator=(const ShardedSafetensorsWriter&) = delete;
 
-    // Plans the shards and opens the first one. `dir` is created if missing.
+    // Plans the shards and opens the first one. `dir` is created if missing (and removed again by abort()
+    // if it is still empty).
     Status open(const std::string& dir, std::vector<SafetensorsTensorDecl> tensors, ShardedWriteOptions options = {});
     Status writeTensor(std::span<const uint8_t> bytes);
     Status writeChunk(std::span<const uint8_t> bytes);
@@ -133,6 +134,7 @@ private:
     size_t m_next = 0;                              // next tensor
     uint64_t m_totalBytes = 0;
     bool m_open = false, m_finished = false;
+    bool m_createdDir = false;                      // open() created m_dir (abort removes it if empty)
 };
 
 }  // namespace qz
