@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/fp16.h"
 #include "common/parallel.h"
 #include "infer/engine_impl.h"
 
@@ -118,6 +119,12 @@ Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOpt
         return makeError(model.path + ": GPT-2 has learned positions for only " +
                          std::to_string(impl->hp.nCtxTrain) + " tokens");
     impl->nCtxMax = cap;
+    impl->kvF16 = options.kvF16;
+    if (impl->hp.arch == InferArch::Gpt2 && options.ggmlGelu) {
+        impl->geluTable.resize(1 << 16);
+        for (uint32_t h = 0; h < (1u << 16); ++h)
+            impl->geluTable[h] = fp16ToFp32(fp32ToFp16(geluTanh(fp16ToFp32(static_cast<uint16_t>(h)))));
+    }
     auto st = loadEngineWeights(model, options, std::move(progress), *impl);
     if (!st) return st.error();
     impl->kCache.resize(impl->hp.nLayer);
@@ -192,6 +199,12 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
                 e.kCache[l].middleCols(nPast, n) = K;
                 e.vCache[l].middleCols(nPast, n) = V;
             }
+            if (e.kvF16) {
+                auto r16 = [](float v) { return fp16ToFp32(fp32ToFp16(v)); };
+                e.kCache[l].middleCols(nPast, n) = e.kCache[l].middleCols(nPast, n).unaryExpr(r16);
+                e.vCache[l].middleCols(nPast, n) = e.vCache[l].middleCols(nPast, n).unaryExpr(r16);
+                Q = Q.unaryExpr(r16);
+            }
             A.resize(qDim, n);
             const InferMat& Kc = e.kCache[l];
             const InferMat& Vc = e.vCache[l];
@@ -231,7 +244,16 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
                 layerNorm(X, L.ffnNorm, L.ffnNormB, hp.normEps, H);
                 observe(L.up, H);
                 matmul(L.up, H, U, threads);
-                U = U.unaryExpr([](float v) { return geluTanh(v); });
+                if (e.geluTable.empty()) {
+                    U = U.unaryExpr([](float v) { return geluTanh(v); });
+                } else {
+                    const float* tab = e.geluTable.data();
+                    U = U.unaryExpr([tab](float v) {
+                        if (v <= -10.0f) return 0.0f;
+                        if (v >= 10.0f) return v;
+                        return tab[fp32ToFp16(v)];
+                    });
+                }
             } else {
                 rmsNorm(X, L.ffnNorm, hp.normEps, H);
                 observe(L.gate, H);

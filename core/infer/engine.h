@@ -53,6 +53,15 @@ struct EngineOptions {
     int threads = 0;                          // 0 = defaultThreadCount()
     int nCtx = 0;                             // KV-cache capacity in tokens; 0 = min(nCtxTrain, 4096)
     const WeightOverrides* overrides = nullptr;  // read during load() only
+    // GPT-2's GELU as ggml's CPU backend computes it (GGML_GELU_FP16): the input rounded to fp16, the
+    // tanh-approximation evaluated in float, the result rounded to fp16 (x <= -10 -> 0, x >= 10 -> x).
+    // On by default so perplexities match llama.cpp's; off = plain float tanh approximation (HF).
+    bool ggmlGelu = true;
+    // llama.cpp's default KV cache holds F16: keys and values are rounded to fp16 when cached, and the
+    // queries are rounded to fp16 for the K·Q dot products (ggml's F16 matmul converts them). On by
+    // default (reproduces llama-perplexity's figures to the last printed digit on bard-llama);
+    // off = all-F32 attention.
+    bool kvF16 = true;
 };
 
 class Engine {

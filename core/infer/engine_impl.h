@@ -44,6 +44,9 @@ struct Engine::Impl {
     int cacheCap = 0;
     int nCached = 0;                       // positions filled (for checks)
 
+    bool kvF16 = true;
+    std::vector<float> geluTable;          // ggml GELU by fp16 bit pattern (empty = exact float GELU)
+
     LinearObserver observer;
 };
 

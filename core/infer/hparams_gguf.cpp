@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "gguf/gguf_file.h"
+#include "gguf/gguf_reader.h"
 #include "infer/hparams.h"
 
 namespace qz {
@@ -43,9 +44,15 @@ Status real(const GgufFile& f, const std::string& key, float def, float& out) {
 }  // namespace
 
 Result<InferHParams> readInferHParamsGguf(const Model& model) {
-    auto fr = GgufFile::open(model.path);
-    if (!fr) return fr.error();
-    const GgufFile& f = **fr;
+    std::shared_ptr<const GgufFile> own;
+    const GgufFile* fp = ggufOf(model);
+    if (!fp) {  // a Model built by hand: parse the file itself
+        auto fr = GgufFile::open(model.path);
+        if (!fr) return fr.error();
+        own = *fr;
+        fp = own.get();
+    }
+    const GgufFile& f = *fp;
     auto arch = f.getString("general.architecture");
     if (!arch) return makeError(model.path + ": GGUF has no general.architecture");
     InferHParams hp;

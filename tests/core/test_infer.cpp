@@ -31,6 +31,14 @@ std::shared_ptr<Model> open(const std::string& rel) {
     return m ? *m : nullptr;
 }
 
+// Exact float semantics (no llama.cpp fp16 emulation) for comparisons with the float reference.
+EngineOptions exactOptions() {
+    EngineOptions o;
+    o.kvF16 = false;
+    o.ggmlGelu = false;
+    return o;
+}
+
 std::vector<float> logitsAll(Engine& e, const std::vector<int32_t>& toks) {
     std::vector<float> out(toks.size() * e.nVocab());
     e.reset();
@@ -65,7 +73,7 @@ private slots:
     void stories260KMatchesReference() {
         auto m = open("models/stories260K/hf");
         QVERIFY(m);
-        auto e = Engine::load(*m, {});
+        auto e = Engine::load(*m, exactOptions());
         QVERIFY2(e, e ? "" : e.error().message.c_str());
         QCOMPARE((*e)->nVocab(), 512);
         QCOMPARE((*e)->hparams().nHeadKv, 4);
@@ -82,7 +90,7 @@ private slots:
     void bardLlamaBf16MatchesReference() {
         auto m = open("models/bard-llama");
         QVERIFY(m);
-        auto e = Engine::load(*m, {});
+        auto e = Engine::load(*m, exactOptions());
         QVERIFY2(e, e ? "" : e.error().message.c_str());
         QVERIFY((*e)->hparams().addBos);
         QCOMPARE((*e)->hparams().bosId, 1);
@@ -99,7 +107,7 @@ private slots:
     void bardGpt2MatchesReference() {
         auto m = open("models/bard-gpt2");
         QVERIFY(m);
-        auto e = Engine::load(*m, {});
+        auto e = Engine::load(*m, exactOptions());
         QVERIFY2(e, e ? "" : e.error().message.c_str());
         QVERIFY(!(*e)->hparams().addBos);
         QCOMPARE((*e)->nVocab(), 1024);
@@ -114,6 +122,54 @@ private slots:
         checkRef(logitsAll(**e, toks), 1024, ref, 3e-3f);
     }
 
+    // The GGUF (ggml's interleaved-pair Q/K rows, GGUF names) and the HF folder of stories260K give the
+    // same logits: checks the un-permutation and the name mapping independently of any reference.
+    void ggufMatchesHf() {
+        auto hf = open("models/stories260K/hf");
+        auto gg = open("models/stories260K/stories260K.gguf");
+        QVERIFY(hf && gg);
+        QCOMPARE(gg->format, ModelFormat::Gguf);
+        auto eh = Engine::load(*hf, exactOptions());
+        auto eg = Engine::load(*gg, exactOptions());
+        QVERIFY2(eg, eg ? "" : eg.error().message.c_str());
+        QVERIFY(eh);
+        QCOMPARE((*eg)->hparams().nHeadKv, (*eh)->hparams().nHeadKv);
+        QCOMPARE((*eg)->hparams().headDim, 8);
+        const std::vector<int32_t> toks = {1, 400, 30, 200, 17, 5, 99, 250, 3, 77, 301, 12};
+        const auto a = logitsAll(**eh, toks), b = logitsAll(**eg, toks);
+        QVERIFY2(maxAbsDiff(a, b) < 1e-4f, qPrintable(QString::number(maxAbsDiff(a, b))));
+        // Without the un-permutation the logits would differ: make sure the test can see that.
+        WeightOverrides ov;
+        for (int l = 0; l < 5; ++l) {
+            const std::string n = "model.layers." + std::to_string(l) + ".self_attn.q_proj.weight";
+            auto w = readTensorF32(*hf, *hf->find(n));
+            QVERIFY(w);
+            std::vector<float> p(w->size());  // apply convert's permute: gguf[h*hd+2i+j] = hf[h*hd+j*hd/2+i]
+            for (int h = 0; h < 8; ++h)
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 2; ++j)
+                        std::copy_n(w->begin() + (h * 8 + j * 4 + i) * 64, 64, p.begin() + (h * 8 + 2 * i + j) * 64);
+            ov[n] = p;
+        }
+        EngineOptions o = exactOptions();
+        o.overrides = &ov;
+        auto wrong = Engine::load(*hf, o);
+        QVERIFY(wrong);
+        QVERIFY(maxAbsDiff(a, logitsAll(**wrong, toks)) > 1e-2f);
+    }
+
+    // llama.cpp emulation (F16 KV cache, fp16 GELU table) moves logits only slightly.
+    void llamaCppEmulationClose() {
+        auto m = open("models/bard-gpt2");
+        QVERIFY(m);
+        auto exact = Engine::load(*m, exactOptions());
+        auto emu = Engine::load(*m, {});
+        QVERIFY(exact && emu);
+        const std::vector<int32_t> toks = {5, 300, 17, 900, 42, 8, 77, 1000};
+        const float d = maxAbsDiff(logitsAll(**exact, toks), logitsAll(**emu, toks));
+        QVERIFY2(d > 0 && d < 0.05f, qPrintable(QString::number(d)));
+    }
+
     // Token-by-token evaluation through the KV cache, and split batches, give the batched logits.
     void cacheMatchesBatch_data() {
         QTest::addColumn<QString>("model");
@@ -125,7 +181,7 @@ private slots:
         auto m = open(model.toStdString());
         QVERIFY(m);
         for (int threads : {1, 2}) {
-            EngineOptions opt;
+            EngineOptions opt = exactOptions();  // fp16 rounding would amplify summation-order noise
             opt.threads = threads;
             auto e = Engine::load(*m, opt);
             QVERIFY(e);
