@@ -8,7 +8,7 @@ QZ_APT_PACKAGES=(
   qt6-base-dev qt6-base-dev-tools qt6-svg-dev libgl1-mesa-dev
   libqcustomplot-dev libqcustomplot2.1-qt6
   libeigen3-dev nlohmann-json3-dev libpcre2-dev
-  nodejs npm
+  nodejs
 )
 
 qz_install_deps() {

@@ -8,5 +8,6 @@ enum ExitCode { kOk = 0, kFailed = 1, kUsage = 2, kCancelled = 130 };
 
 int cmdInfo(int argc, char** argv);
 int cmdQuantize(int argc, char** argv);
+int cmdExport(int argc, char** argv);
 
 }  // namespace qzcli

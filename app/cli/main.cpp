@@ -17,6 +17,7 @@ struct Command {
 const Command kCommands[] = {
     {"info", qzcli::cmdInfo, "list a model's metadata and tensors (HF folder, .safetensors, .gguf)"},
     {"quantize", qzcli::cmdQuantize, "fake-quantize tensors (absmax / zero-point) and report the error"},
+    {"export", qzcli::cmdExport, "write a GGUF file (F32/F16/BF16, Q8_0..Q5_1, K-quant mixes) that llama.cpp loads"},
 };
 
 void usage(FILE* out) {

@@ -13,7 +13,7 @@
 namespace golden {
 
 struct Entry {
-    std::string file, tensor, type, ne, sha256;
+    std::string dir, file, tensor, type, ne, sha256;
     int idx = -1;
 };
 
@@ -34,6 +34,7 @@ inline std::vector<Entry> load(const QString& tsvPath) {
         }
         Entry e;
         if (header) {
+            e.dir = c.value(cols.indexOf(QStringLiteral("dir"))).toStdString();
             e.file = c.value(cols.indexOf(QStringLiteral("file"))).toStdString();
             e.tensor = c.value(cols.indexOf(QStringLiteral("tensor"))).toStdString();
             e.type = c.value(cols.indexOf(QStringLiteral("type"))).toStdString();
@@ -52,10 +53,12 @@ inline std::vector<Entry> load(const QString& tsvPath) {
     return out;
 }
 
+// Entries of one golden file. bard-llama's table also lists the same files re-made from the BF16
+// source (dir "from-bf16", identical bytes); those rows are left out.
 inline std::vector<Entry> forFile(const std::vector<Entry>& all, const std::string& file) {
     std::vector<Entry> out;
     for (const auto& e : all)
-        if (e.file == file) out.push_back(e);
+        if (e.file == file && e.dir != "from-bf16") out.push_back(e);
     return out;
 }
 

@@ -1,0 +1,65 @@
+// GGUF export: a HF model (converted as convert_hf_to_gguf.py does) or a GGUF file (re-quantized as
+// llama-quantize does) written as F32 / F16 / BF16, a legacy type (Q8_0 Q4_0 Q4_1 Q5_0 Q5_1) or a
+// K-quant mix (Q2_K Q3_K_S/M/L Q4_K_S/M Q5_K_S/M Q6_K), optionally with an importance matrix.
+//
+// Streaming: one tensor at a time is produced as F32, quantized and appended to the file, so peak
+// memory is about the largest tensor (F32) plus its quantized bytes. The file is written under a
+// temporary name and renamed when complete; a failure or a cancel leaves nothing under the final
+// name and never touches the input.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/progress.h"
+#include "common/result.h"
+#include "model/model.h"
+
+namespace qz {
+
+struct TensorTypeOverride {
+    std::string regex;  // searched in the GGUF tensor name; the first matching override wins
+    DType type;
+};
+
+struct GgufExportParams {
+    std::string outputPath;
+    std::string type = "F16";              // F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S ... Q6_K
+    std::string imatrixPath;               // optional (llama-imatrix GGUF or legacy .dat)
+    std::vector<TensorTypeOverride> overrides;  // --tensor-type REGEX=TYPE
+    std::optional<DType> outputTensorType;      // --output-tensor-type
+    std::optional<DType> tokenEmbeddingType;    // --token-embedding-type
+    bool pure = false;                     // --pure: no mix rules, only the default type (+ fallbacks)
+    bool dryRun = false;                   // plan only: nothing is written
+    int threads = 0;                       // 0 = all cores
+};
+
+struct GgufTensorLog {
+    std::string name;                      // GGUF name
+    std::vector<int64_t> ne;               // GGUF order
+    DType from = DType::F32, to = DType::F32;
+    uint64_t bytesBefore = 0, bytesAfter = 0;
+    std::string reason;                    // why this type (mix rule, fallback, override, forced F32)
+};
+
+struct GgufExportResult {
+    std::string path;                      // final file (empty for a dry run)
+    std::string type;                      // the ftype name
+    std::vector<GgufTensorLog> tensors;    // in file order
+    uint64_t fileBytes = 0;                // whole file incl. header (for a dry run: estimated)
+    uint64_t parameters = 0;
+    double bitsPerWeight = 0;              // tensor data bits / parameters
+    double seconds = 0;
+    std::vector<std::string> notes;
+};
+
+// Names accepted for GgufExportParams::type.
+std::vector<std::string> ggufExportTypes();
+
+Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& params, const ProgressFn& progress,
+                                    const std::function<void(const GgufTensorLog&)>& onTensor = {});
+
+}  // namespace qz
