@@ -455,7 +455,7 @@ void iq4nlBlock(const float* x, uint8_t* y, const float* qw /*nullable*/) {
             sumqx += w * q * x[j];
             sumq2 += w * q * q;
         }
-        d = sumqx / sumq2;
+        d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
         float best = d * sumqx;
         for (int itry = -ntry; itry <= ntry; ++itry) {
             id = static_cast<float>(itry + values[0]) / max;
