@@ -20,7 +20,8 @@
 // Overrides: a map tensor name -> F32 values replaces a tensor of the model (e.g. the dequantized
 // weights of a fake-quantized variant). Values are in the tensor's own layout (row-major over
 // TensorInfo::shape, i.e. exactly what readTensorF32 would return), so the same un-permute /
-// transpose applies to them.
+// transpose applies to them. An override may also supply an optional tensor the file lacks (a bias).
+// The engine copies the values; the map is not referenced after load().
 #pragma once
 
 #include <cstdint>

@@ -158,6 +158,65 @@ private slots:
         QVERIFY(maxAbsDiff(a, logitsAll(**wrong, toks)) > 1e-2f);
     }
 
+    // q/k/v biases (qwen2's path), supplied as overrides (an override may add an optional tensor).
+    void biases() {
+        auto hf = open("models/stories260K/hf");
+        auto gg = open("models/stories260K/stories260K.gguf");
+        QVERIFY(hf && gg);
+        const std::vector<int32_t> toks = {1, 400, 30, 200, 17, 5};
+        auto plain = Engine::load(*hf, exactOptions());
+        QVERIFY(plain);
+        const auto ref = logitsAll(**plain, toks);
+        // A v bias b adds Σ p·b = b to every head's output, i.e. Wo·b to the residual: same as an o bias.
+        std::vector<float> b(32);
+        for (int i = 0; i < 32; ++i) b[i] = 0.05f * ((i * 7) % 11 - 5);
+        auto wo = readTensorF32(*hf, *hf->find("model.layers.1.self_attn.o_proj.weight"));
+        QVERIFY(wo);
+        // GQA: query head h (8 of them, head size 8) reads KV head h/2, so attention-output columns
+        // h*8 .. h*8+7 get b[(h/2)*8 ..].
+        std::vector<float> ob(64, 0.0f);
+        for (int o = 0; o < 64; ++o)
+            for (int h = 0; h < 8; ++h)
+                for (int d = 0; d < 8; ++d) ob[o] += (*wo)[o * 64 + h * 8 + d] * b[(h / 2) * 8 + d];
+        WeightOverrides vb, obias;
+        vb["model.layers.1.self_attn.v_proj.bias"] = b;
+        obias["model.layers.1.self_attn.o_proj.bias"] = ob;
+        EngineOptions o1 = exactOptions(), o2 = exactOptions();
+        o1.overrides = &vb;
+        o2.overrides = &obias;
+        auto e1 = Engine::load(*hf, o1);
+        auto e2 = Engine::load(*hf, o2);
+        QVERIFY(e1 && e2);
+        const auto l1 = logitsAll(**e1, toks), l2 = logitsAll(**e2, toks);
+        QVERIFY(maxAbsDiff(ref, l1) > 1e-3f);
+        QVERIFY2(maxAbsDiff(l1, l2) < 1e-4f, qPrintable(QString::number(maxAbsDiff(l1, l2))));
+        // A q/k bias in HF layout and the same bias permuted (FORMATS.md A.5) on the GGUF: same logits.
+        std::vector<float> qb(64), kb(32), qbp(64), kbp(32);
+        for (int i = 0; i < 64; ++i) qb[i] = 0.1f * ((i * 5) % 13 - 6);
+        for (int i = 0; i < 32; ++i) kb[i] = 0.1f * ((i * 3) % 7 - 3);
+        auto perm = [](const std::vector<float>& x, std::vector<float>& y, int heads) {
+            const int hd = static_cast<int>(x.size()) / heads;
+            for (int h = 0; h < heads; ++h)
+                for (int i = 0; i < hd / 2; ++i)
+                    for (int j = 0; j < 2; ++j) y[h * hd + 2 * i + j] = x[h * hd + j * hd / 2 + i];
+        };
+        perm(qb, qbp, 8);
+        perm(kb, kbp, 4);
+        WeightOverrides hfo, ggo;
+        hfo["model.layers.2.self_attn.q_proj.bias"] = qb;
+        hfo["model.layers.2.self_attn.k_proj.bias"] = kb;
+        ggo["blk.2.attn_q.bias"] = qbp;
+        ggo["blk.2.attn_k.bias"] = kbp;
+        o1.overrides = &hfo;
+        o2.overrides = &ggo;
+        auto eh = Engine::load(*hf, o1);
+        auto eg = Engine::load(*gg, o2);
+        QVERIFY(eh && eg);
+        const auto lh = logitsAll(**eh, toks), lg = logitsAll(**eg, toks);
+        QVERIFY(maxAbsDiff(ref, lh) > 1e-3f);
+        QVERIFY2(maxAbsDiff(lh, lg) < 1e-4f, qPrintable(QString::number(maxAbsDiff(lh, lg))));
+    }
+
     // llama.cpp emulation (F16 KV cache, fp16 GELU table) moves logits only slightly.
     void llamaCppEmulationClose() {
         auto m = open("models/bard-gpt2");
