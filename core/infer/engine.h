@@ -14,6 +14,9 @@
 // GPT-2 block: LayerNorm with bias, fused qkv projection with bias, learned positions,
 //   GELU (tanh approximation), MLP with biases; the LM head is tied to the token embedding.
 // lm_head absent -> the token embedding is used (tied embeddings).
+// llama.cpp emulation (EngineOptions::kvF16, ggmlGelu, both on by default): K/V/Q rounded to fp16 as
+// llama.cpp's F16 KV cache does, GPT-2's GELU through ggml's fp16 table. With them our perplexities
+// land on llama-perplexity's printed digits; off = plain F32 (HF semantics).
 //
 // Weight names: HF (model.layers.N.self_attn.q_proj.weight, transformer.h.N.attn.c_attn.weight; GPT-2
 // Conv1D weights [in, out] are transposed at load) or GGUF (blk.N.attn_q.weight, ...).
