@@ -1,0 +1,64 @@
+# Real llama.cpp (the npm package node-llama-cpp, pinned in tests/llama) loads every GGUF file that
+# quantzoo-cli exports from the test models, generates text, and computes perplexity as
+# llama-perplexity does (-c 128, 32 chunks of shakespeare-valid.txt). The expected perplexities are
+# llama.cpp's own figures for its golden files (tests/data/golden/*/ppl.tsv), whose bytes our exports
+# reproduce (test_gguf_export).
+#   tolerance 1e-4 (0.01 %) for F32/F16; 5e-4 for BF16; 3e-3 for quantized types, whose CPU kernels
+#   differ slightly between llama.cpp builds/CPUs (measured on the golden files themselves).
+set(QZ_LLAMA_DIR ${CMAKE_CURRENT_SOURCE_DIR}/llama)
+set(QZ_LLAMA_OUT ${PROJECT_BINARY_DIR}/llama-out)
+
+add_test(NAME llama_setup COMMAND ${QZ_LLAMA_DIR}/setup.sh)
+set_tests_properties(llama_setup PROPERTIES FIXTURES_SETUP llama TIMEOUT 900 LABELS llama)
+
+add_test(NAME llama_rejects_vocab_only COMMAND ${QZ_LLAMA_DIR}/run-llama-tests.sh --expect-load-failure
+         ${QZ_TEST_DATA_DIR}/models/vocab/ggml-vocab-llama-spm.gguf)
+set_tests_properties(llama_rejects_vocab_only PROPERTIES FIXTURES_REQUIRED llama TIMEOUT 120 LABELS llama)
+
+# qz_llama_export(<model dir or file> <prefix> <TYPE> <expected ppl> <rel tol> [extra export args] [CHECK extra checker args])
+function(qz_llama_export model prefix type ppl tol)
+    cmake_parse_arguments(X "" "" "EXPORT;CHECK" ${ARGN})
+    set(out ${QZ_LLAMA_OUT}/${prefix}-${type}.gguf)
+    set(name ${prefix}-${type})
+    add_test(NAME llama_export_${name}
+             COMMAND quantzoo-cli export ${model} --format gguf --type ${type} -o ${out} --quiet ${X_EXPORT})
+    set_tests_properties(llama_export_${name} PROPERTIES FIXTURES_SETUP qzgguf_${name} TIMEOUT 300 LABELS llama)
+    add_test(NAME llama_runs_${name} COMMAND ${QZ_LLAMA_DIR}/run-llama-tests.sh ${out} ${ppl} ${tol} ${X_CHECK})
+    set_tests_properties(llama_runs_${name} PROPERTIES FIXTURES_REQUIRED "llama;qzgguf_${name}" TIMEOUT 300 LABELS llama)
+endfunction()
+
+file(MAKE_DIRECTORY ${QZ_LLAMA_OUT})
+set(BL ${QZ_TEST_DATA_DIR}/models/bard-llama)
+qz_llama_export(${BL} bard-llama F32 8.2872 1e-4)
+qz_llama_export(${BL} bard-llama F16 8.2871 1e-4)
+qz_llama_export(${BL} bard-llama BF16 8.2875 5e-4)
+qz_llama_export(${BL} bard-llama Q8_0 8.2889 3e-3)
+qz_llama_export(${BL} bard-llama Q4_0 8.2733 3e-3)
+qz_llama_export(${BL} bard-llama Q4_1 8.3004 3e-3)
+qz_llama_export(${BL} bard-llama Q5_0 8.2985 3e-3)
+qz_llama_export(${BL} bard-llama Q5_1 8.3105 3e-3)
+qz_llama_export(${BL} bard-llama Q2_K 8.7002 3e-3)
+qz_llama_export(${BL} bard-llama Q3_K_S 8.4733 3e-3)
+qz_llama_export(${BL} bard-llama Q3_K_M 8.4072 3e-3)
+qz_llama_export(${BL} bard-llama Q3_K_L 8.4075 3e-3)
+qz_llama_export(${BL} bard-llama Q4_K_S 8.3051 3e-3)
+qz_llama_export(${BL} bard-llama Q4_K_M 8.3056 3e-3)
+qz_llama_export(${BL} bard-llama Q5_K_S 8.3075 3e-3)
+qz_llama_export(${BL} bard-llama Q5_K_M 8.3052 3e-3)
+qz_llama_export(${BL} bard-llama Q6_K 8.2884 3e-3)  # ppl.tsv has no figure; golden README's 8.2884
+set(IMAT ${QZ_TEST_DATA_DIR}/golden/bard-llama/imatrix/bard-llama-imatrix.gguf)
+qz_llama_export(${BL} bard-llama-imat Q4_K_M 8.3120 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat Q3_K_S 8.4514 3e-3 EXPORT --imatrix ${IMAT})
+# GPT-2: the goldens' figures need BOS prepended (see tests/llama/README.md).
+set(BG ${QZ_TEST_DATA_DIR}/models/bard-gpt2)
+qz_llama_export(${BG} bard-gpt2 F32 25.228320 1e-4 CHECK --bos)
+qz_llama_export(${BG} bard-gpt2 F16 25.228681 1e-4 CHECK --bos)
+qz_llama_export(${BG} bard-gpt2 BF16 25.231337 5e-4 CHECK --bos)
+qz_llama_export(${BG} bard-gpt2 Q8_0 25.235192 3e-3 CHECK --bos)
+qz_llama_export(${BG} bard-gpt2 Q5_0 25.242256 3e-3 CHECK --bos)
+qz_llama_export(${BG} bard-gpt2 Q6_K 25.206911 3e-3 CHECK --bos)
+qz_llama_export(${BG} bard-gpt2 Q4_K_M 25.113545 3e-3 CHECK --bos)
+# stories260K re-quantized from its GGUF: every K type falls back (rows of 64 and 172).
+set(S260 ${QZ_TEST_DATA_DIR}/models/stories260K/stories260K.gguf)
+qz_llama_export(${S260} stories260K Q4_K_M 124.230568 5e-3)
+qz_llama_export(${S260} stories260K Q2_K 123.817695 5e-3)
