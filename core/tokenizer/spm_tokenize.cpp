@@ -33,17 +33,9 @@ struct BigramOrder {
 
 }  // namespace
 
-void Tokenizer::Impl::spmTokenize(std::string_view fragment, std::vector<int32_t>& out) const {
-    std::string textBuf;
-    textBuf.reserve(fragment.size() + 4);
-    if (addSpacePrefix) textBuf += "\xE2\x96\x81";
-    for (char ch : fragment) {
-        if (ch == ' ') textBuf += "\xE2\x96\x81";
-        else textBuf += ch;
-    }
-    const std::string_view s = textBuf;
+// Merges one piece of escaped text (starting at a character boundary) and appends its ids.
+void Tokenizer::Impl::spmMerge(std::string_view s, std::vector<int32_t>& out) const {
     if (s.empty()) return;
-
     std::vector<Symbol> sym;
     sym.reserve(s.size());
     for (size_t pos = 0; pos < s.size();) {
@@ -92,6 +84,52 @@ void Tokenizer::Impl::spmTokenize(std::string_view fragment, std::vector<int32_t
             else if (unk >= 0) out.push_back(unk);
         }
     }
+}
+
+void Tokenizer::Impl::spmTokenize(std::string_view fragment, std::vector<int32_t>& out,
+                                  std::unordered_map<std::string, std::vector<int32_t>>& cache) const {
+    static constexpr std::string_view kSpace = "\xE2\x96\x81";
+    std::string textBuf;
+    textBuf.reserve(fragment.size() + 4);
+    if (addSpacePrefix) textBuf += kSpace;
+    for (char ch : fragment) {
+        if (ch == ' ') textBuf += kSpace;
+        else textBuf += ch;
+    }
+    const std::string_view s = textBuf;
+    if (!spmWordSplit) {
+        spmMerge(s, out);
+        return;
+    }
+    // No token contains "x\u2581" (a U+2581 after another character), so no token can span a
+    // character boundary followed by U+2581: merging each such piece on its own gives the same
+    // result as merging the whole text, and repeated pieces (words) are cached.
+    auto flush = [&](size_t begin, size_t end) {
+        if (end <= begin) return;
+        const std::string_view piece = s.substr(begin, end - begin);
+        auto it = cache.find(std::string(piece));
+        if (it != cache.end()) {
+            out.insert(out.end(), it->second.begin(), it->second.end());
+            return;
+        }
+        std::vector<int32_t> ids;
+        spmMerge(piece, ids);
+        out.insert(out.end(), ids.begin(), ids.end());
+        if (cache.size() < 200000) cache.emplace(std::string(piece), std::move(ids));
+    };
+    size_t segStart = 0;
+    bool prevWasSpace = false;
+    for (size_t pos = 0; pos < s.size();) {
+        const size_t len = std::min(tok::utf8SeqLen(uint8_t(s[pos])), s.size() - pos);
+        const bool isSpace = len == 3 && s.compare(pos, 3, kSpace) == 0;
+        if (isSpace && !prevWasSpace && pos > segStart) {
+            flush(segStart, pos);
+            segStart = pos;
+        }
+        prevWasSpace = isSpace;
+        pos += len;
+    }
+    flush(segStart, s.size());
 }
 
 }  // namespace qz

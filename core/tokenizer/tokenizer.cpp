@@ -87,6 +87,18 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::create(const Vocab& v) {
             }
             im->textToId[im->text[i]] = int32_t(i);
         }
+        if (im->kind == Kind::Spm) {
+            // Can the text be cut before each run of U+2581 (see spm_tokenize.cpp)? Only if no token
+            // has a U+2581 right after a character that is not U+2581.
+            static constexpr std::string_view kSpace = "\xE2\x96\x81";
+            bool ok = true;
+            for (size_t i = 0; i < n && ok; ++i) {
+                const std::string_view t = im->text[i];
+                for (size_t k = t.find(kSpace, 1); k != std::string_view::npos && ok; k = t.find(kSpace, k + 1))
+                    ok = k >= 3 && t.compare(k - 3, 3, kSpace) == 0;
+            }
+            im->spmWordSplit = ok;
+        }
         if (im->kind == Kind::Bpe) {
             im->mergeRank.reserve(v.merges.size());
             for (size_t r = 0; r < v.merges.size() && r < size_t(INT32_MAX); ++r) {
@@ -178,7 +190,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool addSpecial, b
             if (im.kind == Kind::Spm) {
                 // llama.cpp prefixes a space when the previous fragment was special or at the start;
                 // two text fragments are never adjacent, so that is every text fragment.
-                im.spmTokenize(raw, out);
+                im.spmTokenize(raw, out, cache);
             } else {
                 im.bpeTokenize(raw, out, cache);
             }

@@ -23,6 +23,7 @@ struct Tokenizer::Impl {
     Kind kind = Kind::Spm;
     tok::PreTokenizer pre = tok::PreTokenizer::Gpt2;
     bool ignoreMerges = false;  // llama-bpe: a word that is a token is used as is
+    bool spmWordSplit = false;  // SPM: no token has U+2581 after another character (see spm_tokenize.cpp)
 
     std::vector<std::string> text;
     std::vector<float> score;
@@ -41,7 +42,9 @@ struct Tokenizer::Impl {
     }
 
     // Tokenizes one fragment of plain text (no special tokens in it), appending ids.
-    void spmTokenize(std::string_view fragment, std::vector<int32_t>& out) const;
+    void spmTokenize(std::string_view fragment, std::vector<int32_t>& out,
+                     std::unordered_map<std::string, std::vector<int32_t>>& cache) const;
+    void spmMerge(std::string_view escaped, std::vector<int32_t>& out) const;
     void bpeTokenize(std::string_view fragment, std::vector<int32_t>& out,
                      std::unordered_map<std::string, std::vector<int32_t>>& cache) const;
 };
