@@ -1,8 +1,9 @@
 // Speed of the K-quant row quantizers (ggml/kquants.h): a 4096 x 4096 F32 matrix (seeded Gaussian)
 // quantized to each type, without and with an importance matrix, on 1 thread and on 2 threads (rows
-// split in two halves, as the dispatcher does). Prints rows/s and input MB/s.
+// split in two halves, as the dispatcher does). Prints rows/s, input MB/s and rows per CPU-second.
 //   usage: bench_kquants [rows] [cols]      (cols a multiple of 256)
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -19,9 +20,11 @@ struct Type {
     void (*fn)(const float*, uint8_t*, int64_t, int64_t, const float*);
 };
 
+// Returns wall seconds; cpuSeconds receives the process CPU time used (robust when the machine is busy).
 double runOnce(const Type& t, const std::vector<float>& x, std::vector<uint8_t>& out, int64_t rows, int64_t cols,
-               const float* imat, int threads) {
+               const float* imat, int threads, double& cpuSeconds) {
     const int64_t rowBytes = cols / t.blockSize * t.typeSize;
+    const std::clock_t c0 = std::clock();
     const auto t0 = std::chrono::steady_clock::now();
     if (threads <= 1) {
         t.fn(x.data(), out.data(), rows, cols, imat);
@@ -35,6 +38,7 @@ double runOnce(const Type& t, const std::vector<float>& x, std::vector<uint8_t>&
         }
         for (auto& th : pool) th.join();
     }
+    cpuSeconds = double(std::clock() - c0) / CLOCKS_PER_SEC;
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -59,15 +63,16 @@ int main(int argc, char** argv) {
     const double mb = double(rows) * cols * 4 / 1e6;
     std::printf("bench_kquants: %lld x %lld F32 (%.1f MB), hardware threads %u\n", (long long)rows, (long long)cols, mb,
                 std::thread::hardware_concurrency());
-    std::printf("%-7s %-8s %8s %12s %10s %8s %12s %10s %7s\n", "type", "imatrix", "1T s", "1T rows/s", "1T MB/s",
-                "2T s", "2T rows/s", "2T MB/s", "2T/1T");
+    std::printf("%-7s %-8s %8s %12s %10s %14s %8s %12s %10s %7s\n", "type", "imatrix", "1T s", "1T rows/s",
+                "1T MB/s", "1T rows/cpu-s", "2T s", "2T rows/s", "2T MB/s", "2T/1T");
     for (const auto& t : types) {
         std::vector<uint8_t> out(rows * (cols / t.blockSize) * t.typeSize);
         for (const float* im : {static_cast<const float*>(nullptr), static_cast<const float*>(imat.data())}) {
-            const double s1 = runOnce(t, x, out, rows, cols, im, 1);
-            const double s2 = runOnce(t, x, out, rows, cols, im, 2);
-            std::printf("%-7s %-8s %8.3f %12.0f %10.1f %8.3f %12.0f %10.1f %7.2f\n", t.name, im ? "yes" : "no", s1,
-                        rows / s1, mb / s1, s2, rows / s2, mb / s2, s1 / s2);
+            double c1 = 0, c2 = 0;
+            const double s1 = runOnce(t, x, out, rows, cols, im, 1, c1);
+            const double s2 = runOnce(t, x, out, rows, cols, im, 2, c2);
+            std::printf("%-7s %-8s %8.3f %12.0f %10.1f %14.0f %8.3f %12.0f %10.1f %7.2f\n", t.name, im ? "yes" : "no", s1,
+                        rows / s1, mb / s1, rows / c1, s2, rows / s2, mb / s2, s1 / s2);
             std::fflush(stdout);
         }
     }
