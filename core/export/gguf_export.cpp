@@ -295,6 +295,10 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
                 return Error{t.name + ": " + st.error().message, false};
             if (auto st = writer.writeTensorData(bytes); !st) return st.error();
         }
+        // The source pages are not needed again: let the kernel drop them, so that resident memory
+        // stays near one tensor even though the whole input is mapped.
+        const TensorInfo& in = model.tensors[src.fromHf ? src.plan.tensors[t.planIndex].source : t.modelIndex];
+        model.files[in.fileIndex]->adviseDontNeed(in.offset, in.nbytes);
         if (onTensor) onTensor(log);
         if (!tracker.advance(static_cast<double>(numel(t.ne)), t.name)) return cancelledError();
     }
