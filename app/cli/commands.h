@@ -9,5 +9,7 @@ enum ExitCode { kOk = 0, kFailed = 1, kUsage = 2, kCancelled = 130 };
 int cmdInfo(int argc, char** argv);
 int cmdQuantize(int argc, char** argv);
 int cmdExport(int argc, char** argv);
+// `export --format gptq ...` (app/cli/cmd_export_gptq.cpp): parses its own options from argv[2..].
+int cmdExportGptq(int argc, char** argv);
 
 }  // namespace qzcli
