@@ -9,6 +9,7 @@ QZ_APT_PACKAGES=(
   libqcustomplot-dev libqcustomplot2.1-qt6
   libeigen3-dev nlohmann-json3-dev libpcre2-dev
   nodejs
+  python3-numpy python3-torch
 )
 
 qz_install_deps() {
