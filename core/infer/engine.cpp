@@ -175,6 +175,7 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
         };
         const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
         const int group = hp.nHead / hp.nHeadKv;
+        constexpr int kTile = 64;
 
         for (int l = 0; l < hp.nLayer; ++l) {
             const InferLayer& L = e.layers[l];
@@ -212,27 +213,31 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
                 InferMat S;
                 for (size_t h = h0; h < h1; ++h) {
                     const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
-                    S.noalias() = Kc.block(kvRow, 0, hd, nKv).transpose() *
-                                  Q.block(static_cast<Eigen::Index>(h) * hd, 0, hd, n);
-                    for (int t = 0; t < n; ++t) {
-                        float* s = S.col(t).data();
-                        const int lim = nPast + t + 1;
-                        float mx = -INFINITY;
-                        for (int j = 0; j < lim; ++j) {
-                            s[j] *= scale;
-                            mx = std::max(mx, s[j]);
+                    const Eigen::Index qRow = static_cast<Eigen::Index>(h) * hd;
+                    // Query tiles: tile [t0, t0+tb) needs keys 0 .. nPast+t0+tb only (causal).
+                    for (int t0 = 0; t0 < n; t0 += kTile) {
+                        const int tb = std::min(kTile, n - t0);
+                        const int kvLen = nPast + t0 + tb;
+                        S.noalias() = Kc.block(kvRow, 0, hd, kvLen).transpose() * Q.block(qRow, t0, hd, tb);
+                        for (int t = 0; t < tb; ++t) {
+                            float* s = S.col(t).data();
+                            const int lim = nPast + t0 + t + 1;
+                            float mx = -INFINITY;
+                            for (int j = 0; j < lim; ++j) {
+                                s[j] *= scale;
+                                mx = std::max(mx, s[j]);
+                            }
+                            double sum = 0;
+                            for (int j = 0; j < lim; ++j) {
+                                s[j] = std::exp(s[j] - mx);
+                                sum += s[j];
+                            }
+                            const float inv = static_cast<float>(1.0 / sum);
+                            for (int j = 0; j < lim; ++j) s[j] *= inv;
+                            for (int j = lim; j < kvLen; ++j) s[j] = 0.0f;
                         }
-                        double sum = 0;
-                        for (int j = 0; j < lim; ++j) {
-                            s[j] = std::exp(s[j] - mx);
-                            sum += s[j];
-                        }
-                        const float inv = static_cast<float>(1.0 / sum);
-                        for (int j = 0; j < lim; ++j) s[j] *= inv;
-                        for (int j = lim; j < nKv; ++j) s[j] = 0.0f;
+                        A.block(qRow, t0, hd, tb).noalias() = Vc.block(kvRow, 0, hd, kvLen) * S;
                     }
-                    A.block(static_cast<Eigen::Index>(h) * hd, 0, hd, n).noalias() =
-                        Vc.block(kvRow, 0, hd, nKv) * S;
                 }
             }, n * nKv < 4096 ? 1 : threads);
             observe(L.o, A);

@@ -139,8 +139,9 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
                          hp.nEmbd, hp.nFf, false, true, false));
         QZ_TRY(ld.linear(L.down, n("ffn_down.weight", "mlp.down_proj.weight"), n("ffn_down.bias", "mlp.down_proj.bias"),
                          hp.nFf, hp.nEmbd, false, true, false));
-        if (g) {
-            // ggml's RoPE pairs adjacent rows: undo convert's permute so rotate-half applies.
+        if (g && hp.archName != "qwen2") {
+            // ggml's RoPE pairs adjacent rows for llama: undo convert's permute so rotate-half applies.
+            // (qwen2 GGUFs keep HF's layout: llama.cpp runs them with NEOX = rotate-half RoPE.)
             const int hq = hp.nHead, hk = hp.nHeadKv;
             unpermuteRows(L.q.w, nq, hp.nEmbd, hq);
             unpermuteRows(L.q.b, nq, 1, hq);
