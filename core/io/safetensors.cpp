@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -30,23 +31,6 @@ std::string range(uint64_t b, uint64_t e) {
     return s;
 }
 
-// A JSON value that must be a non-negative integer fitting in int64.
-enum class IntStatus { Ok, NotInteger, Negative, TooLarge };
-IntStatus getNonNegative(const json& v, uint64_t& out) {
-    if (v.is_number_unsigned()) {
-        out = v.get<uint64_t>();
-        return out > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ? IntStatus::TooLarge
-                                                                                : IntStatus::Ok;
-    }
-    if (v.is_number_integer()) {
-        const int64_t s = v.get<int64_t>();
-        if (s < 0) return IntStatus::Negative;
-        out = static_cast<uint64_t>(s);
-        return IntStatus::Ok;
-    }
-    return IntStatus::NotInteger;
-}
-
 struct Entry {
     TensorInfo info;
     uint64_t begin = 0, end = 0;
@@ -59,8 +43,7 @@ Result<json> parseJsonNoDuplicates(std::string_view text, const std::string& fna
     const char* last = text.data() + text.size();
     std::vector<std::set<std::string>> keyStack;
     std::string duplicate;
-    int duplicateDepth = 0;
-    auto cb = [&](int depth, json::parse_event_t ev, json& parsed) -> bool {
+    auto cb = [&](int /*depth*/, json::parse_event_t ev, json& parsed) -> bool {
         switch (ev) {
         case json::parse_event_t::object_start: keyStack.emplace_back(); break;
         case json::parse_event_t::object_end:
@@ -70,7 +53,6 @@ Result<json> parseJsonNoDuplicates(std::string_view text, const std::string& fna
             if (!keyStack.empty() && parsed.is_string() && duplicate.empty()) {
                 if (!keyStack.back().insert(parsed.get_ref<const std::string&>()).second) {
                     duplicate = parsed.get<std::string>();
-                    duplicateDepth = depth;
                 }
             }
             break;
@@ -86,70 +68,242 @@ Result<json> parseJsonNoDuplicates(std::string_view text, const std::string& fna
     } catch (const std::bad_alloc&) {
         return makeError(fname + ": out of memory parsing JSON");
     }
-    if (!duplicate.empty()) {
-        if (duplicateDepth <= 1) return makeError(fname + ": duplicate tensor name " + quoteName(duplicate));
-        return makeError(fname + ": duplicate key " + quoteName(duplicate));
-    }
+    if (!duplicate.empty()) return makeError(fname + ": duplicate key " + quoteName(duplicate));
     return j;
 }
 
 namespace {
 
-Result<Entry> parseEntry(const std::string& name, const json& v, uint64_t dataSize, const std::string& fname) {
-    const std::string what = fname + ": tensor " + quoteName(name);
-    if (!v.is_object()) return makeError(what + " is not a JSON object");
-    Entry e;
-    e.info.name = name;
+// Streaming (SAX) header reader: builds the entries directly, so memory stays proportional to the
+// tensor count rather than to a DOM of the whole header (a 100 MB header of "[0,0,0,...]" would
+// otherwise cost gigabytes), and stops at the first problem.
+class HeaderSax {
+public:
+    HeaderSax(uint64_t dataSize, const std::string& fname) : m_dataSize(dataSize), m_fname(fname) {}
 
-    const auto dt = v.find("dtype");
-    if (dt == v.end() || !dt->is_string()) return makeError(what + " has no \"dtype\" string");
-    const auto& dts = dt->get_ref<const std::string&>();
-    const auto dtype = dtypeFromSafetensors(dts);
-    if (!dtype) return makeError(what + " has unknown or unsupported dtype " + quoteName(dts));
-    e.info.dtype = *dtype;
+    std::vector<Entry> entries;
+    std::vector<MetaItem> metadata;
+    std::string error;
 
-    const auto sh = v.find("shape");
-    if (sh == v.end() || !sh->is_array()) return makeError(what + " has no \"shape\" array");
-    uint64_t product = 1;  // of the non-zero dimensions: must fit in int64 so rows()/cols() stay defined
-    bool hasZero = false;
-    e.info.shape.reserve(sh->size());
-    for (const auto& d : *sh) {
-        uint64_t n = 0;
-        switch (getNonNegative(d, n)) {
-        case IntStatus::Ok: break;
-        case IntStatus::Negative: return makeError(what + " has a negative dimension in its shape " + sh->dump());
-        case IntStatus::TooLarge: return makeError(what + " has a dimension too large in its shape");
-        case IntStatus::NotInteger: return makeError(what + " has a shape entry that is not an integer");
-        }
-        if (n == 0) {
-            hasZero = true;
-        } else if (__builtin_mul_overflow(product, n, &product) ||
-                   product > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-            return makeError(what + ": the product of its shape overflows");
-        }
-        e.info.shape.push_back(static_cast<int64_t>(n));
+    bool null() { return scalar(Scalar::Other, 0); }
+    bool boolean(bool) { return scalar(Scalar::Other, 0); }
+    bool number_integer(int64_t v) {
+        return v < 0 ? scalar(Scalar::Negative, 0) : scalar(Scalar::Int, static_cast<uint64_t>(v));
     }
-    const uint64_t numel = hasZero ? 0 : product;
+    bool number_unsigned(uint64_t v) {
+        return v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ? scalar(Scalar::TooLarge, 0)
+                                                                              : scalar(Scalar::Int, v);
+    }
+    bool number_float(double, const std::string&) { return scalar(Scalar::Other, 0); }
+    bool binary(json::binary_t&) { return scalar(Scalar::Other, 0); }
+    bool string(std::string& s) {
+        if (m_skip) return true;
+        if (m_where == Where::Meta) {
+            metadata.push_back({m_key, std::move(s)});
+            return true;
+        }
+        if (m_where == Where::Entry && m_field == Field::Dtype) {
+            m_dtypeText = std::move(s);
+            m_hasDtype = true;
+            return true;
+        }
+        return scalar(Scalar::Other, 0);
+    }
 
-    const auto off = v.find("data_offsets");
-    if (off == v.end() || !off->is_array() || off->size() != 2)
-        return makeError(what + " has no \"data_offsets\" array of two integers");
-    if (getNonNegative((*off)[0], e.begin) != IntStatus::Ok || getNonNegative((*off)[1], e.end) != IntStatus::Ok)
-        return makeError(what + " has data_offsets that are not non-negative integers");
-    if (e.end < e.begin) return makeError(what + " has data_offsets " + range(e.begin, e.end) + " with end < begin");
+    bool start_object(std::size_t) {
+        if (m_skip) return ++m_skip, true;
+        switch (m_where) {
+        case Where::Start: m_where = Where::Top; return true;
+        case Where::Top:
+            if (m_key == "__metadata__") {
+                m_where = Where::Meta;
+                m_metaKeys.clear();
+                return true;
+            }
+            m_where = Where::Entry;
+            m_entry = Entry{};
+            m_entry.info.name = m_key;
+            m_hasDtype = m_hasShape = false;
+            m_offsetCount = 0;
+            m_seenFields = 0;
+            m_field = Field::None;
+            return true;
+        case Where::Entry:
+            if (m_field == Field::Other) return ++m_skip, true;
+            return fieldTypeError();
+        default: return scalar(Scalar::Other, 0);
+        }
+    }
 
-    const auto need = bytesFor(e.info.dtype, numel);
-    if (!need) return makeError(what + ": byte size of shape " + e.info.shapeString() + " overflows");
-    if (e.end - e.begin != *need)
-        return makeError(what + " has dtype " + dts + " and shape " + e.info.shapeString() + " (" +
-                         std::to_string(*need) + " bytes) but data_offsets " + range(e.begin, e.end) + " span " +
-                         std::to_string(e.end - e.begin) + " bytes");
-    if (e.end > dataSize)
-        return makeError(what + " data_offsets " + range(e.begin, e.end) + " lie outside the data section (" +
-                         std::to_string(dataSize) + " bytes)");
-    e.info.nbytes = *need;
-    return e;
-}
+    bool key(std::string& k) {
+        if (m_skip) return true;
+        switch (m_where) {
+        case Where::Top:
+            if (!m_names.insert(k).second) return fail(": duplicate tensor name " + quoteName(k));
+            m_key = std::move(k);
+            return true;
+        case Where::Meta:
+            if (!m_metaKeys.insert(k).second) return fail(": duplicate key " + quoteName(k) + " in \"__metadata__\"");
+            m_key = std::move(k);
+            return true;
+        case Where::Entry: {
+            Field f = Field::Other;
+            if (k == "dtype") f = Field::Dtype;
+            else if (k == "shape") f = Field::Shape;
+            else if (k == "data_offsets") f = Field::Offsets;
+            const unsigned bit = 1u << static_cast<unsigned>(f);
+            if (f != Field::Other && (m_seenFields & bit)) return fail(": duplicate key " + quoteName(k));
+            m_seenFields |= bit;
+            m_field = f;
+            return true;
+        }
+        default: return true;
+        }
+    }
+
+    bool end_object() {
+        if (m_skip) return --m_skip, true;
+        switch (m_where) {
+        case Where::Meta: m_where = Where::Top; return true;
+        case Where::Entry: m_where = Where::Top; return finishEntry();
+        case Where::Top: m_where = Where::Done; return true;
+        default: return true;
+        }
+    }
+
+    bool start_array(std::size_t) {
+        if (m_skip) return ++m_skip, true;
+        if (m_where == Where::Entry && m_field == Field::Shape) {
+            m_where = Where::Shape;
+            m_hasShape = true;
+            return true;
+        }
+        if (m_where == Where::Entry && m_field == Field::Offsets) {
+            m_where = Where::Offsets;
+            return true;
+        }
+        if (m_where == Where::Entry && m_field == Field::Other) return ++m_skip, true;
+        if (m_where == Where::Shape) return fail(entryWhat() + " has a shape entry that is not an integer");
+        if (m_where == Where::Offsets) return fail(entryWhat() + " has data_offsets that are not non-negative integers");
+        return scalar(Scalar::Other, 0);
+    }
+
+    bool end_array() {
+        if (m_skip) return --m_skip, true;
+        if (m_where == Where::Shape) {
+            m_where = Where::Entry;
+            return true;
+        }
+        if (m_where == Where::Offsets) {
+            m_where = Where::Entry;
+            if (m_offsetCount != 2) return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
+            return true;
+        }
+        return true;
+    }
+
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
+        if (error.empty()) error = m_fname + ": header is not valid JSON (" + ex.what() + ")";
+        return false;
+    }
+
+private:
+    enum class Where { Start, Top, Meta, Entry, Shape, Offsets, Done };
+    enum class Field : unsigned { None, Dtype, Shape, Offsets, Other };
+    enum class Scalar { Int, Negative, TooLarge, Other };
+    static constexpr size_t kMaxDims = 1024;
+
+    std::string entryWhat() const { return ": tensor " + quoteName(m_entry.info.name); }
+    bool fail(const std::string& rest) {
+        error = m_fname + rest;
+        return false;
+    }
+    bool fieldTypeError() {
+        switch (m_field) {
+        case Field::Dtype: return fail(entryWhat() + " has no \"dtype\" string");
+        case Field::Shape: return fail(entryWhat() + " has no \"shape\" array");
+        case Field::Offsets: return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
+        default: return true;
+        }
+    }
+
+    // Any non-string scalar (or a misplaced structure, routed here with Scalar::Other).
+    bool scalar(Scalar kind, uint64_t v) {
+        if (m_skip) return true;
+        switch (m_where) {
+        case Where::Start: return fail(": header is not a JSON object");
+        case Where::Top:
+            if (m_key == "__metadata__") return fail(": \"__metadata__\" is not a JSON object");
+            return fail(": tensor " + quoteName(m_key) + " is not a JSON object");
+        case Where::Meta: return fail(": \"__metadata__\" value for " + quoteName(m_key) + " is not a string");
+        case Where::Entry: return fieldTypeError();
+        case Where::Shape:
+            if (kind == Scalar::Negative) return fail(entryWhat() + " has a negative dimension in its shape");
+            if (kind == Scalar::TooLarge) return fail(entryWhat() + " has a dimension too large in its shape");
+            if (kind != Scalar::Int) return fail(entryWhat() + " has a shape entry that is not an integer");
+            if (m_entry.info.shape.size() >= kMaxDims)
+                return fail(entryWhat() + " has more than " + std::to_string(kMaxDims) + " dimensions");
+            m_entry.info.shape.push_back(static_cast<int64_t>(v));
+            return true;
+        case Where::Offsets:
+            if (kind != Scalar::Int) return fail(entryWhat() + " has data_offsets that are not non-negative integers");
+            if (m_offsetCount >= 2) return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
+            (m_offsetCount++ == 0 ? m_entry.begin : m_entry.end) = v;
+            return true;
+        default: return fail(": unexpected JSON value");
+        }
+    }
+
+    bool finishEntry() {
+        const std::string what = entryWhat();
+        if (!m_hasDtype) return fail(what + " has no \"dtype\" string");
+        const auto dtype = dtypeFromSafetensors(m_dtypeText);
+        if (!dtype) return fail(what + " has unknown or unsupported dtype " + quoteName(m_dtypeText));
+        Entry& e = m_entry;
+        e.info.dtype = *dtype;
+        if (!m_hasShape) return fail(what + " has no \"shape\" array");
+        if (m_offsetCount != 2) return fail(what + " has no \"data_offsets\" array of two integers");
+
+        uint64_t product = 1;  // of the non-zero dimensions: must fit in int64 so rows()/cols() stay defined
+        bool hasZero = false;
+        for (int64_t d : e.info.shape) {
+            const auto n = static_cast<uint64_t>(d);
+            if (n == 0) {
+                hasZero = true;
+            } else if (__builtin_mul_overflow(product, n, &product) ||
+                       product > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+                return fail(what + ": the product of its shape overflows");
+            }
+        }
+        const uint64_t numel = hasZero ? 0 : product;
+        if (e.end < e.begin) return fail(what + " has data_offsets " + range(e.begin, e.end) + " with end < begin");
+        const auto need = bytesFor(e.info.dtype, numel);
+        if (!need) return fail(what + ": byte size of shape " + e.info.shapeString() + " overflows");
+        if (e.end - e.begin != *need)
+            return fail(what + " has dtype " + m_dtypeText + " and shape " + e.info.shapeString() + " (" +
+                        std::to_string(*need) + " bytes) but data_offsets " + range(e.begin, e.end) + " span " +
+                        std::to_string(e.end - e.begin) + " bytes");
+        if (e.end > m_dataSize)
+            return fail(what + " data_offsets " + range(e.begin, e.end) + " lie outside the data section (" +
+                        std::to_string(m_dataSize) + " bytes)");
+        e.info.nbytes = *need;
+        entries.push_back(std::move(e));
+        return true;
+    }
+
+    uint64_t m_dataSize;
+    const std::string& m_fname;
+    Where m_where = Where::Start;
+    size_t m_skip = 0;                  // nesting depth inside an ignored value (unknown entry field)
+    std::string m_key;                  // current top-level key / metadata key
+    std::unordered_set<std::string> m_names, m_metaKeys;
+    Entry m_entry;
+    Field m_field = Field::None;
+    unsigned m_seenFields = 0;
+    bool m_hasDtype = false, m_hasShape = false;
+    std::string m_dtypeText;
+    int m_offsetCount = 0;
+};
 
 }  // namespace
 
@@ -167,32 +321,21 @@ Result<SafetensorsHeader> parseSafetensorsBytes(const uint8_t* data, uint64_t si
                          std::to_string(size) + " bytes); truncated file?");
     if (n < 2 || data[8] != '{') return makeError(fname + ": header does not start with '{'; not a safetensors file?");
 
-    auto parsed = parseJsonNoDuplicates(std::string_view(reinterpret_cast<const char*>(data + 8), n),
-                                        fname + ": header");
-    if (!parsed) return parsed.error();
-    const json& j = *parsed;
-    if (!j.is_object()) return makeError(fname + ": header is not a JSON object");
-
     SafetensorsHeader h;
     h.dataStart = 8 + n;
-    const uint64_t dataSize = size - h.dataStart;
-    std::vector<Entry> entries;
-    entries.reserve(j.size());
-    for (auto it = j.begin(); it != j.end(); ++it) {
-        if (it.key() == "__metadata__") {
-            if (!it->is_object()) return makeError(fname + ": \"__metadata__\" is not a JSON object");
-            for (auto m = it->begin(); m != it->end(); ++m) {
-                if (!m->is_string())
-                    return makeError(fname + ": \"__metadata__\" value for " + quoteName(m.key()) +
-                                     " is not a string");
-                h.metadata.push_back({m.key(), m->get<std::string>()});
-            }
-            continue;
-        }
-        auto e = parseEntry(it.key(), *it, dataSize, fname);
-        if (!e) return e.error();
-        entries.push_back(std::move(*e));
+    HeaderSax sax(size - h.dataStart, fname);
+    const char* first = reinterpret_cast<const char*>(data + 8);
+    bool parsedOk = false;
+    try {
+        parsedOk = json::sax_parse(first, first + n, &sax, nlohmann::detail::input_format_t::json, true);
+    } catch (const std::exception& e) {  // bad_alloc, or anything the parser throws despite the handler
+        return makeError(fname + ": cannot parse the header: " + e.what());
     }
+    if (!parsedOk || !sax.error.empty())
+        return makeError(sax.error.empty() ? fname + ": header is not valid JSON" : sax.error);
+    const uint64_t dataSize = size - h.dataStart;
+    h.metadata = std::move(sax.metadata);
+    std::vector<Entry>& entries = sax.entries;
 
     std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
         if (a.begin != b.begin) return a.begin < b.begin;

@@ -9,6 +9,8 @@
 // data_offsets with end - begin == dtype size * numel; offsets inside the data section, no two tensors
 // overlap, and every data byte belongs to exactly one tensor (no gap, nothing trailing).
 // Tensors come out sorted by data offset (ties by name): JSON object order is not meaningful.
+// The header is read with a streaming (SAX) parser: memory stays proportional to the tensor count, and
+// a shape may have at most 1024 dimensions; entry fields other than dtype/shape/data_offsets are ignored.
 // Error messages start with the file name, e.g.
 //   "model.safetensors: tensor 'x' data_offsets [10, 20) overlap tensor 'y' [0, 16)".
 #pragma once
@@ -42,7 +44,7 @@ Result<SafetensorsHeader> parseSafetensors(const MappedFile& file);
 Result<SafetensorsHeader> parseSafetensorsBytes(const uint8_t* data, uint64_t size, const std::string& fileName);
 
 // Parses JSON text, rejecting duplicate keys in any object (which nlohmann would silently collapse).
-// Errors read "<fileName>: ..." ("duplicate tensor name 'x'" for a top-level key).
+// Errors read "<fileName>: not valid JSON (...)" or "<fileName>: duplicate key 'x'".
 Result<nlohmann::json> parseJsonNoDuplicates(std::string_view text, const std::string& fileName);
 
 // Opens a single .safetensors file as a Model (if a config.json lies beside it, it is used for the

@@ -370,6 +370,21 @@ void TestSafetensors::corruptFiles_data() {
         "duplicate tensor name 'a'");
     row("duplicate field", stBytes(R"({"a":{"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]}})", "1"),
         "duplicate key 'dtype'");
+    row("object inside shape", stBytes(R"({"a":{"dtype":"U8","shape":[{}],"data_offsets":[0,1]}})", "1"),
+        "not an integer");
+    row("array inside data_offsets", stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[[0],1]}})", "1"),
+        "not non-negative integers");
+    row("one data_offset", stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}})", "1"),
+        "no \"data_offsets\"");
+    row("shape is object", stBytes(R"({"a":{"dtype":"U8","shape":{},"data_offsets":[0,1]}})", "1"),
+        "no \"shape\" array");
+    row("dtype is array", stBytes(R"({"a":{"dtype":["U8"],"shape":[1],"data_offsets":[0,1]}})", "1"),
+        "no \"dtype\" string");
+    row("tensor is array", stBytes(R"({"a":[1]})", ""), "tensor 'a' is not a JSON object");
+    row("metadata nested", stBytes(R"({"__metadata__":{"x":{"y":"z"}}})", ""), "is not a string");
+    row("duplicate metadata key", stBytes(R"({"__metadata__":{"x":"1","x":"2"}})", ""), "duplicate key 'x'");
+    row("duplicate metadata block", stBytes(R"({"__metadata__":{},"__metadata__":{}})", ""),
+        "duplicate tensor name '__metadata__'");
     row("metadata not object", stBytes(R"({"__metadata__":[1]})", ""), "\"__metadata__\" is not a JSON object");
     row("metadata value not string", stBytes(R"({"__metadata__":{"format":1}})", ""), "is not a string");
 }
@@ -400,6 +415,20 @@ void TestSafetensors::deepJsonNoCrash() {
     QVERIFY(!r.ok());
     QVERIFY2(r.error().message.find("tensor 'a' is not a JSON object") != std::string::npos,
              r.error().message.c_str());
+    // deep nesting inside an ignored extra field is fine
+    std::string extra = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":)" + std::string(300000, '[') +
+                        std::string(300000, ']') + "}}";
+    const std::string f3 = stBytes(extra, "z");
+    auto r3 = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(f3.data()), f3.size(), "deep");
+    QVERIFY2(r3.ok(), r3.ok() ? "" : r3.error().message.c_str());
+    QCOMPARE(r3->tensors.size(), size_t{1});
+    // a shape with 2000 dimensions of 1: refused without building a huge vector
+    std::string dims = "1";
+    for (int i = 1; i < 2000; ++i) dims += ",1";
+    const std::string f4 = stBytes(R"({"a":{"dtype":"U8","shape":[)" + dims + R"(],"data_offsets":[0,1]}})", "z");
+    auto r4 = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(f4.data()), f4.size(), "deep");
+    QVERIFY(!r4.ok());
+    QVERIFY2(r4.error().message.find("more than 1024 dimensions") != std::string::npos, r4.error().message.c_str());
     std::string unclosed = "{\"a\":" + std::string(300000, '{');
     const std::string f2 = stBytes(unclosed, "");
     auto r2 = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(f2.data()), f2.size(), "deep");
@@ -632,12 +661,13 @@ void TestSafetensors::miniFuzz() {
     std::mt19937_64 rng(20261127);
     const auto start = std::chrono::steady_clock::now();
     int accepted = 0, rejected = 0;
-    const int iterations = 20000;
+    const int iterations = 50000;
     for (int it = 0; it < iterations; ++it) {
         std::string f = base;
         const int edits = 1 + static_cast<int>(rng() % 4);
         for (int e = 0; e < edits; ++e) {
             const uint64_t kind = rng() % 10;
+            if (f.size() < 8) break;  // truncated below the length prefix: nothing left to edit
             if (kind == 0) {  // length prefix byte
                 f[rng() % 8] = static_cast<char>(rng());
             } else if (kind == 1) {  // delete a header byte
@@ -667,9 +697,35 @@ void TestSafetensors::miniFuzz() {
             QVERIFY(r.error().message.rfind("fuzz.safetensors: ", 0) == 0);
         }
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    qInfo("mini fuzz: %d iterations, %d accepted, %d rejected, %.2f s", iterations, accepted, rejected, secs);
     QVERIFY(rejected > iterations / 2);  // the mutations really did break most files
+
+    // The demo model's real header (4856 bytes, 47 tensors), mutated in place and restored each time.
+    std::string demo = readAll(QZ_RESOURCES_DIR "/demo/stories260K/model.safetensors");
+    QCOMPARE(demo.size(), size_t{1044992});
+    const size_t headerEnd = 8 + 4856;
+    int demoAccepted = 0;
+    const int demoIterations = 3000;
+    for (int it = 0; it < demoIterations; ++it) {
+        size_t pos[4];
+        char old[4];
+        const int edits = 1 + static_cast<int>(rng() % 4);
+        for (int e = 0; e < edits; ++e) {
+            pos[e] = 8 + rng() % (headerEnd - 8);
+            old[e] = demo[pos[e]];
+            demo[pos[e]] = (rng() % 2) ? static_cast<char>(rng()) : interesting[rng() % (sizeof(interesting) - 1)];
+        }
+        auto r = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(demo.data()), demo.size(), "demo");
+        if (r.ok()) {
+            ++demoAccepted;
+            uint64_t total = 0;
+            for (const auto& t : r->tensors) total += t.nbytes;
+            QCOMPARE(total, uint64_t(demo.size() - headerEnd));
+        }
+        for (int e = edits - 1; e >= 0; --e) demo[pos[e]] = old[e];
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    qInfo("mini fuzz: %d small-file iterations (%d accepted), %d demo-header iterations (%d accepted), %.2f s",
+          iterations, accepted, demoIterations, demoAccepted, secs);
     QVERIFY(secs < 20.0);
 }
 
