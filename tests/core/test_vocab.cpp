@@ -13,8 +13,10 @@
 #include <random>
 
 #include "gguf/gguf_file.h"
+#include "model/model.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/hf_vocab.h"
+#include "tokenizer/model_vocab.h"
 #include "tokenizer/spm_model.h"
 #include "tokenizer/vocab.h"
 
@@ -167,6 +169,8 @@ private slots:
     void preTokenizerNames();
     void corruptSpmModel();
     void badGgufKvs();
+    void stories260KAgreesWithItsGguf();
+    void vocabOfOpenedModels();
 };
 
 void TestVocab::bardLlamaMatchesConvert() {
@@ -512,6 +516,47 @@ void TestVocab::badGgufKvs() {
     gpt2.str = "gpt2";
     QVERIFY(!vocabFromGgufKvs({gpt2, tokens}).ok());  // gpt2 needs merges
     QVERIFY(!vocabFromGgufKvs({model, tokens, model}).ok());  // duplicate key
+}
+
+void TestVocab::stories260KAgreesWithItsGguf() {
+    // stories260K.gguf was written by llama.cpp's llama2.c converter (another code path than
+    // convert_hf_to_gguf.py) from the same SentencePiece model as hf/tokenizer.model.
+    auto h = loadHfVocab(kData + "/models/stories260K/hf");
+    QVERIFY2(h.ok(), h.ok() ? "" : h.error().message.c_str());
+    auto f = GgufFile::open(kData + "/models/stories260K/stories260K.gguf");
+    QVERIFY(f.ok());
+    auto g = vocabFromGguf(**f);
+    QVERIFY2(g.ok(), g.ok() ? "" : g.error().message.c_str());
+    QCOMPARE(h->tokens, g->tokens);
+    QCOMPARE(h->scores, g->scores);
+    QCOMPARE(h->tokenTypes, g->tokenTypes);
+    QCOMPARE(g->model, std::string("llama"));
+    QCOMPARE(g->specialId("unk").value_or(99), 0u);
+    QCOMPARE(g->specialId("bos").value_or(99), 1u);
+    QCOMPARE(g->specialId("eos").value_or(99), 2u);
+    // seperator / padding are 0xFFFFFFFF there: not token ids, dropped with a warning as llama.cpp does
+    QVERIFY(!g->specialId("sep") && !g->specialId("pad"));
+    QCOMPARE(g->warnings.size(), size_t(2));
+}
+
+void TestVocab::vocabOfOpenedModels() {
+    for (const char* p : {"/models/bard-llama", "/models/bard-gpt2", "/models/stories260K/stories260K.gguf",
+                          "/models/stories260K/hf/model.safetensors"}) {
+        auto m = openModel(kData + p);
+        QVERIFY2(m.ok(), m.ok() ? "" : m.error().message.c_str());
+        auto v = vocabForModel(**m);
+        QVERIFY2(v.ok(), v.ok() ? "" : v.error().message.c_str());
+        QCOMPARE(v->tokens.size(), std::string(p).find("gpt2") != std::string::npos ? size_t(1024) : size_t(512));
+    }
+    QTemporaryDir tmp;
+    const fs::path d = tmp.path().toStdString();
+    fs::copy_file(kData + "/models/bard-llama/config.json", d / "config.json");
+    fs::copy_file(kData + "/models/bard-llama/model.safetensors", d / "model.safetensors");
+    auto m = openModel(d.string());
+    QVERIFY(m.ok());
+    auto v = vocabForModel(**m);
+    QVERIFY(!v.ok());
+    QVERIFY2(v.error().message.find("no tokenizer") != std::string::npos, v.error().message.c_str());
 }
 
 QTEST_APPLESS_MAIN(TestVocab)
