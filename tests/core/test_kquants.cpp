@@ -504,6 +504,29 @@ private slots:
         }
     }
 
+    // NaN / Inf / huge inputs (hostile model data): no write outside the row, no crash.
+    void nonFiniteInput() {
+        const int64_t cols = 512;
+        std::vector<float> x(cols, 0.5f);
+        x[3] = std::nanf("");
+        x[100] = INFINITY;
+        x[300] = -INFINITY;
+        x[400] = 3e38f;
+        std::vector<float> imat(cols, 1.f);
+        imat[7] = std::nanf("");
+        for (const char* t : {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL"}) {
+            const int64_t bytes = std::string(t) == "IQ4_NL" ? cols / 32 * 18 : cols / 256 * kType(t)->typeSize;
+            for (const float* im : {static_cast<const float*>(nullptr), static_cast<const float*>(imat.data())}) {
+                std::vector<uint8_t> buf(bytes + 64, 0xCD);
+                if (std::string(t) == "IQ4_NL")
+                    ggml::quantizeRowsIQ4_NL(x.data(), buf.data(), 1, cols, im);
+                else
+                    kType(t)->fn(x.data(), buf.data(), 1, cols, im);
+                for (int64_t i = bytes; i < bytes + 64; ++i) QCOMPARE(int(buf[i]), 0xCD);
+            }
+        }
+    }
+
     // Legacy .dat format, built by hand: values = sums / ncall; ncall 0 keeps the sums.
     void imatrixLegacy() {
         std::vector<uint8_t> b;
