@@ -10,6 +10,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "ggml/dequantize.h"
+#include "ggml/quantize.h"
+#include "infer/evaluate.h"
 #include "infer/perplexity.h"
 #include "infer/text_tokens.h"
 #include "model/model.h"
@@ -207,6 +210,59 @@ private slots:
         std::filesystem::resize_file(path, std::filesystem::file_size(path) - 2);
         QVERIFY(!loadKldBase(path).ok());
         std::filesystem::remove(path);
+    }
+
+    // Evaluation of a fake-quantized model without any file: bard-llama's weights quantized in memory to
+    // llama-quantize's Q4_0 mix (every 2-D weight Q4_0, the output head Q6_K; ppl.tsv: F32:9,Q4_0:29,
+    // Q6_K:1), dequantized, passed as overrides. Rows are quantized independently, so HF's row order
+    // (before the Q/K permutation) quantizes to the same blocks. llama.cpp: PPL 8.2733, KLD 0.006287,
+    // same top 93.750 %, RMS dp 2.245 % (it also rounds activations to 8 bits: close, not equal).
+    void fakeQuantizedOverrides() {
+        auto m = openModel(kData + "/models/bard-llama");
+        QVERIFY(m);
+        const Model& model = **m;
+        WeightOverrides ov;
+        for (const TensorInfo& t : model.tensors) {
+            if (t.shape.size() != 2) continue;
+            const DType type = t.name == "lm_head.weight" ? DType::Q6_K : DType::Q4_0;
+            auto w = readTensorF32(model, t);
+            QVERIFY(w);
+            const auto rowBytes = bytesFor(type, static_cast<uint64_t>(t.cols()));
+            QVERIFY(rowBytes);
+            std::vector<uint8_t> q(*rowBytes * t.rows());
+            QVERIFY(ggml::quantizeTensor(type, w->data(), t.rows(), t.cols(), nullptr, q.data(), 0).ok());
+            std::vector<float> back(w->size());
+            QVERIFY(ggml::dequantize(type, q.data(), back.data(), static_cast<int64_t>(back.size())));
+            ov[t.name] = std::move(back);
+        }
+        QCOMPARE(ov.size(), size_t(30));
+        const std::string text = readText(kData + "/text/shakespeare-valid.txt");
+        EvalParams ep;
+        ep.nCtx = 128;
+        ep.nChunks = 32;
+        KldBase base;
+        double lastFraction = -1;
+        bool monotone = true;
+        auto pr = evaluatePerplexity(model, text, ep, [&](const ProgressInfo& i) {
+            monotone = monotone && i.fraction >= lastFraction - 1e-12;
+            lastFraction = i.fraction;
+            return true;
+        }, nullptr, &base);
+        QVERIFY(pr);
+        QVERIFY(monotone);
+        QCOMPARE(lastFraction, 1.0);
+        QVERIFY(std::fabs(pr->ppl - 8.2872) < 0.0002);
+        auto q = evaluatePerplexity(model, text, ep, {}, &ov);
+        QVERIFY(q);
+        auto k = evaluateKlDivergence(model, base, ep, {}, &ov);
+        QVERIFY2(k, k ? "" : k.error().message.c_str());
+        qInfo("fake Q4_0: %s; KLD %.6f, 99%% %.6f, max %.6f, same top %.3f %%, RMS dp %.3f %%",
+              formatFinalEstimate(*q).c_str(), k->meanKld, k->kld99, k->maxKld, 100 * k->sameTop, 100 * k->rmsDp);
+        QVERIFY(within(q->ppl, 8.2733, 0.002));
+        QVERIFY(within(k->pplQ, q->ppl, 1e-4));
+        QVERIFY(within(k->meanKld, 0.006287, 0.05));
+        QVERIFY(std::fabs(100 * k->sameTop - 93.750) < 1.0);
+        QVERIFY(std::fabs(100 * k->rmsDp - 2.245) < 0.1);
     }
 
     // Additional checks against llama.cpp's golden GGUF files (only on a machine that has them).
