@@ -173,7 +173,7 @@ Result<int64_t> vocabSizeFromConfig(const Json* config, int64_t fallback, const 
     auto it = config->find("vocab_size");
     if (it == config->end() || it->is_null()) return fallback;
     auto n = jsonInt(*it);
-    if (!n || *n <= 0 || *n > (int64_t(1) << 24))
+    if (!n || *n <= 0 || *n > (int64_t(1) << 22))
         return makeError(where + ": vocab_size is not a plausible token count");
     return *n;
 }
