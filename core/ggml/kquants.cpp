@@ -1,4 +1,4 @@
-// K-quant and IQ4_NL block quantizers, written from FORMATS.md B.2-B.6.
+// K-quant, IQ4_NL and IQ4_XS block quantizers, written from FORMATS.md B.2-B.6.
 // Blocks are written byte by byte at the offsets of B.2 (no struct punning); fp16 fields little-endian.
 #include "ggml/kquants.h"
 
@@ -419,66 +419,116 @@ inline int bestIndexInt8(int n, const int8_t* val, float x) {
     return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
-void iq4nlBlock(const float* x, uint8_t* y, const float* qw /*nullable*/) {
+// Scale search of quantize_row_iq4_nl_impl for one 32-element sub-block xb (ntry = 7). sigma2 is
+// 2*sum(x^2)/super_block_size of the enclosing super-block; qw (nullable) its 32 importances.
+// Returns the scale (0 for an all-zero sub-block).
+float iq4SubBlockScale(const float* xb, const float* qw, float sigma2) {
     constexpr int kBlock = 32;
     constexpr int ntry = 7;
     const int8_t* values = kIQ4NLValues;
     float weight[kBlock];
-    uint8_t L[kBlock];
-    float sigma2 = 0;
-    for (int j = 0; j < kBlock; ++j) sigma2 += x[j] * x[j];
-    sigma2 *= 2.f / kBlock;
     if (qw) {
-        for (int j = 0; j < kBlock; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+        for (int j = 0; j < kBlock; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
     } else {
-        for (int j = 0; j < kBlock; ++j) weight[j] = x[j] * x[j];
+        for (int j = 0; j < kBlock; ++j) weight[j] = xb[j] * xb[j];
     }
     float amax = 0, max = 0;
     for (int j = 0; j < kBlock; ++j) {
-        const float ax = std::fabs(x[j]);
+        const float ax = std::fabs(xb[j]);
         if (ax > amax) {
             amax = ax;
-            max = x[j];
+            max = xb[j];
         }
     }
-    float scale = 0;
-    if (amax >= kGroupMaxEps) {
-        float d = -max / values[0];
-        float id = 1 / d;
-        float sumqx = 0, sumq2 = 0;
+    if (amax < kGroupMaxEps) return 0.f;
+    float d = -max / values[0];
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < kBlock; ++j) {
+        const float al = id * xb[j];
+        const int l = bestIndexInt8(16, values, al);
+        const float q = values[l];
+        const float w = weight[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+        id = static_cast<float>(itry + values[0]) / max;
+        sumqx = sumq2 = 0;
         for (int j = 0; j < kBlock; ++j) {
-            const float al = id * x[j];
+            const float al = id * xb[j];
             const int l = bestIndexInt8(16, values, al);
-            L[j] = static_cast<uint8_t>(l);
             const float q = values[l];
             const float w = weight[j];
-            sumqx += w * q * x[j];
+            sumqx += w * q * xb[j];
             sumq2 += w * q * q;
         }
-        d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-        float best = d * sumqx;
-        for (int itry = -ntry; itry <= ntry; ++itry) {
-            id = static_cast<float>(itry + values[0]) / max;
-            sumqx = sumq2 = 0;
-            for (int j = 0; j < kBlock; ++j) {
-                const float al = id * x[j];
-                const int l = bestIndexInt8(16, values, al);
-                const float q = values[l];
-                const float w = weight[j];
-                sumqx += w * q * x[j];
-                sumq2 += w * q * q;
-            }
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                d = sumqx / sumq2;
-                best = d * sumqx;
-            }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            d = sumqx / sumq2;
+            best = d * sumqx;
         }
-        scale = d;
     }
+    return d;
+}
+
+// Packs 32-element groups of 4-bit indices: q4[16i + j] = L[32i + j] | L[32i + 16 + j] << 4.
+inline void packIq4(const uint8_t* L, uint8_t* q4, int n) {
+    for (int i = 0; i < n / 32; ++i)
+        for (int j = 0; j < 16; ++j) q4[16 * i + j] = static_cast<uint8_t>(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+void iq4nlBlock(const float* x, uint8_t* y, const float* qw /*nullable*/) {
+    float sigma2 = 0;
+    for (int j = 0; j < 32; ++j) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / 32;
+    const float scale = iq4SubBlockScale(x, qw, sigma2);
     putHalf(y, fp32ToFp16(scale));
-    const float id = scale ? 1 / scale : 0;
-    for (int j = 0; j < kBlock; ++j) L[j] = static_cast<uint8_t>(bestIndexInt8(16, values, id * x[j]));
-    for (int j = 0; j < 16; ++j) y[2 + j] = static_cast<uint8_t>(L[j] | (L[16 + j] << 4));
+    uint8_t L[32];
+    const float id = scale ? 1 / scale : 0;  // the unrounded scale, as ggml
+    for (int j = 0; j < 32; ++j) L[j] = static_cast<uint8_t>(bestIndexInt8(16, kIQ4NLValues, id * x[j]));
+    packIq4(L, y + 2, 32);
+}
+
+// IQ4_XS layout: d @0, scales_h u16 @2, scales_l[4] @4, qs[128] @8 (quantize_row_iq4_nl_impl with
+// super_block_size 256): 6-bit sub-block scales (ls - 32) relative to d = -max_scale/32.
+void iq4xsBlock(const float* x, uint8_t* y, const float* qwBlock /*nullable*/) {
+    float sigma2 = 0;
+    for (int j = 0; j < QK; ++j) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / QK;
+    float scales[QK / 32];
+    float maxScale = 0, amaxScale = 0;
+    for (int ib = 0; ib < QK / 32; ++ib) {
+        scales[ib] = iq4SubBlockScale(x + 32 * ib, qwBlock ? qwBlock + 32 * ib : nullptr, sigma2);
+        const float absD = std::fabs(scales[ib]);
+        if (absD > amaxScale) {
+            amaxScale = absD;
+            maxScale = scales[ib];
+        }
+    }
+    const float d = -maxScale / 32;
+    putHalf(y, fp32ToFp16(d));
+    const float id = d ? 1 / d : 0.f;
+    uint16_t scalesH = 0;
+    uint8_t* scalesL = y + 4;
+    uint8_t L[QK];
+    for (int ib = 0; ib < QK / 32; ++ib) {
+        int l = clampi(nearest_int(id * scales[ib]), -32, 31);
+        const float dl = d * static_cast<float>(l);
+        const float idl = dl ? 1 / dl : 0.f;
+        for (int j = 0; j < 32; ++j)
+            L[32 * ib + j] = static_cast<uint8_t>(bestIndexInt8(16, kIQ4NLValues, idl * x[32 * ib + j]));
+        l += 32;
+        const uint8_t lLow = static_cast<uint8_t>(l & 0xF), lHigh = static_cast<uint8_t>(l >> 4);
+        if (ib % 2 == 0)
+            scalesL[ib / 2] = lLow;
+        else
+            scalesL[ib / 2] |= static_cast<uint8_t>(lLow << 4);
+        scalesH |= static_cast<uint16_t>(lHigh << (2 * (ib % 8)));
+    }
+    putHalf(y + 2, scalesH);
+    packIq4(L, y + 8, QK);
 }
 
 // ----------------------------------------------------------------------------------------- drivers
@@ -525,6 +575,12 @@ void quantizeRowsQ6_K(const float* src, uint8_t* dst, int64_t nrows, int64_t nco
     runRows(
         src, dst, nrows, ncols, imatrix, 210, [](const float* x, uint8_t* y) { q6kBlock(x, y, nullptr); },
         [](const float* x, uint8_t* y, const float* qw) { q6kBlock(x, y, qw); });
+}
+
+void quantizeRowsIQ4_XS(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float* imatrix) {
+    runRows(
+        src, dst, nrows, ncols, imatrix, 136, [](const float* x, uint8_t* y) { iq4xsBlock(x, y, nullptr); },
+        [](const float* x, uint8_t* y, const float* qw) { iq4xsBlock(x, y, qw); });
 }
 
 void quantizeRowsIQ4_NL(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float* imatrix) {

@@ -1,4 +1,4 @@
-// K-quant block quantizers (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) and IQ4_NL, byte-identical to ggml.
+// K-quant block quantizers (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), IQ4_NL and IQ4_XS, byte-identical to ggml.
 //
 // Each function quantizes `nrows` rows of `ncols` floats (row-major, contiguous) into `nrows` rows of
 // blocks written contiguously to dst (row size = ncols/QK * typeSize, see common/dtype.h).
@@ -7,7 +7,8 @@
 //   imatrix != nullptr -> ggml's `quantize_row_<type>_impl` per row, FORMATS.md B.6. imatrix holds one
 //                         importance value per column (ncols floats, the same for every row), i.e.
 //                         llama-quantize's `in_sum2/counts` for this tensor (see ggml/imatrix.h).
-// IQ4_NL always runs the impl (ntry = 7), with weights x^2 when imatrix is null.
+// IQ4_NL and IQ4_XS always run quantize_row_iq4_nl_impl (ntry = 7, super-block 32 resp. 256), with
+// weights x^2 when imatrix is null (FORMATS.md B.5, B.7).
 //
 // Exactness: nearest_int is round-half-even via the 1.5*2^23 trick; d/dmin are stored as fp16 and read
 // back before the final codes, where the reference does; every float expression keeps ggml's
@@ -15,7 +16,7 @@
 // no state, so callers may split rows across threads freely (results do not depend on the split).
 //
 // Preconditions (checked by the caller, e.g. the quantize dispatcher): ncols is a multiple of 256
-// (K types) or 32 (IQ4_NL); dst has room for nrows full rows.
+// (K types, IQ4_XS) or 32 (IQ4_NL); dst has room for nrows full rows.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,7 @@ void quantizeRowsQ3_K(const float* src, uint8_t* dst, int64_t nrows, int64_t nco
 void quantizeRowsQ4_K(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float* imatrix);
 void quantizeRowsQ5_K(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float* imatrix);
 void quantizeRowsQ6_K(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float* imatrix);
+void quantizeRowsIQ4_XS(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float* imatrix);
 void quantizeRowsIQ4_NL(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float* imatrix);
 
 // The 16 non-linear levels of IQ4_NL (kvalues_iq4nl, FORMATS.md B.2).

@@ -59,7 +59,8 @@ int main(int argc, char** argv) {
 
     const Type types[] = {{"Q2_K", 256, 84, qz::ggml::quantizeRowsQ2_K},  {"Q3_K", 256, 110, qz::ggml::quantizeRowsQ3_K},
                           {"Q4_K", 256, 144, qz::ggml::quantizeRowsQ4_K}, {"Q5_K", 256, 176, qz::ggml::quantizeRowsQ5_K},
-                          {"Q6_K", 256, 210, qz::ggml::quantizeRowsQ6_K}, {"IQ4_NL", 32, 18, qz::ggml::quantizeRowsIQ4_NL}};
+                          {"Q6_K", 256, 210, qz::ggml::quantizeRowsQ6_K}, {"IQ4_NL", 32, 18, qz::ggml::quantizeRowsIQ4_NL},
+                          {"IQ4_XS", 256, 136, qz::ggml::quantizeRowsIQ4_XS}};
     const double mb = double(rows) * cols * 4 / 1e6;
     std::printf("bench_kquants: %lld x %lld F32 (%.1f MB), hardware threads %u\n", (long long)rows, (long long)cols, mb,
                 std::thread::hardware_concurrency());

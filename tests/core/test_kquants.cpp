@@ -218,11 +218,27 @@ void dequantIQ4NL(const uint8_t* b, float* y) {
     }
 }
 
-// Dequantizes rows x ncols; returns false for an unknown name.
+void dequantIQ4XS(const uint8_t* b, float* y) {
+    const float d = h2f(b);
+    const int sh = b[2] | (b[3] << 8);
+    for (int e = 0; e < 256; ++e) {
+        const int ib = e / 32, r = e % 32;
+        const int ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4);
+        const uint8_t q = b[8 + 16 * ib + r % 16];
+        const int idx = r < 16 ? (q & 0xF) : (q >> 4);
+        y[e] = d * (ls - 32) * ggml::kIQ4NLValues[idx];
+    }
+}
+
+// Dequantizes n elements of the named type.
 std::vector<float> dequant(const std::string& type, const std::vector<uint8_t>& q, int64_t n) {
     std::vector<float> y(n);
     if (type == "IQ4_NL") {
         for (int64_t b = 0; b < n / 32; ++b) dequantIQ4NL(q.data() + 18 * b, y.data() + 32 * b);
+        return y;
+    }
+    if (type == "IQ4_XS") {
+        for (int64_t b = 0; b < n / 256; ++b) dequantIQ4XS(q.data() + 136 * b, y.data() + 256 * b);
         return y;
     }
     const KType* k = kType(type);
@@ -243,6 +259,11 @@ std::vector<uint8_t> quantizeAny(const std::string& type, const float* x, int64_
     if (type == "IQ4_NL") {
         std::vector<uint8_t> q(static_cast<size_t>(nrows * ncols / 32 * 18));
         ggml::quantizeRowsIQ4_NL(x, q.data(), nrows, ncols, imat);
+        return q;
+    }
+    if (type == "IQ4_XS") {
+        std::vector<uint8_t> q(static_cast<size_t>(nrows * ncols / 256 * 136));
+        ggml::quantizeRowsIQ4_XS(x, q.data(), nrows, ncols, imat);
         return q;
     }
     const KType* k = kType(type);
@@ -367,7 +388,8 @@ private slots:
     // weighting actually reduces the importance-weighted error (aggregate over many rows).
     void imatrixReducesWeightedError_data() {
         QTest::addColumn<QString>("type");
-        for (const char* t : {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL"}) QTest::newRow(t) << QString(t);
+        for (const char* t : {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"})
+            QTest::newRow(t) << QString(t);
     }
     void imatrixReducesWeightedError() {
         QFETCH(QString, type);
@@ -400,6 +422,7 @@ private slots:
         QTest::newRow("Q5_K") << QString("Q5_K") << 0.002;
         QTest::newRow("Q6_K") << QString("Q6_K") << 0.002;
         QTest::newRow("IQ4_NL") << QString("IQ4_NL") << 0.002;
+        QTest::newRow("IQ4_XS") << QString("IQ4_XS") << 0.002;
     }
     void roundTripLikeGgml() {
         QFETCH(QString, type);
@@ -463,6 +486,21 @@ private slots:
         }
     }
 
+    // Hand-computed: a zero IQ4_XS block has d = -0/32 = -0 (fp16 0x8000), every sub-block scale code
+    // 0 + 32 (low nibble 0, high bits 2 -> scales_h 0xAAAA) and every index 8.
+    void zeroInputIQ4XS() {
+        std::vector<float> x(256, 0.f);
+        uint8_t q[136];
+        std::memset(q, 0xAB, sizeof q);
+        ggml::quantizeRowsIQ4_XS(x.data(), q, 1, 256, nullptr);
+        QCOMPARE(int(q[0]), 0x00);
+        QCOMPARE(int(q[1]), 0x80);
+        QCOMPARE(int(q[2]), 0xAA);
+        QCOMPARE(int(q[3]), 0xAA);
+        for (int i = 4; i < 8; ++i) QCOMPARE(int(q[i]), 0);
+        for (int i = 8; i < 136; ++i) QCOMPARE(int(q[i]), 0x88);
+    }
+
     // Hand-computed IQ4_NL block: x = values[idx]/10 with a known index pattern reproduces the indices,
     // and d is near 0.1.
     void iq4nlExactLevels() {
@@ -514,12 +552,15 @@ private slots:
         x[400] = 3e38f;
         std::vector<float> imat(cols, 1.f);
         imat[7] = std::nanf("");
-        for (const char* t : {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL"}) {
-            const int64_t bytes = std::string(t) == "IQ4_NL" ? cols / 32 * 18 : cols / 256 * kType(t)->typeSize;
+        for (const std::string t : {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"}) {
+            const int64_t bytes = t == "IQ4_NL" ? cols / 32 * 18 : t == "IQ4_XS" ? cols / 256 * 136
+                                                                                 : cols / 256 * kType(t)->typeSize;
             for (const float* im : {static_cast<const float*>(nullptr), static_cast<const float*>(imat.data())}) {
                 std::vector<uint8_t> buf(bytes + 64, 0xCD);
-                if (std::string(t) == "IQ4_NL")
+                if (t == "IQ4_NL")
                     ggml::quantizeRowsIQ4_NL(x.data(), buf.data(), 1, cols, im);
+                else if (t == "IQ4_XS")
+                    ggml::quantizeRowsIQ4_XS(x.data(), buf.data(), 1, cols, im);
                 else
                     kType(t)->fn(x.data(), buf.data(), 1, cols, im);
                 for (int64_t i = bytes; i < bytes + 64; ++i) QCOMPARE(int(buf[i]), 0xCD);
