@@ -12,7 +12,9 @@
 //   tokenizer.ggml.add_space_prefix BOOL, tokenizer.chat_template STRING
 //
 // Loaders: loadHfVocab (tokenizer/hf_vocab.h) builds it from a Hugging Face folder the way
-// llama.cpp's convert_hf_to_gguf.py does; vocabFromGgufKvs builds it from a GGUF's key/values.
+// llama.cpp's convert_hf_to_gguf.py does; vocabFromGguf (tokenizer/gguf_vocab.h) from a parsed GGUF
+// (through vocabFromGgufKvs below); vocabForModel (tokenizer/model_vocab.h) from any opened Model.
+// Writing: tokenizerGgufKvs (tokenizer/gguf_vocab.h) gives the typed GGUF key/values in convert's order.
 #pragma once
 
 #include <cstdint>

@@ -8,6 +8,7 @@
 #include <QtTest>
 
 #include <chrono>
+#include <random>
 #include <fstream>
 #include <sstream>
 
@@ -92,6 +93,7 @@ private slots:
     void spmMergesAcrossSpaces();
     void roundTrips();
     void decodePieces();
+    void randomBytesAndOddVocabs();
     void speed();
 };
 
@@ -372,6 +374,48 @@ void TestTokenizer::decodePieces() {
     QCOMPARE(gpt2->tokenToPiece(*g), std::string(" t"));
     const std::vector<int32_t> bad{-5, 99999};
     QCOMPARE(gpt2->decode(bad), std::string());
+}
+
+void TestTokenizer::randomBytesAndOddVocabs() {
+    // Random bytes (mostly invalid UTF-8): ids stay in range, byte-level BPE gives the bytes back,
+    // SPM with byte fallback keeps the byte count (U+2581 may replace a space, see roundTrips).
+    std::mt19937 rng(42);
+    auto gpt2 = hfTokenizer("bard-gpt2");
+    auto llama = hfTokenizer("bard-llama");
+    for (int i = 0; i < 300; ++i) {
+        std::string t(rng() % 200, '\0');
+        for (char& c : t) c = char(rng() % 4 == 0 ? ' ' : rng());
+        const auto g = gpt2->encode(t, true, true);
+        for (int32_t id : g) QVERIFY(id >= 0 && id < gpt2->size());
+        QCOMPARE(gpt2->decode(g), t);
+        const auto l = llama->encode(t, true, false);
+        for (int32_t id : l) QVERIFY(id >= 0 && id < llama->size());
+        const std::string back = llama->decode(l, true);
+        QVERIFY(back.size() >= t.size());
+    }
+    // odd vocabs: empty token texts, merges without a space, duplicate texts, out-of-range ids/types
+    Vocab v;
+    v.model = "gpt2";
+    v.pre = "gpt-2";
+    v.tokens = {"a", "", "b", "ab", "ab", "\xC4\xA0"};
+    v.tokenTypes = {1, 1, 1, 1, 1, 77};
+    v.merges = {"nospace", " ", "a b", "a b"};
+    v.setSpecialId("bos", 999);
+    auto tk = Tokenizer::create(v);
+    QVERIFY(tk.ok());
+    QCOMPARE((*tk)->bos(), -1);                 // 999 is not a token; the gpt2 default 11 is not either
+    QCOMPARE((*tk)->tokenText(1), std::string("[EMPTY_1]"));
+    QCOMPARE((*tk)->encode("ab", false), (std::vector<int32_t>{4}));  // the last of duplicate texts wins
+    // " c" -> "\u0120c": no merge; "\u0120" is token 5 (its type 77 reads as UNDEFINED), "c" has no token: dropped
+    QCOMPARE((*tk)->encode("ab c", false), (std::vector<int32_t>{4, 5}));
+    v.model = "llama";
+    v.merges.clear();
+    v.scores = {1, 1};  // wrong length
+    QVERIFY(!Tokenizer::create(v).ok());
+    v.scores.clear();
+    v.tokens.clear();
+    v.tokenTypes.clear();
+    QVERIFY(!Tokenizer::create(v).ok());
 }
 
 void TestTokenizer::speed() {
