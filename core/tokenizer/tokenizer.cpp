@@ -10,24 +10,31 @@ namespace qz {
 
 namespace {
 
-// Pre-tokenizer names llama.cpp maps to the regexes we implement (LC25:src/llama-vocab.cpp).
+// Pre-tokenizer names llama.cpp maps to the regexes we implement with no other behaviour change
+// (src/llama-vocab.cpp; names that also add a SEP token, like roberta-bpe, are left out).
 bool preTokenizerFor(const std::string& name, tok::PreTokenizer& pre, bool& llama3) {
+    static const char* const kGpt2[] = {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es",
+                                        "jina-v2-de", "a.x-4.0", "mellum"};
+    static const char* const kLlama3[] = {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral",
+                                          "midm-2.0", "lfm2"};
+    static const char* const kQwen2[] = {"qwen2", "deepseek-r1-qwen", "kormo", "megrez"};
     llama3 = false;
-    if (name == "gpt-2" || name == "phi-2" || name == "jina-es" || name == "jina-de" ||
-        name == "jina-v1-en" || name == "jina-v2-es" || name == "jina-v2-de" || name == "jina-v2-code" ||
-        name == "roberta-bpe" || name == "gigachat") {
-        pre = tok::PreTokenizer::Gpt2;
-        return true;
-    }
-    if (name == "llama3" || name == "llama-v3" || name == "llama-bpe" || name == "falcon3" || name == "pixtral") {
-        pre = tok::PreTokenizer::Llama3;
-        llama3 = true;
-        return true;
-    }
-    if (name == "qwen2" || name == "deepseek-r1-qwen" || name == "megrez") {
-        pre = tok::PreTokenizer::Qwen2;
-        return true;
-    }
+    for (const char* n : kGpt2)
+        if (name == n) {
+            pre = tok::PreTokenizer::Gpt2;
+            return true;
+        }
+    for (const char* n : kLlama3)
+        if (name == n) {
+            pre = tok::PreTokenizer::Llama3;
+            llama3 = true;
+            return true;
+        }
+    for (const char* n : kQwen2)
+        if (name == n) {
+            pre = tok::PreTokenizer::Qwen2;
+            return true;
+        }
     return false;
 }
 
