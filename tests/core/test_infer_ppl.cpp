@@ -291,6 +291,12 @@ private slots:
         QVERIFY(within(k->meanKld, 0.006287, 0.05));
         QVERIFY(std::fabs(100 * k->sameTop - 93.750) < 1.0);
         QVERIFY(std::fabs(100 * k->rmsDp - 2.245) < 0.1);
+        // GPT-2 from its GGUF (fused attn_qkv already [out, in], position_embd, output.weight).
+        const std::string g2 = kShared + "/bard-gpt2/bard-gpt2-F32.gguf";
+        QVERIFY(std::filesystem::exists(g2));
+        auto gr = runPpl(g2, true);
+        QVERIFY(gr);
+        QVERIFY(within(gr->ppl.ppl, 25.2283, 0.0001));
     }
 };
 
