@@ -29,6 +29,14 @@ inline float storeHalf(uint8_t* p, float f) {
     return fp16ToFp32(h);
 }
 inline int clampi(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
+// nearest_int (quant_helpers.h) inlined for the per-element requantization loops: same 1.5*2^23 trick,
+// same result; the out-of-line call cost ~5% of the Q3_K/Q6_K time.
+inline int nint(float f) {
+    const float v = f + 12582912.f;
+    int32_t i;
+    std::memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
 
 // 2-bit packing shared by Q2_K and Q3_K: element 128h + 32s + l at (qs[32h + l] >> 2s) & 3.
 inline void pack2bit(const uint8_t* L, uint8_t* qs) {
@@ -48,7 +56,7 @@ void q2kRequantizeAndPack(const float* x, uint8_t* y, uint8_t* L, float dAll, fl
         if (!d) continue;
         const float dm = mAll * static_cast<float>(sc[j] >> 4);
         for (int ii = 0; ii < 16; ++ii) {
-            const int l = nearest_int((x[16 * j + ii] + dm) / d);
+            const int l = nint((x[16 * j + ii] + dm) / d);
             L[16 * j + ii] = static_cast<uint8_t>(clampi(l, 0, 3));
         }
     }
@@ -138,7 +146,7 @@ void q3kRequantizeAndPack(const float* x, uint8_t* y, int8_t* L) {
         const float d = dAll * static_cast<float>(static_cast<int8_t>(sc));
         if (!d) continue;
         for (int ii = 0; ii < 16; ++ii) {
-            const int l = nearest_int(x[16 * j + ii] / d);
+            const int l = nint(x[16 * j + ii] / d);
             L[16 * j + ii] = static_cast<int8_t>(clampi(l, -4, 3) + 4);
         }
     }
@@ -241,7 +249,7 @@ void k45Requantize(const float* x, const uint8_t* y, uint8_t* L, int nmax) {
         if (!d) continue;
         const float dm = mAll * static_cast<float>(m);
         for (int ii = 0; ii < 32; ++ii) {
-            const int l = nearest_int((x[32 * j + ii] + dm) / d);
+            const int l = nint((x[32 * j + ii] + dm) / d);
             L[32 * j + ii] = static_cast<uint8_t>(clampi(l, 0, nmax));
         }
     }
@@ -379,7 +387,7 @@ void q6kBlock(const float* x, uint8_t* y, const float* qwBlock /*nullable*/) {
         const float d = dAll * static_cast<float>(sc[j]);
         if (!d) continue;
         for (int ii = 0; ii < 16; ++ii) {
-            const int l = nearest_int(x[16 * j + ii] / d);
+            const int l = nint(x[16 * j + ii] / d);
             L[16 * j + ii] = static_cast<int8_t>(clampi(l, -32, 31) + 32);
         }
     }
@@ -404,18 +412,16 @@ void q6kBlock(const float* x, uint8_t* y, const float* qwBlock /*nullable*/) {
 // -------------------------------------------------------------------------------------------- IQ4_NL
 // layout: d @0, qs[16] @2. quantize_row_iq4_nl_impl with super_block_size = block_size = 32, ntry = 7.
 
-// Nearest entry of the sorted table val[0..n) to x; ties go to the upper index.
-inline int bestIndexInt8(int n, const int8_t* val, float x) {
+// best_index_int8(16, kvalues_iq4nl, x): nearest level, ties to the upper index. ggml binary-searches
+// for mu with val[mu-1] <= x < val[mu]; we count the levels val[1..14] <= x instead (same mu, no
+// unpredictable branches), then make the same final float comparison. NaN: ggml's search ends at 15.
+inline int bestIndexInt8(float x) {
+    const int8_t* val = kIQ4NLValues;
     if (x <= val[0]) return 0;
-    if (x >= val[n - 1]) return n - 1;
-    int ml = 0, mu = n - 1;
-    while (mu - ml > 1) {
-        const int mav = (ml + mu) / 2;
-        if (x < val[mav])
-            mu = mav;
-        else
-            ml = mav;
-    }
+    if (x >= val[15]) return 15;
+    if (x != x) return 15;
+    int mu = 1;
+    for (int k = 1; k < 15; ++k) mu += val[k] <= x ? 1 : 0;
     return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
@@ -446,7 +452,7 @@ float iq4SubBlockScale(const float* xb, const float* qw, float sigma2) {
     float sumqx = 0, sumq2 = 0;
     for (int j = 0; j < kBlock; ++j) {
         const float al = id * xb[j];
-        const int l = bestIndexInt8(16, values, al);
+        const int l = bestIndexInt8(al);
         const float q = values[l];
         const float w = weight[j];
         sumqx += w * q * xb[j];
@@ -459,7 +465,7 @@ float iq4SubBlockScale(const float* xb, const float* qw, float sigma2) {
         sumqx = sumq2 = 0;
         for (int j = 0; j < kBlock; ++j) {
             const float al = id * xb[j];
-            const int l = bestIndexInt8(16, values, al);
+            const int l = bestIndexInt8(al);
             const float q = values[l];
             const float w = weight[j];
             sumqx += w * q * xb[j];
@@ -487,7 +493,7 @@ void iq4nlBlock(const float* x, uint8_t* y, const float* qw /*nullable*/) {
     putHalf(y, fp32ToFp16(scale));
     uint8_t L[32];
     const float id = scale ? 1 / scale : 0;  // the unrounded scale, as ggml
-    for (int j = 0; j < 32; ++j) L[j] = static_cast<uint8_t>(bestIndexInt8(16, kIQ4NLValues, id * x[j]));
+    for (int j = 0; j < 32; ++j) L[j] = static_cast<uint8_t>(bestIndexInt8(id * x[j]));
     packIq4(L, y + 2, 32);
 }
 
@@ -518,7 +524,7 @@ void iq4xsBlock(const float* x, uint8_t* y, const float* qwBlock /*nullable*/) {
         const float dl = d * static_cast<float>(l);
         const float idl = dl ? 1 / dl : 0.f;
         for (int j = 0; j < 32; ++j)
-            L[32 * ib + j] = static_cast<uint8_t>(bestIndexInt8(16, kIQ4NLValues, idl * x[32 * ib + j]));
+            L[32 * ib + j] = static_cast<uint8_t>(bestIndexInt8(idl * x[32 * ib + j]));
         l += 32;
         const uint8_t lLow = static_cast<uint8_t>(l & 0xF), lHigh = static_cast<uint8_t>(l >> 4);
         if (ib % 2 == 0)
@@ -591,5 +597,7 @@ void quantizeRowsIQ4_NL(const float* src, uint8_t* dst, int64_t nrows, int64_t n
         for (int64_t i = 0; i < nb; ++i) iq4nlBlock(x + i * 32, y + i * 18, imatrix ? imatrix + i * 32 : nullptr);
     }
 }
+
+int iq4nlNearestIndex(float x) { return bestIndexInt8(x); }
 
 }  // namespace qz::ggml

@@ -33,5 +33,7 @@ void quantizeRowsIQ4_NL(const float* src, uint8_t* dst, int64_t nrows, int64_t n
 
 // The 16 non-linear levels of IQ4_NL (kvalues_iq4nl, FORMATS.md B.2).
 extern const int8_t kIQ4NLValues[16];
+// Index of the level nearest to x, ties to the upper index (ggml's best_index_int8 on kIQ4NLValues).
+int iq4nlNearestIndex(float x);
 
 }  // namespace qz::ggml

@@ -542,6 +542,48 @@ private slots:
         }
     }
 
+    // The branch-free IQ4_NL level search equals ggml's best_index_int8 (binary search, ties to the upper
+    // index; written here from FORMATS.md B.5) on every float near each level and midpoint, on random
+    // values and on NaN / infinities.
+    void iq4nlIndexMatchesBinarySearch() {
+        auto reference = [](float x) {
+            const int8_t* val = ggml::kIQ4NLValues;
+            if (x <= val[0]) return 0;
+            if (x >= val[15]) return 15;
+            int ml = 0, mu = 15;
+            while (mu - ml > 1) {
+                const int mav = (ml + mu) / 2;
+                if (x < val[mav]) mu = mav;
+                else ml = mav;
+            }
+            return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
+        };
+        std::vector<float> probes = {std::nanf(""), -std::nanf(""), INFINITY, -INFINITY, 0.f, -0.f, 1e30f, -1e30f};
+        for (int k = 0; k < 16; ++k) {
+            const float v = ggml::kIQ4NLValues[k];
+            const float mid = k < 15 ? (v + ggml::kIQ4NLValues[k + 1]) / 2 : v;
+            for (float c : {v, mid}) {
+                float up = c, down = c;
+                for (int s = 0; s < 64; ++s) {
+                    probes.push_back(up);
+                    probes.push_back(down);
+                    up = std::nextafter(up, INFINITY);
+                    down = std::nextafter(down, -INFINITY);
+                }
+            }
+        }
+        std::mt19937 rng(9);
+        std::uniform_real_distribution<float> ud(-140.f, 140.f);
+        for (int i = 0; i < 200000; ++i) probes.push_back(ud(rng));
+        int mismatches = 0;
+        for (float x : probes)
+            if (ggml::iq4nlNearestIndex(x) != reference(x)) ++mismatches;
+        QCOMPARE(mismatches, 0);
+        QCOMPARE(ggml::iq4nlNearestIndex(-4.5f), 8);   // hand: 5.5 from -10 and 5.5 from 1: a tie -> upper (1)
+        QCOMPARE(ggml::iq4nlNearestIndex(-4.6f), 7);   // 5.4 < 5.6 -> -10 (index 7)
+        QCOMPARE(ggml::iq4nlNearestIndex(-4.4f), 8);   // 5.6 > 5.4 -> 1 (index 8)
+    }
+
     // NaN / Inf / huge inputs (hostile model data): no write outside the row, no crash.
     void nonFiniteInput() {
         const int64_t cols = 512;
