@@ -1,13 +1,194 @@
-// Placeholder until the GPTQ exporter lands (issue: GPTQ).
+// quantzoo-cli export MODEL --format gptq ...: GPTQ (or RTN) checkpoint export (core/gptq/gptq_export.h).
 #include <cstdio>
+#include <string>
 
+#include "args.h"
 #include "commands.h"
+#include "gptq/gptq_export.h"
+#include "infer/perplexity.h"
+#include "infer/text_tokens.h"
+#include "io/safetensors_writer.h"
+#include "model/model.h"
+#include "progress_line.h"
 
 namespace qzcli {
 
-int cmdExportGptq(int, char**) {
-    std::fprintf(stderr, "quantzoo-cli: GPTQ export is not available yet\n");
+namespace {
+const char* kHelp =
+    "usage: quantzoo-cli export MODEL --format gptq --calib TEXT -o OUTDIR [options]\n"
+    "  MODEL              a Hugging Face folder (llama, mistral, qwen2, gpt2)\n"
+    "  --bits N           2, 3, 4 (default) or 8\n"
+    "  --group-size N     -1, 32, 64, 128 (default) or any positive size\n"
+    "  --sym | --asym     symmetric (default) or asymmetric zero points\n"
+    "  --desc-act         act-order (columns by decreasing Hessian diagonal; g_idx)\n"
+    "  --static-groups    group parameters from the unmodified weights\n"
+    "  --damp F           dampening fraction of mean(diag H) (default 0.01)\n"
+    "  --calib TEXT       calibration text file\n"
+    "  --samples N        calibration windows (default 128)\n"
+    "  --seq-len L        tokens per window (default 512, at most the model context)\n"
+    "  --seed S           window seed (default 0)\n"
+    "  --no-true-sequential  one calibration pass per block instead of one per layer group\n"
+    "  --rtn              also compute the round-to-nearest baseline (errors and, with --eval, perplexity)\n"
+    "  --rtn-only         export the round-to-nearest baseline instead of GPTQ (no calibration needed)\n"
+    "  --no-resume        ignore a partial run left by an interrupted export to the same OUTDIR\n"
+    "  --shard-size BYTES maximum tensor bytes per safetensors shard (default 5000000000)\n"
+    "  --threads N        worker threads (default: all cores)\n"
+    "  --eval TEXT        print perplexities (original, GPTQ, RTN) on TEXT through our engine\n"
+    "  --ctx N            perplexity context (default 512, at most the model context)\n"
+    "  --chunks N         perplexity chunks (default: all)\n"
+    "  --dump-dequant F   (tests) write the dequantized weights as F32 safetensors file F\n"
+    "  --quiet            no per-layer log and no progress line\n"
+    "  -o, --output DIR   output folder (must not exist, or be empty)\n"
+    "An interrupted export (Ctrl-C, failure) keeps its finished layers in OUTDIR's hidden\n"
+    "'.NAME.gptq-partial' folder; running the same command again resumes from there.\n";
+
+int fail(const std::string& msg) {
+    std::fprintf(stderr, "quantzoo-cli: %s\n", msg.c_str());
     return kFailed;
+}
+
+qz::Status dumpDequant(const std::string& path, const qz::WeightOverrides& ov, const qz::Model& model) {
+    std::vector<qz::SafetensorsTensorDecl> decls;
+    std::vector<const std::vector<float>*> data;
+    for (const auto& t : model.tensors) {  // model order, quantized weights only
+        auto it = ov.find(t.name);
+        if (it == ov.end() || t.shape.size() != 2) continue;
+        decls.push_back({t.name, qz::DType::F32, t.shape});
+        data.push_back(&it->second);
+    }
+    qz::SafetensorsWriter w;
+    if (auto s = w.open(path, decls); !s) return s;
+    for (const auto* d : data)
+        if (auto s = w.writeTensorFromF32(*d); !s) return s;
+    return w.finish();
+}
+}  // namespace
+
+int cmdExportGptq(int argc, char** argv) {
+    Args args({"--format", "--bits", "--group-size", "--damp", "--calib", "--samples", "--seq-len", "--seed",
+               "--shard-size", "--threads", "--eval", "--ctx", "--chunks", "--dump-dequant", "-o", "--output"},
+              {"--sym", "--asym", "--desc-act", "--static-groups", "--no-true-sequential", "--rtn", "--rtn-only",
+               "--no-resume", "--quiet", "--help"});
+    auto usage = [&](const std::string& e) {
+        std::fprintf(stderr, "quantzoo-cli export: %s\n%s", e.c_str(), kHelp);
+        return kUsage;
+    };
+    if (auto err = args.parse(argc, argv, 2); !err.empty()) return usage(err);
+    if (args.has("--help")) {
+        std::fputs(kHelp, stdout);
+        return kOk;
+    }
+    if (args.positional().size() != 1) return usage("expected one MODEL");
+    if (args.valueOr("--format", "gptq") != "gptq") return usage("this command handles --format gptq");
+    if (args.has("--sym") && args.has("--asym")) return usage("give --sym or --asym, not both");
+    if (args.has("-o") && args.has("--output")) return usage("give -o or --output, not both");
+    const std::string out = args.valueOr("-o", args.valueOr("--output", ""));
+    if (out.empty()) return usage("-o OUTDIR is required");
+
+    std::string err;
+    qz::gptq::ExportParams p;
+    p.quant.bits = static_cast<int>(args.intOr("--bits", 4, err));
+    p.quant.groupSize = static_cast<int>(args.intOr("--group-size", 128, err));
+    p.quant.sym = !args.has("--asym");
+    p.quant.descAct = args.has("--desc-act");
+    p.quant.staticGroups = args.has("--static-groups");
+    p.quant.dampPercent = args.doubleOr("--damp", 0.01, err);
+    p.quant.threads = static_cast<int>(args.intOr("--threads", 0, err));
+    p.trueSequential = !args.has("--no-true-sequential");
+    p.method = args.has("--rtn-only") ? qz::gptq::Method::Rtn : qz::gptq::Method::Gptq;
+    p.rtnBaseline = args.has("--rtn") || args.has("--rtn-only");
+    p.calibPath = args.valueOr("--calib", "");
+    p.calib.samples = static_cast<int>(args.intOr("--samples", 128, err));
+    p.calib.seqLen = static_cast<int>(args.intOr("--seq-len", 512, err));
+    p.calib.seed = static_cast<uint64_t>(args.intOr("--seed", 0, err));
+    p.outputDir = out;
+    p.resume = !args.has("--no-resume");
+    const long long shard = args.intOr("--shard-size", 5'000'000'000LL, err);
+    const int ctx = static_cast<int>(args.intOr("--ctx", 512, err));
+    const int chunks = static_cast<int>(args.intOr("--chunks", -1, err));
+    if (!err.empty()) return usage(err);
+    if (shard <= 0) return usage("--shard-size must be positive");
+    p.maxShardBytes = static_cast<uint64_t>(shard);
+    if (auto s = qz::gptq::validateConfig(p.quant); !s) return usage(s.error().message);
+    if (p.method == qz::gptq::Method::Gptq && p.calibPath.empty()) return usage("--calib TEXT is required for GPTQ");
+    const std::string evalPath = args.valueOr("--eval", "");
+    const std::string dumpPath = args.valueOr("--dump-dequant", "");
+    p.keepOverrides = !evalPath.empty() || !dumpPath.empty();
+
+    auto model = qz::openModel(args.positional()[0]);
+    if (!model) return fail(model.error().message);
+    const bool quiet = args.has("--quiet");
+    installInterruptHandler();
+    ProgressLine line("gptq", quiet);
+    auto onLayer = [&](const qz::gptq::LayerReport& r) {
+        if (quiet) return;
+        line.finish();
+        char rtn[32] = "";
+        if (r.relErrRtn >= 0) std::snprintf(rtn, sizeof rtn, "  rtn %.6f", r.relErrRtn);
+        std::fprintf(stderr, "[blk %2d] %-44s [%5d x %5d]  loss %12.4f  rel.err %.6f%s  %.2fs%s\n", r.block,
+                     r.name.c_str(), r.out, r.in, r.loss, r.relErr, rtn, r.seconds, r.resumed ? "  (resumed)" : "");
+    };
+    auto res = qz::gptq::exportGptq(**model, p, line.callback(), onLayer);
+    line.finish();
+    if (!res) {
+        std::fprintf(stderr, "quantzoo-cli: %s\n", res.error().message.c_str());
+        return res.error().cancelled || interrupted() ? kCancelled : kFailed;
+    }
+    double sumG = 0, sumR = 0;
+    int n = 0;
+    for (const auto& l : res->layers)
+        if (l.relErr >= 0) {
+            sumG += l.relErr;
+            sumR += l.relErrRtn;
+            ++n;
+        }
+    std::printf("wrote %s: %zu files, %.2f MiB of tensors, %zu layers (%d resumed), %d calibration passes, %.1fs\n",
+                res->outputDir.c_str(), res->files.size(), static_cast<double>(res->tensorBytes) / 1048576.0,
+                res->layers.size(), res->resumedLayers, res->calibrationPasses, res->seconds);
+    if (n > 0) {
+        std::printf("mean relative output error: %s %.6f", p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn", sumG / n);
+        if (p.rtnBaseline && p.method == qz::gptq::Method::Gptq) std::printf("  rtn %.6f", sumR / n);
+        std::printf("\n");
+    }
+    if (!dumpPath.empty())
+        if (auto s = dumpDequant(dumpPath, res->overrides, **model); !s) return fail(s.error().message);
+
+    if (!evalPath.empty()) {
+        std::FILE* f = std::fopen(evalPath.c_str(), "rb");
+        if (!f) return fail("cannot open " + evalPath);
+        std::string text;
+        char buf[65536];
+        size_t got;
+        while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, got);
+        std::fclose(f);
+        auto in = qz::tokenizeForPerplexity(**model, text);
+        if (!in) return fail(in.error().message);
+        auto runPpl = [&](const char* label, const qz::WeightOverrides* ov) -> int {
+            qz::EngineOptions eo;
+            eo.threads = p.quant.threads;
+            eo.overrides = ov;
+            auto eng = qz::Engine::load(**model, eo);
+            if (!eng) return fail(eng.error().message);
+            qz::PerplexityParams pp = in->params;
+            pp.nCtx = std::min(ctx, (*eng)->nCtxMax());
+            pp.nChunks = chunks;
+            ProgressLine pl(std::string("ppl ") + label, quiet);
+            auto r = qz::computePerplexity(**eng, in->tokens, pp, pl.callback());
+            pl.finish();
+            if (!r) {
+                std::fprintf(stderr, "quantzoo-cli: %s\n", r.error().message.c_str());
+                return r.error().cancelled ? kCancelled : kFailed;
+            }
+            std::printf("perplexity %-8s (ctx %d, %d chunks): %s\n", label, r->nCtx, r->nChunks,
+                        qz::formatFinalEstimate(*r).c_str());
+            return kOk;
+        };
+        if (int rc = runPpl("original", nullptr); rc != kOk) return rc;
+        if (int rc = runPpl(p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn", &res->overrides); rc != kOk) return rc;
+        if (p.rtnBaseline && p.method == qz::gptq::Method::Gptq)
+            if (int rc = runPpl("rtn", &res->rtnOverrides); rc != kOk) return rc;
+    }
+    return kOk;
 }
 
 }  // namespace qzcli

@@ -1,0 +1,94 @@
+// GPTQ export of a Hugging Face model folder (llama / mistral / qwen2 / gpt2) to an AutoGPTQ "gptq" (v1)
+// checkpoint that transformers (optimum + auto-gptq / gptqmodel) and GPTQModel load (FORMATS.md D).
+//
+// Calibration (gptq/gptq_calib.h): seeded random windows of a text file. For every layer group of every
+// decoder block (gptq/gptq_layers.h), the engine (infer/engine.h) is loaded with all layers quantized so
+// far as WeightOverrides and run on every window from an empty cache; its LinearObserver accumulates the
+// Hessian of each layer of the group (layers that share an input share one Hessian). Each layer is then
+// quantized (gptq/gptq_quant.h). So the calibration is true-sequential as AutoGPTQ's: every layer sees the
+// outputs of all layers quantized before it, in AutoGPTQ's group order [k,v,q], [o], [up,gate], [down]
+// (gpt2: [c_attn], [c_proj], [c_fc], [c_proj]). With trueSequential = false one pass per block
+// calibrates all of the block's layers at once (AutoGPTQ's true_sequential=False), still seeing the
+// quantized earlier blocks. Because our engine has no per-block entry point, each pass runs the whole
+// model (cost: groups × blocks forward passes over the calibration set).
+// The RTN baseline (same bits, group size, grid and packing) can be computed alongside (its relative
+// output error per layer on the same Hessians) or exported instead of GPTQ (no calibration needed).
+//
+// Output (written into a hidden temporary folder beside the destination, ".<name>.gptq-partial",
+// renamed onto the destination only when complete; the destination must not exist or be empty):
+//   model.safetensors (or model-0000k-of-0000N.safetensors + model.safetensors.index.json when larger
+//   than maxShardBytes): per quantized layer <prefix>.qweight (I32 [in·bits/32, out]), .qzeros (I32
+//   [G, out·bits/32], zero − 1), .scales (F16 [G, out]), .g_idx (I32 [in]), .bias (F16) if any; every
+//   other tensor unchanged in its input dtype. Metadata {"format":"pt", "gptq_bits", ...}.
+//   quantize_config.json (AutoGPTQ's dict), config.json with "quantization_config" (the same dict),
+//   and the tokenizer / generation files of the input folder copied as they are.
+// Resume: the temporary folder holds "gptq-state.json" (a fingerprint of the model, the calibration text
+// and every parameter that changes the result) and one "<layer>.qzl" file per finished layer
+// (gptq/gptq_layers.h). A new run with the same destination and a matching fingerprint loads the
+// finished layers and continues from the first missing one (its group's Hessians are recomputed with
+// the same quantized predecessors, so the result equals an uninterrupted run); a mismatching
+// fingerprint discards the state. Cancel or failure leaves that state (and never the destination).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/progress.h"
+#include "common/result.h"
+#include "gptq/gptq_calib.h"
+#include "gptq/gptq_quant.h"
+#include "infer/engine.h"
+#include "model/model.h"
+
+namespace qz::gptq {
+
+enum class Method { Gptq, Rtn };
+
+struct ExportParams {
+    QuantConfig quant;               // bits, group size, sym, desc_act, static groups, damp, threads
+    bool trueSequential = true;
+    Method method = Method::Gptq;    // what is written
+    bool rtnBaseline = false;        // with Gptq: also compute the RTN baseline (errors, overrides)
+    std::string calibPath;           // text file (needed for Gptq and for rtnBaseline errors)
+    CalibParams calib;
+    std::string outputDir;
+    bool resume = true;              // reuse a matching partial run (false: start afresh)
+    uint64_t maxShardBytes = 5'000'000'000;
+    bool keepOverrides = false;      // return the dequantized weights (for an evaluation)
+    bool writeOutput = true;         // false: quantize and report only (nothing written, no resume state)
+};
+
+struct LayerReport {
+    std::string name;                // weight tensor name
+    int block = 0, group = 0;
+    int out = 0, in = 0;
+    double loss = 0;                 // AutoGPTQ's Σ (w−q)²/d²/2 (GPTQ), 0 for RTN
+    double relErr = -1;              // tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) of the exported method (-1: no Hessian)
+    double relErrRtn = -1;           // the same for the RTN baseline (if computed)
+    double seconds = 0;
+    bool resumed = false;
+};
+using LayerReportFn = std::function<void(const LayerReport&)>;
+
+struct ExportResult {
+    std::string outputDir;
+    std::vector<LayerReport> layers;
+    std::vector<std::string> files;  // written, relative to outputDir
+    uint64_t tensorBytes = 0;
+    int resumedLayers = 0;
+    int calibrationPasses = 0;       // engine runs over the calibration set
+    double seconds = 0;
+    // With keepOverrides: dequantized weights (in each tensor's own layout, Conv1D [in, out]) and fp16
+    // biases of the exported method, and of the RTN baseline when computed.
+    WeightOverrides overrides, rtnOverrides;
+};
+
+Result<ExportResult> exportGptq(const Model& model, const ExportParams& params, ProgressFn progress = {},
+                                LayerReportFn onLayer = {});
+
+// The quantize_config.json dict (AutoGPTQ's to_dict), as JSON text.
+std::string quantizeConfigJson(const ExportParams& params);
+
+}  // namespace qz::gptq

@@ -1,0 +1,32 @@
+// Hessian of one linear layer for GPTQ: H = 2/nSamples · Σ over all calibration tokens of x·xᵀ
+// (AutoGPTQ's add_batch: nSamples counts sequences, not tokens; padding tokens would be included -
+// our calibration windows have none). Sums are kept in float as AutoGPTQ does; work is split over
+// column blocks of H across threads (each thread computes full dot products, so the result does not
+// depend on the thread count).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace qz::gptq {
+
+class HessianAccumulator {
+public:
+    explicit HessianAccumulator(int nIn = 0) { reset(nIn); }
+    void reset(int nIn);
+    int dim() const { return m_n; }
+    // x: row-major [nTokens][nIn] (one token's input vector per row).
+    void add(const float* x, int64_t nTokens, int threads = 0);
+    // One more calibration sequence has been fed (the 1/nSamples normaliser).
+    void countSample(int64_t n = 1) { m_samples += n; }
+    int64_t samples() const { return m_samples; }
+    // The finished H, row-major [nIn][nIn] (full symmetric): 2/nSamples · Σ x·xᵀ.
+    std::vector<float> finish() const;
+
+private:
+    int m_n = 0;
+    int64_t m_samples = 0;
+    std::vector<float> m_sum;  // column-major Σ x·xᵀ (full)
+};
+
+}  // namespace qz::gptq

@@ -1,0 +1,146 @@
+#include "gptq/gptq_layers.h"
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+namespace qz::gptq {
+
+size_t LayerPlan::layerCount() const {
+    size_t n = 0;
+    for (const auto& b : blocks)
+        for (const auto& g : b) n += g.size();
+    return n;
+}
+
+Result<LayerPlan> planLayers(const Model& model) {
+    const std::string arch = model.architecture;
+    std::string blockPrefix;
+    std::vector<std::vector<std::string>> groups;
+    bool conv1d = false;
+    if (arch == "llama" || arch == "mistral" || arch == "qwen2") {
+        blockPrefix = "model.layers.";
+        groups = {{"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"},
+                  {"self_attn.o_proj"},
+                  {"mlp.up_proj", "mlp.gate_proj"},
+                  {"mlp.down_proj"}};
+    } else if (arch == "gpt2") {
+        blockPrefix = model.find("transformer.h.0.attn.c_attn.weight") ? "transformer.h." : "h.";
+        groups = {{"attn.c_attn"}, {"attn.c_proj"}, {"mlp.c_fc"}, {"mlp.c_proj"}};
+        conv1d = true;
+    } else {
+        return makeError("GPTQ: architecture '" + arch + "' is not supported (llama, mistral, qwen2, gpt2 are)");
+    }
+    LayerPlan plan;
+    for (int b = 0;; ++b) {
+        const std::string bp = blockPrefix + std::to_string(b) + ".";
+        if (!model.find(bp + groups[0][0] + ".weight")) break;
+        std::vector<std::vector<LinearLayer>> blk;
+        for (const auto& g : groups) {
+            std::vector<LinearLayer> grp;
+            for (const auto& m : g) {
+                LinearLayer L;
+                L.prefix = bp + m;
+                L.weightName = L.prefix + ".weight";
+                const TensorInfo* t = model.find(L.weightName);
+                if (!t) return makeError("GPTQ: " + model.path + " lacks " + L.weightName);
+                if (t->shape.size() != 2) return makeError("GPTQ: " + L.weightName + " is not 2-D");
+                if (model.find(L.prefix + ".bias")) L.biasName = L.prefix + ".bias";
+                L.conv1d = conv1d;
+                L.out = static_cast<int>(conv1d ? t->shape[1] : t->shape[0]);
+                L.in = static_cast<int>(conv1d ? t->shape[0] : t->shape[1]);
+                grp.push_back(std::move(L));
+            }
+            blk.push_back(std::move(grp));
+        }
+        plan.blocks.push_back(std::move(blk));
+    }
+    if (plan.blocks.empty()) return makeError("GPTQ: no decoder blocks found in " + model.path);
+    return plan;
+}
+
+namespace {
+const char kMagic[8] = {'Q', 'Z', 'G', 'P', 'T', 'Q', 'L', '1'};
+
+template <class T>
+bool writeVec(std::FILE* f, const std::vector<T>& v) {
+    return v.empty() || std::fwrite(v.data(), sizeof(T), v.size(), f) == v.size();
+}
+template <class T>
+bool readVec(std::ifstream& f, std::vector<T>& v, size_t n) {
+    v.resize(n);
+    return n == 0 || static_cast<bool>(f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T))));
+}
+}  // namespace
+
+Status saveLayerRecord(const std::string& path, const LayerRecord& rec) {
+    const LayerResult& r = rec.result;
+    nlohmann::json j = {{"name", rec.name},       {"rows", r.rows},         {"cols", r.cols},
+                        {"bits", r.bits},         {"groupSize", r.groupSize}, {"nGroups", r.nGroups},
+                        {"loss", r.loss},         {"dampUsed", r.dampUsed}, {"relErr", rec.relErr},
+                        {"relErrRtn", rec.relErrRtn}, {"seconds", rec.seconds}};
+    const std::string js = j.dump();
+    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) return makeError("cannot write " + tmp);
+    const uint32_t n = static_cast<uint32_t>(js.size());
+    bool ok = std::fwrite(kMagic, 1, 8, f) == 8 && std::fwrite(&n, 4, 1, f) == 1 &&
+              std::fwrite(js.data(), 1, js.size(), f) == js.size() && writeVec(f, r.codes) && writeVec(f, r.scales) &&
+              writeVec(f, r.zeros) && writeVec(f, r.gIdx);
+    ok = (std::fflush(f) == 0) && ok;
+    ok = (::fsync(::fileno(f)) == 0) && ok;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+        std::remove(tmp.c_str());
+        return makeError("cannot write " + path);
+    }
+    return okStatus();
+}
+
+Result<LayerRecord> loadLayerRecord(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return makeError("cannot open " + path);
+    char magic[8];
+    uint32_t n = 0;
+    if (!f.read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0 || !f.read(reinterpret_cast<char*>(&n), 4) ||
+        n > (1u << 20))
+        return makeError(path + ": not a GPTQ layer record");
+    std::string js(n, '\0');
+    if (!f.read(js.data(), n)) return makeError(path + ": truncated");
+    LayerRecord rec;
+    try {
+        const auto j = nlohmann::json::parse(js);
+        rec.name = j.at("name").get<std::string>();
+        LayerResult& r = rec.result;
+        r.rows = j.at("rows").get<int>();
+        r.cols = j.at("cols").get<int>();
+        r.bits = j.at("bits").get<int>();
+        r.groupSize = j.at("groupSize").get<int>();
+        r.nGroups = j.at("nGroups").get<int>();
+        r.loss = j.at("loss").get<double>();
+        r.dampUsed = j.at("dampUsed").get<double>();
+        rec.relErr = j.at("relErr").get<double>();
+        rec.relErrRtn = j.at("relErrRtn").get<double>();
+        rec.seconds = j.at("seconds").get<double>();
+    } catch (const std::exception& e) {
+        return makeError(path + ": bad header: " + e.what());
+    }
+    LayerResult& r = rec.result;
+    if (r.rows <= 0 || r.cols <= 0 || r.rows > (1 << 20) || r.cols > (1 << 20) || r.nGroups <= 0 || r.nGroups > r.cols ||
+        (r.bits != 2 && r.bits != 3 && r.bits != 4 && r.bits != 8))
+        return makeError(path + ": bad dimensions");
+    const size_t rc = static_cast<size_t>(r.rows) * r.cols, gr = static_cast<size_t>(r.nGroups) * r.rows;
+    if (!readVec(f, r.codes, rc) || !readVec(f, r.scales, gr) || !readVec(f, r.zeros, gr) || !readVec(f, r.gIdx, r.cols))
+        return makeError(path + ": truncated");
+    if (f.peek() != std::char_traits<char>::eof()) return makeError(path + ": trailing bytes");
+    const int maxq = (1 << r.bits) - 1;
+    for (uint8_t c : r.codes)
+        if (c > maxq) return makeError(path + ": code out of range");
+    for (int32_t g : r.gIdx)
+        if (g < 0 || g >= r.nGroups) return makeError(path + ": g_idx out of range");
+    return rec;
+}
+
+}  // namespace qz::gptq
