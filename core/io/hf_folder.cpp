@@ -38,6 +38,12 @@ Result<std::string> readTextFile(const fs::path& p, const std::string& display) 
     return s;
 }
 
+// Names come from hostile files: quoted and cut short in messages.
+std::string quoteName(const std::string& s) {
+    constexpr size_t kMax = 200;
+    return "'" + (s.size() <= kMax ? s : s.substr(0, kMax) + "...") + "'";
+}
+
 std::string displayValue(const ojson& v) {
     constexpr size_t kMax = 300;
     std::string s;
@@ -69,7 +75,7 @@ const char* const kPreferredKeys[] = {
 
 // Resolves an index entry to a file inside `root` (canonical), or explains why not.
 Result<fs::path> resolveShard(const fs::path& root, const std::string& name, const std::string& indexName) {
-    const std::string what = indexName + ": shard '" + name + "'";
+    const std::string what = indexName + ": shard " + quoteName(name);
     if (name.empty()) return makeError(indexName + ": empty shard file name");
     if (name.find('\0') != std::string::npos) return makeError(what + " contains a NUL character");
     const fs::path rel(name);
@@ -166,7 +172,7 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
         std::map<std::string, std::vector<std::string>> byShard;  // sorted shard names: file order
         for (auto it = wm->begin(); it != wm->end(); ++it) {
             if (!it->is_string())
-                return makeError(indexName + ": weight_map entry for tensor '" + it.key() + "' is not a string");
+                return makeError(indexName + ": weight_map entry for tensor " + quoteName(it.key()) + " is not a string");
             byShard[it->get<std::string>()].push_back(it.key());
         }
         if (byShard.empty()) return makeError(indexName + ": weight_map is empty");
@@ -212,16 +218,16 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
         for (auto& t : header->tensors) {
             auto [pos, fresh] = owner.emplace(t.name, fileIndex);
             if (!fresh)
-                return makeError(dir + ": tensor '" + t.name + "' is in both '" + shards[pos->second].name +
-                                 "' and '" + shards[i].name + "'");
+                return makeError(dir + ": tensor " + quoteName(t.name) + " is in both " +
+                                 quoteName(shards[pos->second].name) + " and " + quoteName(shards[i].name));
             t.fileIndex = fileIndex;
             model->tensors.push_back(std::move(t));
         }
         for (const auto& name : promised[i]) {
             auto it = owner.find(name);
             if (it == owner.end() || it->second != fileIndex)
-                return makeError(indexName + ": tensor '" + name + "' is mapped to '" + shards[i].name +
-                                 "', which does not contain it");
+                return makeError(indexName + ": tensor " + quoteName(name) + " is mapped to " + quoteName(shards[i].name) +
+                                 ", which does not contain it");
         }
         if (i == 0)
             for (const auto& m : header->metadata) model->metadata.push_back({"safetensors." + m.key, m.value});

@@ -257,7 +257,7 @@ Status SafetensorsWriter::close() {
         return fail(m_path + ": only " + std::to_string(m_next) + " of " + std::to_string(m_tensors.size()) +
                     " tensors written (next: '" + m_tensors[m_next].name + "')");
     if (auto st = flushBuffer(); !st) return st;
-    if (::fdatasync(m_fd) != 0 && errno != EINVAL && errno != EROFS) {
+    if (m_durable && ::fdatasync(m_fd) != 0 && errno != EINVAL && errno != EROFS) {
         const int err = errno;
         return fail(m_path + ": cannot flush to disk: " + errnoText(err));
     }
@@ -364,6 +364,7 @@ Status ShardedSafetensorsWriter::ensureShardOpen() {
     for (size_t i = 0; i < m_tensors.size(); ++i)
         if (m_shardOf[i] == s) decls.push_back(m_tensors[i]);
     auto w = std::make_unique<SafetensorsWriter>();
+    w->setDurable(m_options.durable);
     auto st = w->open((fs::path(m_dir) / m_shardNames[s]).string(), std::move(decls), m_options.metadata);
     m_writers[s] = std::move(w);
     if (!st) {
@@ -447,6 +448,7 @@ Status ShardedSafetensorsWriter::finish() {
         const std::string tmp = tempNameFor(path);
         FILE* f = std::fopen(tmp.c_str(), "wbx");
         bool ok = f && std::fwrite(indexText.data(), 1, indexText.size(), f) == indexText.size();
+        if (f && m_options.durable) ok = std::fflush(f) == 0 && ::fdatasync(::fileno(f)) == 0 && ok;
         if (f) ok = (std::fclose(f) == 0) && ok;
         if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
             const int err = errno;

@@ -57,6 +57,11 @@ public:
     // round to nearest even) in small pieces.
     Status writeTensorFromF32(std::span<const float> values);
 
+    // With durable set, close() waits until the data is on disk (fdatasync) before the rename. Off by
+    // default, like the reference writers: the rename is still atomic, but after a power loss the new
+    // file may be incomplete. (Durable writes run at disk speed: ~110 MB/s here vs ~1.4 GB/s to cache.)
+    void setDurable(bool on) { m_durable = on; }
+
     // Completes the temporary file (every tensor written, flushed, closed) without renaming it.
     Status close();
     // Renames the completed temporary onto the final path.
@@ -88,12 +93,14 @@ private:
     uint64_t m_doneInTensor = 0;       // bytes of it written so far
     uint64_t m_headerBytes = 0, m_dataBytes = 0;
     std::vector<uint8_t> m_buffer;     // small writes are gathered here
+    bool m_durable = false;
 };
 
 struct ShardedWriteOptions {
     uint64_t maxShardBytes = 5'000'000'000;  // huggingface_hub default "5GB" (decimal)
     std::vector<MetaItem> metadata;          // every shard's "__metadata__" ("format": "pt" added)
     bool alwaysIndex = false;                // write shards + index even when one shard suffices
+    bool durable = false;                    // fdatasync every file before renaming (see setDurable)
 };
 
 class ShardedSafetensorsWriter {

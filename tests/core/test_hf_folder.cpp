@@ -540,9 +540,10 @@ void TestHfFolder::singleShardWritesModelSafetensors() {
     }
     QCOMPARE(filesIn(QString::fromStdString(dir)), QStringList{"model.safetensors"});
     {
-        ShardedSafetensorsWriter w;  // alwaysIndex: one shard plus index, in a fresh folder
+        ShardedSafetensorsWriter w;  // alwaysIndex: one shard plus index, in a fresh folder; fdatasync on
         ShardedWriteOptions opt;
         opt.alwaysIndex = true;
+        opt.durable = true;
         QVERIFY(w.open(dir + "2", decls, opt).ok());
         QVERIFY(w.writeTensorFromF32(vals).ok());
         QVERIFY(w.finish().ok());
