@@ -1,0 +1,217 @@
+// Byte-for-byte comparison with llama.cpp's own ggml, as an independent implementation: the prebuilt
+// libggml-base.so that tests/llama/setup.sh installs with node-llama-cpp (npm, nothing built from
+// source) exports ggml_quantize_chunk, ggml_fp32_to_{fp16,bf16}_row and every dequantize_row_*.
+// We dlopen it and compare, on seeded synthetic data (normal, heavy tails, all-zero / constant /
+// tiny blocks):
+//   * quantizeTensor vs ggml_quantize_chunk for every type we produce, with and without an imatrix
+//     (the legacy imatrix paths have no llama-quantize golden file, so this is their reference);
+//   * ggml::dequantize vs dequantize_row_* for every type we decode, on blocks made by ggml itself
+//     and on random block bytes (with finite fp16 scales), compared bit for bit.
+// Without the library (tests/llama not set up) the test reports a skip, never a pass.
+#include <QtTest>
+
+#include <dlfcn.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "common/fp16.h"
+#include "ggml/block_types.h"
+#include "ggml/dequantize.h"
+#include "ggml/quantize.h"
+
+using namespace qz;
+
+namespace {
+
+const std::string kLib = std::string(QZ_TEST_DATA) +
+                         "/../llama/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so";
+
+using QuantizeChunkFn = size_t (*)(int, const float*, void*, int64_t, int64_t, int64_t, const float*);
+using QuantizeInitFn = void (*)(int);
+using RowFn = void (*)(const void*, float*, int64_t);
+using ToHalfFn = void (*)(const float*, uint16_t*, int64_t);
+
+struct Lib {
+    void* handle = nullptr;
+    QuantizeChunkFn quantize = nullptr;
+    QuantizeInitFn init = nullptr;
+    ToHalfFn toF16 = nullptr, toBF16 = nullptr;
+    RowFn dequant(DType t) const {
+        std::string n(dtypeName(t));
+        for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (n.size() > 2 && n.substr(n.size() - 2) == "_k") n[n.size() - 1] = 'K';
+        return reinterpret_cast<RowFn>(dlsym(handle, ("dequantize_row_" + n).c_str()));
+    }
+};
+
+Lib& lib() {
+    static Lib l = [] {
+        Lib r;
+        if (!std::filesystem::exists(kLib)) return r;
+        r.handle = dlopen(kLib.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (!r.handle) return r;
+        r.quantize = reinterpret_cast<QuantizeChunkFn>(dlsym(r.handle, "ggml_quantize_chunk"));
+        r.init = reinterpret_cast<QuantizeInitFn>(dlsym(r.handle, "ggml_quantize_init"));
+        r.toF16 = reinterpret_cast<ToHalfFn>(dlsym(r.handle, "ggml_fp32_to_fp16_row"));
+        r.toBF16 = reinterpret_cast<ToHalfFn>(dlsym(r.handle, "ggml_fp32_to_bf16_row_ref"));
+        return r;
+    }();
+    return l;
+}
+
+// rows x cols test matrix: several row flavours that reach the edge cases of the quantizers.
+std::vector<float> makeData(int64_t rows, int64_t cols, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::student_t_distribution<float> td(2.0f);
+    std::vector<float> x(rows * cols);
+    for (int64_t r = 0; r < rows; ++r) {
+        float* row = x.data() + r * cols;
+        for (int64_t c = 0; c < cols; ++c) {
+            switch (r % 6) {
+            case 0: row[c] = nd(rng) * 0.02f; break;
+            case 1: row[c] = td(rng) * 0.01f; break;                  // heavy tails
+            case 2: row[c] = (c / 32) % 3 == 0 ? 0.f : nd(rng); break; // all-zero blocks
+            case 3: row[c] = (c / 32) % 2 ? 0.5f : -0.25f; break;     // constant blocks
+            case 4: row[c] = nd(rng) * 1e-20f; break;                 // below GROUP_MAX_EPS scales
+            default: row[c] = std::fabs(nd(rng)) + ((c % 64) == 0 ? 8.f : 0.f); break;  // positive + outliers
+            }
+        }
+    }
+    return x;
+}
+
+}  // namespace
+
+class TestGgmlVsLibggml : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase();
+    void quantizeMatchesGgml_data();
+    void quantizeMatchesGgml();
+    void dequantizeMatchesGgml_data();
+    void dequantizeMatchesGgml();
+};
+
+void TestGgmlVsLibggml::initTestCase() {
+    if (!lib().handle || !lib().quantize)
+        QSKIP(qPrintable(QString("llama.cpp's libggml-base.so not available (%1; run tests/llama/setup.sh): "
+                                 "nothing compared").arg(QString::fromStdString(kLib))));
+}
+
+void TestGgmlVsLibggml::quantizeMatchesGgml_data() {
+    QTest::addColumn<QString>("type");
+    QTest::addColumn<bool>("imatrix");
+    for (const char* t : {"F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
+                          "Q6_K", "IQ4_NL"}) {
+        QTest::newRow(t) << QString(t) << false;
+        QTest::newRow((std::string(t) + " imatrix").c_str()) << QString(t) << true;
+    }
+}
+
+void TestGgmlVsLibggml::quantizeMatchesGgml() {
+    QFETCH(QString, type);
+    QFETCH(bool, imatrix);
+    const DType t = *dtypeFromName(type.toStdString());
+    QVERIFY2(ggml::canQuantizeTo(t), "not available in this build");
+    const int64_t rows = 36, cols = 512;
+    for (uint32_t seed : {1u, 2u, 3u}) {
+        const auto x = makeData(rows, cols, seed);
+        std::vector<float> im(cols);
+        std::mt19937 rng(seed + 100);
+        std::uniform_real_distribution<float> ud(0.f, 4.f);
+        for (auto& v : im) v = ud(rng) * ud(rng);
+        const float* imp = imatrix ? im.data() : nullptr;
+        const size_t bytes = rows * *bytesFor(t, cols);
+        std::vector<uint8_t> ours(bytes, 0x11), theirs(bytes, 0x22);
+        QVERIFY(ggml::quantizeTensor(t, x.data(), rows, cols, imp, ours.data(), 2).ok());
+        const int id = traits(t).ggmlId;
+        if (t == DType::F16 || t == DType::BF16) {
+            // ggml_quantize_chunk handles these too, via the row converters
+            auto fn = t == DType::F16 ? lib().toF16 : lib().toBF16;
+            QVERIFY(fn);
+            fn(x.data(), reinterpret_cast<uint16_t*>(theirs.data()), rows * cols);
+        } else {
+            if (lib().init) lib().init(id);
+            const size_t n = lib().quantize(id, x.data(), theirs.data(), 0, rows, cols, imp);
+            QCOMPARE(n, bytes);
+        }
+        if (ours != theirs) {
+            const size_t rowBytes = bytes / rows;
+            size_t i = 0;
+            while (ours[i] == theirs[i]) ++i;
+            QFAIL(qPrintable(QString("%1%2 seed %3: first difference at byte %4 (row %5, flavour %6)")
+                                 .arg(type, imatrix ? " imatrix" : "").arg(seed).arg(i).arg(i / rowBytes)
+                                 .arg((i / rowBytes) % 6)));
+        }
+    }
+}
+
+void TestGgmlVsLibggml::dequantizeMatchesGgml_data() {
+    QTest::addColumn<QString>("type");
+    for (const char* t : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K",
+                          "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4"})
+        QTest::newRow(t) << QString(t);
+}
+
+void TestGgmlVsLibggml::dequantizeMatchesGgml() {
+    QFETCH(QString, type);
+    const DType t = *dtypeFromName(type.toStdString());
+    QVERIFY(ggml::canDequantize(t));
+    const RowFn ref = lib().dequant(t);
+    QVERIFY2(ref, "dequantize_row_* missing from libggml-base");
+    const auto& tr = traits(t);
+    const int64_t n = 256 * 48;
+    const size_t bytes = *bytesFor(t, n);
+    std::vector<uint8_t> blocks(bytes);
+    // (1) random block bytes, with every fp16 scale field forced finite (random bytes would make NaNs)
+    std::mt19937 rng(7);
+    for (auto& b : blocks) b = static_cast<uint8_t>(rng());
+    std::vector<size_t> halfOffsets;
+    switch (t) {
+    case DType::Q4_0: case DType::Q8_0: case DType::IQ4_NL: case DType::IQ4_XS: halfOffsets = {0}; break;
+    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: halfOffsets = {0, 2}; break;
+    case DType::Q5_0: halfOffsets = {0}; break;
+    case DType::Q2_K: halfOffsets = {80, 82}; break;
+    case DType::Q3_K: halfOffsets = {108}; break;
+    case DType::Q6_K: halfOffsets = {208}; break;
+    case DType::TQ1_0: halfOffsets = {52}; break;
+    case DType::TQ2_0: halfOffsets = {64}; break;
+    default: break;
+    }
+    std::uniform_real_distribution<float> ud(-0.05f, 0.05f);
+    for (size_t b = 0; b < bytes / tr.typeSize; ++b) {
+        uint8_t* blk = blocks.data() + b * tr.typeSize;
+        for (size_t off : halfOffsets) {
+            const uint16_t h = fp32ToFp16(ud(rng));
+            std::memcpy(blk + off, &h, 2);
+        }
+        if (t == DType::Q8_K) {
+            const float d = ud(rng);
+            std::memcpy(blk, &d, 4);
+        }
+    }
+    std::vector<float> ours(n), theirs(n);
+    auto compare = [&](const char* what) {
+        QVERIFY(ggml::dequantize(t, blocks.data(), ours.data(), n));
+        ref(blocks.data(), theirs.data(), n);
+        for (int64_t i = 0; i < n; ++i)
+            if (floatBits(ours[i]) != floatBits(theirs[i]))
+                QFAIL(qPrintable(QString("%1 (%2): element %3: %4 vs ggml %5")
+                                     .arg(type, what).arg(i).arg(ours[i]).arg(theirs[i])));
+    };
+    compare("random blocks");
+    // (2) blocks produced by ggml's own quantizer from real-looking data, where it has one
+    if (t != DType::Q8_K) {
+        const auto x = makeData(48, 256, 11);
+        if (lib().init) lib().init(tr.ggmlId);
+        lib().quantize(tr.ggmlId, x.data(), blocks.data(), 0, 48, 256, nullptr);
+        compare("ggml-quantized blocks");
+    }
+}
+
+QTEST_GUILESS_MAIN(TestGgmlVsLibggml)
+#include "test_ggml_vs_libggml.moc"
