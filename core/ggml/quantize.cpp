@@ -5,6 +5,7 @@
 
 #include "common/parallel.h"
 #include "ggml/quants_legacy.h"
+#include "ggml/quants_ternary.h"
 
 #if __has_include("ggml/kquants.h")
 #include "ggml/kquants.h"
@@ -39,6 +40,8 @@ RowsFn rowsFunction(DType type) {
     case DType::Q5_0: return quantizeRowsQ5_0;
     case DType::Q5_1: return quantizeRowsQ5_1;
     case DType::Q8_0: return quantizeRowsQ8_0;
+    case DType::TQ1_0: return quantizeRowsTQ1_0;
+    case DType::TQ2_0: return quantizeRowsTQ2_0;
 #if QZ_HAVE_KQUANTS
     case DType::Q2_K: return quantizeRowsQ2_K;
     case DType::Q3_K: return quantizeRowsQ3_K;
@@ -46,6 +49,7 @@ RowsFn rowsFunction(DType type) {
     case DType::Q5_K: return quantizeRowsQ5_K;
     case DType::Q6_K: return quantizeRowsQ6_K;
     case DType::IQ4_NL: return quantizeRowsIQ4_NL;
+    case DType::IQ4_XS: return quantizeRowsIQ4_XS;
 #endif
     default: return nullptr;
     }

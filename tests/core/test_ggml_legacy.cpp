@@ -312,8 +312,10 @@ void TestGgmlLegacy::roundTripErrorBounds_data() {
     QTest::addColumn<QString>("type");
     QTest::addColumn<double>("bound");
     // Thresholds of ggml's test-quantize-fns (MAX_QUANTIZATION_TOTAL_ERROR and friends).
-    for (const char* t : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "F16", "BF16"})
+    for (const char* t : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "F16", "BF16"})
         QTest::newRow(t) << QString(t) << 0.002;
+    QTest::newRow("TQ1_0") << QString("TQ1_0") << 0.01;
+    QTest::newRow("TQ2_0") << QString("TQ2_0") << 0.01;
     QTest::newRow("Q3_K") << QString("Q3_K") << 0.0040;
     QTest::newRow("Q2_K") << QString("Q2_K") << 0.0075;
     QTest::newRow("F32") << QString("F32") << 0.0;

@@ -106,7 +106,7 @@ void TestGgmlVsLibggml::quantizeMatchesGgml_data() {
     QTest::addColumn<QString>("type");
     QTest::addColumn<bool>("imatrix");
     for (const char* t : {"F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-                          "Q6_K", "IQ4_NL"}) {
+                          "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"}) {
         QTest::newRow(t) << QString(t) << false;
         QTest::newRow((std::string(t) + " imatrix").c_str()) << QString(t) << true;
     }
