@@ -107,6 +107,26 @@ void Engine::setThreads(int n) { m_impl->threads = n > 0 ? n : defaultThreadCoun
 void Engine::reset() { m_impl->nCached = 0; }
 void Engine::setObserver(LinearObserver observer) { m_impl->observer = std::move(observer); }
 
+bool Engine::hasWeight(const std::string& name) const { return m_impl->slots.count(name) != 0; }
+
+Status Engine::setWeight(const std::string& name, std::span<const float> values) {
+    auto it = m_impl->slots.find(name);
+    if (it == m_impl->slots.end()) return makeError("setWeight: the engine holds no tensor named " + name);
+    const InferWeightSlot& slot = it->second;
+    uint64_t numel = 1;
+    for (int64_t d : slot.shape) numel *= static_cast<uint64_t>(d);
+    if (values.size() != numel)
+        return makeError("setWeight: " + name + " needs " + std::to_string(numel) + " values, got " +
+                         std::to_string(values.size()));
+    for (float v : values)
+        if (!std::isfinite(v)) return makeError("setWeight: " + name + " contains NaN or Inf");
+    std::vector<float> t(values.begin(), values.end());
+    applyWeightTransforms(slot, t);
+    *slot.dst = std::move(t);
+    m_impl->nCached = 0;
+    return okStatus();
+}
+
 Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOptions& options, ProgressFn progress) {
     auto hp = readInferHParams(model);
     if (!hp) return hp.error();

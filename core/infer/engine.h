@@ -95,6 +95,13 @@ public:
 
     void setObserver(LinearObserver observer);
 
+    // Replaces one of the model's tensors after load (by the model's tensor name, values in the
+    // tensor's own layout as for overrides): e.g. GPTQ's layer-by-layer updates or trying another
+    // quantization of a tensor without reloading. The KV cache is reset. Fails on an unknown name
+    // (a tensor the engine does not use, or an optional tensor that was absent at load) or a wrong size.
+    Status setWeight(const std::string& name, std::span<const float> values);
+    bool hasWeight(const std::string& name) const;
+
     struct Impl;
 
 private:

@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "infer/engine.h"
@@ -27,6 +28,14 @@ struct InferLayer {
     InferLinear o, gate, up, down;  // gate: llama only
 };
 
+// Where a model tensor lives inside the engine, and how it was transformed at load (for setWeight).
+struct InferWeightSlot {
+    std::vector<float>* dst = nullptr;
+    std::vector<int64_t> shape;  // the model's shape (outermost first)
+    bool conv1d = false;         // stored [in][out] in the model, transposed to [out][in]
+    int unpermuteHeads = 0;      // > 0: GGUF Q/K rows un-permuted with this many heads
+};
+
 struct Engine::Impl {
     InferHParams hp;
     int threads = 1;
@@ -47,8 +56,13 @@ struct Engine::Impl {
     bool kvF16 = true;
     std::vector<float> geluTable;          // ggml GELU by fp16 bit pattern (empty = exact float GELU)
 
+    std::unordered_map<std::string, InferWeightSlot> slots;  // model tensor name -> engine storage
+
     LinearObserver observer;
 };
+
+// The transforms of load applied to values of a model tensor (un-permute, transpose), in place.
+void applyWeightTransforms(const InferWeightSlot& slot, std::vector<float>& values);
 
 // Reads every weight of the model into impl (infer/engine_load.cpp).
 Status loadEngineWeights(const Model& model, const EngineOptions& options, ProgressFn progress,

@@ -14,6 +14,16 @@ struct Loader {
     const WeightOverrides* overrides;
     ProgressTracker& progress;
     bool gguf;
+    std::unordered_map<std::string, InferWeightSlot>& slots;
+
+    void remember(const std::string& name, std::vector<float>& dst, std::vector<int64_t> shape, bool conv1d) {
+        if (dst.empty()) return;
+        InferWeightSlot s;
+        s.dst = &dst;
+        s.shape = std::move(shape);
+        s.conv1d = conv1d;
+        slots[name] = std::move(s);
+    }
 
     // Fetches a tensor as F32 with the given shape (outermost first). Missing: error if required, else
     // an empty vector.
@@ -60,16 +70,13 @@ struct Loader {
         auto w = conv1d ? get(wname, {nIn, nOut}, required) : get(wname, {nOut, nIn}, required);
         if (!w) return w.error();
         L.w = std::move(w).value();
-        if (conv1d && !L.w.empty()) {  // [in][out] -> [out][in]
-            std::vector<float> t(L.w.size());
-            for (int i = 0; i < nIn; ++i)
-                for (int o = 0; o < nOut; ++o) t[static_cast<size_t>(o) * nIn + i] = L.w[static_cast<size_t>(i) * nOut + o];
-            L.w = std::move(t);
-        }
+        remember(wname, L.w, conv1d ? std::vector<int64_t>{nIn, nOut} : std::vector<int64_t>{nOut, nIn}, conv1d);
+        if (conv1d && !L.w.empty()) applyWeightTransforms(slots[wname], L.w);
         if (!bname.empty()) {
             auto b = get(bname, {nOut}, biasRequired);
             if (!b) return b.error();
             L.b = std::move(b).value();
+            remember(bname, L.b, {nOut}, false);
         }
         return okStatus();
     }
@@ -78,6 +85,7 @@ struct Loader {
         auto r = get(name, {n}, required);
         if (!r) return r.error();
         out = std::move(r).value();
+        remember(name, out, {n}, false);
         return okStatus();
     }
 };
@@ -98,6 +106,26 @@ void unpermuteRows(std::vector<float>& data, int rows, int cols, int nHeads) {
     data = std::move(out);
 }
 
+}  // namespace
+
+void applyWeightTransforms(const InferWeightSlot& slot, std::vector<float>& values) {
+    if (values.empty()) return;
+    if (slot.conv1d && slot.shape.size() == 2) {  // [in][out] -> [out][in]
+        const int64_t nIn = slot.shape[0], nOut = slot.shape[1];
+        std::vector<float> t(values.size());
+        for (int64_t i = 0; i < nIn; ++i)
+            for (int64_t o = 0; o < nOut; ++o) t[static_cast<size_t>(o * nIn + i)] = values[static_cast<size_t>(i * nOut + o)];
+        values = std::move(t);
+    }
+    if (slot.unpermuteHeads > 0) {
+        const int rows = static_cast<int>(slot.shape[0]);
+        const int cols = slot.shape.size() == 2 ? static_cast<int>(slot.shape[1]) : 1;
+        unpermuteRows(values, rows, cols, slot.unpermuteHeads);
+    }
+}
+
+namespace {
+
 #define QZ_TRY(expr)                  \
     do {                              \
         auto _st = (expr);            \
@@ -113,6 +141,7 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
         if (!r) return r.error();
         e.tokEmbd = std::move(r).value();
         e.tokEmbdName = g ? "token_embd.weight" : "model.embed_tokens.weight";
+        ld.remember(e.tokEmbdName, e.tokEmbd, {hp.nVocab, hp.nEmbd}, false);
     }
     QZ_TRY(ld.vec(e.outNorm, g ? "output_norm.weight" : "model.norm.weight", hp.nEmbd, true));
     QZ_TRY(ld.linear(e.output, g ? "output.weight" : "lm_head.weight", "", hp.nEmbd, hp.nVocab, false, false, false));
@@ -142,11 +171,14 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
         if (g && hp.archName != "qwen2") {
             // ggml's RoPE pairs adjacent rows for llama: undo convert's permute so rotate-half applies.
             // (qwen2 GGUFs keep HF's layout: llama.cpp runs them with NEOX = rotate-half RoPE.)
-            const int hq = hp.nHead, hk = hp.nHeadKv;
-            unpermuteRows(L.q.w, nq, hp.nEmbd, hq);
-            unpermuteRows(L.q.b, nq, 1, hq);
-            unpermuteRows(L.k.w, nkv, hp.nEmbd, hk);
-            unpermuteRows(L.k.b, nkv, 1, hk);
+            for (auto [lin, heads] : {std::pair{&L.q, hp.nHead}, std::pair{&L.k, hp.nHeadKv}}) {
+                for (const std::string& nm : {lin->name, n(lin == &L.q ? "attn_q.bias" : "attn_k.bias", "")}) {
+                    auto it = ld.slots.find(nm);
+                    if (it == ld.slots.end()) continue;  // absent bias
+                    it->second.unpermuteHeads = heads;
+                    applyWeightTransforms(it->second, *it->second.dst);
+                }
+            }
         }
     }
 
@@ -197,9 +229,11 @@ Status loadGpt2(Loader& ld, Engine::Impl& e) {
         auto r = ld.get(e.tokEmbdName, {hp.nVocab, hp.nEmbd}, true);
         if (!r) return r.error();
         e.tokEmbd = std::move(r).value();
+        ld.remember(e.tokEmbdName, e.tokEmbd, {hp.nVocab, hp.nEmbd}, false);
         auto pr = ld.get(g ? "position_embd.weight" : pre + "wpe.weight", {hp.nCtxTrain, hp.nEmbd}, true);
         if (!pr) return pr.error();
         e.posEmbd = std::move(pr).value();
+        ld.remember(g ? "position_embd.weight" : pre + "wpe.weight", e.posEmbd, {hp.nCtxTrain, hp.nEmbd}, false);
     }
     QZ_TRY(ld.vec(e.outNorm, g ? "output_norm.weight" : pre + "ln_f.weight", hp.nEmbd, true));
     QZ_TRY(ld.vec(e.outNormB, g ? "output_norm.bias" : pre + "ln_f.bias", hp.nEmbd, true));
@@ -237,7 +271,7 @@ Status loadEngineWeights(const Model& model, const EngineOptions& options, Progr
     // Rough unit count for progress: one per tensor read.
     const double units = 4.0 + static_cast<double>(hp.nLayer) * 13.0;
     ProgressTracker tracker(std::move(progress), units);
-    Loader ld{model, options.overrides, tracker, model.format == ModelFormat::Gguf};
+    Loader ld{model, options.overrides, tracker, model.format == ModelFormat::Gguf, impl.slots};
     try {
         return hp.arch == InferArch::Gpt2 ? loadGpt2(ld, impl) : loadLlama(ld, impl);
     } catch (const std::bad_alloc&) {

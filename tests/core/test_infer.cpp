@@ -297,6 +297,39 @@ private slots:
         auto diff = Engine::load(*m, opt);
         QVERIFY(diff);
         QVERIFY(maxAbsDiff(ref, logitsAll(**diff, toks)) > 1e-3f);
+        // setWeight on the loaded engine gives what the override gave at load, for a GGUF too
+        // (Q rows permuted in the file) and for GPT-2's transposed Conv1D weights.
+        auto live = Engine::load(*m, {});
+        QVERIFY(live);
+        QVERIFY((*live)->hasWeight(name));
+        QVERIFY((*live)->setWeight(name, ov[name]).ok());
+        QCOMPARE(maxAbsDiff(logitsAll(**diff, toks), logitsAll(**live, toks)), 0.0f);
+        QVERIFY(!(*live)->setWeight("no.such.tensor", ov[name]).ok());
+        QVERIFY(!(*live)->setWeight(name, std::span(ov[name].data(), 3)).ok());
+        {
+            auto gg = open("models/stories260K/stories260K.gguf");
+            QVERIFY(gg);
+            auto eg = Engine::load(*gg, {});
+            QVERIFY(eg);
+            const auto before = logitsAll(**eg, toks);
+            auto q = readTensorF32(*gg, *gg->find("blk.1.attn_q.weight"));
+            QVERIFY(q);
+            QVERIFY((*eg)->setWeight("blk.1.attn_q.weight", *q).ok());  // same values: same logits
+            QCOMPARE(maxAbsDiff(before, logitsAll(**eg, toks)), 0.0f);
+            auto g2 = open("models/bard-gpt2");
+            QVERIFY(g2);
+            auto e2 = Engine::load(*g2, {});
+            QVERIFY(e2);
+            const std::vector<int32_t> gt = {5, 300, 17};
+            const auto b2 = logitsAll(**e2, gt);
+            auto c = readTensorF32(*g2, *g2->find("transformer.h.1.mlp.c_fc.weight"));
+            QVERIFY(c);
+            QVERIFY((*e2)->setWeight("transformer.h.1.mlp.c_fc.weight", *c).ok());
+            QCOMPARE(maxAbsDiff(b2, logitsAll(**e2, gt)), 0.0f);
+            (*c)[5] += 1.0f;
+            QVERIFY((*e2)->setWeight("transformer.h.1.mlp.c_fc.weight", *c).ok());
+            QVERIFY(maxAbsDiff(b2, logitsAll(**e2, gt)) > 0.0f);
+        }
         // Wrong size: a clear error.
         ov[name].pop_back();
         auto bad = Engine::load(*m, opt);
