@@ -75,6 +75,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::create(const Vocab& v) {
                 return makeError("tokenizer: BPE pre-tokenizer \"" + pre + "\" is not supported (supported: gpt-2, llama-bpe, qwen2)");
             im->ignoreMerges = llama3;
             im->addBos = llama3;
+            im->cleanSpaces = im->pre != tok::PreTokenizer::Qwen2;
             if (v.merges.empty()) return makeError("tokenizer: BPE vocab without merges");
         } else {
             return makeError("tokenizer: tokenizer model \"" + v.model + "\" is not supported (only llama/SPM and gpt2/BPE)");
@@ -266,6 +267,50 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool removeSpecial, 
         out += piece;
     }
     return out;
+}
+
+std::string Tokenizer::detokenize(std::span<const int32_t> ids, bool removeSpecial, bool renderSpecial) const {
+    std::string t = decode(ids, removeSpecial, renderSpecial);
+    if (!m->cleanSpaces || t.empty()) return t;
+    // 1: drop the space before ? ! . ,
+    std::string a;
+    a.reserve(t.size());
+    a += t[0];
+    for (size_t i = 1; i < t.size(); ++i) {
+        const char x = t[i];
+        if (t[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ',')) a.pop_back();
+        a += x;
+    }
+    // 2: " ' " -> "'" (the dropped space after it no longer counts as a space before the next one)
+    std::string b;
+    b.reserve(a.size());
+    b += a[0];
+    size_t dropped = 0;  // index + 1 of the last dropped space, 0 if none
+    for (size_t i = 1; i < a.size(); ++i) {
+        const char x = a[i];
+        if (x == '\'' && i + 1 < a.size() && a[i - 1] == ' ' && dropped != i && a[i + 1] == ' ') {
+            b.pop_back();
+            b += x;
+            ++i;  // the space after it goes too
+            dropped = i + 1;
+            continue;
+        }
+        b += x;
+    }
+    // 3: " 's", " 'm", " 're", " 've" lose the space (" 't", " 'd", " 'll" keep it)
+    std::string c;
+    c.reserve(b.size());
+    c += b[0];
+    for (size_t i = 1; i < b.size(); ++i) {
+        const char x = b[i];
+        if (b[i - 1] == ' ' && x == '\'' && i + 1 < b.size()) {
+            const char x1 = b[i + 1];
+            const char x2 = i + 2 < b.size() ? b[i + 2] : '\0';
+            if (x1 == 's' || x1 == 'm' || (x2 == 'e' && (x1 == 'r' || x1 == 'v'))) c.pop_back();
+        }
+        c += x;
+    }
+    return c;
 }
 
 Tokenizer::Kind Tokenizer::kind() const { return m->kind; }

@@ -45,6 +45,10 @@ public:
     // SPM: the leading space of the first token is dropped (unless a removed BOS came first, as in
     // llama.cpp). No clean-up of spaces is done, so decode(encode(t, false)) == t for valid UTF-8.
     std::string decode(std::span<const int32_t> ids, bool removeSpecial = false, bool renderSpecial = false) const;
+    // Exactly llama_detokenize: decode() followed, for the BPE vocabs where llama.cpp does it (gpt-2 and
+    // llama-bpe groups; not qwen2, not SPM), by its clean-up of spaces: " ?", " !", " .", " ," lose the
+    // space, " ' " becomes "'", " 's" / " 'm" / " 're" / " 've" lose the space. Not a round trip.
+    std::string detokenize(std::span<const int32_t> ids, bool removeSpecial = false, bool renderSpecial = false) const;
     // llama_token_to_piece(id, lstrip = 0, special = renderSpecial): CONTROL / UNKNOWN tokens give ""
     // unless renderSpecial; BYTE tokens give their byte; ids out of range give "".
     std::string tokenToPiece(int32_t id, bool renderSpecial = false) const;

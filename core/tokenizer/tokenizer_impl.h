@@ -35,6 +35,7 @@ struct Tokenizer::Impl {
 
     int32_t bos = -1, eos = -1, unk = -1, pad = -1;
     bool addBos = false, addEos = false, addSpacePrefix = false;
+    bool cleanSpaces = false;   // llama_detokenize's clean-up (BPE except the qwen2 group)
 
     int32_t find(std::string_view s) const {
         auto it = textToId.find(s);

@@ -93,6 +93,7 @@ private slots:
     void spmMergesAcrossSpaces();
     void roundTrips();
     void decodePieces();
+    void detokenizeCleansSpacesLikeLlamaCpp();
     void randomBytesAndOddVocabs();
     void speed();
 };
@@ -374,6 +375,41 @@ void TestTokenizer::decodePieces() {
     QCOMPARE(gpt2->tokenToPiece(*g), std::string(" t"));
     const std::vector<int32_t> bad{-5, 99999};
     QCOMPARE(gpt2->decode(bad), std::string());
+}
+
+void TestTokenizer::detokenizeCleansSpacesLikeLlamaCpp() {
+    // Texts, their ids and llama_detokenize's output, all from llama.cpp (node-llama-cpp 3.22.1) with
+    // ggml-vocab-gpt-2.gguf as "gpt-2" and renamed "llama-bpe" (same output) and "qwen2" (no clean-up).
+    struct Case {
+        const char* text;
+        std::vector<int32_t> ids;
+        const char* cleaned;
+    };
+    const std::vector<Case> cases = {
+        {"Hello , world . I 'm here ' ok ' !", {15496, 837, 995, 764, 314, 705, 76, 994, 705, 12876, 705, 5145},
+         "Hello, world. I'm here'ok '!"},
+        {"a ' ' b ' ' ' c", {64, 705, 705, 275, 705, 705, 705, 269}, "a'' b'''c"},
+        {" 's 'll 't 're 've 'd 'm ' x", {705, 82, 705, 297, 705, 83, 705, 260, 705, 303, 705, 67, 705, 76, 705, 2124},
+         "'s 'll 't're've 'd'm'x"},
+        {"what ?! yes , no .. ' '", {10919, 5633, 0, 3763, 837, 645, 11485, 705, 705}, "what?! yes, no..''"},
+    };
+    auto f = GgufFile::open(kData + "/models/vocab/ggml-vocab-gpt-2.gguf");
+    QVERIFY(f.ok());
+    auto v = vocabFromGguf(**f);
+    QVERIFY(v.ok());
+    for (const char* pre : {"gpt-2", "llama-bpe", "qwen2"}) {
+        v->pre = pre;
+        auto tk = Tokenizer::create(*v);
+        QVERIFY(tk.ok());
+        for (const Case& c : cases) {
+            QCOMPARE((*tk)->encode(c.text, false), c.ids);
+            QCOMPARE((*tk)->decode(c.ids), std::string(c.text));
+            QCOMPARE((*tk)->detokenize(c.ids), std::string(std::string(pre) == "qwen2" ? c.text : c.cleaned));
+        }
+    }
+    auto llama = hfTokenizer("bard-llama");  // SPM: no clean-up
+    const auto ids = llama->encode("a , b .", false);
+    QCOMPARE(llama->detokenize(ids), std::string("a , b ."));
 }
 
 void TestTokenizer::randomBytesAndOddVocabs() {
