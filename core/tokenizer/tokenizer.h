@@ -41,7 +41,8 @@ public:
 
     // llama_tokenize(text, add_special, parse_special). Thread-safe (const, no shared caches).
     std::vector<int32_t> encode(std::string_view text, bool addSpecial, bool parseSpecial = false) const;
-    // llama_detokenize(ids, remove_special, unparse_special); ids out of range are skipped.
+    // llama_detokenize(ids, remove_special, unparse_special) without its clean-up of spaces (see
+    // detokenize); ids out of range are skipped.
     // SPM: the leading space of the first token is dropped (unless a removed BOS came first, as in
     // llama.cpp). No clean-up of spaces is done, so decode(encode(t, false)) == t for valid UTF-8.
     std::string decode(std::span<const int32_t> ids, bool removeSpecial = false, bool renderSpecial = false) const;
