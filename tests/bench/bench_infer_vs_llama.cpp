@@ -1,0 +1,273 @@
+// Prompt-evaluation speed of QuantZoo's inference engine (core/infer) against llama.cpp on the same F32
+// GGUF file, the same thread count and the same work: a prompt of N tokens evaluated from an empty cache
+// in one batch, logits for every position (what perplexity needs). llama.cpp is libllama.v0.5.0.so from
+// tests/llama (dlopen'ed, CPU backend chosen for this CPU, F16 KV cache and flash attention "auto" as
+// llama-perplexity's defaults; our Engine with its defaults, which emulate that F16 cache).
+//
+// Models: bard-llama (tests/data/models/bard-llama exported by us to F32 GGUF) and a synthetic Llama
+// (default hidden 1024, 8 layers, ffn 2816, vocab 32000, 16/4 heads), or the GGUF files given with
+// --model. Threads 1 and 2, prompts of 128 and 512 tokens; the runs of both engines alternate and the best
+// of --reps is kept. Prints tokens/s and the ratio ours / llama.cpp (the goal is >= 0.8), and as a check
+// that both compute the same thing, the largest difference of the last position's logits relative to
+// their largest magnitude.
+//
+// Usage: bench_infer_vs_llama [--model F32.gguf]... [--threads 1,2] [--prompts 128,512] [--reps 5]
+//          [--hidden 1024] [--layers 8] [--ffn 2816] [--vocab 32000] [--heads 16] [--kv-heads 4]
+//          [--no-synthetic] [--tmp /work] [--llama-lib PATH]
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_llama_dl.h"
+#include "bench_synthetic_llama.h"
+#include "export/gguf_export.h"
+#include "infer/engine.h"
+#include "model/model.h"
+
+using namespace qz;
+using namespace qzbench;
+
+namespace {
+
+std::vector<int> intList(const std::string& s) {
+    std::vector<int> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(std::atoi(item.c_str()));
+    return out;
+}
+
+Status exportF32(const std::string& src, const std::string& out) {
+    auto m = openModel(src);
+    if (!m) return m.error();
+    GgufExportParams p;
+    p.outputPath = out;
+    p.type = "F32";
+    auto r = exportGguf(**m, p, {});
+    if (!r) return r.error();
+    return okStatus();
+}
+
+struct LlamaRunner {
+    LlamaApi* api = nullptr;
+    void* model = nullptr;
+    void* ctx = nullptr;
+    LlamaBatch batch{};
+    int nVocab = 0;
+
+    bool open(LlamaApi& a, const std::string& path, int threads, int nCtx, std::string& err) {
+        api = &a;
+        LlamaModelParams mp = a.model_default_params();
+        mp.n_gpu_layers = 0;
+        model = a.model_load_from_file(path.c_str(), mp);
+        if (!model) {
+            err = "llama.cpp cannot load " + path;
+            return false;
+        }
+        LlamaContextParams cp = a.context_default_params();
+        if (cp.n_seq_max != 1 || cp.n_ubatch != 512 || cp.flash_attn_type != -1) {
+            err = "llama_context_default_params() looks unlike v0.5.0's (struct layout mismatch?)";
+            return false;
+        }
+        cp.n_ctx = static_cast<uint32_t>(nCtx);
+        cp.n_batch = static_cast<uint32_t>(nCtx);
+        cp.n_ubatch = static_cast<uint32_t>(nCtx);
+        cp.n_threads = threads;
+        cp.n_threads_batch = threads;
+        cp.no_perf = true;
+        ctx = a.init_from_model(model, cp);
+        if (!ctx) {
+            err = "llama_init_from_model failed";
+            return false;
+        }
+        batch = a.batch_init(nCtx, 0, 1);
+        return true;
+    }
+    // Evaluates tokens from an empty cache with logits for every position; returns seconds or < 0.
+    double eval(const std::vector<int32_t>& toks) {
+        api->memory_clear(api->get_memory(ctx), true);
+        batch.n_tokens = static_cast<int32_t>(toks.size());
+        for (size_t i = 0; i < toks.size(); ++i) {
+            batch.token[i] = toks[i];
+            batch.pos[i] = static_cast<int32_t>(i);
+            batch.n_seq_id[i] = 1;
+            batch.seq_id[i][0] = 0;
+            batch.logits[i] = 1;
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        const int32_t rc = api->decode(ctx, batch);
+        api->synchronize(ctx);
+        const double s = secondsSince(t0);
+        return rc == 0 ? s : -1;
+    }
+    const float* logitsRow(int i, int nVocab) { return api->get_logits(ctx) + static_cast<size_t>(i) * nVocab; }
+    ~LlamaRunner() {
+        if (api) {
+            if (batch.token) api->batch_free(batch);
+            if (ctx) api->free(ctx);
+            if (model) api->model_free(model);
+        }
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    LlamaShape shape;
+    shape.hidden = 1024;
+    shape.layers = 8;
+    shape.ffn = 2816;
+    shape.heads = 16;
+    shape.kvHeads = 4;
+    std::vector<std::string> models;
+    std::vector<int> threadCounts = {1, 2}, prompts = {128, 512};
+    int reps = 5;
+    bool synthetic = true;
+    std::string tmpRoot = "/work", libPath = defaultLlamaLib();
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "%s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--model") models.push_back(next());
+        else if (a == "--threads") threadCounts = intList(next());
+        else if (a == "--prompts") prompts = intList(next());
+        else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
+        else if (a == "--layers") shape.layers = std::atoll(next().c_str());
+        else if (a == "--hidden") shape.hidden = std::atoll(next().c_str());
+        else if (a == "--ffn") shape.ffn = std::atoll(next().c_str());
+        else if (a == "--vocab") shape.vocab = std::atoll(next().c_str());
+        else if (a == "--heads") shape.heads = std::atoll(next().c_str());
+        else if (a == "--kv-heads") shape.kvHeads = std::atoll(next().c_str());
+        else if (a == "--no-synthetic") synthetic = false;
+        else if (a == "--tmp") tmpRoot = next();
+        else if (a == "--llama-lib") libPath = next();
+        else {
+            std::fprintf(stderr, "unknown option %s (see the comment at the top of the source)\n", a.c_str());
+            return 2;
+        }
+    }
+    int nCtx = 0;
+    for (int p : prompts) nCtx = std::max(nCtx, p);
+
+    LlamaApi api;
+    std::string err;
+    if (!loadLlama(libPath, api, err)) {
+        std::fprintf(stderr, "%s\n", err.c_str());
+        return 1;
+    }
+    std::printf("llama.cpp: %s\nllama.cpp system info: %s\n", libPath.c_str(), api.print_system_info());
+
+    std::string tmpl = tmpRoot + "/qz-bench-infer-XXXXXX";
+    if (!mkdtemp(tmpl.data())) {
+        std::fprintf(stderr, "mkdtemp %s: %s\n", tmpl.c_str(), std::strerror(errno));
+        return 1;
+    }
+    const std::string work = tmpl;
+    struct Cleanup {
+        std::string dir;
+        ~Cleanup() { std::filesystem::remove_all(dir); }
+    } cleanup{work};
+
+    if (models.empty()) {
+        const std::string bard = work + "/bard-llama-F32.gguf";
+        if (auto st = exportF32(sourceDir() + "/../data/models/bard-llama", bard); !st) {
+            std::fprintf(stderr, "bard-llama: %s\n", st.error().message.c_str());
+            return 1;
+        }
+        models.push_back(bard);
+        if (synthetic) {
+            const std::string hf = work + "/synthetic-hf", out = work + "/synthetic-F32.gguf";
+            if (auto st = writeSyntheticLlama(hf, shape, DType::BF16, 5'000'000'000ull,
+                                              sourceDir() + "/../data/models/bard-llama");
+                !st) {
+                std::fprintf(stderr, "synthetic model: %s\n", st.error().message.c_str());
+                return 1;
+            }
+            if (auto st = exportF32(hf, out); !st) {
+                std::fprintf(stderr, "synthetic model: %s\n", st.error().message.c_str());
+                return 1;
+            }
+            std::filesystem::remove_all(hf);
+            models.push_back(out);
+        }
+    }
+
+    int failures = 0;
+    for (const std::string& path : models) {
+        auto m = openModel(path);
+        if (!m) {
+            std::fprintf(stderr, "%s\n", m.error().message.c_str());
+            return 1;
+        }
+        std::printf("\nmodel %s: %.1f M parameters, %.1f MiB\n", path.c_str(), (*m)->totalParameters() / 1e6,
+                    mib((*m)->totalBytes()));
+        std::printf("%3s %6s | %10s %10s | %10s %10s | %7s | %s\n", "thr", "tokens", "llama t/s", "llama ms",
+                    "ours t/s", "ours ms", "ours/ll", "max |dlogit| / max |logit| (last position)");
+        for (int threads : threadCounts) {
+            LlamaRunner ll;
+            if (!ll.open(api, path, threads, nCtx, err)) {
+                std::fprintf(stderr, "%s\n", err.c_str());
+                return 1;
+            }
+            EngineOptions opt;
+            opt.threads = threads;
+            opt.nCtx = nCtx;
+            auto e = Engine::load(**m, opt);
+            if (!e) {
+                std::fprintf(stderr, "%s\n", e.error().message.c_str());
+                return 1;
+            }
+            Engine& en = **e;
+            const int nVocab = en.nVocab();
+            for (int n : prompts) {
+                std::vector<int32_t> toks(n);
+                for (int i = 0; i < n; ++i) toks[i] = i == 0 ? 1 : (i * 37 + 11) % nVocab;
+                std::vector<float> logits(static_cast<size_t>(n) * nVocab);
+                double bestL = 1e30, bestO = 1e30;
+                for (int r = 0; r < reps; ++r) {
+                    const double sl = ll.eval(toks);
+                    if (sl < 0) {
+                        std::fprintf(stderr, "llama_decode failed\n");
+                        return 1;
+                    }
+                    bestL = std::min(bestL, sl);
+                    en.reset();
+                    const auto t0 = std::chrono::steady_clock::now();
+                    auto st = en.eval(toks, 0, logits.data(), 0);
+                    const double so = secondsSince(t0);
+                    if (!st) {
+                        std::fprintf(stderr, "%s\n", st.error().message.c_str());
+                        return 1;
+                    }
+                    bestO = std::min(bestO, so);
+                }
+                // Same computation? Compare the last position's logits.
+                const float* a = ll.logitsRow(n - 1, nVocab);
+                const float* b = logits.data() + static_cast<size_t>(n - 1) * nVocab;
+                double maxDiff = 0, maxMag = 0;
+                for (int v = 0; v < nVocab; ++v) {
+                    maxDiff = std::max(maxDiff, static_cast<double>(std::fabs(a[v] - b[v])));
+                    maxMag = std::max(maxMag, static_cast<double>(std::fabs(a[v])));
+                }
+                const double rel = maxMag > 0 ? maxDiff / maxMag : maxDiff;
+                if (!(rel < 1e-2)) ++failures;
+                std::printf("%3d %6d | %10.1f %10.2f | %10.1f %10.2f | %7.2f | %.2e%s\n", threads, n, n / bestL,
+                            bestL * 1e3, n / bestO, bestO * 1e3, bestL / bestO, rel,
+                            rel < 1e-2 ? "" : "  <-- the engines disagree");
+                std::fflush(stdout);
+            }
+        }
+    }
+    std::printf("\nours/ll = our tokens/s / llama.cpp's (best of %d alternating runs each; machine shared).\n", reps);
+    return failures ? 1 : 0;
+}
