@@ -43,8 +43,9 @@ public:
     std::vector<int32_t> encode(std::string_view text, bool addSpecial, bool parseSpecial = false) const;
     // llama_detokenize(ids, remove_special, unparse_special) without its clean-up of spaces (see
     // detokenize); ids out of range are skipped.
-    // SPM: the leading space of the first token is dropped (unless a removed BOS came first, as in
-    // llama.cpp). No clean-up of spaces is done, so decode(encode(t, false)) == t for valid UTF-8.
+    // SPM: a leading space of the first token's piece is dropped; when the first token is a BOS (kept,
+    // rendered or removed) nothing is dropped, as in llama.cpp: decode([BOS, "▁Hello"]) = " Hello".
+    // decode(encode(t, false)) == t for valid UTF-8 (and for any bytes with byte-level BPE).
     std::string decode(std::span<const int32_t> ids, bool removeSpecial = false, bool renderSpecial = false) const;
     // Exactly llama_detokenize: decode() followed, for the BPE vocabs where llama.cpp does it (gpt-2 and
     // llama-bpe groups; not qwen2, not SPM), by its clean-up of spaces: " ?", " !", " .", " ," lose the
