@@ -107,6 +107,13 @@ void Engine::setThreads(int n) { m_impl->threads = n > 0 ? n : defaultThreadCoun
 void Engine::reset() { m_impl->nCached = 0; }
 void Engine::setObserver(LinearObserver observer) { m_impl->observer = std::move(observer); }
 
+void Engine::setLayerLimit(int n) {
+    m_impl->layerLimit = (n <= 0 || n >= m_impl->hp.nLayer) ? 0 : n;
+    m_impl->nCached = 0;
+}
+
+int Engine::layerLimit() const { return m_impl->layerLimit > 0 ? m_impl->layerLimit : m_impl->hp.nLayer; }
+
 bool Engine::hasWeight(const std::string& name) const { return m_impl->slots.count(name) != 0; }
 
 Status Engine::setWeight(const std::string& name, std::span<const float> values) {
@@ -162,6 +169,8 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
         return makeError("eval: " + std::to_string(nPast + n) + " positions exceed the context of " +
                          std::to_string(e.nCtxMax));
     if (logitsOut && (logitsFrom < 0 || logitsFrom >= n)) return makeError("eval: logitsFrom out of range");
+    if (logitsOut && e.layerLimit > 0) return makeError("eval: no logits while a layer limit is set");
+    const int nRun = e.layerLimit > 0 ? e.layerLimit : hp.nLayer;
     for (int32_t t : tokens)
         if (t < 0 || t >= hp.nVocab) return makeError("eval: token id " + std::to_string(t) + " out of range");
 
@@ -197,7 +206,7 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
         const int group = hp.nHead / hp.nHeadKv;
         constexpr int kTile = 64;
 
-        for (int l = 0; l < hp.nLayer; ++l) {
+        for (int l = 0; l < nRun; ++l) {
             const InferLayer& L = e.layers[l];
             // ---- attention
             if (gpt2) {

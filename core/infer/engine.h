@@ -100,6 +100,12 @@ public:
     // quantization of a tensor without reloading. The KV cache is reset. Fails on an unknown name
     // (a tensor the engine does not use, or an optional tensor that was absent at load) or a wrong size.
     Status setWeight(const std::string& name, std::span<const float> values);
+
+    // Calibration shortcut: evaluate only the first n decoder blocks (n <= 0 or >= nLayer: all).
+    // While limited, eval() fails if logits are requested (there are none); the observer still sees
+    // every linear layer of the evaluated blocks. Changing the limit resets the KV cache.
+    void setLayerLimit(int n);
+    int layerLimit() const;  // the number of blocks eval() runs
     bool hasWeight(const std::string& name) const;
 
     struct Impl;

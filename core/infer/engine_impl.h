@@ -52,6 +52,7 @@ struct Engine::Impl {
     std::vector<InferMat> kCache, vCache;  // per layer [nHeadKv·headDim × capacity]
     int cacheCap = 0;
     int nCached = 0;                       // positions filled (for checks)
+    int layerLimit = 0;                    // blocks eval() runs (0 = all)
 
     bool kvF16 = true;
     std::vector<float> geluTable;          // ggml GELU by fp16 bit pattern (empty = exact float GELU)

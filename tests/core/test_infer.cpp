@@ -364,6 +364,28 @@ private slots:
         const double sc = 1.0 / std::sqrt(ss / 256 + 1e-5);
         for (int i = 0; i < 256; i += 17)
             QVERIFY(std::fabs(firstNormed[2 * 256 + i] - (*emb)[17 * 256 + i] * sc * (*g)[i]) < 1e-5);
+
+        // Layer limit: the first two blocks only, same activations as in the full pass.
+        std::map<std::string, std::vector<float>> full, part;
+        auto keep = [](std::map<std::string, std::vector<float>>& dst) {
+            return [&dst](const std::string& name, const float* x, int64_t n, int64_t nIn) {
+                dst[name].assign(x, x + n * nIn);
+            };
+        };
+        (*e)->setObserver(keep(full));
+        (*e)->reset();
+        QVERIFY((*e)->eval(toks, 0, nullptr).ok());
+        (*e)->setLayerLimit(2);
+        QCOMPARE((*e)->layerLimit(), 2);
+        (*e)->setObserver(keep(part));
+        QVERIFY((*e)->eval(toks, 0, nullptr).ok());
+        QVERIFY(!(*e)->eval(toks, 0, logits.data(), 4).ok());  // no logits while limited
+        QCOMPARE(part.size(), size_t(2 * 7));
+        QVERIFY(part.count("model.layers.1.mlp.down_proj.weight") && !part.count("model.layers.2.self_attn.q_proj.weight"));
+        for (const auto& [name, x] : part) QVERIFY(x == full[name]);
+        (*e)->setLayerLimit(0);
+        QCOMPARE((*e)->layerLimit(), 4);
+        QVERIFY((*e)->eval(toks, 0, logits.data(), 4).ok());
     }
 
     void badInput() {
