@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
 
-constexpr uint64_t kMaxJsonFile = 64ull << 20;  // config.json / index files larger than this are rejected
+constexpr uint64_t kMaxJsonFile = 64ull << 20; // config.json / index files larger than this are rejected
 
 Result<std::string> readTextFile(const fs::path& p, const std::string& display) {
     std::error_code ec;
@@ -28,8 +28,8 @@ Result<std::string> readTextFile(const fs::path& p, const std::string& display) 
     const auto size = fs::file_size(p, ec);
     if (ec) return makeError(display + ": cannot read size: " + ec.message());
     if (size > kMaxJsonFile)
-        return makeError(display + ": " + std::to_string(size) + " bytes is too large for a JSON file (limit " +
-                         std::to_string(kMaxJsonFile) + ")");
+        return makeError(display + ": " + std::to_string(size) +
+                         " bytes is too large for a JSON file (limit " + std::to_string(kMaxJsonFile) + ")");
     std::ifstream in(p, std::ios::binary);
     if (!in) return makeError(display + ": cannot open");
     std::string s(size, '\0');
@@ -65,12 +65,40 @@ std::string displayValue(const ojson& v) {
 
 // Display order of the well-known config.json keys (llama-style names and their gpt2 spellings).
 const char* const kPreferredKeys[] = {
-    "architectures", "model_type", "hidden_size", "n_embd", "d_model", "num_hidden_layers", "n_layer",
-    "num_attention_heads", "n_head", "num_key_value_heads", "head_dim", "intermediate_size", "n_inner",
-    "vocab_size", "max_position_embeddings", "n_positions", "n_ctx", "torch_dtype", "rope_theta",
-    "rope_scaling", "tie_word_embeddings", "hidden_act", "activation_function", "rms_norm_eps",
-    "layer_norm_epsilon", "layer_norm_eps", "sliding_window", "num_local_experts", "num_experts",
-    "num_experts_per_tok", "quantization_config", "bos_token_id", "eos_token_id", "transformers_version",
+    "architectures",
+    "model_type",
+    "hidden_size",
+    "n_embd",
+    "d_model",
+    "num_hidden_layers",
+    "n_layer",
+    "num_attention_heads",
+    "n_head",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "n_inner",
+    "vocab_size",
+    "max_position_embeddings",
+    "n_positions",
+    "n_ctx",
+    "torch_dtype",
+    "rope_theta",
+    "rope_scaling",
+    "tie_word_embeddings",
+    "hidden_act",
+    "activation_function",
+    "rms_norm_eps",
+    "layer_norm_epsilon",
+    "layer_norm_eps",
+    "sliding_window",
+    "num_local_experts",
+    "num_experts",
+    "num_experts_per_tok",
+    "quantization_config",
+    "bos_token_id",
+    "eos_token_id",
+    "transformers_version",
 };
 
 // Resolves an index entry to a file inside `root` (canonical), or explains why not.
@@ -92,7 +120,8 @@ Result<fs::path> resolveShard(const fs::path& root, const std::string& name, con
         const fs::path back = real.lexically_relative(base);
         return !back.empty() && *back.begin() != ".." && back != ".";
     };
-    // Hugging Face hub cache: snapshots/<revision>/<file> are symlinks to ../../blobs/<hash> of the same repo.
+    // Hugging Face hub cache: snapshots/<revision>/<file> are symlinks to ../../blobs/<hash> of the same
+    // repo.
     const bool hubSnapshot = root.parent_path().filename() == "snapshots";
     if (!inside(root) && !(hubSnapshot && inside(root.parent_path().parent_path() / "blobs")))
         return makeError(what + " resolves outside the model folder (symlink to " + real.string() + ")");
@@ -101,11 +130,11 @@ Result<fs::path> resolveShard(const fs::path& root, const std::string& name, con
 }
 
 struct Shard {
-    std::string name;   // as listed (or the file name)
-    fs::path real;      // canonical path
+    std::string name; // as listed (or the file name)
+    fs::path real;    // canonical path
 };
 
-}  // namespace
+} // namespace
 
 Status applyHfConfig(Model& model, const std::string& configPath) {
     const std::string display = fs::path(configPath).filename().string();
@@ -121,7 +150,8 @@ Status applyHfConfig(Model& model, const std::string& configPath) {
 
     model.configJson = std::move(*text);
     model.architecture.clear();
-    if (auto it = j.find("model_type"); it != j.end() && it->is_string()) model.architecture = it->get<std::string>();
+    if (auto it = j.find("model_type"); it != j.end() && it->is_string())
+        model.architecture = it->get<std::string>();
 
     std::vector<MetaItem> items;
     std::set<std::string> used;
@@ -151,7 +181,8 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
     fs::path shown = fs::path(dir).lexically_normal();
     if (!shown.has_filename()) shown = shown.parent_path();
     model->name = shown.filename().string();
-    if (model->name.empty() || model->name == "." || model->name == "..") model->name = root.filename().string();
+    if (model->name.empty() || model->name == "." || model->name == "..")
+        model->name = root.filename().string();
     if (fs::exists(root / "config.json", ec)) {
         auto st = applyHfConfig(*model, (root / "config.json").string());
         if (!st) return st.error();
@@ -160,7 +191,7 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
     // Which files, and which tensors the index promises in each.
     const std::string indexName = "model.safetensors.index.json";
     std::vector<Shard> shards;
-    std::vector<std::vector<std::string>> promised;  // per shard: tensor names the index maps to it
+    std::vector<std::vector<std::string>> promised; // per shard: tensor names the index maps to it
     if (fs::exists(root / indexName, ec)) {
         auto text = readTextFile(root / indexName, indexName);
         if (!text) return text.error();
@@ -169,14 +200,15 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
         if (!j->is_object()) return makeError(indexName + ": not a JSON object");
         auto wm = j->find("weight_map");
         if (wm == j->end() || !wm->is_object()) return makeError(indexName + ": no \"weight_map\" object");
-        std::map<std::string, std::vector<std::string>> byShard;  // sorted shard names: file order
+        std::map<std::string, std::vector<std::string>> byShard; // sorted shard names: file order
         for (auto it = wm->begin(); it != wm->end(); ++it) {
             if (!it->is_string())
-                return makeError(indexName + ": weight_map entry for tensor " + quoteName(it.key()) + " is not a string");
+                return makeError(indexName + ": weight_map entry for tensor " + quoteName(it.key()) +
+                                 " is not a string");
             byShard[it->get<std::string>()].push_back(it.key());
         }
         if (byShard.empty()) return makeError(indexName + ": weight_map is empty");
-        std::map<fs::path, size_t> seen;  // two spellings of one file are one shard
+        std::map<fs::path, size_t> seen; // two spellings of one file are one shard
         for (auto& [name, tensors] : byShard) {
             auto real = resolveShard(root, name, indexName);
             if (!real) return real.error();
@@ -205,10 +237,11 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
             promised.emplace_back();
         }
         if (shards.empty())
-            return makeError(dir + ": no model.safetensors, model.safetensors.index.json or *.safetensors file");
+            return makeError(dir +
+                             ": no model.safetensors, model.safetensors.index.json or *.safetensors file");
     }
 
-    std::unordered_map<std::string, uint32_t> owner;  // tensor name -> file index
+    std::unordered_map<std::string, uint32_t> owner; // tensor name -> file index
     for (size_t i = 0; i < shards.size(); ++i) {
         auto mf = MappedFile::open(shards[i].real.string());
         if (!mf) return mf.error();
@@ -226,14 +259,15 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
         for (const auto& name : promised[i]) {
             auto it = owner.find(name);
             if (it == owner.end() || it->second != fileIndex)
-                return makeError(indexName + ": tensor " + quoteName(name) + " is mapped to " + quoteName(shards[i].name) +
-                                 ", which does not contain it");
+                return makeError(indexName + ": tensor " + quoteName(name) + " is mapped to " +
+                                 quoteName(shards[i].name) + ", which does not contain it");
         }
         if (i == 0)
-            for (const auto& m : header->metadata) model->metadata.push_back({"safetensors." + m.key, m.value});
+            for (const auto& m : header->metadata)
+                model->metadata.push_back({"safetensors." + m.key, m.value});
         model->files.push_back(std::move(*mf));
     }
     return model;
 }
 
-}  // namespace qz
+} // namespace qz

@@ -28,4 +28,4 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir);
 // file order. Values are display strings: strings unquoted, lists joined with ", ", objects as compact JSON.
 Status applyHfConfig(Model& model, const std::string& configPath);
 
-}  // namespace qz
+} // namespace qz

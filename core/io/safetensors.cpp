@@ -26,7 +26,7 @@ std::string quoteName(const std::string& s) {
 }
 
 std::string range(uint64_t b, uint64_t e) {
-    std::string s(1, '[');  // built by appending: GCC 12 -O3 warns falsely (-Wrestrict) on "[" + to_string()
+    std::string s(1, '['); // built by appending: GCC 12 -O3 warns falsely (-Wrestrict) on "[" + to_string()
     s.append(std::to_string(b)).append(", ").append(std::to_string(e)).push_back(')');
     return s;
 }
@@ -36,7 +36,7 @@ struct Entry {
     uint64_t begin = 0, end = 0;
 };
 
-}  // namespace
+} // namespace
 
 Result<json> parseJsonNoDuplicates(std::string_view text, const std::string& fname) {
     const char* first = text.data();
@@ -45,7 +45,9 @@ Result<json> parseJsonNoDuplicates(std::string_view text, const std::string& fna
     std::string duplicate;
     auto cb = [&](int /*depth*/, json::parse_event_t ev, json& parsed) -> bool {
         switch (ev) {
-        case json::parse_event_t::object_start: keyStack.emplace_back(); break;
+        case json::parse_event_t::object_start:
+            keyStack.emplace_back();
+            break;
         case json::parse_event_t::object_end:
             if (!keyStack.empty()) keyStack.pop_back();
             break;
@@ -56,7 +58,8 @@ Result<json> parseJsonNoDuplicates(std::string_view text, const std::string& fna
                 }
             }
             break;
-        default: break;
+        default:
+            break;
         }
         return true;
     };
@@ -78,7 +81,7 @@ namespace {
 // tensor count rather than to a DOM of the whole header (a 100 MB header of "[0,0,0,...]" would
 // otherwise cost gigabytes), and stops at the first problem.
 class HeaderSax {
-public:
+  public:
     HeaderSax(uint64_t dataSize, const std::string& fname) : m_dataSize(dataSize), m_fname(fname) {}
 
     std::vector<Entry> entries;
@@ -113,7 +116,9 @@ public:
     bool start_object(std::size_t) {
         if (m_skip) return ++m_skip, true;
         switch (m_where) {
-        case Where::Start: m_where = Where::Top; return true;
+        case Where::Start:
+            m_where = Where::Top;
+            return true;
         case Where::Top:
             if (m_key == "__metadata__") {
                 m_where = Where::Meta;
@@ -131,7 +136,8 @@ public:
         case Where::Entry:
             if (m_field == Field::Other) return ++m_skip, true;
             return fieldTypeError();
-        default: return scalar(Scalar::Other, 0);
+        default:
+            return scalar(Scalar::Other, 0);
         }
     }
 
@@ -143,31 +149,43 @@ public:
             m_key = std::move(k);
             return true;
         case Where::Meta:
-            if (!m_metaKeys.insert(k).second) return fail(": duplicate key " + quoteName(k) + " in \"__metadata__\"");
+            if (!m_metaKeys.insert(k).second)
+                return fail(": duplicate key " + quoteName(k) + " in \"__metadata__\"");
             m_key = std::move(k);
             return true;
         case Where::Entry: {
             Field f = Field::Other;
-            if (k == "dtype") f = Field::Dtype;
-            else if (k == "shape") f = Field::Shape;
-            else if (k == "data_offsets") f = Field::Offsets;
+            if (k == "dtype")
+                f = Field::Dtype;
+            else if (k == "shape")
+                f = Field::Shape;
+            else if (k == "data_offsets")
+                f = Field::Offsets;
             const unsigned bit = 1u << static_cast<unsigned>(f);
             if (f != Field::Other && (m_seenFields & bit)) return fail(": duplicate key " + quoteName(k));
             m_seenFields |= bit;
             m_field = f;
             return true;
         }
-        default: return true;
+        default:
+            return true;
         }
     }
 
     bool end_object() {
         if (m_skip) return --m_skip, true;
         switch (m_where) {
-        case Where::Meta: m_where = Where::Top; return true;
-        case Where::Entry: m_where = Where::Top; return finishEntry();
-        case Where::Top: m_where = Where::Done; return true;
-        default: return true;
+        case Where::Meta:
+            m_where = Where::Top;
+            return true;
+        case Where::Entry:
+            m_where = Where::Top;
+            return finishEntry();
+        case Where::Top:
+            m_where = Where::Done;
+            return true;
+        default:
+            return true;
         }
     }
 
@@ -184,7 +202,8 @@ public:
         }
         if (m_where == Where::Entry && m_field == Field::Other) return ++m_skip, true;
         if (m_where == Where::Shape) return fail(entryWhat() + " has a shape entry that is not an integer");
-        if (m_where == Where::Offsets) return fail(entryWhat() + " has data_offsets that are not non-negative integers");
+        if (m_where == Where::Offsets)
+            return fail(entryWhat() + " has data_offsets that are not non-negative integers");
         return scalar(Scalar::Other, 0);
     }
 
@@ -196,7 +215,8 @@ public:
         }
         if (m_where == Where::Offsets) {
             m_where = Where::Entry;
-            if (m_offsetCount != 2) return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
+            if (m_offsetCount != 2)
+                return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
             return true;
         }
         return true;
@@ -207,7 +227,7 @@ public:
         return false;
     }
 
-private:
+  private:
     enum class Where { Start, Top, Meta, Entry, Shape, Offsets, Done };
     enum class Field : unsigned { None, Dtype, Shape, Offsets, Other };
     enum class Scalar { Int, Negative, TooLarge, Other };
@@ -220,10 +240,14 @@ private:
     }
     bool fieldTypeError() {
         switch (m_field) {
-        case Field::Dtype: return fail(entryWhat() + " has no \"dtype\" string");
-        case Field::Shape: return fail(entryWhat() + " has no \"shape\" array");
-        case Field::Offsets: return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
-        default: return true;
+        case Field::Dtype:
+            return fail(entryWhat() + " has no \"dtype\" string");
+        case Field::Shape:
+            return fail(entryWhat() + " has no \"shape\" array");
+        case Field::Offsets:
+            return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
+        default:
+            return true;
         }
     }
 
@@ -231,26 +255,33 @@ private:
     bool scalar(Scalar kind, uint64_t v) {
         if (m_skip) return true;
         switch (m_where) {
-        case Where::Start: return fail(": header is not a JSON object");
+        case Where::Start:
+            return fail(": header is not a JSON object");
         case Where::Top:
             if (m_key == "__metadata__") return fail(": \"__metadata__\" is not a JSON object");
             return fail(": tensor " + quoteName(m_key) + " is not a JSON object");
-        case Where::Meta: return fail(": \"__metadata__\" value for " + quoteName(m_key) + " is not a string");
-        case Where::Entry: return fieldTypeError();
+        case Where::Meta:
+            return fail(": \"__metadata__\" value for " + quoteName(m_key) + " is not a string");
+        case Where::Entry:
+            return fieldTypeError();
         case Where::Shape:
             if (kind == Scalar::Negative) return fail(entryWhat() + " has a negative dimension in its shape");
-            if (kind == Scalar::TooLarge) return fail(entryWhat() + " has a dimension too large in its shape");
+            if (kind == Scalar::TooLarge)
+                return fail(entryWhat() + " has a dimension too large in its shape");
             if (kind != Scalar::Int) return fail(entryWhat() + " has a shape entry that is not an integer");
             if (m_entry.info.shape.size() >= kMaxDims)
                 return fail(entryWhat() + " has more than " + std::to_string(kMaxDims) + " dimensions");
             m_entry.info.shape.push_back(static_cast<int64_t>(v));
             return true;
         case Where::Offsets:
-            if (kind != Scalar::Int) return fail(entryWhat() + " has data_offsets that are not non-negative integers");
-            if (m_offsetCount >= 2) return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
+            if (kind != Scalar::Int)
+                return fail(entryWhat() + " has data_offsets that are not non-negative integers");
+            if (m_offsetCount >= 2)
+                return fail(entryWhat() + " has no \"data_offsets\" array of two integers");
             (m_offsetCount++ == 0 ? m_entry.begin : m_entry.end) = v;
             return true;
-        default: return fail(": unexpected JSON value");
+        default:
+            return fail(": unexpected JSON value");
         }
     }
 
@@ -264,7 +295,7 @@ private:
         if (!m_hasShape) return fail(what + " has no \"shape\" array");
         if (m_offsetCount != 2) return fail(what + " has no \"data_offsets\" array of two integers");
 
-        uint64_t product = 1;  // of the non-zero dimensions: must fit in int64 so rows()/cols() stay defined
+        uint64_t product = 1; // of the non-zero dimensions: must fit in int64 so rows()/cols() stay defined
         bool hasZero = false;
         for (int64_t d : e.info.shape) {
             const auto n = static_cast<uint64_t>(d);
@@ -276,13 +307,14 @@ private:
             }
         }
         const uint64_t numel = hasZero ? 0 : product;
-        if (e.end < e.begin) return fail(what + " has data_offsets " + range(e.begin, e.end) + " with end < begin");
+        if (e.end < e.begin)
+            return fail(what + " has data_offsets " + range(e.begin, e.end) + " with end < begin");
         const auto need = bytesFor(e.info.dtype, numel);
         if (!need) return fail(what + ": byte size of shape " + e.info.shapeString() + " overflows");
         if (e.end - e.begin != *need)
             return fail(what + " has dtype " + m_dtypeText + " and shape " + e.info.shapeString() + " (" +
-                        std::to_string(*need) + " bytes) but data_offsets " + range(e.begin, e.end) + " span " +
-                        std::to_string(e.end - e.begin) + " bytes");
+                        std::to_string(*need) + " bytes) but data_offsets " + range(e.begin, e.end) +
+                        " span " + std::to_string(e.end - e.begin) + " bytes");
         if (e.end > m_dataSize)
             return fail(what + " data_offsets " + range(e.begin, e.end) + " lie outside the data section (" +
                         std::to_string(m_dataSize) + " bytes)");
@@ -294,8 +326,8 @@ private:
     uint64_t m_dataSize;
     const std::string& m_fname;
     Where m_where = Where::Start;
-    size_t m_skip = 0;                  // nesting depth inside an ignored value (unknown entry field)
-    std::string m_key;                  // current top-level key / metadata key
+    size_t m_skip = 0; // nesting depth inside an ignored value (unknown entry field)
+    std::string m_key; // current top-level key / metadata key
     std::unordered_set<std::string> m_names, m_metaKeys;
     Entry m_entry;
     Field m_field = Field::None;
@@ -305,21 +337,24 @@ private:
     int m_offsetCount = 0;
 };
 
-}  // namespace
+} // namespace
 
-Result<SafetensorsHeader> parseSafetensorsBytes(const uint8_t* data, uint64_t size, const std::string& fname) {
+Result<SafetensorsHeader> parseSafetensorsBytes(const uint8_t* data, uint64_t size,
+                                                const std::string& fname) {
     if (size < 8)
         return makeError(fname + ": file is " + std::to_string(size) +
                          " bytes, too short for a safetensors header length");
     uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
+    for (int i = 7; i >= 0; --i)
+        n = (n << 8) | data[i];
     if (n > kSafetensorsMaxHeader)
         return makeError(fname + ": header length " + std::to_string(n) + " is absurd (limit " +
                          std::to_string(kSafetensorsMaxHeader) + " bytes); not a safetensors file?");
     if (n > size - 8)
         return makeError(fname + ": header length " + std::to_string(n) + " runs past the end of the file (" +
                          std::to_string(size) + " bytes); truncated file?");
-    if (n < 2 || data[8] != '{') return makeError(fname + ": header does not start with '{'; not a safetensors file?");
+    if (n < 2 || data[8] != '{')
+        return makeError(fname + ": header does not start with '{'; not a safetensors file?");
 
     SafetensorsHeader h;
     h.dataStart = 8 + n;
@@ -328,7 +363,7 @@ Result<SafetensorsHeader> parseSafetensorsBytes(const uint8_t* data, uint64_t si
     bool parsedOk = false;
     try {
         parsedOk = json::sax_parse(first, first + n, &sax, nlohmann::detail::input_format_t::json, true);
-    } catch (const std::exception& e) {  // bad_alloc, or anything the parser throws despite the handler
+    } catch (const std::exception& e) { // bad_alloc, or anything the parser throws despite the handler
         return makeError(fname + ": cannot parse the header: " + e.what());
     }
     if (!parsedOk || !sax.error.empty())
@@ -346,8 +381,9 @@ Result<SafetensorsHeader> parseSafetensorsBytes(const uint8_t* data, uint64_t si
     const Entry* prev = nullptr;
     for (const auto& e : entries) {
         if (e.begin < expected)
-            return makeError(fname + ": tensor " + quoteName(e.info.name) + " data_offsets " + range(e.begin, e.end) +
-                             " overlap tensor " + quoteName(prev->info.name) + " " + range(prev->begin, prev->end));
+            return makeError(fname + ": tensor " + quoteName(e.info.name) + " data_offsets " +
+                             range(e.begin, e.end) + " overlap tensor " + quoteName(prev->info.name) + " " +
+                             range(prev->begin, prev->end));
         if (e.begin > expected)
             return makeError(fname + ": data bytes " + range(expected, e.begin) +
                              " belong to no tensor (gap before tensor " + quoteName(e.info.name) + ")");
@@ -388,10 +424,11 @@ Result<std::shared_ptr<Model>> openSafetensorsModel(const std::string& path) {
         auto st = applyHfConfig(*model, config.string());
         if (!st) return st.error();
     }
-    for (const auto& m : header->metadata) model->metadata.push_back({"safetensors." + m.key, m.value});
+    for (const auto& m : header->metadata)
+        model->metadata.push_back({"safetensors." + m.key, m.value});
     model->files.push_back(std::move(*mf));
     model->tensors = std::move(header->tensors);
     return model;
 }
 
-}  // namespace qz
+} // namespace qz

@@ -30,15 +30,19 @@ std::atomic<uint64_t> g_tempCounter{0};
 
 std::string tempNameFor(const std::string& path) {
     const fs::path p(path);
-    std::string name(1, '.');  // appended piecewise: GCC 12 -O3 warns falsely (-Wrestrict) on "." + string
+    std::string name(1, '.'); // appended piecewise: GCC 12 -O3 warns falsely (-Wrestrict) on "." + string
     name.append(p.filename().string()).append(".tmp.").append(std::to_string(::getpid()));
     name.append(".").append(std::to_string(g_tempCounter.fetch_add(1)));
     return (p.parent_path() / name).string();
 }
 
-std::string errnoText(int err) { return std::strerror(err); }
+std::string errnoText(int err) {
+    return std::strerror(err);
+}
 
-bool isPlain(DType t) { return static_cast<size_t>(t) <= static_cast<size_t>(DType::F8_E5M2); }
+bool isPlain(DType t) {
+    return static_cast<size_t>(t) <= static_cast<size_t>(DType::F8_E5M2);
+}
 
 // Declared byte size of a tensor, or an error.
 Result<uint64_t> declaredBytes(const SafetensorsTensorDecl& d) {
@@ -68,10 +72,11 @@ Result<std::vector<uint64_t>> validateDecls(const std::vector<SafetensorsTensorD
     for (const auto& t : tensors) {
         if (t.name.empty() || t.name == "__metadata__")
             return makeError(where + ": invalid tensor name '" + t.name + "'");
-        if (!names.insert(t.name).second) return makeError(where + ": duplicate tensor name '" + t.name + "'");
+        if (!names.insert(t.name).second)
+            return makeError(where + ": duplicate tensor name '" + t.name + "'");
         if (!isPlain(t.dtype))
-            return makeError(where + ": tensor '" + t.name + "' has dtype " + std::string(dtypeName(t.dtype)) +
-                             ", which safetensors cannot hold");
+            return makeError(where + ": tensor '" + t.name + "' has dtype " +
+                             std::string(dtypeName(t.dtype)) + ", which safetensors cannot hold");
         auto bytes = declaredBytes(t);
         if (!bytes) return makeError(where + ": " + bytes.error().message);
         sizes.push_back(*bytes);
@@ -79,12 +84,14 @@ Result<std::vector<uint64_t>> validateDecls(const std::vector<SafetensorsTensorD
     return sizes;
 }
 
-}  // namespace
+} // namespace
 
 // ---------------------------------------------------------------------------------------------------------
 // SafetensorsWriter
 
-SafetensorsWriter::~SafetensorsWriter() { abort(); }
+SafetensorsWriter::~SafetensorsWriter() {
+    abort();
+}
 
 Status SafetensorsWriter::fail(std::string message) {
     abort();
@@ -104,15 +111,18 @@ Status SafetensorsWriter::open(const std::string& path, std::vector<SafetensorsT
     uint64_t offset = 0;
     ojson header = ojson::object();
     bool hasFormat = false;
-    for (const auto& m : metadata) hasFormat |= m.key == "format";
+    for (const auto& m : metadata)
+        hasFormat |= m.key == "format";
     ojson meta = ojson::object();
     if (!hasFormat) meta["format"] = "pt";
-    for (const auto& m : metadata) meta[m.key] = m.value;
+    for (const auto& m : metadata)
+        meta[m.key] = m.value;
     header["__metadata__"] = std::move(meta);
     for (size_t i = 0; i < tensors.size(); ++i) {
         const auto& t = tensors[i];
         uint64_t end = 0;
-        if (__builtin_add_overflow(offset, sizes[i], &end)) return makeError(fname + ": total size overflows");
+        if (__builtin_add_overflow(offset, sizes[i], &end))
+            return makeError(fname + ": total size overflows");
         ojson e = ojson::object();
         e["dtype"] = std::string(dtypeName(t.dtype));
         e["shape"] = t.shape;
@@ -150,7 +160,8 @@ Status SafetensorsWriter::open(const std::string& path, std::vector<SafetensorsT
 
     uint8_t len[8];
     uint64_t n = text.size();
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+        len[i] = static_cast<uint8_t>(n >> (8 * i));
     if (auto st = writeRaw(len, 8); !st) return st;
     return writeRaw(reinterpret_cast<const uint8_t*>(text.data()), text.size());
 }
@@ -183,7 +194,7 @@ Status SafetensorsWriter::writeRaw(const uint8_t* p, size_t n) {
         m_buffer.insert(m_buffer.end(), p, p + n);
         return okStatus();
     }
-    while (n > 0) {  // large pieces go straight to the file
+    while (n > 0) { // large pieces go straight to the file
         const ssize_t w = ::write(m_fd, p, std::min<size_t>(n, size_t{1} << 30));
         if (w < 0) {
             if (errno == EINTR) continue;
@@ -199,7 +210,8 @@ Status SafetensorsWriter::writeRaw(const uint8_t* p, size_t n) {
 Status SafetensorsWriter::writeChunk(std::span<const uint8_t> bytes) {
     if (m_state != State::Writing) return makeError(m_path + ": writer is not open");
     if (m_next >= m_tensors.size())
-        return fail(m_path + ": all " + std::to_string(m_tensors.size()) + " declared tensors are already written");
+        return fail(m_path + ": all " + std::to_string(m_tensors.size()) +
+                    " declared tensors are already written");
     const auto& t = m_tensors[m_next];
     const uint64_t remaining = m_sizes[m_next] - m_doneInTensor;
     if (bytes.size() > remaining)
@@ -224,28 +236,41 @@ Status SafetensorsWriter::writeTensor(std::span<const uint8_t> bytes) {
 
 Status SafetensorsWriter::writeTensorFromF32(std::span<const float> values) {
     if (m_state != State::Writing) return makeError(m_path + ": writer is not open");
-    if (m_next >= m_tensors.size()) return writeChunk({});  // reports "already written"
+    if (m_next >= m_tensors.size()) return writeChunk({}); // reports "already written"
     const auto& t = m_tensors[m_next];
     const uint64_t elemBytes = traits(t.dtype).typeSize;
+    if (m_doneInTensor != 0 || values.size() * elemBytes != m_sizes[m_next])
+        return fail(m_path + ": tensor '" + t.name + "': " + std::to_string(values.size()) +
+                    " values given, " + std::to_string(m_sizes[m_next] / elemBytes) + " declared");
+    return writeChunkFromF32(values);
+}
+
+Status SafetensorsWriter::writeChunkFromF32(std::span<const float> values) {
+    if (m_state != State::Writing) return makeError(m_path + ": writer is not open");
+    if (m_next >= m_tensors.size()) return writeChunk({}); // reports "already written"
+    const auto& t = m_tensors[m_next];
     if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
         return fail(m_path + ": tensor '" + t.name + "': cannot write F32 values as " +
                     std::string(dtypeName(t.dtype)));
-    if (m_doneInTensor != 0 || values.size() * elemBytes != m_sizes[m_next])
-        return fail(m_path + ": tensor '" + t.name + "': " + std::to_string(values.size()) + " values given, " +
-                    std::to_string(m_sizes[m_next] / elemBytes) + " declared");
+    if (values.size() * traits(t.dtype).typeSize > m_sizes[m_next] - m_doneInTensor)
+        return fail(m_path + ": tensor '" + t.name + "': " + std::to_string(values.size()) +
+                    " values are more than the rest of the tensor");
     if (values.empty()) return writeChunk({});
     if (t.dtype == DType::F32)
         return writeChunk({reinterpret_cast<const uint8_t*>(values.data()), values.size() * 4});
     constexpr size_t kPiece = 32768;
-    std::vector<uint16_t> buf(std::min(kPiece, values.size()));
+    uint16_t buf[kPiece];
+    const bool bf16 = t.dtype == DType::BF16;
     for (size_t i = 0; i < values.size(); i += kPiece) {
         const size_t n = std::min(kPiece, values.size() - i);
-        if (t.dtype == DType::F16)
-            for (size_t k = 0; k < n; ++k) buf[k] = fp32ToFp16(values[i + k]);
+        if (bf16)
+            for (size_t k = 0; k < n; ++k)
+                buf[k] = fp32ToBf16(values[i + k]);
         else
-            for (size_t k = 0; k < n; ++k) buf[k] = fp32ToBf16(values[i + k]);
+            for (size_t k = 0; k < n; ++k)
+                buf[k] = fp32ToFp16(values[i + k]);
         // little-endian host assumed throughout (as mmap readers do)
-        if (auto st = writeChunk({reinterpret_cast<const uint8_t*>(buf.data()), n * 2}); !st) return st;
+        if (auto st = writeChunk({reinterpret_cast<const uint8_t*>(buf), n * 2}); !st) return st;
     }
     return okStatus();
 }
@@ -310,7 +335,7 @@ Status ShardedSafetensorsWriter::open(const std::string& dir, std::vector<Safete
     if (m_open || m_finished) return makeError(dir + ": writer already used");
     if (options.maxShardBytes == 0) return makeError(dir + ": maxShardBytes must be positive");
     m_dir = dir;
-    auto checked = validateDecls(tensors, dir);  // across shards: a name used twice is an error too
+    auto checked = validateDecls(tensors, dir); // across shards: a name used twice is an error too
     if (!checked) return checked.error();
     std::error_code ec;
     m_createdDir = fs::create_directories(dir, ec);
@@ -330,7 +355,7 @@ Status ShardedSafetensorsWriter::open(const std::string& dir, std::vector<Safete
             shardEmpty = true;
         }
         shardOf[i] = shard;
-        inShard += b;  // a single tensor above the limit may exceed it: it is alone in its shard
+        inShard += b; // a single tensor above the limit may exceed it: it is alone in its shard
         shardEmpty = false;
         if (__builtin_add_overflow(total, b, &total)) return makeError(dir + ": total size overflows");
     }
@@ -374,8 +399,7 @@ Status ShardedSafetensorsWriter::ensureShardOpen() {
     return okStatus();
 }
 
-template <class F>
-Status ShardedSafetensorsWriter::forward(F&& f) {
+template <class F> Status ShardedSafetensorsWriter::forward(F&& f) {
     if (!m_open || m_finished) return makeError(m_dir + ": writer is not open");
     if (m_next >= m_tensors.size()) return makeError(m_dir + ": all declared tensors are already written");
     if (auto st = ensureShardOpen(); !st) return st;
@@ -405,6 +429,9 @@ Status ShardedSafetensorsWriter::writeChunk(std::span<const uint8_t> bytes) {
 Status ShardedSafetensorsWriter::writeTensorFromF32(std::span<const float> values) {
     return forward([&](SafetensorsWriter& w) { return w.writeTensorFromF32(values); });
 }
+Status ShardedSafetensorsWriter::writeChunkFromF32(std::span<const float> values) {
+    return forward([&](SafetensorsWriter& w) { return w.writeChunkFromF32(values); });
+}
 
 Status ShardedSafetensorsWriter::finish() {
     if (!m_open || m_finished) return makeError(m_dir + ": writer is not open");
@@ -414,7 +441,7 @@ Status ShardedSafetensorsWriter::finish() {
         abort();
         return makeError(msg);
     }
-    if (auto st = ensureShardOpen(); !st) return st;  // a model without tensors still gets its file
+    if (auto st = ensureShardOpen(); !st) return st; // a model without tensors still gets its file
     for (auto& w : m_writers)
         if (auto st = w->close(); !st) {
             abort();
@@ -424,7 +451,7 @@ Status ShardedSafetensorsWriter::finish() {
     // The index is prepared before any rename so that an encoding problem leaves nothing behind.
     std::string indexText;
     if (m_shardNames.size() > 1 || m_options.alwaysIndex) {
-        nlohmann::json index;  // std::map keys: sorted like json.dumps(sort_keys=True)
+        nlohmann::json index; // std::map keys: sorted like json.dumps(sort_keys=True)
         index["metadata"]["total_size"] = m_totalBytes;
         index["weight_map"] = nlohmann::json::object();
         for (size_t i = 0; i < m_tensors.size(); ++i)
@@ -463,12 +490,13 @@ Status ShardedSafetensorsWriter::finish() {
 }
 
 void ShardedSafetensorsWriter::abort() {
-    if (m_finished) return;  // a complete set is the caller's now
+    if (m_finished) return; // a complete set is the caller's now
     for (auto& w : m_writers)
         if (w) w->abort();
-    for (const auto& p : m_committed) ::unlink(p.c_str());
+    for (const auto& p : m_committed)
+        ::unlink(p.c_str());
     m_committed.clear();
-    if (m_createdDir) {  // a folder this writer created goes too, if nothing else was put in it
+    if (m_createdDir) { // a folder this writer created goes too, if nothing else was put in it
         std::error_code ec;
         fs::remove(m_dir, ec);
         m_createdDir = false;
@@ -476,4 +504,4 @@ void ShardedSafetensorsWriter::abort() {
     m_open = false;
 }
 
-}  // namespace qz
+} // namespace qz

@@ -32,14 +32,14 @@ namespace qz {
 
 struct SafetensorsTensorDecl {
     std::string name;
-    DType dtype = DType::F32;     // plain dtypes only (safetensors cannot hold ggml block types)
-    std::vector<int64_t> shape;   // outermost first
+    DType dtype = DType::F32;   // plain dtypes only (safetensors cannot hold ggml block types)
+    std::vector<int64_t> shape; // outermost first
 };
 
 class SafetensorsWriter {
-public:
+  public:
     SafetensorsWriter() = default;
-    ~SafetensorsWriter();  // removes the temporary unless finish() succeeded
+    ~SafetensorsWriter(); // removes the temporary unless finish() succeeded
     SafetensorsWriter(const SafetensorsWriter&) = delete;
     SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
 
@@ -56,6 +56,8 @@ public:
     // The next tensor from F32 values (all of them), converted to its declared dtype (F32, F16 or BF16,
     // round to nearest even) in small pieces.
     Status writeTensorFromF32(std::span<const float> values);
+    // Part of the next tensor from F32 values (converted as above); like writeChunk.
+    Status writeChunkFromF32(std::span<const float> values);
 
     // With durable set, close() waits until the data is on disk (fdatasync) before the rename. Off by
     // default, like the reference writers: the rename is still atomic, but after a power loss the new
@@ -74,11 +76,11 @@ public:
     const std::string& path() const { return m_path; }
     const std::string& tempPath() const { return m_tempPath; }
     size_t tensorCount() const { return m_tensors.size(); }
-    size_t nextTensor() const { return m_next; }   // index of the tensor expected next
+    size_t nextTensor() const { return m_next; } // index of the tensor expected next
     uint64_t dataBytes() const { return m_dataBytes; }
-    uint64_t fileSize() const { return m_headerBytes + m_dataBytes; }  // 8 + padded header + data
+    uint64_t fileSize() const { return m_headerBytes + m_dataBytes; } // 8 + padded header + data
 
-private:
+  private:
     Status fail(std::string message);
     Status writeRaw(const uint8_t* p, size_t n);
     Status flushBuffer();
@@ -88,34 +90,36 @@ private:
     std::string m_path, m_tempPath;
     int m_fd = -1;
     std::vector<SafetensorsTensorDecl> m_tensors;
-    std::vector<uint64_t> m_sizes;     // declared bytes per tensor
-    size_t m_next = 0;                 // tensor being written
-    uint64_t m_doneInTensor = 0;       // bytes of it written so far
+    std::vector<uint64_t> m_sizes; // declared bytes per tensor
+    size_t m_next = 0;             // tensor being written
+    uint64_t m_doneInTensor = 0;   // bytes of it written so far
     uint64_t m_headerBytes = 0, m_dataBytes = 0;
-    std::vector<uint8_t> m_buffer;     // small writes are gathered here
+    std::vector<uint8_t> m_buffer; // small writes are gathered here
     bool m_durable = false;
 };
 
 struct ShardedWriteOptions {
-    uint64_t maxShardBytes = 5'000'000'000;  // huggingface_hub default "5GB" (decimal)
-    std::vector<MetaItem> metadata;          // every shard's "__metadata__" ("format": "pt" added)
-    bool alwaysIndex = false;                // write shards + index even when one shard suffices
-    bool durable = false;                    // fdatasync every file before renaming (see setDurable)
+    uint64_t maxShardBytes = 5'000'000'000; // huggingface_hub default "5GB" (decimal)
+    std::vector<MetaItem> metadata;         // every shard's "__metadata__" ("format": "pt" added)
+    bool alwaysIndex = false;               // write shards + index even when one shard suffices
+    bool durable = false;                   // fdatasync every file before renaming (see setDurable)
 };
 
 class ShardedSafetensorsWriter {
-public:
+  public:
     ShardedSafetensorsWriter() = default;
-    ~ShardedSafetensorsWriter();  // aborts unless finished
+    ~ShardedSafetensorsWriter(); // aborts unless finished
     ShardedSafetensorsWriter(const ShardedSafetensorsWriter&) = delete;
     ShardedSafetensorsWriter& operator=(const ShardedSafetensorsWriter&) = delete;
 
     // Plans the shards and opens the first one. `dir` is created if missing (and removed again by abort()
     // if it is still empty).
-    Status open(const std::string& dir, std::vector<SafetensorsTensorDecl> tensors, ShardedWriteOptions options = {});
+    Status open(const std::string& dir, std::vector<SafetensorsTensorDecl> tensors,
+                ShardedWriteOptions options = {});
     Status writeTensor(std::span<const uint8_t> bytes);
     Status writeChunk(std::span<const uint8_t> bytes);
     Status writeTensorFromF32(std::span<const float> values);
+    Status writeChunkFromF32(std::span<const float> values);
     // Completes every shard, renames them onto their final names, then writes the index (if any).
     Status finish();
     // Removes every temporary (and any shard already renamed by a finish() that failed later).
@@ -125,23 +129,22 @@ public:
     const std::vector<std::string>& shardNames() const { return m_shardNames; }
     uint64_t totalBytes() const { return m_totalBytes; }
 
-private:
+  private:
     Status ensureShardOpen();
     Status afterWrite();
-    template <class F>
-    Status forward(F&& f);
+    template <class F> Status forward(F&& f);
 
     std::string m_dir;
     ShardedWriteOptions m_options;
     std::vector<SafetensorsTensorDecl> m_tensors;
-    std::vector<size_t> m_shardOf;                  // per tensor
+    std::vector<size_t> m_shardOf; // per tensor
     std::vector<std::string> m_shardNames;
     std::vector<std::unique_ptr<SafetensorsWriter>> m_writers;
-    std::vector<std::string> m_committed;           // final paths already renamed (removed by abort)
-    size_t m_next = 0;                              // next tensor
+    std::vector<std::string> m_committed; // final paths already renamed (removed by abort)
+    size_t m_next = 0;                    // next tensor
     uint64_t m_totalBytes = 0;
     bool m_open = false, m_finished = false;
-    bool m_createdDir = false;                      // open() created m_dir (abort removes it if empty)
+    bool m_createdDir = false; // open() created m_dir (abort removes it if empty)
 };
 
-}  // namespace qz
+} // namespace qz

@@ -25,7 +25,8 @@ namespace {
 std::string stBytes(const std::string& header, const std::string& data) {
     std::string s(8, '\0');
     const uint64_t n = header.size();
-    for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+    for (int i = 0; i < 8; ++i)
+        s[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
     return s + header + data;
 }
 
@@ -54,12 +55,14 @@ const char* kShard2 = "model-00002-of-00002.safetensors";
 const std::string kHeader1 = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[3,11]},)"
                              R"("b":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}})";
 const std::string kData1 = "BBBaaaaAAAA";
-const std::string kHeader2 = R"({"__metadata__":{"format":"pt"},"d":{"dtype":"F16","shape":[1],"data_offsets":[8,10]},)"
-                             R"("c":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}})";
+const std::string kHeader2 =
+    R"({"__metadata__":{"format":"pt"},"d":{"dtype":"F16","shape":[1],"data_offsets":[8,10]},)"
+    R"("c":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}})";
 const std::string kData2 = "ccccCCCCdd";
-const std::string kIndex = R"({"metadata":{"total_size":21},"weight_map":{"a":"model-00001-of-00002.safetensors",)"
-                           R"("b":"model-00001-of-00002.safetensors","c":"model-00002-of-00002.safetensors",)"
-                           R"("d":"model-00002-of-00002.safetensors"}})";
+const std::string kIndex =
+    R"({"metadata":{"total_size":21},"weight_map":{"a":"model-00001-of-00002.safetensors",)"
+    R"("b":"model-00001-of-00002.safetensors","c":"model-00002-of-00002.safetensors",)"
+    R"("d":"model-00002-of-00002.safetensors"}})";
 
 // A valid two-shard folder; returns its path.
 std::string makeSharded(const QTemporaryDir& tmp, const std::string& index = kIndex) {
@@ -79,25 +82,28 @@ std::string bytesOf(const Model& m, const std::string& name) {
     return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
-#define EXPECT_ERROR(result, text)                                                                       \
-    do {                                                                                                 \
-        QVERIFY2(!(result).ok(), "accepted: " text);                                                     \
-        QVERIFY2((result).error().message.find(text) != std::string::npos, (result).error().message.c_str()); \
+#define EXPECT_ERROR(result, text)                                                                           \
+    do {                                                                                                     \
+        QVERIFY2(!(result).ok(), "accepted: " text);                                                         \
+        QVERIFY2((result).error().message.find(text) != std::string::npos,                                   \
+                 (result).error().message.c_str());                                                          \
     } while (0)
 
 // "t<i>" (appended: GCC 12 -O3 warns falsely with -Wrestrict on "t" + std::to_string(i))
-std::string tname(int i) { return std::string("t").append(std::to_string(i)); }
+std::string tname(int i) {
+    return std::string("t").append(std::to_string(i));
+}
 
 std::span<const uint8_t> span(const std::string& s) {
     return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-}  // namespace
+} // namespace
 
 class TestHfFolder : public QObject {
     Q_OBJECT
 
-private slots:
+  private slots:
     void shardedFolder();
     void indexPathsMayNotLeaveFolder();
     void symlinkInsideFolderAndHubCache();
@@ -126,7 +132,8 @@ void TestHfFolder::shardedFolder() {
     QVERIFY(m.files[0]->path().ends_with(kShard1));
     QVERIFY(m.files[1]->path().ends_with(kShard2));
     std::vector<std::string> names;
-    for (const auto& t : m.tensors) names.push_back(t.name);
+    for (const auto& t : m.tensors)
+        names.push_back(t.name);
     QCOMPARE(names, (std::vector<std::string>{"b", "a", "c", "d"}));
     QCOMPARE(m.tensors[0].fileIndex, 0u);
     QCOMPARE(m.tensors[1].fileIndex, 0u);
@@ -158,7 +165,8 @@ void TestHfFolder::indexPathsMayNotLeaveFolder() {
     };
     {
         const std::string dir = makeSharded(tmp, indexWith("../x.safetensors"));
-        writeFile(tmp.path().toStdString() + "/x.safetensors", stBytes(kHeader1, kData1));  // exists, still refused
+        writeFile(tmp.path().toStdString() + "/x.safetensors",
+                  stBytes(kHeader1, kData1)); // exists, still refused
         auto r = openHfFolder(dir);
         EXPECT_ERROR(r, "model.safetensors.index.json: shard '../x.safetensors' contains '..'");
     }
@@ -182,7 +190,7 @@ void TestHfFolder::indexPathsMayNotLeaveFolder() {
     {
         const std::string dir = makeSharded(tmp, indexWith("sub/evil.safetensors"));
         fs::remove_all(dir + "/sub");
-        fs::create_directory_symlink(outside.path().toStdString(), dir + "/sub");  // a linked folder
+        fs::create_directory_symlink(outside.path().toStdString(), dir + "/sub"); // a linked folder
         auto r = openHfFolder(dir);
         EXPECT_ERROR(r, "resolves outside the model folder");
     }
@@ -256,7 +264,8 @@ void TestHfFolder::indexConsistency() {
         const std::string idx = R"({"weight_map":{"a":")" + s2 + R"(","b":")" + s1 + R"(","c":")" + s2 +
                                 R"(","d":")" + s2 + R"("}})";
         auto r = openHfFolder(makeSharded(tmp, idx));
-        EXPECT_ERROR(r, "tensor 'a' is mapped to 'model-00002-of-00002.safetensors', which does not contain it");
+        EXPECT_ERROR(r,
+                     "tensor 'a' is mapped to 'model-00002-of-00002.safetensors', which does not contain it");
     }
     {
         // the same tensor in both shards
@@ -332,12 +341,14 @@ void TestHfFolder::configErrors() {
         // display forms: strings unquoted, lists joined, objects compact, floats as JSON writes them
         Model m;
         const std::string p = tmp.path().toStdString() + "/c.json";
-        writeFile(p, R"({"zeta":1,"architectures":["A","B"],"quantization_config":{"bits":4,"group_size":128},)"
-                     R"("rope_theta":500000.0,"model_type":"qwen2","n_inner":null,"flag":false})");
+        writeFile(p,
+                  R"({"zeta":1,"architectures":["A","B"],"quantization_config":{"bits":4,"group_size":128},)"
+                  R"("rope_theta":500000.0,"model_type":"qwen2","n_inner":null,"flag":false})");
         QVERIFY(applyHfConfig(m, p).ok());
         QCOMPARE(m.architecture, std::string("qwen2"));
         std::vector<std::pair<std::string, std::string>> got;
-        for (const auto& it : m.metadata) got.emplace_back(it.key, it.value);
+        for (const auto& it : m.metadata)
+            got.emplace_back(it.key, it.value);
         const std::vector<std::pair<std::string, std::string>> want = {
             {"architectures", "A, B"},
             {"model_type", "qwen2"},
@@ -386,38 +397,41 @@ void TestHfFolder::shardedWriterLayout() {
     QTemporaryDir tmp;
     const std::string dir = tmp.path().toStdString() + "/out";
     std::vector<SafetensorsTensorDecl> decls;
-    for (int i = 0; i < 5; ++i) decls.push_back({tname(i), DType::U8, {100}});
+    for (int i = 0; i < 5; ++i)
+        decls.push_back({tname(i), DType::U8, {100}});
     ShardedSafetensorsWriter w;
     ShardedWriteOptions opt;
     opt.maxShardBytes = 250;
     QVERIFY(w.open(dir, decls, opt).ok());
-    QCOMPARE(w.shardNames(), (std::vector<std::string>{"model-00001-of-00003.safetensors",
-                                                        "model-00002-of-00003.safetensors",
-                                                        "model-00003-of-00003.safetensors"}));
-    for (int i = 0; i < 5; ++i) QVERIFY(w.writeTensor(span(std::string(100, static_cast<char>('A' + i)))).ok());
-    QCOMPARE(filesIn(QString::fromStdString(dir)).size(), 3);  // three hidden temporaries, nothing final
-    for (const auto& f : filesIn(QString::fromStdString(dir))) QVERIFY(f.startsWith("."));
+    QCOMPARE(w.shardNames(),
+             (std::vector<std::string>{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                       "model-00003-of-00003.safetensors"}));
+    for (int i = 0; i < 5; ++i)
+        QVERIFY(w.writeTensor(span(std::string(100, static_cast<char>('A' + i)))).ok());
+    QCOMPARE(filesIn(QString::fromStdString(dir)).size(), 3); // three hidden temporaries, nothing final
+    for (const auto& f : filesIn(QString::fromStdString(dir)))
+        QVERIFY(f.startsWith("."));
     QVERIFY(w.finish().ok());
     QCOMPARE(filesIn(QString::fromStdString(dir)),
              (QStringList{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
                           "model-00003-of-00003.safetensors", "model.safetensors.index.json"}));
     // the index as huggingface_hub / GPTQModel write it: json.dumps(indent=2, sort_keys=True) + "\n"
-    const std::string wantIndex =
-        "{\n"
-        "  \"metadata\": {\n"
-        "    \"total_size\": 500\n"
-        "  },\n"
-        "  \"weight_map\": {\n"
-        "    \"t0\": \"model-00001-of-00003.safetensors\",\n"
-        "    \"t1\": \"model-00001-of-00003.safetensors\",\n"
-        "    \"t2\": \"model-00002-of-00003.safetensors\",\n"
-        "    \"t3\": \"model-00002-of-00003.safetensors\",\n"
-        "    \"t4\": \"model-00003-of-00003.safetensors\"\n"
-        "  }\n"
-        "}\n";
+    const std::string wantIndex = "{\n"
+                                  "  \"metadata\": {\n"
+                                  "    \"total_size\": 500\n"
+                                  "  },\n"
+                                  "  \"weight_map\": {\n"
+                                  "    \"t0\": \"model-00001-of-00003.safetensors\",\n"
+                                  "    \"t1\": \"model-00001-of-00003.safetensors\",\n"
+                                  "    \"t2\": \"model-00002-of-00003.safetensors\",\n"
+                                  "    \"t3\": \"model-00002-of-00003.safetensors\",\n"
+                                  "    \"t4\": \"model-00003-of-00003.safetensors\"\n"
+                                  "  }\n"
+                                  "}\n";
     QCOMPARE(readAll(dir + "/model.safetensors.index.json"), wantIndex);
     // shard 3 byte for byte: header {"__metadata__":{"format":"pt"},"t4":{...}} padded to 8 with spaces
-    std::string h3 = R"({"__metadata__":{"format":"pt"},"t4":{"dtype":"U8","shape":[100],"data_offsets":[0,100]}})";
+    std::string h3 =
+        R"({"__metadata__":{"format":"pt"},"t4":{"dtype":"U8","shape":[100],"data_offsets":[0,100]}})";
     h3.append((8 - h3.size() % 8) % 8, ' ');
     QCOMPARE(readAll(dir + "/model-00003-of-00003.safetensors"), stBytes(h3, std::string(100, 'E')));
 
@@ -435,7 +449,8 @@ void TestHfFolder::shardedWriterRoundTripDemo() {
     QVERIFY(src.ok());
     const Model& s = **src;
     std::vector<SafetensorsTensorDecl> decls;
-    for (const auto& t : s.tensors) decls.push_back({t.name, t.dtype, t.shape});
+    for (const auto& t : s.tensors)
+        decls.push_back({t.name, t.dtype, t.shape});
     QTemporaryDir tmp;
     const std::string dir = tmp.path().toStdString() + "/copy";
     ShardedSafetensorsWriter w;
@@ -451,7 +466,7 @@ void TestHfFolder::shardedWriterRoundTripDemo() {
     }
     QVERIFY(w.finish().ok());
     const size_t nShards = w.shardNames().size();
-    QVERIFY(nShards >= 4);  // 1,040,128 data bytes / 300,000 per shard
+    QVERIFY(nShards >= 4); // 1,040,128 data bytes / 300,000 per shard
     QCOMPARE(w.totalBytes(), s.totalBytes());
     auto c = openHfFolder(dir);
     QVERIFY2(c.ok(), c.ok() ? "" : c.error().message.c_str());
@@ -460,13 +475,14 @@ void TestHfFolder::shardedWriterRoundTripDemo() {
     QCOMPARE(m.tensors.size(), s.tensors.size());
     std::vector<uint64_t> perFile(nShards, 0);
     for (size_t i = 0; i < s.tensors.size(); ++i) {
-        QCOMPARE(m.tensors[i].name, s.tensors[i].name);  // declared order survives sharding
+        QCOMPARE(m.tensors[i].name, s.tensors[i].name); // declared order survives sharding
         QCOMPARE(m.tensors[i].shape, s.tensors[i].shape);
         const auto x = s.rawBytes(s.tensors[i]), y = m.rawBytes(m.tensors[i]);
         QVERIFY(x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size()) == 0);
         perFile[m.tensors[i].fileIndex] += y.size();
     }
-    for (uint64_t b : perFile) QVERIFY(b > 0 && b <= 300'000);
+    for (uint64_t b : perFile)
+        QVERIFY(b > 0 && b <= 300'000);
     // index: total_size and a weight_map that agrees with where the reader found each tensor
     const auto idx = nlohmann::json::parse(readAll(dir + "/model.safetensors.index.json"));
     QCOMPARE(idx["metadata"]["total_size"].get<uint64_t>(), s.totalBytes());
@@ -474,7 +490,8 @@ void TestHfFolder::shardedWriterRoundTripDemo() {
     for (const auto& t : m.tensors)
         QVERIFY(m.files[t.fileIndex]->path().ends_with(idx["weight_map"][t.name].get<std::string>()));
     bool sawSource = false;
-    for (const auto& it : m.metadata) sawSource |= it.key == "safetensors.source" && it.value == "stories260K";
+    for (const auto& it : m.metadata)
+        sawSource |= it.key == "safetensors.source" && it.value == "stories260K";
     QVERIFY(sawSource);
 }
 
@@ -482,26 +499,28 @@ void TestHfFolder::shardedWriterAbort() {
     QTemporaryDir tmp;
     const std::string dir = tmp.path().toStdString() + "/out";
     std::vector<SafetensorsTensorDecl> decls;
-    for (int i = 0; i < 4; ++i) decls.push_back({tname(i), DType::U8, {10}});
+    for (int i = 0; i < 4; ++i)
+        decls.push_back({tname(i), DType::U8, {10}});
     ShardedWriteOptions opt;
     opt.maxShardBytes = 10;
     {
         ShardedSafetensorsWriter w;
         QVERIFY(w.open(dir, decls, opt).ok());
-        QVERIFY(w.writeTensor(span(std::string(10, 'x'))).ok());  // shard 1 complete (still temporary)
+        QVERIFY(w.writeTensor(span(std::string(10, 'x'))).ok()); // shard 1 complete (still temporary)
         QVERIFY(w.writeChunk(span(std::string(4, 'y'))).ok());
         w.abort();
         QCOMPARE(filesIn(QString::fromStdString(dir)), QStringList{});
         QVERIFY(!w.writeTensor(span(std::string(10, 'x'))).ok());
     }
     {
-        ShardedSafetensorsWriter w;  // destroyed after three of four tensors
+        ShardedSafetensorsWriter w; // destroyed after three of four tensors
         QVERIFY(w.open(dir, decls, opt).ok());
-        for (int i = 0; i < 3; ++i) QVERIFY(w.writeTensor(span(std::string(10, 'x'))).ok());
+        for (int i = 0; i < 3; ++i)
+            QVERIFY(w.writeTensor(span(std::string(10, 'x'))).ok());
     }
     QCOMPARE(filesIn(QString::fromStdString(dir)), QStringList{});
     {
-        ShardedSafetensorsWriter w;  // finish too early
+        ShardedSafetensorsWriter w; // finish too early
         QVERIFY(w.open(dir, decls, opt).ok());
         QVERIFY(w.writeTensor(span(std::string(10, 'x'))).ok());
         auto st = w.finish();
@@ -510,7 +529,7 @@ void TestHfFolder::shardedWriterAbort() {
     }
     QCOMPARE(filesIn(QString::fromStdString(dir)), QStringList{});
     {
-        ShardedSafetensorsWriter w;  // wrong size in the middle: error, everything removed
+        ShardedSafetensorsWriter w; // wrong size in the middle: error, everything removed
         QVERIFY(w.open(dir, decls, opt).ok());
         QVERIFY(w.writeTensor(span(std::string(10, 'x'))).ok());
         QVERIFY(!w.writeTensor(span(std::string(11, 'x'))).ok());
@@ -540,7 +559,7 @@ void TestHfFolder::singleShardWritesModelSafetensors() {
     }
     QCOMPARE(filesIn(QString::fromStdString(dir)), QStringList{"model.safetensors"});
     {
-        ShardedSafetensorsWriter w;  // alwaysIndex: one shard plus index, in a fresh folder; fdatasync on
+        ShardedSafetensorsWriter w; // alwaysIndex: one shard plus index, in a fresh folder; fdatasync on
         ShardedWriteOptions opt;
         opt.alwaysIndex = true;
         opt.durable = true;
@@ -558,7 +577,7 @@ void TestHfFolder::singleShardWritesModelSafetensors() {
         QCOMPARE(*v, (std::vector<float>{1, 2, 3, 4}));
     }
     {
-        ShardedSafetensorsWriter w;  // a model without tensors still produces a valid file
+        ShardedSafetensorsWriter w; // a model without tensors still produces a valid file
         QVERIFY(w.open(dir + "3", {}).ok());
         QVERIFY(w.finish().ok());
         auto r = openHfFolder(dir + "3");

@@ -27,7 +27,8 @@ namespace {
 std::string stBytes(const std::string& header, const std::string& data, int64_t lengthOverride = -1) {
     const uint64_t n = lengthOverride >= 0 ? static_cast<uint64_t>(lengthOverride) : header.size();
     std::string s(8, '\0');
-    for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+    for (int i = 0; i < 8; ++i)
+        s[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
     return s + header + data;
 }
 
@@ -66,12 +67,12 @@ QStringList filesIn(const QString& dir) {
     return QDir(dir).entryList(QDir::Files | QDir::Hidden | QDir::NoDotAndDotDot, QDir::Name);
 }
 
-}  // namespace
+} // namespace
 
 class TestSafetensors : public QObject {
     Q_OBJECT
 
-private slots:
+  private slots:
     void demoStories260K();
     void bardLlamaBf16();
     void bardGpt2Metadata();
@@ -98,7 +99,7 @@ void TestSafetensors::demoStories260K() {
     QCOMPARE(m.name, std::string("stories260K"));
     QCOMPARE(m.architecture, std::string("llama"));
     QCOMPARE(m.files.size(), size_t{1});
-    QCOMPARE(m.tensors.size(), size_t{2 + 5 * 9});  // embed + norm + 9 per layer, no lm_head (tied)
+    QCOMPARE(m.tensors.size(), size_t{2 + 5 * 9}); // embed + norm + 9 per layer, no lm_head (tied)
     const int64_t h = 64, ffn = 172, kv = 4 * 8, vocab = 512;
     struct Want {
         std::string name;
@@ -125,7 +126,8 @@ void TestSafetensors::demoStories260K() {
     }
     const uint64_t perLayer = 2 * h * h + 2 * kv * h + 3 * ffn * h + 2 * h;
     QCOMPARE(m.totalParameters(), uint64_t(vocab * h + 5 * perLayer + h));
-    // file order: data offsets ascending (python: embed_tokens at 0, then layer 0 q_proj, ..., model.norm last)
+    // file order: data offsets ascending (python: embed_tokens at 0, then layer 0 q_proj, ..., model.norm
+    // last)
     QCOMPARE(m.tensors.front().name, std::string("model.embed_tokens.weight"));
     QCOMPARE(m.tensors[1].name, std::string("model.layers.0.self_attn.q_proj.weight"));
     QCOMPARE(m.tensors.back().name, std::string("model.norm.weight"));
@@ -136,10 +138,10 @@ void TestSafetensors::demoStories260K() {
     QCOMPARE(m.find("model.norm.weight")->offset, uint64_t{4864 + 1039872});
     // values (python struct.unpack('<I')): embed[0], embed[1], embed[last], norm[63], down_proj(l2)[5][7],
     // k_proj(l4)[31][0]
-    QCOMPARE(f32Bits(m, "model.embed_tokens.weight", 0), 0xbe96e950u);    // -0.29474878
-    QCOMPARE(f32Bits(m, "model.embed_tokens.weight", 1), 0x3f0fd864u);    // 0.56189561
+    QCOMPARE(f32Bits(m, "model.embed_tokens.weight", 0), 0xbe96e950u); // -0.29474878
+    QCOMPARE(f32Bits(m, "model.embed_tokens.weight", 1), 0x3f0fd864u); // 0.56189561
     QCOMPARE(f32Bits(m, "model.embed_tokens.weight", 32767), 0xbed91acdu);
-    QCOMPARE(f32Bits(m, "model.norm.weight", 63), 0x3fda986fu);           // 1.70777690
+    QCOMPARE(f32Bits(m, "model.norm.weight", 63), 0x3fda986fu); // 1.70777690
     QCOMPARE(f32Bits(m, "model.layers.2.mlp.down_proj.weight", 5 * 172 + 7), 0xbc94700cu);
     QCOMPARE(f32Bits(m, "model.layers.4.self_attn.k_proj.weight", 31 * 64), 0x3e3b2691u);
     auto v = readTensorF32(m, *m.find("model.norm.weight"));
@@ -167,13 +169,15 @@ void TestSafetensors::demoStories260K() {
 }
 
 void TestSafetensors::bardLlamaBf16() {
-    // config.json: hidden 256, ffn 768, 4 layers, 8 heads, 4 kv heads of head_dim 32, vocab 512, untied, bf16.
+    // config.json: hidden 256, ffn 768, 4 layers, 8 heads, 4 kv heads of head_dim 32, vocab 512, untied,
+    // bf16.
     auto r = openModel(QZ_TEST_DATA "/models/bard-llama");
     QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
     const Model& m = **r;
     QCOMPARE(m.architecture, std::string("llama"));
     QCOMPARE(m.tensors.size(), size_t{3 + 4 * 9});
-    for (const auto& t : m.tensors) QCOMPARE(t.dtype, DType::BF16);
+    for (const auto& t : m.tensors)
+        QCOMPARE(t.dtype, DType::BF16);
     QCOMPARE(m.find("lm_head.weight")->shape, (std::vector<int64_t>{512, 256}));
     QCOMPARE(m.find("model.layers.1.self_attn.k_proj.weight")->shape, (std::vector<int64_t>{128, 256}));
     QCOMPARE(m.find("model.layers.3.mlp.up_proj.weight")->shape, (std::vector<int64_t>{768, 256}));
@@ -183,8 +187,8 @@ void TestSafetensors::bardLlamaBf16() {
     QCOMPARE(m.tensors.front().offset, uint64_t{8 + 4160});
     QCOMPARE(m.tensors.back().offset + m.tensors.back().nbytes, uint64_t{6824520});
     // python struct.unpack('<H'): raw bf16 words and their float values
-    QCOMPARE(u16At(m, "lm_head.weight", 0), uint16_t{0x3ea8});                          // 0.328125
-    QCOMPARE(u16At(m, "model.embed_tokens.weight", 3), uint16_t{0x3c61});               // 0.01373291015625
+    QCOMPARE(u16At(m, "lm_head.weight", 0), uint16_t{0x3ea8});            // 0.328125
+    QCOMPARE(u16At(m, "model.embed_tokens.weight", 3), uint16_t{0x3c61}); // 0.01373291015625
     QCOMPARE(u16At(m, "model.layers.3.mlp.up_proj.weight", 767 * 256 + 255), uint16_t{0xbcb0});
     QCOMPARE(u16At(m, "model.layers.1.self_attn.k_proj.weight", 100 * 256 + 17), uint16_t{0xbd02});
     auto v = readTensorF32(m, *m.find("model.norm.weight"));
@@ -213,12 +217,13 @@ void TestSafetensors::bardGpt2Metadata() {
     QVERIFY(ca.ok());
     QCOMPARE((*ca)[255 * 768 + 767], 0.04259524494409561f);
     std::vector<std::string> keys;
-    for (const auto& it : m.metadata) keys.push_back(it.key);
+    for (const auto& it : m.metadata)
+        keys.push_back(it.key);
     // well-known keys first, in the documented order, then the rest (null n_inner is left out)
     QVERIFY(keys.size() > 8);
     QCOMPARE(std::vector<std::string>(keys.begin(), keys.begin() + 8),
-             (std::vector<std::string>{"architectures", "model_type", "n_embd", "n_layer", "n_head", "vocab_size",
-                                       "n_positions", "n_ctx"}));
+             (std::vector<std::string>{"architectures", "model_type", "n_embd", "n_layer", "n_head",
+                                       "vocab_size", "n_positions", "n_ctx"}));
     QVERIFY(std::find(keys.begin(), keys.end(), "n_inner") == keys.end());
     QVERIFY(std::find(keys.begin(), keys.end(), "summary_type") != keys.end());
     QCOMPARE(m.metadata[2].value, std::string("256"));
@@ -255,11 +260,13 @@ void TestSafetensors::validEdgeCases() {
         R"("data_offsets":[2,2]},"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
         R"("__metadata__":{"format":"pt","x":"y"},"e1":{"dtype":"BF16","shape":[4,0],"data_offsets":[6,6]}}   )";
     const std::string file = stBytes(header, "xy1234");
-    auto r = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(file.data()), file.size(), "edge.safetensors");
+    auto r =
+        parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(file.data()), file.size(), "edge.safetensors");
     QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
     std::vector<std::string> names;
-    for (const auto& t : r->tensors) names.push_back(t.name);
-    QCOMPARE(names, (std::vector<std::string>{"a", "e2", "b", "e1"}));  // by offset, then end, then name
+    for (const auto& t : r->tensors)
+        names.push_back(t.name);
+    QCOMPARE(names, (std::vector<std::string>{"a", "e2", "b", "e1"})); // by offset, then end, then name
     QCOMPARE(r->tensors[2].shape.size(), size_t{0});
     QCOMPARE(r->tensors[2].nbytes, uint64_t{4});
     QCOMPARE(r->tensors[2].offset, uint64_t(8 + header.size() + 2));
@@ -276,7 +283,8 @@ void TestSafetensors::corruptFiles_data() {
     QTest::addColumn<QByteArray>("bytes");
     QTest::addColumn<QString>("expect");
     auto row = [](const char* name, const std::string& bytes, const char* expect) {
-        QTest::newRow(name) << QByteArray(bytes.data(), static_cast<qsizetype>(bytes.size())) << QString(expect);
+        QTest::newRow(name) << QByteArray(bytes.data(), static_cast<qsizetype>(bytes.size()))
+                            << QString(expect);
     };
     const std::string ok2 = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                             R"("b":{"dtype":"F16","shape":[2,2],"data_offsets":[8,16]}})";
@@ -297,15 +305,17 @@ void TestSafetensors::corruptFiles_data() {
     row("invalid UTF-8", stBytes("{\"\xff\xfe\":{}}", ""), "not valid JSON");
     row("trailing garbage after JSON", stBytes("{} x", ""), "not valid JSON");
     row("entry not object", stBytes(R"({"a":1})", ""), "tensor 'a' is not a JSON object");
-    row("no dtype", stBytes(R"({"a":{"shape":[1],"data_offsets":[0,4]}})", "1234"), "tensor 'a' has no \"dtype\"");
+    row("no dtype", stBytes(R"({"a":{"shape":[1],"data_offsets":[0,4]}})", "1234"),
+        "tensor 'a' has no \"dtype\"");
     row("dtype not string", stBytes(R"({"a":{"dtype":4,"shape":[1],"data_offsets":[0,4]}})", "1234"),
         "tensor 'a' has no \"dtype\"");
     row("unknown dtype", stBytes(R"({"a":{"dtype":"F4","shape":[1],"data_offsets":[0,4]}})", "1234"),
         "tensor 'a' has unknown or unsupported dtype 'F4'");
-    row("ggml dtype name", stBytes(R"({"a":{"dtype":"Q4_0","shape":[32],"data_offsets":[0,18]}})",
-                                   std::string(18, 'q')),
+    row("ggml dtype name",
+        stBytes(R"({"a":{"dtype":"Q4_0","shape":[32],"data_offsets":[0,18]}})", std::string(18, 'q')),
         "tensor 'a' has unknown or unsupported dtype 'Q4_0'");
-    row("no shape", stBytes(R"({"a":{"dtype":"F32","data_offsets":[0,4]}})", "1234"), "tensor 'a' has no \"shape\"");
+    row("no shape", stBytes(R"({"a":{"dtype":"F32","data_offsets":[0,4]}})", "1234"),
+        "tensor 'a' has no \"shape\"");
     row("shape not ints", stBytes(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", "1234"),
         "not an integer");
     row("shape string", stBytes(R"({"a":{"dtype":"F32","shape":["1"],"data_offsets":[0,4]}})", "1234"),
@@ -327,7 +337,8 @@ void TestSafetensors::corruptFiles_data() {
     row("shape above uint64",
         stBytes(R"({"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}})", "1234"),
         "not an integer");
-    row("shape/byte mismatch", stBytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "12345678"),
+    row("shape/byte mismatch",
+        stBytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "12345678"),
         "(12 bytes) but data_offsets [0, 8) span 8 bytes");
     row("no data_offsets", stBytes(R"({"a":{"dtype":"F32","shape":[1]}})", "1234"), "no \"data_offsets\"");
     row("three data_offsets", stBytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", "1234"),
@@ -338,41 +349,51 @@ void TestSafetensors::corruptFiles_data() {
         "not non-negative integers");
     row("end before begin", stBytes(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", "1234"),
         "end < begin");
-    row("out of range offsets", stBytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", "12345678"),
+    row("out of range offsets",
+        stBytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", "12345678"),
         "tensor 'a' data_offsets [4, 12) lie outside the data section (8 bytes)");
     row("huge offsets",
-        stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[9223372036854775806,9223372036854775807]}})", "1"),
+        stBytes(
+            R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[9223372036854775806,9223372036854775807]}})",
+            "1"),
         "outside the data section");
-    row("overlap", stBytes(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                           R"("y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                           "12345678"),
+    row("overlap",
+        stBytes(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                R"("y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                "12345678"),
         "tensor 'y' data_offsets [4, 8) overlap tensor 'x' [0, 8)");
-    row("same range twice", stBytes(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                                    R"("y":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
-                                    "1234"),
+    row("same range twice",
+        stBytes(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                R"("y":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                "1234"),
         "overlap tensor 'x'");
-    row("empty tensor inside another", stBytes(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                               R"("y":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
-                                               "12345678"),
+    row("empty tensor inside another",
+        stBytes(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                R"("y":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
+                "12345678"),
         "overlap tensor 'x'");
     row("gap at start", stBytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", "12345678"),
         "data bytes [0, 4) belong to no tensor (gap before tensor 'a')");
-    row("gap between", stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
-                               R"("b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}})",
-                               "123"),
+    row("gap between",
+        stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                R"("b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}})",
+                "123"),
         "data bytes [1, 2) belong to no tensor");
     row("trailing bytes", stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "12"),
         "data bytes [1, 2) belong to no tensor (trailing");
     row("data but no tensors", stBytes("{}", "1"), "trailing");
-    row("duplicate tensor", stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
-                                    R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
-                                    "12"),
+    row("duplicate tensor",
+        stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+                "12"),
         "duplicate tensor name 'a'");
-    row("duplicate field", stBytes(R"({"a":{"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]}})", "1"),
+    row("duplicate field",
+        stBytes(R"({"a":{"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]}})", "1"),
         "duplicate key 'dtype'");
     row("object inside shape", stBytes(R"({"a":{"dtype":"U8","shape":[{}],"data_offsets":[0,1]}})", "1"),
         "not an integer");
-    row("array inside data_offsets", stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[[0],1]}})", "1"),
+    row("array inside data_offsets",
+        stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[[0],1]}})", "1"),
         "not non-negative integers");
     row("one data_offset", stBytes(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}})", "1"),
         "no \"data_offsets\"");
@@ -385,7 +406,8 @@ void TestSafetensors::corruptFiles_data() {
     row("duplicate metadata key", stBytes(R"({"__metadata__":{"x":"1","x":"2"}})", ""), "duplicate key 'x'");
     row("duplicate metadata block", stBytes(R"({"__metadata__":{},"__metadata__":{}})", ""),
         "duplicate tensor name '__metadata__'");
-    row("metadata not object", stBytes(R"({"__metadata__":[1]})", ""), "\"__metadata__\" is not a JSON object");
+    row("metadata not object", stBytes(R"({"__metadata__":[1]})", ""),
+        "\"__metadata__\" is not a JSON object");
     row("metadata value not string", stBytes(R"({"__metadata__":{"format":1}})", ""), "is not a string");
 }
 
@@ -394,12 +416,12 @@ void TestSafetensors::corruptFiles() {
     QFETCH(QString, expect);
     QTemporaryDir tmp;
     QVERIFY(tmp.isValid());
-    const std::string path =
-        writeFile(tmp.path(), "model.safetensors", std::string(bytes.constData(), static_cast<size_t>(bytes.size())));
+    const std::string path = writeFile(tmp.path(), "model.safetensors",
+                                       std::string(bytes.constData(), static_cast<size_t>(bytes.size())));
     auto r = openSafetensorsModel(path);
     QVERIFY2(!r.ok(), "corrupt file was accepted");
     const std::string& msg = r.error().message;
-    QVERIFY2(msg.rfind("model.safetensors: ", 0) == 0, msg.c_str());  // names the file first
+    QVERIFY2(msg.rfind("model.safetensors: ", 0) == 0, msg.c_str()); // names the file first
     QVERIFY2(msg.find(expect.toStdString()) != std::string::npos, msg.c_str());
     // and through a folder too
     auto f = openHfFolder(tmp.path().toStdString());
@@ -416,19 +438,22 @@ void TestSafetensors::deepJsonNoCrash() {
     QVERIFY2(r.error().message.find("tensor 'a' is not a JSON object") != std::string::npos,
              r.error().message.c_str());
     // deep nesting inside an ignored extra field is fine
-    std::string extra = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":)" + std::string(300000, '[') +
-                        std::string(300000, ']') + "}}";
+    std::string extra = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":)" +
+                        std::string(300000, '[') + std::string(300000, ']') + "}}";
     const std::string f3 = stBytes(extra, "z");
     auto r3 = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(f3.data()), f3.size(), "deep");
     QVERIFY2(r3.ok(), r3.ok() ? "" : r3.error().message.c_str());
     QCOMPARE(r3->tensors.size(), size_t{1});
     // a shape with 2000 dimensions of 1: refused without building a huge vector
     std::string dims = "1";
-    for (int i = 1; i < 2000; ++i) dims += ",1";
-    const std::string f4 = stBytes(R"({"a":{"dtype":"U8","shape":[)" + dims + R"(],"data_offsets":[0,1]}})", "z");
+    for (int i = 1; i < 2000; ++i)
+        dims += ",1";
+    const std::string f4 =
+        stBytes(R"({"a":{"dtype":"U8","shape":[)" + dims + R"(],"data_offsets":[0,1]}})", "z");
     auto r4 = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(f4.data()), f4.size(), "deep");
     QVERIFY(!r4.ok());
-    QVERIFY2(r4.error().message.find("more than 1024 dimensions") != std::string::npos, r4.error().message.c_str());
+    QVERIFY2(r4.error().message.find("more than 1024 dimensions") != std::string::npos,
+             r4.error().message.c_str());
     std::string unclosed = "{\"a\":" + std::string(300000, '{');
     const std::string f2 = stBytes(unclosed, "");
     auto r2 = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(f2.data()), f2.size(), "deep");
@@ -440,11 +465,9 @@ void TestSafetensors::writerRoundTrip() {
     QVERIFY(tmp.isValid());
     const std::string path = tmp.path().toStdString() + "/out.safetensors";
     std::vector<SafetensorsTensorDecl> decls = {
-        {"w.bf16", DType::BF16, {3, 5}},       // 30 bytes: the next tensor starts unaligned, still valid
-        {"scalar", DType::F32, {}},
-        {"empty", DType::F16, {0, 7}},
-        {"ints", DType::I32, {2, 2}},
-        {"bytes", DType::U8, {1000}},          // written in chunks
+        {"w.bf16", DType::BF16, {3, 5}}, // 30 bytes: the next tensor starts unaligned, still valid
+        {"scalar", DType::F32, {}},      {"empty", DType::F16, {0, 7}},
+        {"ints", DType::I32, {2, 2}},    {"bytes", DType::U8, {1000}}, // written in chunks
         {"f16", DType::F16, {4}},
     };
     std::vector<std::string> payload(decls.size());
@@ -452,7 +475,8 @@ void TestSafetensors::writerRoundTrip() {
     const size_t sizes[] = {30, 4, 0, 16, 1000, 8};
     for (size_t i = 0; i < decls.size(); ++i) {
         payload[i].resize(sizes[i]);
-        for (auto& c : payload[i]) c = static_cast<char>(rng());
+        for (auto& c : payload[i])
+            c = static_cast<char>(rng());
     }
     auto span = [](const std::string& s) {
         return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
@@ -460,7 +484,7 @@ void TestSafetensors::writerRoundTrip() {
     {
         SafetensorsWriter w;
         QVERIFY(w.open(path, decls, {{"quantizer", "QuantZoo"}}).ok());
-        QVERIFY(!QFile::exists(QString::fromStdString(path)));  // nothing under the final name yet
+        QVERIFY(!QFile::exists(QString::fromStdString(path))); // nothing under the final name yet
         QVERIFY(QFile::exists(QString::fromStdString(w.tempPath())));
         QVERIFY(w.writeTensor(span(payload[0])).ok());
         QVERIFY(w.writeTensor(span(payload[1])).ok());
@@ -473,13 +497,14 @@ void TestSafetensors::writerRoundTrip() {
         QVERIFY(w.finish().ok());
         QCOMPARE(w.fileSize(), static_cast<uint64_t>(QFileInfo(QString::fromStdString(path)).size()));
     }
-    QCOMPARE(filesIn(tmp.path()), QStringList{"out.safetensors"});  // temporary renamed away
+    QCOMPARE(filesIn(tmp.path()), QStringList{"out.safetensors"}); // temporary renamed away
 
     // Independent layout check with nlohmann directly: length prefix, 8-aligned data, metadata first,
     // consecutive offsets in declared order.
     const std::string raw = readAll(path);
     uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(raw[i]);
+    for (int i = 7; i >= 0; --i)
+        n = (n << 8) | static_cast<uint8_t>(raw[i]);
     QCOMPARE((8 + n) % 8, uint64_t{0});
     QVERIFY(raw.compare(8, 15, "{\"__metadata__\"") == 0);
     const auto j = nlohmann::ordered_json::parse(raw.substr(8, n));
@@ -520,12 +545,14 @@ void TestSafetensors::writerCopiesDemoModel() {
     QVERIFY(src.ok());
     const Model& s = **src;
     std::vector<SafetensorsTensorDecl> decls;
-    for (const auto& t : s.tensors) decls.push_back({t.name, t.dtype, t.shape});
+    for (const auto& t : s.tensors)
+        decls.push_back({t.name, t.dtype, t.shape});
     QTemporaryDir tmp;
     const std::string path = tmp.path().toStdString() + "/copy.safetensors";
     SafetensorsWriter w;
     QVERIFY(w.open(path, decls).ok());
-    for (const auto& t : s.tensors) QVERIFY(w.writeTensor(s.rawBytes(t)).ok());
+    for (const auto& t : s.tensors)
+        QVERIFY(w.writeTensor(s.rawBytes(t)).ok());
     QVERIFY(w.finish().ok());
     auto c = openSafetensorsModel(path);
     QVERIFY2(c.ok(), c.ok() ? "" : c.error().message.c_str());
@@ -546,23 +573,29 @@ void TestSafetensors::writerBf16Rounding() {
     QTemporaryDir tmp;
     const std::string path = tmp.path().toStdString() + "/b.safetensors";
     // hand-computed bf16 (round to nearest even on the upper 16 bits of the float):
-    //   1.0 = 0x3F800000 -> 0x3F80; 0x3F808000 (tie, even below) -> 0x3F80; 0x3F818000 (tie, odd below) -> 0x3F82;
-    //   0x3F808001 (above the tie) -> 0x3F81; -3.0 = 0xC0400000 -> 0xC040
+    //   1.0 = 0x3F800000 -> 0x3F80; 0x3F808000 (tie, even below) -> 0x3F80; 0x3F818000 (tie, odd below) ->
+    //   0x3F82; 0x3F808001 (above the tie) -> 0x3F81; -3.0 = 0xC0400000 -> 0xC040
     const uint32_t bits[] = {0x3F800000u, 0x3F808000u, 0x3F818000u, 0x3F808001u, 0xC0400000u};
     std::vector<float> vals;
-    for (uint32_t b : bits) vals.push_back(bitsFloat(b));
+    for (uint32_t b : bits)
+        vals.push_back(bitsFloat(b));
     // 70000 values: more than one conversion piece
     std::vector<float> big(70000);
-    for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i);
+    for (size_t i = 0; i < big.size(); ++i)
+        big[i] = static_cast<float>(i);
     SafetensorsWriter w;
     QVERIFY(w.open(path, {{"v", DType::BF16, {5}}, {"big", DType::BF16, {70000}}}).ok());
     QVERIFY(w.writeTensorFromF32(vals).ok());
-    QVERIFY(w.writeTensorFromF32(big).ok());
+    for (size_t off = 0; off < big.size(); off += 30000) // chunked: 30000 + 30000 + 10000 values
+        QVERIFY(w.writeChunkFromF32(
+                     std::span<const float>(big).subspan(off, std::min<size_t>(30000, big.size() - off)))
+                    .ok());
     QVERIFY(w.finish().ok());
     auto r = openSafetensorsModel(path);
     QVERIFY(r.ok());
     const uint16_t want[] = {0x3F80, 0x3F80, 0x3F82, 0x3F81, 0xC040};
-    for (int i = 0; i < 5; ++i) QCOMPARE(u16At(**r, "v", i), want[i]);
+    for (int i = 0; i < 5; ++i)
+        QCOMPARE(u16At(**r, "v", i), want[i]);
     // integers up to 256 are exact in bf16; 69999 = 0x4788B780 -> 0x4789 (0xB780 > 0x8000 rounds up)
     QCOMPARE(u16At(**r, "big", 256), uint16_t{0x4380});
     QCOMPARE(u16At(**r, "big", 69999), uint16_t{0x4789});
@@ -577,7 +610,7 @@ void TestSafetensors::writerAbortLeavesNothing() {
         SafetensorsWriter w;
         QVERIFY(w.open(path, {{"a", DType::F32, {1}}, {"b", DType::F32, {1}}}).ok());
         QVERIFY(w.writeTensor(bytes).ok());
-        QCOMPARE(filesIn(tmp.path()).size(), 1);  // the temporary
+        QCOMPARE(filesIn(tmp.path()).size(), 1); // the temporary
         w.abort();
         QCOMPARE(filesIn(tmp.path()), QStringList{});
         QVERIFY(!w.writeTensor(bytes).ok());
@@ -585,10 +618,10 @@ void TestSafetensors::writerAbortLeavesNothing() {
     }
     QCOMPARE(filesIn(tmp.path()), QStringList{});
     {
-        SafetensorsWriter w;  // destroyed unfinished
+        SafetensorsWriter w; // destroyed unfinished
         QVERIFY(w.open(path, {{"a", DType::F32, {1}}}).ok());
         QVERIFY(w.writeTensor(bytes).ok());
-        QVERIFY(w.close().ok());  // complete but never committed
+        QVERIFY(w.close().ok()); // complete but never committed
     }
     QCOMPARE(filesIn(tmp.path()), QStringList{});
     // an existing file under the final name is left alone by an aborted write
@@ -620,14 +653,14 @@ void TestSafetensors::writerMisuseFails() {
     QVERIFY(!meta.open(path, {{"__metadata__", DType::F32, {1}}}).ok());
     QCOMPARE(filesIn(tmp.path()), QStringList{});
 
-    SafetensorsWriter wrongSize;  // 8 bytes for a 4-byte tensor: error, temporary removed
+    SafetensorsWriter wrongSize; // 8 bytes for a 4-byte tensor: error, temporary removed
     QVERIFY(wrongSize.open(path, {{"a", DType::F32, {1}}}).ok());
     auto e = wrongSize.writeTensor(b8);
     QVERIFY(!e.ok());
     QVERIFY2(e.error().message.find("'a'") != std::string::npos, e.error().message.c_str());
     QCOMPARE(filesIn(tmp.path()), QStringList{});
 
-    SafetensorsWriter missing;  // finish before every tensor is written
+    SafetensorsWriter missing; // finish before every tensor is written
     QVERIFY(missing.open(path, {{"a", DType::F32, {2}}, {"b", DType::F32, {2}}}).ok());
     QVERIFY(missing.writeTensor(b8).ok());
     auto m = missing.finish();
@@ -639,6 +672,17 @@ void TestSafetensors::writerMisuseFails() {
     QVERIFY(tooMany.open(path, {{"a", DType::F32, {2}}}).ok());
     QVERIFY(tooMany.writeTensor(b8).ok());
     QVERIFY(!tooMany.writeTensor(b8).ok());
+    QCOMPARE(filesIn(tmp.path()), QStringList{});
+
+    SafetensorsWriter chunkTooBig; // 3 F16 values into a tensor with 2 left
+    QVERIFY(chunkTooBig.open(path, {{"h", DType::F16, {4}}}).ok());
+    const float three[3] = {1, 2, 3};
+    QVERIFY(chunkTooBig.writeChunkFromF32(std::span<const float>(three, 2)).ok());
+    QVERIFY(!chunkTooBig.writeChunkFromF32(three).ok());
+    QCOMPARE(filesIn(tmp.path()), QStringList{});
+    SafetensorsWriter intFromFloat;
+    QVERIFY(intFromFloat.open(path, {{"i", DType::I32, {3}}}).ok());
+    QVERIFY(!intFromFloat.writeTensorFromF32(three).ok());
     QCOMPARE(filesIn(tmp.path()), QStringList{});
 
     SafetensorsWriter noDir;
@@ -667,13 +711,13 @@ void TestSafetensors::miniFuzz() {
         const int edits = 1 + static_cast<int>(rng() % 4);
         for (int e = 0; e < edits; ++e) {
             const uint64_t kind = rng() % 10;
-            if (f.size() < 8) break;  // truncated below the length prefix: nothing left to edit
-            if (kind == 0) {  // length prefix byte
+            if (f.size() < 8) break; // truncated below the length prefix: nothing left to edit
+            if (kind == 0) {         // length prefix byte
                 f[rng() % 8] = static_cast<char>(rng());
-            } else if (kind == 1) {  // delete a header byte
+            } else if (kind == 1) { // delete a header byte
                 const size_t pos = 8 + rng() % header.size();
                 if (pos < f.size()) f.erase(pos, 1);
-            } else if (kind == 2) {  // truncate
+            } else if (kind == 2) { // truncate
                 f.resize(rng() % f.size());
             } else {
                 const size_t pos = 8 + rng() % header.size();
@@ -682,7 +726,8 @@ void TestSafetensors::miniFuzz() {
                                         : interesting[rng() % (sizeof(interesting) - 1)];
             }
         }
-        auto r = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(f.data()), f.size(), "fuzz.safetensors");
+        auto r =
+            parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(f.data()), f.size(), "fuzz.safetensors");
         if (r.ok()) {
             ++accepted;
             uint64_t expect = r->dataStart;
@@ -697,7 +742,7 @@ void TestSafetensors::miniFuzz() {
             QVERIFY(r.error().message.rfind("fuzz.safetensors: ", 0) == 0);
         }
     }
-    QVERIFY(rejected > iterations / 2);  // the mutations really did break most files
+    QVERIFY(rejected > iterations / 2); // the mutations really did break most files
 
     // The demo model's real header (4856 bytes, 47 tensors), mutated in place and restored each time.
     std::string demo = readAll(QZ_RESOURCES_DIR "/demo/stories260K/model.safetensors");
@@ -712,20 +757,24 @@ void TestSafetensors::miniFuzz() {
         for (int e = 0; e < edits; ++e) {
             pos[e] = 8 + rng() % (headerEnd - 8);
             old[e] = demo[pos[e]];
-            demo[pos[e]] = (rng() % 2) ? static_cast<char>(rng()) : interesting[rng() % (sizeof(interesting) - 1)];
+            demo[pos[e]] =
+                (rng() % 2) ? static_cast<char>(rng()) : interesting[rng() % (sizeof(interesting) - 1)];
         }
         auto r = parseSafetensorsBytes(reinterpret_cast<const uint8_t*>(demo.data()), demo.size(), "demo");
         if (r.ok()) {
             ++demoAccepted;
             uint64_t total = 0;
-            for (const auto& t : r->tensors) total += t.nbytes;
+            for (const auto& t : r->tensors)
+                total += t.nbytes;
             QCOMPARE(total, uint64_t(demo.size() - headerEnd));
         }
-        for (int e = edits - 1; e >= 0; --e) demo[pos[e]] = old[e];
+        for (int e = edits - 1; e >= 0; --e)
+            demo[pos[e]] = old[e];
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    qInfo("mini fuzz: %d small-file iterations (%d accepted), %d demo-header iterations (%d accepted), %.2f s",
-          iterations, accepted, demoIterations, demoAccepted, secs);
+    qInfo(
+        "mini fuzz: %d small-file iterations (%d accepted), %d demo-header iterations (%d accepted), %.2f s",
+        iterations, accepted, demoIterations, demoAccepted, secs);
     QVERIFY(secs < 20.0);
 }
 
