@@ -102,10 +102,10 @@ void HistogramsTab::setModelHistogramSpec(const qz::HistogramSpec& spec) {
 
 void HistogramsTab::showTensor(const qz::TensorQuantResult& r, const QString& methodText) {
     m_tensorName = toQ(r.name);
-    m_tensorPlot->setTitle(m_tensorName + QStringLiteral(" — ") + methodText);
+    m_tensorPlot->setTitle(m_tensorName + QLatin1Char('\n') + methodText);
     m_tensorPlot->setSeries({{tr("Original weights"), r.histOriginal, HistogramPlot::originalColor()},
                              {tr("Dequantized"), r.histDequantized, HistogramPlot::quantizedColor()}});
-    m_errorPlot->setTitle(tr("Error of %1").arg(m_tensorName));
+    m_errorPlot->setTitle(tr("Error of %1\n%2").arg(m_tensorName, methodText));
     m_errorPlot->setSeries({{tr("dequantized − original"), r.histError, HistogramPlot::errorColor()}});
 }
 

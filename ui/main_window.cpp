@@ -60,7 +60,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     auto* right = new QScrollArea(this);
     right->setWidget(m_panel);
     right->setWidgetResizable(true);
-    right->setMinimumWidth(260);
+    right->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    right->setMinimumWidth(m_panel->sizeHint().width() + 24);
 
     auto* centre = new QSplitter(Qt::Horizontal, this);
     centre->addWidget(left);
@@ -69,11 +70,12 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     centre->setStretchFactor(0, 2);
     centre->setStretchFactor(1, 5);
     centre->setStretchFactor(2, 1);
-    centre->setSizes({420, 900, 280});
+    centre->setSizes({520, 900, 300});
     setCentralWidget(centre);
 
     m_log = new LogDock(this);
     addDockWidget(Qt::BottomDockWidgetArea, m_log);
+    resizeDocks({m_log}, {110}, Qt::Vertical);
     m_statusLabel = new QLabel(this);
     statusBar()->addWidget(m_statusLabel, 1);
 
@@ -166,7 +168,8 @@ void MainWindow::wireJobs() {
     });
     connect(m_analyzer, &TensorAnalyzer::ready, this, [this](const qz::TensorQuantResult& r) {
         if (toQ(r.name) != m_focus) return;
-        m_histograms->showTensor(r, toQ(m_previewSpec.describe()) + tr(" (preview)"));
+        // Without a finished run this is a preview of the panel's current choices.
+        m_histograms->showTensor(r, toQ(m_previewSpec.describe()) + (m_result ? QString() : tr(" (preview)")));
         emit tensorShown(m_focus);
     });
     connect(m_analyzer, &TensorAnalyzer::failed, this, [this](const QString& message) {

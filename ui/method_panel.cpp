@@ -243,7 +243,7 @@ void MethodPanel::setProgress(double fraction, const QString& step, double etaSe
     const QString eta = etaSeconds < 0 ? tr("estimating…")
                                        : etaSeconds < 60 ? tr("%1 s left").arg(etaSeconds, 0, 'f', 1)
                                                          : tr("%1 min left").arg(etaSeconds / 60.0, 0, 'f', 1);
-    m_progress->setFormat(QStringLiteral("%p% — ") + eta);
+    m_progress->setFormat(fraction >= 1.0 ? tr("%p% — done") : QStringLiteral("%p% — ") + eta);
     m_status->setText(step);
 }
 

@@ -40,7 +40,9 @@ ModelTree::ModelTree(QWidget* parent) : QTreeWidget(parent) {
     setSortingEnabled(true);
     setAlternatingRowColors(true);
     header()->setStretchLastSection(false);
+    header()->setSectionResizeMode(QHeaderView::ResizeToContents);
     header()->setSectionResizeMode(ColName, QHeaderView::Stretch);
+    header()->setMinimumSectionSize(40);
     connect(this, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
         if (item && item->data(ColName, kTensorRole).isValid()) emit currentTensorChanged(item->text(ColName));
     });
@@ -89,7 +91,6 @@ void ModelTree::setModel(ModelPtr model) {
     sortByColumn(ColName, Qt::AscendingOrder);
     if (groups.size() <= 3) expandAll();
     else if (groups.count(-1)) groups[-1]->setExpanded(true);
-    resizeColumnToContents(ColShape);
 }
 
 QStringList ModelTree::selectedTensorNames() const {

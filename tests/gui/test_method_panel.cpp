@@ -1,0 +1,80 @@
+// The method panel is built from the MethodRegistry: registering a descriptor adds it to the
+// picker without touching the panel (an unavailable method shows disabled); choices map onto the
+// engine's QuantSpec / TensorFilter; the regex is validated while typing.
+#include <QComboBox>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QStandardItemModel>
+#include <QTest>
+
+#include "method_panel.h"
+#include "method_registry.h"
+
+using namespace qz::ui;
+
+class TestMethodPanel : public QObject {
+    Q_OBJECT
+private slots:
+    void registryDrivesPicker() {
+        const int builtIn = int(MethodRegistry::instance().methods().size());
+        QCOMPARE(builtIn, 2);
+        QVERIFY(MethodRegistry::instance().find(QStringLiteral("absmax")));
+        QVERIFY(MethodRegistry::instance().find(QStringLiteral("ZEROPOINT")));  // case-insensitive
+        MethodDescriptor future;
+        future.id = QStringLiteral("nf4");
+        future.displayName = QStringLiteral("NF4 (4-bit NormalFloat)");
+        future.minBits = future.maxBits = future.defaultBits = 4;
+        MethodRegistry::instance().add(future);
+
+        MethodPanel panel;
+        auto* combo = panel.findChild<QComboBox*>(QStringLiteral("methodCombo"));
+        QVERIFY(combo);
+        QCOMPARE(combo->count(), builtIn + 1);
+        QCOMPARE(combo->itemText(builtIn), future.displayName);
+        auto* model = qobject_cast<QStandardItemModel*>(combo->model());
+        QVERIFY(model && !model->item(builtIn)->isEnabled());  // no engine job yet
+    }
+
+    void choicesMapToSpec() {
+        MethodPanel panel;
+        panel.setModelLoaded(true);
+        qz::QuantSpec s;
+        s.method = qz::QuantMethod::ZeroPoint;
+        s.bits = 3;
+        s.granularity = qz::Granularity::Group;
+        s.groupSize = 48;  // not a preset: goes to the custom field
+        panel.setSpec(s);
+        const qz::QuantSpec got = panel.spec();
+        QCOMPARE(got.method, qz::QuantMethod::ZeroPoint);
+        QCOMPARE(got.bits, 3);
+        QCOMPARE(got.granularity, qz::Granularity::Group);
+        QCOMPARE(got.groupSize, 48);
+        QCOMPARE(panel.methodId(), QStringLiteral("zeropoint"));
+
+        panel.setSelectionMode(qz::TensorSelection::Names);
+        QVERIFY(!panel.runButton()->isEnabled());  // nothing selected in the tree yet
+        panel.setTreeSelectionCount(2);
+        QVERIFY(panel.runButton()->isEnabled());
+        const auto f = panel.filter({QStringLiteral("a.weight"), QStringLiteral("b.weight")});
+        QCOMPARE(f.mode, qz::TensorSelection::Names);
+        QCOMPARE(f.names.size(), size_t(2));
+
+        panel.setSelectionMode(qz::TensorSelection::Regex);
+        auto* edit = panel.findChild<QLineEdit*>(QStringLiteral("regexEdit"));
+        QVERIFY(edit);
+        QTest::keyClicks(edit, QStringLiteral("layers\\.[0-"));
+        QVERIFY(!panel.runButton()->isEnabled());
+        QVERIFY(panel.validationError().startsWith(QStringLiteral("invalid regular expression")));
+        QTest::keyClicks(edit, QStringLiteral("2]\\."));
+        QVERIFY(panel.validationError().isEmpty());
+        QVERIFY(panel.runButton()->isEnabled());
+        QCOMPARE(panel.filter({}).regex, std::string("layers\\.[0-2]\\."));
+
+        panel.setRunning(true);
+        QVERIFY(!panel.runButton()->isEnabled());
+        QVERIFY(panel.cancelButton()->isEnabled());
+    }
+};
+
+QTEST_MAIN(TestMethodPanel)
+#include "test_method_panel.moc"
