@@ -237,6 +237,8 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
         const SourceTensor& t = src.tensors[k];
         GgufTensorLog log;
         log.name = t.name;
+        log.sourceName = src.fromHf ? model.tensors[src.plan.tensors[t.planIndex].source].name
+                                    : model.tensors[t.modelIndex].name;
         log.ne = t.ne;
         log.from = t.type;
         log.to = types[k];

@@ -39,6 +39,7 @@ struct GgufExportParams {
 
 struct GgufTensorLog {
     std::string name;                      // GGUF name
+    std::string sourceName;                // the tensor's name in the input model
     std::vector<int64_t> ne;               // GGUF order
     DType from = DType::F32, to = DType::F32;
     uint64_t bytesBefore = 0, bytesAfter = 0;

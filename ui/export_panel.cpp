@@ -1,0 +1,321 @@
+#include "export_panel.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDir>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QRegularExpression>
+#include <QSplitter>
+#include <QTabWidget>
+#include <QTableWidget>
+#include <QVBoxLayout>
+
+#include "type_compare_view.h"
+
+namespace qz::ui {
+
+namespace {
+enum PlanColumn { ColIndex, ColName, ColShape, ColType, ColBytes, ColReason, ColCount };
+const char* const kTensorTypes[] = {"F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K", "Q5_1", "Q5_0",
+                                    "Q4_K", "Q4_1", "Q4_0", "Q3_K", "Q2_K"};
+
+QString neText(const std::vector<int64_t>& ne) {
+    QStringList parts;
+    for (int64_t d : ne) parts << QString::number(d);
+    return QLatin1Char('[') + parts.join(QStringLiteral(", ")) + QLatin1Char(']');
+}
+
+QString mib(uint64_t b) { return QStringLiteral("%1 MiB").arg(double(b) / 1048576.0, 0, 'f', 2); }
+}  // namespace
+
+ExportPanel::ExportPanel(QWidget* parent) : QWidget(parent), m_runner(new ExportRunner(this)) {
+    m_format = new QComboBox(this);
+    m_format->addItem(tr("GGUF (llama.cpp)"), QStringLiteral("gguf"));
+    m_type = new QComboBox(this);
+    for (const auto& t : qz::ggufExportTypes()) m_type->addItem(toQ(t));
+    m_type->setCurrentText(QStringLiteral("Q4_K_M"));
+    m_output = new QLineEdit(this);
+    auto* browseOut = new QPushButton(tr("…"), this);
+    m_imatrix = new QLineEdit(this);
+    m_imatrix->setPlaceholderText(tr("optional: llama-imatrix file (.gguf or .dat)"));
+    auto* browseIm = new QPushButton(tr("…"), this);
+    m_pure = new QCheckBox(tr("Pure (no mix rules)"), this);
+    m_outputType = new QComboBox(this);
+    m_embdType = new QComboBox(this);
+    for (QComboBox* b : {m_outputType, m_embdType}) {
+        b->addItem(tr("as the mix says"), QString());
+        for (const char* t : kTensorTypes) b->addItem(QString::fromLatin1(t), QString::fromLatin1(t));
+    }
+
+    auto* form = new QFormLayout;
+    form->addRow(tr("Format"), m_format);
+    form->addRow(tr("Type"), m_type);
+    auto* outRow = new QHBoxLayout;
+    outRow->addWidget(m_output, 1);
+    outRow->addWidget(browseOut);
+    form->addRow(tr("Output"), outRow);
+    auto* imRow = new QHBoxLayout;
+    imRow->addWidget(m_imatrix, 1);
+    imRow->addWidget(browseIm);
+    form->addRow(tr("Importance matrix"), imRow);
+    form->addRow(tr("output.weight"), m_outputType);
+    form->addRow(tr("token_embd.weight"), m_embdType);
+    form->addRow(QString(), m_pure);
+
+    m_plan = new QTableWidget(0, ColCount, this);
+    m_plan->setHorizontalHeaderLabels({tr("#"), tr("tensor"), tr("ne"), tr("type"), tr("bytes"), tr("why")});
+    m_plan->horizontalHeader()->setSectionResizeMode(ColName, QHeaderView::ResizeToContents);
+    m_plan->horizontalHeader()->setSectionResizeMode(ColReason, QHeaderView::Stretch);
+    m_plan->verticalHeader()->hide();
+    m_plan->setSelectionBehavior(QAbstractItemView::SelectRows);
+    m_plan->setSelectionMode(QAbstractItemView::SingleSelection);
+    m_summary = new QLabel(tr("Open a model to plan an export."), this);
+    m_summary->setWordWrap(true);
+
+    m_run = new QPushButton(tr("Export"), this);
+    m_cancel = new QPushButton(tr("Cancel"), this);
+    m_cancel->setEnabled(false);
+    m_progress = new QProgressBar(this);
+    m_progress->setRange(0, 1000);
+    m_eta = new QLabel(this);
+    auto* runRow = new QHBoxLayout;
+    runRow->addWidget(m_run);
+    runRow->addWidget(m_cancel);
+    runRow->addWidget(m_progress, 1);
+    runRow->addWidget(m_eta);
+
+    m_log = new QPlainTextEdit(this);
+    m_log->setReadOnly(true);
+    m_log->setLineWrapMode(QPlainTextEdit::NoWrap);
+    m_log->setFont(QFont(QStringLiteral("monospace")));
+    m_compare = new TypeCompareView(this);
+    auto* bottom = new QTabWidget(this);
+    bottom->addTab(m_log, tr("Log"));
+    bottom->addTab(m_compare, tr("Compare types"));
+
+    auto* top = new QWidget(this);
+    auto* topLay = new QVBoxLayout(top);
+    topLay->setContentsMargins(0, 0, 0, 0);
+    topLay->addLayout(form);
+    topLay->addWidget(m_plan, 1);
+    topLay->addWidget(m_summary);
+    topLay->addLayout(runRow);
+    auto* split = new QSplitter(Qt::Vertical, this);
+    split->addWidget(top);
+    split->addWidget(bottom);
+    split->setStretchFactor(0, 3);
+    split->setStretchFactor(1, 2);
+    auto* lay = new QVBoxLayout(this);
+    lay->addWidget(split);
+
+    m_planTimer.setSingleShot(true);
+    m_planTimer.setInterval(150);
+    connect(&m_planTimer, &QTimer::timeout, this, [this] {
+        if (m_model) m_runner->plan(m_model, params());
+    });
+    connect(m_type, &QComboBox::currentTextChanged, this, [this] { onTypeChanged(); });
+    connect(m_pure, &QCheckBox::toggled, this, [this] { schedulePlan(); });
+    connect(m_outputType, &QComboBox::currentIndexChanged, this, [this] { schedulePlan(); });
+    connect(m_embdType, &QComboBox::currentIndexChanged, this, [this] { schedulePlan(); });
+    connect(m_imatrix, &QLineEdit::editingFinished, this, [this] { schedulePlan(); });
+    connect(m_output, &QLineEdit::textEdited, this, [this] { m_outputEdited = true; });
+    connect(browseOut, &QPushButton::clicked, this, [this] {
+        const QString f = QFileDialog::getSaveFileName(this, tr("Export GGUF"), m_output->text(), tr("GGUF (*.gguf)"));
+        if (!f.isEmpty()) {
+            m_output->setText(f);
+            m_outputEdited = true;
+        }
+    });
+    connect(browseIm, &QPushButton::clicked, this, [this] {
+        const QString f = QFileDialog::getOpenFileName(this, tr("Importance matrix"), QString(),
+                                                       tr("imatrix (*.gguf *.dat);;All files (*)"));
+        if (!f.isEmpty()) {
+            m_imatrix->setText(f);
+            schedulePlan();
+        }
+    });
+    connect(m_plan, &QTableWidget::itemSelectionChanged, this, [this] {
+        const auto rows = m_plan->selectionModel()->selectedRows();
+        if (rows.isEmpty()) return;
+        const QString source = m_plan->item(rows.first().row(), ColName)->data(Qt::UserRole).toString();
+        m_compare->showTensor(source);
+    });
+    connect(m_run, &QPushButton::clicked, this, [this] { startExport(); });
+    connect(m_cancel, &QPushButton::clicked, this, [this] { m_runner->cancel(); });
+
+    connect(m_runner, &ExportRunner::planned, this, [this](const ExportResultPtr& p) { showPlan(p); });
+    connect(m_runner, &ExportRunner::planFailed, this, [this](const QString& msg) {
+        m_summary->setText(tr("Cannot export: %1").arg(msg));
+        m_run->setEnabled(false);
+    });
+    connect(m_runner, &ExportRunner::progress, this, [this](double f, const QString& step, double eta) {
+        m_progress->setValue(int(f * 1000));
+        m_eta->setText(eta < 0 ? step : tr("%1 — ETA %2 s").arg(step).arg(qRound(eta)));
+    });
+    connect(m_runner, &ExportRunner::tensorDone, this, [this](const qz::GgufTensorLog& t) {
+        m_log->appendPlainText(QStringLiteral("%1 %2 %3 → %4  %5 → %6")
+                                   .arg(toQ(t.name), -34)
+                                   .arg(neText(t.ne), -14)
+                                   .arg(toQ(std::string(qz::dtypeName(t.from))), 5)
+                                   .arg(toQ(std::string(qz::dtypeName(t.to))), -5)
+                                   .arg(mib(t.bytesBefore), 10)
+                                   .arg(mib(t.bytesAfter), 10));
+    });
+    connect(m_runner, &ExportRunner::finished, this, [this](const ExportResultPtr& r) {
+        setRunning(false);
+        m_progress->setValue(1000);
+        const QString msg = tr("Wrote %1: %2 (%3 bits per weight) in %4 s")
+                                .arg(toQ(r->path), mib(r->fileBytes))
+                                .arg(r->bitsPerWeight, 0, 'f', 4)
+                                .arg(r->seconds, 0, 'f', 1);
+        m_log->appendPlainText(msg);
+        for (const auto& n : r->notes) m_log->appendPlainText(tr("note: %1").arg(toQ(n)));
+        m_eta->setText(tr("done"));
+        m_summary->setText(msg);
+        emit exportFinished(toQ(r->path));
+    });
+    connect(m_runner, &ExportRunner::failed, this, [this](const QString& msg) {
+        setRunning(false);
+        m_progress->setValue(0);
+        m_eta->setText(tr("failed"));
+        m_log->appendPlainText(tr("Export failed: %1").arg(msg));
+    });
+    connect(m_runner, &ExportRunner::cancelled, this, [this] {
+        setRunning(false);
+        m_progress->setValue(0);
+        m_eta->setText(tr("cancelled"));
+        m_log->appendPlainText(tr("Export cancelled: nothing was written."));
+    });
+    setEnabled(false);
+}
+
+void ExportPanel::setModel(ModelPtr model) {
+    if (m_runner->isRunning()) m_runner->cancel();
+    m_model = std::move(model);
+    m_edits.clear();
+    m_outputEdited = false;
+    m_plan->setRowCount(0);
+    m_log->clear();
+    m_compare->setModel(m_model);
+    setEnabled(m_model != nullptr);
+    if (m_model) {
+        m_output->setText(defaultOutputFor(m_type->currentText()));
+        schedulePlan();
+    }
+}
+
+QString ExportPanel::defaultOutputFor(const QString& type) const {
+    if (!m_model) return QString();
+    QString base = toQ(m_model->path);
+    while (base.size() > 1 && base.endsWith(QLatin1Char('/'))) base.chop(1);
+    if (base.endsWith(QStringLiteral(".gguf"))) base.chop(5);
+    return base + QLatin1Char('.') + type + QStringLiteral(".gguf");
+}
+
+void ExportPanel::onTypeChanged() {
+    if (!m_outputEdited) m_output->setText(defaultOutputFor(m_type->currentText()));
+    m_edits.clear();  // a new mix: per-tensor edits of the old one no longer apply
+    schedulePlan();
+}
+
+void ExportPanel::schedulePlan() {
+    if (m_model && !m_filling) m_planTimer.start();
+}
+
+qz::GgufExportParams ExportPanel::params() const {
+    qz::GgufExportParams p;
+    p.type = toStd(m_type->currentText());
+    p.outputPath = toStd(m_output->text());
+    p.imatrixPath = toStd(m_imatrix->text().trimmed());
+    p.pure = m_pure->isChecked();
+    if (auto t = qz::dtypeFromName(toStd(m_outputType->currentData().toString()))) p.outputTensorType = *t;
+    if (auto t = qz::dtypeFromName(toStd(m_embdType->currentData().toString()))) p.tokenEmbeddingType = *t;
+    for (auto it = m_edits.begin(); it != m_edits.end(); ++it)
+        if (auto t = qz::dtypeFromName(toStd(it.value())))
+            p.overrides.push_back({toStd(QLatin1Char('^') + QRegularExpression::escape(it.key()) + QLatin1Char('$')), *t});
+    return p;
+}
+
+void ExportPanel::showPlan(const ExportResultPtr& plan) {
+    m_filling = true;
+    m_plan->setRowCount(static_cast<int>(plan->tensors.size()));
+    for (int i = 0; i < m_plan->rowCount(); ++i) {
+        const auto& t = plan->tensors[size_t(i)];
+        auto* idx = new QTableWidgetItem(QString::number(i + 1));
+        auto* name = new QTableWidgetItem(toQ(t.name));
+        name->setData(Qt::UserRole, toQ(t.sourceName));
+        name->setToolTip(tr("in the model: %1").arg(toQ(t.sourceName)));
+        for (auto* it : {idx, name}) it->setFlags(it->flags() & ~Qt::ItemIsEditable);
+        m_plan->setItem(i, ColIndex, idx);
+        m_plan->setItem(i, ColName, name);
+        auto* shape = new QTableWidgetItem(neText(t.ne));
+        shape->setFlags(shape->flags() & ~Qt::ItemIsEditable);
+        m_plan->setItem(i, ColShape, shape);
+        const QString type = toQ(std::string(qz::dtypeName(t.to)));
+        const bool quantizable = t.ne.size() >= 2;
+        if (quantizable) {
+            auto* box = new QComboBox(m_plan);
+            for (const char* ty : kTensorTypes) box->addItem(QString::fromLatin1(ty));
+            if (box->findText(type) < 0) box->addItem(type);
+            box->setCurrentText(type);
+            const QString tensorName = toQ(t.name);
+            connect(box, &QComboBox::currentTextChanged, this, [this, tensorName](const QString& v) {
+                m_edits[tensorName] = v;
+                schedulePlan();
+            });
+            m_plan->setCellWidget(i, ColType, box);
+        } else {
+            m_plan->removeCellWidget(i, ColType);
+        }
+        auto* typeItem = new QTableWidgetItem(type);
+        typeItem->setFlags(typeItem->flags() & ~Qt::ItemIsEditable);
+        m_plan->setItem(i, ColType, typeItem);
+        auto* bytes = new QTableWidgetItem(QString::number(t.bytesAfter));
+        bytes->setFlags(bytes->flags() & ~Qt::ItemIsEditable);
+        m_plan->setItem(i, ColBytes, bytes);
+        auto* why = new QTableWidgetItem(m_edits.contains(toQ(t.name)) ? tr("your choice") : toQ(t.reason));
+        why->setFlags(why->flags() & ~Qt::ItemIsEditable);
+        m_plan->setItem(i, ColReason, why);
+    }
+    m_filling = false;
+    QString text = tr("%1: %2 tensors, %3 parameters → %4 (%5 bits per weight)")
+                       .arg(toQ(plan->type))
+                       .arg(plan->tensors.size())
+                       .arg(plan->parameters)
+                       .arg(mib(plan->fileBytes))
+                       .arg(plan->bitsPerWeight, 0, 'f', 4);
+    for (const auto& n : plan->notes)
+        if (n.rfind("dropped", 0) != 0) text += QLatin1Char('\n') + toQ(n);
+    m_summary->setText(text);
+    m_run->setEnabled(!m_runner->isRunning());
+}
+
+void ExportPanel::startExport() {
+    if (!m_model) return;
+    const QString out = m_output->text().trimmed();
+    if (out.isEmpty()) {
+        m_log->appendPlainText(tr("Choose an output file first."));
+        return;
+    }
+    m_log->clear();
+    m_log->appendPlainText(tr("Exporting %1 as %2 to %3").arg(toQ(m_model->name), m_type->currentText(), out));
+    if (m_runner->start(m_model, params())) setRunning(true);
+}
+
+void ExportPanel::setRunning(bool on) {
+    m_run->setEnabled(!on);
+    m_cancel->setEnabled(on);
+    for (QWidget* w : std::initializer_list<QWidget*>{m_type, m_format, m_output, m_imatrix, m_pure, m_outputType, m_embdType})
+        w->setEnabled(!on);
+}
+
+}  // namespace qz::ui

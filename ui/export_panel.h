@@ -1,0 +1,84 @@
+// The "Export" workspace: write a GGUF file that llama.cpp loads.
+//  - choose the type (F32/F16/BF16, Q8_0..Q5_1, the K-quant mixes), the output path (default
+//    {model}.{TYPE}.gguf), an importance matrix, "pure", output / token-embedding types;
+//  - before running, the plan: every tensor's planned type (editable per tensor: an edit becomes a
+//    --tensor-type override), bytes, and the reason llama-quantize's rules give; the resulting file
+//    size and bits per weight;
+//  - run in the background with progress, ETA and Cancel; a live per-tensor log (name, shape, type,
+//    bytes before → after); the final size and bits per weight;
+//  - "Compare types": the selected tensor under several types side by side (TypeCompareView).
+// Later formats (GPTQ, EXL2) add entries to the format box and their own option pages.
+#pragma once
+
+#include <QTimer>
+#include <QWidget>
+
+#include "export_runner.h"
+#include "qt_types.h"
+
+class QCheckBox;
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QPlainTextEdit;
+class QProgressBar;
+class QPushButton;
+class QTableWidget;
+
+namespace qz::ui {
+
+class TypeCompareView;
+
+class ExportPanel : public QWidget {
+    Q_OBJECT
+public:
+    explicit ExportPanel(QWidget* parent = nullptr);
+
+    void setModel(ModelPtr model);
+    ExportRunner* runner() const { return m_runner; }
+    TypeCompareView* compareView() const { return m_compare; }
+    QTableWidget* planTable() const { return m_plan; }
+    QComboBox* typeBox() const { return m_type; }
+    QLineEdit* outputEdit() const { return m_output; }
+    QPushButton* exportButton() const { return m_run; }
+    QPushButton* cancelButton() const { return m_cancel; }
+    QPlainTextEdit* log() const { return m_log; }
+    QLabel* summary() const { return m_summary; }
+    // The parameters the form describes (output path, type, overrides from edited rows, ...).
+    qz::GgufExportParams params() const;
+
+signals:
+    void exportFinished(const QString& path);
+
+private:
+    void schedulePlan();
+    void showPlan(const ExportResultPtr& plan);
+    void startExport();
+    void onTypeChanged();
+    void setRunning(bool on);
+    QString defaultOutputFor(const QString& type) const;
+
+    ModelPtr m_model;
+    ExportRunner* m_runner;
+    QTimer m_planTimer;
+    QComboBox* m_format;
+    QComboBox* m_type;
+    QLineEdit* m_output;
+    QLineEdit* m_imatrix;
+    QCheckBox* m_pure;
+    QComboBox* m_outputType;
+    QComboBox* m_embdType;
+    QTableWidget* m_plan;
+    QLabel* m_summary;
+    QPushButton* m_run;
+    QPushButton* m_cancel;
+    QProgressBar* m_progress;
+    QLabel* m_eta;
+    QPlainTextEdit* m_log;
+    TypeCompareView* m_compare;
+    QMap<QString, QString> m_edits;   // GGUF tensor name -> type chosen by the user
+    bool m_outputEdited = false;
+    bool m_filling = false;
+};
+
+}  // namespace qz::ui
