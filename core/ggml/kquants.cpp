@@ -364,8 +364,14 @@ void q6kBlock(const float* x, uint8_t* y, const float* qwBlock /*nullable*/) {
     int8_t L[QK];
     float scales[QK / 16];
     float maxScale = 0, maxAbsScale = 0;
+    float sq[16];
     for (int ib = 0; ib < QK / 16; ++ib) {
-        const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qwBlock ? qwBlock + 16 * ib : nullptr);
+        // Without an imatrix the weights are x^2 (rmse_type 1). Passing them as an explicit array gives the
+        // same floats (x*x either way) and avoids make_qx_quants' per-element weight selection (~1.7x).
+        const float* w = qwBlock ? qwBlock + 16 * ib : sq;
+        if (!qwBlock)
+            for (int l = 0; l < 16; ++l) sq[l] = x[16 * ib + l] * x[16 * ib + l];
+        const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, w);
         scales[ib] = scale;
         const float absScale = std::fabs(scale);
         if (absScale > maxAbsScale) {
