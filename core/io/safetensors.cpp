@@ -409,6 +409,12 @@ Result<SafetensorsHeader> parseSafetensors(const MappedFile& file) {
 
 Result<std::shared_ptr<Model>> openSafetensorsModel(const std::string& path) {
     namespace fs = std::filesystem;
+    // A sharded set's index picked in a file dialog stands for its folder.
+    const std::string fileName = fs::path(path).filename().string();
+    if (fileName.ends_with(".safetensors.index.json")) {
+        fs::path dir = fs::path(path).parent_path();
+        return openHfFolder(dir.empty() ? std::string(".") : dir.string());
+    }
     auto mf = MappedFile::open(path);
     if (!mf) return mf.error();
     auto header = parseSafetensors(**mf);

@@ -49,7 +49,8 @@ Result<nlohmann::json> parseJsonNoDuplicates(std::string_view text, const std::s
 
 // Opens a single .safetensors file as a Model (if a config.json lies beside it, it is used for the
 // architecture summary). The file's "__metadata__" entries are appended to Model::metadata with keys
-// prefixed "safetensors." (e.g. "safetensors.format" = "pt").
+// prefixed "safetensors." (e.g. "safetensors.format" = "pt"). A path to a "*.safetensors.index.json"
+// opens the folder it lies in (openHfFolder).
 Result<std::shared_ptr<Model>> openSafetensorsModel(const std::string& path);
 
 } // namespace qz

@@ -152,6 +152,12 @@ void TestHfFolder::shardedFolder() {
     QCOMPARE(m.metadata.size(), size_t{2});
     QCOMPARE(m.metadata[0].key, std::string("model_type"));
     QCOMPARE(m.metadata[1].value, std::string("2"));
+
+    // picking the index file opens the folder
+    auto viaIndex = openModel(dir + "/model.safetensors.index.json");
+    QVERIFY2(viaIndex.ok(), viaIndex.ok() ? "" : viaIndex.error().message.c_str());
+    QCOMPARE((*viaIndex)->format, ModelFormat::HuggingFaceFolder);
+    QCOMPARE((*viaIndex)->tensors.size(), size_t{4});
 }
 
 void TestHfFolder::indexPathsMayNotLeaveFolder() {
