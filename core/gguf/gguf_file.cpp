@@ -241,11 +241,21 @@ Result<std::shared_ptr<const GgufFile>> GgufFile::open(const std::string& path) 
 }
 
 const GgufValue* GgufFile::find(std::string_view key) const {
+    if (m_kvIndex.size() != kvs.size()) {  // not built by the parser: plain search
+        for (const auto& kv : kvs)
+            if (kv.key == key) return &kv.value;
+        return nullptr;
+    }
     const auto it = m_kvIndex.find(std::string(key));
     return it == m_kvIndex.end() ? nullptr : &kvs[it->second].value;
 }
 
 const GgufTensor* GgufFile::findTensor(std::string_view name) const {
+    if (m_tensorIndex.size() != tensors.size()) {
+        for (const auto& t : tensors)
+            if (t.name == name) return &t;
+        return nullptr;
+    }
     const auto it = m_tensorIndex.find(std::string(name));
     return it == m_tensorIndex.end() ? nullptr : &tensors[it->second];
 }

@@ -92,7 +92,7 @@ struct GgufValue {
     // Arrays.
     uint64_t arraySize() const { return isArray() ? count : 0; }
     std::optional<double> numberAt(uint64_t i) const;   // numeric/bool arrays
-    const std::string& stringAt(uint64_t i) const;      // string arrays (i < arraySize())
+    const std::string& stringAt(uint64_t i) const;      // string arrays; "" when out of range
     std::vector<float> toF32Vector() const;             // numeric arrays converted; empty otherwise
     std::vector<int64_t> toIntVector() const;           // integer/bool arrays; empty otherwise
 
@@ -133,6 +133,7 @@ struct GgufFile {
     // Parses an already mapped file (its path is used in messages).
     static Result<std::shared_ptr<const GgufFile>> parse(std::shared_ptr<MappedFile> file);
 
+    // Lookups (hashed for parsed files, linear for a GgufFile filled by hand).
     const GgufValue* find(std::string_view key) const;
     const GgufTensor* findTensor(std::string_view name) const;
     // Typed getters: nullopt if absent or not convertible (see GgufValue::toUInt etc.).

@@ -231,7 +231,10 @@ std::optional<double> GgufValue::numberAt(uint64_t i) const {
     return static_cast<double>(n.u);
 }
 
-const std::string& GgufValue::stringAt(uint64_t i) const { return strings.at(i); }
+const std::string& GgufValue::stringAt(uint64_t i) const {
+    static const std::string empty;
+    return i < strings.size() ? strings[i] : empty;
+}
 
 std::vector<float> GgufValue::toF32Vector() const {
     std::vector<float> out;
