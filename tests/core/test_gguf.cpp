@@ -106,6 +106,7 @@ private slots:
     void modelFromStories260K();
     void readsVocabFiles();
     void handBuiltFileValues();
+    void unsupportedTypeListsButDoesNotConvert();
     void corruptFiles_data();
     void corruptFiles();
     void truncatedEverywhereSmall();
@@ -276,6 +277,25 @@ void TestGguf::handBuiltFileValues() {
     auto f = readTensorF32(**m, (*m)->tensors[1]);
     QVERIFY(f.ok());
     QCOMPARE(*f, (std::vector<float>{1.5f, -2.0f, 0.25f, 8.0f}));
+}
+
+void TestGguf::unsupportedTypeListsButDoesNotConvert() {
+    Spec s;
+    s.type0 = 16;  // IQ2_XXS: 256 weights in 66 bytes, no dequantizer in QuantZoo
+    s.ne0 = 256;
+    s.ne1 = 1;
+    const std::string p = tmp("iq2.gguf");
+    writeAll(p, build(s));
+    auto m = openGgufModel(p);
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().message.c_str());
+    const TensorInfo& t = (*m)->tensors[0];
+    QCOMPARE(t.dtype, DType::IQ2_XXS);
+    QCOMPARE(t.nbytes, uint64_t(66));
+    QCOMPARE(t.shape, (std::vector<int64_t>{1, 256}));
+    auto v = readTensorF32(**m, t);
+    QVERIFY(!v.ok());
+    QVERIFY2(v.error().message.find("IQ2_XXS") != std::string::npos, v.error().message.c_str());
+    QVERIFY(readTensorF32(**m, (*m)->tensors[1]).ok());
 }
 
 void TestGguf::corruptFiles_data() {
