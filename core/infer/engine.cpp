@@ -7,28 +7,20 @@
 #include "common/fp16.h"
 #include "common/parallel.h"
 #include "infer/engine_impl.h"
+#include "infer/matmul.h"
 
 namespace qz {
 
 namespace {
 
-using MapC = Eigen::Map<const InferMat>;
-
-// Y[nOut × n] = W·X (+ b), X [nIn × n]; split over output rows.
+// Y[nOut × n] = W·X (+ b), X [nIn × n]; split over output rows (infer/matmul.h).
 void matmul(const InferLinear& L, const InferMat& X, InferMat& Y, int threads) {
     const int n = static_cast<int>(X.cols());
     Y.resize(L.nOut, n);
-    const MapC Wt(L.w.data(), L.nIn, L.nOut);  // column o = row o of W
-    const size_t work = static_cast<size_t>(L.nOut) * L.nIn * n;
-    const int t = work < 200000 ? 1 : threads;
-    parallelFor(static_cast<size_t>(L.nOut), [&](size_t r0, size_t r1, int) {
-        const Eigen::Index len = static_cast<Eigen::Index>(r1 - r0);
-        Y.middleRows(static_cast<Eigen::Index>(r0), len).noalias() =
-            Wt.middleCols(static_cast<Eigen::Index>(r0), len).transpose() * X;
-        if (!L.b.empty())
-            for (int c = 0; c < n; ++c)
-                for (size_t r = r0; r < r1; ++r) Y(static_cast<Eigen::Index>(r), c) += L.b[r];
-    }, t, 16);
+    linearForward(L.w.data(), L.nOut, L.nIn, X.data(), n, Y.data(), L.nOut, threads);
+    if (!L.b.empty())
+        for (int c = 0; c < n; ++c)
+            for (int r = 0; r < L.nOut; ++r) Y(r, c) += L.b[r];
 }
 
 // out = x / sqrt(mean(x²) + eps) · g, per column (sum in double as ggml does).
@@ -247,7 +239,9 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
                     for (int t0 = 0; t0 < n; t0 += kTile) {
                         const int tb = std::min(kTile, n - t0);
                         const int kvLen = nPast + t0 + tb;
-                        S.noalias() = Kc.block(kvRow, 0, hd, kvLen).transpose() * Q.block(qRow, t0, hd, tb);
+                        S.resize(kvLen, tb);
+                        dotProducts(Kc.data() + kvRow, Kc.rows(), kvLen, Q.data() + qRow + t0 * Q.rows(), Q.rows(), tb,
+                                    hd, S.data(), kvLen);
                         for (int t = 0; t < tb; ++t) {
                             float* s = S.col(t).data();
                             const int lim = nPast + t0 + t + 1;
@@ -311,15 +305,9 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
                 rmsNorm(Hs, e.outNorm, hp.normEps, H);
             observe(e.output, H);
             InferMat Y;
-            if (!e.output.present()) {
-                // Tied head: view the embedding as the weight without copying it.
-                const MapC Wt(e.tokEmbd.data(), hp.nEmbd, hp.nVocab);
+            if (!e.output.present()) {  // tied head: the embedding is the weight
                 Y.resize(hp.nVocab, m);
-                parallelFor(static_cast<size_t>(hp.nVocab), [&](size_t r0, size_t r1, int) {
-                    const Eigen::Index len = static_cast<Eigen::Index>(r1 - r0);
-                    Y.middleRows(static_cast<Eigen::Index>(r0), len).noalias() =
-                        Wt.middleCols(static_cast<Eigen::Index>(r0), len).transpose() * H;
-                }, threads, 64);
+                linearForward(e.tokEmbd.data(), hp.nVocab, hp.nEmbd, H.data(), m, Y.data(), hp.nVocab, threads);
             } else {
                 matmul(e.output, H, Y, threads);
             }

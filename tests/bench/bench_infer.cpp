@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "infer/engine.h"
+#include "infer/matmul.h"
 #include "infer/perplexity.h"
 
 using namespace qz;
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s\n", m.error().message.c_str());
         return 1;
     }
-    std::printf("model: %s\n", path.c_str());
+    std::printf("model: %s\nlinear kernel: %s (QZ_NO_AVX2=1 forces Eigen)\n", path.c_str(), linearKernelName());
     double tps[2][2] = {};
     for (int threads : {1, 2}) {
         EngineOptions opt;
@@ -66,6 +67,23 @@ int main(int argc, char** argv) {
         const double s = std::chrono::duration<double>(Clock::now() - t0).count();
         if (!r) return 1;
         std::printf("threads %d  perplexity -c 128 --chunks 32: %.2f s\n", threads, s);
+    }
+    // The linear kernel alone against Eigen's GEMM (ffn_up-sized: 768 x 256 by 128 tokens), 1 thread.
+    {
+        const int64_t nOut = 768, nIn = 256, n = 128;
+        std::vector<float> W(nOut * nIn, 0.01f), X(nIn * n, 0.5f), Y(nOut * n);
+        auto time = [&](auto fn) {
+            double best = 1e30;
+            for (int r = 0; r < 30; ++r) {
+                const auto t0 = Clock::now();
+                fn(W.data(), nOut, nIn, X.data(), n, Y.data(), nOut, 1);
+                best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+            }
+            return 2.0 * nOut * nIn * n / best / 1e9;
+        };
+        const double k = time(linearForward), eg = time(linearForwardEigen);
+        std::printf("linear 768x256 x 128 tokens, 1 thread: %.1f GFLOP/s (%s), Eigen %.1f GFLOP/s, ratio %.2f\n", k,
+                    linearKernelName(), eg, k / eg);
     }
     std::printf("speed-up 2 threads / 1 thread: %.2f (128 tokens), %.2f (512 tokens)\n", tps[1][0] / tps[0][0],
                 tps[1][1] / tps[0][1]);

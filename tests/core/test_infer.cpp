@@ -11,6 +11,7 @@
 #include <set>
 
 #include "infer/engine.h"
+#include "infer/matmul.h"
 #include "model/model.h"
 
 using namespace qz;
@@ -413,6 +414,37 @@ private slots:
         fake.tensors.erase(fake.tensors.begin() + 3);
         auto bad = Engine::load(fake, {});
         QVERIFY(!bad);
+    }
+
+    // The linear-layer kernel (AVX2 when the CPU has it) and the Eigen path against double-precision sums,
+    // on sizes that exercise every remainder (rows % 4, tokens % 3, columns % 8) and a leading dimension.
+    void linearKernel() {
+        qInfo("kernel: %s", linearKernelName());
+        for (int nOut : {1, 5, 8, 37}) {
+            for (int nIn : {1, 7, 8, 33, 172}) {
+                for (int n : {1, 2, 3, 4, 11}) {
+                    std::vector<float> W(size_t(nOut) * nIn), X(size_t(nIn) * n);
+                    for (size_t i = 0; i < W.size(); ++i) W[i] = float((i * 7919) % 201) / 100.0f - 1.0f;
+                    for (size_t i = 0; i < X.size(); ++i) X[i] = float((i * 104729) % 199) / 50.0f - 2.0f;
+                    const int ldy = nOut + 3;
+                    std::vector<float> Y(size_t(ldy) * n, -7.0f), Ye(size_t(ldy) * n, -7.0f);
+                    for (int threads : {1, 2}) {
+                        linearForward(W.data(), nOut, nIn, X.data(), n, Y.data(), ldy, threads);
+                        linearForwardEigen(W.data(), nOut, nIn, X.data(), n, Ye.data(), ldy, threads);
+                        for (int t = 0; t < n; ++t) {
+                            for (int o = 0; o < nOut; ++o) {
+                                double ref = 0;
+                                for (int i = 0; i < nIn; ++i) ref += double(W[size_t(o) * nIn + i]) * X[size_t(t) * nIn + i];
+                                const double tol = 1e-5 * (1 + std::fabs(ref)) * std::sqrt(double(nIn));
+                                QVERIFY(std::fabs(Y[size_t(t) * ldy + o] - ref) < tol);
+                                QVERIFY(std::fabs(Ye[size_t(t) * ldy + o] - ref) < tol);
+                            }
+                            for (int o = nOut; o < ldy; ++o) QCOMPARE(Y[size_t(t) * ldy + o], -7.0f);  // padding untouched
+                        }
+                    }
+                }
+            }
+        }
     }
 
     void cancelLoad() {
