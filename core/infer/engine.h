@@ -2,8 +2,10 @@
 //
 // Architectures: llama (also mistral and qwen2 - q/k/v biases are used when present) and gpt2.
 // All weights are held as F32 (read with readTensorF32, so F16/BF16/ggml block types are widened or
-// dequantized once at load); compute is F32 with Eigen, prompt chunks are evaluated as one matrix
-// multiply per linear layer, work is split over rows / heads with parallelFor.
+// dequantized once at load); compute is F32 (linear layers and attention scores with the AVX2 kernel of
+// infer/matmul.h when the CPU has it, else Eigen); prompt chunks are evaluated as one matrix multiply
+// per linear layer; work is split over rows / heads with parallelFor. Not thread-safe: one eval at a time.
+// Mistral's sliding window is not applied (llama.cpp does not apply it to "llama" GGUFs either).
 //
 // Llama block:  h = x + Wo·Attn(RoPE(Wq·n1), RoPE(Wk·n1), Wv·n1),  n1 = RMSNorm(x)·g1
 //               out = h + Wdown·(SiLU(Wgate·n2) ⊙ Wup·n2),          n2 = RMSNorm(h)·g2
