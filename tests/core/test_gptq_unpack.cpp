@@ -21,16 +21,13 @@ void TestGptqUnpack::unpack_data() {
     QTest::addColumn<QString>("extra");
     QTest::newRow("llama 2bit g32 asym act") << "bard-llama" << 2 << 32 << 0 << 1 << "";
     QTest::newRow("llama 3bit g64 sym act") << "bard-llama" << 3 << 64 << 1 << 1 << "";
-    QTest::newRow("llama 3bit g128 asym") << "bard-llama" << 3 << 128 << 0 << 0 << "";
-    QTest::newRow("llama 4bit g128 sym") << "bard-llama" << 4 << 128 << 1 << 0 << "";
     QTest::newRow("llama 4bit g32 sym act sharded") << "bard-llama" << 4 << 32 << 1 << 1 << "--shard-size=400000";
-    QTest::newRow("llama 8bit g-1 asym act") << "bard-llama" << 8 << -1 << 0 << 1 << "";
     QTest::newRow("llama 8bit g64 sym act static") << "bard-llama" << 8 << 64 << 1 << 1 << "--static-groups";
     QTest::newRow("llama 4bit g128 rtn") << "bard-llama" << 4 << 128 << 0 << 0 << "--rtn-only";
     QTest::newRow("gpt2 4bit g128 sym act") << "bard-gpt2" << 4 << 128 << 1 << 1 << "";
     QTest::newRow("gpt2 3bit g32 asym") << "bard-gpt2" << 3 << 32 << 0 << 0 << "";
     QTest::newRow("gpt2 2bit g64 sym") << "bard-gpt2" << 2 << 64 << 1 << 0 << "";
-    QTest::newRow("gpt2 8bit g128 asym act") << "bard-gpt2" << 8 << 128 << 0 << 1 << "";
+    QTest::newRow("gpt2 8bit g-1 asym act") << "bard-gpt2" << 8 << -1 << 0 << 1 << "";
 }
 
 void TestGptqUnpack::unpack() {

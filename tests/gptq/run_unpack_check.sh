@@ -11,7 +11,7 @@ rm -rf "$work"
 mkdir -p "$work"
 out="$work/out"
 args=(export "$model" --format gptq --bits "$bits" --group-size "$gs" --calib "$calib" --samples 4 --seq-len 64
-      --seed 7 --quiet --dump-dequant "$work/dequant.safetensors" -o "$out")
+      --seed 7 --no-true-sequential --quiet --dump-dequant "$work/dequant.safetensors" -o "$out")
 [ "$sym" = 1 ] && args+=(--sym) || args+=(--asym)
 [ "$desc" = 1 ] && args+=(--desc-act)
 "$cli" "${args[@]}" "$@"
