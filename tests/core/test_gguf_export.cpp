@@ -32,6 +32,12 @@ private:
 
 namespace {
 QString dataPath(const char* rel) { return QStringLiteral(QZ_TEST_DATA "/") + QString::fromUtf8(rel); }
+GgufExportParams params(const std::string& out, const std::string& type) {
+    GgufExportParams p;
+    p.outputPath = out;
+    p.type = type;
+    return p;
+}
 }  // namespace
 
 void TestGgufExport::matchesLlamaCpp_data() {
@@ -177,7 +183,7 @@ void TestGgufExport::failureLeavesNothing() {
     QVERIFY(keep.open(QIODevice::WriteOnly));
     keep.write("precious");
     keep.close();
-    auto c = exportGguf(**m, GgufExportParams{p.outputPath, "Q8_0"}, [](const ProgressInfo& i) { return i.fraction < 0.5; });
+    auto c = exportGguf(**m, params(p.outputPath, "Q8_0"), [](const ProgressInfo& i) { return i.fraction < 0.5; });
     QVERIFY(!c.ok());
     QVERIFY(keep.open(QIODevice::ReadOnly));
     QCOMPARE(keep.readAll(), QByteArray("precious"));
@@ -189,7 +195,7 @@ void TestGgufExport::refusesToOverwriteInput() {
     QVERIFY(QFile::copy(dataPath("models/stories260K/stories260K.gguf"), copy));
     auto m = openModel(copy.toStdString());
     QVERIFY(m.ok());
-    auto r = exportGguf(**m, GgufExportParams{copy.toStdString(), "Q8_0"}, {});
+    auto r = exportGguf(**m, params(copy.toStdString(), "Q8_0"), {});
     QVERIFY(!r.ok());
     QVERIFY(r.error().message.find("input") != std::string::npos);
 }
@@ -198,7 +204,7 @@ void TestGgufExport::refusesToOverwriteInput() {
 void TestGgufExport::streamsOneTensorAtATime() {
     auto m = openModel(QZ_TEST_DATA "/models/bard-llama");
     QVERIFY(m.ok());
-    GgufExportParams p{m_dir.filePath(QStringLiteral("s.gguf")).toStdString(), "Q8_0"};
+    GgufExportParams p = params(m_dir.filePath(QStringLiteral("s.gguf")).toStdString(), "Q8_0");
     std::vector<std::string> logged;
     auto r = exportGguf(**m, p, {}, [&](const GgufTensorLog& t) { logged.push_back(t.name); });
     QVERIFY(r.ok());
