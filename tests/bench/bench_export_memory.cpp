@@ -103,6 +103,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress visible when redirected
     if (argc >= 7 && std::strcmp(argv[1], "--child") == 0) return runChild(argv);
 
     LlamaShape shape;

@@ -111,6 +111,7 @@ Compare compareFiles(const std::string& ours, const std::string& theirs) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress visible when redirected
     LlamaShape shape;
     shape.hidden = 1024;
     shape.layers = 8;
@@ -164,8 +165,9 @@ int main(int argc, char** argv) {
         return 1;
     }
     LlamaQuantizeParams defaults = api.model_quantize_default_params();
-    if (defaults.ftype != 7 || !defaults.quantize_output_tensor || defaults.max_buf_size != 0 ||
-        defaults.imatrix != nullptr) {
+    if (defaults.nthread != 0 || defaults.ftype != 7 || defaults.allow_requantize ||
+        !defaults.quantize_output_tensor || defaults.only_copy || defaults.dry_run || defaults.imatrix != nullptr ||
+        defaults.prune_layers != nullptr || defaults.max_buf_size == 0) {
         std::fprintf(stderr, "llama_model_quantize_default_params() looks unlike v0.5.0's (ftype %d): struct "
                              "layout mismatch?\n", defaults.ftype);
         return 1;
