@@ -218,6 +218,44 @@ private slots:
         QVERIFY2(maxAbsDiff(lh, lg) < 1e-4f, qPrintable(QString::number(maxAbsDiff(lh, lg))));
     }
 
+    // rope_scaling "llama3" from config.json (against the reference forward pass) and the same scaling as
+    // a GGUF rope_freqs.weight tensor (per-frequency divisors, supplied here as an override).
+    void llama3RopeScaling() {
+        auto hf = open("models/stories260K/hf");
+        auto gg = open("models/stories260K/stories260K.gguf");
+        QVERIFY(hf && gg);
+        Model scaled = *hf;
+        scaled.configJson = scaled.configJson.substr(0, scaled.configJson.rfind('}')) +
+                            R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                "high_freq_factor": 4.0, "original_max_position_embeddings": 1024}})";
+        auto e = Engine::load(scaled, exactOptions());
+        QVERIFY2(e, e ? "" : e.error().message.c_str());
+        QVERIFY((*e)->hparams().ropeLlama3);
+        const std::vector<int32_t> toks = {1, 400, 30, 200, 17, 5, 99, 250, 3, 77, 301, 12, 40, 41, 42, 43, 44, 45, 46, 47};
+        const std::vector<int> idx = {0, 1, 13, 100, 257, 400, 511};
+        const std::vector<RefRow> ref = {
+            {2, idx, {-15.437902f, 0.640344f, 1.957230f, -15.437420f, -15.438210f, 7.325975f, -11.358567f}},
+            {10, idx, {-16.022990f, 2.822163f, -0.130091f, -16.021228f, -16.021390f, 3.104634f, -13.028074f}},
+            {19, idx, {-13.491650f, 1.593671f, 2.141418f, -13.491872f, -13.492106f, 5.115504f, -10.331534f}},
+        };
+        const auto got = logitsAll(**e, toks);
+        checkRef(got, 512, ref, 2e-3f);
+        auto plain = Engine::load(*hf, exactOptions());
+        QVERIFY(plain);
+        QVERIFY(maxAbsDiff(got, logitsAll(**plain, toks)) > 1e-2f);  // the scaling matters here
+        // Divisors by hand: head_dim 8, θ = 1e4 -> frequencies 1, 0.1, 0.01, 0.001, wavelengths 2π/f;
+        // high-frequency bound 1024/4 = 256, low 1024/1 = 1024: f0, f1 kept (divisor 1); f2 (wavelength
+        // 628.3) smoothed: s = (1024/628.3 − 1)/3, divisor = 1/((1 − s)/8 + s); f3 divided by 8.
+        const double s2 = (1024.0 / (2 * M_PI / 0.01) - 1.0) / 3.0;
+        WeightOverrides ov;
+        ov["rope_freqs.weight"] = {1.0f, 1.0f, float(1.0 / ((1 - s2) / 8 + s2)), 8.0f};
+        EngineOptions o = exactOptions();
+        o.overrides = &ov;
+        auto eg = Engine::load(*gg, o);
+        QVERIFY(eg);
+        QVERIFY2(maxAbsDiff(got, logitsAll(**eg, toks)) < 1e-4f, qPrintable(QString::number(maxAbsDiff(got, logitsAll(**eg, toks)))));
+    }
+
     // llama.cpp emulation (F16 KV cache, fp16 GELU table) moves logits only slightly.
     void llamaCppEmulationClose() {
         auto m = open("models/bard-gpt2");
