@@ -447,6 +447,25 @@ private slots:
         QVERIFY(!en.eval(ok, 5, nullptr).ok());  // nPast beyond the cache
         QVERIFY(!en.eval(ok, 0, out.data(), 2).ok());  // logitsFrom out of range
         QVERIFY(en.eval(ok, 0, out.data(), 1).ok());
+        // Hostile or unsupported config.json: clear errors, no crash.
+        for (const char* cfg : {"not json", "[1, 2]", R"({"model_type": "bert"})",
+                                R"({"model_type": "llama", "hidden_size": 64})",
+                                R"({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 5, "num_attention_heads": 0,
+                                    "intermediate_size": 172})",
+                                R"({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 5, "num_attention_heads": 8,
+                                    "num_key_value_heads": 3, "intermediate_size": 172})",
+                                R"({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 99999999999,
+                                    "num_attention_heads": 8, "intermediate_size": 172})",
+                                R"({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 6, "num_attention_heads": 8,
+                                    "intermediate_size": 172})",
+                                R"({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 5, "num_attention_heads": 8,
+                                    "intermediate_size": 172, "rope_scaling": {"rope_type": "yarn"}})"}) {
+            Model bad = *m;
+            bad.configJson = cfg;
+            auto r = Engine::load(bad, {});
+            QVERIFY2(!r, cfg);
+            QVERIFY(!r.error().message.empty());
+        }
         // A folder that is not a supported architecture / missing tensor.
         Model fake = *m;
         fake.tensors.erase(fake.tensors.begin() + 3);
