@@ -1,10 +1,13 @@
 #include "jobs/quantize_job.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <regex>
 
 #include "model/convert.h"
+#include "quant/llm_int8.h"
 
 namespace qz {
 
@@ -48,7 +51,7 @@ Result<std::vector<size_t>> TensorFilter::select(const Model& model) const {
 
 Result<TensorQuantResult> analyzeTensor(const Model& model, size_t tensorIndex, const QuantSpec& spec, int bins,
                                         std::vector<float>* dequantized, std::vector<int8_t>* codes,
-                                        std::vector<float>* original) {
+                                        std::vector<float>* original, const CalibrationStats* calibration) {
     if (auto st = spec.validate(); !st) return st.error();
     if (tensorIndex >= model.tensors.size()) return makeError("tensor index out of range");
     const TensorInfo& t = model.tensors[tensorIndex];
@@ -60,16 +63,43 @@ Result<TensorQuantResult> analyzeTensor(const Model& model, size_t tensorIndex, 
     y.resize(x.size());
     if (codes) codes->resize(x.size());
     const int64_t cols = t.cols(), rows = t.rows();
-    quantizeDequantize(spec, x.data(), rows, cols, y.data(), codes ? codes->data() : nullptr);
-
     TensorQuantResult r;
+    if (spec.method == QuantMethod::LlmInt8) {
+        const bool inputIsRows = weightInputIsRows(t.name);
+        const int64_t nIn = inputIsRows ? rows : cols, nOut = inputIsRows ? cols : rows;
+        r.inputFeatures = nIn;
+        const ActivationMaxima* a = nullptr;
+        if (calibration) {
+            auto it = calibration->layers.find(t.name);
+            if (it != calibration->layers.end()) a = &it->second;
+        }
+        if (a && a->nIn == nIn && t.shape.size() == 2) {
+            r.outlierFeatures = findOutlierFeatures(a->maxAbs, spec.threshold);
+            r.maxActivation = a->maxAbs.empty() ? 0.f : *std::max_element(a->maxAbs.begin(), a->maxAbs.end());
+        } else if (a) {
+            r.notes = "calibration input width " + std::to_string(a->nIn) + " does not match the tensor's " +
+                      std::to_string(nIn) + " input features: no outlier column";
+        } else {
+            r.notes = calibration ? "no calibration activations (not a linear layer's weight): no outlier column"
+                                  : "no calibration: no outlier column";
+        }
+        r.outlierColumns = static_cast<int64_t>(r.outlierFeatures.size());
+        llmInt8QuantizeDequantize(x.data(), rows, cols, inputIsRows, r.outlierFeatures, y.data(),
+                                  codes ? codes->data() : nullptr);
+        const LlmInt8Bytes b = llmInt8Bytes(nOut, nIn, r.outlierColumns);
+        r.outlierBytes = b.outlierBytes + b.indexBytes;
+        r.bytesAfter = b.total();
+    } else {
+        quantizeDequantize(spec, x.data(), rows, cols, y.data(), codes ? codes->data() : nullptr);
+        r.bytesAfter = quantizedBytes(spec, rows, cols);
+    }
+
     r.tensorIndex = tensorIndex;
     r.name = t.name;
     r.shape = t.shape;
     r.dtype = t.dtype;
     r.numel = t.numel();
     r.bytesBefore = t.nbytes;
-    r.bytesAfter = quantizedBytes(spec, rows, cols);
     r.bitsPerWeight = r.numel ? 8.0 * static_cast<double>(r.bytesAfter) / static_cast<double>(r.numel) : 0;
     r.error = errorStats(x.data(), y.data(), x.size());
     r.range = minMaxF32(x.data(), x.size());
@@ -101,13 +131,33 @@ Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& par
     auto sel = params.filter.select(model);
     if (!sel) return sel.error();
 
+    // Calibration first (only for the methods that need it): 0..30 % of the progress.
+    std::optional<CalibrationStats> calib;
+    ProgressFn tensorProgress = progress;
+    if (needsCalibration(params.spec.method)) {
+        if (params.spec.calibrationPath.empty())
+            return makeError(std::string(methodName(params.spec.method)) + " needs a calibration text (--calib)");
+        auto text = readCalibrationText(params.spec.calibrationPath);
+        if (!text) return text.error();
+        CalibrationParams cp;
+        cp.nCtx = params.spec.calibCtx;
+        cp.nChunks = params.spec.calibChunks;
+        cp.threads = params.threads;
+        auto scaledProgress = [&](const ProgressInfo& i) { return !progress || progress({0.3 * i.fraction, i.step}); };
+        auto st = collectActivationMaxima(model, *text, cp, scaledProgress);
+        if (!st) return st.error();
+        calib = std::move(*st);
+        if (progress)
+            tensorProgress = [progress](const ProgressInfo& i) { return progress({0.3 + 0.7 * i.fraction, i.step}); };
+    }
+
     QuantizeResult result;
     result.spec = params.spec;
     result.modelOriginal = Histogram(hs.bins, hs.lo, hs.hi);
     result.modelDequantized = Histogram(hs.bins, hs.lo, hs.hi);
     double totalWork = 0;
     for (size_t i : *sel) totalWork += static_cast<double>(model.tensors[i].numel());
-    ProgressTracker tracker(progress, totalWork);
+    ProgressTracker tracker(tensorProgress, totalWork);
     std::vector<bool> selected(model.tensors.size(), false);
     for (size_t i : *sel) selected[i] = true;
 
@@ -115,7 +165,8 @@ Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& par
     for (size_t idx : *sel) {
         const TensorInfo& t = model.tensors[idx];
         if (!tracker.advance(0, t.name)) return cancelledError();  // announce the tensor; sees a cancel
-        auto tr = analyzeTensor(model, idx, params.spec, params.tensorBins, &deq, nullptr, &orig);
+        auto tr = analyzeTensor(model, idx, params.spec, params.tensorBins, &deq, nullptr, &orig,
+                                calib ? &*calib : nullptr);
         if (!tr) return Error{model.path + ": " + t.name + ": " + tr.error().message, false};
         result.modelOriginal.merge(histogramF32(orig.data(), orig.size(), hs.bins, hs.lo, hs.hi));
         result.modelDequantized.merge(histogramF32(deq.data(), deq.size(), hs.bins, hs.lo, hs.hi));
@@ -123,6 +174,7 @@ Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& par
         result.bytesBefore += tr->bytesBefore;
         result.bytesAfter += tr->bytesAfter;
         result.quantizedParams += tr->numel;
+        if (tr->outlierColumns > 0) result.outlierColumns += tr->outlierColumns;
         if (onTensor) onTensor(*tr);
         result.tensors.push_back(std::move(*tr));
         if (!tracker.advance(static_cast<double>(t.numel()), t.name)) return cancelledError();
@@ -132,6 +184,10 @@ Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& par
         if (!selected[i]) result.modelBytesAfter += model.tensors[i].nbytes;
     }
     result.modelBytesAfter += result.bytesAfter;
+    if (calib) {
+        result.calibrationTokens = calib->tokens;
+        result.calibrationChunks = calib->nChunks;
+    }
     result.total.finish();
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return result;

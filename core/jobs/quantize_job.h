@@ -2,6 +2,8 @@
 // one tensor at a time (peak memory ≈ two copies of the largest tensor), and reports per tensor the
 // error figures and histograms of the original, the dequantized values and the error, plus the
 // whole-model histograms (all weights together, as the first notebook plots them).
+// Methods that need calibration (llm-int8) first run the calibration text through the engine
+// (jobs/calibration.h; progress 0..30 %, cancellable) and then use each layer's activation maxima.
 #pragma once
 
 #include <functional>
@@ -11,6 +13,7 @@
 
 #include "common/progress.h"
 #include "common/result.h"
+#include "jobs/calibration.h"
 #include "model/model.h"
 #include "quant/simple_quant.h"
 #include "stats/histogram.h"
@@ -52,6 +55,13 @@ struct TensorQuantResult {
     ErrorStats error;
     MinMax range;                   // of the original
     Histogram histOriginal, histDequantized, histError;  // per-tensor bins
+    // llm-int8 only (outlierColumns = -1 for the other methods):
+    int64_t outlierColumns = -1;    // input features kept in fp16
+    int64_t inputFeatures = 0;      // in
+    std::vector<int32_t> outlierFeatures;  // their indices
+    float maxActivation = -1;       // max over features of the calibration max|x| (-1: no calibration data)
+    uint64_t outlierBytes = 0;      // fp16 outlier columns + their int32 indices
+    std::string notes;              // e.g. "no calibration activations: no outlier column"
 };
 
 struct QuantizeResult {
@@ -63,14 +73,20 @@ struct QuantizeResult {
     uint64_t modelBytesBefore = 0, modelBytesAfter = 0;  // whole model (unselected tensors unchanged)
     uint64_t quantizedParams = 0;
     double seconds = 0;
+    // llm-int8: the calibration that was run
+    int64_t calibrationTokens = 0;
+    int calibrationChunks = 0;
+    int64_t outlierColumns = 0;     // summed over the quantized tensors
 };
 
 // Analysis of one tensor (also used by the GUI for on-demand views). `dequantized` and `codes`
-// receive the values if non-null (sized numel).
+// receive the values if non-null (sized numel). `calibration` (llm-int8): the activation maxima; a
+// tensor without statistics (or none given) gets no outlier column (noted in TensorQuantResult::notes).
 Result<TensorQuantResult> analyzeTensor(const Model& model, size_t tensorIndex, const QuantSpec& spec,
                                         int bins, std::vector<float>* dequantized = nullptr,
                                         std::vector<int8_t>* codes = nullptr,
-                                        std::vector<float>* original = nullptr);
+                                        std::vector<float>* original = nullptr,
+                                        const CalibrationStats* calibration = nullptr);
 
 // Runs the job. onTensor (optional) is called from the worker thread after each tensor.
 Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& params, const ProgressFn& progress,

@@ -39,7 +39,23 @@ std::string reportJson(const Model& model, const QuantizeResult& r) {
                   {"parameters", model.totalParameters()}, {"bytes", model.totalBytes()}};
     j["method"] = {{"method", std::string(methodName(r.spec.method))}, {"bits", r.spec.bits},
                    {"granularity", std::string(granularityName(r.spec.granularity))}};
-    if (r.spec.granularity == Granularity::Group) j["method"]["group_size"] = r.spec.groupSize;
+    if (isBnbFourBit(r.spec.method)) {
+        j["method"]["bits"] = effectiveBits(r.spec);
+        j["method"].erase("granularity");
+        j["method"]["block_size"] = r.spec.blockSize;
+        j["method"]["double_quant"] = r.spec.doubleQuant;
+        j["method"]["code_values"] = codeValues(r.spec);
+    } else if (r.spec.method == QuantMethod::LlmInt8) {
+        j["method"]["bits"] = effectiveBits(r.spec);
+        j["method"]["granularity"] = "row";
+        j["method"]["threshold"] = r.spec.threshold;
+        j["method"]["outlier_dtype"] = "F16";
+        j["method"]["row_scale_dtype"] = "F32";
+        j["method"]["calibration"] = {{"path", r.spec.calibrationPath}, {"tokens", r.calibrationTokens},
+                                      {"chunks", r.calibrationChunks}, {"context", r.spec.calibCtx}};
+    } else if (r.spec.granularity == Granularity::Group) {
+        j["method"]["group_size"] = r.spec.groupSize;
+    }
     j["summary"] = {{"tensors_quantized", r.tensors.size()},
                     {"parameters_quantized", r.quantizedParams},
                     {"bytes_before", r.bytesBefore},
@@ -50,6 +66,7 @@ std::string reportJson(const Model& model, const QuantizeResult& r) {
                      r.quantizedParams ? 8.0 * static_cast<double>(r.bytesAfter) / static_cast<double>(r.quantizedParams) : 0.0},
                     {"error", errorJson(r.total)},
                     {"seconds", r.seconds}};
+    if (r.spec.method == QuantMethod::LlmInt8) j["summary"]["outlier_columns"] = r.outlierColumns;
     j["histograms"] = {{"original", histJson(r.modelOriginal)}, {"dequantized", histJson(r.modelDequantized)}};
     json tensors = json::array();
     for (const auto& t : r.tensors) {
@@ -57,6 +74,15 @@ std::string reportJson(const Model& model, const QuantizeResult& r) {
                            {"parameters", t.numel}, {"bytes_before", t.bytesBefore},
                            {"bytes_after", t.bytesAfter}, {"bits_per_weight", t.bitsPerWeight},
                            {"min", t.range.min}, {"max", t.range.max}, {"error", errorJson(t.error)}});
+        if (t.outlierColumns >= 0) {
+            auto& e = tensors.back();
+            e["input_features"] = t.inputFeatures;
+            e["outlier_columns"] = t.outlierColumns;
+            e["outlier_features"] = t.outlierFeatures;
+            e["outlier_bytes"] = t.outlierBytes;
+            e["max_activation"] = t.maxActivation >= 0 ? json(t.maxActivation) : json(nullptr);
+        }
+        if (!t.notes.empty()) tensors.back()["notes"] = t.notes;
     }
     j["tensors"] = std::move(tensors);
     return j.dump(2) + "\n";
@@ -71,6 +97,12 @@ std::string reportMarkdown(const Model& model, const QuantizeResult& r) {
     o << "- Tensors quantized: " << r.tensors.size() << " (" << r.quantizedParams << " parameters)\n";
     o << "- Size of the quantized tensors: " << r.bytesBefore << " → " << r.bytesAfter << " bytes ("
       << fmt("%.3f", r.quantizedParams ? 8.0 * r.bytesAfter / r.quantizedParams : 0.0) << " bits per weight)\n";
+    if (r.spec.method == QuantMethod::LlmInt8) {
+        uint64_t ob = 0;
+        for (const auto& t : r.tensors) ob += t.outlierBytes;
+        o << "- Calibration: " << r.calibrationChunks << " chunks, " << r.calibrationTokens << " tokens; "
+          << r.outlierColumns << " outlier columns kept in fp16 (" << ob << " bytes incl. indices)\n";
+    }
     o << "- Whole model: " << r.modelBytesBefore << " → " << r.modelBytesAfter << " bytes\n";
     o << "- Overall error: MSE " << fmt("%.4g", r.total.mse) << ", max |err| " << fmt("%.4g", r.total.maxAbs)
       << ", SQNR " << fmt("%.2f", r.total.sqnrDb) << " dB, cosine " << fmt("%.6f", r.total.cosine) << "\n";
@@ -84,6 +116,14 @@ std::string reportMarkdown(const Model& model, const QuantizeResult& r) {
           << t.bytesAfter << " | " << fmt("%.3f", t.bitsPerWeight) << " | " << fmt("%.3e", t.error.mse) << " | "
           << fmt("%.3e", t.error.maxAbs) << " | " << fmt("%.2f", t.error.sqnrDb) << " | "
           << fmt("%.6f", t.error.cosine) << " |\n";
+    }
+    if (r.spec.method == QuantMethod::LlmInt8) {
+        o << "\n| tensor | input features | outlier columns | outlier bytes | max calibration abs(x) | notes |\n";
+        o << "|---|---:|---:|---:|---:|---|\n";
+        for (const auto& t : r.tensors)
+            o << "| `" << t.name << "` | " << t.inputFeatures << " | " << t.outlierColumns << " | " << t.outlierBytes
+              << " | " << (t.maxActivation >= 0 ? fmt("%.3f", t.maxActivation) : std::string("-")) << " | "
+              << t.notes << " |\n";
     }
     return o.str();
 }

@@ -2,12 +2,28 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "common/parallel.h"
+#include "quant/bnb.h"
+#include "quant/llm_int8.h"
 
 namespace qz {
 
 Status QuantSpec::validate() const {
+    if (isBnbFourBit(method)) {
+        if (blockSize < 32 || blockSize > 4096 || (blockSize & (blockSize - 1)) != 0)
+            return makeError("block size must be a power of two between 32 and 4096 (got " +
+                             std::to_string(blockSize) + ")");
+        return okStatus();
+    }
+    if (method == QuantMethod::LlmInt8) {
+        if (!(threshold > 0) || !std::isfinite(threshold))
+            return makeError("the outlier threshold must be a positive number");
+        if (calibCtx < 1 || calibCtx > (1 << 20)) return makeError("calibration context must be 1..1048576 tokens");
+        if (calibChunks < 1 || calibChunks > (1 << 20)) return makeError("calibration chunks must be 1..1048576");
+        return okStatus();
+    }
     if (bits < 2 || bits > 8) return makeError("bits must be between 2 and 8 (got " + std::to_string(bits) + ")");
     if (granularity == Granularity::Group && (groupSize < 1 || groupSize > (1 << 20)))
         return makeError("group size must be between 1 and 1048576 (got " + std::to_string(groupSize) + ")");
@@ -15,6 +31,14 @@ Status QuantSpec::validate() const {
 }
 
 std::string QuantSpec::describe() const {
+    if (isBnbFourBit(method))
+        return std::string(methodName(method)) + " block " + std::to_string(blockSize) +
+               (doubleQuant ? " + double quant" : "");
+    if (method == QuantMethod::LlmInt8) {
+        char t[32];
+        std::snprintf(t, sizeof t, "%g", static_cast<double>(threshold));
+        return "llm-int8 threshold " + std::string(t) + " (fp16 outlier columns, per-row int8)";
+    }
     std::string s = std::string(methodName(method)) + " " + std::to_string(bits) + "-bit ";
     switch (granularity) {
     case Granularity::Tensor: return s + "per tensor";
@@ -24,12 +48,39 @@ std::string QuantSpec::describe() const {
     return s;
 }
 
-std::string_view methodName(QuantMethod m) { return m == QuantMethod::Absmax ? "absmax" : "zeropoint"; }
+std::string_view methodName(QuantMethod m) {
+    switch (m) {
+    case QuantMethod::Absmax: return "absmax";
+    case QuantMethod::ZeroPoint: return "zeropoint";
+    case QuantMethod::Nf4: return "nf4";
+    case QuantMethod::Fp4: return "fp4";
+    case QuantMethod::LlmInt8: return "llm-int8";
+    }
+    return "?";
+}
 
 std::optional<QuantMethod> parseMethod(std::string_view s) {
     if (s == "absmax") return QuantMethod::Absmax;
     if (s == "zeropoint" || s == "zero-point") return QuantMethod::ZeroPoint;
+    if (s == "nf4") return QuantMethod::Nf4;
+    if (s == "fp4") return QuantMethod::Fp4;
+    if (s == "llm-int8" || s == "llm.int8" || s == "llm.int8()" || s == "llmint8") return QuantMethod::LlmInt8;
     return std::nullopt;
+}
+
+bool isBnbFourBit(QuantMethod m) { return m == QuantMethod::Nf4 || m == QuantMethod::Fp4; }
+bool needsCalibration(QuantMethod m) { return m == QuantMethod::LlmInt8; }
+
+int effectiveBits(const QuantSpec& spec) {
+    if (isBnbFourBit(spec.method)) return 4;
+    if (spec.method == QuantMethod::LlmInt8) return 8;
+    return spec.bits;
+}
+
+std::vector<float> codeValues(const QuantSpec& spec) {
+    if (!isBnbFourBit(spec.method)) return {};
+    const auto& cb = bnb::codebook(spec.method == QuantMethod::Nf4 ? bnb::FourBit::Nf4 : bnb::FourBit::Fp4);
+    return {cb.begin(), cb.end()};
 }
 
 std::string_view granularityName(Granularity g) {
@@ -90,6 +141,18 @@ void quantizeDequantize(const QuantSpec& spec, const float* x, int64_t rows, int
                         int8_t* codes) {
     const int64_t n = rows * cols;
     if (n <= 0) return;
+    if (isBnbFourBit(spec.method)) {
+        bnb::FourBitParams p;
+        p.type = spec.method == QuantMethod::Nf4 ? bnb::FourBit::Nf4 : bnb::FourBit::Fp4;
+        p.blockSize = spec.blockSize;
+        p.doubleQuant = spec.doubleQuant;
+        bnb::fakeQuantize4bit(p, x, n, out, codes);
+        return;
+    }
+    if (spec.method == QuantMethod::LlmInt8) {
+        llmInt8QuantizeDequantize(x, rows, cols, false, {}, out, codes);
+        return;
+    }
     auto runGroup = [&](int64_t begin, int64_t len, const GroupParams& p) {
         for (int64_t i = begin; i < begin + len; ++i) {
             const int32_t q = quantizeValue(spec.method, spec.bits, p, x[i]);
@@ -133,6 +196,13 @@ void quantizeDequantize(const QuantSpec& spec, const float* x, int64_t rows, int
 }
 
 uint64_t quantizedBytes(const QuantSpec& spec, int64_t rows, int64_t cols) {
+    if (isBnbFourBit(spec.method)) {
+        bnb::FourBitParams p;
+        p.blockSize = spec.blockSize;
+        p.doubleQuant = spec.doubleQuant;
+        return bnb::fourBitBytes(rows * cols, p);
+    }
+    if (spec.method == QuantMethod::LlmInt8) return llmInt8Bytes(rows, cols, 0).total();
     const uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
     uint64_t groups = 1;
     if (spec.granularity == Granularity::Row) groups = static_cast<uint64_t>(rows);

@@ -1,0 +1,50 @@
+// LLM.int8() (Dettmers et al. 2022, bitsandbytes Linear8bitLt) as a weight format, simulated by fake
+// quantization:
+//   * Outlier features: input features (columns of W = [out × in]) whose calibration activations
+//     reach the threshold in at least one token: max_t |x_t[j]| >= threshold (bitsandbytes tests
+//     A.abs() >= threshold; default threshold 6.0). The per-feature maxima come from running a
+//     calibration text through our engine (jobs/calibration.h).
+//   * Those weight columns stay 16-bit: stored as fp16 (the decoded value is fp16(w)).
+//   * Every other value: vector-wise (per output row) absmax INT8 as bitsandbytes' int8_vectorwise_quant:
+//     rowmax = max |w| over the row's non-outlier columns (fp32, "SCB"); q = round(w · (127 / rowmax))
+//     (127/rowmax in float, round half to even); decoded w = q · rowmax · (1/127 as float), the order of
+//     int8_vectorwise_dequant. The int8 code of an outlier column is 0 (bitsandbytes zeroes them too).
+//     An all-zero row: rowmax 0, codes 0, decoded 0.
+//   Difference to bitsandbytes at inference: it detects outliers per forward pass from the actual
+//   activations and multiplies those columns in fp16 with the *dequantized int8* weights (and also
+//   quantizes the activations to int8). Here the outlier set is fixed from calibration and the outlier
+//   weight columns keep 16-bit values, as the paper's mixed-precision decomposition describes; the
+//   activations are not quantized.
+//   * Bytes: (in − k) · out int8 + out · 4 (fp32 row scales) + k · out · 2 (fp16 outlier columns)
+//     + k · 4 (int32 index of each outlier column).
+// Layout: model tensors are [out × in] (rows = output features), except Hugging Face GPT-2's Conv1D
+// weights (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj), stored [in × out]: for those the "columns"
+// above are the stored rows and the per-output scale runs down the stored columns.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace qz {
+
+// True for weights stored [in × out] (HF GPT-2 Conv1D names).
+bool weightInputIsRows(const std::string& tensorName);
+
+// Indices j with maxAbs[j] >= threshold (NaN never counts), ascending.
+std::vector<int32_t> findOutlierFeatures(std::span<const float> maxAbs, float threshold);
+
+struct LlmInt8Bytes {
+    uint64_t int8Bytes = 0, scaleBytes = 0, outlierBytes = 0, indexBytes = 0;
+    uint64_t total() const { return int8Bytes + scaleBytes + outlierBytes + indexBytes; }
+};
+LlmInt8Bytes llmInt8Bytes(int64_t nOut, int64_t nIn, int64_t nOutliers);
+
+// Fake-quantizes a weight stored [rows × cols] (inputIsRows: Conv1D [in × out]). outlierFeatures are
+// input-feature indices (out-of-range ones are ignored). out may alias w; codes (optional, rows·cols in
+// the stored layout) receive the int8 codes (0 for outlier columns).
+void llmInt8QuantizeDequantize(const float* w, int64_t rows, int64_t cols, bool inputIsRows,
+                               std::span<const int32_t> outlierFeatures, float* out, int8_t* codes = nullptr);
+
+}  // namespace qz
