@@ -1,0 +1,188 @@
+#include "infer/imatrix_collect.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "convert/hf_to_gguf.h"
+#include "gguf/gguf_writer.h"
+#include "infer/text_tokens.h"
+
+namespace qz {
+
+std::vector<float> ImatrixData::importance(const std::string& name) const {
+    auto it = entries.find(name);
+    if (it == entries.end()) return {};
+    std::vector<float> v(it->second.sum2.size(), 1.0f);
+    if (it->second.count > 0)
+        for (size_t i = 0; i < v.size(); ++i)
+            v[i] = static_cast<float>(it->second.sum2[i]) / static_cast<float>(it->second.count);
+    return v;
+}
+
+Result<std::unique_ptr<ImatrixCollector>> ImatrixCollector::create(const Model& model, bool processOutput) {
+    std::unique_ptr<ImatrixCollector> c(new ImatrixCollector());
+    auto keep = [&](const std::string& gguf) {
+        if (!processOutput && (gguf == "output.weight" || gguf == "token_embd.weight")) return std::string();
+        return gguf;
+    };
+    if (model.format == ModelFormat::Gguf) {
+        for (const auto& t : model.tensors) c->m_names[t.name] = keep(t.name);
+    } else {
+        auto plan = planHfToGguf(model);
+        if (!plan) return plan.error();
+        for (const auto& t : plan->tensors) {
+            if (t.source >= model.tensors.size()) continue;
+            c->m_names[model.tensors[t.source].name] = keep(t.ggufName);
+        }
+    }
+    return c;
+}
+
+void ImatrixCollector::add(const std::string& weightName, const float* x, int64_t nTokens, int64_t nIn) {
+    auto it = m_names.find(weightName);
+    std::string name;
+    if (it == m_names.end()) {
+        // A name the plan does not know (should not happen): keep the model's own name.
+        name = weightName;
+    } else {
+        name = it->second;
+    }
+    if (name.empty() || nTokens <= 0 || nIn <= 0) return;
+    ImatrixEntry& e = m_data.entries[name];
+    if (e.sum2.empty()) e.sum2.assign(static_cast<size_t>(nIn), 0.0);
+    if (static_cast<int64_t>(e.sum2.size()) != nIn) {
+        if (m_error.empty())
+            m_error = name + ": input width changed from " + std::to_string(e.sum2.size()) + " to " +
+                      std::to_string(nIn);
+        return;
+    }
+    double* s = e.sum2.data();
+    for (int64_t t = 0; t < nTokens; ++t) {
+        const float* row = x + t * nIn;
+        for (int64_t j = 0; j < nIn; ++j) s[j] += static_cast<double>(row[j]) * static_cast<double>(row[j]);
+    }
+    e.count += nTokens;
+}
+
+LinearObserver ImatrixCollector::observer() {
+    return [this](const std::string& name, const float* x, int64_t nTokens, int64_t nIn) {
+        add(name, x, nTokens, nIn);
+    };
+}
+
+Status collectImatrix(Engine& engine, ImatrixCollector& collector, std::span<const int32_t> tokens, int nCtx,
+                      int nChunks, bool addBos, int32_t bosId, ProgressFn progress) {
+    if (nCtx < 2) return makeError("imatrix: the context must be at least 2 tokens");
+    if (nCtx > engine.nCtxMax())
+        return makeError("imatrix: context " + std::to_string(nCtx) + " exceeds the engine's " +
+                         std::to_string(engine.nCtxMax()));
+    const int64_t avail = static_cast<int64_t>(tokens.size()) / nCtx;
+    if (avail < 1)
+        return makeError("imatrix: the text has " + std::to_string(tokens.size()) + " tokens, fewer than one chunk of " +
+                         std::to_string(nCtx));
+    const int chunks = static_cast<int>(nChunks > 0 ? std::min<int64_t>(nChunks, avail) : avail);
+    engine.setObserver(collector.observer());
+    std::vector<int32_t> chunk(static_cast<size_t>(nCtx));
+    // Logits are not needed; ask for the last row only (the LM head then sees one token, and it is
+    // skipped by default anyway).
+    std::vector<float> logits(static_cast<size_t>(engine.nVocab()));
+    Status result = okStatus();
+    for (int c = 0; c < chunks; ++c) {
+        if (progress && !progress({static_cast<double>(c) / chunks,
+                                   "chunk " + std::to_string(c + 1) + "/" + std::to_string(chunks)})) {
+            result = cancelledError();
+            break;
+        }
+        std::copy_n(tokens.begin() + static_cast<int64_t>(c) * nCtx, nCtx, chunk.begin());
+        if (addBos && bosId >= 0) chunk[0] = bosId;
+        engine.reset();
+        if (auto st = engine.eval(chunk, 0, logits.data(), nCtx - 1); !st) {
+            result = st;
+            break;
+        }
+        if (!collector.error().empty()) {
+            result = makeError("imatrix: " + collector.error());
+            break;
+        }
+    }
+    engine.setObserver({});
+    if (!result) return result;
+    collector.data().chunkCount += chunks;
+    collector.data().chunkSize = nCtx;
+    if (progress) progress({1.0, "done"});
+    return okStatus();
+}
+
+Result<ImatrixData> computeImatrix(const Model& model, std::string_view text, const ImatrixParams& params,
+                                   ProgressFn progress, const WeightOverrides* overrides) {
+    auto collector = ImatrixCollector::create(model, params.processOutput);
+    if (!collector) return collector.error();
+    auto in = tokenizeForPerplexity(model, text);
+    if (!in) return in.error();
+    EngineOptions opt;
+    opt.threads = params.threads;
+    opt.overrides = overrides;
+    opt.nCtx = params.nCtx;
+    ProgressFn loadProgress, runProgress;
+    if (progress) {
+        loadProgress = [&](const ProgressInfo& p) { return progress({0.1 * p.fraction, "loading " + p.step}); };
+        runProgress = [&](const ProgressInfo& p) { return progress({0.1 + 0.9 * p.fraction, p.step}); };
+    }
+    auto engine = Engine::load(model, opt, loadProgress);
+    if (!engine) return engine.error();
+    if (auto st = collectImatrix(**engine, **collector, in->tokens, params.nCtx, params.nChunks, in->params.addBos,
+                                 in->params.bosId, runProgress);
+        !st)
+        return st.error();
+    ImatrixData data = std::move((*collector)->data());
+    if (!params.datasetName.empty()) data.datasets.push_back(params.datasetName);
+    return data;
+}
+
+Status writeImatrixGguf(const ImatrixData& data, const std::string& path) {
+    if (data.entries.empty()) return makeError(path + ": the imatrix has no entries");
+    GgufWriter w(path);
+    if (auto st = w.setKv("general.type", GgufValue::string("imatrix")); !st) return st;
+    if (auto st = w.setKv("imatrix.datasets", GgufValue::stringArray(data.datasets)); !st) return st;
+    if (auto st = w.setKv("imatrix.chunk_count", GgufValue::u32(static_cast<uint32_t>(data.chunkCount))); !st)
+        return st;
+    if (auto st = w.setKv("imatrix.chunk_size", GgufValue::u32(static_cast<uint32_t>(data.chunkSize))); !st)
+        return st;
+    for (const auto& [name, e] : data.entries) {
+        if (auto st = w.addTensor(name + ".in_sum2", {static_cast<int64_t>(e.sum2.size())}, DType::F32); !st)
+            return st;
+        if (auto st = w.addTensor(name + ".counts", {1}, DType::F32); !st) return st;
+    }
+    if (auto st = w.begin(); !st) return st;
+    for (const auto& [name, e] : data.entries) {
+        std::vector<float> s(e.sum2.begin(), e.sum2.end());
+        if (auto st = w.writeTensorData({reinterpret_cast<const uint8_t*>(s.data()), s.size() * sizeof(float)}); !st)
+            return st;
+        const float cnt = static_cast<float>(e.count);
+        if (auto st = w.writeTensorData({reinterpret_cast<const uint8_t*>(&cnt), sizeof(float)}); !st) return st;
+    }
+    return w.finish();
+}
+
+void HessianObserver::track(const std::string& weightName, int nIn) {
+    m_acc[weightName].reset(nIn);
+}
+
+LinearObserver HessianObserver::observer() {
+    return [this](const std::string& name, const float* x, int64_t nTokens, int64_t nIn) {
+        auto it = m_acc.find(name);
+        if (it == m_acc.end() || it->second.dim() != nIn) return;
+        it->second.add(x, nTokens, m_threads);
+    };
+}
+
+gptq::HessianAccumulator* HessianObserver::find(const std::string& weightName) {
+    auto it = m_acc.find(weightName);
+    return it == m_acc.end() ? nullptr : &it->second;
+}
+
+void HessianObserver::countSample(int64_t n) {
+    for (auto& [name, a] : m_acc) a.countSample(n);
+}
+
+}  // namespace qz
