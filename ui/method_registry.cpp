@@ -30,6 +30,37 @@ MethodRegistry::MethodRegistry() {
     zp.granularities = all;
     zp.simple = qz::QuantMethod::ZeroPoint;
     add(zp);
+
+    // bitsandbytes (quant/bnb.h, quant/llm_int8.h): the format fixes bits and layout.
+    MethodDescriptor nf4;
+    nf4.id = QString::fromUtf8(qz::methodName(qz::QuantMethod::Nf4));
+    nf4.displayName = QStringLiteral("NF4 (bitsandbytes / QLoRA)");
+    nf4.description = QStringLiteral(
+        "4-bit NormalFloat: each block of 64 weights is divided by its absmax and rounded to the nearest of "
+        "16 quantiles of a normal distribution. Optional double quantization stores the block scales in 8 bits.");
+    nf4.minBits = nf4.maxBits = nf4.defaultBits = 4;
+    nf4.simple = qz::QuantMethod::Nf4;
+    add(nf4);
+
+    MethodDescriptor fp4;
+    fp4.id = QString::fromUtf8(qz::methodName(qz::QuantMethod::Fp4));
+    fp4.displayName = QStringLiteral("FP4 (bitsandbytes)");
+    fp4.description = QStringLiteral(
+        "4-bit float (1 sign, 2 exponent, 1 mantissa bit) with block-wise absmax scaling (blocks of 64), "
+        "as bitsandbytes' fp4 type. Optional double quantization of the block scales.");
+    fp4.minBits = fp4.maxBits = fp4.defaultBits = 4;
+    fp4.simple = qz::QuantMethod::Fp4;
+    add(fp4);
+
+    MethodDescriptor int8;
+    int8.id = QString::fromUtf8(qz::methodName(qz::QuantMethod::LlmInt8));
+    int8.displayName = QStringLiteral("LLM.int8() (bitsandbytes)");
+    int8.description = QStringLiteral(
+        "Per-row absmax INT8, except the input features whose activations on a calibration text reach the "
+        "threshold (6.0): those weight columns stay in fp16. Needs a calibration text.");
+    int8.minBits = int8.maxBits = int8.defaultBits = 8;
+    int8.simple = qz::QuantMethod::LlmInt8;
+    add(int8);
 }
 
 void MethodRegistry::add(const MethodDescriptor& d) {
