@@ -12,7 +12,8 @@ namespace qzcli {
 
 namespace {
 const char* kQuantizeHelp =
-    "usage: quantzoo-cli quantize MODEL --method absmax|zeropoint --bits N --granularity tensor|row|group\n"
+    "usage: quantzoo-cli quantize MODEL --method absmax|zeropoint|nf4|fp4|llm-int8 [--bits N]\n"
+    "                             [--granularity tensor|row|group]\n"
     "                             [--group-size G] [--tensors REGEX | --all | --all-2d] [--report OUT.json]\n"
     "                             [--markdown OUT.md] [--bins 150] [--range -2,2] [--quiet]\n"
     "  Fake-quantizes the selected tensors (default: all 2-D weights) and reports, per tensor, MSE,\n"
