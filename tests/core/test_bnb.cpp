@@ -351,6 +351,52 @@ private slots:
         QVERIFY(a == b);
     }
 
+    // The job's per-tensor analysis hands out the 4-bit codes (raw-code view) and decodes with the code book.
+    void analyzeTensorCodes() {
+        auto m = openModel(kData + "/models/bard-llama");
+        QVERIFY(m);
+        const Model& mod = **m;
+        const auto* t = mod.find("model.layers.0.self_attn.q_proj.weight");
+        QVERIFY(t);
+        const size_t idx = static_cast<size_t>(t - mod.tensors.data());
+        QuantSpec s;
+        s.method = QuantMethod::Nf4;
+        std::vector<float> deq, orig;
+        std::vector<int8_t> codes;
+        auto r = analyzeTensor(mod, idx, s, 50, &deq, &codes, &orig);
+        QVERIFY2(r, r ? "" : r.error().message.c_str());
+        QCOMPARE(r->bytesAfter, uint64_t(256 * 256 / 2 + 4 * 1024));
+        QCOMPARE(r->bitsPerWeight, 4.5);
+        const auto cv = codeValues(s);
+        for (size_t b = 0; b < orig.size() / 64; ++b) {
+            float amax = 0;
+            for (size_t i = b * 64; i < b * 64 + 64; ++i) amax = std::max(amax, std::fabs(orig[i]));
+            for (size_t i = b * 64; i < b * 64 + 64; ++i) {
+                QVERIFY(codes[i] >= 0 && codes[i] < 16);
+                QCOMPARE(deq[i], cv[codes[i]] * amax);
+            }
+        }
+    }
+
+    // Hostile values never crash or write outside: NaN / inf inside blocks.
+    void nonFiniteInput() {
+        std::vector<float> x(200, 0.5f), y(200);
+        std::vector<int8_t> c(200);
+        x[3] = NAN;
+        x[70] = INFINITY;
+        x[150] = -INFINITY;
+        for (FourBit t : {FourBit::Nf4, FourBit::Fp4})
+            for (bool dq : {false, true}) {
+                FourBitParams p{t, 64, dq};
+                fakeQuantize4bit(p, x.data(), 200, y.data(), c.data());
+                for (int8_t v : c) QVERIFY(v >= 0 && v < 16);
+            }
+        // A finite block next to them still decodes exactly at its absmax.
+        FourBitParams p;
+        fakeQuantize4bit(p, x.data(), 200, y.data(), nullptr);
+        QCOMPARE(y[199], 0.5f);
+    }
+
     // NF4 at block 64 is at least as good as RTN absmax 4-bit per group of 64 on both test models
     // (perplexity and KLD against the unquantized model). FP4 and double quantization are measured.
     void modelsNf4VsRtn_data() {
