@@ -13,6 +13,7 @@
 #include <QVBoxLayout>
 #include <regex>
 
+#include "method_options_editor.h"
 #include "method_registry.h"
 #include "qt_types.h"
 
@@ -67,6 +68,10 @@ MethodPanel::MethodPanel(QWidget* parent) : QWidget(parent) {
     form->addRow(tr("Bits"), m_bits);
     form->addRow(tr("Granularity"), m_granularity);
     form->addRow(tr("Group size"), groupRow);
+    m_optionsHost = new QWidget(methodBox);
+    auto* optionsLayout = new QVBoxLayout(m_optionsHost);
+    optionsLayout->setContentsMargins(0, 0, 0, 0);
+    form->addRow(m_optionsHost);
 
     auto* tensorBox = new QGroupBox(tr("Tensors"), this);
     auto* tform = new QVBoxLayout(tensorBox);
@@ -136,6 +141,18 @@ void MethodPanel::onMethodChanged() {
     const int idx = m_granularity->findData(g);
     m_granularity->setCurrentIndex(idx >= 0 ? idx : 0);
     m_granularity->blockSignals(false);
+    m_bits->setEnabled(d->minBits < d->maxBits);
+    m_granularity->setEnabled(!d->granularities.isEmpty());
+    delete m_options;  // the previous method's own options
+    m_options = d->createOptions ? d->createOptions(m_optionsHost) : nullptr;
+    if (m_options) {
+        m_optionsHost->layout()->addWidget(m_options);
+        connect(m_options, &MethodOptionsEditor::changed, this, [this] {
+            updateEnabled();
+            emit choicesChanged();
+        });
+    }
+    m_optionsHost->setVisible(m_options != nullptr);
     updateEnabled();
     emit choicesChanged();
 }
@@ -153,12 +170,14 @@ qz::QuantSpec MethodPanel::spec() const {
     s.bits = m_bits->value();
     if (m_granularity->count() > 0) s.granularity = static_cast<qz::Granularity>(m_granularity->currentData().toInt());
     s.groupSize = groupSize();
+    if (m_options) m_options->applyTo(s);
     return s;
 }
 
 void MethodPanel::setSpec(const qz::QuantSpec& s) {
     if (const auto* d = MethodRegistry::instance().find(s.method))
         m_method->setCurrentIndex(m_method->findData(d->id));
+    if (m_options) m_options->loadFrom(s);
     m_bits->setValue(s.bits);
     const int gi = m_granularity->findData(int(s.granularity));
     if (gi >= 0) m_granularity->setCurrentIndex(gi);
@@ -201,6 +220,8 @@ QString MethodPanel::validationError() const {
     if (selectionMode() == qz::TensorSelection::Regex) return regexError(m_regex->text());
     if (selectionMode() == qz::TensorSelection::Names && m_treeSelection == 0)
         return tr("Select tensors in the model tree (Ctrl/Shift-click for several).");
+    if (m_options)
+        if (const QString e = m_options->validationError(); !e.isEmpty()) return e;
     if (auto st = spec().validate(); !st) return toQ(st.error().message);
     return {};
 }

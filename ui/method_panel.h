@@ -16,6 +16,8 @@ class QSpinBox;
 
 namespace qz::ui {
 
+class MethodOptionsEditor;
+
 class MethodPanel : public QWidget {
     Q_OBJECT
 public:
@@ -42,6 +44,7 @@ public:
     QPushButton* runButton() const { return m_run; }
     QPushButton* cancelButton() const { return m_cancel; }
     QProgressBar* progressBar() const { return m_progress; }
+    MethodOptionsEditor* optionsEditor() const { return m_options; }
 
 signals:
     void runRequested();
@@ -55,6 +58,8 @@ private:
 
     QComboBox* m_method;
     QLabel* m_methodHelp;
+    QWidget* m_optionsHost;
+    MethodOptionsEditor* m_options = nullptr;
     QSpinBox* m_bits;
     QComboBox* m_granularity;
     QComboBox* m_groupSize;

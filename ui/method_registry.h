@@ -8,11 +8,16 @@
 
 #include <QList>
 #include <QString>
+#include <functional>
 #include <optional>
 
 #include "quant/simple_quant.h"
 
+class QWidget;
+
 namespace qz::ui {
+
+class MethodOptionsEditor;
 
 struct MethodDescriptor {
     QString id;                 // stable key, used on the command line and in settings ("absmax")
@@ -21,6 +26,8 @@ struct MethodDescriptor {
     int minBits = 2, maxBits = 8, defaultBits = 8;
     QList<qz::Granularity> granularities;   // empty: the method fixes its own layout
     std::optional<qz::QuantMethod> simple;  // engine method for qz::runQuantize, if any
+    // Optional editor of the method's own options (method_options_editor.h), shown by the panel.
+    std::function<MethodOptionsEditor*(QWidget* parent)> createOptions;
     bool available() const { return simple.has_value(); }
 };
 

@@ -5,24 +5,44 @@
 #include <QLineEdit>
 #include <QPushButton>
 #include <QStandardItemModel>
+#include <QSpinBox>
 #include <QTest>
 
+#include "method_options_editor.h"
 #include "method_panel.h"
 #include "method_registry.h"
 
 using namespace qz::ui;
+
+namespace {
+// A method-specific editor as a plug-in would bring one: here it owns the group size and rejects
+// odd values.
+class GroupOptions : public MethodOptionsEditor {
+public:
+    explicit GroupOptions(QWidget* parent) : MethodOptionsEditor(parent), spin(new QSpinBox(this)) {
+        spin->setRange(1, 4096);
+        connect(spin, &QSpinBox::valueChanged, this, &MethodOptionsEditor::changed);
+    }
+    void applyTo(qz::QuantSpec& s) const override { s.groupSize = spin->value(); }
+    void loadFrom(const qz::QuantSpec& s) override { spin->setValue(s.groupSize); }
+    QString validationError() const override {
+        return spin->value() % 2 ? QStringLiteral("group size must be even") : QString();
+    }
+    QSpinBox* spin;
+};
+}  // namespace
 
 class TestMethodPanel : public QObject {
     Q_OBJECT
 private slots:
     void registryDrivesPicker() {
         const int builtIn = int(MethodRegistry::instance().methods().size());
-        QCOMPARE(builtIn, 2);
+        QVERIFY(builtIn >= 2);
         QVERIFY(MethodRegistry::instance().find(QStringLiteral("absmax")));
         QVERIFY(MethodRegistry::instance().find(QStringLiteral("ZEROPOINT")));  // case-insensitive
         MethodDescriptor future;
-        future.id = QStringLiteral("nf4");
-        future.displayName = QStringLiteral("NF4 (4-bit NormalFloat)");
+        future.id = QStringLiteral("test-future-method");  // an id nobody registers
+        future.displayName = QStringLiteral("Future method (no engine job yet)");
         future.minBits = future.maxBits = future.defaultBits = 4;
         MethodRegistry::instance().add(future);
 
@@ -73,6 +93,34 @@ private slots:
         panel.setRunning(true);
         QVERIFY(!panel.runButton()->isEnabled());
         QVERIFY(panel.cancelButton()->isEnabled());
+    }
+
+    void methodBringsItsOptions() {
+        MethodDescriptor d;
+        d.id = QStringLiteral("absmax-custom-groups");
+        d.displayName = QStringLiteral("Absmax, own group editor");
+        d.granularities = {qz::Granularity::Group};
+        d.simple = qz::QuantMethod::Absmax;
+        d.createOptions = [](QWidget* parent) { return new GroupOptions(parent); };
+        MethodRegistry::instance().add(d);
+
+        MethodPanel panel;
+        panel.setModelLoaded(true);
+        QVERIFY(!panel.optionsEditor());  // absmax: no own options
+        auto* combo = panel.findChild<QComboBox*>(QStringLiteral("methodCombo"));
+        combo->setCurrentIndex(combo->findData(d.id));
+        auto* editor = dynamic_cast<GroupOptions*>(panel.optionsEditor());
+        QVERIFY(editor);
+        editor->spin->setValue(40);
+        QCOMPARE(panel.spec().groupSize, 40);
+        QCOMPARE(panel.spec().granularity, qz::Granularity::Group);
+        QVERIFY(panel.runButton()->isEnabled());
+        editor->spin->setValue(41);
+        QCOMPARE(panel.validationError(), QStringLiteral("group size must be even"));
+        QVERIFY(!panel.runButton()->isEnabled());
+        combo->setCurrentIndex(combo->findData(QStringLiteral("absmax")));
+        QVERIFY(!panel.optionsEditor());  // the editor goes with its method
+        QVERIFY(panel.runButton()->isEnabled());
     }
 };
 
