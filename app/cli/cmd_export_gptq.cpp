@@ -1,10 +1,12 @@
 // quantzoo-cli export MODEL --format gptq ...: GPTQ (or RTN) checkpoint export (core/gptq/gptq_export.h).
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
 #include "args.h"
 #include "commands.h"
 #include "gptq/gptq_export.h"
+#include "infer/hparams.h"
 #include "infer/perplexity.h"
 #include "infer/text_tokens.h"
 #include "io/safetensors_writer.h"
@@ -25,7 +27,7 @@ const char* kHelp =
     "  --damp F           dampening fraction of mean(diag H) (default 0.01)\n"
     "  --calib TEXT       calibration text file\n"
     "  --samples N        calibration windows (default 128)\n"
-    "  --seq-len L        tokens per window (default 512, at most the model context)\n"
+    "  --seq-len L        tokens per window (default min(512, the model's context))\n"
     "  --seed S           window seed (default 0)\n"
     "  --no-true-sequential  one calibration pass per block instead of one per layer group\n"
     "  --rtn              also compute the round-to-nearest baseline (errors and, with --eval, perplexity)\n"
@@ -117,6 +119,8 @@ int cmdExportGptq(int argc, char** argv) {
 
     auto model = qz::openModel(args.positional()[0]);
     if (!model) return fail(model.error().message);
+    if (!args.has("--seq-len"))
+        if (auto hp = qz::readInferHParams(**model); hp && hp->nCtxTrain > 0) p.calib.seqLen = std::min(512, hp->nCtxTrain);
     const bool quiet = args.has("--quiet");
     installInterruptHandler();
     ProgressLine line("gptq", quiet);

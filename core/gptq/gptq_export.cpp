@@ -13,6 +13,7 @@
 #include "gptq/gptq_hessian.h"
 #include "gptq/gptq_layers.h"
 #include "gptq/gptq_pack.h"
+#include "infer/hparams.h"
 #include "io/safetensors_writer.h"
 
 namespace qz::gptq {
@@ -156,6 +157,11 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     std::string calibText;
     std::vector<std::vector<int32_t>> windows;
     if (calibrate) {
+        auto hp = readInferHParams(model);
+        if (!hp) return hp.error();
+        if (hp->nCtxTrain > 0 && p.calib.seqLen > hp->nCtxTrain)
+            return makeError("calibration windows of " + std::to_string(p.calib.seqLen) + " tokens exceed the model's context (" +
+                             std::to_string(hp->nCtxTrain) + ")");
         auto txt = readSmallFile(p.calibPath, size_t{1} << 30);
         if (!txt) return txt.error();
         calibText = std::move(*txt);
