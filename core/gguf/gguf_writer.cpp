@@ -177,7 +177,10 @@ Status GgufWriter::begin() {
         h.put<uint32_t>(t.ggmlType);
         h.put<uint64_t>(t.offset);
     }
-    m_dataOffset = padTo(h.b.size(), m_alignment);
+    // gguf-py writes no padding after the tensor infos of a file without tensors (the vocab-only
+    // files of tests/data/models/vocab end right after their last KV); with tensors both writers pad.
+    const bool noData = m_tensors.empty() && m_dims == DimsConvention::Python;
+    m_dataOffset = noData ? h.b.size() : padTo(h.b.size(), m_alignment);
     h.b.resize(m_dataOffset, 0);
 
     m_file = std::fopen(m_tmpPath.c_str(), "wb");

@@ -20,7 +20,8 @@
 //
 // n_dims: DimsConvention::C (ggml's gguf writer, used by llama-quantize) drops trailing dimensions
 // of size 1 (at least 1 is kept); DimsConvention::Python (gguf-py, used by convert_hf_to_gguf for
-// the F32/F16/BF16 files) writes ne exactly as given.
+// the F32/F16/BF16 files) writes ne exactly as given. A Python-convention file without tensors
+// ends right after its key/values (no padding), as gguf-py's vocab-only files do.
 #pragma once
 
 #include <cstdint>

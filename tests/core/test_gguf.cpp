@@ -115,6 +115,7 @@ private slots:
     void nonContiguousAcceptedButReported();
     void roundTripAllValueTypes();
     void rewriteStoriesByteForByte();
+    void rewriteVocabFilesByteForByte();
     void rewriteGoldensWhenPresent();
     void writerErrorsAndCleanup();
     void dimsConventions();
@@ -552,6 +553,18 @@ void TestGguf::rewriteStoriesByteForByte() {
     auto st = rewrite(**r, out, GgufWriter::DimsConvention::C);
     QVERIFY2(st.ok(), st.ok() ? "" : st.error().message.c_str());
     QVERIFY(readAll(out) == readAll(kStories));
+}
+
+void TestGguf::rewriteVocabFilesByteForByte() {
+    // convert_hf_to_gguf --vocab-only files (gguf-py writer): no tensors, no trailing padding.
+    for (const char* f : {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf", "ggml-vocab-phi-3.gguf"}) {
+        const std::string in = kData + "/models/vocab/" + f;
+        auto r = GgufFile::open(in);
+        QVERIFY(r.ok());
+        const std::string out = tmp("vocab-rewrite.gguf");
+        QVERIFY(rewrite(**r, out, GgufWriter::DimsConvention::Python).ok());
+        QVERIFY2(readAll(out) == readAll(in), f);
+    }
 }
 
 void TestGguf::rewriteGoldensWhenPresent() {
