@@ -133,9 +133,12 @@ Result<GenerateResult> generate(Engine& engine, const Tokenizer& tokenizer, cons
     if (res.stop == GenerateResult::Stop::Length && static_cast<int>(all.size()) >= nCtx)
         res.stop = GenerateResult::Stop::Context;
     res.generateSeconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    res.fullText = fullText;
     res.text = fullText.compare(0, promptText.size(), promptText) == 0 ? fullText.substr(promptText.size())
                                                                        : tokenizer.detokenize(res.tokens, true);
+    // SentencePiece vocabularies add a space in front of the text; the prompt as typed has none.
+    if (!fullText.empty() && fullText[0] == ' ' && (params.prompt.empty() || params.prompt[0] != ' '))
+        fullText.erase(0, 1);
+    res.fullText = std::move(fullText);
     if (progress) progress({1.0, "done"});
     return res;
 }
