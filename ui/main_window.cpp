@@ -15,6 +15,8 @@
 #include <QSplitter>
 #include <QStatusBar>
 
+#include "evaluate_panel.h"
+#include "export_panel.h"
 #include "headless.h"
 #include "histograms_tab.h"
 #include "log_dock.h"
@@ -55,6 +57,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     m_table = new TensorTable(this);
     m_tabs->addWorkspace(QStringLiteral("histograms"), tr("Histograms"), m_histograms);
     m_tabs->addWorkspace(QStringLiteral("tensors"), tr("Tensors table"), m_table);
+    m_evaluate = new EvaluatePanel(this);
+    m_tabs->addWorkspace(QStringLiteral("evaluate"), tr("Evaluate"), m_evaluate);
+    m_export = new ExportPanel(this);
+    m_tabs->addWorkspace(QStringLiteral("export"), tr("Export"), m_export);
 
     m_panel = new MethodPanel(this);
     auto* right = new QScrollArea(this);
@@ -191,6 +197,8 @@ void MainWindow::onModelLoaded(ModelPtr model) {
     m_exportAction->setEnabled(false);
     m_tree->setModel(m_model);
     m_summary->setModel(m_model);
+    m_evaluate->setModel(m_model);
+    m_export->setModel(m_model);
     m_table->model()->clear();
     m_table->summary()->showEmpty();
     m_histograms->clearTensor();
@@ -238,6 +246,7 @@ void MainWindow::onRunFinished(ResultPtr result) {
     m_table->summary()->showResult(*m_result);
     m_histograms->showModel(m_result->modelOriginal, m_result->modelDequantized, toQ(m_result->spec.describe()));
     m_exportAction->setEnabled(true);
+    m_evaluate->setQuantizeResult(m_model, m_result);  // a variant to measure (PPL, KLD)
     const QString f = m_focus;
     m_focus.clear();
     focusTensor(!f.isEmpty() ? f : (m_result->tensors.empty() ? QString() : toQ(m_result->tensors.front().name)));

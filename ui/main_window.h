@@ -1,5 +1,5 @@
 // The main window only lays out the panels and wires them to the jobs:
-//   left: model tree + summary | centre: workspace tabs (Histograms, Tensors table, ...) |
+//   left: model tree + summary | centre: workspace tabs (Histograms, Tensors table, Evaluate, Export) |
 //   right: method panel with Run/Cancel | bottom: log dock.
 // Models open on a worker (ModelLoader), quantization runs on a worker (QuantizeRunner), tensor
 // views are recomputed on demand (TensorAnalyzer). Errors go to a non-blocking message box, the
@@ -14,6 +14,8 @@ class QLabel;
 
 namespace qz::ui {
 
+class EvaluatePanel;
+class ExportPanel;
 class HistogramsTab;
 class LogDock;
 class MethodPanel;
@@ -86,6 +88,8 @@ private:
     WorkspaceTabs* m_tabs;
     HistogramsTab* m_histograms;
     TensorTable* m_table;
+    EvaluatePanel* m_evaluate;
+    ExportPanel* m_export;
     LogDock* m_log;
     RecentFiles* m_recent = nullptr;
     QAction* m_exportAction = nullptr;
