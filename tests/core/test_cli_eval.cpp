@@ -1,7 +1,8 @@
 // quantzoo-cli perplexity / generate / imatrix as a script sees them: exit codes, llama-perplexity's
 // summary line, and figures against llama.cpp's goldens (tests/data/golden/bard-llama/ppl.tsv:
 // llama-perplexity -c 128 --chunks 32 on shakespeare-valid.txt: F32 8.2872 +/- 0.35352;
-// Q8_0 (llama-quantize) vs F32: mean KLD 0.000139, same top 99.454 %).
+// Q8_0 (llama-quantize, byte-identical to our export) vs F32: PPL 8.2889, mean KLD 0.000139, same top
+// 99.454 % - measured with activations rounded to Q8_0, see klDivergenceOfQ8_0).
 #include <QtTest>
 
 #include <QProcess>
@@ -59,11 +60,16 @@ void TestCliEval::klDivergenceOfQ8_0() {
     QVERIFY(QFileInfo(base).size() > 0);
     QCOMPARE(run({"export", data("models/bard-llama"), "--format", "gguf", "--type", "Q8_0", "-o", q8}, &out, &err), 0);
     QCOMPARE(run({"perplexity", q8, "--kl-divergence-base", base, "--kl-divergence", "--quiet"}, &out, &err), 0);
-    const double kld = grab(out, "Mean\\s+KLD:\\s+([0-9.eE+-]+)");
-    const double same = grab(out, "Same top p:\\s+([0-9.]+)");
-    QVERIFY2(std::isfinite(kld) && std::isfinite(same), out.constData());
-    QVERIFY2(std::fabs(kld - 0.000139) < 0.00002, out.constData());
-    QVERIFY2(std::fabs(same - 99.454) < 0.2, out.constData());
+    const double kld = grab(out, QStringLiteral("Mean\\s+KLD:\\s+([0-9.eE+-]+)"));
+    const double same = grab(out, QStringLiteral("Same top p:\\s+([0-9.]+)"));
+    const double pplQ = grab(out, QStringLiteral("Mean PPL\\(Q\\)\\s+:\\s+([0-9.]+)"));
+    QVERIFY2(std::isfinite(kld) && std::isfinite(same) && std::isfinite(pplQ), out.constData());
+    // llama.cpp's CPU backend also rounds the activations to Q8_0 for Q8_0 weights (its vec_dot type); our
+    // engine multiplies the dequantized weights in F32. So llama.cpp's figures are an upper bound for the
+    // KLD and a lower bound for the same-top rate, and its PPL(Q) agrees to a few 1e-4 relative.
+    QVERIFY2(std::fabs(pplQ / 8.2889 - 1) < 3e-4, out.constData());
+    QVERIFY2(kld > 0 && kld < 0.000139, out.constData());
+    QVERIFY2(same >= 99.454 && same < 100, out.constData());
 }
 
 void TestCliEval::generateIsDeterministic() {
@@ -78,7 +84,8 @@ void TestCliEval::generateIsDeterministic() {
     QCOMPARE(out2, out1);
     QCOMPARE(run({"generate", data("models/bard-gpt2"), "--preset", "notebook", "--no-eos"}, &out3, &err), 0);
     QVERIFY(out3.startsWith("I have a dream"));
-    QVERIFY2(err.contains("46 generated"), err.constData());  // "I have a dream" = 4 GPT-2 tokens, 50 in total
+    const double prompt = grab(err, QStringLiteral("(\\d+) prompt tokens")), made = grab(err, QStringLiteral("(\\d+) generated"));
+    QVERIFY2(prompt > 0 && prompt + made == 50, err.constData());  // the notebook's 50 tokens in total
 }
 
 void TestCliEval::imatrixWritesGguf() {
