@@ -46,7 +46,9 @@ Status convertToF32(DType t, const uint8_t* src, uint64_t n, float* dst) {
         }, 0, 1 << 16);
     };
     switch (t) {
-    case DType::F32: std::memcpy(dst, src, n * 4); break;
+    case DType::F32:
+        if (n) std::memcpy(dst, src, n * 4);  // n == 0: dst may be null
+        break;
     case DType::F16: run([](const uint8_t* p) { return fp16ToFp32(load<uint16_t>(p)); }); break;
     case DType::BF16: run([](const uint8_t* p) { return bf16ToFp32(load<uint16_t>(p)); }); break;
     case DType::F64: run([](const uint8_t* p) { return static_cast<float>(load<double>(p)); }); break;
