@@ -51,6 +51,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     left->addWidget(m_summary);
     left->setStretchFactor(0, 3);
     left->setStretchFactor(1, 1);
+    left->setMinimumWidth(400);
 
     m_tabs = new WorkspaceTabs(this);
     m_histograms = new HistogramsTab(this);

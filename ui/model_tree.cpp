@@ -1,6 +1,7 @@
 #include "model_tree.h"
 
 #include <QHeaderView>
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -41,7 +42,7 @@ ModelTree::ModelTree(QWidget* parent) : QTreeWidget(parent) {
     setAlternatingRowColors(true);
     header()->setStretchLastSection(false);
     header()->setSectionResizeMode(QHeaderView::ResizeToContents);
-    header()->setSectionResizeMode(ColName, QHeaderView::Stretch);
+    header()->setSectionResizeMode(ColName, QHeaderView::Interactive);  // long names: scroll, don't squeeze
     header()->setMinimumSectionSize(40);
     connect(this, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
         if (item && item->data(ColName, kTensorRole).isValid()) emit currentTensorChanged(item->text(ColName));
@@ -89,6 +90,7 @@ void ModelTree::setModel(ModelPtr model) {
     }
     setSortingEnabled(true);
     sortByColumn(ColName, Qt::AscendingOrder);
+    header()->resizeSection(ColName, std::max(300, sizeHintForColumn(ColName)));
     if (groups.size() <= 3) expandAll();
     else if (groups.count(-1)) groups[-1]->setExpanded(true);
 }
