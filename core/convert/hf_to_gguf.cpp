@@ -81,8 +81,17 @@ Result<ArchParams> archParamsFromConfig(const std::string& configJson, const std
         a.tiedEmbeddings = j.value("tie_word_embeddings", false);
         if (auto rs = j.find("rope_scaling"); rs != j.end() && rs->is_object()) {
             const std::string type = rs->value("rope_type", rs->value("type", std::string()));
-            if (!type.empty() && type != "default")
+            if (type == "llama3") {
+                a.llama3Rope = true;
+                a.llama3Factor = numKey(*rs, {"factor"}).value_or(8.0);
+                a.llama3LowFreq = numKey(*rs, {"low_freq_factor"}).value_or(1.0);
+                a.llama3HighFreq = numKey(*rs, {"high_freq_factor"}).value_or(4.0);
+                a.llama3OrigCtx = numKey(*rs, {"original_max_position_embeddings"}).value_or(8192.0);
+                if (!(a.llama3HighFreq > a.llama3LowFreq) || !(a.llama3Factor > 0) || !(a.llama3OrigCtx > 0))
+                    return makeError(where + ": invalid llama3 rope_scaling values");
+            } else if (!type.empty() && type != "default") {
                 return makeError(where + ": rope_scaling '" + type + "' is not supported by the GGUF export yet");
+            }
         }
     }
     if (auto hd = intKey(j, {"head_dim"})) {
@@ -124,6 +133,29 @@ std::string sizeLabel(uint64_t n) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.*f%s", decimals, scaled, suffix);
     return buf;
+}
+
+std::vector<float> llama3RopeFactors(const ArchParams& a) {
+    std::vector<float> out;
+    const int64_t dim = a.headDim;
+    const float base = static_cast<float>(a.ropeTheta);
+    const double lowWave = a.llama3OrigCtx / a.llama3LowFreq, highWave = a.llama3OrigCtx / a.llama3HighFreq;
+    const double pi = 3.14159265358979323846;
+    for (int64_t i = 0; i < dim; i += 2) {
+        const float freq = 1.0f / std::pow(base, static_cast<float>(i) / static_cast<float>(dim));
+        const double wave = 2 * pi / freq;
+        double f;
+        if (wave < highWave)
+            f = 1.0;
+        else if (wave > lowWave)
+            f = a.llama3Factor;
+        else {
+            const double smooth = (a.llama3OrigCtx / wave - a.llama3LowFreq) / (a.llama3HighFreq - a.llama3LowFreq);
+            f = 1.0 / ((1 - smooth) / a.llama3Factor + smooth);
+        }
+        out.push_back(static_cast<float>(f));
+    }
+    return out;
 }
 
 void permuteQK(const float* in, float* out, int64_t rows, int64_t cols, int64_t nHeads) {
@@ -277,6 +309,14 @@ Result<ConversionPlan> planHfToGguf(const Model& model) {
         p.forceF32 = mustStayF32(p.ggufName, shape.size());
         plan.tensors.push_back(p);
     }
+    if (a.llama3Rope) {  // convert yields it first, before the model's own tensors
+        PlannedTensor rf;
+        rf.ggufName = "rope_freqs.weight";
+        rf.generated = llama3RopeFactors(a);
+        rf.ne = {static_cast<int64_t>(rf.generated.size())};
+        rf.forceF32 = true;
+        plan.tensors.insert(plan.tensors.begin(), std::move(rf));
+    }
     if (std::none_of(plan.tensors.begin(), plan.tensors.end(),
                      [](const PlannedTensor& p) { return p.ggufName == "token_embd.weight"; }))
         return makeError(model.path + ": no token embedding tensor");
@@ -333,6 +373,10 @@ Result<ConversionPlan> planHfToGguf(const Model& model) {
 
 Status produceTensor(const Model& model, const ConversionPlan& plan, const PlannedTensor& p,
                      std::vector<float>& out) {
+    if (!p.generated.empty()) {
+        out = p.generated;
+        return okStatus();
+    }
     const TensorInfo& t = model.tensors.at(p.source);
     out.resize(t.numel());
     if (p.transform == TensorTransform::None) return readTensorF32(model, t, out);

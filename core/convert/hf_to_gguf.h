@@ -26,6 +26,9 @@ struct ArchParams {
     bool headDimExplicit = false;  // config.json has head_dim (→ key_length / value_length written)
     double ropeTheta = 10000.0, normEps = 1e-5;
     bool tiedEmbeddings = false;
+    // rope_scaling {"rope_type": "llama3", ...} (Llama 3.1+): written as a rope_freqs.weight tensor
+    bool llama3Rope = false;
+    double llama3Factor = 8.0, llama3LowFreq = 1.0, llama3HighFreq = 4.0, llama3OrigCtx = 8192.0;
 };
 
 // Reads the hyper-parameters from config.json text. Errors name the file and the missing key.
@@ -39,6 +42,7 @@ struct PlannedTensor {
     size_t source = 0;           // index into Model::tensors
     TensorTransform transform = TensorTransform::None;
     bool forceF32 = false;       // A.6: 1-D, norms, biases, position_embd, ...
+    std::vector<float> generated;  // values of a tensor convert generates (rope_freqs); source unused
 };
 
 struct ConversionPlan {
@@ -54,6 +58,12 @@ Result<ConversionPlan> planHfToGguf(const Model& model);
 // The F32 values of one planned tensor (reads, converts to F32 exactly, applies the transform).
 Status produceTensor(const Model& model, const ConversionPlan& plan, const PlannedTensor& t,
                      std::vector<float>& out);
+
+// Llama 3.1's RoPE frequency factors, as convert_hf_to_gguf.py writes them into rope_freqs.weight:
+// for each of headDim/2 frequencies f = 1/θ^(2i/d) (float32), wavelength λ = 2π/f:
+// λ < origCtx/highFreq → 1; λ > origCtx/lowFreq → factor; otherwise 1/((1−s)/factor + s) with
+// s = (origCtx/λ − lowFreq)/(highFreq − lowFreq).
+std::vector<float> llama3RopeFactors(const ArchParams& a);
 
 // The Q/K permutation of A.5 on a [rows × cols] matrix (or a bias: cols = 1).
 void permuteQK(const float* in, float* out, int64_t rows, int64_t cols, int64_t nHeads);

@@ -56,7 +56,7 @@ Result<TypeComparison> compareTensorTypes(const Model& model, const std::string&
         auto plan = planHfToGguf(model);
         if (plan) {
             for (const auto& p : plan->tensors) {
-                if (model.tensors[p.source].name != tensorName) continue;
+                if (!p.generated.empty() || model.tensors[p.source].name != tensorName) continue;
                 if (auto st = produceTensor(model, *plan, p, values); !st) return st.error();
                 cols = p.ne[0];
                 break;

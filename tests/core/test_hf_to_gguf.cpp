@@ -3,6 +3,8 @@
 // GPT-2 transposition), and the hyper-parameter keys.
 #include <QtTest>
 
+#include <cmath>
+
 #include "common/fp16.h"
 #include "convert/hf_to_gguf.h"
 #include "golden.h"
@@ -21,6 +23,7 @@ private slots:
     void permutationByHand();
     void rejectsUnknownArchitecture();
     void sizeLabels();
+    void llama3RopeFreqs();
 };
 
 void TestHfToGguf::tensorsMatchGolden_data() {
@@ -139,6 +142,28 @@ void TestHfToGguf::sizeLabels() {
     QCOMPARE(sizeLabel(6738415616ull), std::string("6.7B"));
     QCOMPARE(sizeLabel(124439808), std::string("124M"));
     QCOMPARE(sizeLabel(260032), std::string("260K"));
+}
+
+// Llama 3.1 rope_scaling: the factors convert_hf_to_gguf.py writes as rope_freqs.weight, worked by
+// hand for head_dim 8, θ 10000, factor 8, low 1, high 4, original context 8192: the wavelengths
+// 2π·10000^(i/8) are 6.28, 62.8, 628 (all < 8192/4 → 1) and 6283 (between: smooth 0.10127 → 4.68145).
+void TestHfToGguf::llama3RopeFreqs() {
+    auto a = archParamsFromConfig(R"({"model_type": "llama", "hidden_size": 16, "intermediate_size": 32,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, "rope_theta": 10000.0,
+        "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 8192}})", "x/config.json");
+    QVERIFY2(a.ok(), a.ok() ? "" : a.error().message.c_str());
+    QVERIFY(a->llama3Rope);
+    const auto f = llama3RopeFactors(*a);
+    QCOMPARE(f.size(), size_t(4));
+    QCOMPARE(f[0], 1.0f);
+    QCOMPARE(f[1], 1.0f);
+    QCOMPARE(f[2], 1.0f);
+    QVERIFY(std::fabs(f[3] - 4.68145f) < 1e-4f);
+    auto yarn = archParamsFromConfig(R"({"model_type": "llama", "hidden_size": 16, "intermediate_size": 32,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, "rope_scaling": {"type": "yarn"}})", "x");
+    QVERIFY(!yarn.ok());
+    QVERIFY(yarn.error().message.find("yarn") != std::string::npos);
 }
 
 QTEST_APPLESS_MAIN(TestHfToGguf)
