@@ -4,7 +4,7 @@
 // imatrix of bard-llama on shakespeare-train.txt with -c 128 (tests/data/golden/bard-llama/imatrix/
 // bard-llama-imatrix.gguf: 4869 chunks) plus the perplexity of llama-quantize's Q4_K_M made with it
 // (ppl.tsv: 8.3120, llama-perplexity -c 128 --chunks 32 on shakespeare-valid.txt).
-// The full 4869-chunk run takes a few minutes of CPU.
+// The full 4869-chunk run takes a few minutes of CPU (more on a loaded machine: ctest TIMEOUT 900 s).
 #include <QtTest>
 
 #include <cmath>
@@ -212,5 +212,11 @@ void TestImatrixCollect::hessianObserver() {
     QVERIFY(h.find("other") == nullptr);
 }
 
-QTEST_GUILESS_MAIN(TestImatrixCollect)
+// The full run takes longer than QtTest's default 300 s per function on a loaded 2-core machine.
+int main(int argc, char** argv) {
+    if (!qEnvironmentVariableIsSet("QTEST_FUNCTION_TIMEOUT")) qputenv("QTEST_FUNCTION_TIMEOUT", "1800000");
+    QCoreApplication app(argc, argv);
+    TestImatrixCollect t;
+    return QTest::qExec(&t, argc, argv);
+}
 #include "test_imatrix_collect.moc"
