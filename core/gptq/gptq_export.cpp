@@ -213,13 +213,30 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     };
 
     std::map<std::string, int> nGroupsOf;        // finished layers (their results live in the layer files)
-    WeightOverrides overrides;                    // for the calibration passes (exported method)
+    WeightOverrides overrides;                    // the exported method's weights (only with keepOverrides)
+    // One engine for all calibration passes: quantized layers are swapped in with setWeight, and each
+    // pass evaluates only the blocks up to the one being calibrated (setLayerLimit).
+    std::unique_ptr<Engine> engine;
+    if (calibrate) {
+        EngineOptions eo;
+        eo.threads = p.quant.threads;
+        eo.nCtx = p.calib.seqLen;
+        auto eng = Engine::load(model, eo);
+        if (!eng) return makeError("calibration: " + eng.error().message);
+        engine = std::move(*eng);
+    }
+    auto install = [&](const std::string& name, std::vector<float> values, WeightOverrides* keep) -> Status {
+        if (engine && keep == &overrides)
+            if (auto s = engine->setWeight(name, values); !s) return makeError("calibration: " + s.error().message);
+        if (keep && p.keepOverrides) (*keep)[name] = std::move(values);
+        return okStatus();
+    };
     auto addOverrides = [&](const LinearLayer& L, const LayerResult& r, WeightOverrides& dst) -> Status {
-        dst[L.weightName] = toTensorLayout(dequantize(r), L);
+        if (auto s = install(L.weightName, toTensorLayout(dequantize(r), L), &dst); !s) return s;
         if (!L.biasName.empty()) {
             auto b = readBiasF16(model, L);
             if (!b) return b.error();
-            dst[L.biasName] = std::move(*b);
+            if (auto s = install(L.biasName, std::move(*b), &dst); !s) return s;
         }
         return okStatus();
     };
@@ -286,27 +303,22 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                     firstOfGroup[block[g][0].weightName] = g;
                     hs[g].reset(block[g][0].in);
                 }
-                EngineOptions eo;
-                eo.threads = p.quant.threads;
-                eo.nCtx = p.calib.seqLen;
-                eo.overrides = &overrides;
-                auto eng = Engine::load(model, eo);
-                if (!eng) return makeError("calibration: " + eng.error().message);
-                Engine& engine = **eng;
-                engine.setObserver([&](const std::string& name, const float* x, int64_t nTok, int64_t nIn) {
+                engine->setLayerLimit(static_cast<int>(bi) + 1);
+                engine->setObserver([&](const std::string& name, const float* x, int64_t nTok, int64_t nIn) {
                     auto it = firstOfGroup.find(name);
                     if (it == firstOfGroup.end() || nIn != hs[it->second].dim()) return;
                     hs[it->second].add(x, nTok, p.quant.threads);
                 });
                 ++res.calibrationPasses;
                 for (size_t w = 0; w < windows.size(); ++w) {
-                    engine.reset();
-                    if (auto s = engine.eval(windows[w], 0, nullptr); !s)
+                    engine->reset();
+                    if (auto s = engine->eval(windows[w], 0, nullptr); !s)
                         return makeError("calibration: " + s.error().message);
                     if (!report(1, "calibrating block " + std::to_string(bi) + " (" + std::to_string(w + 1) + "/" +
                                        std::to_string(windows.size()) + ")"))
                         return cancelledError();
                 }
+                engine->setObserver({});
                 for (size_t g : groups) hs[g].countSample(static_cast<int64_t>(windows.size()));
             }
 
@@ -357,7 +369,8 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         }
     }
 
-    if (p.keepOverrides) res.overrides = overrides;
+    engine.reset();
+    if (p.keepOverrides) res.overrides = std::move(overrides);
     if (!p.writeOutput) {
         res.seconds = since(t0);
         return res;

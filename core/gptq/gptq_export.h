@@ -1,16 +1,18 @@
 // GPTQ export of a Hugging Face model folder (llama / mistral / qwen2 / gpt2) to an AutoGPTQ "gptq" (v1)
 // checkpoint that transformers (optimum + auto-gptq / gptqmodel) and GPTQModel load (FORMATS.md D).
 //
-// Calibration (gptq/gptq_calib.h): seeded random windows of a text file. For every layer group of every
-// decoder block (gptq/gptq_layers.h), the engine (infer/engine.h) is loaded with all layers quantized so
-// far as WeightOverrides and run on every window from an empty cache; its LinearObserver accumulates the
-// Hessian of each layer of the group (layers that share an input share one Hessian). Each layer is then
-// quantized (gptq/gptq_quant.h). So the calibration is true-sequential as AutoGPTQ's: every layer sees the
-// outputs of all layers quantized before it, in AutoGPTQ's group order [k,v,q], [o], [up,gate], [down]
-// (gpt2: [c_attn], [c_proj], [c_fc], [c_proj]). With trueSequential = false one pass per block
-// calibrates all of the block's layers at once (AutoGPTQ's true_sequential=False), still seeing the
-// quantized earlier blocks. Because our engine has no per-block entry point, each pass runs the whole
-// model (cost: groups × blocks forward passes over the calibration set).
+// Calibration (gptq/gptq_calib.h): seeded random windows of a text file. One engine (infer/engine.h) is
+// loaded; every layer quantized so far is swapped into it (Engine::setWeight, dequantized values as a
+// loader computes them, fp16 biases). For every layer group of every decoder block
+// (gptq/gptq_layers.h) the engine runs every window from an empty cache, evaluating only the blocks up
+// to the current one (Engine::setLayerLimit), and its LinearObserver accumulates the group's Hessian
+// (the layers of a group share their input). Each layer is then quantized (gptq/gptq_quant.h). So the
+// calibration is true-sequential as AutoGPTQ's: every layer sees the outputs of all layers quantized
+// before it, in AutoGPTQ's group order [k,v,q], [o], [up,gate], [down] (gpt2: [c_attn], [c_proj],
+// [c_fc], [c_proj]). With trueSequential = false one pass per block calibrates all of the block's
+// layers at once (AutoGPTQ's true_sequential=False), still seeing the quantized earlier blocks.
+// Our engine has no per-block entry point, so each pass recomputes blocks 0..b from the tokens
+// (AutoGPTQ caches the block inputs instead): cost ~ groups × Σ_b (b+1) block evaluations.
 // The RTN baseline (same bits, group size, grid and packing) can be computed alongside (its relative
 // output error per layer on the same Hessians) or exported instead of GPTQ (no calibration needed).
 //
