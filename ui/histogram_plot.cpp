@@ -51,7 +51,34 @@ void HistogramPlot::setSeries(const QList<HistogramSeries>& series) {
     rebuildGraphs();
 }
 
+void HistogramPlot::setMarkers(const QVector<double>& xs, const QString& label) {
+    for (QCPAbstractItem* item : m_markerItems) m_plot->removeItem(item);
+    m_markerItems.clear();
+    m_markerXs = xs;
+    QPen pen(QColor(44, 160, 44), 1.0, Qt::DashLine);  // green, apart from the series colours
+    for (double x : xs) {
+        auto* line = new QCPItemStraightLine(m_plot);
+        line->setPen(pen);
+        line->setSelectable(false);
+        line->point1->setCoords(x, 0.0);
+        line->point2->setCoords(x, 1.0);
+        m_markerItems.append(line);
+    }
+    if (!xs.isEmpty() && !label.isEmpty()) {
+        auto* text = new QCPItemText(m_plot);
+        text->setPositionAlignment(Qt::AlignTop | Qt::AlignLeft);
+        text->position->setType(QCPItemPosition::ptAxisRectRatio);
+        text->position->setCoords(0.01, 0.01);
+        text->setText(label);
+        text->setColor(pen.color());
+        text->setSelectable(false);
+        m_markerItems.append(text);
+    }
+    m_plot->replot(QCustomPlot::rpQueuedReplot);
+}
+
 void HistogramPlot::clear(const QString& message) {
+    setMarkers({});
     m_series.clear();
     rebuildGraphs();
     if (!message.isEmpty()) {

@@ -10,12 +10,14 @@
 
 #include <QColor>
 #include <QList>
+#include <QVector>
 #include <QWidget>
 
 #include "stats/histogram.h"
 
 class QCustomPlot;
 class QCPTextElement;
+class QCPAbstractItem;
 
 namespace qz::ui {
 
@@ -35,6 +37,11 @@ public:
     void setSeries(const QList<HistogramSeries>& series);
     void clear(const QString& message = QString());
     const QList<HistogramSeries>& series() const { return m_series; }
+
+    // Vertical lines at xs (e.g. a code book's values in weight units) over the histograms, with a
+    // label in the plot's corner; an empty xs removes them. clear() removes them too.
+    void setMarkers(const QVector<double>& xs, const QString& label = QString());
+    const QVector<double>& markers() const { return m_markerXs; }
 
     void setLogScale(bool on);
     bool logScale() const { return m_log; }
@@ -61,6 +68,8 @@ private:
     QCustomPlot* m_plot;
     QCPTextElement* m_title;
     QList<HistogramSeries> m_series;
+    QVector<double> m_markerXs;
+    QList<QCPAbstractItem*> m_markerItems;
     bool m_log = false;
     bool m_legend = true;
 };

@@ -8,6 +8,8 @@
 #include <QSpinBox>
 #include <QSplitter>
 #include <QVBoxLayout>
+#include <algorithm>
+#include <cmath>
 
 #include "histogram_plot.h"
 #include "qt_types.h"
@@ -100,11 +102,23 @@ void HistogramsTab::setModelHistogramSpec(const qz::HistogramSpec& spec) {
     m_hi->setValue(spec.hi);
 }
 
-void HistogramsTab::showTensor(const qz::TensorQuantResult& r, const QString& methodText) {
+void HistogramsTab::showTensor(const qz::TensorQuantResult& r, const QString& methodText,
+                               const qz::QuantSpec* spec) {
     m_tensorName = toQ(r.name);
     m_tensorPlot->setTitle(m_tensorName + QLatin1Char('\n') + methodText);
     m_tensorPlot->setSeries({{tr("Original weights"), r.histOriginal, HistogramPlot::originalColor()},
                              {tr("Dequantized"), r.histDequantized, HistogramPlot::quantizedColor()}});
+    QVector<double> codes;
+    if (spec && qz::isBnbFourBit(spec->method)) {
+        // Per-tensor view of the code book: the values times the tensor's max|x| (each block uses
+        // its own absmax, at most this one), in weight units.
+        const double absmax = std::max(std::fabs(double(r.range.min)), std::fabs(double(r.range.max)));
+        for (float c : qz::codeValues(*spec)) codes.append(double(c) * absmax);
+    }
+    m_tensorPlot->setMarkers(codes, codes.isEmpty() ? QString()
+                                                    : tr("%1 code values × max|x|")
+                                                          .arg(toQ(std::string(qz::methodName(spec->method)))
+                                                                   .toUpper()));
     m_errorPlot->setTitle(tr("Error of %1\n%2").arg(m_tensorName, methodText));
     m_errorPlot->setSeries({{tr("dequantized − original"), r.histError, HistogramPlot::errorColor()}});
 }

@@ -22,7 +22,10 @@ class HistogramsTab : public QWidget {
 public:
     explicit HistogramsTab(QWidget* parent = nullptr);
 
-    void showTensor(const qz::TensorQuantResult& r, const QString& methodText);
+    // With a spec of a code-book method (NF4/FP4), the tensor plot also shows the 16 code values
+    // scaled by the tensor's max|x| as vertical lines.
+    void showTensor(const qz::TensorQuantResult& r, const QString& methodText,
+                    const qz::QuantSpec* spec = nullptr);
     void clearTensor(const QString& message = QString());
     void showModel(const qz::Histogram& original, const qz::Histogram& dequantized, const QString& methodText);
     void clearModel(const QString& message = QString());

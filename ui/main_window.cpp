@@ -148,7 +148,7 @@ void MainWindow::wireJobs() {
         if (m_focus.isEmpty()) {
             focusTensor(name);
         } else if (name == m_focus) {
-            m_histograms->showTensor(r, toQ(m_runSpec.describe()));
+            m_histograms->showTensor(r, toQ(m_runSpec.describe()), &m_runSpec);
             emit tensorShown(name);
         }
     });
@@ -176,7 +176,8 @@ void MainWindow::wireJobs() {
     connect(m_analyzer, &TensorAnalyzer::ready, this, [this](const qz::TensorQuantResult& r) {
         if (toQ(r.name) != m_focus) return;
         // Without a finished run this is a preview of the panel's current choices.
-        m_histograms->showTensor(r, toQ(m_previewSpec.describe()) + (m_result ? QString() : tr(" (preview)")));
+        m_histograms->showTensor(r, toQ(m_previewSpec.describe()) + (m_result ? QString() : tr(" (preview)")),
+                                 &m_previewSpec);
         emit tensorShown(m_focus);
     });
     connect(m_analyzer, &TensorAnalyzer::failed, this, [this](const QString& message) {
@@ -280,7 +281,7 @@ void MainWindow::focusTensor(const QString& name) {
     m_table->selectTensor(name);
     const qz::TensorQuantResult* r = m_table->model()->find(name);
     if (r && r->histOriginal.bins() == m_histograms->tensorBins()) {
-        m_histograms->showTensor(*r, toQ(m_runSpec.describe()));
+        m_histograms->showTensor(*r, toQ(m_runSpec.describe()), &m_runSpec);
         emit tensorShown(name);
         return;
     }
