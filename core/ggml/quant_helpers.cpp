@@ -9,13 +9,6 @@
 
 namespace qz::ggml {
 
-int nearest_int(float fval) {
-    const float shifted = fval + 12582912.f;  // 1.5 * 2^23: the mantissa now holds round-half-even(fval)
-    int32_t bits;
-    std::memcpy(&bits, &shifted, sizeof bits);
-    return (bits & 0x007fffff) - 0x00400000;
-}
-
 namespace {
 
 inline int clampInt(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
@@ -29,6 +22,72 @@ inline float qxWeight(const float* qw, int i, int rmseType, float xi) {
     case 3: return std::fabs(xi);
     default: return std::sqrt(std::fabs(xi));
     }
+}
+
+// make_qx_quants' weighted scale search (rmse_type >= 1, one weight per element in w, n <= kQxMaxN):
+// the first candidate iscale = -nmax/max and the 18 candidates is = -9..-1, 1..9 are evaluated side by
+// side, four per vector (GCC/Clang vector extensions: SSE2 on x86-64, no FMA under -ffp-contract=off).
+// Each lane accumulates its own sumlx and suml2 over i = 0..n-1 in the reference order, with the
+// reference expressions ((w*x)*l and (w*l)*l) and the same nearest_int bit trick and clamp, so every
+// lane's sums are bit-identical to the scalar loop's. The candidates are then compared one after the
+// other in the reference order, and L is written once, for the candidate the reference keeps last.
+typedef float V4f __attribute__((vector_size(16)));
+typedef int32_t V4i __attribute__((vector_size(16)));
+constexpr int kQxMaxN = 64;
+constexpr int kQxCands = 19;  // lane 0: -nmax/max; lanes 1..18: is = -9..-1, 1..9
+constexpr int kQxVecs = (kQxCands + 3) / 4;
+
+float qxSearchWeighted(int n, int nmax, const float* x, int8_t* L, const float* w, float max) {
+    float isc[4 * kQxVecs];
+    isc[0] = static_cast<float>(-nmax) / max;
+    int k = 1;
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0) continue;
+        isc[k++] = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
+    }
+    for (; k < 4 * kQxVecs; ++k) isc[k] = isc[0];  // padding lanes, never compared
+    V4f vis[kQxVecs], slx[kQxVecs], sl2[kQxVecs];
+    for (int v = 0; v < kQxVecs; ++v) {
+        std::memcpy(&vis[v], isc + 4 * v, sizeof(V4f));
+        slx[v] = V4f{};
+        sl2[v] = V4f{};
+    }
+    const V4i lo = V4i{} - nmax;
+    const V4i hi = V4i{} + (nmax - 1);
+    for (int i = 0; i < n; ++i) {
+        const float xi = x[i];
+        const float wi = w[i];
+        const float wx = wi * xi;
+        for (int v = 0; v < kQxVecs; ++v) {
+            const V4f shifted = vis[v] * xi + 12582912.f;  // nearest_int(iscale * x[i])
+            V4i l = ((V4i)shifted & 0x007fffff) - 0x00400000;
+            l = l > hi ? hi : l;  // clampInt(l, -nmax, nmax - 1)
+            l = l < lo ? lo : l;
+            const V4f fl = __builtin_convertvector(l, V4f);
+            slx[v] += wx * fl;       // w * x[i] * l
+            sl2[v] += wi * fl * fl;  // w * l * l
+        }
+    }
+    float sx[4 * kQxVecs], s2[4 * kQxVecs];
+    for (int v = 0; v < kQxVecs; ++v) {
+        std::memcpy(sx + 4 * v, &slx[v], sizeof(V4f));
+        std::memcpy(s2 + 4 * v, &sl2[v], sizeof(V4f));
+    }
+    float scale = s2[0] != 0.f ? sx[0] / s2[0] : 0.0f;
+    float best = scale * sx[0];
+    int kept = 0;
+    for (k = 1; k < kQxCands; ++k) {
+        if (s2[k] > 0 && sx[k] * sx[k] > best * s2[k]) {
+            scale = sx[k] / s2[k];
+            best = scale * sx[k];
+            kept = k;
+        }
+    }
+    for (int i = 0; i < n; ++i) {
+        const int l = nearest_int(isc[kept] * x[i]);
+        L[i] = static_cast<int8_t>(nmax + clampInt(l, -nmax, nmax - 1));
+    }
+    return scale;
 }
 
 }  // namespace
@@ -53,6 +112,12 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
             L[i] = static_cast<int8_t>(nmax + clampInt(l, -nmax, nmax - 1));
         }
         return 1 / iscale;
+    }
+    if (rmse_type >= 1 && n <= kQxMaxN) {
+        if (qw) return qxSearchWeighted(n, nmax, x, L, qw, max);
+        float w[kQxMaxN];
+        for (int i = 0; i < n; ++i) w[i] = qxWeight(nullptr, i, rmse_type, x[i]);
+        return qxSearchWeighted(n, nmax, x, L, w, max);
     }
     bool returnEarly = false;
     if (rmse_type < 0) {
@@ -154,6 +219,108 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
 
 namespace {
 
+// The scale search of make_qkx2/qkx3 (step 6 of B.4) for n <= kQkxMaxN, eight candidates `is` at a time
+// (two vectors). Each lane computes its candidate's sums and error in the reference order with the
+// reference expressions, so they are bit-identical to the scalar loop's. The reference updates `min` when
+// it takes a candidate, and the following candidates depend on it: the lanes are examined in order, and
+// when a taken candidate changes `min` (bitwise), the candidates after it are computed again from there.
+constexpr int kQkxMaxN = 32;
+
+void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, float sum_w, float sum_x,
+               float max, float& min, float& scale, float& best, float rmin, float rdelta, int nstep,
+               bool use_mad) {
+    V4f fls[kQkxMaxN][2];
+    const V4i hi = V4i{} + nmax;
+    const V4i zero = V4i{};
+    const V4i absMask = V4i{} + 0x7fffffff;
+    int is = 0;
+    while (is <= nstep) {
+        const int cnt = std::min(8, nstep - is + 1);
+        float isc[8];
+        for (int k = 0; k < 8; ++k)
+            isc[k] = (rmin + rdelta * static_cast<float>(is + std::min(k, cnt - 1)) + static_cast<float>(nmax)) /
+                     (max - min);
+        V4f vis[2], sl[2], sl2[2], sxl[2];
+        for (int v = 0; v < 2; ++v) {
+            std::memcpy(&vis[v], isc + 4 * v, sizeof(V4f));
+            sl[v] = sl2[v] = sxl[v] = V4f{};
+        }
+        for (int i = 0; i < n; ++i) {
+            const float xm = x[i] - min;
+            const float wi = w[i];
+            const float xi = x[i];
+            for (int v = 0; v < 2; ++v) {
+                const V4f shifted = vis[v] * xm + 12582912.f;  // nearest_int(iscale * (x[i] - min))
+                V4i l = ((V4i)shifted & 0x007fffff) - 0x00400000;
+                l = l > hi ? hi : l;  // clampInt(l, 0, nmax)
+                l = l < zero ? zero : l;
+                const V4f fl = __builtin_convertvector(l, V4f);
+                fls[i][v] = fl;
+                const V4f wfl = wi * fl;
+                sl[v] += wfl;         // w * l
+                sl2[v] += wfl * fl;   // w * l * l
+                sxl[v] += wfl * xi;   // w * l * x[i]
+            }
+        }
+        float a[8], b[8], c[8], ts[8], tm[8];
+        bool ok[8];
+        for (int v = 0; v < 2; ++v) {
+            std::memcpy(a + 4 * v, &sl[v], sizeof(V4f));
+            std::memcpy(b + 4 * v, &sl2[v], sizeof(V4f));
+            std::memcpy(c + 4 * v, &sxl[v], sizeof(V4f));
+        }
+        for (int k = 0; k < 8; ++k) {
+            const float sum_l = a[k], sum_l2 = b[k], sum_xl = c[k];
+            const float D = sum_w * sum_l2 - sum_l * sum_l;
+            ok[k] = D > 0;
+            ts[k] = tm[k] = 0;
+            if (ok[k]) {
+                float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+                float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+                if (this_min > 0) {
+                    this_min = 0;
+                    this_scale = sum_xl / sum_l2;
+                }
+                ts[k] = this_scale;
+                tm[k] = this_min;
+            }
+        }
+        V4f vts[2], vtm[2], verr[2];
+        for (int v = 0; v < 2; ++v) {
+            std::memcpy(&vts[v], ts + 4 * v, sizeof(V4f));
+            std::memcpy(&vtm[v], tm + 4 * v, sizeof(V4f));
+            verr[v] = V4f{};
+        }
+        for (int i = 0; i < n; ++i) {
+            const float xi = x[i];
+            const float wi = w[i];
+            for (int v = 0; v < 2; ++v) {
+                V4f diff = vts[v] * fls[i][v] + vtm[v] - xi;
+                diff = use_mad ? (V4f)((V4i)diff & absMask) : diff * diff;
+                verr[v] += wi * diff;
+            }
+        }
+        float err[8];
+        for (int v = 0; v < 2; ++v) std::memcpy(err + 4 * v, &verr[v], sizeof(V4f));
+        int next = is + cnt;
+        for (int k = 0; k < cnt; ++k) {
+            if (!ok[k] || !(err[k] < best)) continue;
+            for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(fls[i][k / 4][k % 4]);
+            best = err[k];
+            scale = ts[k];
+            uint32_t oldBits, newBits;
+            std::memcpy(&oldBits, &min, 4);
+            std::memcpy(&newBits, &tm[k], 4);
+            min = tm[k];
+            if (oldBits != newBits) {
+                next = is + k + 1;
+                break;
+            }
+        }
+        is = next;
+    }
+}
+
 // Shared body of make_qkx2_quants / make_qkx3_quants. `x3` selects the qkx3 differences:
 // null weights allowed (x^2 used) and the degenerate test max <= min instead of max == min.
 float makeQkxQuants(bool x3, int n, int nmax, const float* x, const float* weights, uint8_t* L,
@@ -186,6 +353,13 @@ float makeQkxQuants(bool x3, int n, int nmax, const float* x, const float* weigh
         best += wAt(i) * diff;
     }
     if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    if (n <= kQkxMaxN) {
+        float w[kQkxMaxN];
+        for (int i = 0; i < n; ++i) w[i] = wAt(i);
+        qkxSearch(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
         *the_min = -min;
         return scale;
     }
