@@ -41,7 +41,9 @@ MethodRegistry::MethodRegistry() {
         "16 quantiles of a normal distribution. Optional double quantization stores the block scales in 8 bits.");
     nf4.minBits = nf4.maxBits = nf4.defaultBits = 4;
     nf4.simple = qz::QuantMethod::Nf4;
-    nf4.createOptions = [](QWidget* parent) -> MethodOptionsEditor* { return new FourBitOptionsEditor(parent); };
+    nf4.createOptions = [](QWidget* parent) -> MethodOptionsEditor* {
+        return new FourBitOptionsEditor(parent);
+    };
     add(nf4);
 
     MethodDescriptor fp4;
@@ -52,7 +54,9 @@ MethodRegistry::MethodRegistry() {
         "as bitsandbytes' fp4 type. Optional double quantization of the block scales.");
     fp4.minBits = fp4.maxBits = fp4.defaultBits = 4;
     fp4.simple = qz::QuantMethod::Fp4;
-    fp4.createOptions = [](QWidget* parent) -> MethodOptionsEditor* { return new FourBitOptionsEditor(parent); };
+    fp4.createOptions = [](QWidget* parent) -> MethodOptionsEditor* {
+        return new FourBitOptionsEditor(parent);
+    };
     add(fp4);
 
     MethodDescriptor int8;
@@ -63,7 +67,9 @@ MethodRegistry::MethodRegistry() {
         "threshold (6.0): those weight columns stay in fp16. Needs a calibration text.");
     int8.minBits = int8.maxBits = int8.defaultBits = 8;
     int8.simple = qz::QuantMethod::LlmInt8;
-    int8.createOptions = [](QWidget* parent) -> MethodOptionsEditor* { return new LlmInt8OptionsEditor(parent); };
+    int8.createOptions = [](QWidget* parent) -> MethodOptionsEditor* {
+        return new LlmInt8OptionsEditor(parent);
+    };
     add(int8);
 }
 

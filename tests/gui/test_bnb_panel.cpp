@@ -149,7 +149,8 @@ private slots:
         QVERIFY(absmax > 0);
         const QVector<double> m = w.histograms()->tensorPlot()->markers();
         QCOMPARE(m.size(), 16);
-        for (int i = 0; i < 16; ++i) QVERIFY2(std::fabs(m[i] - kNf4[i] * absmax) <= 1e-6 * absmax, qPrintable(QString::number(i)));
+        for (int i = 0; i < 16; ++i)
+            QVERIFY2(std::fabs(m[i] - kNf4[i] * absmax) <= 1e-6 * absmax, qPrintable(QString::number(i)));
         // 16 lines (+ the label) drawn on the plot, two histogram series.
         QVERIFY(w.histograms()->tensorPlot()->customPlot()->itemCount() >= 16);
         QCOMPARE(w.histograms()->tensorPlot()->customPlot()->graphCount(), 2);
