@@ -62,6 +62,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     m_tabs->addWorkspace(QStringLiteral("evaluate"), tr("Evaluate"), m_evaluate);
     m_export = new ExportPanel(this);
     m_tabs->addWorkspace(QStringLiteral("export"), tr("Export"), m_export);
+    // A finished export becomes a variant to measure next to the original (PPL, KLD, generation).
+    connect(m_export, &ExportPanel::exportFinished, m_evaluate, [this](const QString& path) {
+        QString error;
+        if (!m_evaluate->addGgufFile(path, &error)) m_log->appendError(tr("Evaluate: %1").arg(error));
+    });
 
     m_panel = new MethodPanel(this);
     auto* right = new QScrollArea(this);
