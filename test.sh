@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds QuantZoo twice (full, and the engine alone with the GUI switched
-# off, which proves core/ needs no Qt Widgets), and runs every test with ctest.
+# Installs what is missing, builds QuantZoo twice (the engine alone with the GUI switched off, which
+# proves core/ needs no Qt Widgets, then everything), and runs every test with ctest: the engine's
+# tests against the engine-only build, then the GUI tests and the llama.cpp tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 source .ci/deps.sh
@@ -9,13 +10,19 @@ qz_install_deps
 JOBS=$(nproc 2>/dev/null || echo 2)
 export QT_QPA_PLATFORM=offscreen
 
+# Real llama.cpp (npm node-llama-cpp, pinned): the engine's tests compare our quantizers with its
+# libggml, and the llama tests load our exports in it.
+tests/llama/setup.sh
+
 echo "==> engine only (QZ_BUILD_GUI=OFF)"
 cmake -S . -B build-nogui -DQZ_BUILD_GUI=OFF -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build-nogui -j "$JOBS"
-ctest --test-dir build-nogui --output-on-failure -j "$JOBS"
+ctest --test-dir build-nogui --output-on-failure -j "$JOBS" -L core
 
 echo "==> full build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j "$JOBS"
-if [ -x tests/llama/setup.sh ]; then tests/llama/setup.sh; fi
-ctest --test-dir build --output-on-failure -j "$JOBS"
+# The engine's tests (label core) already ran against the engine-only build above; here the GUI tests
+# and real llama.cpp on our exports.
+ctest --test-dir build --output-on-failure -j "$JOBS" -L 'gui|llama'
+
