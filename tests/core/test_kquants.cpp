@@ -22,7 +22,7 @@
 #include "common/fp16.h"
 #include "ggml/imatrix.h"
 #include "ggml/kquants.h"
-#include "kq_sha256.h"
+#include "sha256.h"
 
 using namespace qz;
 
@@ -290,12 +290,12 @@ private slots:
     }
 
     void sha256Vectors() {
-        QCOMPARE(kqtest::sha256Hex(reinterpret_cast<const uint8_t*>("abc"), 3),
+        QCOMPARE(qz::test::sha256Hex(reinterpret_cast<const uint8_t*>("abc"), 3),
                  std::string("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
-        QCOMPARE(kqtest::sha256Hex(nullptr, 0),
+        QCOMPARE(qz::test::sha256Hex(nullptr, 0),
                  std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
         const char* m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-        QCOMPARE(kqtest::sha256Hex(reinterpret_cast<const uint8_t*>(m), std::strlen(m)),
+        QCOMPARE(qz::test::sha256Hex(reinterpret_cast<const uint8_t*>(m), std::strlen(m)),
                  std::string("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
     }
 
@@ -308,7 +308,7 @@ private slots:
             auto it = m_src.find(g.tensor);
             QVERIFY2(it != m_src.end(), g.tensor.c_str());
             const auto& d = it->second.data;
-            QCOMPARE(kqtest::sha256Hex(reinterpret_cast<const uint8_t*>(d.data()), d.size() * 4), g.sha);
+            QCOMPARE(qz::test::sha256Hex(reinterpret_cast<const uint8_t*>(d.data()), d.size() * 4), g.sha);
             ++checked;
         }
         QCOMPARE(checked, 39);
@@ -324,7 +324,7 @@ private slots:
             if (!k) continue;
             const auto& t = m_src.at(g.tensor);
             const auto q = quantize(*k, t, nullptr);
-            const std::string got = kqtest::sha256Hex(q.data(), q.size());
+            const std::string got = qz::test::sha256Hex(q.data(), q.size());
             if (got != g.sha) {
                 ++mismatches;
                 qWarning("mismatch %s %s (%s)", g.file.c_str(), g.tensor.c_str(), g.type.c_str());
@@ -371,7 +371,7 @@ private slots:
             QVERIFY(w.ok());
             if (*w) ++withImatrix;
             const auto q = quantize(*k, t, *w);
-            if (kqtest::sha256Hex(q.data(), q.size()) != g.sha) {
+            if (qz::test::sha256Hex(q.data(), q.size()) != g.sha) {
                 ++mismatches;
                 qWarning("imatrix mismatch %s %s (%s)", g.file.c_str(), g.tensor.c_str(), g.type.c_str());
             }
