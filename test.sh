@@ -21,7 +21,9 @@ ctest --test-dir build-nogui --output-on-failure -j "$JOBS" -L core
 
 echo "==> full build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
-cmake --build build -j "$JOBS"
+# Only what the GUI and llama.cpp tests need: the engine's tests were built and run above.
+GUI_TESTS=$(for f in tests/gui/test_*.cpp; do basename "$f" .cpp; done)
+cmake --build build -j "$JOBS" --target quantzoo quantzoo-cli $GUI_TESTS
 # The engine's tests (label core) already ran against the engine-only build above; here the GUI tests
 # and real llama.cpp on our exports.
 ctest --test-dir build --output-on-failure -j "$JOBS" -L 'gui|llama'
