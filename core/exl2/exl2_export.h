@@ -1,0 +1,87 @@
+// EXL2 export of a Hugging Face llama-family folder (llama / mistral / qwen2) to a directory exllamav2
+// loads (FORMATS.md E.1, E.6; SEEDS.md §4).
+//
+//  1. Measurement (skipped when params.measurementPath names a finished measurement.json): per decoder
+//     layer two modules, self_attn (q, k, v, o) and mlp (gate, up, down). Each linear is quantized under
+//     every distinct QParams of the candidate tables (exl2/exl2_qparams.h) on the reference hidden states,
+//     each option's module output is compared with the reference output, accuracy = 1 − mean relative
+//     Frobenius error (floored at 1e-6). Written as exllamav2's measurement.json (+ "last_module_idx");
+//     an interrupted measurement resumes from the state in the temporary folder.
+//  2. Optimization: one option per module so that Σ total_bits ≤ int(numel(decoder linears) · targetBpw)
+//     with the least Σ error^norm (exllamav2's annealing schedule, but seeded: deterministic), then the
+//     leftover budget spent greedily.
+//  3. Quantization: each module with its option on the outputs of the already quantized modules (the
+//     quantized model's own hidden states), lm_head last with the head-bits option.
+//  4. Output written into a hidden temporary folder beside the destination and renamed when complete:
+//     output.safetensors (output-0000k-of-0000N.safetensors when larger than maxShardBytes; no index),
+//     per quantized linear <module>.q_weight / q_scale / q_scale_max / q_groups / q_invperm (+ bias F16);
+//     every other tensor as F16; config.json with quantization_config {"quant_method":"exl2", ...};
+//     the tokenizer / generation files copied; measurement.json beside them. No work files remain.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/progress.h"
+#include "common/result.h"
+#include "exl2/exl2_quant.h"
+#include "gptq/gptq_calib.h"
+#include "infer/engine.h"
+#include "model/model.h"
+
+namespace qz::exl2 {
+
+struct ExportParams {
+    double targetBpw = 5.0;          // notebook default
+    int headBits = 6;                // notebook default
+    std::string calibPath;           // calibration text
+    gptq::CalibParams measureCalib{16, 2048, 0};   // rows × length for the measurement (exllamav2: 16 × 2048)
+    gptq::CalibParams quantCalib{100, 2048, 0};    // rows × length for the quantization (exllamav2: 100 × 2048)
+    std::string measurementPath;     // reuse this measurement.json (skip measuring) if set and valid
+    std::string outputDir;
+    bool resume = true;
+    uint64_t seed = 0;               // the optimizer's seed
+    uint64_t maxShardBytes = 8192ull * 1024 * 1024;
+    int threads = 0;
+    bool keepOverrides = false;      // return the dequantized weights (for an evaluation)
+    bool writeOutput = true;
+};
+
+// One linear layer's outcome, reported as it finishes (for a per-layer chart).
+struct LayerReport {
+    std::string name;                // weight tensor name, e.g. model.layers.0.self_attn.q_proj.weight
+    std::string module;              // model.layers.0.self_attn / .mlp / lm_head
+    int out = 0, in = 0;
+    std::string setting;             // QParams::desc()
+    double bpw = 0;                  // of this layer (total_bits / numel)
+    double relErr = -1;              // relative output error of the quantized layer on its calibration input
+    double seconds = 0;
+};
+using LayerReportFn = std::function<void(const LayerReport&)>;
+
+struct ModuleMeasurement {           // one module's options, as measurement.json holds them
+    std::string key;                 // model.layers.N.self_attn | model.layers.N.mlp
+    struct Option { double accuracy = 0; int64_t totalBits = 0; std::vector<QParams> qp; };
+    std::vector<Option> options;
+};
+
+struct ExportResult {
+    std::string outputDir;
+    std::vector<ModuleMeasurement> measurement;
+    bool measurementReused = false;
+    std::vector<LayerReport> layers;
+    double targetBpw = 0, achievedBpw = 0;   // over the decoder linears (the optimizer's budget)
+    double headBpw = 0;
+    std::vector<std::string> files;          // written, relative to outputDir
+    uint64_t tensorBytes = 0;
+    double seconds = 0;
+    WeightOverrides overrides;               // with keepOverrides
+};
+
+// Phase names for progress: "measure", "optimize", "quantize", "write".
+Result<ExportResult> exportExl2(const Model& model, const ExportParams& params, ProgressFn progress = {},
+                                LayerReportFn onLayer = {});
+
+}  // namespace qz::exl2
