@@ -76,20 +76,7 @@ void Tokenizer::Impl::bpeTokenize(std::string_view fragment, std::vector<int32_t
                 if (it == mergeRank.end()) return;
                 queue.push({it->second, left, right, l.len + r.len});
             };
-            for (size_t i = 1; i < sym.size(); ++i) tryAdd(int32_t(i - 1), int32_t(i));
-            while (!queue.empty()) {
-                const Bigram b = queue.top();
-                queue.pop();
-                Symbol& l = sym[size_t(b.left)];
-                Symbol& r = sym[size_t(b.right)];
-                if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;  // stale
-                l.len += r.len;
-                r.len = 0;
-                l.next = r.next;
-                if (r.next >= 0) sym[size_t(r.next)].prev = b.left;
-                tryAdd(l.prev, b.left);
-                tryAdd(b.left, l.next);
-            }
+            mergeSymbols(sym, queue, tryAdd);
             for (int32_t i = 0; i >= 0; i = sym[size_t(i)].next) {
                 const std::string_view piece = w.substr(sym[size_t(i)].start, sym[size_t(i)].len);
                 const int32_t id = find(piece);

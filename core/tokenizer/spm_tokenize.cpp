@@ -54,21 +54,7 @@ void Tokenizer::Impl::spmMerge(std::string_view s, std::vector<int32_t>& out) co
         if (id < 0) return;
         queue.push({score[size_t(id)], left, right, len});
     };
-    for (size_t i = 1; i < sym.size(); ++i) tryAdd(int64_t(i - 1), int64_t(i));
-
-    while (!queue.empty()) {
-        const Bigram b = queue.top();
-        queue.pop();
-        Symbol& l = sym[size_t(b.left)];
-        Symbol& r = sym[size_t(b.right)];
-        if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;  // stale
-        l.len += r.len;
-        r.len = 0;
-        l.next = r.next;
-        if (r.next >= 0) sym[size_t(r.next)].prev = b.left;
-        tryAdd(l.prev, b.left);
-        tryAdd(b.left, l.next);
-    }
+    mergeSymbols(sym, queue, tryAdd);
 
     for (int64_t i = 0; i >= 0; i = sym[size_t(i)].next) {
         const Symbol& x = sym[size_t(i)];

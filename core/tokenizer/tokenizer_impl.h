@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -49,5 +50,29 @@ struct Tokenizer::Impl {
     void bpeTokenize(std::string_view fragment, std::vector<int32_t>& out,
                      std::unordered_map<std::string, std::vector<int32_t>>& cache) const;
 };
+
+// The merge loop shared by SPM and BPE: `sym` is a doubly linked list of symbols over the text
+// (members prev, next, len; len 0 once merged into the left neighbour), `queue` a priority queue of
+// candidate merges (members left, right, len = the merged byte length when queued), `tryAdd(left, right)`
+// pushes the candidate for two neighbours if the vocabulary has it. The best candidate is merged until
+// none is left; candidates made stale by an earlier merge are recognised by their length and dropped.
+template <class Symbols, class Queue, class TryAdd>
+void mergeSymbols(Symbols& sym, Queue& queue, TryAdd&& tryAdd) {
+    using Index = decltype(sym[0].prev);
+    for (size_t i = 1; i < sym.size(); ++i) tryAdd(Index(i - 1), Index(i));
+    while (!queue.empty()) {
+        const auto b = queue.top();
+        queue.pop();
+        auto& l = sym[size_t(b.left)];
+        auto& r = sym[size_t(b.right)];
+        if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;  // stale
+        l.len += r.len;
+        r.len = 0;
+        l.next = r.next;
+        if (r.next >= 0) sym[size_t(r.next)].prev = b.left;
+        tryAdd(l.prev, b.left);
+        tryAdd(b.left, l.next);
+    }
+}
 
 }  // namespace qz
