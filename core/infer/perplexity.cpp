@@ -144,6 +144,33 @@ Status checkParams(Engine& engine, int nCtx, const PerplexityParams& params) {
     return okStatus();
 }
 
+// The chunk loop shared by perplexity and KL-divergence: for each chunk (progress and cancel first) the
+// engine evaluates it from an empty cache, then perToken(c, i, logits, target) runs in parallel for every
+// scored position i (logits of position nCtx/2 + i, target token chunk[nCtx/2 + 1 + i]) and afterChunk(c)
+// on this thread.
+template <class PerToken, class AfterChunk>
+Status forEachChunk(Engine& engine, const int32_t* tokens, int nChunks, int nCtx, const PerplexityParams& params,
+                    const ProgressFn& progress, PerToken&& perToken, AfterChunk&& afterChunk) {
+    const int first = nCtx / 2;
+    const int nScored = nCtx - 1 - first;
+    const int nVocab = engine.nVocab();
+    std::vector<float> logits;
+    for (int c = 0; c < nChunks; ++c) {
+        if (progress && !progress({static_cast<double>(c) / nChunks,
+                                   "chunk " + std::to_string(c + 1) + " of " + std::to_string(nChunks)}))
+            return cancelledError();
+        const int32_t* chunk = tokens + static_cast<size_t>(c) * nCtx;
+        auto st = evalChunk(engine, chunk, nCtx, params.addBos, params.bosId, logits);
+        if (!st) return st;
+        parallelFor(static_cast<size_t>(nScored), [&](size_t i0, size_t i1, int) {
+            for (size_t i = i0; i < i1; ++i) perToken(c, i, logits.data() + i * nVocab, chunk[first + 1 + i]);
+        }, engine.threads(), 8);
+        afterChunk(c);
+    }
+    if (progress && !progress({1.0, "done"})) return cancelledError();
+    return okStatus();
+}
+
 }  // namespace
 
 PerplexityParams defaultPerplexityParams(const Engine& engine, int nCtx, int nChunks) {
@@ -182,33 +209,24 @@ Result<PerplexityResult> computePerplexity(Engine& engine, std::span<const int32
     res.nCtx = nCtx;
     res.nChunks = nChunks;
     double nll = 0, nll2 = 0;
-    std::vector<float> logits;
     std::vector<double> v(nScored);
-    for (int c = 0; c < nChunks; ++c) {
-        if (progress && !progress({static_cast<double>(c) / nChunks,
-                                   "chunk " + std::to_string(c + 1) + " of " + std::to_string(nChunks)}))
-            return cancelledError();
-        const int32_t* chunk = tokens.data() + static_cast<size_t>(c) * nCtx;
-        auto st = evalChunk(engine, chunk, nCtx, params.addBos, params.bosId, logits);
-        if (!st) return st.error();
-        parallelFor(static_cast<size_t>(nScored), [&](size_t i0, size_t i1, int) {
-            for (size_t i = i0; i < i1; ++i) {
-                const float* lg = logits.data() + i * nVocab;
-                v[i] = tokenNll(lg, nVocab, chunk[first + 1 + i]);
-                if (baseOut)
-                    storeLogProbs(lg, nVocab,
-                                  baseOut->logProbs.data() +
-                                      (static_cast<size_t>(c) * nScored + i) * baseOut->rowStride());
+    auto st = forEachChunk(
+        engine, tokens.data(), nChunks, nCtx, params, progress,
+        [&](int c, size_t i, const float* lg, int32_t target) {
+            v[i] = tokenNll(lg, nVocab, target);
+            if (baseOut)
+                storeLogProbs(lg, nVocab,
+                              baseOut->logProbs.data() + (static_cast<size_t>(c) * nScored + i) * baseOut->rowStride());
+        },
+        [&](int) {
+            for (double x : v) {
+                nll += x;
+                nll2 += x * x;
             }
-        }, engine.threads(), 8);
-        for (double x : v) {
-            nll += x;
-            nll2 += x * x;
-        }
-        res.count += nScored;
-        res.runningPpl.push_back(std::exp(nll / res.count));
-    }
-    if (progress && !progress({1.0, "done"})) return cancelledError();
+            res.count += nScored;
+            res.runningPpl.push_back(std::exp(nll / res.count));
+        });
+    if (!st) return st.error();
     nll /= res.count;
     nll2 /= res.count;
     res.meanNll = nll;
@@ -239,39 +257,31 @@ Result<KldResult> computeKlDivergence(Engine& engine, const KldBase& base, const
     double sNll = 0, sNll2 = 0, sNllB = 0, sNllB2 = 0, sNllNllB = 0, sKld = 0, sKld2 = 0, sDp = 0, sDp2 = 0, sDp4 = 0;
     int64_t sameTop = 0;
     std::vector<float> pDiffs;
-    std::vector<float> logits;
     std::vector<KldToken> tk(nScored);
-    for (int c = 0; c < base.nChunks; ++c) {
-        if (progress && !progress({static_cast<double>(c) / base.nChunks,
-                                   "chunk " + std::to_string(c + 1) + " of " + std::to_string(base.nChunks)}))
-            return cancelledError();
-        const int32_t* chunk = base.tokens.data() + static_cast<size_t>(c) * nCtx;
-        auto st = evalChunk(engine, chunk, nCtx, params.addBos, params.bosId, logits);
-        if (!st) return st.error();
-        parallelFor(static_cast<size_t>(nScored), [&](size_t i0, size_t i1, int) {
-            for (size_t i = i0; i < i1; ++i)
-                tk[i] = kldOfToken(logits.data() + i * nVocab, nVocab,
-                                   base.logProbs.data() + (static_cast<size_t>(c) * nScored + i) * nv,
-                                   chunk[first + 1 + i]);
-        }, engine.threads(), 8);
-        for (const KldToken& t : tk) {
-            sNll += t.nll;
-            sNll2 += t.nll * t.nll;
-            sNllB += t.nllBase;
-            sNllB2 += t.nllBase * t.nllBase;
-            sNllNllB += t.nll * t.nllBase;
-            sKld += t.kld;
-            sKld2 += t.kld * t.kld;
-            sDp += t.pDiff;
-            const double d2 = t.pDiff * t.pDiff;  // float product, as llama-perplexity
-            sDp2 += d2;
-            sDp4 += d2 * d2;
-            sameTop += t.sameTop;
-            r.kldValues.push_back(static_cast<float>(t.kld));
-            pDiffs.push_back(t.pDiff);
-        }
-    }
-    if (progress && !progress({1.0, "done"})) return cancelledError();
+    auto st = forEachChunk(
+        engine, base.tokens.data(), base.nChunks, nCtx, params, progress,
+        [&](int c, size_t i, const float* lg, int32_t target) {
+            tk[i] = kldOfToken(lg, nVocab, base.logProbs.data() + (static_cast<size_t>(c) * nScored + i) * nv, target);
+        },
+        [&](int) {
+            for (const KldToken& t : tk) {
+                sNll += t.nll;
+                sNll2 += t.nll * t.nll;
+                sNllB += t.nllBase;
+                sNllB2 += t.nllBase * t.nllBase;
+                sNllNllB += t.nll * t.nllBase;
+                sKld += t.kld;
+                sKld2 += t.kld * t.kld;
+                sDp += t.pDiff;
+                const double d2 = t.pDiff * t.pDiff;  // float product, as llama-perplexity
+                sDp2 += d2;
+                sDp4 += d2 * d2;
+                sameTop += t.sameTop;
+                r.kldValues.push_back(static_cast<float>(t.kld));
+                pDiffs.push_back(t.pDiff);
+            }
+        });
+    if (!st) return st.error();
     const int64_t n = static_cast<int64_t>(r.kldValues.size());
     r.count = n;
 
