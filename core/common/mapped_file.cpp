@@ -34,18 +34,28 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
             return makeError(path + ": cannot map: " + std::strerror(err));
         }
         f->m_data = static_cast<const uint8_t*>(p);
+        f->m_mapped = true;
     }
     ::close(fd);
     return f;
 }
 
+std::shared_ptr<MappedFile> MappedFile::fromBuffer(std::vector<uint8_t> bytes, const std::string& name) {
+    std::shared_ptr<MappedFile> f(new MappedFile());
+    f->m_path = name;
+    f->m_buffer = std::move(bytes);
+    f->m_size = f->m_buffer.size();
+    f->m_data = f->m_buffer.empty() ? nullptr : f->m_buffer.data();
+    return f;
+}
+
 MappedFile::~MappedFile() {
-    if (m_data) ::munmap(const_cast<uint8_t*>(m_data), m_size);
+    if (m_mapped && m_data) ::munmap(const_cast<uint8_t*>(m_data), m_size);
 }
 
 namespace {
-void advise(const uint8_t* base, uint64_t size, uint64_t offset, uint64_t len, int how) {
-    if (!base || offset >= size) return;
+void advise(bool mapped, const uint8_t* base, uint64_t size, uint64_t offset, uint64_t len, int how) {
+    if (!mapped || !base || offset >= size) return;
     const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
     const uint64_t start = offset / page * page;
     const uint64_t end = std::min<uint64_t>(size, offset + len);
@@ -54,10 +64,10 @@ void advise(const uint8_t* base, uint64_t size, uint64_t offset, uint64_t len, i
 }  // namespace
 
 void MappedFile::adviseWillNeed(uint64_t offset, uint64_t len) const {
-    advise(m_data, m_size, offset, len, MADV_WILLNEED);
+    advise(m_mapped, m_data, m_size, offset, len, MADV_WILLNEED);
 }
 void MappedFile::adviseDontNeed(uint64_t offset, uint64_t len) const {
-    advise(m_data, m_size, offset, len, MADV_DONTNEED);
+    advise(m_mapped, m_data, m_size, offset, len, MADV_DONTNEED);
 }
 
 }  // namespace qz

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 
@@ -15,6 +16,9 @@ namespace qz {
 class MappedFile {
 public:
     static Result<std::shared_ptr<MappedFile>> open(const std::string& path);
+    // The same interface over bytes already in memory (small files parsed from a buffer, tests);
+    // `name` stands for the path in messages.
+    static std::shared_ptr<MappedFile> fromBuffer(std::vector<uint8_t> bytes, const std::string& name);
     ~MappedFile();
     MappedFile(const MappedFile&) = delete;
     MappedFile& operator=(const MappedFile&) = delete;
@@ -33,6 +37,8 @@ private:
     std::string m_path;
     const uint8_t* m_data = nullptr;
     uint64_t m_size = 0;
+    std::vector<uint8_t> m_buffer;  // fromBuffer: the bytes (m_data points into it; nothing mapped)
+    bool m_mapped = false;
 };
 
 }  // namespace qz
