@@ -12,7 +12,7 @@ namespace qzcli {
 namespace {
 const char* kExportHelp =
     "usage: quantzoo-cli export MODEL --format gguf --type TYPE -o OUT.gguf [options]\n"
-    "  (--format gptq: see 'quantzoo-cli export --format gptq --help')\n"
+    "  (--format gptq / exl2: see 'quantzoo-cli export --format gptq --help', '... --format exl2 --help')\n"
     "  MODEL        a Hugging Face folder (llama, mistral, qwen2, gpt2) or a GGUF file to re-quantize\n"
     "  --type       F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M\n"
     "               Q5_K_S Q5_K_M Q6_K (also Q4_K = Q4_K_M, Q3_K = Q3_K_M, Q5_K = Q5_K_M)\n"
@@ -47,8 +47,10 @@ std::string defaultOutput(const std::string& model, const std::string& type) {
 }  // namespace
 
 int cmdExport(int argc, char** argv) {
-    for (int i = 2; i + 1 < argc; ++i)  // other formats parse their own options
+    for (int i = 2; i + 1 < argc; ++i) {  // other formats parse their own options
         if (std::string(argv[i]) == "--format" && std::string(argv[i + 1]) == "gptq") return cmdExportGptq(argc, argv);
+        if (std::string(argv[i]) == "--format" && std::string(argv[i + 1]) == "exl2") return cmdExportExl2(argc, argv);
+    }
     Args args({"--format", "--type", "-o", "--output", "--imatrix", "--tensor-type", "--output-tensor-type",
                "--token-embedding-type"},
               {"--pure", "--dry-run", "--quiet", "--help"}, {"--tensor-type"});

@@ -11,6 +11,8 @@ int cmdQuantize(int argc, char** argv);
 int cmdExport(int argc, char** argv);
 // `export --format gptq ...` (app/cli/cmd_export_gptq.cpp): parses its own options from argv[2..].
 int cmdExportGptq(int argc, char** argv);
+// `export --format exl2 ...` (app/cli/cmd_export_exl2.cpp).
+int cmdExportExl2(int argc, char** argv);
 // Evaluation (app/cli/cmd_perplexity.cpp, cmd_generate.cpp, cmd_imatrix.cpp).
 int cmdPerplexity(int argc, char** argv);
 int cmdGenerate(int argc, char** argv);

@@ -17,7 +17,7 @@ struct Command {
 const Command kCommands[] = {
     {"info", qzcli::cmdInfo, "list a model's metadata and tensors (HF folder, .safetensors, .gguf)"},
     {"quantize", qzcli::cmdQuantize, "fake-quantize tensors (absmax / zero-point) and report the error"},
-    {"export", qzcli::cmdExport, "write a GGUF file (F32/F16/BF16, Q8_0..Q5_1, K-quant mixes) that llama.cpp loads"},
+    {"export", qzcli::cmdExport, "write a GGUF file (llama.cpp), a GPTQ checkpoint or an EXL2 folder (exllamav2)"},
     {"perplexity", qzcli::cmdPerplexity, "perplexity / KL-divergence on a text, as llama-perplexity computes them"},
     {"generate", qzcli::cmdGenerate, "generate text from a prompt (greedy or sampled with a seed)"},
     {"imatrix", qzcli::cmdImatrix, "compute an importance matrix (GGUF, as llama-imatrix) for imatrix quants"},

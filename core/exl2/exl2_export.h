@@ -46,7 +46,8 @@ struct ExportParams {
     uint64_t maxShardBytes = 8192ull * 1024 * 1024;
     int threads = 0;
     bool keepOverrides = false;      // return the dequantized weights (for an evaluation)
-    bool writeOutput = true;
+    bool writeOutput = true;         // false: measure / optimize / quantize and report only (no files, no resume)
+    int annealIterations = 1000;     // proposals per temperature of each annealing run (exllamav2: 1000)
 };
 
 // One linear layer's outcome, reported as it finishes (for a per-layer chart).
@@ -70,14 +71,18 @@ struct ModuleMeasurement {           // one module's options, as measurement.jso
 struct ExportResult {
     std::string outputDir;
     std::vector<ModuleMeasurement> measurement;
-    bool measurementReused = false;
+    bool measurementReused = false;          // params.measurementPath was read, nothing was measured
+    int measuredModules = 0;                 // modules measured by this run
+    int resumedModules = 0;                  // modules taken from an interrupted run's state
     std::vector<LayerReport> layers;
     double targetBpw = 0, achievedBpw = 0;   // over the decoder linears (the optimizer's budget)
     double headBpw = 0;
     std::vector<std::string> files;          // written, relative to outputDir
     uint64_t tensorBytes = 0;
-    double seconds = 0;
-    WeightOverrides overrides;               // with keepOverrides
+    double seconds = 0, measureSeconds = 0, optimizeSeconds = 0, quantizeSeconds = 0;
+    // With keepOverrides: the dequantized weights of every quantized linear ([out][in], what exllamav2's
+    // loader reconstructs) and their biases rounded to fp16, by the model's tensor names.
+    WeightOverrides overrides;
 };
 
 // Phase names for progress: "measure", "optimize", "quantize", "write".

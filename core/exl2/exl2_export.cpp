@@ -1,0 +1,464 @@
+#include "exl2/exl2_export.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unistd.h>
+
+#include "common/fp16.h"
+#include "exl2/exl2_measure.h"
+#include "exl2/exl2_optimize.h"
+#include "gptq/gptq_hessian.h"
+#include "gptq/gptq_quant.h"
+#include "io/safetensors_writer.h"
+
+namespace qz::exl2 {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+uint64_t fnv1a(const std::string& s) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+Result<std::string> readSmallFile(const std::string& path, size_t maxBytes) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return makeError("cannot open " + path);
+    f.seekg(0, std::ios::end);
+    const auto size = static_cast<int64_t>(f.tellg());
+    if (size < 0 || static_cast<uint64_t>(size) > maxBytes) return makeError(path + " is too large");
+    f.seekg(0);
+    std::string s(static_cast<size_t>(size), '\0');
+    if (size > 0 && !f.read(s.data(), size)) return makeError("cannot read " + path);
+    return s;
+}
+
+Status writeFileAtomic(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        if (!f || !f.write(text.data(), static_cast<std::streamsize>(text.size())) || !f.flush()) {
+            std::error_code ec;
+            fs::remove(tmp, ec);
+            return makeError("cannot write " + path);
+        }
+    }
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) {
+        fs::remove(tmp, ec);
+        return makeError("cannot write " + path);
+    }
+    return okStatus();
+}
+
+// What the measurement depends on: a resume state is reused only when all of it matches.
+std::string measureFingerprint(const Model& model, const ExportParams& p, const std::string& calibText) {
+    nlohmann::ordered_json j;
+    std::error_code ec;
+    j["kind"] = "exl2-measure-1";
+    j["model"] = fs::weakly_canonical(model.path, ec).string();
+    j["modelBytes"] = model.totalBytes();
+    j["tensors"] = model.tensors.size();
+    j["calibBytes"] = calibText.size();
+    j["calibHash"] = std::to_string(fnv1a(calibText));
+    j["rows"] = p.measureCalib.samples;
+    j["length"] = p.measureCalib.seqLen;
+    j["seed"] = std::to_string(p.measureCalib.seed);
+    return j.dump();
+}
+
+struct PackedOut {
+    PackedLinear packed;
+    std::vector<float> bias;  // fp16-rounded, empty if none
+};
+
+template <class T>
+std::span<const uint8_t> asBytes(const std::vector<T>& v) {
+    return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T)};
+}
+
+// One output tensor: its declaration and where its bytes come from.
+struct OutTensor {
+    SafetensorsTensorDecl decl;
+    uint64_t bytes = 0;
+    std::function<Status(SafetensorsWriter&)> write;
+};
+
+}  // namespace
+
+Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, ProgressFn progress, LayerReportFn onLayer) {
+    const auto t0 = Clock::now();
+    auto planR = planModel(model);
+    if (!planR) return planR.error();
+    const ModelPlan& plan = *planR;
+    if (!(p.targetBpw >= 2.0 && p.targetBpw <= 8.5))
+        return makeError("EXL2: target bits per weight must be in [2.0, 8.5]");
+    auto headQp = headOptions(p.headBits);
+    if (!headQp) return makeError("EXL2: head bits " + std::to_string(p.headBits) + ": " + headQp.error().message);
+    if (p.calibPath.empty()) return makeError("EXL2 needs a calibration text");
+    const bool measure = p.measurementPath.empty();
+    if (p.quantCalib.samples <= 0 || p.quantCalib.seqLen <= 0 ||
+        (measure && (p.measureCalib.samples <= 0 || p.measureCalib.seqLen <= 0)))
+        return makeError("EXL2: calibration rows and lengths must be positive");
+    for (int len : {p.quantCalib.seqLen, measure ? p.measureCalib.seqLen : 0})
+        if (plan.hp.nCtxTrain > 0 && len > plan.hp.nCtxTrain)
+            return makeError("EXL2: calibration rows of " + std::to_string(len) + " tokens exceed the model's context (" +
+                             std::to_string(plan.hp.nCtxTrain) + ")");
+    if (p.annealIterations < 1) return makeError("EXL2: annealing iterations must be positive");
+
+    // Progress: phase fractions.
+    const double fMeasure = measure ? 0.6 : 0.0, fOpt = 0.05, fQuant = measure ? 0.3 : 0.85;
+    auto phase = [&](double base, double span) {
+        return [progress, base, span](const ProgressInfo& i) {
+            return !progress || progress(ProgressInfo{base + span * std::clamp(i.fraction, 0.0, 1.0), i.step});
+        };
+    };
+
+    // Measurement given: read and validate it first (cheap, and a bad file should fail early).
+    ExportResult res;
+    res.targetBpw = p.targetBpw;
+    std::vector<ModuleMeasurement> meas;
+    if (!measure) {
+        auto m = readMeasurementJson(p.measurementPath, plan);
+        if (!m) return m.error();
+        meas = std::move(*m);
+        res.measurementReused = true;
+    }
+
+    // Calibration text and rows.
+    auto txt = readSmallFile(p.calibPath, size_t{1} << 30);
+    if (!txt) return txt.error();
+    const std::string calibText = std::move(*txt);
+    auto toks = gptq::tokenizeTextFile(model, p.calibPath);
+    if (!toks) return toks.error();
+    auto quantRows = gptq::calibrationWindows(*toks, p.quantCalib);
+    if (!quantRows) return makeError(p.calibPath + ": " + quantRows.error().message);
+    std::vector<std::vector<int32_t>> measureRows;
+    if (measure) {
+        auto w = gptq::calibrationWindows(*toks, p.measureCalib);
+        if (!w) return makeError(p.calibPath + ": " + w.error().message);
+        measureRows = std::move(*w);
+    }
+
+    // Destination and temporary folder.
+    std::string outDir = p.outputDir;
+    while (outDir.size() > 1 && outDir.back() == '/') outDir.pop_back();
+    fs::path tmpDir;
+    if (p.writeOutput) {
+        if (outDir.empty()) return makeError("no output folder given");
+        std::error_code ec;
+        if (fs::exists(outDir, ec) && !(fs::is_directory(outDir, ec) && fs::is_empty(outDir, ec)))
+            return makeError(outDir + " already exists (choose a new folder or remove it)");
+        fs::path out(outDir);
+        const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+        if (!fs::is_directory(parent, ec)) return makeError("folder " + parent.string() + " does not exist");
+        tmpDir = parent / ("." + out.filename().string() + ".exl2-partial");
+        const std::string fp = measureFingerprint(model, p, calibText);
+        const fs::path statePath = tmpDir / "exl2-state.json";
+        bool reuse = false;
+        if (p.resume && fs::is_directory(tmpDir, ec)) {
+            auto st = readSmallFile(statePath.string(), 1 << 20);
+            reuse = st && *st == fp;
+        }
+        if (!reuse) {
+            fs::remove_all(tmpDir, ec);
+            if (!fs::create_directory(tmpDir, ec) || ec) return makeError("cannot create " + tmpDir.string());
+            if (auto s = writeFileAtomic(statePath.string(), fp); !s) return s.error();
+        }
+        // Anything but the measurement state is from an earlier, unfinished write: drop it.
+        for (const auto& e : fs::directory_iterator(tmpDir, ec)) {
+            const std::string n = e.path().filename().string();
+            if (n == "exl2-state.json" || (n.rfind("measure.", 0) == 0 && n.size() > 5 &&
+                                           n.compare(n.size() - 5, 5, ".json") == 0))
+                continue;
+            fs::remove_all(e.path(), ec);
+        }
+    }
+
+    // 1. Measurement.
+    if (measure) {
+        const auto tm = Clock::now();
+        MeasureParams mp;
+        mp.stateDir = p.writeOutput ? tmpDir.string() : std::string();
+        mp.threads = p.threads;
+        auto m = measureModel(model, plan, measureRows, mp, phase(0, fMeasure), {}, &res.resumedModules);
+        if (!m) return m.error();
+        meas = std::move(*m);
+        res.measuredModules = static_cast<int>(meas.size()) - res.resumedModules;
+        res.measureSeconds = since(tm);
+    }
+    res.measurement = meas;
+
+    // 2. Optimization.
+    const auto to = Clock::now();
+    std::vector<std::vector<OptOption>> slots;
+    for (const auto& mm : meas) {
+        slots.emplace_back();
+        for (const auto& o : mm.options) slots.back().push_back({o.totalBits, 1.0 - o.accuracy});
+    }
+    const int64_t numel = plan.decoderNumel();
+    OptimizeParams op;
+    op.budget = static_cast<int64_t>(static_cast<double>(numel) * p.targetBpw);
+    op.seed = p.seed;
+    op.iterations = p.annealIterations;
+    auto opt = optimizeStrategy(slots, op, phase(fMeasure, fOpt));
+    if (!opt) {
+        if (opt.error().cancelled) return opt.error();
+        return makeError("EXL2: target " + std::to_string(p.targetBpw) + " bpw: " + opt.error().message);
+    }
+    res.achievedBpw = static_cast<double>(opt->bits) / static_cast<double>(numel);
+    res.optimizeSeconds = since(to);
+
+    // 3. Quantization, module by module on the quantized model's own hidden states.
+    const auto tq = Clock::now();
+    ProgressFn qprog = phase(fMeasure + fOpt, fQuant);
+    ModuleRunner runner(plan, p.threads);
+    auto xs = runner.embed(model, *quantRows);
+    if (!xs) return xs.error();
+    States x = std::move(*xs), y;
+    std::map<std::string, PackedOut> packed;  // weight name -> packed tensors
+    const double qTotal = static_cast<double>(plan.modules.size() * 2 + (plan.head.out > 0 ? 1 : 0));
+    double qDone = 0;
+    std::string step;
+    auto qcancel = [&] { return qprog && !qprog(ProgressInfo{qDone / qTotal, step}); };
+
+    auto quantizeOne = [&](const LinearRef& L, const std::vector<float>& W, const std::vector<float>& bias,
+                           const std::vector<float>& Hraw, const PreparedHessian& H, const QParams& qp,
+                           const std::string& module, std::vector<float>* deqOut) -> Status {
+        const auto tl = Clock::now();
+        step = "quantize: " + L.prefix + " " + qp.desc();
+        auto q = quantizeLinear(W.data(), L.out, L.in, H, qp, qcancel, runner.threads());
+        if (!q) return q.error().cancelled ? q.error() : makeError(L.weightName + ": " + q.error().message);
+        std::vector<float> deq = dequantize(*q);
+        LayerReport lr;
+        lr.name = L.weightName;
+        lr.module = module;
+        lr.out = L.out;
+        lr.in = L.in;
+        lr.setting = qp.desc();
+        lr.bpw = qp.bpw(L.in, L.out, !L.biasName.empty());
+        lr.relErr = gptq::relativeOutputError(W.data(), deq, L.out, L.in, Hraw, runner.threads());
+        PackedOut po;
+        po.packed = pack(*q);
+        po.bias = bias;
+        for (float& v : po.bias) v = fp16ToFp32(fp32ToFp16(v));
+        if (p.keepOverrides) {
+            res.overrides[L.weightName] = deq;
+            if (!L.biasName.empty()) res.overrides[L.biasName] = po.bias;
+        }
+        if (p.writeOutput) packed[L.weightName] = std::move(po);
+        if (deqOut) *deqOut = std::move(deq);
+        lr.seconds = since(tl);
+        res.layers.push_back(lr);
+        if (onLayer) onLayer(lr);
+        return okStatus();
+    };
+
+    for (size_t mi = 0; mi < plan.modules.size(); ++mi) {
+        const ModuleRef& m = plan.modules[mi];
+        const auto& option = meas[mi].options[opt->choice[mi]];
+        auto w = readModuleWeights(model, m);
+        if (!w) return w.error();
+        step = "quantize: " + m.key + " (Hessians)";
+        gptq::HessianAccumulator acc[2] = {gptq::HessianAccumulator(m.linears[0].in),
+                                           gptq::HessianAccumulator(m.linears.back().in)};
+        auto st = runner.forward(m, *w, x, nullptr, [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
+            if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
+        });
+        if (!st) return st.error();
+        std::vector<float> Hraw[2];
+        std::unique_ptr<PreparedHessian> prep[2];
+        for (int k = 0; k < 2; ++k) {
+            acc[k].countSample(x.rows);
+            Hraw[k] = exl2Hessian(acc[k]);
+            auto ph = prepareHessian(Hraw[k], acc[k].dim(), {}, runner.threads());
+            if (!ph) return makeError("EXL2: " + m.key + ": " + ph.error().message);
+            prep[k] = std::make_unique<PreparedHessian>(std::move(*ph));
+        }
+        if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
+        ModuleWeights qw = *w;
+        for (size_t s = 0; s < m.linears.size(); ++s) {
+            const int k = s + 1 == m.linears.size() ? 1 : 0;
+            if (auto r = quantizeOne(m.linears[s], w->w[s], w->b[s], Hraw[k], *prep[k], option.qp[s], m.key, &qw.w[s]);
+                !r)
+                return r.error();
+            for (float& v : qw.b[s]) v = fp16ToFp32(fp32ToFp16(v));
+        }
+        step = "quantize: " + m.key + " (outputs)";
+        if (auto s = runner.forward(m, qw, x, &y); !s) return s.error();
+        std::swap(x, y);
+        if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
+    }
+    // The head, last, on the quantized model's final states.
+    if (plan.head.out > 0) {
+        const LinearRef& L = plan.head;
+        auto g = readTensorF32(model, *model.find(plan.finalNormName));
+        if (!g) return g.error();
+        auto W = readTensorF32(model, *model.find(L.weightName));
+        if (!W) return W.error();
+        std::vector<float> bias;
+        if (!L.biasName.empty()) {
+            auto b = readTensorF32(model, *model.find(L.biasName));
+            if (!b) return b.error();
+            bias = std::move(*b);
+        }
+        const std::vector<float> xn = runner.finalNorm(x, *g);
+        gptq::HessianAccumulator acc(L.in);
+        acc.add(xn.data(), static_cast<int64_t>(x.rows) * x.len, runner.threads());
+        acc.countSample(x.rows);
+        std::vector<float> Hraw = exl2Hessian(acc);
+        auto ph = prepareHessian(Hraw, L.in, {}, runner.threads());
+        if (!ph) return makeError("EXL2: lm_head: " + ph.error().message);
+        if (auto r = quantizeOne(L, *W, bias, Hraw, *ph, *headQp, "lm_head", nullptr); !r) return r.error();
+        res.headBpw = headQp->bpw(L.in, L.out, !L.biasName.empty());
+        if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
+    }
+    res.quantizeSeconds = since(tq);
+    if (!p.writeOutput) {
+        res.seconds = since(t0);
+        return res;
+    }
+
+    // 4. The output folder: tensors, config, tokenizer files, measurement.json.
+    std::vector<OutTensor> outs;
+    std::set<std::string> biasOfQuantized;
+    std::map<std::string, const LinearRef*> byWeight;
+    for (const auto& m : plan.modules)
+        for (const auto& L : m.linears) byWeight[L.weightName] = &L;
+    if (plan.head.out > 0) byWeight[plan.head.weightName] = &plan.head;
+    for (const auto& [wn, L] : byWeight)
+        if (!L->biasName.empty()) biasOfQuantized.insert(L->biasName);
+    for (const auto& t : model.tensors) {
+        if (auto it = byWeight.find(t.name); it != byWeight.end()) {
+            const LinearRef& L = *it->second;
+            const PackedOut* po = &packed.at(t.name);
+            const PackedLinear& pl = po->packed;
+            const int64_t G = static_cast<int64_t>(pl.qScaleMax.size());
+            auto add = [&](const std::string& suffix, DType dt, std::vector<int64_t> shape, auto getVec) {
+                OutTensor o;
+                o.decl = {L.prefix + suffix, dt, std::move(shape)};
+                o.write = [getVec](SafetensorsWriter& w) { return w.writeTensor(asBytes(getVec())); };
+                o.bytes = asBytes(getVec()).size();
+                outs.push_back(std::move(o));
+            };
+            add(".q_weight", DType::I32, {pl.qRows, pl.outPad}, [&pl]() -> const std::vector<int32_t>& { return pl.qWeight; });
+            add(".q_invperm", DType::I32, {static_cast<int64_t>(pl.qInvperm.size())},
+                [&pl]() -> const std::vector<int32_t>& { return pl.qInvperm; });
+            add(".q_scale", DType::I32, {G, pl.outPad / 8}, [&pl]() -> const std::vector<int32_t>& { return pl.qScale; });
+            add(".q_scale_max", DType::F16, {G}, [&pl]() -> const std::vector<uint16_t>& { return pl.qScaleMax; });
+            add(".q_groups", DType::I16, {2 * G}, [&pl]() -> const std::vector<int16_t>& { return pl.qGroups; });
+            continue;
+        }
+        if (traits(t.dtype).isQuantized) return makeError(t.name + ": ggml block types cannot be written to safetensors");
+        OutTensor o;
+        o.decl = {t.name, DType::F16, t.shape};
+        o.bytes = t.numel() * 2;
+        const TensorInfo* ti = &t;
+        const bool isBias = biasOfQuantized.count(t.name) > 0;
+        o.write = [&model, ti, isBias](SafetensorsWriter& w) -> Status {
+            (void)isBias;
+            auto v = readTensorF32(model, *ti);
+            if (!v) return v.error();
+            return w.writeTensorFromF32(*v);
+        };
+        outs.push_back(std::move(o));
+    }
+    // Shards: greedy in order, at most maxShardBytes of tensor data each (a larger tensor gets its own).
+    std::vector<std::vector<size_t>> shards(1);
+    uint64_t cur = 0;
+    for (size_t i = 0; i < outs.size(); ++i) {
+        if (!shards.back().empty() && cur + outs[i].bytes > p.maxShardBytes) {
+            shards.emplace_back();
+            cur = 0;
+        }
+        shards.back().push_back(i);
+        cur += outs[i].bytes;
+    }
+    const std::vector<MetaItem> meta = {{"format", "pt"}, {"quantizer", "quantzoo 0.1.0"}};
+    for (size_t s = 0; s < shards.size(); ++s) {
+        char name[64];
+        if (shards.size() == 1)
+            std::snprintf(name, sizeof name, "output.safetensors");
+        else
+            std::snprintf(name, sizeof name, "output-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+        std::vector<SafetensorsTensorDecl> decls;
+        for (size_t i : shards[s]) decls.push_back(outs[i].decl);
+        SafetensorsWriter w;
+        if (auto st = w.open((tmpDir / name).string(), decls, meta); !st) return st.error();
+        for (size_t i : shards[s]) {
+            if (auto st = outs[i].write(w); !st) {
+                w.abort();
+                return st.error();
+            }
+            res.tensorBytes += outs[i].bytes;
+            if (progress && !progress(ProgressInfo{std::min(0.999, fMeasure + fOpt + fQuant + 0.05 * (i + 1.0) / outs.size()),
+                                                   "write: " + outs[i].decl.name})) {
+                w.abort();
+                return cancelledError();
+            }
+        }
+        if (auto st = w.finish(); !st) return st.error();
+        res.files.push_back(name);
+    }
+
+    nlohmann::ordered_json cfg;
+    try {
+        cfg = nlohmann::ordered_json::parse(model.configJson);
+    } catch (const std::exception& e) {
+        return makeError("config.json: " + std::string(e.what()));
+    }
+    if (!cfg.is_object()) return makeError("config.json is not an object");
+    nlohmann::ordered_json qc;
+    qc["quant_method"] = "exl2";
+    qc["version"] = "0.3.2";
+    qc["bits"] = p.targetBpw;
+    qc["head_bits"] = p.headBits;
+    qc["calibration"] = {{"rows", p.quantCalib.samples},
+                         {"length", p.quantCalib.seqLen},
+                         {"dataset", fs::path(p.calibPath).filename().string()}};
+    cfg["quantization_config"] = qc;
+    if (auto s = writeFileAtomic((tmpDir / "config.json").string(), cfg.dump(2) + "\n"); !s) return s.error();
+    res.files.push_back("config.json");
+    if (auto s = writeFileAtomic((tmpDir / "measurement.json").string(),
+                                 measurementJson(meas, 2 * plan.hp.nLayer + 2) + "\n");
+        !s)
+        return s.error();
+    res.files.push_back("measurement.json");
+    std::error_code ec;
+    const fs::path src = fs::is_directory(model.path, ec) ? fs::path(model.path) : fs::path(model.path).parent_path();
+    static const std::set<std::string> kCopy = {"tokenizer.json",        "tokenizer_config.json", "tokenizer.model",
+                                               "special_tokens_map.json", "vocab.json",            "merges.txt",
+                                               "added_tokens.json",      "generation_config.json", "vocab.txt"};
+    for (const auto& name : kCopy) {
+        const fs::path f = src / name;
+        if (!fs::is_regular_file(f, ec)) continue;
+        fs::copy_file(f, tmpDir / name, fs::copy_options::overwrite_existing, ec);
+        if (ec) return makeError("cannot copy " + f.string() + ": " + ec.message());
+        res.files.push_back(name);
+    }
+
+    // Drop the resume state and move into place.
+    for (const auto& m : plan.modules) fs::remove(tmpDir / ("measure." + m.key + ".json"), ec);
+    fs::remove(tmpDir / "exl2-state.json", ec);
+    if (fs::exists(outDir, ec)) fs::remove(outDir, ec);  // empty folder (checked above)
+    fs::rename(tmpDir, outDir, ec);
+    if (ec) return makeError("cannot move " + tmpDir.string() + " to " + outDir + ": " + ec.message());
+    res.outputDir = outDir;
+    res.seconds = since(t0);
+    if (progress) progress(ProgressInfo{1.0, "done"});
+    return res;
+}
+
+}  // namespace qz::exl2
