@@ -1,0 +1,219 @@
+// The EXL2 optimizer (core/exl2/exl2_optimize.h) on hand-made option sets whose optimum is derived by hand
+// (or by brute force over every combination, computed here independently): the budget is respected, the
+// least-error feasible combination is found, the greedy fill spends what is left in the expected order,
+// a seed gives the same answer every time, an impossible budget is refused.
+#include <QtTest>
+
+#include <cmath>
+#include <limits>
+
+#include "exl2/exl2_optimize.h"
+
+using namespace qz;
+using namespace qz::exl2;
+
+namespace {
+
+OptimizeParams fastParams(int64_t budget, uint64_t seed = 7) {
+    OptimizeParams p;
+    p.budget = budget;
+    p.seed = seed;
+    p.iterations = 50;  // the schedule's 1975 temperatures, 50 proposals each (tests stay fast)
+    p.samples = 8;
+    return p;
+}
+
+double sumPow(const std::vector<std::vector<OptOption>>& table, const std::vector<int>& c, double norm) {
+    double s = 0;
+    for (size_t i = 0; i < table.size(); ++i) s += std::pow(table[i][c[i]].error, norm);
+    return s;
+}
+
+int64_t bitsOf(const std::vector<std::vector<OptOption>>& table, const std::vector<int>& c) {
+    int64_t b = 0;
+    for (size_t i = 0; i < table.size(); ++i) b += table[i][c[i]].bits;
+    return b;
+}
+
+}  // namespace
+
+class TestExl2Optimize : public QObject {
+    Q_OBJECT
+private slots:
+    void defaultsAreExllamav2Schedule();
+    void twoSlotsHandDerived();
+    void identicalSlotsExactBudget();
+    void bruteForceOptimum();
+    void greedyFillOrder();
+    void deterministicWithSeed();
+    void refusesImpossibleBudget();
+    void cancels();
+};
+
+void TestExl2Optimize::defaultsAreExllamav2Schedule() {
+    // exllamav2 v0.3.2 optimize.py: norm (1.5, 3.5), 2nd stage 0.15, temperature 2 → 1e-4, ×0.995,
+    // 1000 iterations, 80 samples per stage.
+    OptimizeParams p;
+    QCOMPARE(p.normMin, 1.5);
+    QCOMPARE(p.normMax, 3.5);
+    QCOMPARE(p.norm2ndStage, 0.15);
+    QCOMPARE(p.tempMax, 2.0);
+    QCOMPARE(p.tempMin, 1e-4);
+    QCOMPARE(p.cooling, 0.995);
+    QCOMPARE(p.iterations, 1000);
+    QCOMPARE(p.samples, 80);
+}
+
+void TestExl2Optimize::twoSlotsHandDerived() {
+    // Feasible combinations within 40 bits: (10,10) errors (.5,.4); (10,20) (.5,.3); (20,10) (.2,.4);
+    // (10,30) (.5,.05); (20,20) (.2,.2); (30,10) (.1,.4). For every norm in [1.4, 3.6] (20,20) has the
+    // least Σ e^p (2·0.2^p < 0.4^p + 0.1^p < 0.5^p + 0.05^p) and the least maximum: choice {1, 1}.
+    const std::vector<std::vector<OptOption>> table = {{{10, 0.5}, {20, 0.2}, {30, 0.1}},
+                                                       {{10, 0.4}, {20, 0.2}, {30, 0.05}}};
+    auto r = optimizeStrategy(table, fastParams(40));
+    QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
+    QCOMPARE(r->choice, (std::vector<int>{1, 1}));
+    QCOMPARE(r->bits, int64_t(40));
+    QVERIFY(r->norm >= 1.4 && r->norm <= 3.6);
+    QCOMPARE(r->maxError, 0.2);
+    // Within 39 bits only (10,10) (.5,.4), (10,20) (.5,.2) and (20,10) (.2,.4) fit: the least Σ e^p is
+    // (20,10), and no single step up fits in the 9 bits left.
+    auto r39 = optimizeStrategy(table, fastParams(39));
+    QVERIFY(r39.ok());
+    QCOMPARE(r39->choice, (std::vector<int>{1, 0}));
+    QCOMPARE(r39->bits, int64_t(30));
+}
+
+void TestExl2Optimize::identicalSlotsExactBudget() {
+    // 6 identical table {(100, .30), (200, .10), (300, .05)}, budget 1400. With n1/n2/n3 table on each
+    // option: n1+n2+n3 = 6 and n2 + 2·n3 <= 8. n1 = 0 allows n3 <= 2 → (0,4,2); n1 >= 1 costs
+    // .3^p − 2·.1^p + .05^p > 0 more at every p in [1.5, 3.5]. So exactly two table at 300 bits, four at
+    // 200, 1400 bits.
+    std::vector<std::vector<OptOption>> table(6, {{100, 0.30}, {200, 0.10}, {300, 0.05}});
+    auto r = optimizeStrategy(table, fastParams(1400));
+    QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
+    int n[3] = {0, 0, 0};
+    for (int c : r->choice) ++n[c];
+    QCOMPARE(n[0], 0);
+    QCOMPARE(n[1], 4);
+    QCOMPARE(n[2], 2);
+    QCOMPARE(r->bits, int64_t(1400));
+}
+
+void TestExl2Optimize::bruteForceOptimum() {
+    // 6 table × 4 options (4096 combinations) with uneven costs and errors; the optimizer's answer must be
+    // the least Σ e^norm over every combination within the budget, at the norm it chose.
+    std::vector<std::vector<OptOption>> table;
+    uint64_t s = 12345;
+    auto rnd = [&] {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        return static_cast<double>(s >> 11) * 0x1.0p-53;
+    };
+    for (int i = 0; i < 6; ++i) {
+        std::vector<OptOption> opts;
+        double err = 0.2 + 0.2 * rnd();
+        int64_t bits = 1000 + static_cast<int64_t>(500 * rnd());
+        for (int k = 0; k < 4; ++k) {
+            opts.push_back({bits, err});
+            bits += 300 + static_cast<int64_t>(700 * rnd());
+            err *= 0.3 + 0.4 * rnd();
+        }
+        table.push_back(opts);
+    }
+    int64_t minB = 0, maxB = 0;
+    for (const auto& o : table) {
+        minB += o.front().bits;
+        maxB += o.back().bits;
+    }
+    for (double f : {0.3, 0.6}) {
+        const int64_t budget = minB + static_cast<int64_t>(f * (maxB - minB));
+        auto r = optimizeStrategy(table, fastParams(budget));
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
+        QVERIFY(r->bits <= budget);
+        QCOMPARE(bitsOf(table, r->choice), r->bits);
+        double best = std::numeric_limits<double>::infinity();
+        std::vector<int> c(6);
+        for (int code = 0; code < 4096; ++code) {
+            for (int i = 0, v = code; i < 6; ++i, v /= 4) c[i] = v % 4;
+            if (bitsOf(table, c) <= budget) best = std::min(best, sumPow(table, c, r->norm));
+        }
+        const double got = sumPow(table, r->choice, r->norm);
+        QVERIFY2(got <= best * (1 + 1e-12), qPrintable(QString("got %1, optimum %2").arg(got).arg(best)));
+        QCOMPARE(r->errNormSum, got);
+    }
+}
+
+void TestExl2Optimize::greedyFillOrder() {
+    // Norm 1. Start (10, 10) = 20 bits of 30. A→15 gains .2 for 5 bits (.04/bit), B→12 gains .05 for 2 bits
+    // (.025/bit), A→40 does not fit: A→15 first (25 bits), then B→12 (27 bits), then nothing fits.
+    const std::vector<std::vector<OptOption>> table = {{{10, 0.5}, {15, 0.3}, {40, 0.01}}, {{10, 0.5}, {12, 0.45}}};
+    std::vector<int> choice = {0, 0};
+    QCOMPARE(greedyFill(table, 30, 1.0, choice), 2);
+    QCOMPARE(choice, (std::vector<int>{1, 1}));
+    // With 50 bits: A→40 gains .49 for 30 bits (.0163/bit) < A→15's .04/bit: A→15 (25), B→12 (27); then
+    // A→40 (+25 bits = 52) does not fit.
+    choice = {0, 0};
+    QCOMPARE(greedyFill(table, 50, 1.0, choice), 2);
+    QCOMPARE(choice, (std::vector<int>{1, 1}));
+    // With 52 bits it does, as a third step.
+    choice = {0, 0};
+    QCOMPARE(greedyFill(table, 52, 1.0, choice), 3);
+    QCOMPARE(choice, (std::vector<int>{2, 1}));
+    // Never a worse option: an option with more bits but a higher error is not taken.
+    const std::vector<std::vector<OptOption>> worse = {{{10, 0.2}, {20, 0.3}}};
+    choice = {0};
+    QCOMPARE(greedyFill(worse, 100, 2.0, choice), 0);
+    QCOMPARE(choice, (std::vector<int>{0}));
+}
+
+void TestExl2Optimize::deterministicWithSeed() {
+    std::vector<std::vector<OptOption>> table;
+    for (int i = 0; i < 16; ++i) {
+        std::vector<OptOption> o;
+        for (int k = 0; k < 10; ++k) o.push_back({1000 + 150 * k + 7 * i, 0.3 / (1 + k + 0.1 * (i % 5))});
+        table.push_back(o);
+    }
+    const int64_t budget = 16 * 1000 + 16 * 600;
+    auto a = optimizeStrategy(table, fastParams(budget, 42));
+    auto b = optimizeStrategy(table, fastParams(budget, 42));
+    QVERIFY(a.ok() && b.ok());
+    QCOMPARE(a->choice, b->choice);
+    QCOMPARE(a->norm, b->norm);
+    QCOMPARE(a->bits, b->bits);
+    QVERIFY(a->bits <= budget);
+    // The leftover after the greedy fill is smaller than any single improving step.
+    for (size_t i = 0; i < table.size(); ++i)
+        for (size_t k = 0; k < table[i].size(); ++k)
+            if (table[i][k].error < table[i][a->choice[i]].error)
+                QVERIFY(a->bits - table[i][a->choice[i]].bits + table[i][k].bits > budget);
+    // One annealing run is a pure function of its seed too.
+    double s1, s2, m1, m2;
+    int64_t b1, b2;
+    auto c1 = simAnneal(table, budget, 2.0, fastParams(budget), 99, &s1, &m1, &b1);
+    auto c2 = simAnneal(table, budget, 2.0, fastParams(budget), 99, &s2, &m2, &b2);
+    QCOMPARE(c1, c2);
+    QCOMPARE(s1, s2);
+    QVERIFY(b1 <= budget);
+}
+
+void TestExl2Optimize::refusesImpossibleBudget() {
+    const std::vector<std::vector<OptOption>> table = {{{10, 0.5}, {20, 0.2}}, {{15, 0.4}, {25, 0.2}}};
+    auto r = optimizeStrategy(table, fastParams(24));
+    QVERIFY(!r.ok());
+    QVERIFY(r.error().message.find("25 bits") != std::string::npos);
+    QVERIFY(optimizeStrategy(table, fastParams(25)).ok());  // exactly the smallest combination
+    QVERIFY(!optimizeStrategy({}, fastParams(100)).ok());
+    QVERIFY(!optimizeStrategy({{}}, fastParams(100)).ok());
+}
+
+void TestExl2Optimize::cancels() {
+    const std::vector<std::vector<OptOption>> table = {{{10, 0.5}, {20, 0.2}}, {{15, 0.4}, {25, 0.2}}};
+    int calls = 0;
+    auto r = optimizeStrategy(table, fastParams(40), [&](const ProgressInfo&) { return ++calls < 3; });
+    QVERIFY(!r.ok());
+    QVERIFY(r.error().cancelled);
+    QCOMPARE(calls, 3);
+}
+
+QTEST_GUILESS_MAIN(TestExl2Optimize)
+#include "test_exl2_optimize.moc"
