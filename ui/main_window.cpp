@@ -15,6 +15,7 @@
 #include <QSplitter>
 #include <QStatusBar>
 
+#include "codes_view.h"
 #include "evaluate_panel.h"
 #include "export_panel.h"
 #include "headless.h"
@@ -58,6 +59,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     m_table = new TensorTable(this);
     m_tabs->addWorkspace(QStringLiteral("histograms"), tr("Histograms"), m_histograms);
     m_tabs->addWorkspace(QStringLiteral("tensors"), tr("Tensors table"), m_table);
+    m_codes = new CodesView(this);  // the raw codes of the focused tensor, as the notebook prints them
+    m_tabs->addWorkspace(QStringLiteral("codes"), tr("Codes"), m_codes);
     m_evaluate = new EvaluatePanel(this);
     m_tabs->addWorkspace(QStringLiteral("evaluate"), tr("Evaluate"), m_evaluate);
     m_export = new ExportPanel(this);
@@ -168,6 +171,8 @@ void MainWindow::wireJobs() {
     });
 
     connect(m_tree, &ModelTree::currentTensorChanged, this, &MainWindow::focusTensor);
+    m_codes->setSpec(m_panel->spec());
+    connect(m_panel, &MethodPanel::choicesChanged, m_codes, [this] { m_codes->setSpec(m_panel->spec()); });
     connect(m_tree, &ModelTree::tensorSelectionChanged, m_panel, &MethodPanel::setTreeSelectionCount);
     connect(m_table, &TensorTable::tensorActivated, this, &MainWindow::focusTensor);
     connect(m_histograms, &HistogramsTab::tensorBinsChanged, this, [this] {
@@ -206,6 +211,7 @@ void MainWindow::onModelLoaded(ModelPtr model) {
     m_summary->setModel(m_model);
     m_evaluate->setModel(m_model);
     m_export->setModel(m_model);
+    m_codes->setModel(m_model);
     m_table->model()->clear();
     m_table->summary()->showEmpty();
     m_histograms->clearTensor();
@@ -254,6 +260,7 @@ void MainWindow::onRunFinished(ResultPtr result) {
     m_histograms->showModel(m_result->modelOriginal, m_result->modelDequantized, toQ(m_result->spec.describe()));
     m_exportAction->setEnabled(true);
     m_evaluate->setQuantizeResult(m_model, m_result);  // a variant to measure (PPL, KLD)
+    m_codes->setResult(m_result);                      // LLM.int8(): the calibrated outlier features
     const QString f = m_focus;
     m_focus.clear();
     focusTensor(!f.isEmpty() ? f : (m_result->tensors.empty() ? QString() : toQ(m_result->tensors.front().name)));
@@ -282,6 +289,7 @@ void MainWindow::focusTensor(const QString& name) {
     const qz::TensorInfo* info = m_model->find(toStd(name));
     if (!info) return;
     m_focus = name;
+    m_codes->setTensor(name);
     m_tree->setCurrentTensor(name);
     m_table->selectTensor(name);
     const qz::TensorQuantResult* r = m_table->model()->find(name);

@@ -1,6 +1,6 @@
 // The main window only lays out the panels and wires them to the jobs:
-//   left: model tree + summary | centre: workspace tabs (Histograms, Tensors table, Evaluate, Export) |
-//   right: method panel with Run/Cancel | bottom: log dock.
+//   left: model tree + summary | centre: workspace tabs (Histograms, Tensors table, Codes, Evaluate,
+//   Export) | right: method panel with Run/Cancel | bottom: log dock.
 // Models open on a worker (ModelLoader), quantization runs on a worker (QuantizeRunner), tensor
 // views are recomputed on demand (TensorAnalyzer). Errors go to a non-blocking message box, the
 // status bar and the log — never a crash.
@@ -14,6 +14,7 @@ class QLabel;
 
 namespace qz::ui {
 
+class CodesView;
 class EvaluatePanel;
 class ExportPanel;
 class HistogramsTab;
@@ -50,6 +51,7 @@ public:
     TensorTable* tensorTable() const { return m_table; }
     QuantizeRunner* runner() const { return m_runner; }
     WorkspaceTabs* workspaces() const { return m_tabs; }
+    CodesView* codesView() const { return m_codes; }
     QAction* exportAction() const { return m_exportAction; }
 
 signals:
@@ -88,6 +90,7 @@ private:
     WorkspaceTabs* m_tabs;
     HistogramsTab* m_histograms;
     TensorTable* m_table;
+    CodesView* m_codes;
     EvaluatePanel* m_evaluate;
     ExportPanel* m_export;
     LogDock* m_log;

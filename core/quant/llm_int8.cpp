@@ -41,6 +41,28 @@ LlmInt8Bytes llmInt8Bytes(int64_t nOut, int64_t nIn, int64_t nOutliers) {
     return b;
 }
 
+std::vector<float> llmInt8RowMax(const float* w, int64_t rows, int64_t cols, bool inputIsRows,
+                                 std::span<const int32_t> outlierFeatures) {
+    if (rows <= 0 || cols <= 0) return {};
+    const int64_t nOut = inputIsRows ? cols : rows, nIn = inputIsRows ? rows : cols;
+    std::vector<uint8_t> isOutlier(static_cast<size_t>(nIn), 0);
+    for (int32_t j : outlierFeatures)
+        if (j >= 0 && j < nIn) isOutlier[static_cast<size_t>(j)] = 1;
+    std::vector<float> rowmax(static_cast<size_t>(nOut), 0.0f);
+    // Walk the stored rows in memory order (for Conv1D a stored row is one input feature).
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* row = w + r * cols;
+        if (inputIsRows) {
+            if (isOutlier[r]) continue;
+            for (int64_t o = 0; o < cols; ++o) rowmax[o] = std::max(rowmax[o], std::fabs(row[o]));
+        } else {
+            for (int64_t i = 0; i < cols; ++i)
+                if (!isOutlier[i]) rowmax[r] = std::max(rowmax[r], std::fabs(row[i]));
+        }
+    }
+    return rowmax;
+}
+
 void llmInt8QuantizeDequantize(const float* w, int64_t rows, int64_t cols, bool inputIsRows,
                                std::span<const int32_t> outlierFeatures, float* out, int8_t* codes) {
     if (rows <= 0 || cols <= 0) return;
@@ -72,6 +94,39 @@ void llmInt8QuantizeDequantize(const float* w, int64_t rows, int64_t cols, bool 
             }
         }
     }, 0, std::max<size_t>(1, static_cast<size_t>((1 << 15) / std::max<int64_t>(1, nIn))));
+}
+
+std::vector<int32_t> llmInt8QuantizeActivations(float* x, int64_t nTokens, int64_t nIn, float threshold) {
+    std::vector<int32_t> cols;
+    if (!x || nTokens <= 0 || nIn <= 0) return cols;
+    const int64_t n = nTokens * nIn;
+    for (int64_t i = 0; i < n; ++i) x[i] = fp16ToFp32(fp32ToFp16(x[i]));
+    std::vector<uint8_t> isOutlier(static_cast<size_t>(nIn), 0);
+    const bool split = threshold > 0;
+    if (split) {
+        for (int64_t t = 0; t < nTokens; ++t)
+            for (int64_t j = 0; j < nIn; ++j)
+                if (std::fabs(x[t * nIn + j]) >= threshold) isOutlier[j] = 1;
+        for (int64_t j = 0; j < nIn; ++j)
+            if (isOutlier[j]) cols.push_back(static_cast<int32_t>(j));
+    }
+    const float inv127 = 1.0f / 127.0f;
+    for (int64_t t = 0; t < nTokens; ++t) {
+        float* row = x + t * nIn;
+        float rs = 0;
+        for (int64_t j = 0; j < nIn; ++j) {
+            const float a = std::fabs(row[j]);
+            if (!split || a < threshold) rs = std::max(rs, a);
+        }
+        const float s = rs > 0 ? 127.0f / rs : 0.0f;
+        for (int64_t j = 0; j < nIn; ++j) {
+            if (isOutlier[j]) continue;  // multiplied in 16 bits
+            const float qf = std::nearbyint(row[j] * s);
+            const float q = std::clamp(std::isfinite(qf) ? qf : 0.0f, -127.0f, 127.0f);
+            row[j] = q * rs * inv127;
+        }
+    }
+    return cols;
 }
 
 }  // namespace qz

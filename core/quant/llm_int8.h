@@ -41,10 +41,26 @@ struct LlmInt8Bytes {
 };
 LlmInt8Bytes llmInt8Bytes(int64_t nOut, int64_t nIn, int64_t nOutliers);
 
+// The per-output-feature absmax of the int8 part ("SCB"): rowmax[o] = max |w(o, i)| over the non-outlier
+// input features i (0 for a row without any). nOut values (inputIsRows: the stored columns).
+std::vector<float> llmInt8RowMax(const float* w, int64_t rows, int64_t cols, bool inputIsRows,
+                                 std::span<const int32_t> outlierFeatures);
+
 // Fake-quantizes a weight stored [rows × cols] (inputIsRows: Conv1D [in × out]). outlierFeatures are
 // input-feature indices (out-of-range ones are ignored). out may alias w; codes (optional, rows·cols in
 // the stored layout) receive the int8 codes (0 for outlier columns).
 void llmInt8QuantizeDequantize(const float* w, int64_t rows, int64_t cols, bool inputIsRows,
                                std::span<const int32_t> outlierFeatures, float* out, int8_t* codes = nullptr);
+
+// The activation side of bitsandbytes' LLM.int8() matmul (int8_vectorwise_quant(A, threshold) and
+// int8_mixed_scaled_mm), simulated in place on x = [nTokens × nIn] (token-major, one row per token):
+// x is first rounded to fp16 (bitsandbytes casts A to fp16); the outlier columns are the input features
+// with |x[t][j]| >= threshold for at least one of the given tokens (threshold <= 0: none) and keep their
+// fp16 values (bitsandbytes multiplies them in 16 bits); every other value becomes its vector-wise int8
+// reconstruction round(x · 127 / rowstat_t) · rowstat_t / 127, where rowstat_t = max |x[t][j]| over the
+// token's elements below the threshold (bitsandbytes zeroes the outlier elements before taking the row
+// maximum). With threshold <= 0 this is plain vector-wise (per-token) absmax INT8 activations (W8A8).
+// Returns the outlier columns, ascending.
+std::vector<int32_t> llmInt8QuantizeActivations(float* x, int64_t nTokens, int64_t nIn, float threshold);
 
 }  // namespace qz
