@@ -15,10 +15,12 @@
 #include <QPushButton>
 #include <QRegularExpression>
 #include <QSplitter>
+#include <QStackedWidget>
 #include <QTabWidget>
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include "gptq_export_page.h"
 #include "type_compare_view.h"
 
 namespace qz::ui {
@@ -57,7 +59,6 @@ ExportPanel::ExportPanel(QWidget* parent) : QWidget(parent), m_runner(new Export
     }
 
     auto* form = new QFormLayout;
-    form->addRow(tr("Format"), m_format);
     form->addRow(tr("Type"), m_type);
     auto* outRow = new QHBoxLayout;
     outRow->addWidget(m_output, 1);
@@ -114,8 +115,17 @@ ExportPanel::ExportPanel(QWidget* parent) : QWidget(parent), m_runner(new Export
     split->addWidget(bottom);
     split->setStretchFactor(0, 3);
     split->setStretchFactor(1, 2);
+    // The format box above the pages: GGUF (the widgets above), then the calibrated formats.
+    m_pages = new QStackedWidget(this);
+    m_pages->addWidget(split);
+    auto* formatRow = new QFormLayout;
+    formatRow->addRow(tr("Format"), m_format);
     auto* lay = new QVBoxLayout(this);
-    lay->addWidget(split);
+    lay->addLayout(formatRow);
+    lay->addWidget(m_pages, 1);
+    connect(m_format, &QComboBox::currentIndexChanged, m_pages, &QStackedWidget::setCurrentIndex);
+    m_gptq = new GptqExportPage(this);
+    addFormatPage(QStringLiteral("gptq"), tr("GPTQ (AutoGPTQ / transformers)"), m_gptq);
 
     m_planTimer.setSingleShot(true);
     m_planTimer.setInterval(150);
@@ -198,9 +208,26 @@ ExportPanel::ExportPanel(QWidget* parent) : QWidget(parent), m_runner(new Export
     setEnabled(false);
 }
 
+void ExportPanel::addFormatPage(const QString& id, const QString& label, CalibratedExportPage* page) {
+    m_format->addItem(label, id);
+    m_pages->addWidget(page);
+    m_formatPages.append(page);
+    connect(page, &CalibratedExportPage::runningChanged, m_format, [this](bool on) { m_format->setEnabled(!on); });
+    connect(page, &CalibratedExportPage::variantReady, this, &ExportPanel::variantReady);
+    page->setModel(m_model);
+}
+
+bool ExportPanel::setFormat(const QString& id) {
+    const int i = m_format->findData(id);
+    if (i < 0) return false;
+    m_format->setCurrentIndex(i);
+    return true;
+}
+
 void ExportPanel::setModel(ModelPtr model) {
     if (m_runner->isRunning()) m_runner->cancel();
     m_model = std::move(model);
+    for (CalibratedExportPage* p : m_formatPages) p->setModel(m_model);
     m_edits.clear();
     m_outputEdited = false;
     m_plan->setRowCount(0);

@@ -7,12 +7,14 @@
 //  - run in the background with progress, ETA and Cancel; a live per-tensor log (name, shape, type,
 //    bytes before → after); the final size and bits per weight;
 //  - "Compare types": the selected tensor under several types side by side (TypeCompareView).
-// Later formats (GPTQ, EXL2) add entries to the format box and their own option pages.
+// The format box switches pages: GGUF (this panel's own widgets) and the calibrated formats, each a
+// CalibratedExportPage with its options, progress, per-layer chart and result (GPTQ, EXL2; addFormatPage).
 #pragma once
 
 #include <QTimer>
 #include <QWidget>
 
+#include "evaluate_runner.h"
 #include "export_runner.h"
 #include "qt_types.h"
 
@@ -23,10 +25,13 @@ class QLineEdit;
 class QPlainTextEdit;
 class QProgressBar;
 class QPushButton;
+class QStackedWidget;
 class QTableWidget;
 
 namespace qz::ui {
 
+class CalibratedExportPage;
+class GptqExportPage;
 class TypeCompareView;
 
 class ExportPanel : public QWidget {
@@ -44,11 +49,20 @@ public:
     QPushButton* cancelButton() const { return m_cancel; }
     QPlainTextEdit* log() const { return m_log; }
     QLabel* summary() const { return m_summary; }
+    QComboBox* formatBox() const { return m_format; }
+    GptqExportPage* gptqPage() const { return m_gptq; }
+    // Shows the page of format id ("gguf", "gptq", ...); false if unknown.
+    bool setFormat(const QString& id);
+    // A format page with its own options and job; it gets the model with setModel.
+    void addFormatPage(const QString& id, const QString& label, CalibratedExportPage* page);
     // The parameters the form describes (output path, type, overrides from edited rows, ...).
     qz::GgufExportParams params() const;
 
 signals:
     void exportFinished(const QString& path);
+    // A calibrated export's result to measure in the Evaluate workspace.
+    void variantReady(const QString& name, qz::ui::ModelPtr model, qz::ui::OverridesPtr overrides, quint64 bytes,
+                      double bitsPerWeight);
 
 private:
     void schedulePlan();
@@ -62,6 +76,9 @@ private:
     ExportRunner* m_runner;
     QTimer m_planTimer;
     QComboBox* m_format;
+    QStackedWidget* m_pages;
+    QList<CalibratedExportPage*> m_formatPages;
+    GptqExportPage* m_gptq;
     QComboBox* m_type;
     QLineEdit* m_output;
     QLineEdit* m_imatrix;

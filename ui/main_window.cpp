@@ -70,6 +70,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         QString error;
         if (!m_evaluate->addGgufFile(path, &error)) m_log->appendError(tr("Evaluate: %1").arg(error));
     });
+    // A GPTQ / EXL2 result (the original with dequantized weights) too.
+    connect(m_export, &ExportPanel::variantReady, m_evaluate,
+            [this](const QString& name, ModelPtr model, OverridesPtr overrides, quint64 bytes, double bpw) {
+                m_evaluate->addVariant(name, model, overrides, bytes, bpw);
+            });
 
     m_panel = new MethodPanel(this);
     auto* right = new QScrollArea(this);

@@ -1,0 +1,276 @@
+// The calibrated exports in the Export workspace, offscreen, driven through the widgets on bard-llama
+// with a tiny calibration (a few windows of Shakespeare):
+//  - GPTQ: the chart has one slot per quantized layer and, after the run, one GPTQ bar and one RTN bar
+//    per layer whose values are the core's LayerReports (the ExportResult's own list); GPTQ's error is
+//    below RTN's on most layers; the folder holds quantize_config.json with the chosen settings and no
+//    temporary folder is left; the UI is idle again; the before / after histograms of a chosen layer
+//    are the histograms of the original weights and of the dequantized result; "Evaluate" gives the
+//    original's perplexity (equal to a direct evaluatePerplexity) and the result's, close to it;
+//  - GPTQ cancel: Cancel after the first layer makes the UI idle at once, no destination folder exists;
+//    exporting again into the same folder resumes the finished layers ("Resumed N layers") and gives
+//    the same per-layer errors as an uninterrupted run.
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDir>
+#include <QFile>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QLabel>
+#include <QLineEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QSpinBox>
+#include <QTableWidget>
+#include <QTemporaryDir>
+#include <QTest>
+#include <cmath>
+
+#include "export_panel.h"
+#include "gptq_export_page.h"
+#include "histogram_plot.h"
+#include "infer/evaluate.h"
+#include "layer_bar_chart.h"
+#include <qcustomplot.h>
+#include "stats/histogram.h"
+
+using namespace qz::ui;
+
+class TestCalibratedExport : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase();
+    void gptqEndToEnd();
+    void gptqCancelThenResume();
+
+private:
+    static ModelPtr open(const char* rel) {
+        auto m = qz::openModel(std::string(QZ_TEST_DATA "/models/") + rel);
+        return m.ok() ? ModelPtr(*m) : nullptr;
+    }
+    static void configureGptq(GptqExportPage* page, const QString& out, int samples, int seqLen) {
+        page->bitsBox()->setCurrentIndex(page->bitsBox()->findData(4));
+        page->groupBox()->setCurrentIndex(page->groupBox()->findData(128));
+        page->rtnCheck()->setChecked(true);
+        page->setCalibrationPath(QStringLiteral(QZ_TEST_DATA "/text/shakespeare-train.txt"));
+        page->samplesSpin()->setValue(samples);
+        page->seqLenSpin()->setValue(seqLen);
+        page->outputEdit()->setText(out);
+    }
+    static QJsonObject readJson(const QString& path) {
+        QFile f(path);
+        if (!f.open(QIODevice::ReadOnly)) return {};
+        return QJsonDocument::fromJson(f.readAll()).object();
+    }
+
+    ModelPtr m_model;
+    std::vector<qz::gptq::LayerReport> m_fullReports;  // of the uninterrupted 4-bit run in gptqEndToEnd
+};
+
+void TestCalibratedExport::initTestCase() {
+    m_model = open("bard-llama");
+    QVERIFY(m_model);
+}
+
+void TestCalibratedExport::gptqEndToEnd() {
+    ExportPanel panel;
+    panel.resize(1400, 1000);
+    panel.show();
+    panel.setModel(m_model);
+    QVERIFY(panel.setFormat(QStringLiteral("gptq")));
+    GptqExportPage* page = panel.gptqPage();
+    QVERIFY(page->isVisible());
+    LayerBarChart* chart = page->chart();
+    // Every linear layer of the 4 decoder blocks has its slot before running, no bar yet.
+    QCOMPARE(chart->layerCount(), 4 * 7);
+    QCOMPARE(chart->barCount(0), 0);
+
+    QTemporaryDir tmp;
+    const QString out = tmp.filePath(QStringLiteral("bard-gptq"));
+    configureGptq(page, out, 4, 64);
+    QSignalSpy finished(page, &CalibratedExportPage::exportFinished);
+    QSignalSpy layers(page, &CalibratedExportPage::layerReported);
+    QTest::mouseClick(page->exportButton(), Qt::LeftButton);
+    QVERIFY(page->cancelButton()->isEnabled());
+    QVERIFY(!page->exportButton()->isEnabled());
+    QVERIFY(!panel.formatBox()->isEnabled());
+    QVERIFY(finished.wait(300000));
+    QCOMPARE(finished.first().first().toString(), out);
+
+    // The chart holds the core's per-layer reports: one GPTQ and one RTN bar per layer.
+    auto result = page->result();
+    QVERIFY(result);
+    QCOMPARE(int(result->layers.size()), 28);
+    QCOMPARE(layers.count(), 28);
+    QCOMPARE(chart->layerCount(), 28);
+    QCOMPARE(chart->seriesCount(), 2);
+    QCOMPARE(chart->barCount(0), 28);
+    QCOMPARE(chart->barCount(1), 28);
+    const QVector<double> gptqBars = chart->barValues(0), rtnBars = chart->barValues(1);
+    int gptqBetter = 0;
+    double sumG = 0, sumR = 0;
+    for (const auto& l : result->layers) {
+        const int i = chart->layers().indexOf(QString::fromStdString(l.name));
+        QVERIFY2(i >= 0, l.name.c_str());
+        QVERIFY(l.relErr > 0 && l.relErrRtn > 0);
+        QCOMPARE(chart->value(0, i), l.relErr);
+        QCOMPARE(chart->value(1, i), l.relErrRtn);
+        QCOMPARE(gptqBars[i], l.relErr);  // what QCustomPlot draws
+        QCOMPARE(rtnBars[i], l.relErrRtn);
+        if (l.relErr < l.relErrRtn) ++gptqBetter;
+        sumG += l.relErr;
+        sumR += l.relErrRtn;
+    }
+    QVERIFY2(gptqBetter >= 24, qPrintable(QString::number(gptqBetter)));
+    QVERIFY(sumG < sumR);
+    m_fullReports = result->layers;
+    // Every slot is inside the visible range.
+    const QCPRange xr = chart->customPlot()->xAxis->range();
+    qInfo("x range %f .. %f", xr.lower, xr.upper);
+    QVERIFY(xr.lower < -0.4 && xr.upper > 27.4);
+    QCOMPARE(page->layerTable()->rowCount(), 28);
+    // The metric switch shows AutoGPTQ's loss from the same reports.
+    page->setMetric(GptqExportPage::Loss);
+    QCOMPARE(chart->seriesCount(), 1);
+    QCOMPARE(chart->barCount(0), 28);
+    QCOMPARE(chart->value(0, chart->layers().indexOf(QString::fromStdString(result->layers[5].name))), result->layers[5].loss);
+    page->setMetric(GptqExportPage::RelativeError);
+    QCOMPARE(chart->barCount(1), 28);
+
+    // The folder, with the settings; nothing temporary left beside it.
+    QVERIFY(QFileInfo(out).isDir());
+    const QJsonObject qc = readJson(out + QStringLiteral("/quantize_config.json"));
+    QCOMPARE(qc.value(QStringLiteral("bits")).toInt(), 4);
+    QCOMPARE(qc.value(QStringLiteral("group_size")).toInt(), 128);
+    QCOMPARE(qc.value(QStringLiteral("desc_act")).toBool(true), false);
+    QCOMPARE(qc.value(QStringLiteral("sym")).toBool(false), true);
+    QVERIFY(QFileInfo::exists(out + QStringLiteral("/model.safetensors")));
+    QCOMPARE(readJson(out + QStringLiteral("/config.json"))
+                 .value(QStringLiteral("quantization_config")).toObject().value(QStringLiteral("bits")).toInt(), 4);
+    QCOMPARE(QDir(tmp.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot),
+             QStringList{QStringLiteral("bard-gptq")});
+    // Idle again.
+    QVERIFY(page->exportButton()->isEnabled());
+    QVERIFY(!page->cancelButton()->isEnabled());
+    QVERIFY(panel.formatBox()->isEnabled());
+    QCOMPARE(page->progressBar()->value(), 1000);
+    QCOMPARE(page->resumedLayers(), 0);
+
+    // Before / after histograms of a chosen layer: the original weights and the dequantized result.
+    QVERIFY(page->hasResult());
+    QCOMPARE(page->layerBox()->count(), 28);
+    const QString layer = QStringLiteral("model.layers.1.mlp.down_proj.weight");
+    QSignalSpy shown(page, &CalibratedExportPage::layerShown);
+    page->layerBox()->setCurrentIndex(page->layerBox()->findText(layer));
+    QTRY_COMPARE_WITH_TIMEOUT(shown.isEmpty() ? QString() : shown.last().first().toString(), layer, 30000);
+    const auto& series = page->histogram()->series();
+    QCOMPARE(series.size(), 2);
+    const qz::TensorInfo* t = m_model->find(layer.toStdString());
+    QVERIFY(t);
+    auto original = qz::readTensorF32(*m_model, *t);
+    QVERIFY(original.ok());
+    QCOMPARE(original->size(), size_t(256 * 768));
+    const qz::Histogram& h0 = series[0].histogram;
+    const qz::Histogram& h1 = series[1].histogram;
+    QCOMPARE(h0.total(), uint64_t(256 * 768));
+    QCOMPARE(h1.total(), uint64_t(256 * 768));
+    const qz::Histogram expect0 = qz::histogramF32(original->data(), original->size(), h0.bins(), h0.lo, h0.hi);
+    QCOMPARE(h0.counts, expect0.counts);
+    const auto& deq = page->resultOverrides()->at(layer.toStdString());
+    const qz::Histogram expect1 = qz::histogramF32(deq.data(), deq.size(), h1.bins(), h1.lo, h1.hi);
+    QCOMPARE(h1.counts, expect1.counts);
+    QVERIFY(h0.counts != h1.counts);
+    // The dequantized weights are 4-bit: at most 16 levels per row and group of 128 columns.
+    for (int row = 0; row < 256; row += 37) {
+        std::vector<float> g(deq.begin() + row * 768, deq.begin() + row * 768 + 128);
+        std::sort(g.begin(), g.end());
+        QVERIFY(std::unique(g.begin(), g.end()) - g.begin() <= 16);
+    }
+
+    // Perplexity through our engine: original and result (and the RTN baseline).
+    page->evalContextSpin()->setValue(128);
+    page->evalChunksSpin()->setValue(4);
+    QSignalSpy evaluated(page, &CalibratedExportPage::evaluationFinished);
+    QTest::mouseClick(page->evaluateButton(), Qt::LeftButton);
+    QVERIFY(evaluated.wait(300000));
+    QTableWidget* et = page->evalTable();
+    QCOMPARE(et->rowCount(), 3);
+    auto ppl = [et](int row) { return et->item(row, CalibratedExportPage::EvalPpl)->data(Qt::UserRole).toDouble(); };
+    QFile text(QStringLiteral(QZ_RESOURCES_DIR "/texts/shakespeare-valid.txt"));
+    QVERIFY(text.open(QIODevice::ReadOnly));
+    const QByteArray bytes = text.readAll();
+    qz::EvalParams ep;
+    ep.nCtx = 128;
+    ep.nChunks = 4;
+    auto direct = qz::evaluatePerplexity(*m_model, std::string_view(bytes.constData(), size_t(bytes.size())), ep);
+    QVERIFY(direct.ok());
+    QCOMPARE(ppl(0), direct->ppl);
+    const double rel = ppl(1) / ppl(0) - 1;
+    qInfo("PPL original %.4f, GPTQ 4-bit g128 %.4f (%+.2f %%), RTN %.4f", ppl(0), ppl(1), 100 * rel, ppl(2));
+    QVERIFY2(std::isfinite(rel) && std::abs(rel) < 0.05, qPrintable(QString::number(rel)));
+    QVERIFY(et->item(1, CalibratedExportPage::EvalKld)->data(Qt::UserRole).toDouble() > 0);
+
+    // Handing the variants to the Evaluate workspace.
+    QSignalSpy variants(&panel, &ExportPanel::variantReady);
+    QTest::mouseClick(page->sendButton(), Qt::LeftButton);
+    QCOMPARE(variants.count(), 2);
+    QVERIFY(variants.first().first().toString().startsWith(QStringLiteral("GPTQ 4-bit")));
+
+    // A picture of the page for the report (not asserted).
+    page->tabs()->setCurrentIndex(1);
+    QTest::qWait(100);
+    panel.grab().save(QStringLiteral(QZ_BINARY_DIR "/calibrated_export_gptq.png"));
+}
+
+void TestCalibratedExport::gptqCancelThenResume() {
+    QVERIFY(!m_fullReports.empty());
+    ExportPanel panel;
+    panel.show();
+    panel.setModel(m_model);
+    QVERIFY(panel.setFormat(QStringLiteral("gptq")));
+    GptqExportPage* page = panel.gptqPage();
+    QTemporaryDir tmp;
+    const QString out = tmp.filePath(QStringLiteral("resumed"));
+    configureGptq(page, out, 4, 64);
+    QSignalSpy layers(page, &CalibratedExportPage::layerReported);
+    QSignalSpy cancelled(page, &CalibratedExportPage::exportCancelled);
+    QTest::mouseClick(page->exportButton(), Qt::LeftButton);
+    QVERIFY(layers.wait(300000));
+    QTest::mouseClick(page->cancelButton(), Qt::LeftButton);
+    // Idle at once, without waiting for the worker.
+    QCOMPARE(cancelled.count(), 1);
+    QVERIFY(page->exportButton()->isEnabled());
+    QVERIFY(!page->cancelButton()->isEnabled());
+    QVERIFY(panel.formatBox()->isEnabled());
+    QCOMPARE(page->etaLabel()->text(), QStringLiteral("cancelled"));
+    QCOMPARE(page->progressBar()->value(), 0);
+    page->job()->waitForIdle();
+    QVERIFY2(!QFileInfo::exists(out), "a cancelled export must not create the destination");
+    QVERIFY(!page->hasResult());
+    const int before = layers.count();
+    QVERIFY(before >= 1 && before < 28);
+
+    // Again into the same folder: the finished layers are reused.
+    QSignalSpy finished(page, &CalibratedExportPage::exportFinished);
+    QTest::mouseClick(page->exportButton(), Qt::LeftButton);
+    QVERIFY(finished.wait(300000));
+    auto result = page->result();
+    QVERIFY(result);
+    QVERIFY2(page->resumedLayers() >= before, qPrintable(QStringLiteral("%1 < %2").arg(page->resumedLayers()).arg(before)));
+    QCOMPARE(page->resumedLayers(), result->resumedLayers);
+    QVERIFY(page->summary()->text().contains(QStringLiteral("Resumed %1 layer").arg(page->resumedLayers())));
+    QVERIFY(QFileInfo::exists(out + QStringLiteral("/quantize_config.json")));
+    QCOMPARE(page->chart()->barCount(0), 28);
+    // Same numbers as the uninterrupted run of gptqEndToEnd (same settings).
+    QCOMPARE(result->layers.size(), m_fullReports.size());
+    for (const auto& l : result->layers) {
+        auto it = std::find_if(m_fullReports.begin(), m_fullReports.end(), [&](const auto& f) { return f.name == l.name; });
+        QVERIFY(it != m_fullReports.end());
+        QCOMPARE(l.relErr, it->relErr);
+        QCOMPARE(l.relErrRtn, it->relErrRtn);
+        QCOMPARE(page->chart()->value(0, page->chart()->layers().indexOf(QString::fromStdString(l.name))), l.relErr);
+    }
+}
+
+QTEST_MAIN(TestCalibratedExport)
+#include "test_calibrated_export.moc"

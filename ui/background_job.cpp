@@ -1,0 +1,72 @@
+#include "background_job.h"
+
+#include <QMetaObject>
+#include <QPointer>
+
+#include "qt_types.h"
+
+namespace qz::ui {
+
+BackgroundJob::BackgroundJob(QObject* parent) : QObject(parent) { m_pool.setMaxThreadCount(1); }
+
+BackgroundJob::~BackgroundJob() {
+    cancel();
+    waitForIdle();
+}
+
+bool BackgroundJob::start(Work work) {
+    if (m_running || !work) return false;
+    m_running = true;
+    m_cancel = std::make_shared<std::atomic<bool>>(false);
+    const quint64 job = ++m_job;
+    m_timer.start();
+    emit started();
+    QPointer<BackgroundJob> self(this);
+    auto flag = m_cancel;
+    m_pool.start([self, this, job, flag, work] {
+        // Runs fn on the UI thread if this job is still the current one.
+        auto post = [self, this, job](std::function<void()> fn) {
+            QMetaObject::invokeMethod(self, [self, this, job, fn = std::move(fn)] {
+                if (self && job == m_job) fn();
+            }, Qt::QueuedConnection);
+        };
+        QElapsedTimer sinceReport;
+        sinceReport.start();
+        bool first = true;
+        Context ctx;
+        ctx.post = post;
+        ctx.cancelled = [flag] { return flag->load(); };
+        ctx.progress = [&, flag](const qz::ProgressInfo& p) {
+            if (first || p.fraction >= 1.0 || sinceReport.elapsed() >= 50) {
+                first = false;
+                sinceReport.restart();
+                const double f = p.fraction;
+                const QString step = toQ(p.step);
+                post([this, f, step] {
+                    const double elapsed = m_timer.elapsed() / 1000.0;
+                    const double eta = f > 0.02 && elapsed > 0.3 ? elapsed * (1 - f) / f : -1;
+                    emit progress(f, step, eta);
+                });
+            }
+            return !flag->load();
+        };
+        const qz::Status st = work(ctx);
+        if (st.ok())
+            post([this] { m_running = false; emit finished(); });
+        else if (st.error().cancelled || flag->load())
+            post([this] { m_running = false; emit cancelled(); });
+        else
+            post([this, msg = toQ(st.error().message)] { m_running = false; emit failed(msg); });
+    });
+    return true;
+}
+
+void BackgroundJob::cancel() {
+    if (!m_running || !m_cancel) return;
+    m_cancel->store(true);  // seen by the worker at its next progress report
+    m_running = false;
+    ++m_job;                // late posts of this job are dropped
+    emit cancelled();
+}
+
+}  // namespace qz::ui

@@ -1,0 +1,611 @@
+#include "calibrated_export_page.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDir>
+#include <QFile>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMetaObject>
+#include <QPlainTextEdit>
+#include <QPointer>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QTabWidget>
+#include <QTableWidget>
+#include <QVBoxLayout>
+#include <algorithm>
+#include <cmath>
+
+#include "histogram_plot.h"
+#include "infer/hparams.h"
+#include "layer_bar_chart.h"
+#include "stats/histogram.h"
+
+namespace qz::ui {
+
+namespace {
+QString bundledText() { return QStringLiteral(QZ_RESOURCES_DIR "/texts/shakespeare-valid.txt"); }
+
+QTableWidgetItem* cell(const QString& text, bool right = false) {
+    auto* it = new QTableWidgetItem(text);
+    it->setFlags(it->flags() & ~Qt::ItemIsEditable);
+    if (right) it->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+    return it;
+}
+
+QTableWidgetItem* number(double v, int precision) {
+    auto* it = cell(std::isfinite(v) ? QString::number(v, 'f', precision) : QStringLiteral("—"), true);
+    it->setData(Qt::UserRole, v);
+    return it;
+}
+
+// Before / after histograms of one layer, computed on a worker.
+struct LayerHistograms {
+    QString name;
+    QString error;
+    qz::Histogram original, result;
+    qz::ErrorStats stats;
+};
+
+LayerHistograms computeLayerHistograms(const qz::Model& model, const QString& name, const std::vector<float>& deq,
+                                       int bins) {
+    LayerHistograms h;
+    h.name = name;
+    const qz::TensorInfo* t = model.find(toStd(name));
+    if (!t) {
+        h.error = QObject::tr("%1 is not in the model").arg(name);
+        return h;
+    }
+    auto w = qz::readTensorF32(model, *t);
+    if (!w) {
+        h.error = toQ(w.error().message);
+        return h;
+    }
+    if (w->size() != deq.size()) {
+        h.error = QObject::tr("%1: %2 values in the model, %3 in the result").arg(name).arg(w->size()).arg(deq.size());
+        return h;
+    }
+    // One range for both, covering both (the result may step slightly outside the original's range).
+    const qz::MinMax a = qz::minMaxF32(w->data(), w->size());
+    const qz::MinMax b = qz::minMaxF32(deq.data(), deq.size());
+    double lo = std::min(a.min, b.min), hi = std::max(a.max, b.max);
+    if (!(hi > lo)) {
+        lo -= 1;
+        hi += 1;
+    }
+    const double pad = (hi - lo) * 1e-3;
+    h.original = qz::histogramF32(w->data(), w->size(), bins, lo - pad, hi + pad);
+    h.result = qz::histogramF32(deq.data(), deq.size(), bins, lo - pad, hi + pad);
+    h.stats = qz::errorStats(w->data(), deq.data(), w->size());
+    return h;
+}
+}  // namespace
+
+CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* parent)
+    : QWidget(parent), m_formatName(formatName), m_job(new BackgroundJob(this)), m_evalRunner(new EvaluateRunner(this)) {
+    m_histPool.setMaxThreadCount(1);
+
+    // Options: the subclass adds its rows to m_options; the calibration and output rows follow.
+    auto* optionsBox = new QGroupBox(tr("%1 options").arg(formatName), this);
+    m_optionsBox = optionsBox;
+    m_options = new QFormLayout;
+    auto* calibBox = new QGroupBox(tr("Calibration and output"), this);
+    auto* calibForm = new QFormLayout(calibBox);
+    m_calib = new QComboBox(this);
+    m_calib->addItem(tr("shakespeare-valid.txt (bundled)"), bundledText());
+    m_calib->addItem(tr("Choose a file…"), QString());
+    auto* calibRow = new QHBoxLayout;
+    calibRow->addWidget(m_calib, 1);
+    calibForm->addRow(tr("Text"), calibRow);
+    m_samples = new QSpinBox(this);
+    m_samples->setRange(1, 100000);
+    m_samples->setValue(128);
+    m_samples->setToolTip(tr("Number of calibration windows cut at seeded random positions of the text"));
+    m_seqLen = new QSpinBox(this);
+    m_seqLen->setRange(8, 1 << 20);
+    m_seqLen->setValue(512);
+    m_seqLen->setToolTip(tr("Tokens per calibration window (at most the model's context)"));
+    auto* winRow = new QHBoxLayout;
+    winRow->addWidget(m_samples);
+    winRow->addWidget(new QLabel(tr("windows ×"), this));
+    winRow->addWidget(m_seqLen);
+    winRow->addWidget(new QLabel(tr("tokens"), this));
+    winRow->addStretch(1);
+    calibForm->addRow(tr("Samples"), winRow);
+    m_output = new QLineEdit(this);
+    auto* browse = new QPushButton(tr("…"), this);
+    auto* outRow = new QHBoxLayout;
+    outRow->addWidget(m_output, 1);
+    outRow->addWidget(browse);
+    calibForm->addRow(tr("Output folder"), outRow);
+    m_resume = new QCheckBox(tr("Resume a partial run into this folder (finished layers are reused)"), this);
+    m_resume->setChecked(true);
+    calibForm->addRow(QString(), m_resume);
+    auto* optLay = new QVBoxLayout(optionsBox);
+    optLay->addLayout(m_options);
+    auto* optionsRow = new QHBoxLayout;
+    optionsRow->addWidget(optionsBox, 2);
+    optionsRow->addWidget(calibBox, 3);
+
+    m_run = new QPushButton(tr("Export"), this);
+    m_cancel = new QPushButton(tr("Cancel"), this);
+    m_cancel->setEnabled(false);
+    m_progress = new QProgressBar(this);
+    m_progress->setRange(0, 1000);
+    m_eta = new QLabel(this);
+    m_eta->setMinimumWidth(260);
+    auto* runRow = new QHBoxLayout;
+    runRow->addWidget(m_run);
+    runRow->addWidget(m_cancel);
+    runRow->addWidget(m_progress, 1);
+    runRow->addWidget(m_eta);
+    m_summary = new QLabel(tr("Open a Hugging Face model folder to export it."), this);
+    m_summary->setWordWrap(true);
+    m_summary->setTextInteractionFlags(Qt::TextSelectableByMouse);
+
+    m_chart = new LayerBarChart(this);
+
+    // Bottom tabs: layers, before / after, evaluate, log.
+    m_tabs = new QTabWidget(this);
+    m_layers = new QTableWidget(0, 0, this);
+    m_layers->verticalHeader()->hide();
+    m_layers->setSelectionBehavior(QAbstractItemView::SelectRows);
+    m_layers->setSelectionMode(QAbstractItemView::SingleSelection);
+    m_tabs->addTab(m_layers, tr("Layers"));
+
+    auto* ba = new QWidget(this);
+    auto* baLay = new QVBoxLayout(ba);
+    m_layerBox = new QComboBox(ba);
+    m_layerBox->setEnabled(false);
+    m_layerBox->setSizeAdjustPolicy(QComboBox::AdjustToContents);
+    auto* pick = new QHBoxLayout;
+    pick->addWidget(new QLabel(tr("Layer"), ba));
+    pick->addWidget(m_layerBox, 1);
+    m_histStats = new QLabel(tr("Histograms appear when the export has finished."), ba);
+    pick->addWidget(m_histStats, 2);
+    baLay->addLayout(pick);
+    m_hist = new HistogramPlot(ba);
+    m_hist->setAxisLabels(tr("weight value"), tr("count"));
+    baLay->addWidget(m_hist, 1);
+    m_tabs->addTab(ba, tr("Before / after"));
+
+    auto* ev = new QWidget(this);
+    auto* evLay = new QVBoxLayout(ev);
+    m_evalText = new QComboBox(ev);
+    m_evalText->addItem(tr("shakespeare-valid.txt (bundled)"), bundledText());
+    m_evalCtx = new QSpinBox(ev);
+    m_evalCtx->setRange(8, 1 << 20);
+    m_evalCtx->setValue(512);
+    m_evalChunks = new QSpinBox(ev);
+    m_evalChunks->setRange(0, 1 << 20);
+    m_evalChunks->setValue(10);
+    m_evalChunks->setSpecialValueText(tr("all"));
+    m_evaluate = new QPushButton(tr("Evaluate"), ev);
+    m_evaluate->setToolTip(tr("Perplexity of the original and of the result through our engine (and the KL-divergence)"));
+    m_evalCancel = new QPushButton(tr("Cancel"), ev);
+    m_send = new QPushButton(tr("Send to Evaluate workspace"), ev);
+    for (QPushButton* b : {m_evaluate, m_evalCancel, m_send}) b->setEnabled(false);
+    auto* evRow = new QHBoxLayout;
+    evRow->addWidget(new QLabel(tr("Text"), ev));
+    evRow->addWidget(m_evalText);
+    evRow->addWidget(new QLabel(tr("-c"), ev));
+    evRow->addWidget(m_evalCtx);
+    evRow->addWidget(new QLabel(tr("chunks"), ev));
+    evRow->addWidget(m_evalChunks);
+    evRow->addWidget(m_evaluate);
+    evRow->addWidget(m_evalCancel);
+    evRow->addStretch(1);
+    evRow->addWidget(m_send);
+    evLay->addLayout(evRow);
+    m_evalTable = new QTableWidget(0, EvalColumnCount, ev);
+    m_evalTable->setHorizontalHeaderLabels({tr("model"), tr("PPL"), tr("±"), tr("Δ PPL %"), tr("mean KLD")});
+    m_evalTable->horizontalHeader()->setSectionResizeMode(EvalName, QHeaderView::Stretch);
+    m_evalTable->verticalHeader()->hide();
+    evLay->addWidget(m_evalTable, 1);
+    m_evalStatus = new QLabel(ev);
+    evLay->addWidget(m_evalStatus);
+    m_tabs->addTab(ev, tr("Evaluate"));
+
+    m_log = new QPlainTextEdit(this);
+    m_log->setReadOnly(true);
+    m_log->setLineWrapMode(QPlainTextEdit::NoWrap);
+    m_log->setFont(QFont(QStringLiteral("monospace")));
+    m_tabs->addTab(m_log, tr("Log"));
+
+    auto* top = new QWidget(this);
+    auto* topLay = new QVBoxLayout(top);
+    topLay->setContentsMargins(0, 0, 0, 0);
+    topLay->addLayout(optionsRow);
+    topLay->addLayout(runRow);
+    topLay->addWidget(m_summary);
+    auto* split = new QSplitter(Qt::Vertical, this);
+    split->addWidget(m_chart);
+    split->addWidget(m_tabs);
+    split->setStretchFactor(0, 3);
+    split->setStretchFactor(1, 2);
+    auto* lay = new QVBoxLayout(this);
+    lay->setContentsMargins(0, 0, 0, 0);
+    lay->addWidget(top);
+    lay->addWidget(split, 1);
+
+    connect(m_calib, &QComboBox::activated, this, [this](int i) {
+        if (m_calib->itemData(i).toString().isEmpty()) chooseCalibrationFile();
+    });
+    connect(m_output, &QLineEdit::textEdited, this, [this] { m_outputEdited = true; });
+    connect(browse, &QPushButton::clicked, this, [this] {
+        const QString d = QFileDialog::getSaveFileName(this, tr("Output folder (must not exist yet)"), m_output->text());
+        if (!d.isEmpty()) {
+            m_output->setText(d);
+            m_outputEdited = true;
+        }
+    });
+    connect(m_run, &QPushButton::clicked, this, [this] { start(); });
+    connect(m_cancel, &QPushButton::clicked, this, [this] { cancel(); });
+    connect(m_job, &BackgroundJob::progress, this, [this](double f, const QString& step, double eta) {
+        m_progress->setValue(int(std::clamp(f, 0.0, 1.0) * 1000));
+        m_eta->setText(eta < 0 ? step : tr("%1 — ETA %2 s").arg(step).arg(qRound(eta)));
+    });
+    connect(m_job, &BackgroundJob::finished, this, [this] {
+        setRunning(false);
+        m_progress->setValue(1000);
+        m_eta->setText(tr("done in %1 s").arg(m_job->elapsedSeconds(), 0, 'f', 1));
+        emit exportFinished(m_outputDir);
+    });
+    connect(m_job, &BackgroundJob::failed, this, [this](const QString& msg) {
+        setRunning(false);
+        m_progress->setValue(0);
+        m_eta->setText(tr("failed"));
+        m_summary->setText(tr("Export failed: %1").arg(msg));
+        appendLog(tr("Export failed: %1").arg(msg));
+        emit exportFailed(msg);
+    });
+    connect(m_job, &BackgroundJob::cancelled, this, [this] {
+        setRunning(false);
+        m_progress->setValue(0);
+        m_eta->setText(tr("cancelled"));
+        m_summary->setText(tr("Cancelled: the output folder was not created. Export again into the same folder "
+                              "to resume from the finished layers."));
+        appendLog(tr("Export cancelled."));
+        emit exportCancelled();
+    });
+    connect(m_layerBox, &QComboBox::currentIndexChanged, this, [this](int i) {
+        if (i >= 0) showLayer(m_layerBox->itemText(i));
+    });
+    connect(m_layers, &QTableWidget::itemSelectionChanged, this, [this] {
+        const auto rows = m_layers->selectionModel()->selectedRows();
+        if (rows.isEmpty() || !m_overrides) return;
+        const QString name = m_layers->item(rows.first().row(), 0)->text();
+        const int i = m_layerBox->findText(name);
+        if (i >= 0) m_layerBox->setCurrentIndex(i);
+    });
+    connect(m_evaluate, &QPushButton::clicked, this, [this] { evaluate(); });
+    connect(m_evalCancel, &QPushButton::clicked, this, [this] { m_evalRunner->cancel(); });
+    connect(m_send, &QPushButton::clicked, this, [this] {
+        if (!m_overrides || !m_model) return;
+        emit variantReady(resultName(), m_model, m_overrides, m_bytes, m_bpw);
+        if (m_extra) emit variantReady(m_extraName, m_model, m_extra, 0, 0);
+        m_evalStatus->setText(tr("Added to the Evaluate workspace."));
+    });
+    connect(m_evalRunner, &EvaluateRunner::progress, this, [this](double f, const QString& step) {
+        m_evalStatus->setText(tr("%1 % — %2").arg(qRound(f * 100)).arg(step));
+    });
+    connect(m_evalRunner, &EvaluateRunner::rowReady, this, [this](const EvalRow& r) { onEvalRow(r); });
+    auto evalDone = [this](const QString& text) {
+        m_evalStatus->setText(text);
+        m_evaluate->setEnabled(m_overrides != nullptr && !isRunning());
+        m_evalCancel->setEnabled(false);
+    };
+    connect(m_evalRunner, &EvaluateRunner::finished, this, [this, evalDone] {
+        evalDone(tr("done"));
+        emit evaluationFinished();
+    });
+    connect(m_evalRunner, &EvaluateRunner::failed, this, [evalDone](const QString& m) { evalDone(m); });
+    connect(m_evalRunner, &EvaluateRunner::cancelled, this, [this, evalDone] { evalDone(tr("cancelled")); });
+    setEnabled(false);
+}
+
+CalibratedExportPage::~CalibratedExportPage() {
+    // The workers hold the model and post to this page: stop them before the members go.
+    m_job->cancel();
+    m_job->waitForIdle();
+    m_evalRunner->cancel();
+    m_evalRunner->waitForIdle();
+    ++m_histRequest;
+    m_histPool.waitForDone();
+}
+
+bool CalibratedExportPage::isRunning() const { return m_job->isRunning(); }
+
+void CalibratedExportPage::setModel(ModelPtr model) {
+    if (m_job->isRunning()) cancel();
+    m_evalRunner->cancel();
+    m_model = std::move(model);
+    m_overrides.reset();
+    m_extra.reset();
+    m_outputEdited = false;
+    m_layers->setRowCount(0);
+    m_layerBox->clear();
+    m_layerBox->setEnabled(false);
+    m_hist->clear();
+    m_evalTable->setRowCount(0);
+    m_log->clear();
+    m_progress->setValue(0);
+    m_eta->clear();
+    for (QPushButton* b : {m_evaluate, m_evalCancel, m_send}) b->setEnabled(false);
+    setEnabled(m_model != nullptr);
+    if (!m_model) return;
+    if (m_model->format != qz::ModelFormat::HuggingFaceFolder)
+        m_summary->setText(tr("%1 export needs a Hugging Face model folder (config.json + safetensors); this is %2.")
+                               .arg(m_formatName, toQ(m_model->path)));
+    else
+        m_summary->setText(tr("Ready to export %1 as %2.").arg(toQ(m_model->name), m_formatName));
+    if (auto hp = qz::readInferHParams(*m_model); hp && hp->nCtxTrain > 0) {
+        m_seqLen->setMaximum(hp->nCtxTrain);
+        m_evalCtx->setMaximum(hp->nCtxTrain);
+        m_seqLen->setValue(std::min(m_seqLen->value(), hp->nCtxTrain));
+        m_evalCtx->setValue(std::min(m_evalCtx->value(), hp->nCtxTrain));
+    }
+    modelChanged();
+    updateDefaultOutput();
+}
+
+void CalibratedExportPage::updateDefaultOutput() {
+    if (!m_model || m_outputEdited) return;
+    QString base = toQ(m_model->path);
+    while (base.size() > 1 && base.endsWith(QLatin1Char('/'))) base.chop(1);
+    const QFileInfo fi(base);
+    m_output->setText(fi.dir().filePath(defaultOutputName()));
+}
+
+void CalibratedExportPage::setCalibrationPath(const QString& path) {
+    int i = m_calib->findData(path);
+    if (i < 0) {
+        i = m_calib->count() - 1;  // before "Choose a file…"
+        m_calib->insertItem(i, QFileInfo(path).fileName(), path);
+        m_calib->setItemData(i, path, Qt::ToolTipRole);
+    }
+    m_calib->setCurrentIndex(i);
+}
+
+QString CalibratedExportPage::calibrationPath() const { return m_calib->currentData().toString(); }
+
+void CalibratedExportPage::chooseCalibrationFile() {
+    const QString f = QFileDialog::getOpenFileName(this, tr("Calibration text"), QString(),
+                                                   tr("Text (*.txt);;All files (*)"));
+    if (f.isEmpty())
+        m_calib->setCurrentIndex(0);
+    else
+        setCalibrationPath(f);
+}
+
+bool CalibratedExportPage::start() {
+    if (!m_model || m_job->isRunning()) return false;
+    QString out = m_output->text().trimmed();
+    while (out.size() > 1 && out.endsWith(QLatin1Char('/'))) out.chop(1);
+    if (out.isEmpty()) {
+        appendLog(tr("Choose an output folder first."));
+        return false;
+    }
+    const QString calib = calibrationPath();
+    if (calib.isEmpty()) {
+        appendLog(tr("Choose a calibration text first."));
+        return false;
+    }
+    QString error;
+    BackgroundJob::Work work = makeWork(out, calib, &error);
+    if (!work) {
+        m_summary->setText(tr("Cannot export: %1").arg(error));
+        appendLog(tr("Cannot export: %1").arg(error));
+        return false;
+    }
+    m_evalRunner->cancel();
+    m_outputDir = out;
+    m_overrides.reset();
+    m_extra.reset();
+    m_resumed = m_reported = 0;
+    m_layers->setRowCount(0);
+    m_layerBox->clear();
+    m_layerBox->setEnabled(false);
+    m_hist->clear(tr("Histograms appear when the export has finished."));
+    m_histStats->clear();
+    m_evalTable->setRowCount(0);
+    m_log->clear();
+    prepareRun();
+    appendLog(tr("Exporting %1 as %2 to %3 (calibration: %4, %5 × %6 tokens)")
+                  .arg(toQ(m_model->name), resultName(), out, calib)
+                  .arg(m_samples->value())
+                  .arg(m_seqLen->value()));
+    m_summary->setText(tr("Running…"));
+    if (!m_job->start(std::move(work))) return false;
+    setRunning(true);
+    return true;
+}
+
+void CalibratedExportPage::cancel() { m_job->cancel(); }
+
+void CalibratedExportPage::setRunning(bool on) {
+    m_run->setEnabled(!on);
+    m_cancel->setEnabled(on);
+    for (QWidget* w : std::initializer_list<QWidget*>{m_output, m_calib, m_samples, m_seqLen, m_resume})
+        w->setEnabled(!on);
+    m_optionsBox->setEnabled(!on);
+    m_evaluate->setEnabled(!on && m_overrides && !m_evalRunner->isRunning());
+    m_send->setEnabled(!on && m_overrides);
+    if (on) {
+        m_progress->setValue(0);
+        m_eta->setText(tr("starting…"));
+    }
+    emit runningChanged(on);
+}
+
+void CalibratedExportPage::appendLog(const QString& line) { m_log->appendPlainText(line); }
+
+void CalibratedExportPage::setLayerColumns(const QStringList& headers) {
+    m_layers->setRowCount(0);
+    m_layers->setColumnCount(headers.size());
+    m_layers->setHorizontalHeaderLabels(headers);
+    m_layers->horizontalHeader()->setSectionResizeMode(0, QHeaderView::ResizeToContents);
+}
+
+void CalibratedExportPage::addLayerRow(const QStringList& cells, bool resumed) {
+    const int r = m_layers->rowCount();
+    m_layers->insertRow(r);
+    for (int c = 0; c < cells.size() && c < m_layers->columnCount(); ++c) {
+        auto* it = cell(cells[c], c > 0);
+        if (resumed) it->setForeground(QColor(110, 110, 110));
+        m_layers->setItem(r, c, it);
+    }
+    m_layers->scrollToBottom();
+}
+
+void CalibratedExportPage::noteLayer(const QString& weightName, bool resumed) {
+    ++m_reported;
+    if (resumed) {
+        ++m_resumed;
+        m_summary->setText(tr("Resumed %n layer(s) from the partial run in this folder.", nullptr, m_resumed));
+    }
+    emit layerReported(weightName);
+}
+
+void CalibratedExportPage::setResult(const QString& outputDir, OverridesPtr overrides, const QString& extraName,
+                                     OverridesPtr extra, const QString& summary, quint64 bytes, double bitsPerWeight) {
+    m_outputDir = outputDir;
+    m_overrides = std::move(overrides);
+    m_extra = std::move(extra);
+    m_extraName = extraName;
+    m_bytes = bytes;
+    m_bpw = bitsPerWeight;
+    QString text = summary;
+    if (m_resumed > 0) text += QLatin1Char('\n') + tr("Resumed %n layer(s) from the partial run.", nullptr, m_resumed);
+    m_summary->setText(text);
+    appendLog(text);
+    m_layerBox->blockSignals(true);
+    m_layerBox->clear();
+    if (m_overrides) {
+        // The layers in chart order (the weight tensors of the result; biases are left out).
+        QStringList names;
+        for (const QString& n : m_chart->layers())
+            if (m_overrides->count(toStd(n))) names << n;
+        for (const auto& [n, v] : *m_overrides) {
+            const QString q = toQ(n);
+            const qz::TensorInfo* t = m_model ? m_model->find(n) : nullptr;
+            if (!names.contains(q) && t && t->shape.size() == 2) names << q;
+        }
+        m_layerBox->addItems(names);
+    }
+    m_layerBox->blockSignals(false);
+    m_layerBox->setEnabled(m_layerBox->count() > 0);
+    if (m_overrides)
+        m_hist->clear(tr("Choose a layer."));
+    else
+        m_hist->clear(tr("The dequantized weights were not kept (see the options)."));
+    if (m_layerBox->count() > 0) showLayer(m_layerBox->currentText());
+}
+
+void CalibratedExportPage::showLayer(const QString& weightName) {
+    if (!m_model || !m_overrides) return;
+    auto it = m_overrides->find(toStd(weightName));
+    if (it == m_overrides->end()) return;
+    if (m_layerBox->currentText() != weightName) {
+        const int i = m_layerBox->findText(weightName);
+        if (i >= 0) {
+            m_layerBox->blockSignals(true);
+            m_layerBox->setCurrentIndex(i);
+            m_layerBox->blockSignals(false);
+        }
+    }
+    m_hist->clear(tr("Computing %1…").arg(weightName));
+    const quint64 id = ++m_histRequest;
+    QPointer<CalibratedExportPage> self(this);
+    ModelPtr model = m_model;
+    OverridesPtr ov = m_overrides;  // keeps the values alive on the worker
+    const std::vector<float>* deq = &it->second;
+    m_histPool.start([self, this, id, model, ov, deq, weightName] {
+        if (!self || id != m_histRequest) return;
+        auto h = std::make_shared<LayerHistograms>(computeLayerHistograms(*model, weightName, *deq, 150));
+        QMetaObject::invokeMethod(self, [self, this, id, h] {
+            if (!self || id != m_histRequest) return;
+            if (!h->error.isEmpty()) {
+                m_hist->clear(h->error);
+                m_histStats->setText(h->error);
+                return;
+            }
+            m_hist->setTitle(h->name);
+            m_hist->setSeries({{tr("original"), h->original, HistogramPlot::originalColor()},
+                               {resultName(), h->result, HistogramPlot::quantizedColor()}});
+            m_histStats->setText(tr("MSE %1 · max |err| %2 · SQNR %3 dB · cosine %4")
+                                     .arg(h->stats.mse, 0, 'g', 4)
+                                     .arg(h->stats.maxAbs, 0, 'g', 4)
+                                     .arg(h->stats.sqnrDb, 0, 'f', 2)
+                                     .arg(h->stats.cosine, 0, 'f', 6));
+            emit layerShown(h->name);
+        }, Qt::QueuedConnection);
+    });
+}
+
+bool CalibratedExportPage::evaluate() {
+    if (!m_model || !m_overrides || m_job->isRunning() || m_evalRunner->isRunning()) return false;
+    const QString path = m_evalText->currentData().toString();
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly) || f.size() > (qint64(64) << 20)) {
+        m_evalStatus->setText(tr("cannot read %1").arg(path));
+        return false;
+    }
+    const QByteArray bytes = f.readAll();
+    qz::EvalParams p;
+    p.nCtx = m_evalCtx->value();
+    p.nChunks = m_evalChunks->value() > 0 ? m_evalChunks->value() : -1;
+    EvalVariant original;
+    original.name = tr("original");
+    original.model = m_model;
+    std::vector<EvalVariant> variants;
+    EvalVariant result;
+    result.name = resultName();
+    result.model = m_model;
+    result.overrides = m_overrides;
+    variants.push_back(result);
+    if (m_extra) {
+        EvalVariant extra;
+        extra.name = m_extraName;
+        extra.model = m_model;
+        extra.overrides = m_extra;
+        variants.push_back(extra);
+    }
+    m_evalTable->setRowCount(int(variants.size()) + 1);
+    m_evalTable->setItem(0, EvalName, cell(original.name));
+    for (size_t i = 0; i < variants.size(); ++i) m_evalTable->setItem(int(i) + 1, EvalName, cell(variants[i].name));
+    for (int r = 0; r < m_evalTable->rowCount(); ++r)
+        for (int c = EvalPpl; c < EvalColumnCount; ++c) m_evalTable->setItem(r, c, cell(QString()));
+    if (!m_evalRunner->evaluate(original, variants, std::string(bytes.constData(), size_t(bytes.size())), p))
+        return false;
+    m_evaluate->setEnabled(false);
+    m_evalCancel->setEnabled(true);
+    m_evalStatus->setText(tr("evaluating…"));
+    return true;
+}
+
+void CalibratedExportPage::onEvalRow(const EvalRow& r) {
+    if (r.index < 0 || r.index >= m_evalTable->rowCount()) return;
+    if (!r.ok) {
+        m_evalTable->setItem(r.index, EvalPpl, cell(r.error));
+        return;
+    }
+    m_evalTable->setItem(r.index, EvalPpl, number(r.ppl, 4));
+    m_evalTable->setItem(r.index, EvalPplError, number(r.pplError, 4));
+    if (r.index > 0) {
+        const double base = m_evalTable->item(0, EvalPpl)->data(Qt::UserRole).toDouble();
+        m_evalTable->setItem(r.index, EvalDelta, number(base > 0 ? 100.0 * r.deltaPpl / base : std::nan(""), 3));
+        m_evalTable->setItem(r.index, EvalKld, number(r.meanKld, 6));
+    }
+}
+
+}  // namespace qz::ui
