@@ -187,6 +187,17 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         }
     }
 
+    // On failure or cancel nothing appears at the destination; the temporary folder is kept only when it
+    // holds measurement state worth resuming.
+    struct DropTemp {
+        fs::path dir;
+        bool active = false;
+        ~DropTemp() {
+            std::error_code ec;
+            if (active) fs::remove_all(dir, ec);
+        }
+    } dropTemp{tmpDir, p.writeOutput && !measure};
+
     // 1. Measurement.
     if (measure) {
         const auto tm = Clock::now();
@@ -219,6 +230,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         return makeError("EXL2: target " + std::to_string(p.targetBpw) + " bpw: " + opt.error().message);
     }
     res.achievedBpw = static_cast<double>(opt->bits) / static_cast<double>(numel);
+    res.strategy = opt->choice;
+    res.errorNorm = opt->norm;
     res.optimizeSeconds = since(to);
 
     // 3. Quantization, module by module on the quantized model's own hidden states.
@@ -455,6 +468,7 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     if (fs::exists(outDir, ec)) fs::remove(outDir, ec);  // empty folder (checked above)
     fs::rename(tmpDir, outDir, ec);
     if (ec) return makeError("cannot move " + tmpDir.string() + " to " + outDir + ": " + ec.message());
+    dropTemp.active = false;
     res.outputDir = outDir;
     res.seconds = since(t0);
     if (progress) progress(ProgressInfo{1.0, "done"});

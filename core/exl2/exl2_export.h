@@ -6,7 +6,8 @@
 //     every distinct QParams of the candidate tables (exl2/exl2_qparams.h) on the reference hidden states,
 //     each option's module output is compared with the reference output, accuracy = 1 − mean relative
 //     Frobenius error (floored at 1e-6). Written as exllamav2's measurement.json (+ "last_module_idx");
-//     an interrupted measurement resumes from the state in the temporary folder.
+//     an interrupted measurement resumes from the state in the temporary folder. Modules are evaluated by
+//     our own module forward pass (exl2/exl2_measure.h says why not the engine), in F32.
 //  2. Optimization: one option per module so that Σ total_bits ≤ int(numel(decoder linears) · targetBpw)
 //     with the least Σ error^norm (exllamav2's annealing schedule, but seeded: deterministic), then the
 //     leftover budget spent greedily.
@@ -17,6 +18,17 @@
 //     per quantized linear <module>.q_weight / q_scale / q_scale_max / q_groups / q_invperm (+ bias F16);
 //     every other tensor as F16; config.json with quantization_config {"quant_method":"exl2", ...};
 //     the tokenizer / generation files copied; measurement.json beside them. No work files remain.
+//     The temporary folder is ".<name>.exl2-partial" beside the destination (which must not exist or be
+//     empty); on cancel or failure the destination is not created, and the temporary folder is kept only
+//     while it holds measurement state (exl2/exl2_measure.h) for a resumed run, with "exl2-state.json"
+//     (a fingerprint of the model, the calibration text and the measurement rows: a mismatch discards it).
+//
+// Memory: the hidden states of all calibration rows are kept (rows · length · hidden floats, twice), and
+// the packed tensors of the quantized linears until the output is written (about the output's size).
+// exllamav2 keeps the states too (on disk between runs).
+//
+// bpw: achievedBpw = Σ total_bits of the chosen options / Σ numel of the decoder linears (q, k, v, o, gate,
+// up, down of every layer), which is exllamav2's budget (optimize.py); the head is reported separately.
 #pragma once
 
 #include <cstdint>
@@ -75,6 +87,8 @@ struct ExportResult {
     int measuredModules = 0;                 // modules measured by this run
     int resumedModules = 0;                  // modules taken from an interrupted run's state
     std::vector<LayerReport> layers;
+    std::vector<int> strategy;               // chosen option per module (index into measurement[i].options)
+    double errorNorm = 0;                    // the optimizer's norm (Σ error^norm was minimized)
     double targetBpw = 0, achievedBpw = 0;   // over the decoder linears (the optimizer's budget)
     double headBpw = 0;
     std::vector<std::string> files;          // written, relative to outputDir

@@ -110,6 +110,116 @@ int greedyFill(const std::vector<std::vector<OptOption>>& slots, int64_t budget,
     return steps;
 }
 
+int pairExchange(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm,
+                 std::vector<int>& choice) {
+    const size_t n = slots.size();
+    std::vector<std::vector<double>> pe(n);
+    for (size_t i = 0; i < n; ++i)
+        for (const auto& o : slots[i]) pe[i].push_back(std::pow(std::max(0.0, o.error), norm));
+    int64_t cost = 0;
+    for (size_t i = 0; i < n; ++i) cost += slots[i][choice[i]].bits;
+    int steps = 0;
+    for (;;) {
+        // The change of one or two slots that lowers Σ error^norm most and fits (ties: first found).
+        double best = 0;
+        size_t bi = 0, bj = 0, bo = 0, bp = 0;
+        bool pair = false;
+        for (size_t i = 0; i < n; ++i) {
+            const int64_t ci = cost - slots[i][choice[i]].bits;
+            for (size_t o = 0; o < slots[i].size(); ++o) {
+                const int64_t c1 = ci + slots[i][o].bits;
+                const double d1 = pe[i][o] - pe[i][choice[i]];
+                if (c1 <= budget && d1 < best) {
+                    best = d1;
+                    bi = i;
+                    bo = o;
+                    pair = false;
+                }
+                for (size_t j = i + 1; j < n; ++j) {
+                    const int64_t cj = c1 - slots[j][choice[j]].bits;
+                    for (size_t q = 0; q < slots[j].size(); ++q) {
+                        if (cj + slots[j][q].bits > budget) continue;
+                        const double d = d1 + pe[j][q] - pe[j][choice[j]];
+                        if (d < best) {
+                            best = d;
+                            bi = i;
+                            bo = o;
+                            bj = j;
+                            bp = q;
+                            pair = true;
+                        }
+                    }
+                }
+            }
+        }
+        // Stop when no change lowers the sum by more than rounding noise.
+        double total = 0;
+        for (size_t i = 0; i < n; ++i) total += pe[i][choice[i]];
+        if (!(best < -1e-12 * total)) break;
+        cost += slots[bi][bo].bits - slots[bi][choice[bi]].bits;
+        choice[bi] = static_cast<int>(bo);
+        if (pair) {
+            cost += slots[bj][bp].bits - slots[bj][choice[bj]].bits;
+            choice[bj] = static_cast<int>(bp);
+        }
+        ++steps;
+    }
+    return steps;
+}
+
+bool exactChoice(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm, size_t maxEntries,
+                 std::vector<int>& choice) {
+    struct Entry {
+        int64_t bits;
+        double err;
+        int32_t parent, option;
+    };
+    const size_t n = slots.size();
+    // Cheapest completion of slots i.. (prunes partial sums that cannot stay within the budget).
+    std::vector<int64_t> minRest(n + 1, 0);
+    for (size_t i = n; i-- > 0;) {
+        int64_t m = slots[i][0].bits;
+        for (const auto& o : slots[i]) m = std::min(m, o.bits);
+        minRest[i] = minRest[i + 1] + m;
+    }
+    if (minRest[0] > budget) return false;
+    std::vector<std::vector<Entry>> fronts(n + 1);
+    fronts[0].push_back({0, 0.0, -1, -1});
+    size_t total = 1;
+    std::vector<Entry> cand;
+    for (size_t i = 0; i < n; ++i) {
+        cand.clear();
+        for (size_t k = 0; k < fronts[i].size(); ++k) {
+            const Entry& e = fronts[i][k];
+            for (size_t o = 0; o < slots[i].size(); ++o) {
+                const int64_t b = e.bits + slots[i][o].bits;
+                if (b + minRest[i + 1] > budget) continue;
+                cand.push_back({b, e.err + std::pow(std::max(0.0, slots[i][o].error), norm), static_cast<int32_t>(k),
+                                static_cast<int32_t>(o)});
+            }
+        }
+        std::sort(cand.begin(), cand.end(), [](const Entry& a, const Entry& b) {
+            return a.bits != b.bits ? a.bits < b.bits : (a.err != b.err ? a.err < b.err : a.parent < b.parent);
+        });
+        // Keep the entries no cheaper entry beats (strictly lower error than everything cheaper).
+        for (const Entry& c : cand)
+            if (fronts[i + 1].empty() || c.err < fronts[i + 1].back().err) fronts[i + 1].push_back(c);
+        total += fronts[i + 1].size();
+        if (fronts[i + 1].size() > maxEntries || total > 8 * maxEntries) return false;
+    }
+    // The last front's error decreases with bits: its last entry is the least error within the budget.
+    const auto& last = fronts[n];
+    if (last.empty()) return false;
+    choice.assign(n, 0);
+    int32_t k = static_cast<int32_t>(last.size()) - 1;
+    for (size_t i = n; i-- > 0;) {
+        const Entry& e = fronts[i + 1][k];
+        choice[i] = e.option;
+        k = e.parent;
+    }
+    return true;
+}
+
 Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>>& slots, const OptimizeParams& p,
                                         ProgressFn progress) {
     if (slots.empty()) return makeError("EXL2 optimizer: nothing to optimize");
@@ -172,6 +282,19 @@ Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>
     r.choice = std::move(best);
     r.norm = bestNorm;
     if (p.greedyFill) r.greedySteps = greedyFill(slots, p.budget, bestNorm, r.choice);
+    if (p.pairExchange) r.exchangeSteps = pairExchange(slots, p.budget, bestNorm, r.choice);
+    if (p.exactFrontMax > 0) {
+        std::vector<int> exact;
+        if (exactChoice(slots, p.budget, bestNorm, p.exactFrontMax, exact)) {
+            double se = 0, sc = 0;
+            for (size_t i = 0; i < slots.size(); ++i) {
+                se += std::pow(slots[i][exact[i]].error, bestNorm);
+                sc += std::pow(slots[i][r.choice[i]].error, bestNorm);
+            }
+            r.exact = true;
+            if (se < sc) r.choice = std::move(exact);
+        }
+    }
     for (size_t i = 0; i < slots.size(); ++i) {
         const OptOption& o = slots[i][r.choice[i]];
         r.bits += o.bits;
