@@ -9,7 +9,8 @@
 //   * at 8.0 bpw the perplexity is within 1 % of the original, at 4.0 bpw below RTN 4-bit g128's;
 //   * a given measurement.json is reused (no measurement progress step, no module measured, the same
 //     options); an interrupted measurement resumes and gives byte-identical files;
-//   * cancel / failure leaves no destination; hostile measurement.json files and GPT-2 are refused;
+//   * cancel / failure leaves no destination; shards are output-0000k-of-0000N without an index;
+//     hostile measurement.json files and GPT-2 are refused;
 //   * tests/exl2/read_check.py (an independent reader of the folder) decodes weights equal to ours.
 #include <QtTest>
 
@@ -133,6 +134,7 @@ private slots:
     void measurementReusedAtTargets();
     void measurementResumes();
     void cancelLeavesNoDestination();
+    void shardedOutput();
     void rejectsBadInput();
 };
 
@@ -479,6 +481,44 @@ void TestExl2Model::cancelLeavesNoDestination() {
     QVERIFY(!r.ok());
     QCOMPARE(listDir(dir), std::set<std::string>{"keep.txt"});
     QCOMPARE(listDir(parent), std::set<std::string>{"out"});
+}
+
+void TestExl2Model::shardedOutput() {
+    // Shards of at most 1 MB: output-0000k-of-0000N.safetensors, no index, every tensor of the single-file
+    // export in exactly one shard with the same bytes (same measurement, target and seed).
+    ExportParams p = baseParams();
+    p.targetBpw = 5.0;
+    p.measurementPath = m_dir + "/measurement.json";
+    p.maxShardBytes = 1'000'000;
+    const std::string dir = (m_tmp.path() + "/sharded").toStdString();
+    p.outputDir = dir;
+    auto r = exportExl2(*m_model, p);
+    QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
+    auto single = openModel(m_dir + "/output.safetensors");
+    QVERIFY(single.ok());
+    std::vector<std::string> shards;
+    for (const auto& f : listDir(dir))
+        if (f.size() > 12 && f.compare(f.size() - 12, 12, ".safetensors") == 0) shards.push_back(f);
+    QVERIFY(shards.size() >= 3);
+    const std::string n = std::to_string(shards.size());
+    std::set<std::string> seen;
+    for (size_t i = 0; i < shards.size(); ++i) {
+        char want[64];
+        std::snprintf(want, sizeof want, "output-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+        QCOMPARE(shards[i], std::string(want));
+        auto sh = openModel(dir + "/" + shards[i]);
+        QVERIFY(sh.ok());
+        for (const auto& t : (*sh)->tensors) {
+            QVERIFY2(seen.insert(t.name).second, t.name.c_str());
+            const TensorInfo* o = (*single)->find(t.name);
+            QVERIFY2(o, t.name.c_str());
+            const auto a = (*sh)->rawBytes(t), b = (*single)->rawBytes(*o);
+            QVERIFY2(a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin()), t.name.c_str());
+        }
+    }
+    QCOMPARE(seen.size(), (*single)->tensors.size());
+    QVERIFY(!fs::exists(dir + "/output.safetensors"));
+    for (const auto& f : listDir(dir)) QVERIFY2(f.find("index") == std::string::npos, f.c_str());
 }
 
 void TestExl2Model::rejectsBadInput() {
