@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <numeric>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -101,6 +103,7 @@ __attribute__((target("avx2"))) void pErrAvx2(const float* w, const float* s, fl
 }
 bool haveAvx2() {
     static const bool yes = [] {
+        if (const char* env = std::getenv("QZ_NO_AVX2"); env && *env && *env != '0') return false;
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") != 0;
     }();
@@ -113,6 +116,102 @@ void pErr(const float* w, const float* s, float* acc, int cnt, float lo, float h
     if (haveAvx2()) return pErrAvx2(w, s, acc, cnt, lo, hi);
 #endif
     pErrScalar(w, s, acc, cnt, lo, hi);
+}
+
+#if QZ_EXL2_X86
+// W[r][n0..n1) −= Σ_k P[r][k]·E[k][n0..n1) for r in [0, rows): W rows at stride ldw, P [rows][gr], E [gr][*]
+// at stride lde (the group's scaled errors). 4 rows × 16 columns per register tile, AVX2 + FMA.
+__attribute__((target("avx2,fma"))) void trailingAvx2(float* W, int64_t ldw, int rows, const float* P, int gr,
+                                                      const float* E, int64_t lde, int cols) {
+    constexpr int kCB = 256; // column block: E block gr × 256 stays in L2
+    std::vector<float> Eb(static_cast<size_t>(gr) * kCB);
+    for (int c0 = 0; c0 < cols; c0 += kCB) {
+        const int cw = std::min(kCB, cols - c0);
+        for (int k = 0; k < gr; ++k)
+            std::memcpy(&Eb[static_cast<size_t>(k) * kCB], E + k * lde + c0, cw * 4);
+        const int c16 = cw / 16 * 16;
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            const float* p0 = P + static_cast<size_t>(r) * gr;
+            const float* p1 = p0 + gr;
+            const float* p2 = p1 + gr;
+            const float* p3 = p2 + gr;
+            for (int n = 0; n < c16; n += 16) {
+                __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+                       a30 = a00, a31 = a00;
+                const float* e = Eb.data() + n;
+                for (int k = 0; k < gr; ++k, e += kCB) {
+                    const __m256 e0 = _mm256_loadu_ps(e), e1 = _mm256_loadu_ps(e + 8);
+                    __m256 h = _mm256_broadcast_ss(p0 + k);
+                    a00 = _mm256_fmadd_ps(h, e0, a00);
+                    a01 = _mm256_fmadd_ps(h, e1, a01);
+                    h = _mm256_broadcast_ss(p1 + k);
+                    a10 = _mm256_fmadd_ps(h, e0, a10);
+                    a11 = _mm256_fmadd_ps(h, e1, a11);
+                    h = _mm256_broadcast_ss(p2 + k);
+                    a20 = _mm256_fmadd_ps(h, e0, a20);
+                    a21 = _mm256_fmadd_ps(h, e1, a21);
+                    h = _mm256_broadcast_ss(p3 + k);
+                    a30 = _mm256_fmadd_ps(h, e0, a30);
+                    a31 = _mm256_fmadd_ps(h, e1, a31);
+                }
+                float* w0 = W + static_cast<int64_t>(r) * ldw + c0 + n;
+                float* w1 = w0 + ldw;
+                float* w2 = w1 + ldw;
+                float* w3 = w2 + ldw;
+                _mm256_storeu_ps(w0, _mm256_sub_ps(_mm256_loadu_ps(w0), a00));
+                _mm256_storeu_ps(w0 + 8, _mm256_sub_ps(_mm256_loadu_ps(w0 + 8), a01));
+                _mm256_storeu_ps(w1, _mm256_sub_ps(_mm256_loadu_ps(w1), a10));
+                _mm256_storeu_ps(w1 + 8, _mm256_sub_ps(_mm256_loadu_ps(w1 + 8), a11));
+                _mm256_storeu_ps(w2, _mm256_sub_ps(_mm256_loadu_ps(w2), a20));
+                _mm256_storeu_ps(w2 + 8, _mm256_sub_ps(_mm256_loadu_ps(w2 + 8), a21));
+                _mm256_storeu_ps(w3, _mm256_sub_ps(_mm256_loadu_ps(w3), a30));
+                _mm256_storeu_ps(w3 + 8, _mm256_sub_ps(_mm256_loadu_ps(w3 + 8), a31));
+            }
+        }
+        // Leftover rows (all columns) and leftover columns (all rows): plain loops.
+        for (int rr = 0; rr < rows; ++rr) {
+            const int nStart = rr < r ? c16 : 0;
+            if (nStart >= cw) continue;
+            const float* pr = P + static_cast<size_t>(rr) * gr;
+            float* wr = W + static_cast<int64_t>(rr) * ldw + c0;
+            for (int n = nStart; n < cw; ++n) {
+                float acc = 0;
+                for (int k = 0; k < gr; ++k)
+                    acc += pr[k] * Eb[static_cast<size_t>(k) * kCB + n];
+                wr[n] -= acc;
+            }
+        }
+    }
+}
+
+// rows[j][n0..n1) −= u[j]·e[n0..n1) for j in [0, cnt) (the in-group update), vectorized with AVX2.
+__attribute__((target("avx2"))) void rankOneAvx2(float* W, int64_t ldw, const float* u, int cnt,
+                                                 const float* e, int n0, int n1) {
+    for (int j = 0; j < cnt; ++j) {
+        const float h = u[j];
+        float* rj = W + j * ldw;
+        for (int n = n0; n < n1; ++n)
+            rj[n] -= h * e[n];
+    }
+}
+bool haveAvx2Fma() {
+    static const bool yes = [] {
+        if (const char* env = std::getenv("QZ_NO_AVX2"); env && *env && *env != '0') return false;
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }();
+    return yes;
+}
+#endif
+
+void rankOneScalar(float* W, int64_t ldw, const float* u, int cnt, const float* e, int n0, int n1) {
+    for (int j = 0; j < cnt; ++j) {
+        const float h = u[j];
+        float* rj = W + j * ldw;
+        for (int n = n0; n < n1; ++n)
+            rj[n] -= h * e[n];
+    }
 }
 
 // Column chunks for the threads: boundaries on multiples of 16 columns.
@@ -285,7 +384,12 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
         maxRows = std::max(maxRows, g.rows);
     std::vector<float> err(static_cast<size_t>(maxRows) * out);
     GroupScales gp;
-    std::vector<float> stw;
+    std::vector<float> stw, panel;
+#if QZ_EXL2_X86
+    const bool fast = haveAvx2Fma();
+#else
+    const bool fast = false;
+#endif
 
     for (int gi = 0; gi < G; ++gi) {
         if (cancel && cancel()) return cancelledError();
@@ -296,6 +400,15 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
         q.qscaleMax[gi] = gp.qsm;
         const float maxq = static_cast<float>((1 << bits) - 1);
         const float qzero = static_cast<float>(1 << (bits - 1));
+        if (fast && U && b < in) { // panel[r − b][k] = U[a + k][r]: the trailing update's left factor
+            const int gr = b - a;
+            panel.resize(static_cast<size_t>(in - b) * gr);
+            for (int k = 0; k < gr; ++k) {
+                const float* src = U + static_cast<size_t>(a + k) * in;
+                for (int r = b; r < in; ++r)
+                    panel[static_cast<size_t>(r - b) * gr + k] = src[r];
+            }
+        }
         runChunks(bounds, threads, [&](int n0, int n1) {
             const float* scale = gp.scale.data();
             for (int c = a; c < b; ++c) {
@@ -314,16 +427,25 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
                     e[n] = (w - deq) / d;
                 }
                 if (!U) continue;
-                const float* urow = U + static_cast<size_t>(c) * in;
-                for (int j = c + 1; j < b; ++j) {
-                    const float h = urow[j];
-                    float* rj = Wt.data() + static_cast<size_t>(j) * out;
-                    for (int n = n0; n < n1; ++n)
-                        rj[n] -= h * e[n];
+                float* next = Wt.data() + static_cast<size_t>(c + 1) * out;
+                const float* urow = U + static_cast<size_t>(c) * in + c + 1;
+#if QZ_EXL2_X86
+                if (fast) {
+                    rankOneAvx2(next, out, urow, b - c - 1, e, n0, n1);
+                    continue;
                 }
+#endif
+                rankOneScalar(next, out, urow, b - c - 1, e, n0, n1);
             }
             if (U && b < in) {
                 // W[b.., n0..n1) −= U[a..b, b..)ᵀ · E[a..b, n0..n1)
+#if QZ_EXL2_X86
+                if (fast) {
+                    trailingAvx2(Wt.data() + static_cast<size_t>(b) * out + n0, out, in - b, panel.data(),
+                                 b - a, err.data() + n0, out, n1 - n0);
+                    return;
+                }
+#endif
                 StrideMapF Wr(Wt.data() + static_cast<size_t>(b) * out + n0, in - b, n1 - n0,
                               Eigen::OuterStride<>(out));
                 ConstStrideMapF Ub(U + static_cast<size_t>(a) * in + b, b - a, in - b,
@@ -334,6 +456,52 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
         });
     }
     return q;
+}
+
+// In-place lower Cholesky factor of A (only the lower triangle is read and written), blocked right-looking
+// with the panel solve and the trailing update split over threads. False if A is not positive definite.
+bool choleskyLowerInPlace(MatD& A, int threads) {
+    const Eigen::Index n = A.rows();
+    constexpr Eigen::Index nb = 128;
+    for (Eigen::Index k0 = 0; k0 < n; k0 += nb) {
+        const Eigen::Index kb = std::min(nb, n - k0);
+        {
+            Eigen::Ref<MatD> A11 = A.block(k0, k0, kb, kb);
+            Eigen::LLT<Eigen::Ref<MatD>, Eigen::Lower> llt(A11);
+            if (llt.info() != Eigen::Success) return false;
+        }
+        for (Eigen::Index i = 0; i < kb; ++i)
+            if (!(A(k0 + i, k0 + i) > 0) || !std::isfinite(A(k0 + i, k0 + i))) return false;
+        const Eigen::Index s = k0 + kb, m = n - s;
+        if (m == 0) break;
+        const auto L11 = A.block(k0, k0, kb, kb);
+        // A21 := A21·L11⁻ᵀ by row chunks.
+        const Eigen::Index rowChunks = (m + 63) / 64;
+        parallelFor(
+            static_cast<size_t>(rowChunks),
+            [&](size_t c0, size_t c1, int) {
+                const Eigen::Index r0 = static_cast<Eigen::Index>(c0) * 64;
+                const Eigen::Index r1 = std::min(m, static_cast<Eigen::Index>(c1) * 64);
+                auto X = A.block(s + r0, k0, r1 - r0, kb);
+                L11.transpose().triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(X);
+            },
+            threads, 2);
+        // A22 −= A21·A21ᵀ on the lower triangle, by column blocks interleaved over threads.
+        const Eigen::Index nBlocks = (m + nb - 1) / nb;
+        const int T = static_cast<int>(std::max<Eigen::Index>(1, std::min<Eigen::Index>(threads, nBlocks)));
+        parallelFor(
+            static_cast<size_t>(T),
+            [&](size_t t0, size_t t1, int) {
+                for (size_t t = t0; t < t1; ++t)
+                    for (Eigen::Index blk = static_cast<Eigen::Index>(t); blk < nBlocks; blk += T) {
+                        const Eigen::Index j0 = blk * nb, jw = std::min(nb, m - j0);
+                        A.block(s + j0, s + j0, m - j0, jw).noalias() -=
+                            A.block(s + j0, k0, m - j0, kb) * A.block(s + j0, k0, jw, kb).transpose();
+                    }
+            },
+            T, 1);
+    }
+    return true;
 }
 
 } // namespace
@@ -396,10 +564,8 @@ Result<PreparedHessian> prepareHessian(std::vector<float> H, int n, const std::f
     if (threads <= 0) threads = defaultThreadCount();
     PreparedHessian r;
     r.n = n;
-    r.perm.resize(n);
-    std::iota(r.perm.begin(), r.perm.end(), 0);
+    r.perm = actOrderPerm(H, n);
     auto diag = [&](int i) { return H[static_cast<size_t>(i) * n + i]; };
-    std::stable_sort(r.perm.begin(), r.perm.end(), [&](int x, int y) { return diag(x) > diag(y); });
 
     double mean = 0;
     for (int i = 0; i < n; ++i)
@@ -426,12 +592,7 @@ Result<PreparedHessian> prepareHessian(std::vector<float> H, int n, const std::f
                 }
             },
             threads, 64);
-        Eigen::LLT<Eigen::Ref<MatD>, Eigen::Lower> llt(A);
-        if (llt.info() != Eigen::Success) continue;
-        bool finite = true;
-        for (int i = 0; i < n && finite; ++i)
-            finite = std::isfinite(A(i, i)) && A(i, i) > 0;
-        if (!finite) continue;
+        if (!choleskyLowerInPlace(A, threads)) continue;
         r.damp = attempt * damp;
         r.dampTries = attempt;
         ok = true;
@@ -500,6 +661,31 @@ Result<QuantizedLinear> quantizeLinearRtn(const float* W, int out, int in, const
     std::vector<int32_t> perm(in);
     std::iota(perm.begin(), perm.end(), 0);
     return quantizeImpl(W, out, in, perm, nullptr, qp, {}, threads);
+}
+
+Result<QuantizedLinear> quantizeLinearRtn(const float* W, int out, int in, const QParams& qp, int threads,
+                                          const std::vector<int32_t>& perm) {
+    if (in <= 0) return makeError("EXL2: the layer has no input features");
+    if (perm.size() != static_cast<size_t>(in))
+        return makeError("EXL2: the permutation does not match the layer");
+    std::vector<char> seen(in, 0);
+    for (int32_t p : perm) {
+        if (p < 0 || p >= in || seen[p]) return makeError("EXL2: the permutation is invalid");
+        seen[p] = 1;
+    }
+    return quantizeImpl(W, out, in, perm, nullptr, qp, {}, threads);
+}
+
+std::vector<int32_t> actOrderPerm(const std::vector<float>& H, int n) {
+    std::vector<int32_t> perm(std::max(n, 0));
+    std::iota(perm.begin(), perm.end(), 0);
+    if (n <= 0 || H.size() < static_cast<size_t>(n) * n) return perm;
+    auto diag = [&](int i) { // NaN sorts last (prepareHessian rejects it anyway)
+        const float d = H[static_cast<size_t>(i) * n + i];
+        return std::isnan(d) ? -std::numeric_limits<float>::infinity() : d;
+    };
+    std::stable_sort(perm.begin(), perm.end(), [&](int x, int y) { return diag(x) > diag(y); });
+    return perm;
 }
 
 std::vector<float> dequantize(const QuantizedLinear& q) {

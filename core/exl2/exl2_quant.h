@@ -80,9 +80,16 @@ Result<std::vector<QuantizedLinear::Group>> planGroups(const QParams& qp, int in
 Result<QuantizedLinear> quantizeLinear(const float* W, int out, int in, const PreparedHessian& h,
                                        const QParams& qp, const std::function<bool()>& cancel = {},
                                        int threads = 0);
-// Without a Hessian (exllamav2's RTN path for a huge head): identity perm, no error feedback.
+// Without a Hessian: identity perm, no error feedback.
 Result<QuantizedLinear> quantizeLinearRtn(const float* W, int out, int in, const QParams& qp,
                                           int threads = 0);
+// exllamav2's RTN path for a huge head (quantize.py quant_lm_head, > 1e9 elements): prepare(no_h_inv=True)
+// still orders the rows by the Hessian diagonal (actOrderPerm), only the error feedback is skipped.
+Result<QuantizedLinear> quantizeLinearRtn(const float* W, int out, int in, const QParams& qp, int threads,
+                                          const std::vector<int32_t>& perm);
+// The act-order permutation prepareHessian uses: rows sorted by diag(H) descending, ties by index
+// (H [n][n] row-major; only the diagonal is read).
+std::vector<int32_t> actOrderPerm(const std::vector<float>& H, int n);
 
 // The loader's reconstruction, back in the model's layout [out][in].
 std::vector<float> dequantize(const QuantizedLinear& q);

@@ -199,6 +199,7 @@ class TestExl2Quant : public QObject {
     void hessianRetryAndFailure();
     void firstGroupMatchesReference();
     void gptqBeatsRtn();
+    void rtnWithPerm();
     void errorFallsWithBits();
     void dequantizeMatchesUnpack();
     void cancelStops();
@@ -729,6 +730,32 @@ void TestExl2Quant::gptqBeatsRtn() {
     }
 }
 
+void TestExl2Quant::rtnWithPerm() {
+    // The head's RTN path keeps the act-order permutation: the same codes as identity RTN on the permuted
+    // columns when every group has one bit width and gs covers whole permuted blocks.
+    const int in = 64, out = 16;
+    auto W = makeWeights(out, in, 61);
+    auto H = makeHessian(in, 200, 62);
+    const auto perm = actOrderPerm(H, in);
+    auto h = prepareHessian(H, in);
+    QVERIFY(h.ok());
+    QCOMPARE(perm, h->perm);
+    std::vector<float> Wp(W.size());
+    for (int o = 0; o < out; ++o)
+        for (int k = 0; k < in; ++k)
+            Wp[o * in + k] = W[o * in + perm[k]];
+    const QParams qp = mk({{4, 32}, {2, 32}}, {4, 2}, {0.5, 0.5});
+    auto a = quantizeLinearRtn(W.data(), out, in, qp, 0, perm);
+    auto b = quantizeLinearRtn(Wp.data(), out, in, qp);
+    QVERIFY(a.ok() && b.ok());
+    QCOMPARE(a->codes, b->codes);
+    QCOMPARE(a->qscaleMax, b->qscaleMax);
+    QCOMPARE(a->perm, perm);
+    std::vector<int32_t> bad = perm;
+    bad[0] = bad[1];
+    QVERIFY(!quantizeLinearRtn(W.data(), out, in, qp, 0, bad).ok());
+}
+
 void TestExl2Quant::errorFallsWithBits() {
     const int in = 256, out = 64;
     auto W = makeWeights(out, in, 31);
@@ -831,9 +858,10 @@ void TestExl2Quant::readCheckPython() {
     uint32_t seed = 100;
     for (const auto& L : layers) {
         auto W = makeWeights(L.out, L.in, seed++);
-        Result<QuantizedLinear> q =
-            L.rtn ? quantizeLinearRtn(W.data(), L.out, L.in, L.qp) : [&]() -> Result<QuantizedLinear> {
-            auto h = prepareHessian(makeHessian(L.in, 3 * L.in, seed++), L.in);
+        const auto H = makeHessian(L.in, 3 * L.in, seed++);
+        Result<QuantizedLinear> q = [&]() -> Result<QuantizedLinear> {
+            if (L.rtn) return quantizeLinearRtn(W.data(), L.out, L.in, L.qp, 0, actOrderPerm(H, L.in));
+            auto h = prepareHessian(H, L.in);
             if (!h) return h.error();
             return quantizeLinear(W.data(), L.out, L.in, *h, L.qp);
         }();
