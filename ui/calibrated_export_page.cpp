@@ -158,6 +158,7 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
     m_tabs = new QTabWidget(this);
     m_layers = new QTableWidget(0, 0, this);
     m_layers->verticalHeader()->hide();
+    m_layers->setWordWrap(false);
     m_layers->setSelectionBehavior(QAbstractItemView::SelectRows);
     m_layers->setSelectionMode(QAbstractItemView::SingleSelection);
     m_tabs->addTab(m_layers, tr("Layers"));
@@ -453,7 +454,7 @@ void CalibratedExportPage::setLayerColumns(const QStringList& headers) {
     m_layers->setRowCount(0);
     m_layers->setColumnCount(headers.size());
     m_layers->setHorizontalHeaderLabels(headers);
-    m_layers->horizontalHeader()->setSectionResizeMode(0, QHeaderView::ResizeToContents);
+    m_layers->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
 }
 
 void CalibratedExportPage::addLayerRow(const QStringList& cells, bool resumed) {

@@ -20,6 +20,7 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include "exl2_export_page.h"
 #include "gptq_export_page.h"
 #include "type_compare_view.h"
 
@@ -126,6 +127,8 @@ ExportPanel::ExportPanel(QWidget* parent) : QWidget(parent), m_runner(new Export
     connect(m_format, &QComboBox::currentIndexChanged, m_pages, &QStackedWidget::setCurrentIndex);
     m_gptq = new GptqExportPage(this);
     addFormatPage(QStringLiteral("gptq"), tr("GPTQ (AutoGPTQ / transformers)"), m_gptq);
+    m_exl2 = new Exl2ExportPage(this);
+    addFormatPage(QStringLiteral("exl2"), tr("EXL2 (exllamav2)"), m_exl2);
 
     m_planTimer.setSingleShot(true);
     m_planTimer.setInterval(150);

@@ -31,6 +31,7 @@ class QTableWidget;
 namespace qz::ui {
 
 class CalibratedExportPage;
+class Exl2ExportPage;
 class GptqExportPage;
 class TypeCompareView;
 
@@ -51,6 +52,7 @@ public:
     QLabel* summary() const { return m_summary; }
     QComboBox* formatBox() const { return m_format; }
     GptqExportPage* gptqPage() const { return m_gptq; }
+    Exl2ExportPage* exl2Page() const { return m_exl2; }
     // Shows the page of format id ("gguf", "gptq", ...); false if unknown.
     bool setFormat(const QString& id);
     // A format page with its own options and job; it gets the model with setModel.
@@ -79,6 +81,7 @@ private:
     QStackedWidget* m_pages;
     QList<CalibratedExportPage*> m_formatPages;
     GptqExportPage* m_gptq;
+    Exl2ExportPage* m_exl2;
     QComboBox* m_type;
     QLineEdit* m_output;
     QLineEdit* m_imatrix;

@@ -103,7 +103,8 @@ void LayerBarChart::setValue(int series, const QString& layer, double value) {
     rebuild();
 }
 
-void LayerBarChart::setReferenceLine(const QString& id, double y, const QString& label, const QColor& color) {
+void LayerBarChart::setReferenceLine(const QString& id, double y, const QString& label, const QColor& color,
+                                     Qt::Alignment side) {
     auto it = m_lines.find(id);
     if (it == m_lines.end()) {
         Line l{new QCPItemStraightLine(m_plot), new QCPItemText(m_plot), y};
@@ -111,9 +112,12 @@ void LayerBarChart::setReferenceLine(const QString& id, double y, const QString&
         l.line->setSelectable(false);
         l.text->setColor(color);
         l.text->setSelectable(false);
-        l.text->setPositionAlignment(Qt::AlignBottom | Qt::AlignLeft);
+        l.text->setBrush(QColor(255, 255, 255, 220));  // readable over the bars
+        l.text->setPadding(QMargins(3, 1, 3, 1));
         it = m_lines.insert(id, l);
     }
+    const bool right = side & Qt::AlignRight;
+    it->text->setPositionAlignment(Qt::AlignBottom | (right ? Qt::AlignRight : Qt::AlignLeft));
     it->y = y;
     const bool show = std::isfinite(y);
     it->line->setVisible(show);
@@ -123,7 +127,7 @@ void LayerBarChart::setReferenceLine(const QString& id, double y, const QString&
         it->line->point2->setCoords(1, y);
         it->text->position->setTypeX(QCPItemPosition::ptAxisRectRatio);
         it->text->position->setTypeY(QCPItemPosition::ptPlotCoords);
-        it->text->position->setCoords(0.01, y);
+        it->text->position->setCoords(right ? 0.99 : 0.01, y);
         it->text->setText(label);
     }
     rebuild();
@@ -183,7 +187,7 @@ void LayerBarChart::rebuild() {
     for (int i = 0; i < m_layers.size(); i += step) ticker->addTick(i, shortLabel(m_layers[i]));
     m_plot->xAxis->setTicker(ticker);
     m_plot->xAxis->setRange(-0.6, std::max(1, int(m_layers.size())) - 0.4);
-    m_plot->yAxis->setRange(0, ymax > 0 ? ymax * 1.12 : 1.0);
+    m_plot->yAxis->setRange(0, ymax > 0 ? ymax * 1.3 : 1.0);  // headroom for the legend and line labels
     m_plot->legend->setVisible(!m_bars.isEmpty());
     m_plot->replot(QCustomPlot::rpQueuedReplot);
 }

@@ -34,8 +34,11 @@ public:
     void setLayers(const QStringList& layerNames);
     // Sets one bar (appending the layer if it is new). NaN removes the bar.
     void setValue(int series, const QString& layer, double value);
-    // A horizontal line at y with a label (id identifies it for later updates); NaN hides it.
-    void setReferenceLine(const QString& id, double y, const QString& label, const QColor& color);
+    // A horizontal line at y with a label at the left or right end (id identifies it for later updates);
+    // NaN hides it. Two lines close together (a target and the achieved value) keep their labels apart
+    // by putting them at opposite ends.
+    void setReferenceLine(const QString& id, double y, const QString& label, const QColor& color,
+                          Qt::Alignment side = Qt::AlignLeft);
 
     // For tests and reports.
     int layerCount() const { return m_layers.size(); }

@@ -8,7 +8,13 @@
 //    original's perplexity (equal to a direct evaluatePerplexity) and the result's, close to it;
 //  - GPTQ cancel: Cancel after the first layer makes the UI idle at once, no destination folder exists;
 //    exporting again into the same folder resumes the finished layers ("Resumed N layers") and gives
-//    the same per-layer errors as an uninterrupted run.
+//    the same per-layer errors as an uninterrupted run;
+//  - EXL2: one bar per quantized linear (lm_head included) equal to the core's per-layer bits per weight,
+//    the target line at the target and the achieved line at the result's figure, which is the
+//    numel-weighted mean of the decoder layers' bars and within 0.02 of the target; the folder with
+//    config.json (quant_method exl2) and measurement.json; histograms; perplexity near the original;
+//  - EXL2 cancel during the measurement leaves no destination and an idle UI; a run given the first
+//    run's measurement.json reuses it (nothing measured) and chooses the same settings.
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
@@ -26,6 +32,7 @@
 #include <QTest>
 #include <cmath>
 
+#include "exl2_export_page.h"
 #include "export_panel.h"
 #include "gptq_export_page.h"
 #include "histogram_plot.h"
@@ -42,6 +49,8 @@ private slots:
     void initTestCase();
     void gptqEndToEnd();
     void gptqCancelThenResume();
+    void exl2EndToEnd();
+    void exl2CancelThenReuseMeasurement();
 
 private:
     static ModelPtr open(const char* rel) {
@@ -63,8 +72,23 @@ private:
         return QJsonDocument::fromJson(f.readAll()).object();
     }
 
+    static void configureExl2(Exl2ExportPage* page, const QString& out) {
+        page->targetSpin()->setValue(4.0);
+        page->headBitsBox()->setCurrentIndex(page->headBitsBox()->findData(6));
+        page->measureRowsSpin()->setValue(4);
+        page->setCalibrationPath(QStringLiteral(QZ_TEST_DATA "/text/shakespeare-train.txt"));
+        page->samplesSpin()->setValue(4);
+        page->seqLenSpin()->setValue(64);
+        page->outputEdit()->setText(out);
+    }
+    // Checks the histograms of `layer` against the original weights and the page's result.
+    void checkHistograms(CalibratedExportPage* page, const QString& layer);
+    double evaluatePage(CalibratedExportPage* page, double* original);
+
     ModelPtr m_model;
-    std::vector<qz::gptq::LayerReport> m_fullReports;  // of the uninterrupted 4-bit run in gptqEndToEnd
+    std::vector<qz::gptq::LayerReport> m_fullReports;
+    QTemporaryDir m_exl2Dir;                           // the first EXL2 run's folder (its measurement.json)
+    std::vector<qz::exl2::LayerReport> m_exl2Reports;  // of the uninterrupted 4-bit run in gptqEndToEnd
 };
 
 void TestCalibratedExport::initTestCase() {
@@ -270,6 +294,156 @@ void TestCalibratedExport::gptqCancelThenResume() {
         QCOMPARE(l.relErrRtn, it->relErrRtn);
         QCOMPARE(page->chart()->value(0, page->chart()->layers().indexOf(QString::fromStdString(l.name))), l.relErr);
     }
+}
+
+void TestCalibratedExport::checkHistograms(CalibratedExportPage* page, const QString& layer) {
+    QSignalSpy shown(page, &CalibratedExportPage::layerShown);
+    const int i = page->layerBox()->findText(layer);
+    QVERIFY2(i >= 0, qPrintable(layer));
+    if (page->layerBox()->currentIndex() == i) page->showLayer(layer);
+    else page->layerBox()->setCurrentIndex(i);
+    QTRY_COMPARE_WITH_TIMEOUT(shown.isEmpty() ? QString() : shown.last().first().toString(), layer, 30000);
+    const auto& series = page->histogram()->series();
+    QCOMPARE(series.size(), 2);
+    const qz::TensorInfo* t = m_model->find(layer.toStdString());
+    QVERIFY(t);
+    auto original = qz::readTensorF32(*m_model, *t);
+    QVERIFY(original.ok());
+    const qz::Histogram& h0 = series[0].histogram;
+    const qz::Histogram& h1 = series[1].histogram;
+    QCOMPARE(h0.total(), uint64_t(original->size()));
+    QCOMPARE(h1.total(), uint64_t(original->size()));
+    QCOMPARE(h0.counts, qz::histogramF32(original->data(), original->size(), h0.bins(), h0.lo, h0.hi).counts);
+    const auto& deq = page->resultOverrides()->at(layer.toStdString());
+    QCOMPARE(h1.counts, qz::histogramF32(deq.data(), deq.size(), h1.bins(), h1.lo, h1.hi).counts);
+    QVERIFY(h0.counts != h1.counts);
+}
+
+double TestCalibratedExport::evaluatePage(CalibratedExportPage* page, double* original) {
+    page->evalContextSpin()->setValue(128);
+    page->evalChunksSpin()->setValue(4);
+    QSignalSpy evaluated(page, &CalibratedExportPage::evaluationFinished);
+    QTest::mouseClick(page->evaluateButton(), Qt::LeftButton);
+    if (!evaluated.wait(300000)) return std::nan("");
+    QTableWidget* et = page->evalTable();
+    *original = et->item(0, CalibratedExportPage::EvalPpl)->data(Qt::UserRole).toDouble();
+    return et->item(1, CalibratedExportPage::EvalPpl)->data(Qt::UserRole).toDouble();
+}
+
+void TestCalibratedExport::exl2EndToEnd() {
+    ExportPanel panel;
+    panel.resize(1400, 1000);
+    panel.show();
+    panel.setModel(m_model);
+    QVERIFY(panel.setFormat(QStringLiteral("exl2")));
+    Exl2ExportPage* page = panel.exl2Page();
+    QVERIFY(page->isVisible());
+    QVERIFY(m_exl2Dir.isValid());
+    const QString out = m_exl2Dir.filePath(QStringLiteral("bard-exl2"));
+    configureExl2(page, out);
+    QSignalSpy finished(page, &CalibratedExportPage::exportFinished);
+    QSignalSpy steps(page->job(), &BackgroundJob::progress);
+    QTest::mouseClick(page->exportButton(), Qt::LeftButton);
+    QVERIFY(!panel.formatBox()->isEnabled());
+    QVERIFY(finished.wait(600000));
+    // The phases were shown.
+    QStringList seen;
+    for (const auto& s : steps) seen << s.at(1).toString();
+    QVERIFY2(seen.join(QLatin1Char('|')).contains(QStringLiteral("measur")), qPrintable(seen.join(QLatin1Char('|'))));
+
+    auto result = page->result();
+    QVERIFY(result);
+    LayerBarChart* chart = page->chart();
+    const int n = int(result->layers.size());
+    QCOMPARE(n, 4 * 7 + 1);  // every decoder linear and lm_head
+    QCOMPARE(chart->layerCount(), n);
+    QCOMPARE(chart->barCount(0), n);
+    const QVector<double> bars = chart->barValues(0);
+    double bits = 0, numel = 0;
+    for (const auto& l : result->layers) {
+        const int i = chart->layers().indexOf(QString::fromStdString(l.name));
+        QVERIFY2(i >= 0, l.name.c_str());
+        QCOMPARE(chart->value(0, i), l.bpw);
+        QCOMPARE(bars[i], l.bpw);
+        QVERIFY(l.bpw >= 2.0 && l.bpw <= 8.5);
+        if (l.name != "lm_head.weight") {
+            bits += l.bpw * double(l.out) * double(l.in);
+            numel += double(l.out) * double(l.in);
+        }
+    }
+    QCOMPARE(chart->referenceLine(QStringLiteral("target")), 4.0);
+    QCOMPARE(chart->referenceLine(QStringLiteral("achieved")), result->achievedBpw);
+    // The achieved figure is what the bars add up to, and meets the target.
+    QVERIFY2(std::abs(bits / numel - result->achievedBpw) < 1e-9,
+             qPrintable(QStringLiteral("%1 vs %2").arg(bits / numel, 0, 'g', 12).arg(result->achievedBpw, 0, 'g', 12)));
+    QVERIFY2(result->achievedBpw <= 4.0 + 1e-9 && result->achievedBpw > 4.0 - 0.02,
+             qPrintable(QString::number(result->achievedBpw)));
+    QVERIFY(page->summary()->text().contains(QStringLiteral("achieved %1").arg(result->achievedBpw, 0, 'f', 3)));
+    // The folder.
+    QVERIFY(QFileInfo(out).isDir());
+    QCOMPARE(readJson(out + QStringLiteral("/config.json"))
+                 .value(QStringLiteral("quantization_config")).toObject().value(QStringLiteral("quant_method")).toString(),
+             QStringLiteral("exl2"));
+    QVERIFY(QFileInfo::exists(out + QStringLiteral("/measurement.json")));
+    QCOMPARE(QDir(m_exl2Dir.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot),
+             QStringList{QStringLiteral("bard-exl2")});
+    QVERIFY(page->exportButton()->isEnabled());
+    QVERIFY(panel.formatBox()->isEnabled());
+    m_exl2Reports = result->layers;
+
+    checkHistograms(page, QStringLiteral("model.layers.2.self_attn.o_proj.weight"));
+    double orig = 0;
+    const double ppl = evaluatePage(page, &orig);
+    qInfo("PPL original %.4f, EXL2 4.0 bpw %.4f (%+.2f %%), achieved %.4f bpw", orig, ppl, 100 * (ppl / orig - 1),
+          result->achievedBpw);
+    QVERIFY2(std::isfinite(ppl) && std::abs(ppl / orig - 1) < 0.05, qPrintable(QString::number(ppl)));
+
+    page->tabs()->setCurrentIndex(0);
+    QTest::qWait(100);
+    panel.grab().save(QStringLiteral(QZ_BINARY_DIR "/calibrated_export_exl2.png"));
+}
+
+void TestCalibratedExport::exl2CancelThenReuseMeasurement() {
+    QVERIFY(!m_exl2Reports.empty());
+    ExportPanel panel;
+    panel.show();
+    panel.setModel(m_model);
+    QVERIFY(panel.setFormat(QStringLiteral("exl2")));
+    Exl2ExportPage* page = panel.exl2Page();
+    QTemporaryDir tmp;
+    const QString out = tmp.filePath(QStringLiteral("c"));
+    configureExl2(page, out);
+    QSignalSpy steps(page->job(), &BackgroundJob::progress);
+    QSignalSpy cancelled(page, &CalibratedExportPage::exportCancelled);
+    QTest::mouseClick(page->exportButton(), Qt::LeftButton);
+    QVERIFY(steps.wait(120000));
+    QTest::mouseClick(page->cancelButton(), Qt::LeftButton);
+    QCOMPARE(cancelled.count(), 1);
+    QVERIFY(page->exportButton()->isEnabled());
+    QVERIFY(!page->cancelButton()->isEnabled());
+    QVERIFY(panel.formatBox()->isEnabled());
+    page->job()->waitForIdle();
+    QVERIFY(!QFileInfo::exists(out));
+    QVERIFY(!page->hasResult());
+
+    // Another folder, given the first run's measurement: nothing is measured, the same settings result.
+    const QString out2 = tmp.filePath(QStringLiteral("reused"));
+    page->outputEdit()->setText(out2);
+    page->measurementEdit()->setText(m_exl2Dir.filePath(QStringLiteral("bard-exl2/measurement.json")));
+    QSignalSpy finished(page, &CalibratedExportPage::exportFinished);
+    QTest::mouseClick(page->exportButton(), Qt::LeftButton);
+    QVERIFY(finished.wait(600000));
+    auto result = page->result();
+    QVERIFY(result);
+    QVERIFY(result->measurementReused);
+    QCOMPARE(result->measuredModules, 0);
+    QVERIFY(page->summary()->text().contains(QStringLiteral("measurement reused")));
+    QCOMPARE(result->layers.size(), m_exl2Reports.size());
+    for (size_t i = 0; i < result->layers.size(); ++i) {
+        QCOMPARE(result->layers[i].name, m_exl2Reports[i].name);
+        QCOMPARE(result->layers[i].setting, m_exl2Reports[i].setting);
+    }
+    QVERIFY(QFileInfo::exists(out2 + QStringLiteral("/config.json")));
 }
 
 QTEST_MAIN(TestCalibratedExport)
