@@ -5,16 +5,22 @@
 //     A.abs() >= threshold; default threshold 6.0). The per-feature maxima come from running a
 //     calibration text through our engine (jobs/calibration.h).
 //   * Those weight columns stay 16-bit: stored as fp16 (the decoded value is fp16(w)).
-//   * Every other value: vector-wise (per output row) absmax INT8 as bitsandbytes' int8_vectorwise_quant:
-//     rowmax = max |w| over the row's non-outlier columns (fp32, "SCB"); q = round(w · (127 / rowmax))
-//     (127/rowmax in float, round half to even); decoded w = q · rowmax · (1/127 as float), the order of
-//     int8_vectorwise_dequant. The int8 code of an outlier column is 0 (bitsandbytes zeroes them too).
-//     An all-zero row: rowmax 0, codes 0, decoded 0.
-//   Difference to bitsandbytes at inference: it detects outliers per forward pass from the actual
-//   activations and multiplies those columns in fp16 with the *dequantized int8* weights (and also
-//   quantizes the activations to int8). Here the outlier set is fixed from calibration and the outlier
-//   weight columns keep 16-bit values, as the paper's mixed-precision decomposition describes; the
-//   activations are not quantized.
+//   * Every other value: vector-wise (per output row) absmax INT8: rowmax = max |w| over the row's
+//     non-outlier columns (fp32, "SCB"); q = round(w · (127 / rowmax)) (127/rowmax in float, round half
+//     to even, as int8_vectorwise_quant); decoded w = q · rowmax · (1/127 as float), the order of
+//     int8_vectorwise_dequant. The int8 code of an outlier column is 0. An all-zero row: rowmax 0,
+//     codes 0, decoded 0.
+//   Differences to bitsandbytes (read in MatMul8bitLt.forward and backends/default/ops.py): it
+//   quantizes the weight once, int8_vectorwise_quant(B) *without* a threshold, so its row maxima run
+//   over all columns; at each forward pass it finds the outlier columns of the actual activations
+//   (elements |A| >= threshold), excludes those elements from the activations' per-token maxima,
+//   quantizes the activations to int8 and adds A[:, outliers] (fp16) times the *dequantized int8*
+//   weight columns. So bitsandbytes' stored weights are exactly per-row INT8 and its gain is on the
+//   activation side. Here (weight-only fake quantization) the outlier set is fixed by calibration and
+//   the outlier weight columns keep 16-bit values with the row scale taken over the other columns, as
+//   the paper's mixed-precision decomposition writes it (X_f16·W_f16 over the outlier dimensions +
+//   the int8 product over the rest). llmInt8QuantizeActivations below simulates the activation side
+//   for measurements (tests/bench/bench_llm_int8.cpp).
 //   * Bytes: (in − k) · out int8 + out · 4 (fp32 row scales) + k · out · 2 (fp16 outlier columns)
 //     + k · 4 (int32 index of each outlier column).
 // Layout: model tensors are [out × in] (rows = output features), except Hugging Face GPT-2's Conv1D

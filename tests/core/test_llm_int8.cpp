@@ -3,10 +3,14 @@
 // Expected values: hand computations (vector-wise absmax int8, round half to even, fp16 outlier columns),
 // the first notebook's footprint of GPT-2 in LLM.int8() (SEEDS.md §1: 176,527,896 bytes), and on the test
 // models the inequality the method exists for: keeping the outlier columns in 16 bits is closer to the
-// original (KLD on shakespeare-valid.txt, -c 128, 16 chunks) than per-row absmax INT8 without outliers;
-// perplexities are measured and bounded (see models()). Calibration: shakespeare-train.txt, -c 128,
-// 16 chunks. On both test models activations do exceed 6.0 (the llama down_proj inputs reach ~150), so
-// the default threshold is tested; a second threshold (98th percentile of the maxima) is tested as well.
+// original (perplexity and KLD on the whole of shakespeare-valid.txt, -c 128) than per-row absmax INT8
+// without outliers (see models() for how large the margins are). Calibration: shakespeare-train.txt,
+// -c 128, 16 chunks. On both test models activations do exceed 6.0 (the llama down_proj inputs reach
+// ~150), so the default threshold is tested; a second threshold (98th percentile of the maxima) is
+// tested as well (KLD). quantize --show-codes is checked against the notebook's absmax formula and the
+// LLM.int8() codes computed here.
+#include <QProcess>
+#include <QRegularExpression>
 #include <QtTest>
 
 #include <algorithm>
@@ -36,6 +40,26 @@ std::string readText(const std::string& path) {
 }
 
 bool near(float a, double b, double tol = 1e-6) { return std::fabs(a - b) <= tol; }
+
+// The integers of the torch print that follows `header` in text (up to its closing "]]").
+std::vector<int> codesAfter(const QString& text, const QString& header) {
+    const int at = text.indexOf(header);
+    if (at < 0) return {};
+    const int end = text.indexOf(QStringLiteral("]]"), at);
+    const QString body = text.mid(at + header.size(), end - at - header.size());
+    std::vector<int> v;
+    auto it = QRegularExpression(QStringLiteral("-?\\d+")).globalMatch(body);
+    while (it.hasNext()) v.push_back(it.next().captured(0).toInt());
+    return v;
+}
+
+int runCli(const QStringList& args, QByteArray* out) {
+    QProcess p;
+    p.start(QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"), args);
+    if (!p.waitForFinished(120000)) return -1;
+    *out = p.readAllStandardOutput();
+    return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
+}
 
 bool isModelTensorToQuantize(const TensorInfo& t) {
     // bitsandbytes replaces the linear layers; embeddings and the LM head stay (transformers' default).
@@ -90,6 +114,28 @@ private slots:
         llmInt8QuantizeDequantize(w2, 1, 2, false, first, y2, nullptr);
         QCOMPARE(y2[0], 0.0999755859375f);
         QCOMPARE(y2[1], 0.5f * 127.0f / 127.0f * 1.0f);  // rowmax 0.5, code 127 -> 0.5·127·(1/127)
+    }
+
+    // bitsandbytes' activation side (used by tests/bench/bench_llm_int8): x = 2 tokens × 4 features.
+    void activationSide() {
+        float x[8] = {1.0f, -2.0f, 8.0f, 0.5f, 0.25f, 4.0f, -1.0f, 7.0f};
+        // Threshold 6: features 2 (8) and 3 (7) are outlier columns and keep their values; each token's
+        // maximum runs over its elements below 6 (0.5 and -1 of the outlier columns included):
+        // token 0 -> 2: 1 -> 63.5 -> 64 (half to even) -> 64·2/127, -2 -> -127 -> -2;
+        // token 1 -> 4: 0.25 -> 7.9375 -> 8 -> 8·4/127, 4 -> 127 -> 4.
+        QCOMPARE(llmInt8QuantizeActivations(x, 2, 4, 6.0f), (std::vector<int32_t>{2, 3}));
+        const double want[8] = {128.0 / 127, -2, 8, 0.5, 32.0 / 127, 4, -1, 7};
+        for (int i = 0; i < 8; ++i) QVERIFY2(near(x[i], want[i]), qPrintable(QString::number(i)));
+        // Threshold 0: plain per-token int8 (W8A8). Token 0's maximum is 8: 1 -> 15.875 -> 16, -2 -> -31.75
+        // -> -32, 0.5 -> 7.9375 -> 8.
+        float y[4] = {1.0f, -2.0f, 8.0f, 0.5f};
+        QVERIFY(llmInt8QuantizeActivations(y, 1, 4, 0.0f).empty());
+        const double want0[4] = {16.0 * 8 / 127, -32.0 * 8 / 127, 8, 8.0 * 8 / 127};
+        for (int i = 0; i < 4; ++i) QVERIFY(near(y[i], want0[i], 2e-6));
+        // Values are rounded to fp16 first (bitsandbytes casts to fp16): 0.1 in an outlier column.
+        float z[2] = {0.1f, 9.0f};
+        QCOMPARE(llmInt8QuantizeActivations(z, 1, 2, 0.05f), (std::vector<int32_t>{0, 1}));
+        QCOMPARE(z[0], 0.0999755859375f);
     }
 
     // HF GPT-2 Conv1D weights are stored [in × out]: the same result, transposed.
@@ -214,14 +260,18 @@ private slots:
         const float tLow = all[all.size() * 98 / 100];
 
         const std::string text = readText(kData + "/text/shakespeare-valid.txt");
+        // The whole validation text at the context of the golden llama-perplexity figures (-c 128): 229
+        // chunks on bard-gpt2, 326 on bard-llama (16 chunks left the gpt2 perplexity ordering to noise).
         EvalParams ep;
         ep.nCtx = 128;
-        ep.nChunks = 16;
+        ep.nChunks = -1;
         KldBase base;
         auto pr = evaluatePerplexity(mod, text, ep, {}, nullptr, &base);
         QVERIFY(pr);
+        QVERIFY(pr->nChunks > 200);
         struct V { double ppl = 0, kld = 0; int64_t outliers = 0; uint64_t bytes = 0; };
-        auto run = [&](float threshold) -> V {
+        // withPpl: a perplexity pass as well; otherwise only the KLD pass (its PPL(Q) is not compared).
+        auto run = [&](float threshold, bool withPpl) -> V {
             V v;
             WeightOverrides ov;
             for (const TensorInfo& t : mod.tensors) {
@@ -237,15 +287,19 @@ private slots:
                                         static_cast<int64_t>(outl.size())).total();
                 ov[t.name] = std::move(y);
             }
-            auto q = evaluatePerplexity(mod, text, ep, {}, &ov);
             auto k = evaluateKlDivergence(mod, base, ep, {}, &ov);
-            if (!q || !k) return {};
-            v.ppl = q->ppl;
+            if (!k) return {};
             v.kld = k->meanKld;
+            v.ppl = k->pplQ;
+            if (withPpl) {
+                auto q = evaluatePerplexity(mod, text, ep, {}, &ov);
+                if (!q) return {};
+                v.ppl = q->ppl;
+            }
             return v;
         };
-        const V none = run(INFINITY), at6v = run(6.0f), low = run(tLow);
-        QVERIFY(none.ppl > 0 && at6v.ppl > 0 && low.ppl > 0);
+        const V none = run(INFINITY, true), at6v = run(6.0f, true), low = run(tLow, false);
+        QVERIFY(none.ppl > 0 && at6v.ppl > 0 && low.ppl > 0 && low.kld > 0);
         qInfo("%s: base PPL %.4f | per-row INT8, no outliers: PPL %.4f KLD %.7f (%llu B) | LLM.int8 t=6: %lld "
               "outlier cols, PPL %.4f KLD %.7f (%llu B) | LLM.int8 t=%.3f: %lld outlier cols, PPL %.4f KLD %.7f (%llu B)",
               qPrintable(model), pr->ppl, none.ppl, none.kld, (unsigned long long)none.bytes, (long long)at6v.outliers,
@@ -256,22 +310,102 @@ private slots:
         // Outlier columns in 16 bits: closer to the original model's distribution than INT8 everywhere.
         QVERIFY(low.kld < none.kld);
         QVERIFY(low.bytes > none.bytes);
-        // Perplexity: at 8 bits every variant stays within 0.1 % of the original. Which of them lands
-        // closest is below the resolution of 16 chunks: measured, bard-gpt2's LLM.int8() perplexity is
-        // 0.004 further from the original than plain INT8 (KLD still lower), so the perplexity ordering is
-        // reported, not asserted.
-        for (const V* v : {&none, &at6v, &low}) QVERIFY(std::fabs(v->ppl - pr->ppl) <= 1e-3 * pr->ppl);
-        qInfo("%s: |dPPL| no outliers %.4f, t=6 %.4f, t=%.3f %.4f", qPrintable(model), std::fabs(none.ppl - pr->ppl),
-              std::fabs(at6v.ppl - pr->ppl), tLow, std::fabs(low.ppl - pr->ppl));
-        if (at6v.outliers > 0) {
-            QVERIFY(at6v.kld < none.kld);
-            QVERIFY(at6v.bytes > none.bytes);
-        } else {
-            // No activation reaches 6.0 on this model: LLM.int8() is exactly per-row INT8.
-            QCOMPARE(at6v.kld, none.kld);
-            QCOMPARE(at6v.ppl, none.ppl);
-            QCOMPARE(at6v.bytes, none.bytes);
-        }
+        // Perplexity: at 8 bits every variant stays within 0.1 % of the original.
+        for (const V* v : {&none, &at6v}) QVERIFY(std::fabs(v->ppl - pr->ppl) <= 1e-3 * pr->ppl);
+        qInfo("%s: |dPPL| no outliers %.5f, LLM.int8 t=6 %.5f", qPrintable(model), std::fabs(none.ppl - pr->ppl),
+              std::fabs(at6v.ppl - pr->ppl));
+        // At the default threshold both models have outlier features (see the distribution above), and
+        // LLM.int8() is closer to the original than per-row INT8 without outliers in KLD and in perplexity.
+        // Measured (whole text, -c 128): bard-gpt2 PPL +0.0111 vs +0.0115 over 30.5365, KLD 3.92e-5 vs
+        // 4.07e-5; bard-llama +0.0012 vs +0.0015 over 9.3221, KLD 2.67e-5 vs 4.13e-5. The KLD gap is many
+        // standard errors; the perplexity gap is below one (paired per-chunk mean NLL difference
+        // -1.3e-5 +/- 1.6e-5 and -3.4e-5 +/- 4.3e-5, tests/bench/bench_llm_int8): the ordering holds on this
+        // text with these weights, it is not a statistically resolved effect.
+        QVERIFY(at6v.outliers > 0);
+        QVERIFY(at6v.kld < none.kld);
+        QVERIFY(at6v.bytes > none.bytes);
+        QVERIFY2(std::fabs(at6v.ppl - pr->ppl) < std::fabs(none.ppl - pr->ppl),
+                 qPrintable(QString("PPL orig %1, per-row INT8 %2, LLM.int8 %3")
+                                .arg(pr->ppl, 0, 'f', 5)
+                                .arg(none.ppl, 0, 'f', 5)
+                                .arg(at6v.ppl, 0, 'f', 5)));
+    }
+
+    // quantize --show-codes: the corner of the first selected tensor as the notebook prints it. Expected
+    // codes: the notebook's absmax formula, and LLM.int8()'s per-output int8 with the outlier input
+    // features (stored rows of the Conv1D weight) kept in fp16, computed here from the tensor.
+    void cliShowCodes() {
+        const QString model = QString::fromStdString(kData + "/models/bard-gpt2");
+        const std::string name = "transformer.h.0.mlp.c_fc.weight";  // Conv1D [in 256 × out 1024]
+        auto m = openModel(kData + "/models/bard-gpt2");
+        QVERIFY(m);
+        const TensorInfo* t = (**m).find(name);
+        QVERIFY(t);
+        auto w = readTensorF32(**m, *t);
+        QVERIFY(w);
+        const int64_t cols = t->cols();
+        QByteArray out;
+        QCOMPARE(runCli({"quantize", model, "--method", "absmax", "--tensors", "h\\.0\\.mlp\\.c_fc\\.weight",
+                         "--show-codes", "2x3", "--quiet"},
+                        &out),
+                 0);
+        QString text = QString::fromUtf8(out);
+        QVERIFY2(text.startsWith(QString::fromStdString(name)), qPrintable(text.left(200)));
+        float amax = 0;
+        for (float x : *w) amax = std::max(amax, std::fabs(x));
+        const float s = 127.0f / amax;
+        std::vector<int> want;
+        for (int r = 0; r < 2; ++r)
+            for (int c = 0; c < 3; ++c) want.push_back(int(std::nearbyint(s * (*w)[r * cols + c])));
+        QCOMPARE(codesAfter(text, QStringLiteral("Codes (window):\n")), want);
+        QVERIFY(text.contains(QStringLiteral("dtype=torch.int8)")));
+        QVERIFY(text.contains(QStringLiteral("Whole tensor, as the notebook prints it:")));
+        QVERIFY(!text.contains(QStringLiteral("\"tensors\"")));  // no JSON on stdout without --report
+
+        // LLM.int8(), threshold 2 on 4 chunks of 64 calibration tokens (as job() below).
+        CalibrationParams cp;
+        cp.nCtx = 64;
+        cp.nChunks = 4;
+        auto stats = collectActivationMaxima(**m, readText(kData + "/text/shakespeare-train.txt"), cp);
+        QVERIFY(stats);
+        const auto outl = findOutlierFeatures(stats->layers.at(name).maxAbs, 2.0f);
+        QVERIFY(!outl.empty());
+        // The window runs from row 0 down to the first outlier and the first other input feature.
+        int64_t firstOther = 0;
+        while (std::binary_search(outl.begin(), outl.end(), int32_t(firstOther))) ++firstOther;
+        QVERIFY(firstOther < t->rows());
+        const int64_t row0 = 0, nRows = std::max<int64_t>(outl.front(), firstOther) + 1, nCols = 4;
+        QCOMPARE(runCli({"quantize", model, "--method", "llm-int8", "--threshold", "2", "--calib",
+                         QString::fromStdString(kData + "/text/shakespeare-train.txt"), "--calib-ctx", "64",
+                         "--calib-chunks", "4", "--tensors", "h\\.0\\.mlp\\.c_fc\\.weight", "--show-codes",
+                         QStringLiteral("%1x%2").arg(nRows).arg(nCols), "--quiet"},
+                        &out),
+                 0);
+        text = QString::fromUtf8(out);
+        QVERIFY2(text.contains(QStringLiteral("%1 outlier feature(s) in the tensor").arg(outl.size())),
+                 qPrintable(text.left(600)));
+        std::vector<uint8_t> isOut(size_t(t->rows()), 0);
+        for (int32_t j : outl) isOut[size_t(j)] = 1;
+        want.clear();
+        for (int64_t i = row0; i < row0 + nRows; ++i)
+            for (int64_t o = 0; o < nCols; ++o) {
+                if (isOut[size_t(i)]) {
+                    want.push_back(0);
+                    continue;
+                }
+                float rowmax = 0;  // output feature o: over the non-outlier input features (stored rows)
+                for (int64_t k = 0; k < t->rows(); ++k)
+                    if (!isOut[size_t(k)]) rowmax = std::max(rowmax, std::fabs((*w)[k * cols + o]));
+                want.push_back(int(std::nearbyint((*w)[i * cols + o] * (127.0f / rowmax))));
+            }
+        QCOMPARE(codesAfter(text, QStringLiteral("Codes (window):\n")), want);
+        // The fp16 map marks the outlier features' stored rows and nothing else.
+        const int map = text.indexOf(QStringLiteral("Kept in fp16"));
+        QVERIFY(map >= 0);
+        const QStringList lines = text.mid(map).split(QLatin1Char('\n'));
+        QVERIFY(lines.size() > nRows);
+        for (int64_t i = 0; i < nRows; ++i)
+            QCOMPARE(lines[int(i) + 1].trimmed(), QString(int(nCols), isOut[size_t(i)] ? QLatin1Char('*') : QLatin1Char('.')));
     }
 
     // The quantize job runs the calibration first, fills the per-tensor outlier figures and the report.
