@@ -10,8 +10,10 @@
 // finished run's result, for a [out × in] weight and a GPT-2 Conv1D weight stored [in × out].
 // In the main window the view follows the tensor picked in the tree and the method picked in the panel.
 #include <QComboBox>
+#include <QDoubleSpinBox>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QSpinBox>
 #include <QStandardPaths>
 #include <QTableWidget>
 #include <QTemporaryDir>
@@ -20,6 +22,7 @@
 #include <cmath>
 #include <qfloat16.h>
 
+#include "bnb_options_editor.h"
 #include "codes_view.h"
 #include "io/safetensors_writer.h"
 #include "main_window.h"
@@ -341,6 +344,64 @@ class TestCodesView : public QObject {
         QCOMPARE(v->tensorName(), kUp);
         QCOMPARE(v->window()->tensorRows, int64_t(172));
         QVERIFY(v->copyButton()->isEnabled());
+    }
+
+    // An LLM.int8() run in the main window: the Codes workspace marks the run's calibrated outlier
+    // features of the focused tensor (threshold 1.0 so that the tiny demo model has some).
+    void llmInt8Run() {
+        MainWindow mw;
+        mw.show();
+        QSignalSpy opened(&mw, &MainWindow::modelOpened);
+        mw.openPath(kDemo);
+        QVERIFY(opened.wait(30000));
+        QVERIFY(mw.workspaces()->showWorkspace(QStringLiteral("codes")));
+        CodesView* v = mw.codesView();
+        selectMethod(mw.methodPanel(), "llm-int8");
+        auto* ed = qobject_cast<LlmInt8OptionsEditor*>(mw.methodPanel()->optionsEditor());
+        QVERIFY(ed);
+        ed->thresholdSpin()->setValue(1.0);
+        ed->contextSpin()->setValue(64);
+        ed->chunksSpin()->setValue(2);
+        QSignalSpy shown(v, &CodesView::windowShown);
+        mw.modelTree()->setCurrentItem(mw.modelTree()->itemForTensor(kDown));
+        QVERIFY(shown.wait(20000));
+        QVERIFY(v->noteText().contains(QStringLiteral("No LLM.int8() run")));
+        QSignalSpy finished(&mw, &MainWindow::runFinished);
+        QVERIFY2(mw.methodPanel()->runButton()->isEnabled(), qPrintable(mw.methodPanel()->validationError()));
+        QTest::mouseClick(mw.methodPanel()->runButton(), Qt::LeftButton);
+        QVERIFY(finished.wait(180000));
+        while (shown.wait(500)) {
+        }
+        QVERIFY(mw.result());
+        const qz::TensorQuantResult* r = nullptr;
+        for (const auto& t : mw.result()->tensors)
+            if (QString::fromStdString(t.name) == kDown) r = &t;
+        QVERIFY(r);
+        QVERIFY2(!r->outlierFeatures.empty(), "threshold 1.0 should find outlier features");
+        QCOMPARE(v->tensorName(), kDown);
+        const qz::CodeWindow* w = v->window();
+        QVERIFY(w);
+        QCOMPARE(w->outlierFeatures, int64_t(r->outlierFeatures.size()));
+        QVERIFY(v->noteText().contains(QStringLiteral("kept in fp16")));
+        // Move the window onto the first outlier feature (a column of down_proj [out 64 × in 172]).
+        shown.clear();
+        v->outlierButton()->click();
+        QVERIFY(shown.wait(20000));
+        w = v->window();
+        const auto& of = r->outlierFeatures; // the next one after column 0 (wrapping to the first)
+        const int32_t next = of.front() > 0 ? of.front() : (of.size() > 1 ? of[1] : of.front());
+        QCOMPARE(w->col0, int64_t(next));
+        for (int64_t c = 0; c < w->cols; ++c) {
+            const bool out = std::binary_search(r->outlierFeatures.begin(), r->outlierFeatures.end(),
+                                                int32_t(w->col0 + c));
+            for (int64_t row = 0; row < w->rows; ++row)
+                QCOMPARE(bool(w->keptFp16[size_t(w->at(row, c))]), out);
+            QCOMPARE(v->table(CodesView::Codes)
+                         ->horizontalHeaderItem(int(c))
+                         ->text()
+                         .endsWith(QStringLiteral("fp16")),
+                     out);
+        }
     }
 };
 
