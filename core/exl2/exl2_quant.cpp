@@ -385,6 +385,7 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
     std::vector<float> err(static_cast<size_t>(maxRows) * out);
     GroupScales gp;
     std::vector<float> stw, panel;
+    std::atomic<bool> overflow{false};
 #if QZ_EXL2_X86
     const bool fast = haveAvx2Fma();
 #else
@@ -396,6 +397,10 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
         const auto& grp = q.groups[gi];
         const int a = grp.firstRow, b = grp.firstRow + grp.rows, bits = grp.bits;
         findParams(Wt.data(), out, a, b, bits, bounds, threads, gp, stw);
+        if ((gp.qsm & 0x7C00u) == 0x7C00u)
+            return makeError(
+                "EXL2: group " + std::to_string(gi) +
+                ": the weights are too large for EXL2's fp16 group scale (q_scale_max overflows)");
         std::copy(gp.qs.begin(), gp.qs.end(), q.qscale.begin() + static_cast<size_t>(gi) * out);
         q.qscaleMax[gi] = gp.qsm;
         const float maxq = static_cast<float>((1 << bits) - 1);
@@ -419,11 +424,16 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
                 for (int n = n0; n < n1; ++n) {
                     const float w = row[n];
                     float x = w / scale[n];
-                    x = std::min(std::max(x, -qzero - 1.0f), maxq - qzero + 1.0f);
+                    // Clamp first (|x| < 2^22 for the rounding trick); a NaN (0/0: a zero scale from an
+                    // all-zero group, whose q_scale_max underflows fp16) takes the code qzero, as any code
+                    // dequantizes to 0 there.
+                    x = x > -qzero - 1.0f ? x : (x == x ? -qzero - 1.0f : 0.0f);
+                    x = x < maxq - qzero + 1.0f ? x : maxq - qzero + 1.0f;
                     x = rintSmall(x) + qzero;
                     x = std::min(std::max(x, 0.0f), maxq);
                     codes[n] = static_cast<uint16_t>(x);
                     const float deq = fp16RoundInline((x - qzero) * scale[n]);
+                    if (std::isinf(deq)) overflow = true;
                     e[n] = (w - deq) / d;
                 }
                 if (!U) continue;
@@ -454,6 +464,9 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
                 Wr.noalias() -= Ub.transpose() * E;
             }
         });
+        if (overflow)
+            return makeError("EXL2: group " + std::to_string(gi) +
+                             ": a dequantized weight overflows fp16 (the weights are too large for EXL2)");
     }
     return q;
 }
@@ -606,37 +619,38 @@ Result<PreparedHessian> prepareHessian(std::vector<float> H, int n, const std::f
     H.clear();
     H.shrink_to_fit();
 
-    // X = L⁻¹ (lower), by blocks of columns: X[j0.., j0..j1) solves L[j0.., j0..]·Y = [I; 0].
-    MatD X = MatD::Zero(n, n);
+    // X = L⁻¹ (lower) by blocks of columns: X[j0.., j0..j1) solves L[j0.., j0..]·Y = [I; 0], each block in a
+    // per-thread double workspace, written straight into U = R·X·R (U[i][j] = X(n−1−i, n−1−j), upper) as
+    // float, so no second n × n double matrix is needed.
+    r.hinv.assign(static_cast<size_t>(n) * n, 0.0f);
     constexpr int kBlock = 64;
     const int nBlocks = (n + kBlock - 1) / kBlock;
-    // Interleave blocks over threads (the first blocks are the most expensive).
+    // Blocks interleaved over threads (the first blocks are the most expensive).
     const int T = std::max(1, std::min(threads, nBlocks));
-    std::atomic<bool> stop{false};
+    std::atomic<bool> finite{true};
     parallelFor(
         static_cast<size_t>(T),
         [&](size_t t0, size_t t1, int) {
+            MatD Y;
             for (size_t t = t0; t < t1; ++t)
                 for (int blk = static_cast<int>(t); blk < nBlocks; blk += T) {
-                    if (stop.load(std::memory_order_relaxed)) return;
                     const int j0 = blk * kBlock, w = std::min(kBlock, n - j0), m = n - j0;
-                    auto Y = X.block(j0, j0, m, w);
+                    Y.setZero(m, w);
                     for (int i = 0; i < w; ++i)
                         Y(i, i) = 1.0;
                     A.bottomRightCorner(m, m).triangularView<Eigen::Lower>().solveInPlace(Y);
+                    for (int jj = 0; jj < w; ++jj) {
+                        const int col = n - 1 - (j0 + jj); // U column
+                        for (int ii = jj; ii < m; ++ii) {
+                            const double v = Y(ii, jj);
+                            if (!std::isfinite(v)) finite = false;
+                            r.hinv[static_cast<size_t>(n - 1 - (j0 + ii)) * n + col] = static_cast<float>(v);
+                        }
+                    }
                 }
         },
         T, 1);
     A.resize(0, 0);
-    // U = R·X·R: U[i][j] = X(n−1−i, n−1−j), upper.
-    r.hinv.assign(static_cast<size_t>(n) * n, 0.0f);
-    bool finite = true;
-    for (int i = 0; i < n; ++i)
-        for (int j = i; j < n; ++j) {
-            const double v = X(n - 1 - i, n - 1 - j);
-            if (!std::isfinite(v)) finite = false;
-            r.hinv[static_cast<size_t>(i) * n + j] = static_cast<float>(v);
-        }
     if (!finite) return makeError("EXL2: the inverse Hessian factor has non-finite values");
     return r;
 }

@@ -202,6 +202,7 @@ class TestExl2Quant : public QObject {
     void rtnWithPerm();
     void errorFallsWithBits();
     void dequantizeMatchesUnpack();
+    void zeroAndHugeWeights();
     void cancelStops();
     void readCheckPython();
 };
@@ -804,6 +805,39 @@ void TestExl2Quant::dequantizeMatchesUnpack() {
     for (size_t i = 0; i < a.size(); ++i)
         maxErr = std::max(maxErr, std::fabs(double(a[i]) - W[i]));
     QVERIFY(maxErr < 0.2);
+}
+
+void TestExl2Quant::zeroAndHugeWeights() {
+    const int in = 64, out = 16;
+    const QParams qp = mk({{4, 32}}, {4}, {1.0});
+    // An all-zero group: q_scale_max underflows to fp16 0, every code is qzero, everything decodes to 0.
+    auto W = makeWeights(out, in, 71);
+    for (int o = 0; o < out; ++o)
+        for (int k = 0; k < 32; ++k)
+            W[o * in + k] = 0.0f;
+    auto r = quantizeLinearRtn(W.data(), out, in, qp);
+    QVERIFY(r.ok());
+    QCOMPARE(r->qscaleMax[0], uint16_t(0));
+    for (int k = 0; k < 32; ++k)
+        for (int n = 0; n < out; ++n)
+            QCOMPARE(int(r->codes[k * out + n]), 8);
+    const auto d = dequantize(*r);
+    for (int o = 0; o < out; ++o)
+        for (int k = 0; k < 32; ++k)
+            QCOMPARE(d[o * in + k], 0.0f);
+    // All zero with GPTQ.
+    std::vector<float> Z(out * in, 0.0f);
+    auto h = prepareHessian(makeHessian(in, 200, 72), in);
+    QVERIFY(h.ok());
+    auto z = quantizeLinear(Z.data(), out, in, *h, qp);
+    QVERIFY(z.ok());
+    for (float v : dequantize(*z))
+        QCOMPARE(v, 0.0f);
+    // Too large for fp16 scales: a clear error, not garbage.
+    std::vector<float> B(out * in, 1.0e6f);
+    auto b = quantizeLinear(B.data(), out, in, *h, qp);
+    QVERIFY(!b.ok());
+    QVERIFY(b.error().message.find("too large") != std::string::npos);
 }
 
 void TestExl2Quant::cancelStops() {
