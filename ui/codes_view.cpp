@@ -332,7 +332,13 @@ void CodesView::showWindow(std::shared_ptr<const qz::CodeWindow> wp, const QStri
     QString note;
     if (int8) {
         const auto outl = outliersFor(name);
-        if (!m_result || m_result->spec.method != qz::QuantMethod::LlmInt8) {
+        bool inRun = false;
+        if (m_result)
+            for (const auto& t : m_result->tensors)
+                inRun = inRun || toQ(t.name) == name;
+        if (m_result && m_result->spec.method == qz::QuantMethod::LlmInt8 && !inRun) {
+            note = tr("This tensor was not in the LLM.int8() run: shown without outlier features.");
+        } else if (!m_result || m_result->spec.method != qz::QuantMethod::LlmInt8) {
             note = tr(
                 "No LLM.int8() run yet: the outlier features come from its calibration — press Run to find "
                 "them. Shown without outliers (plain per-row int8).");

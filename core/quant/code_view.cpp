@@ -73,10 +73,11 @@ struct TorchFormatter {
 
 constexpr int64_t kEdge = 3, kThreshold = 1000, kLineWidth = 80;
 
-template <typename T>
-std::string torchFormatT(std::span<const T> values, int64_t rows, int64_t cols, TorchDType dtype,
-                         bool oneDim) {
-    if (rows < 0 || cols < 0 || static_cast<int64_t>(values.size()) < rows * cols) return "tensor(?)";
+// value(i) gives element i (row-major); only the printed elements are read, so the summarised print of
+// a large tensor touches 36 values.
+template <typename Get>
+std::string torchFormatT(const Get& value, int64_t rows, int64_t cols, TorchDType dtype, bool oneDim) {
+    if (rows < 0 || cols < 0) return "tensor(?)";
     if (oneDim) rows = std::min<int64_t>(rows, 1);
     const bool summarize = rows * cols > kThreshold;
     auto pick = [&](int64_t n) {
@@ -98,7 +99,7 @@ std::string torchFormatT(std::span<const T> values, int64_t rows, int64_t cols, 
     std::vector<double> shown;
     for (int64_t r : ri)
         for (int64_t c : ci)
-            shown.push_back(static_cast<double>(values[static_cast<size_t>(r * cols + c)]));
+            shown.push_back(static_cast<double>(value(r * cols + c)));
     f.fit(shown);
     const std::string prefix = "tensor(";
     const int64_t indent = static_cast<int64_t>(prefix.size());
@@ -106,7 +107,7 @@ std::string torchFormatT(std::span<const T> values, int64_t rows, int64_t cols, 
         std::vector<std::string> data;
         for (size_t k = 0; k < ci.size(); ++k) {
             if (summarize && cols > 2 * kEdge && k == static_cast<size_t>(kEdge)) data.push_back(" ...");
-            data.push_back(f.format(static_cast<double>(values[static_cast<size_t>(r * cols + ci[k])])));
+            data.push_back(f.format(static_cast<double>(value(r * cols + ci[k]))));
         }
         const int64_t perLine = std::max<int64_t>(1, (kLineWidth - ind) / static_cast<int64_t>(f.width + 2));
         std::string s = "[";
@@ -136,20 +137,18 @@ std::string torchFormatT(std::span<const T> values, int64_t rows, int64_t cols, 
     return prefix + body + suffix + ")";
 }
 
-std::string describeSpecShort(const QuantSpec& s) {
-    return s.describe();
-}
-
 } // namespace
 
 std::string torchFormat(std::span<const float> values, int64_t rows, int64_t cols, TorchDType dtype,
                         bool oneDim) {
-    return torchFormatT(values, rows, cols, dtype, oneDim);
+    if (static_cast<int64_t>(values.size()) < rows * cols) return "tensor(?)";
+    return torchFormatT([&](int64_t i) { return values[static_cast<size_t>(i)]; }, rows, cols, dtype, oneDim);
 }
 
 std::string torchFormat(std::span<const int32_t> values, int64_t rows, int64_t cols, TorchDType dtype,
                         bool oneDim) {
-    return torchFormatT(values, rows, cols, dtype, oneDim);
+    if (static_cast<int64_t>(values.size()) < rows * cols) return "tensor(?)";
+    return torchFormatT([&](int64_t i) { return values[static_cast<size_t>(i)]; }, rows, cols, dtype, oneDim);
 }
 
 Result<CodeWindow> makeCodeWindow(const QuantSpec& spec, const float* x, int64_t rows, int64_t cols,
@@ -292,12 +291,12 @@ Result<CodeWindow> makeCodeWindow(const QuantSpec& spec, const float* x, int64_t
         }
     if (req.torchText) {
         const TorchDType codeType = isBnbFourBit(spec.method) ? TorchDType::UInt8 : TorchDType::Int8;
-        std::vector<int32_t> all(codes.begin(), codes.end());
-        w.torchOriginal = torchFormat(std::span<const float>(x, static_cast<size_t>(n)), rows, cols,
-                                      TorchDType::Float32, oneDim);
-        w.torchCodes = torchFormat(std::span<const int32_t>(all), rows, cols, codeType, oneDim);
-        w.torchDequantized =
-            torchFormat(std::span<const float>(deq), rows, cols, TorchDType::Float32, oneDim);
+        w.torchOriginal =
+            torchFormatT([&](int64_t i) { return x[i]; }, rows, cols, TorchDType::Float32, oneDim);
+        w.torchCodes = torchFormatT([&](int64_t i) { return codes[static_cast<size_t>(i)]; }, rows, cols,
+                                    codeType, oneDim);
+        w.torchDequantized = torchFormatT([&](int64_t i) { return deq[static_cast<size_t>(i)]; }, rows, cols,
+                                          TorchDType::Float32, oneDim);
     }
     return w;
 }
@@ -330,7 +329,7 @@ std::string describeGroup(const CodeWindow& w, const CodeGroup& g) {
 std::string codeWindowText(const CodeWindow& w, const std::string& tensorName) {
     const QuantSpec& s = w.spec;
     std::string t = tensorName + " [" + std::to_string(w.tensorRows) + " x " + std::to_string(w.tensorCols) +
-                    "], " + describeSpecShort(s) + "\n";
+                    "], " + s.describe() + "\n";
     t += "window: rows " + std::to_string(w.row0) + ".." + std::to_string(w.row0 + w.rows - 1) + ", cols " +
          std::to_string(w.col0) + ".." + std::to_string(w.col0 + w.cols - 1) + "\n";
     if (s.method == QuantMethod::Absmax)
