@@ -14,7 +14,8 @@
 //    numel-weighted mean of the decoder layers' bars and within 0.02 of the target; the folder with
 //    config.json (quant_method exl2) and measurement.json; histograms; perplexity near the original;
 //  - EXL2 cancel during the measurement leaves no destination and an idle UI; a run given the first
-//    run's measurement.json reuses it (nothing measured) and chooses the same settings.
+//    run's measurement.json reuses it (nothing measured) and chooses the same settings;
+//  - in the main window, "Send to Evaluate workspace" adds the result as a variant there.
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
@@ -32,12 +33,15 @@
 #include <QTest>
 #include <cmath>
 
+#include "evaluate_panel.h"
 #include "exl2_export_page.h"
 #include "export_panel.h"
 #include "gptq_export_page.h"
 #include "histogram_plot.h"
 #include "infer/evaluate.h"
 #include "layer_bar_chart.h"
+#include "main_window.h"
+#include "workspace_tabs.h"
 #include <qcustomplot.h>
 #include "stats/histogram.h"
 
@@ -51,6 +55,7 @@ private slots:
     void gptqCancelThenResume();
     void exl2EndToEnd();
     void exl2CancelThenReuseMeasurement();
+    void variantsReachEvaluateWorkspace();
 
 private:
     static ModelPtr open(const char* rel) {
@@ -350,6 +355,9 @@ void TestCalibratedExport::exl2EndToEnd() {
     QStringList seen;
     for (const auto& s : steps) seen << s.at(1).toString();
     QVERIFY2(seen.join(QLatin1Char('|')).contains(QStringLiteral("measur")), qPrintable(seen.join(QLatin1Char('|'))));
+    bool eta = false;
+    for (const auto& s : steps) eta = eta || s.at(2).toDouble() >= 0;
+    QVERIFY(eta);  // an ETA once a little of the work is done
 
     auto result = page->result();
     QVERIFY(result);
@@ -444,6 +452,30 @@ void TestCalibratedExport::exl2CancelThenReuseMeasurement() {
         QCOMPARE(result->layers[i].setting, m_exl2Reports[i].setting);
     }
     QVERIFY(QFileInfo::exists(out2 + QStringLiteral("/config.json")));
+}
+
+void TestCalibratedExport::variantsReachEvaluateWorkspace() {
+    MainWindow w;
+    QSignalSpy opened(&w, &MainWindow::modelOpened);
+    w.openPath(QStringLiteral(QZ_TEST_DATA "/models/bard-llama"));
+    QVERIFY(opened.wait(30000));
+    auto* exportPanel = qobject_cast<ExportPanel*>(w.workspaces()->workspace(QStringLiteral("export")));
+    auto* evaluatePanel = qobject_cast<EvaluatePanel*>(w.workspaces()->workspace(QStringLiteral("evaluate")));
+    QVERIFY(exportPanel && evaluatePanel);
+    QVERIFY(exportPanel->setFormat(QStringLiteral("gptq")));
+    GptqExportPage* page = exportPanel->gptqPage();
+    QTemporaryDir tmp;
+    configureGptq(page, tmp.filePath(QStringLiteral("mw")), 2, 32);
+    page->rtnCheck()->setChecked(false);
+    QSignalSpy finished(page, &CalibratedExportPage::exportFinished);
+    QVERIFY(page->start());
+    QVERIFY(finished.wait(300000));
+    const int before = evaluatePanel->variantCount();
+    QVERIFY(page->sendButton()->isEnabled());
+    QTest::mouseClick(page->sendButton(), Qt::LeftButton);
+    QCOMPARE(evaluatePanel->variantCount(), before + 1);
+    QCOMPARE(evaluatePanel->table()->rowCount(), before + 2);  // the original and the variants
+    QVERIFY(evaluatePanel->table()->item(before + 1, EvaluatePanel::ColName)->text().startsWith(QStringLiteral("GPTQ 4-bit")));
 }
 
 QTEST_MAIN(TestCalibratedExport)
