@@ -127,7 +127,7 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
     outRow->addWidget(m_output, 1);
     outRow->addWidget(browse);
     calibForm->addRow(tr("Output folder"), outRow);
-    m_resume = new QCheckBox(tr("Resume a partial run into this folder (finished layers are reused)"), this);
+    m_resume = new QCheckBox(tr("Resume a partial run into this folder (its finished work is reused)"), this);
     m_resume->setChecked(true);
     calibForm->addRow(QString(), m_resume);
     auto* optLay = new QVBoxLayout(optionsBox);

@@ -15,7 +15,8 @@
 //    config.json (quant_method exl2) and measurement.json; histograms; perplexity near the original;
 //  - EXL2 cancel during the measurement leaves no destination and an idle UI; a run given the first
 //    run's measurement.json reuses it (nothing measured) and chooses the same settings;
-//  - in the main window, "Send to Evaluate workspace" adds the result as a variant there.
+//  - in the main window, "Send to Evaluate workspace" adds the result as a variant there;
+//  - a GGUF file cannot be exported as GPTQ / EXL2: the page says so and stays idle.
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
@@ -56,6 +57,7 @@ private slots:
     void exl2EndToEnd();
     void exl2CancelThenReuseMeasurement();
     void variantsReachEvaluateWorkspace();
+    void refusesNonHfModel();
 
 private:
     static ModelPtr open(const char* rel) {
@@ -476,6 +478,27 @@ void TestCalibratedExport::variantsReachEvaluateWorkspace() {
     QCOMPARE(evaluatePanel->variantCount(), before + 1);
     QCOMPARE(evaluatePanel->table()->rowCount(), before + 2);  // the original and the variants
     QVERIFY(evaluatePanel->table()->item(before + 1, EvaluatePanel::ColName)->text().startsWith(QStringLiteral("GPTQ 4-bit")));
+}
+
+void TestCalibratedExport::refusesNonHfModel() {
+    ExportPanel panel;
+    auto gguf = open("stories260K/stories260K.gguf");
+    QVERIFY(gguf);
+    panel.setModel(gguf);
+    QTemporaryDir tmp;
+    for (const char* id : {"gptq", "exl2"}) {
+        QVERIFY(panel.setFormat(QString::fromLatin1(id)));
+        CalibratedExportPage* page = QString::fromLatin1(id) == QLatin1String("gptq")
+                                         ? static_cast<CalibratedExportPage*>(panel.gptqPage())
+                                         : static_cast<CalibratedExportPage*>(panel.exl2Page());
+        QVERIFY(page->summary()->text().contains(QStringLiteral("Hugging Face")));
+        page->outputEdit()->setText(tmp.filePath(QString::fromLatin1(id)));
+        QVERIFY(!page->start());
+        QVERIFY(page->summary()->text().startsWith(QStringLiteral("Cannot export")));
+        QVERIFY(page->exportButton()->isEnabled());
+        QVERIFY(!page->cancelButton()->isEnabled());
+        QVERIFY(!QFileInfo::exists(tmp.filePath(QString::fromLatin1(id))));
+    }
 }
 
 QTEST_MAIN(TestCalibratedExport)
