@@ -143,6 +143,9 @@ int cmdExportExl2(int argc, char** argv) {
                     res->measureSeconds);
     std::printf("target %.4f bpw, achieved %.4f bpw over the decoder linears; lm_head %.4f bpw\n", res->targetBpw,
                 res->achievedBpw, res->headBpw);
+    if (res->calibPplRows > 0)
+        std::printf("calibration perplexity (%d rows x %d tokens): base %.4f, quantized %.4f\n", res->calibPplRows,
+                    p.quantCalib.seqLen, res->calibPplBase, res->calibPplQuant);
     std::printf("wrote %s: %zu files, %.2f MiB of tensors, %zu layers, %.1fs (optimize %.1fs, quantize %.1fs)\n",
                 res->outputDir.c_str(), res->files.size(), static_cast<double>(res->tensorBytes) / 1048576.0,
                 res->layers.size(), res->seconds, res->optimizeSeconds, res->quantizeSeconds);

@@ -241,6 +241,15 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     auto xs = runner.embed(model, *quantRows);
     if (!xs) return xs.error();
     States x = std::move(*xs), y;
+    // The original model's states on the first rows, for the calibration perplexity before quantization.
+    const int pplRows = std::min(p.quantCalib.samples, std::max(1, p.measureCalib.samples));
+    States xr, yr;
+    if (plan.head.out > 0) {
+        xr.rows = pplRows;
+        xr.len = x.len;
+        xr.dim = x.dim;
+        xr.data.assign(x.data.begin(), x.data.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(pplRows) * x.len * x.dim));
+    }
     std::map<std::string, PackedOut> packed;  // weight name -> packed tensors
     const double qTotal = static_cast<double>(plan.modules.size() * 2 + (plan.head.out > 0 ? 1 : 0));
     double qDone = 0;
@@ -312,6 +321,10 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         step = "quantize: " + m.key + " (outputs)";
         if (auto s = runner.forward(m, qw, x, &y); !s) return s.error();
         std::swap(x, y);
+        if (!xr.data.empty()) {
+            if (auto s = runner.forward(m, *w, xr, &yr); !s) return s.error();
+            std::swap(xr, yr);
+        }
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
     }
     // The head, last, on the quantized model's final states.
@@ -334,8 +347,20 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         std::vector<float> Hraw = exl2Hessian(acc);
         auto ph = prepareHessian(Hraw, L.in, {}, runner.threads());
         if (!ph) return makeError("EXL2: lm_head: " + ph.error().message);
-        if (auto r = quantizeOne(L, *W, bias, Hraw, *ph, *headQp, "lm_head", nullptr); !r) return r.error();
+        std::vector<float> headDeq;
+        if (auto r = quantizeOne(L, *W, bias, Hraw, *ph, *headQp, "lm_head", &headDeq); !r) return r.error();
         res.headBpw = headQp->bpw(L.in, L.out, !L.biasName.empty());
+        step = "quantize: calibration perplexity";
+        int64_t nb = 0, nq = 0;
+        const double base = runner.nextTokenNll(xr, pplRows, *g, *W, bias, *quantRows, &nb);
+        std::vector<float> qbias = bias;
+        for (float& v : qbias) v = fp16ToFp32(fp32ToFp16(v));
+        const double quant = runner.nextTokenNll(x, pplRows, *g, headDeq, qbias, *quantRows, &nq);
+        if (nb > 0 && nq > 0) {
+            res.calibPplBase = std::exp(base / static_cast<double>(nb));
+            res.calibPplQuant = std::exp(quant / static_cast<double>(nq));
+            res.calibPplRows = pplRows;
+        }
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
     }
     res.quantizeSeconds = since(tq);

@@ -91,6 +91,11 @@ struct ExportResult {
     double errorNorm = 0;                    // the optimizer's norm (Σ error^norm was minimized)
     double targetBpw = 0, achievedBpw = 0;   // over the decoder linears (the optimizer's budget)
     double headBpw = 0;
+    // Calibration perplexity (as exllamav2's converter prints it) on the first min(measure rows, quant rows)
+    // quantization rows: the original model, and the quantized one incl. the quantized head. 0 when the
+    // head is tied to the embedding (not quantized).
+    double calibPplBase = 0, calibPplQuant = 0;
+    int calibPplRows = 0;
     std::vector<std::string> files;          // written, relative to outputDir
     uint64_t tensorBytes = 0;
     double seconds = 0, measureSeconds = 0, optimizeSeconds = 0, quantizeSeconds = 0;

@@ -319,6 +319,32 @@ std::vector<float> ModuleRunner::finalNorm(const States& x, const std::vector<fl
     return out;
 }
 
+double ModuleRunner::nextTokenNll(const States& x, int rows, const std::vector<float>& g, const std::vector<float>& W,
+                                  const std::vector<float>& bias, const std::vector<std::vector<int32_t>>& windows,
+                                  int64_t* count) const {
+    const int dim = x.dim, len = x.len;
+    const int64_t vocab = static_cast<int64_t>(W.size()) / dim;
+    std::vector<float> xn(static_cast<size_t>(len) * dim), logits(static_cast<size_t>(len) * vocab);
+    double nll = 0;
+    int64_t n = 0;
+    for (int r = 0; r < std::min(rows, x.rows); ++r) {
+        rmsNorm(x.row(r), len, dim, g, m_plan.hp.normEps, xn.data());
+        linearForward(W.data(), vocab, dim, xn.data(), len, logits.data(), vocab, m_threads);
+        for (int t = 0; t + 1 < len; ++t) {
+            const float* l = logits.data() + static_cast<size_t>(t) * vocab;
+            double mx = -INFINITY;
+            for (int64_t v = 0; v < vocab; ++v) mx = std::max(mx, static_cast<double>(l[v] + (bias.empty() ? 0.f : bias[v])));
+            double se = 0;
+            for (int64_t v = 0; v < vocab; ++v) se += std::exp(l[v] + (bias.empty() ? 0.f : bias[v]) - mx);
+            const int32_t tgt = windows[r][t + 1];
+            nll += mx + std::log(se) - (l[tgt] + (bias.empty() ? 0.f : bias[tgt]));
+            ++n;
+        }
+    }
+    if (count) *count = n;
+    return nll;
+}
+
 Status ModuleRunner::forward(const ModuleRef& m, const ModuleWeights& w, const States& x, States* out,
                              const CaptureFn& capture) const {
     const InferHParams& hp = m_plan.hp;

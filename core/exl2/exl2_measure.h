@@ -114,6 +114,11 @@ public:
                    const CaptureFn& capture = {}) const;
     // RMSNorm(x)·g for every token of every row (the head's input), row-major [rows·len][dim].
     std::vector<float> finalNorm(const States& x, const std::vector<float>& g) const;
+    // Σ −log p(next token) over the first `rows` rows (token t predicts windows[r][t+1]) through the final
+    // norm g and the head W [vocab][dim] (+ bias); *count receives the number of predicted tokens.
+    double nextTokenNll(const States& x, int rows, const std::vector<float>& g, const std::vector<float>& W,
+                        const std::vector<float>& bias, const std::vector<std::vector<int32_t>>& windows,
+                        int64_t* count) const;
     int threads() const { return m_threads; }
 
 private:
