@@ -214,6 +214,28 @@ void rankOneScalar(float* W, int64_t ldw, const float* u, int cnt, const float* 
     }
 }
 
+// dst[c][r] = src[r][c] for src [rows][cols] row-major, in 32 × 32 tiles, row blocks over threads.
+void transposeBlocked(const float* src, int rows, int cols, float* dst, int threads) {
+    constexpr int kT = 32;
+    const int rowBlocks = (rows + kT - 1) / kT;
+    parallelFor(
+        static_cast<size_t>(rowBlocks),
+        [&](size_t b0, size_t b1, int) {
+            for (size_t rb = b0; rb < b1; ++rb) {
+                const int r0 = static_cast<int>(rb) * kT, r1 = std::min(rows, r0 + kT);
+                for (int c0 = 0; c0 < cols; c0 += kT) {
+                    const int c1 = std::min(cols, c0 + kT);
+                    for (int r = r0; r < r1; ++r) {
+                        const float* s = src + static_cast<size_t>(r) * cols;
+                        for (int c = c0; c < c1; ++c)
+                            dst[static_cast<size_t>(c) * rows + r] = s[c];
+                    }
+                }
+            }
+        },
+        threads, 4);
+}
+
 // Column chunks for the threads: boundaries on multiples of 16 columns.
 std::vector<int> columnChunks(int out, int threads) {
     int t = std::max(1, threads);
@@ -366,17 +388,18 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
     q.qscale.assign(static_cast<size_t>(G) * out, 0);
     q.qscaleMax.assign(G, 0);
 
-    // Wt [in][out] in stored (permuted) row order.
+    // Wt [in][out] in stored (permuted) row order: a blocked transpose, then whole rows moved.
     std::vector<float> Wt(static_cast<size_t>(in) * out);
     {
-        const auto bounds = columnChunks(out, threads);
-        runChunks(bounds, threads, [&](int n0, int n1) {
-            for (int n = n0; n < n1; ++n) {
-                const float* src = W + static_cast<size_t>(n) * in;
-                for (int k = 0; k < in; ++k)
-                    Wt[static_cast<size_t>(k) * out + n] = src[perm[k]];
-            }
-        });
+        std::vector<float> T(static_cast<size_t>(in) * out);
+        transposeBlocked(W, out, in, T.data(), threads);
+        parallelFor(
+            static_cast<size_t>(in),
+            [&](size_t k0, size_t k1, int) {
+                for (size_t k = k0; k < k1; ++k)
+                    std::memcpy(&Wt[k * out], &T[static_cast<size_t>(perm[k]) * out], sizeof(float) * out);
+            },
+            threads, 64);
     }
     const auto bounds = columnChunks(out, threads);
     int maxRows = 0;
@@ -703,21 +726,28 @@ std::vector<int32_t> actOrderPerm(const std::vector<float>& H, int n) {
 }
 
 std::vector<float> dequantize(const QuantizedLinear& q) {
-    std::vector<float> W(static_cast<size_t>(q.out) * q.in, 0.0f);
-    std::vector<float> scale(q.out);
-    for (size_t gi = 0; gi < q.groups.size(); ++gi) {
-        const auto& g = q.groups[gi];
-        for (int n = 0; n < q.out; ++n)
-            scale[n] = groupScale(q.qscale[gi * q.out + n], q.qscaleMax[gi]);
-        const float qzero = static_cast<float>(1 << (g.bits - 1));
-        for (int k = g.firstRow; k < g.firstRow + g.rows; ++k) {
-            const uint16_t* codes = q.codes.data() + static_cast<size_t>(k) * q.out;
-            const int col = q.perm[k];
-            for (int n = 0; n < q.out; ++n)
-                W[static_cast<size_t>(n) * q.in + col] =
-                    fp16RoundInline((static_cast<float>(codes[n]) - qzero) * scale[n]);
-        }
-    }
+    // Rows decoded into [in (original order)][out], then one blocked transpose to [out][in].
+    std::vector<float> T(static_cast<size_t>(q.out) * q.in, 0.0f);
+    parallelFor(
+        q.groups.size(),
+        [&](size_t g0, size_t g1, int) {
+            std::vector<float> scale(q.out);
+            for (size_t gi = g0; gi < g1; ++gi) {
+                const auto& g = q.groups[gi];
+                for (int n = 0; n < q.out; ++n)
+                    scale[n] = groupScale(q.qscale[gi * q.out + n], q.qscaleMax[gi]);
+                const float qzero = static_cast<float>(1 << (g.bits - 1));
+                for (int k = g.firstRow; k < g.firstRow + g.rows; ++k) {
+                    const uint16_t* codes = q.codes.data() + static_cast<size_t>(k) * q.out;
+                    float* dst = T.data() + static_cast<size_t>(q.perm[k]) * q.out;
+                    for (int n = 0; n < q.out; ++n)
+                        dst[n] = fp16RoundInline((static_cast<float>(codes[n]) - qzero) * scale[n]);
+                }
+            }
+        },
+        0, 1);
+    std::vector<float> W(static_cast<size_t>(q.out) * q.in);
+    transposeBlocked(T.data(), q.in, q.out, W.data(), 0);
     return W;
 }
 
