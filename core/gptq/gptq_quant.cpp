@@ -80,15 +80,33 @@ inline uint8_t codeOf(float x, float scale, float zero, int maxq) {
 }
 
 // Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), H damped. False if H is not positive definite.
+// Without forming H⁻¹: the Cholesky factor L of the reversed matrix J·H·J (J = reversal) gives
+// H = Ũ·Ũᵀ with Ũ = J·L·J upper triangular, so H⁻¹ = Ũ⁻ᵀ·Ũ⁻¹ and U = Ũ⁻¹ (the factor is unique with a
+// positive diagonal). One factorisation and one triangular solve instead of a factorisation, a full
+// inverse and a second factorisation (AutoGPTQ's cholesky → cholesky_inverse → cholesky): about half
+// the work, and no rounding from the explicit inverse.
 bool inverseCholeskyUpper(const MatD& H, MatD& U) {
-    Eigen::LLT<MatD> llt(H);
+    const MatD G = H.reverse();
+    Eigen::LLT<MatD> llt(G);
     if (llt.info() != Eigen::Success) return false;
-    MatD Hinv = llt.solve(MatD::Identity(H.rows(), H.cols()));
-    Hinv = (Hinv + Hinv.transpose()) * 0.5;
-    Eigen::LLT<MatD> llt2(Hinv);
-    if (llt2.info() != Eigen::Success) return false;
-    U = llt2.matrixU();
-    return true;
+    const MatD Ut = MatD(llt.matrixL()).reverse();
+    // U = Ũ⁻¹ by column blocks: columns j0..j1 of an upper-triangular inverse are zero below row j1, so
+    // each block needs only the leading j1 × j1 part of Ũ (a third of a full solve's work); the blocks
+    // are independent and run on all threads.
+    const int n = static_cast<int>(H.rows());
+    U = MatD::Identity(n, n);
+    const int bs = 128;
+    const int nb = (n + bs - 1) / bs;
+    const int nt = std::max(1, std::min(defaultThreadCount(), nb));
+    parallelFor(static_cast<size_t>(nt), [&](size_t t0, size_t t1, int) {
+        for (size_t t = t0; t < t1; ++t)
+            for (int b = nb - 1 - static_cast<int>(t); b >= 0; b -= nt) {  // striped: the costs grow with b
+                const int j0 = b * bs, j1 = std::min(n, j0 + bs);
+                auto blk = U.block(0, j0, j1, j1 - j0);
+                Ut.topLeftCorner(j1, j1).triangularView<Eigen::Upper>().solveInPlace(blk);
+            }
+    }, nt, 1);
+    return U.allFinite();
 }
 
 }  // namespace
