@@ -261,9 +261,10 @@ void runChunks(const std::vector<int>& bounds, int threads, const std::function<
 
 // find_params for the group rows [a, b) of Wt [in][out] (row-major, stride out).
 struct GroupScales {
-    std::vector<uint8_t> qs;  // [out], 1..16
-    std::vector<float> scale; // [out], the decoded fp16 scale
-    uint16_t qsm = 0;         // q_scale_max, fp16
+    std::vector<uint8_t> qs;   // [out], 1..16
+    std::vector<float> scale;  // [out], the decoded fp16 scale
+    uint16_t qsm = 0;          // q_scale_max, fp16
+    std::vector<float> colErr; // workspace: [97][out] p-search errors per column
 };
 
 void findParams(const float* Wt, int out, int a, int b, int bits, const std::vector<int>& bounds, int threads,
@@ -305,29 +306,29 @@ void findParams(const float* Wt, int out, int a, int b, int bits, const std::vec
     // p-search: Σ over rows and columns of |err|^3.5 for each of the 97 p values.
     const std::vector<float>& grid = pGrid();
     const size_t nChunks = bounds.size() - 1;
-    std::vector<double> partial(nChunks * (kPGrid + 1), 0.0);
+    // Each column's error per p (summed over the group's rows in fp32), then the columns summed in double in
+    // column order: the choice does not depend on the number of threads.
+    std::vector<float>& colErr = gp.colErr;
+    colErr.resize(static_cast<size_t>(kPGrid + 1) * out);
     const float lo = -qzero, hi = maxq - qzero;
     parallelFor(
         nChunks,
         [&](size_t cb, size_t ce, int) {
             constexpr int kTile = 256;
-            std::vector<float> sp(kTile), acc(kTile);
+            std::vector<float> sp(kTile);
             for (size_t c = cb; c < ce; ++c) {
                 const int n0 = bounds[c], n1 = bounds[c + 1];
                 for (int t0 = n0; t0 < n1; t0 += kTile) {
                     const int cnt = std::min(kTile, n1 - t0);
                     for (int i = 0; i <= kPGrid; ++i) {
                         const float p = grid[i];
+                        float* acc = colErr.data() + static_cast<size_t>(i) * out + t0;
                         for (int n = 0; n < cnt; ++n) {
                             sp[n] = stw[t0 + n] * p;
                             acc[n] = 0.0f;
                         }
                         for (int k = a; k < b; ++k)
-                            pErr(Wt + static_cast<size_t>(k) * out + t0, sp.data(), acc.data(), cnt, lo, hi);
-                        double sum = 0;
-                        for (int n = 0; n < cnt; ++n)
-                            sum += acc[n];
-                        partial[c * (kPGrid + 1) + i] += sum;
+                            pErr(Wt + static_cast<size_t>(k) * out + t0, sp.data(), acc, cnt, lo, hi);
                     }
                 }
             }
@@ -337,8 +338,9 @@ void findParams(const float* Wt, int out, int a, int b, int bits, const std::vec
     double bestErr = 0;
     for (int i = 0; i <= kPGrid; ++i) {
         double e = 0;
-        for (size_t c = 0; c < nChunks; ++c)
-            e += partial[c * (kPGrid + 1) + i];
+        const float* acc = colErr.data() + static_cast<size_t>(i) * out;
+        for (int n = 0; n < out; ++n)
+            e += acc[n];
         if (i == 0 || e < bestErr) {
             bestErr = e;
             best = i;

@@ -4,17 +4,21 @@
 // with an fp16 group maximum found by exllamav2's p-search, and GPTQ error feedback inside and after
 // each group. Packing into the tensors exllamav2's loader reads and the loader's own dequantization.
 //
-// Per group (rows a..b of the permuted Wᵀ, bits b, maxq = 2^b − 1, qzero = 2^(b−1)), as find_params:
+// Per group (rows a..b of the permuted Wᵀ, bits b, maxq = 2^b − 1, qzero = 2^(b−1)), as find_params, in fp32:
 //   xmax[n] = max_k |w[k,n]| + 1e-12, base[n] = xmax[n]/(maxq/2), smax = max_n base[n],
-//   qs[n] = clamp(round_half_even(sqrt(base[n]/smax)·16), 1, 16), s[n] = (qs[n]/16)²·smax  (all fp32);
-//   p_i = 0.70·(1 − i/96) + 1.20·(i/96), i = 0..96; err(p) = Σ |clamp(rint(w/(s·p)), −qzero, maxq−qzero)·s·p
-//   − w|^3.5 best p = the first minimum (exllamav2 sums on the GPU with float atomics: its choice between
-//   nearly equal p may differ; we sum each column's errors in fp32 and the columns in double); q_scale_max =
-//   fp16(smax·p) (fp32 product); scale[n] = fp16(fp16(qs²)·fp16(q_scale_max/256)). code = clamp(rint(w/scale)
-//   + qzero, 0, maxq), deq = fp16((code − qzero)·scale); GPTQ: e = (w − deq)/U_cc, w[c+1..b) −= U[c,
-//   c+1..b)·e inside the group; after it w[b..) −= U[a..b, b..)ᵀ·E[a..b). find_params runs on the
-//   error-updated weights at the group's start. fp32 arithmetic throughout, no FMA contraction (the trailing
-//   update is a GEMM; its summation order is Eigen's).
+//   qs[n] = clamp(round_half_even(sqrt(base[n]/smax)·16), 1, 16), s[n] = (qs[n]/16)²·smax;
+//   p_i = 0.70·(1 − i/96) + 1.20·(i/96), i = 0..96;
+//   err(p) = Σ |clamp(rint(w/(s·p)), −qzero, maxq − qzero)·s·p − w|^3.5   (|e|^3.5 as e³·√e);
+//   best p = the first minimum. exllamav2 sums on the GPU with float atomics (and __powf), so its choice
+//   between nearly equal p may differ; we sum each column over the rows in fp32, then the columns in double
+//   in column order, so the result does not depend on the thread count.
+//   q_scale_max = fp16(smax·p) (fp32 product); scale[n] = fp16(fp16(qs²)·fp16(q_scale_max/256)).
+// Codes and GPTQ feedback: code = clamp(rint(w/scale) + qzero, 0, maxq), deq = fp16((code − qzero)·scale),
+//   e = (w − deq)/U_cc, w[c+1..b) −= U[c, c+1..b)·e inside the group; after the group
+//   w[b..) −= U[a..b, b..)ᵀ·E[a..b). find_params runs on the error-updated weights at the group's start.
+//   The trailing update is a GEMM (AVX2+FMA kernel when the CPU has it, else Eigen; QZ_NO_AVX2=1 forces
+//   Eigen), so its rounding differs from exllamav2's and between those two paths; nothing else uses FMA.
+//   Every output column is computed independently, so the result is the same for any thread count.
 // The decoded weight (the loader's reconstruct, qdq_util.cuh dq_scale / dq):
 //   W[perm[k], n] = fp16( (code − 2^(b−1)) · fp16( fp16(qs²) · fp16(fp16(q_scale_max)/256) ) ),
 // which equals the quantizer's deq bit for bit.

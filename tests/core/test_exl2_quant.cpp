@@ -203,6 +203,7 @@ class TestExl2Quant : public QObject {
     void errorFallsWithBits();
     void dequantizeMatchesUnpack();
     void zeroAndHugeWeights();
+    void sameForAnyThreadCount();
     void cancelStops();
     void readCheckPython();
 };
@@ -838,6 +839,26 @@ void TestExl2Quant::zeroAndHugeWeights() {
     auto b = quantizeLinear(B.data(), out, in, *h, qp);
     QVERIFY(!b.ok());
     QVERIFY(b.error().message.find("too large") != std::string::npos);
+}
+
+void TestExl2Quant::sameForAnyThreadCount() {
+    // Every column is computed the same way whatever the column chunks: identical results for 1, 2, 3
+    // threads.
+    const int in = 256, out = 200;
+    auto W = makeWeights(out, in, 81);
+    auto h = prepareHessian(makeHessian(in, 600, 82), in, {}, 1);
+    auto h3 = prepareHessian(makeHessian(in, 600, 82), in, {}, 3);
+    QVERIFY(h.ok() && h3.ok());
+    QCOMPARE(h->hinv, h3->hinv);
+    const QParams& qp = mlpOptions()[0][2];
+    auto a = quantizeLinear(W.data(), out, in, *h, qp, {}, 1);
+    for (int t : {2, 3}) {
+        auto b = quantizeLinear(W.data(), out, in, *h, qp, {}, t);
+        QVERIFY(a.ok() && b.ok());
+        QCOMPARE(a->codes, b->codes);
+        QCOMPARE(a->qscale, b->qscale);
+        QCOMPARE(a->qscaleMax, b->qscaleMax);
+    }
 }
 
 void TestExl2Quant::cancelStops() {
