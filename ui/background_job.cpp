@@ -2,6 +2,7 @@
 
 #include <QMetaObject>
 #include <QPointer>
+#include <mutex>
 
 #include "qt_types.h"
 
@@ -30,6 +31,8 @@ bool BackgroundJob::start(Work work) {
                 if (self && job == m_job) fn();
             }, Qt::QueuedConnection);
         };
+        // The throttle state is shared by whichever core threads report (they may poll in parallel).
+        std::mutex throttle;
         QElapsedTimer sinceReport;
         sinceReport.start();
         bool first = true;
@@ -37,7 +40,8 @@ bool BackgroundJob::start(Work work) {
         ctx.post = post;
         ctx.cancelled = [flag] { return flag->load(); };
         ctx.progress = [&, flag](const qz::ProgressInfo& p) {
-            if (first || p.fraction >= 1.0 || sinceReport.elapsed() >= 50) {
+            std::unique_lock lock(throttle, std::try_to_lock);  // a busy lock: another thread is reporting
+            if (lock.owns_lock() && (first || p.fraction >= 1.0 || sinceReport.elapsed() >= 50)) {
                 first = false;
                 sinceReport.restart();
                 const double f = p.fraction;
