@@ -29,6 +29,7 @@ const char* kHelp =
     "  --rows N           quantization rows (default 100)\n"
     "  --len L            tokens per quantization row (default min(2048, the model's context))\n"
     "  --seed S           calibration rows' and optimizer's seed (default 0)\n"
+    "  --anneal-iterations N  proposals per temperature of each annealing run (default 1000, exllamav2's)\n"
     "  --no-resume        ignore an interrupted measurement left for the same OUTDIR\n"
     "  --shard-size MB    maximum MiB of tensors per output-*.safetensors shard (default 8192)\n"
     "  --threads N        worker threads (default: all cores)\n"
@@ -61,12 +62,12 @@ qz::Status dumpDequant(const std::string& path, const qz::WeightOverrides& ov, c
         if (auto s = w.writeTensorFromF32(*d); !s) return s;
     return w.finish();
 }
-}  // namespace
+} // namespace
 
 int cmdExportExl2(int argc, char** argv) {
-    Args args({"--format", "--bpw", "--head-bits", "--calib", "--measurement", "--measure-rows", "--measure-len",
-               "--rows", "--len", "--seed", "--shard-size", "--threads", "--eval", "--ctx", "--chunks",
-               "--dump-dequant", "-o", "--output"},
+    Args args({"--format", "--bpw", "--head-bits", "--calib", "--measurement", "--measure-rows",
+               "--measure-len", "--rows", "--len", "--seed", "--anneal-iterations", "--shard-size",
+               "--threads", "--eval", "--ctx", "--chunks", "--dump-dequant", "-o", "--output"},
               {"--no-resume", "--quiet", "--help"});
     auto usage = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli export: %s\n%s", e.c_str(), kHelp);
@@ -93,6 +94,7 @@ int cmdExportExl2(int argc, char** argv) {
     p.quantCalib.samples = static_cast<int>(args.intOr("--rows", 100, err));
     const long long mlen = args.intOr("--measure-len", -1, err), qlen = args.intOr("--len", -1, err);
     const long long seed = args.intOr("--seed", 0, err);
+    p.annealIterations = static_cast<int>(args.intOr("--anneal-iterations", 1000, err));
     p.seed = static_cast<uint64_t>(seed);
     p.measureCalib.seed = p.quantCalib.seed = static_cast<uint64_t>(seed);
     p.outputDir = out;
@@ -103,12 +105,16 @@ int cmdExportExl2(int argc, char** argv) {
     const int chunks = static_cast<int>(args.intOr("--chunks", -1, err));
     if (!err.empty()) return usage(err);
     if (!(p.targetBpw >= 2.0 && p.targetBpw <= 8.5)) return usage("--bpw must be in 2.0..8.5");
-    if (p.headBits < 2 || p.headBits > 8 || p.headBits == 7) return usage("--head-bits must be 2, 3, 4, 5, 6 or 8");
+    if (p.headBits < 2 || p.headBits > 8 || p.headBits == 7)
+        return usage("--head-bits must be 2, 3, 4, 5, 6 or 8");
     if (p.calibPath.empty()) return usage("--calib TEXT is required");
-    if (p.measureCalib.samples <= 0 || p.quantCalib.samples <= 0) return usage("--rows and --measure-rows must be positive");
+    if (p.measureCalib.samples <= 0 || p.quantCalib.samples <= 0)
+        return usage("--rows and --measure-rows must be positive");
     if ((args.has("--measure-len") && mlen <= 0) || (args.has("--len") && qlen <= 0))
         return usage("--len and --measure-len must be positive");
     if (shardMb <= 0) return usage("--shard-size must be positive");
+    if (p.annealIterations < 1 || p.annealIterations > 1'000'000)
+        return usage("--anneal-iterations must be 1..1000000");
     p.maxShardBytes = static_cast<uint64_t>(shardMb) * 1024 * 1024;
     const std::string evalPath = args.valueOr("--eval", "");
     const std::string dumpPath = args.valueOr("--dump-dequant", "");
@@ -117,7 +123,8 @@ int cmdExportExl2(int argc, char** argv) {
     auto model = qz::openModel(args.positional()[0]);
     if (!model) return fail(model.error().message);
     int defLen = 2048;
-    if (auto hp = qz::readInferHParams(**model); hp && hp->nCtxTrain > 0) defLen = std::min(2048, hp->nCtxTrain);
+    if (auto hp = qz::readInferHParams(**model); hp && hp->nCtxTrain > 0)
+        defLen = std::min(2048, hp->nCtxTrain);
     p.measureCalib.seqLen = mlen > 0 ? static_cast<int>(mlen) : defLen;
     p.quantCalib.seqLen = qlen > 0 ? static_cast<int>(qlen) : defLen;
 
@@ -127,8 +134,8 @@ int cmdExportExl2(int argc, char** argv) {
     auto onLayer = [&](const qz::exl2::LayerReport& r) {
         if (quiet) return;
         line.finish();
-        std::fprintf(stderr, "%-44s [%5d x %5d]  %-40s %6.3f bpw  rel.err %.6f  %.2fs\n", r.name.c_str(), r.out, r.in,
-                     r.setting.c_str(), r.bpw, r.relErr, r.seconds);
+        std::fprintf(stderr, "%-44s [%5d x %5d]  %-40s %6.3f bpw  rel.err %.6f  %.2fs\n", r.name.c_str(),
+                     r.out, r.in, r.setting.c_str(), r.bpw, r.relErr, r.seconds);
     };
     auto res = qz::exl2::exportExl2(**model, p, line.callback(), onLayer);
     line.finish();
@@ -139,16 +146,17 @@ int cmdExportExl2(int argc, char** argv) {
     if (res->measurementReused)
         std::printf("measurement: reused %s\n", p.measurementPath.c_str());
     else
-        std::printf("measurement: %d modules measured, %d resumed, %.1fs\n", res->measuredModules, res->resumedModules,
-                    res->measureSeconds);
-    std::printf("target %.4f bpw, achieved %.4f bpw over the decoder linears; lm_head %.4f bpw\n", res->targetBpw,
-                res->achievedBpw, res->headBpw);
+        std::printf("measurement: %d modules measured, %d resumed, %.1fs\n", res->measuredModules,
+                    res->resumedModules, res->measureSeconds);
+    std::printf("target %.4f bpw, achieved %.4f bpw over the decoder linears; lm_head %.4f bpw\n",
+                res->targetBpw, res->achievedBpw, res->headBpw);
     if (res->calibPplRows > 0)
-        std::printf("calibration perplexity (%d rows x %d tokens): base %.4f, quantized %.4f\n", res->calibPplRows,
-                    p.quantCalib.seqLen, res->calibPplBase, res->calibPplQuant);
-    std::printf("wrote %s: %zu files, %.2f MiB of tensors, %zu layers, %.1fs (optimize %.1fs, quantize %.1fs)\n",
-                res->outputDir.c_str(), res->files.size(), static_cast<double>(res->tensorBytes) / 1048576.0,
-                res->layers.size(), res->seconds, res->optimizeSeconds, res->quantizeSeconds);
+        std::printf("calibration perplexity (%d rows x %d tokens): base %.4f, quantized %.4f\n",
+                    res->calibPplRows, p.quantCalib.seqLen, res->calibPplBase, res->calibPplQuant);
+    std::printf(
+        "wrote %s: %zu files, %.2f MiB of tensors, %zu layers, %.1fs (optimize %.1fs, quantize %.1fs)\n",
+        res->outputDir.c_str(), res->files.size(), static_cast<double>(res->tensorBytes) / 1048576.0,
+        res->layers.size(), res->seconds, res->optimizeSeconds, res->quantizeSeconds);
     if (!dumpPath.empty())
         if (auto s = dumpDequant(dumpPath, res->overrides, **model); !s) return fail(s.error().message);
 
@@ -158,7 +166,8 @@ int cmdExportExl2(int argc, char** argv) {
         std::string text;
         char buf[65536];
         size_t got;
-        while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, got);
+        while ((got = std::fread(buf, 1, sizeof buf, f)) > 0)
+            text.append(buf, got);
         std::fclose(f);
         auto in = qz::tokenizeForPerplexity(**model, text);
         if (!in) return fail(in.error().message);
@@ -188,4 +197,4 @@ int cmdExportExl2(int argc, char** argv) {
     return kOk;
 }
 
-}  // namespace qzcli
+} // namespace qzcli

@@ -24,11 +24,14 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 uint64_t fnv1a(const std::string& s) {
     uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    for (unsigned char c : s)
+        h = (h ^ c) * 1099511628211ull;
     return h;
 }
 
@@ -81,11 +84,10 @@ std::string measureFingerprint(const Model& model, const ExportParams& p, const 
 
 struct PackedOut {
     PackedLinear packed;
-    std::vector<float> bias;  // fp16-rounded, empty if none
+    std::vector<float> bias; // fp16-rounded, empty if none
 };
 
-template <class T>
-std::span<const uint8_t> asBytes(const std::vector<T>& v) {
+template <class T> std::span<const uint8_t> asBytes(const std::vector<T>& v) {
     return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T)};
 }
 
@@ -96,9 +98,10 @@ struct OutTensor {
     std::function<Status(SafetensorsWriter&)> write;
 };
 
-}  // namespace
+} // namespace
 
-Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, ProgressFn progress, LayerReportFn onLayer) {
+Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, ProgressFn progress,
+                                LayerReportFn onLayer) {
     const auto t0 = Clock::now();
     auto planR = planModel(model);
     if (!planR) return planR.error();
@@ -106,7 +109,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     if (!(p.targetBpw >= 2.0 && p.targetBpw <= 8.5))
         return makeError("EXL2: target bits per weight must be in [2.0, 8.5]");
     auto headQp = headOptions(p.headBits);
-    if (!headQp) return makeError("EXL2: head bits " + std::to_string(p.headBits) + ": " + headQp.error().message);
+    if (!headQp)
+        return makeError("EXL2: head bits " + std::to_string(p.headBits) + ": " + headQp.error().message);
     if (p.calibPath.empty()) return makeError("EXL2 needs a calibration text");
     const bool measure = p.measurementPath.empty();
     if (p.quantCalib.samples <= 0 || p.quantCalib.seqLen <= 0 ||
@@ -114,15 +118,17 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         return makeError("EXL2: calibration rows and lengths must be positive");
     for (int len : {p.quantCalib.seqLen, measure ? p.measureCalib.seqLen : 0})
         if (plan.hp.nCtxTrain > 0 && len > plan.hp.nCtxTrain)
-            return makeError("EXL2: calibration rows of " + std::to_string(len) + " tokens exceed the model's context (" +
-                             std::to_string(plan.hp.nCtxTrain) + ")");
+            return makeError("EXL2: calibration rows of " + std::to_string(len) +
+                             " tokens exceed the model's context (" + std::to_string(plan.hp.nCtxTrain) +
+                             ")");
     if (p.annealIterations < 1) return makeError("EXL2: annealing iterations must be positive");
 
     // Progress: phase fractions.
     const double fMeasure = measure ? 0.6 : 0.0, fOpt = 0.05, fQuant = measure ? 0.3 : 0.85;
     auto phase = [&](double base, double span) {
         return [progress, base, span](const ProgressInfo& i) {
-            return !progress || progress(ProgressInfo{base + span * std::clamp(i.fraction, 0.0, 1.0), i.step});
+            return !progress ||
+                   progress(ProgressInfo{base + span * std::clamp(i.fraction, 0.0, 1.0), i.step});
         };
     };
 
@@ -154,7 +160,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
 
     // Destination and temporary folder.
     std::string outDir = p.outputDir;
-    while (outDir.size() > 1 && outDir.back() == '/') outDir.pop_back();
+    while (outDir.size() > 1 && outDir.back() == '/')
+        outDir.pop_back();
     fs::path tmpDir;
     if (p.writeOutput) {
         if (outDir.empty()) return makeError("no output folder given");
@@ -180,8 +187,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         // Anything but the measurement state is from an earlier, unfinished write: drop it.
         for (const auto& e : fs::directory_iterator(tmpDir, ec)) {
             const std::string n = e.path().filename().string();
-            if (n == "exl2-state.json" || (n.rfind("measure.", 0) == 0 && n.size() > 5 &&
-                                           n.compare(n.size() - 5, 5, ".json") == 0))
+            if (n == "exl2-state.json" ||
+                (n.rfind("measure.", 0) == 0 && n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0))
                 continue;
             fs::remove_all(e.path(), ec);
         }
@@ -217,7 +224,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     std::vector<std::vector<OptOption>> slots;
     for (const auto& mm : meas) {
         slots.emplace_back();
-        for (const auto& o : mm.options) slots.back().push_back({o.totalBits, 1.0 - o.accuracy});
+        for (const auto& o : mm.options)
+            slots.back().push_back({o.totalBits, 1.0 - o.accuracy});
     }
     const int64_t numel = plan.decoderNumel();
     OptimizeParams op;
@@ -248,9 +256,10 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         xr.rows = pplRows;
         xr.len = x.len;
         xr.dim = x.dim;
-        xr.data.assign(x.data.begin(), x.data.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(pplRows) * x.len * x.dim));
+        xr.data.assign(x.data.begin(),
+                       x.data.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(pplRows) * x.len * x.dim));
     }
-    std::map<std::string, PackedOut> packed;  // weight name -> packed tensors
+    std::map<std::string, PackedOut> packed; // weight name -> packed tensors
     const double qTotal = static_cast<double>(plan.modules.size() * 2 + (plan.head.out > 0 ? 1 : 0));
     double qDone = 0;
     std::string step;
@@ -275,7 +284,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         PackedOut po;
         po.packed = pack(*q);
         po.bias = bias;
-        for (float& v : po.bias) v = fp16ToFp32(fp32ToFp16(v));
+        for (float& v : po.bias)
+            v = fp16ToFp32(fp32ToFp16(v));
         if (p.keepOverrides) {
             res.overrides[L.weightName] = deq;
             if (!L.biasName.empty()) res.overrides[L.biasName] = po.bias;
@@ -296,9 +306,10 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         step = "quantize: " + m.key + " (Hessians)";
         gptq::HessianAccumulator acc[2] = {gptq::HessianAccumulator(m.linears[0].in),
                                            gptq::HessianAccumulator(m.linears.back().in)};
-        auto st = runner.forward(m, *w, x, nullptr, [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
-            if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
-        });
+        auto st =
+            runner.forward(m, *w, x, nullptr, [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
+                if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
+            });
         if (!st) return st.error();
         std::vector<float> Hraw[2];
         std::unique_ptr<PreparedHessian> prep[2];
@@ -313,10 +324,12 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         ModuleWeights qw = *w;
         for (size_t s = 0; s < m.linears.size(); ++s) {
             const int k = s + 1 == m.linears.size() ? 1 : 0;
-            if (auto r = quantizeOne(m.linears[s], w->w[s], w->b[s], Hraw[k], *prep[k], option.qp[s], m.key, &qw.w[s]);
+            if (auto r = quantizeOne(m.linears[s], w->w[s], w->b[s], Hraw[k], *prep[k], option.qp[s], m.key,
+                                     &qw.w[s]);
                 !r)
                 return r.error();
-            for (float& v : qw.b[s]) v = fp16ToFp32(fp32ToFp16(v));
+            for (float& v : qw.b[s])
+                v = fp16ToFp32(fp32ToFp16(v));
         }
         step = "quantize: " + m.key + " (outputs)";
         if (auto s = runner.forward(m, qw, x, &y); !s) return s.error();
@@ -354,7 +367,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         int64_t nb = 0, nq = 0;
         const double base = runner.nextTokenNll(xr, pplRows, *g, *W, bias, *quantRows, &nb);
         std::vector<float> qbias = bias;
-        for (float& v : qbias) v = fp16ToFp32(fp32ToFp16(v));
+        for (float& v : qbias)
+            v = fp16ToFp32(fp32ToFp16(v));
         const double quant = runner.nextTokenNll(x, pplRows, *g, headDeq, qbias, *quantRows, &nq);
         if (nb > 0 && nq > 0) {
             res.calibPplBase = std::exp(base / static_cast<double>(nb));
@@ -374,7 +388,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     std::set<std::string> biasOfQuantized;
     std::map<std::string, const LinearRef*> byWeight;
     for (const auto& m : plan.modules)
-        for (const auto& L : m.linears) byWeight[L.weightName] = &L;
+        for (const auto& L : m.linears)
+            byWeight[L.weightName] = &L;
     if (plan.head.out > 0) byWeight[plan.head.weightName] = &plan.head;
     for (const auto& [wn, L] : byWeight)
         if (!L->biasName.empty()) biasOfQuantized.insert(L->biasName);
@@ -391,15 +406,20 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
                 o.bytes = asBytes(getVec()).size();
                 outs.push_back(std::move(o));
             };
-            add(".q_weight", DType::I32, {pl.qRows, pl.outPad}, [&pl]() -> const std::vector<int32_t>& { return pl.qWeight; });
+            add(".q_weight", DType::I32, {pl.qRows, pl.outPad},
+                [&pl]() -> const std::vector<int32_t>& { return pl.qWeight; });
             add(".q_invperm", DType::I32, {static_cast<int64_t>(pl.qInvperm.size())},
                 [&pl]() -> const std::vector<int32_t>& { return pl.qInvperm; });
-            add(".q_scale", DType::I32, {G, pl.outPad / 8}, [&pl]() -> const std::vector<int32_t>& { return pl.qScale; });
-            add(".q_scale_max", DType::F16, {G}, [&pl]() -> const std::vector<uint16_t>& { return pl.qScaleMax; });
-            add(".q_groups", DType::I16, {2 * G}, [&pl]() -> const std::vector<int16_t>& { return pl.qGroups; });
+            add(".q_scale", DType::I32, {G, pl.outPad / 8},
+                [&pl]() -> const std::vector<int32_t>& { return pl.qScale; });
+            add(".q_scale_max", DType::F16, {G},
+                [&pl]() -> const std::vector<uint16_t>& { return pl.qScaleMax; });
+            add(".q_groups", DType::I16, {2 * G},
+                [&pl]() -> const std::vector<int16_t>& { return pl.qGroups; });
             continue;
         }
-        if (traits(t.dtype).isQuantized) return makeError(t.name + ": ggml block types cannot be written to safetensors");
+        if (traits(t.dtype).isQuantized)
+            return makeError(t.name + ": ggml block types cannot be written to safetensors");
         OutTensor o;
         o.decl = {t.name, DType::F16, t.shape};
         o.bytes = t.numel() * 2;
@@ -432,7 +452,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         else
             std::snprintf(name, sizeof name, "output-%05zu-of-%05zu.safetensors", s + 1, shards.size());
         std::vector<SafetensorsTensorDecl> decls;
-        for (size_t i : shards[s]) decls.push_back(outs[i].decl);
+        for (size_t i : shards[s])
+            decls.push_back(outs[i].decl);
         SafetensorsWriter w;
         if (auto st = w.open((tmpDir / name).string(), decls, meta); !st) return st.error();
         for (size_t i : shards[s]) {
@@ -441,8 +462,9 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
                 return st.error();
             }
             res.tensorBytes += outs[i].bytes;
-            if (progress && !progress(ProgressInfo{std::min(0.999, fMeasure + fOpt + fQuant + 0.05 * (i + 1.0) / outs.size()),
-                                                   "write: " + outs[i].decl.name})) {
+            if (progress && !progress(ProgressInfo{
+                                std::min(0.999, fMeasure + fOpt + fQuant + 0.05 * (i + 1.0) / outs.size()),
+                                "write: " + outs[i].decl.name})) {
                 w.abort();
                 return cancelledError();
             }
@@ -475,10 +497,13 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         return s.error();
     res.files.push_back("measurement.json");
     std::error_code ec;
-    const fs::path src = fs::is_directory(model.path, ec) ? fs::path(model.path) : fs::path(model.path).parent_path();
-    static const std::set<std::string> kCopy = {"tokenizer.json",        "tokenizer_config.json", "tokenizer.model",
-                                               "special_tokens_map.json", "vocab.json",            "merges.txt",
-                                               "added_tokens.json",      "generation_config.json", "vocab.txt"};
+    const fs::path src =
+        fs::is_directory(model.path, ec) ? fs::path(model.path) : fs::path(model.path).parent_path();
+    static const std::set<std::string> kCopy = {"tokenizer.json",    "tokenizer_config.json",
+                                                "tokenizer.model",   "special_tokens_map.json",
+                                                "vocab.json",        "merges.txt",
+                                                "added_tokens.json", "generation_config.json",
+                                                "vocab.txt"};
     for (const auto& name : kCopy) {
         const fs::path f = src / name;
         if (!fs::is_regular_file(f, ec)) continue;
@@ -488,9 +513,10 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     }
 
     // Drop the resume state and move into place.
-    for (const auto& m : plan.modules) fs::remove(tmpDir / ("measure." + m.key + ".json"), ec);
+    for (const auto& m : plan.modules)
+        fs::remove(tmpDir / ("measure." + m.key + ".json"), ec);
     fs::remove(tmpDir / "exl2-state.json", ec);
-    if (fs::exists(outDir, ec)) fs::remove(outDir, ec);  // empty folder (checked above)
+    if (fs::exists(outDir, ec)) fs::remove(outDir, ec); // empty folder (checked above)
     fs::rename(tmpDir, outDir, ec);
     if (ec) return makeError("cannot move " + tmpDir.string() + " to " + outDir + ": " + ec.message());
     dropTemp.active = false;
@@ -500,4 +526,4 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     return res;
 }
 
-}  // namespace qz::exl2
+} // namespace qz::exl2

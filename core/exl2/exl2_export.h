@@ -46,57 +46,61 @@
 namespace qz::exl2 {
 
 struct ExportParams {
-    double targetBpw = 5.0;          // notebook default
-    int headBits = 6;                // notebook default
-    std::string calibPath;           // calibration text
-    gptq::CalibParams measureCalib{16, 2048, 0};   // rows × length for the measurement (exllamav2: 16 × 2048)
-    gptq::CalibParams quantCalib{100, 2048, 0};    // rows × length for the quantization (exllamav2: 100 × 2048)
-    std::string measurementPath;     // reuse this measurement.json (skip measuring) if set and valid
+    double targetBpw = 5.0;                      // notebook default
+    int headBits = 6;                            // notebook default
+    std::string calibPath;                       // calibration text
+    gptq::CalibParams measureCalib{16, 2048, 0}; // rows × length for the measurement (exllamav2: 16 × 2048)
+    gptq::CalibParams quantCalib{100, 2048, 0}; // rows × length for the quantization (exllamav2: 100 × 2048)
+    std::string measurementPath; // reuse this measurement.json (skip measuring) if set and valid
     std::string outputDir;
     bool resume = true;
-    uint64_t seed = 0;               // the optimizer's seed
+    uint64_t seed = 0; // the optimizer's seed
     uint64_t maxShardBytes = 8192ull * 1024 * 1024;
     int threads = 0;
-    bool keepOverrides = false;      // return the dequantized weights (for an evaluation)
-    bool writeOutput = true;         // false: measure / optimize / quantize and report only (no files, no resume)
-    int annealIterations = 1000;     // proposals per temperature of each annealing run (exllamav2: 1000)
+    bool keepOverrides = false;  // return the dequantized weights (for an evaluation)
+    bool writeOutput = true;     // false: measure / optimize / quantize and report only (no files, no resume)
+    int annealIterations = 1000; // proposals per temperature of each annealing run (exllamav2: 1000)
 };
 
 // One linear layer's outcome, reported as it finishes (for a per-layer chart).
 struct LayerReport {
-    std::string name;                // weight tensor name, e.g. model.layers.0.self_attn.q_proj.weight
-    std::string module;              // model.layers.0.self_attn / .mlp / lm_head
+    std::string name;   // weight tensor name, e.g. model.layers.0.self_attn.q_proj.weight
+    std::string module; // model.layers.0.self_attn / .mlp / lm_head
     int out = 0, in = 0;
-    std::string setting;             // QParams::desc()
-    double bpw = 0;                  // of this layer (total_bits / numel)
-    double relErr = -1;              // relative output error of the quantized layer on its calibration input
+    std::string setting; // QParams::desc()
+    double bpw = 0;      // of this layer (total_bits / numel)
+    double relErr = -1;  // relative output error of the quantized layer on its calibration input
     double seconds = 0;
 };
 using LayerReportFn = std::function<void(const LayerReport&)>;
 
-struct ModuleMeasurement {           // one module's options, as measurement.json holds them
-    std::string key;                 // model.layers.N.self_attn | model.layers.N.mlp
-    struct Option { double accuracy = 0; int64_t totalBits = 0; std::vector<QParams> qp; };
+struct ModuleMeasurement { // one module's options, as measurement.json holds them
+    std::string key;       // model.layers.N.self_attn | model.layers.N.mlp
+    struct Option {
+        double accuracy = 0;
+        int64_t totalBits = 0;
+        std::vector<QParams> qp;
+    };
     std::vector<Option> options;
 };
 
 struct ExportResult {
     std::string outputDir;
     std::vector<ModuleMeasurement> measurement;
-    bool measurementReused = false;          // params.measurementPath was read, nothing was measured
-    int measuredModules = 0;                 // modules measured by this run
-    int resumedModules = 0;                  // modules taken from an interrupted run's state
+    bool measurementReused = false; // params.measurementPath was read, nothing was measured
+    int measuredModules = 0;        // modules measured by this run
+    int resumedModules = 0;         // modules taken from an interrupted run's state
     std::vector<LayerReport> layers;
-    std::vector<int> strategy;               // chosen option per module (index into measurement[i].options)
-    double errorNorm = 0;                    // the optimizer's norm (Σ error^norm was minimized)
-    double targetBpw = 0, achievedBpw = 0;   // over the decoder linears (the optimizer's budget)
+    std::vector<int> strategy;             // chosen option per module (index into measurement[i].options)
+    double errorNorm = 0;                  // the optimizer's norm (Σ error^norm was minimized)
+    double targetBpw = 0, achievedBpw = 0; // over the decoder linears (the optimizer's budget)
     double headBpw = 0;
     // Calibration perplexity (as exllamav2's converter prints it) on the first min(measure rows, quant rows)
     // quantization rows: the original model, and the quantized one incl. the quantized head. 0 when the
     // head is tied to the embedding (not quantized).
     double calibPplBase = 0, calibPplQuant = 0;
     int calibPplRows = 0;
-    std::vector<std::string> files;          // written, relative to outputDir
+    std::vector<std::string> files; // written, relative to outputDir
     uint64_t tensorBytes = 0;
     double seconds = 0, measureSeconds = 0, optimizeSeconds = 0, quantizeSeconds = 0;
     // With keepOverrides: the dequantized weights of every quantized linear ([out][in], what exllamav2's
@@ -108,4 +112,4 @@ struct ExportResult {
 Result<ExportResult> exportExl2(const Model& model, const ExportParams& params, ProgressFn progress = {},
                                 LayerReportFn onLayer = {});
 
-}  // namespace qz::exl2
+} // namespace qz::exl2

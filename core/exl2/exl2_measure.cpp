@@ -23,7 +23,9 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 using MatMap = Eigen::Map<Eigen::MatrixXf>;
 using CMatMap = Eigen::Map<const Eigen::MatrixXf>;
@@ -45,23 +47,26 @@ void rmsNorm(const float* x, int64_t nTok, int dim, const std::vector<float>& g,
     for (int64_t t = 0; t < nTok; ++t) {
         const float* xi = x + t * dim;
         double s = 0;
-        for (int i = 0; i < dim; ++i) s += static_cast<double>(xi[i]) * xi[i];
+        for (int i = 0; i < dim; ++i)
+            s += static_cast<double>(xi[i]) * xi[i];
         const float scale = 1.0f / std::sqrt(static_cast<float>(s / dim) + eps);
         float* o = out + t * dim;
-        for (int i = 0; i < dim; ++i) o[i] = xi[i] * scale * g[i];
+        for (int i = 0; i < dim; ++i)
+            o[i] = xi[i] * scale * g[i];
     }
 }
 
-void linear(const std::vector<float>& W, const std::vector<float>& b, int out, int in, const float* x, int64_t n,
-            float* y, int threads) {
+void linear(const std::vector<float>& W, const std::vector<float>& b, int out, int in, const float* x,
+            int64_t n, float* y, int threads) {
     linearForward(W.data(), out, in, x, n, y, out, threads);
     if (!b.empty())
         for (int64_t t = 0; t < n; ++t)
-            for (int r = 0; r < out; ++r) y[t * out + r] += b[r];
+            for (int r = 0; r < out; ++r)
+                y[t * out + r] += b[r];
 }
 
-void applyRope(float* M, int64_t len, int rows, int nHeads, int hd, int nRot, const std::vector<double>& invFreq,
-               float linearScale) {
+void applyRope(float* M, int64_t len, int rows, int nHeads, int hd, int nRot,
+               const std::vector<double>& invFreq, float linearScale) {
     const int half = nRot / 2;
     std::vector<float> cs(half), sn(half);
     for (int64_t t = 0; t < len; ++t) {
@@ -88,7 +93,8 @@ void applyRope(float* M, int64_t len, int rows, int nHeads, int hd, int nRot, co
 std::vector<double> ropeInvFreq(const InferHParams& hp) {
     const int half = hp.nRot / 2;
     std::vector<double> f(half);
-    for (int i = 0; i < half; ++i) f[i] = std::pow(static_cast<double>(hp.ropeTheta), -2.0 * i / hp.nRot);
+    for (int i = 0; i < half; ++i)
+        f[i] = std::pow(static_cast<double>(hp.ropeTheta), -2.0 * i / hp.nRot);
     if (hp.ropeLlama3) {
         const double lowWave = hp.llama3OrigCtx / hp.llama3LowFreq;
         const double highWave = hp.llama3OrigCtx / hp.llama3HighFreq;
@@ -100,7 +106,8 @@ std::vector<double> ropeInvFreq(const InferHParams& hp) {
             else if (wave > lowWave)
                 nf = fi / hp.llama3Factor;
             else {
-                const double s = (hp.llama3OrigCtx / wave - hp.llama3LowFreq) / (hp.llama3HighFreq - hp.llama3LowFreq);
+                const double s =
+                    (hp.llama3OrigCtx / wave - hp.llama3LowFreq) / (hp.llama3HighFreq - hp.llama3LowFreq);
                 nf = (1 - s) * fi / hp.llama3Factor + s * fi;
             }
             const float factor = static_cast<float>(fi / nf);
@@ -156,9 +163,11 @@ nlohmann::ordered_json optionsJson(const ModuleMeasurement& m) {
 }
 
 // One module's options from JSON (measurement.json entry or a resume file).
-Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const ModuleRef& ref, const std::string& what) {
+Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const ModuleRef& ref,
+                                         const std::string& what) {
     const std::string ctx = what + ": " + ref.key;
-    if (!arr.is_array() || arr.empty() || arr.size() > 10000) return makeError(ctx + ": expected a non-empty list of options");
+    if (!arr.is_array() || arr.empty() || arr.size() > 10000)
+        return makeError(ctx + ": expected a non-empty list of options");
     ModuleMeasurement mm;
     mm.key = ref.key;
     const auto names = slotNames(ref.attn);
@@ -167,7 +176,8 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
         const std::string oc = ctx + " option " + std::to_string(i);
         if (!o.is_object()) return makeError(oc + ": not an object");
         ModuleMeasurement::Option opt;
-        if (!o.contains("accuracy") || !o["accuracy"].is_number()) return makeError(oc + ": no numeric accuracy");
+        if (!o.contains("accuracy") || !o["accuracy"].is_number())
+            return makeError(oc + ": no numeric accuracy");
         opt.accuracy = o["accuracy"].get<double>();
         if (!std::isfinite(opt.accuracy) || opt.accuracy < 0 || opt.accuracy > 1)
             return makeError(oc + ": accuracy out of [0, 1]");
@@ -177,7 +187,7 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
         int64_t expect = 0;
         for (size_t s = 0; s < names.size(); ++s) {
             if (!o.contains(names[s]) || !o[names[s]].is_object()) return makeError(oc + ": no " + names[s]);
-            auto qp = qparamsFromJsonValue(o[names[s]]);  // validated (validateQParams)
+            auto qp = qparamsFromJsonValue(o[names[s]]); // validated (validateQParams)
             if (!qp) return makeError(oc + " " + names[s] + ": " + qp.error().message);
             if (auto g = planGroups(*qp, ref.linears[s].in); !g)
                 return makeError(oc + " " + names[s] + ": " + g.error().message);
@@ -185,32 +195,35 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
             opt.qp.push_back(std::move(*qp));
         }
         if (opt.totalBits != expect)
-            return makeError(oc + ": total_bits " + std::to_string(opt.totalBits) + " does not match its settings (" +
-                             std::to_string(expect) + ")");
+            return makeError(oc + ": total_bits " + std::to_string(opt.totalBits) +
+                             " does not match its settings (" + std::to_string(expect) + ")");
         mm.options.push_back(std::move(opt));
     }
     return mm;
 }
 
-}  // namespace
+} // namespace
 
 int64_t ModuleRef::numel() const {
     int64_t n = 0;
-    for (const auto& l : linears) n += l.numel();
+    for (const auto& l : linears)
+        n += l.numel();
     return n;
 }
 
 int64_t ModelPlan::decoderNumel() const {
     int64_t n = 0;
-    for (const auto& m : modules) n += m.numel();
+    for (const auto& m : modules)
+        n += m.numel();
     return n;
 }
 
 Result<ModelPlan> planModel(const Model& model) {
     const std::string arch = model.architecture;
     if (arch == "gpt2")
-        return makeError("EXL2: exllamav2 does not support GPT-2 models (architecture gpt2); llama, mistral and "
-                         "qwen2 models can be exported");
+        return makeError(
+            "EXL2: exllamav2 does not support GPT-2 models (architecture gpt2); llama, mistral and "
+            "qwen2 models can be exported");
     if (arch != "llama" && arch != "mistral" && arch != "qwen2")
         return makeError("EXL2: architecture '" + arch + "' is not supported (llama, mistral, qwen2 are)");
     if (model.format != ModelFormat::HuggingFaceFolder)
@@ -221,7 +234,8 @@ Result<ModelPlan> planModel(const Model& model) {
     plan.hp = *hp;
     const InferHParams& h = plan.hp;
     const int qDim = h.nHead * h.headDim, kvDim = h.nHeadKv * h.headDim;
-    auto linearRef = [&](const std::string& prefix, const std::string& slot, int out, int in) -> Result<LinearRef> {
+    auto linearRef = [&](const std::string& prefix, const std::string& slot, int out,
+                         int in) -> Result<LinearRef> {
         LinearRef L;
         L.prefix = prefix;
         L.slot = slot;
@@ -237,7 +251,8 @@ Result<ModelPlan> planModel(const Model& model) {
             return makeError("EXL2: " + L.weightName + " has " + std::to_string(in) +
                              " input features, not a multiple of 32 (EXL2 groups need it)");
         if (const TensorInfo* b = model.find(prefix + ".bias")) {
-            if (b->shape != std::vector<int64_t>{out}) return makeError("EXL2: " + prefix + ".bias has a wrong shape");
+            if (b->shape != std::vector<int64_t>{out})
+                return makeError("EXL2: " + prefix + ".bias has a wrong shape");
             L.biasName = prefix + ".bias";
         }
         return L;
@@ -245,7 +260,8 @@ Result<ModelPlan> planModel(const Model& model) {
     auto checkVec = [&](const std::string& name, int n) -> Status {
         const TensorInfo* t = model.find(name);
         if (!t) return makeError("EXL2: " + model.path + " lacks " + name);
-        if (t->shape != std::vector<int64_t>{n}) return makeError("EXL2: " + name + " has shape " + t->shapeString());
+        if (t->shape != std::vector<int64_t>{n})
+            return makeError("EXL2: " + name + " has shape " + t->shapeString());
         return okStatus();
     };
     for (int l = 0; l < h.nLayer; ++l) {
@@ -257,13 +273,20 @@ Result<ModelPlan> planModel(const Model& model) {
             m.key = lp + (m.attn ? ".self_attn" : ".mlp");
             m.normName = lp + (m.attn ? ".input_layernorm.weight" : ".post_attention_layernorm.weight");
             if (auto s = checkVec(m.normName, h.nEmbd); !s) return s.error();
-            struct Spec { const char* slot; int out, in; };
+            struct Spec {
+                const char* slot;
+                int out, in;
+            };
             std::vector<Spec> specs;
             if (m.attn)
-                specs = {{"q_proj", qDim, h.nEmbd}, {"k_proj", kvDim, h.nEmbd}, {"v_proj", kvDim, h.nEmbd},
+                specs = {{"q_proj", qDim, h.nEmbd},
+                         {"k_proj", kvDim, h.nEmbd},
+                         {"v_proj", kvDim, h.nEmbd},
                          {"o_proj", h.nEmbd, qDim}};
             else
-                specs = {{"gate_proj", h.nFf, h.nEmbd}, {"up_proj", h.nFf, h.nEmbd}, {"down_proj", h.nEmbd, h.nFf}};
+                specs = {{"gate_proj", h.nFf, h.nEmbd},
+                         {"up_proj", h.nFf, h.nEmbd},
+                         {"down_proj", h.nEmbd, h.nFf}};
             for (const auto& s : specs) {
                 auto L = linearRef(m.key + "." + s.slot, s.slot, s.out, s.in);
                 if (!L) return L.error();
@@ -288,9 +311,11 @@ Result<ModelPlan> planModel(const Model& model) {
 }
 
 ModuleRunner::ModuleRunner(const ModelPlan& plan, int threads)
-    : m_plan(plan), m_threads(threads > 0 ? threads : defaultThreadCount()), m_invFreq(ropeInvFreq(plan.hp)) {}
+    : m_plan(plan), m_threads(threads > 0 ? threads : defaultThreadCount()), m_invFreq(ropeInvFreq(plan.hp)) {
+}
 
-Result<States> ModuleRunner::embed(const Model& model, const std::vector<std::vector<int32_t>>& windows) const {
+Result<States> ModuleRunner::embed(const Model& model,
+                                   const std::vector<std::vector<int32_t>>& windows) const {
     const TensorInfo* t = model.find(m_plan.embedName);
     auto e = readTensorF32(model, *t);
     if (!e) return e.error();
@@ -302,10 +327,12 @@ Result<States> ModuleRunner::embed(const Model& model, const std::vector<std::ve
     const int64_t nVocab = t->shape[0];
     s.data.resize(static_cast<size_t>(s.rows) * s.len * s.dim);
     for (int r = 0; r < s.rows; ++r) {
-        if (static_cast<int>(windows[r].size()) != s.len) return makeError("EXL2: calibration rows differ in length");
+        if (static_cast<int>(windows[r].size()) != s.len)
+            return makeError("EXL2: calibration rows differ in length");
         for (int i = 0; i < s.len; ++i) {
             const int32_t tok = windows[r][i];
-            if (tok < 0 || tok >= nVocab) return makeError("EXL2: token id " + std::to_string(tok) + " out of range");
+            if (tok < 0 || tok >= nVocab)
+                return makeError("EXL2: token id " + std::to_string(tok) + " out of range");
             std::copy_n(e->data() + static_cast<size_t>(tok) * s.dim, s.dim,
                         s.row(r) + static_cast<size_t>(i) * s.dim);
         }
@@ -319,9 +346,9 @@ std::vector<float> ModuleRunner::finalNorm(const States& x, const std::vector<fl
     return out;
 }
 
-double ModuleRunner::nextTokenNll(const States& x, int rows, const std::vector<float>& g, const std::vector<float>& W,
-                                  const std::vector<float>& bias, const std::vector<std::vector<int32_t>>& windows,
-                                  int64_t* count) const {
+double ModuleRunner::nextTokenNll(const States& x, int rows, const std::vector<float>& g,
+                                  const std::vector<float>& W, const std::vector<float>& bias,
+                                  const std::vector<std::vector<int32_t>>& windows, int64_t* count) const {
     const int dim = x.dim, len = x.len;
     const int64_t vocab = static_cast<int64_t>(W.size()) / dim;
     std::vector<float> xn(static_cast<size_t>(len) * dim), logits(static_cast<size_t>(len) * vocab);
@@ -333,9 +360,11 @@ double ModuleRunner::nextTokenNll(const States& x, int rows, const std::vector<f
         for (int t = 0; t + 1 < len; ++t) {
             const float* l = logits.data() + static_cast<size_t>(t) * vocab;
             double mx = -INFINITY;
-            for (int64_t v = 0; v < vocab; ++v) mx = std::max(mx, static_cast<double>(l[v] + (bias.empty() ? 0.f : bias[v])));
+            for (int64_t v = 0; v < vocab; ++v)
+                mx = std::max(mx, static_cast<double>(l[v] + (bias.empty() ? 0.f : bias[v])));
             double se = 0;
-            for (int64_t v = 0; v < vocab; ++v) se += std::exp(l[v] + (bias.empty() ? 0.f : bias[v]) - mx);
+            for (int64_t v = 0; v < vocab; ++v)
+                se += std::exp(l[v] + (bias.empty() ? 0.f : bias[v]) - mx);
             const int32_t tgt = windows[r][t + 1];
             nll += mx + std::log(se) - (l[tgt] + (bias.empty() ? 0.f : bias[tgt]));
             ++n;
@@ -376,31 +405,37 @@ Status ModuleRunner::forward(const ModuleRef& m, const ModuleWeights& w, const S
                 const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
                 CMatMap Qm(Q.data(), qDim, len), Km(K.data(), kvDim, len), Vm(V.data(), kvDim, len);
                 MatMap Am(A.data(), qDim, len);
-                parallelFor(static_cast<size_t>(hp.nHead), [&](size_t h0, size_t h1, int) {
-                    Eigen::MatrixXf S;
-                    for (size_t h = h0; h < h1; ++h) {
-                        const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
-                        const Eigen::Index qRow = static_cast<Eigen::Index>(h) * hd;
-                        S.noalias() = Km.middleRows(kvRow, hd).transpose() * Qm.middleRows(qRow, hd);  // [key][query]
-                        for (int t = 0; t < len; ++t) {
-                            float* s = S.col(t).data();
-                            float mx = -INFINITY;
-                            for (int j = 0; j <= t; ++j) {
-                                s[j] *= scale;
-                                mx = std::max(mx, s[j]);
+                parallelFor(
+                    static_cast<size_t>(hp.nHead),
+                    [&](size_t h0, size_t h1, int) {
+                        Eigen::MatrixXf S;
+                        for (size_t h = h0; h < h1; ++h) {
+                            const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
+                            const Eigen::Index qRow = static_cast<Eigen::Index>(h) * hd;
+                            S.noalias() = Km.middleRows(kvRow, hd).transpose() *
+                                          Qm.middleRows(qRow, hd); // [key][query]
+                            for (int t = 0; t < len; ++t) {
+                                float* s = S.col(t).data();
+                                float mx = -INFINITY;
+                                for (int j = 0; j <= t; ++j) {
+                                    s[j] *= scale;
+                                    mx = std::max(mx, s[j]);
+                                }
+                                double sum = 0;
+                                for (int j = 0; j <= t; ++j) {
+                                    s[j] = std::exp(s[j] - mx);
+                                    sum += s[j];
+                                }
+                                const float inv = static_cast<float>(1.0 / sum);
+                                for (int j = 0; j <= t; ++j)
+                                    s[j] *= inv;
+                                for (int j = t + 1; j < len; ++j)
+                                    s[j] = 0.0f;
                             }
-                            double sum = 0;
-                            for (int j = 0; j <= t; ++j) {
-                                s[j] = std::exp(s[j] - mx);
-                                sum += s[j];
-                            }
-                            const float inv = static_cast<float>(1.0 / sum);
-                            for (int j = 0; j <= t; ++j) s[j] *= inv;
-                            for (int j = t + 1; j < len; ++j) s[j] = 0.0f;
+                            Am.middleRows(qRow, hd).noalias() = Vm.middleRows(kvRow, hd) * S;
                         }
-                        Am.middleRows(qRow, hd).noalias() = Vm.middleRows(kvRow, hd) * S;
-                    }
-                }, threads);
+                    },
+                    threads);
                 if (capture) capture(1, A.data(), len, qDim);
                 if (!out) continue;
                 linear(w.w[3], w.b[3], dim, qDim, A.data(), len, T.data(), threads);
@@ -421,7 +456,8 @@ Status ModuleRunner::forward(const ModuleRef& m, const ModuleWeights& w, const S
             const size_t n = static_cast<size_t>(len) * dim;
             for (size_t i = 0; i < n; ++i) {
                 Y[i] = X[i] + T[i];
-                if (!std::isfinite(Y[i])) return makeError("EXL2: " + m.key + " produced a non-finite hidden state");
+                if (!std::isfinite(Y[i]))
+                    return makeError("EXL2: " + m.key + " produced a non-finite hidden state");
             }
         }
     } catch (const std::bad_alloc&) {
@@ -451,8 +487,9 @@ Result<ModuleWeights> readModuleWeights(const Model& model, const ModuleRef& m) 
 }
 
 std::vector<float> exl2Hessian(const gptq::HessianAccumulator& acc) {
-    std::vector<float> H = acc.finish();  // 2/rows · Σ xᵀx
-    for (float& v : H) v *= 0.5f;
+    std::vector<float> H = acc.finish(); // 2/rows · Σ xᵀx
+    for (float& v : H)
+        v *= 0.5f;
     return H;
 }
 
@@ -478,12 +515,15 @@ ReducedOptions reducedOptions(bool attn) {
     return {q.perSlot, q.maps};
 }
 
-std::string moduleMeasurementJson(const ModuleMeasurement& m, const ModuleRef&) { return optionsJson(m).dump(4); }
+std::string moduleMeasurementJson(const ModuleMeasurement& m, const ModuleRef&) {
+    return optionsJson(m).dump(4);
+}
 
 std::string measurementJson(const std::vector<ModuleMeasurement>& m, int lastModuleIdx) {
     nlohmann::ordered_json j;
     j["measurement"] = nlohmann::ordered_json::object();
-    for (const auto& mm : m) j["measurement"][mm.key] = optionsJson(mm);
+    for (const auto& mm : m)
+        j["measurement"][mm.key] = optionsJson(mm);
     j["last_module_idx"] = lastModuleIdx;
     return j.dump(4);
 }
@@ -500,10 +540,12 @@ Result<std::vector<ModuleMeasurement>> parseMeasurementJson(const std::string& t
         return makeError(what + ": no \"measurement\" object (not an exllamav2 measurement.json)");
     const auto& meas = j["measurement"];
     std::set<std::string> known;
-    for (const auto& m : plan.modules) known.insert(m.key);
+    for (const auto& m : plan.modules)
+        known.insert(m.key);
     for (auto it = meas.begin(); it != meas.end(); ++it)
         if (!known.count(it.key()))
-            return makeError(what + ": module " + it.key() + " is not in this model (a measurement of another model?)");
+            return makeError(what + ": module " + it.key() +
+                             " is not in this model (a measurement of another model?)");
     std::vector<ModuleMeasurement> out;
     for (const auto& m : plan.modules) {
         if (!meas.contains(m.key)) return makeError(what + ": no measurement for " + m.key);
@@ -537,7 +579,8 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
     for (const auto& m : plan.modules) {
         const auto& r = red[m.attn ? 0 : 1];
         total += 1 + r.optionIdx.size();
-        for (const auto& s : r.slotParams) total += s.size();
+        for (const auto& s : r.slotParams)
+            total += s.size();
     }
     std::string step;
     auto report = [&](double units) {
@@ -552,11 +595,13 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         const auto t0 = Clock::now();
         const ReducedOptions& r = red[m.attn ? 0 : 1];
         double moduleUnits = 1 + r.optionIdx.size();
-        for (const auto& s : r.slotParams) moduleUnits += s.size();
+        for (const auto& s : r.slotParams)
+            moduleUnits += s.size();
         auto w = readModuleWeights(model, m);
         if (!w) return w.error();
         const std::string statePath =
-            params.stateDir.empty() ? std::string() : (fs::path(params.stateDir) / ("measure." + m.key + ".json")).string();
+            params.stateDir.empty() ? std::string()
+                                    : (fs::path(params.stateDir) / ("measure." + m.key + ".json")).string();
 
         // Resumed: the reference forward only.
         std::error_code ec;
@@ -580,7 +625,7 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
                 if (!report(moduleUnits)) return cancelledError();
                 continue;
             }
-            fs::remove(statePath, ec);  // damaged: measure again
+            fs::remove(statePath, ec); // damaged: measure again
         }
 
         // Reference forward + Hessians of the two distinct inputs.
@@ -604,7 +649,9 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         const size_t nSlots = m.linears.size();
         std::vector<std::vector<std::vector<uint16_t>>> deq(nSlots);
         std::vector<std::vector<int64_t>> bits(nSlots);
-        auto cancelFn = [&] { return progress && !progress(ProgressInfo{std::min(1.0, done / total), step}); };
+        auto cancelFn = [&] {
+            return progress && !progress(ProgressInfo{std::min(1.0, done / total), step});
+        };
         for (size_t s = 0; s < nSlots; ++s) {
             const LinearRef& L = m.linears[s];
             const PreparedHessian& H = *prep[s + 1 == nSlots ? 1 : 0];
@@ -612,10 +659,13 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
                 const QParams& qp = r.slotParams[s][qi];
                 step = "measure: " + L.prefix + " " + qp.desc();
                 auto q = quantizeLinear(w->w[s].data(), L.out, L.in, H, qp, cancelFn, runner.threads());
-                if (!q) return q.error().cancelled ? q.error() : makeError(L.weightName + ": " + q.error().message);
+                if (!q)
+                    return q.error().cancelled ? q.error()
+                                               : makeError(L.weightName + ": " + q.error().message);
                 const auto d = dequantize(*q);
                 std::vector<uint16_t> h(d.size());
-                for (size_t i = 0; i < d.size(); ++i) h[i] = fp32ToFp16(d[i]);
+                for (size_t i = 0; i < d.size(); ++i)
+                    h[i] = fp32ToFp16(d[i]);
                 deq[s].push_back(std::move(h));
                 bits[s].push_back(qp.totalBits(L.in, L.out, !L.biasName.empty()));
                 if (!report(1)) return cancelledError();
@@ -633,13 +683,15 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
             for (size_t s = 0; s < nSlots; ++s) {
                 if (idx[s] != cur[s]) {
                     const auto& h = deq[s][idx[s]];
-                    for (size_t i = 0; i < h.size(); ++i) tw.w[s][i] = fp16ToFp32(h[i]);
+                    for (size_t i = 0; i < h.size(); ++i)
+                        tw.w[s][i] = fp16ToFp32(h[i]);
                     cur[s] = idx[s];
                 }
                 opt.totalBits += bits[s][idx[s]];
                 opt.qp.push_back(r.slotParams[s][idx[s]]);
             }
-            step = "measure: " + m.key + " option " + std::to_string(oi + 1) + "/" + std::to_string(r.optionIdx.size());
+            step = "measure: " + m.key + " option " + std::to_string(oi + 1) + "/" +
+                   std::to_string(r.optionIdx.size());
             if (auto s = runner.forward(m, tw, x, &yt); !s) return s.error();
             opt.accuracy = accuracyOf(yt, y);
             mm.options.push_back(std::move(opt));
@@ -649,9 +701,9 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
             if (auto s = writeFileAtomic(statePath, moduleMeasurementJson(mm, m)); !s) return s.error();
         if (onModule) onModule(mm, false, since(t0));
         result.push_back(std::move(mm));
-        std::swap(x, y);  // the next module sees the reference output
+        std::swap(x, y); // the next module sees the reference output
     }
     return result;
 }
 
-}  // namespace qz::exl2
+} // namespace qz::exl2

@@ -56,30 +56,30 @@
 namespace qz::exl2 {
 
 struct LinearRef {
-    std::string prefix;      // e.g. model.layers.0.self_attn.q_proj
-    std::string slot;        // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
-    std::string weightName;  // prefix + ".weight"
-    std::string biasName;    // prefix + ".bias" when present, else empty
+    std::string prefix;     // e.g. model.layers.0.self_attn.q_proj
+    std::string slot;       // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
+    std::string weightName; // prefix + ".weight"
+    std::string biasName;   // prefix + ".bias" when present, else empty
     int out = 0, in = 0;
     int64_t numel() const { return static_cast<int64_t>(out) * in; }
 };
 
 struct ModuleRef {
-    std::string key;         // model.layers.N.self_attn | model.layers.N.mlp
+    std::string key; // model.layers.N.self_attn | model.layers.N.mlp
     int layer = 0;
     bool attn = true;
-    std::string normName;    // input_layernorm / post_attention_layernorm weight
-    std::vector<LinearRef> linears;  // attn: q, k, v, o; mlp: gate, up, down (the table's slot order)
+    std::string normName;           // input_layernorm / post_attention_layernorm weight
+    std::vector<LinearRef> linears; // attn: q, k, v, o; mlp: gate, up, down (the table's slot order)
     int64_t numel() const;
 };
 
 struct ModelPlan {
     InferHParams hp;
-    std::vector<ModuleRef> modules;  // 2 per layer, in order
-    std::string embedName;           // model.embed_tokens.weight
-    std::string finalNormName;       // model.norm.weight
-    LinearRef head;                  // lm_head (out = 0 when the head is tied to the embedding)
-    int64_t decoderNumel() const;    // Σ numel of every decoder linear (the optimizer's budget base)
+    std::vector<ModuleRef> modules; // 2 per layer, in order
+    std::string embedName;          // model.embed_tokens.weight
+    std::string finalNormName;      // model.norm.weight
+    LinearRef head;                 // lm_head (out = 0 when the head is tied to the embedding)
+    int64_t decoderNumel() const;   // Σ numel of every decoder linear (the optimizer's budget base)
 };
 
 // llama / mistral / qwen2 HF folders only (exllamav2's dense llama family); checks every linear's shape
@@ -97,7 +97,7 @@ struct States {
 // The weights a module is evaluated with: per linear W [out][in] (and bias [out] or empty), plus the norm.
 struct ModuleWeights {
     std::vector<float> norm;
-    std::vector<std::vector<float>> w, b;  // in the ModuleRef's linear order
+    std::vector<std::vector<float>> w, b; // in the ModuleRef's linear order
 };
 
 // Called during forward() with a linear input, per calibration row: which = 0 for the input shared by
@@ -105,7 +105,7 @@ struct ModuleWeights {
 using CaptureFn = std::function<void(int which, const float* x, int64_t nTok, int64_t nIn)>;
 
 class ModuleRunner {
-public:
+  public:
     ModuleRunner(const ModelPlan& plan, int threads);
     // The token embeddings of the windows (rows of equal length).
     Result<States> embed(const Model& model, const std::vector<std::vector<int32_t>>& windows) const;
@@ -121,7 +121,7 @@ public:
                         int64_t* count) const;
     int threads() const { return m_threads; }
 
-private:
+  private:
     const ModelPlan& m_plan;
     int m_threads;
     std::vector<double> m_invFreq;
@@ -136,7 +136,7 @@ std::vector<float> exl2Hessian(const gptq::HessianAccumulator& acc);
 double accuracyOf(const States& test, const States& ref);
 
 struct MeasureParams {
-    std::string stateDir;  // resume folder (empty: no resume state)
+    std::string stateDir; // resume folder (empty: no resume state)
     int threads = 0;
 };
 
@@ -146,7 +146,8 @@ using ModuleDoneFn = std::function<void(const ModuleMeasurement&, bool resumed, 
 Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const ModelPlan& plan,
                                                     const std::vector<std::vector<int32_t>>& windows,
                                                     const MeasureParams& params, ProgressFn progress = {},
-                                                    ModuleDoneFn onModule = {}, int* resumedModules = nullptr);
+                                                    ModuleDoneFn onModule = {},
+                                                    int* resumedModules = nullptr);
 
 // exllamav2's measurement.json text (indent 4).
 std::string measurementJson(const std::vector<ModuleMeasurement>& m, int lastModuleIdx);
@@ -159,9 +160,9 @@ Result<std::vector<ModuleMeasurement>> readMeasurementJson(const std::string& pa
 // The candidate table of a module reduced per slot (exl2_qparams.h reduceQParams, exllamav2's
 // get_qparams_reduced): distinct QParams per linear and, per option, the index of its QParams in each slot.
 struct ReducedOptions {
-    std::vector<std::vector<QParams>> slotParams;  // [slot][distinct]
-    std::vector<std::vector<int>> optionIdx;       // [option][slot]
+    std::vector<std::vector<QParams>> slotParams; // [slot][distinct]
+    std::vector<std::vector<int>> optionIdx;      // [option][slot]
 };
 ReducedOptions reducedOptions(bool attn);
 
-}  // namespace qz::exl2
+} // namespace qz::exl2

@@ -30,7 +30,7 @@ std::vector<int> cheapest(const std::vector<std::vector<OptOption>>& slots) {
     return c;
 }
 
-}  // namespace
+} // namespace
 
 std::vector<int> simAnneal(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm,
                            const OptimizeParams& p, uint64_t runSeed, double* sumOut, double* maxErrOut,
@@ -38,7 +38,8 @@ std::vector<int> simAnneal(const std::vector<std::vector<OptOption>>& slots, int
     const size_t n = slots.size();
     std::vector<std::vector<double>> pe(n);
     for (size_t i = 0; i < n; ++i)
-        for (const auto& o : slots[i]) pe[i].push_back(std::pow(std::max(0.0, o.error), norm));
+        for (const auto& o : slots[i])
+            pe[i].push_back(std::pow(std::max(0.0, o.error), norm));
     std::vector<int> sol = cheapest(slots);
     int64_t cost = 0;
     double sum = 0;
@@ -70,7 +71,7 @@ std::vector<int> simAnneal(const std::vector<std::vector<OptOption>>& slots, int
     double mx = 0, s = 0;
     for (size_t i = 0; i < n; ++i) {
         mx = std::max(mx, slots[i][sol[i]].error);
-        s += pe[i][sol[i]];  // recomputed (no drift)
+        s += pe[i][sol[i]]; // recomputed (no drift)
     }
     if (sumOut) *sumOut = s;
     if (maxErrOut) *maxErrOut = mx;
@@ -78,9 +79,11 @@ std::vector<int> simAnneal(const std::vector<std::vector<OptOption>>& slots, int
     return sol;
 }
 
-int greedyFill(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm, std::vector<int>& choice) {
+int greedyFill(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm,
+               std::vector<int>& choice) {
     int64_t cost = 0;
-    for (size_t i = 0; i < slots.size(); ++i) cost += slots[i][choice[i]].bits;
+    for (size_t i = 0; i < slots.size(); ++i)
+        cost += slots[i][choice[i]].bits;
     int steps = 0;
     for (;;) {
         double best = 0;
@@ -115,9 +118,11 @@ int pairExchange(const std::vector<std::vector<OptOption>>& slots, int64_t budge
     const size_t n = slots.size();
     std::vector<std::vector<double>> pe(n);
     for (size_t i = 0; i < n; ++i)
-        for (const auto& o : slots[i]) pe[i].push_back(std::pow(std::max(0.0, o.error), norm));
+        for (const auto& o : slots[i])
+            pe[i].push_back(std::pow(std::max(0.0, o.error), norm));
     int64_t cost = 0;
-    for (size_t i = 0; i < n; ++i) cost += slots[i][choice[i]].bits;
+    for (size_t i = 0; i < n; ++i)
+        cost += slots[i][choice[i]].bits;
     int steps = 0;
     for (;;) {
         // The change of one or two slots that lowers Σ error^norm most and fits (ties: first found).
@@ -154,7 +159,8 @@ int pairExchange(const std::vector<std::vector<OptOption>>& slots, int64_t budge
         }
         // Stop when no change lowers the sum by more than rounding noise.
         double total = 0;
-        for (size_t i = 0; i < n; ++i) total += pe[i][choice[i]];
+        for (size_t i = 0; i < n; ++i)
+            total += pe[i][choice[i]];
         if (!(best < -1e-12 * total)) break;
         cost += slots[bi][bo].bits - slots[bi][choice[bi]].bits;
         choice[bi] = static_cast<int>(bo);
@@ -167,8 +173,8 @@ int pairExchange(const std::vector<std::vector<OptOption>>& slots, int64_t budge
     return steps;
 }
 
-bool exactChoice(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm, size_t maxEntries,
-                 std::vector<int>& choice) {
+bool exactChoice(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm,
+                 size_t maxEntries, std::vector<int>& choice) {
     struct Entry {
         int64_t bits;
         double err;
@@ -179,7 +185,8 @@ bool exactChoice(const std::vector<std::vector<OptOption>>& slots, int64_t budge
     std::vector<int64_t> minRest(n + 1, 0);
     for (size_t i = n; i-- > 0;) {
         int64_t m = slots[i][0].bits;
-        for (const auto& o : slots[i]) m = std::min(m, o.bits);
+        for (const auto& o : slots[i])
+            m = std::min(m, o.bits);
         minRest[i] = minRest[i + 1] + m;
     }
     if (minRest[0] > budget) return false;
@@ -194,12 +201,13 @@ bool exactChoice(const std::vector<std::vector<OptOption>>& slots, int64_t budge
             for (size_t o = 0; o < slots[i].size(); ++o) {
                 const int64_t b = e.bits + slots[i][o].bits;
                 if (b + minRest[i + 1] > budget) continue;
-                cand.push_back({b, e.err + std::pow(std::max(0.0, slots[i][o].error), norm), static_cast<int32_t>(k),
-                                static_cast<int32_t>(o)});
+                cand.push_back({b, e.err + std::pow(std::max(0.0, slots[i][o].error), norm),
+                                static_cast<int32_t>(k), static_cast<int32_t>(o)});
             }
         }
         std::sort(cand.begin(), cand.end(), [](const Entry& a, const Entry& b) {
-            return a.bits != b.bits ? a.bits < b.bits : (a.err != b.err ? a.err < b.err : a.parent < b.parent);
+            return a.bits != b.bits ? a.bits < b.bits
+                                    : (a.err != b.err ? a.err < b.err : a.parent < b.parent);
         });
         // Keep the entries no cheaper entry beats (strictly lower error than everything cheaper).
         for (const Entry& c : cand)
@@ -220,8 +228,8 @@ bool exactChoice(const std::vector<std::vector<OptOption>>& slots, int64_t budge
     return true;
 }
 
-Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>>& slots, const OptimizeParams& p,
-                                        ProgressFn progress) {
+Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>>& slots,
+                                        const OptimizeParams& p, ProgressFn progress) {
     if (slots.empty()) return makeError("EXL2 optimizer: nothing to optimize");
     for (const auto& s : slots) {
         if (s.empty()) return makeError("EXL2 optimizer: a module has no options");
@@ -234,10 +242,12 @@ Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>
         return makeError("EXL2 optimizer: bad annealing parameters");
     const auto minChoice = cheapest(slots);
     int64_t minBits = 0;
-    for (size_t i = 0; i < slots.size(); ++i) minBits += slots[i][minChoice[i]].bits;
+    for (size_t i = 0; i < slots.size(); ++i)
+        minBits += slots[i][minChoice[i]].bits;
     if (minBits > p.budget)
         return makeError("EXL2 optimizer: the budget of " + std::to_string(p.budget) +
-                         " bits is below the smallest combination of options (" + std::to_string(minBits) + " bits)");
+                         " bits is below the smallest combination of options (" + std::to_string(minBits) +
+                         " bits)");
 
     const int S = p.samples, total = 3 * S;
     double bestM = std::numeric_limits<double>::infinity(), bestP = std::numeric_limits<double>::infinity();
@@ -274,8 +284,9 @@ Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>
             bestP = sum;
             best = std::move(sol);
         }
-        if (progress && !progress(ProgressInfo{static_cast<double>(i + 1) / total,
-                                               "optimize: run " + std::to_string(i + 1) + "/" + std::to_string(total)}))
+        if (progress &&
+            !progress(ProgressInfo{static_cast<double>(i + 1) / total,
+                                   "optimize: run " + std::to_string(i + 1) + "/" + std::to_string(total)}))
             return cancelledError();
     }
     OptimizeResult r;
@@ -305,4 +316,4 @@ Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>
     return r;
 }
 
-}  // namespace qz::exl2
+} // namespace qz::exl2

@@ -42,7 +42,7 @@ namespace qz::exl2 {
 
 struct OptOption {
     int64_t bits = 0;
-    double error = 0;  // 1 − accuracy
+    double error = 0; // 1 − accuracy
 };
 
 struct OptimizeParams {
@@ -50,43 +50,45 @@ struct OptimizeParams {
     uint64_t seed = 0;
     double normMin = 1.5, normMax = 3.5, norm2ndStage = 0.15;
     double tempMax = 2.0, tempMin = 1e-4, cooling = 0.995;
-    int iterations = 1000;   // proposals per temperature
-    int samples = 80;        // runs per stage (3 stages)
+    int iterations = 1000; // proposals per temperature
+    int samples = 80;      // runs per stage (3 stages)
     bool greedyFill = true;
     bool pairExchange = true;
-    size_t exactFrontMax = 200000;  // 0: no exact step
+    size_t exactFrontMax = 200000; // 0: no exact step
 };
 
 struct OptimizeResult {
-    std::vector<int> choice;   // option index per slot
+    std::vector<int> choice; // option index per slot
     int64_t bits = 0;
-    double errNormSum = 0;     // Σ error^norm at the chosen norm (after the greedy fill)
+    double errNormSum = 0; // Σ error^norm at the chosen norm (after the greedy fill)
     double maxError = 0;
     double norm = 0;
     int greedySteps = 0;
     int exchangeSteps = 0;
-    bool exact = false;        // the exact step ran: choice is the least Σ error^norm within the budget
+    bool exact = false; // the exact step ran: choice is the least Σ error^norm within the budget
 };
 
 // Fails when a slot has no options, the budget is below the cheapest combination (message names the
 // smallest reachable total), or on cancel (polled once per annealing run).
-Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>>& slots, const OptimizeParams& p,
-                                        ProgressFn progress = {});
+Result<OptimizeResult> optimizeStrategy(const std::vector<std::vector<OptOption>>& slots,
+                                        const OptimizeParams& p, ProgressFn progress = {});
 
 // One annealing run (exposed for tests): returns the choice; sum/maxErr/bits filled.
 std::vector<int> simAnneal(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm,
-                           const OptimizeParams& p, uint64_t runSeed, double* sum, double* maxErr, int64_t* bits);
+                           const OptimizeParams& p, uint64_t runSeed, double* sum, double* maxErr,
+                           int64_t* bits);
 
 // The exact step on its own (exposed for tests): false when the budget is infeasible or the front grows
 // beyond maxEntries.
-bool exactChoice(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm, size_t maxEntries,
-                 std::vector<int>& choice);
+bool exactChoice(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm,
+                 size_t maxEntries, std::vector<int>& choice);
 
 // The exchange descent on its own (exposed for tests). Returns the number of changes made.
 int pairExchange(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm,
                  std::vector<int>& choice);
 
 // The greedy fill on its own (exposed for tests). Returns the number of switches made.
-int greedyFill(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm, std::vector<int>& choice);
+int greedyFill(const std::vector<std::vector<OptOption>>& slots, int64_t budget, double norm,
+               std::vector<int>& choice);
 
-}  // namespace qz::exl2
+} // namespace qz::exl2

@@ -46,7 +46,9 @@ std::string readAll(const std::string& p) {
     return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-void writeAll(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+void writeAll(const std::string& p, const std::string& s) {
+    std::ofstream(p, std::ios::binary) << s;
+}
 
 double perplexity(const Model& m, const WeightOverrides* ov) {
     EngineOptions eo;
@@ -69,7 +71,7 @@ ExportParams baseParams() {
     p.measureCalib = {8, 256, 1};
     p.quantCalib = {32, 256, 1};
     p.seed = 1;
-    p.annealIterations = 100;  // 1975 temperatures × 100 proposals per run (exllamav2: × 1000)
+    p.annealIterations = 100; // 1975 temperatures × 100 proposals per run (exllamav2: × 1000)
     return p;
 }
 
@@ -96,7 +98,8 @@ std::pair<double, int64_t> bestWithin(const std::vector<ModuleMeasurement>& m, i
         std::vector<std::pair<int64_t, double>> next;
         for (const auto& [b, e] : front)
             for (const auto& o : mm.options)
-                if (b + o.totalBits <= budget) next.push_back({b + o.totalBits, e + std::pow(1 - o.accuracy, norm)});
+                if (b + o.totalBits <= budget)
+                    next.push_back({b + o.totalBits, e + std::pow(1 - o.accuracy, norm)});
         std::sort(next.begin(), next.end());
         front.clear();
         for (const auto& t : next)
@@ -108,27 +111,29 @@ std::pair<double, int64_t> bestWithin(const std::vector<ModuleMeasurement>& m, i
         reach.assign(r.begin(), r.end());
     }
     double best = front.front().second;
-    for (const auto& t : front) best = std::min(best, t.second);
+    for (const auto& t : front)
+        best = std::min(best, t.second);
     if (!reach.empty()) maxBits = reach.back();
     return {best, maxBits};
 }
 
 std::set<std::string> listDir(const std::string& d) {
     std::set<std::string> s;
-    for (const auto& e : fs::directory_iterator(d)) s.insert(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(d))
+        s.insert(e.path().filename().string());
     return s;
 }
-}  // namespace
+} // namespace
 
 class TestExl2Model : public QObject {
     Q_OBJECT
     std::shared_ptr<Model> m_model;
     QTemporaryDir m_tmp;
-    std::string m_dir;       // the 5.0 bpw export (measured, uninterrupted)
+    std::string m_dir; // the 5.0 bpw export (measured, uninterrupted)
     ExportResult m_full;
-    double m_base = 0;       // original perplexity
+    double m_base = 0; // original perplexity
 
-private slots:
+  private slots:
     void initTestCase();
     void moduleForwardMatchesEngine();
     void calibrationPerplexity();
@@ -138,6 +143,7 @@ private slots:
     void measurementResumes();
     void cancelLeavesNoDestination();
     void shardedOutput();
+    void commandLine();
     void rejectsBadInput();
 };
 
@@ -161,11 +167,12 @@ void TestExl2Model::initTestCase() {
     QVERIFY(!m_full.measurementReused);
     QCOMPARE(m_full.measuredModules, 8);
     QCOMPARE(m_full.resumedModules, 0);
-    for (const char* ph : {"measure", "optimize", "quantize", "write"}) QVERIFY2(phases.count(ph), ph);
+    for (const char* ph : {"measure", "optimize", "quantize", "write"})
+        QVERIFY2(phases.count(ph), ph);
     m_base = perplexity(*m_model, nullptr);
     qInfo("5.0 bpw: achieved %.4f, head %.4f bpw; measure %.1fs optimize %.1fs quantize %.1fs total %.1fs",
-          m_full.achievedBpw, m_full.headBpw, m_full.measureSeconds, m_full.optimizeSeconds, m_full.quantizeSeconds,
-          m_full.seconds);
+          m_full.achievedBpw, m_full.headBpw, m_full.measureSeconds, m_full.optimizeSeconds,
+          m_full.quantizeSeconds, m_full.seconds);
 }
 
 void TestExl2Model::moduleForwardMatchesEngine() {
@@ -201,7 +208,8 @@ void TestExl2Model::moduleForwardMatchesEngine() {
     for (size_t t = 0; t < win.size(); ++t)
         for (int v = 0; v < nV; ++v) {
             double acc = 0;
-            for (int i = 0; i < d; ++i) acc += static_cast<double>((*W)[static_cast<size_t>(v) * d + i]) * xn[t * d + i];
+            for (int i = 0; i < d; ++i)
+                acc += static_cast<double>((*W)[static_cast<size_t>(v) * d + i]) * xn[t * d + i];
             maxDiff = std::max(maxDiff, std::fabs(acc - logits[t * nV + v]));
             maxAbs = std::max(maxAbs, std::fabs(acc));
         }
@@ -235,8 +243,10 @@ void TestExl2Model::calibrationPerplexity() {
             for (size_t t = 0; t + 1 < w.size(); ++t) {
                 const float* l = logits.data() + t * nV;
                 double mx = -INFINITY, se = 0;
-                for (int v = 0; v < nV; ++v) mx = std::max(mx, static_cast<double>(l[v]));
-                for (int v = 0; v < nV; ++v) se += std::exp(l[v] - mx);
+                for (int v = 0; v < nV; ++v)
+                    mx = std::max(mx, static_cast<double>(l[v]));
+                for (int v = 0; v < nV; ++v)
+                    se += std::exp(l[v] - mx);
                 nll += mx + std::log(se) - l[w[t + 1]];
                 ++n;
             }
@@ -244,8 +254,8 @@ void TestExl2Model::calibrationPerplexity() {
         return std::exp(nll / n);
     };
     const double base = ppl(nullptr), quant = ppl(&m_full.overrides);
-    qInfo("calibration perplexity: base %.5f (engine %.5f), quantized %.5f (engine %.5f)", m_full.calibPplBase, base,
-          m_full.calibPplQuant, quant);
+    qInfo("calibration perplexity: base %.5f (engine %.5f), quantized %.5f (engine %.5f)",
+          m_full.calibPplBase, base, m_full.calibPplQuant, quant);
     QVERIFY(std::fabs(m_full.calibPplBase / base - 1) < 1e-4);
     QVERIFY(std::fabs(m_full.calibPplQuant / quant - 1) < 1e-4);
     // (Not asserted: quantized above base. These rows also calibrated the quantization; with 4 of them the
@@ -253,12 +263,14 @@ void TestExl2Model::calibrationPerplexity() {
 }
 
 void TestExl2Model::outputFolder() {
-    const std::set<std::string> expected = {"output.safetensors",      "config.json",          "measurement.json",
-                                            "tokenizer.model",         "tokenizer_config.json", "special_tokens_map.json",
+    const std::set<std::string> expected = {"output.safetensors",    "config.json",
+                                            "measurement.json",      "tokenizer.model",
+                                            "tokenizer_config.json", "special_tokens_map.json",
                                             "generation_config.json"};
     QCOMPARE(listDir(m_dir), expected);
     QCOMPARE(std::set<std::string>(m_full.files.begin(), m_full.files.end()), expected);
-    QCOMPARE(listDir(m_tmp.path().toStdString()), std::set<std::string>{"full"});  // no partial folder beside it
+    QCOMPARE(listDir(m_tmp.path().toStdString()),
+             std::set<std::string>{"full"}); // no partial folder beside it
 
     auto out = openModel(m_dir + "/output.safetensors");
     QVERIFY2(out.ok(), out.ok() ? "" : out.error().message.c_str());
@@ -266,9 +278,11 @@ void TestExl2Model::outputFolder() {
     QVERIFY(plan.ok());
     std::vector<LinearRef> lin;
     for (const auto& m : plan->modules)
-        for (const auto& L : m.linears) lin.push_back(L);
+        for (const auto& L : m.linears)
+            lin.push_back(L);
     std::set<std::string> quantized;
-    for (const auto& L : lin) quantized.insert(L.weightName);
+    for (const auto& L : lin)
+        quantized.insert(L.weightName);
     quantized.insert("lm_head.weight");
     // Every original tensor: either a quantized linear (5 q_* tensors, no .weight) or F16 with its shape.
     size_t expectCount = 0;
@@ -287,17 +301,18 @@ void TestExl2Model::outputFolder() {
             QCOMPARE(sc->dtype, DType::I32);
             QCOMPARE(sm->dtype, DType::F16);
             QCOMPARE(gr->dtype, DType::I16);
-            QCOMPARE(qw->shape[1], t.shape[0]);                 // out (a multiple of 32 here)
-            QCOMPARE(sc->shape[1] * 8, qw->shape[1]);            // loader check
-            QCOMPARE(sm->shape[0], sc->shape[0]);                // loader check
+            QCOMPARE(qw->shape[1], t.shape[0]);       // out (a multiple of 32 here)
+            QCOMPARE(sc->shape[1] * 8, qw->shape[1]); // loader check
+            QCOMPARE(sm->shape[0], sc->shape[0]);     // loader check
             QCOMPARE(gr->shape[0], 2 * sm->shape[0]);
-            QCOMPARE(ip->shape[0], t.shape[1]);                  // in
+            QCOMPARE(ip->shape[0], t.shape[1]); // in
             // q_invperm is a permutation of 0..in-1.
             const auto bytes = (*out)->rawBytes(*ip);
             std::vector<int32_t> perm(ip->shape[0]);
             std::memcpy(perm.data(), bytes.data(), bytes.size());
             std::sort(perm.begin(), perm.end());
-            for (size_t k = 0; k < perm.size(); ++k) QCOMPARE(perm[k], static_cast<int32_t>(k));
+            for (size_t k = 0; k < perm.size(); ++k)
+                QCOMPARE(perm[k], static_cast<int32_t>(k));
             expectCount += 5;
         } else {
             const TensorInfo* o = (*out)->find(t.name);
@@ -310,7 +325,8 @@ void TestExl2Model::outputFolder() {
     QCOMPARE((*out)->tensors.size(), expectCount);
 
     // Achieved bpw from the written bytes: with out a multiple of 32, 8 × the bytes of a linear's q_* tensors
-    // are exactly exllamav2's total_bits (codes, 4-bit scales, fp16 maxima, int16 group pairs, int32 invperm).
+    // are exactly exllamav2's total_bits (codes, 4-bit scales, fp16 maxima, int16 group pairs, int32
+    // invperm).
     double bits = 0, numel = 0;
     for (const auto& L : lin) {
         for (const char* suf : {".q_weight", ".q_invperm", ".q_scale", ".q_scale_max", ".q_groups"})
@@ -341,7 +357,8 @@ void TestExl2Model::outputFolder() {
     QCOMPARE(mj["last_module_idx"].get<int>(), 2 * 4 + 2);
     QCOMPARE(mj["measurement"].size(), size_t(8));
     const auto& o0 = mj["measurement"]["model.layers.0.self_attn"][0];
-    for (const char* k : {"accuracy", "total_bits", "q_proj", "k_proj", "v_proj", "o_proj"}) QVERIFY2(o0.contains(k), k);
+    for (const char* k : {"accuracy", "total_bits", "q_proj", "k_proj", "v_proj", "o_proj"})
+        QVERIFY2(o0.contains(k), k);
     QVERIFY(mj["measurement"]["model.layers.3.mlp"][0].contains("down_proj"));
     QVERIFY(o0["q_proj"].contains("bits_prop") && o0["q_proj"].contains("group_size"));
     auto back = readMeasurementJson(m_dir + "/measurement.json", *plan);
@@ -380,7 +397,8 @@ void TestExl2Model::readCheckEqualsDequant() {
         if (m_full.overrides.count(t.name)) continue;
         auto v = readTensorF32(*m_model, t);
         QVERIFY(v.ok());
-        for (float& x : *v) x = fp16ToFp32(fp32ToFp16(x));
+        for (float& x : *v)
+            x = fp16ToFp32(fp32ToFp16(x));
         f16.push_back(std::move(*v));
         decls.push_back({t.name, DType::F32, t.shape});
         data.push_back(&f16.back());
@@ -388,13 +406,15 @@ void TestExl2Model::readCheckEqualsDequant() {
     {
         SafetensorsWriter w;
         QVERIFY(w.open(ref, decls).ok());
-        for (const auto* d : data) QVERIFY(w.writeTensorFromF32(*d).ok());
+        for (const auto* d : data)
+            QVERIFY(w.writeTensorFromF32(*d).ok());
         QVERIFY(w.finish().ok());
     }
     QProcess proc;
     // The system interpreter has numpy (Debian python3-numpy); a PATH shim (pyenv) may not.
     const QString python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-    proc.start(python, {QString::fromStdString(script), QString::fromStdString(m_dir), QString::fromStdString(ref)});
+    proc.start(python,
+               {QString::fromStdString(script), QString::fromStdString(m_dir), QString::fromStdString(ref)});
     QVERIFY(proc.waitForFinished(600000));
     const QByteArray outText = proc.readAllStandardOutput() + proc.readAllStandardError();
     qInfo("read_check.py: %s", outText.trimmed().right(600).constData());
@@ -419,7 +439,7 @@ void TestExl2Model::measurementReusedAtTargets() {
     const double pRtn = perplexity(*m_model, &rtn);
 
     double ppl[4] = {0, 0, 0, 0};
-    const double targets[4] = {4.0, 8.0, 3.0, 6.0};  // perplexities at 4.0 and 8.0
+    const double targets[4] = {4.0, 8.0, 3.0, 6.0}; // perplexities at 4.0 and 8.0
     for (int k = 0; k < 4; ++k) {
         ExportParams p = baseParams();
         p.targetBpw = targets[k];
@@ -433,7 +453,7 @@ void TestExl2Model::measurementReusedAtTargets() {
         });
         QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
         QVERIFY(r->measurementReused);
-        QVERIFY(!measuring);                 // no measurement step was ever reported
+        QVERIFY(!measuring); // no measurement step was ever reported
         QCOMPARE(r->measuredModules, 0);
         QCOMPARE(r->resumedModules, 0);
         QVERIFY(sameMeasurement(r->measurement, m_full.measurement));
@@ -457,9 +477,9 @@ void TestExl2Model::measurementReusedAtTargets() {
         qInfo("target %.1f: achieved %.4f bpw (largest total within the budget: %.4f), head %.4f bpw, "
               "Σ err^%.3f %.6g (least %.6g), %.1fs",
               targets[k], r->achievedBpw, reachable, r->headBpw, r->errorNorm, sum, best, r->seconds);
-        // Within 0.02 of the target, except at 8.0: on bard-llama's narrow layers every option with 8-bit rows
-        // costs > 8 bpw (q_invperm alone is 32/out = 0.125-0.25 bpw), so no combination lands within 0.02
-        // below 8.0 (the test prints the largest one) and the least-error one is lower still.
+        // Within 0.02 of the target, except at 8.0: on bard-llama's narrow layers every option with 8-bit
+        // rows costs > 8 bpw (q_invperm alone is 32/out = 0.125-0.25 bpw), so no combination lands within
+        // 0.02 below 8.0 (the test prints the largest one) and the least-error one is lower still.
         if (targets[k] < 8.0)
             QVERIFY2(r->achievedBpw >= targets[k] - 0.02,
                      qPrintable(QString("target %1 achieved %2").arg(targets[k]).arg(r->achievedBpw)));
@@ -467,9 +487,11 @@ void TestExl2Model::measurementReusedAtTargets() {
             QVERIFY(reachable < targets[k] - 0.02);
         if (k < 2) ppl[k] = perplexity(*m_model, &r->overrides);
     }
-    qInfo("original ppl %.4f, RTN 4-bit g128 %.4f, EXL2 4.0 %.4f, EXL2 8.0 %.4f", m_base, pRtn, ppl[0], ppl[1]);
+    qInfo("original ppl %.4f, RTN 4-bit g128 %.4f, EXL2 4.0 %.4f, EXL2 8.0 %.4f", m_base, pRtn, ppl[0],
+          ppl[1]);
     QVERIFY2(ppl[0] < pRtn, qPrintable(QString("EXL2 4.0 ppl %1 not below RTN %2").arg(ppl[0]).arg(pRtn)));
-    QVERIFY2(std::fabs(ppl[1] / m_base - 1) < 0.01, qPrintable(QString("EXL2 8.0 ppl %1 vs %2").arg(ppl[1]).arg(m_base)));
+    QVERIFY2(std::fabs(ppl[1] / m_base - 1) < 0.01,
+             qPrintable(QString("EXL2 8.0 ppl %1 vs %2").arg(ppl[1]).arg(m_base)));
 }
 
 void TestExl2Model::measurementResumes() {
@@ -487,7 +509,8 @@ void TestExl2Model::measurementResumes() {
     QVERIFY(!fs::exists(dir));
     std::set<std::string> state = listDir(partial);
     QCOMPARE(state, (std::set<std::string>{"exl2-state.json", "measure.model.layers.0.self_attn.json",
-                                           "measure.model.layers.0.mlp.json", "measure.model.layers.1.self_attn.json",
+                                           "measure.model.layers.0.mlp.json",
+                                           "measure.model.layers.1.self_attn.json",
                                            "measure.model.layers.1.mlp.json"}));
     // Rerun: four modules taken from the state, four measured; the same measurement and files as the
     // uninterrupted run.
@@ -497,7 +520,8 @@ void TestExl2Model::measurementResumes() {
     QCOMPARE(r->measuredModules, 4);
     QVERIFY(sameMeasurement(r->measurement, m_full.measurement));
     QVERIFY(!fs::exists(partial));
-    for (const auto& f : m_full.files) QVERIFY2(readAll(dir + "/" + f) == readAll(m_dir + "/" + f), f.c_str());
+    for (const auto& f : m_full.files)
+        QVERIFY2(readAll(dir + "/" + f) == readAll(m_dir + "/" + f), f.c_str());
     fs::remove_all(dir);
 }
 
@@ -514,7 +538,7 @@ void TestExl2Model::cancelLeavesNoDestination() {
         auto r = exportExl2(*m_model, p, [&](const ProgressInfo& i) { return i.step.rfind(ph, 0) != 0; });
         QVERIFY2(!r.ok() && r.error().cancelled, phase);
         QVERIFY2(!fs::exists(dir), phase);
-        QVERIFY2(listDir(parent).empty(), phase);  // no partial folder, no temporary file
+        QVERIFY2(listDir(parent).empty(), phase); // no partial folder, no temporary file
     }
     // A failure (an existing, non-empty destination) touches nothing.
     fs::create_directories(dir);
@@ -563,7 +587,50 @@ void TestExl2Model::shardedOutput() {
     }
     QCOMPARE(seen.size(), (*single)->tensors.size());
     QVERIFY(!fs::exists(dir + "/output.safetensors"));
-    for (const auto& f : listDir(dir)) QVERIFY2(f.find("index") == std::string::npos, f.c_str());
+    for (const auto& f : listDir(dir))
+        QVERIFY2(f.find("index") == std::string::npos, f.c_str());
+}
+
+void TestExl2Model::commandLine() {
+    // quantzoo-cli export --format exl2 with the measurement reused: exit 0, per-layer lines, target vs
+    // achieved; usage errors exit 2, an unsupported model 1.
+    auto run = [](const QStringList& args, QString* out, QString* err) {
+        QProcess pr;
+        pr.start(QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"), args);
+        if (!pr.waitForFinished(600000)) return -1;
+        if (out) *out = QString::fromUtf8(pr.readAllStandardOutput());
+        if (err) *err = QString::fromUtf8(pr.readAllStandardError());
+        return pr.exitStatus() == QProcess::NormalExit ? pr.exitCode() : -2;
+    };
+    const QString model = QString::fromStdString(kModel), calib = QString::fromStdString(kTrain);
+    const QString meas = QString::fromStdString(m_dir + "/measurement.json");
+    const QString out = m_tmp.path() + "/cli";
+    QString o, e;
+    QCOMPARE(run({"export", model, "--format", "exl2", "--bpw", "4.5", "--calib", calib, "--measurement",
+                  meas, "--rows", "8", "--len", "128", "--anneal-iterations", "100", "-o", out},
+                 &o, &e),
+             0);
+    QVERIFY2(o.contains("measurement: reused"), qPrintable(o));
+    const QRegularExpressionMatch mt =
+        QRegularExpression("target 4.5000 bpw, achieved ([0-9.]+) bpw").match(o);
+    QVERIFY2(mt.hasMatch(), qPrintable(o));
+    QVERIFY2(mt.captured(1).toDouble() <= 4.5 && mt.captured(1).toDouble() >= 4.48, qPrintable(o));
+    QVERIFY2(e.contains("model.layers.3.mlp.down_proj.weight") && e.contains("lm_head.weight"),
+             qPrintable(e));
+    QVERIFY(fs::exists((out + "/output.safetensors").toStdString()));
+    QCOMPARE(run({"export", model, "--format", "exl2", "--calib", calib}, nullptr, &e), 2); // no -o
+    QCOMPARE(run({"export", model, "--format", "exl2", "--calib", calib, "--bpw", "9", "-o", out + "2"},
+                 nullptr, &e),
+             2);
+    QCOMPARE(run({"export", model, "--format", "exl2", "--calib", calib, "--head-bits", "7", "-o", out + "2"},
+                 nullptr, &e),
+             2);
+    QCOMPARE(run({"export", QString::fromStdString(kData + "/models/bard-gpt2"), "--format", "exl2",
+                  "--calib", calib, "-o", out + "2"},
+                 nullptr, &e),
+             1);
+    QVERIFY2(e.contains("GPT-2"), qPrintable(e));
+    QVERIFY(!fs::exists((out + "2").toStdString()));
 }
 
 void TestExl2Model::rejectsBadInput() {
@@ -589,7 +656,8 @@ void TestExl2Model::rejectsBadInput() {
     double minBits = 0;
     for (const auto& mm : m_full.measurement) {
         int64_t b = mm.options[0].totalBits;
-        for (const auto& o : mm.options) b = std::min(b, o.totalBits);
+        for (const auto& o : mm.options)
+            b = std::min(b, o.totalBits);
         minBits += static_cast<double>(b);
     }
     const double minBpw = minBits / static_cast<double>(plan->decoderNumel());

@@ -19,28 +19,30 @@ OptimizeParams fastParams(int64_t budget, uint64_t seed = 7) {
     OptimizeParams p;
     p.budget = budget;
     p.seed = seed;
-    p.iterations = 50;  // the schedule's 1975 temperatures, 50 proposals each (tests stay fast)
+    p.iterations = 50; // the schedule's 1975 temperatures, 50 proposals each (tests stay fast)
     p.samples = 8;
     return p;
 }
 
 double sumPow(const std::vector<std::vector<OptOption>>& table, const std::vector<int>& c, double norm) {
     double s = 0;
-    for (size_t i = 0; i < table.size(); ++i) s += std::pow(table[i][c[i]].error, norm);
+    for (size_t i = 0; i < table.size(); ++i)
+        s += std::pow(table[i][c[i]].error, norm);
     return s;
 }
 
 int64_t bitsOf(const std::vector<std::vector<OptOption>>& table, const std::vector<int>& c) {
     int64_t b = 0;
-    for (size_t i = 0; i < table.size(); ++i) b += table[i][c[i]].bits;
+    for (size_t i = 0; i < table.size(); ++i)
+        b += table[i][c[i]].bits;
     return b;
 }
 
-}  // namespace
+} // namespace
 
 class TestExl2Optimize : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void defaultsAreExllamav2Schedule();
     void twoSlotsHandDerived();
     void identicalSlotsExactBudget();
@@ -96,7 +98,8 @@ void TestExl2Optimize::identicalSlotsExactBudget() {
     auto r = optimizeStrategy(table, fastParams(1400));
     QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
     int n[3] = {0, 0, 0};
-    for (int c : r->choice) ++n[c];
+    for (int c : r->choice)
+        ++n[c];
     QCOMPARE(n[0], 0);
     QCOMPARE(n[1], 4);
     QCOMPARE(n[2], 2);
@@ -137,7 +140,8 @@ void TestExl2Optimize::bruteForceOptimum() {
         double best = std::numeric_limits<double>::infinity();
         std::vector<int> c(6);
         for (int code = 0; code < 4096; ++code) {
-            for (int i = 0, v = code; i < 6; ++i, v /= 4) c[i] = v % 4;
+            for (int i = 0, v = code; i < 6; ++i, v /= 4)
+                c[i] = v % 4;
             if (bitsOf(table, c) <= budget) best = std::min(best, sumPow(table, c, r->norm));
         }
         const double got = sumPow(table, r->choice, r->norm);
@@ -149,7 +153,8 @@ void TestExl2Optimize::bruteForceOptimum() {
 void TestExl2Optimize::greedyFillOrder() {
     // Norm 1. Start (10, 10) = 20 bits of 30. A→15 gains .2 for 5 bits (.04/bit), B→12 gains .05 for 2 bits
     // (.025/bit), A→40 does not fit: A→15 first (25 bits), then B→12 (27 bits), then nothing fits.
-    const std::vector<std::vector<OptOption>> table = {{{10, 0.5}, {15, 0.3}, {40, 0.01}}, {{10, 0.5}, {12, 0.45}}};
+    const std::vector<std::vector<OptOption>> table = {{{10, 0.5}, {15, 0.3}, {40, 0.01}},
+                                                       {{10, 0.5}, {12, 0.45}}};
     std::vector<int> choice = {0, 0};
     QCOMPARE(greedyFill(table, 30, 1.0, choice), 2);
     QCOMPARE(choice, (std::vector<int>{1, 1}));
@@ -222,7 +227,8 @@ void TestExl2Optimize::exactStepLargeModel() {
     QCOMPARE(exact->norm, heur->norm);
     QVERIFY(exact->bits <= p.budget);
     const double se = sumPow(table, exact->choice, exact->norm), sh = sumPow(table, heur->choice, heur->norm);
-    qInfo("64 slots: exact Σ %.6g, heuristic Σ %.6g, %lld ms with the exact step", se, sh, static_cast<long long>(ms));
+    qInfo("64 slots: exact Σ %.6g, heuristic Σ %.6g, %lld ms with the exact step", se, sh,
+          static_cast<long long>(ms));
     QVERIFY(se <= sh);
     // Exactness on this size: no single or paired change improves the exact answer.
     std::vector<int> c = exact->choice;
@@ -233,7 +239,8 @@ void TestExl2Optimize::deterministicWithSeed() {
     std::vector<std::vector<OptOption>> table;
     for (int i = 0; i < 16; ++i) {
         std::vector<OptOption> o;
-        for (int k = 0; k < 10; ++k) o.push_back({1000 + 150 * k + 7 * i, 0.3 / (1 + k + 0.1 * (i % 5))});
+        for (int k = 0; k < 10; ++k)
+            o.push_back({1000 + 150 * k + 7 * i, 0.3 / (1 + k + 0.1 * (i % 5))});
         table.push_back(o);
     }
     const int64_t budget = 16 * 1000 + 16 * 600;
@@ -264,7 +271,7 @@ void TestExl2Optimize::refusesImpossibleBudget() {
     auto r = optimizeStrategy(table, fastParams(24));
     QVERIFY(!r.ok());
     QVERIFY(r.error().message.find("25 bits") != std::string::npos);
-    QVERIFY(optimizeStrategy(table, fastParams(25)).ok());  // exactly the smallest combination
+    QVERIFY(optimizeStrategy(table, fastParams(25)).ok()); // exactly the smallest combination
     QVERIFY(!optimizeStrategy({}, fastParams(100)).ok());
     QVERIFY(!optimizeStrategy({{}}, fastParams(100)).ok());
 }
