@@ -178,7 +178,7 @@ def main(argv):
     args = [a for a in argv[1:] if not a.startswith("--")]
     verbose = "--verbose" in argv
     if len(args) != 2:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        print(next(l for l in __doc__.splitlines() if l.startswith("usage:")), file=sys.stderr)
         return 2
     try:
         t = scan(args[0])
