@@ -26,6 +26,7 @@ ext_qmatrix.cpp checks, q_matrix.cu QMatrix() and reconstruct_kernel, quant/qdq_
     q_weight's height), groups must come in non-increasing bit order (the kernels walk rows_8, rows_6, ...).
   * q_weight: within each group, each column is a little-endian bit stream over the group's rows; row j of
     the group is bits [j*b, j*b + b) of the concatenated 32-bit words.
+  * out_features is padded to a multiple of 32 (linear.py pad32); the padding columns must decode to 0.
   * q_scale: 4 bits per column, column n at bits 4*(n%8) of word n//8, stored minus one.
   * max_scale = fp16(q_scale_max * (1/256))   (make_q_matrix: w["q_scale_max"] *= prescale / 256, fp16)
     scale[g, n] = fp16(fp16((qs+1)^2) * max_scale)   (dq_scale, __hmul)
@@ -200,6 +201,9 @@ def main(argv):
                 out, inn = r.shape
                 if d.shape[1] != inn or d.shape[0] < out or d.shape[0] != (out + 31) // 32 * 32:
                     raise Fail(f"{prefix}: decoded {list(d.shape)} (width padded to 32) vs reference {list(r.shape)}")
+                if np.any(d[out:] != 0):
+                    raise Fail(f"{prefix}: padding columns {out}..{d.shape[0] - 1} do not decode to 0 "
+                               f"(exllamav2 pads q_weight with 2^(bits-1))")
                 d = d[:out]
                 kind = "exl2"
             elif name in t:
