@@ -157,7 +157,6 @@ void TestCalibratedExport::gptqEndToEnd() {
     m_fullReports = result->layers;
     // Every slot is inside the visible range.
     const QCPRange xr = chart->customPlot()->xAxis->range();
-    qInfo("x range %f .. %f", xr.lower, xr.upper);
     QVERIFY(xr.lower < -0.4 && xr.upper > 27.4);
     QCOMPARE(page->layerTable()->rowCount(), 28);
     // The metric switch shows AutoGPTQ's loss from the same reports.
