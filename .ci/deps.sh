@@ -7,7 +7,7 @@ QZ_APT_PACKAGES=(
   build-essential cmake pkg-config
   qt6-base-dev qt6-base-dev-tools qt6-svg-dev libgl1-mesa-dev
   libqcustomplot-dev libqcustomplot2.1-qt6
-  libeigen3-dev nlohmann-json3-dev
+  libeigen3-dev nlohmann-json3-dev libopenblas-dev
   nodejs
   python3-numpy python3-torch
 )

@@ -5,6 +5,10 @@
 #include "common/parallel.h"
 #include "infer/matmul.h"
 
+#if QZ_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
 namespace qz::gptq {
 
 void HessianAccumulator::reset(int nIn) {
@@ -15,6 +19,13 @@ void HessianAccumulator::reset(int nIn) {
 
 void HessianAccumulator::add(const float* x, int64_t nTokens, int threads) {
     if (m_n <= 0 || nTokens <= 0) return;
+#if QZ_HAVE_OPENBLAS
+    // x row-major [nTokens][nIn] is column-major [nIn × nTokens]: the lower triangle of Σ x·xᵀ is one SSYRK.
+    openblas_set_num_threads(std::max(1, threads > 0 ? threads : defaultThreadCount()));
+    cblas_ssyrk(CblasColMajor, CblasLower, CblasNoTrans, m_n, static_cast<int>(nTokens), 1.0f, x, m_n, 1.0f,
+                m_sum.data(), m_n);
+    return;
+#endif
     // Feature-major copy: row i = feature i over the tokens, so that every entry of the lower triangle is
     // one contiguous dot product (infer/matmul.h dotProducts: the engine's AVX2+FMA kernel where the CPU
     // has it — the library is built for baseline x86-64, where Eigen's GEMM would only use SSE).

@@ -1,8 +1,10 @@
 // Hessian of one linear layer for GPTQ: H = 2/nSamples · Σ over all calibration tokens of x·xᵀ
 // (AutoGPTQ's add_batch: nSamples counts sequences, not tokens; padding tokens would be included -
-// our calibration windows have none). Sums are kept in float as AutoGPTQ does; work is split over
-// column blocks of H across threads (each thread computes full dot products, so the result does not
-// depend on the thread count).
+// our calibration windows have none). Sums are kept in float as AutoGPTQ does. With OpenBLAS (Debian's
+// libopenblas-dev, found at configure time) each add() is one SSYRK on the lower triangle; without it the
+// lower triangle is computed as dot products by the engine's AVX2 kernel (infer/matmul.h), column blocks
+// striped over threads. Either way the result does not depend on the thread count (checked in
+// test_gptq_quant).
 #pragma once
 
 #include <cstdint>
