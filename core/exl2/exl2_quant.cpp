@@ -498,10 +498,15 @@ Result<QuantizedLinear> quantizeImpl(const float* W, int out, int in, const std:
 
 // In-place lower Cholesky factor of A (only the lower triangle is read and written), blocked right-looking
 // with the panel solve and the trailing update split over threads. False if A is not positive definite.
-bool choleskyLowerInPlace(MatD& A, int threads) {
+// cancel() (optional) is polled between blocks; *cancelled is then set and false returned.
+bool choleskyLowerInPlace(MatD& A, int threads, const std::function<bool()>& cancel, bool* cancelled) {
     const Eigen::Index n = A.rows();
     constexpr Eigen::Index nb = 128;
     for (Eigen::Index k0 = 0; k0 < n; k0 += nb) {
+        if (cancel && cancel()) {
+            *cancelled = true;
+            return false;
+        }
         const Eigen::Index kb = std::min(nb, n - k0);
         {
             Eigen::Ref<MatD> A11 = A.block(k0, k0, kb, kb);
@@ -630,7 +635,11 @@ Result<PreparedHessian> prepareHessian(std::vector<float> H, int n, const std::f
                 }
             },
             threads, 64);
-        if (!choleskyLowerInPlace(A, threads)) continue;
+        bool cancelled = false;
+        if (!choleskyLowerInPlace(A, threads, cancel, &cancelled)) {
+            if (cancelled) return cancelledError();
+            continue;
+        }
         r.damp = attempt * damp;
         r.dampTries = attempt;
         ok = true;
@@ -652,13 +661,15 @@ Result<PreparedHessian> prepareHessian(std::vector<float> H, int n, const std::f
     const int nBlocks = (n + kBlock - 1) / kBlock;
     // Blocks interleaved over threads (the first blocks are the most expensive).
     const int T = std::max(1, std::min(threads, nBlocks));
-    std::atomic<bool> finite{true};
+    std::atomic<bool> finite{true}, stop{false};
     parallelFor(
         static_cast<size_t>(T),
         [&](size_t t0, size_t t1, int) {
             MatD Y;
             for (size_t t = t0; t < t1; ++t)
                 for (int blk = static_cast<int>(t); blk < nBlocks; blk += T) {
+                    if (t == 0 && cancel && cancel()) stop = true; // only one thread polls
+                    if (stop.load(std::memory_order_relaxed)) return;
                     const int j0 = blk * kBlock, w = std::min(kBlock, n - j0), m = n - j0;
                     Y.setZero(m, w);
                     for (int i = 0; i < w; ++i)
@@ -676,6 +687,7 @@ Result<PreparedHessian> prepareHessian(std::vector<float> H, int n, const std::f
         },
         T, 1);
     A.resize(0, 0);
+    if (stop) return cancelledError();
     if (!finite) return makeError("EXL2: the inverse Hessian factor has non-finite values");
     return r;
 }

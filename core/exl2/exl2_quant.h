@@ -55,7 +55,8 @@ struct PreparedHessian {
 //   U = upper Cholesky factor of H⁻¹, computed in double: with R the order-reversing permutation and
 //   R·H·R = L·Lᵀ, U = R·L⁻¹·R (then UᵀU = H⁻¹ and U is upper triangular with a positive diagonal, so it
 //   is the factor exllamav2 gets from cholesky(cholesky_inverse(cholesky(H)), upper=True)).
-// Non-finite entries or a wrong size are errors. cancel() is polled between the steps.
+// Non-finite entries or a wrong size are errors. cancel() is polled between blocks of the factorization
+// and of the inversion. Deterministic for any thread count.
 Result<PreparedHessian> prepareHessian(std::vector<float> H, int n, const std::function<bool()>& cancel = {},
                                        int threads = 0);
 

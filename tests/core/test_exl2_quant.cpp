@@ -871,6 +871,14 @@ void TestExl2Quant::cancelStops() {
     QVERIFY(!q.ok());
     QVERIFY(q.error().cancelled);
     QCOMPARE(calls, 2);
+    // prepareHessian polls inside the factorization (blocks of 128) and the inversion.
+    for (int stopAt : {1, 2, 3, 5}) {
+        int c = 0;
+        auto hc = prepareHessian(
+            makeHessian(384, 500, 53), 384, [&] { return ++c >= stopAt; }, 2);
+        QVERIFY(!hc.ok());
+        QVERIFY(hc.error().cancelled);
+    }
 }
 
 void TestExl2Quant::readCheckPython() {
