@@ -316,8 +316,9 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         for (int k = 0; k < 2; ++k) {
             acc[k].countSample(x.rows);
             Hraw[k] = exl2Hessian(acc[k]);
-            auto ph = prepareHessian(Hraw[k], acc[k].dim(), {}, runner.threads());
-            if (!ph) return makeError("EXL2: " + m.key + ": " + ph.error().message);
+            auto ph = prepareHessian(Hraw[k], acc[k].dim(), qcancel, runner.threads());
+            if (!ph)
+                return ph.error().cancelled ? ph.error() : makeError("EXL2: " + m.key + ": " + ph.error().message);
             prep[k] = std::make_unique<PreparedHessian>(std::move(*ph));
         }
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
@@ -358,8 +359,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         acc.add(xn.data(), static_cast<int64_t>(x.rows) * x.len, runner.threads());
         acc.countSample(x.rows);
         std::vector<float> Hraw = exl2Hessian(acc);
-        auto ph = prepareHessian(Hraw, L.in, {}, runner.threads());
-        if (!ph) return makeError("EXL2: lm_head: " + ph.error().message);
+        auto ph = prepareHessian(Hraw, L.in, qcancel, runner.threads());
+        if (!ph) return ph.error().cancelled ? ph.error() : makeError("EXL2: lm_head: " + ph.error().message);
         std::vector<float> headDeq;
         if (auto r = quantizeOne(L, *W, bias, Hraw, *ph, *headQp, "lm_head", &headDeq); !r) return r.error();
         res.headBpw = headQp->bpw(L.in, L.out, !L.biasName.empty());

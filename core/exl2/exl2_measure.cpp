@@ -637,11 +637,15 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         });
         if (!st) return st.error();
         if (!report(1)) return cancelledError();
+        auto cancelFn = [&] {
+            return progress && !progress(ProgressInfo{std::min(1.0, done / total), step});
+        };
         std::vector<std::unique_ptr<PreparedHessian>> prep;
+        step = "measure: " + m.key + " Hessians";
         for (auto& a : acc) {
             a.countSample(x.rows);
-            auto p = prepareHessian(exl2Hessian(a), a.dim(), {}, runner.threads());
-            if (!p) return makeError("EXL2: " + m.key + ": " + p.error().message);
+            auto p = prepareHessian(exl2Hessian(a), a.dim(), cancelFn, runner.threads());
+            if (!p) return p.error().cancelled ? p.error() : makeError("EXL2: " + m.key + ": " + p.error().message);
             prep.push_back(std::make_unique<PreparedHessian>(std::move(*p)));
         }
 
@@ -649,9 +653,6 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         const size_t nSlots = m.linears.size();
         std::vector<std::vector<std::vector<uint16_t>>> deq(nSlots);
         std::vector<std::vector<int64_t>> bits(nSlots);
-        auto cancelFn = [&] {
-            return progress && !progress(ProgressInfo{std::min(1.0, done / total), step});
-        };
         for (size_t s = 0; s < nSlots; ++s) {
             const LinearRef& L = m.linears[s];
             const PreparedHessian& H = *prep[s + 1 == nSlots ? 1 : 0];
