@@ -143,6 +143,10 @@ CodesView::~CodesView() {
 }
 
 void CodesView::setModel(ModelPtr model) {
+    // A window still being computed belongs to the previous model: drop it when it arrives (it would
+    // otherwise be shown, with the old model's numbers, under the new one).
+    ++m_request;
+    m_dirty = false;
     m_model = std::move(model);
     m_result.reset();
     m_tensor.clear();

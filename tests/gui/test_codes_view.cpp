@@ -284,6 +284,32 @@ class TestCodesView : public QObject {
     }
 
     // In the main window: the Codes workspace follows the tree and the method panel.
+    // Opening another model while a window is being computed: the late window of the first model is
+    // dropped (regression: it used to be shown, with the old model's numbers, under the new model).
+    void newModelDropsPendingWindow() {
+        CodesView v;
+        v.show();
+        v.setModel(m_model);
+        v.setSpec(qz::QuantSpec{});
+        QSignalSpy shown(&v, &CodesView::windowShown);
+        v.setTensor(QStringLiteral("a.weight")); // queued on the worker
+        QVERIFY(v.isBusy());
+        auto other = qz::openModel(m_dir.filePath(QStringLiteral("tiny.safetensors")).toStdString());
+        QVERIFY(other);
+        v.setModel(*other); // before the worker's answer is delivered (same event-loop turn)
+        QTRY_VERIFY_WITH_TIMEOUT(!v.isBusy(), 20000);
+        QTest::qWait(50);
+        QCOMPARE(shown.count(), 0);
+        QVERIFY(v.window() == nullptr);
+        QVERIFY(v.tensorName().isEmpty());
+        QVERIFY(!v.copyButton()->isEnabled());
+        // The new model works normally.
+        v.setTensor(QStringLiteral("a.weight"));
+        QVERIFY(waitShown(v));
+        QVERIFY(v.window());
+        QCOMPARE(v.window()->original[0], kA[0]);
+    }
+
     void followsSelection() {
         MainWindow mw;
         mw.show();
