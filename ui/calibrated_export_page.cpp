@@ -329,6 +329,7 @@ bool CalibratedExportPage::isRunning() const { return m_job->isRunning(); }
 void CalibratedExportPage::setModel(ModelPtr model) {
     if (m_job->isRunning()) cancel();
     m_evalRunner->cancel();
+    ++m_histRequest;  // histograms still being computed belong to the previous model's result
     m_model = std::move(model);
     m_overrides.reset();
     m_extra.reset();
@@ -355,8 +356,62 @@ void CalibratedExportPage::setModel(ModelPtr model) {
         m_seqLen->setValue(std::min(m_seqLen->value(), hp->nCtxTrain));
         m_evalCtx->setValue(std::min(m_evalCtx->value(), hp->nCtxTrain));
     }
+    if (m_keepBox) m_keepBox->setChecked(m_model->totalParameters() <= m_keepMaxParams);
+    updateKeepLabel();
     modelChanged();
     updateDefaultOutput();
+}
+
+void CalibratedExportPage::registerKeepCheck(QCheckBox* box, std::function<int()> copies) {
+    m_keepBox = box;
+    m_keepCopies = std::move(copies);
+    updateKeepLabel();
+}
+
+void CalibratedExportPage::updateKeepLabel() {
+    if (!m_keepBox) return;
+    const int copies = m_keepCopies ? std::max(1, m_keepCopies()) : 1;
+    QString size;
+    if (m_model) {
+        const double gib = 4.0 * copies * double(m_model->totalParameters()) / double(1ull << 30);
+        size = gib >= 1.0 ? tr(" ≈ %1 GiB for this model").arg(gib, 0, 'f', 1)
+                          : tr(" ≈ %1 MiB for this model").arg(gib * 1024.0, 0, 'f', 0);
+    }
+    m_keepBox->setText(tr("keep the dequantized weights (histograms, evaluation): 4 bytes per weight%1%2; "
+                          "off by default above %3 M parameters")
+                           .arg(copies > 1 ? tr(" × %1 variants").arg(copies) : QString(), size)
+                           .arg(m_keepMaxParams / 1000000));
+}
+
+bool CalibratedExportPage::checkTextFile(const QString& path, qint64 maxBytes, QString* error) {
+    const QFileInfo fi(path);
+    QFile f(path);
+    if (!fi.exists()) {
+        *error = tr("%1 does not exist").arg(path);
+        return false;
+    }
+    if (!fi.isFile() || !f.open(QIODevice::ReadOnly)) {
+        *error = tr("%1 cannot be read (not a readable file)").arg(path);
+        return false;
+    }
+    const qint64 size = f.size();
+    if (size <= 0) {
+        *error = tr("%1 is empty").arg(path);
+        return false;
+    }
+    if (size > maxBytes) {
+        *error = tr("%1 is %2 MiB; at most %3 MiB are accepted here (use a shorter excerpt)")
+                     .arg(path)
+                     .arg(double(size) / 1048576.0, 0, 'f', 1)
+                     .arg(maxBytes >> 20);
+        return false;
+    }
+    const QByteArray head = f.read(64 << 10);
+    if (head.contains('\0')) {
+        *error = tr("%1 is not a text file (it contains NUL bytes)").arg(path);
+        return false;
+    }
+    return true;
 }
 
 void CalibratedExportPage::updateDefaultOutput() {
@@ -402,13 +457,15 @@ bool CalibratedExportPage::start() {
         return false;
     }
     QString error;
-    BackgroundJob::Work work = makeWork(out, calib, &error);
+    BackgroundJob::Work work;
+    if (checkTextFile(calib, kMaxCalibrationBytes, &error)) work = makeWork(out, calib, &error);
     if (!work) {
         m_summary->setText(tr("Cannot export: %1").arg(error));
         appendLog(tr("Cannot export: %1").arg(error));
         return false;
     }
     m_evalRunner->cancel();
+    ++m_histRequest;  // a histogram of the previous result must not land on the cleared plot
     m_outputDir = out;
     m_overrides.reset();
     m_extra.reset();

@@ -15,6 +15,8 @@
 
 #include <QThreadPool>
 #include <QWidget>
+#include <atomic>
+#include <functional>
 #include <memory>
 
 #include "background_job.h"
@@ -60,6 +62,17 @@ public:
     bool hasResult() const { return m_overrides != nullptr; }
     OverridesPtr resultOverrides() const { return m_overrides; }
     int resumedLayers() const { return m_resumed; }
+
+    // The "keep the dequantized weights" option costs 4 bytes per quantized weight (per kept variant) for
+    // as long as the result is shown: it is checked by default only for models of at most this many
+    // parameters (the label says so, with the size for the opened model). Settable for tests.
+    static constexpr uint64_t kKeepDefaultMaxParameters = 500'000'000;
+    void setKeepDefaultMaxParameters(uint64_t n) { m_keepMaxParams = n; }
+
+    // A user-chosen text must be a readable, non-empty, text (no NUL byte in its first 64 KiB) file of at
+    // most maxBytes; otherwise *error names the file and the problem. Cheap (UI thread): size + 64 KiB.
+    static bool checkTextFile(const QString& path, qint64 maxBytes, QString* error);
+    static constexpr qint64 kMaxCalibrationBytes = qint64(64) << 20;
 
     // Widgets (for tests and the screenshot).
     QFormLayout* optionsForm() const { return m_options; }
@@ -122,6 +135,10 @@ protected:
     void setResult(const QString& outputDir, OverridesPtr overrides, const QString& extraName, OverridesPtr extra,
                    const QString& summary, quint64 bytes, double bitsPerWeight);
     int threads() const { return 0; }
+    // The subclass's keep box; copies() = how many 4-byte-per-weight variants a run keeps (GPTQ with
+    // the RTN baseline: 2). The base sets its default and label whenever the model changes.
+    void registerKeepCheck(QCheckBox* box, std::function<int()> copies);
+    void updateKeepLabel();
 
 private:
     void setRunning(bool on);
@@ -138,7 +155,10 @@ private:
     double m_bpw = 0;
     int m_resumed = 0, m_reported = 0;
     bool m_outputEdited = false;
-    quint64 m_histRequest = 0;
+    std::atomic<quint64> m_histRequest{0};  // read by the histogram worker
+    QCheckBox* m_keepBox = nullptr;
+    std::function<int()> m_keepCopies;
+    uint64_t m_keepMaxParams = kKeepDefaultMaxParameters;
     QThreadPool m_histPool;
 
     QWidget* m_optionsBox;

@@ -62,6 +62,7 @@ Exl2ExportPage::Exl2ExportPage(QWidget* parent) : CalibratedExportPage(QStringLi
     f->addRow(QString(), m_keep);
     f->addRow(tr("Chart"), m_metric);
 
+    registerKeepCheck(m_keep, {});
     connect(m_target, &QDoubleSpinBox::valueChanged, this, [this] { updateDefaultOutput(); });
     connect(m_head, &QComboBox::currentIndexChanged, this, [this] { updateDefaultOutput(); });
     connect(m_metric, &QComboBox::currentIndexChanged, this, [this] { redrawChart(); });
@@ -110,6 +111,11 @@ BackgroundJob::Work Exl2ExportPage::makeWork(const QString& outputDir, const QSt
         *error = tr("EXL2 export needs a Hugging Face model folder (config.json + safetensors)");
         return {};
     }
+    // A chosen measurement.json: missing / empty / binary / huge files are refused here with a message
+    // (the core parses it on the worker and reports a malformed one as a failed export).
+    if (!p.measurementPath.empty() &&
+        !checkTextFile(toQ(p.measurementPath), kMaxMeasurementBytes, error))
+        return {};
     m_runTarget = p.targetBpw;
     ModelPtr m = model();
     QPointer<Exl2ExportPage> self(this);

@@ -31,6 +31,7 @@ public:
     enum Metric { BitsPerWeight, RelativeError };
 
     explicit Exl2ExportPage(QWidget* parent = nullptr);
+    static constexpr qint64 kMaxMeasurementBytes = qint64(256) << 20;  // as the core's reader
 
     qz::exl2::ExportParams params(const QString& outputDir, const QString& calibPath) const;
     std::shared_ptr<const qz::exl2::ExportResult> result() const { return m_result; }

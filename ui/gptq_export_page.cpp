@@ -66,6 +66,9 @@ GptqExportPage::GptqExportPage(QWidget* parent) : CalibratedExportPage(QStringLi
     for (QComboBox* b : {m_bits, m_group, m_sym})
         connect(b, &QComboBox::currentIndexChanged, this, [this] { updateDefaultOutput(); });
     connect(m_descAct, &QCheckBox::toggled, this, [this] { updateDefaultOutput(); });
+    // The RTN baseline keeps a second full set of dequantized weights.
+    registerKeepCheck(m_keep, [this] { return m_rtn->isChecked() ? 2 : 1; });
+    connect(m_rtn, &QCheckBox::toggled, this, [this] { updateKeepLabel(); });
     connect(m_metric, &QComboBox::currentIndexChanged, this, [this] { redrawChart(); });
     chart()->setTitle(tr("GPTQ: per-layer error"));
     setLayerColumns({tr("layer"), tr("shape"), tr("rel. error"), tr("RTN rel. error"), tr("loss"), tr("s")});

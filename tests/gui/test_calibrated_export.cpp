@@ -16,7 +16,13 @@
 //  - EXL2 cancel during the measurement leaves no destination and an idle UI; a run given the first
 //    run's measurement.json reuses it (nothing measured) and chooses the same settings;
 //  - in the main window, "Send to Evaluate workspace" adds the result as a variant there;
-//  - a GGUF file cannot be exported as GPTQ / EXL2: the page says so and stays idle.
+//  - a GGUF file cannot be exported as GPTQ / EXL2: the page says so and stays idle;
+//  - a missing / empty / binary / too large calibration text or measurement.json is refused with a
+//    message naming the file (page idle, no folder); a malformed measurement.json fails the run with a
+//    message, without a crash;
+//  - "keep the dequantized weights" is on for a small model and off for one above the limit;
+//  - histograms of a previous result still being computed do not land on the page after another model
+//    is opened.
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
@@ -58,6 +64,9 @@ private slots:
     void exl2CancelThenReuseMeasurement();
     void variantsReachEvaluateWorkspace();
     void refusesNonHfModel();
+    void refusesBadCalibrationAndMeasurement();
+    void keepDefaultFollowsModelSize();
+    void staleHistogramDropped();
 
 private:
     static ModelPtr open(const char* rel) {
@@ -498,6 +507,141 @@ void TestCalibratedExport::refusesNonHfModel() {
         QVERIFY(!page->cancelButton()->isEnabled());
         QVERIFY(!QFileInfo::exists(tmp.filePath(QString::fromLatin1(id))));
     }
+}
+
+namespace {
+// A GPTQ page whose result can be set directly (no export run).
+class ResultPage : public GptqExportPage {
+public:
+    using CalibratedExportPage::setResult;
+};
+bool writeBytes(const QString& path, const QByteArray& bytes) {
+    QFile f(path);
+    return f.open(QIODevice::WriteOnly) && f.write(bytes) == bytes.size();
+}
+}  // namespace
+
+void TestCalibratedExport::refusesBadCalibrationAndMeasurement() {
+    QTemporaryDir tmp;
+    const QString empty = tmp.filePath(QStringLiteral("empty.txt"));
+    const QString binary = tmp.filePath(QStringLiteral("binary.txt"));
+    const QString huge = tmp.filePath(QStringLiteral("huge.txt"));
+    const QString missing = tmp.filePath(QStringLiteral("missing.txt"));
+    QVERIFY(writeBytes(empty, QByteArray()));
+    QVERIFY(writeBytes(binary, QByteArray("some text") + QByteArray(3, '\0') + QByteArray("more")));
+    {
+        QFile f(huge);  // sparse: 65 MiB without writing them
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        QVERIFY(f.resize(CalibratedExportPage::kMaxCalibrationBytes + 1024));
+    }
+    struct Case {
+        QString path, reason;
+    };
+    const Case cases[] = {{missing, QStringLiteral("does not exist")},
+                          {empty, QStringLiteral("is empty")},
+                          {binary, QStringLiteral("not a text file")},
+                          {huge, QStringLiteral("at most 64 MiB")},
+                          {tmp.path(), QStringLiteral("cannot be read")}};
+    ExportPanel panel;
+    panel.setModel(m_model);
+    for (const char* id : {"gptq", "exl2"}) {
+        QVERIFY(panel.setFormat(QString::fromLatin1(id)));
+        CalibratedExportPage* page = QString::fromLatin1(id) == QLatin1String("gptq")
+                                         ? static_cast<CalibratedExportPage*>(panel.gptqPage())
+                                         : static_cast<CalibratedExportPage*>(panel.exl2Page());
+        const QString out = tmp.filePath(QStringLiteral("out-") + QString::fromLatin1(id));
+        page->outputEdit()->setText(out);
+        for (const Case& c : cases) {
+            page->setCalibrationPath(c.path);
+            QVERIFY(!page->start());
+            const QString text = page->summary()->text();
+            QVERIFY2(text.startsWith(QStringLiteral("Cannot export")) && text.contains(c.path) &&
+                         text.contains(c.reason),
+                     qPrintable(text));
+            QVERIFY(page->exportButton()->isEnabled());
+            QVERIFY(!page->isRunning());
+            QVERIFY(!QFileInfo::exists(out));
+        }
+    }
+    // EXL2's measurement.json: refused before the run when missing / empty / binary.
+    Exl2ExportPage* exl2 = panel.exl2Page();
+    QVERIFY(panel.setFormat(QStringLiteral("exl2")));
+    const QString out = tmp.filePath(QStringLiteral("m"));
+    configureExl2(exl2, out);
+    for (const Case& c : {cases[0], cases[1], cases[2]}) {
+        exl2->measurementEdit()->setText(c.path);
+        QVERIFY(!exl2->start());
+        QVERIFY2(exl2->summary()->text().contains(c.reason), qPrintable(exl2->summary()->text()));
+        QVERIFY(!exl2->isRunning());
+    }
+    // A malformed one reaches the core, which fails the run with a message; the page is idle again.
+    const QString bad = tmp.filePath(QStringLiteral("measurement.json"));
+    QVERIFY(writeBytes(bad, QByteArray("{\"measurement\": [1, 2, \"three\"")));
+    exl2->measurementEdit()->setText(bad);
+    QSignalSpy failed(exl2, &CalibratedExportPage::exportFailed);
+    QVERIFY(exl2->start());
+    QVERIFY(failed.wait(60000));
+    QVERIFY(!failed.first().first().toString().isEmpty());
+    QVERIFY(exl2->summary()->text().startsWith(QStringLiteral("Export failed")));
+    QVERIFY(exl2->exportButton()->isEnabled());
+    QVERIFY(!exl2->hasResult());
+    exl2->job()->waitForIdle();
+    QVERIFY(!QFileInfo::exists(out));
+}
+
+void TestCalibratedExport::keepDefaultFollowsModelSize() {
+    GptqExportPage gptq;
+    Exl2ExportPage exl2;
+    for (CalibratedExportPage* page : {static_cast<CalibratedExportPage*>(&gptq), static_cast<CalibratedExportPage*>(&exl2)}) {
+        QCheckBox* keep = page == &gptq ? gptq.keepCheck() : exl2.keepCheck();
+        page->setModel(m_model);  // bard-llama: a few million parameters
+        QVERIFY(keep->isChecked());
+        QVERIFY2(keep->text().contains(QStringLiteral("MiB for this model")), qPrintable(keep->text()));
+        QVERIFY(keep->text().contains(QStringLiteral("off by default above 500 M parameters")));
+        page->setKeepDefaultMaxParameters(m_model->totalParameters() - 1);  // "a bigger model"
+        page->setModel(m_model);
+        QVERIFY(!keep->isChecked());
+        page->setKeepDefaultMaxParameters(m_model->totalParameters());
+        page->setModel(m_model);
+        QVERIFY(keep->isChecked());
+    }
+    // The RTN baseline keeps a second set: the label says so; the size is 4 bytes per parameter and set.
+    gptq.rtnCheck()->setChecked(true);
+    QVERIFY2(gptq.keepCheck()->text().contains(QStringLiteral("× 2 variants")), qPrintable(gptq.keepCheck()->text()));
+    const double mib2 = 8.0 * double(m_model->totalParameters()) / 1048576.0;
+    QVERIFY2(gptq.keepCheck()->text().contains(QStringLiteral("≈ %1 MiB").arg(mib2, 0, 'f', 0)),
+             qPrintable(gptq.keepCheck()->text()));
+    gptq.rtnCheck()->setChecked(false);
+    QVERIFY(!gptq.keepCheck()->text().contains(QStringLiteral("variants")));
+}
+
+void TestCalibratedExport::staleHistogramDropped() {
+    ResultPage page;
+    page.setModel(m_model);
+    const QString layer = QStringLiteral("model.layers.1.mlp.down_proj.weight");
+    auto makeResult = [&] {
+        auto w = qz::readTensorF32(*m_model, *m_model->find(layer.toStdString()));
+        qz::WeightOverrides ov;
+        std::vector<float> half(w->begin(), w->end());
+        for (float& v : half) v *= 0.5f;
+        ov[layer.toStdString()] = std::move(half);
+        return std::make_shared<const qz::WeightOverrides>(std::move(ov));
+    };
+    // Control: the histograms of a result are shown.
+    QSignalSpy shown(&page, &CalibratedExportPage::layerShown);
+    page.setResult(QStringLiteral("x"), makeResult(), QString(), nullptr, QStringLiteral("result"), 0, 0);
+    QVERIFY(shown.wait(30000));
+    QCOMPARE(page.histogram()->series().size(), 2);
+    // Again, and another model is opened before the worker's answer is delivered: it is dropped.
+    shown.clear();
+    page.setResult(QStringLiteral("x"), makeResult(), QString(), nullptr, QStringLiteral("result"), 0, 0);
+    auto other = open("bard-llama");
+    QVERIFY(other);
+    page.setModel(other);
+    QTest::qWait(1500);
+    QCOMPARE(shown.count(), 0);
+    QCOMPARE(page.histogram()->series().size(), 0);
+    QVERIFY(!page.hasResult());
 }
 
 QTEST_MAIN(TestCalibratedExport)
