@@ -55,6 +55,13 @@ bool BackgroundJob::start(Work work) {
             return !flag->load();
         };
         const qz::Status st = work(ctx);
+        if (st.ok() && flag->load()) {
+            // Cancelled (so no longer the current job) but the work completed: say so.
+            QMetaObject::invokeMethod(self, [self, this] {
+                if (self) emit finishedAfterCancel();
+            }, Qt::QueuedConnection);
+            return;
+        }
         if (st.ok())
             post([this] { m_running = false; emit finished(); });
         else if (st.error().cancelled || flag->load())

@@ -8,7 +8,9 @@
 // The work function returns a Status; then exactly one of finished / failed / cancelled is emitted.
 // Cancellation as in ExportRunner / QuantizeRunner: cancel() sets the job's atomic flag directly from
 // the UI thread, emits cancelled() at once and forgets the job, so the UI is idle immediately; the
-// worker unwinds on its own (waitForIdle() waits for it, e.g. in tests and destructors).
+// worker unwinds on its own (waitForIdle() waits for it, e.g. in tests and destructors). If the work
+// had got past its last cancel point and still succeeded, finishedAfterCancel() is emitted when it
+// returns (its posts stay dropped), so the UI can correct "cancelled" (e.g. the folder was written).
 #pragma once
 
 #include <QElapsedTimer>
@@ -49,6 +51,7 @@ signals:
     void finished();
     void failed(const QString& message);
     void cancelled();
+    void finishedAfterCancel();  // a cancelled job's work returned success after all
 
 private:
     QThreadPool m_pool;

@@ -273,10 +273,17 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
         setRunning(false);
         m_progress->setValue(0);
         m_eta->setText(tr("cancelled"));
-        m_summary->setText(tr("Cancelled: the output folder was not created. Export again into the same folder "
-                              "to resume from the finished layers."));
+        m_cancelledDir = m_outputDir;
+        // Not "no folder was created": the core may be past its last cancel point (finishedAfterCancel).
+        m_summary->setText(tr("Cancelled. Export again into the same folder to resume from the finished work."));
         appendLog(tr("Export cancelled."));
         emit exportCancelled();
+    });
+    connect(m_job, &BackgroundJob::finishedAfterCancel, this, [this] {
+        const QString text = tr("The cancelled export had already got past its last cancel point and finished: "
+                                "%1 was written.").arg(m_cancelledDir);
+        appendLog(text);
+        if (!isRunning()) m_summary->setText(text);
     });
     connect(m_layerBox, &QComboBox::currentIndexChanged, this, [this](int i) {
         if (i >= 0) showLayer(m_layerBox->itemText(i));

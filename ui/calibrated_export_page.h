@@ -151,6 +151,7 @@ private:
     EvaluateRunner* m_evalRunner;
     OverridesPtr m_overrides, m_extra;
     QString m_extraName, m_outputDir;
+    QString m_cancelledDir;  // the output folder of the last cancelled run
     quint64 m_bytes = 0;
     double m_bpw = 0;
     int m_resumed = 0, m_reported = 0;

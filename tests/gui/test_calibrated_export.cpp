@@ -22,7 +22,9 @@
 //    message, without a crash;
 //  - "keep the dequantized weights" is on for a small model and off for one above the limit;
 //  - histograms of a previous result still being computed do not land on the page after another model
-//    is opened.
+//    is opened;
+//  - a job whose work still succeeds after Cancel (past its last cancel point) is reported as such
+//    instead of leaving "cancelled" as the last word.
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
@@ -38,6 +40,8 @@
 #include <QTableWidget>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QThread>
+#include <atomic>
 #include <cmath>
 
 #include "evaluate_panel.h"
@@ -67,6 +71,7 @@ private slots:
     void refusesBadCalibrationAndMeasurement();
     void keepDefaultFollowsModelSize();
     void staleHistogramDropped();
+    void finishAfterCancelIsReported();
 
 private:
     static ModelPtr open(const char* rel) {
@@ -642,6 +647,44 @@ void TestCalibratedExport::staleHistogramDropped() {
     QCOMPARE(shown.count(), 0);
     QCOMPARE(page.histogram()->series().size(), 0);
     QVERIFY(!page.hasResult());
+}
+
+void TestCalibratedExport::finishAfterCancelIsReported() {
+    GptqExportPage page;
+    page.setModel(m_model);
+    QTemporaryDir tmp;
+    page.outputEdit()->setText(tmp.filePath(QStringLiteral("late")));
+    // A work that, like a core past its last progress report, ignores the cancel and succeeds.
+    std::atomic<bool> go{false};
+    QSignalSpy cancelled(page.job(), &BackgroundJob::cancelled);
+    QSignalSpy late(page.job(), &BackgroundJob::finishedAfterCancel);
+    QSignalSpy finished(page.job(), &BackgroundJob::finished);
+    QVERIFY(page.job()->start([&go](const BackgroundJob::Context& ctx) {
+        while (!go.load()) QThread::msleep(5);
+        ctx.post([] {});  // dropped: the job is no longer current
+        return qz::okStatus();
+    }));
+    page.cancel();
+    QCOMPARE(cancelled.count(), 1);
+    QVERIFY(!page.summary()->text().contains(QStringLiteral("not created")));
+    go = true;
+    QVERIFY(late.wait(10000));
+    QCOMPARE(finished.count(), 0);  // still not a normal finish: no result on the page
+    QVERIFY(!page.hasResult());
+    QVERIFY2(page.summary()->text().contains(QStringLiteral("finished")), qPrintable(page.summary()->text()));
+    QVERIFY(page.log()->toPlainText().contains(QStringLiteral("already got past its last cancel point")));
+    // A job that honours the cancel emits nothing more.
+    go = false;
+    late.clear();
+    QVERIFY(page.job()->start([&go](const BackgroundJob::Context& ctx) {
+        while (!go.load()) QThread::msleep(5);
+        return ctx.progress(qz::ProgressInfo{0.5, "x"}) ? qz::okStatus() : qz::Status(qz::cancelledError());
+    }));
+    page.cancel();
+    go = true;
+    page.job()->waitForIdle();
+    QTest::qWait(100);
+    QCOMPARE(late.count(), 0);
 }
 
 QTEST_MAIN(TestCalibratedExport)
