@@ -82,13 +82,54 @@ std::string measureFingerprint(const Model& model, const ExportParams& p, const 
     return j.dump();
 }
 
-struct PackedOut {
-    PackedLinear packed;
-    std::vector<float> bias; // fp16-rounded, empty if none
+// A quantized linear's packed tensors are not kept in memory until the output is written (that would be
+// the size of the whole output): each is spilled to "out_tensor/<n>.bin" in the temporary folder as it is
+// quantized (exllamav2 keeps an out_tensor/ folder too) and streamed from there into output.safetensors.
+// File: q_weight i32 [qRows·outPad], q_invperm i32 [in], q_scale i32 [G·outPad/8], q_scale_max u16 [G],
+// q_groups i16 [2G], back to back.
+struct SpilledLinear {
+    std::string path;
+    int64_t qRows = 0, outPad = 0, G = 0, in = 0;
+    uint64_t offWeight() const { return 0; }
+    uint64_t offInvperm() const { return offWeight() + 4ull * qRows * outPad; }
+    uint64_t offScale() const { return offInvperm() + 4ull * in; }
+    uint64_t offScaleMax() const { return offScale() + 4ull * G * (outPad / 8); }
+    uint64_t offGroups() const { return offScaleMax() + 2ull * G; }
+    uint64_t size() const { return offGroups() + 4ull * G; }
 };
 
-template <class T> std::span<const uint8_t> asBytes(const std::vector<T>& v) {
-    return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T)};
+template <class T> bool writeVec(std::ofstream& f, const std::vector<T>& v) {
+    f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
+    return static_cast<bool>(f);
+}
+
+Result<SpilledLinear> spillPacked(const PackedLinear& pl, int64_t in, const std::string& path) {
+    SpilledLinear s;
+    s.path = path;
+    s.qRows = pl.qRows;
+    s.outPad = pl.outPad;
+    s.G = static_cast<int64_t>(pl.qScaleMax.size());
+    s.in = in;
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    if (!f || !writeVec(f, pl.qWeight) || !writeVec(f, pl.qInvperm) || !writeVec(f, pl.qScale) ||
+        !writeVec(f, pl.qScaleMax) || !writeVec(f, pl.qGroups))
+        return makeError("cannot write " + path);
+    f.close();
+    if (!f) return makeError("cannot write " + path);
+    return s;
+}
+
+// Reads `bytes` bytes at `offset` of a spill file (written by this run; its size is checked).
+Result<std::vector<uint8_t>> readSpill(const SpilledLinear& s, uint64_t offset, uint64_t bytes) {
+    std::ifstream f(s.path, std::ios::binary);
+    if (!f) return makeError("cannot read " + s.path);
+    f.seekg(0, std::ios::end);
+    if (static_cast<uint64_t>(f.tellg()) != s.size()) return makeError(s.path + " has the wrong size");
+    std::vector<uint8_t> buf(bytes);
+    f.seekg(static_cast<std::streamoff>(offset));
+    f.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(bytes));
+    if (!f) return makeError("cannot read " + s.path);
+    return buf;
 }
 
 // One output tensor: its declaration and where its bytes come from.
@@ -259,7 +300,22 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         xr.data.assign(x.data.begin(),
                        x.data.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(pplRows) * x.len * x.dim));
     }
-    std::map<std::string, PackedOut> packed; // weight name -> packed tensors
+    std::map<std::string, SpilledLinear> packed; // weight name -> its spilled packed tensors
+    const fs::path spillDir = tmpDir / "out_tensor";
+    if (p.writeOutput) {
+        std::error_code ec;
+        fs::create_directories(spillDir, ec);
+        if (ec) return makeError("cannot create " + spillDir.string() + ": " + ec.message());
+    }
+    // The spilled tensors are never resume state: gone on success, failure and cancel.
+    struct DropSpill {
+        fs::path dir;
+        bool active;
+        ~DropSpill() {
+            std::error_code ec;
+            if (active) fs::remove_all(dir, ec);
+        }
+    } dropSpill{spillDir, p.writeOutput};
     const double qTotal = static_cast<double>(plan.modules.size() * 2 + (plan.head.out > 0 ? 1 : 0));
     double qDone = 0;
     std::string step;
@@ -281,16 +337,21 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         lr.setting = qp.desc();
         lr.bpw = qp.bpw(L.in, L.out, !L.biasName.empty());
         lr.relErr = gptq::relativeOutputError(W.data(), deq, L.out, L.in, Hraw, runner.threads());
-        PackedOut po;
-        po.packed = pack(*q);
-        po.bias = bias;
-        for (float& v : po.bias)
-            v = fp16ToFp32(fp32ToFp16(v));
         if (p.keepOverrides) {
             res.overrides[L.weightName] = deq;
-            if (!L.biasName.empty()) res.overrides[L.biasName] = po.bias;
+            if (!L.biasName.empty()) {
+                std::vector<float> b16 = bias;
+                for (float& v : b16)
+                    v = fp16ToFp32(fp32ToFp16(v));
+                res.overrides[L.biasName] = std::move(b16);
+            }
         }
-        if (p.writeOutput) packed[L.weightName] = std::move(po);
+        if (p.writeOutput) {
+            const std::string file = (spillDir / (std::to_string(packed.size()) + ".bin")).string();
+            auto sp = spillPacked(pack(*q), L.in, file);
+            if (!sp) return sp.error();
+            packed[L.weightName] = *sp;
+        }
         if (deqOut) *deqOut = std::move(deq);
         lr.seconds = since(tl);
         res.layers.push_back(lr);
@@ -397,26 +458,25 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     for (const auto& t : model.tensors) {
         if (auto it = byWeight.find(t.name); it != byWeight.end()) {
             const LinearRef& L = *it->second;
-            const PackedOut* po = &packed.at(t.name);
-            const PackedLinear& pl = po->packed;
-            const int64_t G = static_cast<int64_t>(pl.qScaleMax.size());
-            auto add = [&](const std::string& suffix, DType dt, std::vector<int64_t> shape, auto getVec) {
+            const SpilledLinear* sp = &packed.at(t.name);
+            auto add = [&](const std::string& suffix, DType dt, std::vector<int64_t> shape, uint64_t offset,
+                           uint64_t bytes) {
                 OutTensor o;
                 o.decl = {L.prefix + suffix, dt, std::move(shape)};
-                o.write = [getVec](SafetensorsWriter& w) { return w.writeTensor(asBytes(getVec())); };
-                o.bytes = asBytes(getVec()).size();
+                o.write = [sp, offset, bytes](SafetensorsWriter& w) -> Status {
+                    auto b = readSpill(*sp, offset, bytes);
+                    if (!b) return b.error();
+                    return w.writeTensor(std::span<const uint8_t>(b->data(), b->size()));
+                };
+                o.bytes = bytes;
                 outs.push_back(std::move(o));
             };
-            add(".q_weight", DType::I32, {pl.qRows, pl.outPad},
-                [&pl]() -> const std::vector<int32_t>& { return pl.qWeight; });
-            add(".q_invperm", DType::I32, {static_cast<int64_t>(pl.qInvperm.size())},
-                [&pl]() -> const std::vector<int32_t>& { return pl.qInvperm; });
-            add(".q_scale", DType::I32, {G, pl.outPad / 8},
-                [&pl]() -> const std::vector<int32_t>& { return pl.qScale; });
-            add(".q_scale_max", DType::F16, {G},
-                [&pl]() -> const std::vector<uint16_t>& { return pl.qScaleMax; });
-            add(".q_groups", DType::I16, {2 * G},
-                [&pl]() -> const std::vector<int16_t>& { return pl.qGroups; });
+            const int64_t G = sp->G;
+            add(".q_weight", DType::I32, {sp->qRows, sp->outPad}, sp->offWeight(), sp->offInvperm() - sp->offWeight());
+            add(".q_invperm", DType::I32, {sp->in}, sp->offInvperm(), sp->offScale() - sp->offInvperm());
+            add(".q_scale", DType::I32, {G, sp->outPad / 8}, sp->offScale(), sp->offScaleMax() - sp->offScale());
+            add(".q_scale_max", DType::F16, {G}, sp->offScaleMax(), sp->offGroups() - sp->offScaleMax());
+            add(".q_groups", DType::I16, {2 * G}, sp->offGroups(), sp->size() - sp->offGroups());
             continue;
         }
         if (traits(t.dtype).isQuantized)
@@ -517,6 +577,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     for (const auto& m : plan.modules)
         fs::remove(tmpDir / ("measure." + m.key + ".json"), ec);
     fs::remove(tmpDir / "exl2-state.json", ec);
+    fs::remove_all(spillDir, ec);
+    dropSpill.active = false;
     if (fs::exists(outDir, ec)) fs::remove(outDir, ec); // empty folder (checked above)
     fs::rename(tmpDir, outDir, ec);
     if (ec) return makeError("cannot move " + tmpDir.string() + " to " + outDir + ": " + ec.message());

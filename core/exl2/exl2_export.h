@@ -23,9 +23,10 @@
 //     while it holds measurement state (exl2/exl2_measure.h) for a resumed run, with "exl2-state.json"
 //     (a fingerprint of the model, the calibration text and the measurement rows: a mismatch discards it).
 //
-// Memory: the hidden states of all calibration rows are kept (rows · length · hidden floats, twice), and
-// the packed tensors of the quantized linears until the output is written (about the output's size).
-// exllamav2 keeps the states too (on disk between runs).
+// Memory: the hidden states of all calibration rows are kept (rows · length · hidden floats, twice;
+// exllamav2 keeps them too, on disk between runs). Each quantized linear's packed tensors are spilled to
+// out_tensor/ in the temporary folder as soon as it is quantized and streamed from there into the output,
+// so they never accumulate in memory; that folder is removed on success, failure and cancel.
 //
 // bpw: achievedBpw = Σ total_bits of the chosen options / Σ numel of the decoder linears (q, k, v, o, gate,
 // up, down of every layer), which is exllamav2's budget (optimize.py); the head is reported separately.
