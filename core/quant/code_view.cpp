@@ -173,8 +173,44 @@ Result<CodeWindow> makeCodeWindow(const QuantSpec& spec, const float* x, int64_t
     w.keptFp16.assign(m, 0);
     w.group.resize(m);
 
-    std::vector<float> deq(static_cast<size_t>(n));
-    std::vector<int8_t> codes(static_cast<size_t>(n));
+    // Where the codes are independent per stored row (row / group scales; LLM.int8() of an [out × in]
+    // weight), only the rows shown are quantized: the window's and the ones the torch print reads (the
+    // first and last kEdge of a summarised tensor). Otherwise (per-tensor scale, 4-bit blocks that cross
+    // rows, Conv1D's per-column scales) the whole tensor. slot[r] = row r's place in deq / codes.
+    const bool rowWise = !isBnbFourBit(spec.method) &&
+                         (spec.method == QuantMethod::LlmInt8 ? !req.inputIsRows
+                                                              : spec.granularity != Granularity::Tensor);
+    std::vector<int64_t> slot;
+    int64_t kept = rows;
+    if (rowWise) {
+        slot.assign(static_cast<size_t>(rows), -1);
+        kept = 0;
+        auto need = [&](int64_t r) {
+            if (r >= 0 && r < rows && slot[static_cast<size_t>(r)] < 0) slot[static_cast<size_t>(r)] = kept++;
+        };
+        for (int64_t r = w.row0; r < w.row0 + w.rows; ++r)
+            need(r);
+        if (req.torchText) {
+            const bool summarize = n > kThreshold && rows > 2 * kEdge && !(oneDim && rows == 1);
+            for (int64_t r = 0; r < rows; ++r)
+                if (!summarize || r < kEdge || r >= rows - kEdge) need(r);
+        }
+    }
+    std::vector<float> deq(static_cast<size_t>(kept * cols));
+    std::vector<int8_t> codes(static_cast<size_t>(kept * cols));
+    // Element e (row-major index into the tensor) -> index into deq / codes.
+    auto at = [&](int64_t e) -> size_t {
+        return rowWise ? static_cast<size_t>(slot[static_cast<size_t>(e / cols)] * cols + e % cols)
+                       : static_cast<size_t>(e);
+    };
+    // Quantizes the kept rows one by one (rowWise) with fn(x of the row, 1 row, out, codes).
+    auto quantizeRows = [&](auto&& fn) {
+        for (int64_t r = 0; r < rows; ++r)
+            if (slot[static_cast<size_t>(r)] >= 0) {
+                const size_t o = static_cast<size_t>(slot[static_cast<size_t>(r)] * cols);
+                fn(x + r * cols, deq.data() + o, codes.data() + o);
+            }
+    };
     // Group of each window element: key -> index in w.groups.
     std::map<int64_t, int32_t> groupIndex;
     auto groupOf = [&](int64_t key, auto&& make) -> int32_t {
@@ -225,7 +261,12 @@ Result<CodeWindow> makeCodeWindow(const QuantSpec& spec, const float* x, int64_t
     } else if (spec.method == QuantMethod::LlmInt8) {
         const bool inRows = req.inputIsRows;
         const int64_t nIn = inRows ? rows : cols;
-        llmInt8QuantizeDequantize(x, rows, cols, inRows, req.outlierFeatures, deq.data(), codes.data());
+        if (rowWise)
+            quantizeRows([&](const float* xr, float* o, int8_t* c) {
+                llmInt8QuantizeDequantize(xr, 1, cols, false, req.outlierFeatures, o, c);
+            });
+        else
+            llmInt8QuantizeDequantize(x, rows, cols, inRows, req.outlierFeatures, deq.data(), codes.data());
         const auto rowmax = llmInt8RowMax(x, rows, cols, inRows, req.outlierFeatures);
         std::vector<uint8_t> isOutlier(static_cast<size_t>(nIn), 0);
         for (int32_t j : req.outlierFeatures)
@@ -248,7 +289,10 @@ Result<CodeWindow> makeCodeWindow(const QuantSpec& spec, const float* x, int64_t
                 });
             }
     } else {
-        quantizeDequantize(spec, x, rows, cols, deq.data(), codes.data());
+        if (rowWise)
+            quantizeRows([&](const float* xr, float* o, int8_t* c) { quantizeDequantize(spec, xr, 1, cols, o, c); });
+        else
+            quantizeDequantize(spec, x, rows, cols, deq.data(), codes.data());
         const int64_t g = spec.granularity == Granularity::Row     ? cols
                           : spec.granularity == Granularity::Group ? std::min<int64_t>(spec.groupSize, cols)
                                                                    : n;
@@ -286,17 +330,16 @@ Result<CodeWindow> makeCodeWindow(const QuantSpec& spec, const float* x, int64_t
         for (int64_t c = 0; c < w.cols; ++c) {
             const int64_t e = (w.row0 + r) * cols + w.col0 + c;
             w.original[w.at(r, c)] = x[e];
-            w.dequantized[w.at(r, c)] = deq[e];
-            w.codes[w.at(r, c)] = codes[e];
+            w.dequantized[w.at(r, c)] = deq[at(e)];
+            w.codes[w.at(r, c)] = codes[at(e)];
         }
     if (req.torchText) {
         const TorchDType codeType = isBnbFourBit(spec.method) ? TorchDType::UInt8 : TorchDType::Int8;
         w.torchOriginal =
             torchFormatT([&](int64_t i) { return x[i]; }, rows, cols, TorchDType::Float32, oneDim);
-        w.torchCodes = torchFormatT([&](int64_t i) { return codes[static_cast<size_t>(i)]; }, rows, cols,
-                                    codeType, oneDim);
-        w.torchDequantized = torchFormatT([&](int64_t i) { return deq[static_cast<size_t>(i)]; }, rows, cols,
-                                          TorchDType::Float32, oneDim);
+        w.torchCodes = torchFormatT([&](int64_t i) { return codes[at(i)]; }, rows, cols, codeType, oneDim);
+        w.torchDequantized =
+            torchFormatT([&](int64_t i) { return deq[at(i)]; }, rows, cols, TorchDType::Float32, oneDim);
     }
     return w;
 }

@@ -2,8 +2,10 @@
 // weights, the absmax int8 tensor, the zero-point int8 tensor and the dequantized ones), for the GUI's
 // "Codes" workspace and `quantzoo-cli quantize --show-codes`.
 //
-// makeCodeWindow quantizes the whole tensor with the spec (the parameters of a per-tensor or per-row
-// method need all of it) and keeps a window [row0, row0+rows) × [col0, col0+cols) of the stored layout:
+// makeCodeWindow quantizes the tensor with the spec — only the rows it shows (the window's and the
+// torch print's) when the codes are independent per stored row (row / group scales, LLM.int8() of an
+// [out × in] weight), else the whole tensor (per-tensor scale, 4-bit blocks, Conv1D's per-column
+// scales) — and keeps a window [row0, row0+rows) × [col0, col0+cols) of the stored layout:
 // per element the original value, the integer code, the dequantized value, which quantization group
 // (scale, zero point) it used and, for LLM.int8(), whether it sits in an outlier feature kept in fp16.
 // Codes per method:

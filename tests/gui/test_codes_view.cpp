@@ -12,6 +12,7 @@
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QPushButton>
+#include <QRegularExpression>
 #include <QSignalSpy>
 #include <QSpinBox>
 #include <QStandardPaths>
@@ -19,6 +20,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 #include <QtNumeric>
+#include <algorithm>
 #include <cmath>
 #include <qfloat16.h>
 
@@ -308,6 +310,76 @@ class TestCodesView : public QObject {
         QVERIFY(waitShown(v));
         QVERIFY(v.window());
         QCOMPARE(v.window()->original[0], kA[0]);
+    }
+
+    // Row and group scales on a tensor larger than the torch print's threshold (the view quantizes only
+    // the rows it shows): a window in the middle and the summarised print's first / last rows match the
+    // notebook's formulas computed here over each row (absmax) or group of 64 (zero-point).
+    void rowWiseWindowOfLargeTensor() {
+        auto model = qz::openModel(kDemo.toStdString());
+        QVERIFY(model);
+        auto x = qz::readTensorF32(**model, *(*model)->find(kDown.toStdString()));
+        QVERIFY(x);
+        const int rows = 64, cols = 172;
+        QCOMPARE(int(x->size()), rows * cols);
+        auto absmaxCode = [&](int r, int c) {
+            float m = 0;
+            for (int k = 0; k < cols; ++k)
+                m = std::max(m, std::fabs((*x)[r * cols + k]));
+            return int(std::nearbyint((127.0f / m) * (*x)[r * cols + c]));
+        };
+        auto zeroPointCode = [&](int r, int c) {
+            const int g0 = (c / 64) * 64, g1 = std::min(cols, g0 + 64);
+            float lo = (*x)[r * cols + g0], hi = lo;
+            for (int k = g0; k < g1; ++k)
+                lo = std::min(lo, (*x)[r * cols + k]), hi = std::max(hi, (*x)[r * cols + k]);
+            const float sc = 255.0f / (hi - lo);
+            const float zp = std::nearbyint(-sc * lo - 128.0f);
+            return int(std::clamp(std::nearbyint((*x)[r * cols + c] * sc + zp), -128.0f, 127.0f));
+        };
+        // The integers of a line of a torch print.
+        auto ints = [](const QString& line) {
+            QList<int> v;
+            QRegularExpressionMatchIterator it =
+                QRegularExpression(QStringLiteral("(?<![\\w.])-?\\d+(?![\\d.])")).globalMatch(line);
+            while (it.hasNext())
+                v << it.next().captured(0).toInt();
+            return v;
+        };
+        for (int k = 0; k < 2; ++k) {
+            qz::QuantSpec s;
+            s.method = k == 0 ? qz::QuantMethod::Absmax : qz::QuantMethod::ZeroPoint;
+            s.granularity = k == 0 ? qz::Granularity::Row : qz::Granularity::Group;
+            s.groupSize = 64;
+            auto code = [&](int r, int c) { return k == 0 ? absmaxCode(r, c) : zeroPointCode(r, c); };
+            CodesView v;
+            v.show();
+            v.setModel(*model);
+            v.setSpec(s);
+            v.setTensor(kDown);
+            v.setWindow(30, 120, 4, 6);
+            QTRY_VERIFY_WITH_TIMEOUT(!v.isBusy() && v.window() && v.window()->row0 == 30, 20000);
+            const qz::CodeWindow* w = v.window();
+            QCOMPARE(w->col0, int64_t(120));
+            for (int r = 0; r < 4; ++r)
+                for (int c = 0; c < 6; ++c) {
+                    QCOMPARE(w->codes[size_t(w->at(r, c))], code(30 + r, 120 + c));
+                    QCOMPARE(w->original[size_t(w->at(r, c))], (*x)[(30 + r) * cols + 120 + c]);
+                }
+            // The whole-tensor print: rows 0..2 and 61..63, columns 0..2 and 169..171.
+            const QStringList lines = QString::fromStdString(w->torchCodes).split(QLatin1Char('\n'));
+            QStringList rowLines;
+            for (const QString& l : lines)
+                if (l.contains(QLatin1Char('[')) && ints(l).size() == 6) rowLines << l;
+            QCOMPARE(rowLines.size(), 6);
+            const int shownRows[6] = {0, 1, 2, 61, 62, 63}, shownCols[6] = {0, 1, 2, 169, 170, 171};
+            for (int i = 0; i < 6; ++i) {
+                QList<int> want;
+                for (int c : shownCols)
+                    want << code(shownRows[i], c);
+                QCOMPARE(ints(rowLines[i]), want);
+            }
+        }
     }
 
     void followsSelection() {
