@@ -3,12 +3,18 @@
 // least-error feasible combination is found, the greedy fill spends what is left in the expected order,
 // the exchange descent finds a two-slot swap no single change can,
 // a seed gives the same answer every time, an impossible budget is refused.
+// llama7bTargets: the optimizer's input built as the EXL2 pipeline builds it (exl2_export.cpp) for a
+// Llama-2-7B shape, with the real candidate tables and bit totals but synthetic errors (nothing is
+// measured): every target bpw from 2.5 to 8.0 is met within 0.02 (issue 7's bound), which the 8-module
+// bard-llama test model cannot show at 8.0 bpw (its 8-bit options all cost more than 8 bpw there).
 #include <QtTest>
 
 #include <cmath>
 #include <limits>
 
+#include "exl2/exl2_measure.h"
 #include "exl2/exl2_optimize.h"
+#include "exl2/exl2_qparams.h"
 
 using namespace qz;
 using namespace qz::exl2;
@@ -53,6 +59,7 @@ class TestExl2Optimize : public QObject {
     void deterministicWithSeed();
     void refusesImpossibleBudget();
     void cancels();
+    void llama7bTargets();
 };
 
 void TestExl2Optimize::defaultsAreExllamav2Schedule() {
@@ -283,6 +290,152 @@ void TestExl2Optimize::cancels() {
     QVERIFY(!r.ok());
     QVERIFY(r.error().cancelled);
     QCOMPARE(calls, 3);
+}
+
+namespace {
+
+// Llama-2-7B's decoder as planModel would lay it out (exl2_measure.h): hidden 4096, intermediate 11008,
+// 32 layers, 32 heads without GQA; per layer the modules self_attn (q, k, v, o: 4096 → 4096) and mlp
+// (gate, up: 4096 → 11008; down: 11008 → 4096), no biases. LinearRef.in is EXL2's rows.
+ModelPlan llama7bPlan() {
+    ModelPlan plan;
+    auto lin = [](const std::string& prefix, const char* slot, int out, int in) {
+        LinearRef L;
+        L.prefix = prefix + "." + slot;
+        L.slot = slot;
+        L.weightName = L.prefix + ".weight";
+        L.out = out;
+        L.in = in;
+        return L;
+    };
+    for (int l = 0; l < 32; ++l) {
+        const std::string base = "model.layers." + std::to_string(l);
+        ModuleRef a;
+        a.key = base + ".self_attn";
+        a.layer = l;
+        a.attn = true;
+        for (const char* s : {"q_proj", "k_proj", "v_proj", "o_proj"})
+            a.linears.push_back(lin(a.key, s, 4096, 4096));
+        ModuleRef m;
+        m.key = base + ".mlp";
+        m.layer = l;
+        m.attn = false;
+        m.linears.push_back(lin(m.key, "gate_proj", 11008, 4096));
+        m.linears.push_back(lin(m.key, "up_proj", 11008, 4096));
+        m.linears.push_back(lin(m.key, "down_proj", 4096, 11008));
+        plan.modules.push_back(a);
+        plan.modules.push_back(m);
+    }
+    return plan;
+}
+
+} // namespace
+
+void TestExl2Optimize::llama7bTargets() {
+    const ModelPlan plan = llama7bPlan();
+    // 32 · (4 · 4096² + 3 · 4096 · 11008), by hand.
+    const int64_t numel = plan.decoderNumel();
+    QCOMPARE(numel, int64_t(6476005376));
+
+    // The options of every module as the measurement pass forms them (exl2_measure.cpp measureModel): the
+    // table reduced per slot (reducedOptions → reduceQParams), each distinct setting's totalBits on its
+    // linear's shape, an option's total_bits = Σ over its slots. The error is synthetic and monotone:
+    // c_module · 2^(−bpw of the option), c_module seeded in [0.05, 0.15) (a real measurement has about this
+    // fall of ~1/2 per extra bit; its exact values do not matter for how closely the budget can be met).
+    uint64_t s = 2024;
+    auto rnd = [&] {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        return static_cast<double>(s >> 11) * 0x1.0p-53;
+    };
+    const ReducedOptions red[2] = {reducedOptions(true), reducedOptions(false)};
+    std::vector<std::vector<OptOption>> mods;
+    int64_t minBits = 0, maxBits = 0;
+    for (const ModuleRef& m : plan.modules) {
+        const ReducedOptions& r = red[m.attn ? 0 : 1];
+        QCOMPARE(r.slotParams.size(), m.linears.size());
+        std::vector<std::vector<int64_t>> bits(m.linears.size());
+        for (size_t k = 0; k < m.linears.size(); ++k)
+            for (const QParams& qp : r.slotParams[k])
+                bits[k].push_back(qp.totalBits(m.linears[k].in, m.linears[k].out, false));
+        const double c = 0.05 + 0.1 * rnd();
+        std::vector<OptOption> opts;
+        for (const auto& idx : r.optionIdx) {
+            int64_t tb = 0;
+            for (size_t k = 0; k < idx.size(); ++k)
+                tb += bits[k][idx[k]];
+            const double bpw = static_cast<double>(tb) / static_cast<double>(m.numel());
+            // Every table entry is a 2..8-bit setting: its bpw incl. scales and permutation stays in that
+            // range (a loose check that the shapes reached totalBits the right way round).
+            QVERIFY2(bpw > 2.0 && bpw < 8.6, qPrintable(QString("%1: %2 bpw").arg(m.key.c_str()).arg(bpw)));
+            opts.push_back({tb, c * std::pow(2.0, -bpw)});
+        }
+        QCOMPARE(static_cast<int>(opts.size()), m.attn ? 19 : 17);
+        int64_t lo = std::numeric_limits<int64_t>::max(), hi = 0;
+        for (const auto& o : opts) {
+            lo = std::min(lo, o.bits);
+            hi = std::max(hi, o.bits);
+        }
+        minBits += lo;
+        maxBits += hi;
+        mods.push_back(std::move(opts));
+    }
+    QCOMPARE(mods.size(), size_t(64));
+    const double minBpw = static_cast<double>(minBits) / static_cast<double>(numel);
+    const double maxBpw = static_cast<double>(maxBits) / static_cast<double>(numel);
+    qInfo("Llama-2-7B shape: %lld decoder weights, reachable %.4f .. %.4f bpw", static_cast<long long>(numel),
+          minBpw, maxBpw);
+    QVERIFY(minBpw < 2.5);  // every target below is above the cheapest combination (2.21 bpw)
+    QVERIFY(maxBpw > 8.02); // and 8.0 is not at the top of the range: the bound is a real test there
+
+    // The pipeline's parameters (ExportParams → OptimizeParams) except two, so that 9 targets take seconds:
+    //   * 20 proposals per temperature instead of 1000 (quantzoo-cli --anneal-iterations 20);
+    //   * no exact step (exactFrontMax = 0). On this input its Pareto front outgrows the default 200000
+    //     entries for 8 of the 9 targets, so the step is abandoned after ~3 s each and the annealed choice
+    //     stands, the same answer as without it; 2.5 bpw, where it completes, is checked with it below.
+    auto check = [&](double target, size_t exactFrontMax, bool* exact) {
+        OptimizeParams p;
+        p.budget = static_cast<int64_t>(static_cast<double>(numel) * target);
+        p.seed = 5;
+        p.iterations = 20;
+        p.exactFrontMax = exactFrontMax;
+        auto r = optimizeStrategy(mods, p);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
+        QCOMPARE(r->choice.size(), mods.size());
+        const int64_t got = bitsOf(mods, r->choice); // recounted here, not the optimizer's figure
+        QCOMPARE(r->bits, got);
+        QVERIFY(got <= p.budget);
+        const double achieved = static_cast<double>(got) / static_cast<double>(numel);
+        qInfo("target %.2f bpw: achieved %.5f bpw (%+.5f), norm %.3f, exact step %s", target, achieved,
+              achieved - target, r->norm, r->exact ? "done" : "not run");
+        QVERIFY2(std::abs(achieved - target) <= 0.02,
+                 qPrintable(QString("target %1: achieved %2 bpw").arg(target).arg(achieved, 0, 'f', 5)));
+        // Deterministic with the seed.
+        auto again = optimizeStrategy(mods, p);
+        QVERIFY(again.ok());
+        QCOMPARE(again->choice, r->choice);
+        QCOMPARE(again->norm, r->norm);
+        QCOMPARE(again->bits, r->bits);
+        *exact = r->exact;
+    };
+    QElapsedTimer t;
+    t.start();
+    bool exact = false;
+    for (double target : {2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0}) {
+        check(target, 0, &exact);
+        if (QTest::currentTestFailed()) return;
+    }
+    qInfo("9 targets, each optimized twice: %lld ms", static_cast<long long>(t.elapsed()));
+    t.restart();
+    check(2.5, OptimizeParams().exactFrontMax, &exact);
+    if (QTest::currentTestFailed()) return;
+    QVERIFY(exact);
+    qInfo("2.5 bpw with the exact step, twice: %lld ms", static_cast<long long>(t.elapsed()));
+    // Below the cheapest combination the optimizer refuses (the pipeline reports it).
+    OptimizeParams low;
+    low.budget = minBits - 1;
+    low.iterations = 20;
+    low.exactFrontMax = 0;
+    QVERIFY(!optimizeStrategy(mods, low).ok());
 }
 
 QTEST_GUILESS_MAIN(TestExl2Optimize)
