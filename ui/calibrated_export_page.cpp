@@ -275,13 +275,15 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
         m_eta->setText(tr("cancelled"));
         m_cancelledDir = m_outputDir;
         // Not "no folder was created": the core may be past its last cancel point (finishedAfterCancel).
-        m_summary->setText(tr("Cancelled. Export again into the same folder to resume from the finished work."));
+        m_summary->setText(
+            tr("Cancelled. Export again into the same folder to resume from the finished work."));
         appendLog(tr("Export cancelled."));
         emit exportCancelled();
     });
     connect(m_job, &BackgroundJob::finishedAfterCancel, this, [this] {
-        const QString text = tr("The cancelled export had already got past its last cancel point and finished: "
-                                "%1 was written.").arg(m_cancelledDir);
+        const QString text = tr("The cancelled export had already got past its last cancel point and "
+                                "finished: %1 was written.")
+                                 .arg(m_cancelledDir);
         appendLog(text);
         if (!isRunning()) m_summary->setText(text);
     });

@@ -290,7 +290,9 @@ Result<CodeWindow> makeCodeWindow(const QuantSpec& spec, const float* x, int64_t
             }
     } else {
         if (rowWise)
-            quantizeRows([&](const float* xr, float* o, int8_t* c) { quantizeDequantize(spec, xr, 1, cols, o, c); });
+            quantizeRows([&](const float* xr, float* o, int8_t* c) {
+                quantizeDequantize(spec, xr, 1, cols, o, c);
+            });
         else
             quantizeDequantize(spec, x, rows, cols, deq.data(), codes.data());
         const int64_t g = spec.granularity == Granularity::Row     ? cols

@@ -597,7 +597,8 @@ void TestCalibratedExport::refusesBadCalibrationAndMeasurement() {
 void TestCalibratedExport::keepDefaultFollowsModelSize() {
     GptqExportPage gptq;
     Exl2ExportPage exl2;
-    for (CalibratedExportPage* page : {static_cast<CalibratedExportPage*>(&gptq), static_cast<CalibratedExportPage*>(&exl2)}) {
+    for (CalibratedExportPage* page :
+         {static_cast<CalibratedExportPage*>(&gptq), static_cast<CalibratedExportPage*>(&exl2)}) {
         QCheckBox* keep = page == &gptq ? gptq.keepCheck() : exl2.keepCheck();
         page->setModel(m_model);  // bard-llama: a few million parameters
         QVERIFY(keep->isChecked());
@@ -612,7 +613,8 @@ void TestCalibratedExport::keepDefaultFollowsModelSize() {
     }
     // The RTN baseline keeps a second set: the label says so; the size is 4 bytes per parameter and set.
     gptq.rtnCheck()->setChecked(true);
-    QVERIFY2(gptq.keepCheck()->text().contains(QStringLiteral("× 2 variants")), qPrintable(gptq.keepCheck()->text()));
+    QVERIFY2(gptq.keepCheck()->text().contains(QStringLiteral("× 2 variants")),
+             qPrintable(gptq.keepCheck()->text()));
     const double mib2 = 8.0 * double(m_model->totalParameters()) / 1048576.0;
     QVERIFY2(gptq.keepCheck()->text().contains(QStringLiteral("≈ %1 MiB").arg(mib2, 0, 'f', 0)),
              qPrintable(gptq.keepCheck()->text()));
