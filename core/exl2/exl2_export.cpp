@@ -10,6 +10,7 @@
 #include <set>
 #include <unistd.h>
 
+#include "common/file_util.h"
 #include "common/fp16.h"
 #include "exl2/exl2_measure.h"
 #include "exl2/exl2_optimize.h"
@@ -26,44 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-uint64_t fnv1a(const std::string& s) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s)
-        h = (h ^ c) * 1099511628211ull;
-    return h;
-}
-
-Result<std::string> readSmallFile(const std::string& path, size_t maxBytes) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return makeError("cannot open " + path);
-    f.seekg(0, std::ios::end);
-    const auto size = static_cast<int64_t>(f.tellg());
-    if (size < 0 || static_cast<uint64_t>(size) > maxBytes) return makeError(path + " is too large");
-    f.seekg(0);
-    std::string s(static_cast<size_t>(size), '\0');
-    if (size > 0 && !f.read(s.data(), size)) return makeError("cannot read " + path);
-    return s;
-}
-
-Status writeFileAtomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        if (!f || !f.write(text.data(), static_cast<std::streamsize>(text.size())) || !f.flush()) {
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            return makeError("cannot write " + path);
-        }
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        return makeError("cannot write " + path);
-    }
-    return okStatus();
 }
 
 // What the measurement depends on: a resume state is reused only when all of it matches.

@@ -12,6 +12,7 @@
 #include <span>
 #include <unistd.h>
 
+#include "common/file_util.h"
 #include "common/fp16.h"
 #include "common/parallel.h"
 #include "infer/matmul.h"
@@ -115,37 +116,6 @@ std::vector<double> ropeInvFreq(const InferHParams& hp) {
         }
     }
     return f;
-}
-
-Status writeFileAtomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        if (!f || !f.write(text.data(), static_cast<std::streamsize>(text.size())) || !f.flush()) {
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            return makeError("cannot write " + path);
-        }
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        return makeError("cannot write " + path);
-    }
-    return okStatus();
-}
-
-Result<std::string> readSmallFile(const std::string& path, size_t maxBytes) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return makeError("cannot open " + path);
-    f.seekg(0, std::ios::end);
-    const auto size = static_cast<int64_t>(f.tellg());
-    if (size < 0 || static_cast<uint64_t>(size) > maxBytes) return makeError(path + " is too large");
-    f.seekg(0);
-    std::string s(static_cast<size_t>(size), '\0');
-    if (size > 0 && !f.read(s.data(), size)) return makeError("cannot read " + path);
-    return s;
 }
 
 nlohmann::ordered_json optionsJson(const ModuleMeasurement& m) {

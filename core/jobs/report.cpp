@@ -128,28 +128,4 @@ std::string reportMarkdown(const Model& model, const QuantizeResult& r) {
     return o.str();
 }
 
-Status writeFileAtomic(const std::string& path, const std::string& text) {
-    namespace fs = std::filesystem;
-    const fs::path target(path);
-    const fs::path tmp = target.parent_path() / (".~" + target.filename().string() + "." + std::to_string(::getpid()) + ".tmp");
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) return makeError(path + ": cannot create " + tmp.string());
-        out.write(text.data(), static_cast<std::streamsize>(text.size()));
-        out.flush();
-        if (!out) {
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            return makeError(path + ": write failed");
-        }
-    }
-    std::error_code ec;
-    fs::rename(tmp, target, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        return makeError(path + ": cannot rename into place: " + ec.message());
-    }
-    return okStatus();
-}
-
 }  // namespace qz

@@ -4,14 +4,12 @@
 
 #include <string>
 
+#include "common/file_util.h"  // writeFileAtomic, used with the reports
 #include "jobs/quantize_job.h"
 
 namespace qz {
 
 std::string reportJson(const Model& model, const QuantizeResult& r);
 std::string reportMarkdown(const Model& model, const QuantizeResult& r);
-
-// Writes text to path atomically (temporary name, then rename).
-Status writeFileAtomic(const std::string& path, const std::string& text);
 
 }  // namespace qz
