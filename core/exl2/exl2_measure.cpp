@@ -16,6 +16,7 @@
 #include "common/fp16.h"
 #include "common/parallel.h"
 #include "infer/matmul.h"
+#include "infer/ops.h"
 
 namespace qz::exl2 {
 
@@ -43,18 +44,8 @@ bool endsWith(const std::string& s, const std::string& t) {
     return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
 }
 
-// out[t] = x[t] / sqrt(mean(x[t]²) + eps) · g (sum in double, as the engine).
 void rmsNorm(const float* x, int64_t nTok, int dim, const std::vector<float>& g, float eps, float* out) {
-    for (int64_t t = 0; t < nTok; ++t) {
-        const float* xi = x + t * dim;
-        double s = 0;
-        for (int i = 0; i < dim; ++i)
-            s += static_cast<double>(xi[i]) * xi[i];
-        const float scale = 1.0f / std::sqrt(static_cast<float>(s / dim) + eps);
-        float* o = out + t * dim;
-        for (int i = 0; i < dim; ++i)
-            o[i] = xi[i] * scale * g[i];
-    }
+    rmsNormColumns(x, nTok, dim, g.data(), eps, out);
 }
 
 void linear(const std::vector<float>& W, const std::vector<float>& b, int out, int in, const float* x,
@@ -68,53 +59,15 @@ void linear(const std::vector<float>& W, const std::vector<float>& b, int out, i
 
 void applyRope(float* M, int64_t len, int rows, int nHeads, int hd, int nRot,
                const std::vector<double>& invFreq, float linearScale) {
-    const int half = nRot / 2;
-    std::vector<float> cs(half), sn(half);
-    for (int64_t t = 0; t < len; ++t) {
-        const double pos = static_cast<double>(t) / linearScale;
-        for (int i = 0; i < half; ++i) {
-            const double a = pos * invFreq[i];
-            cs[i] = static_cast<float>(std::cos(a));
-            sn[i] = static_cast<float>(std::sin(a));
-        }
-        float* col = M + t * rows;
-        for (int h = 0; h < nHeads; ++h) {
-            float* x = col + static_cast<size_t>(h) * hd;
-            for (int i = 0; i < half; ++i) {
-                const float x0 = x[i], x1 = x[i + half];
-                x[i] = x0 * cs[i] - x1 * sn[i];
-                x[i + half] = x1 * cs[i] + x0 * sn[i];
-            }
-        }
-    }
+    applyRopeColumns(M, len, rows, nHeads, hd, nRot, 0, invFreq, linearScale);
 }
 
-// The engine's RoPE frequencies for an HF config (infer/engine_load.cpp): θ^(−2i/nRot), divided by the
-// llama3 factors when rope_scaling is llama3.
+// The engine's RoPE frequencies for an HF config (infer/engine_load.cpp): the base frequencies divided by
+// the llama3 factors when rope_scaling is llama3.
 std::vector<double> ropeInvFreq(const InferHParams& hp) {
-    const int half = hp.nRot / 2;
-    std::vector<double> f(half);
-    for (int i = 0; i < half; ++i)
-        f[i] = std::pow(static_cast<double>(hp.ropeTheta), -2.0 * i / hp.nRot);
-    if (hp.ropeLlama3) {
-        const double lowWave = hp.llama3OrigCtx / hp.llama3LowFreq;
-        const double highWave = hp.llama3OrigCtx / hp.llama3HighFreq;
-        for (int i = 0; i < half; ++i) {
-            const double fi = f[i], wave = 2 * M_PI / fi;
-            double nf;
-            if (wave < highWave)
-                nf = fi;
-            else if (wave > lowWave)
-                nf = fi / hp.llama3Factor;
-            else {
-                const double s =
-                    (hp.llama3OrigCtx / wave - hp.llama3LowFreq) / (hp.llama3HighFreq - hp.llama3LowFreq);
-                nf = (1 - s) * fi / hp.llama3Factor + s * fi;
-            }
-            const float factor = static_cast<float>(fi / nf);
-            f[i] = fi / factor;
-        }
-    }
+    std::vector<double> f = ropeBaseFrequencies(hp);
+    const std::vector<float> factors = llama3RopeFactors(hp, f);
+    for (size_t i = 0; i < factors.size(); ++i) f[i] /= factors[i];
     return f;
 }
 

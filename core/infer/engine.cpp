@@ -8,6 +8,7 @@
 #include "common/parallel.h"
 #include "infer/engine_impl.h"
 #include "infer/matmul.h"
+#include "infer/ops.h"
 
 namespace qz {
 
@@ -23,18 +24,10 @@ void matmul(const InferLinear& L, const InferMat& X, InferMat& Y, int threads) {
             for (int r = 0; r < L.nOut; ++r) Y(r, c) += L.b[r];
 }
 
-// out = x / sqrt(mean(x²) + eps) · g, per column (sum in double as ggml does).
+// out = x / sqrt(mean(x²) + eps) · g, per column (infer/ops.h).
 void rmsNorm(const InferMat& X, const std::vector<float>& g, float eps, InferMat& out) {
     out.resize(X.rows(), X.cols());
-    const Eigen::Index d = X.rows();
-    for (Eigen::Index c = 0; c < X.cols(); ++c) {
-        const float* x = X.col(c).data();
-        double s = 0;
-        for (Eigen::Index i = 0; i < d; ++i) s += static_cast<double>(x[i]) * x[i];
-        const float scale = 1.0f / std::sqrt(static_cast<float>(s / d) + eps);
-        float* o = out.col(c).data();
-        for (Eigen::Index i = 0; i < d; ++i) o[i] = x[i] * scale * g[i];
-    }
+    rmsNormColumns(X.data(), X.cols(), X.rows(), g.data(), eps, out.data());
 }
 
 // out = (x − mean) / sqrt(var + eps) · g + b, per column.
@@ -55,28 +48,10 @@ void layerNorm(const InferMat& X, const std::vector<float>& g, const std::vector
     }
 }
 
-// Rotate-half RoPE on rows [h·hd, h·hd + nRot) of every head, column t at position pos0 + t.
+// Rotate-half RoPE (infer/ops.h), column t at position pos0 + t.
 void applyRope(InferMat& M, int nHeads, int hd, int nRot, int pos0, const std::vector<double>& invFreq,
                float linearScale) {
-    const int half = nRot / 2;
-    std::vector<float> cs(half), sn(half);
-    for (Eigen::Index t = 0; t < M.cols(); ++t) {
-        const double pos = static_cast<double>(pos0 + t) / linearScale;
-        for (int i = 0; i < half; ++i) {
-            const double a = pos * invFreq[i];
-            cs[i] = static_cast<float>(std::cos(a));
-            sn[i] = static_cast<float>(std::sin(a));
-        }
-        float* col = M.col(t).data();
-        for (int h = 0; h < nHeads; ++h) {
-            float* x = col + static_cast<size_t>(h) * hd;
-            for (int i = 0; i < half; ++i) {
-                const float x0 = x[i], x1 = x[i + half];
-                x[i] = x0 * cs[i] - x1 * sn[i];
-                x[i + half] = x1 * cs[i] + x0 * sn[i];
-            }
-        }
-    }
+    applyRopeColumns(M.data(), M.cols(), M.rows(), nHeads, hd, nRot, pos0, invFreq, linearScale);
 }
 
 inline float geluTanh(float x) {

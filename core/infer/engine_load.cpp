@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "infer/engine_impl.h"
+#include "infer/ops.h"
 
 namespace qz {
 
@@ -182,35 +183,16 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
         }
     }
 
-    // RoPE frequencies.
+    // RoPE frequencies (infer/ops.h).
     const int half = hp.nRot / 2;
-    e.ropeInvFreq.resize(half);
-    for (int i = 0; i < half; ++i)
-        e.ropeInvFreq[i] = std::pow(static_cast<double>(hp.ropeTheta), -2.0 * i / hp.nRot);
+    e.ropeInvFreq = ropeBaseFrequencies(hp);
     std::vector<float> factors;
     if (g) {
         auto r = ld.get("rope_freqs.weight", {half}, false);
         if (!r) return r.error();
         factors = std::move(r).value();
-    } else if (hp.ropeLlama3) {
-        // HF _compute_llama3_parameters, expressed as a divisor per frequency.
-        const double lowWave = hp.llama3OrigCtx / hp.llama3LowFreq;
-        const double highWave = hp.llama3OrigCtx / hp.llama3HighFreq;
-        factors.resize(half);
-        for (int i = 0; i < half; ++i) {
-            const double f = e.ropeInvFreq[i];
-            const double wave = 2 * M_PI / f;
-            double nf;
-            if (wave < highWave) {
-                nf = f;
-            } else if (wave > lowWave) {
-                nf = f / hp.llama3Factor;
-            } else {
-                const double s = (hp.llama3OrigCtx / wave - hp.llama3LowFreq) / (hp.llama3HighFreq - hp.llama3LowFreq);
-                nf = (1 - s) * f / hp.llama3Factor + s * f;
-            }
-            factors[i] = static_cast<float>(f / nf);
-        }
+    } else {
+        factors = llama3RopeFactors(hp, e.ropeInvFreq);
     }
     for (int i = 0; i < half && !factors.empty(); ++i) {
         if (!(factors[i] > 0)) return makeError(ld.model.path + ": rope frequency factors must be positive");
