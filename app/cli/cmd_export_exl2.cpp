@@ -12,6 +12,7 @@
 #include "infer/text_tokens.h"
 #include "io/safetensors_writer.h"
 #include "model/model.h"
+#include "calibrated_export_util.h"
 #include "progress_line.h"
 
 namespace qzcli {
@@ -47,21 +48,6 @@ int fail(const std::string& msg) {
     return kFailed;
 }
 
-qz::Status dumpDequant(const std::string& path, const qz::WeightOverrides& ov, const qz::Model& model) {
-    std::vector<qz::SafetensorsTensorDecl> decls;
-    std::vector<const std::vector<float>*> data;
-    for (const auto& t : model.tensors) {
-        auto it = ov.find(t.name);
-        if (it == ov.end() || t.shape.size() != 2) continue;
-        decls.push_back({t.name, qz::DType::F32, t.shape});
-        data.push_back(&it->second);
-    }
-    qz::SafetensorsWriter w;
-    if (auto s = w.open(path, decls); !s) return s;
-    for (const auto* d : data)
-        if (auto s = w.writeTensorFromF32(*d); !s) return s;
-    return w.finish();
-}
 } // namespace
 
 int cmdExportExl2(int argc, char** argv) {
@@ -161,38 +147,10 @@ int cmdExportExl2(int argc, char** argv) {
         if (auto s = dumpDequant(dumpPath, res->overrides, **model); !s) return fail(s.error().message);
 
     if (!evalPath.empty()) {
-        std::FILE* f = std::fopen(evalPath.c_str(), "rb");
-        if (!f) return fail("cannot open " + evalPath);
-        std::string text;
-        char buf[65536];
-        size_t got;
-        while ((got = std::fread(buf, 1, sizeof buf, f)) > 0)
-            text.append(buf, got);
-        std::fclose(f);
-        auto in = qz::tokenizeForPerplexity(**model, text);
-        if (!in) return fail(in.error().message);
-        auto runPpl = [&](const char* label, const qz::WeightOverrides* ov) -> int {
-            qz::EngineOptions eo;
-            eo.threads = p.threads;
-            eo.overrides = ov;
-            auto eng = qz::Engine::load(**model, eo);
-            if (!eng) return fail(eng.error().message);
-            qz::PerplexityParams pp = in->params;
-            pp.nCtx = std::min(ctx, (*eng)->nCtxMax());
-            pp.nChunks = chunks;
-            ProgressLine pl(std::string("ppl ") + label, quiet);
-            auto r = qz::computePerplexity(**eng, in->tokens, pp, pl.callback());
-            pl.finish();
-            if (!r) {
-                std::fprintf(stderr, "quantzoo-cli: %s\n", r.error().message.c_str());
-                return r.error().cancelled ? kCancelled : kFailed;
-            }
-            std::printf("perplexity %-8s (ctx %d, %d chunks): %s\n", label, r->nCtx, r->nChunks,
-                        qz::formatFinalEstimate(*r).c_str());
-            return kOk;
-        };
-        if (int rc = runPpl("original", nullptr); rc != kOk) return rc;
-        if (int rc = runPpl("exl2", &res->overrides); rc != kOk) return rc;
+        if (int rc = printPerplexities(**model, evalPath, ctx, chunks, p.threads, quiet,
+                                       {{"original", nullptr}, {"exl2", &res->overrides}});
+            rc != kOk)
+            return rc;
     }
     return kOk;
 }

@@ -11,6 +11,7 @@
 #include "infer/text_tokens.h"
 #include "io/safetensors_writer.h"
 #include "model/model.h"
+#include "calibrated_export_util.h"
 #include "progress_line.h"
 
 namespace qzcli {
@@ -49,21 +50,6 @@ int fail(const std::string& msg) {
     return kFailed;
 }
 
-qz::Status dumpDequant(const std::string& path, const qz::WeightOverrides& ov, const qz::Model& model) {
-    std::vector<qz::SafetensorsTensorDecl> decls;
-    std::vector<const std::vector<float>*> data;
-    for (const auto& t : model.tensors) {  // model order, quantized weights only
-        auto it = ov.find(t.name);
-        if (it == ov.end() || t.shape.size() != 2) continue;
-        decls.push_back({t.name, qz::DType::F32, t.shape});
-        data.push_back(&it->second);
-    }
-    qz::SafetensorsWriter w;
-    if (auto s = w.open(path, decls); !s) return s;
-    for (const auto* d : data)
-        if (auto s = w.writeTensorFromF32(*d); !s) return s;
-    return w.finish();
-}
 }  // namespace
 
 int cmdExportGptq(int argc, char** argv) {
@@ -158,39 +144,11 @@ int cmdExportGptq(int argc, char** argv) {
         if (auto s = dumpDequant(dumpPath, res->overrides, **model); !s) return fail(s.error().message);
 
     if (!evalPath.empty()) {
-        std::FILE* f = std::fopen(evalPath.c_str(), "rb");
-        if (!f) return fail("cannot open " + evalPath);
-        std::string text;
-        char buf[65536];
-        size_t got;
-        while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, got);
-        std::fclose(f);
-        auto in = qz::tokenizeForPerplexity(**model, text);
-        if (!in) return fail(in.error().message);
-        auto runPpl = [&](const char* label, const qz::WeightOverrides* ov) -> int {
-            qz::EngineOptions eo;
-            eo.threads = p.quant.threads;
-            eo.overrides = ov;
-            auto eng = qz::Engine::load(**model, eo);
-            if (!eng) return fail(eng.error().message);
-            qz::PerplexityParams pp = in->params;
-            pp.nCtx = std::min(ctx, (*eng)->nCtxMax());
-            pp.nChunks = chunks;
-            ProgressLine pl(std::string("ppl ") + label, quiet);
-            auto r = qz::computePerplexity(**eng, in->tokens, pp, pl.callback());
-            pl.finish();
-            if (!r) {
-                std::fprintf(stderr, "quantzoo-cli: %s\n", r.error().message.c_str());
-                return r.error().cancelled ? kCancelled : kFailed;
-            }
-            std::printf("perplexity %-8s (ctx %d, %d chunks): %s\n", label, r->nCtx, r->nChunks,
-                        qz::formatFinalEstimate(*r).c_str());
-            return kOk;
-        };
-        if (int rc = runPpl("original", nullptr); rc != kOk) return rc;
-        if (int rc = runPpl(p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn", &res->overrides); rc != kOk) return rc;
-        if (p.rtnBaseline && p.method == qz::gptq::Method::Gptq)
-            if (int rc = runPpl("rtn", &res->rtnOverrides); rc != kOk) return rc;
+        std::vector<EvalVariant> variants = {{"original", nullptr},
+                                             {p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn", &res->overrides}};
+        if (p.rtnBaseline && p.method == qz::gptq::Method::Gptq) variants.push_back({"rtn", &res->rtnOverrides});
+        if (int rc = printPerplexities(**model, evalPath, ctx, chunks, p.quant.threads, quiet, variants); rc != kOk)
+            return rc;
     }
     return kOk;
 }

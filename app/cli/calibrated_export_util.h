@@ -1,0 +1,27 @@
+// What the GPTQ and EXL2 export commands share: writing the dequantized weights for an independent
+// reader (--dump-dequant) and the perplexity of the original against the exported variants (--eval).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "infer/engine.h"
+#include "model/model.h"
+
+namespace qzcli {
+
+// The quantized 2-D weights of `ov`, in model order, as F32 safetensors at `path`.
+qz::Status dumpDequant(const std::string& path, const qz::WeightOverrides& ov, const qz::Model& model);
+
+struct EvalVariant {
+    std::string label;                       // "original", "gptq", "rtn", "exl2"
+    const qz::WeightOverrides* overrides;    // nullptr: the original weights
+};
+
+// Tokenizes evalPath as llama-perplexity does and prints "perplexity LABEL (ctx C, N chunks): …" for each
+// variant (progress line on stderr unless quiet). Returns an exit code (commands.h).
+int printPerplexities(const qz::Model& model, const std::string& evalPath, int ctx, int chunks, int threads,
+                      bool quiet, const std::vector<EvalVariant>& variants);
+
+}  // namespace qzcli
