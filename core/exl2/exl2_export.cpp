@@ -162,32 +162,15 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         measureRows = std::move(*w);
     }
 
-    // Destination and temporary folder.
+    // Destination and temporary folder (common/file_util.h).
     std::string outDir = p.outputDir;
-    while (outDir.size() > 1 && outDir.back() == '/')
-        outDir.pop_back();
     fs::path tmpDir;
     if (p.writeOutput) {
-        if (outDir.empty()) return makeError("no output folder given");
+        auto pf = openPartialFolder(p.outputDir, "exl2", measureFingerprint(model, p, calibText), p.resume);
+        if (!pf) return pf.error();
+        outDir = pf->outDir;
+        tmpDir = pf->dir;
         std::error_code ec;
-        if (fs::exists(outDir, ec) && !(fs::is_directory(outDir, ec) && fs::is_empty(outDir, ec)))
-            return makeError(outDir + " already exists (choose a new folder or remove it)");
-        fs::path out(outDir);
-        const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
-        if (!fs::is_directory(parent, ec)) return makeError("folder " + parent.string() + " does not exist");
-        tmpDir = parent / ("." + out.filename().string() + ".exl2-partial");
-        const std::string fp = measureFingerprint(model, p, calibText);
-        const fs::path statePath = tmpDir / "exl2-state.json";
-        bool reuse = false;
-        if (p.resume && fs::is_directory(tmpDir, ec)) {
-            auto st = readSmallFile(statePath.string(), 1 << 20);
-            reuse = st && *st == fp;
-        }
-        if (!reuse) {
-            fs::remove_all(tmpDir, ec);
-            if (!fs::create_directory(tmpDir, ec) || ec) return makeError("cannot create " + tmpDir.string());
-            if (auto s = writeFileAtomic(statePath.string(), fp); !s) return s.error();
-        }
         // Anything but the measurement state is from an earlier, unfinished write: drop it.
         for (const auto& e : fs::directory_iterator(tmpDir, ec)) {
             const std::string n = e.path().filename().string();

@@ -136,31 +136,14 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         windows = std::move(*w);
     }
 
-    // Destination and temporary folder.
+    // Destination and temporary folder (common/file_util.h).
     std::string outDir = p.outputDir;
-    while (outDir.size() > 1 && outDir.back() == '/') outDir.pop_back();
     fs::path tmpDir;
     if (p.writeOutput) {
-        if (outDir.empty()) return makeError("no output folder given");
-        std::error_code ec;
-        if (fs::exists(outDir, ec) && !(fs::is_directory(outDir, ec) && fs::is_empty(outDir, ec)))
-            return makeError(outDir + " already exists (choose a new folder or remove it)");
-        fs::path out(outDir);
-        const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
-        if (!fs::is_directory(parent, ec)) return makeError("folder " + parent.string() + " does not exist");
-        tmpDir = parent / ("." + out.filename().string() + ".gptq-partial");
-        const std::string fp = fingerprint(model, p, calibText);
-        const fs::path statePath = tmpDir / "gptq-state.json";
-        bool reuse = false;
-        if (p.resume && fs::is_directory(tmpDir, ec)) {
-            auto st = readSmallFile(statePath.string(), 1 << 20);
-            reuse = st && *st == fp;
-        }
-        if (!reuse) {
-            fs::remove_all(tmpDir, ec);
-            if (!fs::create_directory(tmpDir, ec) || ec) return makeError("cannot create " + tmpDir.string());
-            if (auto s = writeFileAtomic(statePath.string(), fp); !s) return s.error();
-        }
+        auto pf = openPartialFolder(p.outputDir, "gptq", fingerprint(model, p, calibText), p.resume);
+        if (!pf) return pf.error();
+        outDir = pf->outDir;
+        tmpDir = pf->dir;
     }
 
     ExportResult res;
