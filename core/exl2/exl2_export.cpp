@@ -151,7 +151,7 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     auto txt = readSmallFile(p.calibPath, size_t{1} << 30);
     if (!txt) return txt.error();
     const std::string calibText = std::move(*txt);
-    auto toks = gptq::tokenizeTextFile(model, p.calibPath);
+    auto toks = gptq::tokenizeText(model, calibText, p.calibPath);  // the text read once
     if (!toks) return toks.error();
     auto quantRows = gptq::calibrationWindows(*toks, p.quantCalib);
     if (!quantRows) return makeError(p.calibPath + ": " + quantRows.error().message);

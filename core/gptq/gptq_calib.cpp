@@ -41,8 +41,12 @@ Result<std::vector<int32_t>> tokenizeTextFile(const Model& model, const std::str
     f.seekg(0);
     std::string text(static_cast<size_t>(size), '\0');
     if (!f.read(text.data(), size)) return makeError("cannot read text file " + path);
+    return tokenizeText(model, text, path);
+}
+
+Result<std::vector<int32_t>> tokenizeText(const Model& model, const std::string& text, const std::string& name) {
     auto in = tokenizeForPerplexity(model, text);
-    if (!in) return makeError(path + ": " + in.error().message);
+    if (!in) return makeError(name + ": " + in.error().message);
     return std::move(in->tokens);
 }
 

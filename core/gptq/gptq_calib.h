@@ -25,6 +25,8 @@ Result<std::vector<std::vector<int32_t>>> calibrationWindows(std::span<const int
 
 // Reads a text file (at most 1 GiB) and tokenizes it with the model's tokenizer.
 Result<std::vector<int32_t>> tokenizeTextFile(const Model& model, const std::string& path);
+// Tokenizes text already read (e.g. for a fingerprint too); `name` (its file) is used in messages.
+Result<std::vector<int32_t>> tokenizeText(const Model& model, const std::string& text, const std::string& name);
 
 // splitmix64 step (exposed for tests).
 uint64_t splitmix64(uint64_t& state);

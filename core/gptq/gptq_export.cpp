@@ -129,7 +129,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         auto txt = readSmallFile(p.calibPath, size_t{1} << 30);
         if (!txt) return txt.error();
         calibText = std::move(*txt);
-        auto toks = tokenizeTextFile(model, p.calibPath);
+        auto toks = tokenizeText(model, calibText, p.calibPath);  // the text read once
         if (!toks) return toks.error();
         auto w = calibrationWindows(*toks, p.calib);
         if (!w) return makeError(p.calibPath + ": " + w.error().message);
