@@ -116,7 +116,7 @@ private slots:
     void roundTripAllValueTypes();
     void rewriteStoriesByteForByte();
     void rewriteVocabFilesByteForByte();
-    void rewriteGoldensWhenPresent();
+    void rewriteGoldens();
     void writerErrorsAndCleanup();
     void dimsConventions();
 
@@ -567,30 +567,33 @@ void TestGguf::rewriteVocabFilesByteForByte() {
     }
 }
 
-void TestGguf::rewriteGoldensWhenPresent() {
-    const std::string gold = "/work/shared/golden";
-    if (!fs::exists(gold)) QSKIP("/work/shared/golden not present: llama.cpp golden rewrite not checked");
+void TestGguf::rewriteGoldens() {
+    // llama.cpp's own files in tests/data/golden: one written by convert_hf_to_gguf (gguf-py), the
+    // others by llama-quantize.
     struct Case {
         const char* file;
         GgufWriter::DimsConvention dims;
     };
     const Case cases[] = {
-        {"bard-llama/bard-llama-F32.gguf", GgufWriter::DimsConvention::Python},   // convert_hf_to_gguf
-        {"bard-llama/bard-llama-BF16.gguf", GgufWriter::DimsConvention::Python},
-        {"bard-gpt2/bard-gpt2-F16.gguf", GgufWriter::DimsConvention::Python},
-        {"bard-llama/bard-llama-Q4_0.gguf", GgufWriter::DimsConvention::C},       // llama-quantize
-        {"bard-llama/bard-llama-Q4_K_M.gguf", GgufWriter::DimsConvention::C},
+        {"bard-gpt2/bard-gpt2-BF16.gguf", GgufWriter::DimsConvention::Python}, // convert_hf_to_gguf
+        {"bard-llama/bard-llama-Q4_0.gguf", GgufWriter::DimsConvention::C},    // llama-quantize
+        {"bard-llama/bard-llama-Q2_K.gguf", GgufWriter::DimsConvention::C},
+        {"bard-llama/bard-llama-Q3_K_M.gguf", GgufWriter::DimsConvention::C},
         {"stories260K/stories260K-Q2_K.gguf", GgufWriter::DimsConvention::C},
+        {"stories260K/stories260K-Q4_K_M.gguf", GgufWriter::DimsConvention::C},
     };
+    int n = 0;
     for (const auto& c : cases) {
-        const std::string in = gold + "/" + c.file;
+        const std::string in = kData + "/golden/" + c.file;
         auto r = GgufFile::open(in);
         QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
         QVERIFY((*r)->checkLlamaLayout().ok());
         const std::string out = tmp("golden-rewrite.gguf");
         QVERIFY(rewrite(**r, out, c.dims).ok());
         QVERIFY2(readAll(out) == readAll(in), c.file);
+        ++n;
     }
+    qInfo("rewrote %d llama.cpp golden files byte for byte", n);
 }
 
 void TestGguf::writerErrorsAndCleanup() {

@@ -22,7 +22,6 @@ using namespace qz;
 namespace {
 
 const std::string kData = QZ_TEST_DATA;
-const std::string kShared = "/work/shared/golden";
 
 std::string readText(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -265,13 +264,12 @@ private slots:
         QVERIFY(std::fabs(100 * k->rmsDp - 2.245) < 0.1);
     }
 
-    // Additional checks against llama.cpp's golden GGUF files (only on a machine that has them).
+    // llama.cpp's own GGUF files (tests/data/golden): its Q4_0 file against the F32 logits, and GPT-2 read
+    // from a GGUF. The F32 base comes from the HF model, which is the same function as llama.cpp's F32 file
+    // (test_hf_to_gguf checks the converted tensors byte for byte).
     void goldenGgufFiles() {
-        const std::string f32 = kShared + "/bard-llama/bard-llama-F32.gguf";
-        const std::string q4 = kShared + "/bard-llama/bard-llama-Q4_0.gguf";
-        if (!std::filesystem::exists(f32) || !std::filesystem::exists(q4))
-            QSKIP("the golden GGUF files are not on this machine (/work/shared/golden)");
-        auto base = runPpl(f32, false);
+        const std::string q4 = kData + "/golden/bard-llama/bard-llama-Q4_0.gguf";
+        auto base = runPpl(kData + "/models/bard-llama", false);
         QVERIFY(base);
         QVERIFY(std::fabs(base->ppl.ppl - 8.2872) < 0.0002);
         auto m = openModel(q4);
@@ -291,12 +289,15 @@ private slots:
         QVERIFY(within(k->meanKld, 0.006287, 0.05));
         QVERIFY(std::fabs(100 * k->sameTop - 93.750) < 1.0);
         QVERIFY(std::fabs(100 * k->rmsDp - 2.245) < 0.1);
-        // GPT-2 from its GGUF (fused attn_qkv already [out, in], position_embd, output.weight).
-        const std::string g2 = kShared + "/bard-gpt2/bard-gpt2-F32.gguf";
-        QVERIFY(std::filesystem::exists(g2));
+        // GPT-2 from its GGUF (fused attn_qkv already [out, in], position_embd, token_embd as output).
+        const std::string g2 = kData + "/golden/bard-gpt2/bard-gpt2-BF16.gguf";
         auto gr = runPpl(g2, true);
         QVERIFY(gr);
-        QVERIFY(within(gr->ppl.ppl, 25.2283, 0.0001));
+        qInfo("bard-gpt2-BF16.gguf: PPL %.6f", gr->ppl.ppl);
+        // llama.cpp on this file (ppl.tsv): 25.231337, with activations rounded to BF16 inside its dot
+        // products; our float evaluation of the BF16 weights gives 25.2318 (the F32 model: 25.2283, outside
+        // this bound).
+        QVERIFY(within(gr->ppl.ppl, 25.231337, 0.0001));
     }
 };
 
