@@ -9,6 +9,9 @@ qz_install_deps
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 export QT_QPA_PLATFORM=offscreen
+# Every component is required here: a test that would skip (QTest "SKIP   :") fails instead
+# (tests/CMakeLists.txt, read when cmake configures below; test_ggml_vs_libggml also checks it).
+export QZ_REQUIRE_ALL=1
 
 # Real llama.cpp (npm node-llama-cpp, pinned): the engine's tests compare our quantizers with its
 # libggml, and the llama tests load our exports in it.
