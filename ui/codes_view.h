@@ -1,5 +1,5 @@
 // The "Codes" workspace: the raw integer codes of the selected tensor under the selected method, as the
-// first notebook prints them (SEEDS.md §1: the original weights next to their absmax / zero-point int8
+// first notebook prints them (core/quant/README.md §1: the original weights next to their absmax / zero-point
 // tensors and the dequantized ones). Shows a window of the stored tensor (rows × cols from a chosen
 // top-left element) as four tables — original, codes, dequantized, error — with the scale / zero point
 // of every quantization group touching the window, and a text tab with the same matrices as torch

@@ -1,7 +1,7 @@
 // Element/storage types of tensors, across safetensors and GGUF.
 // Plain float/int dtypes come from safetensors; the block-quantized ones are ggml types
 // (block of `blockSize` elements stored in `typeSize` bytes). Ids of ggml types follow ggml.h
-// (FORMATS.md A.1).
+// (core/gguf/README.md A.1).
 #pragma once
 
 #include <cstdint>

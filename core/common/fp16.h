@@ -1,5 +1,5 @@
 // IEEE binary16 and bfloat16 conversions.
-// fp32 -> fp16 rounds to nearest even, NaN -> 0x7E00 (sign kept), as ggml's conversion does (FORMATS.md B.1).
+// fp32 -> fp16 rounds to nearest even, NaN -> 0x7E00 (sign kept), as ggml does (core/ggml/README.md B.1).
 // fp32 -> bf16 rounds to nearest even with NaN kept quiet, matching ggml_compute_fp32_to_bf16 and torch.
 #pragma once
 

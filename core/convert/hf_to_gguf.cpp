@@ -320,7 +320,7 @@ Result<ConversionPlan> planHfToGguf(const Model& model) {
     if (std::none_of(plan.tensors.begin(), plan.tensors.end(),
                      [](const PlannedTensor& p) { return p.ggufName == "token_embd.weight"; }))
         return makeError(model.path + ": no token embedding tensor");
-    // GPT-2 ties lm_head to wte. FORMATS.md A.4 says convert emits a copy as output.weight; the
+    // GPT-2 ties lm_head to wte. README.md A.4 says convert emits a copy as output.weight; the
     // November-2026 converter that made the goldens does not (llama.cpp falls back to token_embd),
     // so neither do we.
 

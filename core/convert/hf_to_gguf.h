@@ -1,5 +1,5 @@
 // How a Hugging Face model becomes a GGUF file, as llama.cpp's convert_hf_to_gguf.py does it
-// (FORMATS.md A.2–A.6): architecture hyper-parameters → {arch}.* keys, HF tensor names → GGUF names,
+// (README.md A.4–A.6; core/gguf/README.md A.2): hyper-parameters → {arch}.* keys, HF names → GGUF names,
 // the per-tensor transforms (the llama family's Q/K row permutation, GPT-2's Conv1D transposition),
 // and which tensors must stay F32.
 //

@@ -1,5 +1,5 @@
 // EXL2 export of a Hugging Face llama-family folder (llama / mistral / qwen2) to a directory exllamav2
-// loads (FORMATS.md E.1, E.6; SEEDS.md §4).
+// loads (README.md E.1, E.6, E.7).
 //
 //  1. Measurement (skipped when params.measurementPath names a finished measurement.json): per decoder
 //     layer two modules, self_attn (q, k, v, o) and mlp (gate, up, down). Each linear is quantized under

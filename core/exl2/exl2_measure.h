@@ -1,4 +1,4 @@
-// EXL2's module view of a llama-family model and its measurement pass (FORMATS.md E.6; exllamav2 v0.3.2
+// EXL2's module view of a llama-family model and its measurement pass (README.md E.6; exllamav2 v0.3.2
 // conversion/measure.py).
 //
 // Modules: every decoder layer is two modules, as exllamav2 splits it, both including the residual:

@@ -1,4 +1,4 @@
-// EXL2's optimizer (FORMATS.md E.6; exllamav2 v0.3.2 conversion/optimize.py and sim_anneal in
+// EXL2's optimizer (README.md E.6; exllamav2 v0.3.2 conversion/optimize.py and sim_anneal in
 // exllamav2_ext/ext_quant.cpp): pick one option per slot (two slots per decoder layer: self_attn, mlp) so
 // that Σ bits ≤ budget = int(numel(decoder linears) · target bpw) with the least Σ error^norm, error =
 // 1 − accuracy of the measurement.

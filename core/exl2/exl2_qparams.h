@@ -1,4 +1,4 @@
-// EXL2's quantization settings (FORMATS.md E.5; exllamav2 v0.3.2 conversion/qparams.py): one QParams says
+// EXL2's quantization settings (README.md E.5; exllamav2 v0.3.2 conversion/qparams.py): one QParams says
 // which bit widths a linear layer gets, on which proportion of its input rows, with which group size per
 // bit width. The fixed candidate tables (19 attention options of [q, k, v, o], 17 MLP options of
 // [gate, up, down], the lm_head options by head bits) are exllamav2's; the measurement pass tries them

@@ -1,4 +1,4 @@
-// One linear layer in EXL2's scheme (FORMATS.md E.2-E.4; exllamav2 v0.3.2 conversion/adaptivegptq.py):
+// One linear layer in EXL2's scheme (README.md E.2-E.4; exllamav2 v0.3.2 conversion/adaptivegptq.py):
 // act-order permutation by the Hessian diagonal, damp 0.12·mean(diag), upper Cholesky factor of H⁻¹;
 // groups of rows (input features) with their own bit width (QParams), per-group per-column 4-bit scales
 // with an fp16 group maximum found by exllamav2's p-search, and GPTQ error feedback inside and after

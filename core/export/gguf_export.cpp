@@ -20,7 +20,7 @@ struct SourceTensor {
     std::string name;
     std::vector<int64_t> ne;   // GGUF order
     DType type = DType::F32;   // its type in the (possibly virtual) input GGUF
-    bool forceF32 = false;     // A.6 rule for float outputs
+    bool forceF32 = false;     // core/convert/README.md A.6 rule for float outputs
     size_t planIndex = 0;      // HF source: index into ConversionPlan::tensors
     size_t modelIndex = 0;     // GGUF source: index into Model::tensors
 };

@@ -1,4 +1,4 @@
-// ggml quantization block layouts (FORMATS.md B.2), as packed structs with their sizes pinned.
+// ggml quantization block layouts (README.md B.2), as packed structs with their sizes pinned.
 //
 // Blocks are read straight out of memory-mapped GGUF files and written into output buffers, so the
 // structs are declared packed (alignment 1: any byte address is valid) with exactly ggml's field

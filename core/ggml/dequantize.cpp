@@ -1,4 +1,4 @@
-// Dequantization of ggml block types (FORMATS.md B.3). Each formula is evaluated in the same
+// Dequantization of ggml block types (README.md B.3). Each formula is evaluated in the same
 // order as ggml's dequantize_row_* so that values are bit-identical to llama.cpp's.
 #include "ggml/dequantize.h"
 

@@ -1,4 +1,4 @@
-// Dequantization of ggml block types to F32 (FORMATS.md B.3).
+// Dequantization of ggml block types to F32 (README.md B.3).
 #pragma once
 
 #include <cstdint>

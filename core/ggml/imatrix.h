@@ -1,4 +1,4 @@
-// Importance matrix ("imatrix") files of llama-imatrix, as llama-quantize reads them (FORMATS.md B.6).
+// Importance matrix ("imatrix") files of llama-imatrix, as llama-quantize reads them (README.md B.6).
 //
 // Two formats, detected by the "GGUF" magic:
 //  * GGUF (current llama-imatrix): KVs general.type = "imatrix", imatrix.datasets (string array),

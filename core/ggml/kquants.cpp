@@ -1,4 +1,4 @@
-// K-quant, IQ4_NL and IQ4_XS block quantizers, written from FORMATS.md B.2-B.6.
+// K-quant, IQ4_NL and IQ4_XS block quantizers, written from README.md B.2-B.6.
 // Blocks are written byte by byte at the offsets of B.2 (no struct punning); fp16 fields little-endian.
 #include "ggml/kquants.h"
 

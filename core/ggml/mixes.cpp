@@ -1,4 +1,4 @@
-// llama-quantize's per-tensor type selection, written from FORMATS.md C (LCnew behaviour), see mixes.h.
+// llama-quantize's per-tensor type selection, written from README.md C (LCnew behaviour), see mixes.h.
 #include "ggml/mixes.h"
 
 #include <algorithm>

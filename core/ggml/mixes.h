@@ -1,4 +1,4 @@
-// llama-quantize's per-tensor type selection ("mixes" such as Q4_K_M), as pure functions (FORMATS.md C).
+// llama-quantize's per-tensor type selection ("mixes" such as Q4_K_M), as pure functions (README.md C).
 //
 // Given the model's hyper-parameters, the list of tensors and the user's options, chooseTensorTypes
 // returns, for every tensor, the storage type llama-quantize (upstream, late 2025/2026: "LCnew") would
@@ -7,7 +7,7 @@
 //     position/token-type embeddings, expert gates, small conv/RWKV/multimodal tensors (C.2);
 //  2. --token-embedding-type / --output-tensor-type return at once; then the first --tensor-type regex
 //     that matches (std::regex_search, ECMAScript) wins; else, unless --pure, the mix rules (C.4) run,
-//     their counters (i_attention_wv, i_ffn_down, ...) advancing in the sorted tensor order (A.7);
+//     their counters (i_attention_wv, i_ffn_down, ...) in sorted tensor order (core/gguf/README.md A.7);
 //  3. the ne[0] fallback (C.5, LCnew: Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,
 //     IQ* -> IQ4_NL, then F16 if still not divisible).
 // QuantZoo extension: where llama-quantize stops with "no tensor type fallback is defined" (e.g. Q8_0 on
@@ -30,7 +30,7 @@
 
 namespace qz::ggml {
 
-// LLAMA_FTYPE values (= general.file_type), FORMATS.md C.1.
+// LLAMA_FTYPE values (= general.file_type), README.md C.1.
 enum class FileType : int32_t {
     ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_Q4_0 = 2, MOSTLY_Q4_1 = 3, MOSTLY_Q8_0 = 7, MOSTLY_Q5_0 = 8,
     MOSTLY_Q5_1 = 9, MOSTLY_Q2_K = 10, MOSTLY_Q3_K_S = 11, MOSTLY_Q3_K_M = 12, MOSTLY_Q3_K_L = 13,

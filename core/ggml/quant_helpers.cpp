@@ -1,4 +1,4 @@
-// Helper routines of ggml's reference quantizers, written from FORMATS.md B.4.
+// Helper routines of ggml's reference quantizers, written from README.md B.4.
 // Float evaluation order is significant: each expression is written in the order the reference
 // evaluates it (a*b*c is (a*b)*c), and every accumulator is a float.
 #include "ggml/quant_helpers.h"

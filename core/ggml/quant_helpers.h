@@ -1,7 +1,7 @@
-// Scalar helper routines shared by ggml's reference quantizers (FORMATS.md B.4), used by the legacy
+// Scalar helper routines shared by ggml's reference quantizers (README.md B.4), used by the legacy
 // imatrix paths (ggml/quants_legacy.cpp) and the K-quants (ggml/kquants*.cpp).
 //
-// Names follow ggml's so that the algorithms can be checked against FORMATS.md line by line.
+// Names follow ggml's so that the algorithms can be checked against README.md B.4 line by line.
 // Every routine evaluates its float expressions in exactly the order ggml's C code does (left to
 // right, no FMA: the project builds with -ffp-contract=off), so results are bit-identical.
 //

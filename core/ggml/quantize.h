@@ -3,7 +3,7 @@
 // types Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (ggml/quants_legacy.h), the ternary TQ1_0 TQ2_0
 // (ggml/quants_ternary.h) and the K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS (ggml/kquants.h, when compiled in).
 // Output bytes are identical to ggml_quantize_chunk's
-// (FORMATS.md B.8): rows are independent, so splitting them across threads changes nothing.
+// (README.md B.8): rows are independent, so splitting them across threads changes nothing.
 #pragma once
 
 #include <cstdint>

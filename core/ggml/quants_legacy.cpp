@@ -1,4 +1,4 @@
-// Legacy ggml quantizers (FORMATS.md B.5, B.6). Float evaluation order follows the reference.
+// Legacy ggml quantizers (README.md B.5, B.6). Float evaluation order follows the reference.
 #include "ggml/quants_legacy.h"
 
 #include <algorithm>

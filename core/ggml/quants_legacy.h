@@ -1,4 +1,4 @@
-// Reference quantizers of ggml's legacy block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (FORMATS.md B.5)
+// Reference quantizers of ggml's legacy block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (README.md B.5)
 // and their imatrix-weighted variants (B.6), byte-identical to llama.cpp's quantize_row_*_ref /
 // quantize_row_*_impl, plus fp32 -> fp16 / bf16 row conversions (B.8).
 //

@@ -1,4 +1,4 @@
-// Reference quantizers of ggml's ternary types TQ1_0 and TQ2_0 (FORMATS.md B.5, B.7), byte-identical
+// Reference quantizers of ggml's ternary types TQ1_0 and TQ2_0 (README.md B.5, B.7), byte-identical
 // to quantize_row_tq{1,2}_0_ref. Per block of 256: d = max|x| (stored fp16), each weight becomes the
 // trit lroundf(x/d) in {-1, 0, 1}, stored +1. TQ2_0 packs 4 trits per byte as 2-bit fields (element
 // 128*(j/32) + 32n + m in bits 2n of byte j+m); TQ1_0 packs 5 trits per byte in base 3, scaled so

@@ -1,4 +1,4 @@
-// GGUF parser (FORMATS.md A.1). Every read goes through Cursor, which checks the remaining bytes
+// GGUF parser (README.md A.1). Every read goes through Cursor, which checks the remaining bytes
 // first; counts are bounded by the bytes left before anything is reserved.
 #include "gguf/gguf_file.h"
 

@@ -1,4 +1,4 @@
-// A parsed GGUF file (FORMATS.md A.1): header, ordered typed key/values, tensor infos, alignment and
+// A parsed GGUF file (README.md A.1): header, ordered typed key/values, tensor infos, alignment and
 // the start of the data section, over a memory-mapped file.
 //
 // Layout (little-endian): "GGUF" u32 version, u64 n_tensors, u64 n_kv; n_kv x {string key, u32 type,
@@ -146,7 +146,7 @@ struct GgufFile {
     std::span<const uint8_t> tensorBytes(const GgufTensor& t) const;
     uint64_t tensorAbsoluteOffset(const GgufTensor& t) const { return dataOffset + t.offset; }
 
-    // llama.cpp's stricter layout rule (FORMATS.md A.1): offset[i] == sum over j < i of
+    // llama.cpp's stricter layout rule (README.md A.1): offset[i] == sum over j < i of
     // PAD(nbytes[j], alignment). Ok if the file satisfies it, else an error naming the first tensor
     // that does not.
     Status checkLlamaLayout() const;

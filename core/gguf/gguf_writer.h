@@ -1,4 +1,4 @@
-// Streaming GGUF v3 writer (FORMATS.md A.1, A.2, A.7).
+// Streaming GGUF v3 writer (README.md A.1, A.2, A.7).
 //
 // Usage:
 //   GgufWriter w(outPath);                        // nothing touches the disk yet

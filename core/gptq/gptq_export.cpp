@@ -39,7 +39,7 @@ nlohmann::ordered_json quantizeConfigObject(const ExportParams& p) {
     j["model_file_base_name"] = "model";
     j["quant_method"] = "gptq";
     j["checkpoint_format"] = "gptq";
-    // GPTQModel refuses asymmetric v1 checkpoints unless the quantizer is named (FORMATS.md D.3); it is
+    // GPTQModel refuses asymmetric v1 checkpoints unless the quantizer is named (README.md D.3); it is
     // also informative for everyone else. Unknown keys are accepted by transformers.
     j["meta"] = {{"quantizer", nlohmann::ordered_json::array({"quantzoo:0.1.0"})},
                  {"method", p.method == Method::Gptq ? "gptq" : "rtn"}};

@@ -1,5 +1,5 @@
 // GPTQ export of a Hugging Face model folder (llama / mistral / qwen2 / gpt2) to an AutoGPTQ "gptq" (v1)
-// checkpoint that transformers (optimum + auto-gptq / gptqmodel) and GPTQModel load (FORMATS.md D).
+// checkpoint that transformers (optimum + auto-gptq / gptqmodel) and GPTQModel load (README.md D).
 //
 // Calibration (gptq/gptq_calib.h): seeded random windows of a text file. One engine (infer/engine.h) is
 // loaded; every layer quantized so far is swapped into it (Engine::setWeight, dequantized values as a

@@ -1,4 +1,4 @@
-// Which linear layers of a model GPTQ quantizes, in which calibration groups (FORMATS.md D.1), and the
+// Which linear layers of a model GPTQ quantizes, in which calibration groups (README.md D.1), and the
 // per-layer result files that make long runs resumable.
 //
 // Only linear layers inside the decoder blocks are quantized (embeddings, norms, lm_head stay as they

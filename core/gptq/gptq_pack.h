@@ -1,4 +1,4 @@
-// AutoGPTQ's int32 bit packing (FORMATS.md D.3), for 2, 3, 4 and 8 bits.
+// AutoGPTQ's int32 bit packing (README.md D.3), for 2, 3, 4 and 8 bits.
 //
 // Values are written LSB-first into a little-endian stream of 32-bit words: value t occupies stream
 // bits [bits·t, bits·t + bits). For 2/4/8 bits that is 32/bits values per word; for 3 bits, 32 values

@@ -1,4 +1,4 @@
-// GPTQ for one linear layer, as AutoGPTQ's GPTQ.fasterquant / Quantizer implement it (FORMATS.md D.5),
+// GPTQ for one linear layer, as AutoGPTQ's GPTQ.fasterquant / Quantizer implement it (README.md D.5),
 // plus the round-to-nearest (RTN) baseline with the same grid.
 //
 // W is [rows = out][cols = in] (a GPT-2 Conv1D weight must be transposed first), H the [in × in]

@@ -11,7 +11,7 @@
 //               out = h + Wdown·(SiLU(Wgate·n2) ⊙ Wup·n2),          n2 = RMSNorm(h)·g2
 //   RMSNorm(x) = x / sqrt(mean(x²) + eps). RoPE rotates the pairs (i, i + d/2) of each head by
 //   pos·θ^(−2i/d) (HF "rotate_half" layout). GGUF Q/K rows, stored in ggml's interleaved-pair order
-//   (FORMATS.md A.5), are un-permuted at load so one RoPE serves both. Grouped-query attention:
+//   (core/convert/README.md A.5), are un-permuted at load so one RoPE serves both. Grouped-query attention:
 //   query head h reads KV head h / (nHead / nHeadKv). Attention scale 1/sqrt(headDim), causal.
 // GPT-2 block: LayerNorm with bias, fused qkv projection with bias, learned positions,
 //   GELU (tanh approximation), MLP with biases; the LM head is tied to the token embedding.

@@ -1,5 +1,5 @@
 // Weight loading for qz::Engine: name mapping (HF / GGUF), shape checks, overrides, GGUF Q/K
-// un-permute (FORMATS.md A.5), GPT-2 Conv1D transpose, RoPE frequencies.
+// un-permute (core/convert/README.md A.5), GPT-2 Conv1D transpose, RoPE frequencies.
 #include <algorithm>
 #include <cmath>
 
@@ -91,7 +91,7 @@ struct Loader {
     }
 };
 
-// GGUF rows [H][hd/2][2] -> HF rows [H][2][hd/2] (inverse of convert_hf_to_gguf's permute, FORMATS.md A.5):
+// GGUF rows [H][hd/2][2] -> HF rows [H][2][hd/2] (inverse of convert's permute, core/convert/README.md A.5):
 // hf_row[h·hd + j·hd/2 + i] = gguf_row[h·hd + 2i + j].
 void unpermuteRows(std::vector<float>& data, int rows, int cols, int nHeads) {
     if (data.empty()) return;

@@ -16,7 +16,7 @@
 //        candidate is the first whose cumulative (kept, unnormalised) probability exceeds u · Σ kept.
 //   The same seed, prompt, parameters and weights give the same tokens.
 //
-// Preset "notebook" (SEEDS.md §1): prompt "I have a dream", top-k 30, temperature 1, 50 tokens in total
+// Preset "notebook" (core/quant/README.md §1): "I have a dream", top-k 30, temperature 1, 50 tokens in total
 // (prompt included), seed 42 - the notebook's fixed torch seed cannot be reproduced, only the recipe.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Hyper-parameters from GGUF metadata (llama.cpp's key names, FORMATS.md A.2/A.3).
+// Hyper-parameters from GGUF metadata (core/gguf/README.md A.2, core/tokenizer/README.md A.3).
 #include <cmath>
 
 #include "gguf/gguf_file.h"

@@ -1,5 +1,5 @@
 // Hugging Face model folder: config.json plus model.safetensors, or shards listed by
-// model.safetensors.index.json ({"weight_map": {tensor: shard file}}), FORMATS.md F.2.
+// model.safetensors.index.json ({"weight_map": {tensor: shard file}}), README.md F.2.
 // Shard paths must stay inside the folder (no absolute paths, no "..", no symlink escaping it; the one
 // exception is the hub cache layout, where snapshots/<rev>/<shard> links to ../../blobs/<hash>);
 // every tensor named in the index must be in the shard it names, and no tensor may appear twice.

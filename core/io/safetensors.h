@@ -1,4 +1,4 @@
-// safetensors reader (FORMATS.md F.1), through mmap, treating the file as hostile input.
+// safetensors reader (README.md F.1), through mmap, treating the file as hostile input.
 //
 // Layout: u64 LE header length N | N bytes of JSON header | data.
 // Header: { "__metadata__": {str: str}?, name: {"dtype": D, "shape": [..], "data_offsets": [begin, end]} ...

@@ -1,4 +1,4 @@
-// Streaming safetensors writer (FORMATS.md F.1) and sharded Hugging Face set writer (F.2).
+// Streaming safetensors writer (README.md F.1) and sharded Hugging Face set writer (F.2).
 //
 // The caller declares every tensor (name, dtype, shape) and the "__metadata__" up front; the header is
 // then fixed: compact JSON, "__metadata__" first (always with "format": "pt", which transformers needs),

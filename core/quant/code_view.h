@@ -1,4 +1,4 @@
-// The raw codes of a quantized tensor, as the first notebook prints them (SEEDS.md §1: the original
+// The raw codes of a quantized tensor, as the first notebook prints them (README.md §1: the original
 // weights, the absmax int8 tensor, the zero-point int8 tensor and the dequantized ones), for the GUI's
 // "Codes" workspace and `quantzoo-cli quantize --show-codes`.
 //

@@ -1,4 +1,4 @@
-// Round-to-nearest integer quantization as the first notebook defines it (SEEDS.md §1), generalised
+// Round-to-nearest integer quantization as the first notebook defines it (README.md §1), generalised
 // to 2..8 bits and to three granularities.
 //
 //   absmax     (symmetric):  qmax = 2^(b-1) - 1;  s = qmax / max|X|;  Xq = round(s·X);  Xdq = Xq / s

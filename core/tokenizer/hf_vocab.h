@@ -1,5 +1,5 @@
 // Vocab from a Hugging Face model folder, built the way llama.cpp's convert_hf_to_gguf.py builds the
-// GGUF tokenizer.* keys (FORMATS.md A.3):
+// GGUF tokenizer.* keys (README.md A.3):
 //
 // SentencePiece (tokenizer.model present; model "llama", pre "default"):
 //   every piece with its score and type (NORMAL unless UNKNOWN / CONTROL / UNUSED / BYTE); ids up to

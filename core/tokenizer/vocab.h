@@ -1,4 +1,4 @@
-// Vocab: exactly what a GGUF file's tokenizer.* keys hold (FORMATS.md A.3), so that the GGUF writer
+// Vocab: exactly what a GGUF file's tokenizer.* keys hold (README.md A.3), so that the GGUF writer
 // can write them and the tokenizers (tokenizer/tokenizer.h) can be built from them.
 //
 //   tokenizer.ggml.model        "llama" (SentencePiece) | "gpt2" (byte-level BPE)

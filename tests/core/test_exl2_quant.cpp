@@ -1,4 +1,4 @@
-// EXL2's one-layer quantizer (core/exl2/exl2_qparams.h, exl2_quant.h; FORMATS.md E.2-E.5) against hand
+// EXL2's one-layer quantizer (core/exl2: exl2_qparams.h, exl2_quant.h; README.md E.2-E.5) against hand
 // computations and an independent plain-loop re-implementation of exllamav2's find_params / GPTQ written
 // from the formulas: total_bits and groups for table settings worked out on paper, the candidate tables'
 // shape, the fp16 scale math (incl. an fp16-subnormal tie), the q_weight bit positions of every width and
@@ -78,7 +78,7 @@ float f16(float x) {
 }
 
 // ---- Independent reference of exllamav2's AdaptiveQuantizer.find_params + AdaptiveGPTQ.quantize
-// (adaptivegptq.py, quantize.cu), plain loops, written from FORMATS.md E.4. Only the first group can be
+// (adaptivegptq.py, quantize.cu), plain loops, from core/exl2/README.md E.4. Only the first group can be
 // compared bit for bit (later groups see a GEMM-ordered update).
 struct RefGroup {
     std::vector<int> qs;
@@ -135,7 +135,7 @@ RefGroup refFindParams(const std::vector<float>& Wt, int out, int a, int b, int 
     return g;
 }
 
-// Independent unpacker of one packed layer (E.3 read as a bit stream, written without pack()'s code).
+// Independent unpacker of one packed layer (core/exl2/README.md E.3 read as a bit stream, not pack()'s code).
 std::vector<float> unpackRef(const PackedLinear& p, int in, int out) {
     std::vector<float> W(static_cast<size_t>(out) * in);
     const int G = static_cast<int>(p.qScaleMax.size());

@@ -2,7 +2,7 @@
 // against llama.cpp's outputs: the sha256 of every tensor of that type in
 // tests/data/golden/{bard-llama,bard-gpt2,stories260K}/tensors.tsv (convert_hf_to_gguf + llama-quantize
 // from the same inputs). The tensors are rebuilt here from the source models with the HF -> GGUF
-// mapping written out in this test (names, llama Q/K permutation, GPT-2 Conv1D transposes; FORMATS.md
+// mapping written out in this test (names, llama Q/K permutation, GPT-2 transposes; core/convert/README.md
 // A.4, A.5). Every golden tensor of a checked type must be matched: none is skipped.
 // Also: quantize -> dequantize error bounds on ggml's test-quantize-fns data for every type we
 // produce, imatrix paths, and hand-computed dequantization of single blocks.
@@ -68,7 +68,7 @@ struct Source {
     std::vector<float> data;
 };
 
-// FORMATS.md A.5: out_row[h*hd + 2i + j] = in_row[h*hd + j*hd/2 + i].
+// core/convert/README.md A.5: out_row[h*hd + 2i + j] = in_row[h*hd + j*hd/2 + i].
 std::vector<float> permuteQK(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads) {
     std::vector<float> out(w.size());
     const int64_t hd = rows / heads;

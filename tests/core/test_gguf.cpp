@@ -1,5 +1,5 @@
 // GGUF container: reading real files (expected values from tests/tools/gguf_struct_dump.py, an
-// independent python struct reader, and from FORMATS.md), writer -> reader round trips, byte-exact
+// independent python struct reader, and core/gguf/README.md A.1), writer -> reader round trips, byte-exact
 // re-writing, and hostile input (hand-built corrupt files, truncation at every byte).
 #include <QtTest>
 

@@ -1,5 +1,5 @@
 // GPTQ core pieces against hand computations and an independent, naive re-implementation:
-// packing (FORMATS.md D.3 written out word by word), find_params, RTN, GPTQ vs a plain double-precision
+// packing (core/gptq/README.md D.3 written word by word), find_params, RTN, GPTQ vs a plain double-precision
 // OBQ loop (own Cholesky), act-order g_idx, dead columns, Hessian, calibration windows, layer records.
 #include <QtTest>
 
@@ -184,7 +184,7 @@ void TestGptqQuant::packingByHand() {
 }
 
 void TestGptqQuant::packing3BitLayout() {
-    // FORMATS.md D.3 written out: word0 = v0..v9 at 3t, low 2 bits of v10 at 30; word1 = bit 2 of v10 at 0,
+    // core/gptq/README.md D.3: word0 = v0..v9 at 3t, low 2 bits of v10 at 30; word1 = bit 2 of v10 at 0,
     // v11..v20 at 3(t-11)+1, bit 0 of v21 at 31; word2 = bits 1-2 of v21 at 0, v22..v31 at 3(t-22)+2.
     std::mt19937 rng(5);
     for (int trial = 0; trial < 20; ++trial) {
@@ -381,7 +381,7 @@ void TestGptqQuant::staticGroupsActOrder() {
     c.staticGroups = true;
     auto g = quantizeLayerGptq(W.data(), rows, cols, H, c);
     QVERIFY(g.ok());
-    for (int k = 0; k < cols; ++k) QCOMPARE(g->gIdx[k], k / gs);  // monotone (FORMATS.md D.5)
+    for (int k = 0; k < cols; ++k) QCOMPARE(g->gIdx[k], k / gs);  // monotone (core/gptq/README.md D.5)
     // Static params come from the unmodified weights: equal to RTN's.
     auto r = quantizeLayerRtn(W.data(), rows, cols, c);
     QVERIFY(g->scales == r.scales);

@@ -118,7 +118,7 @@ void TestHfToGguf::gpt2Keys() {
     QCOMPARE(kv(*plan, "tokenizer.ggml.merges")->arraySize(), uint64_t(767));
 }
 
-// A.5: out_row[h·hd + 2i + j] = in_row[h·hd + j·hd/2 + i]
+// core/convert/README.md A.5: out_row[h·hd + 2i + j] = in_row[h·hd + j·hd/2 + i]
 void TestHfToGguf::permutationByHand() {
     // 2 heads of 4 rows, 1 column: rows 0..7 → head 0: 0,2,1,3 ; head 1: 4,6,5,7
     const float in[8] = {0, 1, 2, 3, 4, 5, 6, 7};

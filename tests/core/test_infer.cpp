@@ -191,7 +191,7 @@ private slots:
         const auto l1 = logitsAll(**e1, toks), l2 = logitsAll(**e2, toks);
         QVERIFY(maxAbsDiff(ref, l1) > 1e-3f);
         QVERIFY2(maxAbsDiff(l1, l2) < 1e-4f, qPrintable(QString::number(maxAbsDiff(l1, l2))));
-        // A q/k bias in HF layout and the same bias permuted (FORMATS.md A.5) on the GGUF: same logits.
+        // A q/k bias in HF layout and permuted (core/convert/README.md A.5) on the GGUF: same logits.
         std::vector<float> qb(64), kb(32), qbp(64), kbp(32);
         for (int i = 0; i < 64; ++i) qb[i] = 0.1f * ((i * 5) % 13 - 6);
         for (int i = 0; i < 32; ++i) kb[i] = 0.1f * ((i * 3) % 7 - 3);

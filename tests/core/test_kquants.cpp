@@ -4,7 +4,7 @@
 //  * llama.cpp's own quantized files of bard-llama: sha256 of every tensor in
 //    tests/data/golden/bard-llama/tensors.tsv (made by llama-quantize from bard-llama-F32.gguf, with and
 //    without --imatrix). Our input is rebuilt from the HF safetensors (BF16 -> F32 is bits << 16, Q/K rows
-//    permuted as convert_hf_to_gguf does, FORMATS.md A.5) and first checked against the F32 file's hashes.
+//    permuted as convert does, core/convert/README.md A.5) and first checked against the F32 file's hashes.
 //  * the FIPS SHA-256 vectors; ggml's test-quantize-fns data and error thresholds; hand-computed blocks.
 #include <QtTest>
 
@@ -64,7 +64,7 @@ struct F32Tensor {
     std::vector<float> data;
 };
 
-// HF llama name -> GGUF name (FORMATS.md A.4); empty if not mapped.
+// HF llama name -> GGUF name (core/convert/README.md A.4); empty if not mapped.
 std::string ggufName(const std::string& hf) {
     if (hf == "lm_head.weight") return "output.weight";
     if (hf == "model.embed_tokens.weight") return "token_embd.weight";
@@ -153,7 +153,7 @@ std::vector<uint8_t> quantize(const KType& k, const F32Tensor& t, const float* i
     return out;
 }
 
-// ------------------------------------------------------------------ test-local dequantizers (FORMATS B.3)
+// ------------------------------------------------ test-local dequantizers (core/ggml/README.md B.3)
 float h2f(const uint8_t* p) { return fp16ToFp32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
 
 void dequantQ2K(const uint8_t* b, float* y) {
@@ -543,7 +543,7 @@ private slots:
     }
 
     // The branch-free IQ4_NL level search equals ggml's best_index_int8 (binary search, ties to the upper
-    // index; written here from FORMATS.md B.5) on every float near each level and midpoint, on random
+    // index; written from core/ggml/README.md B.5) on every float near each level and midpoint, on random
     // values and on NaN / infinities.
     void iq4nlIndexMatchesBinarySearch() {
         auto reference = [](float x) {

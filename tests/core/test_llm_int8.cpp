@@ -1,7 +1,7 @@
 // LLM.int8() (quant/llm_int8.h) with outlier features from a calibration pass (jobs/calibration.h).
 //
 // Expected values: hand computations (vector-wise absmax int8, round half to even, fp16 outlier columns),
-// the first notebook's footprint of GPT-2 in LLM.int8() (SEEDS.md §1: 176,527,896 bytes), and on the test
+// the first notebook's GPT-2 size in LLM.int8() (core/quant/README.md §1: 176,527,896 B), and on the test
 // models the inequality the method exists for: keeping the outlier columns in 16 bits is closer to the
 // original (perplexity and KLD on the whole of shakespeare-valid.txt, -c 128) than per-row absmax INT8
 // without outliers (see models() for how large the margins are). Calibration: shakespeare-train.txt,

@@ -1,7 +1,7 @@
 // llama-quantize type selection (ggml/mixes.h).
 //
 // Expected values: the tensor types and the tensor order of llama.cpp's own quantized files
-// (tests/data/golden/*/tensors.tsv, written by llama-quantize), the FORMATS.md C tables, and cases
+// (tests/data/golden/*/tensors.tsv, written by llama-quantize), the core/ggml/README.md C tables, and cases
 // derived by hand from llama-quant.cpp's rules (70B, MoE, overrides, QuantZoo's F16 extension).
 #include <QtTest>
 
@@ -169,7 +169,7 @@ class TestMixes : public QObject {
 
 private slots:
     void fileTypeTable() {
-        // ids and default types of FORMATS.md C.1
+        // ids and default types of core/ggml/README.md C.1
         const std::vector<std::tuple<std::string, int, DType>> expect = {
             {"F32", 0, DType::F32},       {"F16", 1, DType::F16},       {"Q4_0", 2, DType::Q4_0},
             {"Q4_1", 3, DType::Q4_1},     {"Q8_0", 7, DType::Q8_0},     {"Q5_0", 8, DType::Q5_0},
@@ -197,7 +197,7 @@ private slots:
     }
 
     void useMoreBitsTable() {
-        // FORMATS.md C.6: n = 32 -> {0,1,2,3, 6,9,...,27, 28,29,30,31}
+        // core/ggml/README.md C.6: n = 32 -> {0,1,2,3, 6,9,...,27, 28,29,30,31}
         std::set<int> expect = {0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31};
         for (int i = 0; i < 32; ++i) QCOMPARE(useMoreBits(i, 32), expect.count(i) == 1);
     }
@@ -389,7 +389,7 @@ private slots:
         }
     }
 
-    // 70B (llama, 80 layers, GQA): attn_v Q3_K/Q4_K -> Q5_K (FORMATS.md C.4 rule 4).
+    // 70B (llama, 80 layers, GQA): attn_v Q3_K/Q4_K -> Q5_K (core/ggml/README.md C.4 rule 4).
     void llama70B() {
         auto t = llamaTensors(80, 8192, 1024, 28672, 128256, true);
         MixOptions o;
@@ -443,7 +443,8 @@ private slots:
         QVERIFY(!chooseTensorTypes(MixModelInfo{"llama", 8, 32, 8, 8}, t, o).ok());
     }
 
-    // Q2_K with n_gqa >= 4: attn_v -> Q4_K (C.4 rule 4); Q2_K_S needs an imatrix for its Q2_K tensors.
+    // Q2_K with n_gqa >= 4: attn_v -> Q4_K (core/ggml/README.md C.4 rule 4); Q2_K_S needs an imatrix for
+    // its Q2_K tensors.
     void q2kGqaAndImatrixRequirement() {
         auto t = llamaTensors(8, 4096, 1024, 14336, 32000, true);
         MixOptions o;

@@ -1,4 +1,4 @@
-// absmax / zero-point as the first notebook defines them (SEEDS.md §1): the worked examples, and
+// absmax / zero-point as the first notebook defines them (core/quant/README.md §1): the worked examples, and
 // properties on seeded random data.
 #include <QtTest>
 

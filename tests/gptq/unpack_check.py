@@ -5,7 +5,7 @@ Unpacks every quantized layer's qweight / qzeros / scales / g_idx the way AutoGP
 (qlinear_cuda / cuda_old torch path) dequantizes them - shift tables per word, "+1" on the stored zeros
 (v1 "gptq" format), then scales[g_idx] * (weight - zeros[g_idx]) in fp16 - and compares the result with
 the raw F32 dump of QuantZoo's own dequantized weights (quantzoo-cli ... --dump-dequant): exact equality.
-Also checks the tensor shapes/dtypes (FORMATS.md D.2), the config files (D.4), symmetric zero points,
+Also checks tensor shapes/dtypes (core/gptq/README.md D.2), the config files (D.4), symmetric zero points,
 g_idx (monotone without act-order; with act-order at least one layer must be permuted), that every
 non-quantized tensor is byte-identical to the source model's, and the shard index if any.
 Reads safetensors by hand (header JSON + numpy), so only numpy and torch are needed.
@@ -57,7 +57,7 @@ def read_folder(d):
 
 
 def unpack_autogptq(qweight, qzeros, scales, g_idx, bits):
-    """AutoGPTQ QuantLinear's torch dequantization, written from FORMATS.md D.3."""
+    """AutoGPTQ QuantLinear's torch dequantization, written from core/gptq/README.md D.3."""
     qweight = torch.from_numpy(qweight.copy())
     qzeros = torch.from_numpy(qzeros.copy())
     scales = torch.from_numpy(scales.copy())
@@ -146,7 +146,7 @@ def main():
         counts = np.bincount(g_idx, minlength=G)
         check(gs == -1 or counts.max() <= gs, f"{p}: a group holds more than group_size columns")
         monotone = bool(np.all(np.diff(g_idx) >= 0))
-        if not desc or qc.get("static_groups"):  # static groups: g_idx = k // gs even with act-order (D.5)
+        if not desc or qc.get("static_groups"):  # static groups: k // gs under act-order too (core/gptq/README.md D.5)
             check(np.array_equal(g_idx, np.arange(n_in) // (n_in if gs == -1 else gs)), f"{p}: g_idx not i//gs")
         elif not monotone:
             permuted += 1

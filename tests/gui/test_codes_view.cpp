@@ -1,6 +1,6 @@
 // The Codes workspace (ui/codes_view.h, core quant/code_view.h): the raw codes as the first notebook
 // prints them. Expected values are computed here with the notebook's formulas in float32, as torch
-// evaluates them (SEEDS.md §1), on a small tensor written by the test — not by calling our quantizer:
+// evaluates them (core/quant/README.md §1), on a small tensor written by the test — not by our quantizer:
 //   absmax:     scale = 127 / max|X|;  q = round(scale·X);  X̂ = q / scale
 //   zero-point: scale = 255 / (max − min);  zp = round(−scale·min − 128);
 //               q = clip(round(X·scale + zp), −128, 127);  X̂ = (q − zp) / scale

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent GGUF dumper (python3 `struct` only), written from FORMATS.md A.1.
+"""Independent GGUF dumper (python3 `struct` only), written from core/gguf/README.md A.1.
 
 Used to derive the expected values hard-coded in tests/core/test_gguf*.cpp, independently of the
 C++ reader under test. Prints header fields, every KV (type and a value summary) and every tensor
