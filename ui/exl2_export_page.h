@@ -1,4 +1,4 @@
-// The EXL2 page of the Export workspace (issue 7): an exllamav2-loadable folder via qz::exl2::exportExl2
+// The EXL2 page of the Export workspace: an exllamav2-loadable folder via qz::exl2::exportExl2
 // (core/exl2/exl2_export.h), with
 //  - options: target bits per weight, head bits (lm_head), measurement rows (the calibration box's
 //    samples are the quantization rows), a measurement.json to reuse (skips the measurement pass), the

@@ -1,4 +1,4 @@
-// The GPTQ page of the Export workspace (issue 6): AutoGPTQ-compatible checkpoint via
+// The GPTQ page of the Export workspace: AutoGPTQ-compatible checkpoint via
 // qz::gptq::exportGptq (core/gptq/gptq_export.h), with
 //  - options: bits 2/3/4/8, group size, act-order (desc_act), static groups, symmetric / asymmetric,
 //    dampening, true-sequential, the RTN baseline, calibration seed, and whether to keep the dequantized

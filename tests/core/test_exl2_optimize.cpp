@@ -5,7 +5,7 @@
 // a seed gives the same answer every time, an impossible budget is refused.
 // llama7bTargets: the optimizer's input built as the EXL2 pipeline builds it (exl2_export.cpp) for a
 // Llama-2-7B shape, with the real candidate tables and bit totals but synthetic errors (nothing is
-// measured): every target bpw from 2.5 to 8.0 is met within 0.02 (issue 7's bound), which the 8-module
+// measured): every target bpw from 2.5 to 8.0 is met within 0.02 (the required bound), which the 8-module
 // bard-llama test model cannot show at 8.0 bpw (its 8-bit options all cost more than 8 bpw there).
 #include <QtTest>
 
