@@ -12,6 +12,7 @@
 #include <map>
 
 #include "convert/hf_to_gguf.h"
+#include "gguf/gguf_file.h"
 #include "gguf/gguf_reader.h"
 #include "golden.h"
 #include "model/model.h"
@@ -85,8 +86,40 @@ double bound(DType t) {
 class TestGgmlDequantGolden : public QObject {
     Q_OBJECT
 private slots:
+    void goldenFilesAreLlamaCppBytes();
     void goldenFilesDequantizeCloseToF32();
 };
+
+// The committed files are llama.cpp's, byte for byte: every tensor's data hashes to its tensors.tsv entry.
+void TestGgmlDequantGolden::goldenFilesAreLlamaCppBytes() {
+    int files = 0, tensors = 0;
+    for (const std::string dir : {"bard-llama", "bard-gpt2", "stories260K"}) {
+        const auto all = golden::load(QString::fromStdString(kGold + "/" + dir + "/tensors.tsv"));
+        QVERIFY2(!all.empty(), dir.c_str());
+        for (const auto& e : fs::directory_iterator(kGold + "/" + dir)) {
+            if (e.path().extension() != ".gguf") continue;
+            const std::string name = e.path().filename().string();
+            const auto gold = golden::forFile(all, name);
+            QVERIFY2(!gold.empty(), (name + ": not in tensors.tsv").c_str());
+            auto f = GgufFile::open(e.path().string());
+            QVERIFY2(f.ok(), f.ok() ? "" : f.error().message.c_str());
+            QCOMPARE((*f)->tensors.size(), gold.size());
+            for (const auto& g : gold) {
+                const GgufTensor* t = nullptr;
+                for (const auto& x : (*f)->tensors)
+                    if (x.name == g.tensor) t = &x;
+                QVERIFY2(t, (name + " " + g.tensor).c_str());
+                const auto bytes = (*f)->tensorBytes(*t);
+                QVERIFY2(qz::test::sha256Hex(bytes.data(), bytes.size()) == g.sha256,
+                         (name + " " + g.tensor + ": not llama.cpp's bytes").c_str());
+                ++tensors;
+            }
+            ++files;
+        }
+    }
+    QVERIFY(files >= 6);
+    qInfo("%d golden files, %d tensors: sha256 as in tensors.tsv", files, tensors);
+}
 
 void TestGgmlDequantGolden::goldenFilesDequantizeCloseToF32() {
     std::map<DType, int> checked;

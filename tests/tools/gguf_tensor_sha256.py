@@ -2,7 +2,7 @@
 """Print the sha256 of every tensor's data in GGUF files (python3 + struct + hashlib only).
 
 Independent of QuantZoo's C++ code: used to check the golden hashes of llama.cpp's files, e.g.
-    tests/tools/gguf_tensor_sha256.py /work/shared/golden/bard-llama/imatrix/*-imat.gguf
+    tests/tools/gguf_tensor_sha256.py tests/data/golden/bard-llama/*.gguf
 Output (TSV): file, idx, tensor, ggml type id, ne (ne0xne1...), n_bytes, sha256.
 """
 import hashlib
