@@ -122,6 +122,7 @@ qz::Result<AppOptions> parseAppOptions(const QStringList& arguments) {
         if (!ok1 || !ok2 || !(hi > lo)) return qz::makeError("--range expects LO,HI with LO < HI");
         o.params.modelHistogram.lo = lo;
         o.params.modelHistogram.hi = hi;
+        o.params.modelHistogram.mode = qz::HistogramRangeMode::Fixed;
     }
     return o;
 }

@@ -25,7 +25,8 @@ const char* kQuantizeHelp =
     "  Fake-quantizes the selected tensors (default: all 2-D weights) and reports, per tensor, MSE,\n"
     "  max abs error, SQNR (dB), cosine similarity, size before/after and bits per weight.\n"
     "  --bits 2..8 (default 8), --granularity default tensor, --group-size default 128.\n"
-    "  --range lo,hi and --bins set the whole-model histogram (default 150 bins over -2,2).\n"
+    "  --bins sets the whole-model histogram's bins (150); its range is the weights' 0.1 %..99.9 %\n"
+    "  percentiles unless --range lo,hi fixes it (the first notebook: --range -2,2).\n"
     "  Without --report the JSON report goes to stdout.\n"
     "  --show-codes [ROWSxCOLS] prints, for the first selected tensor, the top-left ROWSxCOLS corner\n"
     "      (default 8x8) of the original values, the integer codes, the dequantized values and the error,\n"
@@ -97,6 +98,7 @@ int cmdQuantize(int argc, char** argv) {
         char comma = 0;
         if (!(in >> params.modelHistogram.lo >> comma >> params.modelHistogram.hi) || comma != ',')
             return usageError("--range needs lo,hi (e.g. -2,2)");
+        params.modelHistogram.mode = qz::HistogramRangeMode::Fixed;
     }
     if (auto st = params.spec.validate(); !st) return usageError(st.error().message);
     const bool fourBit = qz::isBnbFourBit(params.spec.method), int8 = params.spec.method == qz::QuantMethod::LlmInt8;

@@ -5,13 +5,17 @@
 #include <cmath>
 #include <optional>
 #include <regex>
+#include <span>
 
 #include "model/convert.h"
 #include "quant/llm_int8.h"
+#include "stats/robust_range.h"
 
 namespace qz {
 
 namespace {
+constexpr double kTensorTail = 0.001;  // per-tensor plots: 0.1 % / 99.9 %
+
 bool isWeightLike(const TensorInfo& t) {
     const auto& tr = traits(t.dtype);
     return (tr.isFloat || tr.isQuantized) && canConvertToF32(t.dtype) && t.numel() > 0;
@@ -103,20 +107,18 @@ Result<TensorQuantResult> analyzeTensor(const Model& model, size_t tensorIndex, 
     r.bitsPerWeight = r.numel ? 8.0 * static_cast<double>(r.bytesAfter) / static_cast<double>(r.numel) : 0;
     r.error = errorStats(x.data(), y.data(), x.size());
     r.range = minMaxF32(x.data(), x.size());
-    double lo = r.range.min, hi = r.range.max;
-    if (!(hi > lo)) {  // constant tensor: give the histogram some width
-        lo -= 0.5;
-        hi += 0.5;
-    }
-    r.histOriginal = histogramF32(x.data(), x.size(), bins, lo, hi);
-    r.histDequantized = histogramF32(y.data(), y.size(), bins, lo, hi);
+    // The bulk of the values, not the extremes, sets the range: a few large weights would otherwise
+    // squeeze everything into a bar or two. Values beyond it land in below / above.
+    const ValueRange vr = robustRange(x.data(), x.size(), kTensorTail);
+    r.histOriginal = histogramF32(x.data(), x.size(), bins, vr.lo, vr.hi);
+    r.histDequantized = histogramF32(y.data(), y.size(), bins, vr.lo, vr.hi);
     // Error histogram, symmetric around zero. Reuse y as scratch for deq - orig.
-    const double e = r.error.maxAbs > 0 ? r.error.maxAbs : 1e-12;
     std::vector<float> errBuf;
     std::vector<float>& err = dequantized ? errBuf : y;
     if (dequantized) errBuf.resize(x.size());
     for (size_t i = 0; i < x.size(); ++i) err[i] = y[i] - x[i];
-    r.histError = histogramF32(err.data(), err.size(), bins, -e, e);
+    const ValueRange er = robustRange(err.data(), err.size(), kTensorTail, true);
+    r.histError = histogramF32(err.data(), err.size(), bins, er.lo, er.hi);
     return r;
 }
 
@@ -125,8 +127,12 @@ Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& par
     const auto start = std::chrono::steady_clock::now();
     if (auto st = params.spec.validate(); !st) return st.error();
     const auto& hs = params.modelHistogram;
-    if (hs.bins < 1 || hs.bins > 100000 || !(hs.hi > hs.lo))
-        return makeError("histogram needs 1..100000 bins and lo < hi");
+    if (hs.bins < 1 || hs.bins > 100000) return makeError("histogram needs 1..100000 bins");
+    if (hs.mode == HistogramRangeMode::Fixed &&
+        !(hs.hi > hs.lo && std::isfinite(hs.lo) && std::isfinite(hs.hi)))
+        return makeError("histogram range needs finite lo < hi");
+    if (hs.mode == HistogramRangeMode::Robust && !(hs.tail >= 0 && hs.tail <= 0.25))
+        return makeError("histogram tail fraction must be 0..0.25");
     if (params.tensorBins < 1 || params.tensorBins > 100000) return makeError("tensor bins must be 1..100000");
     auto sel = params.filter.select(model);
     if (!sel) return sel.error();
@@ -151,13 +157,40 @@ Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& par
             tensorProgress = [progress](const ProgressInfo& i) { return progress({0.3 + 0.7 * i.fraction, i.step}); };
     }
 
-    QuantizeResult result;
-    result.spec = params.spec;
-    result.modelOriginal = Histogram(hs.bins, hs.lo, hs.hi);
-    result.modelDequantized = Histogram(hs.bins, hs.lo, hs.hi);
     double totalWork = 0;
     for (size_t i : *sel) totalWork += static_cast<double>(model.tensors[i].numel());
-    ProgressTracker tracker(tensorProgress, totalWork);
+    // A robust range needs the distribution first: one cheap pass over the original weights (16-bit
+    // storage is counted by bit pattern, no conversion), weighted as a tenth of the quantization.
+    constexpr double kScanShare = 0.1;
+    const double scanWork = hs.mode == HistogramRangeMode::Robust ? kScanShare * totalWork : 0.0;
+    ProgressTracker tracker(tensorProgress, totalWork + scanWork);
+    ValueRange range{hs.lo, hs.hi};
+    if (hs.mode == HistogramRangeMode::Robust) {
+        ValueSketch sketch;
+        std::vector<float> buf;
+        for (size_t idx : *sel) {
+            const TensorInfo& t = model.tensors[idx];
+            if (!tracker.advance(0, "scanning " + t.name)) return cancelledError();
+            const bool is16 = t.dtype == DType::F16 || t.dtype == DType::BF16;
+            const std::span<const uint8_t> raw = is16 ? model.rawBytes(t) : std::span<const uint8_t>();
+            const bool rawOk = is16 && raw.size() / 2 >= t.numel() &&
+                               reinterpret_cast<uintptr_t>(raw.data()) % alignof(uint16_t) == 0;
+            if (!rawOk || !sketch.addRaw(t.dtype, raw.data(), t.numel())) {
+                buf.resize(t.numel());
+                if (auto st = readTensorF32(model, t, buf); !st)
+                    return Error{model.path + ": " + t.name + ": " + st.error().message, false};
+                sketch.add(buf.data(), buf.size());
+            }
+            if (!tracker.advance(kScanShare * static_cast<double>(t.numel()), "scanning " + t.name))
+                return cancelledError();
+        }
+        range = robustRange(sketch, hs.tail);
+    }
+
+    QuantizeResult result;
+    result.spec = params.spec;
+    result.modelOriginal = Histogram(hs.bins, range.lo, range.hi);
+    result.modelDequantized = Histogram(hs.bins, range.lo, range.hi);
     std::vector<bool> selected(model.tensors.size(), false);
     for (size_t i : *sel) selected[i] = true;
 
@@ -168,8 +201,8 @@ Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& par
         auto tr = analyzeTensor(model, idx, params.spec, params.tensorBins, &deq, nullptr, &orig,
                                 calib ? &*calib : nullptr);
         if (!tr) return Error{model.path + ": " + t.name + ": " + tr.error().message, false};
-        result.modelOriginal.merge(histogramF32(orig.data(), orig.size(), hs.bins, hs.lo, hs.hi));
-        result.modelDequantized.merge(histogramF32(deq.data(), deq.size(), hs.bins, hs.lo, hs.hi));
+        result.modelOriginal.merge(histogramF32(orig.data(), orig.size(), hs.bins, range.lo, range.hi));
+        result.modelDequantized.merge(histogramF32(deq.data(), deq.size(), hs.bins, range.lo, range.hi));
         result.total.merge(tr->error);
         result.bytesBefore += tr->bytesBefore;
         result.bytesAfter += tr->bytesAfter;

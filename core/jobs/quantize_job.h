@@ -31,16 +31,29 @@ struct TensorFilter {
     Result<std::vector<size_t>> select(const Model& model) const;
 };
 
+// Range of the whole-model histograms. Robust (default): from the tail / 1 − tail percentiles of the
+// selected original weights (stats/robust_range.h; a cheap first pass over them), so weights within
+// ±0.1 fill the plot; values beyond it are counted in the histograms' below / above. Fixed: [lo, hi]
+// (the first notebook's (−2, 2) with 150 bins is notebookPreset()).
+enum class HistogramRangeMode { Robust, Fixed };
+
 struct HistogramSpec {
     int bins = 150;
-    double lo = -2.0, hi = 2.0;  // the notebook's model-wide range
+    HistogramRangeMode mode = HistogramRangeMode::Robust;
+    double tail = 0.001;         // Robust: fraction of the values allowed beyond each edge
+    double lo = -2.0, hi = 2.0;  // Fixed
+    static HistogramSpec notebookPreset() {
+        HistogramSpec s;
+        s.mode = HistogramRangeMode::Fixed;
+        return s;
+    }
 };
 
 struct QuantizeParams {
     QuantSpec spec;
     TensorFilter filter;
     HistogramSpec modelHistogram;   // whole-model histograms (original and dequantized)
-    int tensorBins = 150;           // per-tensor histograms use the tensor's own [min, max]
+    int tensorBins = 150;           // per-tensor histograms: the tensor's robust range (0.1 % / 99.9 %)
     int threads = 0;                // 0 = all cores
 };
 
@@ -54,7 +67,9 @@ struct TensorQuantResult {
     double bitsPerWeight = 0;       // after
     ErrorStats error;
     MinMax range;                   // of the original
-    Histogram histOriginal, histDequantized, histError;  // per-tensor bins
+    // Per-tensor bins over the tensor's 0.1 % / 99.9 % range (the error's: symmetric, 99.9 % of |err|);
+    // below / above count the values beyond it.
+    Histogram histOriginal, histDequantized, histError;
     // llm-int8 only (outlierColumns = -1 for the other methods):
     int64_t outlierColumns = -1;    // input features kept in fp16
     int64_t inputFeatures = 0;      // in

@@ -66,28 +66,37 @@ private slots:
         QTest::mouseClick(w.methodPanel()->runButton(), Qt::LeftButton);
         QVERIFY(finished.wait(120000));
 
-        // Tensor plot: original and dequantized, 150 bins each, all values counted.
+        // Tensor plot: original and dequantized, 150 bins each over the 0.1 % .. 99.9 % range, all values
+        // counted (at most 0.1 % of them beyond each edge, in the overflow bars).
         QCustomPlot* tp = w.histograms()->tensorPlot()->customPlot();
         QCOMPARE(tp->graphCount(), 2);
         QCOMPARE(w.histograms()->tensorName(), kDown);
         for (int g = 0; g < 2; ++g) QCOMPARE(tp->graph(g)->data()->size(), 150);
-        QCOMPARE(graphSum(tp->graph(0)), kDownNumel);
+        const auto& origHist = w.histograms()->tensorPlot()->series().at(0).histogram;
+        QCOMPARE(graphSum(tp->graph(0)) + double(origHist.below + origHist.above), kDownNumel);
+        QVERIFY(origHist.below <= 11 && origHist.above <= 11);  // floor(0.001 * 11008) each
         const auto& deqHist = w.histograms()->tensorPlot()->series().at(1).histogram;
         QCOMPARE(graphSum(tp->graph(1)) + double(deqHist.below + deqHist.above), kDownNumel);
         QVERIFY(graphSum(tp->graph(1)) > 0.9 * kDownNumel);
-        // Error plot: one series, all values within ±max error.
+        // Error plot: one series, symmetric around 0, at most 0.1 % of |err| beyond it.
         QCustomPlot* ep = w.histograms()->errorPlot()->customPlot();
         QCOMPARE(ep->graphCount(), 1);
         QCOMPARE(ep->graph(0)->data()->size(), 150);
-        QCOMPARE(graphSum(ep->graph(0)), kDownNumel);
-        // Whole model: the notebook's 150 bins over (-2, 2), both series.
+        const auto& errHist = w.histograms()->errorPlot()->series().at(0).histogram;
+        QCOMPARE(errHist.lo, -errHist.hi);
+        QCOMPARE(graphSum(ep->graph(0)) + double(errHist.below + errHist.above), kDownNumel);
+        QVERIFY(errHist.below + errHist.above <= 11);
+        // Whole model: 150 bins over the weights' 0.1 % .. 99.9 % range (narrower than the notebook's
+        // (-2, 2)), both series, every weight counted.
         QCustomPlot* mp = w.histograms()->modelPlot()->customPlot();
         QCOMPARE(mp->graphCount(), 2);
         QCOMPARE(mp->graph(0)->data()->size(), 150);
         QCOMPARE(mp->graph(1)->data()->size(), 150);
-        QVERIFY(std::fabs(mp->graph(0)->data()->constBegin()->key - (-2.0 + 2.0 / 150)) < 1e-9);
         const auto& mh = w.histograms()->modelPlot()->series().at(0).histogram;
+        QVERIFY(mh.lo > -2.0 && mh.hi < 2.0);
+        QVERIFY(std::fabs(mp->graph(0)->data()->constBegin()->key - (mh.lo + (mh.hi - mh.lo) / 300)) < 1e-9);
         QCOMPARE(graphSum(mp->graph(0)) + double(mh.below + mh.above), k2DParams);
+        QVERIFY(mh.below + mh.above <= 2 * uint64_t(k2DParams / 1000));
 
         // Table: one row per 2-D tensor, finite figures, absmax bound on the max error.
         TensorTableModel* tm = w.tensorTable()->model();
@@ -125,7 +134,8 @@ private slots:
         QTest::mouseClick(view->viewport(), Qt::LeftButton, {}, rect.center());
         QVERIFY(shown.count() > 0 || shown.wait(10000));
         QCOMPARE(w.histograms()->tensorName(), QStringLiteral("model.embed_tokens.weight"));
-        QCOMPARE(graphSum(tp->graph(0)), 512.0 * 64.0);
+        const auto& embHist = w.histograms()->tensorPlot()->series().at(0).histogram;
+        QCOMPARE(graphSum(tp->graph(0)) + double(embHist.below + embHist.above), 512.0 * 64.0);
         QCOMPARE(w.modelTree()->currentItem()->text(0), QStringLiteral("model.embed_tokens.weight"));
     }
 
