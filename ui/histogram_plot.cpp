@@ -89,6 +89,12 @@ void HistogramPlot::clear(const QString& message) {
 
 void HistogramPlot::rebuildGraphs() {
     m_plot->clearGraphs();
+    for (QCPBars* b : m_overflowBars) m_plot->removePlottable(b);
+    for (QCPItemText* t : m_overflowLabels) m_plot->removeItem(t);
+    m_overflowBars.clear();
+    m_overflowLabels.clear();
+    m_padLo = m_padHi = 0;
+    int slotLo = 0, slotHi = 0;  // overflow bars placed so far on each side
     for (const auto& s : m_series) {
         const auto& h = s.histogram;
         QCPGraph* g = m_plot->addGraph();
@@ -108,9 +114,43 @@ void HistogramPlot::rebuildGraphs() {
             values[i] = (m_log && c <= 0) ? std::numeric_limits<double>::quiet_NaN() : c;
         }
         g->setData(keys, values, true);
+        if (h.bins() > 0) {
+            const double w = h.binWidth();
+            if (h.below > 0) addOverflowBar(s.color, h.lo - (++slotLo) * w, w, h.below, tr("below"));
+            if (h.above > 0) addOverflowBar(s.color, h.hi + (++slotHi) * w, w, h.above, tr("above"));
+            m_padLo = std::max(m_padLo, slotLo ? (slotLo + 0.5) * w : 0.0);
+            m_padHi = std::max(m_padHi, slotHi ? (slotHi + 0.5) * w : 0.0);
+        }
     }
     m_plot->legend->setVisible(m_legend && !m_series.isEmpty());
     resetView();
+}
+
+void HistogramPlot::addOverflowBar(const QColor& color, double key, double width, uint64_t count,
+                                   const QString& side) {
+    auto* bars = new QCPBars(m_plot->xAxis, m_plot->yAxis);
+    bars->setWidth(width * 0.9);
+    bars->setPen(QPen(color, 1.0));
+    bars->setBrush(QBrush(color, Qt::BDiagPattern));  // hatched: not a bin of the range
+    bars->setName(tr("%1 values %2 the range").arg(count).arg(side));
+    bars->removeFromLegend();
+    bars->setData({key}, {double(count)}, true);
+    m_overflowBars.append(bars);
+    auto* label = new QCPItemText(m_plot);
+    label->setPositionAlignment(Qt::AlignBottom | Qt::AlignHCenter);
+    label->position->setCoords(key, double(count));
+    label->setText(formatEngineering(double(count)));
+    label->setColor(color.darker(140));
+    label->setFont(QFont(font().family(), 8));
+    label->setSelectable(false);
+    label->setClipToAxisRect(false);
+    m_overflowLabels.append(label);
+}
+
+QStringList HistogramPlot::overflowLabels() const {
+    QStringList out;
+    for (const QCPItemText* t : m_overflowLabels) out << t->text();
+    return out;
 }
 
 void HistogramPlot::resetView() {
@@ -126,8 +166,12 @@ void HistogramPlot::resetView() {
             maxCount = std::max(maxCount, double(c));
             if (c > 0 && (minPositive == 0 || double(c) < minPositive)) minPositive = double(c);
         }
+        for (uint64_t c : {h.below, h.above}) {  // the overflow bars stay in view
+            maxCount = std::max(maxCount, double(c));
+            if (c > 0 && (minPositive == 0 || double(c) < minPositive)) minPositive = double(c);
+        }
     }
-    m_plot->xAxis->setRange(lo, hi);
+    m_plot->xAxis->setRange(lo - m_padLo, hi + m_padHi);
     if (m_log)
         m_plot->yAxis->setRange(std::max(0.5, minPositive * 0.5), std::max(10.0, maxCount * 2.0));
     else

@@ -3,13 +3,15 @@
 // so the main window, the headless report, and later comparison/teaching views all use it.
 //
 // Each bin is one data point at the bin centre, so a graph holds exactly bins() points whose values
-// sum to the in-range count. Counts use engineering notation; optional log scale (empty bins are
-// left out there). Zoom with the wheel, pan by dragging, double-click to reset. Context menu: reset,
-// log scale, legend, export PNG / SVG / PDF.
+// sum to the in-range count. Values beyond the range (a histogram's below / above) are drawn as a
+// hatched overflow bar just outside each edge, one per series, labelled with its count. Counts use
+// engineering notation; optional log scale (empty bins are left out there). Zoom with the wheel, pan
+// by dragging, double-click to reset. Context menu: reset, log scale, legend, export PNG / SVG / PDF.
 #pragma once
 
 #include <QColor>
 #include <QList>
+#include <QStringList>
 #include <QVector>
 #include <QWidget>
 
@@ -18,6 +20,8 @@
 class QCustomPlot;
 class QCPTextElement;
 class QCPAbstractItem;
+class QCPBars;
+class QCPItemText;
 
 namespace qz::ui {
 
@@ -43,6 +47,10 @@ public:
     void setMarkers(const QVector<double>& xs, const QString& label = QString());
     const QVector<double>& markers() const { return m_markerXs; }
 
+    // The overflow bars now shown (below and above the range, all series) and their count labels.
+    const QList<QCPBars*>& overflowBars() const { return m_overflowBars; }
+    QStringList overflowLabels() const;
+
     void setLogScale(bool on);
     bool logScale() const { return m_log; }
     void setLegendVisible(bool on);
@@ -62,6 +70,7 @@ signals:
 
 private:
     void rebuildGraphs();
+    void addOverflowBar(const QColor& color, double key, double width, uint64_t count, const QString& side);
     void showContextMenu(const QPoint& pos);
     void exportDialog(const QString& suffix);
 
@@ -70,6 +79,9 @@ private:
     QList<HistogramSeries> m_series;
     QVector<double> m_markerXs;
     QList<QCPAbstractItem*> m_markerItems;
+    QList<QCPBars*> m_overflowBars;
+    QList<QCPItemText*> m_overflowLabels;
+    double m_padLo = 0, m_padHi = 0;  // room for the overflow bars beyond the range
     bool m_log = false;
     bool m_legend = true;
 };

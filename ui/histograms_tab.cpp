@@ -1,6 +1,7 @@
 #include "histograms_tab.h"
 
 #include <QCheckBox>
+#include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -30,10 +31,18 @@ HistogramsTab::HistogramsTab(QWidget* parent) : QWidget(parent) {
     m_tensorBins = new QSpinBox(this);
     m_tensorBins->setRange(10, 2000);
     m_tensorBins->setValue(150);
-    m_tensorBins->setToolTip(tr("Bins of the tensor plots (range: the tensor's own min..max)"));
+    m_tensorBins->setToolTip(tr("Bins of the tensor plots (range: the tensor's 0.1 % .. 99.9 % "
+                                "percentiles)"));
     m_modelBins = new QSpinBox(this);
     m_modelBins->setRange(10, 5000);
     m_modelBins->setValue(150);
+    m_range = new QComboBox(this);
+    m_range->setObjectName(QStringLiteral("modelRange"));
+    m_range->addItem(tr("0.1 % … 99.9 % of the weights"));
+    m_range->addItem(tr("Notebook: (−2, 2), 150 bins"));
+    m_range->addItem(tr("Custom"));
+    m_range->setToolTip(
+        tr("Range of the whole-model plot; values beyond it are counted in the overflow bars"));
     m_lo = new QDoubleSpinBox(this);
     m_hi = new QDoubleSpinBox(this);
     for (QDoubleSpinBox* s : {m_lo, m_hi}) {
@@ -54,6 +63,7 @@ HistogramsTab::HistogramsTab(QWidget* parent) : QWidget(parent) {
     controls->addWidget(new QLabel(tr("Model bins"), this));
     controls->addWidget(m_modelBins);
     controls->addWidget(new QLabel(tr("range"), this));
+    controls->addWidget(m_range);
     controls->addWidget(m_lo);
     controls->addWidget(new QLabel(QStringLiteral("…"), this));
     controls->addWidget(m_hi);
@@ -80,6 +90,17 @@ HistogramsTab::HistogramsTab(QWidget* parent) : QWidget(parent) {
     connect(m_log, &QCheckBox::toggled, this, [this](bool on) {
         for (HistogramPlot* p : {m_tensorPlot, m_errorPlot, m_modelPlot}) p->setLogScale(on);
     });
+    connect(m_range, &QComboBox::currentIndexChanged, this, [this](int i) {
+        if (i == NotebookRange) {
+            m_modelBins->setValue(150);
+            m_lo->setValue(-2.0);
+            m_hi->setValue(2.0);
+        }
+        m_lo->setEnabled(i == CustomRange);
+        m_hi->setEnabled(i == CustomRange);
+    });
+    m_lo->setEnabled(false);
+    m_hi->setEnabled(false);
     clearTensor();
     clearModel();
 }
@@ -91,16 +112,32 @@ void HistogramsTab::setTensorBins(int bins) { m_tensorBins->setValue(bins); }
 qz::HistogramSpec HistogramsTab::modelHistogramSpec() const {
     qz::HistogramSpec s;
     s.bins = m_modelBins->value();
+    s.mode = rangeChoice() == RobustRange ? qz::HistogramRangeMode::Robust : qz::HistogramRangeMode::Fixed;
     s.lo = m_lo->value();
     s.hi = m_hi->value();
     return s;
 }
 
 void HistogramsTab::setModelHistogramSpec(const qz::HistogramSpec& spec) {
+    const qz::HistogramSpec nb = qz::HistogramSpec::notebookPreset();
+    if (spec.mode == qz::HistogramRangeMode::Robust)
+        setRangeChoice(RobustRange);
+    else if (spec.bins == nb.bins && spec.lo == nb.lo && spec.hi == nb.hi)
+        setRangeChoice(NotebookRange);
+    else
+        setRangeChoice(CustomRange);
     m_modelBins->setValue(spec.bins);
     m_lo->setValue(spec.lo);
     m_hi->setValue(spec.hi);
 }
+
+HistogramsTab::RangeChoice HistogramsTab::rangeChoice() const {
+    return static_cast<RangeChoice>(std::clamp(m_range->currentIndex(), 0, int(CustomRange)));
+}
+
+void HistogramsTab::setRangeChoice(RangeChoice c) { m_range->setCurrentIndex(int(c)); }
+
+void HistogramsTab::setLogScale(bool on) { m_log->setChecked(on); }
 
 void HistogramsTab::showTensor(const qz::TensorQuantResult& r, const QString& methodText,
                                const qz::QuantSpec* spec) {

@@ -1,7 +1,9 @@
 // The "Histograms" tab: the selected tensor's original vs dequantized values, its error
-// (dequantized − original), and the whole model's weights before/after (the notebook's plot:
-// 150 bins over (−2, 2) by default). Controls for bins, range and log scale; it emits requests
-// and the owner recomputes in the background (the tab never runs jobs itself).
+// (dequantized − original), and the whole model's weights before/after. By default every plot spans
+// the 0.1 % .. 99.9 % percentiles of its data (values beyond: the overflow bars); the model plot's
+// range can also be the first notebook's (−2, 2) with 150 bins, or a custom one. Controls for bins,
+// range and log scale; it emits requests and the owner recomputes in the background (the tab never
+// runs jobs itself).
 #pragma once
 
 #include <QWidget>
@@ -9,6 +11,7 @@
 #include "jobs/quantize_job.h"
 
 class QCheckBox;
+class QComboBox;
 class QDoubleSpinBox;
 class QPushButton;
 class QSpinBox;
@@ -40,6 +43,12 @@ public:
     HistogramPlot* errorPlot() const { return m_errorPlot; }
     HistogramPlot* modelPlot() const { return m_modelPlot; }
 
+    // The model plot's range choices (the combo's order).
+    enum RangeChoice { RobustRange, NotebookRange, CustomRange };
+    RangeChoice rangeChoice() const;
+    void setRangeChoice(RangeChoice c);
+    void setLogScale(bool on);
+
 signals:
     void tensorBinsChanged(int bins);
     void modelHistogramRequested(const qz::HistogramSpec& spec);
@@ -50,6 +59,7 @@ private:
     HistogramPlot* m_modelPlot;
     QSpinBox* m_tensorBins;
     QSpinBox* m_modelBins;
+    QComboBox* m_range;
     QDoubleSpinBox* m_lo;
     QDoubleSpinBox* m_hi;
     QPushButton* m_applyModel;
