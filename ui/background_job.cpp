@@ -2,7 +2,9 @@
 
 #include <QMetaObject>
 #include <QPointer>
+#include <exception>
 #include <mutex>
+#include <new>
 
 #include "qt_types.h"
 
@@ -24,7 +26,9 @@ bool BackgroundJob::start(Work work) {
     emit started();
     QPointer<BackgroundJob> self(this);
     auto flag = m_cancel;
-    m_pool.start([self, this, job, flag, work] {
+    ProgressHook hook = m_hook;
+    m_pool.start([self, this, job, flag, work, hook] {
+        if (flag->load()) return;  // cancelled before it started: cancelled() was emitted then
         // Runs fn on the UI thread if this job is still the current one.
         auto post = [self, this, job](std::function<void()> fn) {
             QMetaObject::invokeMethod(self, [self, this, job, fn = std::move(fn)] {
@@ -36,10 +40,17 @@ bool BackgroundJob::start(Work work) {
         QElapsedTimer sinceReport;
         sinceReport.start();
         bool first = true;
+        std::function<void()> deliver;  // set by the work through setResult
+        std::mutex deliverMutex;
         Context ctx;
         ctx.post = post;
         ctx.cancelled = [flag] { return flag->load(); };
+        ctx.setResult = [&](std::function<void()> fn) {
+            std::lock_guard lock(deliverMutex);
+            deliver = std::move(fn);
+        };
         ctx.progress = [&, flag](const qz::ProgressInfo& p) {
+            if (hook) hook(p);
             std::unique_lock lock(throttle, std::try_to_lock);  // a busy lock: another thread is reporting
             if (lock.owns_lock() && (first || p.fraction >= 1.0 || sinceReport.elapsed() >= 50)) {
                 first = false;
@@ -54,7 +65,16 @@ bool BackgroundJob::start(Work work) {
             }
             return !flag->load();
         };
-        const qz::Status st = work(ctx);
+        qz::Status st = qz::okStatus();
+        try {
+            st = work(ctx);
+        } catch (const std::bad_alloc&) {
+            st = qz::makeError("out of memory");
+        } catch (const std::exception& e) {
+            st = qz::makeError(std::string("unexpected error: ") + e.what());
+        } catch (...) {
+            st = qz::makeError("unexpected error");
+        }
         if (st.ok() && flag->load()) {
             // Cancelled (so no longer the current job) but the work completed: say so.
             QMetaObject::invokeMethod(self, [self, this] {
@@ -63,7 +83,11 @@ bool BackgroundJob::start(Work work) {
             return;
         }
         if (st.ok())
-            post([this] { m_running = false; emit finished(); });
+            post([this, deliver] {
+                m_running = false;
+                if (deliver) deliver();
+                emit finished();
+            });
         else if (st.error().cancelled || flag->load())
             post([this] { m_running = false; emit cancelled(); });
         else

@@ -27,6 +27,7 @@
 
 #include "histogram_plot.h"
 #include "infer/hparams.h"
+#include "jobs/layer_histograms.h"
 #include "layer_bar_chart.h"
 #include "stats/histogram.h"
 
@@ -47,52 +48,11 @@ QTableWidgetItem* number(double v, int precision) {
     it->setData(Qt::UserRole, v);
     return it;
 }
-
-// Before / after histograms of one layer, computed on a worker.
-struct LayerHistograms {
-    QString name;
-    QString error;
-    qz::Histogram original, result;
-    qz::ErrorStats stats;
-};
-
-LayerHistograms computeLayerHistograms(const qz::Model& model, const QString& name, const std::vector<float>& deq,
-                                       int bins) {
-    LayerHistograms h;
-    h.name = name;
-    const qz::TensorInfo* t = model.find(toStd(name));
-    if (!t) {
-        h.error = QObject::tr("%1 is not in the model").arg(name);
-        return h;
-    }
-    auto w = qz::readTensorF32(model, *t);
-    if (!w) {
-        h.error = toQ(w.error().message);
-        return h;
-    }
-    if (w->size() != deq.size()) {
-        h.error = QObject::tr("%1: %2 values in the model, %3 in the result").arg(name).arg(w->size()).arg(deq.size());
-        return h;
-    }
-    // One range for both, covering both (the result may step slightly outside the original's range).
-    const qz::MinMax a = qz::minMaxF32(w->data(), w->size());
-    const qz::MinMax b = qz::minMaxF32(deq.data(), deq.size());
-    double lo = std::min(a.min, b.min), hi = std::max(a.max, b.max);
-    if (!(hi > lo)) {
-        lo -= 1;
-        hi += 1;
-    }
-    const double pad = (hi - lo) * 1e-3;
-    h.original = qz::histogramF32(w->data(), w->size(), bins, lo - pad, hi + pad);
-    h.result = qz::histogramF32(deq.data(), deq.size(), bins, lo - pad, hi + pad);
-    h.stats = qz::errorStats(w->data(), deq.data(), w->size());
-    return h;
-}
 }  // namespace
 
 CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* parent)
-    : QWidget(parent), m_formatName(formatName), m_job(new BackgroundJob(this)), m_evalRunner(new EvaluateRunner(this)) {
-    m_histPool.setMaxThreadCount(1);
+    : QWidget(parent), m_formatName(formatName), m_job(new BackgroundJob(this)),
+      m_evalJob(new BackgroundJob(this)), m_histJob(new BackgroundJob(this)) {
 
     // Options: the subclass adds its rows to m_options; the calibration and output rows follow.
     auto* optionsBox = new QGroupBox(tr("%1 options").arg(formatName), this);
@@ -298,28 +258,31 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
         if (i >= 0) m_layerBox->setCurrentIndex(i);
     });
     connect(m_evaluate, &QPushButton::clicked, this, [this] { evaluate(); });
-    connect(m_evalCancel, &QPushButton::clicked, this, [this] { m_evalRunner->cancel(); });
+    connect(m_evalCancel, &QPushButton::clicked, this, [this] { m_evalJob->cancel(); });
     connect(m_send, &QPushButton::clicked, this, [this] {
         if (!m_overrides || !m_model) return;
         emit variantReady(resultName(), m_model, m_overrides, m_bytes, m_bpw);
         if (m_extra) emit variantReady(m_extraName, m_model, m_extra, 0, 0);
         m_evalStatus->setText(tr("Added to the Evaluate workspace."));
     });
-    connect(m_evalRunner, &EvaluateRunner::progress, this, [this](double f, const QString& step) {
+    connect(m_evalJob, &BackgroundJob::progress, this, [this](double f, const QString& step) {
         m_evalStatus->setText(tr("%1 % — %2").arg(qRound(f * 100)).arg(step));
     });
-    connect(m_evalRunner, &EvaluateRunner::rowReady, this, [this](const EvalRow& r) { onEvalRow(r); });
     auto evalDone = [this](const QString& text) {
         m_evalStatus->setText(text);
         m_evaluate->setEnabled(m_overrides != nullptr && !isRunning());
         m_evalCancel->setEnabled(false);
     };
-    connect(m_evalRunner, &EvaluateRunner::finished, this, [this, evalDone] {
+    connect(m_evalJob, &BackgroundJob::finished, this, [this, evalDone] {
         evalDone(tr("done"));
         emit evaluationFinished();
     });
-    connect(m_evalRunner, &EvaluateRunner::failed, this, [evalDone](const QString& m) { evalDone(m); });
-    connect(m_evalRunner, &EvaluateRunner::cancelled, this, [this, evalDone] { evalDone(tr("cancelled")); });
+    connect(m_evalJob, &BackgroundJob::failed, this, [evalDone](const QString& m) { evalDone(m); });
+    connect(m_evalJob, &BackgroundJob::cancelled, this, [this, evalDone] { evalDone(tr("cancelled")); });
+    connect(m_histJob, &BackgroundJob::failed, this, [this](const QString& msg) {
+        m_hist->clear(msg);
+        m_histStats->setText(msg);
+    });
     setEnabled(false);
 }
 
@@ -327,18 +290,18 @@ CalibratedExportPage::~CalibratedExportPage() {
     // The workers hold the model and post to this page: stop them before the members go.
     m_job->cancel();
     m_job->waitForIdle();
-    m_evalRunner->cancel();
-    m_evalRunner->waitForIdle();
-    ++m_histRequest;
-    m_histPool.waitForDone();
+    m_evalJob->cancel();
+    m_evalJob->waitForIdle();
+    m_histJob->cancel();
+    m_histJob->waitForIdle();
 }
 
 bool CalibratedExportPage::isRunning() const { return m_job->isRunning(); }
 
 void CalibratedExportPage::setModel(ModelPtr model) {
     if (m_job->isRunning()) cancel();
-    m_evalRunner->cancel();
-    ++m_histRequest;  // histograms still being computed belong to the previous model's result
+    m_evalJob->cancel();
+    m_histJob->cancel();  // histograms still being computed belong to the previous model's result
     m_model = std::move(model);
     m_overrides.reset();
     m_extra.reset();
@@ -473,8 +436,8 @@ bool CalibratedExportPage::start() {
         appendLog(tr("Cannot export: %1").arg(error));
         return false;
     }
-    m_evalRunner->cancel();
-    ++m_histRequest;  // a histogram of the previous result must not land on the cleared plot
+    m_evalJob->cancel();
+    m_histJob->cancel();  // a histogram of the previous result must not land on the cleared plot
     m_outputDir = out;
     m_overrides.reset();
     m_extra.reset();
@@ -505,7 +468,7 @@ void CalibratedExportPage::setRunning(bool on) {
     for (QWidget* w : std::initializer_list<QWidget*>{m_output, m_calib, m_samples, m_seqLen, m_resume})
         w->setEnabled(!on);
     m_optionsBox->setEnabled(!on);
-    m_evaluate->setEnabled(!on && m_overrides && !m_evalRunner->isRunning());
+    m_evaluate->setEnabled(!on && m_overrides && !m_evalJob->isRunning());
     m_send->setEnabled(!on && m_overrides);
     if (on) {
         m_progress->setValue(0);
@@ -591,36 +554,31 @@ void CalibratedExportPage::showLayer(const QString& weightName) {
         }
     }
     m_hist->clear(tr("Computing %1…").arg(weightName));
-    const quint64 id = ++m_histRequest;
-    QPointer<CalibratedExportPage> self(this);
+    m_histJob->cancel();  // superseded
     ModelPtr model = m_model;
     OverridesPtr ov = m_overrides;  // keeps the values alive on the worker
     const std::vector<float>* deq = &it->second;
-    m_histPool.start([self, this, id, model, ov, deq, weightName] {
-        if (!self || id != m_histRequest) return;
-        auto h = std::make_shared<LayerHistograms>(computeLayerHistograms(*model, weightName, *deq, 150));
-        QMetaObject::invokeMethod(self, [self, this, id, h] {
-            if (!self || id != m_histRequest) return;
-            if (!h->error.isEmpty()) {
-                m_hist->clear(h->error);
-                m_histStats->setText(h->error);
-                return;
-            }
-            m_hist->setTitle(h->name);
-            m_hist->setSeries({{tr("original"), h->original, HistogramPlot::originalColor()},
-                               {resultName(), h->result, HistogramPlot::quantizedColor()}});
+    m_histJob->run<qz::LayerHistograms>(
+        [model, ov, deq, name = toStd(weightName)](
+            const BackgroundJob::Context& ctx) -> qz::Result<qz::LayerHistograms> {
+            if (ctx.cancelled()) return qz::cancelledError();
+            return qz::computeLayerHistograms(*model, name, *deq, 150);
+        },
+        [this, weightName](qz::LayerHistograms&& h) {
+            m_hist->setTitle(weightName);
+            m_hist->setSeries({{tr("original"), h.original, HistogramPlot::originalColor()},
+                               {resultName(), h.result, HistogramPlot::quantizedColor()}});
             m_histStats->setText(tr("MSE %1 · max |err| %2 · SQNR %3 dB · cosine %4")
-                                     .arg(h->stats.mse, 0, 'g', 4)
-                                     .arg(h->stats.maxAbs, 0, 'g', 4)
-                                     .arg(h->stats.sqnrDb, 0, 'f', 2)
-                                     .arg(h->stats.cosine, 0, 'f', 6));
-            emit layerShown(h->name);
-        }, Qt::QueuedConnection);
-    });
+                                     .arg(h.stats.mse, 0, 'g', 4)
+                                     .arg(h.stats.maxAbs, 0, 'g', 4)
+                                     .arg(h.stats.sqnrDb, 0, 'f', 2)
+                                     .arg(h.stats.cosine, 0, 'f', 6));
+            emit layerShown(weightName);
+        });
 }
 
 bool CalibratedExportPage::evaluate() {
-    if (!m_model || !m_overrides || m_job->isRunning() || m_evalRunner->isRunning()) return false;
+    if (!m_model || !m_overrides || m_job->isRunning() || m_evalJob->isRunning()) return false;
     const QString path = m_evalText->currentData().toString();
     QFile f(path);
     if (!f.open(QIODevice::ReadOnly) || f.size() > (qint64(64) << 20)) {
@@ -652,7 +610,9 @@ bool CalibratedExportPage::evaluate() {
     for (size_t i = 0; i < variants.size(); ++i) m_evalTable->setItem(int(i) + 1, EvalName, cell(variants[i].name));
     for (int r = 0; r < m_evalTable->rowCount(); ++r)
         for (int c = EvalPpl; c < EvalColumnCount; ++c) m_evalTable->setItem(r, c, cell(QString()));
-    if (!m_evalRunner->evaluate(original, variants, std::string(bytes.constData(), size_t(bytes.size())), p))
+    auto onRow = [this](const EvalRow& row) { onEvalRow(row); };
+    std::string text(bytes.constData(), size_t(bytes.size()));
+    if (!m_evalJob->start(evaluateWork(original, variants, std::move(text), p, onRow)))
         return false;
     m_evaluate->setEnabled(false);
     m_evalCancel->setEnabled(true);

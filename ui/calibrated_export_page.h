@@ -9,18 +9,16 @@
 //    series), a layer table and a log;
 //  - after the run: "Before / after" histograms of a chosen layer (original weights vs the dequantized
 //    result the core returned, computed on a worker), and "Evaluate": our engine's perplexity (and
-//    KL-divergence) of the original and the result on a text (EvaluateRunner), or "Send to Evaluate
+//    KL-divergence) of the original and the result on a text (ui/evaluate_jobs.h), or "Send to Evaluate
 //    workspace" (variantReady) to measure it there next to the other variants.
 #pragma once
 
-#include <QThreadPool>
 #include <QWidget>
-#include <atomic>
 #include <functional>
 #include <memory>
 
 #include "background_job.h"
-#include "evaluate_runner.h"
+#include "evaluate_jobs.h"
 #include "qt_types.h"
 
 class QComboBox;
@@ -99,7 +97,8 @@ public:
     QTableWidget* evalTable() const { return m_evalTable; }
     QTabWidget* tabs() const { return m_tabs; }
     BackgroundJob* job() const { return m_job; }
-    EvaluateRunner* evalRunner() const { return m_evalRunner; }
+    BackgroundJob* evalJob() const { return m_evalJob; }
+    BackgroundJob* histogramJob() const { return m_histJob; }
 
 signals:
     void runningChanged(bool running);
@@ -148,7 +147,8 @@ private:
     QString m_formatName;
     ModelPtr m_model;
     BackgroundJob* m_job;
-    EvaluateRunner* m_evalRunner;
+    BackgroundJob* m_evalJob;
+    BackgroundJob* m_histJob;  // a layer's histograms; a newer request supersedes an older one
     OverridesPtr m_overrides, m_extra;
     QString m_extraName, m_outputDir;
     QString m_cancelledDir;  // the output folder of the last cancelled run
@@ -156,11 +156,9 @@ private:
     double m_bpw = 0;
     int m_resumed = 0, m_reported = 0;
     bool m_outputEdited = false;
-    std::atomic<quint64> m_histRequest{0};  // read by the histogram worker
     QCheckBox* m_keepBox = nullptr;
     std::function<int()> m_keepCopies;
     uint64_t m_keepMaxParams = kKeepDefaultMaxParameters;
-    QThreadPool m_histPool;
 
     QWidget* m_optionsBox;
     QFormLayout* m_options;

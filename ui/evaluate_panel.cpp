@@ -22,6 +22,8 @@
 #include <cmath>
 #include <mutex>
 
+#include "jobs/quantize_overrides.h"
+
 namespace qz::ui {
 
 namespace {
@@ -52,7 +54,7 @@ QTableWidgetItem* cell(const QString& text, bool right = true) {
 }
 }  // namespace
 
-EvaluatePanel::EvaluatePanel(QWidget* parent) : QWidget(parent), m_runner(new EvaluateRunner(this)) {
+EvaluatePanel::EvaluatePanel(QWidget* parent) : QWidget(parent), m_runner(new BackgroundJob(this)) {
     auto* root = new QVBoxLayout(this);
 
     auto* setup = new QGroupBox(tr("Perplexity and KL-divergence (llama-perplexity's method)"), this);
@@ -151,20 +153,11 @@ EvaluatePanel::EvaluatePanel(QWidget* parent) : QWidget(parent), m_runner(new Ev
     connect(m_generate, &QPushButton::clicked, this, [this] { generate(); });
     connect(m_cancel, &QPushButton::clicked, this, &EvaluatePanel::cancel);
 
-    connect(m_runner, &EvaluateRunner::progress, this, [this](double f, const QString& step) {
+    connect(m_runner, &BackgroundJob::progress, this, [this](double f, const QString& step) {
         m_progress->setValue(int(std::lround(1000 * std::clamp(f, 0.0, 1.0))));
         m_status->setText(step);
     });
-    connect(m_runner, &EvaluateRunner::rowReady, this, &EvaluatePanel::showRow);
-    connect(m_runner, &EvaluateRunner::tokenGenerated, this, [this](int index, const QString& piece) {
-        QPlainTextEdit* e = index == 0 ? m_originalText : m_variantText;
-        e->moveCursor(QTextCursor::End);
-        e->insertPlainText(piece);
-    });
-    connect(m_runner, &EvaluateRunner::generationDone, this, [this](int index, const QString&, double tps) {
-        m_status->setText(tr("%1: %2 tokens/s").arg(index == 0 ? tr("original") : tr("variant")).arg(tps, 0, 'f', 1));
-    });
-    connect(m_runner, &EvaluateRunner::finished, this, [this] {
+    connect(m_runner, &BackgroundJob::finished, this, [this] {
         const bool wasGenerating = m_generatingVariant != -2;
         setRunning(false);
         m_progress->setValue(1000);
@@ -174,11 +167,11 @@ EvaluatePanel::EvaluatePanel(QWidget* parent) : QWidget(parent), m_runner(new Ev
         else
             emit evaluationFinished();
     });
-    connect(m_runner, &EvaluateRunner::failed, this, [this](const QString& msg) {
+    connect(m_runner, &BackgroundJob::failed, this, [this](const QString& msg) {
         setRunning(false);
         m_status->setText(tr("failed: %1").arg(msg));
     });
-    connect(m_runner, &EvaluateRunner::cancelled, this, [this] {
+    connect(m_runner, &BackgroundJob::cancelled, this, [this] {
         setRunning(false);
         m_status->setText(tr("cancelled"));
     });
@@ -221,7 +214,7 @@ void EvaluatePanel::setQuantizeResult(ModelPtr model, ResultPtr result) {
     v.build = [model, result, cache](const qz::ProgressFn& progress) -> qz::Result<OverridesPtr> {
         std::lock_guard<std::mutex> lock(cache->mutex);
         if (cache->value) return cache->value;
-        auto r = overridesFromQuantizeResult(*model, *result, progress);
+        auto r = qz::overridesFromQuantizeResult(*model, *result, progress);
         if (!r) return r.error();
         cache->value = std::make_shared<const qz::WeightOverrides>(std::move(*r));
         return cache->value;
@@ -369,7 +362,9 @@ bool EvaluatePanel::evaluate() {
     p.threads = m_threads;
     rebuildTable();
     m_generatingVariant = -2;
-    if (!m_runner->evaluate(originalVariant(), m_variants, std::string(bytes.constData(), size_t(bytes.size())), p))
+    auto onRow = [this](const EvalRow& row) { showRow(row); };
+    if (!m_runner->start(evaluateWork(originalVariant(), m_variants,
+                                      std::string(bytes.constData(), size_t(bytes.size())), p, onRow)))
         return false;
     setRunning(true);
     return true;
@@ -389,7 +384,17 @@ bool EvaluatePanel::generate() {
     m_originalText->setPlainText(m_prompt->text());
     m_variantText->setPlainText(vs.empty() ? QString() : m_prompt->text());
     m_generatingVariant = vi;
-    if (!m_runner->generate(originalVariant(), vs, p, m_threads)) return false;
+    auto onToken = [this](int index, const QString& piece) {
+        QPlainTextEdit* e = index == 0 ? m_originalText : m_variantText;
+        e->moveCursor(QTextCursor::End);
+        e->insertPlainText(piece);
+        emit tokenShown(index, piece);
+    };
+    auto onDone = [this](int index, const QString&, double tps) {
+        m_status->setText(
+            tr("%1: %2 tokens/s").arg(index == 0 ? tr("original") : tr("variant")).arg(tps, 0, 'f', 1));
+    };
+    if (!m_runner->start(generateWork(originalVariant(), vs, p, m_threads, onToken, onDone))) return false;
     setRunning(true);
     return true;
 }

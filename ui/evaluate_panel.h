@@ -8,12 +8,13 @@
 //    files (addGgufFile, e.g. an export);
 //  - generation: one prompt and seed through the original and a chosen variant, side by side, tokens
 //    streamed as they come;
-//  - every job runs in the background (EvaluateRunner) with progress and Cancel.
+//  - every job runs in the background (a BackgroundJob running ui/evaluate_jobs.h) with progress and Cancel.
 #pragma once
 
 #include <QWidget>
 
-#include "evaluate_runner.h"
+#include "background_job.h"
+#include "evaluate_jobs.h"
 #include "qt_types.h"
 
 class QComboBox;
@@ -57,7 +58,7 @@ public:
     bool generate();
     void cancel();
 
-    EvaluateRunner* runner() const { return m_runner; }
+    BackgroundJob* runner() const { return m_runner; }
     QTableWidget* table() const { return m_table; }
     QPushButton* evaluateButton() const { return m_evaluate; }
     QPushButton* generateButton() const { return m_generate; }
@@ -72,6 +73,7 @@ public:
 signals:
     void evaluationFinished();
     void generationFinished();
+    void tokenShown(int index, const QString& piece);  // a generated piece was appended (0 = original)
 
 private:
     void rebuildTable();
@@ -86,7 +88,7 @@ private:
     int m_quantizedIndex = -1;   // m_variants index of the setQuantizeResult variant
     int m_threads = 0;
     QString m_textPath;
-    EvaluateRunner* m_runner;
+    BackgroundJob* m_runner;
     QComboBox* m_text;
     QSpinBox* m_ctx;
     QSpinBox* m_chunks;

@@ -40,7 +40,8 @@ QString neText(const std::vector<int64_t>& ne) {
 QString mib(uint64_t b) { return QStringLiteral("%1 MiB").arg(double(b) / 1048576.0, 0, 'f', 2); }
 }  // namespace
 
-ExportPanel::ExportPanel(QWidget* parent) : QWidget(parent), m_runner(new ExportRunner(this)) {
+ExportPanel::ExportPanel(QWidget* parent)
+    : QWidget(parent), m_runner(new BackgroundJob(this)), m_planner(new BackgroundJob(this)) {
     m_format = new QComboBox(this);
     m_format->addItem(tr("GGUF (llama.cpp)"), QStringLiteral("gguf"));
     m_type = new QComboBox(this);
@@ -133,7 +134,7 @@ ExportPanel::ExportPanel(QWidget* parent) : QWidget(parent), m_runner(new Export
     m_planTimer.setSingleShot(true);
     m_planTimer.setInterval(150);
     connect(&m_planTimer, &QTimer::timeout, this, [this] {
-        if (m_model) m_runner->plan(m_model, params());
+        if (m_model) plan();
     });
     connect(m_type, &QComboBox::currentTextChanged, this, [this] { onTypeChanged(); });
     connect(m_pure, &QCheckBox::toggled, this, [this] { schedulePlan(); });
@@ -165,44 +166,21 @@ ExportPanel::ExportPanel(QWidget* parent) : QWidget(parent), m_runner(new Export
     connect(m_run, &QPushButton::clicked, this, [this] { startExport(); });
     connect(m_cancel, &QPushButton::clicked, this, [this] { m_runner->cancel(); });
 
-    connect(m_runner, &ExportRunner::planned, this, [this](const ExportResultPtr& p) { showPlan(p); });
-    connect(m_runner, &ExportRunner::planFailed, this, [this](const QString& msg) {
+    connect(m_planner, &BackgroundJob::failed, this, [this](const QString& msg) {
         m_summary->setText(tr("Cannot export: %1").arg(msg));
         m_run->setEnabled(false);
     });
-    connect(m_runner, &ExportRunner::progress, this, [this](double f, const QString& step, double eta) {
+    connect(m_runner, &BackgroundJob::progress, this, [this](double f, const QString& step, double eta) {
         m_progress->setValue(int(f * 1000));
         m_eta->setText(eta < 0 ? step : tr("%1 — ETA %2 s").arg(step).arg(qRound(eta)));
     });
-    connect(m_runner, &ExportRunner::tensorDone, this, [this](const qz::GgufTensorLog& t) {
-        m_log->appendPlainText(QStringLiteral("%1 %2 %3 → %4  %5 → %6")
-                                   .arg(toQ(t.name), -34)
-                                   .arg(neText(t.ne), -14)
-                                   .arg(toQ(std::string(qz::dtypeName(t.from))), 5)
-                                   .arg(toQ(std::string(qz::dtypeName(t.to))), -5)
-                                   .arg(mib(t.bytesBefore), 10)
-                                   .arg(mib(t.bytesAfter), 10));
-    });
-    connect(m_runner, &ExportRunner::finished, this, [this](const ExportResultPtr& r) {
-        setRunning(false);
-        m_progress->setValue(1000);
-        const QString msg = tr("Wrote %1: %2 (%3 bits per weight) in %4 s")
-                                .arg(toQ(r->path), mib(r->fileBytes))
-                                .arg(r->bitsPerWeight, 0, 'f', 4)
-                                .arg(r->seconds, 0, 'f', 1);
-        m_log->appendPlainText(msg);
-        for (const auto& n : r->notes) m_log->appendPlainText(tr("note: %1").arg(toQ(n)));
-        m_eta->setText(tr("done"));
-        m_summary->setText(msg);
-        emit exportFinished(toQ(r->path));
-    });
-    connect(m_runner, &ExportRunner::failed, this, [this](const QString& msg) {
+    connect(m_runner, &BackgroundJob::failed, this, [this](const QString& msg) {
         setRunning(false);
         m_progress->setValue(0);
         m_eta->setText(tr("failed"));
         m_log->appendPlainText(tr("Export failed: %1").arg(msg));
     });
-    connect(m_runner, &ExportRunner::cancelled, this, [this] {
+    connect(m_runner, &BackgroundJob::cancelled, this, [this] {
         setRunning(false);
         m_progress->setValue(0);
         m_eta->setText(tr("cancelled"));
@@ -327,6 +305,45 @@ void ExportPanel::showPlan(const ExportResultPtr& plan) {
         if (n.rfind("dropped", 0) != 0) text += QLatin1Char('\n') + toQ(n);
     m_summary->setText(text);
     m_run->setEnabled(!m_runner->isRunning());
+    emit planShown();
+}
+
+void ExportPanel::plan() {
+    qz::GgufExportParams p = params();
+    p.dryRun = true;
+    m_planner->cancel();  // superseded: it stops at its next report, its plan is dropped
+    ModelPtr model = m_model;
+    m_planner->run<ExportResultPtr>(
+        [model, p](const BackgroundJob::Context& ctx) -> qz::Result<ExportResultPtr> {
+            auto r = qz::exportGguf(*model, p, ctx.progress);
+            if (!r) return r.error();
+            return std::make_shared<const qz::GgufExportResult>(std::move(*r));
+        },
+        [this](ExportResultPtr&& plan) { showPlan(plan); });
+}
+
+void ExportPanel::logTensor(const qz::GgufTensorLog& t) {
+    m_log->appendPlainText(QStringLiteral("%1 %2 %3 → %4  %5 → %6")
+                               .arg(toQ(t.name), -34)
+                               .arg(neText(t.ne), -14)
+                               .arg(toQ(std::string(qz::dtypeName(t.from))), 5)
+                               .arg(toQ(std::string(qz::dtypeName(t.to))), -5)
+                               .arg(mib(t.bytesBefore), 10)
+                               .arg(mib(t.bytesAfter), 10));
+}
+
+void ExportPanel::showExported(const ExportResultPtr& r) {
+    setRunning(false);
+    m_progress->setValue(1000);
+    const QString msg = tr("Wrote %1: %2 (%3 bits per weight) in %4 s")
+                            .arg(toQ(r->path), mib(r->fileBytes))
+                            .arg(r->bitsPerWeight, 0, 'f', 4)
+                            .arg(r->seconds, 0, 'f', 1);
+    m_log->appendPlainText(msg);
+    for (const auto& n : r->notes) m_log->appendPlainText(tr("note: %1").arg(toQ(n)));
+    m_eta->setText(tr("done"));
+    m_summary->setText(msg);
+    emit exportFinished(toQ(r->path));
 }
 
 void ExportPanel::startExport() {
@@ -338,7 +355,20 @@ void ExportPanel::startExport() {
     }
     m_log->clear();
     m_log->appendPlainText(tr("Exporting %1 as %2 to %3").arg(toQ(m_model->name), m_type->currentText(), out));
-    if (m_runner->start(m_model, params())) setRunning(true);
+    qz::GgufExportParams p = params();
+    p.dryRun = false;
+    ModelPtr model = m_model;
+    const bool started = m_runner->run<ExportResultPtr>(
+        [this, model, p](const BackgroundJob::Context& ctx) -> qz::Result<ExportResultPtr> {
+            auto onTensor = [this, &ctx](const qz::GgufTensorLog& t) {
+                ctx.post([this, t] { logTensor(t); });
+            };
+            auto r = qz::exportGguf(*model, p, ctx.progress, onTensor);
+            if (!r) return r.error();
+            return std::make_shared<const qz::GgufExportResult>(std::move(*r));
+        },
+        [this](ExportResultPtr&& r) { showExported(r); });
+    if (started) setRunning(true);
 }
 
 void ExportPanel::setRunning(bool on) {

@@ -14,8 +14,9 @@
 #include <QTimer>
 #include <QWidget>
 
-#include "evaluate_runner.h"
-#include "export_runner.h"
+#include "background_job.h"
+#include "evaluate_jobs.h"
+#include "export/gguf_export.h"
 #include "qt_types.h"
 
 class QCheckBox;
@@ -30,6 +31,8 @@ class QTableWidget;
 
 namespace qz::ui {
 
+using ExportResultPtr = std::shared_ptr<const qz::GgufExportResult>;
+
 class CalibratedExportPage;
 class Exl2ExportPage;
 class GptqExportPage;
@@ -41,7 +44,8 @@ public:
     explicit ExportPanel(QWidget* parent = nullptr);
 
     void setModel(ModelPtr model);
-    ExportRunner* runner() const { return m_runner; }
+    BackgroundJob* runner() const { return m_runner; }    // the export
+    BackgroundJob* planner() const { return m_planner; }  // dry runs (a newer one supersedes an older)
     TypeCompareView* compareView() const { return m_compare; }
     QTableWidget* planTable() const { return m_plan; }
     QComboBox* typeBox() const { return m_type; }
@@ -62,20 +66,25 @@ public:
 
 signals:
     void exportFinished(const QString& path);
+    void planShown();  // a dry run's plan is in the table
     // A calibrated export's result to measure in the Evaluate workspace.
     void variantReady(const QString& name, qz::ui::ModelPtr model, qz::ui::OverridesPtr overrides, quint64 bytes,
                       double bitsPerWeight);
 
 private:
     void schedulePlan();
+    void plan();
     void showPlan(const ExportResultPtr& plan);
+    void logTensor(const qz::GgufTensorLog& t);
+    void showExported(const ExportResultPtr& r);
     void startExport();
     void onTypeChanged();
     void setRunning(bool on);
     QString defaultOutputFor(const QString& type) const;
 
     ModelPtr m_model;
-    ExportRunner* m_runner;
+    BackgroundJob* m_runner;
+    BackgroundJob* m_planner;
     QTimer m_planTimer;
     QComboBox* m_format;
     QStackedWidget* m_pages;

@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <unistd.h>
 
+#include "background_job.h"
 #include "histograms_tab.h"
 #include "main_window.h"
 #include "method_panel.h"
 #include "model_tree.h"
-#include "quantize_runner.h"
 #include "report_writer.h"
 #include "workspace_tabs.h"
 
@@ -76,7 +76,7 @@ int runScreenshot(const AppOptions& o) {
         QTimer::singleShot(0, qApp, [] { QApplication::exit(); });
     };
     QObject::connect(&w, &MainWindow::modelFailed, &w, stop);
-    QObject::connect(w.runner(), &QuantizeRunner::failed, &w, stop);
+    QObject::connect(w.runner(), &BackgroundJob::failed, &w, stop);
     QObject::connect(&w, &MainWindow::modelOpened, &w, [&] {
         applyQuantChoices(w, o.params);
         if (!w.startRun()) stop(QStringLiteral("cannot start the job: ") + w.statusText());

@@ -15,6 +15,7 @@
 #include <QSplitter>
 #include <QStatusBar>
 
+#include "background_job.h"
 #include "codes_view.h"
 #include "evaluate_panel.h"
 #include "export_panel.h"
@@ -25,7 +26,6 @@
 #include "model_loader.h"
 #include "model_summary.h"
 #include "model_tree.h"
-#include "quantize_runner.h"
 #include "recent_files.h"
 #include "report_writer.h"
 #include "result_summary.h"
@@ -42,7 +42,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     setWindowIcon(QIcon(QStringLiteral(":/icons/quantzoo.svg")));
     setAcceptDrops(true);
     m_loader = new ModelLoader(this);
-    m_runner = new QuantizeRunner(this);
+    m_runner = new BackgroundJob(this);
     m_analyzer = new TensorAnalyzer(this);
 
     m_tree = new ModelTree(this);
@@ -154,20 +154,9 @@ void MainWindow::wireJobs() {
     connect(m_panel, &MethodPanel::runRequested, this, &MainWindow::startRun);
     // Direct call on the UI thread: sets the job's atomic cancel flag immediately.
     connect(m_panel, &MethodPanel::cancelRequested, this, &MainWindow::cancelRun);
-    connect(m_runner, &QuantizeRunner::progress, m_panel, &MethodPanel::setProgress);
-    connect(m_runner, &QuantizeRunner::tensorDone, this, [this](const qz::TensorQuantResult& r) {
-        m_table->model()->addResult(r);
-        const QString name = toQ(r.name);
-        if (m_focus.isEmpty()) {
-            focusTensor(name);
-        } else if (name == m_focus) {
-            m_histograms->showTensor(r, toQ(m_runSpec.describe()), &m_runSpec);
-            emit tensorShown(name);
-        }
-    });
-    connect(m_runner, &QuantizeRunner::finished, this, &MainWindow::onRunFinished);
-    connect(m_runner, &QuantizeRunner::cancelled, this, &MainWindow::onRunCancelled);
-    connect(m_runner, &QuantizeRunner::failed, this, [this](const QString& message) {
+    connect(m_runner, &BackgroundJob::progress, m_panel, &MethodPanel::setProgress);
+    connect(m_runner, &BackgroundJob::cancelled, this, &MainWindow::onRunCancelled);
+    connect(m_runner, &BackgroundJob::failed, this, [this](const QString& message) {
         m_panel->setRunning(false);
         m_table->model()->clear();
         m_table->summary()->showFailed(message);
@@ -246,7 +235,28 @@ bool MainWindow::startRun() {
     m_exportAction->setEnabled(false);
     m_table->model()->clear();
     m_histograms->clearModel(tr("Running…"));
-    if (!m_runner->start(m_model, params)) return false;
+    ModelPtr model = m_model;
+    auto shown = [this](const qz::TensorQuantResult& r) {  // results appear live
+        m_table->model()->addResult(r);
+        const QString name = toQ(r.name);
+        if (m_focus.isEmpty()) {
+            focusTensor(name);
+        } else if (name == m_focus) {
+            m_histograms->showTensor(r, toQ(m_runSpec.describe()), &m_runSpec);
+            emit tensorShown(name);
+        }
+    };
+    const bool started = m_runner->run<ResultPtr>(
+        [model, params, shown](const BackgroundJob::Context& ctx) -> qz::Result<ResultPtr> {
+            auto onTensor = [&ctx, shown](const qz::TensorQuantResult& r) {
+                ctx.post([shown, r] { shown(r); });
+            };
+            auto r = qz::runQuantize(*model, params, ctx.progress, onTensor);
+            if (!r) return r.error();
+            return std::make_shared<const qz::QuantizeResult>(std::move(*r));
+        },
+        [this](ResultPtr&& r) { onRunFinished(std::move(r)); });
+    if (!started) return false;
     m_panel->setRunning(true);
     m_table->summary()->showRunning(toQ(params.spec.describe()));
     setStatus(tr("Running %1…").arg(toQ(params.spec.describe())));

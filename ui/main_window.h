@@ -1,7 +1,7 @@
 // The main window only lays out the panels and wires them to the jobs:
 //   left: model tree + summary | centre: workspace tabs (Histograms, Tensors table, Codes, Evaluate,
 //   Export) | right: method panel with Run/Cancel | bottom: log dock.
-// Models open on a worker (ModelLoader), quantization runs on a worker (QuantizeRunner), tensor
+// Models open on a worker (ModelLoader), quantization runs on a worker (BackgroundJob), tensor
 // views are recomputed on demand (TensorAnalyzer). Errors go to a non-blocking message box, the
 // status bar and the log — never a crash.
 #pragma once
@@ -23,7 +23,7 @@ class MethodPanel;
 class ModelLoader;
 class ModelSummary;
 class ModelTree;
-class QuantizeRunner;
+class BackgroundJob;
 class RecentFiles;
 class TensorAnalyzer;
 class TensorTable;
@@ -49,7 +49,7 @@ public:
     ModelTree* modelTree() const { return m_tree; }
     HistogramsTab* histograms() const { return m_histograms; }
     TensorTable* tensorTable() const { return m_table; }
-    QuantizeRunner* runner() const { return m_runner; }
+    BackgroundJob* runner() const { return m_runner; }
     WorkspaceTabs* workspaces() const { return m_tabs; }
     CodesView* codesView() const { return m_codes; }
     QAction* exportAction() const { return m_exportAction; }
@@ -82,7 +82,7 @@ private:
     QString m_lastError;
 
     ModelLoader* m_loader;
-    QuantizeRunner* m_runner;
+    BackgroundJob* m_runner;
     TensorAnalyzer* m_analyzer;
     ModelTree* m_tree;
     ModelSummary* m_summary;

@@ -657,15 +657,18 @@ void TestCalibratedExport::finishAfterCancelIsReported() {
     QTemporaryDir tmp;
     page.outputEdit()->setText(tmp.filePath(QStringLiteral("late")));
     // A work that, like a core past its last progress report, ignores the cancel and succeeds.
-    std::atomic<bool> go{false};
+    std::atomic<bool> go{false}, entered{false};
     QSignalSpy cancelled(page.job(), &BackgroundJob::cancelled);
     QSignalSpy late(page.job(), &BackgroundJob::finishedAfterCancel);
     QSignalSpy finished(page.job(), &BackgroundJob::finished);
-    QVERIFY(page.job()->start([&go](const BackgroundJob::Context& ctx) {
+    QVERIFY(page.job()->start([&go, &entered](const BackgroundJob::Context& ctx) {
+        entered = true;
         while (!go.load()) QThread::msleep(5);
         ctx.post([] {});  // dropped: the job is no longer current
         return qz::okStatus();
     }));
+    // Under way: a job cancelled before it has started never runs.
+    QTRY_VERIFY_WITH_TIMEOUT(entered.load(), 10000);
     page.cancel();
     QCOMPARE(cancelled.count(), 1);
     QVERIFY(!page.summary()->text().contains(QStringLiteral("not created")));

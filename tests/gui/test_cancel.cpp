@@ -8,11 +8,11 @@
 #include <atomic>
 #include <qcustomplot.h>
 
+#include "background_job.h"
 #include "histogram_plot.h"
 #include "histograms_tab.h"
 #include "main_window.h"
 #include "method_panel.h"
-#include "quantize_runner.h"
 #include "result_summary.h"
 #include "tensor_table.h"
 #include "tensor_table_model.h"
@@ -38,10 +38,10 @@ private slots:
         std::atomic<bool> cancelClicked{false};
         w.runner()->setProgressHook([&](const qz::ProgressInfo&) {
             if (cancelClicked.load()) ++reportsAfterCancel;
-            QThread::msleep(60);  // 36 tensors x 2 reports x 60 ms: a job of several seconds
+            QThread::msleep(60);  // (36 scanned + 36 x 2) reports x 60 ms: a job of several seconds
         });
-        QSignalSpy rows(w.runner(), &QuantizeRunner::tensorDone);
-        QSignalSpy progress(w.runner(), &QuantizeRunner::progress);
+        QSignalSpy rows(w.tensorTable()->model(), &QAbstractItemModel::rowsInserted);
+        QSignalSpy progress(w.runner(), &BackgroundJob::progress);
         QSignalSpy finished(&w, &MainWindow::runFinished);
         QTest::mouseClick(w.methodPanel()->runButton(), Qt::LeftButton);
         QVERIFY(w.runner()->isRunning());

@@ -108,7 +108,7 @@ void TestEvaluatePanel::generationSideBySide() {
     panel.promptEdit()->setText(QStringLiteral("Once upon a time"));
     panel.tokensSpin()->setValue(12);
     QSignalSpy done(&panel, &EvaluatePanel::generationFinished);
-    QSignalSpy tokens(panel.runner(), &EvaluateRunner::tokenGenerated);
+    QSignalSpy tokens(&panel, &EvaluatePanel::tokenShown);
     QVERIFY(panel.generate());
     QVERIFY(done.wait(120000));
     QVERIFY(tokens.count() >= 2);
@@ -125,8 +125,8 @@ void TestEvaluatePanel::cancelStops() {
     panel.setModel(model);
     panel.setContext(128);
     panel.setChunks(0);  // the whole text: long enough to cancel
-    QSignalSpy cancelled(panel.runner(), &EvaluateRunner::cancelled);
-    QSignalSpy progress(panel.runner(), &EvaluateRunner::progress);
+    QSignalSpy cancelled(panel.runner(), &BackgroundJob::cancelled);
+    QSignalSpy progress(panel.runner(), &BackgroundJob::progress);
     QVERIFY(panel.evaluate());
     QVERIFY(progress.wait(60000));
     panel.cancelButton()->click();

@@ -38,7 +38,7 @@ void TestExportPanel::planEditExport() {
     panel.show();
     auto model = open("bard-llama");
     QVERIFY(model);
-    QSignalSpy planned(panel.runner(), &ExportRunner::planned);
+    QSignalSpy planned(&panel, &ExportPanel::planShown);
     panel.setModel(model);
     QVERIFY(planned.wait(20000));
     QCOMPARE(panel.planTable()->rowCount(), 39);
@@ -62,7 +62,7 @@ void TestExportPanel::planEditExport() {
     QTemporaryDir dir;
     const QString out = dir.filePath(QStringLiteral("x.gguf"));
     panel.outputEdit()->setText(out);
-    QSignalSpy finished(panel.runner(), &ExportRunner::finished);
+    QSignalSpy finished(panel.runner(), &BackgroundJob::finished);
     QTest::mouseClick(panel.exportButton(), Qt::LeftButton);
     QVERIFY(finished.wait(60000));
     QVERIFY(panel.log()->toPlainText().contains(QStringLiteral("blk.3.ffn_up.weight")));
@@ -77,12 +77,12 @@ void TestExportPanel::cancelLeavesNothing() {
     ExportPanel panel;
     auto model = open("bard-llama");
     QVERIFY(model);
-    QSignalSpy planned(panel.runner(), &ExportRunner::planned);
+    QSignalSpy planned(&panel, &ExportPanel::planShown);
     panel.setModel(model);
     QVERIFY(planned.wait(20000));
     QTemporaryDir dir;
     panel.outputEdit()->setText(dir.filePath(QStringLiteral("c.gguf")));
-    QSignalSpy cancelled(panel.runner(), &ExportRunner::cancelled);
+    QSignalSpy cancelled(panel.runner(), &BackgroundJob::cancelled);
     QTest::mouseClick(panel.exportButton(), Qt::LeftButton);
     QVERIFY(panel.cancelButton()->isEnabled());
     QTest::mouseClick(panel.cancelButton(), Qt::LeftButton);
@@ -101,7 +101,7 @@ void TestExportPanel::compareTypes() {
     ExportPanel panel;
     auto model = open("bard-llama");
     QVERIFY(model);
-    QSignalSpy planned(panel.runner(), &ExportRunner::planned);
+    QSignalSpy planned(&panel, &ExportPanel::planShown);
     panel.setModel(model);
     QVERIFY(planned.wait(20000));
     QSignalSpy ready(panel.compareView(), &TypeCompareView::ready);

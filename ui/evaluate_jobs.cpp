@@ -1,0 +1,94 @@
+#include "evaluate_jobs.h"
+
+namespace qz::ui {
+
+namespace {
+qz::Result<OverridesPtr> overridesOf(EvalVariant& v, const qz::ProgressFn& progress) {
+    if (v.overrides || !v.build) return v.overrides;
+    auto r = v.build(progress);
+    if (!r) return r.error();
+    v.overrides = *r;
+    return v.overrides;
+}
+
+// Progress of model k of n, prefixed with its name.
+qz::ProgressFn share(const BackgroundJob::Context& ctx, size_t k, size_t n, const QString& name) {
+    const double part = 1.0 / double(std::max<size_t>(1, n));
+    return [&ctx, k, part, prefix = toStd(name) + ": "](const qz::ProgressInfo& p) {
+        return ctx.progress({part * (double(k) + p.fraction), prefix + p.step});
+    };
+}
+}  // namespace
+
+BackgroundJob::Work evaluateWork(EvalVariant original, std::vector<EvalVariant> variants, std::string text,
+                                 qz::EvalParams params, std::function<void(const EvalRow&)> onRow) {
+    return [=](const BackgroundJob::Context& ctx) mutable -> qz::Status {
+        const size_t n = variants.size() + 1;
+        auto emitRow = [&](const EvalRow& row) {
+            if (onRow) ctx.post([onRow, row] { onRow(row); });
+        };
+        qz::KldBase base;
+        const auto p0 = share(ctx, 0, n, original.name);
+        auto o = overridesOf(original, p0);
+        if (!o) return o.error();
+        auto pr = qz::evaluatePerplexity(*original.model, text, params, p0, o->get(), &base);
+        if (!pr) return pr.error();
+        EvalRow row0;
+        row0.index = 0;
+        row0.ok = true;
+        row0.ppl = pr->ppl;
+        row0.pplError = pr->pplError;
+        row0.tokens = pr->count;
+        emitRow(row0);
+        for (size_t i = 0; i < variants.size(); ++i) {
+            if (ctx.cancelled()) return qz::cancelledError();
+            EvalRow row;
+            row.index = int(i + 1);
+            const auto pi = share(ctx, i + 1, n, variants[i].name);
+            auto ov = overridesOf(variants[i], pi);
+            qz::Result<qz::KldResult> kr =
+                ov ? qz::evaluateKlDivergence(*variants[i].model, base, params, pi, ov->get())
+                   : qz::Result<qz::KldResult>(ov.error());
+            if (!kr) {
+                if (kr.error().cancelled || ctx.cancelled()) return kr.error();
+                row.error = toQ(kr.error().message);  // one bad variant does not stop the others
+            } else {
+                row.ok = true;
+                row.ppl = kr->pplQ;
+                row.pplError = kr->pplQError;
+                row.deltaPpl = kr->pplQ - pr->ppl;
+                row.meanKld = kr->meanKld;
+                row.sameTopPercent = 100.0 * kr->sameTop;
+                row.tokens = kr->count;
+            }
+            emitRow(row);
+        }
+        return qz::okStatus();
+    };
+}
+
+BackgroundJob::Work generateWork(EvalVariant original, std::vector<EvalVariant> variants, qz::GenerateParams params,
+                                 int threads, TokenFn onToken, GenerationDoneFn onDone) {
+    variants.insert(variants.begin(), std::move(original));
+    return [=](const BackgroundJob::Context& ctx) mutable -> qz::Status {
+        for (size_t i = 0; i < variants.size(); ++i) {
+            const auto progress = share(ctx, i, variants.size(), variants[i].name);
+            auto ov = overridesOf(variants[i], progress);
+            auto tokenFn = [&, i](int32_t, const std::string& piece) {
+                if (onToken) ctx.post([onToken, i, s = toQ(piece)] { onToken(int(i), s); });
+                return !ctx.cancelled();
+            };
+            auto r = ov ? qz::generateText(*variants[i].model, params, tokenFn, progress, ov->get(), threads)
+                        : qz::Result<qz::GenerateResult>(ov.error());
+            if (!r) {
+                if (r.error().cancelled || ctx.cancelled()) return qz::cancelledError();
+                return qz::makeError(toStd(variants[i].name) + ": " + r.error().message);
+            }
+            const double tps = r->generateSeconds > 0 ? double(r->tokens.size()) / r->generateSeconds : 0.0;
+            if (onDone) ctx.post([onDone, i, t = toQ(r->fullText), tps] { onDone(int(i), t, tps); });
+        }
+        return qz::okStatus();
+    };
+}
+
+}  // namespace qz::ui

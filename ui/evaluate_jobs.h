@@ -1,0 +1,62 @@
+// The evaluation work run by a BackgroundJob for the Evaluate workspace (ui/evaluate_panel.h) and the
+// calibrated exports' check:
+//  * evaluateWork(): perplexity of the original model on a text (llama-perplexity's method, -c/--chunks),
+//    recording its log-probabilities, then for every variant its perplexity and KL-divergence /
+//    same-top-token rate against the original on the same chunks (core/infer/evaluate.h);
+//  * generateWork(): the same prompt and seed through the original and each variant, streaming tokens.
+// The callbacks run on the UI thread (through the job's post, so a cancelled job's never do).
+// A variant is the original model with some weights overridden (fake-quantized: WeightOverrides,
+// possibly built lazily on the worker by `build`), or another model file (a GGUF export).
+#pragma once
+
+#include <QMetaType>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "background_job.h"
+#include "infer/evaluate.h"
+#include "infer/generate.h"
+#include "qt_types.h"
+
+namespace qz::ui {
+
+using OverridesPtr = std::shared_ptr<const qz::WeightOverrides>;
+
+struct EvalVariant {
+    QString name;
+    ModelPtr model;                 // the model to run (the original's for fake-quantized variants)
+    OverridesPtr overrides;         // replaced weights (may be null)
+    // Builds the overrides on the worker when `overrides` is null (e.g. re-quantizing each tensor); the
+    // builder may cache its result (it is called from the worker thread).
+    std::function<qz::Result<OverridesPtr>(const qz::ProgressFn&)> build;
+    uint64_t bytes = 0;             // model size on disk / after quantization (0 = unknown)
+    double bitsPerWeight = 0;       // (0 = unknown)
+};
+
+struct EvalRow {
+    int index = 0;                  // 0 = the original, i = variants[i - 1]
+    bool ok = false;
+    QString error;
+    double ppl = 0, pplError = 0;
+    double deltaPpl = 0;            // ppl − original's ppl (0 for the original)
+    double meanKld = 0;             // (0 for the original)
+    double sameTopPercent = 100;
+    int64_t tokens = 0;             // scored tokens
+};
+
+// One row per model as it is measured; a failing variant gives a row with its error and the others
+// go on; a failing original fails the job.
+BackgroundJob::Work evaluateWork(EvalVariant original, std::vector<EvalVariant> variants, std::string text,
+                                 qz::EvalParams params, std::function<void(const EvalRow&)> onRow);
+
+// Generates with params for the original (index 0) and each variant (1..n) in turn.
+using TokenFn = std::function<void(int index, const QString& piece)>;
+using GenerationDoneFn = std::function<void(int index, const QString& text, double tokensPerSecond)>;
+BackgroundJob::Work generateWork(EvalVariant original, std::vector<EvalVariant> variants, qz::GenerateParams params,
+                                 int threads, TokenFn onToken, GenerationDoneFn onDone);
+
+}  // namespace qz::ui
+
+Q_DECLARE_METATYPE(qz::ui::EvalRow)
