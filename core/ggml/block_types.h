@@ -39,6 +39,20 @@ struct QZ_PACKED BlockTQ1_0 { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh
 struct QZ_PACKED BlockTQ2_0 { uint8_t qs[QK_K / 4]; uint16_t d; };
 struct QZ_PACKED BlockMXFP4 { uint8_t e; uint8_t qs[QK_MXFP4 / 2]; };
 
+// i-quants (core/ggml/README-iquants.md "Block layouts"); the code books are in ggml/iq_grids.h.
+struct QZ_PACKED BlockIQ2_XXS { uint16_t d; uint16_t qs[QK_K / 8]; };
+struct QZ_PACKED BlockIQ2_XS { uint16_t d; uint16_t qs[QK_K / 8]; uint8_t scales[QK_K / 32]; };
+struct QZ_PACKED BlockIQ2_S {
+    uint16_t d; uint8_t qs[QK_K / 4]; uint8_t qh[QK_K / 32]; uint8_t scales[QK_K / 32];
+};
+struct QZ_PACKED BlockIQ3_XXS { uint16_t d; uint8_t qs[3 * QK_K / 8]; };
+struct QZ_PACKED BlockIQ3_S {
+    uint16_t d; uint8_t qs[QK_K / 4]; uint8_t qh[QK_K / 32]; uint8_t signs[QK_K / 8];
+    uint8_t scales[QK_K / 64];
+};
+struct QZ_PACKED BlockIQ1_S { uint16_t d; uint8_t qs[QK_K / 8]; uint16_t qh[QK_K / 32]; };
+struct QZ_PACKED BlockIQ1_M { uint8_t qs[QK_K / 8]; uint8_t qh[QK_K / 16]; uint8_t scales[QK_K / 32]; };
+
 #undef QZ_PACKED
 
 static_assert(sizeof(BlockQ4_0) == 18);
@@ -58,6 +72,13 @@ static_assert(sizeof(BlockIQ4_XS) == 136);
 static_assert(sizeof(BlockTQ1_0) == 54);
 static_assert(sizeof(BlockTQ2_0) == 66);
 static_assert(sizeof(BlockMXFP4) == 17);
+static_assert(sizeof(BlockIQ2_XXS) == 66);
+static_assert(sizeof(BlockIQ2_XS) == 74);
+static_assert(sizeof(BlockIQ2_S) == 82);
+static_assert(sizeof(BlockIQ3_XXS) == 98);
+static_assert(sizeof(BlockIQ3_S) == 110);
+static_assert(sizeof(BlockIQ1_S) == 50);
+static_assert(sizeof(BlockIQ1_M) == 56);
 
 // Non-linear 4-bit code book of IQ4_NL / IQ4_XS (ggml-common.h kvalues_iq4nl).
 inline constexpr int8_t kValuesIQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10,

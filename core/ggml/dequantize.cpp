@@ -6,6 +6,7 @@
 
 #include "common/fp16.h"
 #include "ggml/block_types.h"
+#include "ggml/iq_grids.h"
 #include "ggml/quant_helpers.h"
 
 namespace qz::ggml {
@@ -264,6 +265,145 @@ void deqMXFP4(const BlockMXFP4* x, float* y, int64_t nb) {
     }
 }
 
+// ---- i-quants (core/ggml/README-iquants.md "Dequantization"): y = scale * grid byte * sign, in
+// ggml's operand order (upstream ggml-quants.c dequantize_row_iq2_xxs .. dequantize_row_iq1_m).
+inline float signOf(uint8_t signs, int j) { return (signs >> j) & 1 ? -1.f : 1.f; }
+
+void deqIQ2_XXS(const BlockIQ2_XXS* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            uint32_t aux[2];
+            std::memcpy(aux, x[i].qs + 4 * ib, 8);
+            const float db = d * (0.5f + static_cast<float>(aux[1] >> 28)) * 0.25f;
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const uint8_t* g = iqgrid::kIQ2XXS[(aux[0] >> (8 * l)) & 0xFF];
+                const uint8_t s = iqgrid::kSigns[(aux[1] >> (7 * l)) & 127];
+                for (int j = 0; j < 8; ++j) y[j] = db * static_cast<float>(g[j]) * signOf(s, j);
+            }
+        }
+    }
+}
+
+void deqIQ2_XS(const BlockIQ2_XS* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const float db[2] = {d * (0.5f + static_cast<float>(x[i].scales[ib] & 0xF)) * 0.25f,
+                                 d * (0.5f + static_cast<float>(x[i].scales[ib] >> 4)) * 0.25f};
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const uint16_t q = x[i].qs[4 * ib + l];
+                const uint8_t* g = iqgrid::kIQ2XS[q & 511];
+                const uint8_t s = iqgrid::kSigns[q >> 9];
+                for (int j = 0; j < 8; ++j) y[j] = db[l / 2] * static_cast<float>(g[j]) * signOf(s, j);
+            }
+        }
+    }
+}
+
+void deqIQ2_S(const BlockIQ2_S* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = h2f(x[i].d);
+        const uint8_t* qs = x[i].qs;
+        const uint8_t* signs = x[i].qs + QK_K / 8;
+        for (int ib = 0; ib < QK_K / 32; ++ib, qs += 4, signs += 4) {
+            const float db[2] = {d * (0.5f + static_cast<float>(x[i].scales[ib] & 0xF)) * 0.25f,
+                                 d * (0.5f + static_cast<float>(x[i].scales[ib] >> 4)) * 0.25f};
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const int idx = qs[l] | (((x[i].qh[ib] >> (2 * l)) & 3) << 8);
+                const uint8_t* g = iqgrid::kIQ2S[idx];
+                for (int j = 0; j < 8; ++j) y[j] = db[l / 2] * static_cast<float>(g[j]) * signOf(signs[l], j);
+            }
+        }
+    }
+}
+
+void deqIQ3_XXS(const BlockIQ3_XXS* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = h2f(x[i].d);
+        const uint8_t* qs = x[i].qs;
+        const uint8_t* scalesAndSigns = x[i].qs + QK_K / 4;
+        for (int ib = 0; ib < QK_K / 32; ++ib, qs += 8) {
+            uint32_t aux;
+            std::memcpy(&aux, scalesAndSigns + 4 * ib, 4);
+            const float db = d * (0.5f + static_cast<float>(aux >> 28)) * 0.5f;
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const uint8_t s = iqgrid::kSigns[(aux >> (7 * l)) & 127];
+                const uint8_t* g1 = iqgrid::kIQ3XXS[qs[2 * l]];
+                const uint8_t* g2 = iqgrid::kIQ3XXS[qs[2 * l + 1]];
+                for (int j = 0; j < 4; ++j) {
+                    y[j] = db * static_cast<float>(g1[j]) * signOf(s, j);
+                    y[j + 4] = db * static_cast<float>(g2[j]) * signOf(s, j + 4);
+                }
+            }
+        }
+    }
+}
+
+void deqIQ3_S(const BlockIQ3_S* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = h2f(x[i].d);
+        const uint8_t* qs = x[i].qs;
+        const uint8_t* signs = x[i].signs;
+        for (int ib = 0; ib < QK_K / 32; ++ib, qs += 8, signs += 4) {
+            const int sc = (x[i].scales[ib / 2] >> (4 * (ib % 2))) & 0xF;
+            const float db = d * static_cast<float>(1 + 2 * sc);
+            const uint8_t qh = x[i].qh[ib];
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const uint8_t* g1 = iqgrid::kIQ3S[qs[2 * l] | (((qh >> (2 * l)) & 1) << 8)];
+                const uint8_t* g2 = iqgrid::kIQ3S[qs[2 * l + 1] | (((qh >> (2 * l + 1)) & 1) << 8)];
+                for (int j = 0; j < 4; ++j) {
+                    y[j] = db * static_cast<float>(g1[j]) * signOf(signs[l], j);
+                    y[j + 4] = db * static_cast<float>(g2[j]) * signOf(signs[l], j + 4);
+                }
+            }
+        }
+    }
+}
+
+constexpr float kIQ1Delta = 0.125f;
+
+void deqIQ1_S(const BlockIQ1_S* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = h2f(x[i].d);
+        const uint8_t* qs = x[i].qs;
+        for (int ib = 0; ib < QK_K / 32; ++ib, qs += 4) {
+            const uint16_t qh = x[i].qh[ib];
+            const float dl = d * static_cast<float>(2 * ((qh >> 12) & 7) + 1);
+            const float delta = qh & 0x8000 ? -kIQ1Delta : kIQ1Delta;
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const int8_t* g = iqgrid::kIQ1S[qs[l] | (((qh >> (3 * l)) & 7) << 8)];
+                for (int j = 0; j < 8; ++j) y[j] = dl * (static_cast<float>(g[j]) + delta);
+            }
+        }
+    }
+}
+
+void deqIQ1_M(const BlockIQ1_M* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i) {
+        uint16_t sc[4];
+        std::memcpy(sc, x[i].scales, 8);
+        const uint16_t dh = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) |
+                                                  ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000));
+        const float d = h2f(dh);
+        const uint8_t* qs = x[i].qs;
+        const uint8_t* qh = x[i].qh;
+        for (int ib = 0; ib < QK_K / 32; ++ib, qs += 4, qh += 2) {
+            const float dl1 = d * static_cast<float>(2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 7) + 1);
+            const float dl2 = d * static_cast<float>(2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) + 1);
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const uint8_t h = qh[l / 2];
+                const int hi = l % 2 ? (h >> 4) & 7 : h & 7;
+                const bool neg = l % 2 ? (h & 0x80) : (h & 0x08);
+                const float delta = neg ? -kIQ1Delta : kIQ1Delta;
+                const float dl = l < 2 ? dl1 : dl2;
+                const int8_t* g = iqgrid::kIQ1S[qs[l] | (hi << 8)];
+                for (int j = 0; j < 8; ++j) y[j] = dl * (static_cast<float>(g[j]) + delta);
+            }
+        }
+    }
+}
+
 template <class Block>
 const Block* as(const uint8_t* p) {
     return reinterpret_cast<const Block*>(p);
@@ -276,7 +416,8 @@ bool canDequantize(DType t) {
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
     case DType::Q8_1: case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K:
     case DType::Q6_K: case DType::Q8_K: case DType::IQ4_NL: case DType::IQ4_XS: case DType::TQ1_0:
-    case DType::TQ2_0: case DType::MXFP4:
+    case DType::TQ2_0: case DType::MXFP4: case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S:
+    case DType::IQ3_XXS: case DType::IQ3_S: case DType::IQ1_S: case DType::IQ1_M:
         return true;
     default:
         return false;
@@ -306,6 +447,13 @@ bool dequantize(DType t, const uint8_t* src, float* dst, int64_t n) {
     case DType::TQ1_0: deqTQ1_0(as<BlockTQ1_0>(src), dst, nb); break;
     case DType::TQ2_0: deqTQ2_0(as<BlockTQ2_0>(src), dst, nb); break;
     case DType::MXFP4: deqMXFP4(as<BlockMXFP4>(src), dst, nb); break;
+    case DType::IQ2_XXS: deqIQ2_XXS(as<BlockIQ2_XXS>(src), dst, nb); break;
+    case DType::IQ2_XS: deqIQ2_XS(as<BlockIQ2_XS>(src), dst, nb); break;
+    case DType::IQ2_S: deqIQ2_S(as<BlockIQ2_S>(src), dst, nb); break;
+    case DType::IQ3_XXS: deqIQ3_XXS(as<BlockIQ3_XXS>(src), dst, nb); break;
+    case DType::IQ3_S: deqIQ3_S(as<BlockIQ3_S>(src), dst, nb); break;
+    case DType::IQ1_S: deqIQ1_S(as<BlockIQ1_S>(src), dst, nb); break;
+    case DType::IQ1_M: deqIQ1_M(as<BlockIQ1_M>(src), dst, nb); break;
     default: return false;
     }
     return true;

@@ -4,7 +4,8 @@
 // We dlopen it and compare, on seeded synthetic data (normal, heavy tails, all-zero / constant /
 // tiny blocks):
 //   * quantizeTensor vs ggml_quantize_chunk for every type we produce, with and without an imatrix
-//     (the legacy imatrix paths have no llama-quantize golden file, so this is their reference);
+//     (the legacy imatrix paths have no llama-quantize golden file, so this is their reference; IQ2_XXS,
+//     IQ2_XS and IQ1_S only with one, as ggml asserts without);
 //   * ggml::dequantize vs dequantize_row_* for every type we decode, on blocks made by ggml itself
 //     and on random block bytes (with finite fp16 scales), compared bit for bit.
 // Without the library (tests/llama not set up) the test reports a skip, never a pass; with
@@ -113,10 +114,12 @@ void TestGgmlVsLibggml::initTestCase() {
 void TestGgmlVsLibggml::quantizeMatchesGgml_data() {
     QTest::addColumn<QString>("type");
     QTest::addColumn<bool>("imatrix");
-    for (const char* t : {"F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-                          "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"}) {
-        QTest::newRow(t) << QString(t) << false;
-        QTest::newRow((std::string(t) + " imatrix").c_str()) << QString(t) << true;
+    for (const char* t : {"F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
+                          "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"}) {
+        // ggml asserts without an imatrix for these (ggml_quantize_requires_imatrix)
+        const std::string n(t);
+        if (n != "IQ2_XXS" && n != "IQ2_XS" && n != "IQ1_S") QTest::newRow(t) << QString(t) << false;
+        QTest::newRow((n + " imatrix").c_str()) << QString(t) << true;
     }
 }
 
@@ -160,8 +163,9 @@ void TestGgmlVsLibggml::quantizeMatchesGgml() {
 
 void TestGgmlVsLibggml::dequantizeMatchesGgml_data() {
     QTest::addColumn<QString>("type");
-    for (const char* t : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K",
-                          "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4"})
+    for (const char* t : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+                          "Q8_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "IQ2_XXS", "IQ2_XS", "IQ2_S",
+                          "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M"})
         QTest::newRow(t) << QString(t);
 }
 
@@ -188,6 +192,8 @@ void TestGgmlVsLibggml::dequantizeMatchesGgml() {
     case DType::Q6_K: halfOffsets = {208}; break;
     case DType::TQ1_0: halfOffsets = {52}; break;
     case DType::TQ2_0: halfOffsets = {64}; break;
+    case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ3_XXS: case DType::IQ3_S:
+    case DType::IQ1_S: halfOffsets = {0}; break;
     default: break;
     }
     std::uniform_real_distribution<float> ud(-0.05f, 0.05f);
@@ -196,6 +202,15 @@ void TestGgmlVsLibggml::dequantizeMatchesGgml() {
         for (size_t off : halfOffsets) {
             const uint16_t h = fp32ToFp16(ud(rng));
             std::memcpy(blk + off, &h, 2);
+        }
+        if (t == DType::IQ1_M) {  // the f16 super-scale is spread over the top nibbles of 4 u16 at 48
+            const uint16_t h = fp32ToFp16(ud(rng));
+            for (int k = 0; k < 4; ++k) {
+                uint16_t v;
+                std::memcpy(&v, blk + 48 + 2 * k, 2);
+                v = static_cast<uint16_t>((v & 0x0FFF) | (((h >> (4 * k)) & 0xF) << 12));
+                std::memcpy(blk + 48 + 2 * k, &v, 2);
+            }
         }
         if (t == DType::Q8_K) {
             const float d = ud(rng);
@@ -216,7 +231,8 @@ void TestGgmlVsLibggml::dequantizeMatchesGgml() {
     if (t != DType::Q8_K) {
         const auto x = makeData(48, 256, 11);
         if (lib().init) lib().init(tr.ggmlId);
-        lib().quantize(tr.ggmlId, x.data(), blocks.data(), 0, 48, 256, nullptr);
+        std::vector<float> ones(256, 1.f);  // IQ2_XXS, IQ2_XS, IQ1_S need an imatrix in ggml
+        lib().quantize(tr.ggmlId, x.data(), blocks.data(), 0, 48, 256, ones.data());
         compare("ggml-quantized blocks");
     }
 }
