@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/parallel.h"
+#include "ggml/iquants.h"
 #include "ggml/quants_legacy.h"
 #include "ggml/quants_ternary.h"
 
@@ -42,6 +43,14 @@ RowsFn rowsFunction(DType type) {
     case DType::Q8_0: return quantizeRowsQ8_0;
     case DType::TQ1_0: return quantizeRowsTQ1_0;
     case DType::TQ2_0: return quantizeRowsTQ2_0;
+    case DType::IQ2_XXS: return quantizeRowsIQ2_XXS;
+    case DType::IQ2_XS: return quantizeRowsIQ2_XS;
+    case DType::IQ2_S: return quantizeRowsIQ2_S;
+    case DType::IQ3_XXS: return quantizeRowsIQ3_XXS;
+    case DType::IQ3_S: return quantizeRowsIQ3_S;
+    case DType::IQ1_S: return quantizeRowsIQ1_S;
+    case DType::IQ1_M: return quantizeRowsIQ1_M;
+    case DType::MXFP4: return quantizeRowsMXFP4;
 #if QZ_HAVE_KQUANTS
     case DType::Q2_K: return quantizeRowsQ2_K;
     case DType::Q3_K: return quantizeRowsQ3_K;

@@ -115,7 +115,8 @@ void TestGgmlVsLibggml::quantizeMatchesGgml_data() {
     QTest::addColumn<QString>("type");
     QTest::addColumn<bool>("imatrix");
     for (const char* t : {"F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
-                          "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"}) {
+                          "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "IQ2_XXS", "IQ2_XS", "IQ2_S",
+                          "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "MXFP4"}) {
         // ggml asserts without an imatrix for these (ggml_quantize_requires_imatrix)
         const std::string n(t);
         if (n != "IQ2_XXS" && n != "IQ2_XS" && n != "IQ1_S") QTest::newRow(t) << QString(t) << false;

@@ -1,0 +1,1050 @@
+// i-quant and MXFP4 block quantizers; algorithms and facts: core/ggml/README-iquants.md.
+// Every float expression keeps ggml's operand order (the project builds with -ffp-contract=off), which
+// is what makes the output bytes identical to llama.cpp's.
+#include "ggml/iquants.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/fp16.h"
+#include "ggml/iq_grids.h"
+#include "ggml/quant_helpers.h"
+
+namespace qz::ggml {
+
+namespace {
+
+constexpr int QK = kQK_K; // 256
+
+inline int clampi(int v, int lo, int hi) {
+    return std::max(lo, std::min(hi, v));
+}
+inline void putHalf(uint8_t* p, uint16_t h) {
+    p[0] = static_cast<uint8_t>(h & 0xFF);
+    p[1] = static_cast<uint8_t>(h >> 8);
+}
+
+// ------------------------------------------------------------------------------------------ lattices
+// A code book seen by the quantizer (README-iquants.md "Lattices"): entry g is a vector of `dim`
+// odd coordinates 2l+1 (l = 0..levels-1); `map` sends the packed field vector sum(l_k << bits*k) to
+// the entry id, or, for a vector off the grid, to -(offset+1) of its neighbour list [n, id1..idn]:
+// every entry in the `nwant` nearest distance shells, in (distance, id) order.
+struct Lattice {
+    int dim = 0, bits = 0, size = 0;
+    std::vector<int8_t> pos;          // size * dim coordinates
+    std::vector<int32_t> map;         // index -> id or -(offset+1)
+    std::vector<uint16_t> neighbours; // concatenated lists
+    const int8_t* point(int id) const { return pos.data() + static_cast<size_t>(id) * dim; }
+};
+
+// levelOf: maps a code-book byte to its field l (0..levels-1).
+template <class Elem, class LevelOf>
+Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, int mapSize, int nwant,
+                     LevelOf levelOf) {
+    Lattice lat;
+    lat.dim = dim;
+    lat.bits = bits;
+    lat.size = size;
+    lat.pos.resize(static_cast<size_t>(size) * dim);
+    lat.map.assign(mapSize, -1);
+    for (int g = 0; g < size; ++g) {
+        int index = 0;
+        for (int k = 0; k < dim; ++k) {
+            const int l = levelOf(grid[g * dim + k]);
+            lat.pos[static_cast<size_t>(g) * dim + k] = static_cast<int8_t>(2 * l + 1);
+            index |= l << (bits * k);
+        }
+        lat.map[index] = g;
+    }
+    // Off-grid vectors whose fields are all < levels (the only ones the quantizers form).
+    std::vector<int> dist(size);
+    int fields[8];
+    const int nvec = [&] {
+        int n = 1;
+        for (int k = 0; k < dim; ++k)
+            n *= levels;
+        return n;
+    }();
+    for (int v = 0; v < nvec; ++v) {
+        int index = 0, t = v;
+        for (int k = 0; k < dim; ++k, t /= levels) {
+            fields[k] = 2 * (t % levels) + 1;
+            index |= (t % levels) << (bits * k);
+        }
+        if (lat.map[index] >= 0) continue;
+        for (int g = 0; g < size; ++g) {
+            const int8_t* p = lat.point(g);
+            int d2 = 0;
+            for (int k = 0; k < dim; ++k)
+                d2 += (p[k] - fields[k]) * (p[k] - fields[k]);
+            dist[g] = d2;
+        }
+        // the nwant smallest distinct distances
+        int shells[4] = {};
+        int nsh = 0;
+        for (int g = 0; g < size; ++g) {
+            const int d = dist[g];
+            int at = 0;
+            while (at < nsh && shells[at] < d)
+                ++at;
+            if (at < nsh && shells[at] == d) continue;
+            if (at >= nwant) continue;
+            for (int m = std::min(nsh, nwant - 1); m > at; --m)
+                shells[m] = shells[m - 1];
+            shells[at] = d;
+            nsh = std::min(nsh + 1, nwant);
+        }
+        const size_t start = lat.neighbours.size();
+        lat.map[index] = -static_cast<int32_t>(start + 1);
+        lat.neighbours.push_back(0);
+        for (int s = 0; s < nsh; ++s)
+            for (int g = 0; g < size; ++g)
+                if (dist[g] == shells[s]) lat.neighbours.push_back(static_cast<uint16_t>(g));
+        lat.neighbours[start] = static_cast<uint16_t>(lat.neighbours.size() - start - 1);
+    }
+    return lat;
+}
+
+int iq2Level(uint8_t b) {
+    return b == 8 ? 0 : b == 25 ? 1 : 2;
+}
+int iq3xxsLevel(uint8_t b) {
+    return b == 62 ? 7 : (b / 4 - 1) / 2;
+}
+int iq3sLevel(uint8_t b) {
+    return (b - 1) / 2;
+}
+int iq1Level(int8_t v) {
+    return v + 1;
+}
+
+// Map sizes and shell counts: upstream ggml-quants.c iq2xs_init_impl / iq3xs_init_impl (README-iquants.md).
+constexpr int kMap2 = 43692, kMap3 = 4096;
+
+const Lattice& latticeIQ2XXS() {
+    static const Lattice l = buildLattice(&iqgrid::kIQ2XXS[0][0], 256, 8, 2, 3, kMap2, 2, iq2Level);
+    return l;
+}
+const Lattice& latticeIQ2XS() {
+    static const Lattice l = buildLattice(&iqgrid::kIQ2XS[0][0], 512, 8, 2, 3, kMap2, 2, iq2Level);
+    return l;
+}
+const Lattice& latticeIQ2S() {
+    static const Lattice l = buildLattice(&iqgrid::kIQ2S[0][0], 1024, 8, 2, 3, kMap2, 1, iq2Level);
+    return l;
+}
+const Lattice& latticeIQ1() {
+    static const Lattice l = buildLattice(&iqgrid::kIQ1S[0][0], 2048, 8, 2, 3, kMap2, 3, iq1Level);
+    return l;
+}
+const Lattice& latticeIQ3XXS() {
+    static const Lattice l = buildLattice(&iqgrid::kIQ3XXS[0][0], 256, 4, 3, 8, kMap3, 2, iq3xxsLevel);
+    return l;
+}
+const Lattice& latticeIQ3S() {
+    static const Lattice l = buildLattice(&iqgrid::kIQ3S[0][0], 512, 4, 3, 8, kMap3, 3, iq3sLevel);
+    return l;
+}
+
+inline const uint16_t* neighboursOf(const Lattice& lat, int mapValue) {
+    return lat.neighbours.data() + (-mapValue - 1);
+}
+
+// iq2/iq3_find_best_neighbour: min of sum w*(scale*g - x)^2 over the list, first minimum wins;
+// writes the fields of the winner to L.
+int findBestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xval, const float* w, float scale,
+                      int8_t* L) {
+    const int n = nb[0];
+    float best = FLT_MAX;
+    int gi = -1;
+    for (int j = 1; j <= n; ++j) {
+        const int8_t* pg = lat.point(nb[j]);
+        float d2 = 0;
+        for (int i = 0; i < lat.dim; ++i) {
+            const float q = pg[i];
+            const float diff = scale * q - xval[i];
+            d2 += w[i] * diff * diff;
+        }
+        if (d2 < best) {
+            best = d2;
+            gi = nb[j];
+        }
+    }
+    if (gi < 0) gi = nb[1]; // only with NaN inputs; ggml asserts
+    const int8_t* pg = lat.point(gi);
+    for (int i = 0; i < lat.dim; ++i)
+        L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
+    return gi;
+}
+
+inline int packFields(const int8_t* L, int dim, int bits) {
+    int u = 0;
+    for (int i = 0; i < dim; ++i)
+        u |= L[i] << (bits * i);
+    return u;
+}
+
+// Even-parity sign folding of 8 values (README-iquants.md "Signs"): xval = |x|, except that with an
+// odd number of negatives the element with the smallest w*x^2 keeps its sign. Returns the 7-bit index.
+uint8_t foldSigns8(const float* xb, const float* weight, float* xval) {
+    int nflip = 0;
+    uint8_t s = 0;
+    for (int i = 0; i < 8; ++i) {
+        if (xb[i] >= 0) {
+            xval[i] = xb[i];
+        } else {
+            xval[i] = -xb[i];
+            ++nflip;
+            s = static_cast<uint8_t>(s | (1 << i));
+        }
+    }
+    if (nflip % 2) {
+        int imin = 0;
+        float mn = weight[0] * xb[0] * xb[0];
+        for (int i = 1; i < 8; ++i) {
+            const float ax = weight[i] * xb[i] * xb[i];
+            if (ax < mn) {
+                mn = ax;
+                imin = i;
+            }
+        }
+        xval[imin] = -xval[imin];
+        s = static_cast<uint8_t>(s ^ (1 << imin));
+    }
+    return static_cast<uint8_t>(s & 127);
+}
+
+// Plain signs (IQ2_S, IQ3_S): all 8 bits stored.
+uint8_t plainSigns8(const float* xb, float* xval) {
+    uint8_t s = 0;
+    for (int i = 0; i < 8; ++i) {
+        if (xb[i] >= 0) {
+            xval[i] = xb[i];
+        } else {
+            xval[i] = -xb[i];
+            s = static_cast<uint8_t>(s | (1 << i));
+        }
+    }
+    return s;
+}
+
+float sumSquares(const float* x) {
+    float s = 0;
+    for (int i = 0; i < QK; ++i)
+        s += x[i] * x[i];
+    return s;
+}
+
+// Snap group k (dim values) at inverse scale id: fields, then the map; off-grid groups go to the best
+// neighbour at `scale`. Returns whether the group was on the grid.
+inline bool snapGroup(const Lattice& lat, int kMaxQ, float id, float scale, const float* xval,
+                      const float* waux, int8_t* L) {
+    for (int i = 0; i < lat.dim; ++i) {
+        const int l = nearest_int(0.5f * (id * xval[i] - 1));
+        L[i] = static_cast<int8_t>(clampi(l, 0, kMaxQ - 1));
+    }
+    const int gi = lat.map[packFields(L, lat.dim, lat.bits)];
+    if (gi >= 0) return true;
+    findBestNeighbour(lat, neighboursOf(lat, gi), xval, waux, scale, L);
+    return false;
+}
+
+inline void fitScale(int n, const float* weight, const float* xval, const int8_t* L, float& sumqx,
+                     float& sumq2) {
+    sumqx = 0;
+    sumq2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const float w = weight[i];
+        const float q = 2 * L[i] + 1;
+        sumqx += w * xval[i] * q;
+        sumq2 += w * q * q;
+    }
+}
+
+// The grid search shared by IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S (README-iquants.md "Scale search"):
+// n values in groups of lat.dim, trial inverse scales (base + is*step)/max for is in [-nis, nis];
+// afterwards the off-grid groups (all groups when reSnapAll) are snapped again at the best scale and
+// the scale refit. Returns the scale (may be negative only in theory); L gets the fields.
+float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
+                 const float* weight, const float* waux, const float* xval, int8_t* L) {
+    int8_t Laux[32];
+    bool onGrid[8], onGridAux[8];
+    const int ng = n / lat.dim;
+    float best = 0;
+    float scale = max / (2 * kMaxQ - 1);
+    for (int k = 0; k < ng; ++k)
+        onGrid[k] = !reSnapAll;
+    for (int is = -nis; is <= nis; ++is) {
+        const float id = (2 * kMaxQ - 1 + is * step) / max;
+        const float thisScale = 1 / id;
+        for (int k = 0; k < ng; ++k)
+            onGridAux[k] = snapGroup(lat, kMaxQ, id, thisScale, xval + lat.dim * k, waux + lat.dim * k,
+                                     Laux + lat.dim * k);
+        float sumqx, sumq2;
+        fitScale(n, weight, xval, Laux, sumqx, sumq2);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            std::memcpy(L, Laux, n);
+            for (int k = 0; k < ng; ++k)
+                onGrid[k] = onGridAux[k];
+        }
+    }
+    int notOnGrid = 0;
+    for (int k = 0; k < ng; ++k)
+        if (!onGrid[k]) ++notOnGrid;
+    if (notOnGrid > 0 && scale > 0) {
+        const float id = 1 / scale;
+        for (int k = 0; k < ng; ++k) {
+            if (!reSnapAll && onGrid[k]) continue;
+            int8_t* Lk = L + lat.dim * k;
+            snapGroup(lat, kMaxQ, id, scale, xval + lat.dim * k, waux + lat.dim * k, Lk);
+        }
+        float sumqx, sumq2;
+        fitScale(n, weight, xval, L, sumqx, sumq2);
+        if (sumq2 > 0) scale = sumqx / sumq2;
+    }
+    return scale;
+}
+
+int gridIndexOf(const Lattice& lat, const int8_t* L) {
+    const int gi = lat.map[packFields(L, lat.dim, lat.bits)];
+    return gi >= 0 ? gi : 0; // always on the grid here (ggml aborts otherwise)
+}
+
+// -------------------------------------------------------------------------------------------- IQ2_XXS
+// layout: d @0, qs u16[32] @2 (per 32: u32 grid bytes, u32 signs | scale << 28)
+void iq2xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
+    const Lattice& lat = latticeIQ2XXS();
+    constexpr int kMaxQ = 3;
+    float scales[QK / 32], weight[32], xval[32], waux[32];
+    int8_t L[32], Laux[32];
+    uint8_t signs[4];
+    uint32_t q2[16] = {};
+    float maxScale = 0;
+    const float sigma2 = sumSquares(xbl) / QK;
+    for (int ib = 0; ib < QK / 32; ++ib) {
+        const float* xb = xbl + 32 * ib;
+        for (int i = 0; i < 32; ++i) {
+            const float qw = qwBlock ? qwBlock[32 * ib + i] : 1.f;
+            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        }
+        for (int i = 0; i < 32; ++i)
+            waux[i] = std::sqrt(weight[i]);
+        for (int k = 0; k < 4; ++k)
+            signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
+        float max = xval[0];
+        for (int i = 1; i < 32; ++i)
+            max = std::max(max, xval[i]);
+        if (max < kGroupMaxEps) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = make_qp_quants(32, kMaxQ + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
+        const float effMax = scale * kMaxQ;
+        if (effMax <= 0) {
+            scales[ib] = 0;
+            continue;
+        }
+        float best = 0;
+        for (int is = -6; is <= 6; ++is) {
+            const float id = (2 * kMaxQ - 1 + is * 0.1f) / effMax;
+            const float thisScale = 1 / id;
+            for (int k = 0; k < 4; ++k)
+                snapGroup(lat, kMaxQ, id, thisScale, xval + 8 * k, waux + 8 * k, Laux + 8 * k);
+            float sumqx, sumq2;
+            fitScale(32, weight, xval, Laux, sumqx, sumq2);
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                std::memcpy(L, Laux, 32);
+            }
+        }
+        if (scale > 0) {
+            const float id = 1 / scale;
+            for (int k = 0; k < 4; ++k)
+                snapGroup(lat, kMaxQ, id, scale, xval + 8 * k, waux + 8 * k, L + 8 * k);
+            float sumqx, sumq2;
+            fitScale(32, weight, xval, L, sumqx, sumq2);
+            if (sumq2 > 0) scale = sumqx / sumq2;
+        }
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < 4; ++k)
+                signs[k] = static_cast<uint8_t>(~signs[k] & 127);
+        }
+        for (int k = 0; k < 4; ++k) {
+            q2[2 * ib] |= static_cast<uint32_t>(gridIndexOf(lat, L + 8 * k)) << (8 * k);
+            q2[2 * ib + 1] |= static_cast<uint32_t>(signs[k]) << (7 * k);
+        }
+        scales[ib] = scale;
+        maxScale = std::max(maxScale, scale);
+    }
+    std::memset(y, 0, 66);
+    if (!maxScale) return;
+    const float d = maxScale / 31;
+    putHalf(y, fp32ToFp16(d));
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK / 32; ++ib) {
+        const int l = clampi(nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
+        q2[2 * ib + 1] |= static_cast<uint32_t>(l) << 28;
+    }
+    std::memcpy(y + 2, q2, 64);
+}
+
+// --------------------------------------------------------------------------------------------- IQ2_XS
+// layout: d @0, qs u16[32] @2 (9-bit grid index | 7-bit signs << 9), scales[8] @66
+void iq2xsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
+    const Lattice& lat = latticeIQ2XS();
+    constexpr int kMaxQ = 3;
+    float scales[QK / 16], weight[16], xval[16], waux[16];
+    int8_t L[16];
+    uint8_t signs[2];
+    uint16_t q2[32] = {};
+    float maxScale = 0;
+    const float sigma2 = sumSquares(xbl) / QK;
+    for (int ib = 0; ib < QK / 16; ++ib) {
+        const float* xb = xbl + 16 * ib;
+        for (int i = 0; i < 16; ++i) {
+            const float qw = qwBlock ? qwBlock[16 * ib + i] : 1.f;
+            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        }
+        for (int i = 0; i < 16; ++i)
+            waux[i] = std::sqrt(weight[i]);
+        for (int k = 0; k < 2; ++k)
+            signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
+        float max = xval[0];
+        for (int i = 1; i < 16; ++i)
+            max = std::max(max, xval[i]);
+        std::memset(L, 0, 16);
+        if (max < kGroupMaxEps) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = gridSearch(lat, 16, kMaxQ, 9, 0.1f, false, max, weight, waux, xval, L);
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < 2; ++k)
+                signs[k] = static_cast<uint8_t>(~signs[k] & 127);
+        }
+        for (int k = 0; k < 2; ++k)
+            q2[2 * ib + k] = static_cast<uint16_t>(gridIndexOf(lat, L + 8 * k) | (signs[k] << 9));
+        scales[ib] = scale;
+        maxScale = std::max(maxScale, scale);
+    }
+    std::memset(y, 0, 74);
+    if (!maxScale) return;
+    const float d = maxScale / 31;
+    putHalf(y, fp32ToFp16(d));
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK / 16; ++ib) {
+        const int l = clampi(nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
+        y[66 + ib / 2] = static_cast<uint8_t>(y[66 + ib / 2] | (l << (4 * (ib % 2))));
+    }
+    std::memcpy(y + 2, q2, 64);
+}
+
+// ---------------------------------------------------------------------------------------------- IQ2_S
+// layout: d @0, qs[32] low index bytes @2, signs[32] @34, qh[8] @66 (2 bits per 8), scales[8] @74
+void iq2sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
+    const Lattice& lat = latticeIQ2S();
+    constexpr int kMaxQ = 3;
+    float scales[QK / 16], weight[16], xval[16], waux[16];
+    int8_t L[16];
+    uint8_t signs[2];
+    std::memset(y, 0, 82);
+    float maxScale = 0;
+    const float sigma2 = 2 * sumSquares(xbl) / QK;
+    for (int ib = 0; ib < QK / 16; ++ib) {
+        const float* xb = xbl + 16 * ib;
+        if (qwBlock) {
+            for (int i = 0; i < 16; ++i)
+                weight[i] = qwBlock[16 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        } else {
+            for (int i = 0; i < 16; ++i)
+                weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
+        }
+        for (int i = 0; i < 16; ++i)
+            waux[i] = std::sqrt(weight[i]);
+        for (int k = 0; k < 2; ++k)
+            signs[k] = plainSigns8(xb + 8 * k, xval + 8 * k);
+        float max = xval[0];
+        for (int i = 1; i < 16; ++i)
+            max = std::max(max, xval[i]);
+        std::memset(L, 0, 16);
+        if (max < 1e-8f) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = gridSearch(lat, 16, kMaxQ, 9, 0.1f, false, max, weight, waux, xval, L);
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < 2; ++k)
+                signs[k] = static_cast<uint8_t>(~signs[k]);
+        }
+        for (int k = 0; k < 2; ++k) {
+            const int gi = gridIndexOf(lat, L + 8 * k);
+            const int i8 = 2 * ib + k;
+            y[2 + i8] = static_cast<uint8_t>(gi & 255);
+            y[66 + i8 / 4] = static_cast<uint8_t>(y[66 + i8 / 4] | ((gi >> 8) << (2 * (i8 % 4))));
+            y[2 + 32 + i8] = signs[k];
+        }
+        scales[ib] = scale;
+        maxScale = std::max(maxScale, scale);
+    }
+    if (!maxScale) return;
+    const float d = maxScale / 31;
+    putHalf(y, fp32ToFp16(d * 0.9875f));
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK / 16; ++ib) {
+        const int l = clampi(nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
+        y[74 + ib / 2] = static_cast<uint8_t>(y[74 + ib / 2] | (l << (4 * (ib % 2))));
+    }
+}
+
+// -------------------------------------------------------------------------------------------- IQ3_XXS
+// layout: d @0, qs[64] grid bytes @2, 8 x u32 (4 x 7-bit signs | scale << 28) @66
+void iq3xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
+    const Lattice& lat = latticeIQ3XXS();
+    constexpr int kMaxQ = 8;
+    float scales[QK / 32], weight[32], xval[32], waux[32];
+    int8_t L[32];
+    uint8_t signs[4];
+    uint8_t q3[64] = {};
+    uint32_t scalesAndSigns[8] = {};
+    float maxScale = 0;
+    const float sigma2 = 2 * sumSquares(xbl) / QK;
+    for (int ib = 0; ib < QK / 32; ++ib) {
+        const float* xb = xbl + 32 * ib;
+        if (qwBlock) {
+            for (int i = 0; i < 32; ++i)
+                weight[i] = qwBlock[32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        } else {
+            for (int i = 0; i < 32; ++i)
+                weight[i] = xb[i] * xb[i];
+        }
+        for (int i = 0; i < 32; ++i)
+            waux[i] = std::sqrt(weight[i]);
+        for (int k = 0; k < 4; ++k)
+            signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
+        float max = xval[0];
+        for (int i = 1; i < 32; ++i)
+            max = std::max(max, xval[i]);
+        std::memset(L, 0, 32);
+        if (max < 1e-8f) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = gridSearch(lat, 32, kMaxQ, 15, 0.2f, false, max, weight, waux, xval, L);
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < 4; ++k)
+                signs[k] = static_cast<uint8_t>(~signs[k] & 127);
+        }
+        for (int k = 0; k < 8; ++k)
+            q3[8 * ib + k] = static_cast<uint8_t>(gridIndexOf(lat, L + 4 * k));
+        scalesAndSigns[ib] =
+            signs[0] | (signs[1] << 7) | (signs[2] << 14) | (static_cast<uint32_t>(signs[3]) << 21);
+        scales[ib] = scale;
+        maxScale = std::max(maxScale, scale);
+    }
+    std::memset(y, 0, 98);
+    if (!maxScale) return;
+    const float d = maxScale / 31;
+    putHalf(y, fp32ToFp16(d * 1.0125f));
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK / 32; ++ib) {
+        const int l = clampi(nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
+        scalesAndSigns[ib] |= static_cast<uint32_t>(l) << 28;
+    }
+    std::memcpy(y + 2, q3, 64);
+    std::memcpy(y + 66, scalesAndSigns, 32);
+}
+
+// ---------------------------------------------------------------------------------------------- IQ3_S
+// layout: d @0, qs[64] @2, qh[8] @66 (9th index bit), signs[32] @74, scales[4] @106
+void iq3sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
+    const Lattice& lat = latticeIQ3S();
+    constexpr int kMaxQ = 8;
+    float scales[QK / 32], weight[32], xval[32], waux[32];
+    int8_t L[32];
+    uint8_t signs[4];
+    std::memset(y, 0, 110);
+    // ggml advances its qs / signs pointers only past sub-blocks that were not all zero, so a zero
+    // sub-block shifts the later ones' index and sign bytes down (qh stays indexed by sub-block).
+    int qsAt = 0, signsAt = 0;
+    float maxScale = 0;
+    const float sigma2 = 2 * sumSquares(xbl) / QK;
+    for (int ib = 0; ib < QK / 32; ++ib) {
+        const float* xb = xbl + 32 * ib;
+        if (qwBlock) {
+            for (int i = 0; i < 32; ++i)
+                weight[i] = qwBlock[32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        } else {
+            for (int i = 0; i < 32; ++i)
+                weight[i] = xb[i] * xb[i];
+        }
+        for (int i = 0; i < 32; ++i)
+            waux[i] = std::sqrt(weight[i]);
+        for (int k = 0; k < 4; ++k)
+            signs[k] = plainSigns8(xb + 8 * k, xval + 8 * k);
+        float max = xval[0];
+        for (int i = 1; i < 32; ++i)
+            max = std::max(max, xval[i]);
+        std::memset(L, 0, 32);
+        if (!max) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = gridSearch(lat, 32, kMaxQ, 9, 0.2f, true, max, weight, waux, xval, L);
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < 4; ++k)
+                signs[k] = static_cast<uint8_t>(~signs[k]);
+        }
+        for (int k = 0; k < 8; ++k) {
+            const int gi = gridIndexOf(lat, L + 4 * k);
+            y[2 + qsAt + k] = static_cast<uint8_t>(gi & 255);
+            y[66 + ib] = static_cast<uint8_t>(y[66 + ib] | ((gi >> 8) << k));
+        }
+        qsAt += 8;
+        for (int k = 0; k < 4; ++k)
+            y[74 + signsAt + k] = signs[k];
+        signsAt += 4;
+        scales[ib] = scale;
+        maxScale = std::max(maxScale, scale);
+    }
+    if (!maxScale) return;
+    const float d = maxScale / 31;
+    putHalf(y, fp32ToFp16(d * 1.033f));
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK / 32; ib += 2) {
+        const int l1 = clampi(nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
+        const int l2 = clampi(nearest_int(0.5f * (id * scales[ib + 1] - 1)), 0, 15);
+        y[106 + ib / 2] = static_cast<uint8_t>(l1 | (l2 << 4));
+    }
+}
+
+// ----------------------------------------------------------------------------------------- IQ1_S / M
+constexpr float kIQ1Delta = 0.125f;
+
+// iq1_find_best_neighbour2: minimum of sum w*(scale*xg[l] - x)^2, first minimum wins; full scan of the
+// grid if the list gives nothing (only with non-finite input).
+int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, const float* w, float scale,
+                     const float* xg, int8_t* L) {
+    const int n = nb[0];
+    float best = FLT_MAX;
+    int gi = -1;
+    for (int j = 1; j <= n; ++j) {
+        const int8_t* pg = lat.point(nb[j]);
+        float d2 = 0;
+        for (int i = 0; i < 8; ++i) {
+            const float q = xg[(pg[i] - 1) / 2];
+            const float diff = scale * q - xb[i];
+            d2 += w[i] * diff * diff;
+        }
+        if (d2 < best) {
+            best = d2;
+            gi = nb[j];
+        }
+    }
+    if (gi < 0) gi = nb[1];
+    const int8_t* pg = lat.point(gi);
+    for (int i = 0; i < 8; ++i)
+        L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
+    return gi;
+}
+
+// Ascending order of the block's values with their positions; ties keep index order (a stable sort,
+// as glibc's merge-sort qsort; README-iquants.md "IQ1 sort").
+void sortedOrder(const float* xb, int n, int* idx) {
+    for (int j = 0; j < n; ++j)
+        idx[j] = j;
+    std::stable_sort(idx, idx + n, [xb](int a, int b) { return xb[a] < xb[b]; });
+}
+
+// layout: d @0, qs[32] @2, qh u16[8] @34 (3 index bits x 4 | scale << 12 | delta sign << 15)
+void iq1sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
+    const Lattice& lat = latticeIQ1();
+    constexpr int bs = 32;
+    const float xp[3] = {-1 + kIQ1Delta, kIQ1Delta, 1 + kIQ1Delta};
+    const float xm[3] = {-1 - kIQ1Delta, -kIQ1Delta, 1 - kIQ1Delta};
+    float scales[QK / bs], weight[bs], sumx[bs + 1], sumw[bs + 1];
+    int8_t L[bs], shifts[QK / bs];
+    int idx[bs];
+    uint16_t index[bs / 8];
+    uint16_t qh[8] = {};
+    std::memset(y, 0, 50);
+    float maxScale = 0;
+    const float sigma2 = 2 * sumSquares(xbl) / QK;
+    for (int ib = 0; ib < QK / bs; ++ib) {
+        const float* xb = xbl + bs * ib;
+        for (int i = 0; i < bs; ++i) {
+            const float qw = qwBlock ? qwBlock[bs * ib + i] : 1.f;
+            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        }
+        float max = std::fabs(xb[0]);
+        for (int i = 1; i < bs; ++i)
+            max = std::max(max, std::fabs(xb[i]));
+        if (max < 1e-12f) {
+            scales[ib] = 0;
+            shifts[ib] = 1;
+            continue;
+        }
+        sortedOrder(xb, bs, idx);
+        sumx[0] = sumw[0] = 0;
+        for (int j = 0; j < bs; ++j) {
+            const int i = idx[j];
+            sumx[j + 1] = sumx[j] + weight[i] * xb[i];
+            sumw[j + 1] = sumw[j] + weight[i];
+        }
+        float bestScore = -FLT_MAX, scale = max;
+        int besti1 = -1, besti2 = -1, bestShift = 0;
+        for (int i1 = 0; i1 <= bs; ++i1) {
+            for (int i2 = i1; i2 <= bs; ++i2) {
+                float sumqx = (sumx[i1] - sumx[0]) * xp[0] + (sumx[i2] - sumx[i1]) * xp[1] +
+                              (sumx[bs] - sumx[i2]) * xp[2];
+                float sumq2 = (sumw[i1] - sumw[0]) * xp[0] * xp[0] + (sumw[i2] - sumw[i1]) * xp[1] * xp[1] +
+                              (sumw[bs] - sumw[i2]) * xp[2] * xp[2];
+                if (sumq2 > 0 && sumqx * sumqx > bestScore * sumq2) {
+                    scale = sumqx / sumq2;
+                    bestScore = scale * sumqx;
+                    besti1 = i1;
+                    besti2 = i2;
+                    bestShift = 1;
+                }
+                sumqx = (sumx[i1] - sumx[0]) * xm[0] + (sumx[i2] - sumx[i1]) * xm[1] +
+                        (sumx[bs] - sumx[i2]) * xm[2];
+                sumq2 = (sumw[i1] - sumw[0]) * xm[0] * xm[0] + (sumw[i2] - sumw[i1]) * xm[1] * xm[1] +
+                        (sumw[bs] - sumw[i2]) * xm[2] * xm[2];
+                if (sumq2 > 0 && sumqx * sumqx > bestScore * sumq2) {
+                    scale = sumqx / sumq2;
+                    bestScore = scale * sumqx;
+                    besti1 = i1;
+                    besti2 = i2;
+                    bestShift = -1;
+                }
+            }
+        }
+        if (besti1 < 0 || besti2 < 0 || bestShift == 0) {
+            scales[ib] = 0;
+            shifts[ib] = 1;
+            continue;
+        }
+        for (int j = 0; j < besti1; ++j)
+            L[idx[j]] = 0;
+        for (int j = besti1; j < besti2; ++j)
+            L[idx[j]] = 1;
+        for (int j = besti2; j < bs; ++j)
+            L[idx[j]] = 2;
+        if (scale < 0) {
+            for (int j = 0; j < bs; ++j)
+                L[j] = static_cast<int8_t>(2 - L[j]);
+            scale = -scale;
+            bestShift = -bestShift;
+        }
+        bool allOnGrid = true;
+        const float* xx = bestShift == 1 ? xp : xm;
+        for (int k = 0; k < bs / 8; ++k) {
+            const int u = packFields(L + 8 * k, 8, 2);
+            int gi = lat.map[u];
+            if (gi < 0) {
+                allOnGrid = false;
+                gi = iq1BestNeighbour(lat, neighboursOf(lat, gi), xb + 8 * k, weight + 8 * k, scale, xx,
+                                      L + 8 * k);
+            }
+            index[k] = static_cast<uint16_t>(gi);
+        }
+        if (!allOnGrid) {
+            float sumqx = 0, sumq2 = 0;
+            for (int k = 0; k < bs / 8; ++k) {
+                const int8_t* pg = lat.point(index[k]);
+                for (int j = 0; j < 8; ++j) {
+                    const float w = weight[8 * k + j];
+                    const float q = xx[(pg[j] - 1) / 2];
+                    sumqx += w * q * xb[8 * k + j];
+                    sumq2 += w * q * q;
+                }
+            }
+            if (sumqx > 0 && sumq2 > 0) scale = sumqx / sumq2;
+        }
+        uint16_t h = 0;
+        for (int k = 0; k < bs / 8; ++k) {
+            y[2 + (bs / 8) * ib + k] = static_cast<uint8_t>(index[k] & 255);
+            h = static_cast<uint16_t>(h | ((index[k] >> 8) << (3 * k)));
+        }
+        qh[ib] = h;
+        scales[ib] = scale;
+        shifts[ib] = static_cast<int8_t>(bestShift);
+        maxScale = std::max(maxScale, scale);
+    }
+    if (maxScale) {
+        const float d = maxScale / 15;
+        putHalf(y, fp32ToFp16(d * 1.125f));
+        const float id = 1 / d;
+        for (int ib = 0; ib < QK / bs; ++ib) {
+            int l = clampi(nearest_int(0.5f * (id * scales[ib] - 1)), 0, 7);
+            if (shifts[ib] == -1) l |= 8;
+            qh[ib] = static_cast<uint16_t>(qh[ib] | (l << 12));
+        }
+    }
+    std::memcpy(y + 34, qh, 16);
+}
+
+// layout: qs[32] @0, qh[16] @32 (per 16: idx highs bits 0-2 / 4-6, delta signs bits 3 / 7),
+// scales[8] @48 = 4 x u16 (3-bit scale per 16 in bits 0-11, f16 super-scale nibbles in bits 12-15)
+void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
+    const Lattice& lat = latticeIQ1();
+    constexpr int bs = 16;
+    const float xp[3] = {-1 + kIQ1Delta, kIQ1Delta, 1 + kIQ1Delta};
+    const float xm[3] = {-1 - kIQ1Delta, -kIQ1Delta, 1 - kIQ1Delta};
+    const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
+    float scales[QK / bs], weight[bs];
+    int8_t L[bs], shifts[QK / bs];
+    int idx[bs];
+    uint16_t index[bs / 8];
+    float sumqx[4], sumq2[4];
+    uint8_t* qs = y;
+    uint8_t* qh = y + 32;
+    uint16_t sc[4] = {};
+    std::memset(y, 0, 56);
+    float maxScale = 0;
+    const float sigma2 = 2 * sumSquares(xbl) / QK;
+    auto weights = [&](const float* xb, int ib) {
+        if (qwBlock) {
+            for (int i = 0; i < bs; ++i)
+                weight[i] = qwBlock[bs * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        } else {
+            for (int i = 0; i < bs; ++i)
+                weight[i] = xb[i] * xb[i];
+        }
+    };
+    for (int ib = 0; ib < QK / bs; ++ib) {
+        const float* xb = xbl + bs * ib;
+        weights(xb, ib);
+        float max = std::fabs(xb[0]);
+        for (int i = 1; i < bs; ++i)
+            max = std::max(max, std::fabs(xb[i]));
+        if (max < 1e-7f) {
+            scales[ib] = 0;
+            shifts[ib] = 0;
+            continue;
+        }
+        sortedOrder(xb, bs, idx);
+        float bestScore = -FLT_MAX, scale = max;
+        int besti1 = -1, besti2 = -1, bestK = -1;
+        {
+            // prefix sums per half (each half of 8 may use x_p or x_m)
+            float px[2][bs + 1], pw[2][bs + 1];
+            px[0][0] = px[1][0] = 0;
+            pw[0][0] = pw[1][0] = 0;
+            for (int j = 0; j < bs; ++j) {
+                const int i = idx[j];
+                const int h = i < bs / 2 ? 0 : 1;
+                px[h][j + 1] = px[h][j] + weight[i] * xb[i];
+                px[1 - h][j + 1] = px[1 - h][j];
+                pw[h][j + 1] = pw[h][j] + weight[i];
+                pw[1 - h][j + 1] = pw[1 - h][j];
+            }
+            const float txs[2] = {px[0][bs], px[1][bs]};
+            const float tws[2] = {pw[0][bs], pw[1][bs]};
+            const float p2 = xp[2], m2 = xm[2];
+            const float cp1 = xp[0] * xp[0] - xp[1] * xp[1];
+            const float cp2 = xp[1] * xp[1] - xp[2] * xp[2];
+            const float cm1 = xm[0] * xm[0] - xm[1] * xm[1];
+            const float cm2 = xm[1] * xm[1] - xm[2] * xm[2];
+            for (int i1 = 0; i1 <= bs; ++i1) {
+                for (int i2 = i1; i2 <= bs; ++i2) {
+                    float qxp[2], qxm[2], q2p[2], q2m[2];
+                    for (int h = 0; h < 2; ++h) {
+                        const float sx = px[h][i1] + px[h][i2];
+                        qxp[h] = txs[h] * p2 - sx;
+                        qxm[h] = txs[h] * m2 - sx;
+                        q2p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
+                        q2m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
+                    }
+                    sumqx[0] = qxp[0] + qxp[1];
+                    sumqx[1] = qxp[0] + qxm[1];
+                    sumqx[2] = qxm[0] + qxp[1];
+                    sumqx[3] = qxm[0] + qxm[1];
+                    sumq2[0] = q2p[0] + q2p[1];
+                    sumq2[1] = q2p[0] + q2m[1];
+                    sumq2[2] = q2m[0] + q2p[1];
+                    sumq2[3] = q2m[0] + q2m[1];
+                    for (int k = 0; k < 4; ++k) {
+                        if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > bestScore * sumq2[k]) {
+                            scale = sumqx[k] / sumq2[k];
+                            bestScore = scale * sumqx[k];
+                            besti1 = i1;
+                            besti2 = i2;
+                            bestK = k;
+                        }
+                    }
+                }
+            }
+        }
+        if (besti1 < 0 || besti2 < 0 || bestK < 0) {
+            scales[ib] = 0;
+            shifts[ib] = 0;
+            continue;
+        }
+        for (int j = 0; j < besti1; ++j)
+            L[idx[j]] = 0;
+        for (int j = besti1; j < besti2; ++j)
+            L[idx[j]] = 1;
+        for (int j = besti2; j < bs; ++j)
+            L[idx[j]] = 2;
+        if (scale < 0) {
+            for (int j = 0; j < bs; ++j)
+                L[j] = static_cast<int8_t>(2 - L[j]);
+            scale = -scale;
+            bestK = 3 - bestK;
+        }
+        auto levels = [&](int k, int shift) -> const float* {
+            if (k == 0) return shift < 2 ? xp : xm;
+            return shift % 2 == 0 ? xp : xm;
+        };
+        bool allOnGrid = true;
+        for (int k = 0; k < bs / 8; ++k) {
+            const float* xx = levels(k, bestK);
+            int gi = lat.map[packFields(L + 8 * k, 8, 2)];
+            if (gi < 0) {
+                allOnGrid = false;
+                gi = iq1BestNeighbour(lat, neighboursOf(lat, gi), xb + 8 * k, weight + 8 * k, scale, xx,
+                                      L + 8 * k);
+            }
+            index[k] = static_cast<uint16_t>(gi);
+        }
+        if (!allOnGrid) {
+            float sx = 0, s2 = 0;
+            for (int k = 0; k < bs / 8; ++k) {
+                const float* xx = levels(k, bestK);
+                const int8_t* pg = lat.point(index[k]);
+                for (int j = 0; j < 8; ++j) {
+                    const float w = weight[8 * k + j];
+                    const float q = xx[(pg[j] - 1) / 2];
+                    sx += w * q * xb[8 * k + j];
+                    s2 += w * q * q;
+                }
+            }
+            if (sx > 0 && s2 > 0) scale = sx / s2;
+        }
+        qs[2 * ib] = static_cast<uint8_t>(index[0] & 255);
+        qs[2 * ib + 1] = static_cast<uint8_t>(index[1] & 255);
+        qh[ib] = static_cast<uint8_t>((index[0] >> 8) | ((index[1] >> 8) << 4));
+        scales[ib] = scale;
+        shifts[ib] = static_cast<int8_t>(bestK);
+        maxScale = std::max(maxScale, scale);
+    }
+    if (!maxScale) return;
+    float d = maxScale / 15;
+    const float id = 1 / d;
+    float sx = 0, s2 = 0;
+    for (int ib = 0; ib < QK / bs; ++ib) {
+        const int l = clampi(nearest_int(0.5f * (id * scales[ib] - 1)), 0, 7);
+        sc[ib / 4] = static_cast<uint16_t>(sc[ib / 4] | (l << (3 * (ib % 4))));
+        qh[ib] = static_cast<uint8_t>(qh[ib] | masks[shifts[ib]]);
+        const float* xb = xbl + bs * ib;
+        weights(xb, ib);
+        for (int k = 0; k < bs / 8; ++k) {
+            const float* xx = k == 0 ? (shifts[ib] < 2 ? xp : xm) : (shifts[ib] % 2 == 0 ? xp : xm);
+            const int gi = qs[2 * ib + k] + ((qh[ib] << (8 - 4 * k)) & 0x700);
+            const int8_t* pg = lat.point(gi);
+            for (int j = 0; j < 8; ++j) {
+                const float w = weight[8 * k + j];
+                const float q = xx[(pg[j] - 1) / 2] * (2 * l + 1);
+                sx += w * q * xb[8 * k + j];
+                s2 += w * q * q;
+            }
+        }
+    }
+    if (s2 > 0) d = sx / s2;
+    const uint16_t h = fp32ToFp16(d * 1.1125f);
+    sc[0] = static_cast<uint16_t>(sc[0] | ((h & 0x000F) << 12));
+    sc[1] = static_cast<uint16_t>(sc[1] | ((h & 0x00F0) << 8));
+    sc[2] = static_cast<uint16_t>(sc[2] | ((h & 0x0F00) << 4));
+    sc[3] = static_cast<uint16_t>(sc[3] | (h & 0xF000));
+    std::memcpy(y + 48, sc, 8);
+}
+
+// ---------------------------------------------------------------------------------------------- MXFP4
+inline float e8m0Half(uint8_t e) {
+    const uint32_t bits = e < 2 ? (0x00200000u << e) : (static_cast<uint32_t>(e - 1) << 23);
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+// layout: e @0 (E8M0), qs[16] @1 (low nibble element j, high nibble j + 16)
+void mxfp4Block(const float* x, uint8_t* y) {
+    static constexpr int8_t kv[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    float amax = 0;
+    for (int j = 0; j < 32; ++j)
+        if (amax < std::fabs(x[j])) amax = std::fabs(x[j]);
+    // (uint8_t) of a float goes through a 32-bit integer on x86, as in ggml's build
+    const uint8_t e =
+        amax > 0.0f ? static_cast<uint8_t>(static_cast<int>(std::floor(std::log2(amax)) - 2 + 127)) : 0;
+    const float d = e8m0Half(e);
+    auto best = [&](float v) {
+        int bi = 0;
+        float be = std::fabs(kv[0] * d - v);
+        for (int i = 1; i < 16; ++i) {
+            const float err = std::fabs(kv[i] * d - v);
+            if (err < be) {
+                bi = i;
+                be = err;
+            }
+        }
+        return bi;
+    };
+    y[0] = e;
+    for (int j = 0; j < 16; ++j)
+        y[1 + j] = static_cast<uint8_t>(best(x[j]) | (best(x[j + 16]) << 4));
+}
+
+template <void (*Block)(const float*, const float*, uint8_t*), int Bytes>
+void rowsOf(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float* imatrix) {
+    const int64_t nbl = ncols / QK;
+    for (int64_t r = 0; r < nrows; ++r)
+        for (int64_t b = 0; b < nbl; ++b)
+            Block(src + r * ncols + b * QK, imatrix ? imatrix + b * QK : nullptr,
+                  dst + (r * nbl + b) * Bytes);
+}
+
+} // namespace
+
+void quantizeRowsIQ2_XXS(const float* s, uint8_t* d, int64_t nr, int64_t nc, const float* im) {
+    rowsOf<iq2xxsBlock, 66>(s, d, nr, nc, im);
+}
+void quantizeRowsIQ2_XS(const float* s, uint8_t* d, int64_t nr, int64_t nc, const float* im) {
+    rowsOf<iq2xsBlock, 74>(s, d, nr, nc, im);
+}
+void quantizeRowsIQ2_S(const float* s, uint8_t* d, int64_t nr, int64_t nc, const float* im) {
+    rowsOf<iq2sBlock, 82>(s, d, nr, nc, im);
+}
+void quantizeRowsIQ3_XXS(const float* s, uint8_t* d, int64_t nr, int64_t nc, const float* im) {
+    rowsOf<iq3xxsBlock, 98>(s, d, nr, nc, im);
+}
+void quantizeRowsIQ3_S(const float* s, uint8_t* d, int64_t nr, int64_t nc, const float* im) {
+    rowsOf<iq3sBlock, 110>(s, d, nr, nc, im);
+}
+void quantizeRowsIQ1_S(const float* s, uint8_t* d, int64_t nr, int64_t nc, const float* im) {
+    rowsOf<iq1sBlock, 50>(s, d, nr, nc, im);
+}
+void quantizeRowsIQ1_M(const float* s, uint8_t* d, int64_t nr, int64_t nc, const float* im) {
+    rowsOf<iq1mBlock, 56>(s, d, nr, nc, im);
+}
+void quantizeRowsMXFP4(const float* s, uint8_t* d, int64_t nr, int64_t nc, const float*) {
+    const int64_t n = nr * nc;
+    for (int64_t i = 0; i < n / 32; ++i)
+        mxfp4Block(s + 32 * i, d + 17 * i);
+}
+
+bool iquantRequiresImatrix(DType type) {
+    return type == DType::IQ2_XXS || type == DType::IQ2_XS || type == DType::IQ1_S;
+}
+
+} // namespace qz::ggml
