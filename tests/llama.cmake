@@ -49,6 +49,23 @@ qz_llama_export(${BL} bard-llama Q6_K 8.2884 3e-3)  # ppl.tsv has no figure; gol
 set(IMAT ${QZ_TEST_DATA_DIR}/golden/bard-llama/imatrix/bard-llama-imatrix.gguf)
 qz_llama_export(${BL} bard-llama-imat Q4_K_M 8.3120 3e-3 EXPORT --imatrix ${IMAT})
 qz_llama_export(${BL} bard-llama-imat Q3_K_S 8.4514 3e-3 EXPORT --imatrix ${IMAT})
+# i-quant / ternary mixes with the golden imatrix. Expected figures: llama.cpp's perplexity (this checker)
+# of the files llama.cpp itself writes with llama_model_quantize from bard-llama's F32 GGUF and that
+# imatrix; test_gguf_iquant_files shows our exports to be byte-identical to those files.
+qz_llama_export(${BL} bard-llama-imat IQ1_S 9.7615 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ1_M 9.3666 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ2_XXS 9.1159 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ2_XS 8.8406 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ2_S 8.6556 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ2_M 8.5444 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ3_XXS 8.4375 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ3_XS 8.3580 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ3_S 8.2988 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ3_M 8.2114 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ4_NL 8.3073 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat IQ4_XS 8.2934 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat TQ1_0 30.8440 3e-3 EXPORT --imatrix ${IMAT})
+qz_llama_export(${BL} bard-llama-imat TQ2_0 30.8440 3e-3 EXPORT --imatrix ${IMAT})
 # GPT-2: the goldens' figures need BOS prepended (see tests/llama/README.md).
 set(BG ${QZ_TEST_DATA_DIR}/models/bard-gpt2)
 qz_llama_export(${BG} bard-gpt2 F32 25.228320 1e-4 CHECK --bos)

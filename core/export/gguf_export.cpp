@@ -6,6 +6,7 @@
 
 #include "convert/hf_to_gguf.h"
 #include "ggml/imatrix.h"
+#include "ggml/iquants.h"
 #include "ggml/mixes.h"
 #include "ggml/quantize.h"
 #include "gguf/gguf_reader.h"
@@ -126,8 +127,10 @@ constexpr FloatOut kFloatOuts[] = {{"F32", DType::F32, 0}, {"F16", DType::F16, 1
 std::vector<std::string> ggufExportTypes() {
     std::vector<std::string> out;
     for (const auto& f : kFloatOuts) out.emplace_back(f.name);
-    for (const char* t : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
-                          "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"})
+    for (const char* t : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M",
+                          "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ1_S", "IQ1_M", "IQ2_XXS",
+                          "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_NL", "IQ4_XS",
+                          "TQ1_0", "TQ2_0", "MXFP4_MOE"})
         out.emplace_back(t);
     return out;
 }
@@ -150,9 +153,11 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
     if (!floatOut) {
         ftype = ggml::fileTypeFromName(params.type);
         const auto known = ggufExportTypes();
-        if (!ftype || std::find(known.begin(), known.end(), ggml::fileTypeInfo(*ftype)->name) == known.end())
-            return makeError("unknown GGUF type '" + params.type + "' (known: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 "
-                             "Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K)");
+        if (!ftype || std::find(known.begin(), known.end(), ggml::fileTypeInfo(*ftype)->name) == known.end()) {
+            std::string list;
+            for (const auto& k : known) list += (list.empty() ? "" : " ") + k;
+            return makeError("unknown GGUF type '" + params.type + "' (known: " + list + ")");
+        }
     }
     result.type = floatOut ? floatOut->name : std::string(ggml::fileTypeInfo(*ftype)->name);
     if (!params.dryRun && params.outputPath.empty()) return makeError("no output path given");
@@ -177,6 +182,7 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::vector<DType> types(src.tensors.size());
     std::vector<std::string> reasons(src.tensors.size());
+    std::vector<char> reasonsNeedImatrix(src.tensors.size(), 0);  // llama-quantize's tensor_requires_imatrix
     if (floatOut) {
         // convert_hf_to_gguf: its own order; forced tensors F32, the rest the outtype (F16 if a row
         // does not fit a block, which cannot happen for these element types).
@@ -199,9 +205,25 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
         for (const auto& o : params.overrides) opt.tensorTypes.emplace_back(o.regex, o.type);
         auto choices = ggml::chooseTensorTypes(src.info, mt, opt);
         if (!choices) return choices.error();
+        // llama-quantize refuses these targets without an importance matrix (tensor_requires_imatrix,
+        // llama-quant.cpp; core/ggml/README-iquants.md), and so do we: name the tensors.
+        if (!haveImatrix) {
+            std::vector<std::string> need;
+            for (size_t k = 0; k < order.size(); ++k)
+                if ((*choices)[k].requiresImatrix)
+                    need.push_back(mt[k].name + " (" + std::string(dtypeName((*choices)[k].type)) + ")");
+            if (!need.empty()) {
+                std::string list;
+                for (size_t i = 0; i < need.size() && i < 8; ++i) list += (i ? ", " : "") + need[i];
+                if (need.size() > 8) list += ", ... (" + std::to_string(need.size()) + " tensors)";
+                return makeError(std::string(ggml::fileTypeInfo(*ftype)->name) +
+                                 " needs an importance matrix (--imatrix) for " + list);
+            }
+        }
         for (size_t k = 0; k < order.size(); ++k) {
             types[order[k]] = (*choices)[k].type;
             reasons[order[k]] = (*choices)[k].reason;
+            reasonsNeedImatrix[order[k]] = (*choices)[k].requiresImatrix;
             if ((*choices)[k].beyondLlamaCpp)
                 result.notes.push_back(src.tensors[order[k]].name + ": " + (*choices)[k].reason);
         }
@@ -295,6 +317,13 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
                 if (!look) return look.error();
                 imat = *look;
             }
+            // As llama-quantize (llama-quant.cpp "Missing importance matrix for tensor"): an imatrix without
+            // an entry for a tensor that needs one stops the export; ggml itself cannot make IQ2_XXS,
+            // IQ2_XS or IQ1_S without weights, whatever the tensor.
+            if (!imat && (reasonsNeedImatrix[order[j]] || ggml::iquantRequiresImatrix(log.to)))
+                return makeError("missing importance matrix entry for tensor " + t.name + " (" +
+                                 std::string(dtypeName(log.to)) + ")" +
+                                 (haveImatrix ? " in " + params.imatrixPath : std::string()));
             bytes.resize(log.bytesAfter);
             if (auto st = ggml::quantizeTensor(log.to, values.data(), nrows, ncols, imat, bytes.data(), params.threads); !st)
                 return Error{t.name + ": " + st.error().message, false};
