@@ -9,6 +9,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "common/fp16.h"
 #include "ggml/iq_grids.h"
 #include "ggml/quant_helpers.h"
@@ -34,16 +38,22 @@ inline void putHalf(uint8_t* p, uint16_t h) {
 // every entry in the `nwant` nearest distance shells, in (distance, id) order.
 struct Lattice {
     int dim = 0, bits = 0, size = 0;
-    std::vector<int8_t> pos;          // size * dim coordinates
-    std::vector<int32_t> map;         // index -> id or -(offset+1)
-    std::vector<uint16_t> neighbours; // concatenated lists
+    std::vector<int8_t> pos;  // size * dim coordinates
+    std::vector<int32_t> map; // index -> id or -(offset+1)
+    // concatenated lists [n, soa offset low 16 bits, high 16 bits, id_1 .. id_n]
+    std::vector<uint16_t> neighbours;
+    // the lists' coordinates transposed (coordinate-major, n padded to kLanes), so that the distance of
+    // every neighbour is computed in parallel lanes, each with ggml's scalar operation order
+    std::vector<float> soa;
     const int8_t* point(int id) const { return pos.data() + static_cast<size_t>(id) * dim; }
 };
+
+constexpr size_t kLanes = 4;
 
 // levelOf: maps a code-book byte to its field l (0..levels-1).
 template <class Elem, class LevelOf>
 Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, int mapSize, int nwant,
-                     LevelOf levelOf) {
+                     LevelOf levelOf, bool soaAsLevels = false) {
     Lattice lat;
     lat.dim = dim;
     lat.bits = bits;
@@ -99,11 +109,23 @@ Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, 
         }
         const size_t start = lat.neighbours.size();
         lat.map[index] = -static_cast<int32_t>(start + 1);
+        const size_t soaAt = lat.soa.size();
         lat.neighbours.push_back(0);
+        lat.neighbours.push_back(static_cast<uint16_t>(soaAt & 0xFFFF));
+        lat.neighbours.push_back(static_cast<uint16_t>(soaAt >> 16));
         for (int s = 0; s < nsh; ++s)
             for (int g = 0; g < size; ++g)
                 if (dist[g] == shells[s]) lat.neighbours.push_back(static_cast<uint16_t>(g));
-        lat.neighbours[start] = static_cast<uint16_t>(lat.neighbours.size() - start - 1);
+        const size_t n = lat.neighbours.size() - start - 3;
+        lat.neighbours[start] = static_cast<uint16_t>(n);
+        const size_t npad = (n + kLanes - 1) / kLanes * kLanes;
+        lat.soa.resize(soaAt + npad * dim, 1.f);
+        for (size_t j = 0; j < n; ++j) {
+            const int8_t* p = lat.point(lat.neighbours[start + 3 + j]);
+            // the coordinate 2l+1, or for IQ1 the level l-1 in {-1, 0, 1}
+            for (int k = 0; k < dim; ++k)
+                lat.soa[soaAt + k * npad + j] = static_cast<float>(soaAsLevels ? (p[k] - 3) / 2 : p[k]);
+        }
     }
     return lat;
 }
@@ -137,7 +159,7 @@ const Lattice& latticeIQ2S() {
     return l;
 }
 const Lattice& latticeIQ1() {
-    static const Lattice l = buildLattice(&iqgrid::kIQ1S[0][0], 2048, 8, 2, 3, kMap2, 3, iq1Level);
+    static const Lattice l = buildLattice(&iqgrid::kIQ1S[0][0], 2048, 8, 2, 3, kMap2, 3, iq1Level, true);
     return l;
 }
 const Lattice& latticeIQ3XXS() {
@@ -153,27 +175,89 @@ inline const uint16_t* neighboursOf(const Lattice& lat, int mapValue) {
     return lat.neighbours.data() + (-mapValue - 1);
 }
 
+struct NeighbourList {
+    int n = 0;
+    size_t npad = 0;
+    const uint16_t* ids = nullptr;
+    const float* soa = nullptr; // soa[k * npad + j]: coordinate k of neighbour j
+};
+inline NeighbourList listOf(const Lattice& lat, const uint16_t* nb) {
+    NeighbourList l;
+    l.n = nb[0];
+    l.npad = (static_cast<size_t>(l.n) + kLanes - 1) / kLanes * kLanes;
+    l.ids = nb + 3;
+    l.soa = lat.soa.data() + (static_cast<size_t>(nb[1]) | (static_cast<size_t>(nb[2]) << 16));
+    return l;
+}
+
+// First minimum of d2[0..n) (ggml's "if (d2 < best_d2)" scan from FLT_MAX): the minimum value first,
+// in lanes (min is exact and order-free; NaN lanes are skipped as the scalar compare skips them), then
+// the first index holding it.
+inline int firstMin(const float* d2, int n) {
+    float best = FLT_MAX;
+    int j = 0;
+#if defined(__SSE2__)
+    __m128 m = _mm_set1_ps(FLT_MAX);
+    for (; j + 4 <= n; j += 4)
+        m = _mm_min_ps(_mm_loadu_ps(d2 + j), m); // (a < b ? a : b): NaN a -> b
+    alignas(16) float lanes[4];
+    _mm_store_ps(lanes, m);
+    for (float v : lanes)
+        best = v < best ? v : best;
+#endif
+    for (; j < n; ++j)
+        best = d2[j] < best ? d2[j] : best;
+    if (!(best < FLT_MAX)) return 0; // no finite distance (NaN / huge inputs); ggml asserts
+    for (int k = 0; k < n; ++k)
+        if (d2[k] == best) return k;
+    return 0;
+}
+
+// d2[j] = sum over i of w[i]*(scale*q - x[i])^2 for every neighbour j of the list, q = soa value (+ shift):
+// each lane evaluates ggml's scalar expression in ggml's order (0 + t_0 + t_1 ..., t = (w*diff)*diff).
+template <int Dim>
+void neighbourDistances(const NeighbourList& nl, const float* x, const float* w, float scale, float shift,
+                        float* d2) {
+    size_t j = 0;
+#if defined(__SSE2__)
+    const __m128 vs = _mm_set1_ps(scale), vsh = _mm_set1_ps(shift);
+    __m128 vx[Dim], vw[Dim];
+    for (int i = 0; i < Dim; ++i) {
+        vx[i] = _mm_set1_ps(x[i]);
+        vw[i] = _mm_set1_ps(w[i]);
+    }
+    for (; j + 4 <= nl.npad; j += 4) {
+        __m128 acc = _mm_setzero_ps();
+        for (int i = 0; i < Dim; ++i) {
+            const __m128 q = _mm_add_ps(_mm_loadu_ps(nl.soa + i * nl.npad + j), vsh);
+            const __m128 diff = _mm_sub_ps(_mm_mul_ps(vs, q), vx[i]);
+            acc = _mm_add_ps(acc, _mm_mul_ps(_mm_mul_ps(vw[i], diff), diff));
+        }
+        _mm_storeu_ps(d2 + j, acc);
+    }
+#endif
+    for (; j < nl.npad; ++j) {
+        float acc = 0;
+        for (int i = 0; i < Dim; ++i) {
+            const float q = nl.soa[i * nl.npad + j] + shift;
+            const float diff = scale * q - x[i];
+            acc += w[i] * diff * diff;
+        }
+        d2[j] = acc;
+    }
+}
+
 // iq2/iq3_find_best_neighbour: min of sum w*(scale*g - x)^2 over the list, first minimum wins;
-// writes the fields of the winner to L.
+// writes the fields of the winner to L. (q + 0.0f is q exactly: the coordinates are small integers.)
 int findBestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xval, const float* w, float scale,
                       int8_t* L) {
-    const int n = nb[0];
-    float best = FLT_MAX;
-    int gi = -1;
-    for (int j = 1; j <= n; ++j) {
-        const int8_t* pg = lat.point(nb[j]);
-        float d2 = 0;
-        for (int i = 0; i < lat.dim; ++i) {
-            const float q = pg[i];
-            const float diff = scale * q - xval[i];
-            d2 += w[i] * diff * diff;
-        }
-        if (d2 < best) {
-            best = d2;
-            gi = nb[j];
-        }
-    }
-    if (gi < 0) gi = nb[1]; // only with NaN inputs; ggml asserts
+    const NeighbourList nl = listOf(lat, nb);
+    alignas(64) float d2[2048]; // a list never exceeds the largest grid (2048 entries)
+    if (lat.dim == 8)
+        neighbourDistances<8>(nl, xval, w, scale, 0.f, d2);
+    else
+        neighbourDistances<4>(nl, xval, w, scale, 0.f, d2);
+    const int gi = nl.ids[firstMin(d2, nl.n)];
     const int8_t* pg = lat.point(gi);
     for (int i = 0; i < lat.dim; ++i)
         L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
@@ -631,27 +715,14 @@ void iq3sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
 // ----------------------------------------------------------------------------------------- IQ1_S / M
 constexpr float kIQ1Delta = 0.125f;
 
-// iq1_find_best_neighbour2: minimum of sum w*(scale*xg[l] - x)^2, first minimum wins; full scan of the
-// grid if the list gives nothing (only with non-finite input).
+// iq1_find_best_neighbour2: minimum of sum w*(scale*xg[l] - x)^2, first minimum wins. xg is x_p or
+// x_m = l - 1 +- delta, which the stored (float)(l - 1) plus shift gives exactly.
 int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, const float* w, float scale,
                      const float* xg, int8_t* L) {
-    const int n = nb[0];
-    float best = FLT_MAX;
-    int gi = -1;
-    for (int j = 1; j <= n; ++j) {
-        const int8_t* pg = lat.point(nb[j]);
-        float d2 = 0;
-        for (int i = 0; i < 8; ++i) {
-            const float q = xg[(pg[i] - 1) / 2];
-            const float diff = scale * q - xb[i];
-            d2 += w[i] * diff * diff;
-        }
-        if (d2 < best) {
-            best = d2;
-            gi = nb[j];
-        }
-    }
-    if (gi < 0) gi = nb[1];
+    const NeighbourList nl = listOf(lat, nb);
+    alignas(64) float d2[2048];
+    neighbourDistances<8>(nl, xb, w, scale, xg[1], d2);
+    const int gi = nl.ids[firstMin(d2, nl.n)];
     const int8_t* pg = lat.point(gi);
     for (int i = 0; i < 8; ++i)
         L[i] = static_cast<int8_t>((pg[i] - 1) / 2);

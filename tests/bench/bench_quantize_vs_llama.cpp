@@ -10,15 +10,19 @@
 // ours / llama.cpp (< 1 = we are faster). Then it compares the two output files tensor by tensor
 // (type, shape and bytes) and prints how many are byte-identical.
 //
+// The IQ mixes and Q2_K_S run with a synthetic importance matrix (seeded, same values for both sides).
+//
 // Usage: bench_quantize_vs_llama [--layers 8] [--hidden 1024] [--ffn 2816] [--vocab 32000] [--heads 16]
 //          [--kv-heads 4] [--types Q4_0,Q8_0,Q4_K_M,Q6_K] [--threads 1,2] [--reps 1] [--tmp /work]
 //          [--llama-lib PATH] [--input F32.gguf] [--keep]
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,6 +30,8 @@
 #include "bench_llama_dl.h"
 #include "bench_synthetic_llama.h"
 #include "export/gguf_export.h"
+#include "ggml/imatrix.h"
+#include "infer/imatrix_collect.h"
 #include "model/model.h"
 
 using namespace qz;
@@ -52,12 +58,45 @@ int llamaFtype(const std::string& t) {
     static const std::map<std::string, int> m = {
         {"F32", 0},     {"F16", 1},     {"Q4_0", 2},    {"Q4_1", 3},    {"Q8_0", 7},   {"Q5_0", 8},
         {"Q5_1", 9},    {"Q2_K", 10},   {"Q3_K_S", 11}, {"Q3_K_M", 12}, {"Q3_K_L", 13}, {"Q4_K_S", 14},
-        {"Q4_K_M", 15}, {"Q5_K_S", 16}, {"Q5_K_M", 17}, {"Q6_K", 18},   {"BF16", 32}};
+        {"Q4_K_M", 15}, {"Q5_K_S", 16}, {"Q5_K_M", 17}, {"Q6_K", 18},   {"BF16", 32},
+        {"IQ2_XXS", 19}, {"IQ2_XS", 20}, {"Q2_K_S", 21}, {"IQ3_XS", 22}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
+        {"IQ4_NL", 25}, {"IQ3_S", 26}, {"IQ3_M", 27}, {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ4_XS", 30},
+        {"IQ1_M", 31}, {"TQ1_0", 36}, {"TQ2_0", 37}};
     auto it = m.find(t);
     return it == m.end() ? -1 : it->second;
 }
 
 std::string dn(DType t) { return std::string(dtypeName(t)); }
+
+// struct llama_model_imatrix_data of v0.5.0's include/llama.h (an array of these ends with name == nullptr)
+struct LlamaImatrixEntry {
+    const char* name;
+    const float* data;
+    size_t size;
+};
+
+// The i-quant mixes (and Q2_K_S) get an importance matrix: llama-quantize refuses most of them without.
+bool usesImatrix(const std::string& t) { return t.rfind("IQ", 0) == 0 || t == "Q2_K_S"; }
+
+// A synthetic imatrix for every 2-D blk.* weight of the input (seeded positive column weights; the speed
+// of the quantizers does not depend on where the weights come from), written as a llama-imatrix GGUF.
+Status writeSyntheticImatrix(const Model& m, const std::string& path) {
+    ImatrixData d;
+    d.datasets = {"synthetic"};
+    d.chunkCount = 1;
+    d.chunkSize = 512;
+    std::mt19937 rng(12345);
+    std::uniform_real_distribution<double> ud(0.1, 4.0);
+    for (const TensorInfo& t : m.tensors) {
+        if (t.shape.size() != 2 || t.name.rfind("blk.", 0) != 0) continue;
+        ImatrixEntry e;
+        e.sum2.resize(static_cast<size_t>(t.shape.back()));
+        for (auto& v : e.sum2) v = ud(rng) * ud(rng);
+        e.count = 1;
+        d.entries[t.name] = std::move(e);
+    }
+    return writeImatrixGguf(d, path);
+}
 
 struct Timing {
     double wall = 1e30, cpu = 1e30;
@@ -219,6 +258,36 @@ int main(int argc, char** argv) {
     }
     std::printf("input: %s (%.1f MiB)\n\n", input.c_str(), mib(std::filesystem::file_size(input)));
 
+    // imatrix for the IQ mixes: a file for our exporter, the same values in llama_model_imatrix_data form
+    std::string imatrixPath;
+    ggml::Imatrix imatrix;
+    std::vector<LlamaImatrixEntry> imatrixData;
+    if (std::any_of(types.begin(), types.end(), usesImatrix)) {
+        imatrixPath = work + "/synthetic-imatrix.gguf";
+        auto m = openModel(input);
+        if (!m) {
+            std::fprintf(stderr, "%s\n", m.error().message.c_str());
+            cleanup();
+            return 1;
+        }
+        if (auto st = writeSyntheticImatrix(**m, imatrixPath); !st) {
+            std::fprintf(stderr, "imatrix: %s\n", st.error().message.c_str());
+            cleanup();
+            return 1;
+        }
+        auto im = ggml::loadImatrix(imatrixPath);
+        if (!im) {
+            std::fprintf(stderr, "imatrix: %s\n", im.error().message.c_str());
+            cleanup();
+            return 1;
+        }
+        imatrix = std::move(*im);
+        for (const auto& [name, v] : imatrix.values)
+            imatrixData.push_back({name.c_str(), v.data(), v.size()});
+        imatrixData.push_back({nullptr, nullptr, 0});
+        std::printf("synthetic imatrix for the IQ mixes and Q2_K_S: %zu entries\n", imatrix.values.size());
+    }
+
     std::printf("%-7s %3s | %9s %9s | %9s %9s | %7s %7s | %s\n", "type", "thr", "llama s", "llama cpu", "ours s",
                 "ours cpu", "wall x", "cpu x", "tensors byte-identical");
     int mismatches = 0;
@@ -230,6 +299,7 @@ int main(int argc, char** argv) {
                 LlamaQuantizeParams qp = api.model_quantize_default_params();
                 qp.nthread = threads;
                 qp.ftype = llamaFtype(type);
+                if (usesImatrix(type)) qp.imatrix = imatrixData.data();
                 double w0 = 0, c0 = cpuSeconds();
                 auto t0 = std::chrono::steady_clock::now();
                 const uint32_t rc = api.model_quantize(input.c_str(), outLlama.c_str(), &qp);
@@ -255,6 +325,7 @@ int main(int argc, char** argv) {
                 p.outputPath = outOurs;
                 p.type = type;
                 p.threads = threads;
+                if (usesImatrix(type)) p.imatrixPath = imatrixPath;
                 auto res = exportGguf(**m, p, {});
                 w0 = secondsSince(t0);
                 c0 = cpuSeconds() - c0;
