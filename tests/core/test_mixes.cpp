@@ -460,6 +460,88 @@ private slots:
         QCOMPARE(choiceFor(t, *r, "blk.0.ffn_down.weight").type, DType::Q4_K);  // i < n/8
         QVERIFY(!choiceFor(t, *r, "token_embd.weight").requiresImatrix);
     }
+
+    // The i-quant family with 8 experts and MXFP4_MOE, derived by hand from llama-quant.cpp (pinned release,
+    // llama_tensor_get_type_impl): the IQ1/IQ2 branch handles attn_v itself (n_expert >= 4 -> Q4_K, no
+    // later Q8_0 bump), attn_k (n_expert == 8 -> Q4_K), attn_output (Q5_K), ffn_down by its counter
+    // (first n/8 -> Q2_K); IQ3_XXS goes through the general attn_v branch (n_gqa 4 -> Q4_K, then 8 experts
+    // -> Q8_0). MXFP4_MOE: 3-D tensors MXFP4, everything else Q8_0, output Q8_0. (Dense mixes are checked
+    // against llama_model_quantize's own files in test_gguf_iquant_files.)
+    void iquantMixesWithExperts() {
+        std::vector<MixTensor> t;
+        for (int i = 0; i < 8; ++i) {
+            const std::string p = "blk." + std::to_string(i) + ".";
+            t.push_back({p + "attn_q.weight", {4096, 4096}, DType::F16});
+            t.push_back({p + "attn_v.weight", {4096, 1024}, DType::F16});
+            t.push_back({p + "attn_k.weight", {4096, 1024}, DType::F16});
+            t.push_back({p + "attn_output.weight", {4096, 4096}, DType::F16});
+            t.push_back({p + "ffn_down_exps.weight", {14336, 4096, 8}, DType::F16});
+            t.push_back({p + "ffn_up_exps.weight", {4096, 14336, 8}, DType::F16});
+        }
+        t.push_back({"token_embd.weight", {4096, 32000}, DType::F16});
+        t.push_back({"output.weight", {4096, 32000}, DType::F16});
+        sortLlamaOrder(t);
+        const MixModelInfo moe{"llama", 8, 32, 8, 8};
+        MixOptions o;
+        o.hasImatrix = true;
+        o.ftype = FileType::MOSTLY_IQ2_XXS;
+        auto r = chooseTensorTypes(moe, t, o);
+        QVERIFY(r.ok());
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_v.weight").type, DType::Q4_K);
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_k.weight").type, DType::Q4_K);
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_output.weight").type, DType::Q5_K);
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_q.weight").type, DType::IQ2_XXS);
+        QVERIFY(choiceFor(t, *r, "blk.3.attn_q.weight").requiresImatrix);
+        QCOMPARE(choiceFor(t, *r, "blk.0.ffn_down_exps.weight").type, DType::Q2_K);
+        QCOMPARE(choiceFor(t, *r, "blk.1.ffn_down_exps.weight").type, DType::IQ2_XXS);
+        QCOMPARE(choiceFor(t, *r, "token_embd.weight").type, DType::Q2_K);
+        QCOMPARE(choiceFor(t, *r, "output.weight").type, DType::Q5_K);
+        QVERIFY(!choiceFor(t, *r, "output.weight").requiresImatrix);
+
+        o.ftype = FileType::MOSTLY_IQ3_XXS;
+        r = chooseTensorTypes(moe, t, o);
+        QVERIFY(r.ok());
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_v.weight").type, DType::Q8_0);
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_k.weight").type, DType::Q8_0);
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_q.weight").type, DType::IQ2_S);
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_output.weight").type, DType::Q5_K);
+
+        o.ftype = FileType::MOSTLY_MXFP4_MOE;
+        r = chooseTensorTypes(moe, t, o);
+        QVERIFY(r.ok());
+        QCOMPARE(choiceFor(t, *r, "blk.3.ffn_down_exps.weight").type, DType::MXFP4);
+        QCOMPARE(choiceFor(t, *r, "blk.3.ffn_up_exps.weight").type, DType::MXFP4);
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_v.weight").type, DType::Q8_0);
+        QCOMPARE(choiceFor(t, *r, "blk.3.attn_q.weight").type, DType::Q8_0);
+        QCOMPARE(choiceFor(t, *r, "token_embd.weight").type, DType::Q8_0);
+        QCOMPARE(choiceFor(t, *r, "output.weight").type, DType::Q8_0);
+    }
+
+    // tensor_type_fallback for the i-quants: rows not a multiple of 256 -> IQ4_NL (rows a multiple of 32)
+    // or F16; the imatrix requirement follows the final type.
+    void iquantShapeFallbacks() {
+        auto t = llamaTensors(4, 320, 160, 768, 1000, true);
+        t.push_back({"blk.0.ffn_odd.weight", {100, 64}, DType::F16});  // no rule matches: default type
+        sortLlamaOrder(t);
+        MixOptions o;
+        o.ftype = FileType::MOSTLY_IQ2_XXS;
+        auto r = chooseTensorTypes(MixModelInfo{"llama", 4, 8, 4, 0}, t, o);
+        QVERIFY(r.ok());
+        const auto& q = choiceFor(t, *r, "blk.1.attn_q.weight");  // 320 columns
+        QCOMPARE(q.type, DType::IQ4_NL);
+        QVERIFY(q.fallback);
+        QVERIFY(!q.requiresImatrix);
+        const auto& down = choiceFor(t, *r, "blk.1.ffn_down.weight");  // 768 columns: no fallback
+        QCOMPARE(down.type, DType::IQ2_XXS);
+        QVERIFY(down.requiresImatrix);
+        QCOMPARE(choiceFor(t, *r, "blk.0.ffn_odd.weight").type, DType::F16);  // 100: IQ4_NL does not fit
+        QCOMPARE(choiceFor(t, *r, "output.weight").type, DType::Q8_0);        // 320 % 256: Q8_0 first
+        o.ftype = FileType::MOSTLY_TQ1_0;
+        r = chooseTensorTypes(MixModelInfo{"llama", 4, 8, 4, 0}, t, o);
+        QVERIFY(r.ok());
+        QCOMPARE(choiceFor(t, *r, "blk.1.attn_q.weight").type, DType::Q4_0);
+        QCOMPARE(choiceFor(t, *r, "blk.1.ffn_down.weight").type, DType::TQ1_0);
+    }
 };
 
 QTEST_APPLESS_MAIN(TestMixes)
