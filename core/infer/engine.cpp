@@ -126,6 +126,210 @@ Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOpt
     return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
+namespace {
+
+// Makes room for nKv positions in every layer's KV cache (keeping the cached values).
+void growCache(Engine::Impl& e, int nKv) {
+    if (nKv <= e.cacheCap) return;
+    const int kvDim = e.hp.nHeadKv * e.hp.headDim;
+    const int cap = std::max(nKv, std::min(e.nCtxMax, std::max(2 * e.cacheCap, 256)));
+    for (int l = 0; l < e.hp.nLayer; ++l) {
+        e.kCache[l].conservativeResize(kvDim, cap);
+        e.vCache[l].conservativeResize(kvDim, cap);
+    }
+    e.cacheCap = cap;
+}
+
+// Scratch matrices of one block evaluation (kept across blocks so they are allocated once per eval).
+struct BlockScratch {
+    InferMat H, Q, K, V, A, T, G, U;
+};
+
+// Decoder block l on X [nEmbd × n] (token t in column t) in place: the tokens sit at cache slots
+// nPast .. nPast+n−1 and at positions ropePos0 .. ropePos0+n−1 (RoPE), and attend to cache slots
+// 0 .. their own. The observer sees each linear's input before its matrix multiply. With stopAt below
+// BlockStage::Complete the block stops right after that stage's input was observed (X is then partly
+// updated; callers that stop early work on a copy). The one implementation of a block, for eval() and
+// forwardLayer() alike.
+void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
+                  const LinearObserver& observer, BlockStage stopAt, BlockScratch& s) {
+    const InferHParams& hp = e.hp;
+    const int n = static_cast<int>(X.cols());
+    const int nKv = nPast + n;
+    const int hd = hp.headDim, kvDim = hp.nHeadKv * hd, qDim = hp.nHead * hd;
+    const int threads = e.threads;
+    const bool gpt2 = hp.arch == InferArch::Gpt2;
+    auto observe = [&](const InferLinear& L, const InferMat& in) {
+        if (observer) observer(L.name, in.data(), in.cols(), in.rows());
+    };
+    auto& [H, Q, K, V, A, T, G, U] = s;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const int group = hp.nHead / hp.nHeadKv;
+    constexpr int kTile = 64;
+    const InferLayer& L = e.layers[l];
+
+    // ---- attention
+    if (gpt2) {
+        layerNorm(X, L.attnNorm, L.attnNormB, hp.normEps, H);
+        observe(L.qkv, H);
+        if (stopAt == BlockStage::QkvInput) return;
+        matmul(L.qkv, H, T, threads);
+        Q = T.topRows(qDim);
+        e.kCache[l].middleCols(nPast, n) = T.middleRows(qDim, kvDim);
+        e.vCache[l].middleCols(nPast, n) = T.bottomRows(kvDim);
+    } else {
+        rmsNorm(X, L.attnNorm, hp.normEps, H);
+        observe(L.q, H);
+        observe(L.k, H);
+        observe(L.v, H);
+        if (stopAt == BlockStage::QkvInput) return;
+        matmul(L.q, H, Q, threads);
+        matmul(L.k, H, K, threads);
+        matmul(L.v, H, V, threads);
+        applyRope(Q, hp.nHead, hd, hp.nRot, ropePos0, e.ropeInvFreq, hp.ropeLinearScale);
+        applyRope(K, hp.nHeadKv, hd, hp.nRot, ropePos0, e.ropeInvFreq, hp.ropeLinearScale);
+        e.kCache[l].middleCols(nPast, n) = K;
+        e.vCache[l].middleCols(nPast, n) = V;
+    }
+    if (e.kvF16) {
+        auto r16 = [](float v) { return fp16ToFp32(fp32ToFp16(v)); };
+        e.kCache[l].middleCols(nPast, n) = e.kCache[l].middleCols(nPast, n).unaryExpr(r16);
+        e.vCache[l].middleCols(nPast, n) = e.vCache[l].middleCols(nPast, n).unaryExpr(r16);
+        Q = Q.unaryExpr(r16);
+    }
+    A.resize(qDim, n);
+    const InferMat& Kc = e.kCache[l];
+    const InferMat& Vc = e.vCache[l];
+    parallelFor(
+        static_cast<size_t>(hp.nHead),
+        [&](size_t h0, size_t h1, int) {
+            InferMat S;
+            for (size_t h = h0; h < h1; ++h) {
+                const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
+                const Eigen::Index qRow = static_cast<Eigen::Index>(h) * hd;
+                // Query tiles: tile [t0, t0+tb) needs keys 0 .. nPast+t0+tb only (causal).
+                for (int t0 = 0; t0 < n; t0 += kTile) {
+                    const int tb = std::min(kTile, n - t0);
+                    const int kvLen = nPast + t0 + tb;
+                    S.resize(kvLen, tb);
+                    dotProducts(Kc.data() + kvRow, Kc.rows(), kvLen, Q.data() + qRow + t0 * Q.rows(),
+                                Q.rows(), tb, hd, S.data(), kvLen);
+                    for (int t = 0; t < tb; ++t) {
+                        float* sc = S.col(t).data();
+                        const int lim = nPast + t0 + t + 1;
+                        float mx = -INFINITY;
+                        for (int j = 0; j < lim; ++j) {
+                            sc[j] *= scale;
+                            mx = std::max(mx, sc[j]);
+                        }
+                        double sum = 0;
+                        for (int j = 0; j < lim; ++j) {
+                            sc[j] = std::exp(sc[j] - mx);
+                            sum += sc[j];
+                        }
+                        const float inv = static_cast<float>(1.0 / sum);
+                        for (int j = 0; j < lim; ++j)
+                            sc[j] *= inv;
+                        for (int j = lim; j < kvLen; ++j)
+                            sc[j] = 0.0f;
+                    }
+                    A.block(qRow, t0, hd, tb).noalias() = Vc.block(kvRow, 0, hd, kvLen) * S;
+                }
+            }
+        },
+        n * nKv < 4096 ? 1 : threads);
+    observe(L.o, A);
+    if (stopAt == BlockStage::AttnOutInput) return;
+    matmul(L.o, A, T, threads);
+    X += T;
+
+    // ---- feed-forward
+    if (gpt2) {
+        layerNorm(X, L.ffnNorm, L.ffnNormB, hp.normEps, H);
+        observe(L.up, H);
+        if (stopAt == BlockStage::FfnInput) return;
+        matmul(L.up, H, U, threads);
+        if (e.geluTable.empty()) {
+            U = U.unaryExpr([](float v) { return geluTanh(v); });
+        } else {
+            const float* tab = e.geluTable.data();
+            U = U.unaryExpr([tab](float v) {
+                if (v <= -10.0f) return 0.0f;
+                if (v >= 10.0f) return v;
+                return tab[fp32ToFp16(v)];
+            });
+        }
+    } else {
+        rmsNorm(X, L.ffnNorm, hp.normEps, H);
+        observe(L.gate, H);
+        observe(L.up, H);
+        if (stopAt == BlockStage::FfnInput) return;
+        matmul(L.gate, H, G, threads);
+        matmul(L.up, H, U, threads);
+        U = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(U);
+    }
+    observe(L.down, U);
+    if (stopAt == BlockStage::FfnOutInput) return;
+    matmul(L.down, U, T, threads);
+    X += T;
+}
+
+// Token embeddings (plus GPT-2's learned positions pos0 + t) into X [nEmbd × n]; ids are checked by the
+// caller.
+void embedTokens(const Engine::Impl& e, std::span<const int32_t> tokens, int pos0, InferMat& X) {
+    const InferHParams& hp = e.hp;
+    const int n = static_cast<int>(tokens.size());
+    X.resize(hp.nEmbd, n);
+    for (int t = 0; t < n; ++t) {
+        const float* emb = e.tokEmbd.data() + static_cast<size_t>(tokens[t]) * hp.nEmbd;
+        for (int i = 0; i < hp.nEmbd; ++i)
+            X(i, t) = emb[i];
+        if (hp.arch == InferArch::Gpt2) {
+            const float* pe = e.posEmbd.data() + static_cast<size_t>(pos0 + t) * hp.nEmbd;
+            for (int i = 0; i < hp.nEmbd; ++i)
+                X(i, t) += pe[i];
+        }
+    }
+}
+
+// Final norm and LM head on the columns of Hs [nEmbd × m] into logitsOut [m × nVocab].
+void headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserver& observer, float* logitsOut) {
+    const InferHParams& hp = e.hp;
+    const int m = static_cast<int>(Hs.cols());
+    InferMat H;
+    if (hp.arch == InferArch::Gpt2)
+        layerNorm(Hs, e.outNorm, e.outNormB, hp.normEps, H);
+    else
+        rmsNorm(Hs, e.outNorm, hp.normEps, H);
+    if (observer) observer(e.output.name, H.data(), H.cols(), H.rows());
+    InferMat Y;
+    if (!e.output.present()) { // tied head: the embedding is the weight
+        Y.resize(hp.nVocab, m);
+        linearForward(e.tokEmbd.data(), hp.nVocab, hp.nEmbd, H.data(), m, Y.data(), hp.nVocab, e.threads);
+    } else {
+        matmul(e.output, H, Y, e.threads);
+    }
+    std::copy_n(Y.data(), static_cast<size_t>(m) * hp.nVocab, logitsOut);
+}
+
+Status checkTokens(const InferHParams& hp, std::span<const int32_t> tokens, const char* what) {
+    for (int32_t t : tokens)
+        if (t < 0 || t >= hp.nVocab)
+            return makeError(std::string(what) + ": token id " + std::to_string(t) + " out of range");
+    return okStatus();
+}
+
+// Positions pos0 .. pos0+n−1 must exist for GPT-2's learned position table.
+Status checkPositions(const InferHParams& hp, int64_t pos0, int64_t n, const char* what) {
+    if (pos0 < 0) return makeError(std::string(what) + ": negative position");
+    if (hp.arch == InferArch::Gpt2 && pos0 + n > hp.nCtxTrain)
+        return makeError(std::string(what) + ": positions up to " + std::to_string(pos0 + n) +
+                         " exceed GPT-2's " + std::to_string(hp.nCtxTrain) + " learned positions");
+    return okStatus();
+}
+
+} // namespace
+
 Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut, int logitsFrom) {
     Impl& e = *m_impl;
     const InferHParams& hp = e.hp;
@@ -138,158 +342,83 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
     if (logitsOut && (logitsFrom < 0 || logitsFrom >= n)) return makeError("eval: logitsFrom out of range");
     if (logitsOut && e.layerLimit > 0) return makeError("eval: no logits while a layer limit is set");
     const int nRun = e.layerLimit > 0 ? e.layerLimit : hp.nLayer;
-    for (int32_t t : tokens)
-        if (t < 0 || t >= hp.nVocab) return makeError("eval: token id " + std::to_string(t) + " out of range");
-
-    const int nKv = nPast + n;
-    const int hd = hp.headDim, kvDim = hp.nHeadKv * hd, qDim = hp.nHead * hd;
-    const int threads = e.threads;
-    const bool gpt2 = hp.arch == InferArch::Gpt2;
+    if (auto s = checkTokens(hp, tokens, "eval"); !s) return s;
 
     try {
-        // Grow the KV cache (keeping its contents) when needed.
-        if (nKv > e.cacheCap) {
-            int cap = std::max(nKv, std::min(e.nCtxMax, std::max(2 * e.cacheCap, 256)));
-            for (int l = 0; l < hp.nLayer; ++l) {
-                e.kCache[l].conservativeResize(kvDim, cap);
-                e.vCache[l].conservativeResize(kvDim, cap);
-            }
-            e.cacheCap = cap;
-        }
-
-        InferMat X(hp.nEmbd, n), H, Q, K, V, A, T, G, U;
-        for (int t = 0; t < n; ++t) {
-            const float* emb = e.tokEmbd.data() + static_cast<size_t>(tokens[t]) * hp.nEmbd;
-            for (int i = 0; i < hp.nEmbd; ++i) X(i, t) = emb[i];
-            if (gpt2) {
-                const float* pe = e.posEmbd.data() + static_cast<size_t>(nPast + t) * hp.nEmbd;
-                for (int i = 0; i < hp.nEmbd; ++i) X(i, t) += pe[i];
-            }
-        }
-        auto observe = [&](const InferLinear& L, const InferMat& in) {
-            if (e.observer) e.observer(L.name, in.data(), in.cols(), in.rows());
-        };
-        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-        const int group = hp.nHead / hp.nHeadKv;
-        constexpr int kTile = 64;
-
-        for (int l = 0; l < nRun; ++l) {
-            const InferLayer& L = e.layers[l];
-            // ---- attention
-            if (gpt2) {
-                layerNorm(X, L.attnNorm, L.attnNormB, hp.normEps, H);
-                observe(L.qkv, H);
-                matmul(L.qkv, H, T, threads);
-                Q = T.topRows(qDim);
-                e.kCache[l].middleCols(nPast, n) = T.middleRows(qDim, kvDim);
-                e.vCache[l].middleCols(nPast, n) = T.bottomRows(kvDim);
-            } else {
-                rmsNorm(X, L.attnNorm, hp.normEps, H);
-                observe(L.q, H);
-                observe(L.k, H);
-                observe(L.v, H);
-                matmul(L.q, H, Q, threads);
-                matmul(L.k, H, K, threads);
-                matmul(L.v, H, V, threads);
-                applyRope(Q, hp.nHead, hd, hp.nRot, nPast, e.ropeInvFreq, hp.ropeLinearScale);
-                applyRope(K, hp.nHeadKv, hd, hp.nRot, nPast, e.ropeInvFreq, hp.ropeLinearScale);
-                e.kCache[l].middleCols(nPast, n) = K;
-                e.vCache[l].middleCols(nPast, n) = V;
-            }
-            if (e.kvF16) {
-                auto r16 = [](float v) { return fp16ToFp32(fp32ToFp16(v)); };
-                e.kCache[l].middleCols(nPast, n) = e.kCache[l].middleCols(nPast, n).unaryExpr(r16);
-                e.vCache[l].middleCols(nPast, n) = e.vCache[l].middleCols(nPast, n).unaryExpr(r16);
-                Q = Q.unaryExpr(r16);
-            }
-            A.resize(qDim, n);
-            const InferMat& Kc = e.kCache[l];
-            const InferMat& Vc = e.vCache[l];
-            parallelFor(static_cast<size_t>(hp.nHead), [&](size_t h0, size_t h1, int) {
-                InferMat S;
-                for (size_t h = h0; h < h1; ++h) {
-                    const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
-                    const Eigen::Index qRow = static_cast<Eigen::Index>(h) * hd;
-                    // Query tiles: tile [t0, t0+tb) needs keys 0 .. nPast+t0+tb only (causal).
-                    for (int t0 = 0; t0 < n; t0 += kTile) {
-                        const int tb = std::min(kTile, n - t0);
-                        const int kvLen = nPast + t0 + tb;
-                        S.resize(kvLen, tb);
-                        dotProducts(Kc.data() + kvRow, Kc.rows(), kvLen, Q.data() + qRow + t0 * Q.rows(), Q.rows(), tb,
-                                    hd, S.data(), kvLen);
-                        for (int t = 0; t < tb; ++t) {
-                            float* s = S.col(t).data();
-                            const int lim = nPast + t0 + t + 1;
-                            float mx = -INFINITY;
-                            for (int j = 0; j < lim; ++j) {
-                                s[j] *= scale;
-                                mx = std::max(mx, s[j]);
-                            }
-                            double sum = 0;
-                            for (int j = 0; j < lim; ++j) {
-                                s[j] = std::exp(s[j] - mx);
-                                sum += s[j];
-                            }
-                            const float inv = static_cast<float>(1.0 / sum);
-                            for (int j = 0; j < lim; ++j) s[j] *= inv;
-                            for (int j = lim; j < kvLen; ++j) s[j] = 0.0f;
-                        }
-                        A.block(qRow, t0, hd, tb).noalias() = Vc.block(kvRow, 0, hd, kvLen) * S;
-                    }
-                }
-            }, n * nKv < 4096 ? 1 : threads);
-            observe(L.o, A);
-            matmul(L.o, A, T, threads);
-            X += T;
-
-            // ---- feed-forward
-            if (gpt2) {
-                layerNorm(X, L.ffnNorm, L.ffnNormB, hp.normEps, H);
-                observe(L.up, H);
-                matmul(L.up, H, U, threads);
-                if (e.geluTable.empty()) {
-                    U = U.unaryExpr([](float v) { return geluTanh(v); });
-                } else {
-                    const float* tab = e.geluTable.data();
-                    U = U.unaryExpr([tab](float v) {
-                        if (v <= -10.0f) return 0.0f;
-                        if (v >= 10.0f) return v;
-                        return tab[fp32ToFp16(v)];
-                    });
-                }
-            } else {
-                rmsNorm(X, L.ffnNorm, hp.normEps, H);
-                observe(L.gate, H);
-                observe(L.up, H);
-                matmul(L.gate, H, G, threads);
-                matmul(L.up, H, U, threads);
-                U = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(U);
-            }
-            observe(L.down, U);
-            matmul(L.down, U, T, threads);
-            X += T;
-        }
-        e.nCached = nKv;
-
-        if (logitsOut) {
-            const int m = n - logitsFrom;
-            InferMat Hs = X.rightCols(m);
-            if (gpt2)
-                layerNorm(Hs, e.outNorm, e.outNormB, hp.normEps, H);
-            else
-                rmsNorm(Hs, e.outNorm, hp.normEps, H);
-            observe(e.output, H);
-            InferMat Y;
-            if (!e.output.present()) {  // tied head: the embedding is the weight
-                Y.resize(hp.nVocab, m);
-                linearForward(e.tokEmbd.data(), hp.nVocab, hp.nEmbd, H.data(), m, Y.data(), hp.nVocab, threads);
-            } else {
-                matmul(e.output, H, Y, threads);
-            }
-            std::copy_n(Y.data(), static_cast<size_t>(m) * hp.nVocab, logitsOut);
-        }
+        growCache(e, nPast + n);
+        InferMat X;
+        embedTokens(e, tokens, nPast, X);
+        BlockScratch scratch;
+        for (int l = 0; l < nRun; ++l)
+            forwardBlock(e, l, X, nPast, nPast, e.observer, BlockStage::Complete, scratch);
+        e.nCached = nPast + n;
+        if (logitsOut) headLogits(e, X.rightCols(n - logitsFrom), e.observer, logitsOut);
     } catch (const std::bad_alloc&) {
         return makeError("eval: out of memory");
+    }
+    return okStatus();
+}
+
+Status Engine::embed(std::span<const int32_t> tokens, int pos0, std::span<float> states) const {
+    const Impl& e = *m_impl;
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    if (n < 1 || n > e.nCtxMax)
+        return makeError("embed: " + std::to_string(n) + " tokens (1 .. context size)");
+    if (static_cast<uint64_t>(states.size()) != static_cast<uint64_t>(n) * static_cast<uint64_t>(e.hp.nEmbd))
+        return makeError("embed: the output holds " + std::to_string(states.size()) +
+                         " values, not tokens × hidden");
+    if (auto s = checkTokens(e.hp, tokens, "embed"); !s) return s;
+    if (auto s = checkPositions(e.hp, pos0, n, "embed"); !s) return s;
+    try {
+        InferMat X;
+        embedTokens(e, tokens, pos0, X);
+        std::copy_n(X.data(), states.size(), states.data());
+    } catch (const std::bad_alloc&) {
+        return makeError("embed: out of memory");
+    }
+    return okStatus();
+}
+
+Status Engine::forwardLayer(int layer, std::span<float> states, int pos0, const LinearObserver& observer,
+                            BlockStage stopAt) {
+    Impl& e = *m_impl;
+    const InferHParams& hp = e.hp;
+    if (layer < 0 || layer >= hp.nLayer)
+        return makeError("forwardLayer: layer " + std::to_string(layer) + " of " + std::to_string(hp.nLayer));
+    if (states.empty() || states.size() % static_cast<size_t>(hp.nEmbd) != 0)
+        return makeError("forwardLayer: " + std::to_string(states.size()) +
+                         " values are not whole tokens of " + std::to_string(hp.nEmbd));
+    const int64_t n = static_cast<int64_t>(states.size() / static_cast<size_t>(hp.nEmbd));
+    if (n > e.nCtxMax)
+        return makeError("forwardLayer: " + std::to_string(n) + " tokens exceed the context of " +
+                         std::to_string(e.nCtxMax));
+    if (pos0 < 0 || static_cast<int64_t>(pos0) + n > (int64_t{1} << 30))
+        return makeError("forwardLayer: positions out of range");
+    e.nCached = 0; // layer `layer`'s cache slots are overwritten: eval() must start afresh
+    try {
+        growCache(e, static_cast<int>(n));
+        InferMat X = Eigen::Map<const InferMat>(states.data(), hp.nEmbd, n);
+        BlockScratch scratch;
+        forwardBlock(e, layer, X, 0, pos0, observer, stopAt, scratch);
+        if (stopAt == BlockStage::Complete) std::copy_n(X.data(), states.size(), states.data());
+    } catch (const std::bad_alloc&) {
+        return makeError("forwardLayer: out of memory");
+    }
+    return okStatus();
+}
+
+Status Engine::head(std::span<const float> states, float* logitsOut, const LinearObserver& observer) const {
+    const Impl& e = *m_impl;
+    const InferHParams& hp = e.hp;
+    if (states.empty() || states.size() % static_cast<size_t>(hp.nEmbd) != 0)
+        return makeError("head: " + std::to_string(states.size()) + " values are not whole tokens of " +
+                         std::to_string(hp.nEmbd));
+    try {
+        const auto m = static_cast<Eigen::Index>(states.size() / static_cast<size_t>(hp.nEmbd));
+        const InferMat Hs = Eigen::Map<const InferMat>(states.data(), hp.nEmbd, m);
+        headLogits(e, Hs, observer, logitsOut);
+    } catch (const std::bad_alloc&) {
+        return makeError("head: out of memory");
     }
     return okStatus();
 }

@@ -55,6 +55,11 @@ using WeightOverrides = std::unordered_map<std::string, std::vector<float>>;
 using LinearObserver =
     std::function<void(const std::string& weightName, const float* x, int64_t nTokens, int64_t nIn)>;
 
+// The linear stages of a decoder block in evaluation order (llama: q/k/v, o, gate/up, down; gpt2: c_attn,
+// attn.c_proj, mlp.c_fc, mlp.c_proj). Engine::forwardLayer can stop right after a stage's input was
+// observed (a calibration pass that needs only that input skips the rest of the block).
+enum class BlockStage { QkvInput = 0, AttnOutInput = 1, FfnInput = 2, FfnOutInput = 3, Complete = 4 };
+
 struct EngineOptions {
     int threads = 0;                          // 0 = defaultThreadCount()
     int nCtx = 0;                             // KV-cache capacity in tokens; 0 = min(nCtxTrain, 4096)
@@ -109,6 +114,27 @@ public:
     void setLayerLimit(int n);
     int layerLimit() const;  // the number of blocks eval() runs
     bool hasWeight(const std::string& name) const;
+
+    // Per-layer evaluation, for calibration that carries hidden states from one decoder block to the
+    // next (GPTQ as AutoGPTQ runs it) instead of re-running the model from the tokens. Hidden states are
+    // row-major [nTokens × nEmbd] (token t's vector at t·nEmbd), one sequence per call. The block code
+    // is the one eval() runs, so embed + forwardLayer(0 .. nLayer−1) + head gives eval()'s logits
+    // exactly (and the observer sees the same inputs).
+    //
+    // The token embeddings (GPT-2: plus the learned positions pos0 ..) of one sequence into `states`
+    // (tokens.size() × nEmbd values). Fails on ids outside the vocabulary or positions GPT-2 lacks.
+    Status embed(std::span<const int32_t> tokens, int pos0, std::span<float> states) const;
+    // Decoder block `layer` on one sequence of states.size()/nEmbd tokens at positions pos0 .. (RoPE;
+    // GPT-2's learned positions are added by embed),
+    // attending causally to each other only (no earlier context). With stopAt == Complete the states are
+    // replaced by the block's output; otherwise the block stops right after that stage's input went to
+    // the observer and the states are left unchanged. The observer (may be empty) sees every linear
+    // input the block reaches, as in eval(). Uses the layer's KV-cache slots: the cache is reset.
+    Status forwardLayer(int layer, std::span<float> states, int pos0, const LinearObserver& observer = {},
+                        BlockStage stopAt = BlockStage::Complete);
+    // Final norm and LM head on states [m × nEmbd]: logitsOut receives [m × nVocab]. The observer sees
+    // the head's input.
+    Status head(std::span<const float> states, float* logitsOut, const LinearObserver& observer = {}) const;
 
     struct Impl;
 
