@@ -33,6 +33,9 @@ const char* kHelp =
     "  --no-true-sequential  one calibration pass per block instead of one per layer group\n"
     "  --rtn              also compute the round-to-nearest baseline (errors and, with --eval, perplexity)\n"
     "  --rtn-only         export the round-to-nearest baseline instead of GPTQ (no calibration needed)\n"
+    "  --state-type T     f32 (default, exact), f16 or bf16: the calibration windows' hidden states\n"
+    "                     carried from layer to layer (windows x seq-len x hidden x 4 or 2 bytes)\n"
+    "  --max-memory BYTES keep the carried states in a temporary file beside OUTDIR when larger\n"
     "  --no-resume        ignore a partial run left by an interrupted export to the same OUTDIR\n"
     "  --shard-size BYTES maximum tensor bytes per safetensors shard (default 5000000000)\n"
     "  --threads N        worker threads (default: all cores)\n"
@@ -54,9 +57,10 @@ int fail(const std::string& msg) {
 
 int cmdExportGptq(int argc, char** argv) {
     Args args({"--format", "--bits", "--group-size", "--damp", "--calib", "--samples", "--seq-len", "--seed",
-               "--shard-size", "--threads", "--eval", "--ctx", "--chunks", "--dump-dequant", "-o", "--output"},
-              {"--sym", "--asym", "--desc-act", "--static-groups", "--no-true-sequential", "--rtn", "--rtn-only",
-               "--no-resume", "--quiet", "--help"});
+               "--shard-size", "--threads", "--state-type", "--max-memory", "--eval", "--ctx", "--chunks",
+               "--dump-dequant", "-o", "--output"},
+              {"--sym", "--asym", "--desc-act", "--static-groups", "--no-true-sequential", "--rtn",
+               "--rtn-only", "--no-resume", "--quiet", "--help"});
     auto usage = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli export: %s\n%s", e.c_str(), kHelp);
         return kUsage;
@@ -92,6 +96,18 @@ int cmdExportGptq(int argc, char** argv) {
     p.outputDir = out;
     p.resume = !args.has("--no-resume");
     const long long shard = args.intOr("--shard-size", 5'000'000'000LL, err);
+    const long long maxMemory = args.intOr("--max-memory", 0, err);
+    const std::string stateType = args.valueOr("--state-type", "f32");
+    if (stateType == "f32")
+        p.stateType = qz::gptq::StateType::F32;
+    else if (stateType == "f16")
+        p.stateType = qz::gptq::StateType::F16;
+    else if (stateType == "bf16")
+        p.stateType = qz::gptq::StateType::BF16;
+    else
+        return usage("--state-type must be f32, f16 or bf16");
+    if (maxMemory < 0) return usage("--max-memory must not be negative");
+    p.maxStateMemory = static_cast<uint64_t>(maxMemory);
     const int ctx = static_cast<int>(args.intOr("--ctx", 512, err));
     const int chunks = static_cast<int>(args.intOr("--chunks", -1, err));
     if (!err.empty()) return usage(err);
@@ -132,9 +148,16 @@ int cmdExportGptq(int argc, char** argv) {
             sumR += l.relErrRtn;
             ++n;
         }
-    std::printf("wrote %s: %zu files, %.2f MiB of tensors, %zu layers (%d resumed), %d calibration passes, %.1fs\n",
+    std::printf("wrote %s: %zu files, %.2f MiB of tensors, %zu layers (%d resumed), %d calibration passes "
+                "+ %d carry passes, %.1fs\n",
                 res->outputDir.c_str(), res->files.size(), static_cast<double>(res->tensorBytes) / 1048576.0,
-                res->layers.size(), res->resumedLayers, res->calibrationPasses, res->seconds);
+                res->layers.size(), res->resumedLayers, res->calibrationPasses, res->carryPasses,
+                res->seconds);
+    if (res->stateBytes > 0)
+        std::printf("carried hidden states: %d x %d x hidden, %s: %.2f MiB %s\n", p.calib.samples,
+                    p.calib.seqLen, qz::gptq::stateTypeName(p.stateType),
+                    static_cast<double>(res->stateBytes) / 1048576.0,
+                    res->statesSpilled ? "in a temporary file" : "in memory");
     if (n > 0) {
         std::printf("mean relative output error: %s %.6f", p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn", sumG / n);
         if (p.rtnBaseline && p.method == qz::gptq::Method::Gptq) std::printf("  rtn %.6f", sumR / n);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,6 +28,42 @@ Result<std::vector<std::vector<int32_t>>> calibrationWindows(std::span<const int
 Result<std::vector<int32_t>> tokenizeTextFile(const Model& model, const std::string& path);
 // Tokenizes text already read (e.g. for a fingerprint too); `name` (its file) is used in messages.
 Result<std::vector<int32_t>> tokenizeText(const Model& model, const std::string& text, const std::string& name);
+
+// The hidden states of the calibration windows between two decoder blocks, carried from one block to
+// the next (rows × seqLen × hidden values). Stored as F32 (exact: the calibration then equals a run of
+// the whole model from the tokens) or rounded to F16 / BF16 (half the memory). They live in memory, or
+// in an unlinked temporary file in spillDir when they would take more than maxMemoryBytes (0: no limit)
+// - then one row is read or written per call. bytes() = rows · seqLen · hidden · bytesPerValue.
+enum class StateType { F32, F16, BF16 };
+const char* stateTypeName(StateType t);
+
+class CarriedStates {
+  public:
+    CarriedStates() = default;
+    ~CarriedStates();
+    CarriedStates(const CarriedStates&) = delete;
+    CarriedStates& operator=(const CarriedStates&) = delete;
+
+    // Sizes are checked (64-bit products; at most 2^40 values).
+    Status init(int64_t rows, int64_t seqLen, int64_t hidden, StateType type, uint64_t maxMemoryBytes,
+                const std::filesystem::path& spillDir);
+    uint64_t bytes() const { return m_bytes; }
+    bool spilled() const { return m_fd >= 0; }
+    int64_t rowValues() const { return m_rowValues; }
+    // Row r's seqLen·hidden values, widened to F32 / rounded to the storage type.
+    Status get(int64_t row, std::span<float> out);
+    Status put(int64_t row, std::span<const float> in);
+
+  private:
+    int64_t m_rows = 0, m_rowValues = 0;
+    StateType m_type = StateType::F32;
+    size_t m_valueBytes = 4;
+    uint64_t m_bytes = 0;
+    std::vector<uint8_t> m_mem; // when in memory
+    std::vector<uint8_t> m_row; // conversion buffer of one row
+    int m_fd = -1;              // when spilled
+    std::string m_spillName;    // for messages
+};
 
 // splitmix64 step (exposed for tests).
 uint64_t splitmix64(uint64_t& state);

@@ -67,6 +67,7 @@ std::string fingerprint(const Model& model, const ExportParams& p, const std::st
     j["samples"] = p.calib.samples;
     j["seqLen"] = p.calib.seqLen;
     j["seed"] = std::to_string(p.calib.seed);
+    if (p.stateType != StateType::F32) j["states"] = stateTypeName(p.stateType); // F32 runs keep older states
     return j.dump();
 }
 
@@ -149,10 +150,14 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     ExportResult res;
     res.outputDir = outDir;
     const size_t nLayers = plan.layerCount();
-    // Progress units: one per calibration window per pass, 4 per layer, and the writing.
+    const size_t nBlocks = plan.blocks.size();
+    const double nWin = static_cast<double>(windows.size());
+    // Progress units: one per calibration window per pass (group passes, the carry passes between blocks
+    // and the embedding), 4 per layer, and the writing.
     size_t passes = 0;
     for (const auto& b : plan.blocks) passes += p.trueSequential ? b.size() : 1;
-    const double total = static_cast<double>(calibrate ? passes * windows.size() : 0) + 4.0 * nLayers + nLayers;
+    passes += nBlocks; // nBlocks − 1 carries + the embedding
+    const double total = (calibrate ? static_cast<double>(passes) * nWin : 0.0) + 4.0 * nLayers + nLayers;
     double done = 0;
     auto report = [&](double units, const std::string& step) {
         done += units;
@@ -161,9 +166,16 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
 
     std::map<std::string, int> nGroupsOf;        // finished layers (their results live in the layer files)
     WeightOverrides overrides;                    // the exported method's weights (only with keepOverrides)
-    // One engine for all calibration passes: quantized layers are swapped in with setWeight, and each
-    // pass evaluates only the blocks up to the one being calibrated (setLayerLimit).
+    // One engine for the calibration: quantized layers are swapped in with setWeight. The windows are
+    // embedded once; their hidden states are then carried from block to block (AutoGPTQ's sequential
+    // semantics): for each group, block b runs on the states entering it until that group's input has
+    // been observed (Engine::forwardLayer with a stop stage), the group is quantized and installed, and
+    // once the whole block is quantized it runs completely to give the next block's input. So each block
+    // costs (its passes + 1) block evaluations, and every layer still sees the outputs of all layers
+    // quantized before it, exactly as when the model is re-run from the tokens for every pass.
     std::unique_ptr<Engine> engine;
+    CarriedStates states;
+    std::vector<float> row;
     if (calibrate) {
         EngineOptions eo;
         eo.threads = p.quant.threads;
@@ -171,6 +183,27 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         auto eng = Engine::load(model, eo);
         if (!eng) return makeError("calibration: " + eng.error().message);
         engine = std::move(*eng);
+        const int64_t hidden = engine->hparams().nEmbd;
+        // F32 by default: carried exactly, the calibration equals re-running the model from the tokens
+        // (and an earlier run's resume state stays valid). Rounding them to 16 bits halves this memory
+        // but changes every Hessian after block 0 (F16 may also overflow on large activations); with
+        // the default 128 × 512 windows a 4096-wide model carries 1 GiB in F32, spilled to a temporary
+        // file beyond maxStateMemory.
+        std::error_code ec;
+        const fs::path spillDir = p.writeOutput ? tmpDir : fs::temp_directory_path(ec);
+        if (auto s = states.init(static_cast<int64_t>(windows.size()), p.calib.seqLen, hidden, p.stateType,
+                                 p.maxStateMemory, spillDir);
+            !s)
+            return makeError("calibration: " + s.error().message);
+        res.stateBytes = states.bytes();
+        res.statesSpilled = states.spilled();
+        row.resize(static_cast<size_t>(states.rowValues()));
+        for (size_t w = 0; w < windows.size(); ++w) {
+            if (auto s = engine->embed(windows[w], 0, row); !s)
+                return makeError("calibration: " + s.error().message);
+            if (auto s = states.put(static_cast<int64_t>(w), row); !s) return s.error();
+            if (!report(1, "embedding the calibration windows")) return cancelledError();
+        }
     }
     auto install = [&](const std::string& name, std::vector<float> values, WeightOverrides* keep) -> Status {
         if (engine && keep == &overrides)
@@ -188,8 +221,9 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         return okStatus();
     };
 
-    for (size_t bi = 0; bi < plan.blocks.size(); ++bi) {
+    for (size_t bi = 0; bi < nBlocks; ++bi) {
         const auto& block = plan.blocks[bi];
+        if (block.size() != 4) return makeError("GPTQ: a block must have 4 layer groups"); // BlockStage order
         // Calibration units: each pass covers some groups.
         std::vector<std::vector<size_t>> passGroups;
         if (p.trueSequential)
@@ -238,11 +272,12 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                     }
                 }
             if (todo.empty()) {
-                if (calibrate && !report(static_cast<double>(windows.size()), "")) return cancelledError();
+                if (calibrate && !report(nWin, "")) return cancelledError();
                 continue;
             }
 
-            // Hessians: one per group (the group's layers share their input).
+            // Hessians: one per group (the group's layers share their input), from block bi run on the
+            // carried states up to the last group's input.
             std::map<std::string, size_t> firstOfGroup;  // weight name reported -> group slot
             std::vector<HessianAccumulator> hs(block.size());
             if (calibrate) {
@@ -250,22 +285,22 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                     firstOfGroup[block[g][0].weightName] = g;
                     hs[g].reset(block[g][0].in);
                 }
-                engine->setLayerLimit(static_cast<int>(bi) + 1);
-                engine->setObserver([&](const std::string& name, const float* x, int64_t nTok, int64_t nIn) {
+                const LinearObserver observer = [&](const std::string& name, const float* x, int64_t nTok,
+                                                    int64_t nIn) {
                     auto it = firstOfGroup.find(name);
                     if (it == firstOfGroup.end() || nIn != hs[it->second].dim()) return;
                     hs[it->second].add(x, nTok, p.quant.threads);
-                });
+                };
+                const auto stopAt = static_cast<BlockStage>(groups.back());
                 ++res.calibrationPasses;
                 for (size_t w = 0; w < windows.size(); ++w) {
-                    engine->reset();
-                    if (auto s = engine->eval(windows[w], 0, nullptr); !s)
+                    if (auto s = states.get(static_cast<int64_t>(w), row); !s) return s.error();
+                    if (auto s = engine->forwardLayer(static_cast<int>(bi), row, 0, observer, stopAt); !s)
                         return makeError("calibration: " + s.error().message);
                     if (!report(1, "calibrating block " + std::to_string(bi) + " (" + std::to_string(w + 1) + "/" +
                                        std::to_string(windows.size()) + ")"))
                         return cancelledError();
                 }
-                engine->setObserver({});
                 for (size_t g : groups) hs[g].countSample(static_cast<int64_t>(windows.size()));
             }
 
@@ -312,6 +347,20 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 nGroupsOf[L.weightName] = rec.result.nGroups;
                 if (onLayer) onLayer(lr);
                 if (!report(4, L.weightName)) return cancelledError();
+            }
+        }
+
+        // Carry: block bi, now fully quantized, turns the states entering it into those entering bi + 1.
+        if (calibrate && bi + 1 < nBlocks) {
+            ++res.carryPasses;
+            for (size_t w = 0; w < windows.size(); ++w) {
+                if (auto s = states.get(static_cast<int64_t>(w), row); !s) return s.error();
+                if (auto s = engine->forwardLayer(static_cast<int>(bi), row, 0); !s)
+                    return makeError("calibration: " + s.error().message);
+                if (auto s = states.put(static_cast<int64_t>(w), row); !s) return s.error();
+                if (!report(1, "running block " + std::to_string(bi) + " (" + std::to_string(w + 1) + "/" +
+                                   std::to_string(windows.size()) + ")"))
+                    return cancelledError();
             }
         }
     }

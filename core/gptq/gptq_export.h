@@ -3,18 +3,20 @@
 //
 // Calibration (gptq/gptq_calib.h): seeded random windows of a text file. One engine (infer/engine.h) is
 // loaded; every layer quantized so far is swapped into it (Engine::setWeight, dequantized values as a
-// loader computes them, fp16 biases). For every layer group of every decoder block
-// (gptq/gptq_layers.h) the engine runs every window from an empty cache, evaluating only the blocks up
-// to the current one (Engine::setLayerLimit), and its LinearObserver accumulates the group's Hessian
-// (the layers of a group share their input). Each layer is then quantized (gptq/gptq_quant.h). So the
-// calibration is true-sequential as AutoGPTQ's: every layer sees the outputs of all layers quantized
-// before it, in AutoGPTQ's group order [k,v,q], [o], [up,gate], [down] (gpt2: [c_attn], [c_proj],
-// [c_fc], [c_proj]). With trueSequential = false one pass per block calibrates all of the block's
-// layers at once (AutoGPTQ's true_sequential=False), still seeing the quantized earlier blocks.
-// Our engine has no per-block entry point, so each pass recomputes blocks 0..b from the tokens
-// (AutoGPTQ caches the block inputs instead): cost ~ groups × Σ_b (b+1) block evaluations.
-// The RTN baseline (same bits, group size, grid and packing) can be computed alongside (its relative
-// output error per layer on the same Hessians) or exported instead of GPTQ (no calibration needed).
+// loader computes them, fp16 biases). The windows are embedded once and their hidden states are carried
+// from decoder block to decoder block (gptq/gptq_calib.h CarriedStates), as AutoGPTQ does. For every
+// layer group of block b (gptq/gptq_layers.h) the engine runs block b on each window's carried states
+// only as far as that group's input (Engine::forwardLayer with a stop stage), its observer accumulates
+// the group's Hessian (the layers of a group share their input), and the group's layers are quantized
+// (gptq/gptq_quant.h). Once the block is quantized it runs completely on the states, which become block
+// b+1's input. So the calibration is true-sequential as AutoGPTQ's: every layer sees the outputs of all
+// layers quantized before it, in AutoGPTQ's group order [k,v,q], [o], [up,gate], [down] (gpt2:
+// [c_attn], [c_proj], [c_fc], [c_proj]); with trueSequential = false one pass per block calibrates all
+// of its layers at once (AutoGPTQ's true_sequential=False). Cost: (passes + 1) block evaluations per
+// block (at most 4 partial + 1 complete), linear in depth. With F32 states (the default) the Hessians
+// equal those of re-running the model from the tokens for every pass.
+// The RTN baseline (same bits, group size, grid and packing) can be computed alongside GPTQ (its relative
+// output error per layer on the same Hessians) or exported instead (no calibration needed).
 //
 // Output (written into a hidden temporary folder beside the destination, ".<name>.gptq-partial",
 // renamed onto the destination only when complete; the destination must not exist or be empty):
@@ -27,8 +29,9 @@
 // Resume: the temporary folder holds "gptq-state.json" (a fingerprint of the model, the calibration text
 // and every parameter that changes the result) and one "<layer>.qzl" file per finished layer
 // (gptq/gptq_layers.h). A new run with the same destination and a matching fingerprint loads the
-// finished layers and continues from the first missing one (its group's Hessians are recomputed with
-// the same quantized predecessors, so the result equals an uninterrupted run); a mismatching
+// finished layers and continues from the first missing one: the carried states are rebuilt by running
+// the blocks before it once with their quantized layers, and its group's Hessians are recomputed with
+// the same quantized predecessors, so the result equals an uninterrupted run; a mismatching
 // fingerprint discards the state. Cancel or failure leaves that state (and never the destination).
 #pragma once
 
@@ -60,6 +63,8 @@ struct ExportParams {
     uint64_t maxShardBytes = 5'000'000'000;
     bool keepOverrides = false;      // return the dequantized weights (for an evaluation)
     bool writeOutput = true;         // false: quantize and report only (nothing written, no resume state)
+    StateType stateType = StateType::F32; // storage of the carried hidden states (F32: exact)
+    uint64_t maxStateMemory = 0; // carried states above this many bytes go to a temporary file (0: no limit)
 };
 
 struct LayerReport {
@@ -80,7 +85,10 @@ struct ExportResult {
     std::vector<std::string> files;  // written, relative to outputDir
     uint64_t tensorBytes = 0;
     int resumedLayers = 0;
-    int calibrationPasses = 0;       // engine runs over the calibration set
+    int calibrationPasses = 0;  // Hessian passes (one block, up to a group's input) over the calibration set
+    int carryPasses = 0;        // complete block evaluations over the calibration set (carrying the states)
+    uint64_t stateBytes = 0;    // the carried hidden states: windows × seqLen × hidden × bytes per value
+    bool statesSpilled = false; // they were kept in a temporary file (over maxStateMemory)
     double seconds = 0;
     // With keepOverrides: dequantized weights (in each tensor's own layout, Conv1D [in, out]) and fp16
     // biases of the exported method, and of the RTN baseline when computed.

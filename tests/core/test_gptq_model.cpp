@@ -1,7 +1,9 @@
 // GPTQ on the test models through our engine (llama-perplexity method on shakespeare-valid, calibration
 // from shakespeare-train): GPTQ 4-bit g128 beats RTN 4-bit g128, GPTQ 8-bit is within 1 % of the
 // original; export / cancel / resume leaves nothing half-written and resumes to the same files; the
-// exported folder opens again with our reader and carries AutoGPTQ's config.
+// exported folder opens again with our reader and carries AutoGPTQ's config. The engine's per-layer API
+// (embed / forwardLayer / head) reproduces eval(); the calibration that carries the hidden states from
+// block to block gives the same layers as re-running the model from the tokens for every pass.
 #include <QtTest>
 
 #include <filesystem>
@@ -9,6 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "gptq/gptq_export.h"
+#include "gptq/gptq_hessian.h"
+#include "gptq/gptq_layers.h"
+#include "infer/hparams.h"
 #include "infer/perplexity.h"
 #include "infer/text_tokens.h"
 
@@ -62,6 +67,10 @@ private slots:
     void gptqVersusRtn();
     void exportCancelResume();
     void rejectsBadInput();
+    void layerApiMatchesEval_data();
+    void layerApiMatchesEval();
+    void carriedEqualsRecomputed();
+    void spilledStates();
 };
 
 void TestGptqModel::gptqVersusRtn_data() {
@@ -89,6 +98,7 @@ void TestGptqModel::gptqVersusRtn() {
     const size_t expectedLayers = model == "bard-llama" ? 4 * 7 : 3 * 4;
     QCOMPARE(reports.size(), expectedLayers);
     QCOMPARE(r4->calibrationPasses, static_cast<int>(model == "bard-llama" ? 4 * 4 : 3 * 4));  // true-sequential
+    QCOMPARE(r4->carryPasses, static_cast<int>(model == "bard-llama" ? 3 : 2)); // one per block but the last
 
     auto p8 = baseParams(8);
     p8.rtnBaseline = false;
@@ -208,6 +218,209 @@ void TestGptqModel::rejectsBadInput() {
     QVERIFY(g.ok());
     p.outputDir = (tmp.path() + "/o").toStdString();
     QVERIFY(!gptq::exportGptq(**g, p).ok());
+}
+
+void TestGptqModel::layerApiMatchesEval_data() {
+    QTest::addColumn<QString>("model");
+    QTest::newRow("bard-llama") << "bard-llama";
+    QTest::newRow("bard-gpt2") << "bard-gpt2";
+}
+
+// embed + forwardLayer over every block + head gives eval()'s logits and linear inputs bit for bit; a
+// stopped block observes only up to its stage and leaves the states alone; bad arguments fail.
+void TestGptqModel::layerApiMatchesEval() {
+    QFETCH(QString, model);
+    auto m = openModel(kData + "/models/" + model.toStdString());
+    QVERIFY(m.ok());
+    EngineOptions eo;
+    eo.nCtx = 64;
+    auto e = Engine::load(**m, eo);
+    QVERIFY(e.ok());
+    Engine& en = **e;
+    const int d = en.hparams().nEmbd, nV = en.nVocab(), nL = en.hparams().nLayer;
+    std::vector<int32_t> toks;
+    for (int i = 0; i < 37; ++i)
+        toks.push_back((i * 7919 + 3) % nV);
+    const int n = static_cast<int>(toks.size());
+
+    std::map<std::string, std::vector<float>> seenEval, seenLayer;
+    auto keep = [](std::map<std::string, std::vector<float>>& dst) {
+        return [&dst](const std::string& name, const float* x, int64_t nt, int64_t nIn) {
+            dst[name].assign(x, x + nt * nIn);
+        };
+    };
+    std::vector<float> ref(static_cast<size_t>(n) * nV), got(ref.size());
+    en.setObserver(keep(seenEval));
+    en.reset();
+    QVERIFY(en.eval(toks, 0, ref.data(), 0).ok());
+    en.setObserver({});
+
+    std::vector<float> x(static_cast<size_t>(n) * d);
+    QVERIFY(en.embed(toks, 0, x).ok());
+    for (int l = 0; l < nL; ++l) {
+        // A stopped pass first: it sees the block's inputs up to the stage and changes nothing.
+        const std::vector<float> before = x;
+        std::map<std::string, std::vector<float>> part;
+        QVERIFY(en.forwardLayer(l, x, 0, keep(part), BlockStage::AttnOutInput).ok());
+        QVERIFY(x == before);
+        QCOMPARE(part.size(), size_t(model == "bard-llama" ? 4 : 2)); // q, k, v, o / c_attn, c_proj
+        QVERIFY(en.forwardLayer(l, x, 0, keep(seenLayer)).ok());
+        QVERIFY(x != before);
+    }
+    QVERIFY(en.head(x, got.data(), keep(seenLayer)).ok());
+    QVERIFY(got == ref);
+    QCOMPARE(seenLayer.size(), seenEval.size());
+    for (const auto& [name, v] : seenEval)
+        QVERIFY2(seenLayer[name] == v, name.c_str());
+
+    // Positions are used: the same tokens at positions 5 .. give other states (RoPE in the block for
+    // llama, the learned positions of embed for gpt2).
+    std::vector<float> at0(static_cast<size_t>(n) * d), at5(at0.size());
+    QVERIFY(en.embed(toks, 0, at0).ok());
+    QVERIFY(en.embed(toks, model == "bard-gpt2" ? 5 : 0, at5).ok());
+    QVERIFY(en.forwardLayer(0, at0, 0).ok());
+    QVERIFY(en.forwardLayer(0, at5, 5).ok());
+    QVERIFY(at0 != at5);
+
+    // Bad arguments.
+    QVERIFY(!en.forwardLayer(nL, x, 0).ok());
+    QVERIFY(!en.forwardLayer(-1, x, 0).ok());
+    std::vector<float> odd(static_cast<size_t>(d) + 1);
+    QVERIFY(!en.forwardLayer(0, odd, 0).ok());
+    QVERIFY(!en.forwardLayer(0, std::span<float>(), 0).ok());
+    std::vector<float> tooLong(static_cast<size_t>(65) * d);
+    QVERIFY(!en.forwardLayer(0, tooLong, 0).ok());
+    QVERIFY(!en.head(odd, got.data()).ok());
+    const std::vector<int32_t> bad = {1, nV};
+    std::vector<float> two(2 * static_cast<size_t>(d));
+    QVERIFY(!en.embed(bad, 0, two).ok());
+    QVERIFY(!en.embed(toks, 0, two).ok()); // wrong output size
+    QVERIFY(!en.embed(std::vector<int32_t>{1, 2}, -1, two).ok());
+    if (model == "bard-gpt2")
+        QVERIFY(!en.embed(std::vector<int32_t>{1, 2}, en.hparams().nCtxTrain - 1, two).ok());
+    // eval still works after per-layer use (its cache was reset).
+    en.reset();
+    QVERIFY(en.eval(toks, 0, got.data(), 0).ok());
+    QVERIFY(got == ref);
+}
+
+// The export's layers equal those of the old way of calibrating: every pass re-runs blocks 0..b of the
+// model from the tokens (Engine::setLayerLimit + eval) with all layers quantized so far installed. The
+// reference is built here from the engine's eval and the GPTQ quantizer; F32 carried states must give
+// bit-identical weights. F16 / BF16 states change the Hessians: their output-error figures stay close.
+void TestGptqModel::carriedEqualsRecomputed() {
+    auto m = openModel(kData + "/models/bard-llama");
+    QVERIFY(m.ok());
+    gptq::ExportParams p = baseParams(4);
+    p.rtnBaseline = false;
+    p.calib.samples = 6;
+    p.calib.seqLen = 48;
+    std::vector<gptq::LayerReport> reports;
+    auto res = gptq::exportGptq(**m, p, {}, [&](const gptq::LayerReport& r) { reports.push_back(r); });
+    QVERIFY2(res.ok(), res.ok() ? "" : res.error().message.c_str());
+
+    // Reference: recompute from the tokens for every group.
+    auto toks = gptq::tokenizeTextFile(**m, kTrain);
+    QVERIFY(toks.ok());
+    auto windows = gptq::calibrationWindows(*toks, p.calib);
+    QVERIFY(windows.ok());
+    auto plan = gptq::planLayers(**m);
+    QVERIFY(plan.ok());
+    EngineOptions eo;
+    eo.nCtx = p.calib.seqLen;
+    auto e = Engine::load(**m, eo);
+    QVERIFY(e.ok());
+    Engine& en = **e;
+    int checked = 0;
+    for (size_t b = 0; b < plan->blocks.size(); ++b)
+        for (const auto& group : plan->blocks[b]) {
+            gptq::HessianAccumulator acc(group[0].in);
+            en.setLayerLimit(static_cast<int>(b) + 1);
+            en.setObserver([&](const std::string& name, const float* x, int64_t nt, int64_t) {
+                if (name == group[0].weightName) acc.add(x, nt);
+            });
+            for (const auto& w : *windows) {
+                en.reset();
+                QVERIFY(en.eval(w, 0, nullptr).ok());
+            }
+            en.setObserver({});
+            acc.countSample(static_cast<int64_t>(windows->size()));
+            const std::vector<float> H = acc.finish();
+            for (const auto& L : group) {
+                auto w = readTensorF32(**m, *(*m)->find(L.weightName));
+                QVERIFY(w.ok());
+                auto q = gptq::quantizeLayerGptq(w->data(), L.out, L.in, H, p.quant);
+                QVERIFY(q.ok());
+                const std::vector<float> deq = gptq::dequantize(*q);
+                QVERIFY(res->overrides.count(L.weightName));
+                QVERIFY2(res->overrides.at(L.weightName) == deq, L.weightName.c_str());
+                QVERIFY(en.setWeight(L.weightName, deq).ok());
+                ++checked;
+            }
+        }
+    QCOMPARE(checked, 28);
+
+    // 16-bit carried states: other Hessians after block 0, same layer count, errors within 5 % of F32's.
+    for (auto type : {gptq::StateType::F16, gptq::StateType::BF16}) {
+        gptq::ExportParams p16 = p;
+        p16.stateType = type;
+        std::vector<gptq::LayerReport> r16;
+        auto res16 = gptq::exportGptq(**m, p16, {}, [&](const gptq::LayerReport& r) { r16.push_back(r); });
+        QVERIFY(res16.ok());
+        QCOMPARE(r16.size(), reports.size());
+        QCOMPARE(res16->stateBytes, res->stateBytes / 2);
+        double worst = 0;
+        for (size_t i = 0; i < r16.size(); ++i) {
+            QCOMPARE(r16[i].name, reports[i].name);
+            worst = std::max(worst, std::fabs(r16[i].relErr / reports[i].relErr - 1));
+        }
+        qInfo("%s states: worst relative change of a layer's output error vs F32: %.4f",
+              gptq::stateTypeName(type), worst);
+        QVERIFY(worst < 0.05);
+        // The rounding really happens (the embeddings are rounded too, so even block 0 may change).
+        int same = 0;
+        for (const auto& [name, v] : res16->overrides)
+            same += v == res->overrides.at(name);
+        QVERIFY(same < 28);
+    }
+}
+
+// States over the memory budget go to a temporary file and give the same layers.
+void TestGptqModel::spilledStates() {
+    auto m = openModel(kData + "/models/bard-gpt2");
+    QVERIFY(m.ok());
+    QTemporaryDir tmp;
+    gptq::ExportParams p = baseParams(4);
+    p.rtnBaseline = false;
+    p.calib.samples = 3;
+    p.calib.seqLen = 40;
+    auto inMemory = gptq::exportGptq(**m, p);
+    QVERIFY(inMemory.ok());
+    QVERIFY(!inMemory->statesSpilled);
+    auto hp = readInferHParams(**m);
+    QVERIFY(hp.ok());
+    QCOMPARE(inMemory->stateBytes,
+             uint64_t(3) * 40 * uint64_t(hp->nEmbd) * 4); // windows × seq × hidden × F32
+    for (auto type : {gptq::StateType::F32, gptq::StateType::BF16}) {
+        p.stateType = type;
+        p.maxStateMemory = 0;
+        auto mem = gptq::exportGptq(**m, p);
+        p.maxStateMemory = 1000;
+        p.writeOutput = true;
+        p.outputDir = (tmp.path() + "/out-" + gptq::stateTypeName(type)).toStdString();
+        auto spilled = gptq::exportGptq(**m, p);
+        p.writeOutput = false;
+        QVERIFY(mem.ok() && spilled.ok());
+        QVERIFY(spilled->statesSpilled);
+        QCOMPARE(spilled->overrides.size(), mem->overrides.size());
+        for (const auto& [name, v] : mem->overrides)
+            QVERIFY2(spilled->overrides.at(name) == v, name.c_str());
+    }
+    // The temporary file is unlinked at once: nothing but the output folder is left.
+    int entries = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp.path().toStdString()))
+        ++entries;
+    QCOMPARE(entries, 2);
 }
 
 QTEST_GUILESS_MAIN(TestGptqModel)
