@@ -32,7 +32,8 @@ const char* kHelp =
     "  --seed S           window seed (default 0)\n"
     "  --no-true-sequential  one calibration pass per block instead of one per layer group\n"
     "  --rtn              also compute the round-to-nearest baseline (errors and, with --eval, perplexity)\n"
-    "  --rtn-only         export the round-to-nearest baseline instead of GPTQ (no calibration needed)\n"
+    "  --rtn-only         export the round-to-nearest baseline instead of GPTQ (no calibration: --calib\n"
+    "                     is not read and no output errors are reported)\n"
     "  --state-type T     f32 (default, exact), f16 or bf16: the calibration windows' hidden states\n"
     "                     carried from layer to layer (windows x seq-len x hidden x 4 or 2 bytes)\n"
     "  --max-memory BYTES keep the carried states in a temporary file beside OUTDIR when larger\n"
@@ -115,6 +116,9 @@ int cmdExportGptq(int argc, char** argv) {
     p.maxShardBytes = static_cast<uint64_t>(shard);
     if (auto s = qz::gptq::validateConfig(p.quant); !s) return usage(s.error().message);
     if (p.method == qz::gptq::Method::Gptq && p.calibPath.empty()) return usage("--calib TEXT is required for GPTQ");
+    if (p.method == qz::gptq::Method::Rtn && !p.calibPath.empty() && !args.has("--quiet"))
+        std::fprintf(stderr,
+                     "note: --rtn-only needs no calibration; --calib is not used (no output errors)\n");
     const std::string evalPath = args.valueOr("--eval", "");
     const std::string dumpPath = args.valueOr("--dump-dequant", "");
     p.keepOverrides = !evalPath.empty() || !dumpPath.empty();

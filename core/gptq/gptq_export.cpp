@@ -115,7 +115,9 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
             for (const auto& L : g)
                 if (auto s = checkLayerShape(p.quant, L.out, L.in); !s)
                     return makeError(L.weightName + ": " + s.error().message);
-    const bool calibrate = p.method == Method::Gptq || (p.rtnBaseline && !p.calibPath.empty());
+    // Only GPTQ needs the calibration: RTN quantizes each weight on its own (with Method::Rtn a given
+    // calibration text is not read, and the layers report no output error).
+    const bool calibrate = p.method == Method::Gptq;
     if (p.method == Method::Gptq && p.calibPath.empty()) return makeError("GPTQ needs a calibration text");
 
     // Calibration text and windows.

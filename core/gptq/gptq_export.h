@@ -16,7 +16,8 @@
 // block (at most 4 partial + 1 complete), linear in depth. With F32 states (the default) the Hessians
 // equal those of re-running the model from the tokens for every pass.
 // The RTN baseline (same bits, group size, grid and packing) can be computed alongside GPTQ (its relative
-// output error per layer on the same Hessians) or exported instead (no calibration needed).
+// output error per layer on the same Hessians) or exported instead (Method::Rtn: no calibration at all,
+// no output errors).
 //
 // Output (written into a hidden temporary folder beside the destination, ".<name>.gptq-partial",
 // renamed onto the destination only when complete; the destination must not exist or be empty):

@@ -71,6 +71,7 @@ private slots:
     void layerApiMatchesEval();
     void carriedEqualsRecomputed();
     void spilledStates();
+    void rtnOnlySkipsCalibration();
 };
 
 void TestGptqModel::gptqVersusRtn_data() {
@@ -421,6 +422,37 @@ void TestGptqModel::spilledStates() {
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp.path().toStdString()))
         ++entries;
     QCOMPARE(entries, 2);
+}
+
+// RTN needs no calibration: a given text is not read, no engine pass runs, no output error is claimed.
+void TestGptqModel::rtnOnlySkipsCalibration() {
+    auto m = openModel(kData + "/models/bard-llama");
+    QVERIFY(m.ok());
+    gptq::ExportParams p = baseParams(4);
+    p.method = gptq::Method::Rtn;
+    p.calibPath = kTrain;
+    std::vector<gptq::LayerReport> reps;
+    auto r = gptq::exportGptq(**m, p, {}, [&](const gptq::LayerReport& l) { reps.push_back(l); });
+    QVERIFY(r.ok());
+    QCOMPARE(r->calibrationPasses, 0);
+    QCOMPARE(r->carryPasses, 0);
+    QCOMPARE(r->stateBytes, uint64_t(0));
+    QCOMPARE(reps.size(), size_t(28));
+    for (const auto& l : reps)
+        QCOMPARE(l.relErr, -1.0);
+    // Not even read: a missing calibration file does not matter for RTN.
+    p.calibPath = kData + "/text/does-not-exist.txt";
+    auto r2 = gptq::exportGptq(**m, p);
+    QVERIFY(r2.ok());
+    // The weights are RTN's.
+    auto w = readTensorF32(**m, *(*m)->find("model.layers.2.mlp.down_proj.weight"));
+    QVERIFY(w.ok());
+    auto plan = gptq::planLayers(**m);
+    QVERIFY(plan.ok());
+    const auto& L = plan->blocks[2][3][0];
+    QCOMPARE(L.weightName, std::string("model.layers.2.mlp.down_proj.weight"));
+    QVERIFY(r2->overrides.at(L.weightName) ==
+            gptq::dequantize(gptq::quantizeLayerRtn(w->data(), L.out, L.in, p.quant)));
 }
 
 QTEST_GUILESS_MAIN(TestGptqModel)
