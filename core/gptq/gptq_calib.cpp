@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -155,12 +156,17 @@ Status CarriedStates::put(int64_t row, std::span<const float> in) {
     const uint8_t* src = reinterpret_cast<const uint8_t*>(in.data());
     if (m_type != StateType::F32) {
         auto* h = reinterpret_cast<uint16_t*>(m_row.data());
-        if (m_type == StateType::F16)
-            for (size_t i = 0; i < in.size(); ++i)
+        if (m_type == StateType::F16) {
+            for (size_t i = 0; i < in.size(); ++i) {
+                if (!(std::fabs(in[i]) <= 65504.0f))
+                    return makeError("a hidden state value (" + std::to_string(in[i]) +
+                                     ") does not fit F16: carry the states as F32 or BF16");
                 h[i] = fp32ToFp16(in[i]);
-        else
+            }
+        } else {
             for (size_t i = 0; i < in.size(); ++i)
                 h[i] = fp32ToBf16(in[i]);
+        }
         src = m_row.data();
     }
     if (m_fd < 0) {

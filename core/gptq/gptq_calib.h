@@ -34,6 +34,7 @@ Result<std::vector<int32_t>> tokenizeText(const Model& model, const std::string&
 // the whole model from the tokens) or rounded to F16 / BF16 (half the memory). They live in memory, or
 // in an unlinked temporary file in spillDir when they would take more than maxMemoryBytes (0: no limit)
 // - then one row is read or written per call. bytes() = rows · seqLen · hidden · bytesPerValue.
+// put() fails on a value F16 cannot hold (|x| > 65504) instead of carrying an infinity.
 enum class StateType { F32, F16, BF16 };
 const char* stateTypeName(StateType t);
 

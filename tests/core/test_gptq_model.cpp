@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/fp16.h"
 #include "gptq/gptq_export.h"
 #include "gptq/gptq_hessian.h"
 #include "gptq/gptq_layers.h"
@@ -71,6 +72,7 @@ private slots:
     void layerApiMatchesEval();
     void carriedEqualsRecomputed();
     void spilledStates();
+    void carriedStatesStore();
     void rtnOnlySkipsCalibration();
 };
 
@@ -422,6 +424,41 @@ void TestGptqModel::spilledStates() {
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp.path().toStdString()))
         ++entries;
     QCOMPARE(entries, 2);
+}
+
+// The store itself: sizes, rounding, F16's range, bad rows, in memory and spilled.
+void TestGptqModel::carriedStatesStore() {
+    QTemporaryDir tmp;
+    for (uint64_t budget : {uint64_t(0), uint64_t(1)}) {
+        gptq::CarriedStates f16;
+        QVERIFY(f16.init(3, 2, 4, gptq::StateType::F16, budget, tmp.path().toStdString()).ok());
+        QCOMPARE(f16.bytes(), uint64_t(3 * 2 * 4 * 2));
+        QCOMPARE(f16.spilled(), budget != 0);
+        std::vector<float> v = {1.0f, -2.5f, 0.1f, 65504.0f, 3.0f, 1e-3f, -7.0f, 1000.0f}, back(8);
+        QVERIFY(f16.put(2, v).ok());
+        QVERIFY(f16.get(2, back).ok());
+        QCOMPARE(back[2], fp16ToFp32(fp32ToFp16(0.1f)));  // rounded to F16
+        QVERIFY(back[2] != 0.1f);
+        QCOMPARE(back[3], 65504.0f);
+        v[5] = 70000.0f;  // beyond F16: refused, not carried as an infinity
+        QVERIFY(!f16.put(1, v).ok());
+        v[5] = NAN;
+        QVERIFY(!f16.put(1, v).ok());
+        QVERIFY(!f16.put(3, back).ok());  // row out of range
+        QVERIFY(!f16.get(-1, back).ok());
+        std::vector<float> shortRow(7);
+        QVERIFY(!f16.get(0, shortRow).ok());
+        gptq::CarriedStates f32;
+        QVERIFY(f32.init(2, 2, 4, gptq::StateType::F32, budget, tmp.path().toStdString()).ok());
+        v[5] = 70000.0f;
+        QVERIFY(f32.put(1, v).ok());
+        QVERIFY(f32.get(1, back).ok());
+        QVERIFY(back == v);
+    }
+    gptq::CarriedStates bad;
+    QVERIFY(!bad.init(0, 2, 4, gptq::StateType::F32, 0, tmp.path().toStdString()).ok());
+    QVERIFY(!bad.init(1 << 20, 1 << 20, 1 << 20, gptq::StateType::F32, 0, tmp.path().toStdString()).ok());
+    QVERIFY(!bad.init(2, 2, 4, gptq::StateType::F32, 1, (tmp.path() + "/missing").toStdString()).ok());
 }
 
 // RTN needs no calibration: a given text is not read, no engine pass runs, no output error is claimed.
