@@ -1,9 +1,9 @@
 // quantzoo-cli imatrix: llama-imatrix's importance matrix (GGUF) computed with our CPU engine.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "args.h"
+#include "common/file_util.h"
+#include "io/hf_folder.h"
 #include "commands.h"
 #include "infer/imatrix_collect.h"
 #include "model/model.h"
@@ -45,20 +45,23 @@ int cmdImatrix(int argc, char** argv) {
     if (!err.empty()) return usageError(err);
     if (p.nCtx < 2 || p.nCtx > 1 << 20) return usageError("-c must be at least 2");
 
-    std::ifstream f(*args.value("-f"), std::ios::binary);
-    if (!f) {
-        std::fprintf(stderr, "quantzoo-cli: cannot read %s\n", args.value("-f")->c_str());
-        return kFailed;
+    // A regular file only (not /dev/zero, not a FIFO), at most 1 GiB, cancellable.
+    auto text = qz::readRegularFile(*args.value("-f"), kMaxTextBytes, [] { return interrupted(); });
+    if (!text) {
+        std::fprintf(stderr, "quantzoo-cli: %s\n", text.error().message.c_str());
+        return text.error().cancelled ? kCancelled : kFailed;
     }
-    std::stringstream s;
-    s << f.rdbuf();
     auto model = qz::openModel(args.positional()[0]);
     if (!model) {
         std::fprintf(stderr, "quantzoo-cli: %s\n", model.error().message.c_str());
         return kFailed;
     }
+    if (auto st = qz::refuseOverwritingModel(**model, *args.value("-o")); !st) {
+        std::fprintf(stderr, "quantzoo-cli: %s\n", st.error().message.c_str());
+        return kFailed;
+    }
     ProgressLine line("imatrix", args.has("--quiet"));
-    auto r = qz::computeImatrix(**model, s.str(), p, line.callback());
+    auto r = qz::computeImatrix(**model, *text, p, line.callback());
     line.finish();
     if (!r) {
         std::fprintf(stderr, "quantzoo-cli: %s\n", r.error().message.c_str());

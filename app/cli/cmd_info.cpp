@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "args.h"
+#include "common/file_util.h"
 #include "commands.h"
 #include "model/model.h"
 
@@ -65,17 +66,21 @@ int cmdInfo(int argc, char** argv) {
     }
     std::printf("model:        %s\nformat:       %s\narchitecture: %s\ntensors:      %zu\nparameters:   %llu\n"
                 "size:         %llu bytes\n",
-                m.path.c_str(), formatName(m.format), m.architecture.empty() ? "?" : m.architecture.c_str(),
+                qz::printableText(m.path).c_str(), formatName(m.format),
+                m.architecture.empty() ? "?" : qz::printableText(m.architecture).c_str(),
                 m.tensors.size(), static_cast<unsigned long long>(m.totalParameters()),
                 static_cast<unsigned long long>(m.totalBytes()));
     if (!m.metadata.empty()) {
         std::printf("\nmetadata:\n");
-        for (const auto& kv : m.metadata) std::printf("  %-44s %s\n", kv.key.c_str(), kv.value.c_str());
+        for (const auto& kv : m.metadata)  // untrusted text: no terminal escape sequences reach the terminal
+            std::printf("  %-44s %s\n", qz::printableText(kv.key).c_str(),
+                        qz::printableText(kv.value).c_str());
     }
     if (tensors) {
         std::printf("\n%-48s %-8s %-20s %12s %12s\n", "tensor", "type", "shape", "params", "bytes");
         for (const auto& t : m.tensors)
-            std::printf("%-48s %-8s %-20s %12llu %12llu\n", t.name.c_str(), std::string(qz::dtypeName(t.dtype)).c_str(),
+            std::printf("%-48s %-8s %-20s %12llu %12llu\n", qz::printableText(t.name).c_str(),
+                        std::string(qz::dtypeName(t.dtype)).c_str(),
                         t.shapeString().c_str(), static_cast<unsigned long long>(t.numel()),
                         static_cast<unsigned long long>(t.nbytes));
     }

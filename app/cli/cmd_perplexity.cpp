@@ -1,9 +1,9 @@
 // quantzoo-cli perplexity: llama-perplexity's perplexity and KL-divergence on our CPU engine.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "args.h"
+#include "common/file_util.h"
+#include "io/hf_folder.h"
 #include "commands.h"
 #include "infer/engine.h"
 #include "infer/perplexity.h"
@@ -27,14 +27,6 @@ const char* kPerplexityHelp =
     "  KL-divergence statistics of MODEL against it (-f is then not needed).\n"
     "  --f32-attention: plain F32 K/V cache and GELU (llama.cpp's F16 KV cache emulation off).\n";
 
-bool readFile(const std::string& path, std::string& out) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return false;
-    std::stringstream s;
-    s << f.rdbuf();
-    out = s.str();
-    return !f.bad();
-}
 }  // namespace
 
 int cmdPerplexity(int argc, char** argv) {
@@ -67,12 +59,16 @@ int cmdPerplexity(int argc, char** argv) {
         return e.cancelled ? kCancelled : kFailed;
     };
     std::string text;
-    if (args.has("-f") && !readFile(*args.value("-f"), text)) {
-        std::fprintf(stderr, "quantzoo-cli: cannot read %s\n", args.value("-f")->c_str());
-        return kFailed;
+    if (args.has("-f")) {  // a regular file only (not /dev/zero, not a FIFO), at most 1 GiB, cancellable
+        auto t = qz::readRegularFile(*args.value("-f"), kMaxTextBytes, [] { return interrupted(); });
+        if (!t) return fail(t.error());
+        text = std::move(*t);
     }
     auto model = qz::openModel(args.positional()[0]);
     if (!model) return fail(model.error());
+    if (args.has("--kl-divergence-base") && !kld)
+        if (auto st = qz::refuseOverwritingModel(**model, *args.value("--kl-divergence-base")); !st)
+            return fail(st.error());
 
     // Tokens and BOS handling (the KLD base carries its own tokens; only the BOS rule is needed then).
     auto in = qz::tokenizeForPerplexity(**model, kld ? std::string_view() : std::string_view(text),

@@ -6,6 +6,8 @@
 
 #include "args.h"
 #include "commands.h"
+#include "common/safe_file.h"
+#include "io/hf_folder.h"
 #include "jobs/quantize_job.h"
 #include "jobs/report.h"
 #include "model/model.h"
@@ -160,6 +162,12 @@ int cmdQuantize(int argc, char** argv) {
         }
         std::fputs(qz::codeWindowText(*w, ti.name).c_str(), stdout);
     }
+    for (const char* o : {"--report", "--markdown"})  // a report never replaces a file of the model
+        if (auto path = args.value(o))
+            if (auto st = qz::refuseOverwritingModel(**model, *path); !st) {
+                std::fprintf(stderr, "quantzoo-cli: %s\n", st.error().message.c_str());
+                return kFailed;
+            }
     if (auto path = args.value("--report")) {
         if (auto st = qz::writeFileAtomic(*path, json); !st) {
             std::fprintf(stderr, "quantzoo-cli: %s\n", st.error().message.c_str());

@@ -6,6 +6,9 @@ namespace qzcli {
 
 enum ExitCode { kOk = 0, kFailed = 1, kUsage = 2, kCancelled = 130 };
 
+// Text inputs (-f) larger than this are refused (1 GiB, as the calibration text of the exporters).
+constexpr unsigned long long kMaxTextBytes = 1ull << 30;
+
 int cmdInfo(int argc, char** argv);
 int cmdQuantize(int argc, char** argv);
 int cmdExport(int argc, char** argv);

@@ -1,6 +1,8 @@
 // quantzoo-cli: the command line of QuantZoo — the same engine (core/) and the same options as the GUI.
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <string>
 
 #include "commands.h"
@@ -27,7 +29,8 @@ void usage(FILE* out) {
     std::fprintf(out, "usage: quantzoo-cli <command> [options]\n\ncommands:\n");
     for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
     std::fprintf(out, "\n'quantzoo-cli <command> --help' shows a command's options.\n"
-                      "exit codes: 0 ok, 1 failed (reason on stderr), 2 usage error, 130 cancelled\n");
+                      "exit codes: 0 ok, 1 failed (reason on stderr), 2 usage error,\n"
+                      "130 / 143 / 129 cancelled by SIGINT / SIGTERM / SIGHUP\n");
 }
 
 }  // namespace
@@ -39,7 +42,26 @@ int main(int argc, char** argv) {
     }
     qzcli::installInterruptHandler();
     for (const auto& c : kCommands)
-        if (!std::strcmp(argv[1], c.name)) return c.run(argc, argv);
+        if (!std::strcmp(argv[1], c.name)) {
+            int rc = qzcli::kFailed;
+            // No exception may end the process through std::terminate: the unwinding runs the writers'
+            // destructors (temporary files removed) and the reason is printed.
+            try {
+                rc = c.run(argc, argv);
+            } catch (const std::bad_alloc&) {
+                std::fprintf(stderr, "quantzoo-cli: %s: out of memory\n", c.name);
+                rc = qzcli::kFailed;
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "quantzoo-cli: %s: internal error: %s\n", c.name, e.what());
+                rc = qzcli::kFailed;
+            } catch (...) {
+                std::fprintf(stderr, "quantzoo-cli: %s: internal error\n", c.name);
+                rc = qzcli::kFailed;
+            }
+            // Stopped by a signal: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+            if (const int sig = qzcli::interruptSignal(); sig != 0 && rc != qzcli::kOk) rc = 128 + sig;
+            return rc;
+        }
     std::fprintf(stderr, "quantzoo-cli: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return qzcli::kUsage;

@@ -6,17 +6,34 @@
 #include <csignal>
 #include <cstdio>
 
+#include "common/safe_file.h"
+
 namespace qzcli {
 
 namespace {
-std::atomic<bool> g_interrupted{false};
-extern "C" void onSigint(int) {
-    if (g_interrupted.exchange(true)) std::_Exit(130);
+std::atomic<int> g_signal{0};  // the first SIGINT / SIGTERM / SIGHUP received
+static_assert(std::atomic<int>::is_always_lock_free);
+
+// First signal: only the flag (the running job polls it, cancels, and removes its temporary files itself).
+// Second signal: the registered temporary files are unlinked here (unlink is async-signal-safe) and the
+// process ends at once with 128 + the first signal.
+extern "C" void onSignal(int sig) {
+    int expected = 0;
+    if (g_signal.compare_exchange_strong(expected, sig)) return;
+    qz::unlinkRegisteredTempFiles();
+    ::_exit(128 + expected);
 }
 }  // namespace
 
-void installInterruptHandler() { std::signal(SIGINT, onSigint); }
-bool interrupted() { return g_interrupted.load(); }
+void installInterruptHandler() {
+    struct sigaction sa {};
+    sa.sa_handler = onSignal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+}
+bool interrupted() { return g_signal.load() != 0; }
+int interruptSignal() { return g_signal.load(); }
 
 ProgressLine::ProgressLine(std::string label, bool quiet)
     : m_label(std::move(label)), m_quiet(quiet), m_tty(::isatty(STDERR_FILENO) != 0),

@@ -1,47 +1,69 @@
 #include "common/file_util.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
 
 namespace qz {
 
-Status writeFileAtomic(const std::string& path, const std::string& text) {
-    namespace fs = std::filesystem;
-    const fs::path target(path);
-    const fs::path tmp =
-        target.parent_path() / (".~" + target.filename().string() + "." + std::to_string(::getpid()) + ".tmp");
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) return makeError(path + ": cannot create " + tmp.string());
-        out.write(text.data(), static_cast<std::streamsize>(text.size()));
-        out.flush();
-        if (!out) {
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            return makeError(path + ": write failed");
+Result<std::string> readRegularFile(const std::string& path, uint64_t maxBytes,
+                                    const std::function<bool()>& cancelled) {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        const int err = errno;
+        return makeError(path + ": cannot open: " + std::strerror(err));
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        const int err = errno;
+        ::close(fd);
+        return makeError(path + ": cannot stat: " + std::strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        return makeError(path + ": not a regular file");
+    }
+    if (static_cast<uint64_t>(st.st_size) > maxBytes) {
+        ::close(fd);
+        return makeError(path + ": " + std::to_string(st.st_size) + " bytes is too large (limit " +
+                         std::to_string(maxBytes) + ")");
+    }
+    std::string s;
+    s.reserve(static_cast<size_t>(st.st_size));
+    constexpr size_t kPiece = 1 << 20;
+    std::string piece(kPiece, '\0');
+    for (;;) {
+        if (cancelled && cancelled()) {
+            ::close(fd);
+            return cancelledError();
         }
+        const ssize_t n = ::read(fd, piece.data(), kPiece);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            const int err = errno;
+            ::close(fd);
+            return makeError(path + ": read failed: " + std::strerror(err));
+        }
+        if (n == 0) break;
+        if (s.size() + static_cast<size_t>(n) > maxBytes) {  // grew while being read
+            ::close(fd);
+            return makeError(path + ": larger than the limit of " + std::to_string(maxBytes) + " bytes");
+        }
+        s.append(piece.data(), static_cast<size_t>(n));
     }
-    std::error_code ec;
-    fs::rename(tmp, target, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        return makeError(path + ": cannot rename into place: " + ec.message());
-    }
-    return okStatus();
+    ::close(fd);
+    return s;
 }
 
 Result<std::string> readSmallFile(const std::string& path, size_t maxBytes) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return makeError("cannot open " + path);
-    f.seekg(0, std::ios::end);
-    const auto size = static_cast<int64_t>(f.tellg());
-    if (size < 0 || static_cast<uint64_t>(size) > maxBytes) return makeError(path + " is too large");
-    f.seekg(0);
-    std::string s(static_cast<size_t>(size), '\0');
-    if (size > 0 && !f.read(s.data(), size)) return makeError("cannot read " + path);
-    return s;
+    return readRegularFile(path, maxBytes);
 }
 
 Result<PartialFolder> openPartialFolder(const std::string& outputDir, const std::string& kind,
@@ -75,6 +97,100 @@ Result<PartialFolder> openPartialFolder(const std::string& outputDir, const std:
         if (auto s = writeFileAtomic(pf.stateFile, fingerprint); !s) return s.error();
     }
     return pf;
+}
+
+Result<ModelFilePath> resolveModelFile(const std::string& folder, const std::string& name) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path root = fs::canonical(folder, ec);
+    if (ec) return makeError(folder + ": cannot resolve: " + ec.message());
+    const fs::path joined = root / name;
+    ModelFilePath out;
+    if (!fs::exists(fs::symlink_status(joined, ec))) {
+        out.missing = true;
+        return out;
+    }
+    const fs::path real = fs::canonical(joined, ec);
+    if (ec) return makeError(joined.string() + ": cannot resolve: " + ec.message());
+    auto inside = [&](const fs::path& base) {
+        const fs::path back = real.lexically_relative(base);
+        return !back.empty() && *back.begin() != ".." && back != ".";
+    };
+    const bool hubSnapshot = root.parent_path().filename() == "snapshots";
+    if (!inside(root) && !(hubSnapshot && inside(root.parent_path().parent_path() / "blobs")))
+        return makeError(joined.string() + " resolves outside the model folder (symlink to " + real.string() +
+                         "); refusing to read it");
+    out.path = real.string();
+    return out;
+}
+
+Status copyModelSideFiles(const std::string& srcFolder, const std::string& dstFolder,
+                          const std::vector<std::string>& names, std::vector<std::string>& copied) {
+    namespace fs = std::filesystem;
+    for (const auto& name : names) {
+        auto r = resolveModelFile(srcFolder, name);
+        if (!r) return r.error();
+        if (r->missing) continue;
+        std::error_code ec;
+        if (!fs::is_regular_file(r->path, ec)) continue;
+        auto text = readRegularFile(r->path, uint64_t{1} << 30);
+        if (!text) return text.error();
+        if (auto s = writeFileAtomic((fs::path(dstFolder) / name).string(), *text); !s) return s;
+        copied.push_back(name);
+    }
+    return okStatus();
+}
+
+Status checkJsonDepth(std::string_view text, const std::string& fileName, int maxDepth) {
+    int depth = 0;
+    bool inString = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (inString) {
+            if (c == '\\')
+                ++i;  // the escaped character
+            else if (c == '"')
+                inString = false;
+            continue;
+        }
+        if (c == '"') {
+            inString = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > maxDepth)
+                return makeError(fileName + ": JSON nested deeper than " + std::to_string(maxDepth) +
+                                 " levels (at byte " + std::to_string(i) + ")");
+        } else if (c == ']' || c == '}') {
+            if (depth > 0) --depth;  // unbalanced text is the parser's to report
+        }
+    }
+    return okStatus();
+}
+
+std::string printableText(std::string_view s) {
+    static const char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+        const auto u = static_cast<unsigned char>(s[i]);
+        if (u == '\n') {
+            out += "\\n";
+        } else if (u == '\t') {
+            out += "\\t";
+        } else if (u < 0x20 || u == 0x7f) {
+            out += "\\x";
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        } else if (u == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                   static_cast<unsigned char>(s[i + 1]) < 0xa0) {
+            const auto v = static_cast<unsigned char>(s[++i]);
+            out += "\\u00";
+            out += hex[v >> 4];
+            out += hex[v & 15];
+        } else {
+            out += static_cast<char>(u);
+        }
+    }
+    return out;
 }
 
 uint64_t fnv1a(const std::string& s) {

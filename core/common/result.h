@@ -2,6 +2,8 @@
 // Every fallible core operation returns one of these instead of throwing across the API.
 #pragma once
 
+#include <exception>
+#include <new>
 #include <string>
 #include <utility>
 #include <variant>
@@ -41,5 +43,21 @@ private:
 struct Ok {};
 using Status = Result<Ok>;
 inline Status okStatus() { return Ok{}; }
+
+// Runs fn() (returning a Result or Status); an exception escaping it (std::bad_alloc from a hostile size
+// that slipped through, a library's std::exception) becomes an Error instead of std::terminate. For the
+// entry points that run core jobs: the CLI commands and the GUI's job runners.
+template <class F>
+auto runGuarded(F&& fn) -> decltype(fn()) {
+    try {
+        return fn();
+    } catch (const std::bad_alloc&) {
+        return makeError("out of memory");
+    } catch (const std::exception& e) {
+        return makeError(std::string("internal error: ") + e.what());
+    } catch (...) {
+        return makeError("internal error");
+    }
+}
 
 }  // namespace qz

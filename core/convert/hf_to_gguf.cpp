@@ -33,6 +33,49 @@ std::optional<double> numKey(const json& j, std::initializer_list<const char*> k
 }
 }  // namespace
 
+namespace {
+// Every value written into the GGUF or used for a size is range-checked: a config.json is hostile input
+// (num_hidden_layers 2^40, head_dim -64 or max_position_embeddings -1 must not reach the file, and a
+// head_dim of 2^40 must not size the llama3 rope_freqs tensor).
+Status checkArchRanges(const ArchParams& a, const std::string& where) {
+    auto range = [&](const char* key, int64_t v, int64_t lo, int64_t hi) -> Status {
+        if (v < lo || v > hi)
+            return makeError(where + ": config.json '" + key + "' = " + std::to_string(v) +
+                             " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        return okStatus();
+    };
+    constexpr int64_t kMaxU31 = (int64_t{1} << 31) - 1;
+    const bool gpt2 = a.ggufArch == "gpt2";
+    for (auto st : {range(gpt2 ? "n_layer" : "num_hidden_layers", a.nLayer, 1, 4096),
+                    range(gpt2 ? "n_embd" : "hidden_size", a.nEmbd, 1, 1 << 20),
+                    range(gpt2 ? "n_head" : "num_attention_heads", a.nHead, 1, 4096),
+                    range("num_key_value_heads", a.nHeadKv, 1, a.nHead),
+                    range("head_dim", a.headDim, 1, 4096),
+                    range(gpt2 ? "n_inner" : "intermediate_size", a.nFf, 1, 1 << 22),
+                    range(gpt2 ? "n_positions" : "max_position_embeddings", a.nCtx, 1, kMaxU31),
+                    range("vocab_size", a.nVocab, 1, kMaxU31)})
+        if (!st) return st;
+    if (gpt2 && a.nEmbd != a.nHead * a.headDim)
+        return makeError(where + ": config.json n_embd is not n_head x head dimension");
+    if (!gpt2 && !a.headDimExplicit && a.nEmbd % a.nHead != 0)
+        return makeError(where + ": config.json hidden_size is not a multiple of num_attention_heads");
+    if (!gpt2 && a.headDim % 2 != 0)
+        return makeError(where + ": config.json head dimension must be even for RoPE");
+    // q_proj has heads x head_dim rows: the product must fit the tensors we size from it.
+    if (a.nHead * a.headDim > (int64_t{1} << 22))
+        return makeError(where + ": config.json attention width (heads x head_dim) is too large");
+    if (!std::isfinite(a.normEps) || !(a.normEps > 0) || !(a.normEps < 1))
+        return makeError(where + ": config.json norm epsilon must be in (0, 1)");
+    if (!std::isfinite(a.ropeTheta) || !(a.ropeTheta > 0))
+        return makeError(where + ": config.json rope_theta must be a positive number");
+    if (a.llama3Rope && (!std::isfinite(a.llama3Factor) || !std::isfinite(a.llama3LowFreq) ||
+                         !std::isfinite(a.llama3HighFreq) || !(a.llama3LowFreq > 0) ||
+                         !(a.llama3OrigCtx >= 1 && a.llama3OrigCtx <= static_cast<double>(kMaxU31))))
+        return makeError(where + ": invalid llama3 rope_scaling values");
+    return okStatus();
+}
+}  // namespace
+
 Result<ArchParams> archParamsFromConfig(const std::string& configJson, const std::string& where) {
     json j;
     try {
@@ -102,6 +145,7 @@ Result<ArchParams> archParamsFromConfig(const std::string& configJson, const std
     }
     if (a.nHeadKv <= 0 || a.nHead % a.nHeadKv != 0)
         return makeError(where + ": num_attention_heads must be a multiple of num_key_value_heads");
+    if (auto st = checkArchRanges(a, where); !st) return st.error();
     return a;
 }
 

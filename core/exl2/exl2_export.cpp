@@ -1,8 +1,10 @@
 #include "exl2/exl2_export.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -74,11 +76,12 @@ Result<SpilledLinear> spillPacked(const PackedLinear& pl, int64_t in, const std:
     s.G = static_cast<int64_t>(pl.qScaleMax.size());
     s.in = in;
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    errno = 0;
     if (!f || !writeVec(f, pl.qWeight) || !writeVec(f, pl.qInvperm) || !writeVec(f, pl.qScale) ||
         !writeVec(f, pl.qScaleMax) || !writeVec(f, pl.qGroups))
-        return makeError("cannot write " + path);
+        return makeError("cannot write " + path + ": " + std::strerror(errno ? errno : EIO));
     f.close();
-    if (!f) return makeError("cannot write " + path);
+    if (!f) return makeError("cannot write " + path + ": " + std::strerror(errno ? errno : EIO));
     return s;
 }
 
@@ -506,18 +509,12 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     std::error_code ec;
     const fs::path src =
         fs::is_directory(model.path, ec) ? fs::path(model.path) : fs::path(model.path).parent_path();
-    static const std::set<std::string> kCopy = {"tokenizer.json",    "tokenizer_config.json",
-                                                "tokenizer.model",   "special_tokens_map.json",
-                                                "vocab.json",        "merges.txt",
-                                                "added_tokens.json", "generation_config.json",
-                                                "vocab.txt"};
-    for (const auto& name : kCopy) {
-        const fs::path f = src / name;
-        if (!fs::is_regular_file(f, ec)) continue;
-        fs::copy_file(f, tmpDir / name, fs::copy_options::overwrite_existing, ec);
-        if (ec) return makeError("cannot copy " + f.string() + ": " + ec.message());
-        res.files.push_back(name);
-    }
+    // Side files: a symlink is followed only inside the model folder (or its hub cache repository).
+    static const std::vector<std::string> kCopy = {
+        "added_tokens.json", "generation_config.json", "merges.txt",      "special_tokens_map.json",
+        "tokenizer.json",    "tokenizer.model",        "tokenizer_config.json", "vocab.json",
+        "vocab.txt"};
+    if (auto s = copyModelSideFiles(src.string(), tmpDir.string(), kCopy, res.files); !s) return s.error();
 
     // Drop the resume state and move into place.
     for (const auto& m : plan.modules)

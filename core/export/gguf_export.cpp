@@ -11,6 +11,7 @@
 #include "ggml/quantize.h"
 #include "gguf/gguf_reader.h"
 #include "gguf/gguf_writer.h"
+#include "io/hf_folder.h"
 
 namespace qz {
 
@@ -161,12 +162,8 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
     }
     result.type = floatOut ? floatOut->name : std::string(ggml::fileTypeInfo(*ftype)->name);
     if (!params.dryRun && params.outputPath.empty()) return makeError("no output path given");
-    if (!params.dryRun) {
-        namespace fs = std::filesystem;
-        std::error_code ec;
-        if (fs::equivalent(params.outputPath, model.path, ec))
-            return makeError(params.outputPath + ": refusing to overwrite the input model");
-    }
+    if (!params.dryRun)
+        if (auto st = refuseOverwritingModel(model, params.outputPath); !st) return st.error();
 
     ggml::Imatrix imatrix;
     const bool haveImatrix = !params.imatrixPath.empty();

@@ -13,6 +13,12 @@ namespace {
 constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;          // key length, 1-byte key, type, 1-byte value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 4 + 8;  // name length, 1-byte name, n_dims, type, offset
 
+// Memory the parser may commit for the header (key/values, strings, tensor infos). Counts are bounded by
+// the file size, but an element costs more in memory than in the file (an empty string: 8 bytes in the
+// file, 32 in a std::string): a 200 MB file of empty strings would otherwise take about 1 GB. Real
+// headers (a 256k-token vocabulary with its merges) use a few tens of MB.
+constexpr uint64_t kHeaderMemoryBudget = uint64_t{512} << 20;
+
 uint64_t padTo(uint64_t x, uint64_t align) { return (x + align - 1) / align * align; }
 
 }  // namespace
@@ -31,6 +37,15 @@ private:
     }
     uint64_t remaining() const { return m_size - m_pos; }
 
+    // Charges `count` elements of `each` bytes to the header memory budget.
+    std::optional<Error> charge(uint64_t count, uint64_t each, const std::string& what) {
+        if (each != 0 && count > (kHeaderMemoryBudget - m_committed) / each)
+            return fail(what + " would take more than " + std::to_string(kHeaderMemoryBudget >> 20) +
+                        " MiB of memory (" + std::to_string(count) + " elements)");
+        m_committed += count * each;
+        return std::nullopt;
+    }
+
     template <class T>
     bool read(T& v) {
         if (remaining() < sizeof(T)) return false;
@@ -46,6 +61,8 @@ private:
         if (len > remaining())
             return fail(what + " at byte " + std::to_string(m_pos - 8) + " claims " + std::to_string(len) +
                         " bytes but only " + std::to_string(remaining()) + " remain in the file");
+        if (len >= sizeof(std::string))  // beyond the inline buffer: a heap block
+            if (auto e = charge(1, len + 1, what)) return e;
         out.assign(reinterpret_cast<const char*>(m_p + m_pos), len);
         m_pos += len;
         return std::nullopt;
@@ -57,6 +74,7 @@ private:
     const uint8_t* m_p;
     uint64_t m_size;
     uint64_t m_pos = 0;
+    uint64_t m_committed = 0;  // bytes charged to kHeaderMemoryBudget
 };
 
 std::optional<Error> GgufParser::readValue(GgufType t, GgufValue& v, const std::string& key) {
@@ -84,6 +102,7 @@ std::optional<Error> GgufParser::readValue(GgufType t, GgufValue& v, const std::
         if (n > remaining() / 8)
             return fail("key '" + key + "' claims " + std::to_string(n) + " strings but only " +
                         std::to_string(remaining()) + " bytes remain in the file");
+        if (auto e = charge(n, sizeof(std::string), "key '" + key + "' array of strings")) return e;
         v.strings.resize(n);
         for (uint64_t i = 0; i < n; ++i)
             if (auto e = readString(v.strings[i], "string " + std::to_string(i) + " of key '" + key + "'")) return e;
@@ -94,6 +113,7 @@ std::optional<Error> GgufParser::readValue(GgufType t, GgufValue& v, const std::
         return fail("key '" + key + "' claims " + std::to_string(n) + " elements of " +
                     std::string(ggufTypeName(v.elemType)) + " but only " + std::to_string(remaining()) +
                     " bytes remain in the file");
+    if (auto e = charge(n, es, "key '" + key + "' array")) return e;
     v.data.assign(m_p + m_pos, m_p + m_pos + n * es);
     m_pos += n * es;
     return std::nullopt;
@@ -124,6 +144,7 @@ Result<std::shared_ptr<GgufFile>> GgufParser::run(std::shared_ptr<MappedFile> mf
         return fail("header claims " + std::to_string(nTensors) + " tensors, more than the file can hold");
 
     // ---- key/values
+    if (auto e = charge(nKv, sizeof(GgufKV) + 64, "the key/value table")) return *e;  // + index entry
     g->kvs.reserve(nKv);
     for (uint64_t i = 0; i < nKv; ++i) {
         GgufKV kv;
@@ -148,6 +169,7 @@ Result<std::shared_ptr<GgufFile>> GgufParser::run(std::shared_ptr<MappedFile> mf
     }
 
     // ---- tensor infos
+    if (auto e = charge(nTensors, sizeof(GgufTensor) + 64, "the tensor table")) return *e;
     g->tensors.reserve(nTensors);
     for (uint64_t i = 0; i < nTensors; ++i) {
         GgufTensor t;
@@ -209,12 +231,15 @@ Result<std::shared_ptr<GgufFile>> GgufParser::run(std::shared_ptr<MappedFile> mf
                         ") lies outside the file (data section holds " + std::to_string(dataSize) +
                         " bytes; truncated file?)");
     }
+    // Overlaps among the non-empty ranges only: a zero-size tensor sorted between two overlapping ones
+    // must not hide their overlap.
+    std::erase_if(order, [&](size_t i) { return g->tensors[i].nbytes == 0; });
     std::sort(order.begin(), order.end(),
               [&](size_t a, size_t b) { return g->tensors[a].offset < g->tensors[b].offset; });
     for (size_t k = 1; k < order.size(); ++k) {
         const auto& prev = g->tensors[order[k - 1]];
         const auto& cur = g->tensors[order[k]];
-        if (prev.nbytes > 0 && cur.nbytes > 0 && prev.offset + prev.nbytes > cur.offset)
+        if (prev.offset + prev.nbytes > cur.offset)
             return fail("tensors '" + prev.name + "' and '" + cur.name + "' overlap in the data section");
     }
     return g;

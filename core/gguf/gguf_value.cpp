@@ -4,6 +4,8 @@
 
 #include "gguf/gguf_file.h"
 
+#include "common/file_util.h"
+
 namespace qz {
 
 std::string_view ggufTypeName(GgufType t) {
@@ -137,6 +139,7 @@ std::string displayString(const std::string& s, size_t maxChars) {
         else if (c == '\t') out += "\\t";
         else out += c;
     }
+    out = printableText(out);  // ESC, BEL, C1 controls: escaped (a terminal would act on them)
     if (s.size() > maxChars) {
         // do not cut a UTF-8 sequence in half
         while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80) out.pop_back();

@@ -59,24 +59,25 @@ std::optional<std::string> checkValue(const std::string& key, const GgufValue& v
 }  // namespace
 
 GgufWriter::GgufWriter(std::string path, DimsConvention dims)
-    : m_path(std::move(path)), m_tmpPath(m_path + ".qztmp"), m_dims(dims) {}
+    : m_path(std::move(path)), m_dims(dims) {}
 
 GgufWriter::~GgufWriter() {
     if (m_state != State::Finished) abort();
 }
 
 void GgufWriter::abort() {
-    if (m_file) {
-        std::fclose(m_file);
-        m_file = nullptr;
-        std::remove(m_tmpPath.c_str());
-    }
+    m_out.abort();
     if (m_state != State::Finished) m_state = State::Failed;
 }
 
 Status GgufWriter::fail(const std::string& what) {
     abort();
     return makeError(m_path + ": " + what);
+}
+
+Status GgufWriter::failed(Status s) {
+    abort();
+    return s;
 }
 
 Status GgufWriter::setKv(const std::string& key, GgufValue value) {
@@ -151,7 +152,7 @@ Status GgufWriter::addTensor(const std::string& name, const std::vector<int64_t>
 }
 
 Status GgufWriter::writeBytes(const void* p, size_t n) {
-    if (n && std::fwrite(p, 1, n, m_file) != n) return fail("write failed: " + std::string(std::strerror(errno)));
+    if (auto s = m_out.write(p, n); !s) return failed(s);  // names the file and the errno reason
     return okStatus();
 }
 
@@ -183,12 +184,11 @@ Status GgufWriter::begin() {
     m_dataOffset = noData ? h.b.size() : padTo(h.b.size(), m_alignment);
     h.b.resize(m_dataOffset, 0);
 
-    m_file = std::fopen(m_tmpPath.c_str(), "wb");
-    if (!m_file) {
+    if (auto s = m_out.open(m_path); !s) {
         m_state = State::Failed;
-        return makeError(m_tmpPath + ": cannot create: " + std::strerror(errno));
+        return s;
     }
-    std::setvbuf(m_file, nullptr, _IOFBF, 1 << 20);
+    m_tmpPath = m_out.tempPath();
     m_state = State::Writing;
     m_current = 0;
     m_written = 0;
@@ -236,21 +236,7 @@ Status GgufWriter::finish() {
     if (m_current < m_tensors.size())
         return fail("tensor '" + m_tensors[m_current].name + "' is incomplete (" + std::to_string(m_written) +
                     " of " + std::to_string(m_tensors[m_current].nbytes) + " bytes written)");
-    if (std::fflush(m_file) != 0) return fail("write failed: " + std::string(std::strerror(errno)));
-    const int rc = std::fclose(m_file);
-    m_file = nullptr;
-    if (rc != 0) {
-        std::remove(m_tmpPath.c_str());
-        m_state = State::Failed;
-        return makeError(m_path + ": write failed: " + std::strerror(errno));
-    }
-    std::error_code ec;
-    std::filesystem::rename(m_tmpPath, m_path, ec);
-    if (ec) {
-        std::remove(m_tmpPath.c_str());
-        m_state = State::Failed;
-        return makeError(m_path + ": cannot rename the finished temporary file: " + ec.message());
-    }
+    if (auto s = m_out.commit(); !s) return failed(s);
     m_state = State::Finished;
     return okStatus();
 }

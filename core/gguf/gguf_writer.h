@@ -6,7 +6,8 @@
 //   w.setKv("llama.block_count", GgufValue::u32(32));              // counts/ids: UINT32 (A.2)
 //   w.addTensor("token_embd.weight", {4096, 32000}, DType::Q4_K);  // ne in ggml order (ne[0] innermost)
 //   ...
-//   if (auto s = w.begin(); !s) ...              // writes header, KVs and tensor infos to <out>.qztmp
+//   if (auto s = w.begin(); !s) ...              // locks <out>, writes header, KVs and tensor infos to a
+//                                                // unique temporary file beside it (common/safe_file.h)
 //   for each tensor, in the order declared:
 //       w.writeTensorData(bytes);                // whole tensor, or in consecutive pieces
 //   w.finish();                                  // checks completeness, flushes, renames to outPath
@@ -32,6 +33,7 @@
 
 #include "common/dtype.h"
 #include "common/result.h"
+#include "common/safe_file.h"
 #include "gguf/gguf_file.h"
 
 namespace qz {
@@ -74,10 +76,11 @@ public:
     const std::vector<GgufTensor>& tensors() const { return m_tensors; }
     size_t currentTensor() const { return m_current; }  // index of the tensor expecting data
     const std::string& path() const { return m_path; }
-    const std::string& tempPath() const { return m_tmpPath; }
+    const std::string& tempPath() const { return m_tmpPath; }  // valid after begin()
 
 private:
     Status fail(const std::string& what);
+    Status failed(Status s);
     Status writeBytes(const void* p, size_t n);
     Status padCurrent();
 
@@ -87,7 +90,7 @@ private:
     std::vector<GgufTensor> m_tensors;   // offset = relative data offset once begin() ran
     uint32_t m_alignment = kGgufDefaultAlignment;
     uint64_t m_dataOffset = 0;
-    std::FILE* m_file = nullptr;
+    OutputFile m_out;
     enum class State { Declaring, Writing, Finished, Failed } m_state = State::Declaring;
     size_t m_current = 0;        // tensor receiving data
     uint64_t m_written = 0;      // bytes of it written so far

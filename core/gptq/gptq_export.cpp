@@ -474,16 +474,12 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     // Tokenizer and generation files.
     std::error_code ec;
     const fs::path src = fs::is_directory(model.path, ec) ? fs::path(model.path) : fs::path(model.path).parent_path();
-    static const std::set<std::string> kCopy = {"tokenizer.json",        "tokenizer_config.json", "tokenizer.model",
-                                               "special_tokens_map.json", "vocab.json",            "merges.txt",
-                                               "added_tokens.json",      "generation_config.json", "vocab.txt"};
-    for (const auto& name : kCopy) {
-        const fs::path f = src / name;
-        if (!fs::is_regular_file(f, ec)) continue;
-        fs::copy_file(f, tmpDir / name, fs::copy_options::overwrite_existing, ec);
-        if (ec) return makeError("cannot copy " + f.string() + ": " + ec.message());
-        res.files.push_back(name);
-    }
+    // Side files: a symlink is followed only inside the model folder (or its hub cache repository).
+    static const std::vector<std::string> kCopy = {
+        "added_tokens.json", "generation_config.json", "merges.txt",      "special_tokens_map.json",
+        "tokenizer.json",    "tokenizer.model",        "tokenizer_config.json", "vocab.json",
+        "vocab.txt"};
+    if (auto s = copyModelSideFiles(src.string(), tmpDir.string(), kCopy, res.files); !s) return s.error();
 
     // Drop the resume state and move into place.
     for (const auto& b : plan.blocks)

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "common/safe_file.h"
+
 namespace qz::gptq {
 
 size_t LayerPlan::layerCount() const {
@@ -65,10 +67,6 @@ namespace {
 const char kMagic[8] = {'Q', 'Z', 'G', 'P', 'T', 'Q', 'L', '1'};
 
 template <class T>
-bool writeVec(std::FILE* f, const std::vector<T>& v) {
-    return v.empty() || std::fwrite(v.data(), sizeof(T), v.size(), f) == v.size();
-}
-template <class T>
 bool readVec(std::ifstream& f, std::vector<T>& v, size_t n) {
     v.resize(n);
     return n == 0 || static_cast<bool>(f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T))));
@@ -82,20 +80,15 @@ Status saveLayerRecord(const std::string& path, const LayerRecord& rec) {
                         {"loss", r.loss},         {"dampUsed", r.dampUsed}, {"relErr", rec.relErr},
                         {"relErrRtn", rec.relErrRtn}, {"seconds", rec.seconds}};
     const std::string js = j.dump();
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) return makeError("cannot write " + tmp);
+    OutputFile f;  // unique O_EXCL temporary, fsync + rename; errors name the file and errno
+    if (auto s = f.open(path); !s) return s;
     const uint32_t n = static_cast<uint32_t>(js.size());
-    bool ok = std::fwrite(kMagic, 1, 8, f) == 8 && std::fwrite(&n, 4, 1, f) == 1 &&
-              std::fwrite(js.data(), 1, js.size(), f) == js.size() && writeVec(f, r.codes) && writeVec(f, r.scales) &&
-              writeVec(f, r.zeros) && writeVec(f, r.gIdx);
-    ok = (std::fflush(f) == 0) && ok;
-    ok = (::fsync(::fileno(f)) == 0) && ok;
-    ok = (std::fclose(f) == 0) && ok;
-    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        return makeError("cannot write " + path);
-    }
+    auto put = [&](const void* p, size_t bytes) { return f.write(p, bytes); };
+    auto putVec = [&](const auto& v) { return put(v.data(), v.size() * sizeof(v[0])); };
+    for (auto s : {put(kMagic, 8), put(&n, 4), put(js.data(), js.size()), putVec(r.codes), putVec(r.scales),
+                   putVec(r.zeros), putVec(r.gIdx)})
+        if (!s) return s;
+    if (auto s = f.commit(); !s) return s;
     return okStatus();
 }
 

@@ -1,6 +1,11 @@
 #include "infer/perplexity.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +13,7 @@
 #include <fstream>
 
 #include "common/parallel.h"
+#include "common/safe_file.h"
 
 namespace qz {
 
@@ -400,40 +406,30 @@ std::string formatKldReport(const KldResult& r) {
 }
 
 Status saveKldBase(const KldBase& base, const std::string& path) {
-    namespace fs = std::filesystem;
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) return makeError(tmp + ": cannot create");
-        const int32_t hdr[3] = {base.nCtx, base.nVocab, base.nChunks};
-        out.write("_logits_", 8);
-        out.write(reinterpret_cast<const char*>(hdr), sizeof hdr);
-        out.write(reinterpret_cast<const char*>(base.tokens.data()),
-                  static_cast<std::streamsize>(base.tokens.size() * sizeof(int32_t)));
-        out.write(reinterpret_cast<const char*>(base.logProbs.data()),
-                  static_cast<std::streamsize>(base.logProbs.size() * sizeof(uint16_t)));
-        if (!out) {
-            out.close();
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            return makeError(tmp + ": write failed");
-        }
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        return makeError(path + ": cannot rename the temporary file");
-    }
-    return okStatus();
+    OutputFile out;  // locked, unique O_EXCL temporary, fsync + rename (common/safe_file.h)
+    if (auto s = out.open(path); !s) return s;
+    const int32_t hdr[3] = {base.nCtx, base.nVocab, base.nChunks};
+    if (auto s = out.write("_logits_", 8); !s) return s;
+    if (auto s = out.write(hdr, sizeof hdr); !s) return s;
+    if (auto s = out.write(base.tokens.data(), base.tokens.size() * sizeof(int32_t)); !s) return s;
+    if (auto s = out.write(base.logProbs.data(), base.logProbs.size() * sizeof(uint16_t)); !s) return s;
+    return out.commit();
 }
 
 Result<KldBase> loadKldBase(const std::string& path) {
+    // Opened without blocking (a FIFO is refused) and only a regular file is read.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        const int err = errno;
+        return makeError(path + ": cannot open: " + std::strerror(err));
+    }
+    struct stat st {};
+    const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    ::close(fd);
+    if (!regular) return makeError(path + ": not a regular file");
     std::ifstream in(path, std::ios::binary);
     if (!in) return makeError(path + ": cannot open");
-    in.seekg(0, std::ios::end);
-    const uint64_t size = static_cast<uint64_t>(in.tellg());
-    in.seekg(0);
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
     char magic[8];
     int32_t hdr[3];
     if (!in.read(magic, 8) || std::memcmp(magic, "_logits_", 8) != 0)
@@ -445,12 +441,15 @@ Result<KldBase> loadKldBase(const std::string& path) {
     b.nChunks = hdr[2];
     if (b.nCtx < 4 || b.nCtx > (1 << 22) || b.nVocab < 1 || b.nVocab > (1 << 24) || b.nChunks < 1)
         return makeError(path + ": header values out of range");
-    const uint64_t nTok = static_cast<uint64_t>(b.nCtx) * b.nChunks;
-    const uint64_t nLp = static_cast<uint64_t>(b.nChunks) * (b.nCtx - 1 - b.nCtx / 2) * b.rowStride();
-    if (20 + nTok * 4 + nLp * 2 != size)
+    // Sizes in 128 bits: nChunks (2^31) x scored tokens (2^21) x row stride (2^24) x 2 bytes overflows 64.
+    using U128 = unsigned __int128;
+    const U128 nTok = static_cast<U128>(b.nCtx) * static_cast<U128>(b.nChunks);
+    const U128 nLp = static_cast<U128>(b.nChunks) * static_cast<U128>(b.nCtx - 1 - b.nCtx / 2) *
+                     static_cast<U128>(b.rowStride());
+    if (U128{20} + nTok * 4 + nLp * 2 != static_cast<U128>(size))
         return makeError(path + ": file size does not match its header");
-    b.tokens.resize(nTok);
-    b.logProbs.resize(nLp);
+    b.tokens.resize(static_cast<size_t>(nTok));
+    b.logProbs.resize(static_cast<size_t>(nLp));
     in.read(reinterpret_cast<char*>(b.tokens.data()), static_cast<std::streamsize>(nTok * 4));
     in.read(reinterpret_cast<char*>(b.logProbs.data()), static_cast<std::streamsize>(nLp * 2));
     if (!in) return makeError(path + ": read failed");

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/file_util.h"
+#include "common/safe_file.h"
 #include "io/safetensors.h"
 
 namespace qz {
@@ -140,6 +142,7 @@ Status applyHfConfig(Model& model, const std::string& configPath) {
     const std::string display = fs::path(configPath).filename().string();
     auto text = readTextFile(configPath, display);
     if (!text) return text.error();
+    if (auto st = checkJsonDepth(*text, display); !st) return st;
     ojson j;
     try {
         j = ojson::parse(*text);
@@ -183,8 +186,11 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
     model->name = shown.filename().string();
     if (model->name.empty() || model->name == "." || model->name == "..")
         model->name = root.filename().string();
-    if (fs::exists(root / "config.json", ec)) {
-        auto st = applyHfConfig(*model, (root / "config.json").string());
+    // Files are read through symlinks only when these stay inside the folder (or its hub cache repository).
+    if (auto cfg = resolveModelFile(root.string(), "config.json"); !cfg) {
+        return cfg.error();
+    } else if (!cfg->missing) {
+        auto st = applyHfConfig(*model, (root / "config.json").string());  // checked: named as such
         if (!st) return st.error();
     }
 
@@ -221,7 +227,9 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
             list.insert(list.end(), tensors.begin(), tensors.end());
         }
     } else if (fs::exists(root / "model.safetensors", ec)) {
-        shards.push_back({"model.safetensors", root / "model.safetensors"});
+        auto real = resolveModelFile(root.string(), "model.safetensors");
+        if (!real) return real.error();
+        shards.push_back({"model.safetensors", real->path});
         promised.emplace_back();
     } else {
         std::vector<std::string> names;
@@ -233,7 +241,9 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
         if (ec) return makeError(dir + ": cannot list the folder: " + ec.message());
         std::sort(names.begin(), names.end());
         for (const auto& n : names) {
-            shards.push_back({n, root / n});
+            auto real = resolveModelFile(root.string(), n);
+            if (!real) return real.error();
+            shards.push_back({n, real->path});
             promised.emplace_back();
         }
         if (shards.empty())
@@ -268,6 +278,13 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
         model->files.push_back(std::move(*mf));
     }
     return model;
+}
+
+Status refuseOverwritingModel(const Model& model, const std::string& outputPath) {
+    std::vector<std::string> inputs{model.path};
+    for (const auto& f : model.files)
+        if (f) inputs.push_back(f->path());
+    return refuseOverwritingInputs(outputPath, inputs);
 }
 
 } // namespace qz

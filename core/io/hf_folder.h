@@ -28,4 +28,10 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir);
 // file order. Values are display strings: strings unquoted, lists joined with ", ", objects as compact JSON.
 Status applyHfConfig(Model& model, const std::string& configPath);
 
+// Refuses an output path that is, or is a hard link or symlink to, a file of the opened model: the file
+// opened, every mapped shard, and (for a folder) every file directly in it (config, tokenizer, side files).
+// Every writer checks this before creating its output (an export onto model.safetensors would destroy the
+// input).
+Status refuseOverwritingModel(const Model& model, const std::string& outputPath);
+
 } // namespace qz

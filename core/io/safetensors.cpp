@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/file_util.h"
 #include "io/hf_folder.h"
 
 namespace qz {
@@ -63,6 +64,7 @@ Result<json> parseJsonNoDuplicates(std::string_view text, const std::string& fna
         }
         return true;
     };
+    if (auto st = checkJsonDepth(text, fname); !st) return st.error();
     json j;
     try {
         j = json::parse(first, last, cb, true);

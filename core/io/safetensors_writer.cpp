@@ -24,22 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
-constexpr size_t kBufferBytes = 1 << 20;
-
-std::atomic<uint64_t> g_tempCounter{0};
-
-std::string tempNameFor(const std::string& path) {
-    const fs::path p(path);
-    std::string name(1, '.'); // appended piecewise: GCC 12 -O3 warns falsely (-Wrestrict) on "." + string
-    name.append(p.filename().string()).append(".tmp.").append(std::to_string(::getpid()));
-    name.append(".").append(std::to_string(g_tempCounter.fetch_add(1)));
-    return (p.parent_path() / name).string();
-}
-
-std::string errnoText(int err) {
-    return std::strerror(err);
-}
-
 bool isPlain(DType t) {
     return static_cast<size_t>(t) <= static_cast<size_t>(DType::F8_E5M2);
 }
@@ -141,14 +125,11 @@ Status SafetensorsWriter::open(const std::string& path, std::vector<SafetensorsT
         return makeError(fname + ": header of " + std::to_string(text.size()) + " bytes is too large");
 
     m_path = path;
-    m_tempPath = tempNameFor(path);
-    m_fd = ::open(m_tempPath.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (m_fd < 0) {
-        const int err = errno;
-        m_tempPath.clear();
+    if (auto st = m_out.open(path); !st) {
         m_state = State::Failed;
-        return makeError(path + ": cannot create a temporary file beside it: " + errnoText(err));
+        return st;
     }
+    m_tempPath = m_out.tempPath();
     m_state = State::Writing;
     m_tensors = std::move(tensors);
     m_sizes = std::move(sizes);
@@ -156,7 +137,6 @@ Status SafetensorsWriter::open(const std::string& path, std::vector<SafetensorsT
     m_doneInTensor = 0;
     m_headerBytes = 8 + text.size();
     m_dataBytes = offset;
-    m_buffer.reserve(kBufferBytes);
 
     uint8_t len[8];
     uint64_t n = text.size();
@@ -166,44 +146,8 @@ Status SafetensorsWriter::open(const std::string& path, std::vector<SafetensorsT
     return writeRaw(reinterpret_cast<const uint8_t*>(text.data()), text.size());
 }
 
-Status SafetensorsWriter::flushBuffer() {
-    const uint8_t* p = m_buffer.data();
-    size_t n = m_buffer.size();
-    while (n > 0) {
-        const ssize_t w = ::write(m_fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            const int err = errno;
-            return fail(m_path + ": write failed: " + errnoText(err));
-        }
-        p += w;
-        n -= static_cast<size_t>(w);
-    }
-    m_buffer.clear();
-    return okStatus();
-}
-
 Status SafetensorsWriter::writeRaw(const uint8_t* p, size_t n) {
-    if (m_buffer.size() + n <= kBufferBytes) {
-        m_buffer.insert(m_buffer.end(), p, p + n);
-        if (m_buffer.size() == kBufferBytes) return flushBuffer();
-        return okStatus();
-    }
-    if (auto st = flushBuffer(); !st) return st;
-    if (n < kBufferBytes) {
-        m_buffer.insert(m_buffer.end(), p, p + n);
-        return okStatus();
-    }
-    while (n > 0) { // large pieces go straight to the file
-        const ssize_t w = ::write(m_fd, p, std::min<size_t>(n, size_t{1} << 30));
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            const int err = errno;
-            return fail(m_path + ": write failed: " + errnoText(err));
-        }
-        p += w;
-        n -= static_cast<size_t>(w);
-    }
+    if (auto st = m_out.write(p, n); !st) return fail(st.error().message);  // names the file and errno
     return okStatus();
 }
 
@@ -281,28 +225,14 @@ Status SafetensorsWriter::close() {
     if (m_next < m_tensors.size())
         return fail(m_path + ": only " + std::to_string(m_next) + " of " + std::to_string(m_tensors.size()) +
                     " tensors written (next: '" + m_tensors[m_next].name + "')");
-    if (auto st = flushBuffer(); !st) return st;
-    if (m_durable && ::fdatasync(m_fd) != 0 && errno != EINVAL && errno != EROFS) {
-        const int err = errno;
-        return fail(m_path + ": cannot flush to disk: " + errnoText(err));
-    }
-    const int fd = m_fd;
-    m_fd = -1;
-    if (::close(fd) != 0) {
-        const int err = errno;
-        return fail(m_path + ": cannot close: " + errnoText(err));
-    }
-    m_buffer = {};
+    if (auto st = m_out.close(); !st) return fail(st.error().message);  // flushed and fsynced
     m_state = State::Closed;
     return okStatus();
 }
 
 Status SafetensorsWriter::commit() {
     if (m_state != State::Closed) return makeError(m_path + ": commit() before close()");
-    if (std::rename(m_tempPath.c_str(), m_path.c_str()) != 0) {
-        const int err = errno;
-        return fail(m_path + ": cannot rename the temporary file onto it: " + errnoText(err));
-    }
+    if (auto st = m_out.commit(); !st) return fail(st.error().message);
     m_state = State::Committed;
     return okStatus();
 }
@@ -313,14 +243,11 @@ Status SafetensorsWriter::finish() {
 }
 
 void SafetensorsWriter::abort() {
-    if (m_fd >= 0) {
-        ::close(m_fd);
-        m_fd = -1;
+    if (m_state != State::Committed) {
+        m_out.abort();
+        m_tempPath.clear();
     }
-    if (m_state != State::Committed && !m_tempPath.empty()) ::unlink(m_tempPath.c_str());
-    if (m_state != State::Committed) m_tempPath.clear();
     if (m_state == State::Writing || m_state == State::Closed) m_state = State::Failed;
-    m_buffer = {};
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -472,16 +399,9 @@ Status ShardedSafetensorsWriter::finish() {
     }
     if (!indexText.empty()) {
         const std::string path = (fs::path(m_dir) / "model.safetensors.index.json").string();
-        const std::string tmp = tempNameFor(path);
-        FILE* f = std::fopen(tmp.c_str(), "wbx");
-        bool ok = f && std::fwrite(indexText.data(), 1, indexText.size(), f) == indexText.size();
-        if (f && m_options.durable) ok = std::fflush(f) == 0 && ::fdatasync(::fileno(f)) == 0 && ok;
-        if (f) ok = (std::fclose(f) == 0) && ok;
-        if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-            const int err = errno;
-            ::unlink(tmp.c_str());
+        if (auto st = writeFileAtomic(path, indexText); !st) {
             abort();
-            return makeError(path + ": cannot write the index: " + errnoText(err));
+            return makeError("cannot write the index: " + st.error().message);
         }
     }
     m_finished = true;

@@ -26,6 +26,7 @@
 
 #include "common/dtype.h"
 #include "common/result.h"
+#include "common/safe_file.h"
 #include "model/model.h"
 
 namespace qz {
@@ -59,9 +60,9 @@ class SafetensorsWriter {
     // Part of the next tensor from F32 values (converted as above); like writeChunk.
     Status writeChunkFromF32(std::span<const float> values);
 
-    // With durable set, close() waits until the data is on disk (fdatasync) before the rename. Off by
-    // default, like the reference writers: the rename is still atomic, but after a power loss the new
-    // file may be incomplete. (Durable writes run at disk speed: ~110 MB/s here vs ~1.4 GB/s to cache.)
+    // Kept for callers of the older API: every output file is now fsynced before its rename (and the
+    // folder after it), see common/safe_file.h, so a power loss never leaves a truncated file under the
+    // final name.
     void setDurable(bool on) { m_durable = on; }
 
     // Completes the temporary file (every tensor written, flushed, closed) without renaming it.
@@ -83,18 +84,16 @@ class SafetensorsWriter {
   private:
     Status fail(std::string message);
     Status writeRaw(const uint8_t* p, size_t n);
-    Status flushBuffer();
 
     enum class State { Idle, Writing, Closed, Committed, Failed };
     State m_state = State::Idle;
     std::string m_path, m_tempPath;
-    int m_fd = -1;
+    OutputFile m_out;
     std::vector<SafetensorsTensorDecl> m_tensors;
     std::vector<uint64_t> m_sizes; // declared bytes per tensor
     size_t m_next = 0;             // tensor being written
     uint64_t m_doneInTensor = 0;   // bytes of it written so far
     uint64_t m_headerBytes = 0, m_dataBytes = 0;
-    std::vector<uint8_t> m_buffer; // small writes are gathered here
     bool m_durable = false;
 };
 
@@ -102,7 +101,7 @@ struct ShardedWriteOptions {
     uint64_t maxShardBytes = 5'000'000'000; // huggingface_hub default "5GB" (decimal)
     std::vector<MetaItem> metadata;         // every shard's "__metadata__" ("format": "pt" added)
     bool alwaysIndex = false;               // write shards + index even when one shard suffices
-    bool durable = false;                   // fdatasync every file before renaming (see setDurable)
+    bool durable = false;                   // no effect: files are always fsynced (see setDurable)
 };
 
 class ShardedSafetensorsWriter {

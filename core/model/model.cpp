@@ -1,5 +1,11 @@
 #include "model/model.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -62,9 +68,19 @@ Result<std::shared_ptr<Model>> openModel(const std::string& path) {
     if (!fs::exists(path, ec)) return makeError(path + ": no such file or folder");
     char magic[4] = {};
     {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) return makeError(path + ": cannot open");
-        in.read(magic, 4);
+        // O_NONBLOCK + fstat: a FIFO or device given as the model is refused instead of blocking the open.
+        const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+            const int err = errno;
+            return makeError(path + ": cannot open: " + std::strerror(err));
+        }
+        struct stat st {};
+        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(fd);
+            return makeError(path + ": not a regular file");
+        }
+        if (::read(fd, magic, 4) < 0) magic[0] = 0;
+        ::close(fd);
     }
     if (std::memcmp(magic, "GGUF", 4) == 0) return openGgufModel(path);
     return openSafetensorsModel(path);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/file_util.h"
 #include "tokenizer/spm_model.h"
 
 namespace qz {
@@ -43,6 +44,7 @@ Result<std::string> readText(const fs::path& p) {
 Result<Json> readJson(const fs::path& p) {
     auto t = readText(p);
     if (!t) return t.error();
+    if (auto st = checkJsonDepth(t.value(), p.string()); !st) return st.error();
     Json j = Json::parse(t.value(), nullptr, false);
     if (j.is_discarded()) return makeError(p.string() + ": not valid JSON");
     return j;

@@ -414,7 +414,8 @@ void TestHfFolder::shardedWriterLayout() {
                                        "model-00003-of-00003.safetensors"}));
     for (int i = 0; i < 5; ++i)
         QVERIFY(w.writeTensor(span(std::string(100, static_cast<char>('A' + i)))).ok());
-    QCOMPARE(filesIn(QString::fromStdString(dir)).size(), 3); // three hidden temporaries, nothing final
+    // three hidden temporaries and their three lock files (one writer per output), nothing final
+    QCOMPARE(filesIn(QString::fromStdString(dir)).size(), 6);
     for (const auto& f : filesIn(QString::fromStdString(dir)))
         QVERIFY(f.startsWith("."));
     QVERIFY(w.finish().ok());
