@@ -443,6 +443,10 @@ void TestHostile::diskFullNamesFileAndReason() {
         {{QStringLiteral("quantize"), q(m), QStringLiteral("--report"), q(o + "/r.json"),
           QStringLiteral("--all")},
          o + "/r.json"},
+        {{QStringLiteral("imatrix"), q(m), QStringLiteral("-f"), q(text()), QStringLiteral("-c"),
+          QStringLiteral("64"), QStringLiteral("--chunks"), QStringLiteral("2"), QStringLiteral("-o"),
+          q(o + "/imatrix.gguf")},
+         o + "/imatrix.gguf"},
     };
     for (const auto& c : cases) {
         QStringList args = c.args;
