@@ -94,7 +94,7 @@ Result<InferHParams> fromConfig(const Model& model) {
         QZ_TRY(getInt(j, "intermediate_size", -1, 1, kMax * 4, hp.nFf, where));
         QZ_TRY(getInt(j, "max_position_embeddings", 2048, 1, 1 << 24, hp.nCtxTrain, where));
         int hd = 0;
-        QZ_TRY(getInt(j, "head_dim", 0, 0, 65536, hd, where));
+        QZ_TRY(getInt(j, "head_dim", 0, 0, 4096, hd, where));
         if (hd == 0) {
             if (hp.nEmbd % hp.nHead != 0) return makeError(where + ": hidden_size is not a multiple of heads");
             hd = hp.nEmbd / hp.nHead;
