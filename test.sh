@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source .ci/deps.sh
-qz_install_deps
+qz_install_deps test
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 export QT_QPA_PLATFORM=offscreen
