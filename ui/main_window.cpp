@@ -15,6 +15,7 @@
 #include <QSplitter>
 #include <QStatusBar>
 
+#include "about_dialog.h"
 #include "background_job.h"
 #include "codes_view.h"
 #include "evaluate_panel.h"
@@ -135,11 +136,10 @@ void MainWindow::buildMenus() {
     QMenu* view = menuBar()->addMenu(tr("&View"));
     view->addAction(m_log->toggleViewAction());
     QMenu* help = menuBar()->addMenu(tr("&Help"));
-    help->addAction(tr("&About QuantZoo"), this, [this] {
-        QMessageBox::about(this, tr("About QuantZoo"),
-                           tr("<b>QuantZoo</b> %1<br>A workstation for quantizing language models: open, "
-                              "quantize, compare histograms and errors, export.")
-                               .arg(QCoreApplication::applicationVersion()));
+    m_aboutAction = help->addAction(tr("&About QuantZoo"), this, [this] {
+        auto* about = new AboutDialog(this);
+        about->setAttribute(Qt::WA_DeleteOnClose);
+        about->open();  // non-blocking: no nested event loop
     });
 }
 

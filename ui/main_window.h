@@ -53,6 +53,7 @@ public:
     WorkspaceTabs* workspaces() const { return m_tabs; }
     CodesView* codesView() const { return m_codes; }
     QAction* exportAction() const { return m_exportAction; }
+    QAction* aboutAction() const { return m_aboutAction; }
 
 signals:
     void modelOpened();
@@ -96,6 +97,7 @@ private:
     LogDock* m_log;
     RecentFiles* m_recent = nullptr;
     QAction* m_exportAction = nullptr;
+    QAction* m_aboutAction = nullptr;
     QLabel* m_statusLabel;
 };
 
