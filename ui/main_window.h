@@ -68,6 +68,7 @@ protected:
 
 private:
     void buildMenus();
+    void fitToScreen();
     void wireJobs();
     void onModelLoaded(ModelPtr model);
     void onRunFinished(ResultPtr result);
@@ -80,6 +81,7 @@ private:
     qz::QuantSpec m_runSpec;      // spec of the job whose rows the table shows
     qz::QuantSpec m_previewSpec;  // spec of the on-demand tensor analysis
     QString m_focus;
+    bool m_focusIsDefault = false;  // m_focus was chosen on opening the model, not by the user
     QString m_lastError;
 
     ModelLoader* m_loader;
