@@ -11,6 +11,8 @@ QZ_APT_PACKAGES=(
   nodejs
   python3-numpy python3-torch
 )
+# Test-only: the libFuzzer stage of test.sh (tests/fuzz/run.sh) needs clang and its sanitizer runtimes.
+QZ_APT_PACKAGES+=(clang-14 libclang-rt-14-dev)
 
 qz_install_deps() {
   local missing=()
