@@ -31,3 +31,10 @@ cmake --build build -j "$JOBS" --target quantzoo quantzoo-cli $GUI_TESTS
 # and real llama.cpp on our exports.
 ctest --test-dir build --output-on-failure -j "$JOBS" -L 'gui|llama'
 
+
+# ---- fuzz stage: every file reader under libFuzzer with ASan + UBSan, 20 s per harness on its seed
+# corpus and regression inputs (tests/fuzz/README.md); any crash, leak, hang or huge allocation fails CI.
+echo "==> fuzzing the file readers"
+source tests/fuzz/run.sh
+qz_fuzz_stage 20
+# ---- end of fuzz stage

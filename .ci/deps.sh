@@ -18,6 +18,8 @@ QZ_TEST_PACKAGES=(
   nodejs
   python3-numpy python3-torch
 )
+# Test-only: the libFuzzer stage of test.sh (tests/fuzz/run.sh) needs clang and its sanitizer runtimes.
+QZ_APT_PACKAGES+=(clang-14 libclang-rt-14-dev)
 
 # Prints the packages of a list that are not installed.
 qz_missing_packages() {
