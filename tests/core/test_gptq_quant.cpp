@@ -156,6 +156,7 @@ private slots:
     void calibrationWindows();
     void layerRecordRoundTrip();
     void rejectsBadConfig();
+    void sameForAnyThreadCount();
 };
 
 void TestGptqQuant::packingByHand() {
@@ -566,6 +567,35 @@ void TestGptqQuant::rejectsBadConfig() {
     QVERIFY(checkLayerShape(c, 64, 64).ok());
     std::vector<float> W(64 * 64, 0.1f), H(10);
     QVERIFY(!quantizeLayerGptq(W.data(), 64, 64, H, c).ok());  // Hessian of the wrong size
+}
+
+void TestGptqQuant::sameForAnyThreadCount() {
+    // Rows are quantized in fixed chunks, so codes, scales, zeros and the loss are bit-identical for 1, 2,
+    // 3, 5 threads; 150 rows split evenly over 3 threads would leave chunks of 50 rows (not a multiple of
+    // Eigen's 4-row panels), whose last rows GEMM rounds differently.
+    const int rows = 150, cols = 256;
+    auto W = randomWeights(rows, cols, 21);
+    auto H = syntheticHessian(cols, 700, 22);
+    for (const bool act : {false, true}) {
+        QuantConfig c;
+        c.bits = 4;
+        c.groupSize = 64;
+        c.descAct = act;
+        c.blockSize = 64;
+        c.threads = 1;
+        auto a = quantizeLayerGptq(W.data(), rows, cols, H, c);
+        QVERIFY(a.ok());
+        for (const int t : {2, 3, 5}) {
+            c.threads = t;
+            auto b = quantizeLayerGptq(W.data(), rows, cols, H, c);
+            QVERIFY(b.ok());
+            QVERIFY2(a->codes == b->codes, qPrintable(QString("act-order %1, %2 threads").arg(act).arg(t)));
+            QVERIFY(a->scales == b->scales);
+            QVERIFY(a->zeros == b->zeros);
+            QVERIFY(a->gIdx == b->gIdx);
+            QVERIFY(a->loss == b->loss);  // exact, not QCOMPARE's fuzzy compare
+        }
+    }
 }
 
 QTEST_GUILESS_MAIN(TestGptqQuant)
