@@ -15,10 +15,11 @@ namespace qz::gptq {
 
 namespace {
 
-// The lower triangle of Σ x·xᵀ is cut into a fixed grid of kTile × kTile feature tiles and the tokens of
-// one add() into fixed blocks of kTokenBlock. Every tile is computed by one thread from start to end, and
-// nothing is reduced across tiles, so which thread computes a tile (and how many threads there are)
-// cannot change a single bit. Only the grid matters, and it depends on nIn alone.
+// The lower triangle of Σ x·xᵀ is cut into a fixed grid of kTile-wide blocks of features (with OpenBLAS:
+// block columns, each its diagonal tile plus everything below it; without: kTile × kTile tiles), and the
+// tokens of one add() into fixed blocks of kTokenBlock. Each block is computed by one thread from start to
+// end, and nothing is reduced across blocks, so which thread computes a block (and how many threads there
+// are) cannot change a single bit. Only the grid matters, and it depends on nIn alone.
 constexpr int kTile = 256;
 constexpr int64_t kTokenBlock = int64_t{1} << 20; // keeps BLAS's int arguments far from overflow
 
@@ -26,6 +27,7 @@ struct Tile {
     int row0, col0; // first feature of the tile's rows / columns (row0 >= col0)
 };
 
+#if !QZ_HAVE_OPENBLAS
 std::vector<Tile> lowerTiles(int n) {
     std::vector<Tile> tiles;
     for (int c0 = 0; c0 < n; c0 += kTile)
@@ -33,6 +35,7 @@ std::vector<Tile> lowerTiles(int n) {
             tiles.push_back({r0, c0});
     return tiles;
 }
+#endif
 
 // Runs fn(tile) for every tile on up to `threads` threads, tiles handed out one at a time (the order of
 // hand-out only balances the load; each tile's result is the same whoever computes it).
@@ -49,7 +52,7 @@ template <typename Fn> void forEachTile(const std::vector<Tile>& tiles, int thre
 }
 
 #if QZ_HAVE_OPENBLAS
-// OpenBLAS's thread count is process-wide. Each tile is one single-threaded call from our own threads:
+// OpenBLAS's thread count is process-wide. Each block is single-threaded calls from our own threads:
 // Debian's OpenBLAS (the pthread variant, 0.3.x) runs a call with one thread in the calling thread and
 // takes its work buffers under a lock, so concurrent calls from several of our threads are safe. Only
 // we use OpenBLAS in this process, so it is simply kept at one thread once set.
@@ -71,28 +74,30 @@ void HessianAccumulator::reset(int nIn) {
 void HessianAccumulator::add(const float* x, int64_t nTokens, int threads) {
     if (m_n <= 0 || nTokens <= 0) return;
     const int nThreads = threads > 0 ? threads : defaultThreadCount();
-    const auto tiles = lowerTiles(m_n);
     const int n = m_n;
 #if QZ_HAVE_OPENBLAS
+    std::vector<Tile> panels;
+    for (int c0 = 0; c0 < n; c0 += kTile) panels.push_back({c0, c0});
     pinOpenBlasToOneThread();
     // x row-major [nTokens][nIn] is column-major [nIn × nTokens] (leading dimension nIn); m_sum is
-    // column-major [nIn × nIn]. A diagonal tile is one SSYRK on its lower triangle, the others one SGEMM.
+    // column-major [nIn × nIn].
     for (int64_t t0 = 0; t0 < nTokens; t0 += kTokenBlock) {
         const int T = static_cast<int>(std::min(kTokenBlock, nTokens - t0));
         const float* xb = x + static_cast<size_t>(t0) * n;
-        forEachTile(tiles, nThreads, [&](const Tile& t) {
-            const int rows = std::min(kTile, n - t.row0), cols = std::min(kTile, n - t.col0);
-            float* c = m_sum.data() + static_cast<size_t>(t.col0) * n + t.row0;
-            if (t.row0 == t.col0)
-                cblas_ssyrk(CblasColMajor, CblasLower, CblasNoTrans, rows, T, 1.0f, xb + t.row0, n, 1.0f, c,
-                            n);
-            else
-                cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, rows, cols, T, 1.0f, xb + t.row0, n,
-                            xb + t.col0, n, 1.0f, c, n);
+        // One block column of kTile features per task: SSYRK on its diagonal tile, one SGEMM for all the
+        // rows below it (bigger calls than one per tile, the same fixed decomposition).
+        forEachTile(panels, nThreads, [&](const Tile& t) {
+            const int w = std::min(kTile, n - t.col0), below = n - t.col0 - w;
+            float* c = m_sum.data() + static_cast<size_t>(t.col0) * n + t.col0;
+            cblas_ssyrk(CblasColMajor, CblasLower, CblasNoTrans, w, T, 1.0f, xb + t.col0, n, 1.0f, c, n);
+            if (below > 0)
+                cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, below, w, T, 1.0f, xb + t.col0 + w, n,
+                            xb + t.col0, n, 1.0f, c + w, n);
         });
     }
     return;
 #else
+    const auto tiles = lowerTiles(n);
     // Feature-major copy of one token block: row i = feature i over the tokens, so that every entry of a
     // tile is one contiguous dot product (infer/matmul.h dotProducts: the engine's AVX2+FMA kernel where
     // the CPU has it — the library is built for baseline x86-64, where Eigen's GEMM would only use SSE).

@@ -1,12 +1,13 @@
 // Hessian of one linear layer for GPTQ: H = 2/nSamples · Σ over all calibration tokens of x·xᵀ
 // (AutoGPTQ's add_batch: nSamples counts sequences, not tokens; padding tokens would be included -
 // our calibration windows have none). Sums are kept in float as AutoGPTQ does. The lower triangle is
-// cut into a fixed grid of 256 × 256 feature tiles that depends on nIn only; each tile is computed by one
-// of our threads, with a single-threaded OpenBLAS SGEMM / SSYRK (Debian's libopenblas-dev, found at
-// configure time) or else the engine's dot-product kernel (infer/matmul.h). Nothing is summed across
-// tiles, so the result is bit-identical for any thread count (checked in test_gptq_quant for 1, 2, 3, 5
-// threads). Across CPUs (OpenBLAS picks its kernel from the CPU, or OPENBLAS_CORETYPE) the summation
-// order inside a tile differs: the results then agree to float rounding, not to the bit.
+// cut into a fixed grid of 256-feature blocks that depends on nIn only; each block is computed by one of
+// our threads, with single-threaded OpenBLAS SSYRK + SGEMM calls (Debian's libopenblas-dev, found at
+// configure time; one block column per task) or else the engine's dot-product kernel (infer/matmul.h;
+// one 256 × 256 tile per task). Nothing is summed across blocks, so the result is bit-identical for any
+// thread count (checked in test_gptq_quant for 1, 2, 3, 5 threads). Across CPUs (OpenBLAS picks its kernel
+// from the CPU, or OPENBLAS_CORETYPE) the summation order inside a block differs: the results then agree
+// to float rounding, not to the bit.
 #pragma once
 
 #include <cstdint>
