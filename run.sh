@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source .ci/deps.sh
-qz_install_deps
+qz_install_deps run
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null

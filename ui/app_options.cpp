@@ -1,13 +1,32 @@
 #include "app_options.h"
 
 #include <QCommandLineParser>
+#include <QCoreApplication>
+#include <QDir>
+#include <QFileInfo>
+#include <QStandardPaths>
 
 #include "method_registry.h"
 #include "qt_types.h"
+#include "quantzoo_config.h"
 
 namespace qz::ui {
 
-QString demoModelPath() { return QStringLiteral(QZ_RESOURCES_DIR "/demo/stories260K"); }
+QString dataPath(const QString& relative) {
+    static const QString dir = [] {
+        const QString besideExe = QDir::cleanPath(QCoreApplication::applicationDirPath() +
+                                                  QStringLiteral("/" QZ_DATA_DIR_FROM_BIN));
+        if (QFileInfo(besideExe).isDir()) return besideExe;
+        const QString xdg = QStandardPaths::locate(
+            QStandardPaths::GenericDataLocation, QStringLiteral("quantzoo"), QStandardPaths::LocateDirectory);
+        return xdg.isEmpty() ? besideExe : xdg;  // missing: errors then name the expected place
+    }();
+    return dir + QLatin1Char('/') + relative;
+}
+
+QString demoModelPath() { return dataPath(QStringLiteral("demo/stories260K")); }
+
+QString sampleTextPath() { return dataPath(QStringLiteral("texts/shakespeare-valid.txt")); }
 
 namespace {
 qz::Result<int> intOption(const QCommandLineParser& p, const QString& name, int lo, int hi) {

@@ -27,7 +27,15 @@ struct AppOptions {
 
 qz::Result<AppOptions> parseAppOptions(const QStringList& arguments);  // arguments[0] is the program
 
-// The bundled demo model (QZ_RESOURCES_DIR "/demo/stories260K").
+// A file of the data installed with the programs (demo model, sample texts), relative to their data folder:
+// <folder of the executable>/../share/quantzoo, i.e. <prefix>/share/quantzoo when installed and
+// build/share/quantzoo (linked to resources/) in the build tree, so a moved installation still finds it.
+// When that folder is missing (an executable copied alone), the first quantzoo folder of the XDG data
+// folders ($XDG_DATA_HOME, $XDG_DATA_DIRS: /usr/local/share, /usr/share). The file need not exist.
+QString dataPath(const QString& relative);
+// The bundled demo model (dataPath("demo/stories260K")).
 QString demoModelPath();
+// The bundled sample text, tiny-shakespeare's validation split (dataPath("texts/shakespeare-valid.txt")).
+QString sampleTextPath();
 
 }  // namespace qz::ui

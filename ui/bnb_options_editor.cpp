@@ -8,6 +8,7 @@
 #include <QFormLayout>
 #include <QSpinBox>
 
+#include "app_options.h"
 #include "qt_types.h"
 
 namespace qz::ui {
@@ -93,7 +94,7 @@ LlmInt8OptionsEditor::LlmInt8OptionsEditor(QWidget* parent) : MethodOptionsEdito
 }
 
 QString LlmInt8OptionsEditor::bundledText() {
-    return QStringLiteral(QZ_RESOURCES_DIR "/texts/shakespeare-valid.txt");
+    return sampleTextPath();
 }
 
 void LlmInt8OptionsEditor::onTextActivated(int index) {

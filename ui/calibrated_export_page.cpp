@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "app_options.h"
 #include "histogram_plot.h"
 #include "infer/hparams.h"
 #include "jobs/layer_histograms.h"
@@ -34,7 +35,7 @@
 namespace qz::ui {
 
 namespace {
-QString bundledText() { return QStringLiteral(QZ_RESOURCES_DIR "/texts/shakespeare-valid.txt"); }
+QString bundledText() { return sampleTextPath(); }
 
 QTableWidgetItem* cell(const QString& text, bool right = false) {
     auto* it = new QTableWidgetItem(text);

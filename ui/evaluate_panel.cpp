@@ -22,12 +22,13 @@
 #include <cmath>
 #include <mutex>
 
+#include "app_options.h"
 #include "jobs/quantize_overrides.h"
 
 namespace qz::ui {
 
 namespace {
-QString bundledText() { return QStringLiteral(QZ_RESOURCES_DIR "/texts/shakespeare-valid.txt"); }
+QString bundledText() { return sampleTextPath(); }
 
 uint64_t parameterCount(const qz::Model& m) {
     uint64_t n = 0;

@@ -33,6 +33,7 @@ HistogramPlot::HistogramPlot(QWidget* parent) : QWidget(parent) {
     layout->addWidget(m_plot);
     connect(m_plot, &QCustomPlot::customContextMenuRequested, this, &HistogramPlot::showContextMenu);
     connect(m_plot, &QCustomPlot::mouseDoubleClick, this, [this] { resetView(); });
+    rebuildGraphs();  // empty until given series
 }
 
 void HistogramPlot::setTitle(const QString& title) {
@@ -123,6 +124,12 @@ void HistogramPlot::rebuildGraphs() {
         }
     }
     m_plot->legend->setVisible(m_legend && !m_series.isEmpty());
+    // An empty plot has no scale to show: no ticks, numbers or grid, only its title (what to do next).
+    for (QCPAxis* axis : {m_plot->xAxis, m_plot->yAxis}) {
+        axis->setTicks(!m_series.isEmpty());
+        axis->setTickLabels(!m_series.isEmpty());
+        axis->grid()->setVisible(!m_series.isEmpty());
+    }
     resetView();
 }
 

@@ -56,10 +56,15 @@ HistogramsTab::HistogramsTab(QWidget* parent) : QWidget(parent) {
     m_applyModel->setToolTip(tr("Recompute the whole-model histograms with these bins and range"));
     m_log = new QCheckBox(tr("Log counts"), this);
 
+    // Two rows (the tensor plots', then the whole model's), so the tab fits beside the tree and the method
+    // panel on a 1600-pixel-wide screen.
+    auto* tensorControls = new QHBoxLayout;
+    tensorControls->addWidget(new QLabel(tr("Tensor bins"), this));
+    tensorControls->addWidget(m_tensorBins);
+    tensorControls->addSpacing(16);
+    tensorControls->addWidget(m_log);
+    tensorControls->addStretch(1);
     auto* controls = new QHBoxLayout;
-    controls->addWidget(new QLabel(tr("Tensor bins"), this));
-    controls->addWidget(m_tensorBins);
-    controls->addSpacing(16);
     controls->addWidget(new QLabel(tr("Model bins"), this));
     controls->addWidget(m_modelBins);
     controls->addWidget(new QLabel(tr("range"), this));
@@ -68,8 +73,6 @@ HistogramsTab::HistogramsTab(QWidget* parent) : QWidget(parent) {
     controls->addWidget(new QLabel(QStringLiteral("…"), this));
     controls->addWidget(m_hi);
     controls->addWidget(m_applyModel);
-    controls->addSpacing(16);
-    controls->addWidget(m_log);
     controls->addStretch(1);
 
     auto* top = new QSplitter(Qt::Horizontal, this);
@@ -79,6 +82,7 @@ HistogramsTab::HistogramsTab(QWidget* parent) : QWidget(parent) {
     split->addWidget(top);
     split->addWidget(m_modelPlot);
     auto* layout = new QVBoxLayout(this);
+    layout->addLayout(tensorControls);
     layout->addLayout(controls);
     layout->addWidget(split, 1);
 

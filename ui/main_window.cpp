@@ -6,15 +6,19 @@
 #include <QDropEvent>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QGuiApplication>
 #include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
+#include <QScreen>
 #include <QScrollArea>
 #include <QSettings>
 #include <QSplitter>
 #include <QStatusBar>
+#include <algorithm>
 
+#include "about_dialog.h"
 #include "background_job.h"
 #include "codes_view.h"
 #include "evaluate_panel.h"
@@ -52,7 +56,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     left->addWidget(m_summary);
     left->setStretchFactor(0, 3);
     left->setStretchFactor(1, 1);
-    left->setMinimumWidth(400);
+    left->setMinimumWidth(260);
 
     m_tabs = new WorkspaceTabs(this);
     m_histograms = new HistogramsTab(this);
@@ -90,7 +94,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     centre->setStretchFactor(0, 2);
     centre->setStretchFactor(1, 5);
     centre->setStretchFactor(2, 1);
-    centre->setSizes({520, 900, 300});
+    centre->setSizes({350, 860, 300});  // the workspace gets the room: its Histograms page needs ~800 px
     setCentralWidget(centre);
 
     m_log = new LogDock(this);
@@ -101,13 +105,38 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
     buildMenus();
     wireJobs();
+    // The first size fits the screen; afterwards the last one is restored, corrected if it no longer fits
+    // (another screen, a lower resolution).
     resize(1500, 900);
     restoreGeometry(QSettings().value(QStringLiteral("window/geometry")).toByteArray());
+    fitToScreen();
     setStatus(tr("Ready — open a model (File › Open or drag and drop)."));
 }
 
 MainWindow::~MainWindow() {
     m_runner->cancel();  // the workers hold the model; let them stop before the panels go
+}
+
+void MainWindow::fitToScreen() {
+    const QScreen* s = screen() ? screen() : QGuiApplication::primaryScreen();
+    if (!s) return;
+    if (isMaximized() || isFullScreen()) return;  // the window system sizes those
+    const QRect avail = s->availableGeometry();
+    // Before the first show the window system's frame is unknown: leave room for a title bar and borders.
+    const QRect inner = geometry(), outerNow = frameGeometry();
+    QMargins frame(inner.left() - outerNow.left(), inner.top() - outerNow.top(),
+                   outerNow.right() - inner.right(), outerNow.bottom() - inner.bottom());
+    if (frame.isNull()) frame = QMargins(4, 32, 4, 4);
+    const QSize room = avail.size().shrunkBy(frame).expandedTo(minimumSizeHint());
+    if (width() > room.width() || height() > room.height()) resize(size().boundedTo(room));
+    QRect outer = geometry().marginsAdded(frame);
+    if (!avail.contains(outer)) {  // off screen or across its edge: move it inside
+        const int maxLeft = std::max(avail.left(), avail.right() - outer.width() + 1);
+        const int maxTop = std::max(avail.top(), avail.bottom() - outer.height() + 1);
+        outer.moveLeft(std::clamp(outer.left(), avail.left(), maxLeft));
+        outer.moveTop(std::clamp(outer.top(), avail.top(), maxTop));
+        move(outer.topLeft());
+    }
 }
 
 void MainWindow::buildMenus() {
@@ -135,11 +164,10 @@ void MainWindow::buildMenus() {
     QMenu* view = menuBar()->addMenu(tr("&View"));
     view->addAction(m_log->toggleViewAction());
     QMenu* help = menuBar()->addMenu(tr("&Help"));
-    help->addAction(tr("&About QuantZoo"), this, [this] {
-        QMessageBox::about(this, tr("About QuantZoo"),
-                           tr("<b>QuantZoo</b> %1<br>A workstation for quantizing language models: open, "
-                              "quantize, compare histograms and errors, export.")
-                               .arg(QCoreApplication::applicationVersion()));
+    m_aboutAction = help->addAction(tr("&About QuantZoo"), this, [this] {
+        auto* about = new AboutDialog(this);
+        about->setAttribute(Qt::WA_DeleteOnClose);
+        about->open();  // non-blocking: no nested event loop
     });
 }
 
@@ -171,14 +199,17 @@ void MainWindow::wireJobs() {
     connect(m_table, &TensorTable::tensorActivated, this, &MainWindow::focusTensor);
     connect(m_histograms, &HistogramsTab::tensorBinsChanged, this, [this] {
         const QString f = m_focus;
+        const bool byDefault = m_focusIsDefault;
         m_focus.clear();
         if (!f.isEmpty()) focusTensor(f);
+        m_focusIsDefault = byDefault;
     });
     connect(m_histograms, &HistogramsTab::modelHistogramRequested, this, [this] {
         if (m_result && !m_runner->isRunning()) startRun();  // re-run the job with the new histogram spec
     });
     connect(m_analyzer, &TensorAnalyzer::ready, this, [this](const qz::TensorQuantResult& r) {
-        if (toQ(r.name) != m_focus) return;
+        // A job started since: it delivers the focused tensor with its own choices.
+        if (toQ(r.name) != m_focus || m_runner->isRunning()) return;
         // Without a finished run this is a preview of the panel's current choices.
         m_histograms->showTensor(r, toQ(m_previewSpec.describe()) + (m_result ? QString() : tr(" (preview)")),
                                  &m_previewSpec);
@@ -216,6 +247,13 @@ void MainWindow::onModelLoaded(ModelPtr model) {
     setWindowTitle(tr("QuantZoo — %1").arg(toQ(m_model->name)));
     setStatus(tr("Opened %1: %n tensor(s)", nullptr, int(m_model->tensors.size())).arg(toQ(m_model->name)));
     m_log->append(statusText());
+    // Something to look at straight away: the first weight matrix (the first tensor if there is none),
+    // previewed with the method panel's choices. A default, not a choice: a job's first result replaces it.
+    const auto first = std::find_if(m_model->tensors.begin(), m_model->tensors.end(),
+                                    [](const qz::TensorInfo& t) { return t.shape.size() == 2; });
+    if (first != m_model->tensors.end()) focusTensor(toQ(first->name));
+    else if (!m_model->tensors.empty()) focusTensor(toQ(m_model->tensors.front().name));
+    m_focusIsDefault = true;
     emit modelOpened();
 }
 
@@ -239,7 +277,8 @@ bool MainWindow::startRun() {
     auto shown = [this](const qz::TensorQuantResult& r) {  // results appear live
         m_table->model()->addResult(r);
         const QString name = toQ(r.name);
-        if (m_focus.isEmpty()) {
+        if (m_focus.isEmpty() || m_focusIsDefault) {  // the job's first result replaces a default choice
+            m_focus.clear();
             focusTensor(name);
         } else if (name == m_focus) {
             m_histograms->showTensor(r, toQ(m_runSpec.describe()), &m_runSpec);
@@ -300,6 +339,7 @@ void MainWindow::onRunCancelled() {
 }
 
 void MainWindow::focusTensor(const QString& name) {
+    m_focusIsDefault = false;
     if (name.isEmpty() || name == m_focus || !m_model) return;
     const qz::TensorInfo* info = m_model->find(toStd(name));
     if (!info) return;

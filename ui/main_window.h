@@ -53,6 +53,7 @@ public:
     WorkspaceTabs* workspaces() const { return m_tabs; }
     CodesView* codesView() const { return m_codes; }
     QAction* exportAction() const { return m_exportAction; }
+    QAction* aboutAction() const { return m_aboutAction; }
 
 signals:
     void modelOpened();
@@ -67,6 +68,7 @@ protected:
 
 private:
     void buildMenus();
+    void fitToScreen();
     void wireJobs();
     void onModelLoaded(ModelPtr model);
     void onRunFinished(ResultPtr result);
@@ -79,6 +81,7 @@ private:
     qz::QuantSpec m_runSpec;      // spec of the job whose rows the table shows
     qz::QuantSpec m_previewSpec;  // spec of the on-demand tensor analysis
     QString m_focus;
+    bool m_focusIsDefault = false;  // m_focus was chosen on opening the model, not by the user
     QString m_lastError;
 
     ModelLoader* m_loader;
@@ -96,6 +99,7 @@ private:
     LogDock* m_log;
     RecentFiles* m_recent = nullptr;
     QAction* m_exportAction = nullptr;
+    QAction* m_aboutAction = nullptr;
     QLabel* m_statusLabel;
 };
 

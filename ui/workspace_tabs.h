@@ -1,5 +1,6 @@
 // The centre tab widget as a registry of workspaces keyed by id ("histograms", "tensors"; later
 // "evaluate", "export", "compare"), so new panels plug in without touching the main window layout.
+// Each page sits in a scroll area (tabs are the scroll areas; workspace() returns the page itself).
 #pragma once
 
 #include <QMap>
@@ -18,6 +19,8 @@ public:
     QStringList ids() const { return m_order; }
 
 private:
+    QWidget* tabFor(QWidget* page) const;  // the tab (scroll area) that holds a page
+
     QMap<QString, QWidget*> m_pages;
     QStringList m_order;
 };

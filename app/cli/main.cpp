@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "progress_line.h"
+#include "quantzoo_config.h"
 
 namespace {
 
@@ -26,7 +27,7 @@ const Command kCommands[] = {
 };
 
 void usage(FILE* out) {
-    std::fprintf(out, "usage: quantzoo-cli <command> [options]\n\ncommands:\n");
+    std::fprintf(out, "usage: quantzoo-cli <command> [options] | --version\n\ncommands:\n");
     for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
     std::fprintf(out, "\n'quantzoo-cli <command> --help' shows a command's options.\n"
                       "exit codes: 0 ok, 1 failed (reason on stderr), 2 usage error,\n"
@@ -39,6 +40,10 @@ int main(int argc, char** argv) {
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? qzcli::kUsage : qzcli::kOk;
+    }
+    if (!std::strcmp(argv[1], "--version")) {
+        std::printf("quantzoo-cli %s\n", QZ_VERSION);
+        return qzcli::kOk;
     }
     qzcli::installInterruptHandler();
     for (const auto& c : kCommands)

@@ -7,16 +7,19 @@
 #include "app_options.h"
 #include "headless.h"
 #include "main_window.h"
+#include "quantzoo_config.h"
 
 namespace {
-// The platform must be chosen before QApplication exists: headless runs without a display go
-// offscreen, and screenshots are always taken offscreen (same pixels on every machine).
+// The platform must be chosen before QApplication exists: headless runs and --version / --help without a
+// display go offscreen, and screenshots are always taken offscreen (same pixels on every machine).
 void choosePlatform(int argc, char** argv) {
     if (!qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) return;
     bool headless = false, screenshot = false;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--headless") == 0) headless = true;
         if (std::strncmp(argv[i], "--screenshot", 12) == 0) screenshot = true;
+        for (const char* info : {"--version", "-v", "--help", "-h", "--help-all"})
+            if (std::strcmp(argv[i], info) == 0) headless = true;  // prints and exits: no window
     }
     const bool noDisplay = qEnvironmentVariableIsEmpty("DISPLAY") && qEnvironmentVariableIsEmpty("WAYLAND_DISPLAY");
     if (screenshot || (headless && noDisplay)) qputenv("QT_QPA_PLATFORM", "offscreen");
@@ -28,7 +31,7 @@ int main(int argc, char** argv) {
     QApplication app(argc, argv);
     QApplication::setOrganizationName(QStringLiteral("QuantZoo"));
     QApplication::setApplicationName(QStringLiteral("QuantZoo"));
-    QApplication::setApplicationVersion(QStringLiteral("0.1.0"));
+    QApplication::setApplicationVersion(QStringLiteral(QZ_VERSION));
 
     auto options = qz::ui::parseAppOptions(QApplication::arguments());
     if (!options) {

@@ -1,16 +1,27 @@
 #include "common/parallel.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <thread>
 #include <vector>
 
 namespace qz {
 
+namespace {
+constexpr long kMaxThreads = 1024;  // upper limit of the QZ_THREADS override
+}  // namespace
+
+// The quantizers and statistics do not depend on the thread count: their work is split into pieces fixed by
+// the data, threads only choose which pieces they compute (test_gptq_quant, test_exl2_quant, test_histogram).
 int defaultThreadCount() {
     if (const char* env = std::getenv("QZ_THREADS")) {
-        const int n = std::atoi(env);
-        if (n > 0) return n;
+        // 1..1024; anything else (empty, garbage, out of range) is ignored rather than trusted.
+        char* end = nullptr;
+        errno = 0;
+        const long n = std::strtol(env, &end, 10);
+        if (errno == 0 && end != env && *end == '\0' && n >= 1 && n <= kMaxThreads)
+            return static_cast<int>(n);
     }
     const unsigned hc = std::thread::hardware_concurrency();
     return hc == 0 ? 1 : static_cast<int>(hc);

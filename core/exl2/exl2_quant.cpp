@@ -518,15 +518,17 @@ bool choleskyLowerInPlace(MatD& A, int threads, const std::function<bool()>& can
         const Eigen::Index s = k0 + kb, m = n - s;
         if (m == 0) break;
         const auto L11 = A.block(k0, k0, kb, kb);
-        // A21 := A21·L11⁻ᵀ by row chunks.
+        // A21 := A21·L11⁻ᵀ by fixed chunks of 64 rows, one solve per chunk whichever thread runs it: the
+        // solves' shapes, and so their rounding, do not depend on the thread count.
         const Eigen::Index rowChunks = (m + 63) / 64;
         parallelFor(
             static_cast<size_t>(rowChunks),
             [&](size_t c0, size_t c1, int) {
-                const Eigen::Index r0 = static_cast<Eigen::Index>(c0) * 64;
-                const Eigen::Index r1 = std::min(m, static_cast<Eigen::Index>(c1) * 64);
-                auto X = A.block(s + r0, k0, r1 - r0, kb);
-                L11.transpose().triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(X);
+                for (size_t c = c0; c < c1; ++c) {
+                    const Eigen::Index r0 = static_cast<Eigen::Index>(c) * 64, r1 = std::min(m, r0 + 64);
+                    auto X = A.block(s + r0, k0, r1 - r0, kb);
+                    L11.transpose().triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(X);
+                }
             },
             threads, 2);
         // A22 −= A21·A21ᵀ on the lower triangle, by column blocks interleaved over threads.

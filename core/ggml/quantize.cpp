@@ -74,6 +74,8 @@ Status quantizeTensor(DType type, const float* src, int64_t nrows, int64_t ncols
     const auto& tr = traits(type);
     if (!fn) return makeError("quantizing to " + std::string(tr.name) + " is not supported");
     if (nrows < 0 || ncols < 0) return makeError("negative tensor dimensions");
+    if (!imatrix && iquantRequiresImatrix(type))
+        return makeError("quantizing to " + std::string(tr.name) + " needs an importance matrix (as ggml requires)");
     if (ncols % tr.blockSize != 0)
         return makeError("cannot quantize to " + std::string(tr.name) + ": row length " + std::to_string(ncols) +
                          " is not a multiple of " + std::to_string(tr.blockSize));

@@ -1,10 +1,13 @@
 // Hessian of one linear layer for GPTQ: H = 2/nSamples · Σ over all calibration tokens of x·xᵀ
 // (AutoGPTQ's add_batch: nSamples counts sequences, not tokens; padding tokens would be included -
-// our calibration windows have none). Sums are kept in float as AutoGPTQ does. With OpenBLAS (Debian's
-// libopenblas-dev, found at configure time) each add() is one SSYRK on the lower triangle; without it the
-// lower triangle is computed as dot products by the engine's AVX2 kernel (infer/matmul.h), column blocks
-// striped over threads. Either way the result does not depend on the thread count (checked in
-// test_gptq_quant).
+// our calibration windows have none). Sums are kept in float as AutoGPTQ does. The lower triangle is
+// cut into a fixed grid of 256-feature blocks that depends on nIn only; each block is computed by one of
+// our threads, with single-threaded OpenBLAS SSYRK + SGEMM calls (Debian's libopenblas-dev, found at
+// configure time; one block column per task) or else the engine's dot-product kernel (infer/matmul.h;
+// one 256 × 256 tile per task). Nothing is summed across blocks, so the result is bit-identical for any
+// thread count (checked in test_gptq_quant for 1, 2, 3, 5 threads). Across CPUs (OpenBLAS picks its kernel
+// from the CPU, or OPENBLAS_CORETYPE) the summation order inside a block differs: the results then agree
+// to float rounding, not to the bit.
 #pragma once
 
 #include <cstdint>

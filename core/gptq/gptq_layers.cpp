@@ -1,9 +1,11 @@
 #include "gptq/gptq_layers.h"
 
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <unistd.h>
 
 #include "common/safe_file.h"
@@ -107,11 +109,19 @@ Result<LayerRecord> loadLayerRecord(const std::string& path) {
         const auto j = nlohmann::json::parse(js);
         rec.name = j.at("name").get<std::string>();
         LayerResult& r = rec.result;
-        r.rows = j.at("rows").get<int>();
-        r.cols = j.at("cols").get<int>();
-        r.bits = j.at("bits").get<int>();
-        r.groupSize = j.at("groupSize").get<int>();
-        r.nGroups = j.at("nGroups").get<int>();
+        // get<int>() on a non-integer (e.g. 1e300) would be an out-of-range float conversion.
+        auto intField = [&](const char* key) {
+            const auto& v = j.at(key);
+            if (!v.is_number_integer()) throw std::runtime_error(std::string(key) + " is not an integer");
+            const int64_t x = v.get<int64_t>();
+            if (x < INT32_MIN || x > INT32_MAX) throw std::runtime_error(std::string(key) + " is out of range");
+            return static_cast<int>(x);
+        };
+        r.rows = intField("rows");
+        r.cols = intField("cols");
+        r.bits = intField("bits");
+        r.groupSize = intField("groupSize");
+        r.nGroups = intField("nGroups");
         r.loss = j.at("loss").get<double>();
         r.dampUsed = j.at("dampUsed").get<double>();
         rec.relErr = j.at("relErr").get<double>();
@@ -125,6 +135,15 @@ Result<LayerRecord> loadLayerRecord(const std::string& path) {
         (r.bits != 2 && r.bits != 3 && r.bits != 4 && r.bits != 8))
         return makeError(path + ": bad dimensions");
     const size_t rc = static_cast<size_t>(r.rows) * r.cols, gr = static_cast<size_t>(r.nGroups) * r.rows;
+    // The arrays must be exactly what is left of the file before anything is allocated for them
+    // (rows and cols of 2^20 would ask for a terabyte).
+    const auto here = f.tellg();
+    f.seekg(0, std::ios::end);
+    const auto end = f.tellg();
+    f.seekg(here);
+    if (here < 0 || end < here ||
+        static_cast<uint64_t>(end - here) != rc + 8 * uint64_t{gr} + 4 * static_cast<uint64_t>(r.cols))
+        return makeError(path + ": size does not match its header");
     if (!readVec(f, r.codes, rc) || !readVec(f, r.scales, gr) || !readVec(f, r.zeros, gr) || !readVec(f, r.gIdx, r.cols))
         return makeError(path + ": truncated");
     if (f.peek() != std::char_traits<char>::eof()) return makeError(path + ": trailing bytes");

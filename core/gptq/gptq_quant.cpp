@@ -180,7 +180,10 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
         r.gIdx[k] = (c.descAct && !c.staticGroups) ? invperm[k] / gsEff : k / gsEff;
 
     const int threads = c.threads > 0 ? c.threads : defaultThreadCount();
-    const int chunk = std::max(8, (rows + threads - 1) / threads);
+    // Fixed chunks of rows, whatever the thread count: a row's rounding depends on its place in its chunk
+    // (Eigen's GEMM treats the rows left over after its 4-row panels differently), and the loss is summed
+    // per chunk, so chunks sized by the thread count would make both depend on it.
+    constexpr int chunk = 64;
     const int nChunks = (rows + chunk - 1) / chunk;
     std::vector<double> losses(nChunks, 0.0);
     std::atomic<bool> stop{false};

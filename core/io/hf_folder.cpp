@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -145,7 +146,11 @@ Status applyHfConfig(Model& model, const std::string& configPath) {
     if (auto st = checkJsonDepth(*text, display); !st) return st;
     ojson j;
     try {
-        j = ojson::parse(*text);
+        // The metadata display below serialises values recursively: bound the nesting first.
+        j = ojson::parse(*text, [](int depth, ojson::parse_event_t, ojson&) {
+            if (depth > 512) throw std::runtime_error("nested deeper than 512 levels");
+            return true;
+        });
     } catch (const std::exception& e) {
         return makeError(display + ": not valid JSON (" + e.what() + ")");
     }

@@ -149,21 +149,26 @@ void ErrorStats::merge(const ErrorStats& o) {
 }
 
 ErrorStats errorStats(const float* orig, const float* deq, uint64_t n) {
-    const int threads = defaultThreadCount();
-    std::vector<ErrorStats> parts(threads);
-    parallelFor(n, [&](size_t b, size_t e, int t) {
-        ErrorStats s;
-        s.n = e - b;
-        for (size_t i = b; i < e; ++i) {
-            const double o = orig[i], d = deq[i], err = d - o;
-            s.sumSqOrig += o * o;
-            s.sumSqDeq += d * d;
-            s.sumSqErr += err * err;
-            s.dot += o * d;
-            s.maxAbs = std::max(s.maxAbs, std::fabs(err));
+    // Sums over fixed pieces of 2^16 values, merged in order: the same doubles for any thread count.
+    constexpr uint64_t kPiece = uint64_t{1} << 16;
+    const uint64_t nPieces = (n + kPiece - 1) / kPiece;
+    std::vector<ErrorStats> parts(static_cast<size_t>(nPieces));
+    parallelFor(static_cast<size_t>(nPieces), [&](size_t p0, size_t p1, int) {
+        for (size_t p = p0; p < p1; ++p) {
+            const uint64_t b = p * kPiece, e = std::min(n, b + kPiece);
+            ErrorStats s;
+            s.n = e - b;
+            for (uint64_t i = b; i < e; ++i) {
+                const double o = orig[i], d = deq[i], err = d - o;
+                s.sumSqOrig += o * o;
+                s.sumSqDeq += d * d;
+                s.sumSqErr += err * err;
+                s.dot += o * d;
+                s.maxAbs = std::max(s.maxAbs, std::fabs(err));
+            }
+            parts[p] = s;
         }
-        parts[t] = s;
-    }, threads, 1 << 16);
+    }, defaultThreadCount(), 1);
     ErrorStats r;
     for (const auto& p : parts) r.merge(p);
     r.finish();

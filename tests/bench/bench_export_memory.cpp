@@ -11,7 +11,7 @@
 // streaming exporter should stay close to. The folder is removed at the end (unless --keep).
 //
 // Usage: bench_export_memory [--layers 22] [--hidden 2048] [--ffn 5632] [--vocab 32000] [--heads 32]
-//          [--kv-heads 4] [--types F16,Q8_0,Q4_K_M] [--threads 2] [--shard-mb 1000] [--tmp /work] [--keep]
+//          [--kv-heads 4] [--types F16,Q8_0,Q4_K_M] [--threads 2] [--shard-mb 1000] [--tmp DIR (default: the system temporary folder)] [--keep]
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> types = {"F16", "Q8_0", "Q4_K_M"};
     int threads = 2;
     uint64_t shardMb = 1000;
-    std::string tmpRoot = "/work";
+    std::string tmpRoot = std::filesystem::temp_directory_path().string();
     bool keep = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];

@@ -8,6 +8,7 @@
 // (dumpDir/ours.json), so that another implementation (e.g. AutoGPTQ's GPTQ class) can be run on the
 // identical data. All values are fp16-representable, so both sides see the same numbers.
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +25,8 @@ using namespace qz;
 using Clock = std::chrono::steady_clock;
 
 static double secs(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// CPU time of the whole process (all threads): steadier than wall time on a shared machine.
+static double cpuNow() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 static float h16(float x) { return fp16ToFp32(fp32ToFp16(x)); }
 
 int main(int argc, char** argv) {
@@ -61,7 +64,7 @@ int main(int argc, char** argv) {
     gptq::HessianAccumulator acc(cols);
     std::vector<float> X(static_cast<size_t>(seqLen) * cols);
     std::vector<uint16_t> xh(X.size());
-    double tHess = 0;
+    double tHess = 0, cHess = 0;
     for (int s = 0; s < samples; ++s) {
         std::mt19937 r2(1000 + s);
         std::normal_distribution<float> n2(0.0f, 1.0f);
@@ -79,13 +82,15 @@ int main(int argc, char** argv) {
             std::fwrite(xh.data(), 2, xh.size(), fx);
         }
         const auto t0 = Clock::now();
+        const double c0 = cpuNow();
         acc.add(X.data(), seqLen);
         tHess += secs(t0);
+        cHess += cpuNow() - c0;
     }
     if (fx) std::fclose(fx);
     acc.countSample(samples);
     const auto H = acc.finish();
-    std::printf("hessian: %.2f s (%.1f GFLOP/s, lower triangle)\n", tHess,
+    std::printf("hessian: %.2f s wall, %.2f s CPU (%.1f GFLOP/s wall, lower triangle)\n", tHess, cHess,
                 1e-9 * double(samples) * seqLen * cols * (cols + 1) / std::max(tHess, 1e-9));
 
     gptq::QuantConfig c;
@@ -96,13 +101,15 @@ int main(int argc, char** argv) {
     const auto rtn = gptq::quantizeLayerRtn(W.data(), rows, cols, c);
     const double tRtn = secs(tr);
     const double eRtn = gptq::relativeOutputError(W.data(), gptq::dequantize(rtn), rows, cols, H);
-    double tG[2] = {0, 0}, eG = 0, loss = 0;
+    double tG[2] = {0, 0}, cG[2] = {0, 0}, eG = 0, loss = 0;
     const int threadCounts[2] = {1, defaultThreadCount()};
     for (int i = 0; i < 2; ++i) {
         c.threads = threadCounts[i];
         const auto t0 = Clock::now();
+        const double c0 = cpuNow();
         auto g = gptq::quantizeLayerGptq(W.data(), rows, cols, H, c);
         tG[i] = secs(t0);
+        cG[i] = cpuNow() - c0;
         if (!g) {
             std::fprintf(stderr, "GPTQ failed: %s\n", g.error().message.c_str());
             return 1;
@@ -111,11 +118,12 @@ int main(int argc, char** argv) {
         loss = g->loss;
         if (threadCounts[1] == 1) {
             tG[1] = tG[0];
+            cG[1] = cG[0];
             break;
         }
     }
-    std::printf("gptq: %.2f s (1 thread), %.2f s (%d threads); loss %.4f; rel. output error %.6f\n", tG[0], tG[1],
-                threadCounts[1], loss, eG);
+    std::printf("gptq: %.2f s wall / %.2f s CPU (1 thread), %.2f s wall / %.2f s CPU (%d threads); loss %.4f; "
+                "rel. output error %.6f\n", tG[0], cG[0], tG[1], cG[1], threadCounts[1], loss, eG);
     std::printf("rtn:  %.3f s; rel. output error %.6f  (gptq/rtn error ratio %.3f)\n", tRtn, eRtn, eG / eRtn);
     std::printf("total (hessian + gptq, all threads): %.2f s\n", tHess + tG[1]);
     if (!dump.empty()) {

@@ -13,7 +13,7 @@
 //
 // Usage: bench_infer_vs_llama [--model F32.gguf]... [--threads 1,2] [--prompts 128,512] [--reps 5]
 //          [--hidden 1024] [--layers 8] [--ffn 2816] [--vocab 32000] [--heads 16] [--kv-heads 4]
-//          [--no-synthetic] [--tmp /work] [--llama-lib PATH]
+//          [--no-synthetic] [--tmp DIR (default: the system temporary folder)] [--llama-lib PATH]
 #include <sys/resource.h>
 
 #include <cmath>
@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
     std::vector<int> threadCounts = {1, 2}, prompts = {128, 512};
     int reps = 5;
     bool synthetic = true;
-    std::string tmpRoot = "/work", libPath = defaultLlamaLib();
+    std::string tmpRoot = std::filesystem::temp_directory_path().string(), libPath = defaultLlamaLib();
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {

@@ -13,7 +13,7 @@
 // The IQ mixes and Q2_K_S run with a synthetic importance matrix (seeded, same values for both sides).
 //
 // Usage: bench_quantize_vs_llama [--layers 8] [--hidden 1024] [--ffn 2816] [--vocab 32000] [--heads 16]
-//          [--kv-heads 4] [--types Q4_0,Q8_0,Q4_K_M,Q6_K] [--threads 1,2] [--reps 1] [--tmp /work]
+//          [--kv-heads 4] [--types Q4_0,Q8_0,Q4_K_M,Q6_K] [--threads 1,2] [--reps 1] [--tmp DIR (default: the system temporary folder)]
 //          [--llama-lib PATH] [--input F32.gguf] [--keep]
 #include <sys/resource.h>
 
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> types = {"Q4_0", "Q8_0", "Q4_K_M", "Q6_K"};
     std::vector<int> threadCounts = {1, 2};
     int reps = 1;
-    std::string tmpRoot = "/work", libPath = defaultLlamaLib(), input;
+    std::string tmpRoot = std::filesystem::temp_directory_path().string(), libPath = defaultLlamaLib(), input;
     bool keep = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];

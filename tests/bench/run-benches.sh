@@ -6,14 +6,14 @@
 #   BUILD_DIR defaults to build-bench next to this repository's top folder; it must have been configured
 #   (cmake -S . -B BUILD_DIR -DQZ_BUILD_GUI=OFF -DCMAKE_BUILD_TYPE=Release); the bench targets are built here.
 #   "quick" uses small models (a minute instead of ~15 minutes) to check that everything runs.
-# Temporary models go to $QZ_BENCH_TMP (default /work, needs ~6 GB free for the full run); they are removed.
+# Temporary models go to $QZ_BENCH_TMP (default: $TMPDIR or /tmp, needs ~6 GB free for the full run); they are removed.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build-bench}
 mode=${2:-full}
-tmp=${QZ_BENCH_TMP:-/work}
+tmp=${QZ_BENCH_TMP:-${TMPDIR:-/tmp}}
 out=$build/bench-results
 mkdir -p "$out"
 

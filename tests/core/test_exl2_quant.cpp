@@ -14,8 +14,10 @@
 #include <random>
 
 #include "common/fp16.h"
+#include "exl2/exl2_measure.h"
 #include "exl2/exl2_qparams.h"
 #include "exl2/exl2_quant.h"
+#include "gptq/gptq_hessian.h"
 #include "io/safetensors_writer.h"
 
 using namespace qz;
@@ -842,22 +844,40 @@ void TestExl2Quant::zeroAndHugeWeights() {
 }
 
 void TestExl2Quant::sameForAnyThreadCount() {
-    // Every column is computed the same way whatever the column chunks: identical results for 1, 2, 3
-    // threads.
-    const int in = 256, out = 200;
+    // The whole chain for one layer, bit-identical for 1, 2, 3, 5 threads: the Hessian from the
+    // calibration rows (a fixed grid of tiles), its preparation (fixed Cholesky blocks and row chunks,
+    // fixed inversion blocks) and the quantization (every column computed the same way whatever the
+    // column chunks). 320 inputs: two Hessian tiles, three Cholesky blocks.
+    const int in = 320, out = 200, rows = 600;
     auto W = makeWeights(out, in, 81);
-    auto h = prepareHessian(makeHessian(in, 600, 82), in, {}, 1);
-    auto h3 = prepareHessian(makeHessian(in, 600, 82), in, {}, 3);
-    QVERIFY(h.ok() && h3.ok());
-    QCOMPARE(h->hinv, h3->hinv);
+    std::vector<float> X;
+    makeHessian(in, rows, 82, &X);
     const QParams& qp = mlpOptions()[0][2];
-    auto a = quantizeLinear(W.data(), out, in, *h, qp, {}, 1);
-    for (int t : {2, 3}) {
-        auto b = quantizeLinear(W.data(), out, in, *h, qp, {}, t);
-        QVERIFY(a.ok() && b.ok());
-        QCOMPARE(a->codes, b->codes);
-        QCOMPARE(a->qscale, b->qscale);
-        QCOMPARE(a->qscaleMax, b->qscaleMax);
+    std::vector<float> H1;
+    PreparedHessian h1;
+    QuantizedLinear q1;
+    for (const int t : {1, 2, 3, 5}) {
+        gptq::HessianAccumulator acc(in);
+        acc.add(X.data(), rows, t);
+        acc.countSample(1);
+        auto H = exl2Hessian(acc);
+        auto h = prepareHessian(H, in, {}, t);
+        QVERIFY(h.ok());
+        auto q = quantizeLinear(W.data(), out, in, *h, qp, {}, t);
+        QVERIFY(q.ok());
+        if (t == 1) {
+            H1 = H;
+            h1 = *h;
+            q1 = *q;
+            continue;
+        }
+        QVERIFY2(H == H1, qPrintable(QString("Hessian, %1 threads").arg(t)));
+        QCOMPARE(h->perm, h1.perm);
+        QVERIFY2(h->hinv == h1.hinv, qPrintable(QString("H⁻¹ factor, %1 threads").arg(t)));
+        QCOMPARE(h->dampTries, h1.dampTries);
+        QCOMPARE(q->codes, q1.codes);
+        QCOMPARE(q->qscale, q1.qscale);
+        QCOMPARE(q->qscaleMax, q1.qscaleMax);
     }
 }
 

@@ -17,6 +17,7 @@ private slots:
     void rawMatchesF32();
     void errorStatsByHand();
     void mergeIsAddition();
+    void errorStatsSameForAnyThreadCount();
 };
 
 void TestHistogram::binsByHand() {
@@ -93,6 +94,34 @@ void TestHistogram::mergeIsAddition() {
     const ErrorStats whole = errorStats(a.data(), d.data(), 1000);
     QVERIFY(std::fabs(e1.mse - whole.mse) < 1e-9);
     QCOMPARE(e1.maxAbs, whole.maxAbs);
+}
+
+void TestHistogram::errorStatsSameForAnyThreadCount() {
+    // The report's figures are sums over fixed pieces of the tensor, merged in order: the same doubles
+    // whatever the default thread count (QZ_THREADS) is.
+    std::vector<float> o(1000003), d(o.size());
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (size_t i = 0; i < o.size(); ++i) {
+        o[i] = nd(rng);
+        d[i] = o[i] + 0.01f * nd(rng);
+    }
+    const QByteArray saved = qgetenv("QZ_THREADS");
+    const bool had = qEnvironmentVariableIsSet("QZ_THREADS");
+    qputenv("QZ_THREADS", "1");
+    const ErrorStats a = errorStats(o.data(), d.data(), o.size());
+    for (const char* t : {"2", "3", "7"}) {
+        qputenv("QZ_THREADS", t);
+        const ErrorStats b = errorStats(o.data(), d.data(), o.size());
+        QVERIFY2(a.sumSqErr == b.sumSqErr && a.sumSqOrig == b.sumSqOrig && a.sumSqDeq == b.sumSqDeq &&
+                     a.dot == b.dot && a.maxAbs == b.maxAbs && a.n == b.n,
+                 t);
+    }
+    if (had)
+        qputenv("QZ_THREADS", saved);
+    else
+        qunsetenv("QZ_THREADS");
+    QVERIFY(std::fabs(a.mse - 1e-4) < 2e-6);  // the noise's variance, 0.01²
 }
 
 QTEST_APPLESS_MAIN(TestHistogram)

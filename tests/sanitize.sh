@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds QuantZoo with sanitizers in their own build folders and runs the tests there.
+#   tests/sanitize.sh asan   AddressSanitizer + UndefinedBehaviorSanitizer (gcc), whole ctest suite
+#   tests/sanitize.sh tsan   ThreadSanitizer (gcc), the job / cancel / parallelFor tests
+#   tests/sanitize.sh        both
+# Not part of CI (it takes well over an hour on 2 cores). Logs go to build-<kind>/sanitize.log.
+# Environment: JOBS (default nproc), CTEST_ARGS (extra ctest arguments, e.g. "-R test_gguf").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+export QT_QPA_PLATFORM=offscreen
+
+# The engine's optimisation flags (-O3) stay; -g1 gives line numbers in reports.
+SAN_COMMON="-fno-omit-frame-pointer -g1"
+
+# Under TSan: the tests that run jobs on worker threads, cancel them, or use parallelFor (core and GUI).
+# test_imatrix_collect is left out: its full llama-imatrix comparison (4,869 chunks) would take hours
+# under TSan; the imatrix collection's threading is the engine's, which test_infer_ppl covers.
+TSAN_TESTS='^(test_gptq_quant|test_gptq_model|test_exl2_quant|test_exl2_model|test_exl2_optimize|test_infer|test_infer_ppl|test_generate|test_kquants|test_ggml_legacy|test_llm_int8|test_gguf_export|test_type_compare|test_calibrated_export|test_cancel|test_export_panel|test_evaluate_panel|test_method_panel|test_headless)$'
+
+run_asan() {
+  local b=build-asan
+  local flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined $SAN_COMMON"
+  cmake -S . -B $b -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="$flags" \
+    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" \
+    ${CMAKE_CXX_COMPILER_LAUNCHER:+-DCMAKE_CXX_COMPILER_LAUNCHER=$CMAKE_CXX_COMPILER_LAUNCHER} >/dev/null
+  cmake --build $b -j "$JOBS"
+  # detect_leaks: the engine's caches live until exit on purpose; leak reports would drown real errors.
+  # The llama tests run node (node-llama-cpp's prebuilt libllama) and quantzoo-cli; only the CLI is
+  # instrumented, which is what matters here (the exports it writes are checked by llama.cpp).
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir $b --output-on-failure -j "$JOBS" -L 'core|gui|llama' ${CTEST_ARGS:-} 2>&1 | tee $b/sanitize.log
+}
+
+run_tsan() {
+  local b=build-tsan
+  local flags="-fsanitize=thread $SAN_COMMON"
+  cmake -S . -B $b -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="$flags" \
+    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
+    ${CMAKE_CXX_COMPILER_LAUNCHER:+-DCMAKE_CXX_COMPILER_LAUNCHER=$CMAKE_CXX_COMPILER_LAUNCHER} >/dev/null
+  local targets
+  targets=$(echo "$TSAN_TESTS" | tr -d '^$()' | tr '|' ' ')
+  local have=()
+  for t in $targets; do
+    if [ -f tests/core/$t.cpp ] || { [ -f tests/gui/$t.cpp ] && grep -q 'QZ_BUILD_GUI:BOOL=ON' $b/CMakeCache.txt; }; then
+      have+=("$t")
+    fi
+  done
+  cmake --build $b -j "$JOBS" --target quantzoo quantzoo-cli "${have[@]}"
+  # Qt's own (uninstrumented) thread pool is outside our code; second_deadlock_stack for readable reports.
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    ctest --test-dir $b --output-on-failure -j "$JOBS" -R "$TSAN_TESTS" ${CTEST_ARGS:-} 2>&1 | tee $b/sanitize.log
+}
+
+case "${1:-all}" in
+  asan) run_asan ;;
+  tsan) run_tsan ;;
+  all) run_asan; run_tsan ;;
+  *) echo "usage: $0 [asan|tsan|all]" >&2; exit 2 ;;
+esac
