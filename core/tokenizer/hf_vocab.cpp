@@ -27,7 +27,20 @@ const std::string kLlama3Regex =
 const std::string kQwen2Regex =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-Result<std::string> readText(const fs::path& p) {
+// A model folder's file, followed through a symlink only where it stays inside the folder (or its hub
+// cache repository): its text ends up in exported vocabularies, so a link out of the folder is refused.
+Result<fs::path> insideModel(const fs::path& p) {
+    const std::string folder = p.has_parent_path() ? p.parent_path().string() : std::string(".");
+    auto r = resolveModelFile(folder, p.filename().string());
+    if (!r) return r.error();
+    if (r->missing) return makeError(p.string() + ": cannot read (no such file)");
+    return fs::path(r->path);
+}
+
+Result<std::string> readText(const fs::path& given) {
+    auto resolved = insideModel(given);
+    if (!resolved) return resolved.error();
+    const fs::path& p = *resolved;
     std::error_code ec;
     const auto size = fs::file_size(p, ec);
     if (ec) return makeError(p.string() + ": cannot read (" + ec.message() + ")");
@@ -181,8 +194,9 @@ Result<int64_t> vocabSizeFromConfig(const Json* config, int64_t fallback, const 
 }
 
 Result<Vocab> loadSpm(const fs::path& dir, const Json* config, const Json* tokCfg) {
-    const fs::path modelPath = dir / "tokenizer.model";
-    auto spm = loadSpmModel(modelPath.string());
+    auto modelPath = insideModel(dir / "tokenizer.model");
+    if (!modelPath) return modelPath.error();
+    auto spm = loadSpmModel(modelPath->string());
     if (!spm) return spm.error();
     const auto& pieces = spm->pieces;
     auto nv = vocabSizeFromConfig(config, int64_t(pieces.size()), (dir / "config.json").string());

@@ -26,6 +26,7 @@
 #include "infer/perplexity.h"
 #include "model/model.h"
 #include "sha256.h"
+#include "tokenizer/hf_vocab.h"
 
 namespace fs = std::filesystem;
 
@@ -45,6 +46,7 @@ class TestHostile : public QObject {
     void readOnlyDestination();
     void cancelAtRandomPoints();
     void symlinksStayInsideTheModel();
+    void tokenizerFilesStayInsideTheModel();
     void ggufZeroSizeTensorHidesNoOverlap();
     void ggufStringArrayMemoryIsBounded();
     void controlCharactersAreEscaped();
@@ -587,6 +589,51 @@ void TestHostile::symlinksStayInsideTheModel() {
     fs::remove(snap + "/tokenizer_config.json");
     fs::create_symlink(root + "/elsewhere/secret.json", snap + "/tokenizer_config.json");
     QVERIFY(!qz::copyModelSideFiles(snap, root + "/out2", side, copied).ok());
+}
+
+void TestHostile::tokenizerFilesStayInsideTheModel() {
+    // The vocabulary read from tokenizer.model / tokenizer.json ends up in exported GGUF files: a tokenizer
+    // file that links out of the model folder is refused, one that links inside it (or into the hub
+    // cache's blobs) is read.
+    QTemporaryDir dir;
+    const std::string root = dir.path().toStdString();
+    const std::string m = copyDemo(dir);
+    QVERIFY(qz::loadHfVocab(m).ok());
+    fs::create_directory(root + "/elsewhere");
+    fs::rename(m + "/tokenizer.model", root + "/elsewhere/tokenizer.model");
+    fs::create_symlink(root + "/elsewhere/tokenizer.model", m + "/tokenizer.model");
+    auto v = qz::loadHfVocab(m);
+    QVERIFY(!v.ok());
+    QVERIFY2(v.error().message.find("outside the model folder") != std::string::npos, v.error().message.c_str());
+    fs::remove(m + "/tokenizer.model");
+    fs::copy_file(root + "/elsewhere/tokenizer.model", m + "/inside.model");
+    fs::create_symlink("inside.model", m + "/tokenizer.model");
+    QVERIFY(qz::loadHfVocab(m).ok());
+
+    // Byte-level BPE: tokenizer.json linking outside.
+    const std::string g = root + "/gpt2";
+    fs::create_directory(g);
+    for (const auto& e : fs::directory_iterator(std::string(QZ_TEST_DATA) + "/models/bard-gpt2"))
+        if (e.path().filename() != "model.safetensors") fs::copy_file(e.path(), g + "/" + e.path().filename().string());
+    QVERIFY(qz::loadHfVocab(g).ok());
+    fs::rename(g + "/tokenizer.json", root + "/elsewhere/tokenizer.json");
+    fs::create_symlink(root + "/elsewhere/tokenizer.json", g + "/tokenizer.json");
+    v = qz::loadHfVocab(g);
+    QVERIFY(!v.ok());
+    QVERIFY2(v.error().message.find("outside the model folder") != std::string::npos, v.error().message.c_str());
+
+    // Hub cache layout: snapshots/<rev>/tokenizer.model -> ../../blobs/<hash> is read.
+    const std::string repo = root + "/hub/models--org--stories";
+    const std::string snap = repo + "/snapshots/0123abcd";
+    fs::create_directories(repo + "/blobs");
+    fs::create_directories(snap);
+    int i = 0;
+    for (const auto& e : fs::directory_iterator(demo())) {
+        const std::string blob = "blob" + std::to_string(i++);
+        fs::copy_file(e.path(), repo + "/blobs/" + blob);
+        fs::create_symlink("../../blobs/" + blob, snap + "/" + e.path().filename().string());
+    }
+    QVERIFY(qz::loadHfVocab(snap).ok());
 }
 
 namespace {
