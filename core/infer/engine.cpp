@@ -162,7 +162,9 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
     auto observe = [&](const InferLinear& L, const InferMat& in) {
         if (observer) observer(L.name, in.data(), in.cols(), in.rows());
     };
-    auto& [H, Q, K, V, A, T, G, U] = s;
+    // Plain references, not a structured binding: lambdas below capture them (clang before 16 cannot
+    // capture structured bindings, and the fuzz build uses clang).
+    InferMat &H = s.H, &Q = s.Q, &K = s.K, &V = s.V, &A = s.A, &T = s.T, &G = s.G, &U = s.U;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const int group = hp.nHead / hp.nHeadKv;
     constexpr int kTile = 64;
