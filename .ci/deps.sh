@@ -13,13 +13,13 @@ QZ_RUN_PACKAGES=(
   libeigen3-dev nlohmann-json3-dev libopenblas-dev
 )
 # Tests only: Node.js for the real llama.cpp harness (tests/llama), numpy and torch for the reference
-# scripts that cross-check our exports.
+# scripts that cross-check our exports, clang and its sanitizer runtimes for the libFuzzer stage of
+# test.sh (tests/fuzz/run.sh).
 QZ_TEST_PACKAGES=(
   nodejs
   python3-numpy python3-torch
+  clang-14 libclang-rt-14-dev
 )
-# Test-only: the libFuzzer stage of test.sh (tests/fuzz/run.sh) needs clang and its sanitizer runtimes.
-QZ_APT_PACKAGES+=(clang-14 libclang-rt-14-dev)
 
 # Prints the packages of a list that are not installed.
 qz_missing_packages() {
