@@ -1,4 +1,5 @@
 #include "common/file_util.h"
+#include "common/mapped_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,29 +15,17 @@ namespace qz {
 
 Result<std::string> readRegularFile(const std::string& path, uint64_t maxBytes,
                                     const std::function<bool()>& cancelled) {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway.
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        const int err = errno;
-        return makeError(path + ": cannot open: " + std::strerror(err));
-    }
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-        const int err = errno;
+    auto opened = openRegularFile(path);
+    if (!opened) return opened.error();
+    const int fd = opened->fd;
+    const uint64_t size = opened->size;
+    if (size > maxBytes) {
         ::close(fd);
-        return makeError(path + ": cannot stat: " + std::strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ::close(fd);
-        return makeError(path + ": not a regular file");
-    }
-    if (static_cast<uint64_t>(st.st_size) > maxBytes) {
-        ::close(fd);
-        return makeError(path + ": " + std::to_string(st.st_size) + " bytes is too large (limit " +
+        return makeError(path + ": " + std::to_string(size) + " bytes is too large (limit " +
                          std::to_string(maxBytes) + ")");
     }
     std::string s;
-    s.reserve(static_cast<size_t>(st.st_size));
+    s.reserve(static_cast<size_t>(size));
     constexpr size_t kPiece = 1 << 20;
     std::string piece(kPiece, '\0');
     for (;;) {

@@ -10,9 +10,12 @@
 
 namespace qz {
 
-Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return makeError(path + ": cannot open: " + std::strerror(errno));
+Result<OpenedFile> openRegularFile(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        const int err = errno;
+        return makeError(path + ": cannot open: " + std::strerror(err));
+    }
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
         const int err = errno;
@@ -23,9 +26,16 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
         ::close(fd);
         return makeError(path + ": not a regular file");
     }
+    return OpenedFile{fd, static_cast<uint64_t>(st.st_size)};
+}
+
+Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
+    auto opened = openRegularFile(path);
+    if (!opened) return opened.error();
+    const int fd = opened->fd;
     std::shared_ptr<MappedFile> f(new MappedFile());
     f->m_path = path;
-    f->m_size = static_cast<uint64_t>(st.st_size);
+    f->m_size = opened->size;
     if (f->m_size > 0) {
         void* p = ::mmap(nullptr, f->m_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {

@@ -13,6 +13,15 @@
 
 namespace qz {
 
+// Opens `path` read-only for the readers: without blocking (a FIFO never waits for a writer) and only when
+// it is a regular file. Returns the descriptor (the caller closes it) and the file's size, or an error
+// naming the file and the errno reason.
+struct OpenedFile {
+    int fd = -1;
+    uint64_t size = 0;
+};
+Result<OpenedFile> openRegularFile(const std::string& path);
+
 class MappedFile {
 public:
     static Result<std::shared_ptr<MappedFile>> open(const std::string& path);
