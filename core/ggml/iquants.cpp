@@ -301,6 +301,19 @@ uint8_t foldSigns8(const float* xb, const float* weight, float* xval) {
     return static_cast<uint8_t>(s & 127);
 }
 
+// The prologue of the even-sign-parity types (IQ2_XXS, IQ2_XS, IQ3_XXS) for one group of n weights (a
+// multiple of 8): waux = √weight, |x| with the signs folded per 8 (foldSigns8), and the largest |x|.
+float foldGroup(const float* xb, const float* weight, int n, float* waux, float* xval, uint8_t* signs) {
+    for (int i = 0; i < n; ++i)
+        waux[i] = std::sqrt(weight[i]);
+    for (int k = 0; k < n / 8; ++k)
+        signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
+    float max = xval[0];
+    for (int i = 1; i < n; ++i)
+        max = std::max(max, xval[i]);
+    return max;
+}
+
 // Plain signs (IQ2_S, IQ3_S): all 8 bits stored.
 uint8_t plainSigns8(const float* xb, float* xval) {
     uint8_t s = 0;
@@ -416,13 +429,7 @@ void iq2xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             const float qw = qwBlock ? qwBlock[32 * ib + i] : 1.f;
             weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
         }
-        for (int i = 0; i < 32; ++i)
-            waux[i] = std::sqrt(weight[i]);
-        for (int k = 0; k < 4; ++k)
-            signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-        float max = xval[0];
-        for (int i = 1; i < 32; ++i)
-            max = std::max(max, xval[i]);
+        const float max = foldGroup(xb, weight, 32, waux, xval, signs);
         if (max < kGroupMaxEps) {
             scales[ib] = 0;
             continue;
@@ -496,13 +503,7 @@ void iq2xsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             const float qw = qwBlock ? qwBlock[16 * ib + i] : 1.f;
             weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
         }
-        for (int i = 0; i < 16; ++i)
-            waux[i] = std::sqrt(weight[i]);
-        for (int k = 0; k < 2; ++k)
-            signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-        float max = xval[0];
-        for (int i = 1; i < 16; ++i)
-            max = std::max(max, xval[i]);
+        const float max = foldGroup(xb, weight, 16, waux, xval, signs);
         std::memset(L, 0, 16);
         if (max < kGroupMaxEps) {
             scales[ib] = 0;
@@ -610,13 +611,7 @@ void iq3xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             for (int i = 0; i < 32; ++i)
                 weight[i] = xb[i] * xb[i];
         }
-        for (int i = 0; i < 32; ++i)
-            waux[i] = std::sqrt(weight[i]);
-        for (int k = 0; k < 4; ++k)
-            signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-        float max = xval[0];
-        for (int i = 1; i < 32; ++i)
-            max = std::max(max, xval[i]);
+        const float max = foldGroup(xb, weight, 32, waux, xval, signs);
         std::memset(L, 0, 32);
         if (max < 1e-8f) {
             scales[ib] = 0;
