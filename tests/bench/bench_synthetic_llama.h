@@ -178,6 +178,9 @@ inline double secondsSince(std::chrono::steady_clock::time_point t0) {
 }
 
 inline std::string sourceDir() {
+#ifdef QZ_BENCH_SOURCE_DIR
+    return QZ_BENCH_SOURCE_DIR;
+#endif
     std::string here = __FILE__;
     return here.substr(0, here.find_last_of('/'));
 }

@@ -1,0 +1,131 @@
+#include "jobs/memory_estimate.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace qz {
+
+namespace {
+
+// Products in double: the inputs are range-checked hyper-parameters, but their products can exceed
+// 64 bits for absurd settings; an estimate only needs to be large, not exact, then.
+uint64_t bytesOf(double v) {
+    if (!(v > 0)) return 0;
+    if (v >= 1.8e19) return UINT64_MAX / 4;
+    return static_cast<uint64_t>(v);
+}
+
+std::string gb(uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f GB", static_cast<double>(bytes) * 1e-9);
+    return buf;
+}
+
+// Activations of one decoder block on n tokens: the residual, the normed input, q/k/v, the attention
+// output and its projection (≈ 6 × hidden), gate / up / their product (3 × ffn), in F32.
+double blockActivations(const InferHParams& hp, double n) {
+    const double attn = static_cast<double>(hp.nHead) * hp.headDim;
+    const double kv = static_cast<double>(hp.nHeadKv) * hp.headDim;
+    return n * (3.0 * hp.nEmbd + attn * 2.0 + kv * 2.0 + 3.0 * hp.nFf) * 4.0;
+}
+
+// Attention scores: one n × n matrix per thread working on a head.
+double attentionScores(double n, int threads) { return n * n * 4.0 * std::max(1, threads); }
+
+double layerWeights(const InferHParams& hp) {
+    const double attn = static_cast<double>(hp.nHead) * hp.headDim;
+    const double kv = static_cast<double>(hp.nHeadKv) * hp.headDim;
+    return static_cast<double>(hp.nEmbd) * (2.0 * attn + 2.0 * kv + 3.0 * hp.nFf);
+}
+
+}  // namespace
+
+uint64_t MemoryEstimate::anonBytes() const {
+    uint64_t s = 0;
+    for (const auto& p : parts) s += p.bytes;
+    return s;
+}
+
+std::string MemoryEstimate::describe() const {
+    std::vector<MemoryPart> sorted = parts;
+    std::sort(sorted.begin(), sorted.end(), [](const MemoryPart& a, const MemoryPart& b) { return a.bytes > b.bytes; });
+    std::string s = gb(anonBytes() + kMemoryMargin) + " (";
+    bool first = true;
+    for (const auto& p : sorted) {
+        if (p.bytes == 0) continue;
+        s += (first ? "" : ", ") + p.what + " " + gb(p.bytes);
+        first = false;
+    }
+    s += (first ? "" : ", ") + std::string("margin ") + gb(kMemoryMargin) + ")";
+    if (mappedBytes) s += " + the model file mapped (" + gb(mappedBytes) + ", file-backed)";
+    return s;
+}
+
+MemoryEstimate estimateEvaluation(const InferHParams& hp, uint64_t modelFileBytes, const EvalMemorySettings& s) {
+    MemoryEstimate e;
+    const double n = std::max(1, s.nCtx);
+    const double v = std::max(1, s.variants);
+    const double kv = static_cast<double>(hp.nHeadKv) * hp.headDim;
+    e.parts.push_back({"KV cache", bytesOf(v * hp.nLayer * n * kv * 2.0 * 4.0)});
+    e.parts.push_back({"activations", bytesOf(v * (blockActivations(hp, n) + attentionScores(n, s.threads)))});
+    // Logits of the scored positions and their log-probabilities (KL-divergence).
+    e.parts.push_back({"logits", bytesOf(v * 2.0 * n * hp.nVocab * 4.0)});
+    // Rows of weights widened per thread while multiplying (64 rows of the widest input).
+    e.parts.push_back({"weight tiles", bytesOf(v * std::max(1, s.threads) * 64.0 *
+                                               std::max(hp.nEmbd, hp.nFf) * 4.0)});
+    e.mappedBytes = modelFileBytes * static_cast<uint64_t>(std::max(1, s.variants));
+    return e;
+}
+
+MemoryEstimate estimateCalibratedExport(const InferHParams& hp, uint64_t modelFileBytes,
+                                        const CalibMemorySettings& s) {
+    MemoryEstimate e;
+    const double n = std::max(1, s.seqLen);
+    const double attn = static_cast<double>(hp.nHead) * hp.headDim;
+    e.parts.push_back({"one decoder layer in F32", bytesOf(layerWeights(hp) * 4.0)});
+    // The quantizer's working copies of the largest linear layer (weights, error, result).
+    const double largest = static_cast<double>(hp.nFf) * hp.nEmbd;
+    e.parts.push_back({"quantizer working copies", bytesOf(3.0 * largest * 4.0)});
+    // Hessians of the block's distinct inputs (q/k/v, o, gate/up, down), F32, plus the inverse of one.
+    const double h = 2.0 * hp.nEmbd * static_cast<double>(hp.nEmbd) + attn * attn +
+                     static_cast<double>(hp.nFf) * hp.nFf;
+    const double widest = std::max<double>(std::max<double>(hp.nEmbd, attn), hp.nFf);
+    e.parts.push_back({"Hessians", bytesOf((h + widest * widest) * 4.0)});
+    double states = static_cast<double>(std::max(1, s.windows)) * n * hp.nEmbd *
+                    std::max(1, s.stateBytesPerValue) * (s.secondStateCopy ? 2.0 : 1.0);
+    if (s.maxStateMemory > 0 && states > static_cast<double>(s.maxStateMemory)) {
+        // Over the budget the states live in a file; one window's states are in memory at a time.
+        states = n * hp.nEmbd * 4.0 * 2.0;
+        e.parts.push_back({"calibration states (spilled to a file)", bytesOf(states)});
+    } else {
+        e.parts.push_back({"calibration states", bytesOf(states)});
+    }
+    e.parts.push_back({"activations of one window", bytesOf(blockActivations(hp, n) + attentionScores(n, 1))});
+    e.mappedBytes = modelFileBytes;
+    return e;
+}
+
+uint64_t availableMemoryBytes() {
+    std::ifstream f("/proc/meminfo");
+    std::string line;
+    while (std::getline(f, line)) {
+        if (line.rfind("MemAvailable:", 0) == 0) {
+            std::istringstream in(line.substr(13));
+            uint64_t kb = 0;
+            if (in >> kb) return kb * 1024;
+        }
+    }
+    return 0;
+}
+
+Status checkMemoryFits(const MemoryEstimate& e, uint64_t available) {
+    if (available == 0) return okStatus();
+    const uint64_t need = e.anonBytes() + kMemoryMargin;
+    if (need <= available) return okStatus();
+    return makeError("this run needs about " + e.describe() + ", but only " + gb(available) +
+                     " of memory is available");
+}
+
+}  // namespace qz

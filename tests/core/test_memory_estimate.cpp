@@ -1,0 +1,87 @@
+// Memory estimates (jobs/memory_estimate.h) against sizes worked out by hand for Llama-2-7B's shape
+// (hidden 4096, ffn 11008, 32 layers, 32 heads of 128, vocab 32000), the spill rule for calibration
+// states, and the refusal message when a run does not fit.
+#include <QtTest>
+
+#include "jobs/memory_estimate.h"
+
+using namespace qz;
+
+namespace {
+InferHParams llama7b() {
+    InferHParams hp;
+    hp.nVocab = 32000;
+    hp.nEmbd = 4096;
+    hp.nLayer = 32;
+    hp.nHead = 32;
+    hp.nHeadKv = 32;
+    hp.headDim = 128;
+    hp.nFf = 11008;
+    hp.nCtxTrain = 4096;
+    return hp;
+}
+
+uint64_t part(const MemoryEstimate& e, const std::string& prefix) {
+    for (const auto& p : e.parts)
+        if (p.what.rfind(prefix, 0) == 0) return p.bytes;
+    return UINT64_MAX;
+}
+}  // namespace
+
+class TestMemoryEstimate : public QObject {
+    Q_OBJECT
+private slots:
+    void evaluationOf7b() {
+        EvalMemorySettings s;
+        s.nCtx = 512;
+        s.threads = 2;
+        const auto e = estimateEvaluation(llama7b(), 13'476'839'424ull, s);
+        // K and V, F32: 32 layers × 512 positions × 4096 × 2 × 4 bytes = 536,870,912.
+        QCOMPARE(part(e, "KV cache"), uint64_t(536870912));
+        // Logits and log-probabilities: 2 × 512 × 32000 × 4 = 131,072,000.
+        QCOMPARE(part(e, "logits"), uint64_t(131072000));
+        QCOMPARE(e.mappedBytes, uint64_t(13'476'839'424ull));
+        // Far below the model's F32 size (27 GB): the weights are not copied.
+        QVERIFY(e.anonBytes() < 1'000'000'000ull);
+        QVERIFY(e.anonBytes() > 536870912ull);
+    }
+
+    void calibratedExportOf7b() {
+        CalibMemorySettings s;
+        s.windows = 128;
+        s.seqLen = 2048;
+        s.stateBytesPerValue = 2;
+        const auto e = estimateCalibratedExport(llama7b(), 13'476'839'424ull, s);
+        // One layer in F32: 4096 × (2 × 4096 + 2 × 4096 + 3 × 11008) × 4 = 809,500,672 bytes.
+        QCOMPARE(part(e, "one decoder layer"), uint64_t(809500672));
+        // States: 128 × 2048 × 4096 × 2 = 2,147,483,648.
+        QCOMPARE(part(e, "calibration states"), uint64_t(2147483648ull));
+        // Hessians: (2 × 4096² + 4096² + 11008²) × 4 + 11008² × 4 = 1,170,735,104.
+        QCOMPARE(part(e, "Hessians"), uint64_t(1170735104));
+        // The same with a 1 GB budget: the states go to a file, one window in memory.
+        s.maxStateMemory = 1'000'000'000;
+        const auto spilled = estimateCalibratedExport(llama7b(), 0, s);
+        QCOMPARE(part(spilled, "calibration states (spilled"), uint64_t(2048ull * 4096 * 4 * 2));
+        QVERIFY(spilled.anonBytes() < e.anonBytes() - 2'000'000'000ull);
+    }
+
+    void refusesWhenItDoesNotFit() {
+        CalibMemorySettings s;
+        const auto e = estimateCalibratedExport(llama7b(), 0, s);
+        QVERIFY(checkMemoryFits(e, 64'000'000'000ull));
+        const auto st = checkMemoryFits(e, 2'000'000'000ull);
+        QVERIFY(!st);
+        QVERIFY2(st.error().message.find("needs about") != std::string::npos, st.error().message.c_str());
+        QVERIFY(st.error().message.find("2.00 GB") != std::string::npos);
+        QVERIFY(st.error().message.find("calibration states") != std::string::npos);
+        QVERIFY(checkMemoryFits(e, 0));  // unknown availability: no refusal
+    }
+
+    void availableMemoryIsRead() {
+        const uint64_t a = availableMemoryBytes();
+        QVERIFY(a > (64ull << 20));  // any machine that runs the tests has more than 64 MiB free
+    }
+};
+
+QTEST_GUILESS_MAIN(TestMemoryEstimate)
+#include "test_memory_estimate.moc"
