@@ -88,6 +88,12 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
     outRow->addWidget(m_output, 1);
     outRow->addWidget(browse);
     calibForm->addRow(tr("Output folder"), outRow);
+    m_memory = new QLabel(this);
+    m_memory->setWordWrap(true);
+    m_memory->setTextFormat(Qt::PlainText);
+    calibForm->addRow(tr("Memory"), m_memory);
+    connect(m_samples, &QSpinBox::valueChanged, this, &CalibratedExportPage::updateMemoryLabel);
+    connect(m_seqLen, &QSpinBox::valueChanged, this, &CalibratedExportPage::updateMemoryLabel);
     m_resume = new QCheckBox(tr("Resume a partial run into this folder (its finished work is reused)"), this);
     m_resume->setChecked(true);
     calibForm->addRow(QString(), m_resume);
@@ -331,6 +337,7 @@ void CalibratedExportPage::setModel(ModelPtr model) {
     }
     if (m_keepBox) m_keepBox->setChecked(m_model->totalParameters() <= m_keepMaxParams);
     updateKeepLabel();
+    updateMemoryLabel();
     modelChanged();
     updateDefaultOutput();
 }
@@ -338,7 +345,40 @@ void CalibratedExportPage::setModel(ModelPtr model) {
 void CalibratedExportPage::registerKeepCheck(QCheckBox* box, std::function<int()> copies) {
     m_keepBox = box;
     m_keepCopies = std::move(copies);
+    connect(box, &QCheckBox::toggled, this, &CalibratedExportPage::updateMemoryLabel);
     updateKeepLabel();
+}
+
+qz::CalibMemorySettings CalibratedExportPage::memorySettings() const {
+    qz::CalibMemorySettings s;
+    s.windows = m_samples->value();
+    s.seqLen = m_seqLen->value();
+    return s;
+}
+
+qz::MemoryEstimate CalibratedExportPage::memoryEstimate() const {
+    qz::MemoryEstimate e;
+    if (!m_model) return e;
+    auto hp = qz::readInferHParams(*m_model);
+    if (!hp) return e;
+    e = qz::estimateCalibratedExport(*hp, m_model->totalBytes(), memorySettings());
+    if (m_keepBox && m_keepBox->isChecked()) {
+        const int copies = m_keepCopies ? std::max(1, m_keepCopies()) : 1;
+        e.parts.push_back({"dequantized weights kept", 4ull * uint64_t(copies) * m_model->totalParameters()});
+    }
+    return e;
+}
+
+void CalibratedExportPage::updateMemoryLabel() {
+    if (!m_memory) return;
+    if (!m_model || !qz::readInferHParams(*m_model)) {
+        m_memory->clear();
+        return;
+    }
+    const uint64_t available = m_availableOverride ? m_availableOverride : qz::availableMemoryBytes();
+    m_memory->setText(tr("about %1; %2 GB available")
+                          .arg(toQ(memoryEstimate().describe()))
+                          .arg(double(available) * 1e-9, 0, 'f', 1));
 }
 
 void CalibratedExportPage::updateKeepLabel() {
@@ -430,6 +470,17 @@ bool CalibratedExportPage::start() {
         return false;
     }
     QString error;
+    const uint64_t available = m_availableOverride ? m_availableOverride : qz::availableMemoryBytes();
+    if (auto fits = qz::checkMemoryFits(memoryEstimate(), available); !fits) {
+        const QString why = tr("Not enough memory: %1. Use fewer or shorter calibration windows%2.")
+                                .arg(toQ(fits.error().message),
+                                     m_keepBox && m_keepBox->isChecked()
+                                         ? tr(", or do not keep the dequantized weights")
+                                         : QString());
+        m_summary->setText(why);
+        appendLog(why);
+        return false;
+    }
     BackgroundJob::Work work;
     if (checkTextFile(calib, kMaxCalibrationBytes, &error)) work = makeWork(out, calib, &error);
     if (!work) {

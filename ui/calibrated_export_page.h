@@ -19,6 +19,7 @@
 
 #include "background_job.h"
 #include "evaluate_jobs.h"
+#include "jobs/memory_estimate.h"
 #include "qt_types.h"
 
 class QComboBox;
@@ -70,6 +71,13 @@ public:
     // A user-chosen text must be a readable, non-empty, text (no NUL byte in its first 64 KiB) file of at
     // most maxBytes; otherwise *error names the file and the problem. Cheap (UI thread): size + 64 KiB.
     static bool checkTextFile(const QString& path, qint64 maxBytes, QString* error);
+
+    // The memory this export needs with the current settings (jobs/memory_estimate.h), shown on the page
+    // and checked by start(), which refuses with the estimate when it exceeds the available memory.
+    qz::MemoryEstimate memoryEstimate() const;
+    QLabel* memoryLabel() const { return m_memory; }
+    // The available memory start() compares with (0: read /proc/meminfo). Settable for tests.
+    void setAvailableMemoryOverride(uint64_t bytes) { m_availableOverride = bytes; }
     static constexpr qint64 kMaxCalibrationBytes = qint64(64) << 20;
 
     // Widgets (for tests and the screenshot).
@@ -118,6 +126,10 @@ protected:
     // The job for the current settings (core params are built on the UI thread, the work runs on the
     // worker and posts its reports). Return an empty Work with *error set if the settings are invalid.
     virtual BackgroundJob::Work makeWork(const QString& outputDir, const QString& calibPath, QString* error) = 0;
+    // The calibration settings that set the memory (windows, tokens, state storage); the default reads the
+    // page's windows × tokens with F32 states.
+    virtual qz::CalibMemorySettings memorySettings() const;
+    void updateMemoryLabel();
     virtual QString defaultOutputName() const = 0;   // e.g. "bard-llama-GPTQ-4bit-g128"
     virtual void prepareRun() = 0;                    // reset chart / table before a run
     virtual void modelChanged() {}
@@ -157,6 +169,8 @@ private:
     int m_resumed = 0, m_reported = 0;
     bool m_outputEdited = false;
     QCheckBox* m_keepBox = nullptr;
+    QLabel* m_memory = nullptr;
+    uint64_t m_availableOverride = 0;
     std::function<int()> m_keepCopies;
     uint64_t m_keepMaxParams = kKeepDefaultMaxParameters;
 

@@ -177,6 +177,11 @@ void HistogramsTab::showModel(const qz::Histogram& original, const qz::Histogram
                             {tr("Dequantized"), dequantized, HistogramPlot::quantizedColor()}});
 }
 
+void HistogramsTab::showModelOriginal(const qz::Histogram& original, const QString& caption) {
+    m_modelPlot->setTitle(tr("All 2-D weights — ") + caption);
+    m_modelPlot->setSeries({{tr("Original weights"), original, HistogramPlot::originalColor()}});
+}
+
 void HistogramsTab::clearModel(const QString& message) {
     m_modelPlot->clear(message.isEmpty() ? tr("Whole model: run a quantization") : message);
 }

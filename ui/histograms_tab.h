@@ -32,6 +32,8 @@ public:
     void clearTensor(const QString& message = QString());
     void showModel(const qz::Histogram& original, const qz::Histogram& dequantized, const QString& methodText);
     void clearModel(const QString& message = QString());
+    // The whole model's original weights alone (before any run), counted right after opening.
+    void showModelOriginal(const qz::Histogram& original, const QString& caption);
     QString tensorName() const { return m_tensorName; }
 
     int tensorBins() const;

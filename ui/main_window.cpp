@@ -27,6 +27,7 @@
 #include "histograms_tab.h"
 #include "log_dock.h"
 #include "method_panel.h"
+#include "model_histogram_job.h"
 #include "model_loader.h"
 #include "model_summary.h"
 #include "model_tree.h"
@@ -47,6 +48,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     setAcceptDrops(true);
     m_loader = new ModelLoader(this);
     m_runner = new BackgroundJob(this);
+    m_modelHistogram = new ModelHistogramJob(this);
     m_analyzer = new TensorAnalyzer(this);
 
     m_tree = new ModelTree(this);
@@ -204,8 +206,23 @@ void MainWindow::wireJobs() {
         if (!f.isEmpty()) focusTensor(f);
         m_focusIsDefault = byDefault;
     });
-    connect(m_histograms, &HistogramsTab::modelHistogramRequested, this, [this] {
+    connect(m_histograms, &HistogramsTab::modelHistogramRequested, this, [this](const qz::HistogramSpec& spec) {
         if (m_result && !m_runner->isRunning()) startRun();  // re-run the job with the new histogram spec
+        else if (!m_result && !m_runner->isRunning()) m_modelHistogram->start(m_model, spec);  // originals only
+    });
+    // Before any run the model plot shows the original weights, counted on a worker after opening.
+    connect(m_modelHistogram, &ModelHistogramJob::progress, this, [this](double f) {
+        if (!m_result && !m_runner->isRunning())
+            m_histograms->clearModel(tr("Whole model: counting the weights… %1 %").arg(qRound(100 * f)));
+    });
+    connect(m_modelHistogram, &ModelHistogramJob::ready, this,
+            [this](const qz::Histogram& h, quint64 tensors, double seconds) {
+                if (m_result || m_runner->isRunning()) return;
+                m_histograms->showModelOriginal(h, tr("original, %n tensor(s)", nullptr, int(tensors)));
+                m_log->append(tr("Whole-model histogram: %1 tensors in %2 s").arg(tensors).arg(seconds, 0, 'f', 2));
+            });
+    connect(m_modelHistogram, &ModelHistogramJob::failed, this, [this](const QString& message) {
+        if (!m_result && !m_runner->isRunning()) m_histograms->clearModel(tr("Whole model: %1").arg(message));
     });
     connect(m_analyzer, &TensorAnalyzer::ready, this, [this](const qz::TensorQuantResult& r) {
         // A job started since: it delivers the focused tensor with its own choices.
@@ -241,6 +258,7 @@ void MainWindow::onModelLoaded(ModelPtr model) {
     m_table->summary()->showEmpty();
     m_histograms->clearTensor();
     m_histograms->clearModel();
+    m_modelHistogram->start(m_model, m_histograms->modelHistogramSpec());
     m_panel->setModelLoaded(true);
     m_panel->setTreeSelectionCount(0);
     m_recent->add(toQ(m_model->path));
@@ -269,6 +287,7 @@ bool MainWindow::startRun() {
     params.modelHistogram = m_histograms->modelHistogramSpec();
     params.tensorBins = m_histograms->tensorBins();
     m_runSpec = params.spec;
+    m_modelHistogram->cancel();  // the run counts the original weights itself
     m_result.reset();
     m_exportAction->setEnabled(false);
     m_table->model()->clear();

@@ -24,6 +24,7 @@ class ModelLoader;
 class ModelSummary;
 class ModelTree;
 class BackgroundJob;
+class ModelHistogramJob;
 class RecentFiles;
 class TensorAnalyzer;
 class TensorTable;
@@ -50,6 +51,7 @@ public:
     HistogramsTab* histograms() const { return m_histograms; }
     TensorTable* tensorTable() const { return m_table; }
     BackgroundJob* runner() const { return m_runner; }
+    ModelHistogramJob* modelHistogramJob() const { return m_modelHistogram; }
     WorkspaceTabs* workspaces() const { return m_tabs; }
     CodesView* codesView() const { return m_codes; }
     QAction* exportAction() const { return m_exportAction; }
@@ -86,6 +88,7 @@ private:
 
     ModelLoader* m_loader;
     BackgroundJob* m_runner;
+    ModelHistogramJob* m_modelHistogram;
     TensorAnalyzer* m_analyzer;
     ModelTree* m_tree;
     ModelSummary* m_summary;

@@ -50,6 +50,7 @@
 #include "gptq_export_page.h"
 #include "histogram_plot.h"
 #include "infer/evaluate.h"
+#include "infer/hparams.h"
 #include "layer_bar_chart.h"
 #include "main_window.h"
 #include "workspace_tabs.h"
@@ -70,6 +71,7 @@ private slots:
     void refusesNonHfModel();
     void refusesBadCalibrationAndMeasurement();
     void keepDefaultFollowsModelSize();
+    void memoryEstimateShownAndChecked();
     void staleHistogramDropped();
     void finishAfterCancelIsReported();
 
@@ -592,6 +594,32 @@ void TestCalibratedExport::refusesBadCalibrationAndMeasurement() {
     QVERIFY(!exl2->hasResult());
     exl2->job()->waitForIdle();
     QVERIFY(!QFileInfo::exists(out));
+}
+
+// The page shows the run's memory estimate, which follows the windows × tokens, and refuses to start
+// (politely, nothing written) when the estimate exceeds the available memory.
+void TestCalibratedExport::memoryEstimateShownAndChecked() {
+    GptqExportPage page;
+    page.setModel(m_model);
+    QVERIFY2(page.memoryLabel()->text().contains(QStringLiteral("calibration states")),
+             qPrintable(page.memoryLabel()->text()));
+    page.keepCheck()->setChecked(false);
+    page.samplesSpin()->setValue(4);
+    const uint64_t small = page.memoryEstimate().anonBytes();
+    page.samplesSpin()->setValue(400);
+    const uint64_t big = page.memoryEstimate().anonBytes();
+    // 396 more windows of seq-len tokens × hidden × 4 bytes of F32 states.
+    auto hp = qz::readInferHParams(*m_model);
+    QVERIFY(hp);
+    QCOMPARE(big - small, uint64_t(396) * uint64_t(page.seqLenSpin()->value()) * uint64_t(hp->nEmbd) * 4u);
+    QTemporaryDir tmp;
+    page.outputEdit()->setText(tmp.filePath(QStringLiteral("out")));
+    page.setAvailableMemoryOverride(1 << 20);  // 1 MiB: nothing fits
+    QVERIFY(!page.start());
+    QVERIFY2(page.summary()->text().startsWith(QStringLiteral("Not enough memory")),
+             qPrintable(page.summary()->text()));
+    QVERIFY(!page.isRunning());
+    QVERIFY(!QFileInfo::exists(tmp.filePath(QStringLiteral("out"))));
 }
 
 void TestCalibratedExport::keepDefaultFollowsModelSize() {

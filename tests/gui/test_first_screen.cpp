@@ -20,6 +20,8 @@
 #include "histograms_tab.h"
 #include "main_window.h"
 #include "method_panel.h"
+#include "model/model.h"
+#include "model_histogram_job.h"
 #include "model_tree.h"
 
 using namespace qz::ui;
@@ -146,6 +148,28 @@ class TestFirstScreen : public QObject {
         QVERIFY(graphSum(tp->graph(0)) > 0.99 * kFirstNumel);  // the range spans the bulk
         QVERIFY(tp->yAxis->tickLabels());
         QVERIFY(tp->xAxis->tickLabels());
+    }
+
+    // Before any run, the whole model's original weights are counted on a worker after opening and shown
+    // in the model plot: every value of every 2-D weight (from the file's own header), in range or beyond.
+    void openingStreamsTheModelHistogram() {
+        MainWindow w;
+        w.show();
+        QSignalSpy ready(w.modelHistogramJob(), &ModelHistogramJob::ready);
+        QSignalSpy progress(w.modelHistogramJob(), &ModelHistogramJob::progress);
+        w.openPath(kDemo);
+        QVERIFY(ready.wait(60000));
+        QVERIFY(progress.count() > 0);
+        auto m = qz::openModel(kDemo.toStdString());
+        QVERIFY(m);
+        double want = 0;
+        for (const auto& t : (*m)->tensors)
+            if (t.shape.size() == 2) want += double(t.numel());
+        const auto& series = w.histograms()->modelPlot()->series();
+        QCOMPARE(series.size(), 1);
+        const auto& h = series.at(0).histogram;
+        QCOMPARE(double(h.total()), want);
+        QVERIFY(double(h.below + h.above) < 0.01 * want);  // the robust range holds the bulk
     }
 };
 
