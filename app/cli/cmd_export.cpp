@@ -13,7 +13,8 @@ namespace {
 const char* kExportHelp =
     "usage: quantzoo-cli export MODEL --format gguf --type TYPE -o OUT.gguf [options]\n"
     "  (--format gptq / exl2: see 'quantzoo-cli export --format gptq --help', '... --format exl2 --help')\n"
-    "  MODEL        a Hugging Face folder (llama, mistral, qwen2, gpt2) or a GGUF file to re-quantize\n"
+    "  MODEL        a Hugging Face folder (llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, gemma2, gemma3,\n"
+    "               phi3, gpt2) or a GGUF file to re-quantize\n"
     "  --type       F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M\n"
     "               Q5_K_S Q5_K_M Q6_K (also Q4_K = Q4_K_M, Q3_K = Q3_K_M, Q5_K = Q5_K_M)\n"
     "  -o, --output output file (default: MODEL.TYPE.gguf beside the model)\n"

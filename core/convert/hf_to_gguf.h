@@ -4,7 +4,17 @@
 // and which tensors must stay F32.
 //
 // Supported: llama (and Llama-3 byte-level BPE vocabularies), mistral (written as llama, as convert
-// does), qwen2 (q/k/v biases, no permutation: llama.cpp's qwen2 uses NEOX RoPE), gpt2.
+// does), qwen2 (q/k/v biases, no permutation: llama.cpp's qwen2 uses NEOX RoPE), gpt2, and
+// (core/convert/README.md B):
+//  * qwen3: per-head q/k RMSNorm weights (attn_q_norm / attn_k_norm), explicit head_dim, NEOX RoPE;
+//  * qwen3moe and mixtral: the router (ffn_gate_inp, kept F32) and the experts of a layer stacked into
+//    3-D tensors ffn_{gate,up,down}_exps [in, out, experts] in expert order; mixtral is written as
+//    "llama" with permuted q/k, as convert does;
+//  * gemma2 and gemma3 (text; also the language model of Gemma3ForConditionalGeneration): the sandwich
+//    norms (post_attention_norm, ffn_norm = pre-feedforward, post_ffw_norm), 1 added to every norm
+//    weight (gemma3: q/k norms too), lm_head dropped (llama.cpp ties it to token_embd), soft-capping,
+//    sliding window and the local RoPE base as metadata;
+//  * phi3: the fused qkv_proj (attn_qkv) and gate_up_proj (ffn_up) written as they are stored.
 // The plan holds no tensor data; produceTensor() makes one tensor's F32 values on demand, so an
 // export streams tensor by tensor.
 #pragma once
@@ -21,8 +31,19 @@ namespace qz {
 
 struct ArchParams {
     std::string hfType;       // config.json model_type
-    std::string ggufArch;     // "llama", "qwen2", "gpt2"
+    std::string ggufArch;     // "llama", "qwen2", "qwen3", "qwen3moe", "gemma2", "gemma3", "phi3", "gpt2"
     int64_t nLayer = 0, nEmbd = 0, nFf = 0, nHead = 0, nHeadKv = 0, headDim = 0, nCtx = 0, nVocab = 0;
+    // Mixture of experts (qwen3moe, mixtral): 0 experts = dense.
+    int64_t nExpert = 0, nExpertUsed = 0, expertFf = 0;  // expertFf: qwen3moe moe_intermediate_size
+    bool normTopkProb = false;                           // qwen3moe (not written: llama.cpp always renormalizes)
+    // Gemma: soft-capping (0 = off), sliding window (0 = none), query_pre_attn_scalar, layer pattern.
+    double attnSoftcap = 0, finalSoftcap = 0, queryPreAttnScalar = 0;
+    int64_t slidingWindow = 0, slidingPattern = 0;
+    double ropeThetaLocal = 0;        // gemma3 rope_local_base_freq (sliding layers)
+    double ropeLinearFactor = 0;      // gemma3 rope_scaling {"rope_type": "linear"} (global layers); 0 = none
+    int64_t nCtxOrig = 0;             // phi3 original_max_position_embeddings
+    int64_t ropeDims = 0;             // phi3 rope.dimension_count (partial_rotary_factor · head_dim)
+    bool gemmaNorms() const { return ggufArch == "gemma2" || ggufArch == "gemma3"; }
     bool headDimExplicit = false;  // config.json has head_dim (→ key_length / value_length written)
     double ropeTheta = 10000.0, normEps = 1e-5;
     bool tiedEmbeddings = false;
@@ -31,10 +52,14 @@ struct ArchParams {
     double llama3Factor = 8.0, llama3LowFreq = 1.0, llama3HighFreq = 4.0, llama3OrigCtx = 8192.0;
 };
 
+// The config.json model types the GGUF export converts, for messages ("llama, mistral, ...").
+std::string supportedModelTypes();
+
 // Reads the hyper-parameters from config.json text. Errors name the file and the missing key.
 Result<ArchParams> archParamsFromConfig(const std::string& configJson, const std::string& where);
 
-enum class TensorTransform { None, PermuteQ, PermuteK, Transpose };
+// AddOne: Gemma's norm weights are stored zero-centred (HF multiplies by 1 + w); convert adds 1.
+enum class TensorTransform { None, PermuteQ, PermuteK, Transpose, AddOne };
 
 struct PlannedTensor {
     std::string ggufName;
@@ -43,6 +68,7 @@ struct PlannedTensor {
     TensorTransform transform = TensorTransform::None;
     bool forceF32 = false;       // A.6: 1-D, norms, biases, position_embd, ...
     std::vector<float> generated;  // values of a tensor convert generates (rope_freqs); source unused
+    std::vector<size_t> stacked;   // experts: Model::tensors indices stacked along the outermost axis
 };
 
 struct ConversionPlan {

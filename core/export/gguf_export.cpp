@@ -60,6 +60,7 @@ Result<Source> sourceFromHf(const Model& model) {
     s.info.nLayer = static_cast<int>(a.nLayer);
     s.info.nHead = static_cast<int>(a.nHead);
     s.info.nHeadKv = static_cast<int>(a.nHeadKv);
+    s.info.nExpert = static_cast<int>(a.nExpert);
     return s;
 }
 
@@ -74,7 +75,8 @@ Result<Source> sourceFromGguf(const Model& model) {
         std::vector<int64_t> ne(t.shape.rbegin(), t.shape.rend());
         const bool forced = t.shape.size() <= 1 || t.name.find("_norm.weight") != std::string::npos ||
                             t.name.size() < 7 || t.name.compare(t.name.size() - 7, 7, ".weight") != 0 ||
-                            t.name.find("position_embd") != std::string::npos;
+                            t.name.find("position_embd") != std::string::npos ||
+                            t.name.find("ffn_gate_inp") != std::string::npos;
         s.tensors.push_back({t.name, ne, t.dtype, forced, 0, i});
     }
     const std::string arch = g->getString("general.architecture").value_or("");
