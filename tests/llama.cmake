@@ -86,12 +86,18 @@ qz_llama_export(${S260} stories260K Q4_K_M 124.230568 5e-3)
 qz_llama_export(${S260} stories260K Q2_K 123.817695 5e-3)
 
 # The newer architectures (tiny seeded models, tests/core/tiny_archs.h): llama.cpp loads our F32 and
-# Q4_K_M exports, generates and computes a finite perplexity. Their perplexities against our engine's are
-# not compared here (random weights; the engine's support for these architectures is separate).
+# Q4_K_M exports, generates and computes a finite perplexity; and llama.cpp's perplexity on the F32 export
+# equals, within 0.1 %, that of an independent numpy forward pass of the HF folder written from transformers'
+# modeling code (tests/tools/ref_forward.py) on the same token windows (measured: within 0.008 %).
 set(QZ_ARCH_MODELS ${QZ_LLAMA_OUT}/arch-models)
 add_test(NAME llama_arch_models COMMAND make_tiny_models ${QZ_ARCH_MODELS} ${QZ_TEST_DATA_DIR})
 set_tests_properties(llama_arch_models PROPERTIES FIXTURES_SETUP archmodels TIMEOUT 120 LABELS llama)
 foreach(arch qwen3 qwen3moe mixtral gemma2 gemma3 phi3)
     qz_llama_export(${QZ_ARCH_MODELS}/${arch} arch-${arch} F32 - - REQUIRES archmodels CHECK --ctx 64 --chunks 4)
     qz_llama_export(${QZ_ARCH_MODELS}/${arch} arch-${arch} Q4_K_M - - REQUIRES archmodels CHECK --ctx 64 --chunks 4)
+    add_test(NAME llama_ref_arch-${arch}
+             COMMAND ${QZ_LLAMA_DIR}/compare-ref.sh ${QZ_ARCH_MODELS}/${arch} ${QZ_LLAMA_OUT}/arch-${arch}-F32.gguf 1e-3
+                     --ctx 64 --chunks 4)
+    set_tests_properties(llama_ref_arch-${arch} PROPERTIES FIXTURES_REQUIRED "llama;archmodels;qzgguf_arch-${arch}-F32"
+                         TIMEOUT 300 LABELS llama)
 endforeach()

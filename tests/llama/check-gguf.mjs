@@ -5,6 +5,7 @@
 // Usage:
 //   node check-gguf.mjs FILE.gguf [--text TEXT.txt] [--ctx 128] [--chunks 32] [--bos|--no-bos]
 //                      [--prompt "..."] [--n 32] [--kld-base BASE.gguf] [--flash-attn on|off|auto] [--threads 1]
+//                      [--dump-chunks CHUNKS.json]  (the token windows of the perplexity run, for ref_forward.py)
 //   node check-gguf.mjs --self-test      (load the llama.cpp binary only, print its build, exit 0 if it works)
 //
 // BOS: by default a BOS token is used when the model's vocabulary says add_bos (llama_vocab_get_add_bos), as
@@ -45,7 +46,7 @@ function usage(msg) {
 
 function parseArgs(argv) {
     const opts = {file: null, text: null, ctx: 128, chunks: 32, bos: "model", prompt: null, n: 32, kldBase: null,
-        flashAttn: "auto", threads: 1, selfTest: false};
+        flashAttn: "auto", threads: 1, selfTest: false, dumpChunks: null};
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         const next = () => {
@@ -68,6 +69,7 @@ function parseArgs(argv) {
         else if (a === "--prompt") opts.prompt = next();
         else if (a === "--n") opts.n = int(next(), a);
         else if (a === "--kld-base") opts.kldBase = next();
+        else if (a === "--dump-chunks") opts.dumpChunks = next();
         else if (a === "--threads") opts.threads = int(next(), a);
         else if (a === "--flash-attn") {
             const v = next();
@@ -258,6 +260,17 @@ async function main() {
                 throw new Error(`text has ${tokens.length} tokens, need at least ${2 * nCtx} (2*n_ctx)`);
             const nChunk = Math.min(opts.chunks, Math.floor(tokens.length / nCtx));
             const nVocab = result.n_vocab;
+            if (opts.dumpChunks != null) {
+                // The exact token windows evaluated (first token replaced by BOS), for an independent reference.
+                const chunks = [];
+                for (let c = 0; c < nChunk; c++) {
+                    const w = tokens.slice(c * nCtx, (c + 1) * nCtx);
+                    if (bos != null)
+                        w[0] = bos;
+                    chunks.push(w);
+                }
+                fs.writeFileSync(opts.dumpChunks, JSON.stringify({n_ctx: nCtx, first: nCtx / 2, chunks}));
+            }
 
             let base = null;
             if (opts.kldBase != null) {
