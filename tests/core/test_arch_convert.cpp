@@ -128,7 +128,7 @@ private slots:
         } else {
             QVERIFY(!f->getUInt(ga + ".expert_count"));
         }
-        if (a == "qwen3moe") QCOMPARE(f->getUInt(ga + ".expert_feed_forward_length").value_or(0), uint64_t(32));
+        if (a == "qwen3moe") QCOMPARE(f->getUInt(ga + ".expert_feed_forward_length").value_or(0), uint64_t(d.expertFf));
         if (a == "qwen3" || a == "qwen3moe" || a == "gemma2" || a == "gemma3")
             QCOMPARE(f->getUInt(ga + ".attention.key_length").value_or(0), uint64_t(d.headDim));
         if (a == "gemma2") {
@@ -260,7 +260,7 @@ private slots:
         std::string mix = tmp.filePath("mix").toStdString();
         QVERIFY(writeTinyModel(mix, "mixtral", QZ_TEST_DATA));
         std::string cfg = tinyConfig("mixtral");
-        cfg.replace(cfg.find("\"num_local_experts\": 4"), 22, "\"num_local_experts\": 5");
+        cfg.replace(cfg.find("\"num_local_experts\": 8"), 22, "\"num_local_experts\": 9");
         {
             std::ofstream f(mix + "/config.json");
             f << cfg;

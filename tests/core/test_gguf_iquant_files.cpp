@@ -5,7 +5,8 @@
 // block. Inputs: bard-llama's F32 GGUF (written by our exporter, which test_gguf_export shows to equal
 // convert_hf_to_gguf's) with the golden imatrix, and without one where llama-quantize accepts that; a
 // synthetic GQA-4, 8-layer Llama (seeded weights and imatrix) for the n_gqa and per-layer rules;
-// stories260K (rows of 64 and 172: every i-quant tensor falls back).
+// stories260K (rows of 64 and 172: every i-quant tensor falls back); tiny qwen3moe and mixtral models
+// (tests/core/tiny_archs.h) for the 3-D expert tensors and the expert rules.
 // Also: without an imatrix, our export refuses the mixes llama-quantize refuses, naming the tensors.
 // Without the library (tests/llama not set up) the comparisons report a skip, never a pass; with
 // QZ_REQUIRE_ALL=1 or CI=true (test.sh) they fail.
@@ -25,6 +26,7 @@
 #include "ggml/mixes.h"
 #include "infer/imatrix_collect.h"
 #include "model/model.h"
+#include "tiny_archs.h"
 
 using namespace qz;
 
@@ -193,6 +195,17 @@ void TestGgufIquantFiles::initTestCase() {
     const std::string gqaIm = dir_.filePath("gqa-imatrix.gguf").toStdString();
     QVERIFY(writeImatrixGguf(d, gqaIm));
     QVERIFY(gqaImatrix_.load(gqaIm));
+
+    // Mixtures of experts (tests/core/tiny_archs.h): 3-D ffn_*_exps tensors, the router kept F32, and
+    // llama-quantize's expert rules (mixtral has 8 experts: the n_expert == 8 rules; qwen3moe 4).
+    for (const char* arch : {"qwen3moe", "mixtral"}) {
+        const std::string hfDir = dir_.filePath(QString("%1-hf").arg(arch)).toStdString();
+        QVERIFY(qztest::writeTinyModel(hfDir, arch, QZ_TEST_DATA));
+        auto mm = openModel(hfDir);
+        QVERIFY(mm);
+        p.outputPath = dir_.filePath(QString("%1-F32.gguf").arg(arch)).toStdString();
+        QVERIFY(exportGguf(**mm, p, {}).ok());
+    }
 }
 
 void TestGgufIquantFiles::sameFileAsLlamaQuantize_data() {
@@ -215,6 +228,11 @@ void TestGgufIquantFiles::sameFileAsLlamaQuantize_data() {
     for (const char* t : {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M",
                           "IQ1_S", "IQ1_M", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"})
         QTest::newRow(("stories260K " + std::string(t)).c_str()) << "s260" << QString(t) << false;
+    // mixtures of experts, the mixes that need no imatrix
+    for (const char* arch : {"qwen3moe", "mixtral"})
+        for (const char* t : {"Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "IQ3_S",
+                              "IQ4_XS", "IQ4_NL", "MXFP4_MOE"})
+            QTest::newRow((std::string(arch) + " " + t).c_str()) << QString(arch) << QString(t) << false;
 }
 
 void TestGgufIquantFiles::sameFileAsLlamaQuantize() {
@@ -222,9 +240,10 @@ void TestGgufIquantFiles::sameFileAsLlamaQuantize() {
     QFETCH(QString, type);
     QFETCH(bool, withImatrix);
     const std::string input = model == "bard" ? f32_
-                              : model == "gqa"
-                                  ? gqaF32_
-                                  : std::string(QZ_TEST_DATA "/models/stories260K/stories260K.gguf");
+                              : model == "gqa" ? gqaF32_
+                              : model == "s260"
+                                  ? std::string(QZ_TEST_DATA "/models/stories260K/stories260K.gguf")
+                                  : dir_.filePath(model + "-F32.gguf").toStdString();
     const ImatrixSet& ims = model == "gqa" ? gqaImatrix_ : bardImatrix_;
     if (!llama().quantize || !llama().defaults) {
         const QString why = QString::fromStdString("llama.cpp's libllama not available in " + kBins +

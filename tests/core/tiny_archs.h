@@ -5,8 +5,8 @@
 // bard-gpt2's byte-level BPE for Qwen). Values come from a 64-bit xorshift seeded by the tensor name,
 // so the same architecture gives the same bytes on every machine.
 //   qwen3      Qwen3ForCausalLM        head_dim 32 × 4 heads = 128 ≠ hidden 64 (as Qwen3-30B-A3B), q/k norms
-//   qwen3moe   Qwen3MoeForCausalLM     4 experts, top 2, moe_intermediate_size 32, router mlp.gate
-//   mixtral    MixtralForCausalLM      4 experts (w1/w2/w3), top 2, router block_sparse_moe.gate
+//   qwen3moe   Qwen3MoeForCausalLM     4 experts, top 2, moe_intermediate_size 256, router mlp.gate
+//   mixtral    MixtralForCausalLM      8 experts (w1/w2/w3), top 2, router block_sparse_moe.gate
 //   gemma2     Gemma2ForCausalLM       sandwich norms, zero-centred norm weights, tied embeddings, soft-caps
 //   gemma3     Gemma3ForCausalLM       gemma3_text: + q/k norms, local/global RoPE bases, pattern 6
 //   phi3       Phi3ForCausalLM         fused qkv_proj and gate_up_proj
@@ -29,19 +29,21 @@ inline const std::vector<std::string>& tinyArchNames() {
 }
 
 struct TinyDims {
-    int64_t hidden = 64, ffn = 128, layers = 2, heads = 4, kvHeads = 2, headDim = 16, vocab = 512;
+    // Rows of 256 so that the K-quants apply (hidden 256; ffn 256; experts' width 256).
+    int64_t hidden = 256, ffn = 256, layers = 2, heads = 4, kvHeads = 2, headDim = 64, vocab = 512;
     int64_t experts = 0, expertsUsed = 0, expertFf = 0;
 };
 
 inline TinyDims tinyDims(const std::string& arch) {
     TinyDims d;
     if (arch == "qwen3" || arch == "qwen3moe") {
-        d.headDim = 32;
+        d.headDim = 32;  // explicit head_dim: 4 × 32 = 128 query rows, not the hidden 256
         d.vocab = 1024;  // bard-gpt2's BPE vocabulary
     }
+    if (arch == "gemma2" || arch == "gemma3") d.headDim = 16;
     if (arch == "phi3") d.vocab = 523;  // bard-llama's 512 + Phi-3's 11 added tokens (added_tokens.json)
-    if (arch == "qwen3moe") d.experts = 4, d.expertsUsed = 2, d.expertFf = 32;
-    if (arch == "mixtral") d.experts = 4, d.expertsUsed = 2;
+    if (arch == "qwen3moe") d.experts = 4, d.expertsUsed = 2, d.expertFf = 256;
+    if (arch == "mixtral") d.experts = 8, d.expertsUsed = 2;  // 8 experts: llama-quantize's n_expert == 8 rules
     return d;
 }
 
@@ -65,14 +67,14 @@ inline std::string tinyConfig(const std::string& arch) {
                ", \"head_dim\": 32, \"hidden_act\": \"silu\", \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, "
                "\"rope_scaling\": null, \"attention_bias\": false, \"use_sliding_window\": false, "
                "\"sliding_window\": null, \"max_window_layers\": 48, \"tie_word_embeddings\": false, "
-               "\"decoder_sparse_step\": 1, \"moe_intermediate_size\": 32, \"num_experts\": 4, "
+               "\"decoder_sparse_step\": 1, \"moe_intermediate_size\": 256, \"num_experts\": 4, "
                "\"num_experts_per_tok\": 2, \"norm_topk_prob\": true, \"output_router_logits\": false, "
                "\"router_aux_loss_coef\": 0.001, \"mlp_only_layers\": [], \"bos_token_id\": 0, "
                "\"eos_token_id\": 0}\n";
     if (arch == "mixtral")
         return "{\"architectures\": [\"MixtralForCausalLM\"], \"model_type\": \"mixtral\", " + common +
                ", \"hidden_act\": \"silu\", \"rms_norm_eps\": 1e-05, \"rope_theta\": 1000000.0, "
-               "\"sliding_window\": null, \"num_local_experts\": 4, \"num_experts_per_tok\": 2, "
+               "\"sliding_window\": null, \"num_local_experts\": 8, \"num_experts_per_tok\": 2, "
                "\"output_router_logits\": false, \"router_aux_loss_coef\": 0.02, \"router_jitter_noise\": 0.0, "
                "\"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2}\n";
     if (arch == "gemma2")
