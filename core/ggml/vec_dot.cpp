@@ -1,0 +1,261 @@
+// Activation encoding and quantized dot products (README.md D). The per-type dot kernels live in
+// vec_dot_scalar.cpp (portable) and vec_dot_avx2.cpp (x86 AVX2, chosen at run time).
+#include "ggml/vec_dot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "common/fp16.h"
+#include "common/parallel.h"
+#include "ggml/block_types.h"
+#include "ggml/dequantize.h"
+#include "ggml/quant_helpers.h"
+
+namespace qz::ggml {
+
+namespace {
+
+// x86's float -> int32 conversion (cvtps2dq / cvttss2si): out of range, infinity and NaN give INT32_MIN.
+inline int32_t x86ToInt32(float v) {
+    if (!(std::fabs(v) < 2147483648.0f)) return INT32_MIN;
+    return static_cast<int32_t>(v);
+}
+
+// ggml-cpu's AVX encoder (upstream ggml-cpu/arch/x86/quants.c:302-398 quantize_row_q8_0, 400-502 q8_1):
+// scale by 127/max, _mm256_round_ps(nearest even), cvtps_epi32, saturating packs to int8.
+template <bool WithSum>
+void encodeQ8Avx(const float* x, uint8_t* dst, int64_t nb) {
+    constexpr size_t bs = WithSum ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
+    constexpr size_t qsOff = WithSum ? 4 : 2;
+    for (int64_t i = 0; i < nb; ++i, x += 32, dst += bs) {
+        float maxAbs = 0.f;
+        for (int j = 0; j < 32; ++j) {
+            const float a = std::fabs(x[j]);
+            maxAbs = a > maxAbs ? a : maxAbs;  // maxps keeps the second operand on NaN: not modelled
+        }
+        const float d = maxAbs / 127.f;
+        const uint16_t dh = fp32ToFp16(d);
+        std::memcpy(dst, &dh, 2);
+        const float id = maxAbs != 0.0f ? 127.f / maxAbs : 0.0f;
+        uint32_t sum = 0;  // the SIMD sum adds int32 lanes with wrap-around
+        for (int j = 0; j < 32; ++j) {
+            const int32_t v = x86ToInt32(std::nearbyint(x[j] * id));
+            sum += static_cast<uint32_t>(v);
+            dst[qsOff + j] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(v, -128, 127)));
+        }
+        if constexpr (WithSum) {
+            const uint16_t sh = fp32ToFp16(d * static_cast<float>(static_cast<int32_t>(sum)));
+            std::memcpy(dst + 2, &sh, 2);
+        }
+    }
+}
+
+// ggml's reference encoder (upstream ggml-quants.c:276-300 quantize_row_q8_0_ref, 302-335 q8_1_ref):
+// scale by 1/d, roundf, converted to int8 as x86 does (cvttss2si, low byte).
+template <bool WithSum>
+void encodeQ8Ref(const float* x, uint8_t* dst, int64_t nb) {
+    constexpr size_t bs = WithSum ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
+    constexpr size_t qsOff = WithSum ? 4 : 2;
+    for (int64_t i = 0; i < nb; ++i, x += 32, dst += bs) {
+        float amax = 0.f;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127;
+        const float id = d != 0.f ? 1.0f / d : 0.0f;
+        const uint16_t dh = fp32ToFp16(d);
+        std::memcpy(dst, &dh, 2);
+        int sum = 0;
+        for (int j = 0; j < 32; ++j) {
+            const int8_t q = static_cast<int8_t>(static_cast<uint8_t>(x86ToInt32(std::round(x[j] * id))));
+            dst[qsOff + j] = static_cast<uint8_t>(q);
+            sum += q;
+        }
+        if constexpr (WithSum) {
+            const uint16_t sh = fp32ToFp16(static_cast<float>(sum) * d);
+            std::memcpy(dst + 2, &sh, 2);
+        }
+    }
+}
+
+// quantize_row_q8_K_ref (upstream ggml-quants.c:2768-2805); ggml leaves bsums unwritten for an
+// all-zero block, we write zeros there.
+void encodeQ8K(const float* x, BlockQ8_K* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        float max = 0, amax = 0;
+        for (int j = 0; j < QK_K; ++j) {
+            const float ax = std::fabs(x[j]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[j];
+            }
+        }
+        if (amax == 0.f) {
+            std::memset(&y[i], 0, sizeof(BlockQ8_K));
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < QK_K; ++j) {
+            const int v = nearest_int(iscale * x[j]);
+            y[i].qs[j] = static_cast<int8_t>(std::min(127, v));
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int sum = 0;
+            for (int k = 0; k < 16; ++k) sum += y[i].qs[j * 16 + k];
+            y[i].bsums[j] = static_cast<int16_t>(sum);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+bool detectAvx() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx");
+#else
+    return false;
+#endif
+}
+
+}  // namespace
+
+bool vecDotSupported(DType t) {
+    switch (t) {
+    case DType::F32: case DType::F16: case DType::BF16:
+    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+    case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ3_XXS: case DType::IQ3_S:
+    case DType::IQ1_S: case DType::IQ1_M: case DType::IQ4_NL: case DType::IQ4_XS:
+    case DType::TQ1_0: case DType::TQ2_0: case DType::MXFP4:
+        return true;
+    default:
+        return false;
+    }
+}
+
+DType vecDotType(DType t) {
+    switch (t) {
+    case DType::F32: case DType::F16: case DType::BF16: return t;
+    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: case DType::IQ4_NL: case DType::MXFP4:
+        return DType::Q8_0;
+    case DType::Q4_1: case DType::Q5_1: case DType::Q8_1: return DType::Q8_1;
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K:
+    case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ3_XXS: case DType::IQ3_S:
+    case DType::IQ1_S: case DType::IQ1_M: case DType::IQ4_XS: case DType::TQ1_0: case DType::TQ2_0:
+        return DType::Q8_K;
+    default: return DType::Count;
+    }
+}
+
+size_t vecDotRowBytes(DType type, int64_t n) {
+    const DType vd = vecDotType(type);
+    if (vd == DType::Count || n < 0) return 0;
+    const auto bytes = bytesFor(vd, static_cast<uint64_t>(n));
+    if (!bytes || *bytes > SIZE_MAX) return 0;
+    return static_cast<size_t>(*bytes);
+}
+
+ActivationEncoder defaultActivationEncoder() {
+    static const ActivationEncoder e = detectAvx() ? ActivationEncoder::Avx : ActivationEncoder::Reference;
+    return e;
+}
+
+bool quantizeActivationRowWith(ActivationEncoder enc, DType vdType, const float* x, void* dst, int64_t n) {
+    const DType vd = vecDotType(vdType);
+    if (vd == DType::Count || n < 0 || n % traits(vd).blockSize != 0) return false;
+    auto* out = static_cast<uint8_t*>(dst);
+    switch (vd) {
+    case DType::F32: std::memcpy(out, x, static_cast<size_t>(n) * 4); break;
+    case DType::F16:
+        for (int64_t i = 0; i < n; ++i) {
+            const uint16_t h = fp32ToFp16(x[i]);
+            std::memcpy(out + 2 * i, &h, 2);
+        }
+        break;
+    case DType::BF16:
+        for (int64_t i = 0; i < n; ++i) {
+            const uint16_t h = fp32ToBf16(x[i]);
+            std::memcpy(out + 2 * i, &h, 2);
+        }
+        break;
+    case DType::Q8_0:
+        if (enc == ActivationEncoder::Avx) encodeQ8Avx<false>(x, out, n / 32);
+        else encodeQ8Ref<false>(x, out, n / 32);
+        break;
+    case DType::Q8_1:
+        if (enc == ActivationEncoder::Avx) encodeQ8Avx<true>(x, out, n / 32);
+        else encodeQ8Ref<true>(x, out, n / 32);
+        break;
+    case DType::Q8_K: encodeQ8K(x, reinterpret_cast<BlockQ8_K*>(out), n / QK_K); break;
+    default: return false;
+    }
+    return true;
+}
+
+bool quantizeActivationRow(DType vdType, const float* x, void* dst, int64_t n) {
+    return quantizeActivationRowWith(defaultActivationEncoder(), vdType, x, dst, n);
+}
+
+namespace {
+
+// Provisional: decode both rows and take the float dot product.
+void decodeRow(DType t, const void* p, float* out, int64_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    switch (t) {
+    case DType::F32: std::memcpy(out, b, static_cast<size_t>(n) * 4); break;
+    case DType::F16:
+        for (int64_t i = 0; i < n; ++i) {
+            uint16_t h;
+            std::memcpy(&h, b + 2 * i, 2);
+            out[i] = fp16ToFp32(h);
+        }
+        break;
+    case DType::BF16:
+        for (int64_t i = 0; i < n; ++i) {
+            uint16_t h;
+            std::memcpy(&h, b + 2 * i, 2);
+            out[i] = bf16ToFp32(h);
+        }
+        break;
+    default: dequantize(t, b, out, n); break;
+    }
+}
+
+}  // namespace
+
+float vecDotScalar(DType weightType, int64_t n, const void* wRow, const void* actRow) {
+    std::vector<float> w(static_cast<size_t>(n)), a(static_cast<size_t>(n));
+    decodeRow(weightType, wRow, w.data(), n);
+    decodeRow(vecDotType(weightType), actRow, a.data(), n);
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(w[i]) * a[i];
+    return static_cast<float>(s);
+}
+
+float vecDot(DType weightType, int64_t n, const void* wRow, const void* actRow) {
+    return vecDotScalar(weightType, n, wRow, actRow);
+}
+
+const char* vecDotKernelName(DType) { return "scalar"; }
+
+bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64_t nOut, int64_t nIn,
+                     const float* X, int64_t n, float* Y, int64_t ldy, int threads) {
+    if (!vecDotSupported(weightType) || nIn < 0 || nOut < 0 || n < 0) return false;
+    const size_t actBytes = vecDotRowBytes(weightType, nIn);
+    if (actBytes == 0 && nIn != 0) return false;
+    if (nIn % traits(weightType).blockSize != 0) return false;
+    std::vector<uint8_t> act(actBytes * static_cast<size_t>(n));
+    const DType vd = vecDotType(weightType);
+    parallelFor(static_cast<size_t>(n), [&](size_t j0, size_t j1, int) {
+        for (size_t j = j0; j < j1; ++j) quantizeActivationRow(vd, X + j * nIn, act.data() + j * actBytes, nIn);
+    }, threads);
+    parallelFor(static_cast<size_t>(nOut), [&](size_t r0, size_t r1, int) {
+        for (size_t i = r0; i < r1; ++i)
+            for (int64_t j = 0; j < n; ++j)
+                Y[i + j * ldy] = vecDot(weightType, nIn, W + i * rowStride, act.data() + j * actBytes);
+    }, threads, 16);
+    return true;
+}
+
+}  // namespace qz::ggml
