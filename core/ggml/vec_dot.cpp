@@ -1,5 +1,5 @@
-// Activation encoding and quantized dot products (README.md D). The per-type dot kernels live in
-// vec_dot_scalar.cpp (portable) and vec_dot_avx2.cpp (x86 AVX2, chosen at run time).
+// Activation encoding, dispatch and quantizedLinear (README.md D). Weight rows are unpacked by
+// vec_dot_unpack.cpp (which also has the portable kernels); vec_dot_avx2.cpp has the AVX2 kernels.
 #include "ggml/vec_dot.h"
 
 #include <algorithm>
@@ -11,8 +11,8 @@
 #include "common/fp16.h"
 #include "common/parallel.h"
 #include "ggml/block_types.h"
-#include "ggml/dequantize.h"
 #include "ggml/quant_helpers.h"
+#include "ggml/vec_dot_impl.h"
 
 namespace qz::ggml {
 
@@ -26,21 +26,20 @@ inline int32_t x86ToInt32(float v) {
 
 // ggml-cpu's AVX encoder (upstream ggml-cpu/arch/x86/quants.c:302-398 quantize_row_q8_0, 400-502 q8_1):
 // scale by 127/max, _mm256_round_ps(nearest even), cvtps_epi32, saturating packs to int8.
-template <bool WithSum>
-void encodeQ8Avx(const float* x, uint8_t* dst, int64_t nb) {
+template <bool WithSum> void encodeQ8Avx(const float* x, uint8_t* dst, int64_t nb) {
     constexpr size_t bs = WithSum ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
     constexpr size_t qsOff = WithSum ? 4 : 2;
     for (int64_t i = 0; i < nb; ++i, x += 32, dst += bs) {
         float maxAbs = 0.f;
         for (int j = 0; j < 32; ++j) {
             const float a = std::fabs(x[j]);
-            maxAbs = a > maxAbs ? a : maxAbs;  // maxps keeps the second operand on NaN: not modelled
+            maxAbs = a > maxAbs ? a : maxAbs; // maxps keeps the second operand on NaN: not modelled
         }
         const float d = maxAbs / 127.f;
         const uint16_t dh = fp32ToFp16(d);
         std::memcpy(dst, &dh, 2);
         const float id = maxAbs != 0.0f ? 127.f / maxAbs : 0.0f;
-        uint32_t sum = 0;  // the SIMD sum adds int32 lanes with wrap-around
+        uint32_t sum = 0; // the SIMD sum adds int32 lanes with wrap-around
         for (int j = 0; j < 32; ++j) {
             const int32_t v = x86ToInt32(std::nearbyint(x[j] * id));
             sum += static_cast<uint32_t>(v);
@@ -55,13 +54,13 @@ void encodeQ8Avx(const float* x, uint8_t* dst, int64_t nb) {
 
 // ggml's reference encoder (upstream ggml-quants.c:276-300 quantize_row_q8_0_ref, 302-335 q8_1_ref):
 // scale by 1/d, roundf, converted to int8 as x86 does (cvttss2si, low byte).
-template <bool WithSum>
-void encodeQ8Ref(const float* x, uint8_t* dst, int64_t nb) {
+template <bool WithSum> void encodeQ8Ref(const float* x, uint8_t* dst, int64_t nb) {
     constexpr size_t bs = WithSum ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
     constexpr size_t qsOff = WithSum ? 4 : 2;
     for (int64_t i = 0; i < nb; ++i, x += 32, dst += bs) {
         float amax = 0.f;
-        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+        for (int j = 0; j < 32; ++j)
+            amax = std::max(amax, std::fabs(x[j]));
         const float d = amax / 127;
         const float id = d != 0.f ? 1.0f / d : 0.0f;
         const uint16_t dh = fp32ToFp16(d);
@@ -102,7 +101,8 @@ void encodeQ8K(const float* x, BlockQ8_K* y, int64_t nb) {
         }
         for (int j = 0; j < QK_K / 16; ++j) {
             int sum = 0;
-            for (int k = 0; k < 16; ++k) sum += y[i].qs[j * 16 + k];
+            for (int k = 0; k < 16; ++k)
+                sum += y[i].qs[j * 16 + k];
             y[i].bsums[j] = static_cast<int16_t>(sum);
         }
         y[i].d = 1 / iscale;
@@ -118,16 +118,35 @@ bool detectAvx() {
 #endif
 }
 
-}  // namespace
+} // namespace
 
 bool vecDotSupported(DType t) {
     switch (t) {
-    case DType::F32: case DType::F16: case DType::BF16:
-    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-    case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ3_XXS: case DType::IQ3_S:
-    case DType::IQ1_S: case DType::IQ1_M: case DType::IQ4_NL: case DType::IQ4_XS:
-    case DType::TQ1_0: case DType::TQ2_0: case DType::MXFP4:
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
+    case DType::Q8_0:
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
+    case DType::IQ3_XXS:
+    case DType::IQ3_S:
+    case DType::IQ1_S:
+    case DType::IQ1_M:
+    case DType::IQ4_NL:
+    case DType::IQ4_XS:
+    case DType::TQ1_0:
+    case DType::TQ2_0:
+    case DType::MXFP4:
         return true;
     default:
         return false;
@@ -136,15 +155,39 @@ bool vecDotSupported(DType t) {
 
 DType vecDotType(DType t) {
     switch (t) {
-    case DType::F32: case DType::F16: case DType::BF16: return t;
-    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: case DType::IQ4_NL: case DType::MXFP4:
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+        return t;
+    case DType::Q4_0:
+    case DType::Q5_0:
+    case DType::Q8_0:
+    case DType::IQ4_NL:
+    case DType::MXFP4:
         return DType::Q8_0;
-    case DType::Q4_1: case DType::Q5_1: case DType::Q8_1: return DType::Q8_1;
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K:
-    case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ3_XXS: case DType::IQ3_S:
-    case DType::IQ1_S: case DType::IQ1_M: case DType::IQ4_XS: case DType::TQ1_0: case DType::TQ2_0:
+    case DType::Q4_1:
+    case DType::Q5_1:
+    case DType::Q8_1:
+        return DType::Q8_1;
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+    case DType::Q8_K:
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
+    case DType::IQ3_XXS:
+    case DType::IQ3_S:
+    case DType::IQ1_S:
+    case DType::IQ1_M:
+    case DType::IQ4_XS:
+    case DType::TQ1_0:
+    case DType::TQ2_0:
         return DType::Q8_K;
-    default: return DType::Count;
+    default:
+        return DType::Count;
     }
 }
 
@@ -166,7 +209,9 @@ bool quantizeActivationRowWith(ActivationEncoder enc, DType vdType, const float*
     if (vd == DType::Count || n < 0 || n % traits(vd).blockSize != 0) return false;
     auto* out = static_cast<uint8_t*>(dst);
     switch (vd) {
-    case DType::F32: std::memcpy(out, x, static_cast<size_t>(n) * 4); break;
+    case DType::F32:
+        std::memcpy(out, x, static_cast<size_t>(n) * 4);
+        break;
     case DType::F16:
         for (int64_t i = 0; i < n; ++i) {
             const uint16_t h = fp32ToFp16(x[i]);
@@ -180,15 +225,22 @@ bool quantizeActivationRowWith(ActivationEncoder enc, DType vdType, const float*
         }
         break;
     case DType::Q8_0:
-        if (enc == ActivationEncoder::Avx) encodeQ8Avx<false>(x, out, n / 32);
-        else encodeQ8Ref<false>(x, out, n / 32);
+        if (enc == ActivationEncoder::Avx)
+            encodeQ8Avx<false>(x, out, n / 32);
+        else
+            encodeQ8Ref<false>(x, out, n / 32);
         break;
     case DType::Q8_1:
-        if (enc == ActivationEncoder::Avx) encodeQ8Avx<true>(x, out, n / 32);
-        else encodeQ8Ref<true>(x, out, n / 32);
+        if (enc == ActivationEncoder::Avx)
+            encodeQ8Avx<true>(x, out, n / 32);
+        else
+            encodeQ8Ref<true>(x, out, n / 32);
         break;
-    case DType::Q8_K: encodeQ8K(x, reinterpret_cast<BlockQ8_K*>(out), n / QK_K); break;
-    default: return false;
+    case DType::Q8_K:
+        encodeQ8K(x, reinterpret_cast<BlockQ8_K*>(out), n / QK_K);
+        break;
+    default:
+        return false;
     }
     return true;
 }
@@ -199,63 +251,145 @@ bool quantizeActivationRow(DType vdType, const float* x, void* dst, int64_t n) {
 
 namespace {
 
-// Provisional: decode both rows and take the float dot product.
-void decodeRow(DType t, const void* p, float* out, int64_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    switch (t) {
-    case DType::F32: std::memcpy(out, b, static_cast<size_t>(n) * 4); break;
-    case DType::F16:
-        for (int64_t i = 0; i < n; ++i) {
-            uint16_t h;
-            std::memcpy(&h, b + 2 * i, 2);
-            out[i] = fp16ToFp32(h);
-        }
-        break;
-    case DType::BF16:
-        for (int64_t i = 0; i < n; ++i) {
-            uint16_t h;
-            std::memcpy(&h, b + 2 * i, 2);
-            out[i] = bf16ToFp32(h);
-        }
-        break;
-    default: dequantize(t, b, out, n); break;
-    }
+using namespace vecdot;
+
+// Per-thread scratch for one unpacked weight row (and, for the float types, the decoded activation).
+struct Scratch {
+    std::vector<UnpackedK> k;
+    std::vector<UnpackedB32> b32;
+    std::vector<float> w, a;
+};
+Scratch& scratch() {
+    thread_local Scratch s;
+    return s;
 }
 
-}  // namespace
+// A weight row in its unpacked form, and the kernel over it.
+struct RowKernel {
+    DType type;
+    Form form;
+    bool avx2;
+    int64_t n;
+
+    // Unpacks `row` into s; returns the pointer the dot reads.
+    const void* unpack(const uint8_t* row, Scratch& s) const {
+        switch (form) {
+        case Form::K: {
+            const int64_t nb = n / QK_K;
+            if (static_cast<int64_t>(s.k.size()) < nb) s.k.resize(static_cast<size_t>(nb));
+            unpackK(type, row, s.k.data(), nb);
+            return s.k.data();
+        }
+        case Form::B32: {
+            const int64_t nb = n / 32;
+            if (static_cast<int64_t>(s.b32.size()) < nb) s.b32.resize(static_cast<size_t>(nb));
+            unpackB32(type, row, s.b32.data(), nb);
+            return s.b32.data();
+        }
+        case Form::Float:
+            if (type == DType::F32) return row;
+            if (static_cast<int64_t>(s.w.size()) < n) s.w.resize(static_cast<size_t>(n));
+            decodeFloats(type, row, s.w.data(), n);
+            return s.w.data();
+        default:
+            return nullptr;
+        }
+    }
+
+    // act: the encoded activation row (for the float types: already decoded to floats).
+    float dot(const void* w, const void* act) const {
+        switch (form) {
+        case Form::K: {
+            const auto* uw = static_cast<const UnpackedK*>(w);
+            const auto* y = static_cast<const BlockQ8_K*>(act);
+            return avx2 ? dotKAvx2(uw, y, n / QK_K) : dotKScalar(uw, y, n / QK_K);
+        }
+        case Form::B32: {
+            const auto* uw = static_cast<const UnpackedB32*>(w);
+            const auto* y = static_cast<const uint8_t*>(act);
+            const bool q81 = type == DType::Q4_1 || type == DType::Q5_1;
+            return avx2 ? dotB32Avx2(uw, y, n / 32, q81) : dotB32Scalar(uw, y, n / 32, q81);
+        }
+        case Form::Float: {
+            const auto* fw = static_cast<const float*>(w);
+            const auto* fa = static_cast<const float*>(act);
+            return avx2 ? dotF32Avx2(fw, fa, n) : dotF32Scalar(fw, fa, n);
+        }
+        default:
+            return 0.f;
+        }
+    }
+};
+
+float vecDotWith(bool avx2, DType weightType, int64_t n, const void* wRow, const void* actRow) {
+    const RowKernel k{weightType, formOf(weightType), avx2, n};
+    Scratch& s = scratch();
+    const void* w = k.unpack(static_cast<const uint8_t*>(wRow), s);
+    const void* a = actRow;
+    if (k.form == Form::Float && weightType != DType::F32) {
+        if (static_cast<int64_t>(s.a.size()) < n) s.a.resize(static_cast<size_t>(n));
+        decodeFloats(weightType, static_cast<const uint8_t*>(actRow), s.a.data(), n);
+        a = s.a.data();
+    }
+    return k.dot(w, a);
+}
+
+} // namespace
 
 float vecDotScalar(DType weightType, int64_t n, const void* wRow, const void* actRow) {
-    std::vector<float> w(static_cast<size_t>(n)), a(static_cast<size_t>(n));
-    decodeRow(weightType, wRow, w.data(), n);
-    decodeRow(vecDotType(weightType), actRow, a.data(), n);
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(w[i]) * a[i];
-    return static_cast<float>(s);
+    return vecDotWith(false, weightType, n, wRow, actRow);
 }
 
 float vecDot(DType weightType, int64_t n, const void* wRow, const void* actRow) {
-    return vecDotScalar(weightType, n, wRow, actRow);
+    return vecDotWith(haveAvx2(), weightType, n, wRow, actRow);
 }
 
-const char* vecDotKernelName(DType) { return "scalar"; }
+const char* vecDotKernelName(DType t) {
+    return vecDotSupported(t) && haveAvx2() ? "avx2" : "scalar";
+}
 
 bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64_t nOut, int64_t nIn,
                      const float* X, int64_t n, float* Y, int64_t ldy, int threads) {
     if (!vecDotSupported(weightType) || nIn < 0 || nOut < 0 || n < 0) return false;
+    if (nIn % traits(weightType).blockSize != 0) return false;
     const size_t actBytes = vecDotRowBytes(weightType, nIn);
     if (actBytes == 0 && nIn != 0) return false;
-    if (nIn % traits(weightType).blockSize != 0) return false;
-    std::vector<uint8_t> act(actBytes * static_cast<size_t>(n));
+    if (nOut == 0 || n == 0) return true;
+    const RowKernel k{weightType, formOf(weightType), haveAvx2(), nIn};
+    // Activations, encoded once per token (the float types keep the decoded floats of their encoding).
+    const bool floats = k.form == Form::Float;
+    size_t stride = actBytes, total = 0;
+    if (floats && __builtin_mul_overflow(static_cast<size_t>(nIn), size_t(4), &stride)) return false;
+    if (__builtin_mul_overflow(stride, static_cast<size_t>(n), &total)) return false;
+    std::vector<uint8_t> act(total);
     const DType vd = vecDotType(weightType);
-    parallelFor(static_cast<size_t>(n), [&](size_t j0, size_t j1, int) {
-        for (size_t j = j0; j < j1; ++j) quantizeActivationRow(vd, X + j * nIn, act.data() + j * actBytes, nIn);
-    }, threads);
-    parallelFor(static_cast<size_t>(nOut), [&](size_t r0, size_t r1, int) {
-        for (size_t i = r0; i < r1; ++i)
-            for (int64_t j = 0; j < n; ++j)
-                Y[i + j * ldy] = vecDot(weightType, nIn, W + i * rowStride, act.data() + j * actBytes);
-    }, threads, 16);
+    parallelFor(
+        static_cast<size_t>(n),
+        [&](size_t j0, size_t j1, int) {
+            std::vector<uint8_t> enc(floats ? actBytes : 0);
+            for (size_t j = j0; j < j1; ++j) {
+                uint8_t* dst = act.data() + j * stride;
+                if (!floats) {
+                    quantizeActivationRow(vd, X + j * nIn, dst, nIn);
+                } else {
+                    quantizeActivationRow(vd, X + j * nIn, enc.data(), nIn);
+                    decodeFloats(vd, enc.data(), reinterpret_cast<float*>(dst), nIn);
+                }
+            }
+        },
+        threads);
+    parallelFor(
+        static_cast<size_t>(nOut),
+        [&](size_t r0, size_t r1, int) {
+            Scratch& s = scratch();
+            for (size_t i = r0; i < r1; ++i) {
+                const void* w = k.unpack(W + i * rowStride, s);
+                for (int64_t j = 0; j < n; ++j)
+                    Y[i + j * ldy] = k.dot(w, act.data() + j * stride);
+            }
+        },
+        threads, 16);
     return true;
 }
 
-}  // namespace qz::ggml
+} // namespace qz::ggml

@@ -1,0 +1,54 @@
+// Internal to the vec-dot code (vec_dot*.cpp): the unpacked weight forms the dot kernels read.
+//
+// Every supported quantized type is a sum of exact integer products per block, scaled by floats
+// (README.md D.3). A weight row is unpacked once into one of two forms, so that one integer kernel
+// (scalar or AVX2) serves all types and, in quantizedLinear, the unpacking is shared by all tokens:
+//   * UnpackedK (vec-dot type Q8_K, 256 elements): int8 values q, an int16 scale and min per 16
+//     elements; block term = (yd·d)·Σ sc_j·Σ q·y − (yd·dmin)·Σ mn_j·bsum_j.
+//   * UnpackedB32 (Q8_0 / Q8_1, 32 elements): int8 values q; term = (d·yd)·Σ q·y (+ m·ys for Q8_1).
+// F32 / F16 / BF16 rows are decoded to floats (exactly) and dotted in float.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/dtype.h"
+#include "ggml/block_types.h"
+
+namespace qz::ggml::vecdot {
+
+struct alignas(32) UnpackedK {
+    int8_t q[QK_K];
+    int16_t sc[QK_K / 16];
+    int16_t mn[QK_K / 16];
+    float d;
+    float dmin;
+};
+
+struct UnpackedB32 {
+    int8_t q[32];
+    float d;
+    float m;
+};
+
+enum class Form { None, Float, B32, K };
+Form formOf(DType weightType);
+
+// Unpack nb blocks (K / B32) or n elements (Float) of a weight row.
+void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb);
+void unpackB32(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb);
+void decodeFloats(DType t, const uint8_t* src, float* dst, int64_t n);
+
+// Portable kernels.
+float dotKScalar(const UnpackedK* w, const BlockQ8_K* y, int64_t nb);
+float dotB32Scalar(const UnpackedB32* w, const uint8_t* y, int64_t nb, bool q81);
+float dotF32Scalar(const float* a, const float* b, int64_t n);
+
+// AVX2 kernels (vec_dot_avx2.cpp); only called when haveAvx2().
+bool haveAvx2();
+float dotKAvx2(const UnpackedK* w, const BlockQ8_K* y, int64_t nb);
+float dotB32Avx2(const UnpackedB32* w, const uint8_t* y, int64_t nb, bool q81);
+float dotF32Avx2(const float* a, const float* b, int64_t n);
+void decodeF16Avx2(const uint16_t* src, float* dst, int64_t n);
+
+} // namespace qz::ggml::vecdot
