@@ -296,27 +296,45 @@ struct RowKernel {
         }
     }
 
-    // act: the encoded activation row (for the float types: already decoded to floats).
-    float dot(const void* w, const void* act) const {
+    // acts[0..nt), nt <= kMaxTokens: encoded activation rows (for the float types: already decoded to
+    // floats); out[t] is the dot with acts[t].
+    void dot(const void* w, const void* const* acts, int nt, float* out) const {
         switch (form) {
         case Form::K: {
             const auto* uw = static_cast<const UnpackedK*>(w);
-            const auto* y = static_cast<const BlockQ8_K*>(act);
-            return avx2 ? dotKAvx2(uw, y, n / QK_K) : dotKScalar(uw, y, n / QK_K);
+            const auto* ys = reinterpret_cast<const BlockQ8_K* const*>(acts);
+            if (avx2)
+                dotKAvx2(uw, ys, nt, n / QK_K, out);
+            else
+                for (int t = 0; t < nt; ++t)
+                    out[t] = dotKScalar(uw, ys[t], n / QK_K);
+            break;
         }
         case Form::B32: {
             const auto* uw = static_cast<const UnpackedB32*>(w);
-            const auto* y = static_cast<const uint8_t*>(act);
+            const auto* ys = reinterpret_cast<const uint8_t* const*>(acts);
             const bool q81 = type == DType::Q4_1 || type == DType::Q5_1;
-            return avx2 ? dotB32Avx2(uw, y, n / 32, q81) : dotB32Scalar(uw, y, n / 32, q81);
+            if (avx2)
+                dotB32Avx2(uw, ys, nt, n / 32, q81, out);
+            else
+                for (int t = 0; t < nt; ++t)
+                    out[t] = dotB32Scalar(uw, ys[t], n / 32, q81);
+            break;
         }
         case Form::Float: {
             const auto* fw = static_cast<const float*>(w);
-            const auto* fa = static_cast<const float*>(act);
-            return avx2 ? dotF32Avx2(fw, fa, n) : dotF32Scalar(fw, fa, n);
+            const auto* fs = reinterpret_cast<const float* const*>(acts);
+            if (avx2)
+                dotF32Avx2(fw, fs, nt, n, out);
+            else
+                for (int t = 0; t < nt; ++t)
+                    out[t] = dotF32Scalar(fw, fs[t], n);
+            break;
         }
         default:
-            return 0.f;
+            for (int t = 0; t < nt; ++t)
+                out[t] = 0.f;
+            break;
         }
     }
 };
@@ -331,7 +349,9 @@ float vecDotWith(bool avx2, DType weightType, int64_t n, const void* wRow, const
         decodeFloats(weightType, static_cast<const uint8_t*>(actRow), s.a.data(), n);
         a = s.a.data();
     }
-    return k.dot(w, a);
+    float out = 0.f;
+    k.dot(w, &a, 1, &out);
+    return out;
 }
 
 } // namespace
@@ -384,8 +404,16 @@ bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64
             Scratch& s = scratch();
             for (size_t i = r0; i < r1; ++i) {
                 const void* w = k.unpack(W + i * rowStride, s);
-                for (int64_t j = 0; j < n; ++j)
-                    Y[i + j * ldy] = k.dot(w, act.data() + j * stride);
+                for (int64_t j0 = 0; j0 < n; j0 += kMaxTokens) {
+                    const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - j0));
+                    const void* acts[kMaxTokens];
+                    float out[kMaxTokens];
+                    for (int t = 0; t < nt; ++t)
+                        acts[t] = act.data() + (j0 + t) * stride;
+                    k.dot(w, acts, nt, out);
+                    for (int t = 0; t < nt; ++t)
+                        Y[i + (j0 + t) * ldy] = out[t];
+                }
             }
         },
         threads, 16);

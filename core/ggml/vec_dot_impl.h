@@ -44,11 +44,13 @@ float dotKScalar(const UnpackedK* w, const BlockQ8_K* y, int64_t nb);
 float dotB32Scalar(const UnpackedB32* w, const uint8_t* y, int64_t nb, bool q81);
 float dotF32Scalar(const float* a, const float* b, int64_t n);
 
-// AVX2 kernels (vec_dot_avx2.cpp); only called when haveAvx2().
+// AVX2 kernels (vec_dot_avx2.cpp); only called when haveAvx2(). One weight row against nt <= 4
+// activation rows y[0..nt) at once (out[t]); each result is the same, bit for bit, whatever nt.
+constexpr int kMaxTokens = 4;
 bool haveAvx2();
-float dotKAvx2(const UnpackedK* w, const BlockQ8_K* y, int64_t nb);
-float dotB32Avx2(const UnpackedB32* w, const uint8_t* y, int64_t nb, bool q81);
-float dotF32Avx2(const float* a, const float* b, int64_t n);
+void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out);
+void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out);
+void dotF32Avx2(const float* a, const float* const* b, int nt, int64_t n, float* out);
 void decodeF16Avx2(const uint16_t* src, float* dst, int64_t n);
 
 } // namespace qz::ggml::vecdot
