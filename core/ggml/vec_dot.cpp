@@ -277,13 +277,13 @@ struct RowKernel {
         case Form::K: {
             const int64_t nb = n / QK_K;
             if (static_cast<int64_t>(s.k.size()) < nb) s.k.resize(static_cast<size_t>(nb));
-            unpackK(type, row, s.k.data(), nb);
+            unpackK(type, row, s.k.data(), nb, avx2);
             return s.k.data();
         }
         case Form::B32: {
             const int64_t nb = n / 32;
             if (static_cast<int64_t>(s.b32.size()) < nb) s.b32.resize(static_cast<size_t>(nb));
-            unpackB32(type, row, s.b32.data(), nb);
+            unpackB32(type, row, s.b32.data(), nb, avx2);
             return s.b32.data();
         }
         case Form::Float:

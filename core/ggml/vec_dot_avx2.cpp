@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/dtype.h"
 #include "ggml/vec_dot_impl.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -183,6 +184,222 @@ void dotF32Avx2(const float* a, const float* const* b, int nt, int64_t n, float*
     }
 }
 
+// ---- Unpacking of the quant bits (the scales are read by the portable code) ----
+
+namespace {
+
+QZ_AVX2 inline __m256i nibbles32(const uint8_t* qs16) { // [low nibbles of 16 bytes | high nibbles]
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs16));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
+}
+
+// 0xFF in byte j where bit j of x is set.
+QZ_AVX2 inline __m256i bitsToBytes(uint32_t x) {
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x)), shuf);
+    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7FBFDFEFF7FBFDFE));
+    return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(-1));
+}
+
+// Bits shift, shift + 1 of every byte, moved to bits 4-5.
+QZ_AVX2 inline __m256i q6High(__m256i qh, int shift) {
+    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, shift), _mm256_set1_epi8(3)), 4);
+}
+
+QZ_AVX2 inline void store32(int8_t* q, __m256i v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), v);
+}
+
+QZ_AVX2 inline __m256i load32(const uint8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+QZ_AVX2 inline __m256i lookup16(__m256i idx, const int8_t* table) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(table));
+    return _mm256_shuffle_epi8(_mm256_set_m128i(t, t), idx);
+}
+
+} // namespace
+
+QZ_AVX2 __attribute__((always_inline)) inline void quantsImpl(DType t, const uint8_t* b, int8_t* q) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+    switch (t) {
+    case DType::Q4_0:
+        store32(q, _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8)));
+        break;
+    case DType::Q4_1:
+        store32(q, nibbles32(b + 4));
+        break;
+    case DType::Q8_0:
+        store32(q, load32(b + 2));
+        break;
+    case DType::IQ4_NL:
+        store32(q, lookup16(nibbles32(b + 2), kValuesIQ4NL));
+        break;
+    case DType::MXFP4:
+        store32(q, lookup16(nibbles32(b + 1), kValuesMXFP4));
+        break;
+    case DType::Q5_0:
+    case DType::Q5_1: {
+        const bool one = t == DType::Q5_1;
+        uint32_t qh;
+        std::memcpy(&qh, b + (one ? 4 : 2), 4);
+        __m256i v = _mm256_or_si256(nibbles32(b + (one ? 8 : 6)),
+                                    _mm256_and_si256(bitsToBytes(qh), _mm256_set1_epi8(16)));
+        if (!one) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+        store32(q, v);
+        break;
+    }
+    case DType::Q4_K: {
+        const uint8_t* qs = b + 16;
+        for (int c = 0; c < 4; ++c) {
+            const __m256i x = load32(qs + 32 * c);
+            store32(q + 64 * c, _mm256_and_si256(x, m4));
+            store32(q + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(x, 4), m4));
+        }
+        break;
+    }
+    case DType::Q5_K: {
+        const __m256i qh = load32(b + 16);
+        const uint8_t* qs = b + 48;
+        for (int c = 0; c < 4; ++c) {
+            const __m256i x = load32(qs + 32 * c);
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), m1), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), m1), 4);
+            store32(q + 64 * c, _mm256_or_si256(_mm256_and_si256(x, m4), h0));
+            store32(q + 64 * c + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), m4), h1));
+        }
+        break;
+    }
+    case DType::Q6_K: {
+        const __m256i m32 = _mm256_set1_epi8(32);
+        for (int h = 0; h < 2; ++h) {
+            const __m256i l0 = load32(b + 64 * h), l1 = load32(b + 64 * h + 32),
+                          qh = load32(b + 128 + 32 * h);
+            int8_t* y = q + 128 * h;
+            store32(y, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(l0, m4), q6High(qh, 0)), m32));
+            store32(y + 32, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(l1, m4), q6High(qh, 2)), m32));
+            store32(y + 64,
+                    _mm256_sub_epi8(
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), q6High(qh, 4)), m32));
+            store32(y + 96,
+                    _mm256_sub_epi8(
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), q6High(qh, 6)), m32));
+        }
+        break;
+    }
+    case DType::Q2_K:
+    case DType::Q3_K: {
+        const bool three = t == DType::Q3_K;
+        const uint8_t* qs = b + (three ? 32 : 16);
+        const __m256i hm = three ? load32(b) : _mm256_setzero_si256();
+        int bit = 0;
+        for (int half = 0; half < 2; ++half) {
+            const __m256i x = load32(qs + 32 * half);
+            for (int shift = 0; shift < 8; shift += 2, ++bit) {
+                __m256i v = _mm256_and_si256(_mm256_srli_epi16(x, shift), m2);
+                if (three) { // minus 4 where the hmask bit is clear
+                    const __m256i set = _mm256_and_si256(hm, _mm256_set1_epi8(static_cast<char>(1 << bit)));
+                    const __m256i clear = _mm256_cmpeq_epi8(set, _mm256_setzero_si256());
+                    v = _mm256_sub_epi8(v, _mm256_and_si256(clear, _mm256_set1_epi8(4)));
+                }
+                store32(q + 32 * bit, v);
+            }
+        }
+        break;
+    }
+    case DType::IQ4_XS: {
+        const uint8_t* qs = b + 8;
+        for (int ib = 0; ib < 8; ++ib)
+            store32(q + 32 * ib, lookup16(nibbles32(qs + 16 * ib), kValuesIQ4NL));
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+QZ_AVX2 void unpackQuantsAvx2(DType t, const uint8_t* b, int8_t* q) {
+    quantsImpl(t, b, q);
+}
+
+template <DType T> QZ_AVX2 void unpackB32Loop(const uint8_t* src, UnpackedB32* dst, int64_t nb) {
+    constexpr size_t bs = T == DType::Q4_0 || T == DType::IQ4_NL ? sizeof(BlockQ4_0)
+                          : T == DType::Q4_1                     ? sizeof(BlockQ4_1)
+                          : T == DType::Q5_0                     ? sizeof(BlockQ5_0)
+                          : T == DType::Q5_1                     ? sizeof(BlockQ5_1)
+                          : T == DType::Q8_0                     ? sizeof(BlockQ8_0)
+                                                                 : sizeof(BlockMXFP4);
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* b = src + i * bs;
+        UnpackedB32& u = dst[i];
+        uint16_t h;
+        if constexpr (T == DType::MXFP4) { // 2^(e-128) (ggml's GGML_E8M0_TO_FP32_HALF)
+            const uint32_t bits = b[0] < 2 ? (0x00200000u << b[0]) : (static_cast<uint32_t>(b[0] - 1) << 23);
+            std::memcpy(&u.d, &bits, 4);
+        } else {
+            std::memcpy(&h, b, 2);
+            u.d = _cvtsh_ss(h);
+        }
+        u.m = 0.f;
+        if constexpr (T == DType::Q4_1 || T == DType::Q5_1) {
+            std::memcpy(&h, b + 2, 2);
+            u.m = _cvtsh_ss(h);
+        }
+        quantsImpl(T, b, u.q);
+    }
+}
+
+void unpackB32Avx2(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb) {
+    switch (t) {
+    case DType::Q4_0:
+        unpackB32Loop<DType::Q4_0>(src, dst, nb);
+        break;
+    case DType::Q4_1:
+        unpackB32Loop<DType::Q4_1>(src, dst, nb);
+        break;
+    case DType::Q5_0:
+        unpackB32Loop<DType::Q5_0>(src, dst, nb);
+        break;
+    case DType::Q5_1:
+        unpackB32Loop<DType::Q5_1>(src, dst, nb);
+        break;
+    case DType::Q8_0:
+        unpackB32Loop<DType::Q8_0>(src, dst, nb);
+        break;
+    case DType::IQ4_NL:
+        unpackB32Loop<DType::IQ4_NL>(src, dst, nb);
+        break;
+    case DType::MXFP4:
+        unpackB32Loop<DType::MXFP4>(src, dst, nb);
+        break;
+    default:
+        break;
+    }
+}
+
+bool hasQuantsAvx2(DType t) {
+    switch (t) {
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
+    case DType::Q8_0:
+    case DType::IQ4_NL:
+    case DType::MXFP4:
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+    case DType::IQ4_XS:
+        return true;
+    default:
+        return false;
+    }
+}
+
 QZ_AVX2 void decodeF16Avx2(const uint16_t* src, float* dst, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -210,6 +427,10 @@ void dotF32Avx2(const float* a, const float* const* b, int nt, int64_t n, float*
         out[t] = dotF32Scalar(a, b[t], n);
 }
 void decodeF16Avx2(const uint16_t*, float*, int64_t) {}
+void unpackQuantsAvx2(DType, const uint8_t*, int8_t*) {}
+bool hasQuantsAvx2(DType) {
+    return false;
+}
 
 #endif
 

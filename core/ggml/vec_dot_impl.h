@@ -34,9 +34,10 @@ struct UnpackedB32 {
 enum class Form { None, Float, B32, K };
 Form formOf(DType weightType);
 
-// Unpack nb blocks (K / B32) or n elements (Float) of a weight row.
-void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb);
-void unpackB32(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb);
+// Unpack nb blocks (K / B32) or n elements (Float) of a weight row; avx2: the int8 values of the
+// common types with AVX2 (same values).
+void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb, bool avx2);
+void unpackB32(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb, bool avx2);
 void decodeFloats(DType t, const uint8_t* src, float* dst, int64_t n);
 
 // Portable kernels.
@@ -51,6 +52,11 @@ bool haveAvx2();
 void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out);
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out);
 void dotF32Avx2(const float* a, const float* const* b, int nt, int64_t n, float* out);
+// The int8 values of one block (q: 32 or 256 bytes) for the types where hasQuantsAvx2(t).
+bool hasQuantsAvx2(DType t);
+void unpackQuantsAvx2(DType t, const uint8_t* block, int8_t* q);
+// unpackB32 of those types, with F16C conversions.
+void unpackB32Avx2(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb);
 void decodeF16Avx2(const uint16_t* src, float* dst, int64_t n);
 
 } // namespace qz::ggml::vecdot

@@ -39,13 +39,14 @@ void setScalesPer32(UnpackedK& u, const int* sc32, const int* mn32) {
     }
 }
 
-void unpackQ2_K(const BlockQ2_K& x, UnpackedK& u) {
+void unpackQ2_K(const BlockQ2_K& x, UnpackedK& u, bool quants) {
     u.d = h2f(x.d);
     u.dmin = h2f(x.dmin);
     for (int j = 0; j < 16; ++j) {
         u.sc[j] = static_cast<int16_t>(x.scales[j] & 0xF);
         u.mn[j] = static_cast<int16_t>(x.scales[j] >> 4);
     }
+    if (!quants) return;
     int8_t* y = u.q;
     for (int half = 0; half < 2; ++half)
         for (int shift = 0; shift < 8; shift += 2)
@@ -54,7 +55,7 @@ void unpackQ2_K(const BlockQ2_K& x, UnpackedK& u) {
                     *y++ = signed8((x.qs[32 * half + 16 * part + l] >> shift) & 3);
 }
 
-void unpackQ3_K(const BlockQ3_K& x, UnpackedK& u) {
+void unpackQ3_K(const BlockQ3_K& x, UnpackedK& u, bool quants) {
     u.d = h2f(x.d);
     u.dmin = 0.f;
     for (int j = 0; j < 16; ++j) {
@@ -63,6 +64,7 @@ void unpackQ3_K(const BlockQ3_K& x, UnpackedK& u) {
         u.sc[j] = static_cast<int16_t>((lo | (hi << 4)) - 32);
         u.mn[j] = 0;
     }
+    if (!quants) return;
     int8_t* y = u.q;
     uint8_t m = 1;
     for (int half = 0; half < 2; ++half)
@@ -83,12 +85,13 @@ void scalesQ45K(const uint8_t* scales, int* sc, int* mn) {
     }
 }
 
-void unpackQ4_K(const BlockQ4_K& x, UnpackedK& u) {
+void unpackQ4_K(const BlockQ4_K& x, UnpackedK& u, bool quants) {
     u.d = h2f(x.d);
     u.dmin = h2f(x.dmin);
     int sc[8], mn[8];
     scalesQ45K(x.scales, sc, mn);
     setScalesPer32(u, sc, mn);
+    if (!quants) return;
     for (int c = 0; c < 4; ++c)
         for (int l = 0; l < 32; ++l) {
             u.q[64 * c + l] = signed8(x.qs[32 * c + l] & 0xF);
@@ -96,12 +99,13 @@ void unpackQ4_K(const BlockQ4_K& x, UnpackedK& u) {
         }
 }
 
-void unpackQ5_K(const BlockQ5_K& x, UnpackedK& u) {
+void unpackQ5_K(const BlockQ5_K& x, UnpackedK& u, bool quants) {
     u.d = h2f(x.d);
     u.dmin = h2f(x.dmin);
     int sc[8], mn[8];
     scalesQ45K(x.scales, sc, mn);
     setScalesPer32(u, sc, mn);
+    if (!quants) return;
     for (int c = 0; c < 4; ++c)
         for (int l = 0; l < 32; ++l) {
             const int h = x.qh[l] >> (2 * c);
@@ -110,13 +114,14 @@ void unpackQ5_K(const BlockQ5_K& x, UnpackedK& u) {
         }
 }
 
-void unpackQ6_K(const BlockQ6_K& x, UnpackedK& u) {
+void unpackQ6_K(const BlockQ6_K& x, UnpackedK& u, bool quants) {
     u.d = h2f(x.d);
     u.dmin = 0.f;
     for (int j = 0; j < 16; ++j) {
         u.sc[j] = x.scales[j];
         u.mn[j] = 0;
     }
+    if (!quants) return;
     for (int h = 0; h < 2; ++h) {
         const uint8_t* ql = x.ql + 64 * h;
         const uint8_t* qh = x.qh + 32 * h;
@@ -130,7 +135,7 @@ void unpackQ6_K(const BlockQ6_K& x, UnpackedK& u) {
     }
 }
 
-void unpackIQ4_XS(const BlockIQ4_XS& x, UnpackedK& u) {
+void unpackIQ4_XS(const BlockIQ4_XS& x, UnpackedK& u, bool quants) {
     u.d = h2f(x.d);
     u.dmin = 0.f;
     int sc[8];
@@ -138,6 +143,7 @@ void unpackIQ4_XS(const BlockIQ4_XS& x, UnpackedK& u) {
         sc[ib] =
             (((x.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x.scales_h >> (2 * ib)) & 3) << 4)) - 32;
     setScalesPer32(u, sc, nullptr);
+    if (!quants) return;
     for (int ib = 0; ib < 8; ++ib)
         for (int j = 0; j < 16; ++j) {
             u.q[32 * ib + j] = kValuesIQ4NL[x.qs[16 * ib + j] & 0xF];
@@ -365,27 +371,29 @@ Form formOf(DType t) {
     }
 }
 
-void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb) {
+void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb, bool avx2) {
+    const bool simd = avx2 && hasQuantsAvx2(t);
+    const size_t bs = traits(t).typeSize;
     for (int64_t i = 0; i < nb; ++i) {
         UnpackedK& u = dst[i];
         switch (t) {
         case DType::Q2_K:
-            unpackQ2_K(as<BlockQ2_K>(src)[i], u);
+            unpackQ2_K(as<BlockQ2_K>(src)[i], u, !simd);
             break;
         case DType::Q3_K:
-            unpackQ3_K(as<BlockQ3_K>(src)[i], u);
+            unpackQ3_K(as<BlockQ3_K>(src)[i], u, !simd);
             break;
         case DType::Q4_K:
-            unpackQ4_K(as<BlockQ4_K>(src)[i], u);
+            unpackQ4_K(as<BlockQ4_K>(src)[i], u, !simd);
             break;
         case DType::Q5_K:
-            unpackQ5_K(as<BlockQ5_K>(src)[i], u);
+            unpackQ5_K(as<BlockQ5_K>(src)[i], u, !simd);
             break;
         case DType::Q6_K:
-            unpackQ6_K(as<BlockQ6_K>(src)[i], u);
+            unpackQ6_K(as<BlockQ6_K>(src)[i], u, !simd);
             break;
         case DType::IQ4_XS:
-            unpackIQ4_XS(as<BlockIQ4_XS>(src)[i], u);
+            unpackIQ4_XS(as<BlockIQ4_XS>(src)[i], u, !simd);
             break;
         case DType::TQ1_0:
             unpackTQ1_0(as<BlockTQ1_0>(src)[i], u);
@@ -418,10 +426,15 @@ void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb) {
             std::memset(&u, 0, sizeof u);
             break;
         }
+        if (simd) unpackQuantsAvx2(t, src + i * bs, u.q);
     }
 }
 
-void unpackB32(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb) {
+void unpackB32(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb, bool avx2) {
+    if (avx2 && hasQuantsAvx2(t)) {
+        unpackB32Avx2(t, src, dst, nb);
+        return;
+    }
     for (int64_t i = 0; i < nb; ++i) {
         UnpackedB32& u = dst[i];
         u.m = 0.f;
