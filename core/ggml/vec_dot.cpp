@@ -287,7 +287,7 @@ struct RowKernel {
             return s.b32.data();
         }
         case Form::Float:
-            if (type == DType::F32) return row;
+            if (type == DType::F32 || avx2) return row; // the AVX2 kernel converts as it goes
             if (static_cast<int64_t>(s.w.size()) < n) s.w.resize(static_cast<size_t>(n));
             decodeFloats(type, row, s.w.data(), n);
             return s.w.data();
@@ -322,13 +322,12 @@ struct RowKernel {
             break;
         }
         case Form::Float: {
-            const auto* fw = static_cast<const float*>(w);
             const auto* fs = reinterpret_cast<const float* const*>(acts);
             if (avx2)
-                dotF32Avx2(fw, fs, nt, n, out);
+                dotFloatAvx2(type, w, fs, nt, n, out);
             else
                 for (int t = 0; t < nt; ++t)
-                    out[t] = dotF32Scalar(fw, fs[t], n);
+                    out[t] = dotF32Scalar(static_cast<const float*>(w), fs[t], n);
             break;
         }
         default:
@@ -398,21 +397,31 @@ bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64
             }
         },
         threads);
+    // Tokens in panels whose activations stay in L2 while the rows pass over them: the float types'
+    // decoded activations are large (4 bytes per element) and re-decoding a row per panel is cheap; the
+    // quantized types' encodings are small and their unpacking is not, so they take all tokens at once.
+    const int64_t panel = floats
+                              ? std::max<int64_t>(kMaxTokens, (256 * 1024 / std::max<int64_t>(1, nIn * 4)) /
+                                                                  kMaxTokens * kMaxTokens)
+                              : n;
     parallelFor(
         static_cast<size_t>(nOut),
         [&](size_t r0, size_t r1, int) {
             Scratch& s = scratch();
-            for (size_t i = r0; i < r1; ++i) {
-                const void* w = k.unpack(W + i * rowStride, s);
-                for (int64_t j0 = 0; j0 < n; j0 += kMaxTokens) {
-                    const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - j0));
-                    const void* acts[kMaxTokens];
-                    float out[kMaxTokens];
-                    for (int t = 0; t < nt; ++t)
-                        acts[t] = act.data() + (j0 + t) * stride;
-                    k.dot(w, acts, nt, out);
-                    for (int t = 0; t < nt; ++t)
-                        Y[i + (j0 + t) * ldy] = out[t];
+            for (int64_t p0 = 0; p0 < n; p0 += panel) {
+                const int64_t p1 = std::min(n, p0 + panel);
+                for (size_t i = r0; i < r1; ++i) {
+                    const void* w = k.unpack(W + i * rowStride, s);
+                    for (int64_t j0 = p0; j0 < p1; j0 += kMaxTokens) {
+                        const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, p1 - j0));
+                        const void* acts[kMaxTokens];
+                        float out[kMaxTokens];
+                        for (int t = 0; t < nt; ++t)
+                            acts[t] = act.data() + (j0 + t) * stride;
+                        k.dot(w, acts, nt, out);
+                        for (int t = 0; t < nt; ++t)
+                            Y[i + (j0 + t) * ldy] = out[t];
+                    }
                 }
             }
         },

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/dtype.h"
+#include "common/fp16.h"
 #include "ggml/vec_dot_impl.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -106,28 +107,69 @@ QZ_AVX2 void dotB32T(const UnpackedB32* w, const uint8_t* const* y, int64_t nb, 
         out[t] = hsum8(acc[t]) + mins[t];
 }
 
-template <int T> QZ_AVX2 void dotF32T(const float* a, const float* const* b, int64_t n, float* out) {
+// Weights as stored: 0 = F32, 1 = F16, 2 = BF16 (converted exactly, 8 at a time).
+template <int Kind> QZ_AVX2 inline __m256 loadWeights8(const void* w, int64_t i) {
+    if constexpr (Kind == 0) {
+        return _mm256_loadu_ps(static_cast<const float*>(w) + i);
+    } else if constexpr (Kind == 1) {
+        return _mm256_cvtph_ps(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i)));
+    } else {
+        const __m128i h =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+}
+
+template <int Kind> inline float weightAt(const void* w, int64_t i) {
+    if constexpr (Kind == 0) {
+        return static_cast<const float*>(w)[i];
+    } else {
+        const uint16_t h = static_cast<const uint16_t*>(w)[i];
+        return Kind == 1 ? fp16ToFp32(h) : bf16ToFp32(h);
+    }
+}
+
+template <int Kind, int T>
+QZ_AVX2 void dotFloatT(const void* a, const float* const* b, int64_t n, float* out) {
     __m256 s0[T], s1[T];
     for (int t = 0; t < T; ++t)
         s0[t] = s1[t] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        const __m256 w0 = _mm256_loadu_ps(a + i), w1 = _mm256_loadu_ps(a + i + 8);
+        const __m256 w0 = loadWeights8<Kind>(a, i), w1 = loadWeights8<Kind>(a, i + 8);
         for (int t = 0; t < T; ++t) {
             s0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[t] + i), s0[t]);
             s1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[t] + i + 8), s1[t]);
         }
     }
     for (; i + 8 <= n; i += 8) {
-        const __m256 w0 = _mm256_loadu_ps(a + i);
+        const __m256 w0 = loadWeights8<Kind>(a, i);
         for (int t = 0; t < T; ++t)
             s0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[t] + i), s0[t]);
     }
     for (int t = 0; t < T; ++t) {
         float sum = hsum8(_mm256_add_ps(s0[t], s1[t]));
         for (int64_t k = i; k < n; ++k)
-            sum += a[k] * b[t][k];
+            sum += weightAt<Kind>(a, k) * b[t][k];
         out[t] = sum;
+    }
+}
+
+template <int Kind> void dotFloatN(const void* a, const float* const* b, int nt, int64_t n, float* out) {
+    switch (nt) {
+    case 1:
+        dotFloatT<Kind, 1>(a, b, n, out);
+        break;
+    case 2:
+        dotFloatT<Kind, 2>(a, b, n, out);
+        break;
+    case 3:
+        dotFloatT<Kind, 3>(a, b, n, out);
+        break;
+    default:
+        dotFloatT<Kind, 4>(a, b, n, out);
+        break;
     }
 }
 
@@ -167,21 +209,13 @@ void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t n
     }
 }
 
-void dotF32Avx2(const float* a, const float* const* b, int nt, int64_t n, float* out) {
-    switch (nt) {
-    case 1:
-        dotF32T<1>(a, b, n, out);
-        break;
-    case 2:
-        dotF32T<2>(a, b, n, out);
-        break;
-    case 3:
-        dotF32T<3>(a, b, n, out);
-        break;
-    default:
-        dotF32T<4>(a, b, n, out);
-        break;
-    }
+void dotFloatAvx2(DType t, const void* a, const float* const* b, int nt, int64_t n, float* out) {
+    if (t == DType::F16)
+        dotFloatN<1>(a, b, nt, n, out);
+    else if (t == DType::BF16)
+        dotFloatN<2>(a, b, nt, n, out);
+    else
+        dotFloatN<0>(a, b, nt, n, out);
 }
 
 // ---- Unpacking of the quant bits (the scales are read by the portable code) ----
@@ -422,10 +456,7 @@ void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t n
     for (int t = 0; t < nt; ++t)
         out[t] = dotB32Scalar(w, y[t], nb, q81);
 }
-void dotF32Avx2(const float* a, const float* const* b, int nt, int64_t n, float* out) {
-    for (int t = 0; t < nt; ++t)
-        out[t] = dotF32Scalar(a, b[t], n);
-}
+void dotFloatAvx2(DType, const void*, const float* const*, int, int64_t, float*) {}
 void decodeF16Avx2(const uint16_t*, float*, int64_t) {}
 void unpackQuantsAvx2(DType, const uint8_t*, int8_t*) {}
 bool hasQuantsAvx2(DType) {

@@ -51,7 +51,8 @@ constexpr int kMaxTokens = 4;
 bool haveAvx2();
 void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out);
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out);
-void dotF32Avx2(const float* a, const float* const* b, int nt, int64_t n, float* out);
+// F32 / F16 / BF16 weights as stored (w), activations decoded to floats.
+void dotFloatAvx2(DType t, const void* w, const float* const* b, int nt, int64_t n, float* out);
 // The int8 values of one block (q: 32 or 256 bytes) for the types where hasQuantsAvx2(t).
 bool hasQuantsAvx2(DType t);
 void unpackQuantsAvx2(DType t, const uint8_t* block, int8_t* q);
