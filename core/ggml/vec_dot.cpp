@@ -339,6 +339,7 @@ struct RowKernel {
 };
 
 float vecDotWith(bool avx2, DType weightType, int64_t n, const void* wRow, const void* actRow) {
+    if (!vecDotSupported(weightType) || n <= 0 || n % traits(weightType).blockSize != 0) return 0.f;
     const RowKernel k{weightType, formOf(weightType), avx2, n};
     Scratch& s = scratch();
     const void* w = k.unpack(static_cast<const uint8_t*>(wRow), s);

@@ -55,7 +55,8 @@ ActivationEncoder defaultActivationEncoder();
 bool quantizeActivationRowWith(ActivationEncoder enc, DType vdType, const float* x, void* dst, int64_t n);
 
 // Dot product of a weight row (n elements of weightType) with an activation row encoded by
-// quantizeActivationRow for that weight type. n must be a multiple of the weight's block size.
+// quantizeActivationRow for that weight type. 0 (nothing read) if the type is unsupported or n is not
+// a positive multiple of the weight's block size.
 float vecDot(DType weightType, int64_t n, const void* wRow, const void* actRow);
 
 // The same with the portable scalar kernels whatever the CPU (reference for tests and benchmarks).

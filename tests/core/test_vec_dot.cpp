@@ -575,6 +575,10 @@ void TestVecDot::refusesBadSizes() {
     QVERIFY(!ggml::quantizedLinear(DType::Q4_0, buf.data(), 18, 1, 100, x.data(), 1, y.data(), 1, 1));
     QVERIFY(!ggml::quantizedLinear(DType::Q8_K, buf.data(), 292, 1, 256, x.data(), 1, y.data(), 1, 1));
     QCOMPARE(y[0], -1.f);
+    // nothing is read for a bad length or type (null rows would crash otherwise)
+    QCOMPARE(ggml::vecDot(DType::Q4_K, 100, nullptr, nullptr), 0.f);
+    QCOMPARE(ggml::vecDot(DType::Q4_K, -256, nullptr, nullptr), 0.f);
+    QCOMPARE(ggml::vecDotScalar(DType::Q8_K, 256, nullptr, nullptr), 0.f);
 }
 
 QTEST_GUILESS_MAIN(TestVecDot)
