@@ -304,7 +304,7 @@ struct RowKernel {
             const auto* uw = static_cast<const UnpackedK*>(w);
             const auto* ys = reinterpret_cast<const BlockQ8_K* const*>(acts);
             if (avx2)
-                dotKAvx2(uw, ys, nt, n / QK_K, out);
+                dotKAvx2(uw, ys, nt, n / QK_K, out, unpackedOffset(type) < 0, hasMins(type));
             else
                 for (int t = 0; t < nt; ++t)
                     out[t] = dotKScalar(uw, ys[t], n / QK_K);

@@ -46,10 +46,26 @@ bool haveAvx2() {
 
 namespace {
 
-template <int T> QZ_AVX2 void dotKT(const UnpackedK* w, const BlockQ8_K* const* y, int64_t nb, float* out) {
-    __m256 acc[T], accMin[T];
+// The 8 int32 lanes of v[0..T) summed, one integer per vector (T <= 4).
+template <int T> QZ_AVX2 inline void hsumInts(const __m256i* v, int32_t* out) {
+    const __m256i z = _mm256_setzero_si256();
+    const __m256i h01 = _mm256_hadd_epi32(v[0], T > 1 ? v[1] : z);
+    const __m256i h23 = _mm256_hadd_epi32(T > 2 ? v[2] : z, T > 3 ? v[3] : z);
+    const __m256i h = _mm256_hadd_epi32(h01, h23);
+    const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    alignas(16) int32_t tmp[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), s);
     for (int t = 0; t < T; ++t)
-        acc[t] = accMin[t] = _mm256_setzero_ps();
+        out[t] = tmp[t];
+}
+
+// Per block and token: the exact integer sum (offset removed through the activation's bsums), then
+// the same float expression as dotKScalar, so both give the same bits.
+template <int T, bool Signed, bool Mins>
+QZ_AVX2 void dotKT(const UnpackedK* w, const BlockQ8_K* const* y, int64_t nb, float* out) {
+    float sum[T];
+    for (int t = 0; t < T; ++t)
+        sum[t] = 0.f;
     for (int64_t b = 0; b < nb; ++b) {
         const UnpackedK& u = w[b];
         __m256i isum[T];
@@ -57,25 +73,59 @@ template <int T> QZ_AVX2 void dotKT(const UnpackedK* w, const BlockQ8_K* const* 
             isum[t] = _mm256_setzero_si256();
         for (int k = 0; k < 8; ++k) {
             const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(u.q + 32 * k));
-            const __m256i aq = _mm256_sign_epi8(q, q);
             const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(u.sc[2 * k + 1]), _mm_set1_epi16(u.sc[2 * k]));
-            for (int t = 0; t < T; ++t) {
-                const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][b].qs + 32 * k));
-                const __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(a, q));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sc));
+            if constexpr (Signed) {
+                const __m256i aq = _mm256_sign_epi8(q, q);
+                for (int t = 0; t < T; ++t) {
+                    const __m256i a =
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][b].qs + 32 * k));
+                    const __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(a, q));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sc));
+                }
+            } else {
+                for (int t = 0; t < T; ++t) {
+                    const __m256i a =
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][b].qs + 32 * k));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), sc));
+                }
             }
         }
+        const __m256i so = _mm256_load_si256(reinterpret_cast<const __m256i*>(u.so));
         const __m256i mn = _mm256_load_si256(reinterpret_cast<const __m256i*>(u.mn));
+        __m256i msum[T];
+        for (int t = 0; t < T; ++t) {
+            const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][b].bsums));
+            if constexpr (!Signed) isum[t] = _mm256_sub_epi32(isum[t], _mm256_madd_epi16(so, bs));
+            if constexpr (Mins) msum[t] = _mm256_madd_epi16(mn, bs);
+        }
+        int32_t is[T], ms[T] = {};
+        hsumInts<T>(isum, is);
+        if constexpr (Mins) hsumInts<T>(msum, ms);
         for (int t = 0; t < T; ++t) {
             const float yd = y[t][b].d;
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * u.d), _mm256_cvtepi32_ps(isum[t]), acc[t]);
-            const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][b].bsums));
-            accMin[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * u.dmin),
-                                        _mm256_cvtepi32_ps(_mm256_madd_epi16(mn, bs)), accMin[t]);
+            sum[t] += (yd * u.d) * static_cast<float>(is[t]) - (yd * u.dmin) * static_cast<float>(ms[t]);
         }
     }
     for (int t = 0; t < T; ++t)
-        out[t] = hsum8(_mm256_sub_ps(acc[t], accMin[t]));
+        out[t] = sum[t];
+}
+
+template <bool Signed, bool Mins>
+void dotKN(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out) {
+    switch (nt) {
+    case 1:
+        dotKT<1, Signed, Mins>(w, y, nb, out);
+        break;
+    case 2:
+        dotKT<2, Signed, Mins>(w, y, nb, out);
+        break;
+    case 3:
+        dotKT<3, Signed, Mins>(w, y, nb, out);
+        break;
+    default:
+        dotKT<4, Signed, Mins>(w, y, nb, out);
+        break;
+    }
 }
 
 template <int T>
@@ -175,21 +225,14 @@ template <int Kind> void dotFloatN(const void* a, const float* const* b, int nt,
 
 } // namespace
 
-void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out) {
-    switch (nt) {
-    case 1:
-        dotKT<1>(w, y, nb, out);
-        break;
-    case 2:
-        dotKT<2>(w, y, nb, out);
-        break;
-    case 3:
-        dotKT<3>(w, y, nb, out);
-        break;
-    default:
-        dotKT<4>(w, y, nb, out);
-        break;
-    }
+void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out,
+              bool signedValues, bool hasMins) {
+    if (signedValues)
+        dotKN<true, false>(w, y, nt, nb, out);
+    else if (hasMins)
+        dotKN<false, true>(w, y, nt, nb, out);
+    else
+        dotKN<false, false>(w, y, nt, nb, out);
 }
 
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out) {
@@ -448,10 +491,7 @@ QZ_AVX2 void decodeF16Avx2(const uint16_t* src, float* dst, int64_t n) {
 bool haveAvx2() {
     return false;
 }
-void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out) {
-    for (int t = 0; t < nt; ++t)
-        out[t] = dotKScalar(w, y[t], nb);
-}
+void dotKAvx2(const UnpackedK*, const BlockQ8_K* const*, int, int64_t, float*, bool, bool) {}
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out) {
     for (int t = 0; t < nt; ++t)
         out[t] = dotB32Scalar(w, y[t], nb, q81);

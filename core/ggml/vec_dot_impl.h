@@ -4,7 +4,10 @@
 // (README.md D.3). A weight row is unpacked once into one of two forms, so that one integer kernel
 // (scalar or AVX2) serves all types and, in quantizedLinear, the unpacking is shared by all tokens:
 //   * UnpackedK (vec-dot type Q8_K, 256 elements): int8 values q, an int16 scale and min per 16
-//     elements; block term = (yd·d)·Σ sc_j·Σ q·y − (yd·dmin)·Σ mn_j·bsum_j.
+//     elements; block term = (yd·d)·Σ sc_j·Σ q·y − (yd·dmin)·Σ mn_j·bsum_j. The values are stored
+//     shifted to unsigned bytes where the type allows (q + offset <= 124), so that the AVX2 kernel
+//     multiplies them without sign folding; the shift comes back exactly, in integers, through the
+//     activation's sums of 16 (bsum).
 //   * UnpackedB32 (Q8_0 / Q8_1, 32 elements): int8 values q; term = (d·yd)·Σ q·y (+ m·ys for Q8_1).
 // F32 / F16 / BF16 rows are decoded to floats (exactly) and dotted in float.
 #pragma once
@@ -18,11 +21,13 @@
 namespace qz::ggml::vecdot {
 
 struct alignas(32) UnpackedK {
-    int8_t q[QK_K];
-    int16_t sc[QK_K / 16];
-    int16_t mn[QK_K / 16];
+    int8_t q[QK_K];        // the values, plus `offset` when offset > 0 (then 0..124: unsigned bytes)
+    int16_t sc[QK_K / 16]; // integer scale per 16 values
+    int16_t mn[QK_K / 16]; // integer min per 16 values (K types with a min), else 0
+    int16_t so[QK_K / 16]; // offset · sc
     float d;
     float dmin;
+    int32_t offset; // > 0: subtract offset·Σ sc_j·bsum_j from the integer sum; < 0: q signed
 };
 
 struct UnpackedB32 {
@@ -33,6 +38,9 @@ struct UnpackedB32 {
 
 enum class Form { None, Float, B32, K };
 Form formOf(DType weightType);
+// UnpackedK::offset of a type (-1: signed values); true if the type has mins.
+int unpackedOffset(DType t);
+bool hasMins(DType t);
 
 // Unpack nb blocks (K / B32) or n elements (Float) of a weight row; avx2: the int8 values of the
 // common types with AVX2 (same values).
@@ -49,7 +57,8 @@ float dotF32Scalar(const float* a, const float* b, int64_t n);
 // activation rows y[0..nt) at once (out[t]); each result is the same, bit for bit, whatever nt.
 constexpr int kMaxTokens = 4;
 bool haveAvx2();
-void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out);
+void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out,
+              bool signedValues, bool hasMins);
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out);
 // F32 / F16 / BF16 weights as stored (w), activations decoded to floats.
 void dotFloatAvx2(DType t, const void* w, const float* const* b, int nt, int64_t n, float* out);

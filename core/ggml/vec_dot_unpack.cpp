@@ -371,9 +371,43 @@ Form formOf(DType t) {
     }
 }
 
+int unpackedOffset(DType t) {
+    switch (t) {
+    case DType::Q2_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+        return 0; // 0..3, 0..15, 0..31
+    case DType::Q3_K:
+        return 4; // -4..3
+    case DType::Q6_K:
+        return 32; // -32..31
+    case DType::TQ1_0:
+    case DType::TQ2_0:
+        return 1; // -1..1 (TQ2_0: ..2)
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
+        return 43; // grid values ±(8..43)
+    case DType::IQ3_XXS:
+        return 62; // ±(4..62)
+    case DType::IQ3_S:
+        return 15; // ±(1..15)
+    case DType::IQ1_S:
+    case DType::IQ1_M:
+        return 9; // 8·g ± 1, g in {-1, 0, 1}
+    default:
+        return -1; // IQ4_XS: -127..113
+    }
+}
+
+bool hasMins(DType t) {
+    return t == DType::Q2_K || t == DType::Q4_K || t == DType::Q5_K;
+}
+
 void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb, bool avx2) {
     const bool simd = avx2 && hasQuantsAvx2(t);
     const size_t bs = traits(t).typeSize;
+    const int offset = unpackedOffset(t);
     for (int64_t i = 0; i < nb; ++i) {
         UnpackedK& u = dst[i];
         switch (t) {
@@ -427,6 +461,12 @@ void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb, bool avx2)
             break;
         }
         if (simd) unpackQuantsAvx2(t, src + i * bs, u.q);
+        u.offset = offset;
+        for (int j = 0; j < QK_K / 16; ++j)
+            u.so[j] = static_cast<int16_t>(offset > 0 ? offset * u.sc[j] : 0);
+        if (offset > 0)
+            for (int j = 0; j < QK_K; ++j)
+                u.q[j] = static_cast<int8_t>(u.q[j] + offset);
     }
 }
 
@@ -534,7 +574,7 @@ float dotKScalar(const UnpackedK* w, const BlockQ8_K* y, int64_t nb) {
             int32_t s = 0;
             for (int k = 0; k < 16; ++k)
                 s += w[b].q[16 * j + k] * y[b].qs[16 * j + k];
-            isum += s * w[b].sc[j];
+            isum += s * w[b].sc[j] - w[b].so[j] * y[b].bsums[j];
             msum += w[b].mn[j] * y[b].bsums[j];
         }
         const float yd = y[b].d;
