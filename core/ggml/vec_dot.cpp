@@ -255,7 +255,7 @@ using namespace vecdot;
 
 // Per-thread scratch for one unpacked weight row (and, for the float types, the decoded activation).
 struct Scratch {
-    std::vector<UnpackedK> k;
+    std::vector<UnpackedK> k, k2;
     std::vector<UnpackedB32> b32;
     std::vector<float> w, a;
 };
@@ -272,13 +272,14 @@ struct RowKernel {
     int64_t n;
 
     // Unpacks `row` into s; returns the pointer the dot reads.
-    const void* unpack(const uint8_t* row, Scratch& s) const {
+    const void* unpack(const uint8_t* row, Scratch& s, bool second = false) const {
         switch (form) {
         case Form::K: {
             const int64_t nb = n / QK_K;
-            if (static_cast<int64_t>(s.k.size()) < nb) s.k.resize(static_cast<size_t>(nb));
-            unpackK(type, row, s.k.data(), nb, avx2);
-            return s.k.data();
+            std::vector<UnpackedK>& buf = second ? s.k2 : s.k;
+            if (static_cast<int64_t>(buf.size()) < nb) buf.resize(static_cast<size_t>(nb));
+            unpackK(type, row, buf.data(), nb, avx2);
+            return buf.data();
         }
         case Form::B32: {
             const int64_t nb = n / 32;
@@ -411,7 +412,28 @@ bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64
             Scratch& s = scratch();
             for (int64_t p0 = 0; p0 < n; p0 += panel) {
                 const int64_t p1 = std::min(n, p0 + panel);
-                for (size_t i = r0; i < r1; ++i) {
+                size_t i = r0;
+                if (k.form == Form::K && k.avx2) { // pairs of rows share the activation loads
+                    const bool sgn = unpackedOffset(weightType) < 0, mins = hasMins(weightType);
+                    for (; i + 2 <= r1; i += 2) {
+                        const auto* w0 = static_cast<const UnpackedK*>(k.unpack(W + i * rowStride, s));
+                        const auto* w1 =
+                            static_cast<const UnpackedK*>(k.unpack(W + (i + 1) * rowStride, s, true));
+                        for (int64_t j0 = p0; j0 < p1; j0 += kMaxTokens) {
+                            const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, p1 - j0));
+                            const BlockQ8_K* ys[kMaxTokens];
+                            float out0[kMaxTokens], out1[kMaxTokens];
+                            for (int t = 0; t < nt; ++t)
+                                ys[t] = reinterpret_cast<const BlockQ8_K*>(act.data() + (j0 + t) * stride);
+                            dotK2Avx2(w0, w1, ys, nt, nIn / QK_K, out0, out1, sgn, mins);
+                            for (int t = 0; t < nt; ++t) {
+                                Y[i + (j0 + t) * ldy] = out0[t];
+                                Y[i + 1 + (j0 + t) * ldy] = out1[t];
+                            }
+                        }
+                    }
+                }
+                for (; i < r1; ++i) {
                     const void* w = k.unpack(W + i * rowStride, s);
                     for (int64_t j0 = p0; j0 < p1; j0 += kMaxTokens) {
                         const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, p1 - j0));

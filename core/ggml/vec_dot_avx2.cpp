@@ -110,6 +110,100 @@ QZ_AVX2 void dotKT(const UnpackedK* w, const BlockQ8_K* const* y, int64_t nb, fl
         out[t] = sum[t];
 }
 
+// Two weight rows against T tokens: each activation chunk is loaded once for both rows (the
+// activations of all tokens do not fit L1). Per row the same integers and float expression as dotKT.
+template <int T, bool Signed, bool Mins>
+QZ_AVX2 void dotK2T(const UnpackedK* w0, const UnpackedK* w1, const BlockQ8_K* const* y, int64_t nb,
+                    float* out0, float* out1) {
+    float sum0[T], sum1[T];
+    for (int t = 0; t < T; ++t)
+        sum0[t] = sum1[t] = 0.f;
+    for (int64_t b = 0; b < nb; ++b) {
+        const UnpackedK& u0 = w0[b];
+        const UnpackedK& u1 = w1[b];
+        __m256i i0[T], i1[T];
+        for (int t = 0; t < T; ++t)
+            i0[t] = i1[t] = _mm256_setzero_si256();
+        for (int k = 0; k < 8; ++k) {
+            const __m256i q0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(u0.q + 32 * k));
+            const __m256i q1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(u1.q + 32 * k));
+            const __m256i s0 =
+                _mm256_set_m128i(_mm_set1_epi16(u0.sc[2 * k + 1]), _mm_set1_epi16(u0.sc[2 * k]));
+            const __m256i s1 =
+                _mm256_set_m128i(_mm_set1_epi16(u1.sc[2 * k + 1]), _mm_set1_epi16(u1.sc[2 * k]));
+            if constexpr (Signed) {
+                const __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
+                for (int t = 0; t < T; ++t) {
+                    const __m256i a =
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][b].qs + 32 * k));
+                    i0[t] = _mm256_add_epi32(
+                        i0[t], _mm256_madd_epi16(_mm256_maddubs_epi16(a0, _mm256_sign_epi8(a, q0)), s0));
+                    i1[t] = _mm256_add_epi32(
+                        i1[t], _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(a, q1)), s1));
+                }
+            } else {
+                for (int t = 0; t < T; ++t) {
+                    const __m256i a =
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][b].qs + 32 * k));
+                    i0[t] = _mm256_add_epi32(i0[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a), s0));
+                    i1[t] = _mm256_add_epi32(i1[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a), s1));
+                }
+            }
+        }
+        const __m256i so0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(u0.so));
+        const __m256i so1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(u1.so));
+        const __m256i mn0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(u0.mn));
+        const __m256i mn1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(u1.mn));
+        __m256i m0[T], m1[T];
+        for (int t = 0; t < T; ++t) {
+            const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t][b].bsums));
+            if constexpr (!Signed) {
+                i0[t] = _mm256_sub_epi32(i0[t], _mm256_madd_epi16(so0, bs));
+                i1[t] = _mm256_sub_epi32(i1[t], _mm256_madd_epi16(so1, bs));
+            }
+            if constexpr (Mins) {
+                m0[t] = _mm256_madd_epi16(mn0, bs);
+                m1[t] = _mm256_madd_epi16(mn1, bs);
+            }
+        }
+        int32_t is0[T], is1[T], ms0[T] = {}, ms1[T] = {};
+        hsumInts<T>(i0, is0);
+        hsumInts<T>(i1, is1);
+        if constexpr (Mins) {
+            hsumInts<T>(m0, ms0);
+            hsumInts<T>(m1, ms1);
+        }
+        for (int t = 0; t < T; ++t) {
+            const float yd = y[t][b].d;
+            sum0[t] += (yd * u0.d) * static_cast<float>(is0[t]) - (yd * u0.dmin) * static_cast<float>(ms0[t]);
+            sum1[t] += (yd * u1.d) * static_cast<float>(is1[t]) - (yd * u1.dmin) * static_cast<float>(ms1[t]);
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        out0[t] = sum0[t];
+        out1[t] = sum1[t];
+    }
+}
+
+template <bool Signed, bool Mins>
+void dotK2N(const UnpackedK* w0, const UnpackedK* w1, const BlockQ8_K* const* y, int nt, int64_t nb,
+            float* out0, float* out1) {
+    switch (nt) {
+    case 1:
+        dotK2T<1, Signed, Mins>(w0, w1, y, nb, out0, out1);
+        break;
+    case 2:
+        dotK2T<2, Signed, Mins>(w0, w1, y, nb, out0, out1);
+        break;
+    case 3:
+        dotK2T<3, Signed, Mins>(w0, w1, y, nb, out0, out1);
+        break;
+    default:
+        dotK2T<4, Signed, Mins>(w0, w1, y, nb, out0, out1);
+        break;
+    }
+}
+
 template <bool Signed, bool Mins>
 void dotKN(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out) {
     switch (nt) {
@@ -224,6 +318,16 @@ template <int Kind> void dotFloatN(const void* a, const float* const* b, int nt,
 }
 
 } // namespace
+
+void dotK2Avx2(const UnpackedK* w0, const UnpackedK* w1, const BlockQ8_K* const* y, int nt, int64_t nb,
+               float* out0, float* out1, bool signedValues, bool hasMins) {
+    if (signedValues)
+        dotK2N<true, false>(w0, w1, y, nt, nb, out0, out1);
+    else if (hasMins)
+        dotK2N<false, true>(w0, w1, y, nt, nb, out0, out1);
+    else
+        dotK2N<false, false>(w0, w1, y, nt, nb, out0, out1);
+}
 
 void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out,
               bool signedValues, bool hasMins) {
@@ -492,6 +596,8 @@ bool haveAvx2() {
     return false;
 }
 void dotKAvx2(const UnpackedK*, const BlockQ8_K* const*, int, int64_t, float*, bool, bool) {}
+void dotK2Avx2(const UnpackedK*, const UnpackedK*, const BlockQ8_K* const*, int, int64_t, float*, float*,
+               bool, bool) {}
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out) {
     for (int t = 0; t < nt; ++t)
         out[t] = dotB32Scalar(w, y[t], nb, q81);

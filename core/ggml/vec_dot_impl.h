@@ -59,6 +59,9 @@ constexpr int kMaxTokens = 4;
 bool haveAvx2();
 void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, float* out,
               bool signedValues, bool hasMins);
+// Two rows at once (out0 for w0, out1 for w1), the same bits as dotKAvx2 per row.
+void dotK2Avx2(const UnpackedK* w0, const UnpackedK* w1, const BlockQ8_K* const* y, int nt, int64_t nb,
+               float* out0, float* out1, bool signedValues, bool hasMins);
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out);
 // F32 / F16 / BF16 weights as stored (w), activations decoded to floats.
 void dotFloatAvx2(DType t, const void* w, const float* const* b, int nt, int64_t n, float* out);
