@@ -256,7 +256,7 @@ using namespace vecdot;
 // Per-thread scratch for one unpacked weight row (and, for the float types, the decoded activation).
 struct Scratch {
     std::vector<UnpackedK> k, k2;
-    std::vector<UnpackedB32> b32;
+    std::vector<UnpackedB32> b32, b32b;
     std::vector<float> w, a;
 };
 Scratch& scratch() {
@@ -283,9 +283,10 @@ struct RowKernel {
         }
         case Form::B32: {
             const int64_t nb = n / 32;
-            if (static_cast<int64_t>(s.b32.size()) < nb) s.b32.resize(static_cast<size_t>(nb));
-            unpackB32(type, row, s.b32.data(), nb, avx2);
-            return s.b32.data();
+            std::vector<UnpackedB32>& buf = second ? s.b32b : s.b32;
+            if (static_cast<int64_t>(buf.size()) < nb) buf.resize(static_cast<size_t>(nb));
+            unpackB32(type, row, buf.data(), nb, avx2);
+            return buf.data();
         }
         case Form::Float:
             if (type == DType::F32 || avx2) return row; // the AVX2 kernel converts as it goes
@@ -426,6 +427,26 @@ bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64
                             for (int t = 0; t < nt; ++t)
                                 ys[t] = reinterpret_cast<const BlockQ8_K*>(act.data() + (j0 + t) * stride);
                             dotK2Avx2(w0, w1, ys, nt, nIn / QK_K, out0, out1, sgn, mins);
+                            for (int t = 0; t < nt; ++t) {
+                                Y[i + (j0 + t) * ldy] = out0[t];
+                                Y[i + 1 + (j0 + t) * ldy] = out1[t];
+                            }
+                        }
+                    }
+                }
+                if (k.form == Form::B32 && k.avx2) {
+                    const bool q81 = weightType == DType::Q4_1 || weightType == DType::Q5_1;
+                    for (; i + 2 <= r1; i += 2) {
+                        const auto* w0 = static_cast<const UnpackedB32*>(k.unpack(W + i * rowStride, s));
+                        const auto* w1 =
+                            static_cast<const UnpackedB32*>(k.unpack(W + (i + 1) * rowStride, s, true));
+                        for (int64_t j0 = p0; j0 < p1; j0 += kMaxTokens) {
+                            const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, p1 - j0));
+                            const uint8_t* ys[kMaxTokens];
+                            float out0[kMaxTokens], out1[kMaxTokens];
+                            for (int t = 0; t < nt; ++t)
+                                ys[t] = act.data() + (j0 + t) * stride;
+                            dotB322Avx2(w0, w1, ys, nt, nIn / 32, q81, out0, out1);
                             for (int t = 0; t < nt; ++t) {
                                 Y[i + (j0 + t) * ldy] = out0[t];
                                 Y[i + 1 + (j0 + t) * ldy] = out1[t];

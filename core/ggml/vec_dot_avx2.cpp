@@ -251,6 +251,47 @@ QZ_AVX2 void dotB32T(const UnpackedB32* w, const uint8_t* const* y, int64_t nb, 
         out[t] = hsum8(acc[t]) + mins[t];
 }
 
+// Two weight rows against T tokens, sharing the activation loads; per row the same operations as dotB32T.
+template <int T>
+QZ_AVX2 void dotB322T(const UnpackedB32* w0, const UnpackedB32* w1, const uint8_t* const* y, int64_t nb,
+                      bool q81, float* out0, float* out1) {
+    const size_t bs = q81 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
+    const size_t qsOff = q81 ? 4 : 2;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0[T], acc1[T];
+    float mins0[T], mins1[T];
+    for (int t = 0; t < T; ++t) {
+        acc0[t] = acc1[t] = _mm256_setzero_ps();
+        mins0[t] = mins1[t] = 0.f;
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+        const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0[b].q));
+        const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1[b].q));
+        const __m256i aq0 = _mm256_sign_epi8(q0, q0), aq1 = _mm256_sign_epi8(q1, q1);
+        for (int t = 0; t < T; ++t) {
+            const uint8_t* yb = y[t] + b * bs;
+            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb + qsOff));
+            const __m256i s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq0, _mm256_sign_epi8(a, q0)), ones);
+            const __m256i s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq1, _mm256_sign_epi8(a, q1)), ones);
+            uint16_t h;
+            std::memcpy(&h, yb, 2);
+            const float dy = _cvtsh_ss(h);
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(w0[b].d * dy), _mm256_cvtepi32_ps(s0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(w1[b].d * dy), _mm256_cvtepi32_ps(s1), acc1[t]);
+            if (q81) {
+                std::memcpy(&h, yb + 2, 2);
+                const float sy = _cvtsh_ss(h);
+                mins0[t] += w0[b].m * sy;
+                mins1[t] += w1[b].m * sy;
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        out0[t] = hsum8(acc0[t]) + mins0[t];
+        out1[t] = hsum8(acc1[t]) + mins1[t];
+    }
+}
+
 // Weights as stored: 0 = F32, 1 = F16, 2 = BF16 (converted exactly, 8 at a time).
 template <int Kind> QZ_AVX2 inline __m256 loadWeights8(const void* w, int64_t i) {
     if constexpr (Kind == 0) {
@@ -337,6 +378,24 @@ void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb,
         dotKN<false, true>(w, y, nt, nb, out);
     else
         dotKN<false, false>(w, y, nt, nb, out);
+}
+
+void dotB322Avx2(const UnpackedB32* w0, const UnpackedB32* w1, const uint8_t* const* y, int nt, int64_t nb,
+                 bool q81, float* out0, float* out1) {
+    switch (nt) {
+    case 1:
+        dotB322T<1>(w0, w1, y, nb, q81, out0, out1);
+        break;
+    case 2:
+        dotB322T<2>(w0, w1, y, nb, q81, out0, out1);
+        break;
+    case 3:
+        dotB322T<3>(w0, w1, y, nb, q81, out0, out1);
+        break;
+    default:
+        dotB322T<4>(w0, w1, y, nb, q81, out0, out1);
+        break;
+    }
 }
 
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out) {
@@ -598,6 +657,8 @@ bool haveAvx2() {
 void dotKAvx2(const UnpackedK*, const BlockQ8_K* const*, int, int64_t, float*, bool, bool) {}
 void dotK2Avx2(const UnpackedK*, const UnpackedK*, const BlockQ8_K* const*, int, int64_t, float*, float*,
                bool, bool) {}
+void dotB322Avx2(const UnpackedB32*, const UnpackedB32*, const uint8_t* const*, int, int64_t, bool, float*,
+                 float*) {}
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out) {
     for (int t = 0; t < nt; ++t)
         out[t] = dotB32Scalar(w, y[t], nb, q81);

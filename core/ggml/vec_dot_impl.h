@@ -63,6 +63,8 @@ void dotKAvx2(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb,
 void dotK2Avx2(const UnpackedK* w0, const UnpackedK* w1, const BlockQ8_K* const* y, int nt, int64_t nb,
                float* out0, float* out1, bool signedValues, bool hasMins);
 void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t nb, bool q81, float* out);
+void dotB322Avx2(const UnpackedB32* w0, const UnpackedB32* w1, const uint8_t* const* y, int nt, int64_t nb,
+                 bool q81, float* out0, float* out1);
 // F32 / F16 / BF16 weights as stored (w), activations decoded to floats.
 void dotFloatAvx2(DType t, const void* w, const float* const* b, int nt, int64_t n, float* out);
 // The int8 values of one block (q: 32 or 256 bytes) for the types where hasQuantsAvx2(t).
