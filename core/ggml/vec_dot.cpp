@@ -403,10 +403,11 @@ bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64
     // Tokens in panels whose activations stay in L2 while the rows pass over them: the float types'
     // decoded activations are large (4 bytes per element) and re-decoding a row per panel is cheap; the
     // quantized types' encodings are small and their unpacking is not, so they take all tokens at once.
-    const int64_t panel = floats
-                              ? std::max<int64_t>(kMaxTokens, (256 * 1024 / std::max<int64_t>(1, nIn * 4)) /
-                                                                  kMaxTokens * kMaxTokens)
-                              : n;
+    const int64_t panel =
+        floats ? std::max<int64_t>(kMaxTokens,
+                                   (256 * 1024 / std::max<int64_t>(1, static_cast<int64_t>(stride))) /
+                                       kMaxTokens * kMaxTokens)
+               : n;
     parallelFor(
         static_cast<size_t>(nOut),
         [&](size_t r0, size_t r1, int) {
