@@ -185,8 +185,39 @@ void unpackTQ2_0(const BlockTQ2_0& x, UnpackedK& u) {
                 *y++ = signed8(((x.qs[j + m] >> (2 * l)) & 3) - 1);
 }
 
-inline int8_t gridSigned(uint8_t g, uint8_t signs, int j) {
-    return signed8((signs >> j) & 1 ? -int(g) : int(g));
+// 0xFF in byte j of the result where bit j of s is set.
+constexpr uint64_t signMask(unsigned s) {
+    uint64_t m = 0;
+    for (int j = 0; j < 8; ++j)
+        if ((s >> j) & 1) m |= uint64_t(0xFF) << (8 * j);
+    return m;
+}
+struct SignMasks {
+    uint64_t m[256];
+    constexpr SignMasks() : m() {
+        for (unsigned s = 0; s < 256; ++s)
+            m[s] = signMask(s);
+    }
+};
+inline constexpr SignMasks kSignMasks{};
+
+// Eight grid bytes (all in 1..127), negated where the sign bit is set, 8 bytes at a time: -g = ~g + 1
+// never carries into the next byte for g >= 1.
+inline void put8(int8_t* y, uint64_t g, uint8_t signs) {
+    const uint64_t m = kSignMasks.m[signs];
+    const uint64_t v = (g ^ m) + (m & 0x0101010101010101ull);
+    std::memcpy(y, &v, 8);
+}
+inline uint64_t grid8(const uint8_t* g) {
+    uint64_t v;
+    std::memcpy(&v, g, 8);
+    return v;
+}
+inline uint64_t grid4x2(const uint8_t* g1, const uint8_t* g2) {
+    uint32_t a, b;
+    std::memcpy(&a, g1, 4);
+    std::memcpy(&b, g2, 4);
+    return a | (uint64_t(b) << 32);
 }
 
 void unpackIQ2_XXS(const BlockIQ2_XXS& x, UnpackedK& u) {
@@ -201,8 +232,7 @@ void unpackIQ2_XXS(const BlockIQ2_XXS& x, UnpackedK& u) {
         for (int l = 0; l < 4; ++l, y += 8) {
             const uint8_t* g = iqgrid::kIQ2XXS[(aux[0] >> (8 * l)) & 0xFF];
             const uint8_t s = iqgrid::kSigns[(aux[1] >> (7 * l)) & 127];
-            for (int j = 0; j < 8; ++j)
-                y[j] = gridSigned(g[j], s, j);
+            put8(y, grid8(g), s);
         }
     }
     setScalesPer32(u, sc, nullptr);
@@ -220,8 +250,7 @@ void unpackIQ2_XS(const BlockIQ2_XS& x, UnpackedK& u) {
             const uint16_t q = x.qs[4 * ib + l];
             const uint8_t* g = iqgrid::kIQ2XS[q & 511];
             const uint8_t s = iqgrid::kSigns[q >> 9];
-            for (int j = 0; j < 8; ++j)
-                y[j] = gridSigned(g[j], s, j);
+            put8(y, grid8(g), s);
         }
     }
 }
@@ -238,8 +267,7 @@ void unpackIQ2_S(const BlockIQ2_S& x, UnpackedK& u) {
         u.mn[2 * ib] = u.mn[2 * ib + 1] = 0;
         for (int l = 0; l < 4; ++l, y += 8) {
             const uint8_t* g = iqgrid::kIQ2S[qs[l] | (((x.qh[ib] >> (2 * l)) & 3) << 8)];
-            for (int j = 0; j < 8; ++j)
-                y[j] = gridSigned(g[j], signs[l], j);
+            put8(y, grid8(g), signs[l]);
         }
     }
 }
@@ -259,10 +287,7 @@ void unpackIQ3_XXS(const BlockIQ3_XXS& x, UnpackedK& u) {
             const uint8_t s = iqgrid::kSigns[(aux >> (7 * l)) & 127];
             const uint8_t* g1 = iqgrid::kIQ3XXS[qs[2 * l]];
             const uint8_t* g2 = iqgrid::kIQ3XXS[qs[2 * l + 1]];
-            for (int j = 0; j < 4; ++j) {
-                y[j] = gridSigned(g1[j], s, j);
-                y[j + 4] = gridSigned(g2[j], s, j + 4);
-            }
+            put8(y, grid4x2(g1, g2), s);
         }
     }
     setScalesPer32(u, sc, nullptr);
@@ -281,10 +306,7 @@ void unpackIQ3_S(const BlockIQ3_S& x, UnpackedK& u) {
         for (int l = 0; l < 4; ++l, y += 8) {
             const uint8_t* g1 = iqgrid::kIQ3S[qs[2 * l] | (((qh >> (2 * l)) & 1) << 8)];
             const uint8_t* g2 = iqgrid::kIQ3S[qs[2 * l + 1] | (((qh >> (2 * l + 1)) & 1) << 8)];
-            for (int j = 0; j < 4; ++j) {
-                y[j] = gridSigned(g1[j], signs[l], j);
-                y[j + 4] = gridSigned(g2[j], signs[l], j + 4);
-            }
+            put8(y, grid4x2(g1, g2), signs[l]);
         }
     }
     setScalesPer32(u, sc, nullptr);
