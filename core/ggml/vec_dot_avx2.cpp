@@ -549,6 +549,15 @@ QZ_AVX2 __attribute__((always_inline)) inline void quantsImpl(DType t, const uin
         }
         break;
     }
+    case DType::TQ2_0: { // element 128·(j/32) + 32·l + m is ((qs[j + m] >> 2l) & 3) - 1
+        for (int j = 0; j < 2; ++j) {
+            const __m256i x = load32(b + 32 * j);
+            for (int l = 0; l < 4; ++l)
+                store32(q + 128 * j + 32 * l,
+                        _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(x, 2 * l), m2), m1));
+        }
+        break;
+    }
     case DType::IQ4_XS: {
         const uint8_t* qs = b + 8;
         for (int ib = 0; ib < 8; ++ib)
@@ -634,6 +643,7 @@ bool hasQuantsAvx2(DType t) {
     case DType::Q5_K:
     case DType::Q6_K:
     case DType::IQ4_XS:
+    case DType::TQ2_0:
         return true;
     default:
         return false;

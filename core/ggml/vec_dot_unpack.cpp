@@ -173,11 +173,12 @@ void unpackTQ1_0(const BlockTQ1_0& x, UnpackedK& u) {
             *y++ = trit(x.qh[j], pow3[n]);
 }
 
-void unpackTQ2_0(const BlockTQ2_0& x, UnpackedK& u) {
+void unpackTQ2_0(const BlockTQ2_0& x, UnpackedK& u, bool quants) {
     u.d = h2f(x.d);
     u.dmin = 0.f;
     for (int j = 0; j < 16; ++j)
         u.sc[j] = 1, u.mn[j] = 0;
+    if (!quants) return;
     int8_t* y = u.q;
     for (int j = 0; j < 64; j += 32)
         for (int l = 0; l < 4; ++l)
@@ -455,7 +456,7 @@ void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb, bool avx2)
             unpackTQ1_0(as<BlockTQ1_0>(src)[i], u);
             break;
         case DType::TQ2_0:
-            unpackTQ2_0(as<BlockTQ2_0>(src)[i], u);
+            unpackTQ2_0(as<BlockTQ2_0>(src)[i], u, !simd);
             break;
         case DType::IQ2_XXS:
             unpackIQ2_XXS(as<BlockIQ2_XXS>(src)[i], u);
