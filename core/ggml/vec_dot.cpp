@@ -24,6 +24,13 @@ inline int32_t x86ToInt32(float v) {
     return static_cast<int32_t>(v);
 }
 
+// Round half to even (_mm256_round_ps with _MM_ROUND_NEAREST): adding and removing 1.5·2^23 rounds
+// exactly so for |v| < 2^22, where the sum's unit is 1; larger values go to nearbyint (slow, rare).
+inline float roundHalfEven(float v) {
+    if (std::fabs(v) < 4194304.f) return (v + 12582912.f) - 12582912.f;
+    return std::nearbyint(v);
+}
+
 // ggml-cpu's AVX encoder (upstream ggml-cpu/arch/x86/quants.c:302-398 quantize_row_q8_0, 400-502 q8_1):
 // scale by 127/max, _mm256_round_ps(nearest even), cvtps_epi32, saturating packs to int8.
 template <bool WithSum> void encodeQ8Avx(const float* x, uint8_t* dst, int64_t nb) {
@@ -41,7 +48,7 @@ template <bool WithSum> void encodeQ8Avx(const float* x, uint8_t* dst, int64_t n
         const float id = maxAbs != 0.0f ? 127.f / maxAbs : 0.0f;
         uint32_t sum = 0; // the SIMD sum adds int32 lanes with wrap-around
         for (int j = 0; j < 32; ++j) {
-            const int32_t v = x86ToInt32(std::nearbyint(x[j] * id));
+            const int32_t v = x86ToInt32(roundHalfEven(x[j] * id));
             sum += static_cast<uint32_t>(v);
             dst[qsOff + j] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(v, -128, 127)));
         }
