@@ -305,6 +305,7 @@ class TestVecDot : public QObject {
     void exactDotsMatchGgmlBitwise();
     void quantizedLinearMatchesGgml_data();
     void quantizedLinearMatchesGgml();
+    void quantizedLinearPanelsAndThreads();
     void refusesBadSizes();
 };
 
@@ -563,6 +564,35 @@ void TestVecDot::quantizedLinearMatchesGgml() {
         }
         for (int64_t i = nOut; i < ldy; ++i)
             QCOMPARE(Y[i + j * ldy], -7.f); // padding untouched
+    }
+}
+
+// Long rows split the float types' tokens into panels (256 KiB of decoded activations each: 8 tokens of
+// 8192 here); 13 tokens leave partial groups of 4; 9 rows give pairs and a single. Every result must be
+// vecDot's, whatever the thread count.
+void TestVecDot::quantizedLinearPanelsAndThreads() {
+    for (DType t : {DType::F16, DType::BF16, DType::Q4_K, DType::Q8_0, DType::IQ4_XS}) {
+        const int64_t nOut = 9, nIn = 8192, n = 13;
+        const auto W = makeWeights(t, nOut, nIn, 21);
+        QVERIFY(!W.empty());
+        const size_t rowBytes = *bytesFor(t, nIn);
+        std::vector<float> X(nIn * n);
+        std::mt19937 rng(3);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        for (auto& v : X)
+            v = nd(rng);
+        std::vector<float> Y1(nOut * n), Y3(nOut * n);
+        QVERIFY(ggml::quantizedLinear(t, W.data(), rowBytes, nOut, nIn, X.data(), n, Y1.data(), nOut, 1));
+        QVERIFY(ggml::quantizedLinear(t, W.data(), rowBytes, nOut, nIn, X.data(), n, Y3.data(), nOut, 3));
+        std::vector<uint8_t> act(ggml::vecDotRowBytes(t, nIn));
+        for (int64_t j = 0; j < n; ++j) {
+            QVERIFY(ggml::quantizeActivationRow(t, X.data() + j * nIn, act.data(), nIn));
+            for (int64_t i = 0; i < nOut; ++i) {
+                const float v = ggml::vecDot(t, nIn, W.data() + i * rowBytes, act.data());
+                QCOMPARE(floatBits(Y1[i + j * nOut]), floatBits(v));
+                QCOMPARE(floatBits(Y3[i + j * nOut]), floatBits(v));
+            }
+        }
     }
 }
 
