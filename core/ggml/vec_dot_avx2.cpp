@@ -447,6 +447,12 @@ QZ_AVX2 inline __m256i q6High(__m256i qh, int shift) {
     return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, shift), _mm256_set1_epi8(3)), 4);
 }
 
+// TQ1_0's trit (0..2) of each byte b held in a 16-bit lane, for p = 3^n: (uint8)(b·p)·3 >> 8.
+QZ_AVX2 inline __m256i tq1Trits(__m256i w, __m256i p) {
+    const __m256i qv = _mm256_and_si256(_mm256_mullo_epi16(w, p), _mm256_set1_epi16(0xFF));
+    return _mm256_srli_epi16(_mm256_mullo_epi16(qv, _mm256_set1_epi16(3)), 8);
+}
+
 QZ_AVX2 inline void store32(int8_t* q, __m256i v) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), v);
 }
@@ -549,6 +555,29 @@ QZ_AVX2 __attribute__((always_inline)) inline void quantsImpl(DType t, const uin
         }
         break;
     }
+    case DType::TQ1_0: { // trit n of byte b: ((uint8)(b·3^n)·3 >> 8) - 1 (README.md B.3)
+        static constexpr int16_t pow3[5] = {1, 3, 9, 27, 81};
+        const __m256i x = load32(b);
+        const __m128i xs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 32));
+        const __m256i lo = _mm256_unpacklo_epi8(x, _mm256_setzero_si256());
+        const __m256i hi = _mm256_unpackhi_epi8(x, _mm256_setzero_si256());
+        const __m256i x2 = _mm256_cvtepu8_epi16(xs); // the 16 bytes at 32, widened in order
+        for (int n = 0; n < 5; ++n) {
+            const __m256i p = _mm256_set1_epi16(pow3[n]);
+            store32(q + 32 * n, _mm256_sub_epi8(_mm256_packus_epi16(tq1Trits(lo, p), tq1Trits(hi, p)), m1));
+            const __m256i t2 = tq1Trits(x2, p);
+            const __m128i packed =
+                _mm_packus_epi16(_mm256_castsi256_si128(t2), _mm256_extracti128_si256(t2, 1));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 160 + 16 * n),
+                             _mm_sub_epi8(packed, _mm_set1_epi8(1)));
+        }
+        for (int n = 0; n < 4; ++n)
+            for (int j = 0; j < 4; ++j) {
+                const int qv = static_cast<uint8_t>(b[48 + j] * pow3[n]);
+                q[240 + 4 * n + j] = static_cast<int8_t>(((qv * 3) >> 8) - 1);
+            }
+        break;
+    }
     case DType::TQ2_0: { // element 128·(j/32) + 32·l + m is ((qs[j + m] >> 2l) & 3) - 1
         for (int j = 0; j < 2; ++j) {
             const __m256i x = load32(b + 32 * j);
@@ -644,6 +673,7 @@ bool hasQuantsAvx2(DType t) {
     case DType::Q6_K:
     case DType::IQ4_XS:
     case DType::TQ2_0:
+    case DType::TQ1_0:
         return true;
     default:
         return false;

@@ -151,7 +151,7 @@ void unpackIQ4_XS(const BlockIQ4_XS& x, UnpackedK& u, bool quants) {
         }
 }
 
-void unpackTQ1_0(const BlockTQ1_0& x, UnpackedK& u) {
+void unpackTQ1_0(const BlockTQ1_0& x, UnpackedK& u, bool quants) {
     static constexpr uint8_t pow3[5] = {1, 3, 9, 27, 81};
     auto trit = [](uint8_t byte, uint8_t p) {
         const uint8_t q = static_cast<uint8_t>(byte * p);
@@ -161,6 +161,7 @@ void unpackTQ1_0(const BlockTQ1_0& x, UnpackedK& u) {
     u.dmin = 0.f;
     for (int j = 0; j < 16; ++j)
         u.sc[j] = 1, u.mn[j] = 0;
+    if (!quants) return;
     int8_t* y = u.q;
     for (int n = 0; n < 5; ++n)
         for (int m = 0; m < 32; ++m)
@@ -453,7 +454,7 @@ void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb, bool avx2)
             unpackIQ4_XS(as<BlockIQ4_XS>(src)[i], u, !simd);
             break;
         case DType::TQ1_0:
-            unpackTQ1_0(as<BlockTQ1_0>(src)[i], u);
+            unpackTQ1_0(as<BlockTQ1_0>(src)[i], u, !simd);
             break;
         case DType::TQ2_0:
             unpackTQ2_0(as<BlockTQ2_0>(src)[i], u, !simd);
