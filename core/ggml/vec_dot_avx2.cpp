@@ -7,6 +7,7 @@
 
 #include "common/dtype.h"
 #include "common/fp16.h"
+#include "ggml/iq_grids.h"
 #include "ggml/vec_dot_impl.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -578,6 +579,36 @@ QZ_AVX2 __attribute__((always_inline)) inline void quantsImpl(DType t, const uin
             }
         break;
     }
+    case DType::IQ1_S:
+    case DType::IQ1_M: { // 8·g ± 1 from the grid rows (vec_dot_unpack.cpp)
+        const bool m = t == DType::IQ1_M;
+        const uint8_t* qs = m ? b : b + 2;
+        for (int ib = 0; ib < 8; ++ib) {
+            int64_t g[4], dl[4];
+            for (int l = 0; l < 4; ++l) {
+                int hi;
+                bool neg;
+                if (m) {
+                    const uint8_t h = b[32 + 2 * ib + l / 2];
+                    hi = l % 2 ? (h >> 4) & 7 : h & 7;
+                    neg = l % 2 ? (h & 0x80) : (h & 0x08);
+                } else {
+                    uint16_t qh;
+                    std::memcpy(&qh, b + 34 + 2 * ib, 2);
+                    hi = (qh >> (3 * l)) & 7;
+                    neg = qh & 0x8000;
+                }
+                std::memcpy(&g[l], iqgrid::kIQ1S[qs[4 * ib + l] | (hi << 8)], 8);
+                dl[l] = neg ? -1 : 0x0101010101010101ll;
+            }
+            __m256i v = _mm256_set_epi64x(g[3], g[2], g[1], g[0]);
+            v = _mm256_add_epi8(v, v);
+            v = _mm256_add_epi8(v, v);
+            v = _mm256_add_epi8(v, v);
+            store32(q + 32 * ib, _mm256_add_epi8(v, _mm256_set_epi64x(dl[3], dl[2], dl[1], dl[0])));
+        }
+        break;
+    }
     case DType::TQ2_0: { // element 128·(j/32) + 32·l + m is ((qs[j + m] >> 2l) & 3) - 1
         for (int j = 0; j < 2; ++j) {
             const __m256i x = load32(b + 32 * j);
@@ -674,6 +705,8 @@ bool hasQuantsAvx2(DType t) {
     case DType::IQ4_XS:
     case DType::TQ2_0:
     case DType::TQ1_0:
+    case DType::IQ1_S:
+    case DType::IQ1_M:
         return true;
     default:
         return false;

@@ -314,7 +314,7 @@ void unpackIQ3_S(const BlockIQ3_S& x, UnpackedK& u) {
     setScalesPer32(u, sc, nullptr);
 }
 
-void unpackIQ1_S(const BlockIQ1_S& x, UnpackedK& u) {
+void unpackIQ1_S(const BlockIQ1_S& x, UnpackedK& u, bool quants) {
     u.d = h2f(x.d) * 0.125f;
     u.dmin = 0.f;
     const uint8_t* qs = x.qs;
@@ -324,16 +324,17 @@ void unpackIQ1_S(const BlockIQ1_S& x, UnpackedK& u) {
         const uint16_t qh = x.qh[ib];
         sc[ib] = 2 * ((qh >> 12) & 7) + 1;
         const int delta = qh & 0x8000 ? -1 : 1;
-        for (int l = 0; l < 4; ++l, y += 8) {
-            const int8_t* g = iqgrid::kIQ1S[qs[l] | (((qh >> (3 * l)) & 7) << 8)];
-            for (int j = 0; j < 8; ++j)
-                y[j] = signed8(8 * g[j] + delta);
-        }
+        if (quants)
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const int8_t* g = iqgrid::kIQ1S[qs[l] | (((qh >> (3 * l)) & 7) << 8)];
+                for (int j = 0; j < 8; ++j)
+                    y[j] = signed8(8 * g[j] + delta);
+            }
     }
     setScalesPer32(u, sc, nullptr);
 }
 
-void unpackIQ1_M(const BlockIQ1_M& x, UnpackedK& u) {
+void unpackIQ1_M(const BlockIQ1_M& x, UnpackedK& u, bool quants) {
     uint16_t sc[4];
     std::memcpy(sc, x.scales, 8);
     const uint16_t dh = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) |
@@ -347,14 +348,15 @@ void unpackIQ1_M(const BlockIQ1_M& x, UnpackedK& u) {
         u.sc[2 * ib] = static_cast<int16_t>(2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 7) + 1);
         u.sc[2 * ib + 1] = static_cast<int16_t>(2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) + 1);
         u.mn[2 * ib] = u.mn[2 * ib + 1] = 0;
-        for (int l = 0; l < 4; ++l, y += 8) {
-            const uint8_t h = qh[l / 2];
-            const int hi = l % 2 ? (h >> 4) & 7 : h & 7;
-            const bool neg = l % 2 ? (h & 0x80) : (h & 0x08);
-            const int8_t* g = iqgrid::kIQ1S[qs[l] | (hi << 8)];
-            for (int j = 0; j < 8; ++j)
-                y[j] = signed8(8 * g[j] + (neg ? -1 : 1));
-        }
+        if (quants)
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const uint8_t h = qh[l / 2];
+                const int hi = l % 2 ? (h >> 4) & 7 : h & 7;
+                const bool neg = l % 2 ? (h & 0x80) : (h & 0x08);
+                const int8_t* g = iqgrid::kIQ1S[qs[l] | (hi << 8)];
+                for (int j = 0; j < 8; ++j)
+                    y[j] = signed8(8 * g[j] + (neg ? -1 : 1));
+            }
     }
 }
 
@@ -475,10 +477,10 @@ void unpackK(DType t, const uint8_t* src, UnpackedK* dst, int64_t nb, bool avx2)
             unpackIQ3_S(as<BlockIQ3_S>(src)[i], u);
             break;
         case DType::IQ1_S:
-            unpackIQ1_S(as<BlockIQ1_S>(src)[i], u);
+            unpackIQ1_S(as<BlockIQ1_S>(src)[i], u, !simd);
             break;
         case DType::IQ1_M:
-            unpackIQ1_M(as<BlockIQ1_M>(src)[i], u);
+            unpackIQ1_M(as<BlockIQ1_M>(src)[i], u, !simd);
             break;
         default:
             std::memset(&u, 0, sizeof u);
