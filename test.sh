@@ -35,9 +35,10 @@ OPENBLAS_CORETYPE=$CORETYPE OPENBLAS_NUM_THREADS=3 QZ_THREADS=3 \
 
 echo "==> full build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
-# Only what the GUI and llama.cpp tests need: the engine's tests were built and run above.
+# Only what the GUI and llama.cpp tests need: the engine's tests were built and run above
+# (make_tiny_models writes the llama tests' tiny models of each architecture).
 GUI_TESTS=$(for f in tests/gui/test_*.cpp; do basename "$f" .cpp; done)
-cmake --build build -j "$JOBS" --target quantzoo quantzoo-cli $GUI_TESTS
+cmake --build build -j "$JOBS" --target quantzoo quantzoo-cli make_tiny_models $GUI_TESTS
 # The engine's tests (label core) already ran against the engine-only build above; here the GUI tests
 # and real llama.cpp on our exports.
 ctest --test-dir build --output-on-failure -j "$JOBS" -L 'gui|llama'
