@@ -91,7 +91,7 @@ Result<NumberLine> numberLine(const float* x, int64_t n, int bits) {
 // ---- 2 ----
 
 namespace {
-void scaleMinK4(int j, const uint8_t* q, int& sc, int& m) {  // README.md B.2: 6-bit scale/min packing
+void scaleMinK4(int j, const uint8_t* q, int& sc, int& m) {  // core/ggml/README.md B.3: 6-bit scale/min packing
     if (j < 4) {
         sc = q[j] & 63;
         m = q[j + 4] & 63;
