@@ -1,6 +1,10 @@
 #include "teaching_view.h"
 
 #include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QFileDialog>
+#include <QFutureWatcher>
+#include <QtConcurrent/QtConcurrentRun>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
@@ -133,6 +137,10 @@ TeachingView::TeachingView(QWidget* parent) : QWidget(parent) {
     for (int v = 0; v < ViewCount; ++v) fail(View(v), tr("Open a model and select a tensor."));
 }
 
+TeachingView::~TeachingView() {
+    if (m_optCancel) *m_optCancel = true;  // a running optimizer stops; it holds no reference to the view
+}
+
 QWidget* TeachingView::buildNumberLinePage() {
     auto* page = new QWidget(this);
     auto* l = new QVBoxLayout(page);
@@ -257,6 +265,26 @@ QWidget* TeachingView::buildExl2Page() {
     m_exl2Module->setObjectName(QStringLiteral("exl2Module"));
     c->addWidget(new QLabel(tr("module"), page));
     c->addWidget(m_exl2Module, 1);
+    m_exl2Open = new QPushButton(tr("Open measurement.json…"), page);
+    m_exl2Open->setObjectName(QStringLiteral("exl2OpenMeasurement"));
+    m_exl2Target = new QDoubleSpinBox(page);
+    m_exl2Target->setObjectName(QStringLiteral("exl2Target"));
+    m_exl2Target->setRange(2.0, 8.0);
+    m_exl2Target->setSingleStep(0.25);
+    m_exl2Target->setValue(4.0);
+    m_exl2Target->setSuffix(tr(" bpw"));
+    c->addWidget(new QLabel(tr("target"), page));
+    c->addWidget(m_exl2Target);
+    c->addWidget(m_exl2Open);
+    connect(m_exl2Open, &QPushButton::clicked, this, [this] {
+        const QString p = QFileDialog::getOpenFileName(this, tr("Open an EXL2 measurement of this model"), QString(),
+                                                       tr("measurement.json (*.json);;All files (*)"));
+        if (!p.isEmpty()) loadExl2Measurement(p, m_exl2Target->value());
+    });
+    // A new target re-runs the optimizer on the measurement last opened.
+    connect(m_exl2Target, &QDoubleSpinBox::editingFinished, this, [this] {
+        if (!m_exl2Path.isEmpty()) loadExl2Measurement(m_exl2Path, m_exl2Target->value());
+    });
     connect(m_exl2Module, &QComboBox::currentIndexChanged, this, [this] {
         if (!m_updating) drawExl2Module();
     });
@@ -272,6 +300,9 @@ QWidget* TeachingView::buildExl2Page() {
 
 void TeachingView::setModel(ModelPtr model) {
     gptqPlay(false);
+    if (m_optCancel) *m_optCancel = true;
+    ++m_optRequest;
+    m_exl2Path.clear();
     m_model = std::move(model);
     m_tensor.clear();
     m_exl2.reset();
@@ -732,8 +763,8 @@ void TeachingView::refreshExl2() {
     m_exl2Module->clear();
     m_updating = false;
     if (!m_exl2 || !m_model)
-        return fail(Exl2View, tr("Run an EXL2 export (Export › EXL2) on this model: its measurement and the "
-                                 "optimizer's choice appear here."));
+        return fail(Exl2View, tr("Run an EXL2 export (Export › EXL2) on this model, or open a measurement.json "
+                                 "of it: the measurement and the optimizer's choice appear here."));
     auto plan = exl2::planModel(*m_model);
     if (!plan) return fail(Exl2View, toQ(plan.error().message));
     std::vector<int64_t> numel;
@@ -781,6 +812,55 @@ void TeachingView::refreshExl2() {
     addText(pc, -0.5, m_exl2->targetBpw, tr("target %1 bpw").arg(num(m_exl2->targetBpw)), Qt::AlignLeft | Qt::AlignBottom);
     pc->replot(QCustomPlot::rpQueuedReplot);
     setExl2Module(0);
+}
+
+bool TeachingView::loadExl2Measurement(const QString& path, double targetBpw, quint64 seed, int annealIterations) {
+    if (!m_model) {
+        fail(Exl2View, tr("Open the model the measurement was made for first."));
+        return false;
+    }
+    auto plan = exl2::planModel(*m_model);
+    if (!plan) {
+        fail(Exl2View, toQ(plan.error().message));
+        return false;
+    }
+    auto meas = exl2::readMeasurementJson(toStd(path), *plan);
+    if (!meas) {
+        fail(Exl2View, toQ(meas.error().message));
+        return false;
+    }
+    std::vector<int64_t> numel;
+    for (const auto& mm : *meas) {
+        int64_t n = 0;
+        for (const auto& mr : plan->modules)
+            if (mr.key == mm.key) n = mr.numel();
+        numel.push_back(n);
+    }
+    m_exl2Path = path;
+    if (m_optCancel) *m_optCancel = true;
+    m_optCancel = std::make_shared<std::atomic<bool>>(false);
+    const quint64 request = ++m_optRequest;
+    ++m_optimizing;
+    m_infos[Exl2View]->setText(tr("Optimizing %1 for %2 bits per weight…").arg(path).arg(targetBpw));
+    auto cancel = m_optCancel;
+    auto* watcher = new QFutureWatcher<std::shared_ptr<qz::Result<exl2::ExportResult>>>(this);
+    connect(watcher, &QFutureWatcherBase::finished, this, [this, watcher, request] {
+        watcher->deleteLater();
+        --m_optimizing;
+        if (request != m_optRequest) return;  // superseded
+        const auto r = watcher->result();
+        if (!*r) {
+            if (!r->error().cancelled) fail(Exl2View, toQ(r->error().message));
+            return;
+        }
+        setExl2Result(std::make_shared<const exl2::ExportResult>(std::move(**r)));
+        emit exl2Optimized();
+    });
+    watcher->setFuture(QtConcurrent::run([m = std::move(*meas), numel, targetBpw, seed, annealIterations, cancel] {
+        return std::make_shared<qz::Result<exl2::ExportResult>>(teach::optimizeMeasurement(
+            m, numel, targetBpw, seed, annealIterations, [cancel](const ProgressInfo&) { return !*cancel; }));
+    }));
+    return true;
 }
 
 void TeachingView::setExl2Module(int index) {

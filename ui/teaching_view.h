@@ -8,12 +8,14 @@
 //   3. GPTQ step by step: a rows × cols slice, a Hessian from synthetic activations, the column loop
 //      replayed (prev / next / play): what the error of column j did to the later columns, RTN beside it.
 //   4. EXL2 bit allocation: after an EXL2 export, per module the candidate settings the optimizer weighed
-//      (bits per weight against error) with its choice highlighted, and the bits chosen per module.
+//      (bits per weight against error) with its choice highlighted, and the bits chosen per module; or from
+//      a measurement.json of this model, with the export's optimizer run for a chosen target (on a worker).
 // Everything is computed on the UI thread: a teaching slice is at most a few hundred values (one tensor
 // row is read, never the tensor).
 #pragma once
 
 #include <QWidget>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "teach/teach.h"
 
 class QComboBox;
+class QDoubleSpinBox;
 class QCustomPlot;
 class QLabel;
 class QPushButton;
@@ -42,6 +45,7 @@ public:
     enum View { NumberLineView = 0, SuperBlockView, GptqView, Exl2View, ViewCount };
 
     explicit TeachingView(QWidget* parent = nullptr);
+    ~TeachingView() override;
 
     void setModel(ModelPtr model);
     void setTensor(const QString& name);
@@ -62,6 +66,11 @@ public:
     void gptqPlay(bool on);
     // View 4
     void setExl2Module(int index);
+    // Reads a measurement.json of the open model and runs the EXL2 export's optimizer for targetBpw on a
+    // worker (seed and proposals per temperature as the export takes them); exl2Optimized() when shown.
+    // False (error(Exl2View) says why) when the file cannot be used.
+    bool loadExl2Measurement(const QString& path, double targetBpw, quint64 seed = 0, int annealIterations = 1000);
+    bool isOptimizing() const { return m_optimizing > 0; }
 
     // What is on screen (null / empty when the view could not be computed; error() says why).
     const qz::teach::NumberLine* numberLine() const { return m_line ? &*m_line : nullptr; }
@@ -81,6 +90,7 @@ public:
 
 signals:
     void updated(int view);  // a view was recomputed and replotted
+    void exl2Optimized();    // a measurement's choice is on screen (loadExl2Measurement)
 
 private:
     QWidget* buildNumberLinePage();
@@ -120,6 +130,12 @@ private:
     QLabel* m_gStep;
     QTimer* m_timer;
     QComboBox* m_exl2Module;
+    QDoubleSpinBox* m_exl2Target;
+    QPushButton* m_exl2Open;
+    QString m_exl2Path;
+    std::shared_ptr<std::atomic<bool>> m_optCancel;
+    quint64 m_optRequest = 0;
+    int m_optimizing = 0;
 
     std::optional<qz::teach::NumberLine> m_line;
     std::optional<qz::teach::SuperBlock> m_block;

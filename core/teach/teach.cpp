@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/fp16.h"
+#include "exl2/exl2_optimize.h"
 #include "ggml/block_types.h"
 #include "ggml/dequantize.h"
 #include "ggml/kquants.h"
@@ -373,6 +374,43 @@ Result<std::vector<Exl2Module>> exl2Allocation(const std::vector<exl2::ModuleMea
         out.push_back(std::move(mod));
     }
     return out;
+}
+
+Result<exl2::ExportResult> optimizeMeasurement(std::vector<exl2::ModuleMeasurement> measurement,
+                                               const std::vector<int64_t>& numel, double targetBpw, uint64_t seed,
+                                               int annealIterations, ProgressFn progress) {
+    if (numel.size() != measurement.size())
+        return makeError("EXL2: " + std::to_string(measurement.size()) + " modules measured, " +
+                         std::to_string(numel.size()) + " sizes");
+    if (!(targetBpw > 0 && targetBpw <= 32)) return makeError("EXL2: target bits per weight must be in (0, 32]");
+    if (annealIterations < 1) return makeError("EXL2: at least one proposal per temperature");
+    int64_t total = 0;
+    for (int64_t n : numel) {
+        if (n <= 0 || n > (int64_t(1) << 50) - total) return makeError("EXL2: module sizes out of range");
+        total += n;
+    }
+    std::vector<std::vector<exl2::OptOption>> slots;
+    for (const auto& mm : measurement) {
+        slots.emplace_back();
+        for (const auto& o : mm.options) slots.back().push_back({o.totalBits, 1.0 - o.accuracy});
+    }
+    exl2::OptimizeParams op;
+    op.budget = static_cast<int64_t>(static_cast<double>(total) * targetBpw);
+    op.seed = seed;
+    op.iterations = annealIterations;
+    auto opt = exl2::optimizeStrategy(slots, op, std::move(progress));
+    if (!opt) {
+        if (opt.error().cancelled) return opt.error();
+        return makeError("EXL2: target " + std::to_string(targetBpw) + " bpw: " + opt.error().message);
+    }
+    exl2::ExportResult r;
+    r.measurement = std::move(measurement);
+    r.measurementReused = true;
+    r.strategy = opt->choice;
+    r.targetBpw = targetBpw;
+    r.achievedBpw = static_cast<double>(opt->bits) / static_cast<double>(total);
+    r.errorNorm = opt->norm;
+    return r;
 }
 
 }  // namespace qz::teach

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "common/progress.h"
 #include "common/result.h"
 #include "exl2/exl2_export.h"
 #include "model/model.h"
@@ -134,5 +135,13 @@ struct Exl2Module {
 // weight count (exl2::ModuleRef::numel). Sizes must agree, indices be in range.
 Result<std::vector<Exl2Module>> exl2Allocation(const std::vector<exl2::ModuleMeasurement>& measurement,
                                                const std::vector<int>& strategy, const std::vector<int64_t>& numel);
+
+// The choice for a measurement read back from measurement.json: exactly the EXL2 export's optimization step
+// (exl2/exl2_export.h step 2: budget = int(Σ numel · targetBpw), exl2::optimizeStrategy with the seed and the
+// proposals per temperature). Returns an ExportResult with measurement, strategy, targetBpw, achievedBpw and
+// errorNorm filled (nothing else). numel: per module, as for exl2Allocation. Cancellable through progress.
+Result<exl2::ExportResult> optimizeMeasurement(std::vector<exl2::ModuleMeasurement> measurement,
+                                               const std::vector<int64_t>& numel, double targetBpw, uint64_t seed,
+                                               int annealIterations = 1000, ProgressFn progress = {});
 
 }  // namespace qz::teach

@@ -30,6 +30,7 @@ private slots:
     void gptqEqualsTheQuantizer();
     void gptqDiagonalHessianIsRtn();
     void exl2Table();
+    void exl2OptimizeByHand();
     void windowChecks();
 };
 
@@ -285,6 +286,37 @@ void TestTeach::exl2Table() {
     QVERIFY(!teach::exl2Allocation({m}, {3}, {1000}));   // choice out of range
     QVERIFY(!teach::exl2Allocation({m}, {0}, {}));       // sizes disagree
     QVERIFY(!teach::exl2Allocation({m}, {0}, {0}));      // no weights
+}
+
+// Two modules of 1000 weights, each at 2 or 4 bpw: A errors 0.1 / 0.01, B errors 0.05 / 0.001. A target of
+// 3 bpw (budget 6000 bits) pays for one upgrade: upgrading A leaves errors {0.01, 0.05} (largest 0.05, and
+// Σ e^n = 0.001 + 0.0112 at n = 1.5), upgrading B leaves {0.1, 0.001} (largest 0.1, Σ 0.0316): A is upgraded
+// at every norm in [1.5, 3.5]. At 4 bpw both are, at 2 both stay; below 2 bpw no choice fits.
+void TestTeach::exl2OptimizeByHand() {
+    exl2::ModuleMeasurement a, b;
+    a.key = "model.layers.0.self_attn";
+    a.options = {{0.9, 2000, {}}, {0.99, 4000, {}}};
+    b.key = "model.layers.0.mlp";
+    b.options = {{0.95, 2000, {}}, {0.999, 4000, {}}};
+    auto r = teach::optimizeMeasurement({a, b}, {1000, 1000}, 3.0, 1, 5);
+    QVERIFY2(r, r ? "" : r.error().message.c_str());
+    QCOMPARE(r->strategy, (std::vector<int>{1, 0}));
+    QCOMPARE(r->achievedBpw, 3.0);
+    QCOMPARE(r->targetBpw, 3.0);
+    QVERIFY(r->errorNorm >= 1.5 && r->errorNorm <= 3.5);
+    QCOMPARE(int(r->measurement.size()), 2);
+    auto all = teach::optimizeMeasurement({a, b}, {1000, 1000}, 4.0, 1, 5);
+    QVERIFY(all);
+    QCOMPARE(all->strategy, (std::vector<int>{1, 1}));
+    auto none = teach::optimizeMeasurement({a, b}, {1000, 1000}, 2.5, 1, 5);
+    QVERIFY(none);
+    QCOMPARE(none->strategy, (std::vector<int>{0, 0}));
+    QVERIFY(!teach::optimizeMeasurement({a, b}, {1000, 1000}, 1.5, 1, 5));  // below the cheapest
+    QVERIFY(!teach::optimizeMeasurement({a, b}, {1000}, 3.0, 1, 5));        // sizes disagree
+    auto alloc = teach::exl2Allocation(r->measurement, r->strategy, {1000, 1000});
+    QVERIFY(alloc);
+    QCOMPARE((*alloc)[0].options[(*alloc)[0].chosen].bpw, 4.0);
+    QCOMPARE((*alloc)[1].options[(*alloc)[1].chosen].bpw, 2.0);
 }
 
 // readTensorWindow on the demo model: a window equals the same part of the whole tensor; outside fails.

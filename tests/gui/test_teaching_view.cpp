@@ -11,6 +11,7 @@
 //     optimizer's choice at total_bits / numel of the module.
 // In the main window the view follows the tensor picked in the tree.
 #include <QComboBox>
+#include <QFile>
 #include <QLabel>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -225,7 +226,7 @@ void TestTeachingView::gptqSteps() {
     QCOMPARE(v.gptqStepIndex(), 0);
     QVERIFY(!v.gptqButton("prev")->isEnabled());
     for (int s = 0; s < cols; ++s) {
-        QTest::mouseClick(v.gptqButton("next"), Qt::LeftButton);
+        v.gptqButton("next")->click();
         QCOMPARE(v.gptqStepIndex(), s + 1);
         // the GPTQ bars appear column by column
         QCOMPARE(v.plotted(TeachingView::GptqView, QStringLiteral("GPTQ Σ|w − ŵ|"), false, 1).size(), s + 1);
@@ -245,9 +246,9 @@ void TestTeachingView::gptqSteps() {
     const auto moved = v.plotted(TeachingView::GptqView, QStringLiteral("change to the weights so far"));
     QCOMPARE(moved.size(), rows * cols);
     QVERIFY(v.info(TeachingView::GptqView).contains(QStringLiteral("GPTQ")));
-    QTest::mouseClick(v.gptqButton("prev"), Qt::LeftButton);
+    v.gptqButton("prev")->click();
     QCOMPARE(v.gptqStepIndex(), cols - 1);
-    QTest::mouseClick(v.gptqButton("reset"), Qt::LeftButton);
+    v.gptqButton("reset")->click();
     QCOMPARE(v.gptqStepIndex(), 0);
     for (double d : v.plotted(TeachingView::GptqView, QStringLiteral("change to the weights so far")))
         QCOMPARE(d, 0.0);
@@ -272,8 +273,8 @@ void TestTeachingView::exl2Allocation() {
     qz::exl2::ExportParams p;
     p.targetBpw = 4.0;
     p.calibPath = QZ_TEST_DATA "/text/shakespeare-train.txt";
-    p.measureCalib = {2, 64, 1};
-    p.quantCalib = {2, 64, 1};
+    p.measureCalib = {1, 32, 1};
+    p.quantCalib = {1, 32, 1};
     p.annealIterations = 10;
     p.writeOutput = false;
     p.resume = false;
@@ -304,6 +305,31 @@ void TestTeachingView::exl2Allocation() {
         QCOMPARE(v.plotted(TeachingView::Exl2View, QStringLiteral("candidate settings")).size(), int(mm.options.size()));
     }
     QVERIFY(v.info(TeachingView::Exl2View).contains(QStringLiteral("target of 4")));
+
+    // The same measurement as a measurement.json, optimized by the view for the same target, seed and
+    // proposals: the export's choice.
+    const QString json = m_dir.filePath(QStringLiteral("measurement.json"));
+    {
+        QFile f(json);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        const std::string text = qz::exl2::measurementJson(result->measurement, int(plan->modules.size()) + 2);
+        f.write(text.data(), qint64(text.size()));
+    }
+    TeachingView v2;
+    v2.setModel(*model);
+    QSignalSpy optimized(&v2, &TeachingView::exl2Optimized);
+    QVERIFY2(v2.loadExl2Measurement(json, 4.0, p.seed, p.annealIterations), qPrintable(v2.error(TeachingView::Exl2View)));
+    QVERIFY(optimized.wait(60000));
+    QCOMPARE(v2.exl2Modules().size(), result->measurement.size());
+    for (size_t i = 0; i < result->measurement.size(); ++i) QCOMPARE(v2.exl2Modules()[i].chosen, result->strategy[i]);
+    QVERIFY(!v2.isOptimizing());
+    // a file that is not a measurement of this model: refused with a reason
+    QFile bad(m_dir.filePath(QStringLiteral("bad.json")));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write("{\"measurement\": {\"model.layers.99.mlp\": []}}");
+    bad.close();
+    QVERIFY(!v2.loadExl2Measurement(bad.fileName(), 4.0));
+    QVERIFY(!v2.error(TeachingView::Exl2View).isEmpty());
 }
 
 // In the main window: a "teaching" workspace that follows the tree.
