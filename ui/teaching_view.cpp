@@ -234,7 +234,7 @@ QWidget* TeachingView::buildGptqPage() {
     c->addStretch(1);
     l->addLayout(c);
     auto* b = new QHBoxLayout;
-    m_gReset = new QPushButton(tr("⏮ Start"), page);
+    m_gReset = new QPushButton(tr("Start"), page);
     m_gPrev = new QPushButton(tr("◀ Previous"), page);
     m_gNext = new QPushButton(tr("Next ▶"), page);
     m_gPlay = new QPushButton(tr("Play"), page);
@@ -450,6 +450,7 @@ void TeachingView::refreshNumberLine() {
     ticker->addTick(0, tr("zero-point"));
     ticker->addTick(1, tr("absmax"));
     p->yAxis->setTicker(ticker);
+    p->legend->setVisible(false);  // the caption names the marks
     p->yAxis->setRange(-0.6, 1.7);
     const double pad = 0.05 * (hi - lo + 1e-12);
     p->xAxis->setRange(lo - pad, hi + pad);
@@ -663,9 +664,29 @@ void TeachingView::drawGptqStep() {
             const size_t i = size_t(r) * cols + k;
             map->data()->setCell(k, rows - 1 - r, double(cur[i]) - g.original[i]);  // row 0 at the top
         }
-    map->setGradient(QCPColorGradient::gpPolar);
+    QCPColorGradient diverging;  // blue (moved down) – white (unchanged) – red (moved up)
+    diverging.setColorStopAt(0.0, QColor(33, 102, 172));
+    diverging.setColorStopAt(0.5, Qt::white);
+    diverging.setColorStopAt(1.0, QColor(178, 24, 43));
+    if (!m_gScale) {
+        m_gScale = new QCPColorScale(p);
+        p->plotLayout()->addElement(0, 1, m_gScale);
+        m_gScale->setLabel(tr("moved by"));
+        auto* group = new QCPMarginGroup(p);
+        p->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
+        m_gScale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
+    }
+    map->setColorScale(m_gScale);  // first: the map takes the scale's gradient and range, set next
+    map->setGradient(diverging);
     map->setDataRange(QCPRange(-amax, amax));
     map->setInterpolate(false);
+    auto xt = QSharedPointer<QCPAxisTickerText>::create();
+    for (int k = 0; k < cols; ++k) xt->addTick(k, QString::number(m_gCol->value() + k));
+    auto yt = QSharedPointer<QCPAxisTickerText>::create();
+    for (int r = 0; r < rows; ++r) yt->addTick(rows - 1 - r, QString::number(m_gRow->value() + r));
+    p->xAxis->setTicker(xt);
+    p->yAxis->setTicker(yt);
+    p->legend->setVisible(false);
     if (step < cols)
         addLine(p, step - 0.5, -0.5, step - 0.5, rows - 0.5, QPen(Qt::black, 2));
     if (step > 0) {
@@ -676,7 +697,7 @@ void TeachingView::drawGptqStep() {
     }
     p->xAxis->setRange(-0.5, cols - 0.5);
     p->yAxis->setRange(-0.5, rows - 0.5);
-    p->xAxis->setLabel(tr("column (input feature) of the slice"));
+    p->xAxis->setLabel(tr("column (input feature); left of the line: quantized, orange: the column just done"));
     p->yAxis->setLabel(tr("row"));
     p->replot(QCustomPlot::rpQueuedReplot);
 
@@ -718,7 +739,10 @@ void TeachingView::drawGptqStep() {
     pe->rescaleAxes();
     pe->xAxis->setRange(-0.5, cols - 0.5);
     pe->yAxis->setRange(0, pe->yAxis->range().upper * 1.1 + 1e-12);
-    pe->xAxis->setLabel(tr("column; ŵ = dequantized, w = original weight"));
+    auto et = QSharedPointer<QCPAxisTickerText>::create();
+    for (int k = 0; k < cols; ++k) et->addTick(k, QString::number(m_gCol->value() + k));
+    pe->xAxis->setTicker(et);
+    pe->xAxis->setLabel(tr("column; per column Σ over the rows of |w − ŵ|, w original, ŵ dequantized"));
     pe->replot(QCustomPlot::rpQueuedReplot);
 
     m_gStep->setText(step == 0 ? tr("Step 0 of %1: nothing quantized yet").arg(cols)
@@ -736,11 +760,12 @@ void TeachingView::drawGptqStep() {
         const int j = step - 1;
         double e = 0;
         for (int r = 0; r < rows; ++r) e += std::fabs(double(g.colError[size_t(r) * cols + j]));
-        info += tr("Column %1: Σ|w − q| = %2, divided by [H⁻¹ factor]₍%1,%1₎ = %3 and spread with row %1 of that "
-                   "factor. ")
-                    .arg(j)
+        info += tr("Column %1: Σ|w − q| = %2; the errors divided by U(%4,%4) = %3 went to the later columns with "
+                   "row %4 of U. ")
+                    .arg(m_gCol->value() + j)
                     .arg(num(e))
-                    .arg(num(g.hinv[size_t(j) * cols + j]));
+                    .arg(num(g.hinv[size_t(j) * cols + j]))
+                    .arg(j);
     }
     if (step == cols)
         info += tr("Done — output error tr(ΔW H ΔWᵀ)/tr(W H Wᵀ): GPTQ %1, RTN %2.")
@@ -893,6 +918,16 @@ void TeachingView::drawExl2Module() {
     QCPGraph* fg = addPoints(p, tr("best error for the bits (front)"), fx, fy, kBlue, QCPScatterStyle::ssDisc, 5);
     fg->setLineStyle(QCPGraph::lsLine);
     const auto& c = m.options[m.chosen];
+    if (QCustomPlot* pc = m_plots[Exl2View][1]) {  // the module's bar in the lower chart, highlighted
+        for (int i = pc->plottableCount() - 1; i >= 0; --i)
+            if (pc->plottable(i)->name() == tr("this module")) pc->removePlottable(i);
+        auto* sel = new QCPBars(pc->xAxis, pc->yAxis);
+        sel->setName(tr("this module"));
+        sel->setData(QVector<double>{double(index)}, QVector<double>{c.bpw});
+        sel->setBrush(kRed);
+        sel->setPen(Qt::NoPen);
+        pc->replot(QCustomPlot::rpQueuedReplot);
+    }
     addPoints(p, tr("chosen"), {c.bpw}, {c.error}, kRed, QCPScatterStyle::ssStar, 16);
     addText(p, c.bpw, c.error, QStringLiteral("  ") + toQ(c.setting), Qt::AlignLeft | Qt::AlignBottom);
     p->yAxis->setScaleType(QCPAxis::stLogarithmic);
@@ -924,11 +959,11 @@ QString TeachingView::caption(View v) const {
     case NumberLineView:
         return tr("<b>Two ways to turn numbers into small integers.</b> <i>Absmax</i> divides by the largest "
                   "|value| so that it lands on ±(2<sup>b−1</sup>−1): code = round(x · (2<sup>b−1</sup>−1) / "
-                  "max|x|). The grid is symmetric around 0, so half of it is wasted when the values lean to one "
-                  "side. <i>Zero-point</i> stretches the grid from min to max instead: code = round(x · "
-                  "(2<sup>b</sup>−1)/(max−min) + zp), and the zero point zp is the code where 0 lands (green "
-                  "line). Each dot above a lane is a real weight; its line ends on the grid point it comes back "
-                  "as.");
+                  "max|x|), a grid symmetric around 0 that wastes half its codes when the values lean to one side. "
+                  "<i>Zero-point</i> stretches the grid from min to max instead: code = round(x · "
+                  "(2<sup>b</sup>−1)/(max−min) + zp), where the zero point zp is the code that 0 lands on (green "
+                  "line). Blue dots are the real weights, each joined to the red circle it comes back as; grey "
+                  "ticks are the code grid and orange brackets the range it covers.");
     case SuperBlockView:
         return tr("<b>What a k-quant stores for 256 weights.</b> The block is cut into sub-blocks of 16 or 32 "
                   "weights; each gets its own scale (and for Q2_K, Q4_K, Q5_K a minimum), but those are stored "
@@ -946,7 +981,7 @@ QString TeachingView::caption(View v) const {
                   "every weight on the same grid independently (grey bars).");
     case Exl2View:
         return tr("<b>EXL2 spends bits where they matter.</b> For every attention and MLP block the measurement "
-                  "tried about a dozen settings (mixes of 2–8 bit groups) and recorded bits against error "
+                  "tried each of exllamav2's candidate settings (mixes of 2–8 bit groups) and recorded bits against error "
                   "(1 − accuracy of the block's output). The optimizer then picks one setting per block so "
                   "that the whole model fits the target bits per weight with the least total error: sensitive "
                   "blocks get more bits (red star: the chosen setting; blue: settings no other one beats).");

@@ -23,6 +23,7 @@
 #include "qt_types.h"
 #include "teach/teach.h"
 
+class QCPColorScale;
 class QComboBox;
 class QDoubleSpinBox;
 class QCustomPlot;
@@ -128,6 +129,7 @@ private:
     QComboBox* m_gBits;
     QPushButton *m_gPrev, *m_gNext, *m_gPlay, *m_gReset;
     QLabel* m_gStep;
+    QCPColorScale* m_gScale = nullptr;
     QTimer* m_timer;
     QComboBox* m_exl2Module;
     QDoubleSpinBox* m_exl2Target;
