@@ -3,12 +3,14 @@
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
+#include <QFileInfo>
 #include <QFutureWatcher>
 #include <QtConcurrent/QtConcurrentRun>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QLineEdit>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QStackedWidget>
@@ -138,6 +140,7 @@ TeachingView::TeachingView(QWidget* parent) : QWidget(parent) {
 }
 
 TeachingView::~TeachingView() {
+    if (m_calibCancel) *m_calibCancel = true;
     if (m_optCancel) *m_optCancel = true;  // a running optimizer stops; it holds no reference to the view
 }
 
@@ -233,6 +236,31 @@ QWidget* TeachingView::buildGptqPage() {
     });
     c->addStretch(1);
     l->addLayout(c);
+    auto* h = new QHBoxLayout;
+    m_gHess = new QComboBox(page);
+    m_gHess->setObjectName(QStringLiteral("gptqHessian"));
+    m_gHess->addItems({tr("synthetic activations"), tr("calibration text")});
+    m_gCalib = new QLineEdit(page);
+    m_gCalib->setObjectName(QStringLiteral("gptqCalibPath"));
+    m_gCalib->setPlaceholderText(tr("a text file to run through the model"));
+    auto* browse = new QPushButton(tr("Browse…"), page);
+    h->addWidget(new QLabel(tr("Hessian from"), page));
+    h->addWidget(m_gHess);
+    h->addWidget(m_gCalib, 1);
+    h->addWidget(browse);
+    connect(browse, &QPushButton::clicked, this, [this] {
+        const QString p = QFileDialog::getOpenFileName(this, tr("Calibration text"), QString(),
+                                                       tr("Text (*.txt);;All files (*)"));
+        if (!p.isEmpty()) setGptqCalibration(p);
+    });
+    connect(m_gHess, &QComboBox::currentIndexChanged, this, [this](int i) {
+        if (m_updating) return;
+        setGptqCalibration(i == 1 ? m_gCalib->text() : QString());
+    });
+    connect(m_gCalib, &QLineEdit::editingFinished, this, [this] {
+        if (m_gHess->currentIndex() == 1) setGptqCalibration(m_gCalib->text());
+    });
+    l->addLayout(h);
     auto* b = new QHBoxLayout;
     m_gReset = new QPushButton(tr("Start"), page);
     m_gPrev = new QPushButton(tr("◀ Previous"), page);
@@ -303,6 +331,9 @@ void TeachingView::setModel(ModelPtr model) {
     if (m_optCancel) *m_optCancel = true;
     ++m_optRequest;
     m_exl2Path.clear();
+    if (m_calibCancel) *m_calibCancel = true;
+    ++m_calibRequest;
+    m_hKey.clear();
     m_model = std::move(model);
     m_tensor.clear();
     m_exl2.reset();
@@ -609,12 +640,60 @@ void TeachingView::refreshGptq() {
     if (rows < 1 || cols < 2) return fail(GptqView, tr("%1: the slice needs at least 1 row and 2 columns.").arg(m_tensor));
     auto w = teach::readTensorWindow(*m_model, *t, row0, rows, col0, cols);
     if (!w) return fail(GptqView, toQ(w.error().message));
-    const std::vector<float> H = teach::syntheticHessian(cols, 4 * cols, 1);
-    auto tr_ = teach::traceGptq(w->data(), rows, cols, H, m_gBits->currentData().toInt());
+    if (m_calibPath.isEmpty()) {
+        if (m_calibCancel) *m_calibCancel = true;  // a calibration still running is no longer wanted
+        ++m_calibRequest;
+        m_H = teach::syntheticHessian(cols, 4 * cols, 1);
+        m_hKey.clear();
+        return finishGptq(*w, rows, cols);
+    }
+    const QString key = QStringLiteral("%1|%2|%3|%4").arg(m_tensor).arg(col0).arg(cols).arg(m_calibPath);
+    if (key == m_hKey && m_H.size() == size_t(cols) * cols) return finishGptq(*w, rows, cols);
+    // The model runs on the calibration text on a worker; the slice is traced when its Hessian is there.
+    if (m_calibCancel) *m_calibCancel = true;
+    m_calibCancel = std::make_shared<std::atomic<bool>>(false);
+    const quint64 request = ++m_calibRequest;
+    ++m_calibrating;
+    fail(GptqView, tr("Running the model on %1 for the Hessian of %2…").arg(m_calibPath, m_tensor));
+    auto cancel = m_calibCancel;
+    using HResult = std::shared_ptr<qz::Result<std::vector<float>>>;
+    auto* watcher = new QFutureWatcher<HResult>(this);
+    connect(watcher, &QFutureWatcherBase::finished, this, [this, watcher, request, key, win = *w, rows, cols] {
+        watcher->deleteLater();
+        --m_calibrating;
+        if (request != m_calibRequest) return;  // superseded
+        const HResult r = watcher->result();
+        if (!*r) {
+            if (!r->error().cancelled) fail(GptqView, toQ(r->error().message));
+            return;
+        }
+        m_H = std::move(**r);
+        m_hKey = key;
+        finishGptq(win, rows, cols);
+    });
+    watcher->setFuture(QtConcurrent::run([model = m_model, name = toStd(m_tensor), col0, cols,
+                                          path = toStd(m_calibPath), cancel]() -> HResult {
+        return std::make_shared<qz::Result<std::vector<float>>>(teach::calibrationHessian(
+            *model, name, col0, cols, path, 16, 128, [cancel](const ProgressInfo&) { return !*cancel; }));
+    }));
+}
+
+void TeachingView::finishGptq(const std::vector<float>& w, int rows, int cols) {
+    auto tr_ = teach::traceGptq(w.data(), rows, cols, m_H, m_gBits->currentData().toInt());
     if (!tr_) return fail(GptqView, toQ(tr_.error().message));
     m_trace = std::move(*tr_);
+    m_step = 0;
     m_errors[GptqView].clear();
     drawGptqStep();
+}
+
+void TeachingView::setGptqCalibration(const QString& textPath) {
+    m_calibPath = textPath;
+    m_updating = true;
+    m_gHess->setCurrentIndex(textPath.isEmpty() ? 0 : 1);
+    if (!textPath.isEmpty()) m_gCalib->setText(textPath);
+    m_updating = false;
+    refreshGptq();
 }
 
 void TeachingView::gptqStep(int delta) { gptqSetStep(m_step + delta); }
@@ -976,9 +1055,14 @@ QString TeachingView::caption(View v) const {
                   "error of column j, divided by the j-th diagonal of the Cholesky factor U of H⁻¹, is "
                   "subtracted from the columns not yet quantized with weights from row j of U, so that the "
                   "layer's <i>output</i> stays close even though each weight moves (colours: how far each "
-                  "weight has been moved so far). H = 2/n·Σ x·xᵀ here comes from <b>synthetic</b> "
-                  "activations (correlated neighbouring features), not from a calibration text. RTN rounds "
-                  "every weight on the same grid independently (grey bars).");
+                  "weight has been moved so far). %1 RTN rounds every weight on the same grid independently (grey "
+                  "bars).")
+            .arg(m_calibPath.isEmpty()
+                     ? tr("H = 2/n·Σ x·xᵀ here comes from <b>synthetic</b> activations (correlated neighbouring "
+                          "features), not from a calibration text.")
+                     : tr("H = 2/n·Σ x·xᵀ here comes from the layer's real inputs while the model reads "
+                          "<b>%1</b> (16 pieces of 128 tokens).")
+                           .arg(QFileInfo(m_calibPath).fileName().toHtmlEscaped()));
     case Exl2View:
         return tr("<b>EXL2 spends bits where they matter.</b> For every attention and MLP block the measurement "
                   "tried each of exllamav2's candidate settings (mixes of 2–8 bit groups) and recorded bits against error "

@@ -5,8 +5,9 @@
 //      range it covers, and a line from every value to the code it lands on.
 //   2. K-quant super-block: 256 weights of a row quantized by ggml's reference quantizer (Q2_K..Q6_K): the
 //      sub-block scales / mins and their integer codes, every weight's code, the reconstruction and error.
-//   3. GPTQ step by step: a rows × cols slice, a Hessian from synthetic activations, the column loop
-//      replayed (prev / next / play): what the error of column j did to the later columns, RTN beside it.
+//   3. GPTQ step by step: a rows × cols slice, a Hessian from synthetic activations or from a calibration
+//      text run through the model (on a worker), the column loop replayed (prev / next / play): what the
+//      error of column j did to the later columns, RTN beside it.
 //   4. EXL2 bit allocation: after an EXL2 export, per module the candidate settings the optimizer weighed
 //      (bits per weight against error) with its choice highlighted, and the bits chosen per module; or from
 //      a measurement.json of this model, with the export's optimizer run for a chosen target (on a worker).
@@ -28,6 +29,7 @@ class QComboBox;
 class QDoubleSpinBox;
 class QCustomPlot;
 class QLabel;
+class QLineEdit;
 class QPushButton;
 class QSpinBox;
 class QStackedWidget;
@@ -65,6 +67,11 @@ public:
     void gptqSetStep(int step);
     int gptqStepIndex() const { return m_step; }
     void gptqPlay(bool on);
+    // The Hessian's source: empty = synthetic activations, else a calibration text (computed on a worker).
+    void setGptqCalibration(const QString& textPath);
+    QString gptqCalibration() const { return m_calibPath; }
+    const std::vector<float>& gptqHessian() const { return m_H; }
+    bool isCalibrating() const { return m_calibrating > 0; }
     // View 4
     void setExl2Module(int index);
     // Reads a measurement.json of the open model and runs the EXL2 export's optimizer for targetBpw on a
@@ -130,6 +137,15 @@ private:
     QPushButton *m_gPrev, *m_gNext, *m_gPlay, *m_gReset;
     QLabel* m_gStep;
     QCPColorScale* m_gScale = nullptr;
+    QComboBox* m_gHess;
+    QLineEdit* m_gCalib;
+    QString m_calibPath;         // the Hessian's calibration text (empty: synthetic)
+    std::vector<float> m_H;      // the Hessian of the trace on screen
+    QString m_hKey;              // what m_H was computed for (tensor, columns, text)
+    std::shared_ptr<std::atomic<bool>> m_calibCancel;
+    quint64 m_calibRequest = 0;
+    int m_calibrating = 0;
+    void finishGptq(const std::vector<float>& w, int rows, int cols);
     QTimer* m_timer;
     QComboBox* m_exl2Module;
     QDoubleSpinBox* m_exl2Target;

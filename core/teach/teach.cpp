@@ -9,7 +9,9 @@
 #include "ggml/block_types.h"
 #include "ggml/dequantize.h"
 #include "ggml/kquants.h"
+#include "gptq/gptq_calib.h"
 #include "gptq/gptq_quant.h"
+#include "infer/engine.h"
 #include "model/convert.h"
 #include "quant/simple_quant.h"
 
@@ -261,6 +263,60 @@ std::vector<float> syntheticHessian(int cols, int samples, uint64_t seed) {
     }
     std::vector<float> out(H.size());
     for (size_t i = 0; i < H.size(); ++i) out[i] = static_cast<float>(2.0 * H[i] / std::max(1, samples));
+    return out;
+}
+
+Result<std::vector<float>> calibrationHessian(const Model& model, const std::string& weightName, int64_t col0, int cols,
+                                              const std::string& textPath, int samples, int seqLen,
+                                              ProgressFn progress) {
+    const TensorInfo* t = model.find(weightName);
+    if (!t) return makeError(weightName + ": no such tensor");
+    if (t->shape.size() != 2) return makeError(weightName + ": not a matrix");
+    if (cols < 1 || cols > 256 || col0 < 0 || col0 > t->cols() - cols)
+        return makeError(weightName + ": columns " + std::to_string(col0) + "+" + std::to_string(cols) +
+                         " outside the tensor " + t->shapeString());
+    const int layer = layerIndexOf(weightName);
+    if (layer < 0) return makeError(weightName + ": not a linear weight of a decoder block");
+    if (samples < 1 || samples > 4096 || seqLen < 2 || seqLen > 8192)
+        return makeError("calibration: 1..4096 rows of 2..8192 tokens");
+    auto tokens = gptq::tokenizeTextFile(model, textPath);
+    if (!tokens) return tokens.error();
+    auto windows = gptq::calibrationWindows(*tokens, {samples, seqLen, 0});
+    if (!windows) return windows.error();
+    EngineOptions eo;
+    eo.nCtx = seqLen;
+    auto eng = Engine::load(model, eo);
+    if (!eng) return eng.error();
+    if (!(*eng)->hasWeight(weightName)) return makeError(weightName + ": the engine does not use this tensor");
+    (*eng)->setLayerLimit(layer + 1);
+    std::vector<double> H(static_cast<size_t>(cols) * cols, 0.0);
+    int64_t count = 0;
+    std::string problem;
+    (*eng)->setObserver([&](const std::string& name, const float* x, int64_t nTok, int64_t nIn) {
+        if (name != weightName || !problem.empty()) return;
+        if (nIn != t->cols()) {
+            problem = weightName + ": its input has " + std::to_string(nIn) + " features but its rows " +
+                      std::to_string(t->cols()) + " values (stored as [in × out])";
+            return;
+        }
+        for (int64_t k = 0; k < nTok; ++k) {
+            const float* v = x + k * nIn + col0;
+            for (int i = 0; i < cols; ++i)
+                for (int j = 0; j < cols; ++j) H[static_cast<size_t>(i) * cols + j] += double(v[i]) * double(v[j]);
+        }
+        count += nTok;
+    });
+    const size_t nw = windows->size();
+    for (size_t w = 0; w < nw; ++w) {
+        if (progress && !progress({static_cast<double>(w) / static_cast<double>(nw), "calibration"}))
+            return cancelledError();
+        (*eng)->reset();
+        if (auto s = (*eng)->eval((*windows)[w], 0, nullptr); !s) return s.error();
+        if (!problem.empty()) return makeError(problem);
+    }
+    if (count == 0) return makeError(weightName + ": the engine never used this weight on the calibration text");
+    std::vector<float> out(H.size());
+    for (size_t i = 0; i < H.size(); ++i) out[i] = static_cast<float>(2.0 * H[i] / static_cast<double>(count));
     return out;
 }
 

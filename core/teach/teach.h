@@ -109,6 +109,17 @@ struct GptqTrace {
     double gptqOutputError = 0, rtnOutputError = 0;  // tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) on the same H
 };
 
+// The Hessian 2/n·Σ x·xᵀ of a linear layer's calibration inputs, restricted to its input features
+// col0 .. col0 + cols − 1 (n = tokens seen): the engine (infer/engine.h: llama, mistral, qwen2, gpt2) runs
+// `samples` windows of `seqLen` tokens of the text (gptq/gptq_calib.h, seed 0) through the decoder blocks up
+// to the layer's, and its linear observer hands over the layer's input x. The engine holds the model's
+// weights as F32 while it runs (as the GPTQ export's calibration does). Fails, naming the tensor, for a
+// tensor that is not a decoder block's linear weight or whose stored rows are not its output features
+// (GPT-2's Conv1D weights are stored [in × out]). Cancellable through progress.
+Result<std::vector<float>> calibrationHessian(const Model& model, const std::string& weightName, int64_t col0, int cols,
+                                              const std::string& textPath, int samples, int seqLen,
+                                              ProgressFn progress = {});
+
 // rows × cols weights (row-major) and the [cols × cols] Hessian; bits 2, 3, 4 or 8; symmetric grid, one
 // group per row, no act-order. Equal to quantizeLayerGptq with blockSize ≥ cols and groupSize −1.
 Result<GptqTrace> traceGptq(const float* W, int rows, int cols, const std::vector<float>& H, int bits,

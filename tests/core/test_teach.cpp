@@ -10,6 +10,7 @@
 
 #include "common/fp16.h"
 #include "ggml/block_types.h"
+#include "gptq/gptq_calib.h"
 #include "gptq/gptq_quant.h"
 #include "teach/teach.h"
 
@@ -32,6 +33,7 @@ private slots:
     void exl2Table();
     void exl2OptimizeByHand();
     void windowChecks();
+    void calibrationHessianOfLayer0();
 };
 
 // x = {−1, 0.5, 2} at 8 bits.
@@ -341,6 +343,55 @@ void TestTeach::windowChecks() {
     QVERIFY(!teach::readTensorWindow(**model, *t, -1, 1, 0, 1));
     auto bad = teach::readTensorWindow(**model, *t, 0, 1, 0, t->cols() + 1);
     QVERIFY(!bad && bad.error().message.find(t->name) != std::string::npos);
+}
+
+// Layer 0's q_proj sees RMSNorm(embedding)·g of every token (stories260K: eps 1e-5 from its config.json), so
+// its Hessian over input features 8..23 is computed here from the embedding table and the norm weight alone,
+// on the same calibration windows (4 rows of 32 tokens of the sample text, seed 0).
+void TestTeach::calibrationHessianOfLayer0() {
+    auto model = openModel(QZ_RESOURCES_DIR "/demo/stories260K");
+    QVERIFY(model);
+    const std::string text = QZ_RESOURCES_DIR "/texts/shakespeare-valid.txt";
+    const int col0 = 8, cols = 16;
+    auto H = teach::calibrationHessian(**model, "model.layers.0.self_attn.q_proj.weight", col0, cols, text, 4, 32);
+    QVERIFY2(H, H ? "" : H.error().message.c_str());
+    QCOMPARE(int(H->size()), cols * cols);
+
+    auto tokens = gptq::tokenizeTextFile(**model, text);
+    QVERIFY(tokens);
+    auto windows = gptq::calibrationWindows(*tokens, {4, 32, 0});
+    QVERIFY(windows);
+    auto emb = readTensorF32(**model, *(*model)->find("model.embed_tokens.weight"));
+    auto g = readTensorF32(**model, *(*model)->find("model.layers.0.input_layernorm.weight"));
+    QVERIFY(emb && g);
+    const int dim = 64;
+    std::vector<double> E(cols * cols, 0.0);
+    int64_t n = 0;
+    for (const auto& w : *windows)
+        for (int32_t tok : w) {
+            const float* e = emb->data() + size_t(tok) * dim;
+            double ss = 0;
+            for (int i = 0; i < dim; ++i) ss += double(e[i]) * e[i];
+            const double inv = 1.0 / std::sqrt(ss / dim + 1e-5);
+            std::vector<double> x(cols);
+            for (int i = 0; i < cols; ++i) x[i] = e[col0 + i] * inv * (*g)[col0 + i];
+            for (int i = 0; i < cols; ++i)
+                for (int j = 0; j < cols; ++j) E[i * cols + j] += x[i] * x[j];
+            ++n;
+        }
+    double scale = 0;
+    for (auto& v : E) scale = std::max(scale, std::fabs(v *= 2.0 / double(n)));
+    for (int i = 0; i < cols * cols; ++i)
+        QVERIFY2(std::fabs((*H)[i] - E[i]) <= 1e-4 * scale,
+                 qPrintable(QStringLiteral("%1: %2 vs %3").arg(i).arg((*H)[i]).arg(E[i])));
+    // not a decoder block's linear weight; outside the tensor; no such tensor
+    QVERIFY(!teach::calibrationHessian(**model, "model.embed_tokens.weight", 0, 8, text, 1, 16));
+    QVERIFY(!teach::calibrationHessian(**model, "model.layers.0.self_attn.q_proj.weight", 60, 8, text, 1, 16));
+    QVERIFY(!teach::calibrationHessian(**model, "nope.weight", 0, 8, text, 1, 16));
+    // cancelled
+    auto c = teach::calibrationHessian(**model, "model.layers.0.self_attn.q_proj.weight", 0, 8, text, 2, 16,
+                                       [](const ProgressInfo&) { return false; });
+    QVERIFY(!c && c.error().cancelled);
 }
 
 QTEST_GUILESS_MAIN(TestTeach)

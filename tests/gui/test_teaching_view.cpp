@@ -86,6 +86,7 @@ private slots:
     void superBlock();
     void gptqSteps();
     void gptqPlay();
+    void gptqCalibration();
     void exl2Allocation();
     void followsTheTree();
 
@@ -278,6 +279,49 @@ void TestTeachingView::gptqPlay() {
     v.gptqButton("play")->click();
     QTRY_COMPARE_WITH_TIMEOUT(v.gptqStepIndex(), 6, 10000);
     QTRY_VERIFY(!v.gptqButton("play")->isChecked());
+}
+
+// The Hessian from a calibration text: the demo model reads the sample text on a worker; the trace then
+// equals quantizeLayerGptq on the slice with teach::calibrationHessian's matrix (which test_teach checks
+// against the layer's inputs computed by hand), and the caption names the text.
+void TestTeachingView::gptqCalibration() {
+    auto model = qz::openModel(QZ_RESOURCES_DIR "/demo/stories260K");
+    QVERIFY(model);
+    const QString name = QStringLiteral("model.layers.1.self_attn.q_proj.weight");
+    const QString text = QStringLiteral(QZ_RESOURCES_DIR "/texts/shakespeare-valid.txt");
+    TeachingView v;
+    v.setModel(*model);
+    v.setTensor(name);
+    v.setView(TeachingView::GptqView);
+    v.setGptqSlice(0, 8, 8, 16, 4);
+    QVERIFY(v.caption(TeachingView::GptqView).contains(QStringLiteral("synthetic")));
+    v.setGptqCalibration(text);
+    QVERIFY(v.isCalibrating());
+    QTRY_VERIFY_WITH_TIMEOUT(v.gptqTrace() != nullptr, 60000);
+    QVERIFY(!v.isCalibrating());
+    auto H = qz::teach::calibrationHessian(**model, name.toStdString(), 8, 16, text.toStdString(), 16, 128);
+    QVERIFY(H);
+    QCOMPARE(v.gptqHessian(), *H);
+    auto W = qz::teach::readTensorWindow(**model, *(*model)->find(name.toStdString()), 0, 8, 8, 16);
+    QVERIFY(W);
+    qz::gptq::QuantConfig c;
+    c.bits = 4;
+    c.groupSize = -1;
+    c.blockSize = 128;
+    c.threads = 1;
+    auto g = qz::gptq::quantizeLayerGptq(W->data(), 8, 16, *H, c);
+    QVERIFY(g);
+    QCOMPARE(v.gptqTrace()->codes, g->codes);
+    QVERIFY(v.caption(TeachingView::GptqView).contains(QStringLiteral("shakespeare-valid.txt")));
+    // another slice of the same columns reuses the Hessian (no second run)
+    v.setGptqSlice(8, 8, 8, 16, 4);
+    QVERIFY(!v.isCalibrating());
+    QVERIFY(v.gptqTrace());
+    // back to synthetic activations
+    v.setGptqCalibration(QString());
+    QVERIFY(v.gptqTrace());
+    QCOMPARE(v.gptqHessian(), qz::teach::syntheticHessian(16, 64, 1));
+    QVERIFY(v.caption(TeachingView::GptqView).contains(QStringLiteral("synthetic")));
 }
 
 // A small real EXL2 run (measurement, optimizer, quantization; no files) of the bard-llama test model.
