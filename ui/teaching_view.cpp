@@ -650,6 +650,12 @@ void TeachingView::refreshGptq() {
     const QString key = QStringLiteral("%1|%2|%3|%4").arg(m_tensor).arg(col0).arg(cols).arg(m_calibPath);
     if (key == m_hKey && m_H.size() == size_t(cols) * cols) return finishGptq(*w, rows, cols);
     // The model runs on the calibration text on a worker; the slice is traced when its Hessian is there.
+    // Not while the workspace is hidden: clicking through the tree must not start a model run per tensor.
+    if (!isVisible()) {
+        m_gptqDirty = true;
+        return fail(GptqView, tr("The Hessian of %1 is computed when this view is shown.").arg(m_tensor));
+    }
+    m_gptqDirty = false;
     if (m_calibCancel) *m_calibCancel = true;
     m_calibCancel = std::make_shared<std::atomic<bool>>(false);
     const quint64 request = ++m_calibRequest;
@@ -676,6 +682,13 @@ void TeachingView::refreshGptq() {
         return std::make_shared<qz::Result<std::vector<float>>>(teach::calibrationHessian(
             *model, name, col0, cols, path, 16, 128, [cancel](const ProgressInfo&) { return !*cancel; }));
     }));
+}
+
+void TeachingView::showEvent(QShowEvent* e) {
+    QWidget::showEvent(e);
+    if (m_gptqDirty) QTimer::singleShot(0, this, [this] {
+            if (m_gptqDirty && isVisible()) refreshGptq();
+        });
 }
 
 void TeachingView::finishGptq(const std::vector<float>& w, int rows, int cols) {

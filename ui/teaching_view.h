@@ -100,6 +100,9 @@ signals:
     void updated(int view);  // a view was recomputed and replotted
     void exl2Optimized();    // a measurement's choice is on screen (loadExl2Measurement)
 
+protected:
+    void showEvent(QShowEvent* e) override;
+
 private:
     QWidget* buildNumberLinePage();
     QWidget* buildSuperBlockPage();
@@ -145,6 +148,7 @@ private:
     std::shared_ptr<std::atomic<bool>> m_calibCancel;
     quint64 m_calibRequest = 0;
     int m_calibrating = 0;
+    bool m_gptqDirty = false;  // a calibration Hessian is wanted but the view was hidden
     void finishGptq(const std::vector<float>& w, int rows, int cols);
     QTimer* m_timer;
     QComboBox* m_exl2Module;
