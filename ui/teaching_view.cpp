@@ -462,6 +462,17 @@ void TeachingView::refreshNumberLine() {
             vg->removeFromLegend();
             qg->removeFromLegend();
         }
+        // the integer code under every grid point that a value landed on (when they fit)
+        std::vector<std::pair<int32_t, float>> hit;
+        for (size_t i = 0; i < s.codes.size(); ++i) hit.push_back({s.codes[i], s.dequantized[i]});
+        std::sort(hit.begin(), hit.end());
+        hit.erase(std::unique(hit.begin(), hit.end(),
+                              [](const auto& a, const auto& b) { return a.first == b.first; }),
+                  hit.end());
+        if (hit.size() <= 24)
+            for (const auto& [code, at] : hit)
+                addText(p, at, y + 0.07, QString::number(code), Qt::AlignHCenter | Qt::AlignBottom)
+                    ->setColor(kRed);
         // the covered range
         const QPen rangePen(kOrange, 2.5);
         addLine(p, s.rangeLo, y - 0.18, s.rangeLo, y + 0.18, rangePen);
@@ -1054,8 +1065,8 @@ QString TeachingView::caption(View v) const {
                   "max|x|), a grid symmetric around 0 that wastes half its codes when the values lean to one side. "
                   "<i>Zero-point</i> stretches the grid from min to max instead: code = round(x · "
                   "(2<sup>b</sup>−1)/(max−min) + zp), where the zero point zp is the code that 0 lands on (green "
-                  "line). Blue dots are the real weights, each joined to the red circle it comes back as; grey "
-                  "ticks are the code grid and orange brackets the range it covers.");
+                  "line). Blue dots are the real weights, each joined to the red circle (and its integer code) it "
+                  "comes back as; grey ticks are the code grid and orange brackets the range it covers.");
     case SuperBlockView:
         return tr("<b>What a k-quant stores for 256 weights.</b> The block is cut into sub-blocks of 16 or 32 "
                   "weights; each gets its own scale (and for Q2_K, Q4_K, Q5_K a minimum), but those are stored "
