@@ -35,10 +35,10 @@
 #include "recent_files.h"
 #include "report_writer.h"
 #include "result_summary.h"
+#include "teaching_view.h"
 #include "tensor_analyzer.h"
 #include "tensor_table.h"
 #include "tensor_table_model.h"
-#include "teaching_view.h"
 #include "workspace_tabs.h"
 
 namespace qz::ui {

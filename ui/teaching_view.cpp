@@ -4,9 +4,8 @@
 #include <QDoubleSpinBox>
 #include <QFileDialog>
 #include <QFileInfo>
-#include <QFutureWatcher>
-#include <QtConcurrent/QtConcurrentRun>
 #include <QFormLayout>
+#include <QFutureWatcher>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
@@ -17,6 +16,7 @@
 #include <QTableWidget>
 #include <QTimer>
 #include <QVBoxLayout>
+#include <QtConcurrent/QtConcurrentRun>
 #include <algorithm>
 #include <cmath>
 #include <qcustomplot.h>
@@ -76,7 +76,9 @@ QCPItemText* addText(QCustomPlot* p, double x, double y, const QString& text, Qt
     return t;
 }
 
-QString num(double v, int prec = 4) { return QString::number(v, 'g', prec); }
+QString num(double v, int prec = 4) {
+    return QString::number(v, 'g', prec);
+}
 
 QLabel* captionLabel(QWidget* parent, const QString& objectName) {
     auto* l = new QLabel(parent);
@@ -98,7 +100,7 @@ QSpinBox* spin(QWidget* parent, const char* objectName, int lo, int hi, int valu
 const QColor kBlue(31, 119, 180), kOrange(255, 127, 14), kRed(214, 39, 40), kGrey(150, 150, 150),
     kGreen(44, 160, 44);
 
-}  // namespace
+} // namespace
 
 TeachingView::TeachingView(QWidget* parent) : QWidget(parent) {
     auto* top = new QVBoxLayout(this);
@@ -136,12 +138,13 @@ TeachingView::TeachingView(QWidget* parent) : QWidget(parent) {
         if (!m_trace || m_step >= m_trace->cols) return gptqPlay(false);
         gptqStep(+1);
     });
-    for (int v = 0; v < ViewCount; ++v) fail(View(v), tr("Open a model and select a tensor."));
+    for (int v = 0; v < ViewCount; ++v)
+        fail(View(v), tr("Open a model and select a tensor."));
 }
 
 TeachingView::~TeachingView() {
     if (m_calibCancel) *m_calibCancel = true;
-    if (m_optCancel) *m_optCancel = true;  // a running optimizer stops; it holds no reference to the view
+    if (m_optCancel) *m_optCancel = true; // a running optimizer stops; it holds no reference to the view
 }
 
 QWidget* TeachingView::buildNumberLinePage() {
@@ -152,7 +155,9 @@ QWidget* TeachingView::buildNumberLinePage() {
     m_nlCol = spin(page, "nlCol", 0, 0, 0);
     m_nlCount = spin(page, "nlCount", 2, 64, 16);
     m_nlBits = spin(page, "nlBits", 2, 8, 4);
-    for (auto [label, w] : {std::pair{tr("row"), m_nlRow}, {tr("first column"), m_nlCol}, {tr("values"), m_nlCount},
+    for (auto [label, w] : {std::pair{tr("row"), m_nlRow},
+                            {tr("first column"), m_nlCol},
+                            {tr("values"), m_nlCount},
                             {tr("bits"), m_nlBits}}) {
         c->addWidget(new QLabel(label, page));
         c->addWidget(w);
@@ -219,9 +224,12 @@ QWidget* TeachingView::buildGptqPage() {
     m_gCols = spin(page, "gptqCols", 2, 32, 16);
     m_gBits = new QComboBox(page);
     m_gBits->setObjectName(QStringLiteral("gptqBits"));
-    for (int b : {2, 3, 4, 8}) m_gBits->addItem(QString::number(b), b);
+    for (int b : {2, 3, 4, 8})
+        m_gBits->addItem(QString::number(b), b);
     m_gBits->setCurrentIndex(1);
-    for (auto [label, w] : {std::pair{tr("first row"), m_gRow}, {tr("first column"), m_gCol}, {tr("rows"), m_gRows},
+    for (auto [label, w] : {std::pair{tr("first row"), m_gRow},
+                            {tr("first column"), m_gCol},
+                            {tr("rows"), m_gRows},
                             {tr("columns"), m_gCols}}) {
         c->addWidget(new QLabel(label, page));
         c->addWidget(w);
@@ -269,7 +277,8 @@ QWidget* TeachingView::buildGptqPage() {
     m_gPlay->setCheckable(true);
     m_gStep = new QLabel(page);
     m_gStep->setObjectName(QStringLiteral("gptqStepLabel"));
-    for (QPushButton* p : {m_gReset, m_gPrev, m_gNext, m_gPlay}) b->addWidget(p);
+    for (QPushButton* p : {m_gReset, m_gPrev, m_gNext, m_gPlay})
+        b->addWidget(p);
     b->addWidget(m_gStep, 1);
     connect(m_gReset, &QPushButton::clicked, this, [this] { gptqSetStep(0); });
     connect(m_gPrev, &QPushButton::clicked, this, [this] { gptqStep(-1); });
@@ -305,8 +314,9 @@ QWidget* TeachingView::buildExl2Page() {
     c->addWidget(m_exl2Target);
     c->addWidget(m_exl2Open);
     connect(m_exl2Open, &QPushButton::clicked, this, [this] {
-        const QString p = QFileDialog::getOpenFileName(this, tr("Open an EXL2 measurement of this model"), QString(),
-                                                       tr("measurement.json (*.json);;All files (*)"));
+        const QString p =
+            QFileDialog::getOpenFileName(this, tr("Open an EXL2 measurement of this model"), QString(),
+                                         tr("measurement.json (*.json);;All files (*)"));
         if (!p.isEmpty()) loadExl2Measurement(p, m_exl2Target->value());
     });
     // A new target re-runs the optimizer on the measurement last opened.
@@ -341,7 +351,8 @@ void TeachingView::setModel(ModelPtr model) {
     m_block.reset();
     m_trace.reset();
     m_modules.clear();
-    for (int v = 0; v < ViewCount; ++v) fail(View(v), tr("Select a tensor in the tree."));
+    for (int v = 0; v < ViewCount; ++v)
+        fail(View(v), tr("Select a tensor in the tree."));
     refreshExl2();
 }
 
@@ -354,8 +365,10 @@ void TeachingView::setTensor(const QString& name) {
     m_tensor = name;
     const TensorInfo* t = tensor();
     if (!t) return;
-    m_title->setText(tr("<b>%1</b> %2 %3").arg(name, toQ(t->shapeString()), toQ(std::string(dtypeName(t->dtype)))));
-    const int rows = int(std::min<int64_t>(t->rows(), 1 << 30)), cols = int(std::min<int64_t>(t->cols(), 1 << 30));
+    m_title->setText(
+        tr("<b>%1</b> %2 %3").arg(name, toQ(t->shapeString()), toQ(std::string(dtypeName(t->dtype)))));
+    const int rows = int(std::min<int64_t>(t->rows(), 1 << 30)),
+              cols = int(std::min<int64_t>(t->cols(), 1 << 30));
     m_updating = true;
     m_nlRow->setRange(0, rows - 1);
     m_nlRow->setValue(0);
@@ -375,8 +388,12 @@ void TeachingView::setTensor(const QString& name) {
     refreshGptq();
 }
 
-void TeachingView::setView(View v) { m_viewCombo->setCurrentIndex(int(v)); }
-TeachingView::View TeachingView::view() const { return View(m_viewCombo->currentIndex()); }
+void TeachingView::setView(View v) {
+    m_viewCombo->setCurrentIndex(int(v));
+}
+TeachingView::View TeachingView::view() const {
+    return View(m_viewCombo->currentIndex());
+}
 
 void TeachingView::fail(View v, const QString& message) {
     m_errors[v] = message;
@@ -392,11 +409,20 @@ void TeachingView::fail(View v, const QString& message) {
 
 void TeachingView::refresh(View v) {
     switch (v) {
-    case NumberLineView: refreshNumberLine(); break;
-    case SuperBlockView: refreshSuperBlock(); break;
-    case GptqView: refreshGptq(); break;
-    case Exl2View: refreshExl2(); break;
-    default: break;
+    case NumberLineView:
+        refreshNumberLine();
+        break;
+    case SuperBlockView:
+        refreshSuperBlock();
+        break;
+    case GptqView:
+        refreshGptq();
+        break;
+    case Exl2View:
+        refreshExl2();
+        break;
+    default:
+        break;
     }
 }
 
@@ -464,7 +490,8 @@ void TeachingView::refreshNumberLine() {
         }
         // the integer code under every grid point that a value landed on (when they fit)
         std::vector<std::pair<int32_t, float>> hit;
-        for (size_t i = 0; i < s.codes.size(); ++i) hit.push_back({s.codes[i], s.dequantized[i]});
+        for (size_t i = 0; i < s.codes.size(); ++i)
+            hit.push_back({s.codes[i], s.dequantized[i]});
         std::sort(hit.begin(), hit.end());
         hit.erase(std::unique(hit.begin(), hit.end(),
                               [](const auto& a, const auto& b) { return a.first == b.first; }),
@@ -492,7 +519,7 @@ void TeachingView::refreshNumberLine() {
     ticker->addTick(0, tr("zero-point"));
     ticker->addTick(1, tr("absmax"));
     p->yAxis->setTicker(ticker);
-    p->legend->setVisible(false);  // the caption names the marks
+    p->legend->setVisible(false); // the caption names the marks
     p->yAxis->setRange(-0.6, 1.7);
     const double pad = 0.05 * (hi - lo + 1e-12);
     p->xAxis->setRange(lo - pad, hi + pad);
@@ -501,7 +528,8 @@ void TeachingView::refreshNumberLine() {
     const auto& a = m_line->absmax;
     const auto& z = m_line->zeroPoint;
     m_infos[NumberLineView]->setText(
-        tr("%1 values of row %2 from column %3 at %4 bits. absmax: MSE %5, max error %6. zero-point: MSE %7, max "
+        tr("%1 values of row %2 from column %3 at %4 bits. absmax: MSE %5, max error %6. zero-point: MSE %7, "
+           "max "
            "error %8%9.")
             .arg(m_line->values.size())
             .arg(m_nlRow->value())
@@ -532,12 +560,14 @@ void TeachingView::refreshSuperBlock() {
     const TensorInfo* t = tensor();
     if (!t) return fail(SuperBlockView, tr("Select a tensor in the tree."));
     if (t->cols() < 256)
-        return fail(SuperBlockView, tr("%1: rows of %2 values are shorter than a super-block of 256; pick a larger "
-                                       "tensor.")
-                                        .arg(m_tensor)
-                                        .arg(t->cols()));
+        return fail(SuperBlockView,
+                    tr("%1: rows of %2 values are shorter than a super-block of 256; pick a larger "
+                       "tensor.")
+                        .arg(m_tensor)
+                        .arg(t->cols()));
     const DType type = DType(m_kqType->currentData().toInt());
-    auto x = teach::readTensorWindow(*m_model, *t, m_kqRow->value(), 1, int64_t(m_kqBlock->value()) * 256, 256);
+    auto x =
+        teach::readTensorWindow(*m_model, *t, m_kqRow->value(), 1, int64_t(m_kqBlock->value()) * 256, 256);
     if (!x) return fail(SuperBlockView, toQ(x.error().message));
     auto b = teach::openSuperBlock(type, x->data());
     if (!b) return fail(SuperBlockView, toQ(b.error().message));
@@ -589,12 +619,14 @@ void TeachingView::refreshSuperBlock() {
     pc->xAxis->setRange(-1, 256);
     pc->yAxis->setRange(0, (1 << s.codeBits) - 0.5);
     for (int j = 1; j < s.subBlocks; ++j)
-        addLine(pc, j * s.subSize - 0.5, 0, j * s.subSize - 0.5, (1 << s.codeBits), QPen(kGrey, 1, Qt::DotLine));
+        addLine(pc, j * s.subSize - 0.5, 0, j * s.subSize - 0.5, (1 << s.codeBits),
+                QPen(kGrey, 1, Qt::DotLine));
     pc->replot(QCustomPlot::rpQueuedReplot);
 
-    const QStringList heads = s.hasMins ? QStringList{tr("weights"), tr("min .. max"), tr("scale code"),
-                                                      tr("scale d·sc"), tr("min code"), tr("min dmin·m")}
-                                        : QStringList{tr("weights"), tr("min .. max"), tr("scale code"), tr("scale d·sc")};
+    const QStringList heads =
+        s.hasMins ? QStringList{tr("weights"),    tr("min .. max"), tr("scale code"),
+                                tr("scale d·sc"), tr("min code"),   tr("min dmin·m")}
+                  : QStringList{tr("weights"), tr("min .. max"), tr("scale code"), tr("scale d·sc")};
     m_kqTable->setColumnCount(heads.size());
     m_kqTable->setHorizontalHeaderLabels(heads);
     m_kqTable->setRowCount(s.subBlocks);
@@ -602,15 +634,17 @@ void TeachingView::refreshSuperBlock() {
         const auto b0 = s.weights.begin() + j * s.subSize;
         const auto [mn, mx] = std::minmax_element(b0, b0 + s.subSize);
         QStringList cells{QStringLiteral("%1..%2").arg(j * s.subSize).arg((j + 1) * s.subSize - 1),
-                          QStringLiteral("%1 .. %2").arg(num(*mn)).arg(num(*mx)), QString::number(s.scaleCodes[j]),
-                          num(s.subScale[j], 6)};
+                          QStringLiteral("%1 .. %2").arg(num(*mn)).arg(num(*mx)),
+                          QString::number(s.scaleCodes[j]), num(s.subScale[j], 6)};
         if (s.hasMins) cells << QString::number(s.minCodes[j]) << num(s.subMin[j], 6);
-        for (int c = 0; c < cells.size(); ++c) m_kqTable->setItem(j, c, new QTableWidgetItem(cells[c]));
+        for (int c = 0; c < cells.size(); ++c)
+            m_kqTable->setItem(j, c, new QTableWidgetItem(cells[c]));
     }
     m_kqTable->verticalHeader()->setVisible(false);
     m_kqTable->resizeColumnsToContents();
     m_infos[SuperBlockView]->setText(
-        tr("%1, row %2, super-block %3 (columns %4..%5): d = %6%7, %8 bytes = %9 bits per weight. MSE %10, max error "
+        tr("%1, row %2, super-block %3 (columns %4..%5): d = %6%7, %8 bytes = %9 bits per weight. MSE %10, "
+           "max error "
            "%11.")
             .arg(toQ(std::string(dtypeName(s.type))))
             .arg(m_kqRow->value())
@@ -648,11 +682,12 @@ void TeachingView::refreshGptq() {
     const int64_t row0 = m_gRow->value(), col0 = m_gCol->value();
     const int rows = int(std::min<int64_t>(m_gRows->value(), t->rows() - row0));
     const int cols = int(std::min<int64_t>(m_gCols->value(), t->cols() - col0));
-    if (rows < 1 || cols < 2) return fail(GptqView, tr("%1: the slice needs at least 1 row and 2 columns.").arg(m_tensor));
+    if (rows < 1 || cols < 2)
+        return fail(GptqView, tr("%1: the slice needs at least 1 row and 2 columns.").arg(m_tensor));
     auto w = teach::readTensorWindow(*m_model, *t, row0, rows, col0, cols);
     if (!w) return fail(GptqView, toQ(w.error().message));
     if (m_calibPath.isEmpty()) {
-        if (m_calibCancel) *m_calibCancel = true;  // a calibration still running is no longer wanted
+        if (m_calibCancel) *m_calibCancel = true; // a calibration still running is no longer wanted
         ++m_calibRequest;
         m_H = teach::syntheticHessian(cols, 4 * cols, 1);
         m_hKey.clear();
@@ -675,19 +710,20 @@ void TeachingView::refreshGptq() {
     auto cancel = m_calibCancel;
     using HResult = std::shared_ptr<qz::Result<std::vector<float>>>;
     auto* watcher = new QFutureWatcher<HResult>(this);
-    connect(watcher, &QFutureWatcherBase::finished, this, [this, watcher, request, key, win = *w, rows, cols] {
-        watcher->deleteLater();
-        --m_calibrating;
-        if (request != m_calibRequest) return;  // superseded
-        const HResult r = watcher->result();
-        if (!*r) {
-            if (!r->error().cancelled) fail(GptqView, toQ(r->error().message));
-            return;
-        }
-        m_H = std::move(**r);
-        m_hKey = key;
-        finishGptq(win, rows, cols);
-    });
+    connect(watcher, &QFutureWatcherBase::finished, this,
+            [this, watcher, request, key, win = *w, rows, cols] {
+                watcher->deleteLater();
+                --m_calibrating;
+                if (request != m_calibRequest) return; // superseded
+                const HResult r = watcher->result();
+                if (!*r) {
+                    if (!r->error().cancelled) fail(GptqView, toQ(r->error().message));
+                    return;
+                }
+                m_H = std::move(**r);
+                m_hKey = key;
+                finishGptq(win, rows, cols);
+            });
     watcher->setFuture(QtConcurrent::run([model = m_model, name = toStd(m_tensor), col0, cols,
                                           path = toStd(m_calibPath), cancel]() -> HResult {
         return std::make_shared<qz::Result<std::vector<float>>>(teach::calibrationHessian(
@@ -697,7 +733,8 @@ void TeachingView::refreshGptq() {
 
 void TeachingView::showEvent(QShowEvent* e) {
     QWidget::showEvent(e);
-    if (m_gptqDirty) QTimer::singleShot(0, this, [this] {
+    if (m_gptqDirty)
+        QTimer::singleShot(0, this, [this] {
             if (m_gptqDirty && isVisible()) refreshGptq();
         });
 }
@@ -720,7 +757,9 @@ void TeachingView::setGptqCalibration(const QString& textPath) {
     refreshGptq();
 }
 
-void TeachingView::gptqStep(int delta) { gptqSetStep(m_step + delta); }
+void TeachingView::gptqStep(int delta) {
+    gptqSetStep(m_step + delta);
+}
 
 void TeachingView::gptqSetStep(int step) {
     if (!m_trace) return;
@@ -730,8 +769,10 @@ void TeachingView::gptqSetStep(int step) {
 
 void TeachingView::gptqPlay(bool on) {
     if (on && m_trace && m_step >= m_trace->cols) gptqSetStep(0);
-    if (on && m_trace) m_timer->start();
-    else m_timer->stop();
+    if (on && m_trace)
+        m_timer->start();
+    else
+        m_timer->stop();
     if (m_gPlay && m_gPlay->isChecked() != m_timer->isActive()) {
         const QSignalBlocker block(m_gPlay);
         m_gPlay->setChecked(m_timer->isActive());
@@ -751,7 +792,8 @@ void TeachingView::drawGptqStep() {
     if (!m_trace) return;
     const teach::GptqTrace& g = *m_trace;
     const int rows = g.rows, cols = g.cols, step = m_step;
-    // Top: how much every weight has moved so far (working − original), the quantized columns left of the line.
+    // Top: how much every weight has moved so far (working − original), the quantized columns left of the
+    // line.
     QCustomPlot* p = m_plots[GptqView][0];
     clearPlot(p);
     auto* map = new QCPColorMap(p->xAxis, p->yAxis);
@@ -761,13 +803,14 @@ void TeachingView::drawGptqStep() {
     const std::vector<float>& cur = g.working[step];
     double amax = 1e-12;
     for (const auto& wk : g.working)
-        for (size_t i = 0; i < wk.size(); ++i) amax = std::max(amax, std::fabs(double(wk[i]) - g.original[i]));
+        for (size_t i = 0; i < wk.size(); ++i)
+            amax = std::max(amax, std::fabs(double(wk[i]) - g.original[i]));
     for (int r = 0; r < rows; ++r)
         for (int k = 0; k < cols; ++k) {
             const size_t i = size_t(r) * cols + k;
-            map->data()->setCell(k, rows - 1 - r, double(cur[i]) - g.original[i]);  // row 0 at the top
+            map->data()->setCell(k, rows - 1 - r, double(cur[i]) - g.original[i]); // row 0 at the top
         }
-    QCPColorGradient diverging;  // blue (moved down) – white (unchanged) – red (moved up)
+    QCPColorGradient diverging; // blue (moved down) – white (unchanged) – red (moved up)
     diverging.setColorStopAt(0.0, QColor(33, 102, 172));
     diverging.setColorStopAt(0.5, Qt::white);
     diverging.setColorStopAt(1.0, QColor(178, 24, 43));
@@ -779,19 +822,20 @@ void TeachingView::drawGptqStep() {
         p->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
         m_gScale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
     }
-    map->setColorScale(m_gScale);  // first: the map takes the scale's gradient and range, set next
+    map->setColorScale(m_gScale); // first: the map takes the scale's gradient and range, set next
     map->setGradient(diverging);
     map->setDataRange(QCPRange(-amax, amax));
     map->setInterpolate(false);
     auto xt = QSharedPointer<QCPAxisTickerText>::create();
-    for (int k = 0; k < cols; ++k) xt->addTick(k, QString::number(m_gCol->value() + k));
+    for (int k = 0; k < cols; ++k)
+        xt->addTick(k, QString::number(m_gCol->value() + k));
     auto yt = QSharedPointer<QCPAxisTickerText>::create();
-    for (int r = 0; r < rows; ++r) yt->addTick(rows - 1 - r, QString::number(m_gRow->value() + r));
+    for (int r = 0; r < rows; ++r)
+        yt->addTick(rows - 1 - r, QString::number(m_gRow->value() + r));
     p->xAxis->setTicker(xt);
     p->yAxis->setTicker(yt);
     p->legend->setVisible(false);
-    if (step < cols)
-        addLine(p, step - 0.5, -0.5, step - 0.5, rows - 0.5, QPen(Qt::black, 2));
+    if (step < cols) addLine(p, step - 0.5, -0.5, step - 0.5, rows - 0.5, QPen(Qt::black, 2));
     if (step > 0) {
         auto* rect = new QCPItemRect(p);
         rect->topLeft->setCoords(step - 1 - 0.5, rows - 0.5);
@@ -800,7 +844,8 @@ void TeachingView::drawGptqStep() {
     }
     p->xAxis->setRange(-0.5, cols - 0.5);
     p->yAxis->setRange(-0.5, rows - 0.5);
-    p->xAxis->setLabel(tr("column (input feature); left of the line: quantized, orange: the column just done"));
+    p->xAxis->setLabel(
+        tr("column (input feature); left of the line: quantized, orange: the column just done"));
     p->yAxis->setLabel(tr("row"));
     p->replot(QCustomPlot::rpQueuedReplot);
 
@@ -843,7 +888,8 @@ void TeachingView::drawGptqStep() {
     pe->xAxis->setRange(-0.5, cols - 0.5);
     pe->yAxis->setRange(0, pe->yAxis->range().upper * 1.1 + 1e-12);
     auto et = QSharedPointer<QCPAxisTickerText>::create();
-    for (int k = 0; k < cols; ++k) et->addTick(k, QString::number(m_gCol->value() + k));
+    for (int k = 0; k < cols; ++k)
+        et->addTick(k, QString::number(m_gCol->value() + k));
     pe->xAxis->setTicker(et);
     pe->xAxis->setLabel(tr("column; per column Σ over the rows of |w − ŵ|, w original, ŵ dequantized"));
     pe->replot(QCustomPlot::rpQueuedReplot);
@@ -862,13 +908,15 @@ void TeachingView::drawGptqStep() {
     if (step > 0) {
         const int j = step - 1;
         double e = 0;
-        for (int r = 0; r < rows; ++r) e += std::fabs(double(g.colError[size_t(r) * cols + j]));
-        info += tr("Column %1: Σ|w − q| = %2; the errors divided by U(%4,%4) = %3 went to the later columns with "
-                   "row %4 of U. ")
-                    .arg(m_gCol->value() + j)
-                    .arg(num(e))
-                    .arg(num(g.hinv[size_t(j) * cols + j]))
-                    .arg(j);
+        for (int r = 0; r < rows; ++r)
+            e += std::fabs(double(g.colError[size_t(r) * cols + j]));
+        info +=
+            tr("Column %1: Σ|w − q| = %2; the errors divided by U(%4,%4) = %3 went to the later columns with "
+               "row %4 of U. ")
+                .arg(m_gCol->value() + j)
+                .arg(num(e))
+                .arg(num(g.hinv[size_t(j) * cols + j]))
+                .arg(j);
     }
     if (step == cols)
         info += tr("Done — output error tr(ΔW H ΔWᵀ)/tr(W H Wᵀ): GPTQ %1, RTN %2.")
@@ -891,8 +939,9 @@ void TeachingView::refreshExl2() {
     m_exl2Module->clear();
     m_updating = false;
     if (!m_exl2 || !m_model)
-        return fail(Exl2View, tr("Run an EXL2 export (Export › EXL2) on this model, or open a measurement.json "
-                                 "of it: the measurement and the optimizer's choice appear here."));
+        return fail(Exl2View,
+                    tr("Run an EXL2 export (Export › EXL2) on this model, or open a measurement.json "
+                       "of it: the measurement and the optimizer's choice appear here."));
     auto plan = exl2::planModel(*m_model);
     if (!plan) return fail(Exl2View, toQ(plan.error().message));
     std::vector<int64_t> numel;
@@ -907,7 +956,8 @@ void TeachingView::refreshExl2() {
     m_modules = std::move(*mods);
     m_errors[Exl2View].clear();
     m_updating = true;
-    for (const auto& m : m_modules) m_exl2Module->addItem(toQ(m.key));
+    for (const auto& m : m_modules)
+        m_exl2Module->addItem(toQ(m.key));
     m_updating = false;
 
     QCustomPlot* pc = m_plots[Exl2View][1];
@@ -937,12 +987,14 @@ void TeachingView::refreshExl2() {
     target->point1->setCoords(0, m_exl2->targetBpw);
     target->point2->setCoords(1, m_exl2->targetBpw);
     target->setPen(QPen(kRed, 1.5, Qt::DashLine));
-    addText(pc, -0.5, m_exl2->targetBpw, tr("target %1 bpw").arg(num(m_exl2->targetBpw)), Qt::AlignLeft | Qt::AlignBottom);
+    addText(pc, -0.5, m_exl2->targetBpw, tr("target %1 bpw").arg(num(m_exl2->targetBpw)),
+            Qt::AlignLeft | Qt::AlignBottom);
     pc->replot(QCustomPlot::rpQueuedReplot);
     setExl2Module(0);
 }
 
-bool TeachingView::loadExl2Measurement(const QString& path, double targetBpw, quint64 seed, int annealIterations) {
+bool TeachingView::loadExl2Measurement(const QString& path, double targetBpw, quint64 seed,
+                                       int annealIterations) {
     if (!m_model) {
         fail(Exl2View, tr("Open the model the measurement was made for first."));
         return false;
@@ -975,7 +1027,7 @@ bool TeachingView::loadExl2Measurement(const QString& path, double targetBpw, qu
     connect(watcher, &QFutureWatcherBase::finished, this, [this, watcher, request] {
         watcher->deleteLater();
         --m_optimizing;
-        if (request != m_optRequest) return;  // superseded
+        if (request != m_optRequest) return; // superseded
         const auto r = watcher->result();
         if (!*r) {
             if (!r->error().cancelled) fail(Exl2View, toQ(r->error().message));
@@ -984,7 +1036,8 @@ bool TeachingView::loadExl2Measurement(const QString& path, double targetBpw, qu
         setExl2Result(std::make_shared<const exl2::ExportResult>(std::move(**r)));
         emit exl2Optimized();
     });
-    watcher->setFuture(QtConcurrent::run([m = std::move(*meas), numel, targetBpw, seed, annealIterations, cancel] {
+    watcher->setFuture(QtConcurrent::run([m = std::move(*meas), numel, targetBpw, seed, annealIterations,
+                                          cancel] {
         return std::make_shared<qz::Result<exl2::ExportResult>>(teach::optimizeMeasurement(
             m, numel, targetBpw, seed, annealIterations, [cancel](const ProgressInfo&) { return !*cancel; }));
     }));
@@ -1017,11 +1070,13 @@ void TeachingView::drawExl2Module() {
     std::sort(front.begin(), front.end());
     addPoints(p, tr("candidate settings"), bx, by, kGrey, QCPScatterStyle::ssCircle, 7);
     QVector<double> fx, fy;
-    for (auto [a, b] : front) fx << a, fy << b;
-    QCPGraph* fg = addPoints(p, tr("best error for the bits (front)"), fx, fy, kBlue, QCPScatterStyle::ssDisc, 5);
+    for (auto [a, b] : front)
+        fx << a, fy << b;
+    QCPGraph* fg =
+        addPoints(p, tr("best error for the bits (front)"), fx, fy, kBlue, QCPScatterStyle::ssDisc, 5);
     fg->setLineStyle(QCPGraph::lsLine);
     const auto& c = m.options[m.chosen];
-    if (QCustomPlot* pc = m_plots[Exl2View][1]) {  // the module's bar in the lower chart, highlighted
+    if (QCustomPlot* pc = m_plots[Exl2View][1]) { // the module's bar in the lower chart, highlighted
         for (int i = pc->plottableCount() - 1; i >= 0; --i)
             if (pc->plottable(i)->name() == tr("this module")) pc->removePlottable(i);
         auto* sel = new QCPBars(pc->xAxis, pc->yAxis);
@@ -1041,16 +1096,17 @@ void TeachingView::drawExl2Module() {
     p->xAxis->setLabel(tr("bits per weight of the module"));
     p->yAxis->setLabel(tr("error = 1 − accuracy (log)"));
     p->replot(QCustomPlot::rpQueuedReplot);
-    m_infos[Exl2View]->setText(tr("%1: %2 candidates, chosen %3 bpw with error %4 (%5). Whole decoder: %6 bpw for a "
-                                  "target of %7; the optimizer minimised Σ error^%8.")
-                                   .arg(toQ(m.key))
-                                   .arg(m.options.size())
-                                   .arg(num(c.bpw))
-                                   .arg(num(c.error))
-                                   .arg(toQ(c.setting))
-                                   .arg(num(m_exl2->achievedBpw))
-                                   .arg(num(m_exl2->targetBpw))
-                                   .arg(num(m_exl2->errorNorm, 3)));
+    m_infos[Exl2View]->setText(
+        tr("%1: %2 candidates, chosen %3 bpw with error %4 (%5). Whole decoder: %6 bpw for a "
+           "target of %7; the optimizer minimised Σ error^%8.")
+            .arg(toQ(m.key))
+            .arg(m.options.size())
+            .arg(num(c.bpw))
+            .arg(num(c.error))
+            .arg(toQ(c.setting))
+            .arg(num(m_exl2->achievedBpw))
+            .arg(num(m_exl2->targetBpw))
+            .arg(num(m_exl2->errorNorm, 3)));
     m_captions[Exl2View]->setText(caption(Exl2View));
     emit updated(Exl2View);
 }
@@ -1060,46 +1116,57 @@ void TeachingView::drawExl2Module() {
 QString TeachingView::caption(View v) const {
     switch (v) {
     case NumberLineView:
-        return tr("<b>Two ways to turn numbers into small integers.</b> <i>Absmax</i> divides by the largest "
-                  "|value| so that it lands on ±(2<sup>b−1</sup>−1): code = round(x · (2<sup>b−1</sup>−1) / "
-                  "max|x|), a grid symmetric around 0 that wastes half its codes when the values lean to one side. "
-                  "<i>Zero-point</i> stretches the grid from min to max instead: code = round(x · "
-                  "(2<sup>b</sup>−1)/(max−min) + zp), where the zero point zp is the code that 0 lands on (green "
-                  "line). Blue dots are the real weights, each joined to the red circle (and its integer code) it "
-                  "comes back as; grey ticks are the code grid and orange brackets the range it covers.");
+        return tr(
+            "<b>Two ways to turn numbers into small integers.</b> <i>Absmax</i> divides by the largest "
+            "|value| so that it lands on ±(2<sup>b−1</sup>−1): code = round(x · (2<sup>b−1</sup>−1) / "
+            "max|x|), a grid symmetric around 0 that wastes half its codes when the values lean to one side. "
+            "<i>Zero-point</i> stretches the grid from min to max instead: code = round(x · "
+            "(2<sup>b</sup>−1)/(max−min) + zp), where the zero point zp is the code that 0 lands on (green "
+            "line). Blue dots are the real weights, each joined to the red circle (and its integer code) it "
+            "comes back as; grey ticks are the code grid and orange brackets the range it covers.");
     case SuperBlockView:
-        return tr("<b>What a k-quant stores for 256 weights.</b> The block is cut into sub-blocks of 16 or 32 "
-                  "weights; each gets its own scale (and for Q2_K, Q4_K, Q5_K a minimum), but those are stored "
-                  "as small integer codes (4, 6 or 8 bits) times one fp16 number d (and dmin) for the whole "
-                  "block — quantization of the scales themselves. A weight comes back as d·sc·q − dmin·m "
-                  "(Q3_K, Q6_K: d·sc·(q − offset)). These are the exact bytes llama-quantize writes without an "
-                  "importance matrix; the red line is what llama.cpp reads back.");
+        return tr(
+            "<b>What a k-quant stores for 256 weights.</b> The block is cut into sub-blocks of 16 or 32 "
+            "weights; each gets its own scale (and for Q2_K, Q4_K, Q5_K a minimum), but those are stored "
+            "as small integer codes (4, 6 or 8 bits) times one fp16 number d (and dmin) for the whole "
+            "block — quantization of the scales themselves. A weight comes back as d·sc·q − dmin·m "
+            "(Q3_K, Q6_K: d·sc·(q − offset)). These are the exact bytes llama-quantize writes without an "
+            "importance matrix; the red line is what llama.cpp reads back.");
     case GptqView:
         return tr("<b>GPTQ fixes the rounding error as it goes.</b> Columns are quantized left to right; the "
                   "error of column j, divided by the j-th diagonal of the Cholesky factor U of H⁻¹, is "
                   "subtracted from the columns not yet quantized with weights from row j of U, so that the "
                   "layer's <i>output</i> stays close even though each weight moves (colours: how far each "
-                  "weight has been moved so far). %1 RTN rounds every weight on the same grid independently (grey "
+                  "weight has been moved so far). %1 RTN rounds every weight on the same grid independently "
+                  "(grey "
                   "bars).")
             .arg(m_calibPath.isEmpty()
-                     ? tr("H = 2/n·Σ x·xᵀ here comes from <b>synthetic</b> activations (correlated neighbouring "
+                     ? tr("H = 2/n·Σ x·xᵀ here comes from <b>synthetic</b> activations (correlated "
+                          "neighbouring "
                           "features), not from a calibration text.")
                      : tr("H = 2/n·Σ x·xᵀ here comes from the layer's real inputs while the model reads "
                           "<b>%1</b> (16 pieces of 128 tokens).")
                            .arg(QFileInfo(m_calibPath).fileName().toHtmlEscaped()));
     case Exl2View:
-        return tr("<b>EXL2 spends bits where they matter.</b> For every attention and MLP block the measurement "
-                  "tried each of exllamav2's candidate settings (mixes of 2–8 bit groups) and recorded bits against error "
-                  "(1 − accuracy of the block's output). The optimizer then picks one setting per block so "
-                  "that the whole model fits the target bits per weight with the least total error: sensitive "
-                  "blocks get more bits (red star: the chosen setting; blue: settings no other one beats).");
-    default: return {};
+        return tr(
+            "<b>EXL2 spends bits where they matter.</b> For every attention and MLP block the measurement "
+            "tried each of exllamav2's candidate settings (mixes of 2–8 bit groups) and recorded bits "
+            "against error "
+            "(1 − accuracy of the block's output). The optimizer then picks one setting per block so "
+            "that the whole model fits the target bits per weight with the least total error: sensitive "
+            "blocks get more bits (red star: the chosen setting; blue: settings no other one beats).");
+    default:
+        return {};
     }
 }
 
-QString TeachingView::info(View v) const { return m_infos[v]->text(); }
+QString TeachingView::info(View v) const {
+    return m_infos[v]->text();
+}
 
-QCustomPlot* TeachingView::plot(View v, int which) const { return m_plots[v][which]; }
+QCustomPlot* TeachingView::plot(View v, int which) const {
+    return m_plots[v][which];
+}
 
 QVector<double> TeachingView::plotted(View v, const QString& name, bool keys, int which) const {
     QVector<double> out;
@@ -1109,17 +1176,20 @@ QVector<double> TeachingView::plotted(View v, const QString& name, bool keys, in
         QCPAbstractPlottable* pl = p->plottable(i);
         if (pl->name() != name) continue;
         if (auto* g = qobject_cast<QCPGraph*>(pl)) {
-            for (auto it = g->data()->constBegin(); it != g->data()->constEnd(); ++it) out << (keys ? it->key : it->value);
+            for (auto it = g->data()->constBegin(); it != g->data()->constEnd(); ++it)
+                out << (keys ? it->key : it->value);
         } else if (auto* b = qobject_cast<QCPBars*>(pl)) {
-            for (auto it = b->data()->constBegin(); it != b->data()->constEnd(); ++it) out << (keys ? it->key : it->value);
+            for (auto it = b->data()->constBegin(); it != b->data()->constEnd(); ++it)
+                out << (keys ? it->key : it->value);
         } else if (auto* m = qobject_cast<QCPColorMap*>(pl)) {
             const int nx = m->data()->keySize(), ny = m->data()->valueSize();
             for (int y = ny - 1; y >= 0; --y)
-                for (int x = 0; x < nx; ++x) out << m->data()->cell(x, y);
+                for (int x = 0; x < nx; ++x)
+                    out << m->data()->cell(x, y);
         }
         break;
     }
     return out;
 }
 
-}  // namespace qz::ui
+} // namespace qz::ui

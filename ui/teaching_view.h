@@ -44,7 +44,7 @@ namespace qz::ui {
 
 class TeachingView : public QWidget {
     Q_OBJECT
-public:
+  public:
     enum View { NumberLineView = 0, SuperBlockView, GptqView, Exl2View, ViewCount };
 
     explicit TeachingView(QWidget* parent = nullptr);
@@ -63,7 +63,7 @@ public:
     void setSuperBlock(qz::DType type, int row, int block);
     // View 3
     void setGptqSlice(int row0, int col0, int rows, int cols, int bits);
-    void gptqStep(int delta);  // −1 / +1, clamped to 0..cols
+    void gptqStep(int delta); // −1 / +1, clamped to 0..cols
     void gptqSetStep(int step);
     int gptqStepIndex() const { return m_step; }
     void gptqPlay(bool on);
@@ -77,7 +77,8 @@ public:
     // Reads a measurement.json of the open model and runs the EXL2 export's optimizer for targetBpw on a
     // worker (seed and proposals per temperature as the export takes them); exl2Optimized() when shown.
     // False (error(Exl2View) says why) when the file cannot be used.
-    bool loadExl2Measurement(const QString& path, double targetBpw, quint64 seed = 0, int annealIterations = 1000);
+    bool loadExl2Measurement(const QString& path, double targetBpw, quint64 seed = 0,
+                             int annealIterations = 1000);
     bool isOptimizing() const { return m_optimizing > 0; }
 
     // What is on screen (null / empty when the view could not be computed; error() says why).
@@ -94,16 +95,16 @@ public:
     QTableWidget* superBlockTable() const { return m_kqTable; }
     QComboBox* viewCombo() const { return m_viewCombo; }
     QComboBox* exl2ModuleCombo() const { return m_exl2Module; }
-    QPushButton* gptqButton(const char* id) const;  // "prev", "next", "play", "reset"
+    QPushButton* gptqButton(const char* id) const; // "prev", "next", "play", "reset"
 
-signals:
-    void updated(int view);  // a view was recomputed and replotted
-    void exl2Optimized();    // a measurement's choice is on screen (loadExl2Measurement)
+  signals:
+    void updated(int view); // a view was recomputed and replotted
+    void exl2Optimized();   // a measurement's choice is on screen (loadExl2Measurement)
 
-protected:
+  protected:
     void showEvent(QShowEvent* e) override;
 
-private:
+  private:
     QWidget* buildNumberLinePage();
     QWidget* buildSuperBlockPage();
     QWidget* buildGptqPage();
@@ -142,13 +143,13 @@ private:
     QCPColorScale* m_gScale = nullptr;
     QComboBox* m_gHess;
     QLineEdit* m_gCalib;
-    QString m_calibPath;         // the Hessian's calibration text (empty: synthetic)
-    std::vector<float> m_H;      // the Hessian of the trace on screen
-    QString m_hKey;              // what m_H was computed for (tensor, columns, text)
+    QString m_calibPath;    // the Hessian's calibration text (empty: synthetic)
+    std::vector<float> m_H; // the Hessian of the trace on screen
+    QString m_hKey;         // what m_H was computed for (tensor, columns, text)
     std::shared_ptr<std::atomic<bool>> m_calibCancel;
     quint64 m_calibRequest = 0;
     int m_calibrating = 0;
-    bool m_gptqDirty = false;  // a calibration Hessian is wanted but the view was hidden
+    bool m_gptqDirty = false; // a calibration Hessian is wanted but the view was hidden
     void finishGptq(const std::vector<float>& w, int rows, int cols);
     QTimer* m_timer;
     QComboBox* m_exl2Module;
@@ -166,4 +167,4 @@ private:
     std::vector<qz::teach::Exl2Module> m_modules;
 };
 
-}  // namespace qz::ui
+} // namespace qz::ui

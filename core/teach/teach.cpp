@@ -17,14 +17,14 @@
 
 namespace qz::teach {
 
-Result<std::vector<float>> readTensorWindow(const Model& model, const TensorInfo& t, int64_t row0, int64_t rows,
-                                            int64_t col0, int64_t cols) {
+Result<std::vector<float>> readTensorWindow(const Model& model, const TensorInfo& t, int64_t row0,
+                                            int64_t rows, int64_t col0, int64_t cols) {
     const int64_t tRows = t.rows(), tCols = t.cols();
-    if (row0 < 0 || rows <= 0 || col0 < 0 || cols <= 0 || row0 > tRows || rows > tRows - row0 || col0 > tCols ||
-        cols > tCols - col0)
-        return makeError(t.name + ": window rows " + std::to_string(row0) + "+" + std::to_string(rows) + ", columns " +
-                         std::to_string(col0) + "+" + std::to_string(cols) + " is outside the tensor " +
-                         t.shapeString());
+    if (row0 < 0 || rows <= 0 || col0 < 0 || cols <= 0 || row0 > tRows || rows > tRows - row0 ||
+        col0 > tCols || cols > tCols - col0)
+        return makeError(t.name + ": window rows " + std::to_string(row0) + "+" + std::to_string(rows) +
+                         ", columns " + std::to_string(col0) + "+" + std::to_string(cols) +
+                         " is outside the tensor " + t.shapeString());
     if (static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) > (1u << 24))
         return makeError(t.name + ": window too large for a teaching view");
     const auto rowBytes = bytesFor(t.dtype, static_cast<uint64_t>(tCols));
@@ -35,7 +35,8 @@ Result<std::vector<float>> readTensorWindow(const Model& model, const TensorInfo
     std::vector<float> out(static_cast<size_t>(rows * cols));
     for (int64_t r = 0; r < rows; ++r) {
         const uint64_t off = static_cast<uint64_t>(row0 + r) * *rowBytes;
-        if (off > raw.size() || *rowBytes > raw.size() - off) return makeError(t.name + ": row beyond the tensor's bytes");
+        if (off > raw.size() || *rowBytes > raw.size() - off)
+            return makeError(t.name + ": row beyond the tensor's bytes");
         if (auto s = convertToF32(t.dtype, raw.data() + off, static_cast<uint64_t>(tCols), row.data()); !s)
             return makeError(t.name + ": " + s.error().message);
         std::copy_n(row.data() + col0, cols, out.data() + r * cols);
@@ -56,7 +57,7 @@ void finishLine(SchemeLine& s, const std::vector<float>& x) {
     s.mse = x.empty() ? 0 : sum / static_cast<double>(x.size());
     s.maxAbsError = mx;
 }
-}  // namespace
+} // namespace
 
 Result<NumberLine> numberLine(const float* x, int64_t n, int bits) {
     if (bits < 2 || bits > 8) return makeError("number line: bits must be 2..8");
@@ -94,7 +95,8 @@ Result<NumberLine> numberLine(const float* x, int64_t n, int bits) {
 // ---- 2 ----
 
 namespace {
-void scaleMinK4(int j, const uint8_t* q, int& sc, int& m) {  // core/ggml/README.md B.3: 6-bit scale/min packing
+void scaleMinK4(int j, const uint8_t* q, int& sc,
+                int& m) { // core/ggml/README.md B.3: 6-bit scale/min packing
     if (j < 4) {
         sc = q[j] & 63;
         m = q[j + 4] & 63;
@@ -103,7 +105,7 @@ void scaleMinK4(int j, const uint8_t* q, int& sc, int& m) {  // core/ggml/README
         m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
 }
-}  // namespace
+} // namespace
 
 Result<SuperBlock> decodeSuperBlock(DType type, const uint8_t* block) {
     SuperBlock b;
@@ -130,9 +132,10 @@ Result<SuperBlock> decodeSuperBlock(DType type, const uint8_t* block) {
     case DType::Q3_K: {
         BlockQ3_K x;
         std::memcpy(&x, block, sizeof x);
-        b.subBlocks = 16, b.subSize = 16, b.scaleBits = 6, b.codeBits = 3, b.hasMins = false, b.codeOffset = 4;
+        b.subBlocks = 16, b.subSize = 16, b.scaleBits = 6, b.codeBits = 3, b.hasMins = false,
+        b.codeOffset = 4;
         b.d = fp16ToFp32(x.d);
-        for (int j = 0; j < 16; ++j) {  // low 4 bits in scales[0..7] (two per byte), high 2 in scales[8..11]
+        for (int j = 0; j < 16; ++j) { // low 4 bits in scales[0..7] (two per byte), high 2 in scales[8..11]
             const int lo = j < 8 ? (x.scales[j] & 0xF) : (x.scales[j - 8] >> 4);
             const int hi = (x.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
             b.scaleCodes.push_back((lo | (hi << 4)) - 32);
@@ -180,9 +183,11 @@ Result<SuperBlock> decodeSuperBlock(DType type, const uint8_t* block) {
     case DType::Q6_K: {
         BlockQ6_K x;
         std::memcpy(&x, block, sizeof x);
-        b.subBlocks = 16, b.subSize = 16, b.scaleBits = 8, b.codeBits = 6, b.hasMins = false, b.codeOffset = 32;
+        b.subBlocks = 16, b.subSize = 16, b.scaleBits = 8, b.codeBits = 6, b.hasMins = false,
+        b.codeOffset = 32;
         b.d = fp16ToFp32(x.d);
-        for (int j = 0; j < 16; ++j) b.scaleCodes.push_back(x.scales[j]);
+        for (int j = 0; j < 16; ++j)
+            b.scaleCodes.push_back(x.scales[j]);
         // element e = 128·half + 32·k + p: low nibble of ql[64·half + p (+32 for k odd)] (high nibble for
         // k ≥ 2), top two bits at 2k of qh[32·half + p]
         for (int e = 0; e < QK_K; ++e) {
@@ -194,7 +199,8 @@ Result<SuperBlock> decodeSuperBlock(DType type, const uint8_t* block) {
         break;
     }
     default:
-        return makeError("super-block view: " + std::string(dtypeName(type)) + " is not Q2_K, Q3_K, Q4_K, Q5_K or Q6_K");
+        return makeError("super-block view: " + std::string(dtypeName(type)) +
+                         " is not Q2_K, Q3_K, Q4_K, Q5_K or Q6_K");
     }
     const size_t size = traits(type).typeSize;
     b.bytes.assign(block, block + size);
@@ -209,20 +215,32 @@ Result<SuperBlock> decodeSuperBlock(DType type, const uint8_t* block) {
         b.fromFields[e] = b.hasMins ? v - b.subMin[s] : v;
     }
     b.dequantized.resize(QK_K);
-    if (!ggml::dequantize(type, block, b.dequantized.data(), QK_K)) return makeError("super-block view: no dequantizer");
+    if (!ggml::dequantize(type, block, b.dequantized.data(), QK_K))
+        return makeError("super-block view: no dequantizer");
     return b;
 }
 
 Result<SuperBlock> openSuperBlock(DType type, const float* x) {
     std::vector<uint8_t> block(traits(type).typeSize > 0 ? traits(type).typeSize : 1);
     switch (type) {
-    case DType::Q2_K: ggml::quantizeRowsQ2_K(x, block.data(), 1, ggml::QK_K, nullptr); break;
-    case DType::Q3_K: ggml::quantizeRowsQ3_K(x, block.data(), 1, ggml::QK_K, nullptr); break;
-    case DType::Q4_K: ggml::quantizeRowsQ4_K(x, block.data(), 1, ggml::QK_K, nullptr); break;
-    case DType::Q5_K: ggml::quantizeRowsQ5_K(x, block.data(), 1, ggml::QK_K, nullptr); break;
-    case DType::Q6_K: ggml::quantizeRowsQ6_K(x, block.data(), 1, ggml::QK_K, nullptr); break;
+    case DType::Q2_K:
+        ggml::quantizeRowsQ2_K(x, block.data(), 1, ggml::QK_K, nullptr);
+        break;
+    case DType::Q3_K:
+        ggml::quantizeRowsQ3_K(x, block.data(), 1, ggml::QK_K, nullptr);
+        break;
+    case DType::Q4_K:
+        ggml::quantizeRowsQ4_K(x, block.data(), 1, ggml::QK_K, nullptr);
+        break;
+    case DType::Q5_K:
+        ggml::quantizeRowsQ5_K(x, block.data(), 1, ggml::QK_K, nullptr);
+        break;
+    case DType::Q6_K:
+        ggml::quantizeRowsQ6_K(x, block.data(), 1, ggml::QK_K, nullptr);
+        break;
     default:
-        return makeError("super-block view: " + std::string(dtypeName(type)) + " is not Q2_K, Q3_K, Q4_K, Q5_K or Q6_K");
+        return makeError("super-block view: " + std::string(dtypeName(type)) +
+                         " is not Q2_K, Q3_K, Q4_K, Q5_K or Q6_K");
     }
     auto b = decodeSuperBlock(type, block.data());
     if (!b) return b;
@@ -243,7 +261,7 @@ Result<SuperBlock> openSuperBlock(DType type, const float* x) {
 std::vector<float> syntheticHessian(int cols, int samples, uint64_t seed) {
     std::vector<double> H(static_cast<size_t>(cols) * cols, 0.0);
     uint64_t s = seed;
-    auto next = [&s] {  // splitmix64
+    auto next = [&s] { // splitmix64
         uint64_t z = (s += 0x9E3779B97F4A7C15ull);
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -254,20 +272,23 @@ std::vector<float> syntheticHessian(int cols, int samples, uint64_t seed) {
     for (int n = 0; n < samples; ++n) {
         double prev = 0;
         for (int k = 0; k < cols; ++k) {
-            const double g = std::sqrt(-2.0 * std::log(uniform())) * std::cos(2.0 * M_PI * uniform());  // Box-Muller
+            const double g =
+                std::sqrt(-2.0 * std::log(uniform())) * std::cos(2.0 * M_PI * uniform()); // Box-Muller
             prev = 0.8 * prev + g;
             xs[k] = prev * (k % 5 == 0 ? 3.0 : 1.0);
         }
         for (int i = 0; i < cols; ++i)
-            for (int j = 0; j < cols; ++j) H[static_cast<size_t>(i) * cols + j] += xs[i] * xs[j];
+            for (int j = 0; j < cols; ++j)
+                H[static_cast<size_t>(i) * cols + j] += xs[i] * xs[j];
     }
     std::vector<float> out(H.size());
-    for (size_t i = 0; i < H.size(); ++i) out[i] = static_cast<float>(2.0 * H[i] / std::max(1, samples));
+    for (size_t i = 0; i < H.size(); ++i)
+        out[i] = static_cast<float>(2.0 * H[i] / std::max(1, samples));
     return out;
 }
 
-Result<std::vector<float>> calibrationHessian(const Model& model, const std::string& weightName, int64_t col0, int cols,
-                                              const std::string& textPath, int samples, int seqLen,
+Result<std::vector<float>> calibrationHessian(const Model& model, const std::string& weightName, int64_t col0,
+                                              int cols, const std::string& textPath, int samples, int seqLen,
                                               ProgressFn progress) {
     const TensorInfo* t = model.find(weightName);
     if (!t) return makeError(weightName + ": no such tensor");
@@ -287,7 +308,8 @@ Result<std::vector<float>> calibrationHessian(const Model& model, const std::str
     eo.nCtx = seqLen;
     auto eng = Engine::load(model, eo);
     if (!eng) return eng.error();
-    if (!(*eng)->hasWeight(weightName)) return makeError(weightName + ": the engine does not use this tensor");
+    if (!(*eng)->hasWeight(weightName))
+        return makeError(weightName + ": the engine does not use this tensor");
     (*eng)->setLayerLimit(layer + 1);
     std::vector<double> H(static_cast<size_t>(cols) * cols, 0.0);
     int64_t count = 0;
@@ -302,7 +324,8 @@ Result<std::vector<float>> calibrationHessian(const Model& model, const std::str
         for (int64_t k = 0; k < nTok; ++k) {
             const float* v = x + k * nIn + col0;
             for (int i = 0; i < cols; ++i)
-                for (int j = 0; j < cols; ++j) H[static_cast<size_t>(i) * cols + j] += double(v[i]) * double(v[j]);
+                for (int j = 0; j < cols; ++j)
+                    H[static_cast<size_t>(i) * cols + j] += double(v[i]) * double(v[j]);
         }
         count += nTok;
     });
@@ -314,9 +337,11 @@ Result<std::vector<float>> calibrationHessian(const Model& model, const std::str
         if (auto s = (*eng)->eval((*windows)[w], 0, nullptr); !s) return s.error();
         if (!problem.empty()) return makeError(problem);
     }
-    if (count == 0) return makeError(weightName + ": the engine never used this weight on the calibration text");
+    if (count == 0)
+        return makeError(weightName + ": the engine never used this weight on the calibration text");
     std::vector<float> out(H.size());
-    for (size_t i = 0; i < H.size(); ++i) out[i] = static_cast<float>(2.0 * H[i] / static_cast<double>(count));
+    for (size_t i = 0; i < H.size(); ++i)
+        out[i] = static_cast<float>(2.0 * H[i] / static_cast<double>(count));
     return out;
 }
 
@@ -328,8 +353,10 @@ Result<GptqTrace> traceGptq(const float* W, int rows, int cols, const std::vecto
     c.sym = true;
     c.dampPercent = dampPercent;
     if (auto s = gptq::validateConfig(c); !s) return s.error();
-    if (rows <= 0 || cols <= 0 || rows > 256 || cols > 256) return makeError("GPTQ steps: 1..256 rows and columns");
-    if (H.size() != static_cast<size_t>(cols) * cols) return makeError("GPTQ steps: the Hessian does not match the slice");
+    if (rows <= 0 || cols <= 0 || rows > 256 || cols > 256)
+        return makeError("GPTQ steps: 1..256 rows and columns");
+    if (H.size() != static_cast<size_t>(cols) * cols)
+        return makeError("GPTQ steps: the Hessian does not match the slice");
     GptqTrace t;
     t.rows = rows, t.cols = cols, t.bits = bits;
     t.original.assign(W, W + static_cast<size_t>(rows) * cols);
@@ -338,12 +365,14 @@ Result<GptqTrace> traceGptq(const float* W, int rows, int cols, const std::vecto
     t.hinv = std::move(*U);
     const int maxq = c.maxq();
     t.scale.resize(rows), t.zero.resize(rows);
-    for (int r = 0; r < rows; ++r) gptq::findParams(W + static_cast<size_t>(r) * cols, cols, 1, c, t.scale[r], t.zero[r]);
+    for (int r = 0; r < rows; ++r)
+        gptq::findParams(W + static_cast<size_t>(r) * cols, cols, 1, c, t.scale[r], t.zero[r]);
     // Dead input features (H_jj = 0) are zeroed, as quantizeLayerGptq does.
     std::vector<float> w = t.original;
     for (int j = 0; j < cols; ++j)
         if (H[static_cast<size_t>(j) * cols + j] == 0)
-            for (int r = 0; r < rows; ++r) w[static_cast<size_t>(r) * cols + j] = 0;
+            for (int r = 0; r < rows; ++r)
+                w[static_cast<size_t>(r) * cols + j] = 0;
     t.codes.assign(static_cast<size_t>(rows) * cols, 0);
     t.dequantized.assign(t.codes.size(), 0);
     t.colError.assign(t.codes.size(), 0);
@@ -378,7 +407,8 @@ Result<GptqTrace> traceGptq(const float* W, int rows, int cols, const std::vecto
     for (int r = 0; r < rows; ++r)
         for (int k = 0; k < cols; ++k) {
             const size_t i = static_cast<size_t>(r) * cols + k;
-            t.rtnDequantized[i] = rtn.scales[r] * (static_cast<float>(rtn.codes[i]) - static_cast<float>(rtn.zeros[r]));
+            t.rtnDequantized[i] =
+                rtn.scales[r] * (static_cast<float>(rtn.codes[i]) - static_cast<float>(rtn.zeros[r]));
         }
     t.gptqOutputError = gptq::relativeOutputError(W, t.dequantized, rows, cols, H, 1);
     t.rtnOutputError = gptq::relativeOutputError(W, t.rtnDequantized, rows, cols, H, 1);
@@ -388,10 +418,12 @@ Result<GptqTrace> traceGptq(const float* W, int rows, int cols, const std::vecto
 // ---- 4 ----
 
 Result<std::vector<Exl2Module>> exl2Allocation(const std::vector<exl2::ModuleMeasurement>& measurement,
-                                               const std::vector<int>& strategy, const std::vector<int64_t>& numel) {
+                                               const std::vector<int>& strategy,
+                                               const std::vector<int64_t>& numel) {
     if (strategy.size() != measurement.size() || numel.size() != measurement.size())
         return makeError("EXL2 allocation: " + std::to_string(measurement.size()) + " modules measured, " +
-                         std::to_string(strategy.size()) + " choices, " + std::to_string(numel.size()) + " sizes");
+                         std::to_string(strategy.size()) + " choices, " + std::to_string(numel.size()) +
+                         " sizes");
     std::vector<Exl2Module> out;
     out.reserve(measurement.size());
     for (size_t m = 0; m < measurement.size(); ++m) {
@@ -433,12 +465,13 @@ Result<std::vector<Exl2Module>> exl2Allocation(const std::vector<exl2::ModuleMea
 }
 
 Result<exl2::ExportResult> optimizeMeasurement(std::vector<exl2::ModuleMeasurement> measurement,
-                                               const std::vector<int64_t>& numel, double targetBpw, uint64_t seed,
-                                               int annealIterations, ProgressFn progress) {
+                                               const std::vector<int64_t>& numel, double targetBpw,
+                                               uint64_t seed, int annealIterations, ProgressFn progress) {
     if (numel.size() != measurement.size())
         return makeError("EXL2: " + std::to_string(measurement.size()) + " modules measured, " +
                          std::to_string(numel.size()) + " sizes");
-    if (!(targetBpw > 0 && targetBpw <= 32)) return makeError("EXL2: target bits per weight must be in (0, 32]");
+    if (!(targetBpw > 0 && targetBpw <= 32))
+        return makeError("EXL2: target bits per weight must be in (0, 32]");
     if (annealIterations < 1) return makeError("EXL2: at least one proposal per temperature");
     int64_t total = 0;
     for (int64_t n : numel) {
@@ -448,7 +481,8 @@ Result<exl2::ExportResult> optimizeMeasurement(std::vector<exl2::ModuleMeasureme
     std::vector<std::vector<exl2::OptOption>> slots;
     for (const auto& mm : measurement) {
         slots.emplace_back();
-        for (const auto& o : mm.options) slots.back().push_back({o.totalBits, 1.0 - o.accuracy});
+        for (const auto& o : mm.options)
+            slots.back().push_back({o.totalBits, 1.0 - o.accuracy});
     }
     exl2::OptimizeParams op;
     op.budget = static_cast<int64_t>(static_cast<double>(total) * targetBpw);
@@ -469,4 +503,4 @@ Result<exl2::ExportResult> optimizeMeasurement(std::vector<exl2::ModuleMeasureme
     return r;
 }
 
-}  // namespace qz::teach
+} // namespace qz::teach

@@ -33,20 +33,21 @@ namespace qz::teach {
 // A window of a tensor as F32: rows [row0, row0 + rows) × columns [col0, col0 + cols) of the stored
 // [rows × cols] view (the last dimension is the row). Reads only those rows (block types: whole rows,
 // decoded with the dequantizer). Fails, naming the tensor, when the window is outside the tensor.
-Result<std::vector<float>> readTensorWindow(const Model& model, const TensorInfo& t, int64_t row0, int64_t rows,
-                                            int64_t col0, int64_t cols);
+Result<std::vector<float>> readTensorWindow(const Model& model, const TensorInfo& t, int64_t row0,
+                                            int64_t rows, int64_t col0, int64_t cols);
 
 // ---- 1. absmax vs zero-point on a number line ----
 
 struct SchemeLine {
-    std::string name;            // "absmax" | "zero-point"
-    float scale = 1;             // codes = round(scale·x [+ zero])
-    int32_t zero = 0;            // the zero point (0 for absmax)
-    int32_t codeMin = 0, codeMax = 0;  // the code range: absmax ±(2^(b−1) − 1), zero-point −2^(b−1) .. 2^(b−1) − 1
-    float rangeLo = 0, rangeHi = 0;    // the values of codeMin and codeMax: (code − zero) / scale
-    std::vector<int32_t> codes;        // per value
-    std::vector<float> dequantized;    // (code − zero) / scale
-    int clipped = 0;                   // values whose rounded code fell outside the code range
+    std::string name; // "absmax" | "zero-point"
+    float scale = 1;  // codes = round(scale·x [+ zero])
+    int32_t zero = 0; // the zero point (0 for absmax)
+    int32_t codeMin = 0,
+            codeMax = 0; // the code range: absmax ±(2^(b−1) − 1), zero-point −2^(b−1) .. 2^(b−1) − 1
+    float rangeLo = 0, rangeHi = 0; // the values of codeMin and codeMax: (code − zero) / scale
+    std::vector<int32_t> codes;     // per value
+    std::vector<float> dequantized; // (code − zero) / scale
+    int clipped = 0;                // values whose rounded code fell outside the code range
     double mse = 0;
     double maxAbsError = 0;
 };
@@ -64,20 +65,20 @@ Result<NumberLine> numberLine(const float* x, int64_t n, int bits);
 
 struct SuperBlock {
     DType type = DType::Q4_K;
-    int subBlocks = 8, subSize = 32;  // 8 × 32 (Q4_K, Q5_K) or 16 × 16 (Q2_K, Q3_K, Q6_K)
-    int scaleBits = 6, codeBits = 4;  // bits of a sub-block scale code / of a weight's code
-    bool hasMins = true;              // Q2_K, Q4_K, Q5_K: y = d·sc·q − dmin·m; Q3_K, Q6_K: y = d·sc·(q − offset)
-    int codeOffset = 0;               // 4 for Q3_K, 32 for Q6_K, else 0
-    float d = 0, dmin = 0;            // the super-block scales (stored as fp16)
-    std::vector<int> scaleCodes;      // per sub-block, the integer multiplier of d (Q3_K: −32..31, Q6_K: int8)
-    std::vector<int> minCodes;        // per sub-block, the integer multiplier of dmin (empty without mins)
-    std::vector<float> subScale;      // d·scaleCode
-    std::vector<float> subMin;        // dmin·minCode (0 without mins)
-    std::vector<int> codes;           // 256 stored codes, 0 .. 2^codeBits − 1
-    std::vector<float> weights;       // the 256 inputs
-    std::vector<float> fromFields;    // subScale·(code − codeOffset) − subMin, computed here from the fields
-    std::vector<float> dequantized;   // the engine's dequantizer on the block's bytes
-    std::vector<uint8_t> bytes;       // the block as the file holds it
+    int subBlocks = 8, subSize = 32; // 8 × 32 (Q4_K, Q5_K) or 16 × 16 (Q2_K, Q3_K, Q6_K)
+    int scaleBits = 6, codeBits = 4; // bits of a sub-block scale code / of a weight's code
+    bool hasMins = true; // Q2_K, Q4_K, Q5_K: y = d·sc·q − dmin·m; Q3_K, Q6_K: y = d·sc·(q − offset)
+    int codeOffset = 0;  // 4 for Q3_K, 32 for Q6_K, else 0
+    float d = 0, dmin = 0;         // the super-block scales (stored as fp16)
+    std::vector<int> scaleCodes;   // per sub-block, the integer multiplier of d (Q3_K: −32..31, Q6_K: int8)
+    std::vector<int> minCodes;     // per sub-block, the integer multiplier of dmin (empty without mins)
+    std::vector<float> subScale;   // d·scaleCode
+    std::vector<float> subMin;     // dmin·minCode (0 without mins)
+    std::vector<int> codes;        // 256 stored codes, 0 .. 2^codeBits − 1
+    std::vector<float> weights;    // the 256 inputs
+    std::vector<float> fromFields; // subScale·(code − codeOffset) − subMin, computed here from the fields
+    std::vector<float> dequantized; // the engine's dequantizer on the block's bytes
+    std::vector<uint8_t> bytes;     // the block as the file holds it
     double mse = 0, maxAbsError = 0;
 };
 
@@ -95,18 +96,18 @@ std::vector<float> syntheticHessian(int cols, int samples, uint64_t seed);
 
 struct GptqTrace {
     int rows = 0, cols = 0, bits = 4;
-    std::vector<float> original;   // [rows][cols]
-    std::vector<float> hinv;       // [cols][cols] upper Cholesky factor of the damped H⁻¹ (what GPTQ uses)
+    std::vector<float> original; // [rows][cols]
+    std::vector<float> hinv;     // [cols][cols] upper Cholesky factor of the damped H⁻¹ (what GPTQ uses)
     double damp = 0;
-    std::vector<float> scale, zero;  // per row (one group per row, symmetric grid from the original row)
+    std::vector<float> scale, zero; // per row (one group per row, symmetric grid from the original row)
     // working[t] = the weights after columns 0..t−1 were quantized and their errors spread: [rows][cols].
     // working[0] = original; column j is quantized from working[j].
     std::vector<std::vector<float>> working;
-    std::vector<uint8_t> codes;      // [rows][cols]
-    std::vector<float> dequantized;  // scale·(code − zero), [rows][cols]
-    std::vector<float> colError;     // [rows][cols]: w − q of column j at its step (w from working[j])
-    std::vector<float> rtnDequantized;  // RTN on the same grid, [rows][cols]
-    double gptqOutputError = 0, rtnOutputError = 0;  // tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) on the same H
+    std::vector<uint8_t> codes;        // [rows][cols]
+    std::vector<float> dequantized;    // scale·(code − zero), [rows][cols]
+    std::vector<float> colError;       // [rows][cols]: w − q of column j at its step (w from working[j])
+    std::vector<float> rtnDequantized; // RTN on the same grid, [rows][cols]
+    double gptqOutputError = 0, rtnOutputError = 0; // tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) on the same H
 };
 
 // The Hessian 2/n·Σ x·xᵀ of a linear layer's calibration inputs, restricted to its input features
@@ -116,8 +117,8 @@ struct GptqTrace {
 // weights as F32 while it runs (as the GPTQ export's calibration does). Fails, naming the tensor, for a
 // tensor that is not a decoder block's linear weight or whose stored rows are not its output features
 // (GPT-2's Conv1D weights are stored [in × out]). Cancellable through progress.
-Result<std::vector<float>> calibrationHessian(const Model& model, const std::string& weightName, int64_t col0, int cols,
-                                              const std::string& textPath, int samples, int seqLen,
+Result<std::vector<float>> calibrationHessian(const Model& model, const std::string& weightName, int64_t col0,
+                                              int cols, const std::string& textPath, int samples, int seqLen,
                                               ProgressFn progress = {});
 
 // rows × cols weights (row-major) and the [cols × cols] Hessian; bits 2, 3, 4 or 8; symmetric grid, one
@@ -128,31 +129,33 @@ Result<GptqTrace> traceGptq(const float* W, int rows, int cols, const std::vecto
 // ---- 4. EXL2's bit allocation ----
 
 struct Exl2Candidate {
-    double bpw = 0;       // total_bits / numel of the module's linears
-    double error = 0;     // 1 − accuracy
+    double bpw = 0;   // total_bits / numel of the module's linears
+    double error = 0; // 1 − accuracy
     int64_t totalBits = 0;
-    bool pareto = false;  // no other option has fewer or equal bits and a lower error
-    std::string setting;  // the linears' settings, "q_proj 4b_32g…, …"
+    bool pareto = false; // no other option has fewer or equal bits and a lower error
+    std::string setting; // the linears' settings, "q_proj 4b_32g…, …"
 };
 
 struct Exl2Module {
-    std::string key;      // model.layers.N.self_attn | .mlp
+    std::string key; // model.layers.N.self_attn | .mlp
     int64_t numel = 0;
     std::vector<Exl2Candidate> options;
-    int chosen = -1;      // the optimizer's choice (index into options)
+    int chosen = -1; // the optimizer's choice (index into options)
 };
 
 // measurement: per module its options; strategy: the chosen option per module; numel: the module's
 // weight count (exl2::ModuleRef::numel). Sizes must agree, indices be in range.
 Result<std::vector<Exl2Module>> exl2Allocation(const std::vector<exl2::ModuleMeasurement>& measurement,
-                                               const std::vector<int>& strategy, const std::vector<int64_t>& numel);
+                                               const std::vector<int>& strategy,
+                                               const std::vector<int64_t>& numel);
 
 // The choice for a measurement read back from measurement.json: exactly the EXL2 export's optimization step
 // (exl2/exl2_export.h step 2: budget = int(Σ numel · targetBpw), exl2::optimizeStrategy with the seed and the
 // proposals per temperature). Returns an ExportResult with measurement, strategy, targetBpw, achievedBpw and
 // errorNorm filled (nothing else). numel: per module, as for exl2Allocation. Cancellable through progress.
 Result<exl2::ExportResult> optimizeMeasurement(std::vector<exl2::ModuleMeasurement> measurement,
-                                               const std::vector<int64_t>& numel, double targetBpw, uint64_t seed,
-                                               int annealIterations = 1000, ProgressFn progress = {});
+                                               const std::vector<int64_t>& numel, double targetBpw,
+                                               uint64_t seed, int annealIterations = 1000,
+                                               ProgressFn progress = {});
 
-}  // namespace qz::teach
+} // namespace qz::teach

@@ -18,7 +18,7 @@ using namespace qz;
 
 class TestTeach : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void numberLineByHand();
     void numberLineTwoBits();
     void numberLineRejects();
@@ -144,7 +144,7 @@ void TestTeach::q6kHandPacked() {
     QCOMPARE(r->codes[50], 19);
     QCOMPARE(r->fromFields[50], 13.f);
     QCOMPARE(r->fromFields[49], 32.f);
-    QCOMPARE(r->fromFields[47], 0.f);  // sub-block 2: scale 0
+    QCOMPARE(r->fromFields[47], 0.f); // sub-block 2: scale 0
     QCOMPARE(r->fromFields, r->dequantized);
 }
 
@@ -169,15 +169,17 @@ void TestTeach::realBlocksDecodeToTheDequantizer() {
     std::normal_distribution<float> nd(0.f, 0.02f);
     std::vector<float> x(256);
     for (int seed = 0; seed < 4; ++seed) {
-        for (auto& v : x) v = nd(rng);
-        x[17 * seed + 3] = 0.15f;  // an outlier
+        for (auto& v : x)
+            v = nd(rng);
+        x[17 * seed + 3] = 0.15f; // an outlier
         auto r = teach::openSuperBlock(DType(type), x.data());
         QVERIFY2(r, r ? "" : r.error().message.c_str());
         QCOMPARE(r->subBlocks, subBlocks);
         QCOMPARE(r->codeBits, codeBits);
         QCOMPARE(int(r->bytes.size()), int(traits(DType(type)).typeSize));
         QCOMPARE(r->fromFields, r->dequantized);
-        for (int c : r->codes) QVERIFY(c >= 0 && c < (1 << codeBits));
+        for (int c : r->codes)
+            QVERIFY(c >= 0 && c < (1 << codeBits));
         QCOMPARE(r->weights, x);
         QVERIFY(r->maxAbsError > 0 && r->maxAbsError < 0.1);
         // the round trip: decoding the block's own bytes gives the same fields
@@ -215,10 +217,10 @@ void TestTeach::gptqByHand() {
     QCOMPARE(int(t->working.size()), 4);
     QCOMPARE(t->working[0][1], -0.218f);
     QVERIFY(std::fabs(t->working[1][1] + 0.2229505f) < 1e-6f);
-    QCOMPARE(t->working[1][2], 0.3f);  // no correlation with column 2: nothing spread there
+    QCOMPARE(t->working[1][2], 0.3f); // no correlation with column 2: nothing spread there
     QCOMPARE(t->codes, (std::vector<uint8_t>{11, 2, 15}));
     QVERIFY(std::fabs(t->colError[0] + 0.01f) < 1e-6f);
-    QVERIFY(std::fabs(t->rtnDequantized[1] + 0.2f) < 1e-6f);  // RTN code 3: 0.04·(3 − 8)
+    QVERIFY(std::fabs(t->rtnDequantized[1] + 0.2f) < 1e-6f); // RTN code 3: 0.04·(3 − 8)
     QVERIFY(std::fabs(t->dequantized[1] + 0.24f) < 1e-6f);
 }
 
@@ -229,7 +231,8 @@ void TestTeach::gptqEqualsTheQuantizer() {
     std::normal_distribution<float> nd(0.f, 0.05f);
     const int rows = 16, cols = 32;
     std::vector<float> W(rows * cols);
-    for (auto& v : W) v = nd(rng);
+    for (auto& v : W)
+        v = nd(rng);
     const std::vector<float> H = teach::syntheticHessian(cols, 128, 5);
     for (int bits : {2, 3, 4, 8}) {
         auto t = teach::traceGptq(W.data(), rows, cols, H, bits, 0.01);
@@ -246,8 +249,10 @@ void TestTeach::gptqEqualsTheQuantizer() {
         QCOMPARE(t->scale, g->scales);
         QCOMPARE(t->damp, g->dampUsed);
         // GPTQ's point: the output error on this Hessian is below RTN's
-        QVERIFY2(t->gptqOutputError < t->rtnOutputError,
-                 qPrintable(QStringLiteral("%1 bits: GPTQ %2, RTN %3").arg(bits).arg(t->gptqOutputError).arg(t->rtnOutputError)));
+        QVERIFY2(t->gptqOutputError < t->rtnOutputError, qPrintable(QStringLiteral("%1 bits: GPTQ %2, RTN %3")
+                                                                        .arg(bits)
+                                                                        .arg(t->gptqOutputError)
+                                                                        .arg(t->rtnOutputError)));
         // and the codes differ from RTN's somewhere: the feedback did something
         if (bits <= 4) QVERIFY(t->dequantized != t->rtnDequantized);
     }
@@ -257,18 +262,21 @@ void TestTeach::gptqEqualsTheQuantizer() {
 void TestTeach::gptqDiagonalHessianIsRtn() {
     const float W[8] = {0.1f, -0.4f, 0.25f, 0.33f, -0.07f, 0.5f, -0.5f, 0.01f};
     std::vector<float> H(16, 0.f);
-    for (int i = 0; i < 4; ++i) H[i * 4 + i] = float(i + 1);
+    for (int i = 0; i < 4; ++i)
+        H[i * 4 + i] = float(i + 1);
     auto t = teach::traceGptq(W, 2, 4, H, 3, 0.01);
     QVERIFY(t);
     QCOMPARE(t->dequantized, t->rtnDequantized);
     for (int s = 1; s <= 4; ++s)
-        for (int k = s; k < 4; ++k) QCOMPARE(t->working[s][k], W[k]);
-    QVERIFY(!teach::traceGptq(W, 2, 4, H, 5, 0.01));                       // bits
-    QVERIFY(!teach::traceGptq(W, 2, 4, std::vector<float>(9, 1.f), 4, 0.01));  // Hessian size
+        for (int k = s; k < 4; ++k)
+            QCOMPARE(t->working[s][k], W[k]);
+    QVERIFY(!teach::traceGptq(W, 2, 4, H, 5, 0.01));                          // bits
+    QVERIFY(!teach::traceGptq(W, 2, 4, std::vector<float>(9, 1.f), 4, 0.01)); // Hessian size
 }
 
 // One module of 1000 weights with three options: 4000 bits / accuracy 0.99, 3000 / 0.98, 5000 / 0.985.
-// bpw 4, 3, 5; errors 0.01, 0.02, 0.015; the third costs more than the first for a larger error: off the front.
+// bpw 4, 3, 5; errors 0.01, 0.02, 0.015; the third costs more than the first for a larger error: off the
+// front.
 void TestTeach::exl2Table() {
     exl2::ModuleMeasurement m;
     m.key = "model.layers.0.self_attn";
@@ -285,9 +293,9 @@ void TestTeach::exl2Table() {
     QCOMPARE(mod.options[0].pareto, true);
     QCOMPARE(mod.options[1].pareto, true);
     QCOMPARE(mod.options[2].pareto, false);
-    QVERIFY(!teach::exl2Allocation({m}, {3}, {1000}));   // choice out of range
-    QVERIFY(!teach::exl2Allocation({m}, {0}, {}));       // sizes disagree
-    QVERIFY(!teach::exl2Allocation({m}, {0}, {0}));      // no weights
+    QVERIFY(!teach::exl2Allocation({m}, {3}, {1000})); // choice out of range
+    QVERIFY(!teach::exl2Allocation({m}, {0}, {}));     // sizes disagree
+    QVERIFY(!teach::exl2Allocation({m}, {0}, {0}));    // no weights
 }
 
 // Two modules of 1000 weights, each at 2 or 4 bpw: A errors 0.1 / 0.01, B errors 0.05 / 0.001. A target of
@@ -313,8 +321,8 @@ void TestTeach::exl2OptimizeByHand() {
     auto none = teach::optimizeMeasurement({a, b}, {1000, 1000}, 2.5, 1, 5);
     QVERIFY(none);
     QCOMPARE(none->strategy, (std::vector<int>{0, 0}));
-    QVERIFY(!teach::optimizeMeasurement({a, b}, {1000, 1000}, 1.5, 1, 5));  // below the cheapest
-    QVERIFY(!teach::optimizeMeasurement({a, b}, {1000}, 3.0, 1, 5));        // sizes disagree
+    QVERIFY(!teach::optimizeMeasurement({a, b}, {1000, 1000}, 1.5, 1, 5)); // below the cheapest
+    QVERIFY(!teach::optimizeMeasurement({a, b}, {1000}, 3.0, 1, 5));       // sizes disagree
     auto alloc = teach::exl2Allocation(r->measurement, r->strategy, {1000, 1000});
     QVERIFY(alloc);
     QCOMPARE((*alloc)[0].options[(*alloc)[0].chosen].bpw, 4.0);
@@ -337,7 +345,8 @@ void TestTeach::windowChecks() {
     auto w = teach::readTensorWindow(**model, *t, 3, 4, 5, 10);
     QVERIFY2(w, w ? "" : w.error().message.c_str());
     for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 10; ++c) QCOMPARE((*w)[r * 10 + c], (*all)[(3 + r) * t->cols() + 5 + c]);
+        for (int c = 0; c < 10; ++c)
+            QCOMPARE((*w)[r * 10 + c], (*all)[(3 + r) * t->cols() + 5 + c]);
     QVERIFY(!teach::readTensorWindow(**model, *t, t->rows() - 1, 2, 0, 1));
     QVERIFY(!teach::readTensorWindow(**model, *t, 0, 1, t->cols() - 3, 4));
     QVERIFY(!teach::readTensorWindow(**model, *t, -1, 1, 0, 1));
@@ -353,7 +362,8 @@ void TestTeach::calibrationHessianOfLayer0() {
     QVERIFY(model);
     const std::string text = QZ_RESOURCES_DIR "/texts/shakespeare-valid.txt";
     const int col0 = 8, cols = 16;
-    auto H = teach::calibrationHessian(**model, "model.layers.0.self_attn.q_proj.weight", col0, cols, text, 4, 32);
+    auto H =
+        teach::calibrationHessian(**model, "model.layers.0.self_attn.q_proj.weight", col0, cols, text, 4, 32);
     QVERIFY2(H, H ? "" : H.error().message.c_str());
     QCOMPARE(int(H->size()), cols * cols);
 
@@ -371,22 +381,27 @@ void TestTeach::calibrationHessianOfLayer0() {
         for (int32_t tok : w) {
             const float* e = emb->data() + size_t(tok) * dim;
             double ss = 0;
-            for (int i = 0; i < dim; ++i) ss += double(e[i]) * e[i];
+            for (int i = 0; i < dim; ++i)
+                ss += double(e[i]) * e[i];
             const double inv = 1.0 / std::sqrt(ss / dim + 1e-5);
             std::vector<double> x(cols);
-            for (int i = 0; i < cols; ++i) x[i] = e[col0 + i] * inv * (*g)[col0 + i];
             for (int i = 0; i < cols; ++i)
-                for (int j = 0; j < cols; ++j) E[i * cols + j] += x[i] * x[j];
+                x[i] = e[col0 + i] * inv * (*g)[col0 + i];
+            for (int i = 0; i < cols; ++i)
+                for (int j = 0; j < cols; ++j)
+                    E[i * cols + j] += x[i] * x[j];
             ++n;
         }
     double scale = 0;
-    for (auto& v : E) scale = std::max(scale, std::fabs(v *= 2.0 / double(n)));
+    for (auto& v : E)
+        scale = std::max(scale, std::fabs(v *= 2.0 / double(n)));
     for (int i = 0; i < cols * cols; ++i)
         QVERIFY2(std::fabs((*H)[i] - E[i]) <= 1e-4 * scale,
                  qPrintable(QStringLiteral("%1: %2 vs %3").arg(i).arg((*H)[i]).arg(E[i])));
     // not a decoder block's linear weight; outside the tensor; no such tensor
     QVERIFY(!teach::calibrationHessian(**model, "model.embed_tokens.weight", 0, 8, text, 1, 16));
-    QVERIFY(!teach::calibrationHessian(**model, "model.layers.0.self_attn.q_proj.weight", 60, 8, text, 1, 16));
+    QVERIFY(
+        !teach::calibrationHessian(**model, "model.layers.0.self_attn.q_proj.weight", 60, 8, text, 1, 16));
     QVERIFY(!teach::calibrationHessian(**model, "nope.weight", 0, 8, text, 1, 16));
     // cancelled
     auto c = teach::calibrationHessian(**model, "model.layers.0.self_attn.q_proj.weight", 0, 8, text, 2, 16,

@@ -1,5 +1,5 @@
-// The Teaching workspace (ui/teaching_view.h) drives each view on a tensor written by the test and checks that
-// what is plotted is what the engine computes, by routes independent of the view:
+// The Teaching workspace (ui/teaching_view.h) drives each view on a tensor written by the test and checks
+// that what is plotted is what the engine computes, by routes independent of the view:
 //   number line: the plotted values are the tensor's (written here), the plotted grid points are the
 //     notebook's formulas evaluated here;
 //   k-quant super-block: the codes in the bar plot with the scale / min codes in the table, put together as
@@ -39,9 +39,9 @@ using namespace qz::ui;
 namespace {
 constexpr int kRows = 6, kCols = 512;
 
-float valueAt(int r, int c) {  // smooth, signed, with a few outliers; not symmetric
-    float v = 0.03f * std::sin(0.37f * float(c) + 1.3f * float(r)) + 0.011f * std::cos(0.05f * float(c * (r + 1))) +
-              0.004f;
+float valueAt(int r, int c) { // smooth, signed, with a few outliers; not symmetric
+    float v = 0.03f * std::sin(0.37f * float(c) + 1.3f * float(r)) +
+              0.011f * std::cos(0.05f * float(c * (r + 1))) + 0.004f;
     if ((c * 7 + r) % 97 == 0) v *= 6.f;
     return v;
 }
@@ -49,7 +49,8 @@ float valueAt(int r, int c) {  // smooth, signed, with a few outliers; not symme
 std::vector<float> tensorValues() {
     std::vector<float> x(size_t(kRows) * kCols);
     for (int r = 0; r < kRows; ++r)
-        for (int c = 0; c < kCols; ++c) x[size_t(r) * kCols + c] = valueAt(r, c);
+        for (int c = 0; c < kCols; ++c)
+            x[size_t(r) * kCols + c] = valueAt(r, c);
     return x;
 }
 
@@ -74,11 +75,11 @@ QVector<double> sorted(QVector<double> v) {
     std::sort(v.begin(), v.end());
     return v;
 }
-}  // namespace
+} // namespace
 
 class TestTeachingView : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void initTestCase();
     void captions();
     void numberLine();
@@ -90,7 +91,7 @@ private slots:
     void exl2Allocation();
     void followsTheTree();
 
-private:
+  private:
     QTemporaryDir m_dir;
     ModelPtr m_model;
     QString m_name = QStringLiteral("model.layers.0.mlp.up_proj.weight");
@@ -130,19 +131,25 @@ void TestTeachingView::numberLine() {
     v.setNumberLine(2, 10, 8, 4);
     QVERIFY2(v.numberLine(), qPrintable(v.error(TeachingView::NumberLineView)));
     QVector<double> x;
-    for (int c = 10; c < 18; ++c) x << valueAt(2, c);
-    QCOMPARE(sorted(v.plotted(TeachingView::NumberLineView, QStringLiteral("absmax values"), true)), sorted(x));
-    QCOMPARE(sorted(v.plotted(TeachingView::NumberLineView, QStringLiteral("zero-point values"), true)), sorted(x));
+    for (int c = 10; c < 18; ++c)
+        x << valueAt(2, c);
+    QCOMPARE(sorted(v.plotted(TeachingView::NumberLineView, QStringLiteral("absmax values"), true)),
+             sorted(x));
+    QCOMPARE(sorted(v.plotted(TeachingView::NumberLineView, QStringLiteral("zero-point values"), true)),
+             sorted(x));
     double amax = 0, lo = x[0], hi = x[0];
-    for (double e : x) amax = std::max(amax, std::fabs(e)), lo = std::min(lo, e), hi = std::max(hi, e);
+    for (double e : x)
+        amax = std::max(amax, std::fabs(e)), lo = std::min(lo, e), hi = std::max(hi, e);
     const double sa = 7 / amax, sz = 15 / (hi - lo), zp = std::nearbyint(-sz * lo - 8);
     QVector<double> qa, qz_;
     for (double e : x) {
         qa << std::nearbyint(sa * e) / sa;
         qz_ << (std::clamp(std::nearbyint(sz * e + zp), -8.0, 7.0) - zp) / sz;
     }
-    const auto pa = sorted(v.plotted(TeachingView::NumberLineView, QStringLiteral("absmax dequantized"), true));
-    const auto pz = sorted(v.plotted(TeachingView::NumberLineView, QStringLiteral("zero-point dequantized"), true));
+    const auto pa =
+        sorted(v.plotted(TeachingView::NumberLineView, QStringLiteral("absmax dequantized"), true));
+    const auto pz =
+        sorted(v.plotted(TeachingView::NumberLineView, QStringLiteral("zero-point dequantized"), true));
     qa = sorted(qa);
     qz_ = sorted(qz_);
     QCOMPARE(pa.size(), 8);
@@ -153,13 +160,15 @@ void TestTeachingView::numberLine() {
     QCOMPARE(v.numberLine()->zeroPoint.zero, int(zp));
     // the grids: 15 absmax codes (−7..7), 16 zero-point codes
     QCOMPARE(v.plotted(TeachingView::NumberLineView, QStringLiteral("absmax code grid"), true).size(), 15);
-    QCOMPARE(v.plotted(TeachingView::NumberLineView, QStringLiteral("zero-point code grid"), true).size(), 16);
+    QCOMPARE(v.plotted(TeachingView::NumberLineView, QStringLiteral("zero-point code grid"), true).size(),
+             16);
     QVERIFY(v.info(TeachingView::NumberLineView).contains(QStringLiteral("4 bits")));
     snap(v, QStringLiteral("number_line"));
     // the spin boxes drive it: 8 bits gives 255 / 256 grid points
     v.findChild<QSpinBox*>(QStringLiteral("nlBits"))->setValue(8);
     QCOMPARE(v.plotted(TeachingView::NumberLineView, QStringLiteral("absmax code grid"), true).size(), 255);
-    QCOMPARE(v.plotted(TeachingView::NumberLineView, QStringLiteral("zero-point code grid"), true).size(), 256);
+    QCOMPARE(v.plotted(TeachingView::NumberLineView, QStringLiteral("zero-point code grid"), true).size(),
+             256);
 }
 
 void TestTeachingView::superBlock_data() {
@@ -182,25 +191,38 @@ void TestTeachingView::superBlock() {
     QVERIFY2(v.superBlock(), qPrintable(v.error(TeachingView::SuperBlockView)));
     // The quantizer on the same 256 values, called here, and llama.cpp's dequantization of its bytes.
     std::vector<float> x(256);
-    for (int i = 0; i < 256; ++i) x[i] = valueAt(3, 256 + i);
+    for (int i = 0; i < 256; ++i)
+        x[i] = valueAt(3, 256 + i);
     std::vector<uint8_t> bytes(qz::traits(t).typeSize);
     switch (t) {
-    case qz::DType::Q2_K: qz::ggml::quantizeRowsQ2_K(x.data(), bytes.data(), 1, 256, nullptr); break;
-    case qz::DType::Q3_K: qz::ggml::quantizeRowsQ3_K(x.data(), bytes.data(), 1, 256, nullptr); break;
-    case qz::DType::Q4_K: qz::ggml::quantizeRowsQ4_K(x.data(), bytes.data(), 1, 256, nullptr); break;
-    case qz::DType::Q5_K: qz::ggml::quantizeRowsQ5_K(x.data(), bytes.data(), 1, 256, nullptr); break;
-    default: qz::ggml::quantizeRowsQ6_K(x.data(), bytes.data(), 1, 256, nullptr); break;
+    case qz::DType::Q2_K:
+        qz::ggml::quantizeRowsQ2_K(x.data(), bytes.data(), 1, 256, nullptr);
+        break;
+    case qz::DType::Q3_K:
+        qz::ggml::quantizeRowsQ3_K(x.data(), bytes.data(), 1, 256, nullptr);
+        break;
+    case qz::DType::Q4_K:
+        qz::ggml::quantizeRowsQ4_K(x.data(), bytes.data(), 1, 256, nullptr);
+        break;
+    case qz::DType::Q5_K:
+        qz::ggml::quantizeRowsQ5_K(x.data(), bytes.data(), 1, 256, nullptr);
+        break;
+    default:
+        qz::ggml::quantizeRowsQ6_K(x.data(), bytes.data(), 1, 256, nullptr);
+        break;
     }
     std::vector<float> deq(256);
     QVERIFY(qz::ggml::dequantize(t, bytes.data(), deq.data(), 256));
     QCOMPARE(v.superBlock()->bytes, bytes);
     const auto& b = *v.superBlock();
     // what is on screen: codes (bars) and the table's scale / min codes
-    const QVector<double> codes = v.plotted(TeachingView::SuperBlockView, QStringLiteral("stored code (%1 bits)").arg(b.codeBits), false, 1);
+    const QVector<double> codes = v.plotted(
+        TeachingView::SuperBlockView, QStringLiteral("stored code (%1 bits)").arg(b.codeBits), false, 1);
     QCOMPARE(codes.size(), 256);
     QTableWidget* table = v.superBlockTable();
     QCOMPARE(table->rowCount(), b.subBlocks);
-    const QVector<double> rec = v.plotted(TeachingView::SuperBlockView, QStringLiteral("reconstruction (dequantized)"));
+    const QVector<double> rec =
+        v.plotted(TeachingView::SuperBlockView, QStringLiteral("reconstruction (dequantized)"));
     QCOMPARE(rec.size(), 256);
     for (int e = 0; e < 256; ++e) {
         const int s = e / b.subSize;
@@ -215,20 +237,21 @@ void TestTeachingView::superBlock() {
     if (t == qz::DType::Q4_K) snap(v, QStringLiteral("superblock"));
 }
 
-// An 8 × 16 slice from row 1, column 40 at 4 bits: Next through every column ends at quantizeLayerGptq's codes
-// on the same slice with the same (synthetic) Hessian.
+// An 8 × 16 slice from row 1, column 40 at 4 bits: Next through every column ends at quantizeLayerGptq's
+// codes on the same slice with the same (synthetic) Hessian.
 void TestTeachingView::gptqSteps() {
     TeachingView v;
     v.setModel(m_model);
     v.setTensor(m_name);
     v.setView(TeachingView::GptqView);
-    v.setGptqSlice(1, 40, 5, 16, 4);  // 6 rows in the tensor: from row 1 there are 5
+    v.setGptqSlice(1, 40, 5, 16, 4); // 6 rows in the tensor: from row 1 there are 5
     QVERIFY2(v.gptqTrace(), qPrintable(v.error(TeachingView::GptqView)));
     const int rows = 5, cols = 16;
     QCOMPARE(v.gptqTrace()->rows, rows);
     std::vector<float> W(size_t(rows) * cols);
     for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < cols; ++c) W[size_t(r) * cols + c] = valueAt(1 + r, 40 + c);
+        for (int c = 0; c < cols; ++c)
+            W[size_t(r) * cols + c] = valueAt(1 + r, 40 + c);
     const std::vector<float> H = qz::teach::syntheticHessian(cols, 4 * cols, 1);
     qz::gptq::QuantConfig c;
     c.bits = 4;
@@ -296,7 +319,7 @@ void TestTeachingView::gptqCalibration() {
     v.setGptqSlice(0, 8, 8, 16, 4);
     QVERIFY(v.caption(TeachingView::GptqView).contains(QStringLiteral("synthetic")));
     v.setGptqCalibration(text);
-    QVERIFY(!v.isCalibrating());  // hidden: nothing runs until the view is shown
+    QVERIFY(!v.isCalibrating()); // hidden: nothing runs until the view is shown
     QVERIFY(!v.gptqTrace());
     v.show();
     QTRY_VERIFY(v.isCalibrating());
@@ -352,7 +375,8 @@ void TestTeachingView::exl2Allocation() {
     QVERIFY2(!v.exl2Modules().empty(), qPrintable(v.error(TeachingView::Exl2View)));
     QCOMPARE(v.exl2Modules().size(), result->measurement.size());
     QCOMPARE(v.exl2ModuleCombo()->count(), int(result->measurement.size()));
-    const auto chosenBars = v.plotted(TeachingView::Exl2View, QStringLiteral("bits per weight chosen"), false, 1);
+    const auto chosenBars =
+        v.plotted(TeachingView::Exl2View, QStringLiteral("bits per weight chosen"), false, 1);
     QCOMPARE(chosenBars.size(), int(result->measurement.size()));
     for (size_t i = 0; i < result->measurement.size(); ++i) {
         const auto& mm = result->measurement[i];
@@ -362,8 +386,10 @@ void TestTeachingView::exl2Allocation() {
         QCOMPARE(chosenBars[int(i)], bpw);
         v.setExl2Module(int(i));
         QCOMPARE(v.plotted(TeachingView::Exl2View, QStringLiteral("chosen"), true), QVector<double>{bpw});
-        QCOMPARE(v.plotted(TeachingView::Exl2View, QStringLiteral("chosen")), QVector<double>{1.0 - opt.accuracy});
-        QCOMPARE(v.plotted(TeachingView::Exl2View, QStringLiteral("candidate settings")).size(), int(mm.options.size()));
+        QCOMPARE(v.plotted(TeachingView::Exl2View, QStringLiteral("chosen")),
+                 QVector<double>{1.0 - opt.accuracy});
+        QCOMPARE(v.plotted(TeachingView::Exl2View, QStringLiteral("candidate settings")).size(),
+                 int(mm.options.size()));
     }
     QVERIFY(v.info(TeachingView::Exl2View).contains(QStringLiteral("target of 4")));
     v.setExl2Module(3);
@@ -375,16 +401,19 @@ void TestTeachingView::exl2Allocation() {
     {
         QFile f(json);
         QVERIFY(f.open(QIODevice::WriteOnly));
-        const std::string text = qz::exl2::measurementJson(result->measurement, int(plan->modules.size()) + 2);
+        const std::string text =
+            qz::exl2::measurementJson(result->measurement, int(plan->modules.size()) + 2);
         f.write(text.data(), qint64(text.size()));
     }
     TeachingView v2;
     v2.setModel(*model);
     QSignalSpy optimized(&v2, &TeachingView::exl2Optimized);
-    QVERIFY2(v2.loadExl2Measurement(json, 4.0, p.seed, p.annealIterations), qPrintable(v2.error(TeachingView::Exl2View)));
+    QVERIFY2(v2.loadExl2Measurement(json, 4.0, p.seed, p.annealIterations),
+             qPrintable(v2.error(TeachingView::Exl2View)));
     QVERIFY(optimized.wait(60000));
     QCOMPARE(v2.exl2Modules().size(), result->measurement.size());
-    for (size_t i = 0; i < result->measurement.size(); ++i) QCOMPARE(v2.exl2Modules()[i].chosen, result->strategy[i]);
+    for (size_t i = 0; i < result->measurement.size(); ++i)
+        QCOMPARE(v2.exl2Modules()[i].chosen, result->strategy[i]);
     QVERIFY(!v2.isOptimizing());
     // a file that is not a measurement of this model: refused with a reason
     QFile bad(m_dir.filePath(QStringLiteral("bad.json")));
