@@ -740,9 +740,9 @@ void TeachingView::showEvent(QShowEvent* e) {
 }
 
 void TeachingView::finishGptq(const std::vector<float>& w, int rows, int cols) {
-    auto tr_ = teach::traceGptq(w.data(), rows, cols, m_H, m_gBits->currentData().toInt());
-    if (!tr_) return fail(GptqView, toQ(tr_.error().message));
-    m_trace = std::move(*tr_);
+    auto trace = teach::traceGptq(w.data(), rows, cols, m_H, m_gBits->currentData().toInt());
+    if (!trace) return fail(GptqView, toQ(trace.error().message));
+    m_trace = std::move(*trace);
     m_step = 0;
     m_errors[GptqView].clear();
     drawGptqStep();
