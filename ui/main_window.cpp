@@ -22,6 +22,7 @@
 #include "background_job.h"
 #include "codes_view.h"
 #include "evaluate_panel.h"
+#include "exl2_export_page.h"
 #include "export_panel.h"
 #include "headless.h"
 #include "histograms_tab.h"
@@ -34,6 +35,7 @@
 #include "recent_files.h"
 #include "report_writer.h"
 #include "result_summary.h"
+#include "teaching_view.h"
 #include "tensor_analyzer.h"
 #include "tensor_table.h"
 #include "tensor_table_model.h"
@@ -71,6 +73,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     m_tabs->addWorkspace(QStringLiteral("evaluate"), tr("Evaluate"), m_evaluate);
     m_export = new ExportPanel(this);
     m_tabs->addWorkspace(QStringLiteral("export"), tr("Export"), m_export);
+    m_teach = new TeachingView(this);  // the selected tensor under the quantizers, step by step
+    m_tabs->addWorkspace(QStringLiteral("teaching"), tr("Teaching"), m_teach);
+    connect(m_export->exl2Page(), &CalibratedExportPage::exportFinished, m_teach,
+            [this] { m_teach->setExl2Result(m_export->exl2Page()->result()); });
     // A finished export becomes a variant to measure next to the original (PPL, KLD, generation).
     connect(m_export, &ExportPanel::exportFinished, m_evaluate, [this](const QString& path) {
         QString error;
@@ -254,6 +260,7 @@ void MainWindow::onModelLoaded(ModelPtr model) {
     m_evaluate->setModel(m_model);
     m_export->setModel(m_model);
     m_codes->setModel(m_model);
+    m_teach->setModel(m_model);
     m_table->model()->clear();
     m_table->summary()->showEmpty();
     m_histograms->clearTensor();
@@ -364,6 +371,7 @@ void MainWindow::focusTensor(const QString& name) {
     if (!info) return;
     m_focus = name;
     m_codes->setTensor(name);
+    m_teach->setTensor(name);
     m_tree->setCurrentTensor(name);
     m_table->selectTensor(name);
     const qz::TensorQuantResult* r = m_table->model()->find(name);
