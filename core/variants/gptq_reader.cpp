@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
+#include "common/fp16.h"
 #include "gptq/gptq_pack.h"
 #include "quant/llm_int8.h"
 
@@ -168,8 +169,10 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
     for (int64_t n = 0; n < out_; ++n)
         for (int64_t k = 0; k < in; ++k) {
             const int64_t g = gidx[size_t(k)];
-            const float w = (*scv)[size_t(g * out_ + n)] *
-                            float(int32_t(codes[size_t(n * in + k)]) - zeros[size_t(g * out_ + n)]);
+            // The loader's product is computed in fp16 (README.md D.3): fp16 scale times the integer
+            // difference, rounded to fp16.
+            const float w = fp16ToFp32(fp32ToFp16((*scv)[size_t(g * out_ + n)] *
+                                                 float(int32_t(codes[size_t(n * in + k)]) - zeros[size_t(g * out_ + n)])));
             out.values[size_t(inputIsRows ? k * out_ + n : n * in + k)] = w;
         }
     out.found = out.quantized = true;

@@ -938,3 +938,55 @@ Status evaluateComparison(const std::shared_ptr<const Model>& original, Comparis
 }
 
 }  // namespace qz
+
+#include "stats/robust_range.h"
+
+namespace qz {
+
+Result<TensorComparison> compareTensor(const Model& original, const std::vector<Variant>& variants,
+                                       const std::string& tensorName, int bins, const ProgressFn& progress) {
+    if (bins < 1 || bins > 100000) return makeError("histogram bins must be 1 .. 100000");
+    TensorComparison out;
+    out.tensor = tensorName;
+    // Pass 1: the ranges (each variant's values re-made once; only the ranges are kept).
+    double lo = 0, hi = 0, errMax = 0;
+    bool haveRange = false;
+    const double steps = 2.0 * double(std::max<size_t>(1, variants.size()));
+    for (size_t i = 0; i < variants.size(); ++i) {
+        if (progress && !progress({double(i) / steps, variants[i].name})) return cancelledError();
+        auto p = variantTensorPair(original, variants[i], tensorName);
+        if (!p) return p.error();
+        if (!haveRange) {
+            const ValueRange r = robustRange(p->original.data(), p->original.size());
+            lo = r.lo;
+            hi = r.hi;
+            haveRange = true;
+        }
+        const ValueRange rv = robustRange(p->variant.data(), p->variant.size());
+        lo = std::min(lo, double(rv.lo));
+        hi = std::max(hi, double(rv.hi));
+        std::vector<float> err(p->variant.size());
+        for (size_t k = 0; k < err.size(); ++k) err[k] = p->variant[k] - p->original[k];
+        const ValueRange re = robustRange(err.data(), err.size(), 0.001, true);
+        errMax = std::max({errMax, std::fabs(double(re.lo)), std::fabs(double(re.hi))});
+    }
+    if (!haveRange) return makeError("no variant to compare");
+    if (!(hi > lo)) hi = lo + 1e-6;
+    if (!(errMax > 0)) errMax = 1e-6;
+    // Pass 2: the histograms on the shared bins.
+    for (size_t i = 0; i < variants.size(); ++i) {
+        if (progress && !progress({(double(variants.size() + i)) / steps, variants[i].name})) return cancelledError();
+        auto p = variantTensorPair(original, variants[i], tensorName);
+        if (!p) return p.error();
+        if (i == 0) out.original = histogramF32(p->original.data(), p->original.size(), bins, lo, hi);
+        out.values.push_back(histogramF32(p->variant.data(), p->variant.size(), bins, lo, hi));
+        std::vector<float> err(p->variant.size());
+        for (size_t k = 0; k < err.size(); ++k) err[k] = p->variant[k] - p->original[k];
+        out.errors.push_back(histogramF32(err.data(), err.size(), bins, -errMax, errMax));
+        out.stats.push_back(errorStats(p->original.data(), p->variant.data(), p->variant.size()));
+    }
+    if (progress && !progress({1.0, "histograms"})) return cancelledError();
+    return out;
+}
+
+}  // namespace qz

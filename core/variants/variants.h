@@ -106,6 +106,19 @@ struct TensorPair {
 };
 Result<TensorPair> variantTensorPair(const Model& original, const Variant& v, const std::string& tensorName);
 
+// One tensor across several variants on shared bins: the original's histogram and, per variant, the
+// dequantized values' and the error's. Bins: the values over the original's robust range (0.1 % / 99.9 %,
+// widened to hold every variant's robust range), the errors over a symmetric range holding 99.9 % of every
+// variant's |error|. One variant's values are held at a time (plus the original).
+struct TensorComparison {
+    std::string tensor;
+    Histogram original;
+    std::vector<Histogram> values, errors;  // per variant, in the order given
+    std::vector<ErrorStats> stats;
+};
+Result<TensorComparison> compareTensor(const Model& original, const std::vector<Variant>& variants,
+                                       const std::string& tensorName, int bins, const ProgressFn& progress = {});
+
 // What the engine runs for a variant: the model to load and the overridden weights (empty for a GGUF
 // variant, which is run from its own file). The returned model is the original for FakeQuant / GPTQ.
 struct VariantRunnable {
