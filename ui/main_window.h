@@ -15,6 +15,7 @@ class QLabel;
 namespace qz::ui {
 
 class CodesView;
+class CompareWorkspace;
 class EvaluatePanel;
 class ExportPanel;
 class HistogramsTab;
@@ -54,6 +55,7 @@ public:
     ModelHistogramJob* modelHistogramJob() const { return m_modelHistogram; }
     WorkspaceTabs* workspaces() const { return m_tabs; }
     CodesView* codesView() const { return m_codes; }
+    CompareWorkspace* compareWorkspace() const { return m_compare; }
     QAction* exportAction() const { return m_exportAction; }
     QAction* aboutAction() const { return m_aboutAction; }
 
@@ -99,6 +101,7 @@ private:
     CodesView* m_codes;
     EvaluatePanel* m_evaluate;
     ExportPanel* m_export;
+    CompareWorkspace* m_compare;
     LogDock* m_log;
     RecentFiles* m_recent = nullptr;
     QAction* m_exportAction = nullptr;

@@ -69,8 +69,14 @@ int cmdCompare(int argc, char** argv) {
             if (auto st = qz::refuseOverwritingInputs(*v, inputs); !st) return fail(st.error());
 
     qz::Comparison c;
-    c.modelPath = model->path;
-    c.textPath = *args.value("-f");
+    // Absolute paths: the project file opens from any folder (the GUI's Compare workspace).
+    auto absolute = [](const std::string& p) {
+        std::error_code ec;
+        const auto a = std::filesystem::absolute(p, ec);
+        return ec ? p : a.lexically_normal().string();
+    };
+    c.modelPath = absolute(model->path);
+    c.textPath = absolute(*args.value("-f"));
     c.nCtx = nCtx;
     c.nChunks = nChunks;
     for (size_t i = 1; i < args.positional().size(); ++i) {
@@ -81,6 +87,7 @@ int cmdCompare(int argc, char** argv) {
             ProgressLine line("open " + spec, quiet);
             v = qz::openFileVariant(*model, spec, line.callback());
             line.finish();
+            if (v) v->path = absolute(v->path);
         } else {
             auto q = qz::parseMethodSpec(spec);
             if (!q) return usageError(q.error().message + " (nor is it an existing file)");
