@@ -147,12 +147,16 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     // Row 1: adding variants, the project file.
     auto* addRow = new QHBoxLayout;
     m_spec = new QLineEdit(this);
+    m_spec->setMinimumWidth(120);
     m_spec->setPlaceholderText(tr("method, e.g. absmax:4:group:64, zeropoint:8:row, nf4"));
     m_addSpec = new QPushButton(tr("Add method"), this);
     m_addFile = new QPushButton(tr("Add GGUF…"), this);
-    m_addFolder = new QPushButton(tr("Add GPTQ folder…"), this);
-    m_open = new QPushButton(tr("Open comparison…"), this);
-    m_save = new QPushButton(tr("Save comparison…"), this);
+    m_addFolder = new QPushButton(tr("Add GPTQ…"), this);
+    m_addFolder->setToolTip(tr("Add a GPTQ checkpoint folder"));
+    m_open = new QPushButton(tr("Open…"), this);
+    m_open->setToolTip(tr("Open a saved comparison (project file)"));
+    m_save = new QPushButton(tr("Save…"), this);
+    m_save->setToolTip(tr("Save this comparison: variants, settings and results (project file)"));
     addRow->addWidget(m_spec, 1);
     addRow->addWidget(m_addSpec);
     addRow->addWidget(m_addFile);
@@ -178,7 +182,7 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     m_cancel = new QPushButton(tr("Cancel"), this);
     m_cancel->setEnabled(false);
     m_tensor = new QComboBox(this);
-    m_tensor->setMinimumContentsLength(28);
+    m_tensor->setMinimumContentsLength(20);
     m_tensor->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
     m_overlay = new QCheckBox(tr("Overlay"), this);
     m_yMetric = new QComboBox(this);
@@ -192,17 +196,18 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     evalRow->addWidget(m_chunks);
     evalRow->addWidget(m_evaluate);
     evalRow->addWidget(m_cancel);
-    evalRow->addSpacing(12);
-    evalRow->addWidget(new QLabel(tr("Tensor"), this));
-    evalRow->addWidget(m_tensor, 1);
-    evalRow->addWidget(m_overlay);
-    evalRow->addWidget(new QLabel(tr("y"), this));
-    evalRow->addWidget(m_yMetric);
     root->addLayout(evalRow);
+    auto* showRow = new QHBoxLayout;
+    showRow->addWidget(new QLabel(tr("Tensor"), this));
+    showRow->addWidget(m_tensor, 1);
+    showRow->addWidget(m_overlay);
+    showRow->addWidget(new QLabel(tr("Scatter y"), this));
+    showRow->addWidget(m_yMetric);
+    root->addLayout(showRow);
 
     auto* split = new QSplitter(Qt::Horizontal, this);
     m_list = new QListWidget(split);
-    m_list->setMinimumWidth(200);
+    m_list->setMinimumWidth(150);
     m_list->setToolTip(tr("Tick 2 to 8 variants to compare"));
     split->addWidget(m_list);
     m_views = new QTabWidget(split);
@@ -737,7 +742,7 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
         double yMax = 0;
         for (int k = 0; k < order.size(); ++k) {
             auto* p = new HistogramPlot(m_histPage);
-            p->setMinimumSize(220, 160);
+            p->setMinimumSize(150, 130);
             p->setTitle(toQ(variant(order[k]).name));
             p->setLegendVisible(false);
             p->setSeries({{tr("original"), tc.original, HistogramPlot::originalColor()},
@@ -840,6 +845,7 @@ void CompareWorkspace::applyComparison(qz::Comparison c) {
     const std::string modelPath = m_c.modelPath;
     m_c = std::move(c);
     m_c.modelPath = modelPath;
+    if (m_c.selected.size() > size_t(kMaxSelected)) m_c.selected.resize(size_t(kMaxSelected));
     m_current = -1;
     setTextPath(m_c.textPath == toStd(sampleTextPath()) ? QString() : toQ(m_c.textPath));
     m_ctx->setValue(m_c.nCtx);

@@ -102,7 +102,7 @@ int cmdCompare(int argc, char** argv) {
         }
         if (!v) return fail(v.error());
         c.variants.push_back(std::move(*v));
-        c.selected.push_back(int(c.variants.size()) - 1);
+        if (c.selected.size() < 8) c.selected.push_back(int(c.variants.size()) - 1);  // the GUI shows 2..8 at a time
     }
 
     qz::EvalParams ep;
