@@ -22,11 +22,13 @@
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <qcustomplot.h>
 #include <utility>
 
 #include "app_options.h"
 #include "common/safe_file.h"
+#include "export/gguf_export.h"
 #include "histogram_plot.h"
 
 namespace qz::ui {
@@ -153,6 +155,8 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     m_addFile = new QPushButton(tr("Add GGUF…"), this);
     m_addFolder = new QPushButton(tr("Add GPTQ…"), this);
     m_addFolder->setToolTip(tr("Add a GPTQ checkpoint folder"));
+    m_addMixes = new QPushButton(tr("Add llama.cpp mixes…"), this);
+    m_addMixes->setToolTip(tr("Export Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M and Q2_K into a folder and add them"));
     m_open = new QPushButton(tr("Open…"), this);
     m_open->setToolTip(tr("Open a saved comparison (project file)"));
     m_save = new QPushButton(tr("Save…"), this);
@@ -161,6 +165,7 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     addRow->addWidget(m_addSpec);
     addRow->addWidget(m_addFile);
     addRow->addWidget(m_addFolder);
+    addRow->addWidget(m_addMixes);
     addRow->addSpacing(12);
     addRow->addWidget(m_open);
     addRow->addWidget(m_save);
@@ -305,6 +310,10 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     connect(m_spec, &QLineEdit::returnPressed, m_addSpec, &QPushButton::click);
     connect(m_addFile, &QPushButton::clicked, this, [this] { chooseFile(false); });
     connect(m_addFolder, &QPushButton::clicked, this, [this] { chooseFile(true); });
+    connect(m_addMixes, &QPushButton::clicked, this, [this] {
+        const QString d = QFileDialog::getExistingDirectory(this, tr("Folder for the GGUF files"));
+        if (!d.isEmpty()) addStandardMixes(d);
+    });
     connect(m_evaluate, &QPushButton::clicked, this, [this] { evaluate(); });
     connect(m_cancel, &QPushButton::clicked, this, &CompareWorkspace::cancel);
     connect(m_save, &QPushButton::clicked, this, [this] {
@@ -464,6 +473,43 @@ bool CompareWorkspace::addMethod(const QString& specText, QString* error) {
         [this, model](qz::Variant&& v) {
             if (model == m_model) addVariant(std::move(v));
         });
+    if (started) setRunning(true);
+    return started;
+}
+
+QStringList CompareWorkspace::standardMixes() {
+    return {QStringLiteral("Q8_0"), QStringLiteral("Q6_K"), QStringLiteral("Q5_K_M"), QStringLiteral("Q4_K_M"),
+            QStringLiteral("Q3_K_M"), QStringLiteral("Q2_K")};
+}
+
+bool CompareWorkspace::addStandardMixes(const QString& dir, const QStringList& types) {
+    if (!m_model || m_runner->isRunning() || types.isEmpty()) return false;
+    ModelPtr model = m_model;
+    std::vector<std::string> ts;
+    for (const QString& t : types) ts.push_back(toStd(t));
+    const std::string folder = toStd(dir);
+    const bool started = m_runner->start([this, model, ts, folder](const BackgroundJob::Context& ctx) -> qz::Status {
+        const double n = double(ts.size());
+        for (size_t i = 0; i < ts.size(); ++i) {
+            auto part = [&ctx, i, n](double from, double width) {
+                return [&ctx, i, n, from, width](const qz::ProgressInfo& p) {
+                    return ctx.progress({(double(i) + from + width * p.fraction) / n, p.step});
+                };
+            };
+            qz::GgufExportParams p;
+            p.type = ts[i];
+            p.outputPath = (std::filesystem::path(folder) / (model->name + "." + ts[i] + ".gguf")).string();
+            if (auto st = qz::refuseOverwritingInputs(p.outputPath, {model->path}); !st) return st.error();
+            auto r = qz::exportGguf(*model, p, part(0.0, 0.8));
+            if (!r) return r.error();
+            auto v = qz::openFileVariant(*model, r->path, part(0.8, 0.2));
+            if (!v) return v.error();
+            ctx.post([this, model, v = std::move(*v)]() mutable {
+                if (model == m_model) addVariant(std::move(v));
+            });
+        }
+        return qz::okStatus();
+    });
     if (started) setRunning(true);
     return started;
 }
@@ -767,7 +813,7 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
 
 void CompareWorkspace::setRunning(bool on) {
     m_cancel->setEnabled(on);
-    for (QPushButton* b : {m_addSpec, m_addFile, m_addFolder, m_evaluate, m_open}) b->setEnabled(!on && m_model);
+    for (QPushButton* b : {m_addSpec, m_addFile, m_addFolder, m_addMixes, m_evaluate, m_open}) b->setEnabled(!on && m_model);
     m_save->setEnabled(!on && m_model);
     if (on) m_progress->setValue(0);
 }

@@ -54,6 +54,10 @@ public:
     bool addFile(const QString& path);
     // Runs a method spec ("absmax:4:group:64", see qz::parseMethodSpec) in the background and adds it.
     bool addMethod(const QString& spec, QString* error = nullptr);
+    // Exports llama.cpp's standard mixes of the model into `dir` (<model>.<TYPE>.gguf, byte-identical to
+    // llama-quantize's) in the background and adds each as a variant.
+    static QStringList standardMixes();  // Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K
+    bool addStandardMixes(const QString& dir, const QStringList& types = standardMixes());
     int variantCount() const { return int(m_c.variants.size()); }
     const qz::Variant& variant(int i) const { return m_c.variants[size_t(i)]; }
     const qz::Comparison& comparison() const { return m_c; }
@@ -140,6 +144,7 @@ private:
     QPushButton* m_addSpec;
     QPushButton* m_addFile;
     QPushButton* m_addFolder;
+    QPushButton* m_addMixes;
     QPushButton* m_evaluate;
     QPushButton* m_cancel;
     QPushButton* m_save;

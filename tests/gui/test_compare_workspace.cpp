@@ -215,6 +215,15 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
     QCOMPARE(w2.histogramPlots().size(), 3);
     QVERIFY(!w2.openProject(dir.filePath(QStringLiteral("tensor.csv")), &err));
     QVERIFY(err.contains(QStringLiteral("tensor.csv")));
+
+    // llama.cpp's standard mixes exported into a folder and added, labelled by their type.
+    QVERIFY(w2.addStandardMixes(dir.path(), {QStringLiteral("Q8_0"), QStringLiteral("Q4_K_M")}));
+    QVERIFY(waitIdle(w2));
+    QCOMPARE(w2.variantCount(), 6);
+    QCOMPARE(w2.variant(4).label, std::string("Q8_0"));
+    QCOMPARE(w2.variant(5).label, std::string("Q4_K_M"));
+    QVERIFY(QFileInfo::exists(dir.filePath(QStringLiteral("hf.Q4_K_M.gguf"))));
+    QCOMPARE(w2.variant(5).path, dir.filePath(QStringLiteral("hf.Q4_K_M.gguf")).toStdString());
 }
 
 QTEST_MAIN(TestCompareWorkspace)
