@@ -7,6 +7,7 @@
 #include <QFile>
 #include <QListWidget>
 #include <QSignalSpy>
+#include <QStandardPaths>
 #include <QTabWidget>
 #include <QTableWidget>
 #include <QTemporaryDir>
@@ -15,6 +16,9 @@
 #include <qcustomplot.h>
 
 #include "compare_workspace.h"
+#include "main_window.h"
+#include "method_panel.h"
+#include "workspace_tabs.h"
 #include "histogram_plot.h"
 
 using namespace qz::ui;
@@ -55,6 +59,7 @@ class TestCompareWorkspace : public QObject {
     Q_OBJECT
 private slots:
     void compareEvaluateClickSave();
+    void mainWindowKeepsEveryRun();
 };
 
 void TestCompareWorkspace::compareEvaluateClickSave() {
@@ -224,6 +229,39 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
     QCOMPARE(w2.variant(5).label, std::string("Q4_K_M"));
     QVERIFY(QFileInfo::exists(dir.filePath(QStringLiteral("hf.Q4_K_M.gguf"))));
     QCOMPARE(w2.variant(5).path, dir.filePath(QStringLiteral("hf.Q4_K_M.gguf")).toStdString());
+}
+
+// Running absmax after zero-point no longer replaces the first result: both are variants in Compare.
+void TestCompareWorkspace::mainWindowKeepsEveryRun() {
+    QStandardPaths::setTestModeEnabled(true);
+    MainWindow w;
+    w.show();
+    QVERIFY(w.workspaces()->workspace(QStringLiteral("compare")) == w.compareWorkspace());
+    QSignalSpy opened(&w, &MainWindow::modelOpened);
+    w.openPath(QString::fromUtf8(kHf));
+    QVERIFY(opened.wait(30000));
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    qz::QuantSpec zp;
+    zp.method = qz::QuantMethod::ZeroPoint;
+    zp.bits = 4;
+    w.methodPanel()->setSpec(zp);
+    QVERIFY(w.startRun());
+    QVERIFY(finished.wait(120000));
+    qz::QuantSpec ab;
+    ab.bits = 8;
+    w.methodPanel()->setSpec(ab);
+    QVERIFY(w.startRun());
+    QVERIFY(finished.wait(120000));
+    CompareWorkspace* c = w.compareWorkspace();
+    QCOMPARE(c->variantCount(), 2);
+    QCOMPARE(c->variant(0).spec.method, qz::QuantMethod::ZeroPoint);
+    QCOMPARE(c->variant(1).spec.method, qz::QuantMethod::Absmax);
+    // The figures are the run's own.
+    for (const auto& t : w.result()->tensors) {
+        const qz::VariantTensor* vt = c->variant(1).find(t.name);
+        QVERIFY(vt);
+        QCOMPARE(vt->error.mse, t.error.mse);
+    }
 }
 
 QTEST_MAIN(TestCompareWorkspace)
