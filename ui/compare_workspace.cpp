@@ -37,7 +37,7 @@ namespace {
 constexpr int kMaxSelected = 8;
 
 QColor variantColor(int i) {
-    static const QColor kColors[] = {QColor(255, 127, 14), QColor(44, 160, 44),  QColor(148, 103, 189),
+    static const QColor kColors[] = {QColor(255, 127, 14), QColor(44, 160, 44),   QColor(148, 103, 189),
                                      QColor(140, 86, 75),  QColor(227, 119, 194), QColor(127, 127, 127),
                                      QColor(188, 189, 34), QColor(23, 190, 207)};
     return kColors[i % 8];
@@ -58,7 +58,9 @@ bool samePath(const std::string& a, const std::string& b) {
     return !ca.isEmpty() && ca == cb;
 }
 
-QString mib(uint64_t b) { return QStringLiteral("%1 KiB").arg(double(b) / 1024.0, 0, 'f', 1); }
+QString mib(uint64_t b) {
+    return QStringLiteral("%1 KiB").arg(double(b) / 1024.0, 0, 'f', 1);
+}
 
 bool savePlot(QCustomPlot* plot, const QString& path, const QString& title, QString* error) {
     const QString suffix = QFileInfo(path).suffix().toLower();
@@ -140,7 +142,7 @@ bool saveGrid(const QList<HistogramPlot*>& plots, const QString& path, QString* 
     if (!ok && error) *error = QObject::tr("could not write %1").arg(path);
     return ok;
 }
-}  // namespace
+} // namespace
 
 CompareWorkspace::CompareWorkspace(QWidget* parent)
     : QWidget(parent), m_runner(new BackgroundJob(this)), m_histJob(new BackgroundJob(this)) {
@@ -156,7 +158,8 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     m_addFolder = new QPushButton(tr("Add GPTQ…"), this);
     m_addFolder->setToolTip(tr("Add a GPTQ checkpoint folder"));
     m_addMixes = new QPushButton(tr("Add llama.cpp mixes…"), this);
-    m_addMixes->setToolTip(tr("Export Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M and Q2_K into a folder and add them"));
+    m_addMixes->setToolTip(
+        tr("Export Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M and Q2_K into a folder and add them"));
     m_open = new QPushButton(tr("Open…"), this);
     m_open->setToolTip(tr("Open a saved comparison (project file)"));
     m_save = new QPushButton(tr("Save…"), this);
@@ -242,7 +245,8 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     auto* hx = new QHBoxLayout;
     hx->addStretch(1);
     for (const QString& id : {QStringLiteral("histograms"), QStringLiteral("errors")}) {
-        auto* b = new QPushButton(id == QLatin1String("errors") ? tr("Export errors…") : tr("Export histograms…"), m_histPage);
+        auto* b = new QPushButton(
+            id == QLatin1String("errors") ? tr("Export errors…") : tr("Export histograms…"), m_histPage);
         b->setObjectName(QStringLiteral("export_") + id);
         connect(b, &QPushButton::clicked, this, [this, id] { exportDialog(id, false); });
         hx->addWidget(b);
@@ -265,9 +269,9 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     auto* tablePage = new QWidget(m_views);
     auto* tl = new QVBoxLayout(tablePage);
     m_table = new QTableWidget(0, ColCount, tablePage);
-    m_table->setHorizontalHeaderLabels({tr("Variant"), tr("Kind"), tr("Tensor size"), tr("Bits/weight"), tr("MSE"),
-                                        tr("Max |err|"), tr("SQNR dB"), tr("Cosine"), tr("PPL"), tr("Mean KLD"),
-                                        tr("Same top %")});
+    m_table->setHorizontalHeaderLabels({tr("Variant"), tr("Kind"), tr("Tensor size"), tr("Bits/weight"),
+                                        tr("MSE"), tr("Max |err|"), tr("SQNR dB"), tr("Cosine"), tr("PPL"),
+                                        tr("Mean KLD"), tr("Same top %")});
     m_table->horizontalHeader()->setSectionResizeMode(ColVariant, QHeaderView::Stretch);
     m_table->verticalHeader()->setVisible(false);
     m_table->setSelectionBehavior(QAbstractItemView::SelectRows);
@@ -276,8 +280,8 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     auto* tx = new QHBoxLayout;
     tx->addStretch(1);
     for (const QString& id : {QStringLiteral("tensor"), QStringLiteral("variants")}) {
-        auto* b = new QPushButton(id == QLatin1String("tensor") ? tr("Export tensor CSV…") : tr("Export variants CSV…"),
-                                  tablePage);
+        auto* b = new QPushButton(
+            id == QLatin1String("tensor") ? tr("Export tensor CSV…") : tr("Export variants CSV…"), tablePage);
         b->setObjectName(QStringLiteral("export_") + id);
         connect(b, &QPushButton::clicked, this, [this, id] { exportDialog(id, true); });
         tx->addWidget(b);
@@ -317,34 +321,39 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     connect(m_evaluate, &QPushButton::clicked, this, [this] { evaluate(); });
     connect(m_cancel, &QPushButton::clicked, this, &CompareWorkspace::cancel);
     connect(m_save, &QPushButton::clicked, this, [this] {
-        const QString p = QFileDialog::getSaveFileName(this, tr("Save comparison"), QStringLiteral("comparison.qzcompare.json"),
+        const QString p = QFileDialog::getSaveFileName(this, tr("Save comparison"),
+                                                       QStringLiteral("comparison.qzcompare.json"),
                                                        tr("Comparison (*.json)"));
         QString err;
         if (!p.isEmpty() && !saveProject(p, &err)) QMessageBox::warning(this, tr("Save comparison"), err);
     });
     connect(m_open, &QPushButton::clicked, this, [this] {
-        const QString p = QFileDialog::getOpenFileName(this, tr("Open comparison"), QString(), tr("Comparison (*.json)"));
+        const QString p =
+            QFileDialog::getOpenFileName(this, tr("Open comparison"), QString(), tr("Comparison (*.json)"));
         QString err;
         if (!p.isEmpty() && !openProject(p, &err)) QMessageBox::warning(this, tr("Open comparison"), err);
     });
     connect(m_text, qOverload<int>(&QComboBox::activated), this, [this](int i) {
         if (m_text->itemData(i).toString() != QLatin1String("?")) return;
-        const QString f = QFileDialog::getOpenFileName(this, tr("Evaluation text"), QString(), tr("Text (*.txt);;All files (*)"));
+        const QString f = QFileDialog::getOpenFileName(this, tr("Evaluation text"), QString(),
+                                                       tr("Text (*.txt);;All files (*)"));
         setTextPath(f);
     });
     connect(m_list, &QListWidget::itemChanged, this, [this](QListWidgetItem*) {
-        if (selected().size() > kMaxSelected) {  // the 9th tick is refused
+        if (selected().size() > kMaxSelected) { // the 9th tick is refused
             m_status->setText(tr("At most %1 variants side by side").arg(kMaxSelected));
             setSelected(selected().mid(0, kMaxSelected));
             return;
         }
         m_c.selected.clear();
-        for (int i : selected()) m_c.selected.push_back(i);
+        for (int i : selected())
+            m_c.selected.push_back(i);
         refresh();
     });
     connect(m_list, &QListWidget::currentRowChanged, this, [this](int row) { setCurrentVariant(row); });
     connect(m_table, &QTableWidget::cellClicked, this, [this](int row, int) {
-        const QVariant v = m_table->item(row, ColVariant) ? m_table->item(row, ColVariant)->data(Qt::UserRole) : QVariant();
+        const QVariant v =
+            m_table->item(row, ColVariant) ? m_table->item(row, ColVariant)->data(Qt::UserRole) : QVariant();
         if (v.isValid()) setCurrentVariant(v.toInt());
     });
     connect(m_tensor, qOverload<int>(&QComboBox::activated), this, [this](int) {
@@ -352,11 +361,13 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
         refresh();
     });
     connect(m_overlay, &QCheckBox::toggled, this, [this](bool) { requestHistograms(); });
-    connect(m_yMetric, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int) { rebuildScatter(); });
-    connect(m_scatter, &QCustomPlot::plottableClick, this, [this](QCPAbstractPlottable* p, int, QMouseEvent*) {
-        const QVariant v = p->property("variant");
-        if (v.isValid()) setCurrentVariant(v.toInt());
-    });
+    connect(m_yMetric, qOverload<int>(&QComboBox::currentIndexChanged), this,
+            [this](int) { rebuildScatter(); });
+    connect(m_scatter, &QCustomPlot::plottableClick, this,
+            [this](QCPAbstractPlottable* p, int, QMouseEvent*) {
+                const QVariant v = p->property("variant");
+                if (v.isValid()) setCurrentVariant(v.toInt());
+            });
 
     for (BackgroundJob* job : {m_runner, m_histJob}) {
         connect(job, &BackgroundJob::progress, this, [this](double f, const QString& step) {
@@ -385,7 +396,7 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
         m_progress->setValue(1000);
         if (std::exchange(m_evaluating, false)) {
             m_status->setText(tr("evaluated"));
-            m_views->setCurrentIndex(3);  // the size-vs-KLD scatter
+            m_views->setCurrentIndex(3); // the size-vs-KLD scatter
             emit evaluationFinished();
         }
         emit jobFinished();
@@ -425,7 +436,8 @@ int CompareWorkspace::addVariant(qz::Variant v) {
     std::string name = base;
     for (int k = 2;; ++k) {
         bool taken = false;
-        for (const auto& o : m_c.variants) taken |= o.name == name;
+        for (const auto& o : m_c.variants)
+            taken |= o.name == name;
         if (!taken) break;
         name = base + " (" + std::to_string(k) + ")";
     }
@@ -444,7 +456,9 @@ bool CompareWorkspace::addFile(const QString& path) {
     ModelPtr model = m_model;
     const std::string p = toStd(path);
     const bool started = m_runner->run<qz::Variant>(
-        [model, p](const BackgroundJob::Context& ctx) { return qz::openFileVariant(*model, p, ctx.progress); },
+        [model, p](const BackgroundJob::Context& ctx) {
+            return qz::openFileVariant(*model, p, ctx.progress);
+        },
         [this, model](qz::Variant&& v) {
             if (model == m_model) addVariant(std::move(v));
         });
@@ -478,38 +492,42 @@ bool CompareWorkspace::addMethod(const QString& specText, QString* error) {
 }
 
 QStringList CompareWorkspace::standardMixes() {
-    return {QStringLiteral("Q8_0"), QStringLiteral("Q6_K"), QStringLiteral("Q5_K_M"), QStringLiteral("Q4_K_M"),
-            QStringLiteral("Q3_K_M"), QStringLiteral("Q2_K")};
+    return {QStringLiteral("Q8_0"),   QStringLiteral("Q6_K"),   QStringLiteral("Q5_K_M"),
+            QStringLiteral("Q4_K_M"), QStringLiteral("Q3_K_M"), QStringLiteral("Q2_K")};
 }
 
 bool CompareWorkspace::addStandardMixes(const QString& dir, const QStringList& types) {
     if (!m_model || m_runner->isRunning() || types.isEmpty()) return false;
     ModelPtr model = m_model;
     std::vector<std::string> ts;
-    for (const QString& t : types) ts.push_back(toStd(t));
+    for (const QString& t : types)
+        ts.push_back(toStd(t));
     const std::string folder = toStd(dir);
-    const bool started = m_runner->start([this, model, ts, folder](const BackgroundJob::Context& ctx) -> qz::Status {
-        const double n = double(ts.size());
-        for (size_t i = 0; i < ts.size(); ++i) {
-            auto part = [&ctx, i, n](double from, double width) {
-                return [&ctx, i, n, from, width](const qz::ProgressInfo& p) {
-                    return ctx.progress({(double(i) + from + width * p.fraction) / n, p.step});
+    const bool started =
+        m_runner->start([this, model, ts, folder](const BackgroundJob::Context& ctx) -> qz::Status {
+            const double n = double(ts.size());
+            for (size_t i = 0; i < ts.size(); ++i) {
+                auto part = [&ctx, i, n](double from, double width) {
+                    return [&ctx, i, n, from, width](const qz::ProgressInfo& p) {
+                        return ctx.progress({(double(i) + from + width * p.fraction) / n, p.step});
+                    };
                 };
-            };
-            qz::GgufExportParams p;
-            p.type = ts[i];
-            p.outputPath = (std::filesystem::path(folder) / (model->name + "." + ts[i] + ".gguf")).string();
-            if (auto st = qz::refuseOverwritingInputs(p.outputPath, {model->path}); !st) return st.error();
-            auto r = qz::exportGguf(*model, p, part(0.0, 0.8));
-            if (!r) return r.error();
-            auto v = qz::openFileVariant(*model, r->path, part(0.8, 0.2));
-            if (!v) return v.error();
-            ctx.post([this, model, v = std::move(*v)]() mutable {
-                if (model == m_model) addVariant(std::move(v));
-            });
-        }
-        return qz::okStatus();
-    });
+                qz::GgufExportParams p;
+                p.type = ts[i];
+                p.outputPath =
+                    (std::filesystem::path(folder) / (model->name + "." + ts[i] + ".gguf")).string();
+                if (auto st = qz::refuseOverwritingInputs(p.outputPath, {model->path}); !st)
+                    return st.error();
+                auto r = qz::exportGguf(*model, p, part(0.0, 0.8));
+                if (!r) return r.error();
+                auto v = qz::openFileVariant(*model, r->path, part(0.8, 0.2));
+                if (!v) return v.error();
+                ctx.post([this, model, v = std::move(*v)]() mutable {
+                    if (model == m_model) addVariant(std::move(v));
+                });
+            }
+            return qz::okStatus();
+        });
     if (started) setRunning(true);
     return started;
 }
@@ -539,11 +557,17 @@ void CompareWorkspace::setTensor(const QString& name) {
     refresh();
 }
 
-QString CompareWorkspace::tensor() const { return toQ(m_c.tensor); }
+QString CompareWorkspace::tensor() const {
+    return toQ(m_c.tensor);
+}
 
-void CompareWorkspace::setOverlay(bool on) { m_overlay->setChecked(on); }
+void CompareWorkspace::setOverlay(bool on) {
+    m_overlay->setChecked(on);
+}
 
-void CompareWorkspace::setYMetric(bool kld) { m_yMetric->setCurrentIndex(kld ? 0 : 1); }
+void CompareWorkspace::setYMetric(bool kld) {
+    m_yMetric->setCurrentIndex(kld ? 0 : 1);
+}
 
 void CompareWorkspace::setCurrentVariant(int index) {
     if (index < 0 || index >= variantCount() || index == m_current) return;
@@ -553,12 +577,14 @@ void CompareWorkspace::setCurrentVariant(int index) {
         m_list->setCurrentRow(index);
     }
     for (int r = 0; r < m_table->rowCount(); ++r)
-        if (m_table->item(r, ColVariant) && m_table->item(r, ColVariant)->data(Qt::UserRole).toInt() == index) {
+        if (m_table->item(r, ColVariant) &&
+            m_table->item(r, ColVariant)->data(Qt::UserRole).toInt() == index) {
             const QSignalBlocker block(m_table);
             m_table->selectRow(r);
         }
     rebuildScatter();
-    m_status->setText(tr("%1: %2, %3 bits per weight").arg(toQ(variant(index).name), toQ(variant(index).label))
+    m_status->setText(tr("%1: %2, %3 bits per weight")
+                          .arg(toQ(variant(index).name), toQ(variant(index).label))
                           .arg(variant(index).bitsPerWeight, 0, 'f', 3));
     emit currentVariantChanged(index);
 }
@@ -581,8 +607,12 @@ QString CompareWorkspace::textPath() const {
     return p.isEmpty() || p == QLatin1String("?") ? sampleTextPath() : p;
 }
 
-void CompareWorkspace::setContext(int nCtx) { m_ctx->setValue(nCtx); }
-void CompareWorkspace::setChunks(int nChunks) { m_chunks->setValue(nChunks); }
+void CompareWorkspace::setContext(int nCtx) {
+    m_ctx->setValue(nCtx);
+}
+void CompareWorkspace::setChunks(int nChunks) {
+    m_chunks->setValue(nChunks);
+}
 
 void CompareWorkspace::rebuildList() {
     const QSignalBlocker block(m_list);
@@ -618,8 +648,10 @@ void CompareWorkspace::rebuildTable() {
         m_table->insertRow(r);
         m_table->setItem(r, ColVariant, cell(toQ(v.name), double(i), false));
         m_table->item(r, ColVariant)->setForeground(variantColor(i));
-        m_table->setItem(r, ColKind, cell(toQ(std::string(qz::variantKindName(v.kind))) + QStringLiteral(" · ") + toQ(v.label),
-                                          std::nan(""), false));
+        m_table->setItem(
+            r, ColKind,
+            cell(toQ(std::string(qz::variantKindName(v.kind))) + QStringLiteral(" · ") + toQ(v.label),
+                 std::nan(""), false));
         if (const qz::VariantTensor* t = v.find(tensorName)) {
             m_table->setItem(r, ColBytes, cell(mib(t->bytes), double(t->bytes)));
             m_table->setItem(r, ColBpw, cell(QString::number(t->bitsPerWeight, 'f', 3), t->bitsPerWeight));
@@ -628,16 +660,21 @@ void CompareWorkspace::rebuildTable() {
             m_table->setItem(r, ColSqnr, cell(QString::number(t->error.sqnrDb, 'f', 2), t->error.sqnrDb));
             m_table->setItem(r, ColCosine, cell(QString::number(t->error.cosine, 'f', 6), t->error.cosine));
         } else {
-            for (int c = ColBytes; c <= ColCosine; ++c) m_table->setItem(r, c, cell(tr("not quantized")));
+            for (int c = ColBytes; c <= ColCosine; ++c)
+                m_table->setItem(r, c, cell(tr("not quantized")));
         }
         if (v.eval.done) {
-            m_table->setItem(r, ColPpl, cell(QStringLiteral("%1 ± %2").arg(v.eval.ppl, 0, 'f', 4).arg(v.eval.pplError, 0, 'f', 4),
-                                             v.eval.ppl));
+            m_table->setItem(
+                r, ColPpl,
+                cell(QStringLiteral("%1 ± %2").arg(v.eval.ppl, 0, 'f', 4).arg(v.eval.pplError, 0, 'f', 4),
+                     v.eval.ppl));
             m_table->setItem(r, ColKld, cell(QString::number(v.eval.meanKld, 'f', 6), v.eval.meanKld));
-            m_table->setItem(r, ColSameTop, cell(QString::number(100.0 * v.eval.sameTop, 'f', 3), 100.0 * v.eval.sameTop));
+            m_table->setItem(r, ColSameTop,
+                             cell(QString::number(100.0 * v.eval.sameTop, 'f', 3), 100.0 * v.eval.sameTop));
         } else {
             const QString why = v.eval.error.empty() ? QString() : tr("error");
-            for (int c = ColPpl; c < ColCount; ++c) m_table->setItem(r, c, cell(why));
+            for (int c = ColPpl; c < ColCount; ++c)
+                m_table->setItem(r, c, cell(why));
             if (!why.isEmpty()) m_table->item(r, ColPpl)->setToolTip(toQ(v.eval.error));
         }
         if (i == m_current) m_table->selectRow(r);
@@ -688,7 +725,8 @@ void CompareWorkspace::rebuildScatter() {
         line->setName(tr("Pareto front"));
         line->setPen(QPen(QColor(214, 39, 40), 1.5, Qt::DashLine));
         line->setSelectable(QCP::stNone);
-        for (size_t k : front) line->addData(xs[k], ys[k]);
+        for (size_t k : front)
+            line->addData(xs[k], ys[k]);
     }
     double x0 = INFINITY, x1 = -INFINITY, y1 = 0, y0 = INFINITY;
     for (size_t k = 0; k < xs.size(); ++k) {
@@ -704,7 +742,7 @@ void CompareWorkspace::rebuildScatter() {
                                            QBrush(variantColor(idx[k])), current ? 13 : 9));
         g->addData(xs[k], ys[k]);
         auto* label = new QCPItemText(m_scatter);
-        label->setLayer(QStringLiteral("grid"));  // below the points, so a click on a point reaches its graph
+        label->setLayer(QStringLiteral("grid")); // below the points, so a click on a point reaches its graph
         label->setSelectable(false);
         label->position->setCoords(xs[k], ys[k]);
         label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
@@ -730,7 +768,8 @@ std::optional<QPointF> CompareWorkspace::scatterPoint(int variantIndex) const {
         if (graph->property("variant").isValid() && graph->property("variant").toInt() == variantIndex &&
             !graph->data()->isEmpty()) {
             const auto it = graph->data()->constBegin();
-            return QPointF(m_scatter->xAxis->coordToPixel(it->key), m_scatter->yAxis->coordToPixel(it->value));
+            return QPointF(m_scatter->xAxis->coordToPixel(it->key),
+                           m_scatter->yAxis->coordToPixel(it->value));
         }
     }
     return std::nullopt;
@@ -741,7 +780,8 @@ void CompareWorkspace::requestHistograms() {
     for (int i : m_c.selected)
         if (i >= 0 && i < variantCount() && variant(i).find(m_c.tensor)) order.append(i);
     if (!m_model || order.isEmpty() || m_c.tensor.empty()) {
-        for (HistogramPlot* p : m_histPlots) p->deleteLater();
+        for (HistogramPlot* p : m_histPlots)
+            p->deleteLater();
         m_histPlots.clear();
         m_errorPlot->clear(tr("Tick variants that quantized this tensor"));
         return;
@@ -760,7 +800,9 @@ void CompareWorkspace::requestHistograms() {
     const quint64 request = ++m_histRequest;
     m_histPending = true;
     m_histJob->run<qz::TensorComparison>(
-        [model, vs, name](const BackgroundJob::Context& ctx) { return qz::compareTensor(*model, vs, name, 120, ctx.progress); },
+        [model, vs, name](const BackgroundJob::Context& ctx) {
+            return qz::compareTensor(*model, vs, name, 120, ctx.progress);
+        },
         [this, order, request](qz::TensorComparison&& tc) {
             if (request != m_histRequest) return;
             m_histPending = false;
@@ -779,7 +821,8 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
         auto* p = new HistogramPlot(m_histPage);
         p->setTitle(tr("%1: all variants").arg(tensorName));
         QList<HistogramSeries> s{{tr("original"), tc.original, HistogramPlot::originalColor()}};
-        for (int k = 0; k < order.size(); ++k) s.append({toQ(variant(order[k]).name), tc.values[size_t(k)], variantColor(order[k])});
+        for (int k = 0; k < order.size(); ++k)
+            s.append({toQ(variant(order[k]).name), tc.values[size_t(k)], variantColor(order[k])});
         p->setSeries(s);
         m_histGrid->addWidget(p, 0, 0);
         m_histPlots.append(p);
@@ -805,7 +848,8 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
         }
     }
     QList<HistogramSeries> errs;
-    for (int k = 0; k < order.size(); ++k) errs.append({toQ(variant(order[k]).name), tc.errors[size_t(k)], variantColor(order[k])});
+    for (int k = 0; k < order.size(); ++k)
+        errs.append({toQ(variant(order[k]).name), tc.errors[size_t(k)], variantColor(order[k])});
     m_errorPlot->setTitle(tr("%1: error (variant − original), shared bins").arg(tensorName));
     m_errorPlot->setSeries(errs);
     emit histogramsShown();
@@ -813,7 +857,8 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
 
 void CompareWorkspace::setRunning(bool on) {
     m_cancel->setEnabled(on);
-    for (QPushButton* b : {m_addSpec, m_addFile, m_addFolder, m_addMixes, m_evaluate, m_open}) b->setEnabled(!on && m_model);
+    for (QPushButton* b : {m_addSpec, m_addFile, m_addFolder, m_addMixes, m_evaluate, m_open})
+        b->setEnabled(!on && m_model);
     m_save->setEnabled(!on && m_model);
     if (on) m_progress->setValue(0);
 }
@@ -837,26 +882,31 @@ bool CompareWorkspace::evaluate() {
     auto work = std::make_shared<qz::Comparison>(m_c);
     ModelPtr model = m_model;
     const std::vector<int> which = m_c.selected;
-    const bool started = m_runner->start([this, work, model, which, p, text = std::string(bytes.constData(), size_t(bytes.size()))](
-                                             const BackgroundJob::Context& ctx) -> qz::Status {
-        return qz::evaluateComparison(model, *work, text, p, which, ctx.progress,
-                                      [this, &ctx, model](int index, const qz::VariantEval& e) {
-                                          ctx.post([this, model, index, e] {
-                                              if (model != m_model) return;
-                                              if (index < 0) m_c.originalEval = e;
-                                              else if (index < variantCount()) m_c.variants[size_t(index)].eval = e;
-                                              rebuildTable();
-                                              rebuildScatter();
+    const bool started = m_runner->start(
+        [this, work, model, which, p, text = std::string(bytes.constData(), size_t(bytes.size()))](
+            const BackgroundJob::Context& ctx) -> qz::Status {
+            return qz::evaluateComparison(model, *work, text, p, which, ctx.progress,
+                                          [this, &ctx, model](int index, const qz::VariantEval& e) {
+                                              ctx.post([this, model, index, e] {
+                                                  if (model != m_model) return;
+                                                  if (index < 0)
+                                                      m_c.originalEval = e;
+                                                  else if (index < variantCount())
+                                                      m_c.variants[size_t(index)].eval = e;
+                                                  rebuildTable();
+                                                  rebuildScatter();
+                                              });
                                           });
-                                      });
-    });
+        });
     if (!started) return false;
     setRunning(true);
     m_evaluating = true;
     return true;
 }
 
-void CompareWorkspace::cancel() { m_runner->cancel(); }
+void CompareWorkspace::cancel() {
+    m_runner->cancel();
+}
 
 bool CompareWorkspace::saveProject(const QString& path, QString* error) {
     m_c.nCtx = m_ctx->value();
@@ -896,8 +946,10 @@ void CompareWorkspace::applyComparison(qz::Comparison c) {
     setTextPath(m_c.textPath == toStd(sampleTextPath()) ? QString() : toQ(m_c.textPath));
     m_ctx->setValue(m_c.nCtx);
     m_chunks->setValue(m_c.nChunks);
-    if (m_tensor->findText(toQ(m_c.tensor)) >= 0) m_tensor->setCurrentIndex(m_tensor->findText(toQ(m_c.tensor)));
-    else if (m_tensor->count()) m_c.tensor = toStd(m_tensor->itemText(0));
+    if (m_tensor->findText(toQ(m_c.tensor)) >= 0)
+        m_tensor->setCurrentIndex(m_tensor->findText(toQ(m_c.tensor)));
+    else if (m_tensor->count())
+        m_c.tensor = toStd(m_tensor->itemText(0));
     setRunning(false);
     rebuildList();
     refresh();
@@ -908,7 +960,8 @@ bool CompareWorkspace::exportFigure(const QString& id, const QString& path, QStr
     if (id == QLatin1String("histograms")) return saveGrid(m_histPlots, path, error);
     if (id == QLatin1String("errors")) return m_errorPlot->exportTo(path, 900, 560, error);
     if (id == QLatin1String("layers")) return savePlot(m_layers, path, tr("SQNR per layer"), error);
-    if (id == QLatin1String("scatter")) return savePlot(m_scatter, path, tr("Size against KL-divergence"), error);
+    if (id == QLatin1String("scatter"))
+        return savePlot(m_scatter, path, tr("Size against KL-divergence"), error);
     if (error) *error = tr("no figure '%1'").arg(id);
     return false;
 }
@@ -919,9 +972,11 @@ bool CompareWorkspace::exportTable(const QString& id, const QString& path, QStri
     for (int i : m_c.selected)
         if (i >= 0 && i < variantCount()) sel.variants.push_back(variant(i));
     std::string text;
-    if (id == QLatin1String("tensor")) text = qz::tensorFiguresCsv(sel, m_c.tensor);
+    if (id == QLatin1String("tensor"))
+        text = qz::tensorFiguresCsv(sel, m_c.tensor);
     else if (id == QLatin1String("variants"))
-        text = qz::comparisonCsv(sel, m_model ? qz::modelBitsPerWeight(*m_model) : 0, m_model ? m_model->totalBytes() : 0);
+        text = qz::comparisonCsv(sel, m_model ? qz::modelBitsPerWeight(*m_model) : 0,
+                                 m_model ? m_model->totalBytes() : 0);
     else {
         if (error) *error = tr("no table '%1'").arg(id);
         return false;
@@ -942,13 +997,14 @@ void CompareWorkspace::exportDialog(const QString& id, bool table) {
     const QString filter = table ? tr("CSV (*.csv)") : tr("PNG (*.png);;SVG (*.svg);;PDF (*.pdf)");
     QString selectedFilter;
     QString p = QFileDialog::getSaveFileName(this, table ? tr("Export table") : tr("Export figure"),
-                                             id + (table ? QStringLiteral(".csv") : QStringLiteral(".png")), filter,
-                                             &selectedFilter);
+                                             id + (table ? QStringLiteral(".csv") : QStringLiteral(".png")),
+                                             filter, &selectedFilter);
     if (p.isEmpty()) return;
     if (QFileInfo(p).suffix().isEmpty())
         p += table ? QStringLiteral(".csv") : QStringLiteral(".") + selectedFilter.left(3).toLower();
     QString err;
-    if (!(table ? exportTable(id, p, &err) : exportFigure(id, p, &err))) QMessageBox::warning(this, tr("Export"), err);
+    if (!(table ? exportTable(id, p, &err) : exportFigure(id, p, &err)))
+        QMessageBox::warning(this, tr("Export"), err);
 }
 
-}  // namespace qz::ui
+} // namespace qz::ui

@@ -38,9 +38,21 @@ class HistogramPlot;
 
 class CompareWorkspace : public QWidget {
     Q_OBJECT
-public:
-    enum Column { ColVariant, ColKind, ColBytes, ColBpw, ColMse, ColMaxAbs, ColSqnr, ColCosine, ColPpl, ColKld,
-                  ColSameTop, ColCount };
+  public:
+    enum Column {
+        ColVariant,
+        ColKind,
+        ColBytes,
+        ColBpw,
+        ColMse,
+        ColMaxAbs,
+        ColSqnr,
+        ColCosine,
+        ColPpl,
+        ColKld,
+        ColSameTop,
+        ColCount
+    };
 
     explicit CompareWorkspace(QWidget* parent = nullptr);
 
@@ -56,24 +68,24 @@ public:
     bool addMethod(const QString& spec, QString* error = nullptr);
     // Exports llama.cpp's standard mixes of the model into `dir` (<model>.<TYPE>.gguf, byte-identical to
     // llama-quantize's) in the background and adds each as a variant.
-    static QStringList standardMixes();  // Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K
+    static QStringList standardMixes(); // Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K
     bool addStandardMixes(const QString& dir, const QStringList& types = standardMixes());
     int variantCount() const { return int(m_c.variants.size()); }
     const qz::Variant& variant(int i) const { return m_c.variants[size_t(i)]; }
     const qz::Comparison& comparison() const { return m_c; }
 
-    void setSelected(const QList<int>& indices);  // at most 8 are kept
+    void setSelected(const QList<int>& indices); // at most 8 are kept
     QList<int> selected() const;
     void setTensor(const QString& name);
     QString tensor() const;
     void setOverlay(bool on);
-    void setYMetric(bool kld);                     // scatter's y: mean KLD (true) or PPL
+    void setYMetric(bool kld); // scatter's y: mean KLD (true) or PPL
     void setCurrentVariant(int index);
     int currentVariant() const { return m_current; }
 
-    void setTextPath(const QString& path);         // empty = the bundled sample
+    void setTextPath(const QString& path); // empty = the bundled sample
     void setContext(int nCtx);
-    void setChunks(int nChunks);                   // 0 = all
+    void setChunks(int nChunks); // 0 = all
     void setThreads(int threads) { m_threads = threads; }
     // Evaluates the selected variants (and the original) against the original; false if nothing starts.
     bool evaluate();
@@ -101,7 +113,7 @@ public:
     // The scatter's point of a variant in pixels (for tests and tooltips); nullopt if not drawn.
     std::optional<QPointF> scatterPoint(int variantIndex) const;
 
-signals:
+  signals:
     void variantsChanged();
     void histogramsShown();
     void evaluationFinished();
@@ -109,9 +121,9 @@ signals:
     void modelRequested(const QString& path);
     void jobFinished();
 
-private:
+  private:
     void rebuildList();
-    void refresh();              // table, layers, scatter; histograms in the background
+    void refresh(); // table, layers, scatter; histograms in the background
     void rebuildTable();
     void rebuildLayers();
     void rebuildScatter();
@@ -131,8 +143,8 @@ private:
     quint64 m_histRequest = 0;
     bool m_histPending = false;
     bool m_evaluating = false;
-    BackgroundJob* m_runner;     // add / evaluate
-    BackgroundJob* m_histJob;    // histograms of the shown tensor
+    BackgroundJob* m_runner;  // add / evaluate
+    BackgroundJob* m_histJob; // histograms of the shown tensor
     QListWidget* m_list;
     QComboBox* m_tensor;
     QCheckBox* m_overlay;
@@ -161,4 +173,4 @@ private:
     QLabel* m_status;
 };
 
-}  // namespace qz::ui
+} // namespace qz::ui

@@ -27,10 +27,11 @@ const char* kCompareHelp =
     "  --csv: one row per model; --report: the comparison (opens in the GUI's Compare workspace);\n"
     "  --plot: bits per weight against mean KLD with the Pareto front, as SVG.\n"
     "  Prints the table on stdout.\n";
-}  // namespace
+} // namespace
 
 int cmdCompare(int argc, char** argv) {
-    Args args({"-f", "-c", "--chunks", "--calib", "--threads", "--csv", "--report", "--plot"}, {"--quiet", "--help"});
+    Args args({"-f", "-c", "--chunks", "--calib", "--threads", "--csv", "--report", "--plot"},
+              {"--quiet", "--help"});
     auto usageError = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli compare: %s\n%s", e.c_str(), kCompareHelp);
         return kUsage;
@@ -102,7 +103,8 @@ int cmdCompare(int argc, char** argv) {
         }
         if (!v) return fail(v.error());
         c.variants.push_back(std::move(*v));
-        if (c.selected.size() < 8) c.selected.push_back(int(c.variants.size()) - 1);  // the GUI shows 2..8 at a time
+        if (c.selected.size() < 8)
+            c.selected.push_back(int(c.variants.size()) - 1); // the GUI shows 2..8 at a time
     }
 
     qz::EvalParams ep;
@@ -119,28 +121,33 @@ int cmdCompare(int argc, char** argv) {
     }
 
     const double originalBpw = qz::modelBitsPerWeight(*model);
-    std::printf("%-28s %12s %8s %12s %10s %12s %10s\n", "model", "bytes", "bpw", "PPL", "+/-", "mean KLD", "same top %");
-    std::printf("%-28s %12llu %8.3f %12.4f %10.5f %12s %10s\n", "original", (unsigned long long)model->totalBytes(),
-                originalBpw, c.originalEval->ppl, c.originalEval->pplError, "-", "-");
+    std::printf("%-28s %12s %8s %12s %10s %12s %10s\n", "model", "bytes", "bpw", "PPL", "+/-", "mean KLD",
+                "same top %");
+    std::printf("%-28s %12llu %8.3f %12.4f %10.5f %12s %10s\n", "original",
+                (unsigned long long)model->totalBytes(), originalBpw, c.originalEval->ppl,
+                c.originalEval->pplError, "-", "-");
     for (const auto& v : c.variants) {
         if (!v.eval.done) {
-            std::printf("%-28s %12llu %8.3f  error: %s\n", v.name.c_str(), (unsigned long long)v.bytes, v.bitsPerWeight,
-                        v.eval.error.c_str());
+            std::printf("%-28s %12llu %8.3f  error: %s\n", v.name.c_str(), (unsigned long long)v.bytes,
+                        v.bitsPerWeight, v.eval.error.c_str());
             continue;
         }
-        std::printf("%-28s %12llu %8.3f %12.4f %10.5f %12.6f %10.3f\n", v.name.c_str(), (unsigned long long)v.bytes,
-                    v.bitsPerWeight, v.eval.ppl, v.eval.pplError, v.eval.meanKld, 100.0 * v.eval.sameTop);
+        std::printf("%-28s %12llu %8.3f %12.4f %10.5f %12.6f %10.3f\n", v.name.c_str(),
+                    (unsigned long long)v.bytes, v.bitsPerWeight, v.eval.ppl, v.eval.pplError, v.eval.meanKld,
+                    100.0 * v.eval.sameTop);
     }
     std::fflush(stdout);
     if (auto p = args.value("--csv"))
-        if (auto st = qz::writeFileAtomic(*p, qz::comparisonCsv(c, originalBpw, model->totalBytes())); !st) return fail(st.error());
+        if (auto st = qz::writeFileAtomic(*p, qz::comparisonCsv(c, originalBpw, model->totalBytes())); !st)
+            return fail(st.error());
     if (auto p = args.value("--report"))
         if (auto st = qz::saveComparison(c, *p); !st) return fail(st.error());
     if (auto p = args.value("--plot"))
         if (auto st = qz::writeFileAtomic(*p, qz::sizeKldSvg(c)); !st) return fail(st.error());
     bool anyFailed = false;
-    for (const auto& v : c.variants) anyFailed |= !v.eval.done;
+    for (const auto& v : c.variants)
+        anyFailed |= !v.eval.done;
     return anyFailed ? kFailed : kOk;
 }
 
-}  // namespace qzcli
+} // namespace qzcli

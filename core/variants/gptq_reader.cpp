@@ -44,14 +44,17 @@ bool isGptqConfig(const nlohmann::json& j) {
 // The module prefix of a weight name ("x.weight" -> "x"), or empty.
 std::string modulePrefix(const std::string& weightName) {
     static const std::string kSuffix = ".weight";
-    if (weightName.size() <= kSuffix.size() || weightName.compare(weightName.size() - kSuffix.size(), kSuffix.size(), kSuffix))
+    if (weightName.size() <= kSuffix.size() ||
+        weightName.compare(weightName.size() - kSuffix.size(), kSuffix.size(), kSuffix))
         return {};
     return weightName.substr(0, weightName.size() - kSuffix.size());
 }
 
-bool checkedMul(uint64_t a, uint64_t b, uint64_t& out) { return !__builtin_mul_overflow(a, b, &out); }
+bool checkedMul(uint64_t a, uint64_t b, uint64_t& out) {
+    return !__builtin_mul_overflow(a, b, &out);
+}
 
-}  // namespace
+} // namespace
 
 bool looksLikeGptqFolder(const std::string& path) {
     std::error_code ec;
@@ -67,20 +70,25 @@ Result<GptqFolder> openGptqFolder(const std::string& path) {
     GptqFolder f;
     // README.md D.4: bits ∈ {2, 3, 4, 8}, group_size −1 or > 0.
     auto bits = cfg->find("bits");
-    if (bits == cfg->end() || !bits->is_number_integer()) return makeError(path + ": quantization config has no integer \"bits\"");
+    if (bits == cfg->end() || !bits->is_number_integer())
+        return makeError(path + ": quantization config has no integer \"bits\"");
     f.bits = bits->get<int>();
     if (f.bits != 2 && f.bits != 3 && f.bits != 4 && f.bits != 8)
         return makeError(path + ": bits " + std::to_string(f.bits) + " (2, 3, 4 or 8 expected)");
     auto gs = cfg->find("group_size");
-    if (gs == cfg->end() || !gs->is_number_integer()) return makeError(path + ": quantization config has no integer \"group_size\"");
+    if (gs == cfg->end() || !gs->is_number_integer())
+        return makeError(path + ": quantization config has no integer \"group_size\"");
     const int64_t g = gs->get<int64_t>();
-    if (g != -1 && (g <= 0 || g > (int64_t(1) << 30))) return makeError(path + ": group_size " + std::to_string(g));
+    if (g != -1 && (g <= 0 || g > (int64_t(1) << 30)))
+        return makeError(path + ": group_size " + std::to_string(g));
     f.groupSize = int(g);
     auto fmt = cfg->find("checkpoint_format");
     if (fmt != cfg->end() && fmt->is_string()) {
         const std::string s = fmt->get<std::string>();
-        if (s == "gptq_v2") f.v1 = false;
-        else if (s != "gptq") return makeError(path + ": checkpoint_format \"" + printableText(s) + "\" is not gptq / gptq_v2");
+        if (s == "gptq_v2")
+            f.v1 = false;
+        else if (s != "gptq")
+            return makeError(path + ": checkpoint_format \"" + printableText(s) + "\" is not gptq / gptq_v2");
     }
     auto m = openModel(path);
     if (!m) return m.error();
@@ -92,7 +100,7 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
     GptqTensor out;
     const Model& m = *folder.model;
     const std::string where = m.path + ": " + weightName;
-    if (const TensorInfo* t = m.find(weightName)) {  // stored unquantized
+    if (const TensorInfo* t = m.find(weightName)) { // stored unquantized
         auto v = readTensorF32(m, *t);
         if (!v) return v.error();
         out.found = true;
@@ -110,8 +118,10 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
     const TensorInfo* gi = m.find(prefix + ".g_idx");
     if (!qz || !sc) return makeError(where + ": qweight without qzeros / scales");
     for (const TensorInfo* t : {qw, qz})
-        if (t->dtype != DType::I32 || t->shape.size() != 2) return makeError(m.path + ": " + t->name + " is not a 2-D int32 tensor");
-    if (sc->shape.size() != 2 || (sc->dtype != DType::F16 && sc->dtype != DType::F32 && sc->dtype != DType::BF16))
+        if (t->dtype != DType::I32 || t->shape.size() != 2)
+            return makeError(m.path + ": " + t->name + " is not a 2-D int32 tensor");
+    if (sc->shape.size() != 2 ||
+        (sc->dtype != DType::F16 && sc->dtype != DType::F32 && sc->dtype != DType::BF16))
         return makeError(m.path + ": " + sc->name + " is not a 2-D float tensor");
     if (gi && (gi->dtype != DType::I32 || gi->shape.size() != 1))
         return makeError(m.path + ": " + gi->name + " is not a 1-D int32 tensor");
@@ -123,14 +133,19 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
         return makeError(where + ": quantized tensor too large");
     const int64_t in = packedRows * 32 / bits;
     if ((packedRows * 32) % bits) return makeError(where + ": qweight rows do not hold whole values");
-    if (sc->shape[1] != out_) return makeError(where + ": scales have " + std::to_string(sc->shape[1]) + " columns, qweight " + std::to_string(out_));
+    if (sc->shape[1] != out_)
+        return makeError(where + ": scales have " + std::to_string(sc->shape[1]) + " columns, qweight " +
+                         std::to_string(out_));
     if (qz->shape[0] != groups || qz->shape[1] * 32 != out_ * bits)
         return makeError(where + ": qzeros shape does not match scales / qweight");
-    if (gi && gi->shape[0] != in) return makeError(where + ": g_idx has " + std::to_string(gi->shape[0]) + " entries, expected " + std::to_string(in));
+    if (gi && gi->shape[0] != in)
+        return makeError(where + ": g_idx has " + std::to_string(gi->shape[0]) + " entries, expected " +
+                         std::to_string(in));
     uint64_t numel = 0;
     if (!checkedMul(uint64_t(in), uint64_t(out_), numel) || numel > (uint64_t(1) << 34))
         return makeError(where + ": quantized tensor too large");
-    if ((bits == 3 && (in % 32 || out_ % 32)) || in % 32) return makeError(where + ": input size " + std::to_string(in) + " is not a multiple of 32");
+    if ((bits == 3 && (in % 32 || out_ % 32)) || in % 32)
+        return makeError(where + ": input size " + std::to_string(in) + " is not a multiple of 32");
     if (bits != 3 && (out_ * bits) % 32) return makeError(where + ": output size does not pack into words");
 
     auto readI32 = [&](const TensorInfo* t) -> Result<std::vector<int32_t>> {
@@ -153,16 +168,21 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
         if (!g) return g.error();
         gidx = std::move(*g);
         for (int32_t v : gidx)
-            if (v < 0 || v >= groups) return makeError(where + ": g_idx entry " + std::to_string(v) + " outside 0.." + std::to_string(groups - 1));
-    } else {  // no g_idx: consecutive groups of group_size
+            if (v < 0 || v >= groups)
+                return makeError(where + ": g_idx entry " + std::to_string(v) + " outside 0.." +
+                                 std::to_string(groups - 1));
+    } else { // no g_idx: consecutive groups of group_size
         const int64_t gsz = folder.groupSize > 0 ? folder.groupSize : in;
         for (int64_t k = 0; k < in; ++k) {
             gidx[size_t(k)] = int32_t(k / gsz);
-            if (gidx[size_t(k)] >= groups) return makeError(where + ": fewer groups than the group size implies");
+            if (gidx[size_t(k)] >= groups)
+                return makeError(where + ": fewer groups than the group size implies");
         }
     }
-    const std::vector<uint8_t> codes = gptq::unpackQweight(qwv->data(), int(out_), int(in), bits);  // [out][in]
-    const std::vector<int32_t> zeros = gptq::unpackQzeros(qzv->data(), int(groups), int(out_), bits, folder.v1);  // [G][out]
+    const std::vector<uint8_t> codes =
+        gptq::unpackQweight(qwv->data(), int(out_), int(in), bits); // [out][in]
+    const std::vector<int32_t> zeros =
+        gptq::unpackQzeros(qzv->data(), int(groups), int(out_), bits, folder.v1); // [G][out]
     // Conv1D weights (GPT-2) are stored [in, out] in the original (README.md D.1).
     const bool inputIsRows = weightInputIsRows(weightName);
     out.values.resize(numel);
@@ -171,8 +191,9 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
             const int64_t g = gidx[size_t(k)];
             // The loader's product is computed in fp16 (README.md D.3): fp16 scale times the integer
             // difference, rounded to fp16.
-            const float w = fp16ToFp32(fp32ToFp16((*scv)[size_t(g * out_ + n)] *
-                                                 float(int32_t(codes[size_t(n * in + k)]) - zeros[size_t(g * out_ + n)])));
+            const float w = fp16ToFp32(
+                fp32ToFp16((*scv)[size_t(g * out_ + n)] *
+                           float(int32_t(codes[size_t(n * in + k)]) - zeros[size_t(g * out_ + n)])));
             out.values[size_t(inputIsRows ? k * out_ + n : n * in + k)] = w;
         }
     out.found = out.quantized = true;
@@ -181,4 +202,4 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
     return out;
 }
 
-}  // namespace qz
+} // namespace qz

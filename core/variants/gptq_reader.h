@@ -17,10 +17,10 @@
 namespace qz {
 
 struct GptqFolder {
-    std::shared_ptr<Model> model;  // the folder opened as a HF model (qweight / qzeros / scales / g_idx ...)
+    std::shared_ptr<Model> model; // the folder opened as a HF model (qweight / qzeros / scales / g_idx ...)
     int bits = 4;
     int groupSize = 128;
-    bool v1 = true;                // checkpoint_format "gptq" (zero − 1 stored) or "gptq_v2"
+    bool v1 = true; // checkpoint_format "gptq" (zero − 1 stored) or "gptq_v2"
 };
 
 // True if `path` is a folder with a quantize_config.json (or a config.json quantization_config) naming
@@ -37,8 +37,8 @@ struct GptqTensor {
     bool quantized = false;
     std::vector<float> values;
     std::vector<int64_t> shape;
-    uint64_t bytes = 0;            // storage in the folder (qweight + qzeros + scales + g_idx, or the tensor)
+    uint64_t bytes = 0; // storage in the folder (qweight + qzeros + scales + g_idx, or the tensor)
 };
 Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& weightName);
 
-}  // namespace qz
+} // namespace qz

@@ -23,9 +23,12 @@ using nlohmann::json;
 
 std::string_view variantKindName(VariantKind k) {
     switch (k) {
-        case VariantKind::FakeQuant: return "fake-quant";
-        case VariantKind::GgufFile: return "gguf";
-        case VariantKind::GptqFolder: return "gptq";
+    case VariantKind::FakeQuant:
+        return "fake-quant";
+    case VariantKind::GgufFile:
+        return "gguf";
+    case VariantKind::GptqFolder:
+        return "gptq";
     }
     return "?";
 }
@@ -64,7 +67,7 @@ std::optional<int> parseInt(std::string_view s) {
     if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
     return v;
 }
-}  // namespace
+} // namespace
 
 Result<QuantSpec> parseMethodSpec(std::string_view text) {
     const auto parts = splitColon(text);
@@ -76,10 +79,13 @@ Result<QuantSpec> parseMethodSpec(std::string_view text) {
         method = method.substr(0, 3);
     }
     auto m = parseMethod(method);
-    if (!m) return makeError("variant '" + whole + "': unknown method (absmax, zeropoint, nf4, fp4, nf4-dq, fp4-dq, llm-int8)");
+    if (!m)
+        return makeError("variant '" + whole +
+                         "': unknown method (absmax, zeropoint, nf4, fp4, nf4-dq, fp4-dq, llm-int8)");
     spec.method = *m;
     if (isBnbFourBit(spec.method)) {
-        if (parts.size() > 2) return makeError("variant '" + whole + "': expected " + std::string(method) + "[:BLOCK]");
+        if (parts.size() > 2)
+            return makeError("variant '" + whole + "': expected " + std::string(method) + "[:BLOCK]");
         if (parts.size() == 2) {
             auto b = parseInt(parts[1]);
             if (!b) return makeError("variant '" + whole + "': block size is not an integer");
@@ -97,7 +103,8 @@ Result<QuantSpec> parseMethodSpec(std::string_view text) {
         }
     } else {
         if (parts.size() < 2 || parts.size() > 4)
-            return makeError("variant '" + whole + "': expected " + std::string(method) + ":BITS[:tensor|row|group[:G]]");
+            return makeError("variant '" + whole + "': expected " + std::string(method) +
+                             ":BITS[:tensor|row|group[:G]]");
         auto b = parseInt(parts[1]);
         if (!b) return makeError("variant '" + whole + "': bits is not an integer");
         spec.bits = *b;
@@ -182,15 +189,16 @@ namespace {
 
 // Where each original tensor lives in a GGUF conversion of it: the GGUF name and the transform.
 struct GgufMapping {
-    std::optional<ConversionPlan> plan;            // HF originals
-    std::map<std::string, size_t> planIndex;       // original name -> plan.tensors index
+    std::optional<ConversionPlan> plan;      // HF originals
+    std::map<std::string, size_t> planIndex; // original name -> plan.tensors index
 };
 
 Result<GgufMapping> ggufMapping(const Model& original) {
     GgufMapping m;
-    if (original.format == ModelFormat::Gguf) return m;  // same names
+    if (original.format == ModelFormat::Gguf) return m; // same names
     auto plan = planHfToGguf(original);
-    if (!plan) return makeError("cannot relate GGUF tensors to " + original.name + ": " + plan.error().message);
+    if (!plan)
+        return makeError("cannot relate GGUF tensors to " + original.name + ": " + plan.error().message);
     m.plan = std::move(*plan);
     for (size_t i = 0; i < m.plan->tensors.size(); ++i) {
         const auto& t = m.plan->tensors[i];
@@ -229,7 +237,7 @@ std::string ggufLabel(const Model& m) {
     return "GGUF";
 }
 
-}  // namespace
+} // namespace
 
 Result<Variant> openFileVariant(const Model& original, const std::string& path, const ProgressFn& progress) {
     Variant v;
@@ -250,7 +258,8 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
         auto m = openModel(path);
         if (!m) return m.error();
         if ((*m)->format != ModelFormat::Gguf)
-            return makeError(path + ": not a GGUF file or a GPTQ folder (a variant is a quantized file of the model)");
+            return makeError(
+                path + ": not a GGUF file or a GPTQ folder (a variant is a quantized file of the model)");
         file = std::move(*m);
         v.kind = VariantKind::GgufFile;
         v.label = ggufLabel(*file);
@@ -275,10 +284,11 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
             auto r = readGptqWeight(*gptq, t.name);
             if (!r) return r.error();
             if (!r->found) {
-                bytes += t.nbytes;  // a tensor the folder lacks (e.g. a tied head) counts as the original's
+                bytes += t.nbytes; // a tensor the folder lacks (e.g. a tied head) counts as the original's
                 continue;
             }
-            if (r->values.size() != t.numel()) return makeError(path + ": " + t.name + " has another size than the original's");
+            if (r->values.size() != t.numel())
+                return makeError(path + ": " + t.name + " has another size than the original's");
             tbytes = r->bytes;
             quantized = r->quantized;
             deq = std::move(r->values);
@@ -288,19 +298,21 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
             const std::string gname = ggufNameOf(map, t.name);
             const TensorInfo* g = gname.empty() ? nullptr : file->find(gname);
             if (!g) continue;
-            if (g->numel() != t.numel()) return makeError(path + ": " + gname + " has " + std::to_string(g->numel()) +
-                                                          " values, the original's " + t.name + " " + std::to_string(t.numel()));
+            if (g->numel() != t.numel())
+                return makeError(path + ": " + gname + " has " + std::to_string(g->numel()) +
+                                 " values, the original's " + t.name + " " + std::to_string(t.numel()));
             tbytes = g->nbytes;
             quantized = t.shape.size() >= 2;
             auto d = readTensorF32(*file, *g);
             if (!d) return d.error();
             deq = std::move(*d);
             if (auto st = readOriginalFor(original, map, i, orig); !st) return st.error();
-            if (orig.size() != deq.size()) return makeError(path + ": " + gname + ": size mismatch after conversion");
+            if (orig.size() != deq.size())
+                return makeError(path + ": " + gname + ": size mismatch after conversion");
         }
         bytes += tbytes;
         matchedElems += t.numel();
-        if (!quantized) continue;  // only the weight matrices get figures (as a fake-quantized run)
+        if (!quantized) continue; // only the weight matrices get figures (as a fake-quantized run)
         VariantTensor vt;
         vt.name = t.name;
         vt.numel = t.numel();
@@ -310,7 +322,8 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
         vt.layer = layerIndexOf(t.name);
         v.tensors.push_back(std::move(vt));
     }
-    if (matchedElems == 0) return makeError(path + ": none of its tensors matches a tensor of " + original.name);
+    if (matchedElems == 0)
+        return makeError(path + ": none of its tensors matches a tensor of " + original.name);
     // A GGUF file's size counts all its tensors (also ones the original lacks, e.g. rope_freqs).
     v.bytes = file ? file->totalBytes() : bytes;
     v.bitsPerWeight = v.parameters ? 8.0 * double(v.bytes) / double(v.parameters) : 0;
@@ -339,14 +352,15 @@ Status fakeQuantTensor(const Model& original, const Variant& v, size_t index, st
         static const std::vector<int32_t> kNone;
         auto it = v.outlierFeatures.find(t.name);
         const auto& outliers = it == v.outlierFeatures.end() ? kNone : it->second;
-        llmInt8QuantizeDequantize(orig.data(), t.rows(), t.cols(), weightInputIsRows(t.name), outliers, deq.data());
+        llmInt8QuantizeDequantize(orig.data(), t.rows(), t.cols(), weightInputIsRows(t.name), outliers,
+                                  deq.data());
         return okStatus();
     }
     auto r = analyzeTensor(original, index, v.spec, 16, &deq, nullptr, &orig);
     if (!r) return r.error();
     return okStatus();
 }
-}  // namespace
+} // namespace
 
 Result<TensorPair> variantTensorPair(const Model& original, const Variant& v, const std::string& tensorName) {
     auto idx = originalIndex(original, tensorName);
@@ -355,36 +369,37 @@ Result<TensorPair> variantTensorPair(const Model& original, const Variant& v, co
     TensorPair p;
     p.shape = t.shape;
     switch (v.kind) {
-        case VariantKind::FakeQuant:
-            if (!v.find(tensorName)) return makeError(v.name + " did not quantize " + tensorName);
-            if (auto st = fakeQuantTensor(original, v, *idx, p.original, p.variant); !st) return st.error();
-            return p;
-        case VariantKind::GptqFolder: {
-            auto g = openGptqFolder(v.path);
-            if (!g) return g.error();
-            auto r = readGptqWeight(*g, tensorName);
-            if (!r) return r.error();
-            if (!r->found || r->values.size() != t.numel()) return makeError(v.path + " has no tensor " + tensorName);
-            p.variant = std::move(r->values);
-            p.original.resize(t.numel());
-            if (auto st = readTensorF32(original, t, p.original); !st) return st.error();
-            return p;
-        }
-        case VariantKind::GgufFile: {
-            auto m = openModel(v.path);
-            if (!m) return m.error();
-            auto map = ggufMapping(original);
-            if (!map) return map.error();
-            const std::string gname = ggufNameOf(*map, tensorName);
-            const TensorInfo* g = gname.empty() ? nullptr : (*m)->find(gname);
-            if (!g || g->numel() != t.numel()) return makeError(v.path + " has no tensor matching " + tensorName);
-            auto d = readTensorF32(**m, *g);
-            if (!d) return d.error();
-            p.variant = std::move(*d);
-            if (auto st = readOriginalFor(original, *map, *idx, p.original); !st) return st.error();
-            if (p.original.size() != p.variant.size()) return makeError(v.path + ": size mismatch");
-            return p;
-        }
+    case VariantKind::FakeQuant:
+        if (!v.find(tensorName)) return makeError(v.name + " did not quantize " + tensorName);
+        if (auto st = fakeQuantTensor(original, v, *idx, p.original, p.variant); !st) return st.error();
+        return p;
+    case VariantKind::GptqFolder: {
+        auto g = openGptqFolder(v.path);
+        if (!g) return g.error();
+        auto r = readGptqWeight(*g, tensorName);
+        if (!r) return r.error();
+        if (!r->found || r->values.size() != t.numel())
+            return makeError(v.path + " has no tensor " + tensorName);
+        p.variant = std::move(r->values);
+        p.original.resize(t.numel());
+        if (auto st = readTensorF32(original, t, p.original); !st) return st.error();
+        return p;
+    }
+    case VariantKind::GgufFile: {
+        auto m = openModel(v.path);
+        if (!m) return m.error();
+        auto map = ggufMapping(original);
+        if (!map) return map.error();
+        const std::string gname = ggufNameOf(*map, tensorName);
+        const TensorInfo* g = gname.empty() ? nullptr : (*m)->find(gname);
+        if (!g || g->numel() != t.numel()) return makeError(v.path + " has no tensor matching " + tensorName);
+        auto d = readTensorF32(**m, *g);
+        if (!d) return d.error();
+        p.variant = std::move(*d);
+        if (auto st = readOriginalFor(original, *map, *idx, p.original); !st) return st.error();
+        if (p.original.size() != p.variant.size()) return makeError(v.path + ": size mismatch");
+        return p;
+    }
     }
     return makeError("unknown variant kind");
 }
@@ -441,11 +456,12 @@ std::vector<size_t> paretoFront(const std::vector<double>& x, const std::vector<
     std::vector<size_t> idx;
     for (size_t i = 0; i < std::min(x.size(), y.size()); ++i)
         if (std::isfinite(x[i]) && std::isfinite(y[i])) idx.push_back(i);
-    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return x[a] != x[b] ? x[a] < x[b] : y[a] < y[b]; });
+    std::sort(idx.begin(), idx.end(),
+              [&](size_t a, size_t b) { return x[a] != x[b] ? x[a] < x[b] : y[a] < y[b]; });
     std::vector<size_t> front;
     double best = INFINITY;
     for (size_t i : idx)
-        if (y[i] < best) {  // sorted by x: on the front iff strictly better than every point left of it
+        if (y[i] < best) { // sorted by x: on the front iff strictly better than every point left of it
             front.push_back(i);
             best = y[i];
         }
@@ -466,26 +482,36 @@ constexpr const char* kFormat = "quantzoo-compare";
 constexpr int kVersion = 1;
 
 json errorJson(const ErrorStats& e) {
-    return json{{"n", e.n}, {"sumSqOrig", e.sumSqOrig}, {"sumSqErr", e.sumSqErr}, {"dot", e.dot},
-                {"sumSqDeq", e.sumSqDeq}, {"maxAbs", e.maxAbs}};
+    return json{{"n", e.n},     {"sumSqOrig", e.sumSqOrig}, {"sumSqErr", e.sumSqErr},
+                {"dot", e.dot}, {"sumSqDeq", e.sumSqDeq},   {"maxAbs", e.maxAbs}};
 }
 json evalJson(const VariantEval& e) {
-    return json{{"done", e.done}, {"ppl", e.ppl}, {"pplError", e.pplError}, {"meanKld", e.meanKld},
-                {"sameTop", e.sameTop}, {"tokens", e.tokens}, {"error", e.error}};
+    return json{{"done", e.done},       {"ppl", e.ppl},         {"pplError", e.pplError},
+                {"meanKld", e.meanKld}, {"sameTop", e.sameTop}, {"tokens", e.tokens},
+                {"error", e.error}};
 }
 json specJson(const QuantSpec& s) {
-    return json{{"method", std::string(methodName(s.method))}, {"bits", s.bits},
-                {"granularity", std::string(granularityName(s.granularity))}, {"groupSize", s.groupSize},
-                {"blockSize", s.blockSize}, {"doubleQuant", s.doubleQuant}, {"threshold", s.threshold},
-                {"calibration", s.calibrationPath}, {"calibCtx", s.calibCtx}, {"calibChunks", s.calibChunks}};
+    return json{{"method", std::string(methodName(s.method))},
+                {"bits", s.bits},
+                {"granularity", std::string(granularityName(s.granularity))},
+                {"groupSize", s.groupSize},
+                {"blockSize", s.blockSize},
+                {"doubleQuant", s.doubleQuant},
+                {"threshold", s.threshold},
+                {"calibration", s.calibrationPath},
+                {"calibCtx", s.calibCtx},
+                {"calibChunks", s.calibChunks}};
 }
 
 // Typed field access with errors naming the file and the field.
 struct Reader {
     std::string where;
-    Error err(const std::string& field, const std::string& what) const { return makeError(where + ": " + field + " " + what); }
+    Error err(const std::string& field, const std::string& what) const {
+        return makeError(where + ": " + field + " " + what);
+    }
     template <class T>
-    Result<T> get(const json& o, const char* key, const std::string& ctx, std::optional<T> def = std::nullopt) const {
+    Result<T> get(const json& o, const char* key, const std::string& ctx,
+                  std::optional<T> def = std::nullopt) const {
         const std::string field = ctx + key;
         if (!o.is_object()) return err(ctx, "is not an object");
         auto it = o.find(key);
@@ -507,7 +533,8 @@ struct Reader {
                 return T(u);
             }
             const auto s = it->get<int64_t>();
-            if (s < int64_t(std::numeric_limits<T>::min()) || (s > 0 && uint64_t(s) > uint64_t(std::numeric_limits<T>::max())))
+            if (s < int64_t(std::numeric_limits<T>::min()) ||
+                (s > 0 && uint64_t(s) > uint64_t(std::numeric_limits<T>::max())))
                 return err(field, "is out of range");
             return T(s);
         } else {
@@ -517,9 +544,9 @@ struct Reader {
     }
 };
 
-#define QZ_TRY(var, expr)            \
-    auto var##_r = (expr);           \
-    if (!var##_r) return var##_r.error(); \
+#define QZ_TRY(var, expr)                                                                                    \
+    auto var##_r = (expr);                                                                                   \
+    if (!var##_r) return var##_r.error();                                                                    \
     auto var = std::move(*var##_r)
 
 Result<ErrorStats> readError(const Reader& R, const json& o, const std::string& ctx) {
@@ -588,7 +615,7 @@ Result<QuantSpec> readSpec(const Reader& R, const json& o, const std::string& ct
     if (auto st = s.validate(); !st) return R.err(ctx.substr(0, ctx.size() - 1), st.error().message);
     return s;
 }
-}  // namespace
+} // namespace
 
 std::string comparisonToJson(const Comparison& c) {
     json j;
@@ -606,8 +633,10 @@ std::string comparisonToJson(const Comparison& c) {
         json o;
         o["name"] = v.name;
         o["kind"] = std::string(variantKindName(v.kind));
-        if (v.kind == VariantKind::FakeQuant) o["spec"] = specJson(v.spec);
-        else o["path"] = v.path;
+        if (v.kind == VariantKind::FakeQuant)
+            o["spec"] = specJson(v.spec);
+        else
+            o["path"] = v.path;
         o["label"] = v.label;
         o["bytes"] = v.bytes;
         o["parameters"] = v.parameters;
@@ -615,12 +644,16 @@ std::string comparisonToJson(const Comparison& c) {
         o["eval"] = evalJson(v.eval);
         json ts = json::array();
         for (const auto& t : v.tensors)
-            ts.push_back(json{{"name", t.name}, {"numel", t.numel}, {"bytes", t.bytes},
-                              {"bitsPerWeight", t.bitsPerWeight}, {"error", errorJson(t.error)}});
+            ts.push_back(json{{"name", t.name},
+                              {"numel", t.numel},
+                              {"bytes", t.bytes},
+                              {"bitsPerWeight", t.bitsPerWeight},
+                              {"error", errorJson(t.error)}});
         o["tensors"] = std::move(ts);
         if (!v.outlierFeatures.empty()) {
             json of = json::object();
-            for (const auto& [name, f] : v.outlierFeatures) of[name] = f;
+            for (const auto& [name, f] : v.outlierFeatures)
+                of[name] = f;
             o["outlierFeatures"] = std::move(of);
         }
         vs.push_back(std::move(o));
@@ -635,9 +668,12 @@ Result<Comparison> comparisonFromJson(std::string_view text, const std::string& 
     if (j.is_discarded() || !j.is_object()) return makeError(where + ": not a JSON object");
     Reader R{where};
     QZ_TRY(format, R.get<std::string>(j, "format", ""));
-    if (format != kFormat) return makeError(where + ": not a QuantZoo comparison (format '" + printableText(format) + "')");
+    if (format != kFormat)
+        return makeError(where + ": not a QuantZoo comparison (format '" + printableText(format) + "')");
     QZ_TRY(version, R.get<int>(j, "version", ""));
-    if (version != kVersion) return makeError(where + ": comparison version " + std::to_string(version) + " (this program reads 1)");
+    if (version != kVersion)
+        return makeError(where + ": comparison version " + std::to_string(version) +
+                         " (this program reads 1)");
     Comparison c;
     QZ_TRY(model, R.get<std::string>(j, "model", ""));
     QZ_TRY(textPath, R.get<std::string>(j, "text", "", std::string()));
@@ -717,7 +753,8 @@ Result<Comparison> comparisonFromJson(std::string_view text, const std::string& 
                 std::vector<int32_t> f;
                 for (const auto& x : *it) {
                     if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX)
-                        return R.err(ctx + "outlierFeatures." + it.key(), "holds a value that is not a feature index");
+                        return R.err(ctx + "outlierFeatures." + it.key(),
+                                     "holds a value that is not a feature index");
                     f.push_back(int32_t(x.get<int64_t>()));
                 }
                 v.outlierFeatures[it.key()] = std::move(f);
@@ -728,7 +765,8 @@ Result<Comparison> comparisonFromJson(std::string_view text, const std::string& 
     if (auto sel = j.find("selected"); sel != j.end()) {
         if (!sel->is_array()) return R.err("selected", "is not an array");
         for (const auto& x : *sel) {
-            if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= int64_t(c.variants.size()))
+            if (!x.is_number_integer() || x.get<int64_t>() < 0 ||
+                x.get<int64_t>() >= int64_t(c.variants.size()))
                 return R.err("selected", "holds an index that is not a variant's");
             c.selected.push_back(int(x.get<int64_t>()));
         }
@@ -736,7 +774,9 @@ Result<Comparison> comparisonFromJson(std::string_view text, const std::string& 
     return c;
 }
 
-Status saveComparison(const Comparison& c, const std::string& path) { return writeFileAtomic(path, comparisonToJson(c)); }
+Status saveComparison(const Comparison& c, const std::string& path) {
+    return writeFileAtomic(path, comparisonToJson(c));
+}
 
 Result<Comparison> loadComparison(const std::string& path) {
     auto text = readSmallFile(path, 256u << 20);
@@ -767,32 +807,42 @@ std::string xmlEscape(const std::string& s) {
     std::string o;
     for (char ch : s) {
         switch (ch) {
-            case '&': o += "&amp;"; break;
-            case '<': o += "&lt;"; break;
-            case '>': o += "&gt;"; break;
-            case '"': o += "&quot;"; break;
-            default: o += ch;
+        case '&':
+            o += "&amp;";
+            break;
+        case '<':
+            o += "&lt;";
+            break;
+        case '>':
+            o += "&gt;";
+            break;
+        case '"':
+            o += "&quot;";
+            break;
+        default:
+            o += ch;
         }
     }
     return o;
 }
 ErrorStats totalError(const Variant& v) {
     ErrorStats e;
-    for (const auto& t : v.tensors) e.merge(t.error);
+    for (const auto& t : v.tensors)
+        e.merge(t.error);
     return e;
 }
-}  // namespace
+} // namespace
 
 std::string comparisonCsv(const Comparison& c, double originalBpw, uint64_t originalBytes) {
     std::ostringstream o;
     o << "name,kind,label,bytes,bits_per_weight,mse,sqnr_db,ppl,ppl_error,mean_kld,same_top_percent\n";
     if (c.originalEval && c.originalEval->done)
-        o << "original,original,," << originalBytes << "," << num(originalBpw) << ",0,inf," << num(c.originalEval->ppl) << ","
-          << num(c.originalEval->pplError) << ",0,100\n";
+        o << "original,original,," << originalBytes << "," << num(originalBpw) << ",0,inf,"
+          << num(c.originalEval->ppl) << "," << num(c.originalEval->pplError) << ",0,100\n";
     for (const auto& v : c.variants) {
         const ErrorStats e = totalError(v);
-        o << csvField(v.name) << "," << variantKindName(v.kind) << "," << csvField(v.label) << "," << v.bytes << ","
-          << num(v.bitsPerWeight) << "," << num(e.mse) << "," << num(e.sqnrDb) << ",";
+        o << csvField(v.name) << "," << variantKindName(v.kind) << "," << csvField(v.label) << "," << v.bytes
+          << "," << num(v.bitsPerWeight) << "," << num(e.mse) << "," << num(e.sqnrDb) << ",";
         if (v.eval.done && v.eval.error.empty())
             o << num(v.eval.ppl) << "," << num(v.eval.pplError) << "," << num(v.eval.meanKld) << ","
               << num(100.0 * v.eval.sameTop);
@@ -844,34 +894,40 @@ std::string sizeKldSvg(const Comparison& c, int width, int height) {
       << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
       << "\" viewBox=\"0 0 " << width << " " << height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"" << width / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">Size against KL-divergence"
+      << "<text x=\"" << width / 2
+      << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">Size against KL-divergence"
       << (c.modelPath.empty() ? std::string() : " — " + xmlEscape(fs::path(c.modelPath).filename().string()))
       << "</text>\n"
       << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
       << "\" fill=\"none\" stroke=\"black\"/>\n";
-    for (int i = 0; i <= 5; ++i) {  // ticks
+    for (int i = 0; i <= 5; ++i) { // ticks
         const double xv = x0 + (x1 - x0) * i / 5, yv = y0 + (y1 - y0) * i / 5;
         o << "<line x1=\"" << num(X(xv)) << "\" y1=\"" << top + ph << "\" x2=\"" << num(X(xv)) << "\" y2=\""
           << top + ph + 5 << "\" stroke=\"black\"/><text x=\"" << num(X(xv)) << "\" y=\"" << top + ph + 18
           << "\" text-anchor=\"middle\">" << num(xv, 3) << "</text>\n";
-        o << "<line x1=\"" << left - 5 << "\" y1=\"" << num(Y(yv)) << "\" x2=\"" << left << "\" y2=\"" << num(Y(yv))
-          << "\" stroke=\"black\"/><text x=\"" << left - 8 << "\" y=\"" << num(Y(yv) + 4)
+        o << "<line x1=\"" << left - 5 << "\" y1=\"" << num(Y(yv)) << "\" x2=\"" << left << "\" y2=\""
+          << num(Y(yv)) << "\" stroke=\"black\"/><text x=\"" << left - 8 << "\" y=\"" << num(Y(yv) + 4)
           << "\" text-anchor=\"end\">" << num(yv, 3) << "</text>\n";
     }
-    o << "<text x=\"" << left + pw / 2 << "\" y=\"" << height - 10 << "\" text-anchor=\"middle\">bits per weight</text>\n"
-      << "<text transform=\"translate(16," << top + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">mean KL-divergence</text>\n";
+    o << "<text x=\"" << left + pw / 2 << "\" y=\"" << height - 10
+      << "\" text-anchor=\"middle\">bits per weight</text>\n"
+      << "<text transform=\"translate(16," << top + ph / 2
+      << ") rotate(-90)\" text-anchor=\"middle\">mean KL-divergence</text>\n";
     const auto front = paretoFront(xs, ys);
     if (front.size() >= 2) {
-        o << "<polyline class=\"pareto\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" stroke-dasharray=\"5,3\" points=\"";
-        for (size_t i : front) o << num(X(xs[i])) << "," << num(Y(ys[i])) << " ";
+        o << "<polyline class=\"pareto\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" "
+             "stroke-dasharray=\"5,3\" points=\"";
+        for (size_t i : front)
+            o << num(X(xs[i])) << "," << num(Y(ys[i])) << " ";
         o << "\"/>\n";
     }
     const std::set<size_t> onFront(front.begin(), front.end());
     for (size_t i = 0; i < xs.size(); ++i) {
         const bool mix = vs[i]->kind == VariantKind::GgufFile && isStandardMix(vs[i]->label);
-        o << "<circle class=\"variant\" cx=\"" << num(X(xs[i])) << "\" cy=\"" << num(Y(ys[i])) << "\" r=\"5\" fill=\""
-          << (mix ? "#ff7f0e" : "#1f77b4") << "\" stroke=\"" << (onFront.count(i) ? "#d62728" : "none")
-          << "\"><title>" << xmlEscape(vs[i]->name) << "</title></circle>\n";
+        o << "<circle class=\"variant\" cx=\"" << num(X(xs[i])) << "\" cy=\"" << num(Y(ys[i]))
+          << "\" r=\"5\" fill=\"" << (mix ? "#ff7f0e" : "#1f77b4") << "\" stroke=\""
+          << (onFront.count(i) ? "#d62728" : "none") << "\"><title>" << xmlEscape(vs[i]->name)
+          << "</title></circle>\n";
         o << "<text x=\"" << num(X(xs[i]) + 7) << "\" y=\"" << num(Y(ys[i]) - 7) << "\">"
           << xmlEscape(mix ? vs[i]->label : vs[i]->name) << "</text>\n";
     }
@@ -879,7 +935,7 @@ std::string sizeKldSvg(const Comparison& c, int width, int height) {
     return o.str();
 }
 
-}  // namespace qz
+} // namespace qz
 
 namespace qz {
 
@@ -888,9 +944,11 @@ Status evaluateComparison(const std::shared_ptr<const Model>& original, Comparis
                           const VariantEvalFn& onResult) {
     std::vector<int> todo = which;
     if (todo.empty())
-        for (int i = 0; i < int(c.variants.size()); ++i) todo.push_back(i);
+        for (int i = 0; i < int(c.variants.size()); ++i)
+            todo.push_back(i);
     for (int i : todo)
-        if (i < 0 || i >= int(c.variants.size())) return makeError("variant index " + std::to_string(i) + " out of range");
+        if (i < 0 || i >= int(c.variants.size()))
+            return makeError("variant index " + std::to_string(i) + " out of range");
     const double parts = double(todo.size() + 1);
     auto share = [&](size_t k, const std::string& name) -> ProgressFn {
         return [&progress, k, parts, prefix = name + ": "](const ProgressInfo& p) {
@@ -937,7 +995,7 @@ Status evaluateComparison(const std::shared_ptr<const Model>& original, Comparis
     return okStatus();
 }
 
-}  // namespace qz
+} // namespace qz
 
 #include "stats/robust_range.h"
 
@@ -966,7 +1024,8 @@ Result<TensorComparison> compareTensor(const Model& original, const std::vector<
         lo = std::min(lo, double(rv.lo));
         hi = std::max(hi, double(rv.hi));
         std::vector<float> err(p->variant.size());
-        for (size_t k = 0; k < err.size(); ++k) err[k] = p->variant[k] - p->original[k];
+        for (size_t k = 0; k < err.size(); ++k)
+            err[k] = p->variant[k] - p->original[k];
         const ValueRange re = robustRange(err.data(), err.size(), 0.001, true);
         errMax = std::max({errMax, std::fabs(double(re.lo)), std::fabs(double(re.hi))});
     }
@@ -975,13 +1034,15 @@ Result<TensorComparison> compareTensor(const Model& original, const std::vector<
     if (!(errMax > 0)) errMax = 1e-6;
     // Pass 2: the histograms on the shared bins.
     for (size_t i = 0; i < variants.size(); ++i) {
-        if (progress && !progress({(double(variants.size() + i)) / steps, variants[i].name})) return cancelledError();
+        if (progress && !progress({(double(variants.size() + i)) / steps, variants[i].name}))
+            return cancelledError();
         auto p = variantTensorPair(original, variants[i], tensorName);
         if (!p) return p.error();
         if (i == 0) out.original = histogramF32(p->original.data(), p->original.size(), bins, lo, hi);
         out.values.push_back(histogramF32(p->variant.data(), p->variant.size(), bins, lo, hi));
         std::vector<float> err(p->variant.size());
-        for (size_t k = 0; k < err.size(); ++k) err[k] = p->variant[k] - p->original[k];
+        for (size_t k = 0; k < err.size(); ++k)
+            err[k] = p->variant[k] - p->original[k];
         out.errors.push_back(histogramF32(err.data(), err.size(), bins, -errMax, errMax));
         out.stats.push_back(errorStats(p->original.data(), p->variant.data(), p->variant.size()));
     }
@@ -989,4 +1050,4 @@ Result<TensorComparison> compareTensor(const Model& original, const std::vector<
     return out;
 }
 
-}  // namespace qz
+} // namespace qz

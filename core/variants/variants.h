@@ -19,8 +19,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,26 +40,26 @@ namespace qz {
 struct Comparison;
 
 enum class VariantKind { FakeQuant, GgufFile, GptqFolder };
-std::string_view variantKindName(VariantKind k);  // "fake-quant", "gguf", "gptq"
+std::string_view variantKindName(VariantKind k); // "fake-quant", "gguf", "gptq"
 std::optional<VariantKind> parseVariantKind(std::string_view s);
 
 // Error figures of one tensor of the variant against the original.
 struct VariantTensor {
-    std::string name;        // the original model's tensor name
+    std::string name; // the original model's tensor name
     uint64_t numel = 0;
-    uint64_t bytes = 0;      // storage in the variant
+    uint64_t bytes = 0; // storage in the variant
     double bitsPerWeight = 0;
     ErrorStats error;
-    int layer = -1;          // layerIndexOf(name)
+    int layer = -1; // layerIndexOf(name)
 };
 
 struct VariantEval {
     bool done = false;
     double ppl = 0, pplError = 0;
     double meanKld = 0;
-    double sameTop = 0;      // fraction
+    double sameTop = 0; // fraction
     int64_t tokens = 0;
-    std::string error;       // non-empty: the evaluation of this variant failed
+    std::string error; // non-empty: the evaluation of this variant failed
 };
 
 struct Variant {
@@ -71,8 +71,8 @@ struct Variant {
     uint64_t bytes = 0;      // the whole model's tensor bytes in this variant
     uint64_t parameters = 0; // the whole model's parameter count
     double bitsPerWeight = 0;
-    std::vector<VariantTensor> tensors;  // in the original's order
-    std::map<std::string, std::vector<int32_t>> outlierFeatures;  // LLM.int8(): per tensor name
+    std::vector<VariantTensor> tensors;                          // in the original's order
+    std::map<std::string, std::vector<int32_t>> outlierFeatures; // LLM.int8(): per tensor name
     VariantEval eval;
 
     const VariantTensor* find(std::string_view tensorName) const;
@@ -91,12 +91,13 @@ double modelBitsPerWeight(const Model& model);
 Variant variantFromQuantizeResult(const Model& original, const QuantizeResult& result, std::string name = {});
 // Runs the fake-quantization (every 2-D tensor) and returns the variant. Methods that need calibration
 // read spec.calibrationPath. Progress and cancel as runQuantize.
-Result<Variant> makeFakeQuantVariant(const Model& original, const QuantSpec& spec, const ProgressFn& progress = {},
-                                     int threads = 0);
+Result<Variant> makeFakeQuantVariant(const Model& original, const QuantSpec& spec,
+                                     const ProgressFn& progress = {}, int threads = 0);
 // A GGUF file or GPTQ folder: opened, matched tensor by tensor with the original (for a HF original
 // through its GGUF conversion plan: names, GPT-2's transposition), size and error figures computed one
 // tensor at a time. A file whose tensors match none of the original's is refused. Cancellable.
-Result<Variant> openFileVariant(const Model& original, const std::string& path, const ProgressFn& progress = {});
+Result<Variant> openFileVariant(const Model& original, const std::string& path,
+                                const ProgressFn& progress = {});
 
 // One tensor of the original and of the variant, in the same element order (for a GGUF variant of a HF
 // model: the GGUF layout of both; histograms and error figures do not depend on the order).
@@ -113,11 +114,12 @@ Result<TensorPair> variantTensorPair(const Model& original, const Variant& v, co
 struct TensorComparison {
     std::string tensor;
     Histogram original;
-    std::vector<Histogram> values, errors;  // per variant, in the order given
+    std::vector<Histogram> values, errors; // per variant, in the order given
     std::vector<ErrorStats> stats;
 };
 Result<TensorComparison> compareTensor(const Model& original, const std::vector<Variant>& variants,
-                                       const std::string& tensorName, int bins, const ProgressFn& progress = {});
+                                       const std::string& tensorName, int bins,
+                                       const ProgressFn& progress = {});
 
 // What the engine runs for a variant: the model to load and the overridden weights (empty for a GGUF
 // variant, which is run from its own file). The returned model is the original for FakeQuant / GPTQ.
@@ -155,10 +157,10 @@ struct Comparison {
     std::string modelPath;
     std::string textPath;
     int nCtx = 128;
-    int nChunks = 32;        // 0 = all
-    std::string tensor;      // the tensor shown
+    int nChunks = 32;   // 0 = all
+    std::string tensor; // the tensor shown
     std::vector<Variant> variants;
-    std::vector<int> selected;  // indices into variants
+    std::vector<int> selected; // indices into variants
     std::optional<VariantEval> originalEval;
 };
 
@@ -179,4 +181,4 @@ std::string tensorFiguresCsv(const Comparison& c, const std::string& tensorName)
 // as a line, standard mixes labelled). Variants without an evaluation are left out.
 std::string sizeKldSvg(const Comparison& c, int width = 720, int height = 480);
 
-}  // namespace qz
+} // namespace qz

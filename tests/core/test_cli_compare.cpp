@@ -12,11 +12,11 @@
 
 class TestCliCompare : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void compareWritesTablesAndPlot();
     void usageErrors();
 
-private:
+  private:
     static QString cli() { return QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"); }
     static QString data(const char* p) { return QStringLiteral(QZ_TEST_DATA "/") + QString::fromUtf8(p); }
     static int run(const QStringList& args, QByteArray* out = nullptr, QByteArray* err = nullptr) {
@@ -27,7 +27,7 @@ private:
         if (err) *err = p.readAllStandardError();
         return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
     }
-    static double golden(const QString& file) {  // llama.cpp's PPL from ppl.tsv
+    static double golden(const QString& file) { // llama.cpp's PPL from ppl.tsv
         QFile f(data("golden/stories260K/ppl.tsv"));
         if (!f.open(QIODevice::ReadOnly)) return -1;
         for (const QByteArray& line : f.readAll().split('\n')) {
@@ -40,15 +40,17 @@ private:
 
 void TestCliCompare::compareWritesTablesAndPlot() {
     QTemporaryDir dir;
-    const QString csv = dir.filePath(QStringLiteral("t.csv")), report = dir.filePath(QStringLiteral("r.json")),
+    const QString csv = dir.filePath(QStringLiteral("t.csv")),
+                  report = dir.filePath(QStringLiteral("r.json")),
                   plot = dir.filePath(QStringLiteral("p.svg"));
     QByteArray out, err;
-    const int rc = run({QStringLiteral("compare"), data("models/stories260K/hf"),
-                        data("golden/stories260K/stories260K-Q4_K_M.gguf"), data("models/stories260K/stories260K.gguf"),
-                        QStringLiteral("absmax:4:row"), QStringLiteral("-f"), data("text/shakespeare-valid.txt"),
-                        QStringLiteral("-c"), QStringLiteral("128"), QStringLiteral("--chunks"), QStringLiteral("32"),
-                        QStringLiteral("--csv"), csv, QStringLiteral("--report"), report, QStringLiteral("--plot"), plot},
-                       &out, &err);
+    const int rc = run(
+        {QStringLiteral("compare"), data("models/stories260K/hf"),
+         data("golden/stories260K/stories260K-Q4_K_M.gguf"), data("models/stories260K/stories260K.gguf"),
+         QStringLiteral("absmax:4:row"), QStringLiteral("-f"), data("text/shakespeare-valid.txt"),
+         QStringLiteral("-c"), QStringLiteral("128"), QStringLiteral("--chunks"), QStringLiteral("32"),
+         QStringLiteral("--csv"), csv, QStringLiteral("--report"), report, QStringLiteral("--plot"), plot},
+        &out, &err);
     QVERIFY2(rc == 0, err.constData());
     QVERIFY(out.contains("stories260K-Q4_K_M.gguf"));
 
@@ -67,25 +69,31 @@ void TestCliCompare::compareWritesTablesAndPlot() {
     const double want = golden(QStringLiteral("stories260K-Q4_K_M.gguf"));
     QVERIFY(want > 0);
     const double ppl = q4[QStringLiteral("eval")].toObject()[QStringLiteral("ppl")].toDouble();
-    QVERIFY2(std::fabs(ppl - want) <= 2e-3 * want, qPrintable(QStringLiteral("%1 vs llama.cpp %2").arg(ppl).arg(want)));
-    QCOMPARE(QFileInfo(q4[QStringLiteral("path")].toString()).fileName(), QStringLiteral("stories260K-Q4_K_M.gguf"));
+    QVERIFY2(std::fabs(ppl - want) <= 2e-3 * want,
+             qPrintable(QStringLiteral("%1 vs llama.cpp %2").arg(ppl).arg(want)));
+    QCOMPARE(QFileInfo(q4[QStringLiteral("path")].toString()).fileName(),
+             QStringLiteral("stories260K-Q4_K_M.gguf"));
     QVERIFY(q4[QStringLiteral("bytes")].toDouble() > 0);
-    QVERIFY(q4[QStringLiteral("bytes")].toDouble() < QFileInfo(data("golden/stories260K/stories260K-Q4_K_M.gguf")).size());
+    QVERIFY(q4[QStringLiteral("bytes")].toDouble() <
+            QFileInfo(data("golden/stories260K/stories260K-Q4_K_M.gguf")).size());
     // The same weights stored as F32 GGUF: the same distribution (only the uint16 log-prob storage differs).
     const QJsonObject same = vs[1].toObject()[QStringLiteral("eval")].toObject();
     QVERIFY(same[QStringLiteral("done")].toBool());
-    QVERIFY2(same[QStringLiteral("meanKld")].toDouble() < 1e-4, qPrintable(QString::number(same[QStringLiteral("meanKld")].toDouble())));
+    QVERIFY2(same[QStringLiteral("meanKld")].toDouble() < 1e-4,
+             qPrintable(QString::number(same[QStringLiteral("meanKld")].toDouble())));
     QVERIFY(same[QStringLiteral("sameTop")].toDouble() > 0.99);
     for (const auto& t : vs[1].toObject()[QStringLiteral("tensors")].toArray())
-        QCOMPARE(t.toObject()[QStringLiteral("error")].toObject()[QStringLiteral("sumSqErr")].toDouble(), 0.0);
+        QCOMPARE(t.toObject()[QStringLiteral("error")].toObject()[QStringLiteral("sumSqErr")].toDouble(),
+                 0.0);
     // absmax 4-bit per row: clearly worse than Q4_K_M's k-quants.
     const QJsonObject a4 = vs[2].toObject()[QStringLiteral("eval")].toObject();
-    QVERIFY(a4[QStringLiteral("meanKld")].toDouble() > q4[QStringLiteral("eval")].toObject()[QStringLiteral("meanKld")].toDouble());
+    QVERIFY(a4[QStringLiteral("meanKld")].toDouble() >
+            q4[QStringLiteral("eval")].toObject()[QStringLiteral("meanKld")].toDouble());
 
     QFile c(csv);
     QVERIFY(c.open(QIODevice::ReadOnly));
     const QList<QByteArray> lines = c.readAll().trimmed().split('\n');
-    QCOMPARE(lines.size(), 5);  // header, original, 3 variants
+    QCOMPARE(lines.size(), 5); // header, original, 3 variants
     QVERIFY(lines[0].startsWith("name,kind,label,bytes,bits_per_weight"));
     QVERIFY(lines[1].startsWith("original,original,"));
     QVERIFY(lines[2].startsWith("stories260K-Q4_K_M.gguf,gguf,Q4_K_M,"));
@@ -95,26 +103,31 @@ void TestCliCompare::compareWritesTablesAndPlot() {
     const QByteArray svg = s.readAll();
     QVERIFY(svg.startsWith("<?xml"));
     QCOMPARE(svg.count("<circle class=\"variant\""), 3);
-    QVERIFY(svg.contains(">Q4_K_M</text>"));  // the standard mix labelled by its name
+    QVERIFY(svg.contains(">Q4_K_M</text>")); // the standard mix labelled by its name
     QVERIFY(svg.contains("class=\"pareto\""));
 }
 
 void TestCliCompare::usageErrors() {
     const QString m = data("models/stories260K/hf"), text = data("text/shakespeare-valid.txt");
     QByteArray err;
-    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("nf4")}, nullptr, &err), 2);  // no -f
-    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("-f"), text}, nullptr, &err), 2);  // no variant
-    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("absmax:12"), QStringLiteral("-f"), text}, nullptr, &err), 2);
+    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("nf4")}, nullptr, &err), 2);      // no -f
+    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("-f"), text}, nullptr, &err), 2); // no variant
+    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("absmax:12"), QStringLiteral("-f"), text},
+                 nullptr, &err),
+             2);
     QVERIFY(err.contains("absmax:12"));
-    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("nf4"), QStringLiteral("-f"), text, QStringLiteral("--plot"),
-                  QStringLiteral("x.png")},
+    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("nf4"), QStringLiteral("-f"), text,
+                  QStringLiteral("--plot"), QStringLiteral("x.png")},
                  nullptr, &err),
              2);
     QVERIFY(err.contains("SVG"));
-    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("llm-int8"), QStringLiteral("-f"), text}, nullptr, &err), 2);
+    QCOMPARE(run({QStringLiteral("compare"), m, QStringLiteral("llm-int8"), QStringLiteral("-f"), text},
+                 nullptr, &err),
+             2);
     // A GGUF of another model: refused with the file named, exit 1.
-    QCOMPARE(run({QStringLiteral("compare"), data("models/bard-llama"), data("golden/stories260K/stories260K-Q2_K.gguf"),
-                  QStringLiteral("-f"), text, QStringLiteral("--quiet")},
+    QCOMPARE(run({QStringLiteral("compare"), data("models/bard-llama"),
+                  data("golden/stories260K/stories260K-Q2_K.gguf"), QStringLiteral("-f"), text,
+                  QStringLiteral("--quiet")},
                  nullptr, &err),
              1);
     QVERIFY(err.contains("stories260K-Q2_K.gguf"));

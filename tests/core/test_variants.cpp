@@ -35,19 +35,22 @@ std::vector<float> read(const Model& m, const std::string& name) {
     return std::move(*v);
 }
 
-bool close(double a, double b, double rel) { return std::fabs(a - b) <= rel * std::max(std::fabs(a), std::fabs(b)); }
+bool close(double a, double b, double rel) {
+    return std::fabs(a - b) <= rel * std::max(std::fabs(a), std::fabs(b));
+}
 
 fs::path tempDir(const char* name) {
-    fs::path d = fs::temp_directory_path() / (std::string("qz_test_variants_") + name + "_" + std::to_string(::getpid()));
+    fs::path d = fs::temp_directory_path() /
+                 (std::string("qz_test_variants_") + name + "_" + std::to_string(::getpid()));
     fs::remove_all(d);
     fs::create_directories(d);
     return d;
 }
-}  // namespace
+} // namespace
 
 class TestVariants : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void methodSpecs() {
         auto a = parseMethodSpec("absmax:8:tensor");
         QVERIFY(a);
@@ -65,17 +68,19 @@ private slots:
         auto l = parseMethodSpec("llm-int8:4.5");
         QVERIFY(l);
         QCOMPARE(l->threshold, 4.5f);
-        for (const char* s : {"absmax:8:tensor", "zeropoint:3:row", "absmax:5:group:32", "nf4:64", "fp4-dq:256", "llm-int8:6"})
+        for (const char* s : {"absmax:8:tensor", "zeropoint:3:row", "absmax:5:group:32", "nf4:64",
+                              "fp4-dq:256", "llm-int8:6"})
             QCOMPARE(methodSpecString(*parseMethodSpec(s)), std::string(s));
-        for (const char* bad : {"", "absmax", "absmax:9", "absmax:x", "absmax:4:cols", "absmax:4:row:32", "nf4:63",
-                                "gptq:4", "llm-int8:-1", "zeropoint:4:group:0"}) {
+        for (const char* bad : {"", "absmax", "absmax:9", "absmax:x", "absmax:4:cols", "absmax:4:row:32",
+                                "nf4:63", "gptq:4", "llm-int8:-1", "zeropoint:4:group:0"}) {
             auto r = parseMethodSpec(bad);
             QVERIFY2(!r, bad);
             QVERIFY(r.error().message.find("variant '") != std::string::npos);
         }
     }
 
-    // absmax 8-bit per tensor as the first notebook writes it: s = 127 / max|X|, Xq = round(s·X), X' = Xq / s.
+    // absmax 8-bit per tensor as the first notebook writes it: s = 127 / max|X|, Xq = round(s·X), X' = Xq /
+    // s.
     void fakeQuantAgainstHandAbsmax() {
         auto m = open(kHf);
         auto v = makeFakeQuantVariant(*m, *parseMethodSpec("absmax:8:tensor"));
@@ -86,7 +91,8 @@ private slots:
         QVERIFY(t);
         const auto x = read(*m, name);
         float amax = 0;
-        for (float f : x) amax = std::max(amax, std::fabs(f));
+        for (float f : x)
+            amax = std::max(amax, std::fabs(f));
         const float s = 127.0f / amax;
         double se = 0;
         std::vector<float> hand(x.size());
@@ -103,11 +109,13 @@ private slots:
         auto pair = variantTensorPair(*m, *v, name);
         QVERIFY(pair);
         QCOMPARE(pair->variant.size(), hand.size());
-        for (size_t i = 0; i < hand.size(); ++i) QCOMPARE(pair->variant[i], hand[i]);
+        for (size_t i = 0; i < hand.size(); ++i)
+            QCOMPARE(pair->variant[i], hand[i]);
         QCOMPARE(pair->original, x);
         // The whole model's size: the quantized tensors' bytes + the rest unchanged.
         uint64_t bytes = m->totalBytes();
-        for (const auto& vt : v->tensors) bytes = bytes - m->find(vt.name)->nbytes + vt.bytes;
+        for (const auto& vt : v->tensors)
+            bytes = bytes - m->find(vt.name)->nbytes + vt.bytes;
         QCOMPARE(v->bytes, bytes);
         QVERIFY(close(v->bitsPerWeight, 8.0 * double(bytes) / double(m->totalParameters()), 1e-12));
         // Per layer: the layer's tensors merged.
@@ -131,7 +139,8 @@ private slots:
         QCOMPARE(v->bytes, g->totalBytes());
         // Every 2-D weight of the original has figures (stories260K: 5 layers × 7 + embeddings; no lm_head).
         uint64_t n2d = 0;
-        for (const auto& t : m->tensors) n2d += t.shape.size() == 2;
+        for (const auto& t : m->tensors)
+            n2d += t.shape.size() == 2;
         QCOMPARE(uint64_t(v->tensors.size()), n2d);
         // ffn_down (no Q/K permutation): the error by a plain loop over the two files' values.
         const auto x = read(*m, "model.layers.1.mlp.down_proj.weight");
@@ -154,15 +163,18 @@ private slots:
         const auto xq = read(*m, "model.layers.0.self_attn.q_proj.weight");
         const auto yq = read(*g, "blk.0.attn_q.weight");
         double so = 0, sd = 0;
-        for (float f : xq) so += double(f) * f;
-        for (float f : yq) sd += double(f) * f;
+        for (float f : xq)
+            so += double(f) * f;
+        for (float f : yq)
+            sd += double(f) * f;
         QVERIFY(close(q->error.sumSqOrig, so, 1e-9));
         QVERIFY(close(q->error.sumSqDeq, sd, 1e-9));
         QVERIFY(q->error.mse > 0 && q->error.mse < 0.01 * so / double(xq.size()));
         // The same file against itself as the original: no error anywhere.
         auto self = openFileVariant(*g, kQ4);
         QVERIFY(self);
-        for (const auto& vt : self->tensors) QCOMPARE(vt.error.sumSqErr, 0.0);
+        for (const auto& vt : self->tensors)
+            QCOMPARE(vt.error.sumSqErr, 0.0);
         // Not a variant: a HF folder, a missing file, another model's GGUF.
         QVERIFY(!openFileVariant(*m, kHf));
         auto missing = openFileVariant(*m, "/no/such.gguf");
@@ -198,7 +210,8 @@ private slots:
             QVERIFY2(w && w->found && w->quantized, name.c_str());
             QCOMPARE(w->values.size(), want.size());
             for (size_t i = 0; i < want.size(); ++i)
-                if (w->values[i] != want[i]) QFAIL(qPrintable(QStringLiteral("%1[%2]").arg(QString::fromStdString(name)).arg(i)));
+                if (w->values[i] != want[i])
+                    QFAIL(qPrintable(QStringLiteral("%1[%2]").arg(QString::fromStdString(name)).arg(i)));
             const VariantTensor* t = v->find(name);
             QVERIFY(t);
             const auto x = read(*m, name);
@@ -290,7 +303,8 @@ private slots:
         }
         QCOMPARE(methodSpecString(back->variants[0].spec), std::string("zeropoint:4:group:32"));
         // The reopened fake-quant variant re-makes the same values.
-        auto p1 = variantTensorPair(*m, c.variants[0], c.tensor), p2 = variantTensorPair(*m, back->variants[0], c.tensor);
+        auto p1 = variantTensorPair(*m, c.variants[0], c.tensor),
+             p2 = variantTensorPair(*m, back->variants[0], c.tensor);
         QVERIFY(p1 && p2);
         QCOMPARE(p1->variant, p2->variant);
         // CSV: header + original + 2 rows; the evaluated row carries its figures.
@@ -299,11 +313,13 @@ private slots:
         QVERIFY(csv.find(",130.5,11.25,0.125,75\n") != std::string::npos);
         const std::string svg = sizeKldSvg(c);
         QCOMPARE(size_t(std::count(svg.begin(), svg.end(), '\n')) > 5, true);
-        QVERIFY(svg.find("class=\"variant\"") != std::string::npos);  // the one evaluated variant
+        QVERIFY(svg.find("class=\"variant\"") != std::string::npos); // the one evaluated variant
 
         // Hostile files: each refused with the file and the field named.
         const std::string good = comparisonToJson(c);
-        struct Case { std::string from, to, field; };
+        struct Case {
+            std::string from, to, field;
+        };
         const std::vector<Case> cases{
             {"\"quantzoo-compare\"", "\"other\"", "not a QuantZoo comparison"},
             {"\"version\": 1", "\"version\": 7", "version 7"},

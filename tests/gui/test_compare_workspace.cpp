@@ -16,10 +16,10 @@
 #include <qcustomplot.h>
 
 #include "compare_workspace.h"
+#include "histogram_plot.h"
 #include "main_window.h"
 #include "method_panel.h"
 #include "workspace_tabs.h"
-#include "histogram_plot.h"
 
 using namespace qz::ui;
 
@@ -53,11 +53,11 @@ bool waitIdle(CompareWorkspace& w) {
     QSignalSpy spy(&w, &CompareWorkspace::jobFinished);
     return spy.wait(240000);
 }
-}  // namespace
+} // namespace
 
 class TestCompareWorkspace : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void compareEvaluateClickSave();
     void mainWindowKeepsEveryRun();
 };
@@ -109,7 +109,8 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
         auto x = qz::readTensorF32(*model, *model->find(kTensor));
         QVERIFY(x);
         float amax = 0;
-        for (float f : *x) amax = std::max(amax, std::fabs(f));
+        for (float f : *x)
+            amax = std::max(amax, std::fabs(f));
         const float s = 127.0f / amax;
         double se = 0;
         for (float f : *x) {
@@ -135,10 +136,11 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
     w.setOverlay(true);
     QVERIFY(shown.wait(120000));
     QCOMPARE(w.histogramPlots().size(), 1);
-    QCOMPARE(w.histogramPlots()[0]->series().size(), 5);  // original + 4
+    QCOMPARE(w.histogramPlots()[0]->series().size(), 5); // original + 4
     // The per-layer chart: one line per variant, one point per decoder layer (stories260K: 5).
     QCOMPARE(w.layerPlot()->graphCount(), 4);
-    for (int g = 0; g < 4; ++g) QCOMPARE(w.layerPlot()->graph(g)->dataCount(), 5);
+    for (int g = 0; g < 4; ++g)
+        QCOMPARE(w.layerPlot()->graph(g)->dataCount(), 5);
 
     // Evaluate: PPL / KLD per variant, one scatter point each, the Pareto front drawn.
     QSignalSpy evaluated(&w, &CompareWorkspace::evaluationFinished);
@@ -156,14 +158,17 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
     QVERIFY(w.variant(0).eval.meanKld < w.variant(3).eval.meanKld);
     int points = 0, fronts = 0;
     for (int g = 0; g < w.scatter()->graphCount(); ++g) {
-        if (w.scatter()->graph(g)->property("variant").isValid()) ++points;
-        else ++fronts;
+        if (w.scatter()->graph(g)->property("variant").isValid())
+            ++points;
+        else
+            ++fronts;
     }
     QCOMPARE(points, 4);
     QCOMPARE(fronts, 1);
     bool mixLabelled = false;
     for (int k = 0; k < w.scatter()->itemCount(); ++k)
-        if (auto* label = qobject_cast<QCPItemText*>(w.scatter()->item(k))) mixLabelled |= label->text() == QLatin1String("Q4_K_M");
+        if (auto* label = qobject_cast<QCPItemText*>(w.scatter()->item(k)))
+            mixLabelled |= label->text() == QLatin1String("Q4_K_M");
     QVERIFY(mixLabelled);
 
     // Clicking a point selects its variant.
@@ -183,8 +188,8 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
 
     // Exports: every figure as PNG / SVG / PDF, every table as CSV.
     QTemporaryDir dir;
-    for (const QString& id : {QStringLiteral("histograms"), QStringLiteral("errors"), QStringLiteral("layers"),
-                              QStringLiteral("scatter")})
+    for (const QString& id : {QStringLiteral("histograms"), QStringLiteral("errors"),
+                              QStringLiteral("layers"), QStringLiteral("scatter")})
         for (const QString& ext : {QStringLiteral("png"), QStringLiteral("svg"), QStringLiteral("pdf")}) {
             const QString p = dir.filePath(id + QStringLiteral(".") + ext);
             QVERIFY2(w.exportFigure(id, p, &err), qPrintable(id + QStringLiteral(": ") + err));
@@ -195,7 +200,7 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
     QVERIFY(w.exportTable(QStringLiteral("variants"), dir.filePath(QStringLiteral("variants.csv")), &err));
     QFile csv(dir.filePath(QStringLiteral("tensor.csv")));
     QVERIFY(csv.open(QIODevice::ReadOnly));
-    QCOMPARE(csv.readAll().count('\n'), 5);  // header + 4 variants
+    QCOMPARE(csv.readAll().count('\n'), 5); // header + 4 variants
 
     // The project file round trip: a fresh workspace on the same model shows the same table.
     w.setSelected({0, 2, 3});
@@ -205,7 +210,7 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
     w2.show();
     QSignalSpy requested(&w2, &CompareWorkspace::modelRequested);
     QVERIFY(w2.openProject(project, &err));
-    QCOMPARE(requested.count(), 1);  // no model open yet: the workspace asks for it
+    QCOMPARE(requested.count(), 1); // no model open yet: the workspace asks for it
     QCOMPARE(requested.first().first().toString(), QString::fromStdString(model->path));
     QSignalSpy shown2(&w2, &CompareWorkspace::histogramsShown);
     w2.setModel(open(kHf));
@@ -216,7 +221,7 @@ void TestCompareWorkspace::compareEvaluateClickSave() {
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < CompareWorkspace::ColCount; ++c)
             QCOMPARE(w2.table()->item(r, c)->text(), t->item(rowOf(t, w.selected()[r]), c)->text());
-    QVERIFY(shown2.wait(120000));  // the fake-quantized variant's values are re-made from its spec
+    QVERIFY(shown2.wait(120000)); // the fake-quantized variant's values are re-made from its spec
     QCOMPARE(w2.histogramPlots().size(), 3);
     QVERIFY(!w2.openProject(dir.filePath(QStringLiteral("tensor.csv")), &err));
     QVERIFY(err.contains(QStringLiteral("tensor.csv")));
