@@ -582,7 +582,8 @@ void CompareWorkspace::setCurrentVariant(int index) {
             const QSignalBlocker block(m_table);
             m_table->selectRow(r);
         }
-    rebuildScatter();
+    // Redrawn after the click that may have called this has returned (the clicked graph is replaced).
+    QMetaObject::invokeMethod(this, &CompareWorkspace::rebuildScatter, Qt::QueuedConnection);
     m_status->setText(tr("%1: %2, %3 bits per weight")
                           .arg(toQ(variant(index).name), toQ(variant(index).label))
                           .arg(variant(index).bitsPerWeight, 0, 'f', 3));
