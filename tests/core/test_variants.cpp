@@ -156,8 +156,8 @@ class TestVariants : public QObject {
         QVERIFY(close(t->error.mse, se / double(x.size()), 1e-9));
         QCOMPARE(t->error.maxAbs, mx);
         QCOMPARE(t->bytes, g->find("blk.1.ffn_down.weight")->nbytes);
-        // q_proj (permuted rows in the GGUF): the error does not depend on the row order, so the figure
-        // equals the plain loop over the sorted values' ... no: compare the sums of squares instead.
+        // q_proj (rows permuted in the GGUF): its sums of squares match the two files' own, whatever the
+        // order.
         const VariantTensor* q = v->find("model.layers.0.self_attn.q_proj.weight");
         QVERIFY(q);
         const auto xq = read(*m, "model.layers.0.self_attn.q_proj.weight");
@@ -220,8 +220,29 @@ class TestVariants : public QObject {
         }
         QCOMPARE(compared, int(v->tensors.size()));
         QVERIFY(compared >= 7);
-        // A corrupt g_idx is refused with the file named: a folder claiming 8 bits reads the 4-bit words
-        // with the wrong shapes.
+        // A g_idx entry beyond the groups is refused with the file and the tensor named.
+        {
+            std::string file;
+            uint64_t offset = 0;
+            {
+                auto gm = openModel(p.outputDir);
+                QVERIFY(gm);
+                const TensorInfo* gi = (*gm)->find("model.layers.1.mlp.up_proj.g_idx");
+                QVERIFY(gi);
+                offset = gi->offset + 4 * 5; // the sixth entry
+                file = (*gm)->files[gi->fileIndex]->path();
+            }
+            std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(std::streamoff(offset));
+            const int32_t big = 9999;
+            f.write(reinterpret_cast<const char*>(&big), 4);
+        }
+        auto badIdx = openFileVariant(*m, p.outputDir);
+        QVERIFY(!badIdx);
+        QVERIFY2(badIdx.error().message.find("model.layers.1.mlp.up_proj.weight: g_idx entry 9999") !=
+                     std::string::npos,
+                 badIdx.error().message.c_str());
+        // A config claiming 8 bits for the 4-bit words: the shapes disagree, refused with the folder named.
         fs::path cfg = fs::path(p.outputDir) / "quantize_config.json";
         std::string text;
         {
