@@ -21,6 +21,7 @@
 #include "about_dialog.h"
 #include "background_job.h"
 #include "codes_view.h"
+#include "compare_workspace.h"
 #include "evaluate_panel.h"
 #include "exl2_export_page.h"
 #include "export_panel.h"
@@ -87,6 +88,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
             [this](const QString& name, ModelPtr model, OverridesPtr overrides, quint64 bytes, double bpw) {
                 m_evaluate->addVariant(name, model, overrides, bytes, bpw);
             });
+
+    // Every result kept as a variant, side by side (each run, each GGUF export).
+    m_compare = new CompareWorkspace(this);
+    m_tabs->addWorkspace(QStringLiteral("compare"), tr("Compare"), m_compare);
+    connect(m_export, &ExportPanel::exportFinished, m_compare, [this](const QString& path) { m_compare->addFile(path); });
+    connect(m_export, &ExportPanel::folderExported, m_compare, [this](const QString& format, const QString& dir) {
+        if (format == QLatin1String("gptq")) m_compare->addFile(dir);  // EXL2 folders have no reader yet
+    });
+    connect(m_compare, &CompareWorkspace::modelRequested, this, &MainWindow::openPath);
 
     m_panel = new MethodPanel(this);
     auto* right = new QScrollArea(this);
@@ -258,6 +268,7 @@ void MainWindow::onModelLoaded(ModelPtr model) {
     m_tree->setModel(m_model);
     m_summary->setModel(m_model);
     m_evaluate->setModel(m_model);
+    m_compare->setModel(m_model);
     m_export->setModel(m_model);
     m_codes->setModel(m_model);
     m_teach->setModel(m_model);
@@ -340,6 +351,7 @@ void MainWindow::onRunFinished(ResultPtr result) {
     m_histograms->showModel(m_result->modelOriginal, m_result->modelDequantized, toQ(m_result->spec.describe()));
     m_exportAction->setEnabled(true);
     m_evaluate->setQuantizeResult(m_model, m_result);  // a variant to measure (PPL, KLD)
+    m_compare->addVariant(qz::variantFromQuantizeResult(*m_model, *m_result));
     m_codes->setResult(m_result);                      // LLM.int8(): the calibrated outlier features
     const QString f = m_focus;
     m_focus.clear();

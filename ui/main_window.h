@@ -15,6 +15,7 @@ class QLabel;
 namespace qz::ui {
 
 class CodesView;
+class CompareWorkspace;
 class EvaluatePanel;
 class ExportPanel;
 class HistogramsTab;
@@ -56,6 +57,7 @@ public:
     WorkspaceTabs* workspaces() const { return m_tabs; }
     CodesView* codesView() const { return m_codes; }
     TeachingView* teachingView() const { return m_teach; }
+    CompareWorkspace* compareWorkspace() const { return m_compare; }
     QAction* exportAction() const { return m_exportAction; }
     QAction* aboutAction() const { return m_aboutAction; }
 
@@ -102,6 +104,7 @@ private:
     EvaluatePanel* m_evaluate;
     ExportPanel* m_export;
     TeachingView* m_teach;
+    CompareWorkspace* m_compare;
     LogDock* m_log;
     RecentFiles* m_recent = nullptr;
     QAction* m_exportAction = nullptr;
