@@ -164,8 +164,9 @@ int cmdExportTarget(int argc, char** argv) {
                             static_cast<unsigned long long>(m.fileBytes), m.bitsPerWeight, m.predictedLoss);
         }
     }
+    const std::string what = spec.fileBytes ? *args.value("--target-size") : *args.value("--target-bpw") + " bpw";
     std::printf("target %s: %llu bytes (%s), %.4f bits per weight, predicted loss %.4e (no plan in the budget below %.4e)\n",
-                spec.fileBytes ? *args.value("--target-size") : *args.value("--target-bpw") + " bpw",
+                what.c_str(),
                 static_cast<unsigned long long>(plan->fileBytes), mib(plan->fileBytes).c_str(), plan->bitsPerWeight,
                 plan->predictedLoss, plan->lowerBound);
     if (dryRun) return kOk;

@@ -94,7 +94,7 @@ struct SensitivityTable {
 std::vector<DType> defaultTargetCandidates();
 // Role name of a GGUF tensor and the weight of its predicted loss (core/export/README.md A).
 std::string tensorRole(const std::string& ggufName);
-double roleWeight(const std::string& role);
+double roleWeight(const std::string& role, int nLayer);
 
 Result<SensitivityTable> measureSensitivity(const Model& model, const SensitivityParams& params,
                                             const ProgressFn& progress = {});
