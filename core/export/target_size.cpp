@@ -164,23 +164,24 @@ Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<Knapsac
                 }
             }
         }
-        for (size_t j = 0; j < n; ++j) {  // j steps down one front position, freeing bytes
-            if (frontPos[j] == 0) continue;
+        for (size_t j = 0; j < n; ++j) {  // j steps down its front, freeing bytes, and i steps up
             const auto& curJ = items[j][r.choice[j]];
-            const auto& downJ = items[j][front[j][frontPos[j] - 1]];
-            const uint64_t freed = curJ.cost - downJ.cost;
-            const double lossUp = downJ.loss - curJ.loss;
-            if (freed > std::numeric_limits<uint64_t>::max() - left) continue;
-            for (size_t i = 0; i < n; ++i) {
-                if (i == j) continue;
-                const auto& cur = items[i][r.choice[i]];
-                for (size_t p = frontPos[i] + 1; p < front[i].size(); ++p) {
-                    const auto& o = items[i][front[i][p]];
-                    if (o.cost - cur.cost > left + freed) break;
-                    const double g = cur.loss - o.loss - lossUp;
-                    if (g > bestGain + eps * std::max(1.0, std::fabs(loss))) {
-                        bestGain = g;
-                        bi = i, bk = p, bj = j, bl = frontPos[j] - 1;
+            for (size_t q = 0; q < frontPos[j]; ++q) {
+                const auto& downJ = items[j][front[j][q]];
+                const uint64_t freed = curJ.cost - downJ.cost;
+                const double lossUp = downJ.loss - curJ.loss;
+                if (freed > std::numeric_limits<uint64_t>::max() - left) continue;
+                for (size_t i = 0; i < n; ++i) {
+                    if (i == j) continue;
+                    const auto& cur = items[i][r.choice[i]];
+                    for (size_t p = frontPos[i] + 1; p < front[i].size(); ++p) {
+                        const auto& o = items[i][front[i][p]];
+                        if (o.cost - cur.cost > left + freed) break;
+                        const double g = cur.loss - o.loss - lossUp;
+                        if (g > bestGain + eps * std::max(1.0, std::fabs(loss))) {
+                            bestGain = g;
+                            bi = i, bk = p, bj = j, bl = q;
+                        }
                     }
                 }
             }
