@@ -1,6 +1,7 @@
 // The GGUF file that fits a size: size parsing, the knapsack against brute force, the plan's exact file
 // size, and the proof that per-tensor types chosen for the size beat llama-quantize's standard mix of
 // the same size in KL-divergence (measured by the engine, which reproduces llama-perplexity's figures).
+#include <QProcess>
 #include <QtTest>
 
 #include <cmath>
@@ -25,6 +26,17 @@ private slots:
     void knapsackModelSized();
     void knapsackRefusesTooSmall();
     void beatsStandardMixes();
+    void cli();
+
+private:
+    static int run(const QStringList& args, QByteArray* out = nullptr, QByteArray* err = nullptr) {
+        QProcess p;
+        p.start(QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"), args);
+        if (!p.waitForFinished(300000)) return -1;
+        if (out) *out = p.readAllStandardOutput();
+        if (err) *err = p.readAllStandardError();
+        return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
+    }
 };
 
 void TestTargetSize::parseSizes() {
@@ -231,6 +243,42 @@ void TestTargetSize::beatsStandardMixes() {
               kTgt->meanKld, plan->predictedLoss);
         QVERIFY2(kTgt->meanKld < kStd->meanKld, mix);
     }
+}
+
+// The command line: usage errors, a dry run's plan, a written file within the bits per weight.
+void TestTargetSize::cli() {
+    const QString model = QStringLiteral(QZ_TEST_DATA "/models/bard-llama");
+    const QString imat = QStringLiteral(QZ_TEST_DATA "/golden/bard-llama/imatrix/bard-llama-imatrix.gguf");
+    auto args = [&](QStringList extra) {
+        return QStringList{QStringLiteral("export"), model, QStringLiteral("--format"), QStringLiteral("gguf"),
+                           QStringLiteral("--sample-rows"), QStringLiteral("64"), QStringLiteral("--quiet")} + extra;
+    };
+    QByteArray out, err;
+    QCOMPARE(run(args({"--target-size", "2M", "--target-bpw", "4", "--imatrix", imat, "--dry-run"}), &out, &err), 2);
+    QCOMPARE(run(args({"--target-size", "2M", "--dry-run"}), &out, &err), 2);  // no imatrix, no text
+    QCOMPARE(run(args({"--target-size", "2X", "--imatrix", imat, "--dry-run"}), &out, &err), 2);
+    QVERIFY(err.contains("cannot read '2X'"));
+    QCOMPARE(run(args({"--target-size", "100K", "--imatrix", imat, "--dry-run"}), &out, &err), 1);
+    QVERIFY2(err.contains("too small"), err.constData());
+
+    QCOMPARE(run(args({"--target-size", "2M", "--imatrix", imat, "--dry-run"}), &out, &err), 0);
+    QVERIFY2(out.contains("blk.3.ffn_down.weight"), out.constData());
+    QVERIFY(out.contains("standard mixes on the same prediction"));
+    QVERIFY(out.contains("Q4_K_M"));
+    const QRegularExpression total(QStringLiteral("target 2M: (\\d+) bytes"));
+    auto mt = total.match(QString::fromUtf8(out));
+    QVERIFY2(mt.hasMatch(), out.constData());
+    QVERIFY(mt.captured(1).toULongLong() <= 2000000ull);
+
+    QTemporaryDir dir;
+    const QString file = dir.filePath(QStringLiteral("t.gguf"));
+    QCOMPARE(run(args({"--target-bpw", "4.5", "--imatrix", imat, "-o", file}), &out, &err), 0);
+    auto g = openModel(file.toStdString());
+    QVERIFY(g.ok());
+    uint64_t bytes = 0, params = 0;
+    for (const auto& t : (*g)->tensors) bytes += t.nbytes, params += t.numel();
+    QVERIFY2(8.0 * double(bytes) / double(params) <= 4.5, qPrintable(QString::number(8.0 * double(bytes) / double(params))));
+    QVERIFY(8.0 * double(bytes) / double(params) > 4.4);
 }
 
 QTEST_GUILESS_MAIN(TestTargetSize)
