@@ -30,6 +30,9 @@ const char* kTargetHelp =
     "  --calib TEXT         or collect one from this text first (as 'quantzoo-cli imatrix', output layer\n"
     "                       included), -c N tokens per chunk (default 512), --chunks K (default all)\n"
     "  --sample-rows N      rows per tensor measured for the prediction (default 512; 0 = all)\n"
+    "  --kld-text TEXT      calibrate every tensor's weight by measurement instead of its role: the model's\n"
+    "                       KL-divergence on TEXT with that tensor alone at Q3_K (one evaluation per tensor;\n"
+    "                       llama, mistral, qwen2, gpt2); --kld-ctx N (default 128), --kld-chunks K (default 8)\n"
     "  --threads T          worker threads (default all cores)\n"
     "  -o, --output         output file (default: MODEL.target.gguf beside the model)\n"
     "  --dry-run            print the plan (type, bytes and predicted loss per tensor; the standard mixes\n"
@@ -65,7 +68,7 @@ bool exportWantsTarget(int argc, char** argv) {
 
 int cmdExportTarget(int argc, char** argv) {
     Args args({"--format", "--target-size", "--target-bpw", "--imatrix", "--calib", "-c", "--chunks", "--sample-rows",
-               "--threads", "-o", "--output"},
+               "--threads", "-o", "--output", "--kld-text", "--kld-ctx", "--kld-chunks"},
               {"--dry-run", "--quiet", "--help"});
     auto usageError = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli export: %s\n%s", e.c_str(), kTargetHelp);
@@ -94,11 +97,15 @@ int cmdExportTarget(int argc, char** argv) {
     qz::SensitivityParams sp;
     sp.sampleRows = args.intOr("--sample-rows", 512, err);
     sp.threads = static_cast<int>(args.intOr("--threads", 0, err));
+    sp.kldCtx = static_cast<int>(args.intOr("--kld-ctx", 128, err));
+    sp.kldChunks = static_cast<int>(args.intOr("--kld-chunks", 8, err));
     const int nCtx = static_cast<int>(args.intOr("-c", 512, err));
     const int nChunks = static_cast<int>(args.intOr("--chunks", -1, err));
     if (!err.empty()) return usageError(err);
     if (sp.sampleRows < 0) return usageError("--sample-rows must be 0 or more");
     if (nCtx < 2 || nCtx > 1 << 20) return usageError("-c must be at least 2");
+    if (sp.kldCtx < 4 || sp.kldCtx > 1 << 20 || sp.kldCtx % 2) return usageError("--kld-ctx must be even and at least 4");
+    if (sp.kldChunks < 1) return usageError("--kld-chunks must be at least 1");
 
     const bool dryRun = args.has("--dry-run"), quiet = args.has("--quiet");
     const std::string output = args.valueOr("-o", args.valueOr("--output", defaultTargetOutput(args.positional()[0])));
@@ -139,6 +146,11 @@ int cmdExportTarget(int argc, char** argv) {
         if (auto st = qz::writeImatrixGguf(*im, sp.imatrixPath); !st) return fail(st.error());
     }
 
+    if (auto kt = args.value("--kld-text")) {
+        auto text = qz::readRegularFile(*kt, kMaxTextBytes, [] { return interrupted(); });
+        if (!text) return fail(text.error());
+        sp.kldText = std::move(*text);
+    }
     ProgressLine sline("sensitivity", quiet);
     auto table = qz::runGuarded([&] { return qz::measureSensitivity(**model, sp, sline.callback()); });
     sline.finish();

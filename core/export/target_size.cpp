@@ -14,12 +14,17 @@
 #include "ggml/iquants.h"
 #include "ggml/mixes.h"
 #include "ggml/quantize.h"
+#include "convert/hf_to_gguf.h"
+#include "infer/evaluate.h"
 
 namespace qz {
 
 namespace {
 
 uint64_t pad32(uint64_t n) { return (n + 31) / 32 * 32; }
+
+Status calibrateWithKld(const Model& model, SensitivityTable& table, const SensitivityParams& params,
+                        const ProgressFn& progress);
 
 // llama-quantize refuses these targets without importance weights (core/ggml/README-iquants.md).
 bool needsImportance(DType t) {
@@ -65,11 +70,12 @@ std::optional<uint64_t> parseByteSize(std::string_view text) {
 
 Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<KnapsackOption>>& items, uint64_t budget) {
     const size_t n = items.size();
+    for (size_t i = 0; i < n; ++i)
+        if (items[i].empty()) return makeError("item " + std::to_string(i) + " has no option");
     // Per item: the Pareto front (cost up, loss strictly down) and its lower convex hull.
     std::vector<std::vector<size_t>> front(n), hull(n);
     for (size_t i = 0; i < n; ++i) {
         const auto& opts = items[i];
-        if (opts.empty()) return makeError("item " + std::to_string(i) + " has no option");
         std::vector<size_t> idx(opts.size());
         std::iota(idx.begin(), idx.end(), size_t(0));
         std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
@@ -290,7 +296,12 @@ Result<SensitivityTable> measureSensitivity(const Model& model, const Sensitivit
     uint64_t totalWork = 0;
     for (const auto& t : table.tensors)
         if (t.quantizable) totalWork += 1;
-    ProgressTracker tracker(progress, static_cast<double>(totalWork));
+    const bool calibrate = !params.kldText.empty();
+    auto scaled = [&](double from, double to) -> ProgressFn {
+        if (!progress) return {};
+        return [&progress, from, to](const ProgressInfo& p) { return progress({from + p.fraction * (to - from), p.step}); };
+    };
+    ProgressTracker tracker(calibrate ? scaled(0, 0.3) : progress, static_cast<double>(totalWork));
     size_t cursor = 0;
     std::vector<float> sample, deq, imp;
     std::vector<uint8_t> bytes;
@@ -390,8 +401,129 @@ Result<SensitivityTable> measureSensitivity(const Model& model, const Sensitivit
     if (!st) return st.error();
     for (const auto& t : table.tensors)
         if (t.quantizable && t.candidates.empty()) return makeError(t.name + ": not measured");
+    if (!params.kldText.empty())
+        if (auto c = calibrateWithKld(model, table, params, scaled(0.3, 1)); !c) return c.error();
     return table;
 }
+
+namespace {
+
+// The values of GGUF tensor `name` quantized to `type` and back, in the model's own layout and under its
+// own name (what Engine overrides replace). Rows are quantized independently, so quantizing the rows of
+// a Q/K tensor before or after convert's row permutation gives the same rows.
+Status fakeQuantizeInModelLayout(const Model& model, const ConversionPlan* plan, const std::string& name, DType type,
+                                 const ggml::Imatrix& imatrix, bool haveImatrix, std::string& modelName,
+                                 std::vector<float>& out) {
+    const TensorInfo* info = nullptr;
+    bool transpose = false;
+    int64_t ne0 = 0;
+    if (!plan) {
+        info = model.find(name);
+        if (!info) return makeError(name + ": not in the model");
+        ne0 = info->cols();
+    } else {
+        const PlannedTensor* p = nullptr;
+        for (const auto& t : plan->tensors)
+            if (t.ggufName == name) p = &t;
+        if (!p || !p->generated.empty() || !p->stacked.empty() || p->ne.size() != 2)
+            return makeError(name + ": cannot be measured alone");
+        info = &model.tensors[p->source];
+        transpose = p->transform == TensorTransform::Transpose;
+        ne0 = p->ne[0];
+    }
+    modelName = info->name;
+    auto v = readTensorF32(model, *info);
+    if (!v) return v.error();
+    const int64_t total = static_cast<int64_t>(v->size());
+    if (ne0 <= 0 || total % ne0 != 0) return makeError(name + ": unexpected shape");
+    const int64_t rows = total / ne0;
+    std::vector<float> rowsMajor;
+    if (transpose) {  // stored [ne0][rows]: make rows of ne0 values
+        rowsMajor.resize(v->size());
+        for (int64_t i = 0; i < ne0; ++i)
+            for (int64_t r = 0; r < rows; ++r) rowsMajor[static_cast<size_t>(r * ne0 + i)] = (*v)[static_cast<size_t>(i * rows + r)];
+    } else {
+        rowsMajor = std::move(*v);
+    }
+    const float* imp = nullptr;
+    if (haveImatrix) {
+        auto look = imatrix.lookup(name, ne0);
+        if (!look) return look.error();
+        imp = *look;
+    }
+    auto bytes = bytesFor(type, static_cast<uint64_t>(total));
+    if (!bytes) return makeError(name + ": " + std::string(dtypeName(type)) + " does not fit");
+    std::vector<uint8_t> q(*bytes);
+    if (auto st = ggml::quantizeTensor(type, rowsMajor.data(), rows, ne0, imp, q.data(), 0); !st) return st.error();
+    std::vector<float> deq(static_cast<size_t>(total));
+    if (!ggml::dequantize(type, q.data(), deq.data(), total)) return makeError(name + ": cannot dequantize");
+    if (transpose) {
+        out.resize(deq.size());
+        for (int64_t i = 0; i < ne0; ++i)
+            for (int64_t r = 0; r < rows; ++r) out[static_cast<size_t>(i * rows + r)] = deq[static_cast<size_t>(r * ne0 + i)];
+    } else {
+        out = std::move(deq);
+    }
+    return okStatus();
+}
+
+Status calibrateWithKld(const Model& model, SensitivityTable& table, const SensitivityParams& params,
+                        const ProgressFn& progress) {
+    ggml::Imatrix imatrix;
+    if (!params.imatrixPath.empty()) {
+        auto im = ggml::loadImatrix(params.imatrixPath);
+        if (!im) return im.error();
+        imatrix = std::move(*im);
+    }
+    std::optional<ConversionPlan> plan;
+    if (model.format != ModelFormat::Gguf) {
+        auto p = planHfToGguf(model);
+        if (!p) return p.error();
+        plan = std::move(*p);
+    }
+    EvalParams ev;
+    ev.nCtx = params.kldCtx;
+    ev.nChunks = params.kldChunks;
+    ev.threads = params.threads;
+    KldBase base;
+    size_t n = 0;
+    for (const auto& t : table.tensors) n += t.quantizable;
+    ProgressTracker tracker(progress, static_cast<double>(n + 1));
+    if (!tracker.advance(0, "base logits")) return cancelledError();
+    if (auto r = evaluatePerplexity(model, params.kldText, ev, {}, nullptr, &base); !r) return r.error();
+    if (!tracker.advance(1, "base logits")) return cancelledError();
+    for (auto& t : table.tensors) {
+        if (!t.quantizable) continue;
+        // The reference type: Q3_K, else the candidate nearest 3.5 bits per weight.
+        const TargetCandidate* ref = nullptr;
+        for (const auto& c : t.candidates)
+            if (c.type == DType::Q3_K) ref = &c;
+        if (!ref)
+            for (const auto& c : t.candidates)
+                if (!ref || std::fabs(bitsPerWeight(c.type) - 3.5) < std::fabs(bitsPerWeight(ref->type) - 3.5)) ref = &c;
+        if (!ref || ref->weightedError <= 0 || t.energy <= 0) continue;
+        std::string modelName;
+        WeightOverrides ov;
+        std::vector<float> values;
+        if (auto st = fakeQuantizeInModelLayout(model, plan ? &*plan : nullptr, t.name, ref->type, imatrix,
+                                                !params.imatrixPath.empty(), modelName, values);
+            !st)
+            return Error{st.error().message, st.error().cancelled};
+        ov[modelName] = std::move(values);
+        auto k = evaluateKlDivergence(model, base, ev, {}, &ov);
+        if (!k) return k.error();
+        t.measuredKld = k->meanKld;
+        t.kldType = ref->type;
+        if (std::isfinite(k->meanKld) && k->meanKld > 0) {
+            t.roleWeight = k->meanKld / (ref->weightedError / t.energy);
+            for (auto& c : t.candidates) c.loss = t.roleWeight * c.weightedError / t.energy;
+        }
+        if (!tracker.advance(1, t.name)) return cancelledError();
+    }
+    return okStatus();
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------------
 // Plans.

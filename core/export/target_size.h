@@ -72,6 +72,8 @@ struct TargetTensor {
     std::string role;            // attn_q, attn_k, attn_v, attn_output, ffn_up, ffn_gate, ffn_down, token_embd, output, other
     double roleWeight = 1;
     double energy = 0;           // Σ_j imp_j Σ_i w² over the sampled rows, scaled to all rows
+    double measuredKld = -1;     // SensitivityParams::kldText: the KLD with this tensor alone at kldType
+    DType kldType = DType::F32;
     std::vector<TargetCandidate> candidates;  // in the order of the candidate list, only those that fit
 };
 
@@ -81,6 +83,14 @@ struct SensitivityParams {
     int64_t sampleRows = 512;    // rows per tensor in the proxy (all when the tensor has fewer)
     int threads = 0;
     bool unitRoleWeights = false;  // every role weight 1 (for measuring the proxy itself)
+    // Optional, expensive: calibrate each tensor's weight by measurement instead of its role. For every
+    // quantizable tensor, the mean KL-divergence of the model's output on this text (kldCtx tokens per
+    // chunk, kldChunks chunks) when that tensor alone is quantized to a reference type (Q3_K, or the
+    // candidate nearest 3.5 bits) becomes its weight: weight = KLD_ref / (E_ref / S). One model evaluation
+    // per tensor; architectures the engine runs only (llama, mistral, qwen2, gpt2).
+    std::string kldText;
+    int kldCtx = 128;
+    int kldChunks = 8;
 };
 
 struct SensitivityTable {

@@ -6,6 +6,7 @@
 #
 #   target-vs-mix.sh QUANTZOO_CLI MODEL IMATRIX OUTDIR MIX...
 #
+# Environment QZ_TARGET_ARGS: more options for the target-size export (e.g. "--kld-text TRAIN.txt").
 # Both files use the same importance matrix. Exit 0 only if every target-size file is no larger than its
 # mix's file and has the lower mean KLD; the figures are printed either way.
 set -uo pipefail
@@ -38,7 +39,8 @@ for mix in "$@"; do
     rm -f "$std" "$tgt"
     "$cli" export "$model" --format gguf --type "$mix" --imatrix "$imatrix" -o "$std" --quiet || fail "$mix export failed"
     size=$(stat -c %s "$std")
-    "$cli" export "$model" --format gguf --target-size "$size" --imatrix "$imatrix" -o "$tgt" --quiet >/dev/null \
+    # shellcheck disable=SC2086
+    "$cli" export "$model" --format gguf --target-size "$size" --imatrix "$imatrix" -o "$tgt" --quiet ${QZ_TARGET_ARGS:-} >/dev/null \
         || fail "target-size export at $size bytes failed"
     tsize=$(stat -c %s "$tgt")
     ks=$(kld "$std"); kt=$(kld "$tgt")
