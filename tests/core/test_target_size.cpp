@@ -206,6 +206,16 @@ void TestTargetSize::beatsStandardMixes() {
                      DType::Q8_0, DType::F16};
     auto table = measureSensitivity(**model, sp);
     QVERIFY2(table.ok(), table.ok() ? "" : table.error().message.c_str());
+    // The same with every tensor's weight measured: single-tensor KLD on the training text.
+    sp.kldText = readText(QZ_TEST_DATA "/text/shakespeare-train.txt");
+    sp.kldChunks = 4;
+    auto measured = measureSensitivity(**model, sp);
+    QVERIFY2(measured.ok(), measured.ok() ? "" : measured.error().message.c_str());
+    for (const auto& t : measured->tensors)
+        if (t.quantizable) {
+            QVERIFY2(t.measuredKld > 0, t.name.c_str());
+            QCOMPARE(t.kldType, DType::Q3_K);
+        }
 
     for (const char* mix : {"Q3_K_M", "Q4_K_M", "Q5_K_M"}) {
         GgufExportParams sp0;
@@ -216,32 +226,35 @@ void TestTargetSize::beatsStandardMixes() {
         QVERIFY(std0.ok());
         const uint64_t size = std::filesystem::file_size(sp0.outputPath);
 
-        auto plan = chooseTargetPlan(*table, TargetSpec{size, 0});
-        QVERIFY2(plan.ok(), plan.ok() ? "" : plan.error().message.c_str());
-        QVERIFY(plan->fileBytes <= size);
-        GgufExportParams base0;
-        base0.outputPath = dir + "/tgt-" + mix + ".gguf";
-        auto tgt = exportGguf(**model, targetExportParams(*plan, *table, base0), {});
-        QVERIFY2(tgt.ok(), tgt.ok() ? "" : tgt.error().message.c_str());
-        QCOMPARE(uint64_t(std::filesystem::file_size(base0.outputPath)), plan->fileBytes);
-        // Every tensor has the planned type in the written file.
-        auto g = openModel(base0.outputPath);
-        QVERIFY(g.ok());
-        for (const auto& t : plan->tensors) {
-            const TensorInfo* info = (*g)->find(t.name);
-            QVERIFY2(info, t.name.c_str());
-            QCOMPARE(info->dtype, t.type);
-        }
-
         auto s = openModel(sp0.outputPath);
         QVERIFY(s.ok());
         auto kStd = evaluateKlDivergence(**s, base, ev);
-        auto kTgt = evaluateKlDivergence(**g, base, ev);
-        QVERIFY(kStd.ok() && kTgt.ok());
-        qInfo("%s: %llu bytes, mean KLD %.6f; target size %llu bytes, mean KLD %.6f (predicted %.6f)", mix,
-              static_cast<unsigned long long>(size), kStd->meanKld, static_cast<unsigned long long>(plan->fileBytes),
-              kTgt->meanKld, plan->predictedLoss);
-        QVERIFY2(kTgt->meanKld < kStd->meanKld, mix);
+        QVERIFY(kStd.ok());
+        for (const SensitivityTable* tab : {&*table, &*measured}) {
+            auto plan = chooseTargetPlan(*tab, TargetSpec{size, 0});
+            QVERIFY2(plan.ok(), plan.ok() ? "" : plan.error().message.c_str());
+            QVERIFY(plan->fileBytes <= size);
+            GgufExportParams base0;
+            base0.outputPath = dir + "/tgt-" + mix + ".gguf";
+            std::filesystem::remove(base0.outputPath);
+            auto tgt = exportGguf(**model, targetExportParams(*plan, *tab, base0), {});
+            QVERIFY2(tgt.ok(), tgt.ok() ? "" : tgt.error().message.c_str());
+            QCOMPARE(uint64_t(std::filesystem::file_size(base0.outputPath)), plan->fileBytes);
+            // Every tensor has the planned type in the written file.
+            auto g = openModel(base0.outputPath);
+            QVERIFY(g.ok());
+            for (const auto& t : plan->tensors) {
+                const TensorInfo* info = (*g)->find(t.name);
+                QVERIFY2(info, t.name.c_str());
+                QCOMPARE(info->dtype, t.type);
+            }
+            auto kTgt = evaluateKlDivergence(**g, base, ev);
+            QVERIFY(kTgt.ok());
+            qInfo("%s: %llu bytes, mean KLD %.6f; target size (%s) %llu bytes, mean KLD %.6f (predicted %.6f)", mix,
+                  static_cast<unsigned long long>(size), kStd->meanKld, tab == &*table ? "role weights" : "measured weights",
+                  static_cast<unsigned long long>(plan->fileBytes), kTgt->meanKld, plan->predictedLoss);
+            QVERIFY2(kTgt->meanKld < kStd->meanKld, mix);
+        }
     }
 }
 
