@@ -1,5 +1,6 @@
 #include "target_size_view.h"
 
+#include <QCheckBox>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
 #include <QFormLayout>
@@ -22,7 +23,7 @@
 namespace qz::ui {
 
 namespace {
-enum Col { ColName, ColType, ColBytes, ColLoss, ColCount };
+enum Col { ColName, ColType, ColBytes, ColLoss, ColMeasured, ColCount };
 constexpr double kMiB = 1048576.0;
 constexpr uint64_t kMaxCalibBytes = 1ull << 30;
 }  // namespace
@@ -32,6 +33,7 @@ TargetSizeView::TargetSizeView(QWidget* parent)
     m_calib = new QLineEdit(this);
     m_calib->setPlaceholderText(tr("calibration text, used when the export page names no importance matrix"));
     auto* browse = new QPushButton(tr("…"), this);
+    m_measureKld = new QCheckBox(tr("Weigh each tensor by its measured KL-divergence on the text (one model run per tensor)"), this);
     m_measure = new QPushButton(tr("Measure"), this);
     m_measure->setToolTip(tr("Quantize a sample of every tensor's rows to every candidate type and weigh the "
                              "error by the importance matrix"));
@@ -50,6 +52,7 @@ TargetSizeView::TargetSizeView(QWidget* parent)
     calibRow->addWidget(browse);
     calibRow->addWidget(m_measure);
     form->addRow(tr("Calibration"), calibRow);
+    form->addRow(QString(), m_measureKld);
     auto* sizeRow = new QHBoxLayout;
     sizeRow->addWidget(m_size);
     sizeRow->addWidget(m_slider, 1);
@@ -57,7 +60,7 @@ TargetSizeView::TargetSizeView(QWidget* parent)
     form->addRow(tr("Target size"), sizeRow);
 
     m_table = new QTableWidget(0, ColCount, this);
-    m_table->setHorizontalHeaderLabels({tr("tensor"), tr("type"), tr("bytes"), tr("predicted loss")});
+    m_table->setHorizontalHeaderLabels({tr("tensor"), tr("type"), tr("bytes"), tr("predicted loss"), tr("measured KLD")});
     m_table->horizontalHeader()->setSectionResizeMode(ColName, QHeaderView::ResizeToContents);
     m_table->horizontalHeader()->setSectionResizeMode(ColLoss, QHeaderView::Stretch);
     m_table->verticalHeader()->hide();
@@ -161,6 +164,11 @@ void TargetSizeView::startMeasure() {
         m_summary->setText(tr("Name an importance matrix on the export page or a calibration text here."));
         return;
     }
+    if (m_measureKld->isChecked() && calib.isEmpty()) {
+        m_summary->setText(tr("Measuring the KL-divergence needs a calibration text."));
+        return;
+    }
+    const bool measureKld = m_measureKld->isChecked();
     std::string collectTo;
     if (imatrix.isEmpty()) {
         m_tmp = std::make_unique<QTemporaryDir>();
@@ -177,16 +185,20 @@ void TargetSizeView::startMeasure() {
     const std::string imPath = toStd(imatrix);
     m_measure->setEnabled(false);
     m_measurer->run<TargetMeasurementPtr>(
-        [model, calibPath, imPath, collectTo](const BackgroundJob::Context& ctx) -> qz::Result<TargetMeasurementPtr> {
+        [model, calibPath, imPath, collectTo, measureKld](const BackgroundJob::Context& ctx) -> qz::Result<TargetMeasurementPtr> {
             return qz::runGuarded([&]() -> qz::Result<TargetMeasurementPtr> {
+                std::string text;
+                if (!collectTo.empty() || measureKld) {
+                    auto t = qz::readRegularFile(calibPath, kMaxCalibBytes, ctx.cancelled);
+                    if (!t) return t.error();
+                    text = std::move(*t);
+                }
                 if (!collectTo.empty()) {
-                    auto text = qz::readRegularFile(calibPath, kMaxCalibBytes, ctx.cancelled);
-                    if (!text) return text.error();
                     qz::ImatrixParams ip;
                     ip.nCtx = 512;
                     ip.processOutput = true;
                     ip.datasetName = calibPath;
-                    auto im = qz::computeImatrix(*model, *text, ip, [&](const qz::ProgressInfo& p) {
+                    auto im = qz::computeImatrix(*model, text, ip, [&](const qz::ProgressInfo& p) {
                         return ctx.progress(qz::ProgressInfo{p.fraction * 0.3, "importance matrix: " + p.step});
                     });
                     if (!im) return im.error();
@@ -194,6 +206,7 @@ void TargetSizeView::startMeasure() {
                 }
                 qz::SensitivityParams sp;
                 sp.imatrixPath = imPath;
+                if (measureKld) sp.kldText = text;
                 const double base = collectTo.empty() ? 0.0 : 0.3;
                 auto table = qz::measureSensitivity(*model, sp, [&](const qz::ProgressInfo& p) {
                     return ctx.progress(qz::ProgressInfo{base + p.fraction * (0.95 - base), p.step});
@@ -274,6 +287,12 @@ void TargetSizeView::showPlan(const TargetPlanPtr& plan) {
         m_table->setItem(r, ColType, new QTableWidgetItem(toQ(std::string(qz::dtypeName(t.type)))));
         m_table->setItem(r, ColBytes, new QTableWidgetItem(QString::number(t.bytes)));
         m_table->setItem(r, ColLoss, new QTableWidgetItem(QString::number(t.loss, 'e', 3)));
+        QString measured = QStringLiteral("—");
+        if (m_measurement)
+            for (const auto& tt : m_measurement->table.tensors)
+                if (tt.name == t.name && tt.measuredKld >= 0)
+                    measured = tr("%1 at %2").arg(tt.measuredKld, 0, 'e', 3).arg(toQ(std::string(qz::dtypeName(tt.kldType))));
+        m_table->setItem(r, ColMeasured, new QTableWidgetItem(measured));
     }
     QString text = tr("Plan: %1 MiB (%2 bytes), %3 bits per weight, predicted loss %4 (≈ KLD)")
                        .arg(double(plan->fileBytes) / kMiB, 0, 'f', 3)

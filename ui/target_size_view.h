@@ -1,7 +1,9 @@
 // "Target size" on the GGUF export page: per-tensor types chosen for the least predicted loss within a
 // file size (core/export/target_size.h).
 //  - "Measure" runs the sensitivity measurement in the background (an importance matrix from the
-//    export page, or one collected here from a calibration text first);
+//    export page, or one collected here from a calibration text first); optionally every tensor's
+//    weight is measured as the KL-divergence with that tensor alone quantized (on the calibration
+//    text), shown next to the prediction;
 //  - a size field (MiB) and a slider between the smallest and the largest possible file choose the
 //    plan (in the background as well): every tensor's type, bytes and predicted loss (≈ KL-divergence
 //    in nats per token, core/export/README.md A);
@@ -20,6 +22,7 @@
 #include "export/target_size.h"
 #include "qt_types.h"
 
+class QCheckBox;
 class QCustomPlot;
 class QDoubleSpinBox;
 class QLabel;
@@ -53,6 +56,7 @@ public:
     BackgroundJob* measurer() const { return m_measurer; }
     BackgroundJob* chooser() const { return m_chooser; }
     QLineEdit* calibEdit() const { return m_calib; }
+    QCheckBox* measureKldBox() const { return m_measureKld; }
     QPushButton* measureButton() const { return m_measure; }
     QPushButton* applyButton() const { return m_apply; }
     QDoubleSpinBox* sizeBox() const { return m_size; }
@@ -86,6 +90,7 @@ private:
     BackgroundJob* m_chooser;
     QTimer m_chooseTimer;
     QLineEdit* m_calib;
+    QCheckBox* m_measureKld;
     QPushButton* m_measure;
     QPushButton* m_apply;
     QDoubleSpinBox* m_size;

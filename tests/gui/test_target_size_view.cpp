@@ -119,6 +119,23 @@ void TestTargetSizeView::measureChooseApply() {
     QCOMPARE(checked, 30);
     QVERIFY2(panel.summary()->text().contains(QStringLiteral("%1 MiB").arg(double(plan->fileBytes) / 1048576.0, 0, 'f', 2)),
              qPrintable(panel.summary()->text()));
+    QCOMPARE(view->table()->item(0, 4)->text(), QStringLiteral("—"));  // nothing measured yet
+
+    // Measured weights: the KL-divergence of every tensor alone, shown beside the prediction.
+    view->measureKldBox()->setChecked(true);
+    QTest::mouseClick(view->measureButton(), Qt::LeftButton);
+    QVERIFY(!view->measurer()->isRunning());  // needs a text
+    view->calibEdit()->setText(QStringLiteral(QZ_TEST_DATA "/text/shakespeare-valid.txt"));
+    measured.clear();
+    viewPlanned.clear();
+    QTest::mouseClick(view->measureButton(), Qt::LeftButton);
+    QVERIFY(view->measurer()->isRunning());
+    QVERIFY(measured.wait(600000));
+    QVERIFY(viewPlanned.wait(30000));
+    for (const auto& tt : view->measurement()->table.tensors)
+        if (tt.quantizable) QVERIFY2(tt.measuredKld > 0, tt.name.c_str());
+    for (int r = 0; r < view->table()->rowCount(); ++r)
+        QVERIFY2(view->table()->item(r, 4)->text().endsWith(QStringLiteral(" at Q3_K")), qPrintable(view->table()->item(r, 4)->text()));
 }
 
 QTEST_MAIN(TestTargetSizeView)
