@@ -29,7 +29,7 @@ const char* kTargetHelp =
     "  --imatrix FILE       importance matrix (llama-imatrix GGUF or legacy .dat)\n"
     "  --calib TEXT         or collect one from this text first (as 'quantzoo-cli imatrix', output layer\n"
     "                       included), -c N tokens per chunk (default 512), --chunks K (default all)\n"
-    "  --sample-rows N      rows per tensor measured for the prediction (default 512; 0 = all)\n"
+    "  --sample-rows N      rows per tensor measured for the prediction (default 256; 0 = all)\n"
     "  --kld-text TEXT      calibrate every tensor's weight by measurement instead of its role: the model's\n"
     "                       KL-divergence on TEXT with that tensor alone at Q3_K (one evaluation per tensor;\n"
     "                       llama, mistral, qwen2, gpt2); --kld-ctx N (default 128), --kld-chunks K (default 8)\n"
@@ -95,7 +95,7 @@ int cmdExportTarget(int argc, char** argv) {
         if (err.empty() && !(spec.bitsPerWeight > 0 && spec.bitsPerWeight < 64)) err = "--target-bpw must be between 0 and 64";
     }
     qz::SensitivityParams sp;
-    sp.sampleRows = args.intOr("--sample-rows", 512, err);
+    sp.sampleRows = args.intOr("--sample-rows", 256, err);
     sp.threads = static_cast<int>(args.intOr("--threads", 0, err));
     sp.kldCtx = static_cast<int>(args.intOr("--kld-ctx", 128, err));
     sp.kldChunks = static_cast<int>(args.intOr("--kld-chunks", 8, err));

@@ -80,7 +80,7 @@ struct TargetTensor {
 struct SensitivityParams {
     std::string imatrixPath;     // optional but recommended (IQ types and the weighting need it)
     std::vector<DType> candidates;  // empty: defaultTargetCandidates()
-    int64_t sampleRows = 512;    // rows per tensor in the proxy (all when the tensor has fewer)
+    int64_t sampleRows = 256;    // rows per tensor in the proxy (all when the tensor has fewer)
     int threads = 0;
     bool unitRoleWeights = false;  // every role weight 1 (for measuring the proxy itself)
     // Optional, expensive: calibrate each tensor's weight by measurement instead of its role. For every
