@@ -159,9 +159,17 @@ int cmdExportTarget(int argc, char** argv) {
     if (!plan) return fail(plan.error());
 
     if (dryRun) {
-        std::printf("%-40s %-8s %12s  %s\n", "tensor", "type", "bytes", "predicted loss");
-        for (const auto& t : plan->tensors) {
-            if (t.chosen)
+        const bool measured = !sp.kldText.empty();
+        std::printf("%-40s %-8s %12s  %s\n", "tensor", "type", "bytes",
+                    measured ? "predicted loss  (measured KLD of the tensor alone at the reference type)" : "predicted loss");
+        for (size_t i = 0; i < plan->tensors.size(); ++i) {
+            const auto& t = plan->tensors[i];
+            const auto& tt = table->tensors[i];
+            if (t.chosen && measured && tt.measuredKld >= 0)
+                std::printf("%-40s %-8s %12llu  %.4e  (%.4e at %s)\n", t.name.c_str(), std::string(qz::dtypeName(t.type)).c_str(),
+                            static_cast<unsigned long long>(t.bytes), t.loss, tt.measuredKld,
+                            std::string(qz::dtypeName(tt.kldType)).c_str());
+            else if (t.chosen)
                 std::printf("%-40s %-8s %12llu  %.4e\n", t.name.c_str(), std::string(qz::dtypeName(t.type)).c_str(),
                             static_cast<unsigned long long>(t.bytes), t.loss);
             else
