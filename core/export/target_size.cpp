@@ -291,6 +291,15 @@ Result<SensitivityTable> measureSensitivity(const Model& model, const Sensitivit
         table.tensors.push_back(std::move(tt));
     }
     table.headerAndFixedBytes = plan->fileBytes - variable;
+    // Tied embeddings: without output.weight, token_embd.weight is the output layer too.
+    const bool tied = std::none_of(table.tensors.begin(), table.tensors.end(),
+                                   [](const TargetTensor& t) { return t.name == "output.weight"; });
+    if (tied && !params.unitRoleWeights)
+        for (auto& t : table.tensors)
+            if (t.role == "token_embd") {
+                t.role = "token_embd (tied output)";
+                t.roleWeight = roleWeight("token_embd", nLayer) + roleWeight("output", nLayer);
+            }
 
     const std::vector<DType> cands = params.candidates.empty() ? defaultTargetCandidates() : params.candidates;
     uint64_t totalWork = 0;
