@@ -26,14 +26,15 @@ namespace {
 enum Col { ColName, ColType, ColBytes, ColLoss, ColMeasured, ColCount };
 constexpr double kMiB = 1048576.0;
 constexpr uint64_t kMaxCalibBytes = 1ull << 30;
-}  // namespace
+} // namespace
 
 TargetSizeView::TargetSizeView(QWidget* parent)
     : QWidget(parent), m_measurer(new BackgroundJob(this)), m_chooser(new BackgroundJob(this)) {
     m_calib = new QLineEdit(this);
     m_calib->setPlaceholderText(tr("calibration text, used when the export page names no importance matrix"));
     auto* browse = new QPushButton(tr("…"), this);
-    m_measureKld = new QCheckBox(tr("Weigh each tensor by its measured KL-divergence on the text (one model run per tensor)"), this);
+    m_measureKld = new QCheckBox(
+        tr("Weigh each tensor by its measured KL-divergence on the text (one model run per tensor)"), this);
     m_measure = new QPushButton(tr("Measure"), this);
     m_measure->setToolTip(tr("Quantize a sample of every tensor's rows to every candidate type and weigh the "
                              "error by the importance matrix"));
@@ -44,7 +45,8 @@ TargetSizeView::TargetSizeView(QWidget* parent)
     m_slider = new QSlider(Qt::Horizontal, this);
     m_slider->setRange(0, 1000);
     m_apply = new QPushButton(tr("Use for export"), this);
-    for (QWidget* w : std::initializer_list<QWidget*>{m_size, m_slider, m_apply}) w->setEnabled(false);
+    for (QWidget* w : std::initializer_list<QWidget*>{m_size, m_slider, m_apply})
+        w->setEnabled(false);
 
     auto* form = new QFormLayout;
     auto* calibRow = new QHBoxLayout;
@@ -60,7 +62,8 @@ TargetSizeView::TargetSizeView(QWidget* parent)
     form->addRow(tr("Target size"), sizeRow);
 
     m_table = new QTableWidget(0, ColCount, this);
-    m_table->setHorizontalHeaderLabels({tr("tensor"), tr("type"), tr("bytes"), tr("predicted loss"), tr("measured KLD")});
+    m_table->setHorizontalHeaderLabels(
+        {tr("tensor"), tr("type"), tr("bytes"), tr("predicted loss"), tr("measured KLD")});
     m_table->horizontalHeader()->setSectionResizeMode(ColName, QHeaderView::ResizeToContents);
     m_table->horizontalHeader()->setSectionResizeMode(ColLoss, QHeaderView::Stretch);
     m_table->verticalHeader()->hide();
@@ -91,7 +94,8 @@ TargetSizeView::TargetSizeView(QWidget* parent)
     m_chooseTimer.setInterval(100);
     connect(&m_chooseTimer, &QTimer::timeout, this, [this] { choose(); });
     connect(browse, &QPushButton::clicked, this, [this] {
-        const QString f = QFileDialog::getOpenFileName(this, tr("Calibration text"), QString(), tr("Text (*.txt);;All files (*)"));
+        const QString f = QFileDialog::getOpenFileName(this, tr("Calibration text"), QString(),
+                                                       tr("Text (*.txt);;All files (*)"));
         if (!f.isEmpty()) m_calib->setText(f);
     });
     connect(m_measure, &QPushButton::clicked, this, [this] { startMeasure(); });
@@ -147,14 +151,17 @@ void TargetSizeView::setModel(ModelPtr model) {
     m_measurement.reset();
     m_plan.reset();
     m_table->setRowCount(0);
-    for (QWidget* w : std::initializer_list<QWidget*>{m_size, m_slider, m_apply}) w->setEnabled(false);
+    for (QWidget* w : std::initializer_list<QWidget*>{m_size, m_slider, m_apply})
+        w->setEnabled(false);
     m_measure->setEnabled(true);
     m_summary->setText(tr("Measure the model's tensors to choose types for a size."));
     redrawPlot();
     setEnabled(m_model != nullptr);
 }
 
-void TargetSizeView::setTargetBytes(uint64_t bytes) { m_size->setValue(double(bytes) / kMiB); }
+void TargetSizeView::setTargetBytes(uint64_t bytes) {
+    m_size->setValue(double(bytes) / kMiB);
+}
 
 void TargetSizeView::startMeasure() {
     if (!m_model) return;
@@ -185,7 +192,8 @@ void TargetSizeView::startMeasure() {
     const std::string imPath = toStd(imatrix);
     m_measure->setEnabled(false);
     m_measurer->run<TargetMeasurementPtr>(
-        [model, calibPath, imPath, collectTo, measureKld](const BackgroundJob::Context& ctx) -> qz::Result<TargetMeasurementPtr> {
+        [model, calibPath, imPath, collectTo,
+         measureKld](const BackgroundJob::Context& ctx) -> qz::Result<TargetMeasurementPtr> {
             return qz::runGuarded([&]() -> qz::Result<TargetMeasurementPtr> {
                 std::string text;
                 if (!collectTo.empty() || measureKld) {
@@ -199,7 +207,8 @@ void TargetSizeView::startMeasure() {
                     ip.processOutput = true;
                     ip.datasetName = calibPath;
                     auto im = qz::computeImatrix(*model, text, ip, [&](const qz::ProgressInfo& p) {
-                        return ctx.progress(qz::ProgressInfo{p.fraction * 0.3, "importance matrix: " + p.step});
+                        return ctx.progress(
+                            qz::ProgressInfo{p.fraction * 0.3, "importance matrix: " + p.step});
                     });
                     if (!im) return im.error();
                     if (auto st = qz::writeImatrixGguf(*im, collectTo); !st) return st.error();
@@ -220,7 +229,8 @@ void TargetSizeView::startMeasure() {
                 for (const auto& t : m->table.tensors) {
                     if (!t.quantizable) continue;
                     uint64_t a = UINT64_MAX, b = 0;
-                    for (const auto& c : t.candidates) a = std::min(a, (c.bytes + 31) / 32 * 32), b = std::max(b, (c.bytes + 31) / 32 * 32);
+                    for (const auto& c : t.candidates)
+                        a = std::min(a, (c.bytes + 31) / 32 * 32), b = std::max(b, (c.bytes + 31) / 32 * 32);
                     lo += a, hi += b;
                 }
                 m->minBytes = lo;
@@ -243,7 +253,8 @@ void TargetSizeView::showMeasurement(const TargetMeasurementPtr& m) {
     m_syncing = true;
     m_size->setRange(double(m->minBytes) / kMiB, double(m->maxBytes) / kMiB);
     m_syncing = false;
-    for (QWidget* w : std::initializer_list<QWidget*>{m_size, m_slider}) w->setEnabled(true);
+    for (QWidget* w : std::initializer_list<QWidget*>{m_size, m_slider})
+        w->setEnabled(true);
     // Start at the Q4_K_M size when the model has it, else in the middle.
     uint64_t start = (m->minBytes + m->maxBytes) / 2;
     for (const auto& p : m->mixes)
@@ -291,7 +302,9 @@ void TargetSizeView::showPlan(const TargetPlanPtr& plan) {
         if (m_measurement)
             for (const auto& tt : m_measurement->table.tensors)
                 if (tt.name == t.name && tt.measuredKld >= 0)
-                    measured = tr("%1 at %2").arg(tt.measuredKld, 0, 'e', 3).arg(toQ(std::string(qz::dtypeName(tt.kldType))));
+                    measured = tr("%1 at %2")
+                                   .arg(tt.measuredKld, 0, 'e', 3)
+                                   .arg(toQ(std::string(qz::dtypeName(tt.kldType))));
         m_table->setItem(r, ColMeasured, new QTableWidgetItem(measured));
     }
     QString text = tr("Plan: %1 MiB (%2 bytes), %3 bits per weight, predicted loss %4 (≈ KLD)")
@@ -303,9 +316,14 @@ void TargetSizeView::showPlan(const TargetPlanPtr& plan) {
     const qz::MixPoint* near = nullptr;
     if (m_measurement)
         for (const auto& p : m_measurement->mixes)
-            if (p.fileBytes <= plan->fileBytes && std::isfinite(p.predictedLoss) && (!near || p.fileBytes > near->fileBytes)) near = &p;
+            if (p.fileBytes <= plan->fileBytes && std::isfinite(p.predictedLoss) &&
+                (!near || p.fileBytes > near->fileBytes))
+                near = &p;
     if (near)
-        text += tr("; %1 (%2 MiB): %3").arg(toQ(near->name)).arg(double(near->fileBytes) / kMiB, 0, 'f', 3).arg(near->predictedLoss, 0, 'e', 3);
+        text += tr("; %1 (%2 MiB): %3")
+                    .arg(toQ(near->name))
+                    .arg(double(near->fileBytes) / kMiB, 0, 'f', 3)
+                    .arg(near->predictedLoss, 0, 'e', 3);
     m_summary->setText(text);
     m_apply->setEnabled(true);
     redrawPlot();
@@ -350,4 +368,4 @@ void TargetSizeView::redrawPlot() {
     m_plot->replot(QCustomPlot::rpQueuedReplot);
 }
 
-}  // namespace qz::ui
+} // namespace qz::ui

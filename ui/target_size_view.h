@@ -37,7 +37,7 @@ namespace qz::ui {
 struct TargetMeasurement {
     qz::SensitivityTable table;
     std::vector<qz::MixPoint> mixes;
-    std::vector<std::pair<uint64_t, double>> curve;  // file bytes, predicted loss
+    std::vector<std::pair<uint64_t, double>> curve; // file bytes, predicted loss
     uint64_t minBytes = 0, maxBytes = 0;
 };
 using TargetMeasurementPtr = std::shared_ptr<const TargetMeasurement>;
@@ -45,7 +45,7 @@ using TargetPlanPtr = std::shared_ptr<const qz::TargetPlan>;
 
 class TargetSizeView : public QWidget {
     Q_OBJECT
-public:
+  public:
     explicit TargetSizeView(QWidget* parent = nullptr);
     ~TargetSizeView() override;
 
@@ -69,13 +69,14 @@ public:
     // Sets the target (bytes) as the size field does.
     void setTargetBytes(uint64_t bytes);
 
-signals:
+  signals:
     void measured();
     void planShown();
     // The plan for the export page: its general.file_type, a type per tensor, the importance matrix used.
-    void applyRequested(const QString& fileType, const QMap<QString, QString>& types, const QString& imatrixPath);
+    void applyRequested(const QString& fileType, const QMap<QString, QString>& types,
+                        const QString& imatrixPath);
 
-private:
+  private:
     void startMeasure();
     void showMeasurement(const TargetMeasurementPtr& m);
     void scheduleChoose();
@@ -85,7 +86,7 @@ private:
 
     ModelPtr m_model;
     std::function<QString()> m_imatrixSource;
-    std::unique_ptr<QTemporaryDir> m_tmp;  // an importance matrix collected here
+    std::unique_ptr<QTemporaryDir> m_tmp; // an importance matrix collected here
     BackgroundJob* m_measurer;
     BackgroundJob* m_chooser;
     QTimer m_chooseTimer;
@@ -104,4 +105,4 @@ private:
     bool m_syncing = false;
 };
 
-}  // namespace qz::ui
+} // namespace qz::ui

@@ -24,15 +24,18 @@ const char* kTargetHelp =
     "  Chooses every quantizable tensor's type (IQ1_S .. Q8_0, F16) for the least predicted loss within\n"
     "  the size: the importance-weighted squared error of each tensor under each type, relative to the\n"
     "  tensor's weighted energy and scaled per tensor role (calibrated to KL-divergence).\n"
-    "  --target-size SIZE   the whole file: 4.5G, 700M, 700MB (powers of 1000), 3GiB, 512MiB (of 1024), bytes\n"
+    "  --target-size SIZE   the whole file: 4.5G, 700M, 700MB (powers of 1000), 3GiB, 512MiB (of 1024), "
+    "bytes\n"
     "  --target-bpw X       or tensor data bits per weight (as the export prints them)\n"
     "  --imatrix FILE       importance matrix (llama-imatrix GGUF or legacy .dat)\n"
     "  --calib TEXT         or collect one from this text first (as 'quantzoo-cli imatrix', output layer\n"
     "                       included), -c N tokens per chunk (default 512), --chunks K (default all)\n"
     "  --sample-rows N      rows per tensor measured for the prediction (default 256; 0 = all)\n"
     "  --kld-text TEXT      calibrate every tensor's weight by measurement instead of its role: the model's\n"
-    "                       KL-divergence on TEXT with that tensor alone at Q3_K (one evaluation per tensor;\n"
-    "                       llama, mistral, qwen2, gpt2); --kld-ctx N (default 128), --kld-chunks K (default 8)\n"
+    "                       KL-divergence on TEXT with that tensor alone at Q3_K (one evaluation per "
+    "tensor;\n"
+    "                       llama, mistral, qwen2, gpt2); --kld-ctx N (default 128), --kld-chunks K (default "
+    "8)\n"
     "  --threads T          worker threads (default all cores)\n"
     "  -o, --output         output file (default: MODEL.target.gguf beside the model)\n"
     "  --dry-run            print the plan (type, bytes and predicted loss per tensor; the standard mixes\n"
@@ -47,7 +50,8 @@ std::string mib(uint64_t b) {
 
 std::string defaultTargetOutput(const std::string& model) {
     std::string base = model;
-    while (base.size() > 1 && base.back() == '/') base.pop_back();
+    while (base.size() > 1 && base.back() == '/')
+        base.pop_back();
     if (base.size() > 5 && base.compare(base.size() - 5, 5, ".gguf") == 0) base.resize(base.size() - 5);
     return base + ".target.gguf";
 }
@@ -56,7 +60,7 @@ int fail(const qz::Error& e) {
     std::fprintf(stderr, "quantzoo-cli: %s\n", e.message.c_str());
     return e.cancelled ? kCancelled : kFailed;
 }
-}  // namespace
+} // namespace
 
 bool exportWantsTarget(int argc, char** argv) {
     for (int i = 2; i < argc; ++i) {
@@ -67,8 +71,8 @@ bool exportWantsTarget(int argc, char** argv) {
 }
 
 int cmdExportTarget(int argc, char** argv) {
-    Args args({"--format", "--target-size", "--target-bpw", "--imatrix", "--calib", "-c", "--chunks", "--sample-rows",
-               "--threads", "-o", "--output", "--kld-text", "--kld-ctx", "--kld-chunks"},
+    Args args({"--format", "--target-size", "--target-bpw", "--imatrix", "--calib", "-c", "--chunks",
+               "--sample-rows", "--threads", "-o", "--output", "--kld-text", "--kld-ctx", "--kld-chunks"},
               {"--dry-run", "--quiet", "--help"});
     auto usageError = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli export: %s\n%s", e.c_str(), kTargetHelp);
@@ -80,19 +84,24 @@ int cmdExportTarget(int argc, char** argv) {
         return kOk;
     }
     if (args.positional().size() != 1) return usageError("expected one MODEL");
-    if (args.valueOr("--format", "gguf") != "gguf") return usageError("--target-size and --target-bpw are for --format gguf");
-    if (args.has("--target-size") == args.has("--target-bpw")) return usageError("give --target-size or --target-bpw");
-    if (args.has("--imatrix") == args.has("--calib")) return usageError("give --imatrix FILE or --calib TEXT");
+    if (args.valueOr("--format", "gguf") != "gguf")
+        return usageError("--target-size and --target-bpw are for --format gguf");
+    if (args.has("--target-size") == args.has("--target-bpw"))
+        return usageError("give --target-size or --target-bpw");
+    if (args.has("--imatrix") == args.has("--calib"))
+        return usageError("give --imatrix FILE or --calib TEXT");
     if (args.has("-o") && args.has("--output")) return usageError("give -o or --output, not both");
     std::string err;
     qz::TargetSpec spec;
     if (args.has("--target-size")) {
         auto b = qz::parseByteSize(*args.value("--target-size"));
-        if (!b) return usageError("--target-size: cannot read '" + *args.value("--target-size") + "' as a size");
+        if (!b)
+            return usageError("--target-size: cannot read '" + *args.value("--target-size") + "' as a size");
         spec.fileBytes = *b;
     } else {
         spec.bitsPerWeight = args.doubleOr("--target-bpw", 0, err);
-        if (err.empty() && !(spec.bitsPerWeight > 0 && spec.bitsPerWeight < 64)) err = "--target-bpw must be between 0 and 64";
+        if (err.empty() && !(spec.bitsPerWeight > 0 && spec.bitsPerWeight < 64))
+            err = "--target-bpw must be between 0 and 64";
     }
     qz::SensitivityParams sp;
     sp.sampleRows = args.intOr("--sample-rows", 256, err);
@@ -104,11 +113,13 @@ int cmdExportTarget(int argc, char** argv) {
     if (!err.empty()) return usageError(err);
     if (sp.sampleRows < 0) return usageError("--sample-rows must be 0 or more");
     if (nCtx < 2 || nCtx > 1 << 20) return usageError("-c must be at least 2");
-    if (sp.kldCtx < 4 || sp.kldCtx > 1 << 20 || sp.kldCtx % 2) return usageError("--kld-ctx must be even and at least 4");
+    if (sp.kldCtx < 4 || sp.kldCtx > 1 << 20 || sp.kldCtx % 2)
+        return usageError("--kld-ctx must be even and at least 4");
     if (sp.kldChunks < 1) return usageError("--kld-chunks must be at least 1");
 
     const bool dryRun = args.has("--dry-run"), quiet = args.has("--quiet");
-    const std::string output = args.valueOr("-o", args.valueOr("--output", defaultTargetOutput(args.positional()[0])));
+    const std::string output =
+        args.valueOr("-o", args.valueOr("--output", defaultTargetOutput(args.positional()[0])));
     auto model = qz::openModel(args.positional()[0]);
     if (!model) return fail(model.error());
     if (!dryRun)
@@ -132,7 +143,7 @@ int cmdExportTarget(int argc, char** argv) {
         ip.nCtx = nCtx;
         ip.nChunks = nChunks;
         ip.threads = sp.threads;
-        ip.processOutput = true;  // the output layer's columns weigh its error too
+        ip.processOutput = true; // the output layer's columns weigh its error too
         ip.datasetName = *args.value("--calib");
         ProgressLine line("imatrix", quiet);
         auto im = qz::computeImatrix(**model, *text, ip, line.callback());
@@ -161,19 +172,23 @@ int cmdExportTarget(int argc, char** argv) {
     if (dryRun) {
         const bool measured = !sp.kldText.empty();
         std::printf("%-40s %-8s %12s  %s\n", "tensor", "type", "bytes",
-                    measured ? "predicted loss  (measured KLD of the tensor alone at the reference type)" : "predicted loss");
+                    measured ? "predicted loss  (measured KLD of the tensor alone at the reference type)"
+                             : "predicted loss");
         for (size_t i = 0; i < plan->tensors.size(); ++i) {
             const auto& t = plan->tensors[i];
             const auto& tt = table->tensors[i];
             if (t.chosen && measured && tt.measuredKld >= 0)
-                std::printf("%-40s %-8s %12llu  %.4e  (%.4e at %s)\n", t.name.c_str(), std::string(qz::dtypeName(t.type)).c_str(),
+                std::printf("%-40s %-8s %12llu  %.4e  (%.4e at %s)\n", t.name.c_str(),
+                            std::string(qz::dtypeName(t.type)).c_str(),
                             static_cast<unsigned long long>(t.bytes), t.loss, tt.measuredKld,
                             std::string(qz::dtypeName(tt.kldType)).c_str());
             else if (t.chosen)
-                std::printf("%-40s %-8s %12llu  %.4e\n", t.name.c_str(), std::string(qz::dtypeName(t.type)).c_str(),
+                std::printf("%-40s %-8s %12llu  %.4e\n", t.name.c_str(),
+                            std::string(qz::dtypeName(t.type)).c_str(),
                             static_cast<unsigned long long>(t.bytes), t.loss);
             else
-                std::printf("%-40s %-8s %12llu  (kept)\n", t.name.c_str(), std::string(qz::dtypeName(t.type)).c_str(),
+                std::printf("%-40s %-8s %12llu  (kept)\n", t.name.c_str(),
+                            std::string(qz::dtypeName(t.type)).c_str(),
                             static_cast<unsigned long long>(t.bytes));
         }
         auto mixes = qz::standardMixPoints(**model, *table);
@@ -184,11 +199,12 @@ int cmdExportTarget(int argc, char** argv) {
                             static_cast<unsigned long long>(m.fileBytes), m.bitsPerWeight, m.predictedLoss);
         }
     }
-    const std::string what = spec.fileBytes ? *args.value("--target-size") : *args.value("--target-bpw") + " bpw";
-    std::printf("target %s: %llu bytes (%s), %.4f bits per weight, predicted loss %.4e (no plan in the budget below %.4e)\n",
-                what.c_str(),
-                static_cast<unsigned long long>(plan->fileBytes), mib(plan->fileBytes).c_str(), plan->bitsPerWeight,
-                plan->predictedLoss, plan->lowerBound);
+    const std::string what =
+        spec.fileBytes ? *args.value("--target-size") : *args.value("--target-bpw") + " bpw";
+    std::printf("target %s: %llu bytes (%s), %.4f bits per weight, predicted loss %.4e (no plan in the "
+                "budget below %.4e)\n",
+                what.c_str(), static_cast<unsigned long long>(plan->fileBytes), mib(plan->fileBytes).c_str(),
+                plan->bitsPerWeight, plan->predictedLoss, plan->lowerBound);
     if (dryRun) return kOk;
 
     qz::GgufExportParams base;
@@ -199,14 +215,17 @@ int cmdExportTarget(int argc, char** argv) {
     auto result = qz::runGuarded([&] { return qz::exportGguf(**model, p, line.callback()); });
     line.finish();
     if (!result) return fail(result.error());
-    for (const auto& n : result->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
-    std::fprintf(stderr, "wrote %s: %zu tensors, %llu bytes (%s), %.4f bits per weight\n", result->path.c_str(),
-                 result->tensors.size(), static_cast<unsigned long long>(result->fileBytes), mib(result->fileBytes).c_str(),
+    for (const auto& n : result->notes)
+        std::fprintf(stderr, "note: %s\n", n.c_str());
+    std::fprintf(stderr, "wrote %s: %zu tensors, %llu bytes (%s), %.4f bits per weight\n",
+                 result->path.c_str(), result->tensors.size(),
+                 static_cast<unsigned long long>(result->fileBytes), mib(result->fileBytes).c_str(),
                  result->bitsPerWeight);
     if (result->fileBytes != plan->fileBytes)
         std::fprintf(stderr, "note: the file has %llu bytes, the plan predicted %llu\n",
-                     static_cast<unsigned long long>(result->fileBytes), static_cast<unsigned long long>(plan->fileBytes));
+                     static_cast<unsigned long long>(result->fileBytes),
+                     static_cast<unsigned long long>(plan->fileBytes));
     return kOk;
 }
 
-}  // namespace qzcli
+} // namespace qzcli

@@ -2,26 +2,28 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
 
 #include "common/fp16.h"
+#include "convert/hf_to_gguf.h"
 #include "ggml/dequantize.h"
 #include "ggml/imatrix.h"
 #include "ggml/iquants.h"
 #include "ggml/mixes.h"
 #include "ggml/quantize.h"
-#include "convert/hf_to_gguf.h"
 #include "infer/evaluate.h"
 
 namespace qz {
 
 namespace {
 
-uint64_t pad32(uint64_t n) { return (n + 31) / 32 * 32; }
+uint64_t pad32(uint64_t n) {
+    return (n + 31) / 32 * 32;
+}
 
 Status calibrateWithKld(const Model& model, SensitivityTable& table, const SensitivityParams& params,
                         const ProgressFn& progress);
@@ -29,20 +31,28 @@ Status calibrateWithKld(const Model& model, SensitivityTable& table, const Sensi
 // llama-quantize refuses these targets without importance weights (core/ggml/README-iquants.md).
 bool needsImportance(DType t) {
     switch (t) {
-    case DType::IQ3_XXS: case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ1_M:
-    case DType::IQ1_S: return true;
-    default: return ggml::iquantRequiresImatrix(t);
+    case DType::IQ3_XXS:
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
+    case DType::IQ1_M:
+    case DType::IQ1_S:
+        return true;
+    default:
+        return ggml::iquantRequiresImatrix(t);
     }
 }
 
-}  // namespace
+} // namespace
 
 std::optional<uint64_t> parseByteSize(std::string_view text) {
     std::string s;
     for (char c : text)
-        if (!std::isspace(static_cast<unsigned char>(c))) s.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+        if (!std::isspace(static_cast<unsigned char>(c)))
+            s.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
     size_t i = 0;
-    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.'))
+        ++i;
     if (i == 0 || i > 30) return std::nullopt;
     const std::string num = s.substr(0, i), unit = s.substr(i);
     if (std::count(num.begin(), num.end(), '.') > 1 || num == ".") return std::nullopt;
@@ -53,10 +63,20 @@ std::optional<uint64_t> parseByteSize(std::string_view text) {
         return std::nullopt;
     }
     double mult = 0;
-    static const std::pair<const char*, double> units[] = {
-        {"", 1}, {"B", 1}, {"K", 1e3}, {"KB", 1e3}, {"M", 1e6}, {"MB", 1e6}, {"G", 1e9}, {"GB", 1e9},
-        {"T", 1e12}, {"TB", 1e12}, {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0},
-        {"TIB", 1099511627776.0}};
+    static const std::pair<const char*, double> units[] = {{"", 1},
+                                                           {"B", 1},
+                                                           {"K", 1e3},
+                                                           {"KB", 1e3},
+                                                           {"M", 1e6},
+                                                           {"MB", 1e6},
+                                                           {"G", 1e9},
+                                                           {"GB", 1e9},
+                                                           {"T", 1e12},
+                                                           {"TB", 1e12},
+                                                           {"KIB", 1024.0},
+                                                           {"MIB", 1048576.0},
+                                                           {"GIB", 1073741824.0},
+                                                           {"TIB", 1099511627776.0}};
     for (const auto& [u, m] : units)
         if (unit == u) mult = m;
     if (mult == 0) return std::nullopt;
@@ -68,7 +88,8 @@ std::optional<uint64_t> parseByteSize(std::string_view text) {
 // ---------------------------------------------------------------------------------------------------
 // Multiple-choice knapsack.
 
-Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<KnapsackOption>>& items, uint64_t budget) {
+Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<KnapsackOption>>& items,
+                                           uint64_t budget) {
     const size_t n = items.size();
     for (size_t i = 0; i < n; ++i)
         if (items[i].empty()) return makeError("item " + std::to_string(i) + " has no option");
@@ -93,15 +114,17 @@ Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<Knapsac
                 const auto& c = opts[k];
                 const double s1 = (a.loss - b.loss) / static_cast<double>(b.cost - a.cost);
                 const double s2 = (b.loss - c.loss) / static_cast<double>(c.cost - b.cost);
-                if (s2 >= s1) h.pop_back();
-                else break;
+                if (s2 >= s1)
+                    h.pop_back();
+                else
+                    break;
             }
             h.push_back(k);
         }
     }
     KnapsackResult r;
     r.choice.resize(n);
-    std::vector<size_t> frontPos(n, 0);  // position of the current choice in front[i]
+    std::vector<size_t> frontPos(n, 0); // position of the current choice in front[i]
     uint64_t cost = 0;
     for (size_t i = 0; i < n; ++i) {
         r.choice[i] = front[i][0];
@@ -132,7 +155,8 @@ Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<Knapsac
         return a.to < b.to;
     });
     double loss = 0;
-    for (size_t i = 0; i < n; ++i) loss += items[i][r.choice[i]].loss;
+    for (size_t i = 0; i < n; ++i)
+        loss += items[i][r.choice[i]].loss;
     r.lowerBound = loss;
     bool blocked = false;
     for (const Step& s : steps) {
@@ -149,7 +173,8 @@ Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<Knapsac
         }
     }
     for (size_t i = 0; i < n; ++i)
-        frontPos[i] = static_cast<size_t>(std::find(front[i].begin(), front[i].end(), r.choice[i]) - front[i].begin());
+        frontPos[i] =
+            static_cast<size_t>(std::find(front[i].begin(), front[i].end(), r.choice[i]) - front[i].begin());
 
     // Fill: the best improving move (one item changed, or one item one front step down and another up)
     // that fits, until none improves.
@@ -170,7 +195,7 @@ Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<Knapsac
                 }
             }
         }
-        for (size_t j = 0; j < n; ++j) {  // j steps down its front, freeing bytes, and i steps up
+        for (size_t j = 0; j < n; ++j) { // j steps down its front, freeing bytes, and i steps up
             const auto& curJ = items[j][r.choice[j]];
             for (size_t q = 0; q < frontPos[j]; ++q) {
                 const auto& downJ = items[j][front[j][q]];
@@ -204,7 +229,8 @@ Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<Knapsac
     }
     r.cost = cost;
     r.loss = 0;
-    for (size_t i = 0; i < n; ++i) r.loss += items[i][r.choice[i]].loss;  // summed afresh, no drift
+    for (size_t i = 0; i < n; ++i)
+        r.loss += items[i][r.choice[i]].loss; // summed afresh, no drift
     r.lowerBound = std::min(r.lowerBound, r.loss);
     return r;
 }
@@ -213,15 +239,17 @@ Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<Knapsac
 // Sensitivity.
 
 std::vector<DType> defaultTargetCandidates() {
-    return {DType::IQ1_S, DType::IQ1_M, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::Q2_K, DType::IQ3_XXS,
-            DType::IQ3_S, DType::Q3_K, DType::IQ4_XS, DType::IQ4_NL, DType::Q4_0, DType::Q4_1, DType::Q4_K,
-            DType::Q5_0, DType::Q5_1, DType::Q5_K, DType::Q6_K, DType::Q8_0, DType::F16};
+    return {DType::IQ1_S,  DType::IQ1_M,   DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S,
+            DType::Q2_K,   DType::IQ3_XXS, DType::IQ3_S,   DType::Q3_K,   DType::IQ4_XS,
+            DType::IQ4_NL, DType::Q4_0,    DType::Q4_1,    DType::Q4_K,   DType::Q5_0,
+            DType::Q5_1,   DType::Q5_K,    DType::Q6_K,    DType::Q8_0,   DType::F16};
 }
 
 std::string tensorRole(const std::string& name) {
     if (name == "token_embd.weight") return "token_embd";
     if (name == "output.weight") return "output";
-    for (const char* r : {"attn_qkv", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+    for (const char* r :
+         {"attn_qkv", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
         const std::string key = std::string(".") + r + ".";
         const std::string keyExps = std::string(".") + r + "_exps.";
         if (name.find(key) != std::string::npos || name.find(keyExps) != std::string::npos) return r;
@@ -239,14 +267,15 @@ double roleWeight(const std::string& role, int nLayer) {
         double w;
         bool perLayer;
     };
-    static const W table[] = {{"attn_q", 1.02e-2, true},      {"attn_k", 1.29e-2, true},  {"attn_v", 1.58e-2, true},
-                              {"attn_qkv", 1.30e-2, true},    {"attn_output", 1.57e-2, true},
-                              {"ffn_gate", 2.88e-2, true},    {"ffn_up", 1.50e-2, true},  {"ffn_down", 3.68e-2, true},
+    static const W table[] = {{"attn_q", 1.02e-2, true},      {"attn_k", 1.29e-2, true},
+                              {"attn_v", 1.58e-2, true},      {"attn_qkv", 1.30e-2, true},
+                              {"attn_output", 1.57e-2, true}, {"ffn_gate", 2.88e-2, true},
+                              {"ffn_up", 1.50e-2, true},      {"ffn_down", 3.68e-2, true},
                               {"token_embd", 1.58e-1, false}, {"output", 4.94e-1, false}};
     const double layerScale = nLayer > 0 ? 4.0 / nLayer : 1.0;
     for (const auto& e : table)
         if (role == e.role) return e.perLayer ? e.w * layerScale : e.w;
-    return 2.0e-2 * layerScale;  // other matrices: about the mean of the decoder roles
+    return 2.0e-2 * layerScale; // other matrices: about the mean of the decoder roles
 }
 
 Result<SensitivityTable> measureSensitivity(const Model& model, const SensitivityParams& params,
@@ -301,112 +330,128 @@ Result<SensitivityTable> measureSensitivity(const Model& model, const Sensitivit
                 t.roleWeight = roleWeight("token_embd", nLayer) + roleWeight("output", nLayer);
             }
 
-    const std::vector<DType> cands = params.candidates.empty() ? defaultTargetCandidates() : params.candidates;
+    const std::vector<DType> cands =
+        params.candidates.empty() ? defaultTargetCandidates() : params.candidates;
     uint64_t totalWork = 0;
     for (const auto& t : table.tensors)
         if (t.quantizable) totalWork += 1;
     const bool calibrate = !params.kldText.empty();
     auto scaled = [&](double from, double to) -> ProgressFn {
         if (!progress) return {};
-        return [&progress, from, to](const ProgressInfo& p) { return progress({from + p.fraction * (to - from), p.step}); };
+        return [&progress, from, to](const ProgressInfo& p) {
+            return progress({from + p.fraction * (to - from), p.step});
+        };
     };
     ProgressTracker tracker(calibrate ? scaled(0, 0.3) : progress, static_cast<double>(totalWork));
     size_t cursor = 0;
     std::vector<float> sample, deq, imp;
     std::vector<uint8_t> bytes;
-    auto st = forEachGgufTensor(model, names, [&](const std::string& name, const std::vector<int64_t>& ne,
-                                                  const std::vector<float>& values) -> Status {
-        while (cursor < table.tensors.size() && table.tensors[cursor].name != name) ++cursor;
-        if (cursor == table.tensors.size()) return makeError("tensor order changed: " + name);
-        TargetTensor& tt = table.tensors[cursor];
-        if (!tracker.advance(0, name)) return cancelledError();
-        const int64_t ne0 = ne.empty() ? 1 : ne[0];
-        if (ne0 <= 0) return makeError(name + ": empty rows");
-        const int64_t rows = static_cast<int64_t>(values.size()) / ne0;
-        const int64_t ne1 = ne.size() > 1 ? ne[1] : 1;
-        const int64_t ne2 = ne.size() > 2 ? static_cast<int64_t>(values.size()) / (ne0 * std::max<int64_t>(1, ne1)) : 1;
-        const float* imatAll = nullptr;
-        if (!params.imatrixPath.empty()) {
-            auto look = imatrix.lookup(name, ne0, ne2);
-            if (!look) return look.error();
-            imatAll = *look;
-        }
-        tt.hasImatrix = imatAll != nullptr;
-        // Evenly spaced sample rows, grouped by matrix (expert) so each group has one importance vector.
-        const int64_t want = params.sampleRows > 0 ? std::min<int64_t>(params.sampleRows, rows) : rows;
-        std::vector<int64_t> pick(static_cast<size_t>(want));
-        for (int64_t i = 0; i < want; ++i) pick[static_cast<size_t>(i)] = static_cast<int64_t>((static_cast<__int128>(i) * rows) / want);
-        const double scale = static_cast<double>(rows) / static_cast<double>(want);
-        sample.resize(static_cast<size_t>(want * ne0));
-        for (int64_t i = 0; i < want; ++i)
-            std::copy_n(values.data() + pick[static_cast<size_t>(i)] * ne0, ne0, sample.data() + i * ne0);
-        auto impOf = [&](int64_t row) -> const float* {
-            if (!imatAll) return nullptr;
-            const int64_t m = ne1 > 0 ? row / ne1 : 0;
-            return imatAll + std::min(m, ne2 - 1) * ne0;
-        };
-        // groups of consecutive sample rows with the same matrix
-        std::vector<std::pair<int64_t, int64_t>> groups;  // [begin, end) in sample rows
-        for (int64_t i = 0; i < want; ++i)
-            if (groups.empty() || impOf(pick[static_cast<size_t>(i)]) != impOf(pick[static_cast<size_t>(groups.back().first)]))
-                groups.push_back({i, i + 1});
-            else
-                groups.back().second = i + 1;
-        double energy = 0;
-        for (const auto& [b, e] : groups) {
-            const float* im = impOf(pick[static_cast<size_t>(b)]);
-            for (int64_t r = b; r < e; ++r)
-                for (int64_t j = 0; j < ne0; ++j) {
-                    const double w = sample[static_cast<size_t>(r * ne0 + j)];
-                    energy += (im ? im[j] : 1.0) * w * w;
-                }
-        }
-        tt.energy = energy * scale;
-        const uint64_t numel = static_cast<uint64_t>(values.size());
-        for (DType type : cands) {
-            if (!ggml::canQuantizeTo(type) && type != DType::F16 && type != DType::BF16 && type != DType::F32) continue;
-            if (ne0 % static_cast<int64_t>(traits(type).blockSize) != 0) continue;
-            if (needsImportance(type) && !imatAll) continue;
-            auto whole = bytesFor(type, numel);
-            auto rowBytes = bytesFor(type, static_cast<uint64_t>(ne0));
-            if (!whole || !rowBytes) continue;
-            TargetCandidate c;
-            c.type = type;
-            c.bytes = *whole;
-            double err = 0;
-            deq.resize(static_cast<size_t>(ne0));
+    auto st = forEachGgufTensor(
+        model, names,
+        [&](const std::string& name, const std::vector<int64_t>& ne,
+            const std::vector<float>& values) -> Status {
+            while (cursor < table.tensors.size() && table.tensors[cursor].name != name)
+                ++cursor;
+            if (cursor == table.tensors.size()) return makeError("tensor order changed: " + name);
+            TargetTensor& tt = table.tensors[cursor];
+            if (!tracker.advance(0, name)) return cancelledError();
+            const int64_t ne0 = ne.empty() ? 1 : ne[0];
+            if (ne0 <= 0) return makeError(name + ": empty rows");
+            const int64_t rows = static_cast<int64_t>(values.size()) / ne0;
+            const int64_t ne1 = ne.size() > 1 ? ne[1] : 1;
+            const int64_t ne2 =
+                ne.size() > 2 ? static_cast<int64_t>(values.size()) / (ne0 * std::max<int64_t>(1, ne1)) : 1;
+            const float* imatAll = nullptr;
+            if (!params.imatrixPath.empty()) {
+                auto look = imatrix.lookup(name, ne0, ne2);
+                if (!look) return look.error();
+                imatAll = *look;
+            }
+            tt.hasImatrix = imatAll != nullptr;
+            // Evenly spaced sample rows, grouped by matrix (expert) so each group has one importance vector.
+            const int64_t want = params.sampleRows > 0 ? std::min<int64_t>(params.sampleRows, rows) : rows;
+            std::vector<int64_t> pick(static_cast<size_t>(want));
+            for (int64_t i = 0; i < want; ++i)
+                pick[static_cast<size_t>(i)] = static_cast<int64_t>((static_cast<__int128>(i) * rows) / want);
+            const double scale = static_cast<double>(rows) / static_cast<double>(want);
+            sample.resize(static_cast<size_t>(want * ne0));
+            for (int64_t i = 0; i < want; ++i)
+                std::copy_n(values.data() + pick[static_cast<size_t>(i)] * ne0, ne0, sample.data() + i * ne0);
+            auto impOf = [&](int64_t row) -> const float* {
+                if (!imatAll) return nullptr;
+                const int64_t m = ne1 > 0 ? row / ne1 : 0;
+                return imatAll + std::min(m, ne2 - 1) * ne0;
+            };
+            // groups of consecutive sample rows with the same matrix
+            std::vector<std::pair<int64_t, int64_t>> groups; // [begin, end) in sample rows
+            for (int64_t i = 0; i < want; ++i)
+                if (groups.empty() || impOf(pick[static_cast<size_t>(i)]) !=
+                                          impOf(pick[static_cast<size_t>(groups.back().first)]))
+                    groups.push_back({i, i + 1});
+                else
+                    groups.back().second = i + 1;
+            double energy = 0;
             for (const auto& [b, e] : groups) {
                 const float* im = impOf(pick[static_cast<size_t>(b)]);
-                bytes.resize(static_cast<size_t>((e - b) * static_cast<int64_t>(*rowBytes)));
-                if (auto q = ggml::quantizeTensor(type, sample.data() + b * ne0, e - b, ne0, im, bytes.data(), params.threads); !q)
-                    return Error{name + ": " + q.error().message, false};
-                for (int64_t r = b; r < e; ++r) {
-                    const uint8_t* row = bytes.data() + (r - b) * static_cast<int64_t>(*rowBytes);
-                    if (type == DType::F16 || type == DType::BF16) {
-                        for (int64_t j = 0; j < ne0; ++j) {
-                            uint16_t h;
-                            std::memcpy(&h, row + 2 * j, 2);
-                            deq[static_cast<size_t>(j)] = type == DType::F16 ? fp16ToFp32(h) : bf16ToFp32(h);
-                        }
-                    } else if (type == DType::F32) {
-                        std::memcpy(deq.data(), row, static_cast<size_t>(ne0) * 4);
-                    } else if (!ggml::dequantize(type, row, deq.data(), ne0)) {
-                        return makeError(name + ": cannot dequantize " + std::string(dtypeName(type)));
-                    }
+                for (int64_t r = b; r < e; ++r)
                     for (int64_t j = 0; j < ne0; ++j) {
-                        const double d = static_cast<double>(sample[static_cast<size_t>(r * ne0 + j)]) - deq[static_cast<size_t>(j)];
-                        err += (im ? im[j] : 1.0) * d * d;
+                        const double w = sample[static_cast<size_t>(r * ne0 + j)];
+                        energy += (im ? im[j] : 1.0) * w * w;
+                    }
+            }
+            tt.energy = energy * scale;
+            const uint64_t numel = static_cast<uint64_t>(values.size());
+            for (DType type : cands) {
+                if (!ggml::canQuantizeTo(type) && type != DType::F16 && type != DType::BF16 &&
+                    type != DType::F32)
+                    continue;
+                if (ne0 % static_cast<int64_t>(traits(type).blockSize) != 0) continue;
+                if (needsImportance(type) && !imatAll) continue;
+                auto whole = bytesFor(type, numel);
+                auto rowBytes = bytesFor(type, static_cast<uint64_t>(ne0));
+                if (!whole || !rowBytes) continue;
+                TargetCandidate c;
+                c.type = type;
+                c.bytes = *whole;
+                double err = 0;
+                deq.resize(static_cast<size_t>(ne0));
+                for (const auto& [b, e] : groups) {
+                    const float* im = impOf(pick[static_cast<size_t>(b)]);
+                    bytes.resize(static_cast<size_t>((e - b) * static_cast<int64_t>(*rowBytes)));
+                    if (auto q = ggml::quantizeTensor(type, sample.data() + b * ne0, e - b, ne0, im,
+                                                      bytes.data(), params.threads);
+                        !q)
+                        return Error{name + ": " + q.error().message, false};
+                    for (int64_t r = b; r < e; ++r) {
+                        const uint8_t* row = bytes.data() + (r - b) * static_cast<int64_t>(*rowBytes);
+                        if (type == DType::F16 || type == DType::BF16) {
+                            for (int64_t j = 0; j < ne0; ++j) {
+                                uint16_t h;
+                                std::memcpy(&h, row + 2 * j, 2);
+                                deq[static_cast<size_t>(j)] =
+                                    type == DType::F16 ? fp16ToFp32(h) : bf16ToFp32(h);
+                            }
+                        } else if (type == DType::F32) {
+                            std::memcpy(deq.data(), row, static_cast<size_t>(ne0) * 4);
+                        } else if (!ggml::dequantize(type, row, deq.data(), ne0)) {
+                            return makeError(name + ": cannot dequantize " + std::string(dtypeName(type)));
+                        }
+                        for (int64_t j = 0; j < ne0; ++j) {
+                            const double d = static_cast<double>(sample[static_cast<size_t>(r * ne0 + j)]) -
+                                             deq[static_cast<size_t>(j)];
+                            err += (im ? im[j] : 1.0) * d * d;
+                        }
                     }
                 }
+                c.weightedError = err * scale;
+                c.loss = tt.energy > 0 ? tt.roleWeight * c.weightedError / tt.energy : 0;
+                tt.candidates.push_back(c);
             }
-            c.weightedError = err * scale;
-            c.loss = tt.energy > 0 ? tt.roleWeight * c.weightedError / tt.energy : 0;
-            tt.candidates.push_back(c);
-        }
-        if (tt.candidates.empty()) return makeError(name + ": no candidate type fits its rows of " + std::to_string(ne0));
-        if (!tracker.advance(1, name)) return cancelledError();
-        return okStatus();
-    });
+            if (tt.candidates.empty())
+                return makeError(name + ": no candidate type fits its rows of " + std::to_string(ne0));
+            if (!tracker.advance(1, name)) return cancelledError();
+            return okStatus();
+        });
     if (!st) return st.error();
     for (const auto& t : table.tensors)
         if (t.quantizable && t.candidates.empty()) return makeError(t.name + ": not measured");
@@ -420,9 +465,9 @@ namespace {
 // The values of GGUF tensor `name` quantized to `type` and back, in the model's own layout and under its
 // own name (what Engine overrides replace). Rows are quantized independently, so quantizing the rows of
 // a Q/K tensor before or after convert's row permutation gives the same rows.
-Status fakeQuantizeInModelLayout(const Model& model, const ConversionPlan* plan, const std::string& name, DType type,
-                                 const ggml::Imatrix& imatrix, bool haveImatrix, std::string& modelName,
-                                 std::vector<float>& out) {
+Status fakeQuantizeInModelLayout(const Model& model, const ConversionPlan* plan, const std::string& name,
+                                 DType type, const ggml::Imatrix& imatrix, bool haveImatrix,
+                                 std::string& modelName, std::vector<float>& out) {
     const TensorInfo* info = nullptr;
     bool transpose = false;
     int64_t ne0 = 0;
@@ -447,10 +492,11 @@ Status fakeQuantizeInModelLayout(const Model& model, const ConversionPlan* plan,
     if (ne0 <= 0 || total % ne0 != 0) return makeError(name + ": unexpected shape");
     const int64_t rows = total / ne0;
     std::vector<float> rowsMajor;
-    if (transpose) {  // stored [ne0][rows]: make rows of ne0 values
+    if (transpose) { // stored [ne0][rows]: make rows of ne0 values
         rowsMajor.resize(v->size());
         for (int64_t i = 0; i < ne0; ++i)
-            for (int64_t r = 0; r < rows; ++r) rowsMajor[static_cast<size_t>(r * ne0 + i)] = (*v)[static_cast<size_t>(i * rows + r)];
+            for (int64_t r = 0; r < rows; ++r)
+                rowsMajor[static_cast<size_t>(r * ne0 + i)] = (*v)[static_cast<size_t>(i * rows + r)];
     } else {
         rowsMajor = std::move(*v);
     }
@@ -463,13 +509,15 @@ Status fakeQuantizeInModelLayout(const Model& model, const ConversionPlan* plan,
     auto bytes = bytesFor(type, static_cast<uint64_t>(total));
     if (!bytes) return makeError(name + ": " + std::string(dtypeName(type)) + " does not fit");
     std::vector<uint8_t> q(*bytes);
-    if (auto st = ggml::quantizeTensor(type, rowsMajor.data(), rows, ne0, imp, q.data(), 0); !st) return st.error();
+    if (auto st = ggml::quantizeTensor(type, rowsMajor.data(), rows, ne0, imp, q.data(), 0); !st)
+        return st.error();
     std::vector<float> deq(static_cast<size_t>(total));
     if (!ggml::dequantize(type, q.data(), deq.data(), total)) return makeError(name + ": cannot dequantize");
     if (transpose) {
         out.resize(deq.size());
         for (int64_t i = 0; i < ne0; ++i)
-            for (int64_t r = 0; r < rows; ++r) out[static_cast<size_t>(i * rows + r)] = deq[static_cast<size_t>(r * ne0 + i)];
+            for (int64_t r = 0; r < rows; ++r)
+                out[static_cast<size_t>(i * rows + r)] = deq[static_cast<size_t>(r * ne0 + i)];
     } else {
         out = std::move(deq);
     }
@@ -496,7 +544,8 @@ Status calibrateWithKld(const Model& model, SensitivityTable& table, const Sensi
     ev.threads = params.threads;
     KldBase base;
     size_t n = 0;
-    for (const auto& t : table.tensors) n += t.quantizable;
+    for (const auto& t : table.tensors)
+        n += t.quantizable;
     ProgressTracker tracker(progress, static_cast<double>(n + 1));
     if (!tracker.advance(0, "base logits")) return cancelledError();
     if (auto r = evaluatePerplexity(model, params.kldText, ev, {}, nullptr, &base); !r) return r.error();
@@ -509,7 +558,9 @@ Status calibrateWithKld(const Model& model, SensitivityTable& table, const Sensi
             if (c.type == DType::Q3_K) ref = &c;
         if (!ref)
             for (const auto& c : t.candidates)
-                if (!ref || std::fabs(bitsPerWeight(c.type) - 3.5) < std::fabs(bitsPerWeight(ref->type) - 3.5)) ref = &c;
+                if (!ref ||
+                    std::fabs(bitsPerWeight(c.type) - 3.5) < std::fabs(bitsPerWeight(ref->type) - 3.5))
+                    ref = &c;
         if (!ref || ref->weightedError <= 0 || t.energy <= 0) continue;
         std::string modelName;
         WeightOverrides ov;
@@ -525,14 +576,15 @@ Status calibrateWithKld(const Model& model, SensitivityTable& table, const Sensi
         t.kldType = ref->type;
         if (std::isfinite(k->meanKld) && k->meanKld > 0) {
             t.roleWeight = k->meanKld / (ref->weightedError / t.energy);
-            for (auto& c : t.candidates) c.loss = t.roleWeight * c.weightedError / t.energy;
+            for (auto& c : t.candidates)
+                c.loss = t.roleWeight * c.weightedError / t.energy;
         }
         if (!tracker.advance(1, t.name)) return cancelledError();
     }
     return okStatus();
 }
 
-}  // namespace
+} // namespace
 
 // ---------------------------------------------------------------------------------------------------
 // Plans.
@@ -547,7 +599,8 @@ Result<TargetPlan> chooseTargetPlan(const SensitivityTable& table, const TargetS
         const auto& t = table.tensors[i];
         if (!t.quantizable) continue;
         std::vector<KnapsackOption> opts;
-        for (const auto& c : t.candidates) opts.push_back({bySize ? pad32(c.bytes) : c.bytes, c.loss});
+        for (const auto& c : t.candidates)
+            opts.push_back({bySize ? pad32(c.bytes) : c.bytes, c.loss});
         items.push_back(std::move(opts));
         itemTensor.push_back(i);
     }
@@ -571,7 +624,8 @@ Result<TargetPlan> chooseTargetPlan(const SensitivityTable& table, const TargetS
         uint64_t least = 0;
         for (const auto& it : items) {
             uint64_t m = UINT64_MAX;
-            for (const auto& o : it) m = std::min(m, o.cost);
+            for (const auto& o : it)
+                m = std::min(m, o.cost);
             least += m;
         }
         const uint64_t minFile = bySize ? table.headerAndFixedBytes + least : 0;
@@ -603,22 +657,27 @@ Result<TargetPlan> chooseTargetPlan(const SensitivityTable& table, const TargetS
             c.chosen = true;
             raw += c.bytes;
             file += pad32(c.bytes);
-            auto it = std::find_if(byType.begin(), byType.end(), [&](const auto& p) { return p.first == c.type; });
-            if (it == byType.end()) byType.push_back({c.type, c.bytes});
-            else it->second += c.bytes;
+            auto it =
+                std::find_if(byType.begin(), byType.end(), [&](const auto& p) { return p.first == c.type; });
+            if (it == byType.end())
+                byType.push_back({c.type, c.bytes});
+            else
+                it->second += c.bytes;
         }
         plan.tensors.push_back(std::move(c));
     }
     plan.fileBytes = file;
-    plan.bitsPerWeight = table.parameters ? 8.0 * static_cast<double>(raw) / static_cast<double>(table.parameters) : 0;
+    plan.bitsPerWeight =
+        table.parameters ? 8.0 * static_cast<double>(raw) / static_cast<double>(table.parameters) : 0;
     // general.file_type: the standard K mix nearest in bits per weight (the type with most bytes
     // decides too often on tiny models); informative only, every tensor's type is explicit.
     struct Ft {
         const char* name;
         double bpw;
     };
-    static const Ft fts[] = {{"Q2_K", 2.9}, {"Q3_K_S", 3.5}, {"Q3_K_M", 3.9}, {"Q3_K_L", 4.3}, {"Q4_K_S", 4.6},
-                             {"Q4_K_M", 4.9}, {"Q5_K_S", 5.5}, {"Q5_K_M", 5.7}, {"Q6_K", 6.6}, {"Q8_0", 8.5}};
+    static const Ft fts[] = {{"Q2_K", 2.9},   {"Q3_K_S", 3.5}, {"Q3_K_M", 3.9}, {"Q3_K_L", 4.3},
+                             {"Q4_K_S", 4.6}, {"Q4_K_M", 4.9}, {"Q5_K_S", 5.5}, {"Q5_K_M", 5.7},
+                             {"Q6_K", 6.6},   {"Q8_0", 8.5}};
     double best = 1e30;
     for (const auto& f : fts)
         if (std::fabs(f.bpw - plan.bitsPerWeight) < best) {
@@ -637,7 +696,8 @@ std::string exactNameRegex(const std::string& name) {
     return re + "$";
 }
 
-GgufExportParams targetExportParams(const TargetPlan& plan, const SensitivityTable& table, const GgufExportParams& base) {
+GgufExportParams targetExportParams(const TargetPlan& plan, const SensitivityTable& table,
+                                    const GgufExportParams& base) {
     GgufExportParams p;
     p.outputPath = base.outputPath;
     p.dryRun = base.dryRun;
@@ -651,9 +711,11 @@ GgufExportParams targetExportParams(const TargetPlan& plan, const SensitivityTab
 
 Result<std::vector<MixPoint>> standardMixPoints(const Model& model, const SensitivityTable& table) {
     std::vector<MixPoint> out;
-    std::vector<std::string> mixes = {"Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0"};
+    std::vector<std::string> mixes = {"Q2_K",   "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
+                                      "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",   "Q8_0"};
     if (!table.imatrixPath.empty())
-        for (const char* m : {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_XS"})
+        for (const char* m :
+             {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_XS"})
             mixes.emplace_back(m);
     for (const auto& m : mixes) {
         GgufExportParams p;
@@ -661,16 +723,18 @@ Result<std::vector<MixPoint>> standardMixPoints(const Model& model, const Sensit
         p.dryRun = true;
         p.imatrixPath = table.imatrixPath;
         auto r = exportGguf(model, p, {});
-        if (!r) continue;  // a mix this model cannot have (e.g. an IQ type without an entry)
+        if (!r) continue; // a mix this model cannot have (e.g. an IQ type without an entry)
         MixPoint pt;
         pt.name = m;
         pt.fileBytes = r->fileBytes;
         pt.bitsPerWeight = r->bitsPerWeight;
         double loss = 0;
         for (const auto& t : r->tensors) {
-            auto it = std::find_if(table.tensors.begin(), table.tensors.end(), [&](const TargetTensor& x) { return x.name == t.name; });
+            auto it = std::find_if(table.tensors.begin(), table.tensors.end(),
+                                   [&](const TargetTensor& x) { return x.name == t.name; });
             if (it == table.tensors.end() || !it->quantizable) continue;
-            auto c = std::find_if(it->candidates.begin(), it->candidates.end(), [&](const TargetCandidate& x) { return x.type == t.to; });
+            auto c = std::find_if(it->candidates.begin(), it->candidates.end(),
+                                  [&](const TargetCandidate& x) { return x.type == t.to; });
             if (c == it->candidates.end()) {
                 loss = std::numeric_limits<double>::quiet_NaN();
                 break;
@@ -683,4 +747,4 @@ Result<std::vector<MixPoint>> standardMixPoints(const Model& model, const Sensit
     return out;
 }
 
-}  // namespace qz
+} // namespace qz

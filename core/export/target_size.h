@@ -43,46 +43,48 @@ struct KnapsackOption {
 };
 
 struct KnapsackResult {
-    std::vector<size_t> choice;  // per item: index into its options
+    std::vector<size_t> choice; // per item: index into its options
     uint64_t cost = 0;
     double loss = 0;
-    double lowerBound = 0;       // the LP relaxation's optimum: no choice within the budget has less loss
+    double lowerBound = 0; // the LP relaxation's optimum: no choice within the budget has less loss
 };
 
 // One option per item, total cost <= budget, least total loss. Error if even the cheapest options do
 // not fit, or an item has no option. Ties are broken by item and option index (deterministic).
-Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<KnapsackOption>>& items, uint64_t budget);
+Result<KnapsackResult> solveMultipleChoice(const std::vector<std::vector<KnapsackOption>>& items,
+                                           uint64_t budget);
 
 // --- sensitivity --------------------------------------------------------------------------------
 
 struct TargetCandidate {
     DType type = DType::F16;
-    uint64_t bytes = 0;          // the whole tensor in this type
-    double loss = 0;             // predicted (see above)
-    double weightedError = 0;    // Σ_j imp_j Σ_i (w−q)² over the sampled rows, scaled to all rows
+    uint64_t bytes = 0;       // the whole tensor in this type
+    double loss = 0;          // predicted (see above)
+    double weightedError = 0; // Σ_j imp_j Σ_i (w−q)² over the sampled rows, scaled to all rows
 };
 
 struct TargetTensor {
-    std::string name;            // GGUF name
+    std::string name; // GGUF name
     std::vector<int64_t> ne;
-    bool quantizable = false;    // false: kept as the exporter keeps it (norms, biases, ...)
-    DType fixedType = DType::F32;  // the type of a tensor that is not quantizable
+    bool quantizable = false;     // false: kept as the exporter keeps it (norms, biases, ...)
+    DType fixedType = DType::F32; // the type of a tensor that is not quantizable
     uint64_t fixedBytes = 0;
-    bool hasImatrix = false;     // the importance matrix has an entry for it
-    std::string role;            // attn_q, attn_k, attn_v, attn_output, ffn_up, ffn_gate, ffn_down, token_embd, output, other
+    bool hasImatrix = false; // the importance matrix has an entry for it
+    std::string
+        role; // attn_q, attn_k, attn_v, attn_output, ffn_up, ffn_gate, ffn_down, token_embd, output, other
     double roleWeight = 1;
-    double energy = 0;           // Σ_j imp_j Σ_i w² over the sampled rows, scaled to all rows
-    double measuredKld = -1;     // SensitivityParams::kldText: the KLD with this tensor alone at kldType
+    double energy = 0;       // Σ_j imp_j Σ_i w² over the sampled rows, scaled to all rows
+    double measuredKld = -1; // SensitivityParams::kldText: the KLD with this tensor alone at kldType
     DType kldType = DType::F32;
-    std::vector<TargetCandidate> candidates;  // in the order of the candidate list, only those that fit
+    std::vector<TargetCandidate> candidates; // in the order of the candidate list, only those that fit
 };
 
 struct SensitivityParams {
-    std::string imatrixPath;     // optional but recommended (IQ types and the weighting need it)
-    std::vector<DType> candidates;  // empty: defaultTargetCandidates()
-    int64_t sampleRows = 256;    // rows per tensor in the proxy (all when the tensor has fewer)
+    std::string imatrixPath;       // optional but recommended (IQ types and the weighting need it)
+    std::vector<DType> candidates; // empty: defaultTargetCandidates()
+    int64_t sampleRows = 256;      // rows per tensor in the proxy (all when the tensor has fewer)
     int threads = 0;
-    bool unitRoleWeights = false;  // every role weight 1 (for measuring the proxy itself)
+    bool unitRoleWeights = false; // every role weight 1 (for measuring the proxy itself)
     // Optional, expensive: calibrate each tensor's weight by measurement instead of its role. For every
     // quantizable tensor, the mean KL-divergence of the model's output on this text (kldCtx tokens per
     // chunk, kldChunks chunks) when that tensor alone is quantized to a reference type (Q3_K, or the
@@ -94,10 +96,10 @@ struct SensitivityParams {
 };
 
 struct SensitivityTable {
-    std::vector<TargetTensor> tensors;  // in file order
-    uint64_t headerAndFixedBytes = 0;   // file bytes that no choice changes (header, padded fixed tensors)
-    uint64_t fixedRawBytes = 0;         // unpadded bytes of the fixed tensors
-    uint64_t parameters = 0;            // all tensors' elements
+    std::vector<TargetTensor> tensors; // in file order
+    uint64_t headerAndFixedBytes = 0;  // file bytes that no choice changes (header, padded fixed tensors)
+    uint64_t fixedRawBytes = 0;        // unpadded bytes of the fixed tensors
+    uint64_t parameters = 0;           // all tensors' elements
     std::string imatrixPath;
 };
 
@@ -115,30 +117,30 @@ struct TargetTensorChoice {
     std::string name;
     DType type = DType::F32;
     uint64_t bytes = 0;
-    double loss = 0;             // predicted; 0 for tensors that are not quantizable
-    bool chosen = false;         // by the optimiser (false: fixed tensor)
+    double loss = 0;     // predicted; 0 for tensors that are not quantizable
+    bool chosen = false; // by the optimiser (false: fixed tensor)
 };
 
-struct MixPoint {                // a standard llama-quantize mix on the same sensitivity table
-    std::string name;            // "Q4_K_M"
+struct MixPoint {     // a standard llama-quantize mix on the same sensitivity table
+    std::string name; // "Q4_K_M"
     uint64_t fileBytes = 0;
     double bitsPerWeight = 0;
-    double predictedLoss = 0;    // NaN if one of its types is not in the table
+    double predictedLoss = 0; // NaN if one of its types is not in the table
 };
 
 struct TargetPlan {
-    std::vector<TargetTensorChoice> tensors;  // file order
-    uint64_t fileBytes = 0;      // exact size of the file the exporter writes
-    double bitsPerWeight = 0;    // tensor data bits / parameters (as GgufExportResult)
+    std::vector<TargetTensorChoice> tensors; // file order
+    uint64_t fileBytes = 0;                  // exact size of the file the exporter writes
+    double bitsPerWeight = 0;                // tensor data bits / parameters (as GgufExportResult)
     double predictedLoss = 0;
-    double lowerBound = 0;       // no plan within the budget has a lower predicted loss
-    uint64_t budget = 0;         // the file size (or, for a bpw target, the tensor data bytes) allowed
-    std::string fileType;        // general.file_type written (the nearest standard K mix by size)
+    double lowerBound = 0; // no plan within the budget has a lower predicted loss
+    uint64_t budget = 0;   // the file size (or, for a bpw target, the tensor data bytes) allowed
+    std::string fileType;  // general.file_type written (the nearest standard K mix by size)
 };
 
 struct TargetSpec {
-    uint64_t fileBytes = 0;      // whole file, or
-    double bitsPerWeight = 0;    // tensor data bits per parameter (used when fileBytes is 0)
+    uint64_t fileBytes = 0;   // whole file, or
+    double bitsPerWeight = 0; // tensor data bits per parameter (used when fileBytes is 0)
 };
 
 Result<TargetPlan> chooseTargetPlan(const SensitivityTable& table, const TargetSpec& target);
@@ -148,9 +150,10 @@ Result<TargetPlan> chooseTargetPlan(const SensitivityTable& table, const TargetS
 Result<std::vector<MixPoint>> standardMixPoints(const Model& model, const SensitivityTable& table);
 
 // The exporter parameters that write the plan (outputPath, dryRun, threads taken from `base`).
-GgufExportParams targetExportParams(const TargetPlan& plan, const SensitivityTable& table, const GgufExportParams& base);
+GgufExportParams targetExportParams(const TargetPlan& plan, const SensitivityTable& table,
+                                    const GgufExportParams& base);
 
 // A GGUF regular expression matching exactly this tensor name.
 std::string exactNameRegex(const std::string& name);
 
-}  // namespace qz
+} // namespace qz

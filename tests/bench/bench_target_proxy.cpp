@@ -43,13 +43,16 @@ std::string readText(const std::string& p) {
 
 std::vector<double> ranks(const std::vector<double>& v) {
     std::vector<size_t> idx(v.size());
-    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    for (size_t i = 0; i < idx.size(); ++i)
+        idx[i] = i;
     std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
     std::vector<double> r(v.size());
     for (size_t i = 0; i < idx.size();) {
         size_t j = i;
-        while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
-        for (size_t k = i; k <= j; ++k) r[idx[k]] = (static_cast<double>(i + j)) / 2.0;
+        while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]])
+            ++j;
+        for (size_t k = i; k <= j; ++k)
+            r[idx[k]] = (static_cast<double>(i + j)) / 2.0;
         i = j + 1;
     }
     return r;
@@ -58,7 +61,8 @@ std::vector<double> ranks(const std::vector<double>& v) {
 double pearson(const std::vector<double>& a, const std::vector<double>& b) {
     const double n = static_cast<double>(a.size());
     double ma = 0, mb = 0;
-    for (size_t i = 0; i < a.size(); ++i) ma += a[i], mb += b[i];
+    for (size_t i = 0; i < a.size(); ++i)
+        ma += a[i], mb += b[i];
     ma /= n, mb /= n;
     double sab = 0, saa = 0, sbb = 0;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -69,9 +73,11 @@ double pearson(const std::vector<double>& a, const std::vector<double>& b) {
     return sab / std::sqrt(saa * sbb);
 }
 
-double spearman(const std::vector<double>& a, const std::vector<double>& b) { return pearson(ranks(a), ranks(b)); }
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+    return pearson(ranks(a), ranks(b));
+}
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
     const std::string data = std::string(QZ_BENCH_SOURCE_DIR) + "/../data";
@@ -80,10 +86,14 @@ int main(int argc, char** argv) {
     std::string tmp = std::filesystem::temp_directory_path().string();
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--ctx" && i + 1 < argc) nCtx = std::atoi(argv[++i]);
-        else if (a == "--chunks" && i + 1 < argc) nChunks = std::atoi(argv[++i]);
-        else if (a == "--tmp" && i + 1 < argc) tmp = argv[++i];
-        else modelDir = a;
+        if (a == "--ctx" && i + 1 < argc)
+            nCtx = std::atoi(argv[++i]);
+        else if (a == "--chunks" && i + 1 < argc)
+            nChunks = std::atoi(argv[++i]);
+        else if (a == "--tmp" && i + 1 < argc)
+            tmp = argv[++i];
+        else
+            modelDir = a;
     }
     const std::string dir = tmp + "/qz-target-proxy-" + std::to_string(::getpid());
     std::filesystem::create_directories(dir);
@@ -93,7 +103,8 @@ int main(int argc, char** argv) {
     GgufExportParams ep;
     ep.type = "F32";
     ep.outputPath = f32;
-    if (auto r = exportGguf(**src, ep, {}); !r) return std::fprintf(stderr, "%s\n", r.error().message.c_str()), 1;
+    if (auto r = exportGguf(**src, ep, {}); !r)
+        return std::fprintf(stderr, "%s\n", r.error().message.c_str()), 1;
     auto model = openModel(f32);
     if (!model) return std::fprintf(stderr, "%s\n", model.error().message.c_str()), 1;
 
@@ -116,9 +127,10 @@ int main(int argc, char** argv) {
 
     SensitivityParams sp;
     sp.imatrixPath = imPath;
-    sp.sampleRows = 0;  // every row
+    sp.sampleRows = 0; // every row
     sp.unitRoleWeights = true;
-    sp.candidates = {DType::IQ2_XS, DType::Q2_K, DType::IQ3_S, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+    sp.candidates = {DType::IQ2_XS, DType::Q2_K, DType::IQ3_S, DType::Q3_K,
+                     DType::Q4_K,   DType::Q5_K, DType::Q6_K};
     auto table = measureSensitivity(**model, sp);
     if (!table) return std::fprintf(stderr, "%s\n", table.error().message.c_str()), 1;
 
@@ -148,14 +160,17 @@ int main(int argc, char** argv) {
             auto k = evaluateKlDivergence(**model, base, ev, {}, &ov);
             if (!k) return std::fprintf(stderr, "%s\n", k.error().message.c_str()), 1;
             rows.push_back({t.name, t.role, c.type, c.weightedError, c.loss, k->meanKld});
-            std::printf("%-28s %-7s raw %.4e rel %.4e KLD %.4e\n", t.name.c_str(), std::string(dtypeName(c.type)).c_str(),
-                        c.weightedError, c.loss, k->meanKld);
+            std::printf("%-28s %-7s raw %.4e rel %.4e KLD %.4e\n", t.name.c_str(),
+                        std::string(dtypeName(c.type)).c_str(), c.weightedError, c.loss, k->meanKld);
         }
     }
     std::vector<double> raw, rel, kld;
-    for (const auto& r : rows) raw.push_back(r.raw), rel.push_back(r.rel), kld.push_back(r.kld);
-    std::printf("\n%zu single-tensor quantizations of %s (ctx %d, %d chunks)\n", rows.size(), modelDir.c_str(), nCtx, nChunks);
-    std::printf("Spearman(KLD, raw) = %.3f   Spearman(KLD, rel) = %.3f\n", spearman(kld, raw), spearman(kld, rel));
+    for (const auto& r : rows)
+        raw.push_back(r.raw), rel.push_back(r.rel), kld.push_back(r.kld);
+    std::printf("\n%zu single-tensor quantizations of %s (ctx %d, %d chunks)\n", rows.size(),
+                modelDir.c_str(), nCtx, nChunks);
+    std::printf("Spearman(KLD, raw) = %.3f   Spearman(KLD, rel) = %.3f\n", spearman(kld, raw),
+                spearman(kld, rel));
     // Per type, across tensors (what the allocation compares).
     std::map<std::string, std::vector<size_t>> byType, byRole;
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -166,38 +181,49 @@ int main(int argc, char** argv) {
     std::printf("role weights (geometric mean of KLD / rel):\n");
     for (const auto& [role, idx] : byRole) {
         double s = 0;
-        for (size_t i : idx) s += std::log(rows[i].kld / rows[i].rel);
+        for (size_t i : idx)
+            s += std::log(rows[i].kld / rows[i].rel);
         weight[role] = std::exp(s / static_cast<double>(idx.size()));
         std::vector<double> a, b;
-        for (size_t i : idx) a.push_back(rows[i].kld), b.push_back(rows[i].rel);
-        std::printf("  %-12s %.4e  (n=%zu, within-role Spearman %.3f)\n", role.c_str(), weight[role], idx.size(), spearman(a, b));
+        for (size_t i : idx)
+            a.push_back(rows[i].kld), b.push_back(rows[i].rel);
+        std::printf("  %-12s %.4e  (n=%zu, within-role Spearman %.3f)\n", role.c_str(), weight[role],
+                    idx.size(), spearman(a, b));
     }
     std::vector<double> weighted;
-    for (const auto& r : rows) weighted.push_back(r.rel * weight[r.role]);
+    for (const auto& r : rows)
+        weighted.push_back(r.rel * weight[r.role]);
     std::printf("Spearman(KLD, weighted rel) = %.3f\n", spearman(kld, weighted));
     // The same with role weights fitted to raw instead of rel.
     std::map<std::string, double> weightRaw;
     for (const auto& [role, idx] : byRole) {
         double s = 0;
-        for (size_t i : idx) s += std::log(rows[i].kld / rows[i].raw);
+        for (size_t i : idx)
+            s += std::log(rows[i].kld / rows[i].raw);
         weightRaw[role] = std::exp(s / static_cast<double>(idx.size()));
     }
     std::vector<double> weightedRaw;
-    for (const auto& r : rows) weightedRaw.push_back(r.raw * weightRaw[r.role]);
+    for (const auto& r : rows)
+        weightedRaw.push_back(r.raw * weightRaw[r.role]);
     std::printf("Spearman(KLD, weighted raw) = %.3f\n", spearman(kld, weightedRaw));
     // Median factor between the prediction and the measurement (how far the weighted rel is off).
     std::vector<double> ratio;
-    for (size_t i = 0; i < rows.size(); ++i) ratio.push_back(std::fabs(std::log(weighted[i] / rows[i].kld)));
+    for (size_t i = 0; i < rows.size(); ++i)
+        ratio.push_back(std::fabs(std::log(weighted[i] / rows[i].kld)));
     std::sort(ratio.begin(), ratio.end());
-    std::printf("weighted rel vs KLD: median factor %.2f, 90th percentile factor %.2f\n", std::exp(ratio[ratio.size() / 2]),
-                std::exp(ratio[ratio.size() * 9 / 10]));
+    std::printf("weighted rel vs KLD: median factor %.2f, 90th percentile factor %.2f\n",
+                std::exp(ratio[ratio.size() / 2]), std::exp(ratio[ratio.size() * 9 / 10]));
     for (const auto& [type, idx] : byType) {
         std::vector<double> a, b, c, d;
-        for (size_t i : idx) a.push_back(rows[i].kld), b.push_back(rows[i].raw), c.push_back(rows[i].rel), d.push_back(weighted[i]);
+        for (size_t i : idx)
+            a.push_back(rows[i].kld), b.push_back(rows[i].raw), c.push_back(rows[i].rel),
+                d.push_back(weighted[i]);
         std::vector<double> e;
-        for (size_t i : idx) e.push_back(weightedRaw[i]);
-        std::printf("  %-7s across %zu tensors: Spearman raw %.3f rel %.3f weighted rel %.3f weighted raw %.3f\n", type.c_str(),
-                    idx.size(), spearman(a, b), spearman(a, c), spearman(a, d), spearman(a, e));
+        for (size_t i : idx)
+            e.push_back(weightedRaw[i]);
+        std::printf(
+            "  %-7s across %zu tensors: Spearman raw %.3f rel %.3f weighted rel %.3f weighted raw %.3f\n",
+            type.c_str(), idx.size(), spearman(a, b), spearman(a, c), spearman(a, d), spearman(a, e));
     }
     std::filesystem::remove_all(dir);
     return 0;

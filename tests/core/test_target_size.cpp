@@ -20,7 +20,7 @@ using namespace qz;
 
 class TestTargetSize : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void parseSizes();
     void knapsackAgainstBruteForce();
     void knapsackModelSized();
@@ -28,7 +28,7 @@ private slots:
     void beatsStandardMixes();
     void cli();
 
-private:
+  private:
     static int run(const QStringList& args, QByteArray* out = nullptr, QByteArray* err = nullptr) {
         QProcess p;
         p.start(QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"), args);
@@ -63,15 +63,17 @@ Brute bruteForce(const std::vector<std::vector<KnapsackOption>>& items, uint64_t
     for (;;) {
         uint64_t c = 0;
         double l = 0;
-        for (size_t i = 0; i < items.size(); ++i) c += items[i][pick[i]].cost, l += items[i][pick[i]].loss;
+        for (size_t i = 0; i < items.size(); ++i)
+            c += items[i][pick[i]].cost, l += items[i][pick[i]].loss;
         if (c <= budget && l < best.loss) best = {l, c};
         size_t k = 0;
-        while (k < items.size() && ++pick[k] == items[k].size()) pick[k++] = 0;
+        while (k < items.size() && ++pick[k] == items[k].size())
+            pick[k++] = 0;
         if (k == items.size()) break;
     }
     return best;
 }
-}  // namespace
+} // namespace
 
 void TestTargetSize::knapsackAgainstBruteForce() {
     std::mt19937 rng(12345);
@@ -101,19 +103,21 @@ void TestTargetSize::knapsackAgainstBruteForce() {
             QCOMPARE(r->choice.size(), n);
             uint64_t c = 0;
             double l = 0;
-            for (size_t i = 0; i < n; ++i) c += items[i][r->choice[i]].cost, l += items[i][r->choice[i]].loss;
+            for (size_t i = 0; i < n; ++i)
+                c += items[i][r->choice[i]].cost, l += items[i][r->choice[i]].loss;
             QCOMPARE(r->cost, c);
             QVERIFY(std::fabs(r->loss - l) <= 1e-9 * std::max(1.0, l));
             QVERIFY(c <= budget);
-            QVERIFY(r->loss >= ref.loss - 1e-9);               // nothing beats the optimum
-            QVERIFY(r->lowerBound <= ref.loss + 1e-9);         // the LP bound is a bound
-            if (b == 0 || b == 5) QVERIFY(std::fabs(r->loss - ref.loss) <= 1e-9);  // all cheapest / all best
+            QVERIFY(r->loss >= ref.loss - 1e-9);                                  // nothing beats the optimum
+            QVERIFY(r->lowerBound <= ref.loss + 1e-9);                            // the LP bound is a bound
+            if (b == 0 || b == 5) QVERIFY(std::fabs(r->loss - ref.loss) <= 1e-9); // all cheapest / all best
             // The Lagrangian solution misses the LP optimum by at most the one hull step it could not
             // take, which is within one item's loss range.
             double range = 0;
             for (const auto& it : items) {
                 double lo = INFINITY, hi = 0;
-                for (const auto& o : it) lo = std::min(lo, o.loss), hi = std::max(hi, o.loss);
+                for (const auto& o : it)
+                    lo = std::min(lo, o.loss), hi = std::max(hi, o.loss);
                 range = std::max(range, hi - lo);
             }
             QVERIFY(r->loss - r->lowerBound <= range + 1e-9);
@@ -135,7 +139,8 @@ void TestTargetSize::knapsackModelSized() {
     for (auto& it : items) {
         const double n = 1e6 + rng() % 50000000, s = 0.5 + (rng() % 1000) / 500.0;
         uint64_t lo = UINT64_MAX, hi = 0;
-        for (double bpw : {1.56, 1.75, 2.06, 2.31, 2.5, 2.63, 3.06, 3.44, 4.25, 4.5, 5.0, 5.5, 6.56, 8.5, 16.0}) {
+        for (double bpw :
+             {1.56, 1.75, 2.06, 2.31, 2.5, 2.63, 3.06, 3.44, 4.25, 4.5, 5.0, 5.5, 6.56, 8.5, 16.0}) {
             const uint64_t c = static_cast<uint64_t>(n * bpw / 8);
             it.push_back({c, s * n * std::pow(2.0, -2.0 * bpw) * (0.9 + (rng() % 200) / 1000.0)});
             lo = std::min(lo, c), hi = std::max(hi, c);
@@ -151,7 +156,7 @@ void TestTargetSize::knapsackModelSized() {
         QVERIFY(r->cost <= budget);
         QVERIFY(r->loss >= r->lowerBound);
         QVERIFY2(r->loss <= r->lowerBound * 1.001, qPrintable(QString::number(r->loss / r->lowerBound)));
-        QVERIFY(budget - r->cost < budget / 1000);  // the budget is used
+        QVERIFY(budget - r->cost < budget / 1000); // the budget is used
     }
     qInfo("4 solves of 300 x 15: %lld ms", static_cast<long long>(timer.elapsed()));
     QVERIFY(timer.elapsed() < 5000);
@@ -173,7 +178,7 @@ std::string readText(const std::string& p) {
     ss << f.rdbuf();
     return ss.str();
 }
-}  // namespace
+} // namespace
 
 // bard-llama, importance matrix from the training text; for the sizes of the Q3_K_M, Q4_K_M and Q5_K_M
 // files (same imatrix), the target-size file is no larger and its KL-divergence against the F32
@@ -202,8 +207,8 @@ void TestTargetSize::beatsStandardMixes() {
     SensitivityParams sp;
     sp.imatrixPath = imPath;
     // The K-quants, Q8_0, F16 and the cheaper-to-measure i-quants keep the test to seconds.
-    sp.candidates = {DType::Q2_K, DType::IQ3_S, DType::Q3_K, DType::IQ4_XS, DType::Q4_K, DType::Q5_K, DType::Q6_K,
-                     DType::Q8_0, DType::F16};
+    sp.candidates = {DType::Q2_K, DType::IQ3_S, DType::Q3_K, DType::IQ4_XS, DType::Q4_K,
+                     DType::Q5_K, DType::Q6_K,  DType::Q8_0, DType::F16};
     auto table = measureSensitivity(**model, sp);
     QVERIFY2(table.ok(), table.ok() ? "" : table.error().message.c_str());
     // The same with every tensor's weight measured: single-tensor KLD on the training text.
@@ -250,9 +255,11 @@ void TestTargetSize::beatsStandardMixes() {
             }
             auto kTgt = evaluateKlDivergence(**g, base, ev);
             QVERIFY(kTgt.ok());
-            qInfo("%s: %llu bytes, mean KLD %.6f; target size (%s) %llu bytes, mean KLD %.6f (predicted %.6f)", mix,
-                  static_cast<unsigned long long>(size), kStd->meanKld, tab == &*table ? "role weights" : "measured weights",
-                  static_cast<unsigned long long>(plan->fileBytes), kTgt->meanKld, plan->predictedLoss);
+            qInfo(
+                "%s: %llu bytes, mean KLD %.6f; target size (%s) %llu bytes, mean KLD %.6f (predicted %.6f)",
+                mix, static_cast<unsigned long long>(size), kStd->meanKld,
+                tab == &*table ? "role weights" : "measured weights",
+                static_cast<unsigned long long>(plan->fileBytes), kTgt->meanKld, plan->predictedLoss);
             QVERIFY2(kTgt->meanKld < kStd->meanKld, mix);
         }
     }
@@ -263,12 +270,17 @@ void TestTargetSize::cli() {
     const QString model = QStringLiteral(QZ_TEST_DATA "/models/bard-llama");
     const QString imat = QStringLiteral(QZ_TEST_DATA "/golden/bard-llama/imatrix/bard-llama-imatrix.gguf");
     auto args = [&](QStringList extra) {
-        return QStringList{QStringLiteral("export"), model, QStringLiteral("--format"), QStringLiteral("gguf"),
-                           QStringLiteral("--sample-rows"), QStringLiteral("64"), QStringLiteral("--quiet")} + extra;
+        return QStringList{QStringLiteral("export"),        model,
+                           QStringLiteral("--format"),      QStringLiteral("gguf"),
+                           QStringLiteral("--sample-rows"), QStringLiteral("64"),
+                           QStringLiteral("--quiet")} +
+               extra;
     };
     QByteArray out, err;
-    QCOMPARE(run(args({"--target-size", "2M", "--target-bpw", "4", "--imatrix", imat, "--dry-run"}), &out, &err), 2);
-    QCOMPARE(run(args({"--target-size", "2M", "--dry-run"}), &out, &err), 2);  // no imatrix, no text
+    QCOMPARE(
+        run(args({"--target-size", "2M", "--target-bpw", "4", "--imatrix", imat, "--dry-run"}), &out, &err),
+        2);
+    QCOMPARE(run(args({"--target-size", "2M", "--dry-run"}), &out, &err), 2); // no imatrix, no text
     QCOMPARE(run(args({"--target-size", "2X", "--imatrix", imat, "--dry-run"}), &out, &err), 2);
     QVERIFY(err.contains("cannot read '2X'"));
     QCOMPARE(run(args({"--target-size", "100K", "--imatrix", imat, "--dry-run"}), &out, &err), 1);
@@ -289,8 +301,10 @@ void TestTargetSize::cli() {
     auto g = openModel(file.toStdString());
     QVERIFY(g.ok());
     uint64_t bytes = 0, params = 0;
-    for (const auto& t : (*g)->tensors) bytes += t.nbytes, params += t.numel();
-    QVERIFY2(8.0 * double(bytes) / double(params) <= 4.5, qPrintable(QString::number(8.0 * double(bytes) / double(params))));
+    for (const auto& t : (*g)->tensors)
+        bytes += t.nbytes, params += t.numel();
+    QVERIFY2(8.0 * double(bytes) / double(params) <= 4.5,
+             qPrintable(QString::number(8.0 * double(bytes) / double(params))));
     QVERIFY(8.0 * double(bytes) / double(params) > 4.4);
 }
 

@@ -23,7 +23,7 @@ using namespace qz::ui;
 
 class TestTargetSizeView : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void measureChooseApply();
 };
 
@@ -67,7 +67,7 @@ void TestTargetSizeView::measureChooseApply() {
     QSignalSpy measured(view, &TargetSizeView::measured);
     QSignalSpy viewPlanned(view, &TargetSizeView::planShown);
     QTest::mouseClick(view->measureButton(), Qt::LeftButton);
-    QVERIFY(view->measurer()->isRunning());  // in the background: the UI thread returned at once
+    QVERIFY(view->measurer()->isRunning()); // in the background: the UI thread returned at once
     QVERIFY(measured.wait(300000));
     auto meas = view->measurement();
     QVERIFY(meas);
@@ -78,7 +78,9 @@ void TestTargetSizeView::measureChooseApply() {
     QVERIFY(view->plot()->graph(1)->dataCount() >= 10);
     bool labelled = false;
     for (int i = 0; i < view->plot()->itemCount(); ++i)
-        if (auto* t = qobject_cast<QCPItemText*>(view->plot()->item(i)); t && t->text() == QStringLiteral("Q4_K_M")) labelled = true;
+        if (auto* t = qobject_cast<QCPItemText*>(view->plot()->item(i));
+            t && t->text() == QStringLiteral("Q4_K_M"))
+            labelled = true;
     QVERIFY(labelled);
 
     // It starts at the size of Q4_K_M and plans within it.
@@ -92,7 +94,7 @@ void TestTargetSizeView::measureChooseApply() {
     QVERIFY(plan);
     QVERIFY(plan->fileBytes <= q4km);
     QVERIFY(plan->predictedLoss < q4kmLoss);
-    QCOMPARE(view->table()->rowCount(), 30);  // the quantizable tensors
+    QCOMPARE(view->table()->rowCount(), 30); // the quantizable tensors
     QCOMPARE(view->plot()->graphCount(), 3);
 
     // The slider moves the target: a smaller file.
@@ -100,7 +102,8 @@ void TestTargetSizeView::measureChooseApply() {
     view->slider()->setValue(100);
     QVERIFY(viewPlanned.wait(30000));
     QVERIFY(view->currentPlan()->fileBytes < q4km);
-    QVERIFY(view->currentPlan()->fileBytes <= static_cast<uint64_t>(view->sizeBox()->value() * 1048576.0) + 1);
+    QVERIFY(view->currentPlan()->fileBytes <=
+            static_cast<uint64_t>(view->sizeBox()->value() * 1048576.0) + 1);
 
     // Use for export: the export page plans the same types and the same size.
     plan = view->currentPlan();
@@ -117,14 +120,15 @@ void TestTargetSizeView::measureChooseApply() {
                 ++checked;
             }
     QCOMPARE(checked, 30);
-    QVERIFY2(panel.summary()->text().contains(QStringLiteral("%1 MiB").arg(double(plan->fileBytes) / 1048576.0, 0, 'f', 2)),
+    QVERIFY2(panel.summary()->text().contains(
+                 QStringLiteral("%1 MiB").arg(double(plan->fileBytes) / 1048576.0, 0, 'f', 2)),
              qPrintable(panel.summary()->text()));
-    QCOMPARE(view->table()->item(0, 4)->text(), QStringLiteral("—"));  // nothing measured yet
+    QCOMPARE(view->table()->item(0, 4)->text(), QStringLiteral("—")); // nothing measured yet
 
     // Measured weights: the KL-divergence of every tensor alone, shown beside the prediction.
     view->measureKldBox()->setChecked(true);
     QTest::mouseClick(view->measureButton(), Qt::LeftButton);
-    QVERIFY(!view->measurer()->isRunning());  // needs a text
+    QVERIFY(!view->measurer()->isRunning()); // needs a text
     view->calibEdit()->setText(QStringLiteral(QZ_TEST_DATA "/text/shakespeare-valid.txt"));
     measured.clear();
     viewPlanned.clear();
@@ -135,7 +139,8 @@ void TestTargetSizeView::measureChooseApply() {
     for (const auto& tt : view->measurement()->table.tensors)
         if (tt.quantizable) QVERIFY2(tt.measuredKld > 0, tt.name.c_str());
     for (int r = 0; r < view->table()->rowCount(); ++r)
-        QVERIFY2(view->table()->item(r, 4)->text().endsWith(QStringLiteral(" at Q3_K")), qPrintable(view->table()->item(r, 4)->text()));
+        QVERIFY2(view->table()->item(r, 4)->text().endsWith(QStringLiteral(" at Q3_K")),
+                 qPrintable(view->table()->item(r, 4)->text()));
 }
 
 QTEST_MAIN(TestTargetSizeView)
