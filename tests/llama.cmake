@@ -101,3 +101,17 @@ foreach(arch qwen3 qwen3moe mixtral gemma2 gemma3 phi3)
     set_tests_properties(llama_ref_arch-${arch} PROPERTIES FIXTURES_REQUIRED "llama;archmodels;qzgguf_arch-${arch}-F32"
                          TIMEOUT 300 LABELS llama)
 endforeach()
+
+# The file that fits a size (quantzoo-cli export --target-size): at the sizes of Q3_K_M, Q4_K_M and
+# Q5_K_M with llama-imatrix's importance matrix, llama.cpp measures a lower KL-divergence against the F32
+# export for the target-size file than for the standard mix.
+# The same with every tensor's weight measured (--kld-text: single-tensor KLD on the training text).
+add_test(NAME llama_target_size_vs_mixes
+         COMMAND ${QZ_LLAMA_DIR}/target-vs-mix.sh $<TARGET_FILE:quantzoo-cli> ${BL} ${IMAT} ${QZ_LLAMA_OUT}/target-proxy
+                 Q3_K_M Q4_K_M Q5_K_M)
+set_tests_properties(llama_target_size_vs_mixes PROPERTIES FIXTURES_REQUIRED llama TIMEOUT 900 LABELS llama)
+add_test(NAME llama_target_size_kld_vs_mixes
+         COMMAND ${QZ_LLAMA_DIR}/target-vs-mix.sh $<TARGET_FILE:quantzoo-cli> ${BL} ${IMAT} ${QZ_LLAMA_OUT}/target-kld
+                 Q3_K_M Q4_K_M Q5_K_M)
+set_tests_properties(llama_target_size_kld_vs_mixes PROPERTIES FIXTURES_REQUIRED llama TIMEOUT 900 LABELS llama
+                     ENVIRONMENT "QZ_TARGET_ARGS=--kld-text ${QZ_TEST_DATA_DIR}/text/shakespeare-train.txt")

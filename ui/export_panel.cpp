@@ -22,6 +22,7 @@
 
 #include "exl2_export_page.h"
 #include "gptq_export_page.h"
+#include "target_size_view.h"
 #include "type_compare_view.h"
 
 namespace qz::ui {
@@ -104,6 +105,10 @@ ExportPanel::ExportPanel(QWidget* parent)
     auto* bottom = new QTabWidget(this);
     bottom->addTab(m_log, tr("Log"));
     bottom->addTab(m_compare, tr("Compare types"));
+    m_target = new TargetSizeView(this);
+    m_target->setImatrixSource([this] { return m_imatrix->text(); });
+    bottom->addTab(m_target, tr("Target size"));
+    connect(m_target, &TargetSizeView::applyRequested, this, &ExportPanel::applyTargetPlan);
 
     auto* top = new QWidget(this);
     auto* topLay = new QVBoxLayout(top);
@@ -215,6 +220,7 @@ void ExportPanel::setModel(ModelPtr model) {
     m_plan->setRowCount(0);
     m_log->clear();
     m_compare->setModel(m_model);
+    m_target->setModel(m_model);
     setEnabled(m_model != nullptr);
     if (m_model) {
         m_output->setText(defaultOutputFor(m_type->currentText()));
@@ -370,6 +376,20 @@ void ExportPanel::startExport() {
         },
         [this](ExportResultPtr&& r) { showExported(r); });
     if (started) setRunning(true);
+}
+
+void ExportPanel::applyTargetPlan(const QString& fileType, const QMap<QString, QString>& types,
+                                  const QString& imatrixPath) {
+    m_filling = true;  // one plan for all the changes below
+    if (m_type->findText(fileType) >= 0) m_type->setCurrentText(fileType);
+    if (!m_outputEdited) m_output->setText(defaultOutputFor(QStringLiteral("target")));
+    m_imatrix->setText(imatrixPath);
+    m_pure->setChecked(false);
+    m_outputType->setCurrentIndex(0);
+    m_embdType->setCurrentIndex(0);
+    m_edits = types;
+    m_filling = false;
+    schedulePlan();
 }
 
 void ExportPanel::setRunning(bool on) {

@@ -6,7 +6,9 @@
 //    size and bits per weight;
 //  - run in the background with progress, ETA and Cancel; a live per-tensor log (name, shape, type,
 //    bytes before → after); the final size and bits per weight;
-//  - "Compare types": the selected tensor under several types side by side (TypeCompareView).
+//  - "Compare types": the selected tensor under several types side by side (TypeCompareView);
+//  - "Target size": per-tensor types for the least predicted loss within a file size (TargetSizeView);
+//    its "Use for export" sets the type and every tensor's type here, as per-tensor edits.
 // The format box switches pages: GGUF (this panel's own widgets) and the calibrated formats, each a
 // CalibratedExportPage with its options, progress, per-layer chart and result (GPTQ, EXL2; addFormatPage).
 #pragma once
@@ -36,6 +38,7 @@ using ExportResultPtr = std::shared_ptr<const qz::GgufExportResult>;
 class CalibratedExportPage;
 class Exl2ExportPage;
 class GptqExportPage;
+class TargetSizeView;
 class TypeCompareView;
 
 class ExportPanel : public QWidget {
@@ -47,6 +50,7 @@ public:
     BackgroundJob* runner() const { return m_runner; }    // the export
     BackgroundJob* planner() const { return m_planner; }  // dry runs (a newer one supersedes an older)
     TypeCompareView* compareView() const { return m_compare; }
+    TargetSizeView* targetView() const { return m_target; }
     QTableWidget* planTable() const { return m_plan; }
     QComboBox* typeBox() const { return m_type; }
     QLineEdit* outputEdit() const { return m_output; }
@@ -81,6 +85,7 @@ private:
     void startExport();
     void onTypeChanged();
     void setRunning(bool on);
+    void applyTargetPlan(const QString& fileType, const QMap<QString, QString>& types, const QString& imatrixPath);
     QString defaultOutputFor(const QString& type) const;
 
     ModelPtr m_model;
@@ -106,6 +111,7 @@ private:
     QLabel* m_eta;
     QPlainTextEdit* m_log;
     TypeCompareView* m_compare;
+    TargetSizeView* m_target;
     QMap<QString, QString> m_edits;   // GGUF tensor name -> type chosen by the user
     bool m_outputEdited = false;
     bool m_filling = false;

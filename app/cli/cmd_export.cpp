@@ -25,7 +25,8 @@ const char* kExportHelp =
     "  --token-embedding-type TYPE   type of token_embd.weight\n"
     "  --pure                        no mix rules: the default type for every quantizable tensor\n"
     "  --dry-run                     print the planned type and size of every tensor, write nothing\n"
-    "  --quiet                       no per-tensor log and no progress line\n";
+    "  --quiet                       no per-tensor log and no progress line\n"
+    "  the file that fits a size: --target-size SIZE or --target-bpw X (see 'export --target-size 1 --help')\n";
 
 std::string mib(uint64_t b) {
     char buf[32];
@@ -52,6 +53,7 @@ int cmdExport(int argc, char** argv) {
         if (std::string(argv[i]) == "--format" && std::string(argv[i + 1]) == "gptq") return cmdExportGptq(argc, argv);
         if (std::string(argv[i]) == "--format" && std::string(argv[i + 1]) == "exl2") return cmdExportExl2(argc, argv);
     }
+    if (exportWantsTarget(argc, argv)) return cmdExportTarget(argc, argv);
     Args args({"--format", "--type", "-o", "--output", "--imatrix", "--tensor-type", "--output-tensor-type",
                "--token-embedding-type"},
               {"--pure", "--dry-run", "--quiet", "--help"}, {"--tensor-type"});

@@ -16,6 +16,9 @@ int cmdExport(int argc, char** argv);
 int cmdExportGptq(int argc, char** argv);
 // `export --format exl2 ...` (app/cli/cmd_export_exl2.cpp).
 int cmdExportExl2(int argc, char** argv);
+// `export --format gguf --target-size S | --target-bpw X` (app/cli/cmd_export_target.cpp).
+bool exportWantsTarget(int argc, char** argv);
+int cmdExportTarget(int argc, char** argv);
 // Evaluation (app/cli/cmd_perplexity.cpp, cmd_generate.cpp, cmd_imatrix.cpp).
 int cmdPerplexity(int argc, char** argv);
 int cmdGenerate(int argc, char** argv);

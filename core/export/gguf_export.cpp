@@ -182,6 +182,7 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
     std::vector<DType> types(src.tensors.size());
     std::vector<std::string> reasons(src.tensors.size());
     std::vector<char> reasonsNeedImatrix(src.tensors.size(), 0);  // llama-quantize's tensor_requires_imatrix
+    std::vector<char> quantizable(src.tensors.size(), 0);
     if (floatOut) {
         // convert_hf_to_gguf: its own order; forced tensors F32, the rest the outtype (F16 if a row
         // does not fit a block, which cannot happen for these element types).
@@ -223,6 +224,7 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
             types[order[k]] = (*choices)[k].type;
             reasons[order[k]] = (*choices)[k].reason;
             reasonsNeedImatrix[order[k]] = (*choices)[k].requiresImatrix;
+            quantizable[order[k]] = (*choices)[k].allowed;
             if ((*choices)[k].beyondLlamaCpp)
                 result.notes.push_back(src.tensors[order[k]].name + ": " + (*choices)[k].reason);
         }
@@ -273,6 +275,7 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
         if (!after) return makeError(t.name + ": " + std::string(dtypeName(types[k])) + " does not fit its row length");
         log.bytesAfter = *after;
         log.reason = reasons[k];
+        log.quantizable = quantizable[k];
         result.parameters += n;
         result.tensors.push_back(log);
     }
@@ -343,6 +346,28 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
     result.fileBytes = std::filesystem::file_size(params.outputPath, ec);
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return result;
+}
+
+Status forEachGgufTensor(const Model& model, const std::vector<std::string>& names,
+                         const std::function<Status(const std::string& name, const std::vector<int64_t>& ne,
+                                                    const std::vector<float>& values)>& visit) {
+    auto srcR = model.format == ModelFormat::Gguf ? sourceFromGguf(model) : sourceFromHf(model);
+    if (!srcR) return srcR.error();
+    const Source& src = *srcR;
+    std::vector<std::string> all;
+    for (const auto& t : src.tensors) all.push_back(t.name);
+    std::vector<float> values;
+    for (size_t k : ggml::llamaOrder(all)) {
+        const SourceTensor& t = src.tensors[k];
+        if (!names.empty() && std::find(names.begin(), names.end(), t.name) == names.end()) continue;
+        if (auto st = produce(model, src, t, values); !st) return Error{model.path + ": " + st.error().message, st.error().cancelled};
+        if (auto st = visit(t.name, t.ne, values); !st) return st.error();
+        if (!src.fromHf || src.plan.tensors[t.planIndex].generated.empty()) {
+            const TensorInfo& in = model.tensors[src.fromHf ? src.plan.tensors[t.planIndex].source : t.modelIndex];
+            model.files[in.fileIndex]->adviseDontNeed(in.offset, in.nbytes);
+        }
+    }
+    return okStatus();
 }
 
 }  // namespace qz

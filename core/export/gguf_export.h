@@ -44,6 +44,7 @@ struct GgufTensorLog {
     DType from = DType::F32, to = DType::F32;
     uint64_t bytesBefore = 0, bytesAfter = 0;
     std::string reason;                    // why this type (mix rule, fallback, override, forced F32)
+    bool quantizable = false;              // llama-quantize may quantize it (C.2 of core/ggml/README.md)
 };
 
 struct GgufExportResult {
@@ -62,5 +63,13 @@ std::vector<std::string> ggufExportTypes();
 
 Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& params, const ProgressFn& progress,
                                     const std::function<void(const GgufTensorLog&)>& onTensor = {});
+
+// Visits the tensors of the GGUF file exportGguf would write, in its order (llama-quantize's), with their
+// F32 values in the GGUF layout (rows of ne[0] values; a HF model converted as the export converts it).
+// One tensor is held at a time. `names` (optional) restricts the visit to these GGUF names. The
+// visitor's error stops the walk and is returned.
+Status forEachGgufTensor(const Model& model, const std::vector<std::string>& names,
+                         const std::function<Status(const std::string& name, const std::vector<int64_t>& ne,
+                                                    const std::vector<float>& values)>& visit);
 
 }  // namespace qz

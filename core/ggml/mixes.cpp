@@ -416,6 +416,7 @@ Result<std::vector<MixChoice>> chooseTensorTypes(const MixModelInfo& model, cons
             const std::string no = whyNotQuantized(t, opt);
             if (!no.empty()) {
                 ch.type = t.type;
+                ch.allowed = false;
                 ch.reason = "kept as " + tname(t.type) + ": " + no;
                 out.push_back(std::move(ch));
                 continue;

@@ -87,6 +87,7 @@ struct MixChoice {
     bool fallback = false;     // the C.5 fallback changed the type (ne[0] not divisible)
     bool beyondLlamaCpp = false;  // llama-quantize would refuse this tensor; QuantZoo chose F16
     bool requiresImatrix = false; // llama-quantize requires an imatrix for this target (IQ1/IQ2/IQ3_XXS...)
+    bool allowed = true;       // tensor_allows_quantization (C.2); false: kept as it is, no rule applies
     std::string reason;        // for the UI: "attn_v: use_more_bits(2 of 4) -> Q6_K"
 };
 
