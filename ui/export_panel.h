@@ -6,7 +6,9 @@
 //    size and bits per weight;
 //  - run in the background with progress, ETA and Cancel; a live per-tensor log (name, shape, type,
 //    bytes before → after); the final size and bits per weight;
-//  - "Compare types": the selected tensor under several types side by side (TypeCompareView).
+//  - "Compare types": the selected tensor under several types side by side (TypeCompareView);
+//  - gguf-split output (parts of at most a size or a tensor count) and --override-kv metadata, one
+//    KEY=TYPE:VALUE per line; invalid entries are reported in the summary and nothing runs.
 // The format box switches pages: GGUF (this panel's own widgets) and the calibrated formats, each a
 // CalibratedExportPage with its options, progress, per-layer chart and result (GPTQ, EXL2; addFormatPage).
 #pragma once
@@ -55,6 +57,9 @@ public:
     QPlainTextEdit* log() const { return m_log; }
     QLabel* summary() const { return m_summary; }
     QComboBox* formatBox() const { return m_format; }
+    QComboBox* splitModeBox() const { return m_splitMode; }     // "none", "size", "tensors" (item data)
+    QLineEdit* splitValueEdit() const { return m_splitValue; }  // "2G" / "500M", or a tensor count
+    QPlainTextEdit* kvOverridesEdit() const { return m_kvOverrides; }
     GptqExportPage* gptqPage() const { return m_gptq; }
     Exl2ExportPage* exl2Page() const { return m_exl2; }
     // Shows the page of format id ("gguf", "gptq", ...); false if unknown.
@@ -63,6 +68,8 @@ public:
     void addFormatPage(const QString& id, const QString& label, CalibratedExportPage* page);
     // The parameters the form describes (output path, type, overrides from edited rows, ...).
     qz::GgufExportParams params() const;
+    // The split and --override-kv fields into p; an error message for the user, or empty.
+    QString splitAndKvParams(qz::GgufExportParams& p) const;
 
 signals:
     void exportFinished(const QString& path);
@@ -81,6 +88,7 @@ private:
     void onTypeChanged();
     void setRunning(bool on);
     QString defaultOutputFor(const QString& type) const;
+    QWidget* buildSplitAndKvFields();
 
     ModelPtr m_model;
     BackgroundJob* m_runner;
@@ -97,6 +105,9 @@ private:
     QCheckBox* m_pure;
     QComboBox* m_outputType;
     QComboBox* m_embdType;
+    QComboBox* m_splitMode = nullptr;
+    QLineEdit* m_splitValue = nullptr;
+    QPlainTextEdit* m_kvOverrides = nullptr;
     QTableWidget* m_plan;
     QLabel* m_summary;
     QPushButton* m_run;
