@@ -449,9 +449,23 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
             const auto raw = model.rawBytes(model.tensors[t.modelIndex]);
             if (auto st = writer.writeTensorData(raw); !st) return st.error();
         } else {
-            if (auto st = produce(model, src, t, values); !st) return Error{model.path + ": " + st.error().message, false};
+            // An F32 input tensor is quantized straight from the mapped file (no copy); others are produced.
+            const float* in = nullptr;
+            uint64_t inCount = 0;
+            if (!src.fromHf && t.type == DType::F32) {
+                const auto raw = model.rawBytes(model.tensors[t.modelIndex]);
+                if (reinterpret_cast<uintptr_t>(raw.data()) % alignof(float) == 0 && raw.size() == numel(t.ne) * 4) {
+                    in = reinterpret_cast<const float*>(raw.data());
+                    inCount = numel(t.ne);
+                }
+            }
+            if (!in) {
+                if (auto st = produce(model, src, t, values); !st) return Error{model.path + ": " + st.error().message, false};
+                in = values.data();
+                inCount = values.size();
+            }
             const int64_t ncols = t.ne.empty() ? 1 : t.ne[0];
-            const int64_t nrows = ncols ? static_cast<int64_t>(values.size()) / ncols : 0;
+            const int64_t nrows = ncols ? static_cast<int64_t>(inCount) / ncols : 0;
             const float* imat = nullptr;
             if (haveImatrix && traits(log.to).isQuantized) {
                 auto look = imatrix.lookup(t.name, ncols, t.ne.size() > 2 ? t.ne[2] : 1);
@@ -466,7 +480,7 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
                                  std::string(dtypeName(log.to)) + ")" +
                                  (haveImatrix ? " in " + params.imatrixPath : std::string()));
             bytes.resize(log.bytesAfter);
-            if (auto st = ggml::quantizeTensor(log.to, values.data(), nrows, ncols, imat, bytes.data(), params.threads); !st)
+            if (auto st = ggml::quantizeTensor(log.to, in, nrows, ncols, imat, bytes.data(), params.threads); !st)
                 return Error{t.name + ": " + st.error().message, false};
             if (auto st = writer.writeTensorData(bytes); !st) return st.error();
         }
