@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 namespace qz::ggml {
@@ -24,54 +25,50 @@ inline float qxWeight(const float* qw, int i, int rmseType, float xi) {
     }
 }
 
-// make_qx_quants' weighted scale search (rmse_type >= 1, one weight per element in w, n <= kQxMaxN):
-// the first candidate iscale = -nmax/max and the 18 candidates is = -9..-1, 1..9 are evaluated side by
-// side, four per vector (GCC/Clang vector extensions: SSE2 on x86-64, no FMA under -ffp-contract=off).
-// Each lane accumulates its own sumlx and suml2 over i = 0..n-1 in the reference order, with the
-// reference expressions ((w*x)*l and (w*l)*l) and the same nearest_int bit trick and clamp, so every
-// lane's sums are bit-identical to the scalar loop's. The candidates are then compared one after the
-// other in the reference order, and L is written once, for the candidate the reference keeps last.
-typedef float V4f __attribute__((vector_size(16)));
-typedef int32_t V4i __attribute__((vector_size(16)));
 constexpr int kQxMaxN = 64;
 constexpr int kQxCands = 19;  // lane 0: -nmax/max; lanes 1..18: is = -9..-1, 1..9
-constexpr int kQxVecs = (kQxCands + 3) / 4;
 
-float qxSearchWeighted(int n, int nmax, const float* x, int8_t* L, const float* w, float max) {
-    float isc[4 * kQxVecs];
+// The search, over vectors of W lanes (VF / VI: float / int32 vectors of W lanes). Inlined into the
+// portable entry (W = 4, SSE2) and into the AVX2 one (W = 8: 3 vectors instead of 5 per element); the
+// lanes' arithmetic is the same IEEE operations either way.
+template <class VF, class VI, int W>
+__attribute__((always_inline)) inline float qxSearchBody(int n, int nmax, const float* x, int8_t* L, const float* w,
+                                                         float max) {
+    constexpr int kVecs = (kQxCands + W - 1) / W;
+    float isc[W * kVecs];
     isc[0] = static_cast<float>(-nmax) / max;
     int k = 1;
     for (int is = -9; is <= 9; ++is) {
         if (is == 0) continue;
         isc[k++] = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
     }
-    for (; k < 4 * kQxVecs; ++k) isc[k] = isc[0];  // padding lanes, never compared
-    V4f vis[kQxVecs], slx[kQxVecs], sl2[kQxVecs];
-    for (int v = 0; v < kQxVecs; ++v) {
-        std::memcpy(&vis[v], isc + 4 * v, sizeof(V4f));
-        slx[v] = V4f{};
-        sl2[v] = V4f{};
+    for (; k < W * kVecs; ++k) isc[k] = isc[0];  // padding lanes, never compared
+    VF vis[kVecs], slx[kVecs], sl2[kVecs];
+    for (int v = 0; v < kVecs; ++v) {
+        std::memcpy(&vis[v], isc + W * v, sizeof(VF));
+        slx[v] = VF{};
+        sl2[v] = VF{};
     }
-    const V4i lo = V4i{} - nmax;
-    const V4i hi = V4i{} + (nmax - 1);
+    const VI lo = VI{} - nmax;
+    const VI hi = VI{} + (nmax - 1);
     for (int i = 0; i < n; ++i) {
         const float xi = x[i];
         const float wi = w[i];
         const float wx = wi * xi;
-        for (int v = 0; v < kQxVecs; ++v) {
-            const V4f shifted = vis[v] * xi + 12582912.f;  // nearest_int(iscale * x[i])
-            V4i l = ((V4i)shifted & 0x007fffff) - 0x00400000;
+        for (int v = 0; v < kVecs; ++v) {
+            const VF shifted = vis[v] * xi + 12582912.f;  // nearest_int(iscale * x[i])
+            VI l = ((VI)shifted & 0x007fffff) - 0x00400000;
             l = l > hi ? hi : l;  // clampInt(l, -nmax, nmax - 1)
             l = l < lo ? lo : l;
-            const V4f fl = __builtin_convertvector(l, V4f);
+            const VF fl = __builtin_convertvector(l, VF);
             slx[v] += wx * fl;       // w * x[i] * l
             sl2[v] += wi * fl * fl;  // w * l * l
         }
     }
-    float sx[4 * kQxVecs], s2[4 * kQxVecs];
-    for (int v = 0; v < kQxVecs; ++v) {
-        std::memcpy(sx + 4 * v, &slx[v], sizeof(V4f));
-        std::memcpy(s2 + 4 * v, &sl2[v], sizeof(V4f));
+    float sx[W * kVecs], s2[W * kVecs];
+    for (int v = 0; v < kVecs; ++v) {
+        std::memcpy(sx + W * v, &slx[v], sizeof(VF));
+        std::memcpy(s2 + W * v, &sl2[v], sizeof(VF));
     }
     float scale = s2[0] != 0.f ? sx[0] / s2[0] : 0.0f;
     float best = scale * sx[0];
@@ -88,6 +85,46 @@ float qxSearchWeighted(int n, int nmax, const float* x, int8_t* L, const float* 
         L[i] = static_cast<int8_t>(nmax + clampInt(l, -nmax, nmax - 1));
     }
     return scale;
+}
+
+typedef float V4f __attribute__((vector_size(16)));
+typedef int32_t V4i __attribute__((vector_size(16)));
+
+float qxSearchPortable(int n, int nmax, const float* x, int8_t* L, const float* w, float max) {
+    return qxSearchBody<V4f, V4i, 4>(n, nmax, x, L, w, max);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+typedef float V8f __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+
+// No FMA in the target: a contracted product would change the sums' bits.
+__attribute__((target("avx2"))) float qxSearchAvx2(int n, int nmax, const float* x, int8_t* L, const float* w,
+                                                   float max) {
+    return qxSearchBody<V8f, V8i, 8>(n, nmax, x, L, w, max);
+}
+
+bool detectAvx2() {
+    if (const char* env = std::getenv("QZ_NO_AVX2"); env && *env && *env != '0') return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#endif
+
+// make_qx_quants' weighted scale search (rmse_type >= 1, one weight per element in w, n <= kQxMaxN):
+// the first candidate iscale = -nmax/max and the 18 candidates is = -9..-1, 1..9 are evaluated side by
+// side, several per vector (GCC/Clang vector extensions: 4 lanes with SSE2, 8 with AVX2 where the CPU has
+// it; no FMA, -ffp-contract=off). Each lane accumulates its own sumlx and suml2 over i = 0..n-1 in the
+// reference order, with the reference expressions ((w*x)*l and (w*l)*l) and the same nearest_int bit trick
+// and clamp, so every lane's sums are bit-identical to the scalar loop's. The candidates are then compared
+// one after the other in the reference order, and L is written once, for the candidate the reference
+// keeps last.
+float qxSearchWeighted(int n, int nmax, const float* x, int8_t* L, const float* w, float max) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return qxSearchAvx2(n, nmax, x, L, w, max);
+#endif
+    return qxSearchPortable(n, nmax, x, L, w, max);
 }
 
 }  // namespace
