@@ -263,13 +263,15 @@ namespace {
 // when a taken candidate changes `min` (bitwise), the candidates after it are computed again from there.
 constexpr int kQkxMaxN = 32;
 
-void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, float sum_w, float sum_x,
-               float max, float& min, float& scale, float& best, float rmin, float rdelta, int nstep,
-               bool use_mad) {
-    V4f fls[kQkxMaxN][2];
-    const V4i hi = V4i{} + nmax;
-    const V4i zero = V4i{};
-    const V4i absMask = V4i{} + 0x7fffffff;
+template <class VF, class VI, int W>
+__attribute__((always_inline)) inline void qkxSearchBody(int n, int nmax, const float* x, const float* w, uint8_t* L,
+                                                         float sum_w, float sum_x, float max, float& min, float& scale,
+                                                         float& best, float rmin, float rdelta, int nstep, bool use_mad) {
+    constexpr int V = 8 / W;  // vectors per 8 candidates
+    VF fls[kQkxMaxN][V];
+    const VI hi = VI{} + nmax;
+    const VI zero = VI{};
+    const VI absMask = VI{} + 0x7fffffff;
     int is = 0;
     while (is <= nstep) {
         const int cnt = std::min(8, nstep - is + 1);
@@ -277,23 +279,23 @@ void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, floa
         for (int k = 0; k < 8; ++k)
             isc[k] = (rmin + rdelta * static_cast<float>(is + std::min(k, cnt - 1)) + static_cast<float>(nmax)) /
                      (max - min);
-        V4f vis[2], sl[2], sl2[2], sxl[2];
-        for (int v = 0; v < 2; ++v) {
-            std::memcpy(&vis[v], isc + 4 * v, sizeof(V4f));
-            sl[v] = sl2[v] = sxl[v] = V4f{};
+        VF vis[V], sl[V], sl2[V], sxl[V];
+        for (int v = 0; v < V; ++v) {
+            std::memcpy(&vis[v], isc + W * v, sizeof(VF));
+            sl[v] = sl2[v] = sxl[v] = VF{};
         }
         for (int i = 0; i < n; ++i) {
             const float xm = x[i] - min;
             const float wi = w[i];
             const float xi = x[i];
-            for (int v = 0; v < 2; ++v) {
-                const V4f shifted = vis[v] * xm + 12582912.f;  // nearest_int(iscale * (x[i] - min))
-                V4i l = ((V4i)shifted & 0x007fffff) - 0x00400000;
+            for (int v = 0; v < V; ++v) {
+                const VF shifted = vis[v] * xm + 12582912.f;  // nearest_int(iscale * (x[i] - min))
+                VI l = ((VI)shifted & 0x007fffff) - 0x00400000;
                 l = l > hi ? hi : l;  // clampInt(l, 0, nmax)
                 l = l < zero ? zero : l;
-                const V4f fl = __builtin_convertvector(l, V4f);
+                const VF fl = __builtin_convertvector(l, VF);
                 fls[i][v] = fl;
-                const V4f wfl = wi * fl;
+                const VF wfl = wi * fl;
                 sl[v] += wfl;         // w * l
                 sl2[v] += wfl * fl;   // w * l * l
                 sxl[v] += wfl * xi;   // w * l * x[i]
@@ -301,10 +303,10 @@ void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, floa
         }
         float a[8], b[8], c[8], ts[8], tm[8];
         bool ok[8];
-        for (int v = 0; v < 2; ++v) {
-            std::memcpy(a + 4 * v, &sl[v], sizeof(V4f));
-            std::memcpy(b + 4 * v, &sl2[v], sizeof(V4f));
-            std::memcpy(c + 4 * v, &sxl[v], sizeof(V4f));
+        for (int v = 0; v < V; ++v) {
+            std::memcpy(a + W * v, &sl[v], sizeof(VF));
+            std::memcpy(b + W * v, &sl2[v], sizeof(VF));
+            std::memcpy(c + W * v, &sxl[v], sizeof(VF));
         }
         for (int k = 0; k < 8; ++k) {
             const float sum_l = a[k], sum_l2 = b[k], sum_xl = c[k];
@@ -322,27 +324,27 @@ void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, floa
                 tm[k] = this_min;
             }
         }
-        V4f vts[2], vtm[2], verr[2];
-        for (int v = 0; v < 2; ++v) {
-            std::memcpy(&vts[v], ts + 4 * v, sizeof(V4f));
-            std::memcpy(&vtm[v], tm + 4 * v, sizeof(V4f));
-            verr[v] = V4f{};
+        VF vts[V], vtm[V], verr[V];
+        for (int v = 0; v < V; ++v) {
+            std::memcpy(&vts[v], ts + W * v, sizeof(VF));
+            std::memcpy(&vtm[v], tm + W * v, sizeof(VF));
+            verr[v] = VF{};
         }
         for (int i = 0; i < n; ++i) {
             const float xi = x[i];
             const float wi = w[i];
-            for (int v = 0; v < 2; ++v) {
-                V4f diff = vts[v] * fls[i][v] + vtm[v] - xi;
-                diff = use_mad ? (V4f)((V4i)diff & absMask) : diff * diff;
+            for (int v = 0; v < V; ++v) {
+                VF diff = vts[v] * fls[i][v] + vtm[v] - xi;
+                diff = use_mad ? (VF)((VI)diff & absMask) : diff * diff;
                 verr[v] += wi * diff;
             }
         }
         float err[8];
-        for (int v = 0; v < 2; ++v) std::memcpy(err + 4 * v, &verr[v], sizeof(V4f));
+        for (int v = 0; v < V; ++v) std::memcpy(err + W * v, &verr[v], sizeof(VF));
         int next = is + cnt;
         for (int k = 0; k < cnt; ++k) {
             if (!ok[k] || !(err[k] < best)) continue;
-            for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(fls[i][k / 4][k % 4]);
+            for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(fls[i][k / W][k % W]);
             best = err[k];
             scale = ts[k];
             uint32_t oldBits, newBits;
@@ -356,6 +358,31 @@ void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, floa
         }
         is = next;
     }
+}
+
+void qkxSearchPortable(int n, int nmax, const float* x, const float* w, uint8_t* L, float sum_w, float sum_x,
+                       float max, float& min, float& scale, float& best, float rmin, float rdelta, int nstep,
+                       bool use_mad) {
+    qkxSearchBody<V4f, V4i, 4>(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void qkxSearchAvx2(int n, int nmax, const float* x, const float* w, uint8_t* L,
+                                                   float sum_w, float sum_x, float max, float& min, float& scale,
+                                                   float& best, float rmin, float rdelta, int nstep, bool use_mad) {
+    qkxSearchBody<V8f, V8i, 8>(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
+}
+#endif
+
+// One vector of 8 candidates with AVX2 (no FMA), two of 4 otherwise: the same per-lane operations.
+void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, float sum_w, float sum_x, float max,
+               float& min, float& scale, float& best, float rmin, float rdelta, int nstep, bool use_mad) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2)
+        return qkxSearchAvx2(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
+#endif
+    qkxSearchPortable(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
 }
 
 // Shared body of make_qkx2_quants / make_qkx3_quants. `x3` selects the qkx3 differences:
