@@ -115,3 +115,22 @@ add_test(NAME llama_target_size_kld_vs_mixes
                  Q3_K_M Q4_K_M Q5_K_M)
 set_tests_properties(llama_target_size_kld_vs_mixes PROPERTIES FIXTURES_REQUIRED llama TIMEOUT 900 LABELS llama
                      ENVIRONMENT "QZ_TARGET_ARGS=--kld-text ${QZ_TEST_DATA_DIR}/text/shakespeare-train.txt")
+# gguf-split output (core/gguf/README.md A.8): llama.cpp loads the first part of a split Q4_K_M export as
+# the whole model (its tensors are those of the unsplit file, test_gguf_split), so llama.cpp's figure
+# for its own Q4_K_M file holds. Then a split F32 export is read back as one model and re-quantized to
+# one Q4_K_M file, which must give the same figure.
+set(QZ_SPLIT_OUT ${QZ_LLAMA_OUT}/split)
+file(MAKE_DIRECTORY ${QZ_SPLIT_OUT})
+add_test(NAME llama_export_split-Q4_K_M
+         COMMAND quantzoo-cli export ${BL} --format gguf --type Q4_K_M -o ${QZ_SPLIT_OUT}/bl-Q4_K_M.gguf
+                 --split-max-tensors 10 --quiet)
+set_tests_properties(llama_export_split-Q4_K_M PROPERTIES FIXTURES_SETUP qzgguf_split-Q4_K_M TIMEOUT 300 LABELS llama)
+add_test(NAME llama_runs_split-Q4_K_M
+         COMMAND ${QZ_LLAMA_DIR}/run-llama-tests.sh ${QZ_SPLIT_OUT}/bl-Q4_K_M-00001-of-00004.gguf 8.3056 3e-3)
+set_tests_properties(llama_runs_split-Q4_K_M PROPERTIES FIXTURES_REQUIRED "llama;qzgguf_split-Q4_K_M" TIMEOUT 300
+                     LABELS llama)
+add_test(NAME llama_export_split-F32
+         COMMAND quantzoo-cli export ${BL} --format gguf --type F32 -o ${QZ_SPLIT_OUT}/bl-F32.gguf
+                 --split-max-size 4M --quiet)
+set_tests_properties(llama_export_split-F32 PROPERTIES FIXTURES_SETUP qzgguf_split-F32 TIMEOUT 300 LABELS llama)
+qz_llama_export(${QZ_SPLIT_OUT}/bl-F32-00001-of-00004.gguf from-split Q4_K_M 8.3056 3e-3 REQUIRES qzgguf_split-F32)

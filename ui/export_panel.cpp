@@ -74,6 +74,7 @@ ExportPanel::ExportPanel(QWidget* parent)
     form->addRow(tr("output.weight"), m_outputType);
     form->addRow(tr("token_embd.weight"), m_embdType);
     form->addRow(QString(), m_pure);
+    form->addRow(tr("Split / metadata"), buildSplitAndKvFields());
 
     m_plan = new QTableWidget(0, ColCount, this);
     m_plan->setHorizontalHeaderLabels({tr("#"), tr("tensor"), tr("ne"), tr("type"), tr("bytes"), tr("why")});
@@ -257,6 +258,7 @@ qz::GgufExportParams ExportPanel::params() const {
     for (auto it = m_edits.begin(); it != m_edits.end(); ++it)
         if (auto t = qz::dtypeFromName(toStd(it.value())))
             p.overrides.push_back({toStd(QLatin1Char('^') + QRegularExpression::escape(it.key()) + QLatin1Char('$')), *t});
+    splitAndKvParams(p);  // errors are shown by plan() and startExport()
     return p;
 }
 
@@ -308,6 +310,8 @@ void ExportPanel::showPlan(const ExportResultPtr& plan) {
                        .arg(plan->parameters)
                        .arg(mib(plan->fileBytes))
                        .arg(plan->bitsPerWeight, 0, 'f', 4);
+    if (!plan->splitFirstTensor.empty())
+        text += tr(" in %1 files, the first %2").arg(plan->paths.size()).arg(toQ(plan->paths.front()));
     for (const auto& n : plan->notes)
         if (n.rfind("dropped", 0) != 0) text += QLatin1Char('\n') + toQ(n);
     m_summary->setText(text);
@@ -319,6 +323,11 @@ void ExportPanel::plan() {
     qz::GgufExportParams p = params();
     p.dryRun = true;
     m_planner->cancel();  // superseded: it stops at its next report, its plan is dropped
+    if (const QString err = splitAndKvParams(p); !err.isEmpty()) {
+        m_summary->setText(err);
+        m_run->setEnabled(false);
+        return;
+    }
     ModelPtr model = m_model;
     m_planner->run<ExportResultPtr>(
         [model, p](const BackgroundJob::Context& ctx) -> qz::Result<ExportResultPtr> {
@@ -347,6 +356,8 @@ void ExportPanel::showExported(const ExportResultPtr& r) {
                             .arg(r->bitsPerWeight, 0, 'f', 4)
                             .arg(r->seconds, 0, 'f', 1);
     m_log->appendPlainText(msg);
+    if (r->paths.size() > 1)
+        for (const auto& part : r->paths) m_log->appendPlainText(tr("  part %1").arg(toQ(part)));
     for (const auto& n : r->notes) m_log->appendPlainText(tr("note: %1").arg(toQ(n)));
     m_eta->setText(tr("done"));
     m_summary->setText(msg);
@@ -364,6 +375,10 @@ void ExportPanel::startExport() {
     m_log->appendPlainText(tr("Exporting %1 as %2 to %3").arg(toQ(m_model->name), m_type->currentText(), out));
     qz::GgufExportParams p = params();
     p.dryRun = false;
+    if (const QString err = splitAndKvParams(p); !err.isEmpty()) {
+        m_log->appendPlainText(err);
+        return;
+    }
     ModelPtr model = m_model;
     const bool started = m_runner->run<ExportResultPtr>(
         [this, model, p](const BackgroundJob::Context& ctx) -> qz::Result<ExportResultPtr> {
@@ -395,8 +410,67 @@ void ExportPanel::applyTargetPlan(const QString& fileType, const QMap<QString, Q
 void ExportPanel::setRunning(bool on) {
     m_run->setEnabled(!on);
     m_cancel->setEnabled(on);
-    for (QWidget* w : std::initializer_list<QWidget*>{m_type, m_format, m_output, m_imatrix, m_pure, m_outputType, m_embdType})
+    for (QWidget* w : std::initializer_list<QWidget*>{m_type, m_format, m_output, m_imatrix, m_pure, m_outputType, m_embdType,
+                                                      m_splitMode, m_splitValue, m_kvOverrides})
         w->setEnabled(!on);
+}
+
+// gguf-split output and --override-kv (core/gguf/README.md A.8, A.9): a split mode with its value, and
+// one KEY=TYPE:VALUE per line. Any change re-plans (the plan shows the number of files).
+QWidget* ExportPanel::buildSplitAndKvFields() {
+    auto* box = new QWidget(this);
+    auto* col = new QVBoxLayout(box);
+    col->setContentsMargins(0, 0, 0, 0);
+    auto* row = new QHBoxLayout;
+    m_splitMode = new QComboBox(box);
+    m_splitMode->addItem(tr("one file"), QStringLiteral("none"));
+    m_splitMode->addItem(tr("split: at most size"), QStringLiteral("size"));
+    m_splitMode->addItem(tr("split: at most tensors"), QStringLiteral("tensors"));
+    m_splitValue = new QLineEdit(box);
+    m_splitValue->setPlaceholderText(tr("e.g. 2G or 500M (10^9 / 10^6 bytes), or a tensor count"));
+    m_splitValue->setEnabled(false);
+    row->addWidget(m_splitMode);
+    row->addWidget(m_splitValue, 1);
+    col->addLayout(row);
+    m_kvOverrides = new QPlainTextEdit(box);
+    m_kvOverrides->setPlaceholderText(tr("metadata overrides, one per line: KEY=int:8, KEY=float:0.5, KEY=bool:true, KEY=str:text"));
+    m_kvOverrides->setMaximumHeight(fontMetrics().lineSpacing() * 4 + 12);
+    m_kvOverrides->setTabChangesFocus(true);
+    col->addWidget(m_kvOverrides);
+    connect(m_splitMode, &QComboBox::currentIndexChanged, this, [this] {
+        m_splitValue->setEnabled(m_splitMode->currentData().toString() != QLatin1String("none"));
+        schedulePlan();
+    });
+    connect(m_splitValue, &QLineEdit::editingFinished, this, [this] { schedulePlan(); });
+    connect(m_kvOverrides, &QPlainTextEdit::textChanged, this, [this] { schedulePlan(); });
+    return box;
+}
+
+QString ExportPanel::splitAndKvParams(qz::GgufExportParams& p) const {
+    p.kvOverrides.clear();
+    p.splitMaxBytes = 0;
+    p.splitMaxTensors = 0;
+    const QStringList lines = m_kvOverrides->toPlainText().split(QLatin1Char('\n'));
+    for (const QString& line : lines) {
+        const QString spec = line.trimmed();
+        if (spec.isEmpty()) continue;
+        auto o = qz::parseGgufKvOverride(toStd(spec));
+        if (!o) return toQ(o.error().message);
+        p.kvOverrides.push_back(std::move(*o));
+    }
+    const QString mode = m_splitMode->currentData().toString();
+    const QString value = m_splitValue->text().trimmed();
+    if (mode == QLatin1String("size")) {
+        auto n = qz::parseGgufSplitSize(toStd(value));
+        if (!n) return toQ(n.error().message);
+        p.splitMaxBytes = *n;
+    } else if (mode == QLatin1String("tensors")) {
+        bool ok = false;
+        const int n = value.toInt(&ok);
+        if (!ok || n < 1) return tr("the tensor count per split must be a whole number of at least 1, got '%1'").arg(value);
+        p.splitMaxTensors = n;
+    }
+    return {};
 }
 
 }  // namespace qz::ui

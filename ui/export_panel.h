@@ -9,6 +9,8 @@
 //  - "Compare types": the selected tensor under several types side by side (TypeCompareView);
 //  - "Target size": per-tensor types for the least predicted loss within a file size (TargetSizeView);
 //    its "Use for export" sets the type and every tensor's type here, as per-tensor edits.
+//  - gguf-split output (parts of at most a size or a tensor count) and --override-kv metadata, one
+//    KEY=TYPE:VALUE per line; invalid entries are reported in the summary and nothing runs.
 // The format box switches pages: GGUF (this panel's own widgets) and the calibrated formats, each a
 // CalibratedExportPage with its options, progress, per-layer chart and result (GPTQ, EXL2; addFormatPage).
 #pragma once
@@ -59,6 +61,9 @@ public:
     QPlainTextEdit* log() const { return m_log; }
     QLabel* summary() const { return m_summary; }
     QComboBox* formatBox() const { return m_format; }
+    QComboBox* splitModeBox() const { return m_splitMode; }     // "none", "size", "tensors" (item data)
+    QLineEdit* splitValueEdit() const { return m_splitValue; }  // "2G" / "500M", or a tensor count
+    QPlainTextEdit* kvOverridesEdit() const { return m_kvOverrides; }
     GptqExportPage* gptqPage() const { return m_gptq; }
     Exl2ExportPage* exl2Page() const { return m_exl2; }
     // Shows the page of format id ("gguf", "gptq", ...); false if unknown.
@@ -67,6 +72,8 @@ public:
     void addFormatPage(const QString& id, const QString& label, CalibratedExportPage* page);
     // The parameters the form describes (output path, type, overrides from edited rows, ...).
     qz::GgufExportParams params() const;
+    // The split and --override-kv fields into p; an error message for the user, or empty.
+    QString splitAndKvParams(qz::GgufExportParams& p) const;
 
 signals:
     void exportFinished(const QString& path);
@@ -87,6 +94,7 @@ private:
     void setRunning(bool on);
     void applyTargetPlan(const QString& fileType, const QMap<QString, QString>& types, const QString& imatrixPath);
     QString defaultOutputFor(const QString& type) const;
+    QWidget* buildSplitAndKvFields();
 
     ModelPtr m_model;
     BackgroundJob* m_runner;
@@ -103,6 +111,9 @@ private:
     QCheckBox* m_pure;
     QComboBox* m_outputType;
     QComboBox* m_embdType;
+    QComboBox* m_splitMode = nullptr;
+    QLineEdit* m_splitValue = nullptr;
+    QPlainTextEdit* m_kvOverrides = nullptr;
     QTableWidget* m_plan;
     QLabel* m_summary;
     QPushButton* m_run;

@@ -24,6 +24,10 @@ const char* kExportHelp =
     "  --output-tensor-type TYPE     type of output.weight\n"
     "  --token-embedding-type TYPE   type of token_embd.weight\n"
     "  --pure                        no mix rules: the default type for every quantizable tensor\n"
+    "  --override-kv KEY=TYPE:VALUE  set a metadata key, TYPE int (UINT32), float, bool or str (repeatable)\n"
+    "  gguf-split's options (files OUT-00001-of-0000N.gguf; llama.cpp loads the first as the model):\n"
+    "  --split-max-size N(M|G)       at most N megabytes / gigabytes (10^6 / 10^9) of tensor data per file\n"
+    "  --split-max-tensors N         at most N tensors per file\n"
     "  --dry-run                     print the planned type and size of every tensor, write nothing\n"
     "  --quiet                       no per-tensor log and no progress line\n"
     "  the file that fits a size: --target-size SIZE or --target-bpw X (see 'export --target-size 1 --help')\n";
@@ -38,6 +42,30 @@ std::string neString(const std::vector<int64_t>& ne) {
     std::string s = "[";
     for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
     return s + "]";
+}
+
+// --override-kv, --split-max-size, --split-max-tensors into p; an error message or "".
+std::string splitAndKvOptions(const Args& args, qz::GgufExportParams& p) {
+    for (const auto& spec : args.values("--override-kv")) {
+        auto o = qz::parseGgufKvOverride(spec);
+        if (!o) return o.error().message;
+        p.kvOverrides.push_back(std::move(*o));
+    }
+    if (args.has("--split-max-size") && args.has("--split-max-tensors"))
+        return "give --split-max-size or --split-max-tensors, not both";
+    if (auto v = args.value("--split-max-size")) {
+        auto n = qz::parseGgufSplitSize(*v);
+        if (!n) return n.error().message;
+        p.splitMaxBytes = *n;
+    }
+    if (args.has("--split-max-tensors")) {
+        std::string err;
+        const long long n = args.intOr("--split-max-tensors", 0, err);
+        if (!err.empty()) return err;
+        if (n < 1 || n > 2147483647) return "--split-max-tensors must be at least 1";
+        p.splitMaxTensors = static_cast<int>(n);
+    }
+    return {};
 }
 
 std::string defaultOutput(const std::string& model, const std::string& type) {
@@ -55,8 +83,8 @@ int cmdExport(int argc, char** argv) {
     }
     if (exportWantsTarget(argc, argv)) return cmdExportTarget(argc, argv);
     Args args({"--format", "--type", "-o", "--output", "--imatrix", "--tensor-type", "--output-tensor-type",
-               "--token-embedding-type"},
-              {"--pure", "--dry-run", "--quiet", "--help"}, {"--tensor-type"});
+               "--token-embedding-type", "--override-kv", "--split-max-size", "--split-max-tensors"},
+              {"--pure", "--dry-run", "--quiet", "--help"}, {"--tensor-type", "--override-kv"});
     auto usageError = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli export: %s\n%s", e.c_str(), kExportHelp);
         return kUsage;
@@ -85,6 +113,7 @@ int cmdExport(int argc, char** argv) {
         if (!t) return usageError("unknown type in --tensor-type '" + spec + "'");
         p.overrides.push_back({spec.substr(0, eq), *t});
     }
+    if (auto err = splitAndKvOptions(args, p); !err.empty()) return usageError(err);
     for (auto [opt, dst] : {std::pair{"--output-tensor-type", &p.outputTensorType},
                             std::pair{"--token-embedding-type", &p.tokenEmbeddingType}}) {
         if (auto v = args.value(opt)) {
@@ -128,6 +157,13 @@ int cmdExport(int argc, char** argv) {
                  p.dryRun ? "planned" : "wrote", p.dryRun ? result->type.c_str() : result->path.c_str(),
                  result->tensors.size(), static_cast<unsigned long long>(result->parameters),
                  mib(result->fileBytes).c_str(), result->bitsPerWeight, p.dryRun ? " (estimated size)" : "");
+    if (!result->splitFirstTensor.empty())
+        for (size_t k = 0; k < result->paths.size(); ++k) {
+            const size_t first = result->splitFirstTensor[k];
+            const size_t end = k + 1 < result->paths.size() ? result->splitFirstTensor[k + 1] : result->tensors.size();
+            std::fprintf(p.dryRun ? stdout : stderr, "  %s %s: %zu tensors\n", p.dryRun ? "part" : "wrote",
+                         result->paths[k].c_str(), end - first);
+        }
     return kOk;
 }
 

@@ -1,7 +1,12 @@
 #include "export/gguf_export.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <regex>
 
 #include "convert/hf_to_gguf.h"
@@ -125,6 +130,49 @@ struct FloatOut {
 };
 constexpr FloatOut kFloatOuts[] = {{"F32", DType::F32, 0}, {"F16", DType::F16, 1}, {"BF16", DType::BF16, 32}};
 
+// gguf-split's plan (core/gguf/README.md A.8): the index of each part's first tensor. By tensors: a new
+// part every `maxTensors` tensors. By size: a new part when the part's tensor data, each tensor padded
+// to 32 bytes, would exceed `maxBytes`; a tensor larger than that on its own gets a part of its own
+// (gguf-split refuses the file instead when it is the first tensor).
+std::vector<size_t> planSplits(const std::vector<GgufTensorLog>& tensors, uint64_t maxBytes, int maxTensors) {
+    std::vector<size_t> firsts{0};
+    uint64_t current = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        const uint64_t n = (tensors[i].bytesAfter + 31) / 32 * 32;
+        bool newPart = false;
+        if (maxTensors > 0)
+            newPart = i > 0 && i % static_cast<size_t>(maxTensors) == 0;
+        else if (maxBytes > 0)
+            newPart = i > firsts.back() && current + n > maxBytes;
+        if (newPart) {
+            firsts.push_back(i);
+            current = n;
+        } else {
+            current += n;
+        }
+    }
+    return firsts;
+}
+
+// The key/values of part k of n: every key/value of the model in the first part only, then split.no,
+// split.count (UINT16) and split.tensors.count (INT32), as gguf-split writes them.
+std::vector<GgufKV> splitPartKvs(const std::vector<GgufKV>& kvs, size_t k, size_t n, size_t totalTensors) {
+    std::vector<GgufKV> out;
+    if (k == 0) out = kvs;
+    out.push_back({"split.no", GgufValue::u16(static_cast<uint16_t>(k))});
+    out.push_back({"split.count", GgufValue::u16(static_cast<uint16_t>(n))});
+    out.push_back({"split.tensors.count", GgufValue::i32(static_cast<int32_t>(totalTensors))});
+    return out;
+}
+
+// --override-kv: each key removed and re-appended with its new value (gguf_set_val_*).
+void applyKvOverrides(std::vector<GgufKV>& kvs, const std::vector<GgufKvOverride>& overrides) {
+    for (const auto& o : overrides) {
+        kvs.erase(std::remove_if(kvs.begin(), kvs.end(), [&](const GgufKV& kv) { return kv.key == o.key; }), kvs.end());
+        kvs.push_back({o.key, o.value});
+    }
+}
+
 }  // namespace
 
 std::vector<std::string> ggufExportTypes() {
@@ -136,6 +184,60 @@ std::vector<std::string> ggufExportTypes() {
                           "TQ1_0", "TQ2_0", "MXFP4_MOE"})
         out.emplace_back(t);
     return out;
+}
+
+Result<GgufKvOverride> parseGgufKvOverride(const std::string& spec) {
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0)
+        return makeError("--override-kv needs KEY=TYPE:VALUE (TYPE int, float, bool or str), got '" + spec + "'");
+    GgufKvOverride o;
+    o.key = spec.substr(0, eq);
+    if (o.key.size() > 127) return makeError("--override-kv key longer than 127 bytes: '" + o.key + "'");
+    if (o.key == "general.alignment" || o.key.rfind("split.", 0) == 0)
+        return makeError("--override-kv cannot set " + o.key + " (the writer decides the file layout)");
+    const std::string rest = spec.substr(eq + 1);
+    const auto colon = rest.find(':');
+    const std::string type = colon == std::string::npos ? rest : rest.substr(0, colon);
+    const std::string value = colon == std::string::npos ? std::string() : rest.substr(colon + 1);
+    if (colon == std::string::npos || (type != "int" && type != "float" && type != "bool" && type != "str"))
+        return makeError("--override-kv " + o.key + ": type must be int, float, bool or str, as in KEY=int:8");
+    const std::string what = "--override-kv " + o.key + ": ";
+    if (type == "int") {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = value.empty() ? 0 : std::strtoll(value.c_str(), &end, 10);
+        if (value.empty() || *end != 0 || errno == ERANGE)
+            return makeError(what + "'" + value + "' is not a whole number");
+        if (v < 0 || v > 4294967295LL)
+            return makeError(what + value + " is outside 0..4294967295 (written as UINT32, as llama-quantize does)");
+        o.value = GgufValue::u32(static_cast<uint32_t>(v));
+    } else if (type == "float") {
+        errno = 0;
+        char* end = nullptr;
+        const double v = value.empty() ? 0 : std::strtod(value.c_str(), &end);
+        if (value.empty() || *end != 0 || !std::isfinite(v) || std::fabs(v) > 3.4028234663852886e38)
+            return makeError(what + "'" + value + "' is not a finite FLOAT32 number");
+        o.value = GgufValue::f32(static_cast<float>(v));
+    } else if (type == "bool") {
+        if (value != "true" && value != "false") return makeError(what + "bool must be true or false, got '" + value + "'");
+        o.value = GgufValue::boolean(value == "true");
+    } else {
+        if (value.size() > 127) return makeError(what + "string longer than 127 bytes");
+        o.value = GgufValue::string(value);
+    }
+    return o;
+}
+
+Result<uint64_t> parseGgufSplitSize(const std::string& text) {
+    const std::string bad = "--split-max-size needs a positive whole number followed by M or G (10^6 / 10^9 bytes), got '" + text + "'";
+    if (text.size() < 2) return makeError(bad);
+    const char unit = text.back();
+    const std::string digits = text.substr(0, text.size() - 1);
+    if ((unit != 'M' && unit != 'G') || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+        return makeError(bad);
+    const uint64_t n = std::stoull(digits);
+    if (n == 0) return makeError(bad);
+    return n * (unit == 'M' ? 1000000ULL : 1000000000ULL);
 }
 
 Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& params, const ProgressFn& progress,
@@ -243,10 +345,14 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
     };
     if (floatOut) {
         setKv("general.file_type", GgufValue::u32(static_cast<uint32_t>(floatOut->fileType)), false);
+        applyKvOverrides(kvs, params.kvOverrides);
     } else {
         // llama-quantize: gguf_set_val_u32 removes and appends, so these two end up last.
         setKv("general.quantization_version", GgufValue::u32(2), true);
         setKv("general.file_type", GgufValue::u32(static_cast<uint32_t>(*ftype)), true);
+        // Then its kv_overrides list: the user's --override-kv first, then the imatrix keys it appends
+        // (core/gguf/README.md A.9).
+        applyKvOverrides(kvs, params.kvOverrides);
         if (haveImatrix) {
             setKv("quantize.imatrix.file", GgufValue::string(std::filesystem::path(params.imatrixPath).filename().string()), true);
             if (!imatrix.datasets.empty()) setKv("quantize.imatrix.dataset", GgufValue::string(imatrix.datasets.front()), true);
@@ -279,9 +385,31 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
         result.parameters += n;
         result.tensors.push_back(log);
     }
-    uint64_t dataBytes = 0;
-    for (const auto& t : result.tensors) dataBytes += (t.bytesAfter + 31) / 32 * 32;
-    result.fileBytes = headerBytes(kvs, result.tensors) + dataBytes;
+    // The parts of a split output (one part otherwise) and their sizes.
+    if (params.splitMaxBytes && params.splitMaxTensors)
+        return makeError("give a split size or a tensor count per split, not both");
+    if (params.splitMaxTensors < 0) return makeError("the tensor count per split must be positive");
+    const bool split = params.splitMaxBytes > 0 || params.splitMaxTensors > 0;
+    const std::vector<size_t> firsts =
+        split ? planSplits(result.tensors, params.splitMaxBytes, params.splitMaxTensors) : std::vector<size_t>{0};
+    const size_t nParts = firsts.size();
+    if (nParts > 65535) return makeError("the output would have " + std::to_string(nParts) + " parts; gguf-split allows 65535");
+    if (split && result.tensors.size() > 2147483647u) return makeError("too many tensors for split.tensors.count");
+    auto partEnd = [&](size_t k) { return k + 1 < nParts ? firsts[k + 1] : result.tensors.size(); };
+    std::vector<std::vector<GgufKV>> partKvs(nParts);
+    result.fileBytes = 0;
+    for (size_t k = 0; k < nParts; ++k) {
+        partKvs[k] = split ? splitPartKvs(kvs, k, nParts, result.tensors.size()) : kvs;
+        const std::vector<GgufTensorLog> part(result.tensors.begin() + static_cast<std::ptrdiff_t>(firsts[k]),
+                                              result.tensors.begin() + static_cast<std::ptrdiff_t>(partEnd(k)));
+        uint64_t dataBytes = 0;
+        for (const auto& t : part) dataBytes += (t.bytesAfter + 31) / 32 * 32;
+        result.fileBytes += headerBytes(partKvs[k], part) + dataBytes;
+        const std::string prefix = ggufSplitPrefix(params.outputPath);
+        result.paths.push_back(split ? ggufSplitPath(prefix, static_cast<uint32_t>(k), static_cast<uint32_t>(nParts))
+                                     : params.outputPath);
+    }
+    if (split) result.splitFirstTensor = firsts;
     uint64_t rawBytes = 0;
     for (const auto& t : result.tensors) rawBytes += t.bytesAfter;
     result.bitsPerWeight = result.parameters ? 8.0 * static_cast<double>(rawBytes) / static_cast<double>(result.parameters) : 0;
@@ -290,14 +418,23 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
         return result;
     }
 
-    // Write, streaming.
-    GgufWriter writer(params.outputPath, floatOut ? GgufWriter::DimsConvention::Python : GgufWriter::DimsConvention::C);
-    for (auto& kv : kvs)
-        if (auto st = writer.setKv(kv.key, kv.value); !st) return st.error();
-    for (const auto& t : result.tensors)
-        if (auto st = writer.addTensor(t.name, t.ne, t.to); !st) return st.error();
-    if (auto st = writer.begin(); !st) return st.error();
-
+    // Write, streaming: each part is begun at its first tensor and closed after its last; the parts are
+    // renamed to their final names only when all of them are complete.
+    for (const auto& p : result.paths)
+        if (auto st = refuseOverwritingModel(model, p); !st) return st.error();
+    const auto dims = floatOut ? GgufWriter::DimsConvention::Python : GgufWriter::DimsConvention::C;
+    std::vector<std::unique_ptr<GgufWriter>> writers(nParts);
+    auto beginPart = [&](size_t k) -> Status {
+        writers[k] = std::make_unique<GgufWriter>(result.paths[k], dims);
+        GgufWriter& w = *writers[k];
+        for (auto& kv : partKvs[k])
+            if (auto st = w.setKv(kv.key, kv.value); !st) return st;
+        for (size_t i = firsts[k]; i < partEnd(k); ++i)
+            if (auto st = w.addTensor(result.tensors[i].name, result.tensors[i].ne, result.tensors[i].to); !st) return st;
+        return w.begin();
+    };
+    size_t part = 0;
+    if (auto st = beginPart(0); !st) return st.error();
     ProgressTracker tracker(progress, static_cast<double>(result.parameters));
     std::vector<float> values;
     std::vector<uint8_t> bytes;
@@ -305,14 +442,33 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
         const SourceTensor& t = src.tensors[order[j]];
         const GgufTensorLog& log = result.tensors[j];
         if (!tracker.advance(0, t.name)) return cancelledError();
+        while (j >= partEnd(part)) {  // the previous part is complete
+            if (auto st = writers[part]->close(); !st) return st.error();
+            if (auto st = beginPart(++part); !st) return st.error();
+        }
+        GgufWriter& writer = *writers[part];
         const bool copy = !src.fromHf && t.type == log.to;
         if (copy) {
             const auto raw = model.rawBytes(model.tensors[t.modelIndex]);
             if (auto st = writer.writeTensorData(raw); !st) return st.error();
         } else {
-            if (auto st = produce(model, src, t, values); !st) return Error{model.path + ": " + st.error().message, false};
+            // An F32 input tensor is quantized straight from the mapped file (no copy); others are produced.
+            const float* in = nullptr;
+            uint64_t inCount = 0;
+            if (!src.fromHf && t.type == DType::F32) {
+                const auto raw = model.rawBytes(model.tensors[t.modelIndex]);
+                if (reinterpret_cast<uintptr_t>(raw.data()) % alignof(float) == 0 && raw.size() == numel(t.ne) * 4) {
+                    in = reinterpret_cast<const float*>(raw.data());
+                    inCount = numel(t.ne);
+                }
+            }
+            if (!in) {
+                if (auto st = produce(model, src, t, values); !st) return Error{model.path + ": " + st.error().message, false};
+                in = values.data();
+                inCount = values.size();
+            }
             const int64_t ncols = t.ne.empty() ? 1 : t.ne[0];
-            const int64_t nrows = ncols ? static_cast<int64_t>(values.size()) / ncols : 0;
+            const int64_t nrows = ncols ? static_cast<int64_t>(inCount) / ncols : 0;
             const float* imat = nullptr;
             if (haveImatrix && traits(log.to).isQuantized) {
                 auto look = imatrix.lookup(t.name, ncols, t.ne.size() > 2 ? t.ne[2] : 1);
@@ -327,7 +483,7 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
                                  std::string(dtypeName(log.to)) + ")" +
                                  (haveImatrix ? " in " + params.imatrixPath : std::string()));
             bytes.resize(log.bytesAfter);
-            if (auto st = ggml::quantizeTensor(log.to, values.data(), nrows, ncols, imat, bytes.data(), params.threads); !st)
+            if (auto st = ggml::quantizeTensor(log.to, in, nrows, ncols, imat, bytes.data(), params.threads); !st)
                 return Error{t.name + ": " + st.error().message, false};
             if (auto st = writer.writeTensorData(bytes); !st) return st.error();
         }
@@ -340,10 +496,25 @@ Result<GgufExportResult> exportGguf(const Model& model, const GgufExportParams& 
         if (onTensor) onTensor(log);
         if (!tracker.advance(static_cast<double>(numel(t.ne)), t.name)) return cancelledError();
     }
-    if (auto st = writer.finish(); !st) return st.error();
-    result.path = params.outputPath;
-    std::error_code ec;
-    result.fileBytes = std::filesystem::file_size(params.outputPath, ec);
+    for (; part < nParts; ++part) {  // the rest (parts without tensors only when the model has none)
+        if (!writers[part])
+            if (auto st = beginPart(part); !st) return st.error();
+        if (auto st = writers[part]->close(); !st) return st.error();
+    }
+    for (size_t k = 0; k < nParts; ++k) {
+        if (auto st = writers[k]->finish(); !st) {
+            std::error_code ec;
+            for (size_t i = 0; i < k; ++i) std::filesystem::remove(result.paths[i], ec);
+            return st.error();
+        }
+    }
+    result.path = result.paths.front();
+    result.fileBytes = 0;
+    for (const auto& p : result.paths) {
+        std::error_code ec;
+        const auto n = std::filesystem::file_size(p, ec);
+        if (!ec) result.fileBytes += n;
+    }
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return result;
 }

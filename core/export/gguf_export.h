@@ -5,7 +5,8 @@
 // Streaming: one tensor at a time is produced as F32, quantized and appended to the file, so peak
 // memory is about the largest tensor (F32) plus its quantized bytes. The file is written under a
 // temporary name and renamed when complete; a failure or a cancel leaves nothing under the final
-// name and never touches the input.
+// name and never touches the input. A split output renames its parts only once every part is complete
+// (and removes the renamed ones if a later rename fails).
 #pragma once
 
 #include <functional>
@@ -16,6 +17,7 @@
 #include "common/dtype.h"
 #include "common/progress.h"
 #include "common/result.h"
+#include "gguf/gguf_file.h"
 #include "model/model.h"
 
 namespace qz {
@@ -24,6 +26,20 @@ struct TensorTypeOverride {
     std::string regex;  // searched in the GGUF tensor name; the first matching override wins
     DType type;
 };
+
+// --override-kv KEY=TYPE:VALUE (llama-quantize, core/gguf/README.md A.9): int -> UINT32, float -> FLOAT32,
+// bool -> BOOL, str -> STRING; set after general.file_type (removed and re-appended, as gguf_set_val_*).
+struct GgufKvOverride {
+    std::string key;
+    GgufValue value;
+};
+// Parses and validates one override: key 1..127 bytes and not general.alignment or split.*; int a whole
+// number 0..4294967295; float a finite number; bool true/false; str at most 127 bytes.
+Result<GgufKvOverride> parseGgufKvOverride(const std::string& spec);
+
+// gguf-split's --split-max-size value (core/gguf/README.md A.8): a positive whole number followed by
+// M (10^6 bytes) or G (10^9 bytes).
+Result<uint64_t> parseGgufSplitSize(const std::string& text);
 
 struct GgufExportParams {
     std::string outputPath;
@@ -35,6 +51,11 @@ struct GgufExportParams {
     bool pure = false;                     // --pure: no mix rules, only the default type (+ fallbacks)
     bool dryRun = false;                   // plan only: nothing is written
     int threads = 0;                       // 0 = all cores
+    std::vector<GgufKvOverride> kvOverrides;    // --override-kv, in the order given
+    // gguf-split output (core/gguf/README.md A.8): at most one of these non-zero. The files are named
+    // PREFIX-00001-of-0000N.gguf, PREFIX = outputPath without ".gguf".
+    uint64_t splitMaxBytes = 0;            // --split-max-size: tensor data per file
+    int splitMaxTensors = 0;               // --split-max-tensors: tensors per file
 };
 
 struct GgufTensorLog {
@@ -48,7 +69,9 @@ struct GgufTensorLog {
 };
 
 struct GgufExportResult {
-    std::string path;                      // final file (empty for a dry run)
+    std::string path;                      // final file, the first part of a split (empty for a dry run)
+    std::vector<std::string> paths;        // every file written (the parts of a split; planned for a dry run)
+    std::vector<size_t> splitFirstTensor;  // split output: index into tensors of each part's first tensor
     std::string type;                      // the ftype name
     std::vector<GgufTensorLog> tensors;    // in file order
     uint64_t fileBytes = 0;                // whole file incl. header (for a dry run: estimated)

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 namespace qz::ggml {
@@ -24,54 +25,50 @@ inline float qxWeight(const float* qw, int i, int rmseType, float xi) {
     }
 }
 
-// make_qx_quants' weighted scale search (rmse_type >= 1, one weight per element in w, n <= kQxMaxN):
-// the first candidate iscale = -nmax/max and the 18 candidates is = -9..-1, 1..9 are evaluated side by
-// side, four per vector (GCC/Clang vector extensions: SSE2 on x86-64, no FMA under -ffp-contract=off).
-// Each lane accumulates its own sumlx and suml2 over i = 0..n-1 in the reference order, with the
-// reference expressions ((w*x)*l and (w*l)*l) and the same nearest_int bit trick and clamp, so every
-// lane's sums are bit-identical to the scalar loop's. The candidates are then compared one after the
-// other in the reference order, and L is written once, for the candidate the reference keeps last.
-typedef float V4f __attribute__((vector_size(16)));
-typedef int32_t V4i __attribute__((vector_size(16)));
 constexpr int kQxMaxN = 64;
 constexpr int kQxCands = 19;  // lane 0: -nmax/max; lanes 1..18: is = -9..-1, 1..9
-constexpr int kQxVecs = (kQxCands + 3) / 4;
 
-float qxSearchWeighted(int n, int nmax, const float* x, int8_t* L, const float* w, float max) {
-    float isc[4 * kQxVecs];
+// The search, over vectors of W lanes (VF / VI: float / int32 vectors of W lanes). Inlined into the
+// portable entry (W = 4, SSE2) and into the AVX2 one (W = 8: 3 vectors instead of 5 per element); the
+// lanes' arithmetic is the same IEEE operations either way.
+template <class VF, class VI, int W>
+__attribute__((always_inline)) inline float qxSearchBody(int n, int nmax, const float* x, int8_t* L, const float* w,
+                                                         float max) {
+    constexpr int kVecs = (kQxCands + W - 1) / W;
+    float isc[W * kVecs];
     isc[0] = static_cast<float>(-nmax) / max;
     int k = 1;
     for (int is = -9; is <= 9; ++is) {
         if (is == 0) continue;
         isc[k++] = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
     }
-    for (; k < 4 * kQxVecs; ++k) isc[k] = isc[0];  // padding lanes, never compared
-    V4f vis[kQxVecs], slx[kQxVecs], sl2[kQxVecs];
-    for (int v = 0; v < kQxVecs; ++v) {
-        std::memcpy(&vis[v], isc + 4 * v, sizeof(V4f));
-        slx[v] = V4f{};
-        sl2[v] = V4f{};
+    for (; k < W * kVecs; ++k) isc[k] = isc[0];  // padding lanes, never compared
+    VF vis[kVecs], slx[kVecs], sl2[kVecs];
+    for (int v = 0; v < kVecs; ++v) {
+        std::memcpy(&vis[v], isc + W * v, sizeof(VF));
+        slx[v] = VF{};
+        sl2[v] = VF{};
     }
-    const V4i lo = V4i{} - nmax;
-    const V4i hi = V4i{} + (nmax - 1);
+    const VI lo = VI{} - nmax;
+    const VI hi = VI{} + (nmax - 1);
     for (int i = 0; i < n; ++i) {
         const float xi = x[i];
         const float wi = w[i];
         const float wx = wi * xi;
-        for (int v = 0; v < kQxVecs; ++v) {
-            const V4f shifted = vis[v] * xi + 12582912.f;  // nearest_int(iscale * x[i])
-            V4i l = ((V4i)shifted & 0x007fffff) - 0x00400000;
+        for (int v = 0; v < kVecs; ++v) {
+            const VF shifted = vis[v] * xi + 12582912.f;  // nearest_int(iscale * x[i])
+            VI l = ((VI)shifted & 0x007fffff) - 0x00400000;
             l = l > hi ? hi : l;  // clampInt(l, -nmax, nmax - 1)
             l = l < lo ? lo : l;
-            const V4f fl = __builtin_convertvector(l, V4f);
+            const VF fl = __builtin_convertvector(l, VF);
             slx[v] += wx * fl;       // w * x[i] * l
             sl2[v] += wi * fl * fl;  // w * l * l
         }
     }
-    float sx[4 * kQxVecs], s2[4 * kQxVecs];
-    for (int v = 0; v < kQxVecs; ++v) {
-        std::memcpy(sx + 4 * v, &slx[v], sizeof(V4f));
-        std::memcpy(s2 + 4 * v, &sl2[v], sizeof(V4f));
+    float sx[W * kVecs], s2[W * kVecs];
+    for (int v = 0; v < kVecs; ++v) {
+        std::memcpy(sx + W * v, &slx[v], sizeof(VF));
+        std::memcpy(s2 + W * v, &sl2[v], sizeof(VF));
     }
     float scale = s2[0] != 0.f ? sx[0] / s2[0] : 0.0f;
     float best = scale * sx[0];
@@ -88,6 +85,46 @@ float qxSearchWeighted(int n, int nmax, const float* x, int8_t* L, const float* 
         L[i] = static_cast<int8_t>(nmax + clampInt(l, -nmax, nmax - 1));
     }
     return scale;
+}
+
+typedef float V4f __attribute__((vector_size(16)));
+typedef int32_t V4i __attribute__((vector_size(16)));
+
+float qxSearchPortable(int n, int nmax, const float* x, int8_t* L, const float* w, float max) {
+    return qxSearchBody<V4f, V4i, 4>(n, nmax, x, L, w, max);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+typedef float V8f __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+
+// No FMA in the target: a contracted product would change the sums' bits.
+__attribute__((target("avx2"))) float qxSearchAvx2(int n, int nmax, const float* x, int8_t* L, const float* w,
+                                                   float max) {
+    return qxSearchBody<V8f, V8i, 8>(n, nmax, x, L, w, max);
+}
+
+bool detectAvx2() {
+    if (const char* env = std::getenv("QZ_NO_AVX2"); env && *env && *env != '0') return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#endif
+
+// make_qx_quants' weighted scale search (rmse_type >= 1, one weight per element in w, n <= kQxMaxN):
+// the first candidate iscale = -nmax/max and the 18 candidates is = -9..-1, 1..9 are evaluated side by
+// side, several per vector (GCC/Clang vector extensions: 4 lanes with SSE2, 8 with AVX2 where the CPU has
+// it; no FMA, -ffp-contract=off). Each lane accumulates its own sumlx and suml2 over i = 0..n-1 in the
+// reference order, with the reference expressions ((w*x)*l and (w*l)*l) and the same nearest_int bit trick
+// and clamp, so every lane's sums are bit-identical to the scalar loop's. The candidates are then compared
+// one after the other in the reference order, and L is written once, for the candidate the reference
+// keeps last.
+float qxSearchWeighted(int n, int nmax, const float* x, int8_t* L, const float* w, float max) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return qxSearchAvx2(n, nmax, x, L, w, max);
+#endif
+    return qxSearchPortable(n, nmax, x, L, w, max);
 }
 
 }  // namespace
@@ -226,13 +263,15 @@ namespace {
 // when a taken candidate changes `min` (bitwise), the candidates after it are computed again from there.
 constexpr int kQkxMaxN = 32;
 
-void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, float sum_w, float sum_x,
-               float max, float& min, float& scale, float& best, float rmin, float rdelta, int nstep,
-               bool use_mad) {
-    V4f fls[kQkxMaxN][2];
-    const V4i hi = V4i{} + nmax;
-    const V4i zero = V4i{};
-    const V4i absMask = V4i{} + 0x7fffffff;
+template <class VF, class VI, int W>
+__attribute__((always_inline)) inline void qkxSearchBody(int n, int nmax, const float* x, const float* w, uint8_t* L,
+                                                         float sum_w, float sum_x, float max, float& min, float& scale,
+                                                         float& best, float rmin, float rdelta, int nstep, bool use_mad) {
+    constexpr int V = 8 / W;  // vectors per 8 candidates
+    VF fls[kQkxMaxN][V];
+    const VI hi = VI{} + nmax;
+    const VI zero = VI{};
+    const VI absMask = VI{} + 0x7fffffff;
     int is = 0;
     while (is <= nstep) {
         const int cnt = std::min(8, nstep - is + 1);
@@ -240,23 +279,23 @@ void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, floa
         for (int k = 0; k < 8; ++k)
             isc[k] = (rmin + rdelta * static_cast<float>(is + std::min(k, cnt - 1)) + static_cast<float>(nmax)) /
                      (max - min);
-        V4f vis[2], sl[2], sl2[2], sxl[2];
-        for (int v = 0; v < 2; ++v) {
-            std::memcpy(&vis[v], isc + 4 * v, sizeof(V4f));
-            sl[v] = sl2[v] = sxl[v] = V4f{};
+        VF vis[V], sl[V], sl2[V], sxl[V];
+        for (int v = 0; v < V; ++v) {
+            std::memcpy(&vis[v], isc + W * v, sizeof(VF));
+            sl[v] = sl2[v] = sxl[v] = VF{};
         }
         for (int i = 0; i < n; ++i) {
             const float xm = x[i] - min;
             const float wi = w[i];
             const float xi = x[i];
-            for (int v = 0; v < 2; ++v) {
-                const V4f shifted = vis[v] * xm + 12582912.f;  // nearest_int(iscale * (x[i] - min))
-                V4i l = ((V4i)shifted & 0x007fffff) - 0x00400000;
+            for (int v = 0; v < V; ++v) {
+                const VF shifted = vis[v] * xm + 12582912.f;  // nearest_int(iscale * (x[i] - min))
+                VI l = ((VI)shifted & 0x007fffff) - 0x00400000;
                 l = l > hi ? hi : l;  // clampInt(l, 0, nmax)
                 l = l < zero ? zero : l;
-                const V4f fl = __builtin_convertvector(l, V4f);
+                const VF fl = __builtin_convertvector(l, VF);
                 fls[i][v] = fl;
-                const V4f wfl = wi * fl;
+                const VF wfl = wi * fl;
                 sl[v] += wfl;         // w * l
                 sl2[v] += wfl * fl;   // w * l * l
                 sxl[v] += wfl * xi;   // w * l * x[i]
@@ -264,10 +303,10 @@ void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, floa
         }
         float a[8], b[8], c[8], ts[8], tm[8];
         bool ok[8];
-        for (int v = 0; v < 2; ++v) {
-            std::memcpy(a + 4 * v, &sl[v], sizeof(V4f));
-            std::memcpy(b + 4 * v, &sl2[v], sizeof(V4f));
-            std::memcpy(c + 4 * v, &sxl[v], sizeof(V4f));
+        for (int v = 0; v < V; ++v) {
+            std::memcpy(a + W * v, &sl[v], sizeof(VF));
+            std::memcpy(b + W * v, &sl2[v], sizeof(VF));
+            std::memcpy(c + W * v, &sxl[v], sizeof(VF));
         }
         for (int k = 0; k < 8; ++k) {
             const float sum_l = a[k], sum_l2 = b[k], sum_xl = c[k];
@@ -285,27 +324,27 @@ void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, floa
                 tm[k] = this_min;
             }
         }
-        V4f vts[2], vtm[2], verr[2];
-        for (int v = 0; v < 2; ++v) {
-            std::memcpy(&vts[v], ts + 4 * v, sizeof(V4f));
-            std::memcpy(&vtm[v], tm + 4 * v, sizeof(V4f));
-            verr[v] = V4f{};
+        VF vts[V], vtm[V], verr[V];
+        for (int v = 0; v < V; ++v) {
+            std::memcpy(&vts[v], ts + W * v, sizeof(VF));
+            std::memcpy(&vtm[v], tm + W * v, sizeof(VF));
+            verr[v] = VF{};
         }
         for (int i = 0; i < n; ++i) {
             const float xi = x[i];
             const float wi = w[i];
-            for (int v = 0; v < 2; ++v) {
-                V4f diff = vts[v] * fls[i][v] + vtm[v] - xi;
-                diff = use_mad ? (V4f)((V4i)diff & absMask) : diff * diff;
+            for (int v = 0; v < V; ++v) {
+                VF diff = vts[v] * fls[i][v] + vtm[v] - xi;
+                diff = use_mad ? (VF)((VI)diff & absMask) : diff * diff;
                 verr[v] += wi * diff;
             }
         }
         float err[8];
-        for (int v = 0; v < 2; ++v) std::memcpy(err + 4 * v, &verr[v], sizeof(V4f));
+        for (int v = 0; v < V; ++v) std::memcpy(err + W * v, &verr[v], sizeof(VF));
         int next = is + cnt;
         for (int k = 0; k < cnt; ++k) {
             if (!ok[k] || !(err[k] < best)) continue;
-            for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(fls[i][k / 4][k % 4]);
+            for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(fls[i][k / W][k % W]);
             best = err[k];
             scale = ts[k];
             uint32_t oldBits, newBits;
@@ -319,6 +358,31 @@ void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, floa
         }
         is = next;
     }
+}
+
+void qkxSearchPortable(int n, int nmax, const float* x, const float* w, uint8_t* L, float sum_w, float sum_x,
+                       float max, float& min, float& scale, float& best, float rmin, float rdelta, int nstep,
+                       bool use_mad) {
+    qkxSearchBody<V4f, V4i, 4>(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void qkxSearchAvx2(int n, int nmax, const float* x, const float* w, uint8_t* L,
+                                                   float sum_w, float sum_x, float max, float& min, float& scale,
+                                                   float& best, float rmin, float rdelta, int nstep, bool use_mad) {
+    qkxSearchBody<V8f, V8i, 8>(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
+}
+#endif
+
+// One vector of 8 candidates with AVX2 (no FMA), two of 4 otherwise: the same per-lane operations.
+void qkxSearch(int n, int nmax, const float* x, const float* w, uint8_t* L, float sum_w, float sum_x, float max,
+               float& min, float& scale, float& best, float rmin, float rdelta, int nstep, bool use_mad) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2)
+        return qkxSearchAvx2(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
+#endif
+    qkxSearchPortable(n, nmax, x, w, L, sum_w, sum_x, max, min, scale, best, rmin, rdelta, nstep, use_mad);
 }
 
 // Shared body of make_qkx2_quants / make_qkx3_quants. `x3` selects the qkx3 differences:

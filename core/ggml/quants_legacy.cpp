@@ -9,6 +9,14 @@
 #include "common/fp16.h"
 #include "ggml/block_types.h"
 #include "ggml/quant_helpers.h"
+#include "ggml/vec_dot_impl.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define QZ_LEGACY_X86 1
+#else
+#define QZ_LEGACY_X86 0
+#endif
 
 namespace qz::ggml {
 
@@ -240,8 +248,66 @@ void quantizeRowsQ5_1(const float* src, uint8_t* dst, int64_t nrows, int64_t nco
     });
 }
 
+#if QZ_LEGACY_X86
+namespace {
+// quantizeRowQ8_0Ref with AVX2, the same bytes: the block maximum of |x| is a max (order-free without
+// NaN, and _mm256_max_ps(|x|, m) keeps m when |x| is NaN, as std::max(m, |x|) does); d and 1/d are the
+// scalar ones; x * id is one IEEE product per lane as in the scalar loop; and roundf (half away from
+// zero) is trunc(v) plus one step away from zero when |v - trunc(v)| >= 0.5 (v - trunc(v) is exact).
+// A block whose scaled values are not all finite and below 2^22 takes the scalar path.
+__attribute__((target("avx2,fma,f16c"))) void quantizeRowQ8_0Avx2(const float* x, uint8_t* dst, int64_t k) {
+    auto* y = reinterpret_cast<BlockQ8_0*>(dst);
+    const __m256 signBit = _mm256_set1_ps(-0.0f);
+    const __m256 half = _mm256_set1_ps(0.5f);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 limit = _mm256_set1_ps(4194304.f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < k / 32; ++i, x += 32) {
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int b = 0; b < 4; ++b) {
+            v[b] = _mm256_loadu_ps(x + 8 * b);
+            m = _mm256_max_ps(_mm256_andnot_ps(signBit, v[b]), m);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127;
+        const float id = d != 0.f ? 1.0f / d : 0.0f;
+        y[i].d = fp32ToFp16(d);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        bool inRange = true;
+        for (int b = 0; b < 4; ++b) {
+            const __m256 s = _mm256_mul_ps(v[b], vid);
+            // NaN compares false: an unordered lane leaves the fast path too.
+            inRange &= _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(signBit, s), limit, _CMP_LT_OQ)) == 0xFF;
+            const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 frac = _mm256_andnot_ps(signBit, _mm256_sub_ps(s, t));
+            const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ),
+                                              _mm256_or_ps(one, _mm256_and_ps(signBit, s)));
+            q[b] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+        }
+        if (!inRange) {
+            quantizeRowQ8_0Ref(x, reinterpret_cast<uint8_t*>(&y[i]), 32);
+            continue;
+        }
+        const __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+        const __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), perm);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), p);
+    }
+}
+}  // namespace
+#endif
+
 void quantizeRowsQ8_0(const float* src, uint8_t* dst, int64_t nrows, int64_t ncols, const float*) {
-    quantizeRowQ8_0Ref(src, dst, nrows * ncols);  // ggml ignores the imatrix for Q8_0
+    // ggml ignores the imatrix for Q8_0
+#if QZ_LEGACY_X86
+    if (vecdot::haveAvx2()) return quantizeRowQ8_0Avx2(src, dst, nrows * ncols);
+#endif
+    quantizeRowQ8_0Ref(src, dst, nrows * ncols);
 }
 
 void convertRowF16(const float* x, uint16_t* dst, int64_t n) {

@@ -231,11 +231,20 @@ Status GgufWriter::writeTensorData(std::span<const uint8_t> bytes) {
     return okStatus();
 }
 
-Status GgufWriter::finish() {
-    if (m_state != State::Writing) return makeError(m_path + ": finish() without a successful begin()");
+Status GgufWriter::close() {
+    if (m_state != State::Writing) return makeError(m_path + ": close() without a successful begin()");
     if (m_current < m_tensors.size())
         return fail("tensor '" + m_tensors[m_current].name + "' is incomplete (" + std::to_string(m_written) +
                     " of " + std::to_string(m_tensors[m_current].nbytes) + " bytes written)");
+    if (auto s = m_out.close(); !s) return failed(s);
+    m_state = State::Closed;
+    return okStatus();
+}
+
+Status GgufWriter::finish() {
+    if (m_state == State::Writing)
+        if (auto s = close(); !s) return s;
+    if (m_state != State::Closed) return makeError(m_path + ": finish() without a successful begin()");
     if (auto s = m_out.commit(); !s) return failed(s);
     m_state = State::Finished;
     return okStatus();

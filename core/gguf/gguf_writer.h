@@ -67,6 +67,10 @@ public:
     // Appends bytes to the current tensor (the first declared one not yet complete). A tensor may
     // be supplied in several pieces; when it is complete its padding is written.
     Status writeTensorData(std::span<const uint8_t> bytes);
+    // Two-phase end for a set of files that must appear together (the parts of a split model):
+    // close() checks completeness, flushes, fsyncs and closes the temporary file without touching
+    // the destination; finish() afterwards only renames. finish() alone does both.
+    Status close();
     Status finish();
     void abort();
 
@@ -91,7 +95,7 @@ private:
     uint32_t m_alignment = kGgufDefaultAlignment;
     uint64_t m_dataOffset = 0;
     OutputFile m_out;
-    enum class State { Declaring, Writing, Finished, Failed } m_state = State::Declaring;
+    enum class State { Declaring, Writing, Closed, Finished, Failed } m_state = State::Declaring;
     size_t m_current = 0;        // tensor receiving data
     uint64_t m_written = 0;      // bytes of it written so far
 };

@@ -7,7 +7,9 @@
 //     (the legacy imatrix paths have no llama-quantize golden file, so this is their reference; IQ2_XXS,
 //     IQ2_XS and IQ1_S only with one, as ggml asserts without);
 //   * ggml::dequantize vs dequantize_row_* for every type we decode, on blocks made by ggml itself
-//     and on random block bytes (with finite fp16 scales), compared bit for bit.
+//     and on random block bytes (with finite fp16 scales), compared bit for bit;
+//   * Q8_0 (vectorised on AVX2 machines) on exact halves, denormals and huge values; blocks with NaN or
+//     infinity (C leaves ggml's conversion of those undefined) equal our scalar reference instead.
 // Without the library (tests/llama not set up) the test reports a skip, never a pass; with
 // QZ_REQUIRE_ALL=1 or CI=true (test.sh) it fails.
 #include <QtTest>
@@ -17,12 +19,14 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <random>
 
 #include "common/fp16.h"
 #include "ggml/block_types.h"
 #include "ggml/dequantize.h"
 #include "ggml/quantize.h"
+#include "ggml/quants_legacy.h"
 
 using namespace qz;
 
@@ -96,6 +100,7 @@ private slots:
     void quantizeMatchesGgml();
     void dequantizeMatchesGgml_data();
     void dequantizeMatchesGgml();
+    void q8_0RoundingEdges();
 };
 
 void TestGgmlVsLibggml::initTestCase() {
@@ -236,6 +241,36 @@ void TestGgmlVsLibggml::dequantizeMatchesGgml() {
         lib().quantize(tr.ggmlId, x.data(), blocks.data(), 0, 48, 256, ones.data());
         compare("ggml-quantized blocks");
     }
+}
+
+void TestGgmlVsLibggml::q8_0RoundingEdges() {
+    const int64_t cols = 32 * 16;
+    std::vector<float> x(cols * 4);
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int> ki(-126, 126);
+    for (int64_t c = 0; c < cols; ++c) {
+        const int64_t b = c / 32, j = c % 32;
+        const float scale = std::ldexp(1.0f, static_cast<int>(b) * 8 - 64);  // 2^-64 .. 2^56: ties stay exact
+        x[c] = j == 0 ? 127.f * scale : (static_cast<float>(ki(rng)) + 0.5f) * scale;  // d = scale: every x/d a tie
+        x[cols + c] = j == 0 ? -127.f : static_cast<float>(ki(rng)) + (j % 2 ? 0.49999997f : -0.50000006f);
+        x[2 * cols + c] = std::ldexp(static_cast<float>(ki(rng)), -140 + static_cast<int>(b));  // denormal blocks
+        x[3 * cols + c] = std::ldexp(static_cast<float>(ki(rng)) + 0.5f, 100 + static_cast<int>(b));
+    }
+    const int64_t rows = 4;
+    const size_t bytes = rows * *bytesFor(DType::Q8_0, cols);
+    std::vector<uint8_t> ours(bytes), theirs(bytes), ref(bytes);
+    QVERIFY(ggml::quantizeTensor(DType::Q8_0, x.data(), rows, cols, nullptr, ours.data(), 1).ok());
+    QCOMPARE(lib().quantize(traits(DType::Q8_0).ggmlId, x.data(), theirs.data(), 0, rows, cols, nullptr), bytes);
+    QVERIFY(ours == theirs);
+    // Non-finite values: the vectorised path gives the scalar reference's bytes.
+    x[5] = std::numeric_limits<float>::quiet_NaN();
+    x[cols + 40] = std::numeric_limits<float>::infinity();
+    x[2 * cols + 70] = -std::numeric_limits<float>::infinity();
+    x[3 * cols + 100] = std::numeric_limits<float>::quiet_NaN();
+    x[3 * cols + 101] = std::numeric_limits<float>::infinity();
+    QVERIFY(ggml::quantizeTensor(DType::Q8_0, x.data(), rows, cols, nullptr, ours.data(), 1).ok());
+    ggml::quantizeRowQ8_0Ref(x.data(), ref.data(), rows * cols);
+    QVERIFY(ours == ref);
 }
 
 QTEST_GUILESS_MAIN(TestGgmlVsLibggml)

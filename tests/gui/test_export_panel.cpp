@@ -1,6 +1,8 @@
 // The Export workspace, offscreen: the plan appears before running (types, sizes, bits per weight),
 // a per-tensor edit re-plans with that type, an export writes a GGUF file that our reader accepts
 // with the planned types, a cancel leaves nothing behind, and "Compare types" draws one plot per type.
+// The split and metadata fields: the plan names the number of files, the export writes the parts with
+// the overridden key, and an invalid override is reported without running.
 #include <QComboBox>
 #include <QDir>
 #include <QLabel>
@@ -14,6 +16,7 @@
 
 #include "export_panel.h"
 #include "gguf/gguf_file.h"
+#include "gguf/gguf_reader.h"
 #include "histogram_plot.h"
 #include "type_compare_view.h"
 
@@ -25,6 +28,7 @@ private slots:
     void planEditExport();
     void cancelLeavesNothing();
     void compareTypes();
+    void splitAndOverrides();
 
 private:
     static ModelPtr open(const char* rel) {
@@ -117,6 +121,38 @@ void TestExportPanel::compareTypes() {
         if (p->isVisibleTo(panel.compareView()) && p->series().size() == 2) ++drawn;
     QCOMPARE(drawn, 7);
     QCOMPARE(panel.compareView()->table()->rowCount(), 7);
+}
+
+void TestExportPanel::splitAndOverrides() {
+    ExportPanel panel;
+    auto model = open("bard-llama");
+    QVERIFY(model);
+    QSignalSpy planned(&panel, &ExportPanel::planShown);
+    panel.setModel(model);
+    QVERIFY(planned.wait(20000));
+    QTemporaryDir dir;
+    panel.outputEdit()->setText(dir.filePath(QStringLiteral("s.gguf")));
+    // An invalid override: the summary says why, nothing can run.
+    panel.kvOverridesEdit()->setPlainText(QStringLiteral("general.name=text:x"));
+    QTRY_VERIFY_WITH_TIMEOUT(panel.summary()->text().contains(QStringLiteral("--override-kv")), 20000);
+    QVERIFY(!panel.exportButton()->isEnabled());
+    // 39 tensors, at most 10 per file: 4 files.
+    planned.clear();
+    panel.kvOverridesEdit()->setPlainText(QStringLiteral("general.name=str:from the GUI\nqz.layers=int:4\n"));
+    panel.splitModeBox()->setCurrentIndex(panel.splitModeBox()->findData(QStringLiteral("tensors")));
+    panel.splitValueEdit()->setText(QStringLiteral("10"));
+    emit panel.splitValueEdit()->editingFinished();
+    QTRY_VERIFY_WITH_TIMEOUT(panel.summary()->text().contains(QStringLiteral("in 4 files")), 20000);
+    QTRY_VERIFY_WITH_TIMEOUT(panel.exportButton()->isEnabled(), 20000);
+    QSignalSpy finished(panel.runner(), &BackgroundJob::finished);
+    QTest::mouseClick(panel.exportButton(), Qt::LeftButton);
+    QVERIFY(finished.wait(60000));
+    QCOMPARE(QDir(dir.path()).entryList({QStringLiteral("s-0000?-of-00004.gguf")}, QDir::Files).size(), 4);
+    auto m = qz::openModel(dir.filePath(QStringLiteral("s-00001-of-00004.gguf")).toStdString());
+    QVERIFY2(m.ok(), m.ok() ? "" : m.error().message.c_str());
+    QCOMPARE((*m)->tensors.size(), size_t(39));
+    QCOMPARE(*qz::ggufOf(**m)->getString("general.name"), std::string("from the GUI"));
+    QCOMPARE(*qz::ggufOf(**m)->getUInt("qz.layers"), uint64_t(4));
 }
 
 QTEST_MAIN(TestExportPanel)
