@@ -44,6 +44,15 @@ std::string neString(const std::vector<int64_t>& ne) {
     return s + "]";
 }
 
+
+std::string defaultOutput(const std::string& model, const std::string& type) {
+    std::string base = model;
+    while (base.size() > 1 && base.back() == '/') base.pop_back();
+    if (base.size() > 5 && base.compare(base.size() - 5, 5, ".gguf") == 0) base.resize(base.size() - 5);
+    return base + "." + type + ".gguf";
+}
+}  // namespace
+
 // --override-kv, --split-max-size, --split-max-tensors into p; an error message or "".
 std::string splitAndKvOptions(const Args& args, qz::GgufExportParams& p) {
     for (const auto& spec : args.values("--override-kv")) {
@@ -67,14 +76,6 @@ std::string splitAndKvOptions(const Args& args, qz::GgufExportParams& p) {
     }
     return {};
 }
-
-std::string defaultOutput(const std::string& model, const std::string& type) {
-    std::string base = model;
-    while (base.size() > 1 && base.back() == '/') base.pop_back();
-    if (base.size() > 5 && base.compare(base.size() - 5, 5, ".gguf") == 0) base.resize(base.size() - 5);
-    return base + "." + type + ".gguf";
-}
-}  // namespace
 
 int cmdExport(int argc, char** argv) {
     for (int i = 2; i + 1 < argc; ++i) {  // other formats parse their own options

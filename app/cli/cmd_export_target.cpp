@@ -36,6 +36,8 @@ const char* kTargetHelp =
     "tensor;\n"
     "                       llama, mistral, qwen2, gpt2); --kld-ctx N (default 128), --kld-chunks K (default "
     "8)\n"
+    "  --split-max-size N(M|G), --split-max-tensors N, --override-kv KEY=TYPE:VALUE   as for the plain\n"
+    "                       GGUF export (gguf-split parts; metadata overrides)\n"
     "  --threads T          worker threads (default all cores)\n"
     "  -o, --output         output file (default: MODEL.target.gguf beside the model)\n"
     "  --dry-run            print the plan (type, bytes and predicted loss per tensor; the standard mixes\n"
@@ -72,7 +74,8 @@ bool exportWantsTarget(int argc, char** argv) {
 
 int cmdExportTarget(int argc, char** argv) {
     Args args({"--format", "--target-size", "--target-bpw", "--imatrix", "--calib", "-c", "--chunks",
-               "--sample-rows", "--threads", "-o", "--output", "--kld-text", "--kld-ctx", "--kld-chunks"},
+               "--sample-rows", "--threads", "-o", "--output", "--kld-text", "--kld-ctx", "--kld-chunks",
+               "--override-kv", "--split-max-size", "--split-max-tensors"},
               {"--dry-run", "--quiet", "--help"});
     auto usageError = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli export: %s\n%s", e.c_str(), kTargetHelp);
@@ -113,6 +116,8 @@ int cmdExportTarget(int argc, char** argv) {
     if (!err.empty()) return usageError(err);
     if (sp.sampleRows < 0) return usageError("--sample-rows must be 0 or more");
     if (nCtx < 2 || nCtx > 1 << 20) return usageError("-c must be at least 2");
+    qz::GgufExportParams base;  // gguf-split parts and metadata overrides, as for the plain export
+    if (auto e = splitAndKvOptions(args, base); !e.empty()) return usageError(e);
     if (sp.kldCtx < 4 || sp.kldCtx > 1 << 20 || sp.kldCtx % 2)
         return usageError("--kld-ctx must be even and at least 4");
     if (sp.kldChunks < 1) return usageError("--kld-chunks must be at least 1");
@@ -207,7 +212,6 @@ int cmdExportTarget(int argc, char** argv) {
                 plan->bitsPerWeight, plan->predictedLoss, plan->lowerBound);
     if (dryRun) return kOk;
 
-    qz::GgufExportParams base;
     base.outputPath = output;
     base.threads = sp.threads;
     const qz::GgufExportParams p = qz::targetExportParams(*plan, *table, base);

@@ -2,7 +2,15 @@
 //   0 success, 1 failure (one-line reason on stderr), 2 usage error, 130 cancelled by Ctrl-C.
 #pragma once
 
+#include <string>
+
+namespace qz {
+struct GgufExportParams;
+}
+
 namespace qzcli {
+
+class Args;
 
 enum ExitCode { kOk = 0, kFailed = 1, kUsage = 2, kCancelled = 130 };
 
@@ -19,6 +27,9 @@ int cmdExportExl2(int argc, char** argv);
 // `export --format gguf --target-size S | --target-bpw X` (app/cli/cmd_export_target.cpp).
 bool exportWantsTarget(int argc, char** argv);
 int cmdExportTarget(int argc, char** argv);
+// The GGUF export's --override-kv, --split-max-size and --split-max-tensors into p (shared by both GGUF
+// paths); an error message, or "" when they are valid.
+std::string splitAndKvOptions(const Args& args, qz::GgufExportParams& p);
 // Evaluation (app/cli/cmd_perplexity.cpp, cmd_generate.cpp, cmd_imatrix.cpp).
 int cmdPerplexity(int argc, char** argv);
 int cmdGenerate(int argc, char** argv);

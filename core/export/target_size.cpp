@@ -702,6 +702,9 @@ GgufExportParams targetExportParams(const TargetPlan& plan, const SensitivityTab
     p.outputPath = base.outputPath;
     p.dryRun = base.dryRun;
     p.threads = base.threads;
+    p.kvOverrides = base.kvOverrides;  // gguf-split parts and metadata overrides as the caller set them
+    p.splitMaxBytes = base.splitMaxBytes;
+    p.splitMaxTensors = base.splitMaxTensors;
     p.imatrixPath = table.imatrixPath;
     p.type = plan.fileType;
     for (const auto& t : plan.tensors)
