@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "common/fp16.h"
 #include "common/parallel.h"
@@ -96,7 +97,12 @@ Status Engine::setWeight(const std::string& name, std::span<const float> values)
         if (!std::isfinite(v)) return makeError("setWeight: " + name + " contains NaN or Inf");
     std::vector<float> t(values.begin(), values.end());
     applyWeightTransforms(slot, t);
-    *slot.dst = std::move(t);
+    if (slot.offset > 0 || t.size() != slot.dst->size()) {  // one expert of a stacked matrix
+        if (slot.offset + t.size() > slot.dst->size()) return makeError("setWeight: " + name + " out of place");
+        std::copy(t.begin(), t.end(), slot.dst->begin() + static_cast<std::ptrdiff_t>(slot.offset));
+    } else {
+        *slot.dst = std::move(t);
+    }
     m_impl->nCached = 0;
     return okStatus();
 }
@@ -114,7 +120,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOpt
                          std::to_string(impl->hp.nCtxTrain) + " tokens");
     impl->nCtxMax = cap;
     impl->kvF16 = options.kvF16;
-    if (impl->hp.arch == InferArch::Gpt2 && options.ggmlGelu) {
+    if ((impl->hp.arch == InferArch::Gpt2 || impl->hp.gemma) && options.ggmlGelu) {
         impl->geluTable.resize(1 << 16);
         for (uint32_t h = 0; h < (1u << 16); ++h)
             impl->geluTable[h] = fp16ToFp32(fp32ToFp16(geluTanh(fp16ToFp32(static_cast<uint16_t>(h)))));
@@ -145,6 +151,92 @@ struct BlockScratch {
     InferMat H, Q, K, V, A, T, G, U;
 };
 
+// RMSNorm over each head's headDim values of M [nHeads·hd × n] in place (q/k norms).
+void headNorm(InferMat& M, int hd, const std::vector<float>& g, float eps) {
+    InferMat tmp = M;
+    rmsNormColumns(tmp.data(), tmp.size() / hd, hd, g.data(), eps, M.data());
+}
+
+// x·tanh-free GELU: ggml's fp16 table when present, else the float tanh approximation.
+inline float geluOf(const std::vector<float>& table, float v) {
+    if (table.empty()) return geluTanh(v);
+    if (v <= -10.0f) return 0.0f;
+    if (v >= 10.0f) return v;
+    return table[fp32ToFp16(v)];
+}
+
+// Mixture-of-experts feed-forward on H [nEmbd × n] into T (llama.cpp build_moe_ffn with softmax gating;
+// transformers' Qwen3MoeSparseMoeBlock / MixtralSparseMoeBlock): router probabilities p = softmax(R·h),
+// the nExpertUsed largest (ties: lower index first), weights p_e (renormalised to sum 1 when
+// expertNormTopK), out = Σ_e w_e · down_e(SiLU(gate_e·h) ⊙ up_e·h). Each expert runs once on the tokens
+// routed to it; the observer sees each expert's gathered inputs under its own name.
+void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, InferMat& T,
+                const std::function<void(const std::string&, const InferMat&)>& observe, BlockStage stopAt,
+                bool& stopped) {
+    const InferHParams& hp = e.hp;
+    const int n = static_cast<int>(H.cols()), E = hp.nExpert, K = hp.nExpertUsed, F = hp.nFfExpert;
+    const int d = hp.nEmbd;
+    observe(L.router.name, H);
+    InferMat R;
+    matmul(L.router, H, R, e.threads);
+    std::vector<std::vector<std::pair<int, float>>> routed(E);  // expert -> (token, weight)
+    std::vector<int> idx(E);
+    std::vector<double> pr(E);
+    for (int t = 0; t < n; ++t) {
+        double mx = -INFINITY;
+        for (int x = 0; x < E; ++x) mx = std::max(mx, static_cast<double>(R(x, t)));
+        double sum = 0;
+        for (int x = 0; x < E; ++x) sum += (pr[x] = std::exp(static_cast<double>(R(x, t)) - mx));
+        for (int x = 0; x < E; ++x) pr[x] /= sum;
+        for (int x = 0; x < E; ++x) idx[x] = x;
+        std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return pr[a] > pr[b]; });
+        double wsum = 0;
+        for (int k = 0; k < K; ++k) wsum += pr[idx[k]];
+        for (int k = 0; k < K; ++k) {
+            const double w = hp.expertNormTopK ? pr[idx[k]] / wsum : pr[idx[k]];
+            routed[idx[k]].push_back({t, static_cast<float>(w)});
+        }
+    }
+    std::vector<InferMat> Xe(E), Ue(E);
+    for (int x = 0; x < E; ++x) {
+        if (routed[x].empty()) continue;
+        Xe[x].resize(d, static_cast<Eigen::Index>(routed[x].size()));
+        for (size_t i = 0; i < routed[x].size(); ++i) Xe[x].col(i) = H.col(routed[x][i].first);
+        observe(L.gateExpNames[x], Xe[x]);
+        observe(L.upExpNames[x], Xe[x]);
+    }
+    if (stopAt == BlockStage::FfnInput) {
+        stopped = true;
+        return;
+    }
+    InferMat G;
+    for (int x = 0; x < E; ++x) {
+        if (routed[x].empty()) continue;
+        const int m = static_cast<int>(Xe[x].cols());
+        G.resize(F, m);
+        Ue[x].resize(F, m);
+        const size_t off = static_cast<size_t>(x) * F * d;
+        linearForward(L.gateExps.w.data() + off, F, d, Xe[x].data(), m, G.data(), F, e.threads);
+        linearForward(L.upExps.w.data() + off, F, d, Xe[x].data(), m, Ue[x].data(), F, e.threads);
+        Ue[x] = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(Ue[x]);
+        observe(L.downExpNames[x], Ue[x]);
+    }
+    if (stopAt == BlockStage::FfnOutInput) {
+        stopped = true;
+        return;
+    }
+    T.setZero(d, n);
+    InferMat Y;
+    for (int x = 0; x < E; ++x) {
+        if (routed[x].empty()) continue;
+        const int m = static_cast<int>(Ue[x].cols());
+        Y.resize(d, m);
+        linearForward(L.downExps.w.data() + static_cast<size_t>(x) * d * F, d, F, Ue[x].data(), m, Y.data(), d,
+                      e.threads);
+        for (int i = 0; i < m; ++i) T.col(routed[x][i].first) += routed[x][i].second * Y.col(i);
+    }
+}
+
 // Decoder block l on X [nEmbd × n] (token t in column t) in place: the tokens sit at cache slots
 // nPast .. nPast+n−1 and at positions ropePos0 .. ropePos0+n−1 (RoPE), and attend to cache slots
 // 0 .. their own. The observer sees each linear's input before its matrix multiply. With stopAt below
@@ -165,7 +257,10 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
     // Plain references, not a structured binding: lambdas below capture them (clang before 16 cannot
     // capture structured bindings, and the fuzz build uses clang).
     InferMat &H = s.H, &Q = s.Q, &K = s.K, &V = s.V, &A = s.A, &T = s.T, &G = s.G, &U = s.U;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const float scale = hp.attnScale > 0 ? hp.attnScale : 1.0f / std::sqrt(static_cast<float>(hd));
+    const float softcap = hp.attnSoftcap;
+    const bool sliding = !hp.layerSliding.empty() && hp.layerSliding[l] && hp.slidingWindow > 0;
+    const int window = hp.slidingWindow;
     const int group = hp.nHead / hp.nHeadKv;
     constexpr int kTile = 64;
     const InferLayer& L = e.layers[l];
@@ -181,15 +276,33 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         e.vCache[l].middleCols(nPast, n) = T.bottomRows(kvDim);
     } else {
         rmsNorm(X, L.attnNorm, hp.normEps, H);
-        observe(L.q, H);
-        observe(L.k, H);
-        observe(L.v, H);
+        if (hp.fused) {
+            observe(L.qkv, H);
+        } else {
+            observe(L.q, H);
+            observe(L.k, H);
+            observe(L.v, H);
+        }
         if (stopAt == BlockStage::QkvInput) return;
-        matmul(L.q, H, Q, threads);
-        matmul(L.k, H, K, threads);
-        matmul(L.v, H, V, threads);
-        applyRope(Q, hp.nHead, hd, hp.nRot, ropePos0, e.ropeInvFreq, hp.ropeLinearScale);
-        applyRope(K, hp.nHeadKv, hd, hp.nRot, ropePos0, e.ropeInvFreq, hp.ropeLinearScale);
+        if (hp.fused) {  // phi3: [q | k | v] rows
+            matmul(L.qkv, H, T, threads);
+            Q = T.topRows(qDim);
+            K = T.middleRows(qDim, kvDim);
+            V = T.bottomRows(kvDim);
+        } else {
+            matmul(L.q, H, Q, threads);
+            matmul(L.k, H, K, threads);
+            matmul(L.v, H, V, threads);
+        }
+        if (hp.qkNorm) {
+            headNorm(Q, hd, L.qNorm, hp.normEps);
+            headNorm(K, hd, L.kNorm, hp.normEps);
+        }
+        const bool localRope = sliding && !e.ropeInvFreqSwa.empty();
+        const std::vector<double>& inv = localRope ? e.ropeInvFreqSwa : e.ropeInvFreq;
+        const float lin = localRope ? 1.0f : hp.ropeLinearScale;
+        applyRope(Q, hp.nHead, hd, hp.nRot, ropePos0, inv, lin);
+        applyRope(K, hp.nHeadKv, hd, hp.nRot, ropePos0, inv, lin);
         e.kCache[l].middleCols(nPast, n) = K;
         e.vCache[l].middleCols(nPast, n) = V;
     }
@@ -219,18 +332,23 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
                     for (int t = 0; t < tb; ++t) {
                         float* sc = S.col(t).data();
                         const int lim = nPast + t0 + t + 1;
+                        // Sliding layers: keys j with pos − j < window only (pos = lim − 1).
+                        const int from = sliding ? std::max(0, lim - window) : 0;
                         float mx = -INFINITY;
-                        for (int j = 0; j < lim; ++j) {
+                        for (int j = from; j < lim; ++j) {
                             sc[j] *= scale;
+                            if (softcap > 0) sc[j] = softcap * std::tanh(sc[j] / softcap);
                             mx = std::max(mx, sc[j]);
                         }
                         double sum = 0;
-                        for (int j = 0; j < lim; ++j) {
+                        for (int j = from; j < lim; ++j) {
                             sc[j] = std::exp(sc[j] - mx);
                             sum += sc[j];
                         }
                         const float inv = static_cast<float>(1.0 / sum);
-                        for (int j = 0; j < lim; ++j)
+                        for (int j = 0; j < from; ++j)
+                            sc[j] = 0.0f;
+                        for (int j = from; j < lim; ++j)
                             sc[j] *= inv;
                         for (int j = lim; j < kvLen; ++j)
                             sc[j] = 0.0f;
@@ -243,7 +361,12 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
     observe(L.o, A);
     if (stopAt == BlockStage::AttnOutInput) return;
     matmul(L.o, A, T, threads);
-    X += T;
+    if (hp.gemma) {
+        rmsNorm(T, L.postAttnNorm, hp.normEps, H);
+        X += H;
+    } else {
+        X += T;
+    }
 
     // ---- feed-forward
     if (gpt2) {
@@ -261,6 +384,24 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
                 return tab[fp32ToFp16(v)];
             });
         }
+    } else if (hp.nExpert > 0) {
+        rmsNorm(X, L.ffnNorm, hp.normEps, H);
+        bool stopped = false;
+        moeForward(
+            e, L, H, T, [&](const std::string& name, const InferMat& in) {
+                if (observer) observer(name, in.data(), in.cols(), in.rows());
+            },
+            stopAt, stopped);
+        if (stopped) return;
+        X += T;
+        return;
+    } else if (hp.fused) {  // phi3: gate_up = [gate | up] rows
+        rmsNorm(X, L.ffnNorm, hp.normEps, H);
+        observe(L.up, H);
+        if (stopAt == BlockStage::FfnInput) return;
+        matmul(L.up, H, T, threads);
+        const Eigen::Index f = hp.nFf;
+        U = T.topRows(f).unaryExpr([](float v) { return silu(v); }).cwiseProduct(T.bottomRows(f));
     } else {
         rmsNorm(X, L.ffnNorm, hp.normEps, H);
         observe(L.gate, H);
@@ -268,12 +409,22 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         if (stopAt == BlockStage::FfnInput) return;
         matmul(L.gate, H, G, threads);
         matmul(L.up, H, U, threads);
-        U = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(U);
+        if (hp.gemma) {  // GeGLU with the tanh GELU (ggml's fp16 table when emulating llama.cpp)
+            const std::vector<float>& tab = e.geluTable;
+            U = G.unaryExpr([&tab](float v) { return geluOf(tab, v); }).cwiseProduct(U);
+        } else {
+            U = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(U);
+        }
     }
     observe(L.down, U);
     if (stopAt == BlockStage::FfnOutInput) return;
     matmul(L.down, U, T, threads);
-    X += T;
+    if (hp.gemma) {
+        rmsNorm(T, L.postFfnNorm, hp.normEps, H);
+        X += H;
+    } else {
+        X += T;
+    }
 }
 
 // Token embeddings (plus GPT-2's learned positions pos0 + t) into X [nEmbd × n]; ids are checked by the
@@ -290,6 +441,11 @@ void embedTokens(const Engine::Impl& e, std::span<const int32_t> tokens, int pos
             const float* pe = e.posEmbd.data() + static_cast<size_t>(pos0 + t) * hp.nEmbd;
             for (int i = 0; i < hp.nEmbd; ++i)
                 X(i, t) += pe[i];
+        }
+        if (hp.gemma) {  // Gemma scales the embeddings by sqrt(hidden) (in float, as both HF and llama.cpp)
+            const float sc = std::sqrt(static_cast<float>(hp.nEmbd));
+            for (int i = 0; i < hp.nEmbd; ++i)
+                X(i, t) *= sc;
         }
     }
 }
@@ -310,6 +466,10 @@ void headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserver&
         linearForward(e.tokEmbd.data(), hp.nVocab, hp.nEmbd, H.data(), m, Y.data(), hp.nVocab, e.threads);
     } else {
         matmul(e.output, H, Y, e.threads);
+    }
+    if (hp.finalSoftcap > 0) {
+        const float c = hp.finalSoftcap;
+        Y = Y.unaryExpr([c](float v) { return c * std::tanh(v / c); });
     }
     std::copy_n(Y.data(), static_cast<size_t>(m) * hp.nVocab, logitsOut);
 }

@@ -1,6 +1,7 @@
 // CPU inference engine for evaluation (perplexity, KL-divergence) and calibration (imatrix, GPTQ).
 //
-// Architectures: llama (also mistral and qwen2 - q/k/v biases are used when present) and gpt2.
+// Architectures: llama (also mistral and qwen2 - q/k/v biases are used when present), gpt2, and the
+// newer llama-like families qwen3, qwen3moe, mixtral, gemma2, gemma3 (text) and phi3 (below).
 // All weights are held as F32 (read with readTensorF32, so F16/BF16/ggml block types are widened or
 // dequantized once at load); compute is F32 (linear layers and attention scores with the AVX2 kernel of
 // infer/matmul.h when the CPU has it, else Eigen); prompt chunks are evaluated as one matrix multiply
@@ -15,9 +16,22 @@
 //   query head h reads KV head h / (nHead / nHeadKv). Attention scale 1/sqrt(headDim), causal.
 // GPT-2 block: LayerNorm with bias, fused qkv projection with bias, learned positions,
 //   GELU (tanh approximation), MLP with biases; the LM head is tied to the token embedding.
+// Newer families (core/infer/README.md; transformers' modeling code, llama.cpp's src/models/*.cpp):
+//   qwen3, qwen3moe, gemma3: q and k RMSNorm'd per head (over headDim, weights [headDim]) before RoPE;
+//     head_dim may differ from hidden/heads.
+//   qwen3moe, mixtral: the FFN is a mixture of experts: router probabilities softmax(Wr·n2), the top
+//     nExpertUsed experts, weights renormalised to sum 1 (mixtral always; qwen3moe as norm_topk_prob
+//     says, GGUF always, as llama.cpp), out = Σ w_e · down_e(SiLU(gate_e·n2) ⊙ up_e·n2).
+//   gemma2, gemma3: RMSNorm by (1 + w) (HF weights get 1 added at load; GGUFs store 1 + w), embeddings
+//     × sqrt(nEmbd), sandwich norms h = x + N(Attn(N(x))), out = h + N(FFN(N(h))), GeGLU with the tanh
+//     GELU, attention scale query_pre_attn_scalar^−1/2, sliding-window layers (gemma2 even layers,
+//     gemma3 5 of 6 or config layer_types) attend to keys with pos − j < sliding_window; gemma2
+//     soft-caps scores and final logits (c·tanh(x/c)); gemma3's sliding layers use the local RoPE base.
+//   phi3: fused qkv ([q | k | v] rows) and gate_up ([gate | up] rows) split after the multiply; partial
+//     rotary dimensions. Phi-3's sliding window is not applied (llama.cpp disables it too).
 // lm_head absent -> the token embedding is used (tied embeddings).
 // llama.cpp emulation (EngineOptions::kvF16, ggmlGelu, both on by default): K/V/Q rounded to fp16 as
-// llama.cpp's F16 KV cache does, GPT-2's GELU through ggml's fp16 table. With them our perplexities
+// llama.cpp's F16 KV cache does, GPT-2's GELU and Gemma's GeGLU through ggml's fp16 table. With them our perplexities
 // land on llama-perplexity's printed digits; off = plain F32 (HF semantics).
 //
 // Weight names: HF (model.layers.N.self_attn.q_proj.weight, transformer.h.N.attn.c_attn.weight; GPT-2
@@ -51,7 +65,11 @@ using WeightOverrides = std::unordered_map<std::string, std::vector<float>>;
 // "blk.3.ffn_down.weight") and its input activations x: row-major [nTokens × nIn] (token t's input
 // vector at x + t·nIn). Layers that share one input (q/k/v, gate/up) are reported once each with the
 // same pointer. Called on the thread that runs eval(), layer by layer in evaluation order. The LM head
-// is reported too (only for the tokens whose logits are computed).
+// is reported too (only for the tokens whose logits are computed). Mixture of experts: the router is
+// reported with all tokens; each expert's gate/up/down with the tokens routed to it only (gathered,
+// in token order; experts no token reached are not reported), under the HF per-expert tensor name
+// ("model.layers.N.mlp.experts.E.gate_proj.weight") or, for a GGUF's stacked 3-D tensor, as
+// "<tensor name>#E" ("blk.N.ffn_gate_exps.weight#3"). setWeight takes an HF expert's own tensor name.
 using LinearObserver =
     std::function<void(const std::string& weightName, const float* x, int64_t nTokens, int64_t nIn)>;
 

@@ -23,9 +23,17 @@ struct InferLinear {
 
 struct InferLayer {
     std::vector<float> attnNorm, attnNormB, ffnNorm, ffnNormB;  // *B: LayerNorm biases (gpt2)
+    std::vector<float> postAttnNorm, postFfnNorm;  // gemma's sandwich norms (ffnNorm = pre-feedforward)
+    std::vector<float> qNorm, kNorm;               // [headDim] (qwen3, qwen3moe, gemma3)
     InferLinear q, k, v;   // llama
-    InferLinear qkv;       // gpt2 fused [3·nEmbd][nEmbd]
-    InferLinear o, gate, up, down;  // gate: llama only
+    InferLinear qkv;       // gpt2 fused [3·nEmbd][nEmbd]; phi3 fused [q | k | v]
+    InferLinear o, gate, up, down;  // gate: llama only; phi3: up = fused [gate | up], no gate
+    // Mixture of experts: router [nExpert][nEmbd]; the experts stacked along the rows, expert e's
+    // matrix at rows e·rows .. (gate/up: [nExpert·nFfExpert][nEmbd], down: [nExpert·nEmbd][nFfExpert]).
+    InferLinear router, gateExps, upExps, downExps;
+    // The name the observer reports for expert e of each stacked tensor: the HF per-expert tensor
+    // name, or "<GGUF name>#e" (engine.h).
+    std::vector<std::string> gateExpNames, upExpNames, downExpNames;
 };
 
 // Where a model tensor lives inside the engine, and how it was transformed at load (for setWeight).
@@ -34,6 +42,8 @@ struct InferWeightSlot {
     std::vector<int64_t> shape;  // the model's shape (outermost first)
     bool conv1d = false;         // stored [in][out] in the model, transposed to [out][in]
     int unpermuteHeads = 0;      // > 0: GGUF Q/K rows un-permuted with this many heads
+    bool addOne = false;         // HF Gemma norm weights: the engine holds 1 + w
+    size_t offset = 0;           // the tensor fills dst[offset .. offset + numel) (an HF expert)
 };
 
 struct Engine::Impl {
@@ -47,6 +57,7 @@ struct Engine::Impl {
     std::vector<float> outNorm, outNormB;
     InferLinear output;          // LM head; w empty -> tied to tokEmbd
     std::vector<double> ropeInvFreq;  // [nRot/2]: θ^(−2i/nRot) / freq factor
+    std::vector<double> ropeInvFreqSwa;  // gemma3's sliding layers (local base), else empty
     std::vector<InferLayer> layers;
 
     std::vector<InferMat> kCache, vCache;  // per layer [nHeadKv·headDim × capacity]
@@ -55,7 +66,7 @@ struct Engine::Impl {
     int layerLimit = 0;                    // blocks eval() runs (0 = all)
 
     bool kvF16 = true;
-    std::vector<float> geluTable;          // ggml GELU by fp16 bit pattern (empty = exact float GELU)
+    std::vector<float> geluTable;          // ggml GELU by fp16 bit pattern (empty = exact float GELU; gpt2, gemma)
 
     std::unordered_map<std::string, InferWeightSlot> slots;  // model tensor name -> engine storage
 

@@ -82,6 +82,39 @@ struct Loader {
         return okStatus();
     }
 
+    // Experts of one kind stacked into L (rows e·rows .. of a [nExpert·rows][cols] matrix): a GGUF
+    // 3-D tensor [nExpert][rows][cols] as it is, or the HF per-expert tensors [rows][cols] (names[e]).
+    Status experts(InferLinear& L, std::vector<std::string>& observed, const std::string& ggufName,
+                   const std::vector<std::string>& hfNames, int nExpert, int rows, int cols) {
+        L.nIn = cols;
+        L.nOut = nExpert * rows;
+        observed.clear();
+        if (gguf) {
+            L.name = ggufName;
+            auto w = get(ggufName, {nExpert, rows, cols}, true);
+            if (!w) return w.error();
+            L.w = std::move(w).value();
+            remember(ggufName, L.w, {nExpert, rows, cols}, false);
+            for (int e = 0; e < nExpert; ++e) observed.push_back(ggufName + "#" + std::to_string(e));
+            return okStatus();
+        }
+        const size_t per = static_cast<size_t>(rows) * static_cast<size_t>(cols);
+        L.name = hfNames.empty() ? std::string() : hfNames[0];
+        L.w.assign(per * static_cast<size_t>(nExpert), 0.0f);
+        for (int e = 0; e < nExpert; ++e) {
+            auto w = get(hfNames[e], {rows, cols}, true);
+            if (!w) return w.error();
+            std::copy(w->begin(), w->end(), L.w.begin() + static_cast<std::ptrdiff_t>(per * e));
+            InferWeightSlot sl;
+            sl.dst = &L.w;
+            sl.shape = {rows, cols};
+            sl.offset = per * static_cast<size_t>(e);
+            slots[hfNames[e]] = std::move(sl);
+            observed.push_back(hfNames[e]);
+        }
+        return okStatus();
+    }
+
     Status vec(std::vector<float>& out, const std::string& name, int n, bool required) {
         auto r = get(name, {n}, required);
         if (!r) return r.error();
@@ -118,6 +151,8 @@ void applyWeightTransforms(const InferWeightSlot& slot, std::vector<float>& valu
             for (int64_t o = 0; o < nOut; ++o) t[static_cast<size_t>(o * nIn + i)] = values[static_cast<size_t>(i * nOut + o)];
         values = std::move(t);
     }
+    if (slot.addOne)
+        for (float& v : values) v += 1.0f;
     if (slot.unpermuteHeads > 0) {
         const int rows = static_cast<int>(slot.shape[0]);
         const int cols = slot.shape.size() == 2 ? static_cast<int>(slot.shape[1]) : 1;
@@ -149,29 +184,80 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
     if (!e.output.present()) e.output.name = e.tokEmbdName;
 
     e.layers.resize(hp.nLayer);
+    const std::string hfMoe = hp.archName == "mixtral" ? "block_sparse_moe." : "mlp.";
     for (int l = 0; l < hp.nLayer; ++l) {
         InferLayer& L = e.layers[l];
         const std::string p = g ? "blk." + std::to_string(l) + "." : "model.layers." + std::to_string(l) + ".";
         auto n = [&](const char* gg, const char* hf) { return p + (g ? gg : hf); };
         QZ_TRY(ld.vec(L.attnNorm, n("attn_norm.weight", "input_layernorm.weight"), hp.nEmbd, true));
-        QZ_TRY(ld.vec(L.ffnNorm, n("ffn_norm.weight", "post_attention_layernorm.weight"), hp.nEmbd, true));
-        QZ_TRY(ld.linear(L.q, n("attn_q.weight", "self_attn.q_proj.weight"), n("attn_q.bias", "self_attn.q_proj.bias"),
-                         hp.nEmbd, nq, false, true, false));
-        QZ_TRY(ld.linear(L.k, n("attn_k.weight", "self_attn.k_proj.weight"), n("attn_k.bias", "self_attn.k_proj.bias"),
-                         hp.nEmbd, nkv, false, true, false));
-        QZ_TRY(ld.linear(L.v, n("attn_v.weight", "self_attn.v_proj.weight"), n("attn_v.bias", "self_attn.v_proj.bias"),
-                         hp.nEmbd, nkv, false, true, false));
+        if (hp.gemma) {
+            QZ_TRY(ld.vec(L.postAttnNorm, n("post_attention_norm.weight", "post_attention_layernorm.weight"),
+                          hp.nEmbd, true));
+            QZ_TRY(ld.vec(L.ffnNorm, n("ffn_norm.weight", "pre_feedforward_layernorm.weight"), hp.nEmbd, true));
+            QZ_TRY(ld.vec(L.postFfnNorm, n("post_ffw_norm.weight", "post_feedforward_layernorm.weight"), hp.nEmbd,
+                          true));
+        } else {
+            QZ_TRY(ld.vec(L.ffnNorm, n("ffn_norm.weight", "post_attention_layernorm.weight"), hp.nEmbd, true));
+        }
+        if (hp.qkNorm) {
+            QZ_TRY(ld.vec(L.qNorm, n("attn_q_norm.weight", "self_attn.q_norm.weight"), hp.headDim, true));
+            QZ_TRY(ld.vec(L.kNorm, n("attn_k_norm.weight", "self_attn.k_norm.weight"), hp.headDim, true));
+        }
+        if (hp.fused) {
+            QZ_TRY(ld.linear(L.qkv, n("attn_qkv.weight", "self_attn.qkv_proj.weight"), "", hp.nEmbd, nq + 2 * nkv,
+                             false, true, false));
+        } else {
+            QZ_TRY(ld.linear(L.q, n("attn_q.weight", "self_attn.q_proj.weight"),
+                             n("attn_q.bias", "self_attn.q_proj.bias"), hp.nEmbd, nq, false, true, false));
+            QZ_TRY(ld.linear(L.k, n("attn_k.weight", "self_attn.k_proj.weight"),
+                             n("attn_k.bias", "self_attn.k_proj.bias"), hp.nEmbd, nkv, false, true, false));
+            QZ_TRY(ld.linear(L.v, n("attn_v.weight", "self_attn.v_proj.weight"),
+                             n("attn_v.bias", "self_attn.v_proj.bias"), hp.nEmbd, nkv, false, true, false));
+        }
         QZ_TRY(ld.linear(L.o, n("attn_output.weight", "self_attn.o_proj.weight"),
                          n("attn_output.bias", "self_attn.o_proj.bias"), nq, hp.nEmbd, false, true, false));
-        QZ_TRY(ld.linear(L.gate, n("ffn_gate.weight", "mlp.gate_proj.weight"), n("ffn_gate.bias", "mlp.gate_proj.bias"),
-                         hp.nEmbd, hp.nFf, false, true, false));
-        QZ_TRY(ld.linear(L.up, n("ffn_up.weight", "mlp.up_proj.weight"), n("ffn_up.bias", "mlp.up_proj.bias"),
-                         hp.nEmbd, hp.nFf, false, true, false));
-        QZ_TRY(ld.linear(L.down, n("ffn_down.weight", "mlp.down_proj.weight"), n("ffn_down.bias", "mlp.down_proj.bias"),
-                         hp.nFf, hp.nEmbd, false, true, false));
-        if (g && hp.archName != "qwen2") {
+        if (hp.nExpert > 0) {
+            const int E = hp.nExpert, F = hp.nFfExpert;
+            QZ_TRY(ld.linear(L.router, g ? p + "ffn_gate_inp.weight" : p + hfMoe + "gate.weight", "", hp.nEmbd, E,
+                             false, true, false));
+            std::vector<std::string> hg, hu, hd;
+            for (int x = 0; x < E && !g; ++x) {
+                const std::string ex = p + hfMoe + "experts." + std::to_string(x) + ".";
+                const bool mx = hp.archName == "mixtral";
+                hg.push_back(ex + (mx ? "w1.weight" : "gate_proj.weight"));
+                hu.push_back(ex + (mx ? "w3.weight" : "up_proj.weight"));
+                hd.push_back(ex + (mx ? "w2.weight" : "down_proj.weight"));
+            }
+            QZ_TRY(ld.experts(L.gateExps, L.gateExpNames, p + "ffn_gate_exps.weight", hg, E, F, hp.nEmbd));
+            QZ_TRY(ld.experts(L.upExps, L.upExpNames, p + "ffn_up_exps.weight", hu, E, F, hp.nEmbd));
+            QZ_TRY(ld.experts(L.downExps, L.downExpNames, p + "ffn_down_exps.weight", hd, E, hp.nEmbd, F));
+        } else if (hp.fused) {
+            QZ_TRY(ld.linear(L.up, n("ffn_up.weight", "mlp.gate_up_proj.weight"), "", hp.nEmbd, 2 * hp.nFf, false,
+                             true, false));
+            QZ_TRY(ld.linear(L.down, n("ffn_down.weight", "mlp.down_proj.weight"), "", hp.nFf, hp.nEmbd, false,
+                             true, false));
+        } else {
+            QZ_TRY(ld.linear(L.gate, n("ffn_gate.weight", "mlp.gate_proj.weight"),
+                             n("ffn_gate.bias", "mlp.gate_proj.bias"), hp.nEmbd, hp.nFf, false, true, false));
+            QZ_TRY(ld.linear(L.up, n("ffn_up.weight", "mlp.up_proj.weight"), n("ffn_up.bias", "mlp.up_proj.bias"),
+                             hp.nEmbd, hp.nFf, false, true, false));
+            QZ_TRY(ld.linear(L.down, n("ffn_down.weight", "mlp.down_proj.weight"),
+                             n("ffn_down.bias", "mlp.down_proj.bias"), hp.nFf, hp.nEmbd, false, true, false));
+        }
+        if (hp.gemma && !g) {
+            // HF Gemma multiplies by 1 + w (core/convert/README.md B); the engine holds 1 + w as a GGUF does.
+            for (const char* nm : {"input_layernorm.weight", "post_attention_layernorm.weight",
+                                   "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
+                                   "self_attn.q_norm.weight", "self_attn.k_norm.weight"}) {
+                auto it = ld.slots.find(p + nm);
+                if (it == ld.slots.end()) continue;
+                it->second.addOne = true;
+                applyWeightTransforms(it->second, *it->second.dst);
+            }
+        }
+        if (g && !hp.neoxGguf && !hp.fused) {
             // ggml's RoPE pairs adjacent rows for llama: undo convert's permute so rotate-half applies.
-            // (qwen2 GGUFs keep HF's layout: llama.cpp runs them with NEOX = rotate-half RoPE.)
+            // (The other families' GGUFs keep HF's layout: llama.cpp runs them with NEOX = rotate-half RoPE.)
             for (auto [lin, heads] : {std::pair{&L.q, hp.nHead}, std::pair{&L.k, hp.nHeadKv}}) {
                 for (const std::string& nm : {lin->name, n(lin == &L.q ? "attn_q.bias" : "attn_k.bias", "")}) {
                     auto it = ld.slots.find(nm);
@@ -180,6 +266,13 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
                     applyWeightTransforms(it->second, *it->second.dst);
                 }
             }
+        }
+    }
+    if (hp.gemma && !g) {
+        auto it = ld.slots.find("model.norm.weight");
+        if (it != ld.slots.end()) {
+            it->second.addOne = true;
+            applyWeightTransforms(it->second, *it->second.dst);
         }
     }
 
@@ -197,6 +290,11 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
     for (int i = 0; i < half && !factors.empty(); ++i) {
         if (!(factors[i] > 0)) return makeError(ld.model.path + ": rope frequency factors must be positive");
         e.ropeInvFreq[i] /= factors[i];
+    }
+    if (hp.ropeThetaSwa > 0) {  // gemma3's sliding layers: the local base, no scaling
+        InferHParams local = hp;
+        local.ropeTheta = hp.ropeThetaSwa;
+        e.ropeInvFreqSwa = ropeBaseFrequencies(local);
     }
     return okStatus();
 }
@@ -251,7 +349,8 @@ Status loadEngineWeights(const Model& model, const EngineOptions& options, Progr
                          Engine::Impl& impl) {
     const auto& hp = impl.hp;
     // Rough unit count for progress: one per tensor read.
-    const double units = 4.0 + static_cast<double>(hp.nLayer) * 13.0;
+    const bool hfExperts = hp.nExpert > 0 && model.format != ModelFormat::Gguf;
+    const double units = 4.0 + static_cast<double>(hp.nLayer) * (13.0 + (hfExperts ? 3.0 * hp.nExpert : 0.0));
     ProgressTracker tracker(std::move(progress), units);
     Loader ld{model, options.overrides, tracker, model.format == ModelFormat::Gguf, impl.slots};
     try {
