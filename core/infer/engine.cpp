@@ -10,16 +10,18 @@
 #include "infer/engine_impl.h"
 #include "infer/matmul.h"
 #include "infer/ops.h"
+#include "model/convert.h"
 
 namespace qz {
 
 namespace {
 
-// Y[nOut × n] = W·X (+ b), X [nIn × n]; split over output rows (infer/matmul.h).
-void matmul(const InferLinear& L, const InferMat& X, InferMat& Y, int threads) {
+// Y[nOut × n] = W·X (+ b), X [nIn × n]: every linear layer of the engine goes through here
+// (weights as stored, engine_impl.h storedLinear).
+void linear(const Engine::Impl& e, const InferLinear& L, const InferMat& X, InferMat& Y) {
     const int n = static_cast<int>(X.cols());
     Y.resize(L.nOut, n);
-    linearForward(L.w.data(), L.nOut, L.nIn, X.data(), n, Y.data(), L.nOut, threads);
+    storedLinear(L.w, L.rowOrder, X.data(), n, Y.data(), L.nOut, e.threads, e.ggmlActivations);
     if (!L.b.empty())
         for (int c = 0; c < n; ++c)
             for (int r = 0; r < L.nOut; ++r) Y(r, c) += L.b[r];
@@ -84,28 +86,73 @@ int Engine::layerLimit() const { return m_impl->layerLimit > 0 ? m_impl->layerLi
 
 bool Engine::hasWeight(const std::string& name) const { return m_impl->slots.count(name) != 0; }
 
+namespace {
+uint64_t slotNumel(const InferWeightSlot& slot) {
+    uint64_t numel = 1;
+    for (int64_t d : slot.shape) numel *= static_cast<uint64_t>(d);
+    return numel;
+}
+}  // namespace
+
 Status Engine::setWeight(const std::string& name, std::span<const float> values) {
     auto it = m_impl->slots.find(name);
     if (it == m_impl->slots.end()) return makeError("setWeight: the engine holds no tensor named " + name);
     const InferWeightSlot& slot = it->second;
-    uint64_t numel = 1;
-    for (int64_t d : slot.shape) numel *= static_cast<uint64_t>(d);
+    const uint64_t numel = slotNumel(slot);
     if (values.size() != numel)
         return makeError("setWeight: " + name + " needs " + std::to_string(numel) + " values, got " +
                          std::to_string(values.size()));
     for (float v : values)
         if (!std::isfinite(v)) return makeError("setWeight: " + name + " contains NaN or Inf");
-    std::vector<float> t(values.begin(), values.end());
-    applyWeightTransforms(slot, t);
-    if (slot.offset > 0 || t.size() != slot.dst->size()) {  // one expert of a stacked matrix
-        if (slot.offset + t.size() > slot.dst->size()) return makeError("setWeight: " + name + " out of place");
-        std::copy(t.begin(), t.end(), slot.dst->begin() + static_cast<std::ptrdiff_t>(slot.offset));
-    } else {
-        *slot.dst = std::move(t);
+    try {
+        assignWeight(slot, std::vector<float>(values.begin(), values.end()));
+    } catch (const std::bad_alloc&) {
+        return makeError("setWeight: out of memory for " + name);
     }
     m_impl->nCached = 0;
     return okStatus();
 }
+
+Status Engine::resetWeight(const std::string& name) {
+    auto it = m_impl->slots.find(name);
+    if (it == m_impl->slots.end()) return makeError("resetWeight: the engine holds no tensor named " + name);
+    const InferWeightSlot& slot = it->second;
+    if (!slot.srcBytes) return makeError("resetWeight: " + name + " is not in the model file");
+    m_impl->nCached = 0;
+    if (slot.matrix && !slot.conv1d && slot.matrix->view) {
+        std::vector<float>().swap(slot.matrix->owned);
+        return okStatus();
+    }
+    if (!slot.experts.empty() && slot.experts[0]->view) {  // a GGUF 3-D expert tensor: back to the views
+        for (StoredMatrix* m : slot.experts) std::vector<float>().swap(m->owned);
+        return okStatus();
+    }
+    try {
+        std::vector<float> v(slotNumel(slot));
+        if (auto st = convertToF32(slot.srcType, slot.srcBytes, v.size(), v.data()); !st) return st;
+        for (float x : v)
+            if (!std::isfinite(x)) return makeError("resetWeight: " + name + " contains NaN or Inf");
+        assignWeight(slot, std::move(v));
+    } catch (const std::bad_alloc&) {
+        return makeError("resetWeight: out of memory for " + name);
+    }
+    return okStatus();
+}
+
+uint64_t Engine::residentWeightBytes() const {
+    uint64_t bytes = 0;
+    for (const auto& [name, slot] : m_impl->slots) {
+        if (slot.matrix) bytes += slot.matrix->owned.capacity() * sizeof(float);
+        if (slot.dst) bytes += slot.dst->capacity() * sizeof(float);
+        for (const StoredMatrix* m : slot.experts) bytes += m->owned.capacity() * sizeof(float);
+    }
+    for (const InferLayer& L : m_impl->layers)
+        for (const InferLinear* lin : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.down})
+            bytes += lin->rowOrder.capacity() * sizeof(int32_t);
+    return bytes;
+}
+
+bool Engine::ggmlActivations() const { return m_impl->ggmlActivations; }
 
 Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOptions& options, ProgressFn progress) {
     auto hp = readInferHParams(model);
@@ -120,6 +167,8 @@ Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOpt
                          std::to_string(impl->hp.nCtxTrain) + " tokens");
     impl->nCtxMax = cap;
     impl->kvF16 = options.kvF16;
+    impl->ggmlActivations = options.ggmlActivations.value_or(model.format == ModelFormat::Gguf);
+    impl->files = model.files;
     if ((impl->hp.arch == InferArch::Gpt2 || impl->hp.gemma) && options.ggmlGelu) {
         impl->geluTable.resize(1 << 16);
         for (uint32_t h = 0; h < (1u << 16); ++h)
@@ -174,11 +223,11 @@ void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, I
                 const std::function<void(const std::string&, const InferMat&)>& observe, BlockStage stopAt,
                 bool& stopped) {
     const InferHParams& hp = e.hp;
-    const int n = static_cast<int>(H.cols()), E = hp.nExpert, K = hp.nExpertUsed, F = hp.nFfExpert;
+    const int n = static_cast<int>(H.cols()), E = hp.nExpert, K = hp.nExpertUsed;
     const int d = hp.nEmbd;
     observe(L.router.name, H);
     InferMat R;
-    matmul(L.router, H, R, e.threads);
+    linear(e, L.router, H, R);
     std::vector<std::vector<std::pair<int, float>>> routed(E);  // expert -> (token, weight)
     std::vector<int> idx(E);
     std::vector<double> pr(E);
@@ -202,8 +251,8 @@ void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, I
         if (routed[x].empty()) continue;
         Xe[x].resize(d, static_cast<Eigen::Index>(routed[x].size()));
         for (size_t i = 0; i < routed[x].size(); ++i) Xe[x].col(i) = H.col(routed[x][i].first);
-        observe(L.gateExpNames[x], Xe[x]);
-        observe(L.upExpNames[x], Xe[x]);
+        observe(L.gateExps[x].name, Xe[x]);
+        observe(L.upExps[x].name, Xe[x]);
     }
     if (stopAt == BlockStage::FfnInput) {
         stopped = true;
@@ -212,14 +261,10 @@ void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, I
     InferMat G;
     for (int x = 0; x < E; ++x) {
         if (routed[x].empty()) continue;
-        const int m = static_cast<int>(Xe[x].cols());
-        G.resize(F, m);
-        Ue[x].resize(F, m);
-        const size_t off = static_cast<size_t>(x) * F * d;
-        linearForward(L.gateExps.w.data() + off, F, d, Xe[x].data(), m, G.data(), F, e.threads);
-        linearForward(L.upExps.w.data() + off, F, d, Xe[x].data(), m, Ue[x].data(), F, e.threads);
+        linear(e, L.gateExps[x], Xe[x], G);
+        linear(e, L.upExps[x], Xe[x], Ue[x]);
         Ue[x] = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(Ue[x]);
-        observe(L.downExpNames[x], Ue[x]);
+        observe(L.downExps[x].name, Ue[x]);
     }
     if (stopAt == BlockStage::FfnOutInput) {
         stopped = true;
@@ -229,11 +274,8 @@ void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, I
     InferMat Y;
     for (int x = 0; x < E; ++x) {
         if (routed[x].empty()) continue;
-        const int m = static_cast<int>(Ue[x].cols());
-        Y.resize(d, m);
-        linearForward(L.downExps.w.data() + static_cast<size_t>(x) * d * F, d, F, Ue[x].data(), m, Y.data(), d,
-                      e.threads);
-        for (int i = 0; i < m; ++i) T.col(routed[x][i].first) += routed[x][i].second * Y.col(i);
+        linear(e, L.downExps[x], Ue[x], Y);
+        for (Eigen::Index i = 0; i < Y.cols(); ++i) T.col(routed[x][i].first) += routed[x][i].second * Y.col(i);
     }
 }
 
@@ -270,7 +312,7 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         layerNorm(X, L.attnNorm, L.attnNormB, hp.normEps, H);
         observe(L.qkv, H);
         if (stopAt == BlockStage::QkvInput) return;
-        matmul(L.qkv, H, T, threads);
+        linear(e, L.qkv, H, T);
         Q = T.topRows(qDim);
         e.kCache[l].middleCols(nPast, n) = T.middleRows(qDim, kvDim);
         e.vCache[l].middleCols(nPast, n) = T.bottomRows(kvDim);
@@ -285,14 +327,14 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         }
         if (stopAt == BlockStage::QkvInput) return;
         if (hp.fused) {  // phi3: [q | k | v] rows
-            matmul(L.qkv, H, T, threads);
+            linear(e, L.qkv, H, T);
             Q = T.topRows(qDim);
             K = T.middleRows(qDim, kvDim);
             V = T.bottomRows(kvDim);
         } else {
-            matmul(L.q, H, Q, threads);
-            matmul(L.k, H, K, threads);
-            matmul(L.v, H, V, threads);
+            linear(e, L.q, H, Q);
+            linear(e, L.k, H, K);
+            linear(e, L.v, H, V);
         }
         if (hp.qkNorm) {
             headNorm(Q, hd, L.qNorm, hp.normEps);
@@ -360,7 +402,7 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         n * nKv < 4096 ? 1 : threads);
     observe(L.o, A);
     if (stopAt == BlockStage::AttnOutInput) return;
-    matmul(L.o, A, T, threads);
+    linear(e, L.o, A, T);
     if (hp.gemma) {
         rmsNorm(T, L.postAttnNorm, hp.normEps, H);
         X += H;
@@ -373,7 +415,7 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         layerNorm(X, L.ffnNorm, L.ffnNormB, hp.normEps, H);
         observe(L.up, H);
         if (stopAt == BlockStage::FfnInput) return;
-        matmul(L.up, H, U, threads);
+        linear(e, L.up, H, U);
         if (e.geluTable.empty()) {
             U = U.unaryExpr([](float v) { return geluTanh(v); });
         } else {
@@ -399,7 +441,7 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         rmsNorm(X, L.ffnNorm, hp.normEps, H);
         observe(L.up, H);
         if (stopAt == BlockStage::FfnInput) return;
-        matmul(L.up, H, T, threads);
+        linear(e, L.up, H, T);
         const Eigen::Index f = hp.nFf;
         U = T.topRows(f).unaryExpr([](float v) { return silu(v); }).cwiseProduct(T.bottomRows(f));
     } else {
@@ -407,8 +449,8 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         observe(L.gate, H);
         observe(L.up, H);
         if (stopAt == BlockStage::FfnInput) return;
-        matmul(L.gate, H, G, threads);
-        matmul(L.up, H, U, threads);
+        linear(e, L.gate, H, G);
+        linear(e, L.up, H, U);
         if (hp.gemma) {  // GeGLU with the tanh GELU (ggml's fp16 table when emulating llama.cpp)
             const std::vector<float>& tab = e.geluTable;
             U = G.unaryExpr([&tab](float v) { return geluOf(tab, v); }).cwiseProduct(U);
@@ -418,7 +460,7 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
     }
     observe(L.down, U);
     if (stopAt == BlockStage::FfnOutInput) return;
-    matmul(L.down, U, T, threads);
+    linear(e, L.down, U, T);
     if (hp.gemma) {
         rmsNorm(T, L.postFfnNorm, hp.normEps, H);
         X += H;
@@ -434,9 +476,7 @@ void embedTokens(const Engine::Impl& e, std::span<const int32_t> tokens, int pos
     const int n = static_cast<int>(tokens.size());
     X.resize(hp.nEmbd, n);
     for (int t = 0; t < n; ++t) {
-        const float* emb = e.tokEmbd.data() + static_cast<size_t>(tokens[t]) * hp.nEmbd;
-        for (int i = 0; i < hp.nEmbd; ++i)
-            X(i, t) = emb[i];
+        e.tokEmbd.readRow(tokens[t], X.col(t).data());  // get_rows: one row from the stored type
         if (hp.arch == InferArch::Gpt2) {
             const float* pe = e.posEmbd.data() + static_cast<size_t>(pos0 + t) * hp.nEmbd;
             for (int i = 0; i < hp.nEmbd; ++i)
@@ -451,7 +491,7 @@ void embedTokens(const Engine::Impl& e, std::span<const int32_t> tokens, int pos
 }
 
 // Final norm and LM head on the columns of Hs [nEmbd × m] into logitsOut [m × nVocab].
-void headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserver& observer, float* logitsOut) {
+Status headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserver& observer, float* logitsOut) {
     const InferHParams& hp = e.hp;
     const int m = static_cast<int>(Hs.cols());
     InferMat H;
@@ -463,15 +503,18 @@ void headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserver&
     InferMat Y;
     if (!e.output.present()) { // tied head: the embedding is the weight
         Y.resize(hp.nVocab, m);
-        linearForward(e.tokEmbd.data(), hp.nVocab, hp.nEmbd, H.data(), m, Y.data(), hp.nVocab, e.threads);
+        storedLinear(e.tokEmbd, {}, H.data(), m, Y.data(), hp.nVocab, e.threads, e.ggmlActivations);
     } else {
-        matmul(e.output, H, Y, e.threads);
+        linear(e, e.output, H, Y);
     }
     if (hp.finalSoftcap > 0) {
         const float c = hp.finalSoftcap;
         Y = Y.unaryExpr([c](float v) { return c * std::tanh(v / c); });
     }
+    // Weights are not scanned at load (they stay in the file): a NaN or Inf in them stops here.
+    if (!Y.allFinite()) return makeError("the logits contain NaN or Inf (the model's weights hold such values)");
     std::copy_n(Y.data(), static_cast<size_t>(m) * hp.nVocab, logitsOut);
+    return okStatus();
 }
 
 Status checkTokens(const InferHParams& hp, std::span<const int32_t> tokens, const char* what) {
@@ -514,7 +557,9 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
         for (int l = 0; l < nRun; ++l)
             forwardBlock(e, l, X, nPast, nPast, e.observer, BlockStage::Complete, scratch);
         e.nCached = nPast + n;
-        if (logitsOut) headLogits(e, X.rightCols(n - logitsFrom), e.observer, logitsOut);
+        if (logitsOut)
+            if (auto st = headLogits(e, X.rightCols(n - logitsFrom), e.observer, logitsOut); !st)
+                return makeError("eval: " + st.error().message);
     } catch (const std::bad_alloc&) {
         return makeError("eval: out of memory");
     }
@@ -578,7 +623,7 @@ Status Engine::head(std::span<const float> states, float* logitsOut, const Linea
     try {
         const auto m = static_cast<Eigen::Index>(states.size() / static_cast<size_t>(hp.nEmbd));
         const InferMat Hs = Eigen::Map<const InferMat>(states.data(), hp.nEmbd, m);
-        headLogits(e, Hs, observer, logitsOut);
+        if (auto st = headLogits(e, Hs, observer, logitsOut); !st) return makeError("head: " + st.error().message);
     } catch (const std::bad_alloc&) {
         return makeError("head: out of memory");
     }

@@ -66,7 +66,8 @@ Status readFamilyGguf(const GgufFile& f, const std::string& arch, const std::str
         QZ_TRY(real(f, a + "final_logit_softcapping", 0.0f, hp.finalSoftcap));
         if (arch == "gemma2") QZ_TRY(real(f, a + "attn_logit_softcapping", 0.0f, hp.attnSoftcap));
         if (hp.finalSoftcap < 0 || hp.attnSoftcap < 0) return makeError(path + ": negative soft-capping");
-        QZ_TRY(need(f, a + "attention.sliding_window", 0, 1 << 24, hp.slidingWindow, 0));
+        // Absent: llama.cpp's gemma2 defaults to 4096 (src/models/gemma2.cpp load_arch_hparams), gemma3 to none.
+        QZ_TRY(need(f, a + "attention.sliding_window", 0, 1 << 24, hp.slidingWindow, arch == "gemma2" ? 4096 : 0));
         if (hp.slidingWindow > 0) {
             // llama.cpp's layer patterns: gemma2 every 2nd, gemma3 5 of every 6 layers slide.
             const int pattern = arch == "gemma2" ? 2 : 6;

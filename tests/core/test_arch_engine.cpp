@@ -2,7 +2,7 @@
 // the tiny seeded models of tests/core/tiny_archs.h. Expected logits come from tests/tools/ref_forward.py,
 // an independent numpy (float64) forward pass written from transformers' modeling code that reads the
 // HF folder itself; it runs at test time (/usr/bin/python3 with numpy). The engine runs in plain F32
-// (kvF16 and ggmlGelu off) on 48 tokens, more than the Gemma models' sliding window of 32, so the
+// (kvF16, ggmlGelu and ggmlActivations off) on 48 tokens, more than the Gemma models' sliding window of 32, so the
 // window and both layer kinds are exercised. Checked per architecture:
 //   * the HF folder: every position's logits within 1e-4 of the largest reference logit of the row;
 //   * the same split over two eval() calls (KV cache, sliding window across the cache);
@@ -90,6 +90,7 @@ EngineOptions plainF32() {
     EngineOptions o;
     o.kvF16 = false;
     o.ggmlGelu = false;
+    o.ggmlActivations = false;
     o.threads = 2;
     o.nCtx = 64;
     return o;
