@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include "common/fp16.h"
 #include "common/parallel.h"
@@ -231,7 +232,12 @@ void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, I
     std::vector<std::vector<std::pair<int, float>>> routed(E);  // expert -> (token, weight)
     std::vector<int> idx(E);
     std::vector<double> pr(E);
+    std::vector<int> badTokens;  // non-finite router logits (weights are not scanned at load)
     for (int t = 0; t < n; ++t) {
+        if (!R.col(t).allFinite()) {
+            badTokens.push_back(t);  // routed nowhere; its output is made NaN so the logits check fails
+            continue;
+        }
         double mx = -INFINITY;
         for (int x = 0; x < E; ++x) mx = std::max(mx, static_cast<double>(R(x, t)));
         double sum = 0;
@@ -277,6 +283,7 @@ void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, I
         linear(e, L.downExps[x], Ue[x], Y);
         for (Eigen::Index i = 0; i < Y.cols(); ++i) T.col(routed[x][i].first) += routed[x][i].second * Y.col(i);
     }
+    for (int t : badTokens) T.col(t).setConstant(std::numeric_limits<float>::quiet_NaN());
 }
 
 // Decoder block l on X [nEmbd × n] (token t in column t) in place: the tokens sit at cache slots

@@ -8,7 +8,10 @@
 //   * the same split over two eval() calls (KV cache, sliding window across the cache);
 //   * our F32 GGUF export of the folder (stacked experts, Gemma's +1 norms, fused phi3 tensors, llama's
 //     permuted Q/K for mixtral, the metadata llama.cpp reads): the same logits;
-//   * embed + forwardLayer + head equals eval(), and the observer sees every expert's routed tokens.
+//   * embed + forwardLayer + head equals eval(), and the observer sees every expert's routed tokens;
+//   * imatrix per expert (llama-imatrix's layout for 3-D tensors): the HF folder and its GGUF give the same
+//     sums and counts, every token is counted in exactly top-k experts, and the written file reads back
+//     through ggml/imatrix.h as [nIn × nExpert] importances.
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -19,7 +22,9 @@
 #include <map>
 
 #include "export/gguf_export.h"
+#include "ggml/imatrix.h"
 #include "infer/engine.h"
+#include "infer/imatrix_collect.h"
 #include "model/model.h"
 #include "tiny_archs.h"
 
@@ -190,6 +195,74 @@ private slots:
         const double ggufRel = worstRelative(glogits, ref, vocab);
         qInfo("%s F32 GGUF export: worst relative logit error %.3g", a.c_str(), ggufRel);
         QVERIFY2(ggufRel <= 1e-4, qPrintable(QString("GGUF: %1").arg(ggufRel)));
+    }
+
+    void imatrixPerExpert_data() {
+        QTest::addColumn<QString>("arch");
+        QTest::newRow("qwen3moe") << QString("qwen3moe");
+        QTest::newRow("mixtral") << QString("mixtral");
+    }
+    void imatrixPerExpert() {
+        QFETCH(QString, arch);
+        const std::string a = arch.toStdString();
+        const TinyDims td = tinyDims(a);
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, a, QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        GgufExportParams ep;
+        ep.outputPath = tmp.filePath("out.gguf").toStdString();
+        ep.type = "F32";
+        QVERIFY(exportGguf(**m, ep, {}, {}));
+        auto g = openModel(ep.outputPath);
+        QVERIFY(g);
+        std::ifstream tf(std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt");
+        const std::string text((std::istreambuf_iterator<char>(tf)), std::istreambuf_iterator<char>());
+        ImatrixParams ip;
+        ip.nCtx = 32;
+        ip.nChunks = 3;
+        ip.threads = 2;
+        auto hf = computeImatrix(**m, text, ip);
+        QVERIFY2(hf, hf ? "" : hf.error().message.c_str());
+        auto gg = computeImatrix(**g, text, ip);
+        QVERIFY2(gg, gg ? "" : gg.error().message.c_str());
+        QCOMPARE(hf->entries.size(), gg->entries.size());
+        const int64_t f = a == "mixtral" ? td.ffn : td.expertFf;
+        for (int l = 0; l < td.layers; ++l) {
+            const std::string b = "blk." + std::to_string(l) + ".";
+            QVERIFY(hf->entries.count(b + "ffn_gate_inp.weight"));
+            QCOMPARE(hf->entries.at(b + "ffn_gate_inp.weight").count, int64_t{3 * 32});
+            for (const char* kind : {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"}) {
+                const std::string name = b + kind;
+                QVERIFY2(hf->entries.count(name) && gg->entries.count(name), name.c_str());
+                const ImatrixEntry& h = hf->entries.at(name);
+                const ImatrixEntry& q = gg->entries.at(name);
+                const int64_t nIn = std::string(kind) == "ffn_down_exps.weight" ? f : td.hidden;
+                QCOMPARE(h.expertCounts.size(), static_cast<size_t>(td.experts));
+                QCOMPARE(h.sum2.size(), static_cast<size_t>(nIn * td.experts));
+                QCOMPARE(h.expertCounts, q.expertCounts);
+                int64_t total = 0;
+                for (int64_t c : h.expertCounts) total += c;
+                QCOMPARE(total, int64_t{3 * 32} * td.expertsUsed);
+                for (size_t i = 0; i < h.sum2.size(); ++i)
+                    QVERIFY(std::abs(h.sum2[i] - q.sum2[i]) <= 1e-5 * std::max(1.0, std::abs(h.sum2[i])));
+            }
+        }
+        const std::string path = tmp.filePath("imatrix.gguf").toStdString();
+        QVERIFY(writeImatrixGguf(*hf, path));
+        auto im = ggml::loadImatrix(path);
+        QVERIFY2(im, im ? "" : im.error().message.c_str());
+        const std::string name = "blk.1.ffn_down_exps.weight";
+        auto vals = im->lookup(name, f, td.experts);
+        QVERIFY2(vals && *vals, "expert imatrix entry not found with [nIn, nExpert]");
+        const ImatrixEntry& h = hf->entries.at(name);
+        for (int64_t x = 0; x < td.experts; ++x)
+            for (int64_t j = 0; j < f; j += 17) {
+                const size_t i = static_cast<size_t>(x * f + j);
+                const double want = h.expertCounts[x] > 0 ? h.sum2[i] / h.expertCounts[x] : 1.0;
+                QVERIFY(std::abs((*vals)[i] - want) <= 1e-5 * std::max(1.0, want));
+            }
     }
 
     // setWeight on one HF expert changes only that expert (the stacked storage's offsets).
