@@ -265,6 +265,40 @@ private slots:
             }
     }
 
+    // Hostile configurations are refused with a message naming the folder, not run.
+    void refusesBadConfigs_data() {
+        QTest::addColumn<QString>("arch");
+        QTest::addColumn<QString>("from");
+        QTest::addColumn<QString>("to");
+        QTest::newRow("top-k above experts") << "qwen3moe" << "\"num_experts_per_tok\": 2" << "\"num_experts_per_tok\": 5";
+        QTest::newRow("no experts") << "mixtral" << "\"num_local_experts\": 8" << "\"num_local_experts\": 0";
+        QTest::newRow("dense layers in qwen3moe") << "qwen3moe" << "\"mlp_only_layers\": []" << "\"mlp_only_layers\": [1]";
+        QTest::newRow("layer_types short") << "gemma3" << "\"sliding_window_pattern\": 6"
+                                           << "\"layer_types\": [\"sliding_attention\"]";
+        QTest::newRow("rotary factor") << "phi3" << "\"partial_rotary_factor\": 1.0" << "\"partial_rotary_factor\": 1.5";
+        QTest::newRow("negative softcap") << "gemma2" << "\"attn_logit_softcapping\": 50.0"
+                                          << "\"attn_logit_softcapping\": -1.0";
+        QTest::newRow("zero query scalar") << "gemma2" << "\"query_pre_attn_scalar\": 16" << "\"query_pre_attn_scalar\": 0";
+    }
+    void refusesBadConfigs() {
+        QFETCH(QString, arch);
+        QFETCH(QString, from);
+        QFETCH(QString, to);
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, arch.toStdString(), QZ_TEST_DATA));
+        std::string cfg = tinyConfig(arch.toStdString());
+        const auto at = cfg.find(from.toStdString());
+        QVERIFY(at != std::string::npos);
+        cfg.replace(at, from.size(), to.toStdString());
+        std::ofstream(dir + "/config.json") << cfg;
+        auto m = openModel(dir);
+        QVERIFY2(m, m ? "" : m.error().message.c_str());  // opening does not run the model
+        auto e = Engine::load(**m, plainF32());
+        QVERIFY(!e);
+        QVERIFY2(e.error().message.find(dir) != std::string::npos, e.error().message.c_str());
+    }
+
     // setWeight on one HF expert changes only that expert (the stacked storage's offsets).
     void setWeightOnOneExpert() {
         QTemporaryDir tmp;
