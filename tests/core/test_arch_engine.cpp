@@ -116,15 +116,34 @@ private slots:
 
     void logitsMatchReference_data() {
         QTest::addColumn<QString>("arch");
-        for (const auto& a : tinyArchNames()) QTest::newRow(a.c_str()) << QString::fromStdString(a);
+        QTest::addColumn<QString>("from");  // config.json edit (empty: none)
+        QTest::addColumn<QString>("to");
+        for (const auto& a : tinyArchNames()) QTest::newRow(a.c_str()) << QString::fromStdString(a) << "" << "";
+        // Gemma 3 with a global layer: layer 1 attends to everything with the global RoPE base (the
+        // converter does not write the pattern and llama.cpp assumes 6, so the HF folder only).
+        QTest::newRow("gemma3 pattern 2") << "gemma3" << "\"sliding_window_pattern\": 6"
+                                          << "\"sliding_window_pattern\": 2";
+        // Qwen3-MoE without renormalised top-k weights (norm_topk_prob false, transformers' default).
+        QTest::newRow("qwen3moe no renorm") << "qwen3moe" << "\"norm_topk_prob\": true"
+                                            << "\"norm_topk_prob\": false";
     }
     void logitsMatchReference() {
         QFETCH(QString, arch);
+        QFETCH(QString, from);
+        QFETCH(QString, to);
         const std::string a = arch.toStdString();
         QTemporaryDir tmp;
         const std::string dir = tmp.filePath("model").toStdString();
         auto st = writeTinyModel(dir, a, QZ_TEST_DATA);
         QVERIFY2(st, st ? "" : st.error().message.c_str());
+        const bool edited = !from.isEmpty();
+        if (edited) {
+            std::string cfg = tinyConfig(a);
+            const auto at = cfg.find(from.toStdString());
+            QVERIFY(at != std::string::npos);
+            cfg.replace(at, from.size(), to.toStdString());
+            std::ofstream(dir + "/config.json") << cfg;
+        }
         const int vocab = static_cast<int>(tinyDims(a).vocab);
         const auto tokens = testTokens(vocab);
         std::vector<double> ref;
@@ -180,6 +199,7 @@ private slots:
             }
         }
 
+        if (edited) return;  // the GGUF keeps llama.cpp's fixed behaviour, not the edit
         // Our F32 GGUF export runs to the same logits.
         GgufExportParams p;
         p.outputPath = tmp.filePath("out.gguf").toStdString();
