@@ -11,7 +11,9 @@
 //   * embed + forwardLayer + head equals eval(), and the observer sees every expert's routed tokens;
 //   * imatrix per expert (llama-imatrix's layout for 3-D tensors): the HF folder and its GGUF give the same
 //     sums and counts, every token is counted in exactly top-k experts, and the written file reads back
-//     through ggml/imatrix.h as [nIn × nExpert] importances.
+//     through ggml/imatrix.h as [nIn × nExpert] importances;
+//   * GPTQ on the dense families quantizes GPTQModel's modules (phi3's fused ones whole) with a smaller
+//     Hessian-weighted output error than round-to-nearest on every layer; MoE models are refused.
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -23,6 +25,7 @@
 
 #include "export/gguf_export.h"
 #include "ggml/imatrix.h"
+#include "gptq/gptq_export.h"
 #include "infer/engine.h"
 #include "infer/imatrix_collect.h"
 #include "model/model.h"
@@ -283,6 +286,46 @@ private slots:
                 const double want = h.expertCounts[x] > 0 ? h.sum2[i] / h.expertCounts[x] : 1.0;
                 QVERIFY(std::abs((*vals)[i] - want) <= 1e-5 * std::max(1.0, want));
             }
+    }
+
+    void gptqDenseFamilies_data() {
+        QTest::addColumn<QString>("arch");
+        for (const char* a : {"qwen3", "gemma2", "gemma3", "phi3", "qwen3moe", "mixtral"}) QTest::newRow(a) << a;
+    }
+    void gptqDenseFamilies() {
+        QFETCH(QString, arch);
+        const std::string a = arch.toStdString();
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, a, QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        gptq::ExportParams p;
+        p.quant.bits = 4;
+        p.quant.groupSize = 128;
+        p.quant.threads = 2;
+        p.rtnBaseline = true;
+        p.writeOutput = false;
+        p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
+        p.calib.samples = 8;
+        p.calib.seqLen = 48;
+        auto r = gptq::exportGptq(**m, p);
+        if (tinyDims(a).experts > 0) {
+            QVERIFY(!r);
+            QVERIFY2(r.error().message.find("mixture-of-experts") != std::string::npos, r.error().message.c_str());
+            return;
+        }
+        QVERIFY2(r, r ? "" : r.error().message.c_str());
+        const size_t perBlock = a == "phi3" ? 4 : 7;
+        QCOMPARE(r->layers.size(), perBlock * static_cast<size_t>(tinyDims(a).layers));
+        for (const auto& L : r->layers) {
+            QVERIFY2(L.relErr >= 0 && L.relErrRtn > 0, L.name.c_str());
+            QVERIFY2(L.relErr < L.relErrRtn, qPrintable(QString("%1: gptq %2 rtn %3")
+                                                             .arg(QString::fromStdString(L.name))
+                                                             .arg(L.relErr)
+                                                             .arg(L.relErrRtn)));
+        }
+        if (a == "phi3") QCOMPARE(r->layers[0].name, std::string("model.layers.0.self_attn.qkv_proj.weight"));
     }
 
     // Hostile configurations are refused with a message naming the folder, not run.
