@@ -92,7 +92,9 @@ using LinearObserver =
 
 // The linear stages of a decoder block in evaluation order (llama: q/k/v, o, gate/up, down; gpt2: c_attn,
 // attn.c_proj, mlp.c_fc, mlp.c_proj). Engine::forwardLayer can stop right after a stage's input was
-// observed (a calibration pass that needs only that input skips the rest of the block).
+// observed (a calibration pass that needs only that input skips the rest of the block). Mixture of
+// experts: FfnInput covers the router and every expert's gate/up (routing is computed first),
+// FfnOutInput every expert's down; phi3's fused qkv / gate_up are one linear each.
 enum class BlockStage { QkvInput = 0, AttnOutInput = 1, FfnInput = 2, FfnOutInput = 3, Complete = 4 };
 
 struct EngineOptions {
