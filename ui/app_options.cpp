@@ -54,6 +54,7 @@ qz::Result<AppOptions> parseAppOptions(const QStringList& arguments) {
     opt("headless", QStringLiteral("run without a window; needs --report-dir"));
     opt("report-dir", QStringLiteral("folder for report.json, report.md and histogram PNGs"), "DIR");
     opt("screenshot", QStringLiteral("show the window offscreen, run the job, save a PNG of it, exit"), "FILE");
+    opt("compare", QStringLiteral("with --screenshot: open this comparison (quantzoo-cli compare --report) and grab the Compare workspace"), "PROJECT");
     opt("method", QStringLiteral("quantization method: ") + methods.join(QStringLiteral(", ")), "NAME");
     opt("bits", QStringLiteral("bits per weight, 2..8 (default 8)"), "N");
     opt("granularity", QStringLiteral("tensor, row or group (default tensor)"), "G");
@@ -78,6 +79,8 @@ qz::Result<AppOptions> parseAppOptions(const QStringList& arguments) {
     o.headless = p.isSet(QStringLiteral("headless"));
     o.reportDir = p.value(QStringLiteral("report-dir"));
     o.screenshot = p.value(QStringLiteral("screenshot"));
+    o.compareProject = p.value(QStringLiteral("compare"));
+    if (!o.compareProject.isEmpty() && o.screenshot.isEmpty()) return qz::makeError("--compare needs --screenshot FILE");
     if (o.headless && o.reportDir.isEmpty()) return qz::makeError("--headless needs --report-dir DIR");
 
     auto& spec = o.params.spec;

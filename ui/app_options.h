@@ -2,7 +2,7 @@
 //   quantzoo [MODEL] [--method absmax|zeropoint] [--bits 2..8] [--granularity tensor|row|group]
 //            [--group-size N] [--tensors all|2d] [--regex RE] [--names a,b,...]
 //            [--bins N] [--range LO,HI] [--tensor-bins N]
-//            [--headless --report-dir DIR] [--screenshot FILE.png]
+//            [--headless --report-dir DIR] [--screenshot FILE.png [--compare PROJECT.json]]
 // Method names come from the MethodRegistry. Parsing never exits the process: help and errors are
 // returned to main().
 #pragma once
@@ -19,6 +19,7 @@ struct AppOptions {
     bool headless = false;
     QString reportDir;          // headless output folder
     QString screenshot;         // grab the window after the job into this PNG
+    QString compareProject;     // with screenshot: open this comparison and grab the Compare workspace
     bool quantChoicesGiven = false;  // any of the method/tensor/histogram options given
     qz::QuantizeParams params;
     bool showHelp = false, showVersion = false;

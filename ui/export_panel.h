@@ -66,6 +66,7 @@ public:
 
 signals:
     void exportFinished(const QString& path);
+    void folderExported(const QString& format, const QString& dir);  // a calibrated export ("gptq", "exl2")
     void planShown();  // a dry run's plan is in the table
     // A calibrated export's result to measure in the Evaluate workspace.
     void variantReady(const QString& name, qz::ui::ModelPtr model, qz::ui::OverridesPtr overrides, quint64 bytes,

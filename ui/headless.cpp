@@ -10,6 +10,7 @@
 
 #include "background_job.h"
 #include "histograms_tab.h"
+#include "compare_workspace.h"
 #include "main_window.h"
 #include "method_panel.h"
 #include "model_tree.h"
@@ -77,6 +78,26 @@ int runScreenshot(const AppOptions& o) {
     };
     QObject::connect(&w, &MainWindow::modelFailed, &w, stop);
     QObject::connect(w.runner(), &BackgroundJob::failed, &w, stop);
+    if (!o.compareProject.isEmpty()) {  // the Compare workspace on a saved comparison, no job
+        CompareWorkspace* c = w.compareWorkspace();
+        QObject::connect(c, &CompareWorkspace::histogramsShown, &w, [&, c] {
+            w.workspaces()->showWorkspace(QStringLiteral("compare"));
+            c->views()->setCurrentIndex(3);  // bits per weight against KLD
+            QTimer::singleShot(400, &w, [&] {
+                if (!w.grab().save(o.screenshot)) {
+                    stop(QStringLiteral("cannot write %1").arg(o.screenshot));
+                    return;
+                }
+                std::printf("%s\n", QFileInfo(o.screenshot).absoluteFilePath().toLocal8Bit().constData());
+                stop(QString());
+            });
+        }, Qt::SingleShotConnection);
+        QString error;
+        if (!c->openProject(o.compareProject, &error)) return fail(error);
+        QTimer::singleShot(10 * 60 * 1000, &w, [&] { stop(QStringLiteral("timed out")); });
+        QApplication::exec();
+        return code;
+    }
     QObject::connect(&w, &MainWindow::modelOpened, &w, [&] {
         applyQuantChoices(w, o.params);
         if (!w.startRun()) stop(QStringLiteral("cannot start the job: ") + w.statusText());

@@ -21,7 +21,9 @@
 #include "about_dialog.h"
 #include "background_job.h"
 #include "codes_view.h"
+#include "compare_workspace.h"
 #include "evaluate_panel.h"
+#include "exl2_export_page.h"
 #include "export_panel.h"
 #include "headless.h"
 #include "histograms_tab.h"
@@ -34,6 +36,7 @@
 #include "recent_files.h"
 #include "report_writer.h"
 #include "result_summary.h"
+#include "teaching_view.h"
 #include "tensor_analyzer.h"
 #include "tensor_table.h"
 #include "tensor_table_model.h"
@@ -71,6 +74,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     m_tabs->addWorkspace(QStringLiteral("evaluate"), tr("Evaluate"), m_evaluate);
     m_export = new ExportPanel(this);
     m_tabs->addWorkspace(QStringLiteral("export"), tr("Export"), m_export);
+    m_teach = new TeachingView(this);  // the selected tensor under the quantizers, step by step
+    m_tabs->addWorkspace(QStringLiteral("teaching"), tr("Teaching"), m_teach);
+    connect(m_export->exl2Page(), &CalibratedExportPage::exportFinished, m_teach,
+            [this] { m_teach->setExl2Result(m_export->exl2Page()->result()); });
     // A finished export becomes a variant to measure next to the original (PPL, KLD, generation).
     connect(m_export, &ExportPanel::exportFinished, m_evaluate, [this](const QString& path) {
         QString error;
@@ -81,6 +88,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
             [this](const QString& name, ModelPtr model, OverridesPtr overrides, quint64 bytes, double bpw) {
                 m_evaluate->addVariant(name, model, overrides, bytes, bpw);
             });
+
+    // Every result kept as a variant, side by side (each run, each GGUF export).
+    m_compare = new CompareWorkspace(this);
+    m_tabs->addWorkspace(QStringLiteral("compare"), tr("Compare"), m_compare);
+    connect(m_export, &ExportPanel::exportFinished, m_compare, [this](const QString& path) { m_compare->addFile(path); });
+    connect(m_export, &ExportPanel::folderExported, m_compare, [this](const QString& format, const QString& dir) {
+        if (format == QLatin1String("gptq")) m_compare->addFile(dir);  // EXL2 folders have no reader yet
+    });
+    connect(m_compare, &CompareWorkspace::modelRequested, this, &MainWindow::openPath);
 
     m_panel = new MethodPanel(this);
     auto* right = new QScrollArea(this);
@@ -252,8 +268,10 @@ void MainWindow::onModelLoaded(ModelPtr model) {
     m_tree->setModel(m_model);
     m_summary->setModel(m_model);
     m_evaluate->setModel(m_model);
+    m_compare->setModel(m_model);
     m_export->setModel(m_model);
     m_codes->setModel(m_model);
+    m_teach->setModel(m_model);
     m_table->model()->clear();
     m_table->summary()->showEmpty();
     m_histograms->clearTensor();
@@ -333,6 +351,7 @@ void MainWindow::onRunFinished(ResultPtr result) {
     m_histograms->showModel(m_result->modelOriginal, m_result->modelDequantized, toQ(m_result->spec.describe()));
     m_exportAction->setEnabled(true);
     m_evaluate->setQuantizeResult(m_model, m_result);  // a variant to measure (PPL, KLD)
+    m_compare->addVariant(qz::variantFromQuantizeResult(*m_model, *m_result));
     m_codes->setResult(m_result);                      // LLM.int8(): the calibrated outlier features
     const QString f = m_focus;
     m_focus.clear();
@@ -364,6 +383,7 @@ void MainWindow::focusTensor(const QString& name) {
     if (!info) return;
     m_focus = name;
     m_codes->setTensor(name);
+    m_teach->setTensor(name);
     m_tree->setCurrentTensor(name);
     m_table->selectTensor(name);
     const qz::TensorQuantResult* r = m_table->model()->find(name);

@@ -1,6 +1,6 @@
 // The main window only lays out the panels and wires them to the jobs:
 //   left: model tree + summary | centre: workspace tabs (Histograms, Tensors table, Codes, Evaluate,
-//   Export) | right: method panel with Run/Cancel | bottom: log dock.
+//   Export, Teaching) | right: method panel with Run/Cancel | bottom: log dock.
 // Models open on a worker (ModelLoader), quantization runs on a worker (BackgroundJob), tensor
 // views are recomputed on demand (TensorAnalyzer). Errors go to a non-blocking message box, the
 // status bar and the log — never a crash.
@@ -15,6 +15,7 @@ class QLabel;
 namespace qz::ui {
 
 class CodesView;
+class CompareWorkspace;
 class EvaluatePanel;
 class ExportPanel;
 class HistogramsTab;
@@ -28,6 +29,7 @@ class ModelHistogramJob;
 class RecentFiles;
 class TensorAnalyzer;
 class TensorTable;
+class TeachingView;
 class WorkspaceTabs;
 
 class MainWindow : public QMainWindow {
@@ -54,6 +56,8 @@ public:
     ModelHistogramJob* modelHistogramJob() const { return m_modelHistogram; }
     WorkspaceTabs* workspaces() const { return m_tabs; }
     CodesView* codesView() const { return m_codes; }
+    TeachingView* teachingView() const { return m_teach; }
+    CompareWorkspace* compareWorkspace() const { return m_compare; }
     QAction* exportAction() const { return m_exportAction; }
     QAction* aboutAction() const { return m_aboutAction; }
 
@@ -99,6 +103,8 @@ private:
     CodesView* m_codes;
     EvaluatePanel* m_evaluate;
     ExportPanel* m_export;
+    TeachingView* m_teach;
+    CompareWorkspace* m_compare;
     LogDock* m_log;
     RecentFiles* m_recent = nullptr;
     QAction* m_exportAction = nullptr;

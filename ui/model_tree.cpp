@@ -2,10 +2,12 @@
 
 #include <QHeaderView>
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <set>
 
 #include "format.h"
+#include "model/tensor_names.h"
 
 namespace qz::ui {
 
@@ -55,23 +57,46 @@ void ModelTree::setModel(ModelPtr model) {
     m_model = std::move(model);
     setSortingEnabled(false);
     clear();
+    m_tensorItems.clear();
     if (!m_model) {
         setSortingEnabled(true);
         return;
     }
-    std::map<int, QTreeWidgetItem*> groups;  // layer -> group (-1 first)
-    std::map<int, std::pair<uint64_t, uint64_t>> sums;
+    struct Group {
+        QTreeWidgetItem* item = nullptr;
+        uint64_t params = 0, bytes = 0;
+    };
+    // Layer -> group (-1 first); within a layer of a mixture-of-experts model, one "Experts" group
+    // holding a group per expert (HF checkpoints store each expert's projections separately).
+    std::map<int, Group> layers;
+    std::map<int, Group> expertsOf;                       // layer -> its "Experts" group
+    std::map<std::pair<int, int>, Group> experts;         // (layer, expert) -> group
+    auto newGroup = [](QTreeWidgetItem* item, const QString& text, int key) {
+        item->setText(ColName, text);
+        item->setData(ColName, kSortRole, key);
+        return item;
+    };
     for (size_t i = 0; i < m_model->tensors.size(); ++i) {
         const auto& t = m_model->tensors[i];
         const int layer = qz::layerIndexOf(t.name);
-        QTreeWidgetItem*& group = groups[layer];
-        if (!group) {
-            group = new SortItem(this);
-            group->setText(ColName, layer < 0 ? tr("Model (outside layers)") : tr("Layer %1").arg(layer));
-            group->setData(ColName, kSortRole, layer);
-            group->setFirstColumnSpanned(false);
+        const int expert = layer >= 0 ? qz::expertIndexOf(t.name) : -1;
+        Group& lg = layers[layer];
+        if (!lg.item)
+            lg.item = newGroup(new SortItem(this),
+                               layer < 0 ? tr("Model (outside layers)") : tr("Layer %1").arg(layer), layer);
+        QTreeWidgetItem* parent = lg.item;
+        std::vector<Group*> sums{&lg};
+        if (expert >= 0) {
+            Group& eg = expertsOf[layer];
+            // Sorted after the layer's own tensors (whose sort keys are tensor indices).
+            if (!eg.item) eg.item = newGroup(new SortItem(lg.item), tr("Experts"), std::numeric_limits<int>::max());
+            Group& xg = experts[{layer, expert}];
+            if (!xg.item) xg.item = newGroup(new SortItem(eg.item), tr("Expert %1").arg(expert), expert);
+            parent = xg.item;
+            sums.push_back(&eg);
+            sums.push_back(&xg);
         }
-        auto* item = new SortItem(group);
+        auto* item = new SortItem(parent);
         item->setText(ColName, toQ(t.name));
         item->setData(ColName, kTensorRole, qulonglong(i));
         item->setData(ColName, kSortRole, double(i));  // name column: model order
@@ -80,31 +105,58 @@ void ModelTree::setModel(ModelPtr model) {
         item->setText(ColDType, QString::fromUtf8(qz::dtypeName(t.dtype)));
         setNumber(item, ColParams, t.numel(), formatCount(t.numel()));
         setNumber(item, ColBytes, t.nbytes, formatBytes(t.nbytes));
-        sums[layer].first += t.numel();
-        sums[layer].second += t.nbytes;
+        m_tensorItems.emplace(toQ(t.name), item);
+        for (Group* g : sums) {
+            g->params += t.numel();
+            g->bytes += t.nbytes;
+        }
     }
-    for (auto& [layer, group] : groups) {
-        setNumber(group, ColParams, sums[layer].first, formatCount(sums[layer].first));
-        setNumber(group, ColBytes, sums[layer].second, formatBytes(sums[layer].second));
-        group->setText(ColShape, tr("%n tensor(s)", nullptr, group->childCount()));
+    auto finish = [](Group& g, const QString& shapeText) {
+        setNumber(g.item, ColParams, g.params, formatCount(g.params));
+        setNumber(g.item, ColBytes, g.bytes, formatBytes(g.bytes));
+        g.item->setText(ColShape, shapeText);
+    };
+    for (auto& [layer, g] : layers)
+        finish(g, tr("%n tensor(s)", nullptr, tensorCountUnder(g.item)));
+    for (auto& [layer, g] : expertsOf) {
+        g.item->setText(ColName, tr("Experts (%1)").arg(g.item->childCount()));
+        finish(g, tr("%n tensor(s)", nullptr, tensorCountUnder(g.item)));
     }
+    for (auto& [key, g] : experts) finish(g, tr("%n tensor(s)", nullptr, g.item->childCount()));
     setSortingEnabled(true);
     sortByColumn(ColName, Qt::AscendingOrder);
     header()->resizeSection(ColName, std::max(300, sizeHintForColumn(ColName)));
-    if (groups.size() <= 3) expandAll();
-    else if (groups.count(-1)) groups[-1]->setExpanded(true);
+    if (layers.size() <= 3) {
+        for (auto& [layer, g] : layers) g.item->setExpanded(true);
+    } else if (layers.count(-1)) {
+        layers[-1].item->setExpanded(true);
+    }
 }
 
-QStringList ModelTree::selectedTensorNames() const {
-    std::set<qulonglong> indices;
-    for (QTreeWidgetItem* item : selectedItems()) {
-        if (item->data(ColName, kTensorRole).isValid()) {
-            indices.insert(item->data(ColName, kTensorRole).toULongLong());
-        } else {  // a layer group stands for all its tensors
-            for (int c = 0; c < item->childCount(); ++c)
-                indices.insert(item->child(c)->data(ColName, kTensorRole).toULongLong());
-        }
+int ModelTree::tensorCountUnder(const QTreeWidgetItem* item) {
+    if (item->data(ColName, kTensorRole).isValid()) return 1;
+    int n = 0;
+    for (int c = 0; c < item->childCount(); ++c) n += tensorCountUnder(item->child(c));
+    return n;
+}
+
+namespace {
+void collectTensorIndices(const QTreeWidgetItem* item, std::set<qulonglong>& out) {
+    if (item->data(ModelTree::ColName, kTensorRole).isValid()) {
+        out.insert(item->data(ModelTree::ColName, kTensorRole).toULongLong());
+        return;
     }
+    for (int c = 0; c < item->childCount(); ++c) collectTensorIndices(item->child(c), out);
+}
+
+void expandAncestors(QTreeWidgetItem* item) {
+    for (QTreeWidgetItem* p = item->parent(); p; p = p->parent()) p->setExpanded(true);
+}
+}  // namespace
+
+QStringList ModelTree::selectedTensorNames() const {
+    std::set<qulonglong> indices;  // a selected group stands for all the tensors under it
+    for (QTreeWidgetItem* item : selectedItems()) collectTensorIndices(item, indices);
     QStringList names;
     if (!m_model) return names;
     for (qulonglong i : indices)
@@ -113,12 +165,8 @@ QStringList ModelTree::selectedTensorNames() const {
 }
 
 QTreeWidgetItem* ModelTree::itemForTensor(const QString& name) const {
-    for (int g = 0; g < topLevelItemCount(); ++g) {
-        QTreeWidgetItem* group = topLevelItem(g);
-        for (int c = 0; c < group->childCount(); ++c)
-            if (group->child(c)->text(ColName) == name) return group->child(c);
-    }
-    return nullptr;
+    const auto it = m_tensorItems.find(name);
+    return it == m_tensorItems.end() ? nullptr : it->second;
 }
 
 void ModelTree::selectTensors(const QStringList& names) {
@@ -128,7 +176,7 @@ void ModelTree::selectTensors(const QStringList& names) {
     for (const auto& n : names)
         if (auto* item = itemForTensor(n)) {
             item->setSelected(true);
-            if (item->parent()) item->parent()->setExpanded(true);
+            expandAncestors(item);
         }
     emit tensorSelectionChanged(int(selectedTensorNames().size()));
 }
@@ -136,7 +184,7 @@ void ModelTree::selectTensors(const QStringList& names) {
 void ModelTree::setCurrentTensor(const QString& name) {
     QTreeWidgetItem* item = itemForTensor(name);
     if (!item) return;
-    if (item->parent()) item->parent()->setExpanded(true);
+    expandAncestors(item);
     // Keep the multi-selection: only move the current item.
     setCurrentItem(item, ColName, QItemSelectionModel::NoUpdate);
     scrollToItem(item);

@@ -20,5 +20,7 @@ int cmdExportExl2(int argc, char** argv);
 int cmdPerplexity(int argc, char** argv);
 int cmdGenerate(int argc, char** argv);
 int cmdImatrix(int argc, char** argv);
+// Variants side by side (app/cli/cmd_compare.cpp).
+int cmdCompare(int argc, char** argv);
 
 }  // namespace qzcli

@@ -111,6 +111,36 @@ bool inverseCholeskyUpper(const MatD& H, MatD& U) {
 
 }  // namespace
 
+Result<std::vector<float>> dampedInverseCholeskyUpper(std::vector<float> Hv, int cols, double dampPercent,
+                                                      double* dampUsed) {
+    if (cols <= 0 || Hv.size() != static_cast<size_t>(cols) * cols)
+        return makeError("GPTQ: Hessian size does not match the layer");
+    if (!(dampPercent > 0 && dampPercent < 1)) return makeError("GPTQ: damp_percent must be in (0, 1)");
+    MatD H(cols, cols);
+    for (int i = 0; i < cols; ++i)
+        for (int j = 0; j < cols; ++j) H(i, j) = Hv[static_cast<size_t>(i) * cols + j];
+    for (int i = 0; i < cols; ++i)
+        if (H(i, i) == 0) H(i, i) = 1;
+    double meanDiag = 0;
+    for (int i = 0; i < cols; ++i) meanDiag += H(i, i);
+    meanDiag /= cols;
+    MatD U;
+    double damp = dampPercent;
+    for (;;) {
+        MatD Hd = H;
+        for (int i = 0; i < cols; ++i) Hd(i, i) += damp * meanDiag;
+        if (inverseCholeskyUpper(Hd, U)) break;
+        damp += 0.0025;
+        if (damp >= 1.0) return makeError("GPTQ: the Hessian is not positive definite even with damp 1.0");
+    }
+    if (dampUsed) *dampUsed = damp;
+    const MatF Uf = U.cast<float>();
+    std::vector<float> out(static_cast<size_t>(cols) * cols);
+    for (int i = 0; i < cols; ++i)
+        for (int j = 0; j < cols; ++j) out[static_cast<size_t>(i) * cols + j] = Uf(i, j);
+    return out;
+}
+
 Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::vector<float> Hv,
                                       const QuantConfig& c, const std::function<bool()>& cancel) {
     if (auto s = validateConfig(c); !s) return s.error();

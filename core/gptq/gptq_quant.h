@@ -69,6 +69,13 @@ inline float quantizeValue(float x, float scale, float zero, int maxq);
 // cancel() (optional) is polled between row chunks / blocks; true -> cancelledError().
 Result<LayerResult> quantizeLayerGptq(const float* W, int rows, int cols, std::vector<float> H, const QuantConfig& c,
                                       const std::function<bool()>& cancel = {});
+// The factor quantizeLayerGptq works with when act-order is off: U, the upper Cholesky factor of the damped
+// H⁻¹ (H⁻¹ = UᵀU), as float, row-major [cols][cols]; dead columns (H_ii = 0) get H_ii = 1 first, damp is
+// raised as in quantizeLayerGptq. *dampUsed receives the damp fraction finally used. For views that
+// replay GPTQ's column loop step by step (teach/teach.h).
+Result<std::vector<float>> dampedInverseCholeskyUpper(std::vector<float> H, int cols, double dampPercent,
+                                                      double* dampUsed = nullptr);
+
 // RTN with the same grid (groups of consecutive columns, g_idx = k / groupSize).
 LayerResult quantizeLayerRtn(const float* W, int rows, int cols, const QuantConfig& c);
 

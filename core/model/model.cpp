@@ -1,10 +1,12 @@
 #include "model/model.h"
+#include "model/tensor_names.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 
 #include <cstring>
 #include <filesystem>
@@ -102,11 +104,27 @@ Result<std::vector<float>> readTensorF32(const Model& m, const TensorInfo& t) {
     return v;
 }
 
+namespace {
+// The number after the first "<prefix>.N." in name, or -1 (also for numbers too long for an int: a tensor
+// name is untrusted text).
+int indexAfter(std::string_view name, const std::regex& re) {
+    std::match_results<std::string_view::const_iterator> m;
+    if (!std::regex_search(name.begin(), name.end(), m, re)) return -1;
+    const std::string digits = m[1].str();
+    int v = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+    return (ec == std::errc() && end == digits.data() + digits.size()) ? v : -1;
+}
+}  // namespace
+
 int layerIndexOf(std::string_view name) {
     static const std::regex re(R"((?:^|\.)(?:layers|h|blk|block|blocks|layer)\.(\d+)\.)");
-    std::match_results<std::string_view::const_iterator> m;
-    if (std::regex_search(name.begin(), name.end(), m, re)) return std::stoi(m[1].str());
-    return -1;
+    return indexAfter(name, re);
+}
+
+int expertIndexOf(std::string_view name) {
+    static const std::regex re(R"((?:^|\.)experts\.(\d+)\.)");
+    return indexAfter(name, re);
 }
 
 }  // namespace qz

@@ -277,6 +277,13 @@ int main(int argc, char** argv) {
         }
         std::printf("\nmodel %s: %.1f M parameters, %.1f MiB\n", path.c_str(), (*m)->totalParameters() / 1e6,
                     mib((*m)->totalBytes()));
+        // Rounded activations (8-bit codes, BF16; llama.cpp always rounds them) turn the engines' tiny
+        // differences upstream (attention's summation order) into whole rounding steps downstream, so files
+        // with such weights get a looser bound.
+        bool allF32 = true;
+        for (const TensorInfo& t : (*m)->tensors)
+            if (t.shape.size() == 2 && t.dtype != DType::F32) allF32 = false;
+        const double bound = allF32 ? 1e-2 : 5e-2;
         std::printf("%3s %6s | %9s %8s %8s | %9s %8s %8s | %7s %7s | %s\n", "thr", "tokens", "llama t/s", "wall ms",
                     "cpu ms", "ours t/s", "wall ms", "cpu ms", "wall x", "cpu x", "logit diff");
         for (int threads : threadCounts) {
@@ -330,10 +337,10 @@ int main(int argc, char** argv) {
                     maxMag = std::max(maxMag, static_cast<double>(std::fabs(a[v])));
                 }
                 const double rel = maxMag > 0 ? maxDiff / maxMag : maxDiff;
-                if (!(rel < 1e-2)) ++failures;
+                if (!(rel < bound)) ++failures;
                 std::printf("%3d %6d | %9.1f %8.1f %8.1f | %9.1f %8.1f %8.1f | %7.2f %7.2f | %.1e%s\n", threads, n,
                             n / bl.wall, bl.wall * 1e3, bl.cpu * 1e3, n / bo.wall, bo.wall * 1e3, bo.cpu * 1e3,
-                            bl.wall / bo.wall, bl.cpu / bo.cpu, rel, rel < 1e-2 ? "" : "  <-- the engines disagree");
+                            bl.wall / bo.wall, bl.cpu / bo.cpu, rel, rel < bound ? "" : "  <-- the engines disagree");
                 std::fflush(stdout);
             }
             std::printf("    ours: %.1f MiB anonymous memory (RssAnon growth over load + evaluation; weights held: "
@@ -345,6 +352,7 @@ int main(int argc, char** argv) {
     std::printf("\nwall x = our tokens/s / llama.cpp's; cpu x = llama.cpp's CPU time / ours (process CPU time over all\n"
                 "threads during the evaluation; ggml's threads spin while waiting, so on an oversubscribed machine\n"
                 "llama.cpp's 2-thread wall time suffers most). Best of %d alternating runs each; machine shared.\n"
-                "logit diff = max |logit_llama - logit_ours| / max |logit_llama| at the last position.\n", reps);
+                "logit diff = max |logit_llama - logit_ours| / max |logit_llama| at the last position (bound 1e-2 for F32\n"
+                "weights, 5e-2 with rounded activations).\n", reps);
     return failures ? 1 : 0;
 }
