@@ -19,7 +19,7 @@ namespace qzcli {
 namespace {
 const char* kHelp =
     "usage: quantzoo-cli export MODEL --format gptq --calib TEXT -o OUTDIR [options]\n"
-    "  MODEL              a Hugging Face folder (llama, mistral, qwen2, gpt2)\n"
+    "  MODEL              a Hugging Face folder (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3, gpt2)\n"
     "  --bits N           2, 3, 4 (default) or 8\n"
     "  --group-size N     -1, 32, 64, 128 (default) or any positive size\n"
     "  --sym | --asym     symmetric (default) or asymmetric zero points\n"

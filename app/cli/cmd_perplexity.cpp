@@ -16,7 +16,8 @@ namespace qzcli {
 namespace {
 const char* kPerplexityHelp =
     "usage: quantzoo-cli perplexity MODEL -f TEXT [-c N] [--chunks K] [--bos | --no-bos] [--threads T]\n"
-    "                               [--kl-divergence-base FILE [--kl-divergence]] [--f32-attention] [--quiet]\n"
+    "                               [--kl-divergence-base FILE [--kl-divergence]] [--f32-attention]\n"
+    "                               [--f32-activations] [--quiet]\n"
     "  Perplexity as llama-perplexity computes it: the text cut into chunks of N tokens (default 512),\n"
     "  each evaluated from an empty cache (first token replaced by BOS when the vocabulary adds one),\n"
     "  the second half of each chunk scored. Prints the running estimate per chunk and\n"
@@ -25,13 +26,16 @@ const char* kPerplexityHelp =
     "  --kl-divergence-base FILE alone: also writes the base log-probabilities to FILE (llama-perplexity's\n"
     "  format). With --kl-divergence: reads FILE (its text tokens, -c and chunk count) and prints the\n"
     "  KL-divergence statistics of MODEL against it (-f is then not needed).\n"
-    "  --f32-attention: plain F32 K/V cache and GELU (llama.cpp's F16 KV cache emulation off).\n";
+    "  --f32-attention: plain F32 K/V cache and GELU (llama.cpp's F16 KV cache emulation off).\n"
+    "  --f32-activations: F32 activations against the weights widened to F32 (HF semantics; the default\n"
+    "  for HF models). Without it a GGUF file's 16-bit and quantized weights take activations encoded as\n"
+    "  llama.cpp's CPU backend does (8-bit blocks, F16, BF16).\n";
 
 }  // namespace
 
 int cmdPerplexity(int argc, char** argv) {
     Args args({"-f", "-c", "--chunks", "--kl-divergence-base", "--threads"},
-              {"--kl-divergence", "--bos", "--no-bos", "--quiet", "--help", "--f32-attention"});
+              {"--kl-divergence", "--bos", "--no-bos", "--quiet", "--help", "--f32-attention", "--f32-activations"});
     auto usageError = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli perplexity: %s\n%s", e.c_str(), kPerplexityHelp);
         return kUsage;
@@ -89,6 +93,7 @@ int cmdPerplexity(int argc, char** argv) {
     opt.threads = threads;
     opt.nCtx = kld ? base.nCtx : nCtx;
     opt.kvF16 = opt.ggmlGelu = !args.has("--f32-attention");
+    if (args.has("--f32-activations")) opt.ggmlActivations = false;
     ProgressLine loadLine("load", quiet);
     auto engine = qz::Engine::load(**model, opt, loadLine.callback());
     loadLine.finish();

@@ -24,18 +24,28 @@ Result<LayerPlan> planLayers(const Model& model) {
     std::string blockPrefix;
     std::vector<std::vector<std::string>> groups;
     bool conv1d = false;
-    if (arch == "llama" || arch == "mistral" || arch == "qwen2") {
+    // GPTQModel's module groups (README.md D.1); qwen3 and the Gemma families name their modules as llama
+    // does (their q/k and sandwich norms are not quantized); phi3's fused modules as AutoGPTQ's phi3.py.
+    if (arch == "llama" || arch == "mistral" || arch == "qwen2" || arch == "qwen3" || arch == "gemma2" ||
+        arch == "gemma3_text") {
         blockPrefix = "model.layers.";
         groups = {{"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"},
                   {"self_attn.o_proj"},
                   {"mlp.up_proj", "mlp.gate_proj"},
                   {"mlp.down_proj"}};
+    } else if (arch == "phi3") {
+        blockPrefix = "model.layers.";
+        groups = {{"self_attn.qkv_proj"}, {"self_attn.o_proj"}, {"mlp.gate_up_proj"}, {"mlp.down_proj"}};
+    } else if (arch == "qwen3_moe" || arch == "mixtral") {
+        return makeError("GPTQ: mixture-of-experts models (" + arch +
+                         ") are not supported yet: experts would need calibration on their routed tokens");
     } else if (arch == "gpt2") {
         blockPrefix = model.find("transformer.h.0.attn.c_attn.weight") ? "transformer.h." : "h.";
         groups = {{"attn.c_attn"}, {"attn.c_proj"}, {"mlp.c_fc"}, {"mlp.c_proj"}};
         conv1d = true;
     } else {
-        return makeError("GPTQ: architecture '" + arch + "' is not supported (llama, mistral, qwen2, gpt2 are)");
+        return makeError("GPTQ: architecture '" + arch +
+                         "' is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3 (text), phi3, gpt2 are)");
     }
     LayerPlan plan;
     for (int b = 0;; ++b) {

@@ -3,22 +3,26 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 
 #include "common/fp16.h"
 #include "common/parallel.h"
 #include "infer/engine_impl.h"
 #include "infer/matmul.h"
 #include "infer/ops.h"
+#include "model/convert.h"
 
 namespace qz {
 
 namespace {
 
-// Y[nOut × n] = W·X (+ b), X [nIn × n]; split over output rows (infer/matmul.h).
-void matmul(const InferLinear& L, const InferMat& X, InferMat& Y, int threads) {
+// Y[nOut × n] = W·X (+ b), X [nIn × n]: every linear layer of the engine goes through here
+// (weights as stored, engine_impl.h storedLinear).
+void linear(const Engine::Impl& e, const InferLinear& L, const InferMat& X, InferMat& Y) {
     const int n = static_cast<int>(X.cols());
     Y.resize(L.nOut, n);
-    linearForward(L.w.data(), L.nOut, L.nIn, X.data(), n, Y.data(), L.nOut, threads);
+    storedLinear(L.w, L.rowOrder, X.data(), n, Y.data(), L.nOut, e.threads, e.ggmlActivations);
     if (!L.b.empty())
         for (int c = 0; c < n; ++c)
             for (int r = 0; r < L.nOut; ++r) Y(r, c) += L.b[r];
@@ -83,23 +87,73 @@ int Engine::layerLimit() const { return m_impl->layerLimit > 0 ? m_impl->layerLi
 
 bool Engine::hasWeight(const std::string& name) const { return m_impl->slots.count(name) != 0; }
 
+namespace {
+uint64_t slotNumel(const InferWeightSlot& slot) {
+    uint64_t numel = 1;
+    for (int64_t d : slot.shape) numel *= static_cast<uint64_t>(d);
+    return numel;
+}
+}  // namespace
+
 Status Engine::setWeight(const std::string& name, std::span<const float> values) {
     auto it = m_impl->slots.find(name);
     if (it == m_impl->slots.end()) return makeError("setWeight: the engine holds no tensor named " + name);
     const InferWeightSlot& slot = it->second;
-    uint64_t numel = 1;
-    for (int64_t d : slot.shape) numel *= static_cast<uint64_t>(d);
+    const uint64_t numel = slotNumel(slot);
     if (values.size() != numel)
         return makeError("setWeight: " + name + " needs " + std::to_string(numel) + " values, got " +
                          std::to_string(values.size()));
     for (float v : values)
         if (!std::isfinite(v)) return makeError("setWeight: " + name + " contains NaN or Inf");
-    std::vector<float> t(values.begin(), values.end());
-    applyWeightTransforms(slot, t);
-    *slot.dst = std::move(t);
+    try {
+        assignWeight(slot, std::vector<float>(values.begin(), values.end()));
+    } catch (const std::bad_alloc&) {
+        return makeError("setWeight: out of memory for " + name);
+    }
     m_impl->nCached = 0;
     return okStatus();
 }
+
+Status Engine::resetWeight(const std::string& name) {
+    auto it = m_impl->slots.find(name);
+    if (it == m_impl->slots.end()) return makeError("resetWeight: the engine holds no tensor named " + name);
+    const InferWeightSlot& slot = it->second;
+    if (!slot.srcBytes) return makeError("resetWeight: " + name + " is not in the model file");
+    m_impl->nCached = 0;
+    if (slot.matrix && !slot.conv1d && slot.matrix->view) {
+        std::vector<float>().swap(slot.matrix->owned);
+        return okStatus();
+    }
+    if (!slot.experts.empty() && slot.experts[0]->view) {  // a GGUF 3-D expert tensor: back to the views
+        for (StoredMatrix* m : slot.experts) std::vector<float>().swap(m->owned);
+        return okStatus();
+    }
+    try {
+        std::vector<float> v(slotNumel(slot));
+        if (auto st = convertToF32(slot.srcType, slot.srcBytes, v.size(), v.data()); !st) return st;
+        for (float x : v)
+            if (!std::isfinite(x)) return makeError("resetWeight: " + name + " contains NaN or Inf");
+        assignWeight(slot, std::move(v));
+    } catch (const std::bad_alloc&) {
+        return makeError("resetWeight: out of memory for " + name);
+    }
+    return okStatus();
+}
+
+uint64_t Engine::residentWeightBytes() const {
+    uint64_t bytes = 0;
+    for (const auto& [name, slot] : m_impl->slots) {
+        if (slot.matrix) bytes += slot.matrix->owned.capacity() * sizeof(float);
+        if (slot.dst) bytes += slot.dst->capacity() * sizeof(float);
+        for (const StoredMatrix* m : slot.experts) bytes += m->owned.capacity() * sizeof(float);
+    }
+    for (const InferLayer& L : m_impl->layers)
+        for (const InferLinear* lin : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.down})
+            bytes += lin->rowOrder.capacity() * sizeof(int32_t);
+    return bytes;
+}
+
+bool Engine::ggmlActivations() const { return m_impl->ggmlActivations; }
 
 Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOptions& options, ProgressFn progress) {
     auto hp = readInferHParams(model);
@@ -114,7 +168,9 @@ Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOpt
                          std::to_string(impl->hp.nCtxTrain) + " tokens");
     impl->nCtxMax = cap;
     impl->kvF16 = options.kvF16;
-    if (impl->hp.arch == InferArch::Gpt2 && options.ggmlGelu) {
+    impl->ggmlActivations = options.ggmlActivations.value_or(model.format == ModelFormat::Gguf);
+    impl->files = model.files;
+    if ((impl->hp.arch == InferArch::Gpt2 || impl->hp.gemma) && options.ggmlGelu) {
         impl->geluTable.resize(1 << 16);
         for (uint32_t h = 0; h < (1u << 16); ++h)
             impl->geluTable[h] = fp16ToFp32(fp32ToFp16(geluTanh(fp16ToFp32(static_cast<uint16_t>(h)))));
@@ -145,6 +201,91 @@ struct BlockScratch {
     InferMat H, Q, K, V, A, T, G, U;
 };
 
+// RMSNorm over each head's headDim values of M [nHeads·hd × n] in place (q/k norms).
+void headNorm(InferMat& M, int hd, const std::vector<float>& g, float eps) {
+    InferMat tmp = M;
+    rmsNormColumns(tmp.data(), tmp.size() / hd, hd, g.data(), eps, M.data());
+}
+
+// x·tanh-free GELU: ggml's fp16 table when present, else the float tanh approximation.
+inline float geluOf(const std::vector<float>& table, float v) {
+    if (table.empty()) return geluTanh(v);
+    if (v <= -10.0f) return 0.0f;
+    if (v >= 10.0f) return v;
+    return table[fp32ToFp16(v)];
+}
+
+// Mixture-of-experts feed-forward on H [nEmbd × n] into T (llama.cpp build_moe_ffn with softmax gating;
+// transformers' Qwen3MoeSparseMoeBlock / MixtralSparseMoeBlock): router probabilities p = softmax(R·h),
+// the nExpertUsed largest (ties: lower index first), weights p_e (renormalised to sum 1 when
+// expertNormTopK), out = Σ_e w_e · down_e(SiLU(gate_e·h) ⊙ up_e·h). Each expert runs once on the tokens
+// routed to it; the observer sees each expert's gathered inputs under its own name.
+void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, InferMat& T,
+                const std::function<void(const std::string&, const InferMat&)>& observe, BlockStage stopAt,
+                bool& stopped) {
+    const InferHParams& hp = e.hp;
+    const int n = static_cast<int>(H.cols()), E = hp.nExpert, K = hp.nExpertUsed;
+    const int d = hp.nEmbd;
+    observe(L.router.name, H);
+    InferMat R;
+    linear(e, L.router, H, R);
+    std::vector<std::vector<std::pair<int, float>>> routed(E);  // expert -> (token, weight)
+    std::vector<int> idx(E);
+    std::vector<double> pr(E);
+    std::vector<int> badTokens;  // non-finite router logits (weights are not scanned at load)
+    for (int t = 0; t < n; ++t) {
+        if (!R.col(t).allFinite()) {
+            badTokens.push_back(t);  // routed nowhere; its output is made NaN so the logits check fails
+            continue;
+        }
+        double mx = -INFINITY;
+        for (int x = 0; x < E; ++x) mx = std::max(mx, static_cast<double>(R(x, t)));
+        double sum = 0;
+        for (int x = 0; x < E; ++x) sum += (pr[x] = std::exp(static_cast<double>(R(x, t)) - mx));
+        for (int x = 0; x < E; ++x) pr[x] /= sum;
+        for (int x = 0; x < E; ++x) idx[x] = x;
+        std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return pr[a] > pr[b]; });
+        double wsum = 0;
+        for (int k = 0; k < K; ++k) wsum += pr[idx[k]];
+        for (int k = 0; k < K; ++k) {
+            const double w = hp.expertNormTopK ? pr[idx[k]] / wsum : pr[idx[k]];
+            routed[idx[k]].push_back({t, static_cast<float>(w)});
+        }
+    }
+    std::vector<InferMat> Xe(E), Ue(E);
+    for (int x = 0; x < E; ++x) {
+        if (routed[x].empty()) continue;
+        Xe[x].resize(d, static_cast<Eigen::Index>(routed[x].size()));
+        for (size_t i = 0; i < routed[x].size(); ++i) Xe[x].col(i) = H.col(routed[x][i].first);
+        observe(L.gateExps[x].name, Xe[x]);
+        observe(L.upExps[x].name, Xe[x]);
+    }
+    if (stopAt == BlockStage::FfnInput) {
+        stopped = true;
+        return;
+    }
+    InferMat G;
+    for (int x = 0; x < E; ++x) {
+        if (routed[x].empty()) continue;
+        linear(e, L.gateExps[x], Xe[x], G);
+        linear(e, L.upExps[x], Xe[x], Ue[x]);
+        Ue[x] = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(Ue[x]);
+        observe(L.downExps[x].name, Ue[x]);
+    }
+    if (stopAt == BlockStage::FfnOutInput) {
+        stopped = true;
+        return;
+    }
+    T.setZero(d, n);
+    InferMat Y;
+    for (int x = 0; x < E; ++x) {
+        if (routed[x].empty()) continue;
+        linear(e, L.downExps[x], Ue[x], Y);
+        for (Eigen::Index i = 0; i < Y.cols(); ++i) T.col(routed[x][i].first) += routed[x][i].second * Y.col(i);
+    }
+    for (int t : badTokens) T.col(t).setConstant(std::numeric_limits<float>::quiet_NaN());
+}
+
 // Decoder block l on X [nEmbd × n] (token t in column t) in place: the tokens sit at cache slots
 // nPast .. nPast+n−1 and at positions ropePos0 .. ropePos0+n−1 (RoPE), and attend to cache slots
 // 0 .. their own. The observer sees each linear's input before its matrix multiply. With stopAt below
@@ -165,7 +306,10 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
     // Plain references, not a structured binding: lambdas below capture them (clang before 16 cannot
     // capture structured bindings, and the fuzz build uses clang).
     InferMat &H = s.H, &Q = s.Q, &K = s.K, &V = s.V, &A = s.A, &T = s.T, &G = s.G, &U = s.U;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const float scale = hp.attnScale > 0 ? hp.attnScale : 1.0f / std::sqrt(static_cast<float>(hd));
+    const float softcap = hp.attnSoftcap;
+    const bool sliding = !hp.layerSliding.empty() && hp.layerSliding[l] && hp.slidingWindow > 0;
+    const int window = hp.slidingWindow;
     const int group = hp.nHead / hp.nHeadKv;
     constexpr int kTile = 64;
     const InferLayer& L = e.layers[l];
@@ -175,21 +319,39 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         layerNorm(X, L.attnNorm, L.attnNormB, hp.normEps, H);
         observe(L.qkv, H);
         if (stopAt == BlockStage::QkvInput) return;
-        matmul(L.qkv, H, T, threads);
+        linear(e, L.qkv, H, T);
         Q = T.topRows(qDim);
         e.kCache[l].middleCols(nPast, n) = T.middleRows(qDim, kvDim);
         e.vCache[l].middleCols(nPast, n) = T.bottomRows(kvDim);
     } else {
         rmsNorm(X, L.attnNorm, hp.normEps, H);
-        observe(L.q, H);
-        observe(L.k, H);
-        observe(L.v, H);
+        if (hp.fused) {
+            observe(L.qkv, H);
+        } else {
+            observe(L.q, H);
+            observe(L.k, H);
+            observe(L.v, H);
+        }
         if (stopAt == BlockStage::QkvInput) return;
-        matmul(L.q, H, Q, threads);
-        matmul(L.k, H, K, threads);
-        matmul(L.v, H, V, threads);
-        applyRope(Q, hp.nHead, hd, hp.nRot, ropePos0, e.ropeInvFreq, hp.ropeLinearScale);
-        applyRope(K, hp.nHeadKv, hd, hp.nRot, ropePos0, e.ropeInvFreq, hp.ropeLinearScale);
+        if (hp.fused) {  // phi3: [q | k | v] rows
+            linear(e, L.qkv, H, T);
+            Q = T.topRows(qDim);
+            K = T.middleRows(qDim, kvDim);
+            V = T.bottomRows(kvDim);
+        } else {
+            linear(e, L.q, H, Q);
+            linear(e, L.k, H, K);
+            linear(e, L.v, H, V);
+        }
+        if (hp.qkNorm) {
+            headNorm(Q, hd, L.qNorm, hp.normEps);
+            headNorm(K, hd, L.kNorm, hp.normEps);
+        }
+        const bool localRope = sliding && !e.ropeInvFreqSwa.empty();
+        const std::vector<double>& inv = localRope ? e.ropeInvFreqSwa : e.ropeInvFreq;
+        const float lin = localRope ? 1.0f : hp.ropeLinearScale;
+        applyRope(Q, hp.nHead, hd, hp.nRot, ropePos0, inv, lin);
+        applyRope(K, hp.nHeadKv, hd, hp.nRot, ropePos0, inv, lin);
         e.kCache[l].middleCols(nPast, n) = K;
         e.vCache[l].middleCols(nPast, n) = V;
     }
@@ -219,18 +381,23 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
                     for (int t = 0; t < tb; ++t) {
                         float* sc = S.col(t).data();
                         const int lim = nPast + t0 + t + 1;
+                        // Sliding layers: keys j with pos − j < window only (pos = lim − 1).
+                        const int from = sliding ? std::max(0, lim - window) : 0;
                         float mx = -INFINITY;
-                        for (int j = 0; j < lim; ++j) {
+                        for (int j = from; j < lim; ++j) {
                             sc[j] *= scale;
+                            if (softcap > 0) sc[j] = softcap * std::tanh(sc[j] / softcap);
                             mx = std::max(mx, sc[j]);
                         }
                         double sum = 0;
-                        for (int j = 0; j < lim; ++j) {
+                        for (int j = from; j < lim; ++j) {
                             sc[j] = std::exp(sc[j] - mx);
                             sum += sc[j];
                         }
                         const float inv = static_cast<float>(1.0 / sum);
-                        for (int j = 0; j < lim; ++j)
+                        for (int j = 0; j < from; ++j)
+                            sc[j] = 0.0f;
+                        for (int j = from; j < lim; ++j)
                             sc[j] *= inv;
                         for (int j = lim; j < kvLen; ++j)
                             sc[j] = 0.0f;
@@ -242,15 +409,20 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         n * nKv < 4096 ? 1 : threads);
     observe(L.o, A);
     if (stopAt == BlockStage::AttnOutInput) return;
-    matmul(L.o, A, T, threads);
-    X += T;
+    linear(e, L.o, A, T);
+    if (hp.gemma) {
+        rmsNorm(T, L.postAttnNorm, hp.normEps, H);
+        X += H;
+    } else {
+        X += T;
+    }
 
     // ---- feed-forward
     if (gpt2) {
         layerNorm(X, L.ffnNorm, L.ffnNormB, hp.normEps, H);
         observe(L.up, H);
         if (stopAt == BlockStage::FfnInput) return;
-        matmul(L.up, H, U, threads);
+        linear(e, L.up, H, U);
         if (e.geluTable.empty()) {
             U = U.unaryExpr([](float v) { return geluTanh(v); });
         } else {
@@ -261,19 +433,47 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
                 return tab[fp32ToFp16(v)];
             });
         }
+    } else if (hp.nExpert > 0) {
+        rmsNorm(X, L.ffnNorm, hp.normEps, H);
+        bool stopped = false;
+        moeForward(
+            e, L, H, T, [&](const std::string& name, const InferMat& in) {
+                if (observer) observer(name, in.data(), in.cols(), in.rows());
+            },
+            stopAt, stopped);
+        if (stopped) return;
+        X += T;
+        return;
+    } else if (hp.fused) {  // phi3: gate_up = [gate | up] rows
+        rmsNorm(X, L.ffnNorm, hp.normEps, H);
+        observe(L.up, H);
+        if (stopAt == BlockStage::FfnInput) return;
+        linear(e, L.up, H, T);
+        const Eigen::Index f = hp.nFf;
+        U = T.topRows(f).unaryExpr([](float v) { return silu(v); }).cwiseProduct(T.bottomRows(f));
     } else {
         rmsNorm(X, L.ffnNorm, hp.normEps, H);
         observe(L.gate, H);
         observe(L.up, H);
         if (stopAt == BlockStage::FfnInput) return;
-        matmul(L.gate, H, G, threads);
-        matmul(L.up, H, U, threads);
-        U = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(U);
+        linear(e, L.gate, H, G);
+        linear(e, L.up, H, U);
+        if (hp.gemma) {  // GeGLU with the tanh GELU (ggml's fp16 table when emulating llama.cpp)
+            const std::vector<float>& tab = e.geluTable;
+            U = G.unaryExpr([&tab](float v) { return geluOf(tab, v); }).cwiseProduct(U);
+        } else {
+            U = G.unaryExpr([](float v) { return silu(v); }).cwiseProduct(U);
+        }
     }
     observe(L.down, U);
     if (stopAt == BlockStage::FfnOutInput) return;
-    matmul(L.down, U, T, threads);
-    X += T;
+    linear(e, L.down, U, T);
+    if (hp.gemma) {
+        rmsNorm(T, L.postFfnNorm, hp.normEps, H);
+        X += H;
+    } else {
+        X += T;
+    }
 }
 
 // Token embeddings (plus GPT-2's learned positions pos0 + t) into X [nEmbd × n]; ids are checked by the
@@ -283,19 +483,22 @@ void embedTokens(const Engine::Impl& e, std::span<const int32_t> tokens, int pos
     const int n = static_cast<int>(tokens.size());
     X.resize(hp.nEmbd, n);
     for (int t = 0; t < n; ++t) {
-        const float* emb = e.tokEmbd.data() + static_cast<size_t>(tokens[t]) * hp.nEmbd;
-        for (int i = 0; i < hp.nEmbd; ++i)
-            X(i, t) = emb[i];
+        e.tokEmbd.readRow(tokens[t], X.col(t).data());  // get_rows: one row from the stored type
         if (hp.arch == InferArch::Gpt2) {
             const float* pe = e.posEmbd.data() + static_cast<size_t>(pos0 + t) * hp.nEmbd;
             for (int i = 0; i < hp.nEmbd; ++i)
                 X(i, t) += pe[i];
         }
+        if (hp.gemma) {  // Gemma scales the embeddings by sqrt(hidden) (in float, as both HF and llama.cpp)
+            const float sc = std::sqrt(static_cast<float>(hp.nEmbd));
+            for (int i = 0; i < hp.nEmbd; ++i)
+                X(i, t) *= sc;
+        }
     }
 }
 
 // Final norm and LM head on the columns of Hs [nEmbd × m] into logitsOut [m × nVocab].
-void headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserver& observer, float* logitsOut) {
+Status headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserver& observer, float* logitsOut) {
     const InferHParams& hp = e.hp;
     const int m = static_cast<int>(Hs.cols());
     InferMat H;
@@ -307,11 +510,18 @@ void headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserver&
     InferMat Y;
     if (!e.output.present()) { // tied head: the embedding is the weight
         Y.resize(hp.nVocab, m);
-        linearForward(e.tokEmbd.data(), hp.nVocab, hp.nEmbd, H.data(), m, Y.data(), hp.nVocab, e.threads);
+        storedLinear(e.tokEmbd, {}, H.data(), m, Y.data(), hp.nVocab, e.threads, e.ggmlActivations);
     } else {
-        matmul(e.output, H, Y, e.threads);
+        linear(e, e.output, H, Y);
     }
+    if (hp.finalSoftcap > 0) {
+        const float c = hp.finalSoftcap;
+        Y = Y.unaryExpr([c](float v) { return c * std::tanh(v / c); });
+    }
+    // Weights are not scanned at load (they stay in the file): a NaN or Inf in them stops here.
+    if (!Y.allFinite()) return makeError("the logits contain NaN or Inf (the model's weights hold such values)");
     std::copy_n(Y.data(), static_cast<size_t>(m) * hp.nVocab, logitsOut);
+    return okStatus();
 }
 
 Status checkTokens(const InferHParams& hp, std::span<const int32_t> tokens, const char* what) {
@@ -354,7 +564,9 @@ Status Engine::eval(std::span<const int32_t> tokens, int nPast, float* logitsOut
         for (int l = 0; l < nRun; ++l)
             forwardBlock(e, l, X, nPast, nPast, e.observer, BlockStage::Complete, scratch);
         e.nCached = nPast + n;
-        if (logitsOut) headLogits(e, X.rightCols(n - logitsFrom), e.observer, logitsOut);
+        if (logitsOut)
+            if (auto st = headLogits(e, X.rightCols(n - logitsFrom), e.observer, logitsOut); !st)
+                return makeError("eval: " + st.error().message);
     } catch (const std::bad_alloc&) {
         return makeError("eval: out of memory");
     }
@@ -418,7 +630,7 @@ Status Engine::head(std::span<const float> states, float* logitsOut, const Linea
     try {
         const auto m = static_cast<Eigen::Index>(states.size() / static_cast<size_t>(hp.nEmbd));
         const InferMat Hs = Eigen::Map<const InferMat>(states.data(), hp.nEmbd, m);
-        headLogits(e, Hs, observer, logitsOut);
+        if (auto st = headLogits(e, Hs, observer, logitsOut); !st) return makeError("head: " + st.error().message);
     } catch (const std::bad_alloc&) {
         return makeError("head: out of memory");
     }

@@ -19,6 +19,7 @@ Result<std::unique_ptr<Engine>> loadFor(const Model& model, int nCtx, const Eval
     opt.overrides = overrides;
     opt.kvF16 = params.llamaCppEmulation;
     opt.ggmlGelu = params.llamaCppEmulation;
+    if (!params.llamaCppEmulation) opt.ggmlActivations = false;  // else the model format's default
     return Engine::load(model, opt, scaled(progress, 0.0, 0.1));
 }
 

@@ -19,7 +19,7 @@ struct EvalParams {
     int nChunks = -1;            // --chunks (-1 = all)
     int threads = 0;             // 0 = defaultThreadCount()
     bool forceBos = false;       // BOS even if the vocabulary does not add it (see text_tokens.h)
-    bool llamaCppEmulation = true;  // EngineOptions::kvF16 and ggmlGelu
+    bool llamaCppEmulation = true;  // EngineOptions::kvF16 and ggmlGelu; off also turns ggmlActivations off
 };
 
 // baseOut (optional) receives the stored log-probabilities for a later KL-divergence run.

@@ -39,17 +39,87 @@ Status getFloat(const json& j, const char* key, float def, float& out, const std
     return okStatus();
 }
 
+#define QZ_TRY(expr)                      \
+    do {                                  \
+        auto _st = (expr);                \
+        if (!_st) return _st.error();     \
+    } while (0)
+
 const TensorInfo* findAny(const Model& m, std::initializer_list<const char*> names) {
     for (const char* n : names)
         if (const TensorInfo* t = m.find(n)) return t;
     return nullptr;
 }
 
-#define QZ_TRY(expr)                      \
-    do {                                  \
-        auto _st = (expr);                \
-        if (!_st) return _st.error();     \
-    } while (0)
+
+// The keys of the newer families (transformers' configuration classes; core/infer/README.md).
+Status readFamily(const json& j, const std::string& type, InferHParams& hp, const std::string& where) {
+    const int kMax = 1 << 20;
+    if (type == "qwen3" || type == "qwen3_moe" || type == "gemma3_text") hp.qkNorm = true;
+    if (type != "llama" && type != "mistral" && type != "mixtral") hp.neoxGguf = true;
+    if (type == "qwen3_moe") {
+        QZ_TRY(getInt(j, "num_experts", -1, 1, 4096, hp.nExpert, where));
+        QZ_TRY(getInt(j, "num_experts_per_tok", -1, 1, 4096, hp.nExpertUsed, where));
+        QZ_TRY(getInt(j, "moe_intermediate_size", -1, 1, kMax * 4, hp.nFfExpert, where));
+        auto nt = j.find("norm_topk_prob");
+        hp.expertNormTopK = nt != j.end() && nt->is_boolean() && nt->get<bool>();
+        int step = 1;
+        QZ_TRY(getInt(j, "decoder_sparse_step", 1, 1, 4096, step, where));
+        auto mo = j.find("mlp_only_layers");
+        if (step != 1 || (mo != j.end() && mo->is_array() && !mo->empty()))
+            return makeError(where + ": Qwen3-MoE with dense layers (decoder_sparse_step / mlp_only_layers) is "
+                                     "not supported");
+    } else if (type == "mixtral") {
+        QZ_TRY(getInt(j, "num_local_experts", -1, 1, 4096, hp.nExpert, where));
+        QZ_TRY(getInt(j, "num_experts_per_tok", -1, 1, 4096, hp.nExpertUsed, where));
+        hp.nFfExpert = hp.nFf;
+        hp.expertNormTopK = true;  // MixtralSparseMoeBlock always renormalises
+    }
+    if (hp.nExpert > 0 && hp.nExpertUsed > hp.nExpert)
+        return makeError(where + ": num_experts_per_tok exceeds the number of experts");
+    if (type == "gemma2" || type == "gemma3_text") {
+        hp.gemma = true;
+        float qpas = 0;
+        QZ_TRY(getFloat(j, "query_pre_attn_scalar", static_cast<float>(hp.headDim), qpas, where));
+        if (!(qpas > 0)) return makeError(where + ": query_pre_attn_scalar must be > 0");
+        hp.attnScale = 1.0f / std::sqrt(qpas);
+        QZ_TRY(getFloat(j, "final_logit_softcapping", 0.0f, hp.finalSoftcap, where));
+        QZ_TRY(getFloat(j, "attn_logit_softcapping", 0.0f, hp.attnSoftcap, where));
+        if (hp.finalSoftcap < 0 || hp.attnSoftcap < 0) return makeError(where + ": negative soft-capping");
+        QZ_TRY(getInt(j, "sliding_window", 4096, 0, 1 << 24, hp.slidingWindow, where));
+        hp.layerSliding.assign(hp.nLayer, 0);
+        auto lt = j.find("layer_types");
+        if (lt != j.end() && lt->is_array()) {  // newer configs list every layer's attention
+            if (lt->size() != static_cast<size_t>(hp.nLayer))
+                return makeError(where + ": layer_types does not list every layer");
+            for (int l = 0; l < hp.nLayer; ++l) {
+                const json& v = (*lt)[l];
+                if (!v.is_string()) return makeError(where + ": layer_types holds a non-string");
+                hp.layerSliding[l] = v.get<std::string>() == "sliding_attention";
+            }
+        } else if (type == "gemma2") {
+            for (int l = 0; l < hp.nLayer; ++l) hp.layerSliding[l] = l % 2 == 0;  // even layers slide
+        } else {
+            int pattern = 6;
+            QZ_TRY(getInt(j, "sliding_window_pattern", 6, 1, 4096, pattern, where));
+            for (int l = 0; l < hp.nLayer; ++l) hp.layerSliding[l] = (l + 1) % pattern != 0;
+        }
+        if (hp.slidingWindow == 0) hp.layerSliding.clear();
+        if (type == "gemma3_text") {
+            QZ_TRY(getFloat(j, "rope_local_base_freq", 10000.0f, hp.ropeThetaSwa, where));
+            if (!(hp.ropeThetaSwa > 0)) return makeError(where + ": rope_local_base_freq must be > 0");
+        }
+    }
+    if (type == "phi3") {
+        hp.fused = true;
+        float prf = 1.0f;
+        QZ_TRY(getFloat(j, "partial_rotary_factor", 1.0f, prf, where));
+        if (!(prf > 0.0f && prf <= 1.0f)) return makeError(where + ": partial_rotary_factor out of range");
+        hp.nRot = static_cast<int>(prf * static_cast<float>(hp.headDim));
+        // Phi-3's sliding_window is not applied, as llama.cpp disables it for phi3 (core/infer/README.md).
+    }
+    return okStatus();
+}
 
 Result<InferHParams> fromConfig(const Model& model) {
     const std::string where = model.path;
@@ -85,8 +155,18 @@ Result<InferHParams> fromConfig(const Model& model) {
         int bos = -1;
         QZ_TRY(getInt(j, "bos_token_id", -1, -1, kMax * 16, bos, where));
         hp.bosId = bos;
-    } else if (type == "llama" || type == "mistral" || type == "qwen2") {
+    } else if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "qwen3_moe" ||
+               type == "mixtral" || type == "gemma2" || type == "gemma3_text" || type == "gemma3" || type == "phi3") {
         hp.arch = InferArch::Llama;
+        if (type == "gemma3") {  // Gemma3ForConditionalGeneration: the language model's keys in text_config
+            auto tc = j.find("text_config");
+            if (tc == j.end() || !tc->is_object()) return makeError(where + ": gemma3 config.json lacks text_config");
+            json merged = *tc;
+            for (auto it = j.begin(); it != j.end(); ++it)
+                if (it.key() != "text_config" && !merged.contains(it.key())) merged[it.key()] = it.value();
+            j = std::move(merged);
+            type = "gemma3_text";
+        }
         QZ_TRY(getInt(j, "hidden_size", -1, 1, kMax, hp.nEmbd, where));
         QZ_TRY(getInt(j, "num_hidden_layers", -1, 1, 4096, hp.nLayer, where));
         QZ_TRY(getInt(j, "num_attention_heads", -1, 1, 4096, hp.nHead, where));
@@ -107,7 +187,8 @@ Result<InferHParams> fromConfig(const Model& model) {
         QZ_TRY(getInt(j, "bos_token_id", -1, -1, kMax * 16, bos, where));
         hp.bosId = bos;
         // llama.cpp: SPM (llama, mistral) vocabularies add BOS, qwen2's BPE does not.
-        hp.addBos = type != "qwen2";
+        hp.addBos = type != "qwen2" && type != "qwen3" && type != "qwen3_moe";
+        QZ_TRY(readFamily(j, type, hp, where));
         auto rs = j.find("rope_scaling");
         if (rs != j.end() && rs->is_object()) {
             std::string rt = rs->value("rope_type", rs->value("type", std::string()));
@@ -128,7 +209,7 @@ Result<InferHParams> fromConfig(const Model& model) {
         }
     } else {
         return makeError(where + ": architecture \"" + type +
-                         "\" is not supported by the evaluator (llama, mistral, qwen2, gpt2 are)");
+                         "\" is not supported by the evaluator (" + std::string(kEngineArchs) + " are)");
     }
     if (hp.nHead % hp.nHeadKv != 0) return makeError(where + ": attention heads not a multiple of KV heads");
     if (hp.nRot % 2 != 0) return makeError(where + ": head dimension must be even for RoPE");

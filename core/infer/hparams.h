@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 #include "model/model.h"
@@ -21,6 +22,10 @@
 namespace qz {
 
 enum class InferArch { Llama, Gpt2 };
+
+// The architectures the engine runs, for messages.
+inline constexpr const char* kEngineArchs =
+    "llama, mistral, qwen2, qwen3, qwen3moe, mixtral, gemma2, gemma3, phi3, gpt2";
 
 struct InferHParams {
     InferArch arch = InferArch::Llama;
@@ -44,6 +49,22 @@ struct InferHParams {
     int llama3OrigCtx = 8192;
     int32_t bosId = -1;
     bool addBos = false;      // whether the vocabulary adds BOS (llama-perplexity replaces chunk starts)
+
+    // The newer llama-like families (core/infer/README.md): all off for llama / mistral / qwen2.
+    bool qkNorm = false;          // qwen3, qwen3moe, gemma3: RMSNorm over head_dim on q and k before RoPE
+    bool gemma = false;           // gemma2, gemma3: sandwich norms, GeGLU (tanh GELU), embeddings·sqrt(nEmbd)
+    bool fused = false;           // phi3: fused qkv and gate_up projections
+    bool neoxGguf = false;        // GGUF Q/K rows in HF order (no un-permute): all but llama / mistral
+    int nExpert = 0;              // mixture of experts (qwen3moe, mixtral): 0 = dense
+    int nExpertUsed = 0;
+    int nFfExpert = 0;            // an expert's intermediate size
+    bool expertNormTopK = false;  // renormalise the top-k routing weights to sum 1
+    float attnScale = 0;          // attention score scale; 0 = 1/sqrt(headDim)
+    float attnSoftcap = 0;        // gemma2: scores = c·tanh(scores/c); 0 = off
+    float finalSoftcap = 0;       // gemma2: logits = c·tanh(logits/c); 0 = off
+    int slidingWindow = 0;        // sliding layers see keys with i − j < slidingWindow (0 = none)
+    std::vector<uint8_t> layerSliding;  // [nLayer]: 1 = sliding-window layer (empty = none)
+    float ropeThetaSwa = 0;       // gemma3: RoPE base of the sliding layers (0 = ropeTheta), no scaling
 };
 
 // Reads the hyper-parameters of an HF folder / safetensors file with config.json, or of a GGUF.

@@ -13,6 +13,14 @@ std::vector<float> ImatrixData::importance(const std::string& name) const {
     auto it = entries.find(name);
     if (it == entries.end()) return {};
     std::vector<float> v(it->second.sum2.size(), 1.0f);
+    if (!it->second.expertCounts.empty()) {
+        const auto& c = it->second.expertCounts;
+        const size_t nIn = v.size() / c.size();
+        for (size_t x = 0; x < c.size(); ++x)
+            for (size_t j = 0; j < nIn && c[x] > 0; ++j)
+                v[x * nIn + j] = static_cast<float>(it->second.sum2[x * nIn + j]) / static_cast<float>(c[x]);
+        return v;
+    }
     if (it->second.count > 0)
         for (size_t i = 0; i < v.size(); ++i)
             v[i] = static_cast<float>(it->second.sum2[i]) / static_cast<float>(it->second.count);
@@ -26,12 +34,23 @@ Result<std::unique_ptr<ImatrixCollector>> ImatrixCollector::create(const Model& 
         return gguf;
     };
     if (model.format == ModelFormat::Gguf) {
-        for (const auto& t : model.tensors) c->m_names[t.name] = keep(t.name);
+        for (const auto& t : model.tensors) {
+            c->m_names[t.name] = keep(t.name);
+            if (t.shape.size() == 3 && t.name.find("_exps.") != std::string::npos && t.shape[0] > 0 &&
+                t.shape[0] <= 4096)
+                for (int64_t x = 0; x < t.shape[0]; ++x)
+                    c->m_experts[t.name + "#" + std::to_string(x)] = {t.name, static_cast<int>(x),
+                                                                      static_cast<int>(t.shape[0])};
+        }
     } else {
         auto plan = planHfToGguf(model);
         if (!plan) return plan.error();
         for (const auto& t : plan->tensors) {
-            if (t.source >= model.tensors.size()) continue;
+            for (size_t x = 0; x < t.stacked.size(); ++x)
+                if (t.stacked[x] < model.tensors.size())
+                    c->m_experts[model.tensors[t.stacked[x]].name] = {t.ggufName, static_cast<int>(x),
+                                                                      static_cast<int>(t.stacked.size())};
+            if (!t.stacked.empty() || t.source >= model.tensors.size()) continue;
             c->m_names[model.tensors[t.source].name] = keep(t.ggufName);
         }
     }
@@ -39,6 +58,28 @@ Result<std::unique_ptr<ImatrixCollector>> ImatrixCollector::create(const Model& 
 }
 
 void ImatrixCollector::add(const std::string& weightName, const float* x, int64_t nTokens, int64_t nIn) {
+    if (auto ex = m_experts.find(weightName); ex != m_experts.end()) {
+        if (nTokens <= 0 || nIn <= 0) return;
+        const ExpertOf& eo = ex->second;
+        ImatrixEntry& e = m_data.entries[eo.gguf];
+        if (e.sum2.empty()) {
+            e.sum2.assign(static_cast<size_t>(nIn) * static_cast<size_t>(eo.nExpert), 0.0);
+            e.expertCounts.assign(static_cast<size_t>(eo.nExpert), 0);
+        }
+        if (e.expertCounts.size() != static_cast<size_t>(eo.nExpert) ||
+            e.sum2.size() != static_cast<size_t>(nIn) * e.expertCounts.size()) {
+            if (m_error.empty()) m_error = eo.gguf + ": expert input width changed";
+            return;
+        }
+        double* s = e.sum2.data() + static_cast<size_t>(eo.expert) * static_cast<size_t>(nIn);
+        for (int64_t t = 0; t < nTokens; ++t) {
+            const float* row = x + t * nIn;
+            for (int64_t j = 0; j < nIn; ++j) s[j] += static_cast<double>(row[j]) * static_cast<double>(row[j]);
+        }
+        e.expertCounts[static_cast<size_t>(eo.expert)] += nTokens;
+        e.count += nTokens;
+        return;
+    }
     auto it = m_names.find(weightName);
     std::string name;
     if (it == m_names.end()) {
@@ -149,6 +190,15 @@ Status writeImatrixGguf(const ImatrixData& data, const std::string& path) {
     if (auto st = w.setKv("imatrix.chunk_size", GgufValue::u32(static_cast<uint32_t>(data.chunkSize))); !st)
         return st;
     for (const auto& [name, e] : data.entries) {
+        const auto nMat = static_cast<int64_t>(e.expertCounts.size());
+        if (nMat > 0) {  // experts: ne [nIn, nExpert] and [1, nExpert]
+            if (auto st = w.addTensor(name + ".in_sum2", {static_cast<int64_t>(e.sum2.size()) / nMat, nMat},
+                                      DType::F32);
+                !st)
+                return st;
+            if (auto st = w.addTensor(name + ".counts", {1, nMat}, DType::F32); !st) return st;
+            continue;
+        }
         if (auto st = w.addTensor(name + ".in_sum2", {static_cast<int64_t>(e.sum2.size())}, DType::F32); !st)
             return st;
         if (auto st = w.addTensor(name + ".counts", {1}, DType::F32); !st) return st;
@@ -158,6 +208,13 @@ Status writeImatrixGguf(const ImatrixData& data, const std::string& path) {
         std::vector<float> s(e.sum2.begin(), e.sum2.end());
         if (auto st = w.writeTensorData({reinterpret_cast<const uint8_t*>(s.data()), s.size() * sizeof(float)}); !st)
             return st;
+        if (!e.expertCounts.empty()) {
+            std::vector<float> c(e.expertCounts.begin(), e.expertCounts.end());
+            if (auto st = w.writeTensorData({reinterpret_cast<const uint8_t*>(c.data()), c.size() * sizeof(float)});
+                !st)
+                return st;
+            continue;
+        }
         const float cnt = static_cast<float>(e.count);
         if (auto st = w.writeTensorData({reinterpret_cast<const uint8_t*>(&cnt), sizeof(float)}); !st) return st;
     }

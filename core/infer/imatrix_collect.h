@@ -8,6 +8,10 @@
 //   in_sum2[j] += Σ_t x_t[j]²   and   counts += nTokens   (per evaluated matrix multiply).
 // The LM head (output.weight, or the tied token_embd.weight) is skipped unless processOutput, as
 // llama-imatrix skips output.weight without --process-output.
+// Experts (3-D GGUF tensors ffn_{gate,up,down}_exps), as llama-imatrix collects GGML_OP_MUL_MAT_ID: one
+// sum per expert and column, in_sum2[e·nIn + j] += Σ x_t[j]² over the tokens routed to expert e, and a
+// count per expert. The engine reports each expert's routed tokens under the HF per-expert name (mapped
+// through convert's stacking order) or "<GGUF name>#e" (infer/engine.h).
 // Names: the GGUF names (blk.N.attn_q.weight ...). For a Hugging Face model the HF names are mapped
 // with convert's plan (convert/hf_to_gguf.h); the Q/K row permutation does not change per-column sums,
 // and GPT-2's Conv1D weights are transposed by the engine, so nIn is the GGUF ne0 in all cases.
@@ -15,7 +19,8 @@
 //
 // Output GGUF (read by ggml/imatrix.h and llama-quantize): KVs general.type = "imatrix",
 // imatrix.datasets = [dataset name], imatrix.chunk_count (u32), imatrix.chunk_size (u32, = nCtx); per
-// weight, in name order, "<W>.in_sum2" F32 ne = [nIn] and "<W>.counts" F32 ne = [1].
+// weight, in name order, "<W>.in_sum2" F32 ne = [nIn] and "<W>.counts" F32 ne = [1]; for experts
+// ne = [nIn, nExpert] and [1, nExpert] (ggml/imatrix.h reads both).
 //
 // XᵀX (for GPTQ / EXL2 Hessians): HessianObserver feeds chosen layers into gptq::HessianAccumulator.
 #pragma once
@@ -37,8 +42,9 @@
 namespace qz {
 
 struct ImatrixEntry {
-    std::vector<double> sum2;  // per input column
-    int64_t count = 0;         // tokens seen
+    std::vector<double> sum2;  // per input column (experts: expert e's columns at e·nIn)
+    int64_t count = 0;         // tokens seen (experts: routed token-expert pairs over all experts)
+    std::vector<int64_t> expertCounts;  // experts: tokens routed to each expert; empty for a 2-D weight
 };
 
 struct ImatrixData {
@@ -46,7 +52,8 @@ struct ImatrixData {
     std::vector<std::string> datasets;
     int64_t chunkCount = 0;
     int64_t chunkSize = 0;
-    // Importance per column as llama-quantize uses it: sum2 / count (1 when count is 0).
+    // Importance per column as llama-quantize uses it: sum2 / count (1 when count is 0), per expert
+    // for experts.
     std::vector<float> importance(const std::string& name) const;
 };
 
@@ -64,6 +71,11 @@ public:
 private:
     ImatrixCollector() = default;
     std::map<std::string, std::string> m_names;  // model name -> GGUF name ("" = skip)
+    struct ExpertOf {
+        std::string gguf;
+        int expert = 0, nExpert = 0;
+    };
+    std::map<std::string, ExpertOf> m_experts;   // reported expert name -> stacked GGUF tensor, index
     ImatrixData m_data;
     std::string m_error;
 };

@@ -1,17 +1,23 @@
-// Prompt-evaluation speed of QuantZoo's inference engine (core/infer) against llama.cpp on the same F32
-// GGUF file, the same thread count and the same work: a prompt of N tokens evaluated from an empty cache
+// Prompt-evaluation speed of QuantZoo's inference engine (core/infer) against llama.cpp on the same
+// GGUF file (F32 or, with --types, our exports to other types), the same thread count and the same work: a prompt of N tokens evaluated from an empty cache
 // in one batch, logits for every position (what perplexity needs). llama.cpp is libllama.v0.5.0.so from
 // tests/llama (dlopen'ed, CPU backend chosen for this CPU, F16 KV cache and flash attention "auto" as
 // llama-perplexity's defaults; our Engine with its defaults, which emulate that F16 cache).
 //
-// Models: bard-llama (tests/data/models/bard-llama exported by us to F32 GGUF) and a synthetic Llama
-// (default hidden 1024, 8 layers, ffn 2816, vocab 32000, 16/4 heads), or the GGUF files given with
-// --model. Threads 1 and 2, prompts of 128 and 512 tokens; the runs of both engines alternate and the best
+// Models: bard-llama (tests/data/models/bard-llama exported by us to GGUF, F32 by default, or each of
+// --types) and a synthetic Llama (default hidden 1024, 8 layers, ffn 2816, vocab 32000, 16/4 heads), or
+// the GGUF files given with --model. Our engine computes from the stored weights (8-bit / 16-bit
+// activations as ggml-cpu encodes them; --f32-activations: F32 against the weights widened); --no-repack
+// turns llama.cpp's repacked weight layouts (use_extra_bufts: interleaved Q4_0 / Q4_K / ..., AMX) off so
+// that it runs the plain vec_dot kernels our engine reproduces. Our engine's anonymous memory (RssAnon
+// growth from before its load to after the first evaluation: weights held in memory, KV cache,
+// activations; the mapped file is not counted) is printed per model. Threads 1 and 2, prompts of 128 and 512 tokens; the runs of both engines alternate and the best
 // of --reps is kept. Prints tokens/s and the ratio ours / llama.cpp (the goal is >= 0.8), and as a check
 // that both compute the same thing, the largest difference of the last position's logits relative to
 // their largest magnitude.
 //
-// Usage: bench_infer_vs_llama [--model F32.gguf]... [--threads 1,2] [--prompts 128,512] [--reps 5]
+// Usage: bench_infer_vs_llama [--model FILE.gguf]... [--types F32,Q4_K_M,Q8_0,BF16] [--no-repack]
+//          [--f32-activations] [--threads 1,2] [--prompts 128,512] [--reps 5]
 //          [--hidden 1024] [--layers 8] [--ffn 2816] [--vocab 32000] [--heads 16] [--kv-heads 4]
 //          [--no-synthetic] [--tmp DIR (default: the system temporary folder)] [--llama-lib PATH]
 #include <sys/resource.h>
@@ -44,12 +50,33 @@ std::vector<int> intList(const std::string& s) {
     return out;
 }
 
-Status exportF32(const std::string& src, const std::string& out) {
+std::vector<std::string> strList(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+// RssAnon of this process in bytes (/proc/self/status), 0 if unknown.
+uint64_t rssAnon() {
+    FILE* f = std::fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "RssAnon: %lu kB", &kb) == 1) break;
+    std::fclose(f);
+    return kb * 1024;
+}
+
+Status exportAs(const std::string& src, const std::string& out, const std::string& type) {
     auto m = openModel(src);
     if (!m) return m.error();
     GgufExportParams p;
     p.outputPath = out;
-    p.type = "F32";
+    p.type = type;
     auto r = exportGguf(**m, p, {});
     if (!r) return r.error();
     return okStatus();
@@ -78,7 +105,7 @@ struct LlamaRunner {
     LlamaBatch batch{};
     int nVocab = 0;
 
-    bool open(LlamaApi& a, const std::string& path, int threads, int nCtx, std::string& err) {
+    bool open(LlamaApi& a, const std::string& path, int threads, int nCtx, bool repack, std::string& err) {
         api = &a;
         LlamaModelParams mp = a.model_default_params();
         if (mp.n_gpu_layers != -1 || mp.split_mode != 1 || !mp.use_extra_bufts || mp.vocab_only || mp.load_mtp) {
@@ -86,6 +113,7 @@ struct LlamaRunner {
             return false;
         }
         mp.n_gpu_layers = 0;
+        mp.use_extra_bufts = repack;
         mp.progress_callback = noProgress;  // no dots on stderr
         model = a.model_load_from_file(path.c_str(), mp);
         if (!model) {
@@ -151,7 +179,8 @@ int main(int argc, char** argv) {
     shape.ffn = 2816;
     shape.heads = 16;
     shape.kvHeads = 4;
-    std::vector<std::string> models;
+    std::vector<std::string> models, types = {"F32"};
+    bool repack = true, f32Activations = false;
     std::vector<int> threadCounts = {1, 2}, prompts = {128, 512};
     int reps = 5;
     bool synthetic = true;
@@ -166,6 +195,9 @@ int main(int argc, char** argv) {
             return argv[++i];
         };
         if (a == "--model") models.push_back(next());
+        else if (a == "--types") types = strList(next());
+        else if (a == "--no-repack") repack = false;
+        else if (a == "--f32-activations") f32Activations = true;
         else if (a == "--threads") threadCounts = intList(next());
         else if (a == "--prompts") prompts = intList(next());
         else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
@@ -192,7 +224,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s\n", err.c_str());
         return 1;
     }
-    std::printf("llama.cpp: %s\nllama.cpp system info: %s\n", libPath.c_str(), api.print_system_info());
+    std::printf("llama.cpp: %s%s\nllama.cpp system info: %s\n", libPath.c_str(),
+                repack ? "" : " (repacked layouts off)", api.print_system_info());
+    std::printf("ours: %s activations\n", f32Activations ? "F32" : "ggml-encoded");
 
     std::string tmpl = tmpRoot + "/qz-bench-infer-XXXXXX";
     if (!mkdtemp(tmpl.data())) {
@@ -206,27 +240,32 @@ int main(int argc, char** argv) {
     } cleanup{work};
 
     if (models.empty()) {
-        const std::string bard = work + "/bard-llama-F32.gguf";
-        if (auto st = exportF32(sourceDir() + "/../data/models/bard-llama", bard); !st) {
-            std::fprintf(stderr, "bard-llama: %s\n", st.error().message.c_str());
-            return 1;
-        }
-        models.push_back(bard);
+        const std::string synthHf = work + "/synthetic-hf";
         if (synthetic) {
-            const std::string hf = work + "/synthetic-hf", out = work + "/synthetic-F32.gguf";
-            if (auto st = writeSyntheticLlama(hf, shape, DType::BF16, 5'000'000'000ull,
+            if (auto st = writeSyntheticLlama(synthHf, shape, DType::BF16, 5'000'000'000ull,
                                               sourceDir() + "/../data/models/bard-llama");
                 !st) {
                 std::fprintf(stderr, "synthetic model: %s\n", st.error().message.c_str());
                 return 1;
             }
-            if (auto st = exportF32(hf, out); !st) {
-                std::fprintf(stderr, "synthetic model: %s\n", st.error().message.c_str());
+        }
+        for (const std::string& type : types) {
+            const std::string bard = work + "/bard-llama-" + type + ".gguf";
+            if (auto st = exportAs(sourceDir() + "/../data/models/bard-llama", bard, type); !st) {
+                std::fprintf(stderr, "bard-llama: %s\n", st.error().message.c_str());
                 return 1;
             }
-            std::filesystem::remove_all(hf);
-            models.push_back(out);
+            models.push_back(bard);
+            if (synthetic) {
+                const std::string out = work + "/synthetic-" + type + ".gguf";
+                if (auto st = exportAs(synthHf, out, type); !st) {
+                    std::fprintf(stderr, "synthetic model: %s\n", st.error().message.c_str());
+                    return 1;
+                }
+                models.push_back(out);
+            }
         }
+        if (synthetic) std::filesystem::remove_all(synthHf);
     }
 
     int failures = 0;
@@ -238,17 +277,26 @@ int main(int argc, char** argv) {
         }
         std::printf("\nmodel %s: %.1f M parameters, %.1f MiB\n", path.c_str(), (*m)->totalParameters() / 1e6,
                     mib((*m)->totalBytes()));
+        // Rounded activations (8-bit codes, BF16; llama.cpp always rounds them) turn the engines' tiny
+        // differences upstream (attention's summation order) into whole rounding steps downstream, so files
+        // with such weights get a looser bound.
+        bool allF32 = true;
+        for (const TensorInfo& t : (*m)->tensors)
+            if (t.shape.size() == 2 && t.dtype != DType::F32) allF32 = false;
+        const double bound = allF32 ? 1e-2 : 5e-2;
         std::printf("%3s %6s | %9s %8s %8s | %9s %8s %8s | %7s %7s | %s\n", "thr", "tokens", "llama t/s", "wall ms",
                     "cpu ms", "ours t/s", "wall ms", "cpu ms", "wall x", "cpu x", "logit diff");
         for (int threads : threadCounts) {
             LlamaRunner ll;
-            if (!ll.open(api, path, threads, nCtx, err)) {
+            if (!ll.open(api, path, threads, nCtx, repack, err)) {
                 std::fprintf(stderr, "%s\n", err.c_str());
                 return 1;
             }
             EngineOptions opt;
             opt.threads = threads;
             opt.nCtx = nCtx;
+            if (f32Activations) opt.ggmlActivations = false;
+            const uint64_t anon0 = rssAnon();
             auto e = Engine::load(**m, opt);
             if (!e) {
                 std::fprintf(stderr, "%s\n", e.error().message.c_str());
@@ -289,17 +337,22 @@ int main(int argc, char** argv) {
                     maxMag = std::max(maxMag, static_cast<double>(std::fabs(a[v])));
                 }
                 const double rel = maxMag > 0 ? maxDiff / maxMag : maxDiff;
-                if (!(rel < 1e-2)) ++failures;
+                if (!(rel < bound)) ++failures;
                 std::printf("%3d %6d | %9.1f %8.1f %8.1f | %9.1f %8.1f %8.1f | %7.2f %7.2f | %.1e%s\n", threads, n,
                             n / bl.wall, bl.wall * 1e3, bl.cpu * 1e3, n / bo.wall, bo.wall * 1e3, bo.cpu * 1e3,
-                            bl.wall / bo.wall, bl.cpu / bo.cpu, rel, rel < 1e-2 ? "" : "  <-- the engines disagree");
+                            bl.wall / bo.wall, bl.cpu / bo.cpu, rel, rel < bound ? "" : "  <-- the engines disagree");
                 std::fflush(stdout);
             }
+            std::printf("    ours: %.1f MiB anonymous memory (RssAnon growth over load + evaluation; weights held: "
+                        "%.1f MiB; the file: %.1f MiB)\n",
+                        mib(rssAnon() > anon0 ? rssAnon() - anon0 : 0), mib(en.residentWeightBytes()),
+                        mib((*m)->totalBytes()));
         }
     }
     std::printf("\nwall x = our tokens/s / llama.cpp's; cpu x = llama.cpp's CPU time / ours (process CPU time over all\n"
                 "threads during the evaluation; ggml's threads spin while waiting, so on an oversubscribed machine\n"
                 "llama.cpp's 2-thread wall time suffers most). Best of %d alternating runs each; machine shared.\n"
-                "logit diff = max |logit_llama - logit_ours| / max |logit_llama| at the last position.\n", reps);
+                "logit diff = max |logit_llama - logit_ours| / max |logit_llama| at the last position (bound 1e-2 for F32\n"
+                "weights, 5e-2 with rounded activations).\n", reps);
     return failures ? 1 : 0;
 }

@@ -63,13 +63,22 @@ void TestCliEval::klDivergenceOfQ8_0() {
     const double kld = grab(out, QStringLiteral("Mean\\s+KLD:\\s+([0-9.eE+-]+)"));
     const double same = grab(out, QStringLiteral("Same top p:\\s+([0-9.]+)"));
     const double pplQ = grab(out, QStringLiteral("Mean PPL\\(Q\\)\\s+:\\s+([0-9.]+)"));
-    QVERIFY2(std::isfinite(kld) && std::isfinite(same) && std::isfinite(pplQ), out.constData());
-    // llama.cpp's CPU backend also rounds the activations to Q8_0 for Q8_0 weights (its vec_dot type); our
-    // engine multiplies the dequantized weights in F32. So llama.cpp's figures are an upper bound for the
-    // KLD and a lower bound for the same-top rate, and its PPL(Q) agrees to a few 1e-4 relative.
-    QVERIFY2(std::fabs(pplQ / 8.2889 - 1) < 3e-4, out.constData());
-    QVERIFY2(kld > 0 && kld < 0.000139, out.constData());
-    QVERIFY2(same >= 99.454 && same < 100, out.constData());
+    const double rmsDp = grab(out, QStringLiteral("RMS \u0394p\\s+:\\s+([0-9.]+)"));
+    QVERIFY2(std::isfinite(kld) && std::isfinite(same) && std::isfinite(pplQ) && std::isfinite(rmsDp), out.constData());
+    // A GGUF file's Q8_0 weights take activations rounded to Q8_0 as llama.cpp's CPU backend does, so the
+    // figures land on llama-perplexity's for its own Q8_0 file of the same weights (ppl.tsv: PPL 8.2889,
+    // KLD 0.000139, same top 99.454 %, RMS dp 0.316 %), up to the order of float additions and llama.cpp's
+    // 16-bit stored base log-probabilities.
+    QVERIFY2(std::fabs(pplQ / 8.2889 - 1) < 1e-4, out.constData());
+    QVERIFY2(std::fabs(kld / 0.000139 - 1) < 0.05, out.constData());
+    QVERIFY2(std::fabs(same - 99.454) < 0.2, out.constData());
+    QVERIFY2(std::fabs(rmsDp - 0.316) < 0.01, out.constData());
+    // --f32-activations: the weights multiplied in F32 (no activation rounding), far closer to the base.
+    QCOMPARE(run({"perplexity", q8, "--kl-divergence-base", base, "--kl-divergence", "--quiet", "--f32-activations"},
+                 &out, &err),
+             0);
+    const double kldF32 = grab(out, QStringLiteral("Mean\\s+KLD:\\s+([0-9.eE+-]+)"));
+    QVERIFY2(kldF32 > 0 && kldF32 < 0.5 * kld, out.constData());
 }
 
 void TestCliEval::generateIsDeterministic() {

@@ -311,6 +311,70 @@ private slots:
         }
     }
 
+    // Weights computed as stored: a Q4_K_M file (llama-quantize's, Q/K rows in ggml's order, K types,
+    // Q6_K head, quantized embedding) holds no F32 copy; with F32 activations it gives exactly what the
+    // same weights dequantized once and passed as overrides (owned F32, multiplied in F32) give; with
+    // ggml's activation encoding (its default) close to that but not equal; setWeight / resetWeight swap a
+    // tensor in and out, and only the swapped tensor takes memory.
+    void storedWeights() {
+        auto m = open("golden/stories260K/stories260K-Q4_K_M.gguf");
+        QVERIFY(m);
+        const std::vector<int32_t> toks = {1, 400, 30, 200, 17, 5, 99, 250, 3, 77};
+        auto viewed = Engine::load(*m, {});
+        QVERIFY2(viewed, viewed ? "" : viewed.error().message.c_str());
+        Engine& ev = **viewed;
+        QVERIFY(ev.ggmlActivations());
+        const InferHParams& hp = ev.hparams();
+        // Resident: the norms (F32) and the Q/K row maps only, far below one F32 copy of the weights.
+        const uint64_t norms = 4ull * (static_cast<uint64_t>(hp.nLayer) * 2 * hp.nEmbd + hp.nEmbd);
+        const uint64_t rowMaps = 4ull * hp.nLayer * (hp.nHead + hp.nHeadKv) * hp.headDim;
+        QCOMPARE(ev.residentWeightBytes(), norms + rowMaps);
+        QVERIFY(ev.residentWeightBytes() * 50 < m->totalParameters() * 4);
+        const auto ggmlLogits = logitsAll(ev, toks);
+
+        EngineOptions fo;
+        fo.ggmlActivations = false;
+        auto flt = Engine::load(*m, fo);
+        QVERIFY(flt);
+        const auto floatLogits = logitsAll(**flt, toks);
+        WeightOverrides ov;
+        for (const TensorInfo& t : m->tensors) {
+            if (t.shape.size() != 2) continue;
+            auto v = readTensorF32(*m, t);
+            QVERIFY(v);
+            ov[t.name] = std::move(*v);
+        }
+        QVERIFY(ov.size() >= 2 + 7 * static_cast<size_t>(hp.nLayer) - 1);
+        fo.overrides = &ov;
+        auto owned = Engine::load(*m, fo);
+        QVERIFY(owned);
+        QVERIFY((*owned)->residentWeightBytes() > m->totalParameters() * 4 * 9 / 10);
+        QCOMPARE(maxAbsDiff(floatLogits, logitsAll(**owned, toks)), 0.0f);
+        const float d = maxAbsDiff(floatLogits, ggmlLogits);
+        qInfo("8-bit activations vs F32 activations: max logit difference %.5f", d);
+        QVERIFY(d > 0.0f && d < 0.5f);
+
+        // setWeight takes memory for that tensor only; resetWeight returns to the file's bytes.
+        const std::string name = "blk.1.attn_k.weight";
+        const uint64_t before = ev.residentWeightBytes();
+        const auto& kv = ov[name];
+        QVERIFY(ev.setWeight(name, kv).ok());
+        QCOMPARE(ev.residentWeightBytes(), before + 4 * kv.size());
+        const auto swapped = logitsAll(ev, toks);
+        QVERIFY(maxAbsDiff(swapped, ggmlLogits) > 0.0f);  // F32 activations for that layer now
+        QVERIFY(ev.resetWeight(name).ok());
+        QCOMPARE(ev.residentWeightBytes(), before);
+        QCOMPARE(maxAbsDiff(ggmlLogits, logitsAll(ev, toks)), 0.0f);
+        QVERIFY(!ev.resetWeight("no.such.tensor").ok());
+        // A norm (held as F32) is re-read from the file.
+        const std::string norm = "blk.0.attn_norm.weight";
+        std::vector<float> g(static_cast<size_t>(hp.nEmbd), 0.5f);
+        QVERIFY(ev.setWeight(norm, g).ok());
+        QVERIFY(maxAbsDiff(ggmlLogits, logitsAll(ev, toks)) > 0.0f);
+        QVERIFY(ev.resetWeight(norm).ok());
+        QCOMPARE(maxAbsDiff(ggmlLogits, logitsAll(ev, toks)), 0.0f);
+    }
+
     void overrides() {
         auto m = open("models/stories260K/hf");
         QVERIFY(m);

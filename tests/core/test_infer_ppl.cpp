@@ -264,40 +264,65 @@ private slots:
         QVERIFY(std::fabs(100 * k->rmsDp - 2.245) < 0.1);
     }
 
-    // llama.cpp's own GGUF files (tests/data/golden): its Q4_0 file against the F32 logits, and GPT-2 read
-    // from a GGUF. The F32 base comes from the HF model, which is the same function as llama.cpp's F32 file
-    // (test_hf_to_gguf checks the converted tensors byte for byte).
+    // llama.cpp's own GGUF files (tests/data/golden) against the F32 logits, evaluated from the stored
+    // weights with activations encoded as llama.cpp's CPU backend does (Q8_0 / Q8_K codes, BF16): the
+    // figures of ppl.tsv (llama-perplexity on the machine that made the goldens). They agree to the order
+    // of float additions and the CPU's kernel choice (llama.cpp itself moves the PPL of these files by up
+    // to 1e-3 between CPUs, tests/llama/README.md); the KL-divergences agree to 1 %, which F32 activations
+    // (HF semantics) do not reach for Q4_0 and Q3_K_M (checked below). The F32 base comes from the HF
+    // model, which is the same function as llama.cpp's F32 file (test_hf_to_gguf checks the converted
+    // tensors byte for byte).
     void goldenGgufFiles() {
-        const std::string q4 = kData + "/golden/bard-llama/bard-llama-Q4_0.gguf";
         auto base = runPpl(kData + "/models/bard-llama", false);
         QVERIFY(base);
         QVERIFY(std::fabs(base->ppl.ppl - 8.2872) < 0.0002);
-        auto m = openModel(q4);
-        QVERIFY(m);
-        EngineOptions opt;
-        opt.nCtx = 128;
-        auto e = Engine::load(**m, opt);
-        QVERIFY(e);
-        PerplexityParams p = defaultPerplexityParams(**e, 128, 32);
-        auto k = computeKlDivergence(**e, base->base, p);
-        QVERIFY(k);
-        qInfo("Q4_0: PPL %.4f KLD %.6f 99%% %.6f max %.6f same top %.3f%% RMS dp %.3f%%", k->pplQ, k->meanKld,
-              k->kld99, k->maxKld, 100 * k->sameTop, 100 * k->rmsDp);
-        // llama.cpp (8-bit activations inside its Q4_0 dot products): 8.2733, KLD 0.006287, same top 93.750 %,
-        // RMS dp 2.245 %. A float evaluation of the dequantized weights lands close, not exactly.
-        QVERIFY(within(k->pplQ, 8.2733, 0.002));
-        QVERIFY(within(k->meanKld, 0.006287, 0.05));
-        QVERIFY(std::fabs(100 * k->sameTop - 93.750) < 1.0);
-        QVERIFY(std::fabs(100 * k->rmsDp - 2.245) < 0.1);
+        struct Golden {
+            const char* type;
+            double ppl, kld, sameTop, rmsDp;
+            bool floatMisses;  // F32 activations give a KLD outside 1 %
+        };
+        // ppl.tsv: ppl, mean_kld, same_top_p_pct, rms_dp_pct.
+        const Golden goldens[] = {{"Q4_0", 8.2733, 0.006287, 93.750, 2.245, true},
+                                  {"Q2_K", 8.7002, 0.061792, 84.077, 7.086, false},
+                                  {"Q3_K_M", 8.4072, 0.012910, 92.659, 3.267, true}};
+        for (const Golden& g : goldens) {
+            auto m = openModel(kData + "/golden/bard-llama/bard-llama-" + g.type + ".gguf");
+            QVERIFY(m);
+            for (bool ggml : {true, false}) {
+                EngineOptions opt;
+                opt.nCtx = 128;
+                opt.ggmlActivations = ggml;
+                auto e = Engine::load(**m, opt);
+                QVERIFY(e);
+                PerplexityParams p = defaultPerplexityParams(**e, 128, 32);
+                auto k = computeKlDivergence(**e, base->base, p);
+                QVERIFY(k);
+                qInfo("%s (%s activations): PPL %.4f KLD %.6f 99%% %.6f max %.6f same top %.3f%% RMS dp %.3f%%", g.type,
+                      ggml ? "ggml" : "F32", k->pplQ, k->meanKld, k->kld99, k->maxKld, 100 * k->sameTop, 100 * k->rmsDp);
+                if (!ggml) {
+                    QCOMPARE(!within(k->meanKld, g.kld, 0.01), g.floatMisses);
+                    continue;
+                }
+                QVERIFY(within(k->pplQ, g.ppl, 1e-3));
+                QVERIFY(within(k->meanKld, g.kld, 0.01));
+                QVERIFY(std::fabs(100 * k->sameTop - g.sameTop) < 0.3);
+                QVERIFY(std::fabs(100 * k->rmsDp - g.rmsDp) < 0.03);
+            }
+        }
+        // stories260K's K-quant files (ppl.tsv: Q2_K 123.817695, Q4_K_M 124.230568).
+        for (auto [file, want] : {std::pair{"stories260K-Q2_K.gguf", 123.817695}, {"stories260K-Q4_K_M.gguf", 124.230568}}) {
+            auto r = runPpl(kData + "/golden/stories260K/" + file, false);
+            QVERIFY(r);
+            QVERIFY2(within(r->ppl.ppl, want, 1e-3), qPrintable(QString::number(r->ppl.ppl, 'f', 4)));
+        }
         // GPT-2 from its GGUF (fused attn_qkv already [out, in], position_embd, token_embd as output).
         const std::string g2 = kData + "/golden/bard-gpt2/bard-gpt2-BF16.gguf";
         auto gr = runPpl(g2, true);
         QVERIFY(gr);
         qInfo("bard-gpt2-BF16.gguf: PPL %.6f", gr->ppl.ppl);
         // llama.cpp on this file (ppl.tsv): 25.231337, with activations rounded to BF16 inside its dot
-        // products; our float evaluation of the BF16 weights gives 25.2318 (the F32 model: 25.2283, outside
-        // this bound).
-        QVERIFY(within(gr->ppl.ppl, 25.231337, 0.0001));
+        // products as ours are (F32 activations give 25.2318, the F32 model 25.2283: both outside this bound).
+        QVERIFY(within(gr->ppl.ppl, 25.231337, 1e-5));
     }
 };
 

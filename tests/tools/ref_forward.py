@@ -5,9 +5,12 @@ modeling_gemma2.py, modeling_gemma3.py, modeling_phi3.py), reading the Hugging F
 F32/F16/BF16 model.safetensors). It shares no code with QuantZoo or llama.cpp.
 
 Usage: ref_forward.py MODEL_DIR CHUNKS.json
+       ref_forward.py --logits MODEL_DIR TOKENS.json OUT.f64
 CHUNKS.json: {"n_ctx": N, "first": F, "chunks": [[token ids of chunk 0], ...]} — the token windows a perplexity
 run evaluated (tests/llama/check-gguf.mjs --dump-chunks). Prints one JSON object: the perplexity over positions
 first+1 .. N-1 of every chunk (each scored from the logits at the previous position), as llama-perplexity scores.
+--logits: TOKENS.json is a JSON array of token ids (one sequence from position 0); OUT.f64 receives the logits
+of every position, little-endian float64, row-major [tokens x vocab] (tests/core/test_arch_engine.cpp).
 
 Per architecture (transformers semantics):
   qwen3 / qwen3_moe: RMSNorm over head_dim on q and k before RoPE; MoE: softmax router, top-k, renormalised when
@@ -213,6 +216,14 @@ class Model:
 
 
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--logits":
+        m = Model(sys.argv[2])
+        with open(sys.argv[3]) as f:
+            tokens = json.load(f)
+        lg = m.logits(tokens)
+        with open(sys.argv[4], "wb") as f:
+            f.write(np.ascontiguousarray(lg, dtype="<f8").tobytes())
+        return
     if len(sys.argv) != 3:
         raise SystemExit("usage: ref_forward.py MODEL_DIR CHUNKS.json")
     m = Model(sys.argv[1])
