@@ -22,8 +22,10 @@ void StoredMatrix::readRow(int64_t r, float* dst) const {
         return;
     }
     const uint8_t* src = view + static_cast<size_t>(r) * rowStride;
-    switch (type) {  // types checked at load (storedTypeSupported)
-    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(cols) * 4); break;
+    switch (type) { // types checked at load (storedTypeSupported)
+    case DType::F32:
+        std::memcpy(dst, src, static_cast<size_t>(cols) * 4);
+        break;
     case DType::F16:
         for (int64_t i = 0; i < cols; ++i) {
             uint16_t h;
@@ -38,7 +40,9 @@ void StoredMatrix::readRow(int64_t r, float* dst) const {
             dst[i] = bf16ToFp32(h);
         }
         break;
-    default: ggml::dequantize(type, src, dst, cols); break;
+    default:
+        ggml::dequantize(type, src, dst, cols);
+        break;
     }
 }
 
@@ -66,11 +70,13 @@ void floatLinear(const StoredMatrix& W, const float* X, int64_t n, float* Y, int
         panels,
         [&](size_t p0, size_t p1, int) {
             thread_local std::vector<float> buf;
-            if (buf.size() < static_cast<size_t>(kPanelRows * nIn)) buf.resize(static_cast<size_t>(kPanelRows * nIn));
+            if (buf.size() < static_cast<size_t>(kPanelRows * nIn))
+                buf.resize(static_cast<size_t>(kPanelRows * nIn));
             for (size_t p = p0; p < p1; ++p) {
                 const int64_t r0 = static_cast<int64_t>(p) * kPanelRows;
                 const int64_t nr = std::min(kPanelRows, nOut - r0);
-                for (int64_t r = 0; r < nr; ++r) W.readRow(r0 + r, buf.data() + r * nIn);
+                for (int64_t r = 0; r < nr; ++r)
+                    W.readRow(r0 + r, buf.data() + r * nIn);
                 linearForward(buf.data(), nr, nIn, X, n, Y + r0, ldy, 1);
             }
         },
@@ -86,7 +92,7 @@ void linearStoredOrder(const StoredMatrix& W, const float* X, int64_t n, float* 
     floatLinear(W, X, n, Y, ldy, threads);
 }
 
-}  // namespace
+} // namespace
 
 void storedLinear(const StoredMatrix& W, const std::vector<int32_t>& rowOrder, const float* X, int64_t n,
                   float* Y, int64_t ldy, int threads, bool ggmlActivations) {
@@ -98,7 +104,8 @@ void storedLinear(const StoredMatrix& W, const std::vector<int32_t>& rowOrder, c
     std::vector<float> tmp(static_cast<size_t>(nOut * n));
     linearStoredOrder(W, X, n, tmp.data(), nOut, threads, ggmlActivations);
     for (int64_t t = 0; t < n; ++t)
-        for (int64_t i = 0; i < nOut; ++i) Y[i + t * ldy] = tmp[static_cast<size_t>(rowOrder[i] + t * nOut)];
+        for (int64_t i = 0; i < nOut; ++i)
+            Y[i + t * ldy] = tmp[static_cast<size_t>(rowOrder[i] + t * nOut)];
 }
 
-}  // namespace qz
+} // namespace qz
