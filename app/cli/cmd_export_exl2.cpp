@@ -31,6 +31,9 @@ const char* kHelp =
     "  --len L            tokens per quantization row (default min(2048, the model's context))\n"
     "  --seed S           calibration rows' and optimizer's seed (default 0)\n"
     "  --anneal-iterations N  proposals per temperature of each annealing run (default 1000, exllamav2's)\n"
+    "  --state-type T     f32 (default, exact), f16 or bf16: the calibration rows' hidden states carried\n"
+    "                     from module to module (rows x len x hidden x 4 or 2 bytes, held once)\n"
+    "  --max-memory BYTES keep the carried states in a temporary file beside OUTDIR when larger\n"
     "  --no-resume        ignore an interrupted measurement left for the same OUTDIR\n"
     "  --shard-size MB    maximum MiB of tensors per output-*.safetensors shard (default 8192)\n"
     "  --threads N        worker threads (default: all cores)\n"
@@ -53,7 +56,8 @@ int fail(const std::string& msg) {
 int cmdExportExl2(int argc, char** argv) {
     Args args({"--format", "--bpw", "--head-bits", "--calib", "--measurement", "--measure-rows",
                "--measure-len", "--rows", "--len", "--seed", "--anneal-iterations", "--shard-size",
-               "--threads", "--eval", "--ctx", "--chunks", "--dump-dequant", "-o", "--output"},
+               "--threads", "--eval", "--ctx", "--chunks", "--dump-dequant", "-o", "--output", "--state-type",
+               "--max-memory"},
               {"--no-resume", "--quiet", "--help"});
     auto usage = [&](const std::string& e) {
         std::fprintf(stderr, "quantzoo-cli export: %s\n%s", e.c_str(), kHelp);
@@ -87,6 +91,12 @@ int cmdExportExl2(int argc, char** argv) {
     p.resume = !args.has("--no-resume");
     p.threads = static_cast<int>(args.intOr("--threads", 0, err));
     const long long shardMb = args.intOr("--shard-size", 8192, err);
+    const long long maxMemory = args.intOr("--max-memory", 0, err);
+    const auto stateType = qz::calib::parseStateType(args.valueOr("--state-type", "f32"));
+    if (!stateType) return usage("--state-type must be f32, f16 or bf16");
+    if (maxMemory < 0) return usage("--max-memory must not be negative");
+    p.stateType = *stateType;
+    p.maxStateMemory = static_cast<uint64_t>(maxMemory);
     const int ctx = static_cast<int>(args.intOr("--ctx", 512, err));
     const int chunks = static_cast<int>(args.intOr("--chunks", -1, err));
     if (!err.empty()) return usage(err);
@@ -143,6 +153,10 @@ int cmdExportExl2(int argc, char** argv) {
         "wrote %s: %zu files, %.2f MiB of tensors, %zu layers, %.1fs (optimize %.1fs, quantize %.1fs)\n",
         res->outputDir.c_str(), res->files.size(), static_cast<double>(res->tensorBytes) / 1048576.0,
         res->layers.size(), res->seconds, res->optimizeSeconds, res->quantizeSeconds);
+    if (res->stateBytes > 0)
+        std::printf("carried hidden states (%s): %.2f MiB %s\n", qz::calib::stateTypeName(p.stateType),
+                    static_cast<double>(res->stateBytes) / 1048576.0,
+                    res->statesSpilled ? "in a temporary file" : "in memory");
     if (!dumpPath.empty())
         if (auto s = dumpDequant(dumpPath, res->overrides, **model); !s) return fail(s.error().message);
 

@@ -5,7 +5,7 @@
 #include "common/file_util.h"
 #include "io/hf_folder.h"
 #include "commands.h"
-#include "infer/imatrix_collect.h"
+#include "calib/imatrix.h"
 #include "model/model.h"
 #include "progress_line.h"
 

@@ -14,9 +14,10 @@
 
 #include "common/file_util.h"
 #include "common/fp16.h"
+#include "calib/pipeline.h"
 #include "exl2/exl2_measure.h"
 #include "exl2/exl2_optimize.h"
-#include "gptq/gptq_hessian.h"
+#include "calib/hessian.h"
 #include "gptq/gptq_quant.h"
 #include "io/safetensors_writer.h"
 
@@ -44,6 +45,7 @@ std::string measureFingerprint(const Model& model, const ExportParams& p, const 
     j["rows"] = p.measureCalib.samples;
     j["length"] = p.measureCalib.seqLen;
     j["seed"] = std::to_string(p.measureCalib.seed);
+    if (p.stateType != calib::StateType::F32) j["states"] = calib::stateTypeName(p.stateType); // F32 keeps older states
     return j.dump();
 }
 
@@ -151,17 +153,15 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     }
 
     // Calibration text and rows.
-    auto txt = readSmallFile(p.calibPath, size_t{1} << 30);
-    if (!txt) return txt.error();
-    const std::string calibText = std::move(*txt);
-    auto toks = gptq::tokenizeText(model, calibText, p.calibPath);  // the text read once
-    if (!toks) return toks.error();
-    auto quantRows = gptq::calibrationWindows(*toks, p.quantCalib);
-    if (!quantRows) return makeError(p.calibPath + ": " + quantRows.error().message);
+    auto ct = calib::readCalibrationText(model, p.calibPath); // the text read once
+    if (!ct) return ct.error();
+    const std::string& calibText = ct->text;
+    auto quantRows = calib::windowsOf(*ct, p.calibPath, p.quantCalib);
+    if (!quantRows) return quantRows.error();
     std::vector<std::vector<int32_t>> measureRows;
     if (measure) {
-        auto w = gptq::calibrationWindows(*toks, p.measureCalib);
-        if (!w) return makeError(p.calibPath + ": " + w.error().message);
+        auto w = calib::windowsOf(*ct, p.calibPath, p.measureCalib);
+        if (!w) return w.error();
         measureRows = std::move(*w);
     }
 
@@ -195,16 +195,29 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         }
     } dropTemp{tmpDir, p.writeOutput && !measure};
 
+    // The carried states' temporary file, when over the budget: in the temporary folder (beside the
+    // destination, so on its file system), else the system's temporary folder.
+    const fs::path spillRoot = calib::spillFolder(p.writeOutput, tmpDir);
+
     // 1. Measurement.
     if (measure) {
         const auto tm = Clock::now();
         MeasureParams mp;
         mp.stateDir = p.writeOutput ? tmpDir.string() : std::string();
         mp.threads = p.threads;
+        mp.stateType = p.stateType;
+        mp.maxStateMemory = p.maxStateMemory;
+        mp.spillDir = spillRoot.string();
+        uint64_t measureBytes = 0;
+        bool measureSpilled = false;
+        mp.stateBytes = &measureBytes;
+        mp.statesSpilled = &measureSpilled;
         auto m = measureModel(model, plan, measureRows, mp, phase(0, fMeasure), {}, &res.resumedModules);
         if (!m) return m.error();
         meas = std::move(*m);
         res.measuredModules = static_cast<int>(meas.size()) - res.resumedModules;
+        res.stateBytes = measureBytes;
+        res.statesSpilled = measureSpilled;
         res.measureSeconds = since(tm);
     }
     res.measurement = meas;
@@ -236,19 +249,25 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     const auto tq = Clock::now();
     ProgressFn qprog = phase(fMeasure + fOpt, fQuant);
     ModuleRunner runner(plan, p.threads);
-    auto xs = runner.embed(model, *quantRows);
-    if (!xs) return xs.error();
-    States x = std::move(*xs), y;
-    // The original model's states on the first rows, for the calibration perplexity before quantization.
+    const int rows = p.quantCalib.samples, len = p.quantCalib.seqLen, dim = plan.hp.nEmbd;
+    // The quantized model's states (each module's quantized output replaces its input), and the original
+    // model's states on the first rows, for the calibration perplexity before quantization.
     const int pplRows = std::min(p.quantCalib.samples, std::max(1, p.measureCalib.samples));
-    States xr, yr;
+    calib::StateStore x, xr;
+    if (auto s = x.init(rows, len, dim, p.stateType, p.maxStateMemory, spillRoot, "exl2-states"); !s)
+        return makeError("EXL2: " + s.error().message);
+    if (auto s = runner.embedInto(model, *quantRows, x); !s) return s.error();
     if (plan.head.out > 0) {
-        xr.rows = pplRows;
-        xr.len = x.len;
-        xr.dim = x.dim;
-        xr.data.assign(x.data.begin(),
-                       x.data.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(pplRows) * x.len * x.dim));
+        const uint64_t left = p.maxStateMemory == 0 ? 0 : p.maxStateMemory > x.bytes() ? p.maxStateMemory - x.bytes() : 1;
+        if (auto s = xr.init(pplRows, len, dim, p.stateType, left, spillRoot, "exl2-states"); !s)
+            return makeError("EXL2: " + s.error().message);
+        const std::vector<std::vector<int32_t>> first(quantRows->begin(), quantRows->begin() + pplRows);
+        if (auto s = runner.embedInto(model, first, xr); !s) return s.error();
     }
+    res.stateBytes = std::max(res.stateBytes, x.bytes() + xr.bytes());
+    res.statesSpilled = res.statesSpilled || x.spilled() || xr.spilled();
+    const size_t rowValues = static_cast<size_t>(x.rowValues());
+    std::vector<float> xrow(rowValues), yrow(rowValues);
     std::map<std::string, SpilledLinear> packed; // weight name -> its spilled packed tensors
     const fs::path spillDir = tmpDir / "out_tensor";
     if (p.writeOutput) {
@@ -314,17 +333,20 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         auto w = readModuleWeights(model, m);
         if (!w) return w.error();
         step = "quantize: " + m.key + " (Hessians)";
-        gptq::HessianAccumulator acc[2] = {gptq::HessianAccumulator(m.linears[0].in),
-                                           gptq::HessianAccumulator(m.linears.back().in)};
-        auto st =
-            runner.forward(m, *w, x, nullptr, [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
-                if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
-            });
-        if (!st) return st.error();
+        calib::HessianAccumulator acc[2] = {calib::HessianAccumulator(m.linears[0].in),
+                                           calib::HessianAccumulator(m.linears.back().in)};
+        const CaptureFn capture = [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
+            if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
+        };
+        for (int r = 0; r < rows; ++r) {
+            if (auto s = x.get(r, xrow); !s) return s.error();
+            if (auto s = runner.forwardRow(m, *w, xrow.data(), len, nullptr, capture); !s) return s.error();
+            if (qcancel()) return cancelledError();
+        }
         std::vector<float> Hraw[2];
         std::unique_ptr<PreparedHessian> prep[2];
         for (int k = 0; k < 2; ++k) {
-            acc[k].countSample(x.rows);
+            acc[k].countSample(rows);
             Hraw[k] = exl2Hessian(acc[k]);
             auto ph = prepareHessian(Hraw[k], acc[k].dim(), qcancel, runner.threads());
             if (!ph)
@@ -343,11 +365,16 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
                 v = fp16ToFp32(fp32ToFp16(v));
         }
         step = "quantize: " + m.key + " (outputs)";
-        if (auto s = runner.forward(m, qw, x, &y); !s) return s.error();
-        std::swap(x, y);
-        if (!xr.data.empty()) {
-            if (auto s = runner.forward(m, *w, xr, &yr); !s) return s.error();
-            std::swap(xr, yr);
+        for (int r = 0; r < rows; ++r) {
+            if (auto s = x.get(r, xrow); !s) return s.error();
+            if (auto s = runner.forwardRow(m, qw, xrow.data(), len, yrow.data()); !s) return s.error();
+            if (auto s = x.put(r, yrow); !s) return s.error();
+            if (qcancel()) return cancelledError();
+        }
+        for (int r = 0; r < xr.rows(); ++r) {
+            if (auto s = xr.get(r, xrow); !s) return s.error();
+            if (auto s = runner.forwardRow(m, *w, xrow.data(), len, yrow.data()); !s) return s.error();
+            if (auto s = xr.put(r, yrow); !s) return s.error();
         }
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
     }
@@ -364,10 +391,15 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
             if (!b) return b.error();
             bias = std::move(*b);
         }
-        const std::vector<float> xn = runner.finalNorm(x, *g);
-        gptq::HessianAccumulator acc(L.in);
-        acc.add(xn.data(), static_cast<int64_t>(x.rows) * x.len, runner.threads());
-        acc.countSample(x.rows);
+        // The head's Hessian, row by row (as every module's).
+        calib::HessianAccumulator acc(L.in);
+        for (int r = 0; r < rows; ++r) {
+            if (auto s = x.get(r, xrow); !s) return s.error();
+            runner.finalNormRow(xrow.data(), len, *g, yrow.data());
+            acc.add(yrow.data(), len, runner.threads());
+            if (qcancel()) return cancelledError();
+        }
+        acc.countSample(rows);
         std::vector<float> Hraw = exl2Hessian(acc);
         auto ph = prepareHessian(Hraw, L.in, qcancel, runner.threads());
         if (!ph) return ph.error().cancelled ? ph.error() : makeError("EXL2: lm_head: " + ph.error().message);
@@ -376,11 +408,18 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         res.headBpw = headQp->bpw(L.in, L.out, !L.biasName.empty());
         step = "quantize: calibration perplexity";
         int64_t nb = 0, nq = 0;
-        const double base = runner.nextTokenNll(xr, pplRows, *g, *W, bias, *quantRows, &nb);
+        double base = 0, quant = 0;
         std::vector<float> qbias = bias;
         for (float& v : qbias)
             v = fp16ToFp32(fp32ToFp16(v));
-        const double quant = runner.nextTokenNll(x, pplRows, *g, headDeq, qbias, *quantRows, &nq);
+        for (int r = 0; r < pplRows; ++r) {
+            if (auto s = xr.get(r, xrow); !s) return s.error();
+            runner.addNextTokenNll(xrow.data(), len, *g, *W, bias, (*quantRows)[r], &base, &nb);
+        }
+        for (int r = 0; r < pplRows; ++r) {
+            if (auto s = x.get(r, xrow); !s) return s.error();
+            runner.addNextTokenNll(xrow.data(), len, *g, headDeq, qbias, (*quantRows)[r], &quant, &nq);
+        }
         if (nb > 0 && nq > 0) {
             res.calibPplBase = std::exp(base / static_cast<double>(nb));
             res.calibPplQuant = std::exp(quant / static_cast<double>(nq));
@@ -389,6 +428,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
     }
     res.quantizeSeconds = since(tq);
+    x.release(); // the states are not needed for writing
+    xr.release();
     if (!p.writeOutput) {
         res.seconds = since(t0);
         return res;
@@ -483,13 +524,6 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         res.files.push_back(name);
     }
 
-    nlohmann::ordered_json cfg;
-    try {
-        cfg = nlohmann::ordered_json::parse(model.configJson);
-    } catch (const std::exception& e) {
-        return makeError("config.json: " + std::string(e.what()));
-    }
-    if (!cfg.is_object()) return makeError("config.json is not an object");
     nlohmann::ordered_json qc;
     qc["quant_method"] = "exl2";
     qc["version"] = "0.3.2";
@@ -498,33 +532,21 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     qc["calibration"] = {{"rows", p.quantCalib.samples},
                          {"length", p.quantCalib.seqLen},
                          {"dataset", fs::path(p.calibPath).filename().string()}};
-    cfg["quantization_config"] = qc;
-    if (auto s = writeFileAtomic((tmpDir / "config.json").string(), cfg.dump(2) + "\n"); !s) return s.error();
-    res.files.push_back("config.json");
+    if (auto s = calib::writeQuantizedConfig(model, tmpDir, qc, res.files); !s) return s.error();
     if (auto s = writeFileAtomic((tmpDir / "measurement.json").string(),
                                  measurementJson(meas, 2 * plan.hp.nLayer + 2) + "\n");
         !s)
         return s.error();
     res.files.push_back("measurement.json");
-    std::error_code ec;
-    const fs::path src =
-        fs::is_directory(model.path, ec) ? fs::path(model.path) : fs::path(model.path).parent_path();
-    // Side files: a symlink is followed only inside the model folder (or its hub cache repository).
-    static const std::vector<std::string> kCopy = {
-        "added_tokens.json", "generation_config.json", "merges.txt",      "special_tokens_map.json",
-        "tokenizer.json",    "tokenizer.model",        "tokenizer_config.json", "vocab.json",
-        "vocab.txt"};
-    if (auto s = copyModelSideFiles(src.string(), tmpDir.string(), kCopy, res.files); !s) return s.error();
+    if (auto s = calib::copyTokenizerFiles(model, tmpDir, res.files); !s) return s.error();
 
     // Drop the resume state and move into place.
-    for (const auto& m : plan.modules)
-        fs::remove(tmpDir / ("measure." + m.key + ".json"), ec);
-    fs::remove(tmpDir / "exl2-state.json", ec);
+    std::error_code ec;
     fs::remove_all(spillDir, ec);
     dropSpill.active = false;
-    if (fs::exists(outDir, ec)) fs::remove(outDir, ec); // empty folder (checked above)
-    fs::rename(tmpDir, outDir, ec);
-    if (ec) return makeError("cannot move " + tmpDir.string() + " to " + outDir + ": " + ec.message());
+    std::vector<std::string> stateFiles = {"exl2-state.json"};
+    for (const auto& m : plan.modules) stateFiles.push_back("measure." + m.key + ".json");
+    if (auto s = calib::moveIntoPlace(tmpDir, outDir, stateFiles); !s) return s.error();
     dropTemp.active = false;
     res.outputDir = outDir;
     res.seconds = since(t0);

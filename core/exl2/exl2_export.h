@@ -23,8 +23,13 @@
 //     while it holds measurement state (exl2/exl2_measure.h) for a resumed run, with "exl2-state.json"
 //     (a fingerprint of the model, the calibration text and the measurement rows: a mismatch discards it).
 //
-// Memory: the hidden states of all calibration rows are kept (rows · length · hidden floats, twice;
-// exllamav2 keeps them too, on disk between runs). Each quantized linear's packed tensors are spilled to
+// Memory: the hidden states of all calibration rows are held once (calib/states.h; rows · length · hidden
+// values, F32 by default, F16 / BF16 halve them; beyond maxStateMemory they go to an unlinked temporary
+// file in the temporary folder and only a row is in memory at a time): each module's output replaces its
+// input row by row, in the measurement (the reference output) as in the quantization (the quantized
+// model's output), plus the original model's states of the rows the calibration perplexity uses.
+// exllamav2 keeps the states too, on disk between runs. Besides them: one module's weights (and in the
+// measurement its quantized settings as fp16), its Hessians, and one row's work. Each quantized linear's packed tensors are spilled to
 // out_tensor/ in the temporary folder as soon as it is quantized and streamed from there into the output,
 // so they never accumulate in memory; that folder is removed on success, failure and cancel.
 //
@@ -40,7 +45,8 @@
 #include "common/progress.h"
 #include "common/result.h"
 #include "exl2/exl2_quant.h"
-#include "gptq/gptq_calib.h"
+#include "calib/states.h"
+#include "calib/windows.h"
 #include "infer/engine.h"
 #include "model/model.h"
 
@@ -50,8 +56,8 @@ struct ExportParams {
     double targetBpw = 5.0;                      // notebook default
     int headBits = 6;                            // notebook default
     std::string calibPath;                       // calibration text
-    gptq::CalibParams measureCalib{16, 2048, 0}; // rows × length for the measurement (exllamav2: 16 × 2048)
-    gptq::CalibParams quantCalib{100, 2048, 0}; // rows × length for the quantization (exllamav2: 100 × 2048)
+    calib::CalibParams measureCalib{16, 2048, 0}; // rows × length for the measurement (exllamav2: 16 × 2048)
+    calib::CalibParams quantCalib{100, 2048, 0}; // rows × length for the quantization (exllamav2: 100 × 2048)
     std::string measurementPath; // reuse this measurement.json (skip measuring) if set and valid
     std::string outputDir;
     bool resume = true;
@@ -61,6 +67,8 @@ struct ExportParams {
     bool keepOverrides = false;  // return the dequantized weights (for an evaluation)
     bool writeOutput = true;     // false: measure / optimize / quantize and report only (no files, no resume)
     int annealIterations = 1000; // proposals per temperature of each annealing run (exllamav2: 1000)
+    calib::StateType stateType = calib::StateType::F32; // storage of the carried hidden states (F32: exact)
+    uint64_t maxStateMemory = 0; // states above this many bytes go to a temporary file (0: no limit)
 };
 
 // One linear layer's outcome, reported as it finishes (for a per-layer chart).
@@ -101,6 +109,8 @@ struct ExportResult {
     // head is tied to the embedding (not quantized).
     double calibPplBase = 0, calibPplQuant = 0;
     int calibPplRows = 0;
+    uint64_t stateBytes = 0;     // the largest set of carried hidden states (measurement or quantization)
+    bool statesSpilled = false;  // some were kept in a temporary file (over maxStateMemory)
     std::vector<std::string> files; // written, relative to outputDir
     uint64_t tensorBytes = 0;
     double seconds = 0, measureSeconds = 0, optimizeSeconds = 0, quantizeSeconds = 0;

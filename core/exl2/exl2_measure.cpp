@@ -263,6 +263,35 @@ Result<States> ModuleRunner::embed(const Model& model,
     return s;
 }
 
+Status ModuleRunner::embedInto(const Model& model, const std::vector<std::vector<int32_t>>& windows,
+                              calib::StateStore& states) const {
+    const TensorInfo* t = model.find(m_plan.embedName);
+    auto e = readTensorF32(model, *t);
+    if (!e) return e.error();
+    const int dim = m_plan.hp.nEmbd;
+    if (windows.empty() || windows[0].empty()) return makeError("EXL2: no calibration rows");
+    const size_t len = windows[0].size();
+    if (states.rows() != static_cast<int64_t>(windows.size()) ||
+        states.rowValues() != static_cast<int64_t>(len) * dim)
+        return makeError("EXL2: the state store does not fit the calibration rows");
+    const int64_t nVocab = t->shape[0];
+    std::vector<float> row(len * static_cast<size_t>(dim));
+    for (size_t r = 0; r < windows.size(); ++r) {
+        if (windows[r].size() != len) return makeError("EXL2: calibration rows differ in length");
+        for (size_t i = 0; i < len; ++i) {
+            const int32_t tok = windows[r][i];
+            if (tok < 0 || tok >= nVocab) return makeError("EXL2: token id " + std::to_string(tok) + " out of range");
+            std::copy_n(e->data() + static_cast<size_t>(tok) * dim, dim, row.data() + i * dim);
+        }
+        if (auto s = states.put(static_cast<int64_t>(r), row); !s) return s;
+    }
+    return okStatus();
+}
+
+void ModuleRunner::finalNormRow(const float* x, int len, const std::vector<float>& g, float* out) const {
+    rmsNorm(x, len, m_plan.hp.nEmbd, g, m_plan.hp.normEps, out);
+}
+
 std::vector<float> ModuleRunner::finalNorm(const States& x, const std::vector<float>& g) const {
     std::vector<float> out(x.data.size());
     rmsNorm(x.data.data(), static_cast<int64_t>(x.rows) * x.len, x.dim, g, m_plan.hp.normEps, out.data());
@@ -272,47 +301,58 @@ std::vector<float> ModuleRunner::finalNorm(const States& x, const std::vector<fl
 double ModuleRunner::nextTokenNll(const States& x, int rows, const std::vector<float>& g,
                                   const std::vector<float>& W, const std::vector<float>& bias,
                                   const std::vector<std::vector<int32_t>>& windows, int64_t* count) const {
-    const int dim = x.dim, len = x.len;
-    const int64_t vocab = static_cast<int64_t>(W.size()) / dim;
-    std::vector<float> xn(static_cast<size_t>(len) * dim), logits(static_cast<size_t>(len) * vocab);
     double nll = 0;
     int64_t n = 0;
-    for (int r = 0; r < std::min(rows, x.rows); ++r) {
-        rmsNorm(x.row(r), len, dim, g, m_plan.hp.normEps, xn.data());
-        linearForward(W.data(), vocab, dim, xn.data(), len, logits.data(), vocab, m_threads);
-        for (int t = 0; t + 1 < len; ++t) {
-            const float* l = logits.data() + static_cast<size_t>(t) * vocab;
-            double mx = -INFINITY;
-            for (int64_t v = 0; v < vocab; ++v)
-                mx = std::max(mx, static_cast<double>(l[v] + (bias.empty() ? 0.f : bias[v])));
-            double se = 0;
-            for (int64_t v = 0; v < vocab; ++v)
-                se += std::exp(l[v] + (bias.empty() ? 0.f : bias[v]) - mx);
-            const int32_t tgt = windows[r][t + 1];
-            nll += mx + std::log(se) - (l[tgt] + (bias.empty() ? 0.f : bias[tgt]));
-            ++n;
-        }
-    }
+    for (int r = 0; r < std::min(rows, x.rows); ++r)
+        addNextTokenNll(x.row(r), x.len, g, W, bias, windows[r], &nll, &n);
     if (count) *count = n;
     return nll;
 }
 
+void ModuleRunner::addNextTokenNll(const float* x, int len, const std::vector<float>& g, const std::vector<float>& W,
+                                   const std::vector<float>& bias, const std::vector<int32_t>& window, double* nll,
+                                   int64_t* count) const {
+    const int dim = m_plan.hp.nEmbd;
+    const int64_t vocab = static_cast<int64_t>(W.size()) / dim;
+    std::vector<float> xn(static_cast<size_t>(len) * dim), logits(static_cast<size_t>(len) * vocab);
+    rmsNorm(x, len, dim, g, m_plan.hp.normEps, xn.data());
+    linearForward(W.data(), vocab, dim, xn.data(), len, logits.data(), vocab, m_threads);
+    for (int t = 0; t + 1 < len; ++t) {
+        const float* l = logits.data() + static_cast<size_t>(t) * vocab;
+        double mx = -INFINITY;
+        for (int64_t v = 0; v < vocab; ++v)
+            mx = std::max(mx, static_cast<double>(l[v] + (bias.empty() ? 0.f : bias[v])));
+        double se = 0;
+        for (int64_t v = 0; v < vocab; ++v)
+            se += std::exp(l[v] + (bias.empty() ? 0.f : bias[v]) - mx);
+        const int32_t tgt = window[t + 1];
+        *nll += mx + std::log(se) - (l[tgt] + (bias.empty() ? 0.f : bias[tgt]));
+        ++*count;
+    }
+}
+
 Status ModuleRunner::forward(const ModuleRef& m, const ModuleWeights& w, const States& x, States* out,
                              const CaptureFn& capture) const {
-    const InferHParams& hp = m_plan.hp;
-    const int dim = hp.nEmbd, len = x.len;
-    if (x.dim != dim) return makeError("EXL2: hidden states of the wrong width");
+    if (x.dim != m_plan.hp.nEmbd) return makeError("EXL2: hidden states of the wrong width");
     if (out) {
         out->rows = x.rows;
         out->len = x.len;
         out->dim = x.dim;
         out->data.resize(x.data.size());
     }
-    std::vector<float> N(static_cast<size_t>(len) * dim), T(static_cast<size_t>(len) * dim);
+    for (int r = 0; r < x.rows; ++r)
+        if (auto s = forwardRow(m, w, x.row(r), x.len, out ? out->row(r) : nullptr, capture); !s) return s;
+    return okStatus();
+}
+
+Status ModuleRunner::forwardRow(const ModuleRef& m, const ModuleWeights& w, const float* X, int len, float* Y,
+                                const CaptureFn& capture) const {
+    const InferHParams& hp = m_plan.hp;
+    const int dim = hp.nEmbd;
     const int threads = m_threads;
     try {
-        for (int r = 0; r < x.rows; ++r) {
-            const float* X = x.row(r);
+        std::vector<float> N(static_cast<size_t>(len) * dim), T(static_cast<size_t>(len) * dim);
+        {
             rmsNorm(X, len, dim, w.norm, hp.normEps, N.data());
             if (capture) capture(0, N.data(), len, dim);
             if (m.attn) {
@@ -360,7 +400,7 @@ Status ModuleRunner::forward(const ModuleRef& m, const ModuleWeights& w, const S
                     },
                     threads);
                 if (capture) capture(1, A.data(), len, qDim);
-                if (!out) continue;
+                if (!Y) return okStatus();
                 linear(w.w[3], w.b[3], dim, qDim, A.data(), len, T.data(), threads);
             } else {
                 const int ff = hp.nFf;
@@ -372,10 +412,9 @@ Status ModuleRunner::forward(const ModuleRef& m, const ModuleWeights& w, const S
                     U[i] *= g / (1.0f + std::exp(-g));
                 }
                 if (capture) capture(1, U.data(), len, ff);
-                if (!out) continue;
+                if (!Y) return okStatus();
                 linear(w.w[2], w.b[2], dim, ff, U.data(), len, T.data(), threads);
             }
-            float* Y = out->row(r);
             const size_t n = static_cast<size_t>(len) * dim;
             for (size_t i = 0; i < n; ++i) {
                 Y[i] = X[i] + T[i];
@@ -409,27 +448,28 @@ Result<ModuleWeights> readModuleWeights(const Model& model, const ModuleRef& m) 
     return w;
 }
 
-std::vector<float> exl2Hessian(const gptq::HessianAccumulator& acc) {
+std::vector<float> exl2Hessian(const calib::HessianAccumulator& acc) {
     std::vector<float> H = acc.finish(); // 2/rows · Σ xᵀx
     for (float& v : H)
         v *= 0.5f;
     return H;
 }
 
+double rowRelativeError(const float* a, const float* b, size_t n) {
+    double d2 = 0, r2 = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double d = static_cast<double>(a[i]) - b[i];
+        d2 += d * d;
+        r2 += static_cast<double>(b[i]) * b[i];
+    }
+    return r2 > 0 ? std::sqrt(d2) / std::sqrt(r2) : (d2 > 0 ? 1.0 : 0.0);
+}
+
 double accuracyOf(const States& test, const States& ref) {
     double sum = 0;
     const size_t n = static_cast<size_t>(ref.len) * ref.dim;
-    for (int r = 0; r < ref.rows; ++r) {
-        const float* a = test.row(r);
-        const float* b = ref.row(r);
-        double d2 = 0, r2 = 0;
-        for (size_t i = 0; i < n; ++i) {
-            const double d = static_cast<double>(a[i]) - b[i];
-            d2 += d * d;
-            r2 += static_cast<double>(b[i]) * b[i];
-        }
-        sum += r2 > 0 ? std::sqrt(d2) / std::sqrt(r2) : (d2 > 0 ? 1.0 : 0.0);
-    }
+    for (int r = 0; r < ref.rows; ++r)
+        sum += rowRelativeError(test.row(r), ref.row(r), n);
     return std::max(1e-6, 1.0 - sum / std::max(1, ref.rows));
 }
 
@@ -493,9 +533,23 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
     for (const auto& r : red)
         if (r.optionIdx.empty()) return makeError("EXL2: empty candidate table");
     ModuleRunner runner(plan, params.threads);
-    auto xs = runner.embed(model, windows);
-    if (!xs) return xs.error();
-    States x = std::move(*xs), y, yt;
+    if (windows.empty() || windows[0].empty()) return makeError("EXL2: no calibration rows");
+    const int rows = static_cast<int>(windows.size()), len = static_cast<int>(windows[0].size());
+    const int dim = plan.hp.nEmbd;
+    // The reference hidden states, held once: each module's reference output replaces its input row by row.
+    calib::StateStore x;
+    {
+        std::error_code ec;
+        const fs::path spillDir =
+            params.spillDir.empty() ? fs::temp_directory_path(ec) : fs::path(params.spillDir);
+        if (auto s = x.init(rows, len, dim, params.stateType, params.maxStateMemory, spillDir, "exl2-states"); !s)
+            return makeError("EXL2: " + s.error().message);
+    }
+    if (params.stateBytes) *params.stateBytes = x.bytes();
+    if (params.statesSpilled) *params.statesSpilled = x.spilled();
+    if (auto s = runner.embedInto(model, windows, x); !s) return s.error();
+    const size_t rowValues = static_cast<size_t>(x.rowValues());
+    std::vector<float> xr(rowValues), yr(rowValues), yt(rowValues);
 
     // Progress units: per module 1 reference forward, 1 per quantization, 1 per option.
     double total = 0, done = 0;
@@ -540,8 +594,11 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
             }
             if (mm && mm->options.size() == r.optionIdx.size()) {
                 step = "measure: " + m.key + " (resumed)";
-                if (auto s = runner.forward(m, *w, x, &y); !s) return s.error();
-                std::swap(x, y);
+                for (int row = 0; row < rows; ++row) {
+                    if (auto s = x.get(row, xr); !s) return s.error();
+                    if (auto s = runner.forwardRow(m, *w, xr.data(), len, yr.data()); !s) return s.error();
+                    if (auto s = x.put(row, yr); !s) return s.error();
+                }
                 if (resumedModules) ++*resumedModules;
                 if (onModule) onModule(*mm, true, since(t0));
                 result.push_back(std::move(*mm));
@@ -553,20 +610,24 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
 
         // Reference forward + Hessians of the two distinct inputs.
         const int in0 = m.linears[0].in, in1 = m.linears.back().in;
-        gptq::HessianAccumulator acc[2] = {gptq::HessianAccumulator(in0), gptq::HessianAccumulator(in1)};
+        calib::HessianAccumulator acc[2] = {calib::HessianAccumulator(in0), calib::HessianAccumulator(in1)};
         step = "measure: " + m.key + " reference";
-        auto st = runner.forward(m, *w, x, &y, [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
-            if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
-        });
-        if (!st) return st.error();
-        if (!report(1)) return cancelledError();
         auto cancelFn = [&] {
             return progress && !progress(ProgressInfo{std::min(1.0, done / total), step});
         };
+        const CaptureFn capture = [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
+            if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
+        };
+        for (int row = 0; row < rows; ++row) {
+            if (auto s = x.get(row, xr); !s) return s.error();
+            if (auto s = runner.forwardRow(m, *w, xr.data(), len, nullptr, capture); !s) return s.error();
+            if (cancelFn()) return cancelledError();
+        }
+        if (!report(1)) return cancelledError();
         std::vector<std::unique_ptr<PreparedHessian>> prep;
         step = "measure: " + m.key + " Hessians";
         for (auto& a : acc) {
-            a.countSample(x.rows);
+            a.countSample(rows);
             auto p = prepareHessian(exl2Hessian(a), a.dim(), cancelFn, runner.threads());
             if (!p) return p.error().cancelled ? p.error() : makeError("EXL2: " + m.key + ": " + p.error().message);
             prep.push_back(std::make_unique<PreparedHessian>(std::move(*p)));
@@ -596,36 +657,50 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
             }
         }
 
-        // Every option of the table.
+        // Every option of the table, row by row: the row's reference output, then each option's output on
+        // the same row; the reference output then replaces the row's input (the next module's input).
         ModuleMeasurement mm;
         mm.key = m.key;
-        ModuleWeights tw = *w;
-        std::vector<int> cur(nSlots, -1);
-        for (size_t oi = 0; oi < r.optionIdx.size(); ++oi) {
+        const size_t nOptions = r.optionIdx.size();
+        for (size_t oi = 0; oi < nOptions; ++oi) {
             const auto& idx = r.optionIdx[oi];
             ModuleMeasurement::Option opt;
             for (size_t s = 0; s < nSlots; ++s) {
-                if (idx[s] != cur[s]) {
-                    const auto& h = deq[s][idx[s]];
-                    for (size_t i = 0; i < h.size(); ++i)
-                        tw.w[s][i] = fp16ToFp32(h[i]);
-                    cur[s] = idx[s];
-                }
                 opt.totalBits += bits[s][idx[s]];
                 opt.qp.push_back(r.slotParams[s][idx[s]]);
             }
-            step = "measure: " + m.key + " option " + std::to_string(oi + 1) + "/" +
-                   std::to_string(r.optionIdx.size());
-            if (auto s = runner.forward(m, tw, x, &yt); !s) return s.error();
-            opt.accuracy = accuracyOf(yt, y);
             mm.options.push_back(std::move(opt));
-            if (!report(1)) return cancelledError();
         }
+        std::vector<double> errSum(nOptions, 0.0); // Σ over rows of ‖y_test − y_ref‖_F / ‖y_ref‖_F, in row order
+        ModuleWeights tw = *w;
+        std::vector<int> cur(nSlots, -1);
+        for (int row = 0; row < rows; ++row) {
+            if (auto s = x.get(row, xr); !s) return s.error();
+            step = "measure: " + m.key + " reference row " + std::to_string(row + 1) + "/" + std::to_string(rows);
+            if (auto s = runner.forwardRow(m, *w, xr.data(), len, yr.data()); !s) return s.error();
+            for (size_t oi = 0; oi < nOptions; ++oi) {
+                const auto& idx = r.optionIdx[oi];
+                for (size_t s = 0; s < nSlots; ++s)
+                    if (idx[s] != cur[s]) {
+                        const auto& h = deq[s][idx[s]];
+                        for (size_t i = 0; i < h.size(); ++i)
+                            tw.w[s][i] = fp16ToFp32(h[i]);
+                        cur[s] = idx[s];
+                    }
+                step = "measure: " + m.key + " option " + std::to_string(oi + 1) + "/" + std::to_string(nOptions) +
+                       ", row " + std::to_string(row + 1) + "/" + std::to_string(rows);
+                if (auto s = runner.forwardRow(m, tw, xr.data(), len, yt.data()); !s) return s.error();
+                errSum[oi] += rowRelativeError(yt.data(), yr.data(), rowValues);
+                if (!report(1.0 / rows)) return cancelledError();
+            }
+            if (auto s = x.put(row, yr); !s) return s.error();
+        }
+        for (size_t oi = 0; oi < nOptions; ++oi)
+            mm.options[oi].accuracy = std::max(1e-6, 1.0 - errSum[oi] / std::max(1, rows));
         if (!statePath.empty())
             if (auto s = writeFileAtomic(statePath, moduleMeasurementJson(mm, m)); !s) return s.error();
         if (onModule) onModule(mm, false, since(t0));
         result.push_back(std::move(mm));
-        std::swap(x, y); // the next module sees the reference output
     }
     return result;
 }

@@ -4,7 +4,7 @@
 // Modules: every decoder layer is two modules, as exllamav2 splits it, both including the residual:
 //   <layer>.self_attn: y = x + Wo·Attn(RoPE(Wq·n), RoPE(Wk·n), Wv·n),  n = RMSNorm(x)·input_layernorm
 //   <layer>.mlp:       y = x + Wdown·(SiLU(Wgate·n) ⊙ Wup·n),         n = RMSNorm(x)·post_attention_layernorm
-// ModuleRunner evaluates one module on the hidden states of all calibration rows (each row is one
+// ModuleRunner evaluates one module on the hidden states of a calibration row (each row is one
 // sequence, causal attention inside the row, positions 0..len−1) with any weights for its linears. It is
 // our own F32 forward pass with the engine's maths (infer/engine.h: RMSNorm summed in double, rotate-half
 // RoPE incl. linear / llama3 scaling, grouped-query attention, q/k/v biases when present) but with the
@@ -18,15 +18,20 @@
 // forward the hidden states are kept between modules, as exllamav2 keeps them, and the cost is linear.
 //
 // Measurement, per module, on the reference hidden states x (the unquantized model's):
-//   1. reference forward: y_ref, and the Hessians H = Σ xᵀx / rows of the module's two distinct linear
-//      inputs (attention: the normed input shared by q/k/v, and o's input; MLP: the normed input shared
-//      by gate/up, and down's input);
+//   1. the Hessians H = Σ xᵀx / rows of the module's two distinct linear inputs (attention: the normed
+//      input shared by q/k/v, and o's input; MLP: the normed input shared by gate/up, and down's input),
+//      from a pass over the rows that stops at the last linear's input;
 //   2. every distinct QParams of every linear slot of the candidate table (exl2/exl2_qparams.h) is
-//      quantized (exl2/exl2_quant.h quantizeLinear) and dequantized as the loader would;
-//   3. every option of the table (a combination of one QParams per linear) is evaluated:
+//      quantized (exl2/exl2_quant.h quantizeLinear) and dequantized as the loader would (kept as fp16);
+//   3. row by row: the reference output y_ref of the row, then every option of the table (a combination
+//      of one QParams per linear) on the same row, accumulating
 //      accuracy = max(1e-6, 1 − mean over rows of ‖y_test − y_ref‖_F / ‖y_ref‖_F),
 //      total_bits = Σ QParams::totalBits(in, out, bias) over the module's linears;
-//   4. the next module's input is y_ref (the reference output), as in exllamav2.
+//   4. y_ref replaces the row's x in the state store: the next module's input is the reference output,
+//      as in exllamav2.
+// So the calibration states are held once (calib/states.h: F32 by default; F16 / BF16 halve them; beyond
+// a memory budget they live in a temporary file, one row in memory at a time), plus one row's y_ref and
+// y_test: the measurement's memory is one module's weights and settings, its Hessians and the states.
 // lm_head is not measured.
 //
 // Resume: with a state folder, each finished module is written there as "measure.<key>.json" (its options,
@@ -49,7 +54,8 @@
 #include "common/progress.h"
 #include "common/result.h"
 #include "exl2/exl2_export.h"
-#include "gptq/gptq_hessian.h"
+#include "calib/hessian.h"
+#include "calib/states.h"
 #include "infer/hparams.h"
 #include "model/model.h"
 
@@ -109,9 +115,16 @@ class ModuleRunner {
     ModuleRunner(const ModelPlan& plan, int threads);
     // The token embeddings of the windows (rows of equal length).
     Result<States> embed(const Model& model, const std::vector<std::vector<int32_t>>& windows) const;
+    // The token embeddings of the windows into a store initialised with windows × length × hidden.
+    Status embedInto(const Model& model, const std::vector<std::vector<int32_t>>& windows,
+                     calib::StateStore& states) const;
     // y = module(x) for every row. out may be null (captures only). Fails on a non-finite output.
     Status forward(const ModuleRef& m, const ModuleWeights& w, const States& x, States* out,
                    const CaptureFn& capture = {}) const;
+    // The same for one row of len tokens (x, y: [len][dim], distinct). y may be null: captures only, and
+    // the module stops after its last linear's input.
+    Status forwardRow(const ModuleRef& m, const ModuleWeights& w, const float* x, int len, float* y,
+                      const CaptureFn& capture = {}) const;
     // RMSNorm(x)·g for every token of every row (the head's input), row-major [rows·len][dim].
     std::vector<float> finalNorm(const States& x, const std::vector<float>& g) const;
     // Σ −log p(next token) over the first `rows` rows (token t predicts windows[r][t+1]) through the final
@@ -119,6 +132,13 @@ class ModuleRunner {
     double nextTokenNll(const States& x, int rows, const std::vector<float>& g, const std::vector<float>& W,
                         const std::vector<float>& bias, const std::vector<std::vector<int32_t>>& windows,
                         int64_t* count) const;
+    // One row's terms (x [len][dim], token t predicts window[t+1]) added to *nll and *count in token
+    // order (so summing rows in order gives nextTokenNll exactly).
+    void addNextTokenNll(const float* x, int len, const std::vector<float>& g, const std::vector<float>& W,
+                         const std::vector<float>& bias, const std::vector<int32_t>& window, double* nll,
+                         int64_t* count) const;
+    // RMSNorm(x)·g of one row [len][dim] into out.
+    void finalNormRow(const float* x, int len, const std::vector<float>& g, float* out) const;
     int threads() const { return m_threads; }
 
   private:
@@ -129,15 +149,24 @@ class ModuleRunner {
 
 Result<ModuleWeights> readModuleWeights(const Model& model, const ModuleRef& m);
 
-// EXL2's Hessian Σ xᵀx / rows from gptq::HessianAccumulator (which holds 2/rows · Σ xᵀx).
-std::vector<float> exl2Hessian(const gptq::HessianAccumulator& acc);
+// EXL2's Hessian Σ xᵀx / rows from calib::HessianAccumulator (which holds 2/rows · Σ xᵀx).
+std::vector<float> exl2Hessian(const calib::HessianAccumulator& acc);
 
 // mean over rows of ‖a_r − b_r‖_F / ‖b_r‖_F → 1 − that, floored at 1e-6 (exllamav2's test_error).
 double accuracyOf(const States& test, const States& ref);
+// One row's ‖a − b‖_F / ‖b‖_F (n values; 1 when b is 0 and a is not, 0 when both are), in double.
+double rowRelativeError(const float* a, const float* b, size_t n);
 
 struct MeasureParams {
     std::string stateDir; // resume folder (empty: no resume state)
     int threads = 0;
+    // The carried hidden states (calib/states.h): storage type, memory budget (0: no limit), and the
+    // folder of the temporary file beyond it (empty: the system's temporary folder).
+    calib::StateType stateType = calib::StateType::F32;
+    uint64_t maxStateMemory = 0;
+    std::string spillDir;
+    uint64_t* stateBytes = nullptr; // receives the states' size
+    bool* statesSpilled = nullptr;  // receives whether they went to a file
 };
 
 // The measurement pass over all modules. onModule (optional) is called as each module is finished

@@ -11,7 +11,8 @@
 
 #include "common/file_util.h"
 #include "common/fp16.h"
-#include "gptq/gptq_hessian.h"
+#include "calib/hessian.h"
+#include "calib/pipeline.h"
 #include "gptq/gptq_layers.h"
 #include "gptq/gptq_pack.h"
 #include "infer/hparams.h"
@@ -120,22 +121,16 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     const bool calibrate = p.method == Method::Gptq;
     if (p.method == Method::Gptq && p.calibPath.empty()) return makeError("GPTQ needs a calibration text");
 
-    // Calibration text and windows.
+    // Plan: the calibration text (read once: its hash is part of the resume fingerprint) and windows.
     std::string calibText;
     std::vector<std::vector<int32_t>> windows;
     if (calibrate) {
-        auto hp = readInferHParams(model);
-        if (!hp) return hp.error();
-        if (hp->nCtxTrain > 0 && p.calib.seqLen > hp->nCtxTrain)
-            return makeError("calibration windows of " + std::to_string(p.calib.seqLen) + " tokens exceed the model's context (" +
-                             std::to_string(hp->nCtxTrain) + ")");
-        auto txt = readSmallFile(p.calibPath, size_t{1} << 30);
-        if (!txt) return txt.error();
-        calibText = std::move(*txt);
-        auto toks = tokenizeText(model, calibText, p.calibPath);  // the text read once
-        if (!toks) return toks.error();
-        auto w = calibrationWindows(*toks, p.calib);
-        if (!w) return makeError(p.calibPath + ": " + w.error().message);
+        if (auto s = calib::checkWindowLength(model, p.calib.seqLen, "calibration windows"); !s) return s.error();
+        auto ct = calib::readCalibrationText(model, p.calibPath);
+        if (!ct) return ct.error();
+        auto w = calib::windowsOf(*ct, p.calibPath, p.calib);
+        if (!w) return w.error();
+        calibText = std::move(ct->text);
         windows = std::move(*w);
     }
 
@@ -194,12 +189,11 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         // per-layer output errors moved by up to 1.7 % (F16 and BF16 alike, mean 0.5 % / 0.4 %) and the
         // perplexity of the result by +0.011 (F16) / −0.003 (BF16) around F32's 8.3203 - noise, but no
         // gain worth giving up exactness for; F16 may also overflow on large activations.
-        std::error_code ec;
-        const fs::path spillDir = p.writeOutput ? tmpDir : fs::temp_directory_path(ec);
-        if (auto s = states.init(static_cast<int64_t>(windows.size()), p.calib.seqLen, hidden, p.stateType,
-                                 p.maxStateMemory, spillDir);
+        if (auto s = calib::initStates(states, static_cast<int64_t>(windows.size()), p.calib.seqLen, hidden,
+                                       p.stateType, p.maxStateMemory, calib::spillFolder(p.writeOutput, tmpDir),
+                                       "calibration");
             !s)
-            return makeError("calibration: " + s.error().message);
+            return s.error();
         res.stateBytes = states.bytes();
         res.statesSpilled = states.spilled();
         row.resize(static_cast<size_t>(states.rowValues()));
@@ -284,7 +278,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
             // Hessians: one per group (the group's layers share their input), from block bi run on the
             // carried states up to the last group's input.
             std::map<std::string, size_t> firstOfGroup;  // weight name reported -> group slot
-            std::vector<HessianAccumulator> hs(block.size());
+            std::vector<calib::HessianAccumulator> hs(block.size());
             if (calibrate) {
                 for (size_t g : groups) {
                     firstOfGroup[block[g][0].weightName] = g;
@@ -371,6 +365,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     }
 
     engine.reset();
+    states.release();
     if (p.keepOverrides) res.overrides = std::move(overrides);
     if (!p.writeOutput) {
         res.seconds = since(t0);
@@ -461,34 +456,15 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     const auto qc = quantizeConfigObject(p);
     if (auto s = writeFileAtomic((tmpDir / "quantize_config.json").string(), qc.dump(2) + "\n"); !s) return s.error();
     res.files.push_back("quantize_config.json");
-    nlohmann::ordered_json cfg;
-    try {
-        cfg = nlohmann::ordered_json::parse(model.configJson);
-    } catch (const std::exception& e) {
-        return makeError("config.json: " + std::string(e.what()));
-    }
-    if (!cfg.is_object()) return makeError("config.json is not an object");
-    cfg["quantization_config"] = qc;
-    if (auto s = writeFileAtomic((tmpDir / "config.json").string(), cfg.dump(2) + "\n"); !s) return s.error();
-    res.files.push_back("config.json");
-    // Tokenizer and generation files.
-    std::error_code ec;
-    const fs::path src = fs::is_directory(model.path, ec) ? fs::path(model.path) : fs::path(model.path).parent_path();
-    // Side files: a symlink is followed only inside the model folder (or its hub cache repository).
-    static const std::vector<std::string> kCopy = {
-        "added_tokens.json", "generation_config.json", "merges.txt",      "special_tokens_map.json",
-        "tokenizer.json",    "tokenizer.model",        "tokenizer_config.json", "vocab.json",
-        "vocab.txt"};
-    if (auto s = copyModelSideFiles(src.string(), tmpDir.string(), kCopy, res.files); !s) return s.error();
+    if (auto s = calib::writeQuantizedConfig(model, tmpDir, qc, res.files); !s) return s.error();
+    if (auto s = calib::copyTokenizerFiles(model, tmpDir, res.files); !s) return s.error();
 
     // Drop the resume state and move into place.
+    std::vector<std::string> stateFiles = {"gptq-state.json"};
     for (const auto& b : plan.blocks)
         for (const auto& gr : b)
-            for (const auto& L : gr) fs::remove(recordFile(tmpDir, L.weightName), ec);
-    fs::remove(tmpDir / "gptq-state.json", ec);
-    if (fs::exists(outDir, ec)) fs::remove(outDir, ec);  // empty folder (checked above)
-    fs::rename(tmpDir, outDir, ec);
-    if (ec) return makeError("cannot move " + tmpDir.string() + " to " + outDir + ": " + ec.message());
+            for (const auto& L : gr) stateFiles.push_back(L.weightName + ".qzl");
+    if (auto s = calib::moveIntoPlace(tmpDir, outDir, stateFiles); !s) return s.error();
     res.seconds = since(t0);
     if (progress) progress(ProgressInfo{1.0, "done"});
     return res;

@@ -1,37 +1,9 @@
-// Hessian of one linear layer for GPTQ: H = 2/nSamples · Σ over all calibration tokens of x·xᵀ
-// (AutoGPTQ's add_batch: nSamples counts sequences, not tokens; padding tokens would be included -
-// our calibration windows have none). Sums are kept in float as AutoGPTQ does. The lower triangle is
-// cut into a fixed grid of 256-feature blocks that depends on nIn only; each block is computed by one of
-// our threads, with single-threaded OpenBLAS SSYRK + SGEMM calls (Debian's libopenblas-dev, found at
-// configure time; one block column per task) or else the engine's dot-product kernel (infer/matmul.h;
-// one 256 × 256 tile per task). Nothing is summed across blocks, so the result is bit-identical for any
-// thread count (checked in test_gptq_quant for 1, 2, 3, 5 threads). Across CPUs (OpenBLAS picks its kernel
-// from the CPU, or OPENBLAS_CORETYPE) the summation order inside a block differs: the results then agree
-// to float rounding, not to the bit.
+// GPTQ's Hessian accumulator lives in the calibration module (calib/hessian.h), shared with EXL2 and
+// the engine-side statistics; this name stays for the GPTQ code and its tests.
 #pragma once
 
-#include <cstdint>
-#include <vector>
+#include "calib/hessian.h"
 
 namespace qz::gptq {
-
-class HessianAccumulator {
-public:
-    explicit HessianAccumulator(int nIn = 0) { reset(nIn); }
-    void reset(int nIn);
-    int dim() const { return m_n; }
-    // x: row-major [nTokens][nIn] (one token's input vector per row).
-    void add(const float* x, int64_t nTokens, int threads = 0);
-    // One more calibration sequence has been fed (the 1/nSamples normaliser).
-    void countSample(int64_t n = 1) { m_samples += n; }
-    int64_t samples() const { return m_samples; }
-    // The finished H, row-major [nIn][nIn] (full symmetric): 2/nSamples · Σ x·xᵀ.
-    std::vector<float> finish() const;
-
-private:
-    int m_n = 0;
-    int64_t m_samples = 0;
-    std::vector<float> m_sum;  // column-major Σ x·xᵀ (full)
-};
-
+using calib::HessianAccumulator;
 }  // namespace qz::gptq

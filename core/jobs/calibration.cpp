@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "calib/layered.h"
 #include "infer/engine.h"
 #include "infer/text_tokens.h"
 
@@ -50,41 +51,26 @@ Result<CalibrationStats> collectActivationMaxima(const Model& model, std::string
     const int64_t len = std::min<int64_t>(stats.nCtx, nTok);
 
     std::string badShape;
-    e.setObserver([&](const std::string& name, const float* x, int64_t nTokens, int64_t nIn) {
-        auto& a = stats.layers[name];
-        if (a.maxAbs.empty()) {
-            a.nIn = nIn;
-            a.maxAbs.assign(static_cast<size_t>(nIn), 0.0f);
-        }
-        if (a.nIn != nIn) {
-            badShape = name;
-            return;
-        }
-        for (int64_t t = 0; t < nTokens; ++t) {
-            const float* row = x + t * nIn;
-            for (int64_t j = 0; j < nIn; ++j) {
-                const float v = std::fabs(row[j]);
-                if (v > a.maxAbs[j]) a.maxAbs[j] = v;  // NaN never wins
-            }
-        }
-        a.tokens += nTokens;
-    });
-
-    std::vector<int32_t> chunk(static_cast<size_t>(len));
-    std::vector<float> logits(static_cast<size_t>(len) * static_cast<size_t>(e.nVocab()));
+    const LinearObserver observer = [&](const std::string& name, const float* x, int64_t nTokens, int64_t nIn) {
+        if (!stats.layers[name].add(x, nTokens, nIn) && badShape.empty()) badShape = name;
+    };
+    std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(chunks));
     for (int c = 0; c < chunks; ++c) {
-        if (progress && !progress({0.2 + 0.8 * c / chunks, "calibration chunk " + std::to_string(c + 1) + "/" +
-                                                                std::to_string(chunks)}))
-            return cancelledError();
-        std::copy_n(in->tokens.begin() + c * len, len, chunk.begin());
-        if (in->params.addBos && in->params.bosId >= 0) chunk[0] = in->params.bosId;
-        e.reset();
-        // Logits of every position, so that the LM head's input is observed for every token.
-        if (auto st = e.eval(chunk, 0, logits.data(), 0); !st) return st.error();
-        if (!badShape.empty()) return makeError("calibration: inconsistent input width for " + badShape);
-        stats.tokens += len;
-        ++stats.nChunks;
+        seqs[c].assign(in->tokens.begin() + c * len, in->tokens.begin() + (c + 1) * len);
+        if (in->params.addBos && in->params.bosId >= 0) seqs[c][0] = in->params.bosId;
     }
+    calib::LayeredPassParams lp;
+    lp.stateType = params.stateType;
+    lp.maxStateMemory = params.maxStateMemory;
+    lp.head = calib::HeadInput::AllTokens; // the LM head's input is observed for every token
+    auto passProgress = [&](const ProgressInfo& i) {
+        return !progress || progress({0.2 + 0.8 * i.fraction, "calibration " + i.step});
+    };
+    auto run = calib::runLayered(e, seqs, observer, lp, passProgress);
+    if (!run) return run.error();
+    if (!badShape.empty()) return makeError("calibration: inconsistent input width for " + badShape);
+    stats.tokens = static_cast<int64_t>(chunks) * len;
+    stats.nChunks = chunks;
     if (progress && !progress({1.0, "calibration done"})) return cancelledError();
     return stats;
 }

@@ -1,7 +1,9 @@
 // Activation statistics for calibration-based methods (LLM.int8()'s outlier features): a calibration
 // text is tokenized with the model's tokenizer (as for perplexity, infer/text_tokens.h), cut into
 // consecutive chunks of nCtx tokens (at most nChunks; a text shorter than nCtx gives one shorter
-// chunk), and each chunk is evaluated from an empty KV cache with our engine (infer/engine.h). For
+// chunk), and each chunk is evaluated with our engine (infer/engine.h) one decoder block at a time over
+// all chunks (calib/layered.h; F32 carried states: the same inputs as evaluating each chunk from an
+// empty KV cache). For
 // every linear layer (the LM head included; a tied head is reported under the embedding's name) the
 // LinearObserver hands us the layer's input activations; we keep, per input feature j,
 // maxAbs[j] = max over all calibration tokens of |x_t[j]|. When the vocabulary adds BOS, each chunk's
@@ -14,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "calib/states.h"
+#include "calib/stats.h"
 #include "common/progress.h"
 #include "common/result.h"
 #include "model/model.h"
@@ -24,13 +28,14 @@ struct CalibrationParams {
     int nCtx = 512;      // tokens per chunk (clamped to the model's context)
     int nChunks = 16;    // at most this many chunks (> 0)
     int threads = 0;     // 0 = all cores
+    // The chunks' carried hidden states (calib/states.h): F32 is exact; above maxStateMemory bytes
+    // (0: no limit) they go to a temporary file in the system's temporary folder.
+    calib::StateType stateType = calib::StateType::F32;
+    uint64_t maxStateMemory = 0;
 };
 
-struct ActivationMaxima {
-    int64_t nIn = 0;
-    std::vector<float> maxAbs;  // [nIn]
-    int64_t tokens = 0;         // tokens seen (the LM head sees every token too: logits of all positions)
-};
+// nIn, maxAbs [nIn], tokens seen (the LM head sees every token too: logits of all positions).
+using ActivationMaxima = calib::ColumnMaxAbs;
 
 struct CalibrationStats {
     std::map<std::string, ActivationMaxima> layers;  // by the model's weight tensor name

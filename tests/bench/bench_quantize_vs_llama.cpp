@@ -31,7 +31,7 @@
 #include "bench_synthetic_llama.h"
 #include "export/gguf_export.h"
 #include "ggml/imatrix.h"
-#include "infer/imatrix_collect.h"
+#include "calib/imatrix.h"
 #include "model/model.h"
 
 using namespace qz;

@@ -1,4 +1,4 @@
-#include "infer/imatrix_collect.h"
+#include "calib/imatrix.h"
 
 #include <algorithm>
 #include <cstring>
@@ -29,6 +29,7 @@ std::vector<float> ImatrixData::importance(const std::string& name) const {
 
 Result<std::unique_ptr<ImatrixCollector>> ImatrixCollector::create(const Model& model, bool processOutput) {
     std::unique_ptr<ImatrixCollector> c(new ImatrixCollector());
+    c->m_processOutput = processOutput;
     auto keep = [&](const std::string& gguf) {
         if (!processOutput && (gguf == "output.weight" || gguf == "token_embd.weight")) return std::string();
         return gguf;
@@ -90,19 +91,8 @@ void ImatrixCollector::add(const std::string& weightName, const float* x, int64_
     }
     if (name.empty() || nTokens <= 0 || nIn <= 0) return;
     ImatrixEntry& e = m_data.entries[name];
-    if (e.sum2.empty()) e.sum2.assign(static_cast<size_t>(nIn), 0.0);
-    if (static_cast<int64_t>(e.sum2.size()) != nIn) {
-        if (m_error.empty())
-            m_error = name + ": input width changed from " + std::to_string(e.sum2.size()) + " to " +
-                      std::to_string(nIn);
-        return;
-    }
-    double* s = e.sum2.data();
-    for (int64_t t = 0; t < nTokens; ++t) {
-        const float* row = x + t * nIn;
-        for (int64_t j = 0; j < nIn; ++j) s[j] += static_cast<double>(row[j]) * static_cast<double>(row[j]);
-    }
-    e.count += nTokens;
+    if (!e.add(x, nTokens, nIn) && m_error.empty())
+        m_error = name + ": input width changed from " + std::to_string(e.sum2.size()) + " to " + std::to_string(nIn);
 }
 
 LinearObserver ImatrixCollector::observer() {
@@ -112,7 +102,7 @@ LinearObserver ImatrixCollector::observer() {
 }
 
 Status collectImatrix(Engine& engine, ImatrixCollector& collector, std::span<const int32_t> tokens, int nCtx,
-                      int nChunks, bool addBos, int32_t bosId, ProgressFn progress) {
+                      int nChunks, bool addBos, int32_t bosId, ProgressFn progress, const calib::LayeredPassParams& pass) {
     if (nCtx < 2) return makeError("imatrix: the context must be at least 2 tokens");
     if (nCtx > engine.nCtxMax())
         return makeError("imatrix: context " + std::to_string(nCtx) + " exceeds the engine's " +
@@ -122,32 +112,17 @@ Status collectImatrix(Engine& engine, ImatrixCollector& collector, std::span<con
         return makeError("imatrix: the text has " + std::to_string(tokens.size()) + " tokens, fewer than one chunk of " +
                          std::to_string(nCtx));
     const int chunks = static_cast<int>(nChunks > 0 ? std::min<int64_t>(nChunks, avail) : avail);
-    engine.setObserver(collector.observer());
-    std::vector<int32_t> chunk(static_cast<size_t>(nCtx));
-    // Logits are not needed; ask for the last row only (the LM head then sees one token, and it is
-    // skipped by default anyway).
-    std::vector<float> logits(static_cast<size_t>(engine.nVocab()));
-    Status result = okStatus();
+    std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(chunks));
     for (int c = 0; c < chunks; ++c) {
-        if (progress && !progress({static_cast<double>(c) / chunks,
-                                   "chunk " + std::to_string(c + 1) + "/" + std::to_string(chunks)})) {
-            result = cancelledError();
-            break;
-        }
-        std::copy_n(tokens.begin() + static_cast<int64_t>(c) * nCtx, nCtx, chunk.begin());
-        if (addBos && bosId >= 0) chunk[0] = bosId;
-        engine.reset();
-        if (auto st = engine.eval(chunk, 0, logits.data(), nCtx - 1); !st) {
-            result = st;
-            break;
-        }
-        if (!collector.error().empty()) {
-            result = makeError("imatrix: " + collector.error());
-            break;
-        }
+        seqs[c].assign(tokens.begin() + static_cast<int64_t>(c) * nCtx, tokens.begin() + static_cast<int64_t>(c + 1) * nCtx);
+        if (addBos && bosId >= 0) seqs[c][0] = bosId;
     }
-    engine.setObserver({});
-    if (!result) return result;
+    // The LM head's input is observed only when the collector keeps it, on each chunk's last token.
+    calib::LayeredPassParams lp = pass;
+    lp.head = collector.wantsOutput() ? calib::HeadInput::LastToken : calib::HeadInput::None;
+    auto run = calib::runLayered(engine, seqs, collector.observer(), lp, progress);
+    if (!run) return run.error().cancelled ? run.error() : makeError("imatrix: " + run.error().message);
+    if (!collector.error().empty()) return makeError("imatrix: " + collector.error());
     collector.data().chunkCount += chunks;
     collector.data().chunkSize = nCtx;
     if (progress) progress({1.0, "done"});
@@ -171,8 +146,12 @@ Result<ImatrixData> computeImatrix(const Model& model, std::string_view text, co
     }
     auto engine = Engine::load(model, opt, loadProgress);
     if (!engine) return engine.error();
+    calib::LayeredPassParams pass;
+    pass.stateType = params.stateType;
+    pass.maxStateMemory = params.maxStateMemory;
+    pass.spillDir = params.spillDir;
     if (auto st = collectImatrix(**engine, **collector, in->tokens, params.nCtx, params.nChunks, in->params.addBos,
-                                 in->params.bosId, runProgress);
+                                 in->params.bosId, runProgress, pass);
         !st)
         return st.error();
     ImatrixData data = std::move((*collector)->data());
@@ -219,27 +198,6 @@ Status writeImatrixGguf(const ImatrixData& data, const std::string& path) {
         if (auto st = w.writeTensorData({reinterpret_cast<const uint8_t*>(&cnt), sizeof(float)}); !st) return st;
     }
     return w.finish();
-}
-
-void HessianObserver::track(const std::string& weightName, int nIn) {
-    m_acc[weightName].reset(nIn);
-}
-
-LinearObserver HessianObserver::observer() {
-    return [this](const std::string& name, const float* x, int64_t nTokens, int64_t nIn) {
-        auto it = m_acc.find(name);
-        if (it == m_acc.end() || it->second.dim() != nIn) return;
-        it->second.add(x, nTokens, m_threads);
-    };
-}
-
-gptq::HessianAccumulator* HessianObserver::find(const std::string& weightName) {
-    auto it = m_acc.find(weightName);
-    return it == m_acc.end() ? nullptr : &it->second;
-}
-
-void HessianObserver::countSample(int64_t n) {
-    for (auto& [name, a] : m_acc) a.countSample(n);
 }
 
 }  // namespace qz

@@ -1,4 +1,4 @@
-#include "gptq/gptq_hessian.h"
+#include "calib/hessian.h"
 
 #include <algorithm>
 #include <atomic>
@@ -11,7 +11,7 @@
 #include <cblas.h>
 #endif
 
-namespace qz::gptq {
+namespace qz::calib {
 
 namespace {
 
@@ -140,4 +140,23 @@ std::vector<float> HessianAccumulator::finish() const {
     return h;
 }
 
-} // namespace qz::gptq
+void HessianObserver::track(const std::string& weightName, int nIn) { m_acc[weightName].reset(nIn); }
+
+LinearObserver HessianObserver::observer() {
+    return [this](const std::string& name, const float* x, int64_t nTokens, int64_t nIn) {
+        auto it = m_acc.find(name);
+        if (it == m_acc.end() || it->second.dim() != nIn) return;
+        it->second.add(x, nTokens, m_threads);
+    };
+}
+
+HessianAccumulator* HessianObserver::find(const std::string& weightName) {
+    auto it = m_acc.find(weightName);
+    return it == m_acc.end() ? nullptr : &it->second;
+}
+
+void HessianObserver::countSample(int64_t n) {
+    for (auto& [name, a] : m_acc) a.countSample(n);
+}
+
+} // namespace qz::calib

@@ -1,63 +1,17 @@
-#include "gptq/gptq_calib.h"
+#include "calib/states.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "common/fp16.h"
 
-#include "infer/text_tokens.h"
-
-namespace qz::gptq {
-
-uint64_t splitmix64(uint64_t& state) {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-Result<std::vector<std::vector<int32_t>>> calibrationWindows(std::span<const int32_t> tokens, const CalibParams& p) {
-    if (p.samples <= 0 || p.seqLen <= 0) return makeError("calibration: samples and sequence length must be positive");
-    if (p.samples > 1'000'000 || p.seqLen > 1'000'000) return makeError("calibration: too many samples or tokens");
-    if (tokens.size() < static_cast<size_t>(p.seqLen))
-        return makeError("calibration: the text has " + std::to_string(tokens.size()) + " tokens, fewer than one window of " +
-                         std::to_string(p.seqLen));
-    const uint64_t range = tokens.size() - static_cast<size_t>(p.seqLen) + 1;
-    uint64_t state = p.seed;
-    std::vector<std::vector<int32_t>> out;
-    out.reserve(p.samples);
-    for (int i = 0; i < p.samples; ++i) {
-        const uint64_t start = splitmix64(state) % range;
-        out.emplace_back(tokens.begin() + static_cast<ptrdiff_t>(start),
-                         tokens.begin() + static_cast<ptrdiff_t>(start + p.seqLen));
-    }
-    return out;
-}
-
-Result<std::vector<int32_t>> tokenizeTextFile(const Model& model, const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return makeError("cannot open text file " + path);
-    f.seekg(0, std::ios::end);
-    const auto size = static_cast<int64_t>(f.tellg());
-    if (size < 0 || size > (int64_t{1} << 30)) return makeError("text file " + path + " is too large (max 1 GiB)");
-    f.seekg(0);
-    std::string text(static_cast<size_t>(size), '\0');
-    if (!f.read(text.data(), size)) return makeError("cannot read text file " + path);
-    return tokenizeText(model, text, path);
-}
-
-Result<std::vector<int32_t>> tokenizeText(const Model& model, const std::string& text, const std::string& name) {
-    auto in = tokenizeForPerplexity(model, text);
-    if (!in) return makeError(name + ": " + in.error().message);
-    return std::move(in->tokens);
-}
+namespace qz::calib {
 
 const char* stateTypeName(StateType t) {
     switch (t) {
@@ -70,15 +24,30 @@ const char* stateTypeName(StateType t) {
     }
 }
 
-CarriedStates::~CarriedStates() {
-    if (m_fd >= 0) ::close(m_fd);
+std::optional<StateType> parseStateType(const std::string& s) {
+    std::string l = s;
+    std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (l == "f32") return StateType::F32;
+    if (l == "f16") return StateType::F16;
+    if (l == "bf16") return StateType::BF16;
+    return std::nullopt;
 }
 
-Status CarriedStates::init(int64_t rows, int64_t seqLen, int64_t hidden, StateType type,
-                           uint64_t maxMemoryBytes, const std::filesystem::path& spillDir) {
+StateStore::~StateStore() { release(); }
+
+void StateStore::release() {
     if (m_fd >= 0) ::close(m_fd);
     m_fd = -1;
-    m_mem.clear();
+    m_spillName.clear();
+    std::vector<uint8_t>().swap(m_mem);
+    std::vector<uint8_t>().swap(m_row);
+    m_rows = m_rowValues = 0;
+    m_bytes = 0;
+}
+
+Status StateStore::init(int64_t rows, int64_t seqLen, int64_t hidden, StateType type, uint64_t maxMemoryBytes,
+                        const std::filesystem::path& spillDir, const std::string& prefix) {
+    release();
     if (rows <= 0 || seqLen <= 0 || hidden <= 0 || rows > (1 << 24) || seqLen > (1 << 24) ||
         hidden > (1 << 24))
         return makeError("carried states: bad size");
@@ -100,7 +69,7 @@ Status CarriedStates::init(int64_t rows, int64_t seqLen, int64_t hidden, StateTy
     } catch (const std::bad_alloc&) {
         return makeError("carried states: out of memory for " + std::to_string(m_bytes) + " bytes");
     }
-    std::string tmpl = (spillDir / "gptq-states-XXXXXX").string();
+    std::string tmpl = (spillDir / (prefix + "-XXXXXX")).string();
     m_fd = ::mkstemp(tmpl.data());
     if (m_fd < 0)
         return makeError("cannot create a temporary file in " + spillDir.string() + ": " +
@@ -113,7 +82,7 @@ Status CarriedStates::init(int64_t rows, int64_t seqLen, int64_t hidden, StateTy
     return okStatus();
 }
 
-Status CarriedStates::get(int64_t row, std::span<float> out) {
+Status StateStore::get(int64_t row, std::span<float> out) {
     if (row < 0 || row >= m_rows || static_cast<int64_t>(out.size()) != m_rowValues)
         return makeError("carried states: bad row access");
     const uint64_t rowBytes = static_cast<uint64_t>(m_rowValues) * m_valueBytes;
@@ -149,7 +118,7 @@ Status CarriedStates::get(int64_t row, std::span<float> out) {
     return okStatus();
 }
 
-Status CarriedStates::put(int64_t row, std::span<const float> in) {
+Status StateStore::put(int64_t row, std::span<const float> in) {
     if (row < 0 || row >= m_rows || static_cast<int64_t>(in.size()) != m_rowValues)
         return makeError("carried states: bad row access");
     const uint64_t rowBytes = static_cast<uint64_t>(m_rowValues) * m_valueBytes;
@@ -185,4 +154,4 @@ Status CarriedStates::put(int64_t row, std::span<const float> in) {
     return okStatus();
 }
 
-}  // namespace qz::gptq
+}  // namespace qz::calib
