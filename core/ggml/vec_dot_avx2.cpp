@@ -11,6 +11,7 @@
 #include "ggml/vec_dot_impl.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define QZ_VECDOT_X86 1
 #else
@@ -35,7 +36,10 @@ QZ_AVX2 inline float hsum8(__m256 v) {
 bool detect() {
     if (const char* env = std::getenv("QZ_NO_AVX2"); env && *env && *env != '0') return false;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    // F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 }
 
 } // namespace
