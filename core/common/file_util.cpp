@@ -75,6 +75,9 @@ Result<PartialFolder> openPartialFolder(const std::string& outputDir, const std:
     name += "-partial";
     const fs::path dir = parent / name;
     pf.dir = dir.string();
+    auto lock = acquireWriterLock(pf.dir + ".qzlock", pf.outDir);
+    if (!lock) return lock.error();
+    pf.lock = *lock;
     pf.stateFile = (dir / (kind + "-state.json")).string();
     // A symlink planted under the partial folder's fixed name is never followed: it is not reused, it is
     // removed (not its target) and a real folder takes its place.

@@ -8,7 +8,9 @@
 //     a cancelled error, no destination, no temporary file, the input untouched, and resuming after the
 //     last cancel gives the bytes of the undisturbed run;
 //   * a symlink planted under the partial folder's fixed name (".<name>.gptq-partial") is not followed, even
-//     when its target holds a matching resume state.
+//     when its target holds a matching resume state;
+//   * a second export to the same destination while one runs is refused (it used to remove the first
+//     one's partial folder), and the first one's output is unharmed.
 #include <QtTest>
 
 #include <QProcess>
@@ -40,6 +42,7 @@ class TestFaults : public QObject {
     void gptqCancelAtRandomPoints();
     void exl2CancelAtRandomPoints();
     void plantedPartialFolderIsNotFollowed();
+    void secondExportToTheSameFolderIsRefused();
 
   private:
     QTemporaryDir m_dir;
@@ -395,6 +398,46 @@ void TestFaults::plantedPartialFolderIsNotFollowed() {
     QVERIFY(!fs::exists(fs::symlink_status(partial)));
     QVERIFY(elsewhereBefore == folderHashes(elsewhere));
     QVERIFY(fs::exists(out + "/model.safetensors"));
+}
+
+void TestFaults::secondExportToTheSameFolderIsRefused() {
+    auto model = qz::openModel(m_model);
+    QVERIFY(model.ok());
+    const std::string out = m_root + "/twice", ref = m_root + "/twice-ref";
+    // GPTQ: the second export starts from the first one's progress callback (another open file description,
+    // so the lock conflicts as between two processes).
+    QVERIFY(qz::gptq::exportGptq(**model, gptqParams(ref)).ok());
+    int n = 0;
+    std::string second;
+    auto r = qz::gptq::exportGptq(**model, gptqParams(out), [&](const qz::ProgressInfo&) {
+        if (++n == 10) {
+            auto r2 = qz::gptq::exportGptq(**model, gptqParams(out));
+            second = r2.ok() ? std::string("accepted") : r2.error().message;
+        }
+        return true;
+    });
+    QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
+    QVERIFY2(second.find(out) != std::string::npos && second.find("another export") != std::string::npos,
+             second.c_str());
+    QVERIFY(folderHashes(ref) == folderHashes(out));
+    // EXL2.
+    removeAll(m_root, "twice");
+    removeAll(m_root, "twice-ref");
+    QVERIFY(qz::exl2::exportExl2(**model, exl2Params(ref)).ok());
+    n = 0;
+    second.clear();
+    auto e = qz::exl2::exportExl2(**model, exl2Params(out), [&](const qz::ProgressInfo&) {
+        if (++n == 10) {
+            auto r2 = qz::exl2::exportExl2(**model, exl2Params(out));
+            second = r2.ok() ? std::string("accepted") : r2.error().message;
+        }
+        return true;
+    });
+    QVERIFY2(e.ok(), e.ok() ? "" : e.error().message.c_str());
+    QVERIFY2(second.find(out) != std::string::npos && second.find("another export") != std::string::npos,
+             second.c_str());
+    QVERIFY(folderHashes(ref) == folderHashes(out));
+    QVERIFY2(strays(m_root).isEmpty(), strays(m_root).constData());
 }
 
 QTEST_GUILESS_MAIN(TestFaults)
