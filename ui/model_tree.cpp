@@ -45,7 +45,9 @@ ModelTree::ModelTree(QWidget* parent) : QTreeWidget(parent) {
     header()->setSectionResizeMode(ColName, QHeaderView::Interactive);  // long names: scroll, don't squeeze
     header()->setMinimumSectionSize(40);
     connect(this, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
-        if (item && item->data(ColName, kTensorRole).isValid()) emit currentTensorChanged(item->text(ColName));
+        if (!item || !m_model || !item->data(ColName, kTensorRole).isValid()) return;
+        const qulonglong i = item->data(ColName, kTensorRole).toULongLong();
+        if (i < m_model->tensors.size()) emit currentTensorChanged(toQ(m_model->tensors[i].name));
     });
     connect(this, &QTreeWidget::itemSelectionChanged, this,
             [this] { emit tensorSelectionChanged(int(selectedTensorNames().size())); });
@@ -72,11 +74,11 @@ void ModelTree::setModel(ModelPtr model) {
             group->setFirstColumnSpanned(false);
         }
         auto* item = new SortItem(group);
-        item->setText(ColName, toQ(t.name));
+        item->setText(ColName, toDisplay(t.name));
         item->setData(ColName, kTensorRole, qulonglong(i));
         item->setData(ColName, kSortRole, double(i));  // name column: model order
-        item->setToolTip(ColName, toQ(t.name));
-        item->setText(ColShape, toQ(t.shapeString()));
+        item->setToolTip(ColName, toDisplay(t.name));
+        item->setText(ColShape, toDisplay(t.shapeString()));
         item->setText(ColDType, QString::fromUtf8(qz::dtypeName(t.dtype)));
         setNumber(item, ColParams, t.numel(), formatCount(t.numel()));
         setNumber(item, ColBytes, t.nbytes, formatBytes(t.nbytes));
@@ -115,8 +117,13 @@ QStringList ModelTree::selectedTensorNames() const {
 QTreeWidgetItem* ModelTree::itemForTensor(const QString& name) const {
     for (int g = 0; g < topLevelItemCount(); ++g) {
         QTreeWidgetItem* group = topLevelItem(g);
-        for (int c = 0; c < group->childCount(); ++c)
-            if (group->child(c)->text(ColName) == name) return group->child(c);
+        for (int c = 0; c < group->childCount(); ++c) {
+            // By the tensor's own name: the shown text has control characters escaped.
+            const QVariant i = group->child(c)->data(ColName, kTensorRole);
+            if (m_model && i.isValid() && i.toULongLong() < m_model->tensors.size() &&
+                toQ(m_model->tensors[i.toULongLong()].name) == name)
+                return group->child(c);
+        }
     }
     return nullptr;
 }
