@@ -146,7 +146,8 @@ void HistogramsTab::setLogScale(bool on) { m_log->setChecked(on); }
 void HistogramsTab::showTensor(const qz::TensorQuantResult& r, const QString& methodText,
                                const qz::QuantSpec* spec) {
     m_tensorName = toQ(r.name);
-    m_tensorPlot->setTitle(m_tensorName + QLatin1Char('\n') + methodText);
+    const QString shown = toDisplay(r.name);  // titles: control characters escaped
+    m_tensorPlot->setTitle(shown + QLatin1Char('\n') + methodText);
     m_tensorPlot->setSeries({{tr("Original weights"), r.histOriginal, HistogramPlot::originalColor()},
                              {tr("Dequantized"), r.histDequantized, HistogramPlot::quantizedColor()}});
     QVector<double> codes;
@@ -160,7 +161,7 @@ void HistogramsTab::showTensor(const qz::TensorQuantResult& r, const QString& me
                                                     : tr("%1 code values × max|x|")
                                                           .arg(toQ(std::string(qz::methodName(spec->method)))
                                                                    .toUpper()));
-    m_errorPlot->setTitle(tr("Error of %1\n%2").arg(m_tensorName, methodText));
+    m_errorPlot->setTitle(tr("Error of %1\n%2").arg(shown, methodText));
     m_errorPlot->setSeries({{tr("dequantized − original"), r.histError, HistogramPlot::errorColor()}});
 }
 

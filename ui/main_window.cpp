@@ -280,8 +280,8 @@ void MainWindow::onModelLoaded(ModelPtr model) {
     m_panel->setModelLoaded(true);
     m_panel->setTreeSelectionCount(0);
     m_recent->add(toQ(m_model->path));
-    setWindowTitle(tr("QuantZoo — %1").arg(toQ(m_model->name)));
-    setStatus(tr("Opened %1: %n tensor(s)", nullptr, int(m_model->tensors.size())).arg(toQ(m_model->name)));
+    setWindowTitle(tr("QuantZoo — %1").arg(toDisplay(m_model->name)));
+    setStatus(tr("Opened %1: %n tensor(s)", nullptr, int(m_model->tensors.size())).arg(toDisplay(m_model->name)));
     m_log->append(statusText());
     // Something to look at straight away: the first weight matrix (the first tensor if there is none),
     // previewed with the method panel's choices. A default, not a choice: a job's first result replaces it.

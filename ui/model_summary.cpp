@@ -31,23 +31,23 @@ void ModelSummary::setModel(ModelPtr model) {
     auto row = [](const QString& k, const QString& v) {
         return QStringLiteral("<tr><td><b>%1</b></td><td>%2</td></tr>").arg(k.toHtmlEscaped(), v.toHtmlEscaped());
     };
-    QString html = QStringLiteral("<h3>%1</h3><table cellspacing='2'>").arg(toQ(model->name).toHtmlEscaped());
-    html += row(tr("Architecture"), model->architecture.empty() ? tr("(unknown)") : toQ(model->architecture));
+    QString html = QStringLiteral("<h3>%1</h3><table cellspacing='2'>").arg(toDisplay(model->name).toHtmlEscaped());
+    html += row(tr("Architecture"), model->architecture.empty() ? tr("(unknown)") : toDisplay(model->architecture));
     html += row(tr("Format"), formatName(model->format));
     html += row(tr("Tensors"), QString::number(model->tensors.size()));
     html += row(tr("Parameters"), formatCount(model->totalParameters()) +
                                       QStringLiteral(" (%1)").arg(model->totalParameters()));
     html += row(tr("Tensor data"), formatBytes(model->totalBytes()));
     html += row(tr("Size on disk"), formatBytes(disk) + tr(" in %n file(s)", nullptr, int(model->files.size())));
-    html += row(tr("Path"), toQ(model->path));
+    html += row(tr("Path"), toDisplay(model->path));
     html += QStringLiteral("</table>");
     if (!model->metadata.empty()) {
         html += tr("<h4>Metadata</h4>") + QStringLiteral("<table cellspacing='2'>");
         int shown = 0;
         for (const auto& m : model->metadata) {
-            QString v = toQ(m.value);
+            QString v = toDisplay(m.value);
             if (v.size() > 200) v = v.left(200) + QStringLiteral("…");
-            html += row(toQ(m.key), v);
+            html += row(toDisplay(m.key), v);
             if (++shown >= 200) break;  // GGUF files may carry huge vocabularies
         }
         html += QStringLiteral("</table>");

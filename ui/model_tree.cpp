@@ -47,7 +47,9 @@ ModelTree::ModelTree(QWidget* parent) : QTreeWidget(parent) {
     header()->setSectionResizeMode(ColName, QHeaderView::Interactive);  // long names: scroll, don't squeeze
     header()->setMinimumSectionSize(40);
     connect(this, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
-        if (item && item->data(ColName, kTensorRole).isValid()) emit currentTensorChanged(item->text(ColName));
+        if (!item || !m_model || !item->data(ColName, kTensorRole).isValid()) return;
+        const qulonglong i = item->data(ColName, kTensorRole).toULongLong();
+        if (i < m_model->tensors.size()) emit currentTensorChanged(toQ(m_model->tensors[i].name));
     });
     connect(this, &QTreeWidget::itemSelectionChanged, this,
             [this] { emit tensorSelectionChanged(int(selectedTensorNames().size())); });
@@ -97,11 +99,11 @@ void ModelTree::setModel(ModelPtr model) {
             sums.push_back(&xg);
         }
         auto* item = new SortItem(parent);
-        item->setText(ColName, toQ(t.name));
+        item->setText(ColName, toDisplay(t.name));
         item->setData(ColName, kTensorRole, qulonglong(i));
         item->setData(ColName, kSortRole, double(i));  // name column: model order
-        item->setToolTip(ColName, toQ(t.name));
-        item->setText(ColShape, toQ(t.shapeString()));
+        item->setToolTip(ColName, toDisplay(t.name));
+        item->setText(ColShape, toDisplay(t.shapeString()));
         item->setText(ColDType, QString::fromUtf8(qz::dtypeName(t.dtype)));
         setNumber(item, ColParams, t.numel(), formatCount(t.numel()));
         setNumber(item, ColBytes, t.nbytes, formatBytes(t.nbytes));
@@ -165,7 +167,7 @@ QStringList ModelTree::selectedTensorNames() const {
 }
 
 QTreeWidgetItem* ModelTree::itemForTensor(const QString& name) const {
-    const auto it = m_tensorItems.find(name);
+    const auto it = m_tensorItems.find(name);  // by the tensor's own name (the shown text is escaped)
     return it == m_tensorItems.end() ? nullptr : it->second;
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "common/file_util.h"
 #include "jobs/quantize_job.h"
 #include "model/model.h"
 
@@ -17,6 +18,9 @@ using ResultPtr = std::shared_ptr<const qz::QuantizeResult>;
 
 inline QString toQ(const std::string& s) { return QString::fromStdString(s); }
 inline std::string toStd(const QString& s) { return s.toStdString(); }
+// An untrusted string from a model (metadata, tensor and model names, paths) for display: control
+// characters escaped as the CLI prints them (qz::printableText). Never for lookups: keep toQ there.
+inline QString toDisplay(const std::string& s) { return QString::fromStdString(qz::printableText(s)); }
 
 }  // namespace qz::ui
 

@@ -36,14 +36,14 @@ TensorTable::TensorTable(QWidget* parent) : QWidget(parent) {
             [this](const QModelIndex& current) {
                 if (!current.isValid()) return;
                 const QModelIndex src = m_proxy->mapToSource(current);
-                emit tensorActivated(m_model->data(m_model->index(src.row(), TensorTableModel::Name)).toString());
+                emit tensorActivated(toQ(m_model->result(src.row()).name));  // the name, not its shown form
             });
 }
 
 void TensorTable::selectTensor(const QString& name) {
     for (int r = 0; r < m_model->rowCount(); ++r) {
         const QModelIndex src = m_model->index(r, TensorTableModel::Name);
-        if (m_model->data(src).toString() != name) continue;
+        if (toQ(m_model->result(r).name) != name) continue;
         const QModelIndex idx = m_proxy->mapFromSource(src);
         if (m_view->currentIndex().row() == idx.row()) return;
         QSignalBlocker block(m_view->selectionModel());

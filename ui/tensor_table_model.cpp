@@ -28,7 +28,7 @@ QVariant TensorTableModel::data(const QModelIndex& index, int role) const {
     const int col = index.column();
     if (role == Qt::TextAlignmentRole)
         return col <= DType ? QVariant(Qt::AlignLeft | Qt::AlignVCenter) : QVariant(Qt::AlignRight | Qt::AlignVCenter);
-    if (role == Qt::ToolTipRole && col == Name) return toQ(r.name);
+    if (role == Qt::ToolTipRole && col == Name) return toDisplay(r.name);
     if (role == SortRole) {
         switch (col) {
         case Name: return double(r.tensorIndex);  // model order
@@ -47,7 +47,7 @@ QVariant TensorTableModel::data(const QModelIndex& index, int role) const {
     }
     if (role != Qt::DisplayRole) return {};
     switch (col) {
-    case Name: return toQ(r.name);
+    case Name: return toDisplay(r.name);
     case Shape: {
         qz::TensorInfo t;
         t.shape = r.shape;

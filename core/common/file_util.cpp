@@ -75,14 +75,23 @@ Result<PartialFolder> openPartialFolder(const std::string& outputDir, const std:
     name += "-partial";
     const fs::path dir = parent / name;
     pf.dir = dir.string();
+    auto lock = acquireWriterLock(pf.dir + ".qzlock", pf.outDir);
+    if (!lock) return lock.error();
+    pf.lock = *lock;
     pf.stateFile = (dir / (kind + "-state.json")).string();
-    if (resume && fs::is_directory(dir, ec)) {
+    // A symlink planted under the partial folder's fixed name is never followed: it is not reused, it is
+    // removed (not its target) and a real folder takes its place.
+    if (resume && fs::is_directory(fs::symlink_status(dir, ec))) {
         auto st = readSmallFile(pf.stateFile, 1 << 20);
         pf.reused = st && *st == fingerprint;
     }
     if (!pf.reused) {
-        fs::remove_all(dir, ec);
-        if (!fs::create_directory(dir, ec) || ec) return makeError("cannot create " + dir.string());
+        std::error_code rm;
+        fs::remove_all(dir, rm);
+        const bool made = fs::create_directory(dir, ec);
+        if (ec || !made)
+            return makeError(pf.outDir + ": cannot create the temporary folder " + dir.string() + ": " +
+                             (ec ? ec.message() : rm ? rm.message() : std::string("it exists and cannot be removed")));
         if (auto s = writeFileAtomic(pf.stateFile, fingerprint); !s) return s.error();
     }
     return pf;

@@ -32,6 +32,9 @@ struct PartialFolder {
     std::string dir;        // the partial folder
     std::string stateFile;  // dir/<kind>-state.json
     bool reused = false;
+    // Held for the whole export: a second export to the same destination is refused instead of removing
+    // or mixing this one's files. The lock file is ".<name>.<kind>-partial.qzlock" beside the folder.
+    WriterLock lock;
 };
 Result<PartialFolder> openPartialFolder(const std::string& outputDir, const std::string& kind,
                                         const std::string& fingerprint, bool resume);

@@ -254,6 +254,44 @@ void OutputFile::abort() {
     m_buf = {};
 }
 
+Result<WriterLock> acquireWriterLock(const std::string& lockPath, const std::string& what) {
+    struct Held {
+        std::string path;
+        int fd = -1, slot = -1;
+        ~Held() {
+            ::unlink(path.c_str()); // while still held: a waiting writer re-checks the name (below)
+            ::close(fd);
+            unregisterTempFile(slot);
+        }
+    };
+    for (int attempt = 0; attempt <= 100; ++attempt) {
+        const int fd = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            const int err = errno;
+            return makeError(what + ": cannot create the lock file " + lockPath + ": " + errText(err));
+        }
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            const int err = errno;
+            ::close(fd);
+            if (err == EWOULDBLOCK)
+                return makeError(what + ": another export is writing it (locked by " + lockPath + ")");
+            return makeError(what + ": cannot lock " + lockPath + ": " + errText(err));
+        }
+        struct stat a {
+        }, b{};
+        if (::fstat(fd, &a) == 0 && ::lstat(lockPath.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino) {
+            auto h = std::make_shared<Held>();
+            h->path = lockPath;
+            h->fd = fd;
+            h->slot = registerTempFile(lockPath);
+            return WriterLock(h);
+        }
+        ::close(fd); // the previous holder removed it meanwhile: take the new one
+    }
+    return makeError(what + ": cannot lock " + lockPath);
+}
+
 Status writeFileAtomic(const std::string& path, const std::string& text) {
     OutputFile f;
     if (auto s = f.open(path); !s) return s;

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,12 @@ class OutputFile {
     uint64_t m_written = 0;
     std::vector<unsigned char> m_buf;
 };
+
+// A writer's exclusive lock on `lockPath` (flock on that file, created if needed, O_NOFOLLOW), for outputs
+// that are not one file (the GPTQ / EXL2 partial folders): held while the returned handle lives, then the
+// lock file is removed. A second writer is refused with an error naming `what`.
+using WriterLock = std::shared_ptr<void>;
+Result<WriterLock> acquireWriterLock(const std::string& lockPath, const std::string& what);
 
 // Writes text to path through an OutputFile.
 Status writeFileAtomic(const std::string& path, const std::string& text);

@@ -1,15 +1,17 @@
 #include "exl2/exl2_export.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/file_util.h"
@@ -65,9 +67,19 @@ struct SpilledLinear {
     uint64_t size() const { return offGroups() + 4ull * G; }
 };
 
-template <class T> bool writeVec(std::ofstream& f, const std::vector<T>& v) {
-    f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
-    return static_cast<bool>(f);
+// Spill files are scratch files of this run inside its own temporary folder: created with O_EXCL|O_NOFOLLOW
+// (a name planted there is never followed or truncated), written and read with checked POSIX calls, and
+// every error names the file and the errno reason (a full disk says so). They need no fsync: a crash loses
+// them with the rest of the non-resumable work.
+struct SpillFd {
+    int fd = -1;
+    ~SpillFd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+Error spillError(const std::string& path, const char* what, int err) {
+    return makeError(path + ": " + what + ": " + std::strerror(err));
 }
 
 Result<SpilledLinear> spillPacked(const PackedLinear& pl, int64_t in, const std::string& path) {
@@ -77,26 +89,61 @@ Result<SpilledLinear> spillPacked(const PackedLinear& pl, int64_t in, const std:
     s.outPad = pl.outPad;
     s.G = static_cast<int64_t>(pl.qScaleMax.size());
     s.in = in;
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    errno = 0;
-    if (!f || !writeVec(f, pl.qWeight) || !writeVec(f, pl.qInvperm) || !writeVec(f, pl.qScale) ||
-        !writeVec(f, pl.qScaleMax) || !writeVec(f, pl.qGroups))
-        return makeError("cannot write " + path + ": " + std::strerror(errno ? errno : EIO));
-    f.close();
-    if (!f) return makeError("cannot write " + path + ": " + std::strerror(errno ? errno : EIO));
+    SpillFd f;
+    f.fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (f.fd < 0) return spillError(path, "cannot create the spill file", errno);
+    auto put = [&](const void* data, size_t n) -> Status {
+        const auto* p = static_cast<const uint8_t*>(data);
+        while (n > 0) {
+            const ssize_t w = ::write(f.fd, p, std::min<size_t>(n, size_t{1} << 30));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) return spillError(path, "write failed", w < 0 ? errno : EIO);
+            p += w;
+            n -= static_cast<size_t>(w);
+        }
+        return okStatus();
+    };
+    auto putVec = [&](const auto& v) { return put(v.data(), v.size() * sizeof(v[0])); };
+    Status st = putVec(pl.qWeight);
+    if (st) st = putVec(pl.qInvperm);
+    if (st) st = putVec(pl.qScale);
+    if (st) st = putVec(pl.qScaleMax);
+    if (st) st = putVec(pl.qGroups);
+    if (!st) {
+        ::unlink(path.c_str());
+        return st.error();
+    }
+    const int fd = f.fd;
+    f.fd = -1;
+    if (::close(fd) != 0) {
+        const int err = errno;
+        ::unlink(path.c_str());
+        return spillError(path, "cannot close the spill file", err);
+    }
     return s;
 }
 
 // Reads `bytes` bytes at `offset` of a spill file (written by this run; its size is checked).
 Result<std::vector<uint8_t>> readSpill(const SpilledLinear& s, uint64_t offset, uint64_t bytes) {
-    std::ifstream f(s.path, std::ios::binary);
-    if (!f) return makeError("cannot read " + s.path);
-    f.seekg(0, std::ios::end);
-    if (static_cast<uint64_t>(f.tellg()) != s.size()) return makeError(s.path + " has the wrong size");
+    SpillFd f;
+    f.fd = ::open(s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (f.fd < 0) return spillError(s.path, "cannot open the spill file", errno);
+    struct stat st {};
+    if (::fstat(f.fd, &st) != 0) return spillError(s.path, "cannot read the spill file", errno);
+    if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != s.size())
+        return makeError(s.path + ": the spill file has the wrong size (" + std::to_string(st.st_size) +
+                         " bytes, " + std::to_string(s.size()) + " expected)");
+    if (offset > s.size() || bytes > s.size() - offset)
+        return makeError(s.path + ": read past the end of the spill file");
     std::vector<uint8_t> buf(bytes);
-    f.seekg(static_cast<std::streamoff>(offset));
-    f.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(bytes));
-    if (!f) return makeError("cannot read " + s.path);
+    uint64_t done = 0;
+    while (done < bytes) {
+        const ssize_t r = ::pread(f.fd, buf.data() + done, std::min<uint64_t>(bytes - done, uint64_t{1} << 30),
+                                  static_cast<off_t>(offset + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return spillError(s.path, "cannot read the spill file", r < 0 ? errno : EIO);
+        done += static_cast<uint64_t>(r);
+    }
     return buf;
 }
 
@@ -168,9 +215,11 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     // Destination and temporary folder (common/file_util.h).
     std::string outDir = p.outputDir;
     fs::path tmpDir;
+    WriterLock partialLock; // until the folder is renamed onto the destination (or given up)
     if (p.writeOutput) {
         auto pf = openPartialFolder(p.outputDir, "exl2", measureFingerprint(model, p, calibText), p.resume);
         if (!pf) return pf.error();
+        partialLock = pf->lock;
         outDir = pf->outDir;
         tmpDir = pf->dir;
         std::error_code ec;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <regex>
@@ -69,9 +70,55 @@ Result<Source> sourceFromHf(const Model& model) {
     return s;
 }
 
+// The hyper-parameters a GGUF input carries into the output (its key/values are copied): each present
+// one must be an integer, or an array of integers (per-layer values), within a range every real model
+// keeps; a crafted block_count 2^32-1 or context_length 0xFFFFFFFF (-1 as int32) is refused instead of
+// being written into a new file. Absent keys are fine (the architectures differ); Mamba has 0 heads.
+Status checkGgufHyperParameters(const GgufFile& g, const std::string& arch) {
+    struct Range {
+        const char* key;
+        int64_t lo, hi;
+    };
+    const Range ranges[] = {
+        {"block_count", 1, 1 << 16},
+        {"context_length", 1, INT32_MAX},
+        {"embedding_length", 1, 1 << 20},
+        {"feed_forward_length", 0, 1 << 24},
+        {"attention.head_count", 0, 1 << 16},
+        {"attention.head_count_kv", 0, 1 << 16},
+        {"attention.key_length", 1, 1 << 16},
+        {"attention.value_length", 1, 1 << 16},
+        {"rope.dimension_count", 0, 1 << 16},
+        {"expert_count", 0, 1 << 16},
+        {"expert_used_count", 0, 1 << 16},
+        {"vocab_size", 1, INT32_MAX},
+    };
+    for (const auto& r : ranges) {
+        const std::string key = arch + "." + r.key;
+        const GgufValue* v = g.find(key);
+        if (!v) continue;
+        std::vector<int64_t> values;
+        if (v->isArray()) {
+            values = v->toIntVector();
+            if (values.size() != v->arraySize()) return makeError(g.path + ": GGUF key " + key + " is not integers");
+        } else if (auto i = v->toInt()) {
+            values.push_back(*i);
+        } else {
+            return makeError(g.path + ": GGUF key " + key + " is not an integer");
+        }
+        for (int64_t x : values)
+            if (x < r.lo || x > r.hi)
+                return makeError(g.path + ": GGUF key " + key + " = " + std::to_string(x) + " out of range (" +
+                                 std::to_string(r.lo) + ".." + std::to_string(r.hi) + ")");
+    }
+    return okStatus();
+}
+
 Result<Source> sourceFromGguf(const Model& model) {
     const GgufFile* g = ggufOf(model);
     if (!g) return makeError(model.path + ": not opened as a GGUF file");
+    if (auto st = checkGgufHyperParameters(*g, g->getString("general.architecture").value_or("")); !st)
+        return st.error();
     Source s;
     for (const auto& kv : g->kvs)
         if (!startsWith(kv.key, "split.")) s.kvs.push_back(kv);

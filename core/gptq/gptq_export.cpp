@@ -137,9 +137,11 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     // Destination and temporary folder (common/file_util.h).
     std::string outDir = p.outputDir;
     fs::path tmpDir;
+    WriterLock partialLock; // until the folder is renamed onto the destination (or given up)
     if (p.writeOutput) {
         auto pf = openPartialFolder(p.outputDir, "gptq", fingerprint(model, p, calibText), p.resume);
         if (!pf) return pf.error();
+        partialLock = pf->lock;
         outDir = pf->outDir;
         tmpDir = pf->dir;
     }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -36,6 +37,7 @@ class TestHostile : public QObject {
     void deeplyNestedConfigIsRefused();
     void kldBaseSizeOverflowIsRefused();
     void hyperParametersAreRangeChecked();
+    void ggufHyperParametersAreRangeChecked();
     void exceptionsBecomeErrors();
     void textInputsMustBeRegularFiles();
     void outputNamingAnInputIsRefused();
@@ -230,6 +232,78 @@ void TestHostile::hyperParametersAreRangeChecked() {
         QVERIFY(!fs::exists(out));
         QVERIFY2(r.ms < 10000, std::to_string(r.ms).c_str());
     }
+}
+
+void TestHostile::ggufHyperParametersAreRangeChecked() {
+    // A GGUF input's key/values are copied into the exported file: block_count 4e9, context_length
+    // 0xFFFFFFFF (-1 as int32), head_dim (key_length) -64 as uint32 were written into a new GGUF (exit 0);
+    // the evaluator refused them already. The values are patched in place into a real export of the demo.
+    QTemporaryDir dir;
+    const std::string src = dir.filePath(QStringLiteral("s.gguf")).toStdString();
+    {
+        auto model = qz::openModel(demo());
+        QVERIFY(model.ok());
+        qz::GgufExportParams p;
+        p.outputPath = src;
+        p.type = "F32";
+        QVERIFY(qz::exportGguf(**model, p, {}).ok());
+    }
+    const std::string bytes = readText(src);
+    auto patched = [&](const std::string& key, uint32_t value) {
+        std::string b = bytes;
+        std::string needle(8, '\0');
+        const uint64_t n = key.size();
+        std::memcpy(needle.data(), &n, 8);
+        needle += key;
+        const size_t at = b.find(needle);
+        if (at == std::string::npos) qFatal("key %s not in the export", key.c_str());
+        uint32_t type = 0;
+        std::memcpy(&type, b.data() + at + needle.size(), 4);
+        if (type != 4 && type != 5) qFatal("key %s is not a 32-bit integer", key.c_str()); // UINT32 / INT32
+        std::memcpy(b.data() + at + needle.size() + 4, &value, 4);
+        return b;
+    };
+    const std::string in = dir.filePath(QStringLiteral("h.gguf")).toStdString();
+    const std::string out = dir.filePath(QStringLiteral("o.gguf")).toStdString();
+    const std::pair<const char*, uint32_t> cases[] = {
+        {"llama.block_count", 4000000000u},
+        {"llama.block_count", 0},
+        {"llama.context_length", 0xFFFFFFFFu},
+        {"llama.attention.key_length", static_cast<uint32_t>(-64)},
+        {"llama.attention.head_count_kv", 100000},
+        {"llama.embedding_length", 0x80000000u},
+    };
+    for (const auto& [key, value] : cases) {
+        writeText(in, patched(key, value));
+        auto model = qz::openModel(in);
+        QVERIFY2(model.ok(), key); // reading the file is fine: the values are only metadata there
+        qz::GgufExportParams p;
+        p.outputPath = out;
+        p.type = "Q8_0";
+        auto r = qz::exportGguf(**model, p, {});
+        QVERIFY2(!r.ok(), key);
+        QVERIFY2(r.error().message.find(in) != std::string::npos &&
+                     r.error().message.find(key) != std::string::npos &&
+                     r.error().message.find("out of range") != std::string::npos,
+                 r.error().message.c_str());
+        QVERIFY(!fs::exists(out));
+        const Run c = run({QStringLiteral("export"), q(in), QStringLiteral("--format"), QStringLiteral("gguf"),
+                           QStringLiteral("--type"), QStringLiteral("Q8_0"), QStringLiteral("-o"), q(out),
+                           QStringLiteral("--quiet")});
+        QVERIFY2(c.code == 1 && c.err.contains(key), c.err.constData());
+        QVERIFY(!fs::exists(out));
+        const Run e = run({QStringLiteral("perplexity"), q(in), QStringLiteral("-f"), q(text()),
+                           QStringLiteral("-c"), QStringLiteral("64"), QStringLiteral("--chunks"),
+                           QStringLiteral("1"), QStringLiteral("--quiet")});
+        QVERIFY2(e.code == 1 && e.err.contains(key), e.err.constData());
+    }
+    // The unpatched file exports.
+    auto model = qz::openModel(src);
+    QVERIFY(model.ok());
+    qz::GgufExportParams p;
+    p.outputPath = out;
+    p.type = "Q8_0";
+    QVERIFY(qz::exportGguf(**model, p, {}).ok());
 }
 
 void TestHostile::exceptionsBecomeErrors() {
