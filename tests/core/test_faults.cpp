@@ -133,7 +133,8 @@ class TestFaults : public QObject {
         for (const auto& e : fs::recursive_directory_iterator(dir)) {
             const std::string n = e.path().filename().string();
             if (n.find("qztmp") != std::string::npos || n.find("qzlock") != std::string::npos ||
-                n == "out_tensor" || n.find("gptq-states-") != std::string::npos)
+                n == "out_tensor" || n.find("calib-states-") != std::string::npos ||
+                n.find("exl2-states-") != std::string::npos)
                 s += e.path().string() + " ";
         }
         return QByteArray::fromStdString(s);
@@ -231,7 +232,7 @@ void TestFaults::gptqDiskFull() {
     };
     const Case cases[] = {{4096, {}, ".qzl"},
                           {64 << 10, {}, "model.safetensors"},
-                          {16 << 10, {QStringLiteral("--max-memory"), QStringLiteral("1")}, "gptq-states-"}};
+                          {16 << 10, {QStringLiteral("--max-memory"), QStringLiteral("1")}, "calib-states-"}};
     for (const auto& c : cases) {
         removeAll(m_root, "gptq-full");
         const Run f = run(gptqArgs(out) + c.extra, c.limit);
