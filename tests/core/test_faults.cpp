@@ -49,6 +49,9 @@ class TestFaults : public QObject {
     std::string m_root, m_model, m_text;
     std::map<std::string, std::string> m_inputHashes;
 
+    template <class MakeParams, class ExportFn>
+    void cancelAtRandomPoints(const std::string& name, unsigned seed, MakeParams makeParams, ExportFn exportFn);
+
     static QString cli() { return QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"); }
     static QString q(const std::string& s) { return QString::fromStdString(s); }
 
@@ -299,29 +302,33 @@ void TestFaults::readOnlyDestination() {
     QVERIFY(m_inputHashes == folderHashes(m_model));
 }
 
-void TestFaults::gptqCancelAtRandomPoints() {
-    auto model = qz::openModel(m_model);
-    QVERIFY2(model.ok(), model.ok() ? "" : model.error().message.c_str());
-    const std::string out = m_root + "/gptq-cancel", ref = m_root + "/gptq-cancel-ref";
+// One undisturbed export counts the progress polls; then 30 exports (each from the beginning) are
+// cancelled at seeded random polls: no destination, no stray files, the input unchanged; an export whose
+// last polls came after the folder was complete must be whole. Resuming after the last cancel gives the
+// undisturbed run's bytes. exportFn(params, progress) runs the export; makeParams(out) gives its params.
+template <class MakeParams, class ExportFn>
+void TestFaults::cancelAtRandomPoints(const std::string& name, unsigned seed, MakeParams makeParams,
+                                      ExportFn exportFn) {
+    const std::string out = m_root + "/" + name, ref = m_root + "/" + name + "-ref";
     int polls = 0;
     {
-        auto r = qz::gptq::exportGptq(**model, gptqParams(ref), [&](const qz::ProgressInfo&) { return ++polls > 0; });
+        auto r = exportFn(makeParams(ref), [&](const qz::ProgressInfo&) { return ++polls > 0; });
         QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
     }
     QVERIFY(polls > 20);
     const auto refHashes = folderHashes(ref);
-    std::mt19937 rng(20261207);
+    std::mt19937 rng(seed);
     std::uniform_int_distribution<int> pick(1, polls);
     int cancelled = 0;
-    auto p = gptqParams(out);
+    auto p = makeParams(out);
     p.resume = false; // each run starts afresh: every point is reached from the beginning
     for (int i = 0; i < 30; ++i) {
         const int k = pick(rng);
         int n = 0;
-        auto r = qz::gptq::exportGptq(**model, p, [&](const qz::ProgressInfo&) { return ++n < k; });
+        auto r = exportFn(p, [&](const qz::ProgressInfo&) { return ++n < k; });
         if (r.ok()) { // the last polls can come after the folder is complete: then it is whole
             QVERIFY(refHashes == folderHashes(out));
-            removeAll(m_root, "gptq-cancel");
+            removeAll(m_root, name);
         } else {
             ++cancelled;
             QVERIFY2(r.error().cancelled, r.error().message.c_str());
@@ -331,49 +338,30 @@ void TestFaults::gptqCancelAtRandomPoints() {
     }
     QVERIFY2(cancelled >= 24, std::to_string(cancelled).c_str());
     QVERIFY(m_inputHashes == folderHashes(m_model));
-    // Resuming after the last cancel gives the undisturbed run's bytes.
     p.resume = true;
-    auto r = qz::gptq::exportGptq(**model, p);
+    auto r = exportFn(p, qz::ProgressFn{});
     QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
     QVERIFY(refHashes == folderHashes(out));
+}
+
+void TestFaults::gptqCancelAtRandomPoints() {
+    auto model = qz::openModel(m_model);
+    QVERIFY2(model.ok(), model.ok() ? "" : model.error().message.c_str());
+    cancelAtRandomPoints(
+        "gptq-cancel", 20261207, [this](const std::string& out) { return gptqParams(out); },
+        [&](const qz::gptq::ExportParams& p, qz::ProgressFn progress) {
+            return qz::gptq::exportGptq(**model, p, std::move(progress));
+        });
 }
 
 void TestFaults::exl2CancelAtRandomPoints() {
     auto model = qz::openModel(m_model);
     QVERIFY2(model.ok(), model.ok() ? "" : model.error().message.c_str());
-    const std::string out = m_root + "/exl2-cancel", ref = m_root + "/exl2-cancel-ref";
-    int polls = 0;
-    {
-        auto r = qz::exl2::exportExl2(**model, exl2Params(ref), [&](const qz::ProgressInfo&) { return ++polls > 0; });
-        QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
-    }
-    QVERIFY(polls > 20);
-    const auto refHashes = folderHashes(ref);
-    std::mt19937 rng(20261208);
-    std::uniform_int_distribution<int> pick(1, polls);
-    int cancelled = 0;
-    auto p = exl2Params(out);
-    p.resume = false;
-    for (int i = 0; i < 30; ++i) {
-        const int k = pick(rng);
-        int n = 0;
-        auto r = qz::exl2::exportExl2(**model, p, [&](const qz::ProgressInfo&) { return ++n < k; });
-        if (r.ok()) {
-            QVERIFY(refHashes == folderHashes(out));
-            removeAll(m_root, "exl2-cancel");
-        } else {
-            ++cancelled;
-            QVERIFY2(r.error().cancelled, r.error().message.c_str());
-            QVERIFY(!fs::exists(out));
-        }
-        QVERIFY2(strays(m_root).isEmpty(), strays(m_root).constData());
-    }
-    QVERIFY2(cancelled >= 24, std::to_string(cancelled).c_str());
-    QVERIFY(m_inputHashes == folderHashes(m_model));
-    p.resume = true;
-    auto r = qz::exl2::exportExl2(**model, p);
-    QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
-    QVERIFY(refHashes == folderHashes(out));
+    cancelAtRandomPoints(
+        "exl2-cancel", 20261208, [this](const std::string& out) { return exl2Params(out); },
+        [&](const qz::exl2::ExportParams& p, qz::ProgressFn progress) {
+            return qz::exl2::exportExl2(**model, p, std::move(progress));
+        });
 }
 
 void TestFaults::plantedPartialFolderIsNotFollowed() {
