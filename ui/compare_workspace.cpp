@@ -30,6 +30,7 @@
 #include "common/safe_file.h"
 #include "export/gguf_export.h"
 #include "histogram_plot.h"
+#include "text_choice.h"
 
 namespace qz::ui {
 
@@ -590,18 +591,7 @@ void CompareWorkspace::setCurrentVariant(int index) {
     emit currentVariantChanged(index);
 }
 
-void CompareWorkspace::setTextPath(const QString& path) {
-    if (path.isEmpty()) {
-        m_text->setCurrentIndex(0);
-        return;
-    }
-    int i = m_text->findData(path);
-    if (i < 0) {
-        m_text->insertItem(m_text->count() - 1, QFileInfo(path).fileName(), path);
-        i = m_text->count() - 2;
-    }
-    m_text->setCurrentIndex(i);
-}
+void CompareWorkspace::setTextPath(const QString& path) { selectTextFile(m_text, path); }
 
 QString CompareWorkspace::textPath() const {
     const QString p = m_text->currentData().toString();

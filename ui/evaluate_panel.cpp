@@ -24,6 +24,7 @@
 
 #include "app_options.h"
 #include "jobs/quantize_overrides.h"
+#include "text_choice.h"
 
 namespace qz::ui {
 
@@ -257,18 +258,7 @@ bool EvaluatePanel::addGgufFile(const QString& path, QString* error) {
     return true;
 }
 
-void EvaluatePanel::setTextPath(const QString& path) {
-    if (path.isEmpty()) {
-        m_text->setCurrentIndex(0);
-        return;
-    }
-    int i = m_text->findData(path);
-    if (i < 0) {
-        m_text->insertItem(m_text->count() - 1, QFileInfo(path).fileName(), path);
-        i = m_text->count() - 2;
-    }
-    m_text->setCurrentIndex(i);
-}
+void EvaluatePanel::setTextPath(const QString& path) { selectTextFile(m_text, path); }
 
 QString EvaluatePanel::textPath() const {
     const QString p = m_text->currentData().toString();
