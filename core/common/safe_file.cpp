@@ -153,10 +153,17 @@ Status OutputFile::open(const std::string& path) {
         std::string suffix(1, '.'); // appended piecewise: GCC 12 warns falsely (-Wrestrict) on "." + string&&
         suffix.append(randomSuffix()).append(".qztmp");
         m_tmp = hiddenSibling(path, suffix);
+        // Registered before it exists: a second signal between the open and a later registration would
+        // leave the file behind. If the (random) name is taken after all (EEXIST: not ours), it is
+        // unregistered at once; only a second signal in that instant could remove that file.
+        m_tmpSlot = registerTempFile(m_tmp);
         m_fd = ::open(m_tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (m_fd >= 0) break;
-        if (errno != EEXIST) {
-            const int err = errno;
+        const int openErr = errno;
+        unregisterTempFile(m_tmpSlot);
+        m_tmpSlot = -1;
+        if (openErr != EEXIST) {
+            const int err = openErr;
             m_tmp.clear();
             releaseLock();
             return makeError(path + ": cannot create a temporary file in " + folderOf(path) + ": " +
@@ -168,7 +175,6 @@ Status OutputFile::open(const std::string& path) {
         releaseLock();
         return makeError(path + ": cannot create a temporary file in " + folderOf(path));
     }
-    m_tmpSlot = registerTempFile(m_tmp);
     m_buf.reserve(kBufferBytes);
     return okStatus();
 }
