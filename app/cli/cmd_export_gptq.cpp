@@ -41,7 +41,7 @@ const char* kHelp =
     "  --state-type T     f32 (default, exact), f16 or bf16: the calibration windows' hidden states\n"
     "                     carried from layer to layer (windows x seq-len x hidden x 4 or 2 bytes)\n"
     "  --expert-min-tokens N  mixture of experts: an expert's layer with fewer routed calibration tokens\n"
-    "                     is quantized on the layer's averaged expert Hessian (default: its input columns)\n"
+    "                     is quantized on the layer's averaged expert Hessian (default: 4 x its input columns)\n"
     "  --report FILE      write a JSON report (per layer: errors, routed tokens, fallback; totals)\n"
     "  --max-memory BYTES keep the carried states in a temporary file beside OUTDIR when larger\n"
     "  --no-resume        ignore a partial run left by an interrupted export to the same OUTDIR\n"
@@ -76,7 +76,7 @@ qz::Status writeGptqReport(const std::string& path, const qz::gptq::ExportParams
         }
     j["experts"] = experts.size();
     j["expert_layers"] = expertLayers;
-    j["expert_min_tokens"] = p.expertMinTokens;  // -1: each layer's input columns
+    j["expert_min_tokens"] = p.expertMinTokens;  // -1: 4 x each layer's input columns
     j["experts_fallback"] = r.expertsFallback;
     j["expert_layers_fallback"] = r.expertLayersFallback;
     j["seconds"] = r.seconds;
@@ -234,7 +234,7 @@ int cmdExportGptq(int argc, char** argv) {
         std::printf("experts: %d of %zu fell back to the averaged expert Hessian (%d of %d expert layers had fewer "
                     "routed tokens than %s)\n",
                     res->expertsFallback, experts.size(), res->expertLayersFallback, expertLayers,
-                    p.expertMinTokens >= 0 ? std::to_string(p.expertMinTokens).c_str() : "their input columns");
+                    p.expertMinTokens >= 0 ? std::to_string(p.expertMinTokens).c_str() : "4 x their input columns");
     if (!reportPath.empty())
         if (auto s = writeGptqReport(reportPath, p, *res); !s) return fail(s.error().message);
     if (n > 0) {

@@ -27,7 +27,16 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-nlohmann::ordered_json quantizeConfigObject(const ExportParams& p) {
+// An expert's own Hessian is trusted from this many routed tokens per input column: below 4 x the columns
+// the layer's averaged expert Hessian gave the lower held-out output error on every expert layer kind of
+// the tiny qwen3moe and mixtral models, from 8 x its own (README.md D.6, tests/bench/bench_moe_fallback).
+constexpr int64_t kExpertTokensPerColumn = 4;
+
+// modules: for a mixture-of-experts model, the quantized modules of a block relative to the block
+// (README.md D.6), written as "modules_in_block_to_quantize" so that a loader replaces only those (the
+// router is an nn.Linear too and stays unquantized).
+nlohmann::ordered_json quantizeConfigObject(const ExportParams& p,
+                                            const std::vector<std::vector<std::string>>& modules = {}) {
     nlohmann::ordered_json j;
     j["bits"] = p.quant.bits;
     j["group_size"] = p.quant.groupSize;
@@ -40,6 +49,7 @@ nlohmann::ordered_json quantizeConfigObject(const ExportParams& p) {
     j["model_file_base_name"] = "model";
     j["quant_method"] = "gptq";
     j["checkpoint_format"] = "gptq";
+    if (!modules.empty()) j["modules_in_block_to_quantize"] = modules;
     // GPTQModel refuses asymmetric v1 checkpoints unless the quantizer is named (README.md D.3); it is
     // also informative for everyone else. Unknown keys are accepted by transformers.
     j["meta"] = {{"quantizer", nlohmann::ordered_json::array({"quantzoo:0.1.0"})},
@@ -328,13 +338,13 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 // neither GPTQ nor the relative errors.
                 for (auto& [name, in] : inputs) in.acc.countSample(static_cast<int64_t>(windows.size()));
             }
-            // Experts' layers with fewer routed tokens than their input columns (or ExportParams::
+            // Experts' layers with fewer routed tokens than 4 x their input columns (or ExportParams::
             // expertMinTokens) are quantized with GPTQ on the layer's averaged expert Hessian instead of
             // their own (README.md D.6): the sum of every expert's Hessian of that group (a per-token
             // average up to a constant factor, which GPTQ does not see).
             std::map<size_t, std::vector<float>> averaged;  // group -> Σ over the experts' Hessians
             auto minTokensOf = [&](const LinearLayer& L) {
-                return p.expertMinTokens >= 0 ? p.expertMinTokens : static_cast<int64_t>(L.in);
+                return p.expertMinTokens >= 0 ? p.expertMinTokens : kExpertTokensPerColumn * static_cast<int64_t>(L.in);
             };
             if (calibrate) {
                 std::set<size_t> needed;
@@ -537,7 +547,16 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     res.tensorBytes = writer.totalBytes();
 
     // Config files.
-    const auto qc = quantizeConfigObject(p);
+    // MoE: the block's quantized modules by group, relative to the block ("mlp.experts.0.gate_proj").
+    std::vector<std::vector<std::string>> modules;
+    if (plan.experts > 0) {
+        const std::string bp = "model.layers.0.";
+        for (const auto& gr : plan.blocks[0]) {
+            modules.emplace_back();
+            for (const auto& L : gr) modules.back().push_back(L.prefix.substr(bp.size()));
+        }
+    }
+    const auto qc = quantizeConfigObject(p, modules);
     if (auto s = writeFileAtomic((tmpDir / "quantize_config.json").string(), qc.dump(2) + "\n"); !s) return s.error();
     res.files.push_back("quantize_config.json");
     if (auto s = calib::writeQuantizedConfig(model, tmpDir, qc, res.files); !s) return s.error();

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     qc.bits = 4;
     qc.groupSize = 128;
     qc.threads = 1;
-    const std::vector<int64_t> ns = {0, 1, 4, 16, 64, 128, 256, 384, 512, 1024, 2048};
+    const std::vector<int64_t> ns = {0, 1, 4, 16, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048};
     for (const std::string arch : {"qwen3moe", "mixtral"}) {
         const std::string dir = (tmp / arch).string();
         if (auto s = qztest::writeTinyModel(dir, arch, data); !s) {
