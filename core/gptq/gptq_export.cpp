@@ -354,8 +354,9 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 for (size_t g : needed) {
                     std::set<std::string> seen;
                     for (const auto& L : block[g]) {
-                        if (L.expert < 0 || !seen.insert(L.inputName).second) continue;
-                        const auto h = inputs.at(L.inputName).acc.finish();
+                        auto in = inputs.find(L.inputName);
+                        if (L.expert < 0 || in == inputs.end() || !seen.insert(L.inputName).second) continue;
+                        const auto h = in->second.acc.finish();
                         auto& sum = averaged[g];
                         if (sum.empty()) sum.assign(h.size(), 0.0f);
                         for (size_t i = 0; i < h.size(); ++i) sum[i] += h[i];
@@ -376,7 +377,10 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 bool fallback = false;
                 if (calibrate) {
                     InputStats& in = inputs.at(L.inputName);
-                    if (!H.count(L.inputName)) H[L.inputName] = in.acc.finish();
+                    if (!H.count(L.inputName)) {
+                        H[L.inputName] = in.acc.finish();
+                        in.acc = calib::HessianAccumulator();  // its sums are no longer needed: one copy per input
+                    }
                     if (L.expert >= 0) {
                         tokens = in.tokens;
                         fallback = tokens < minTokensOf(L);
@@ -403,9 +407,9 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 }
                 // The errors are measured on the layer's own Hessian (an expert below the threshold: the few
                 // tokens it has; none: no error, -1).
-                const std::vector<float>& He = calibrate ? H[L.inputName] : std::vector<float>{};
                 const bool measurable = calibrate && (L.expert < 0 || tokens > 0);
                 if (measurable) {
+                    const std::vector<float>& He = H[L.inputName];
                     rec.relErr = relativeOutputError(w->data(), dequantize(rec.result), L.out, L.in, He, p.quant.threads);
                     if (p.rtnBaseline)
                         rec.relErrRtn = p.method == Method::Rtn ? rec.relErr

@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "export/gguf_export.h"
 #include "ggml/imatrix.h"
@@ -343,6 +344,61 @@ private slots:
             QVERIFY2(fallbacks > 0 && fallbacks < static_cast<int>(3 * td.experts * td.layers),
                      qPrintable(QString("%1 expert layers fell back").arg(fallbacks)));
         }
+    }
+
+    // An MoE export cancelled in the middle of block 0's experts resumes to the same files: the experts
+    // finished before the interruption are loaded, and the averaged expert Hessian of the fallback is
+    // still built from all experts of the group.
+    void gptqMoeCancelResume() {
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, "mixtral", QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        gptq::ExportParams p;
+        p.quant.bits = 4;
+        p.quant.groupSize = 128;
+        p.quant.threads = 2;
+        p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
+        p.calib.samples = 8;
+        p.calib.seqLen = 48;
+        p.expertMinTokens = 100;  // ~96 tokens per expert: some fall back, some not
+        p.outputDir = tmp.filePath("full").toStdString();
+        auto full = gptq::exportGptq(**m, p);
+        QVERIFY2(full, full ? "" : full.error().message.c_str());
+        QVERIFY2(full->expertsFallback > 0 && full->expertsFallback < 16,
+                 qPrintable(QString("%1 experts fell back").arg(full->expertsFallback)));
+        p.outputDir = tmp.filePath("resumed").toStdString();
+        int layers = 0;
+        bool stop = false;
+        auto cancelled = gptq::exportGptq(
+            **m, p, [&](const ProgressInfo&) { return !stop; },
+            [&](const gptq::LayerReport&) {
+                if (++layers == 9) stop = true;  // q, k, v, o and 5 of the 16 expert gate/up layers
+            });
+        QVERIFY(!cancelled && cancelled.error().cancelled);
+        auto resumed = gptq::exportGptq(**m, p);
+        QVERIFY2(resumed, resumed ? "" : resumed.error().message.c_str());
+        QCOMPARE(resumed->resumedLayers, 9);
+        QCOMPARE(resumed->expertsFallback, full->expertsFallback);
+        QCOMPARE(resumed->expertLayersFallback, full->expertLayersFallback);
+        auto readAll = [](const std::string& f) {
+            std::ifstream in(f, std::ios::binary);
+            return std::string(std::istreambuf_iterator<char>(in), {});
+        };
+        for (const auto& f : full->files)
+            QVERIFY2(readAll(tmp.filePath("full").toStdString() + "/" + f) ==
+                         readAll(tmp.filePath("resumed").toStdString() + "/" + f),
+                     f.c_str());
+        // The router is copied as it is; modules_in_block_to_quantize lists the block's 28 modules.
+        auto back = openModel(tmp.filePath("full").toStdString());
+        QVERIFY(back);
+        QVERIFY((*back)->find("model.layers.1.block_sparse_moe.gate.weight"));
+        QVERIFY((*back)->find("model.layers.1.block_sparse_moe.experts.7.w2.qweight"));
+        const auto qc = nlohmann::json::parse(readAll(tmp.filePath("full").toStdString() + "/quantize_config.json"));
+        size_t listed = 0;
+        for (const auto& g : qc.at("modules_in_block_to_quantize")) listed += g.size();
+        QCOMPARE(listed, size_t(28));
     }
 
     // Hostile configurations are refused with a message naming the folder, not run.
