@@ -125,6 +125,13 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     auto planR = planLayers(model);
     if (!planR) return planR.error();
     const LayerPlan& plan = *planR;
+    if (plan.experts > 0) {  // the tensors' experts must be the ones config.json routes to
+        auto hp = readInferHParams(model);
+        if (!hp) return hp.error();
+        if (hp->nExpert != plan.experts)
+            return makeError("GPTQ: " + model.path + " has " + std::to_string(plan.experts) +
+                             " experts per layer but its configuration names " + std::to_string(hp->nExpert));
+    }
     for (const auto& b : plan.blocks)
         for (const auto& g : b)
             for (const auto& L : g)
@@ -344,7 +351,9 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
             // average up to a constant factor, which GPTQ does not see).
             std::map<size_t, std::vector<float>> averaged;  // group -> Σ over the experts' Hessians
             auto minTokensOf = [&](const LinearLayer& L) {
-                return p.expertMinTokens >= 0 ? p.expertMinTokens : kExpertTokensPerColumn * static_cast<int64_t>(L.in);
+                // An expert no token reached always falls back (its own Hessian is zero: a zero weight).
+                return std::max<int64_t>(1, p.expertMinTokens >= 0 ? p.expertMinTokens
+                                                                   : kExpertTokensPerColumn * static_cast<int64_t>(L.in));
             };
             if (calibrate) {
                 std::set<size_t> needed;

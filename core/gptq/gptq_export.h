@@ -67,7 +67,8 @@ struct ExportParams {
     StateType stateType = StateType::F32; // storage of the carried hidden states (F32: exact)
     uint64_t maxStateMemory = 0; // carried states above this many bytes go to a temporary file (0: no limit)
     // Mixture of experts: an expert's layer with fewer routed calibration tokens than this is quantized on
-    // the layer's averaged expert Hessian (README.md D.6); -1: 4 x the layer's input columns.
+    // the layer's averaged expert Hessian (README.md D.6); -1: 4 x the layer's input columns. An expert
+    // no token reached falls back whatever the setting.
     int64_t expertMinTokens = -1;
 };
 

@@ -401,6 +401,27 @@ private slots:
         QCOMPARE(listed, size_t(28));
     }
 
+    // Experts in the file that config.json does not route to (or the reverse) are refused before any work.
+    void gptqMoeExpertCountMismatch() {
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, "qwen3moe", QZ_TEST_DATA));
+        std::string cfg = tinyConfig("qwen3moe");
+        const std::string from = "\"num_experts\": 4", to = "\"num_experts\": 3";
+        cfg.replace(cfg.find(from), from.size(), to);
+        std::ofstream(dir + "/config.json") << cfg;
+        auto m = openModel(dir);
+        QVERIFY(m);
+        gptq::ExportParams p;
+        p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
+        p.writeOutput = false;
+        auto r = gptq::exportGptq(**m, p);
+        QVERIFY(!r);
+        QVERIFY2(r.error().message.find("4 experts per layer") != std::string::npos &&
+                     r.error().message.find(dir) != std::string::npos,
+                 r.error().message.c_str());
+    }
+
     // Hostile configurations are refused with a message naming the folder, not run.
     void refusesBadConfigs_data() {
         QTest::addColumn<QString>("arch");
