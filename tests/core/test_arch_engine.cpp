@@ -401,6 +401,42 @@ private slots:
         QCOMPARE(listed, size_t(28));
     }
 
+    // An expert no calibration token reaches: AutoGPTQ would write a zero weight (every column dead); we
+    // quantize it on the averaged expert Hessian even with the threshold at 0, and report no error for it.
+    void gptqMoeUnroutedExpert() {
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, "mixtral", QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        gptq::ExportParams p;
+        p.quant.threads = 2;
+        p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
+        p.calib.samples = 1;
+        p.calib.seqLen = 3;  // 3 tokens x top-2: at most 6 of the 8 experts of a block see any
+        p.expertMinTokens = 0;
+        p.writeOutput = false;
+        p.keepOverrides = true;
+        auto r = gptq::exportGptq(**m, p);
+        QVERIFY2(r, r ? "" : r.error().message.c_str());
+        int unrouted = 0;
+        for (const auto& L : r->layers) {
+            if (L.expert < 0) continue;
+            QCOMPARE(L.fallback, L.tokens == 0);
+            if (L.tokens != 0) continue;
+            ++unrouted;
+            QCOMPARE(L.relErr, -1.0);
+            const auto& w = r->overrides.at(L.name);
+            const TinyTensor t{L.name, {L.out, L.in}};
+            const auto orig = tinyValues("mixtral", t);
+            double dot = 0, nw = 0, no = 0;
+            for (size_t i = 0; i < w.size(); ++i) dot += w[i] * orig[i], nw += w[i] * w[i], no += orig[i] * orig[i];
+            QVERIFY2(nw > 0 && dot / std::sqrt(nw * no) > 0.9, L.name.c_str());  // a 4-bit copy, not zeros
+        }
+        QVERIFY(unrouted >= 2 * 3 * 2);  // at least 2 experts x 3 layers in each of the 2 blocks
+        QVERIFY(r->expertsFallback >= 4);
+    }
+
     // Experts in the file that config.json does not route to (or the reverse) are refused before any work.
     void gptqMoeExpertCountMismatch() {
         QTemporaryDir tmp;
