@@ -28,8 +28,9 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // An expert's own Hessian is trusted from this many routed tokens per input column: below 4 x the columns
-// the layer's averaged expert Hessian gave the lower held-out output error on every expert layer kind of
-// the tiny qwen3moe and mixtral models, from 8 x its own (README.md D.6, tests/bench/bench_moe_fallback).
+// the layer's averaged expert Hessian gave the lower held-out output error for every expert layer kind of
+// the tiny qwen3moe and mixtral models, at 8 x the columns the expert's own one did (README.md D.6,
+// tests/bench/bench_moe_fallback).
 constexpr int64_t kExpertTokensPerColumn = 4;
 
 // modules: for a mixture-of-experts model, the quantized modules of a block relative to the block
