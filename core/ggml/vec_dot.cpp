@@ -377,6 +377,14 @@ const char* vecDotKernelName(DType t) {
     return vecDotSupported(t) && haveAvx2() ? "avx2" : "scalar";
 }
 
+// Fewer tokens than this go to the AVX2 kernels even with AMX (a tile product always computes 16).
+constexpr int64_t kAmxMinTokens = 4;
+
+const char* quantizedLinearKernelName(DType t) {
+    if (!vecDotSupported(t) || !haveAvx2()) return "scalar";
+    return amxSupported(t) && haveAmx() ? "amx" : "avx2";
+}
+
 bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64_t nOut, int64_t nIn,
                      const float* X, int64_t n, float* Y, int64_t ldy, int threads) {
     if (!vecDotSupported(weightType) || nIn < 0 || nOut < 0 || n < 0) return false;
@@ -415,9 +423,8 @@ bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64
                                    (256 * 1024 / std::max<int64_t>(1, static_cast<int64_t>(stride))) /
                                        kMaxTokens * kMaxTokens)
                : n;
-    parallelFor(
-        static_cast<size_t>(nOut),
-        [&](size_t r0, size_t r1, int) {
+    // Rows [r0, r1) with the AVX2 or scalar kernels.
+    auto rows = [&](size_t r0, size_t r1) {
             Scratch& s = scratch();
             for (int64_t p0 = 0; p0 < n; p0 += panel) {
                 const int64_t p1 = std::min(n, p0 + panel);
@@ -476,7 +483,25 @@ bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64
                     }
                 }
             }
-        },
+    };
+    // With AMX, tiles of 16 rows × 16 tokens (the same bits); the rows left over go the other way.
+    if (k.avx2 && n >= kAmxMinTokens && nOut >= 16 && amxSupported(weightType) && haveAmx()) {
+        AmxActs packed;
+        amxPackActs(weightType, act.data(), stride, n, nIn, packed);
+        const int64_t tiles = nOut / 16;
+        parallelFor(
+            static_cast<size_t>(tiles),
+            [&](size_t t0, size_t t1, int) {
+                for (size_t t = t0; t < t1; ++t)
+                    if (!amxRows16(weightType, W, rowStride, static_cast<int64_t>(16 * t), nIn, packed, n, Y, ldy))
+                        rows(16 * t, 16 * t + 16);
+            },
+            threads);
+        if (tiles * 16 < nOut) rows(static_cast<size_t>(tiles * 16), static_cast<size_t>(nOut));
+        return true;
+    }
+    parallelFor(
+        static_cast<size_t>(nOut), [&](size_t r0, size_t r1, int) { rows(r0, r1); },
         threads, 16);
     return true;
 }

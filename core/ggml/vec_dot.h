@@ -65,6 +65,11 @@ float vecDotScalar(DType weightType, int64_t n, const void* wRow, const void* ac
 // Which kernel vecDot uses for t on this CPU ("avx2" or "scalar"); QZ_NO_AVX2=1 forces scalar.
 const char* vecDotKernelName(DType weightType);
 
+// Which kernel quantizedLinear uses for t and n >= 4 tokens on this CPU: "amx" (tiles of 16 rows × 16
+// tokens, rows left over with "avx2"), "avx2" or "scalar"; QZ_NO_AMX=1 turns "amx" off. All give the
+// same bits.
+const char* quantizedLinearKernelName(DType weightType);
+
 // Y = W·X from stored weights: Y[i + j·ldy] = vecDot(row i of W, column j of X encoded for W's
 // type), for i < nOut, j < n (the same bits). Each weight row is unpacked once (to int8 values and
 // integer scales) for all n tokens, so the cost per token falls with n: with 64 tokens it is faster

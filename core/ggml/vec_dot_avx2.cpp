@@ -227,33 +227,39 @@ void dotKN(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, fl
     }
 }
 
+// Per block and token: the exact integer sum of the 32 products, then the same float expression as
+// dotB32Scalar (one integer per block), so that every kernel gives the same bits.
 template <int T>
 QZ_AVX2 void dotB32T(const UnpackedB32* w, const uint8_t* const* y, int64_t nb, bool q81, float* out) {
     const size_t bs = q81 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
     const size_t qsOff = q81 ? 4 : 2;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[T];
-    float mins[T];
+    float sum[T];
     for (int t = 0; t < T; ++t)
-        acc[t] = _mm256_setzero_ps(), mins[t] = 0.f;
+        sum[t] = 0.f;
     for (int64_t b = 0; b < nb; ++b) {
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].q));
         const __m256i aq = _mm256_sign_epi8(q, q);
+        __m256i s32[T];
+        for (int t = 0; t < T; ++t) {
+            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t] + b * bs + qsOff));
+            s32[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(a, q)), ones);
+        }
+        int32_t is[T];
+        hsumInts<T>(s32, is);
         for (int t = 0; t < T; ++t) {
             const uint8_t* yb = y[t] + b * bs;
-            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb + qsOff));
-            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(a, q)), ones);
             uint16_t h;
             std::memcpy(&h, yb, 2);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(w[b].d * _cvtsh_ss(h)), _mm256_cvtepi32_ps(s32), acc[t]);
+            sum[t] += (w[b].d * _cvtsh_ss(h)) * static_cast<float>(is[t]);
             if (q81) {
                 std::memcpy(&h, yb + 2, 2);
-                mins[t] += w[b].m * _cvtsh_ss(h);
+                sum[t] += w[b].m * _cvtsh_ss(h);
             }
         }
     }
     for (int t = 0; t < T; ++t)
-        out[t] = hsum8(acc[t]) + mins[t];
+        out[t] = sum[t];
 }
 
 // Two weight rows against T tokens, sharing the activation loads; per row the same operations as dotB32T.
@@ -263,37 +269,40 @@ QZ_AVX2 void dotB322T(const UnpackedB32* w0, const UnpackedB32* w1, const uint8_
     const size_t bs = q81 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
     const size_t qsOff = q81 ? 4 : 2;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc0[T], acc1[T];
-    float mins0[T], mins1[T];
-    for (int t = 0; t < T; ++t) {
-        acc0[t] = acc1[t] = _mm256_setzero_ps();
-        mins0[t] = mins1[t] = 0.f;
-    }
+    float sum0[T], sum1[T];
+    for (int t = 0; t < T; ++t)
+        sum0[t] = sum1[t] = 0.f;
     for (int64_t b = 0; b < nb; ++b) {
         const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0[b].q));
         const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1[b].q));
         const __m256i aq0 = _mm256_sign_epi8(q0, q0), aq1 = _mm256_sign_epi8(q1, q1);
+        __m256i s0[T], s1[T];
+        for (int t = 0; t < T; ++t) {
+            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t] + b * bs + qsOff));
+            s0[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq0, _mm256_sign_epi8(a, q0)), ones);
+            s1[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq1, _mm256_sign_epi8(a, q1)), ones);
+        }
+        int32_t is0[T], is1[T];
+        hsumInts<T>(s0, is0);
+        hsumInts<T>(s1, is1);
         for (int t = 0; t < T; ++t) {
             const uint8_t* yb = y[t] + b * bs;
-            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb + qsOff));
-            const __m256i s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq0, _mm256_sign_epi8(a, q0)), ones);
-            const __m256i s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq1, _mm256_sign_epi8(a, q1)), ones);
             uint16_t h;
             std::memcpy(&h, yb, 2);
             const float dy = _cvtsh_ss(h);
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(w0[b].d * dy), _mm256_cvtepi32_ps(s0), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(w1[b].d * dy), _mm256_cvtepi32_ps(s1), acc1[t]);
+            sum0[t] += (w0[b].d * dy) * static_cast<float>(is0[t]);
+            sum1[t] += (w1[b].d * dy) * static_cast<float>(is1[t]);
             if (q81) {
                 std::memcpy(&h, yb + 2, 2);
                 const float sy = _cvtsh_ss(h);
-                mins0[t] += w0[b].m * sy;
-                mins1[t] += w1[b].m * sy;
+                sum0[t] += w0[b].m * sy;
+                sum1[t] += w1[b].m * sy;
             }
         }
     }
     for (int t = 0; t < T; ++t) {
-        out0[t] = hsum8(acc0[t]) + mins0[t];
-        out1[t] = hsum8(acc1[t]) + mins1[t];
+        out0[t] = sum0[t];
+        out1[t] = sum1[t];
     }
 }
 

@@ -1,0 +1,341 @@
+// AMX tile kernels for quantizedLinear (vec_dot_impl.h): 16 weight rows × 16 tokens per tile product.
+//
+// A tile product (TDPBSSD) adds exact int8 × int8 products into int32, so the integer of every block —
+// or, for the K types, of every 16- or 32-element sub-block, then combined with the integer scales in
+// int32 — is the same integer as in the scalar and AVX2 kernels; each block's integer then goes through
+// the same float expression (dotB32Scalar / dotKScalar, lane by lane, no FMA), so the results are the
+// same bits as vecDot's (README.md D.3). The activations of 16 tokens are packed once per call in the
+// layout the B operand needs (4 consecutive elements of each token side by side); the weights of 16
+// rows are unpacked once per row tile, as in the AVX2 path, with the K types' values moved back to
+// signed bytes (the unsigned shift only serves maddubs).
+//
+// Linux gives a process the tile state only after arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+// (kernel Documentation/arch/x86/xstate.rst); the tile instructions are written as inline assembly
+// (binutils >= 2.36), the float epilogue uses AVX-512 with target attributes, and everything is used
+// only after haveAmx() checked the CPU and the OS at run time. QZ_NO_AMX=1 turns the path off.
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "common/dtype.h"
+#include "ggml/vec_dot_impl.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__linux__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define QZ_VECDOT_AMX 1
+#else
+#define QZ_VECDOT_AMX 0
+#endif
+
+namespace qz::ggml::vecdot {
+
+#if QZ_VECDOT_AMX
+
+namespace {
+
+// GCC 12 warns that _mm512_cvtepi32_ps's _mm512_undefined_ps() "may be used uninitialized" (it is the
+// intrinsic's deliberate don't-care operand).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#define QZ_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
+
+// Tile registers: 0 = C (16 × 16 int32), 1 = A (16 rows × G bytes), 2 = B (G/4 rows × 64 bytes),
+// 3 = C of the mins, 4 = A of the mins (16 × 64), 5 = B of 64 elements (16 × 64).
+#define QZ_TILE_LOAD(t, base, stride)                                                                   \
+    asm volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
+#define QZ_TILE_STORE(t, base, stride)                                                                  \
+    asm volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
+#define QZ_TILE_ZERO(t) asm volatile("tilezero %%tmm" #t ::)
+#define QZ_TILE_DP(c, a, b) asm volatile("tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+
+struct alignas(64) TileConfig {
+    uint8_t palette = 1;
+    uint8_t startRow = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+void loadTiles(int g) {
+    TileConfig c;
+    auto set = [&](int t, int rows, int colsb) {
+        c.rows[t] = static_cast<uint8_t>(rows);
+        c.colsb[t] = static_cast<uint16_t>(colsb);
+    };
+    set(0, 16, 64);
+    set(1, 16, g);
+    set(2, g / 4, 64);
+    set(3, 16, 64);
+    set(4, 16, 64);
+    set(5, 16, 64);
+    asm volatile("ldtilecfg %0" ::"m"(c) : "memory");
+}
+
+void releaseTiles() {
+    asm volatile("tilerelease" ::: "memory");
+}
+
+bool detectAmx() {
+    if (const char* env = std::getenv("QZ_NO_AMX"); env && *env && *env != '0') return false;
+    if (!haveAvx2()) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false; // OSXSAVE
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool tile = d & (1u << 24), int8 = d & (1u << 25);
+    const bool avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31));
+    if (!tile || !int8 || !avx512) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+    unsigned lo = 0, hi = 0;
+    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    // opmask, ZMM upper halves, ZMM16-31, tile config and tile data enabled by the OS
+    return (lo & 0xE6u) == 0xE6u && (lo & 0x60000u) == 0x60000u;
+}
+
+// Per-thread scratch of the row tiles.
+struct AmxScratch {
+    std::vector<UnpackedK> k;
+    std::vector<UnpackedB32> b32;
+    std::vector<int8_t> aq, amn;
+    std::vector<float> d, dmin;
+    std::vector<int32_t> sc;
+    alignas(64) int32_t c[16 * 16 * 16];
+    alignas(64) int32_t m[16 * 16];
+    alignas(64) float out[16 * 16];
+};
+AmxScratch& amxScratch() {
+    thread_local AmxScratch s;
+    return s;
+}
+
+// Row r's 16 token results (out[16·r + t]) to Y.
+void storeTile(const float* out, int64_t r0, int rows, int64_t t0, int tokens, float* Y, int64_t ldy) {
+    for (int t = 0; t < tokens; ++t)
+        for (int r = 0; r < rows; ++r)
+            Y[r0 + r + (t0 + t) * ldy] = out[16 * r + t];
+}
+
+QZ_AVX512 void b32Tile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, int64_t n, float* Y, int64_t ldy) {
+    for (int64_t g = 0; g < a.groups; ++g) {
+        __m512 sum[16];
+        for (int r = 0; r < 16; ++r)
+            sum[r] = _mm512_setzero_ps();
+        const int8_t* pg = a.q.data() + g * a.groupBytes;
+        for (int64_t b = 0; b < nb; ++b) {
+            QZ_TILE_ZERO(0);
+            QZ_TILE_LOAD(1, s.aq.data() + b * 512, 32);
+            QZ_TILE_LOAD(2, pg + b * 512, 64);
+            QZ_TILE_DP(0, 1, 2);
+            QZ_TILE_STORE(0, s.c, 64);
+            const __m512 dy = _mm512_loadu_ps(a.d.data() + (g * a.nb + b) * 16);
+            const float* dw = s.d.data() + b * 16;
+            for (int r = 0; r < 16; ++r) {
+                const __m512 is = _mm512_cvtepi32_ps(_mm512_load_si512(s.c + 16 * r));
+                sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(dw[r]), dy), is));
+            }
+        }
+        for (int r = 0; r < 16; ++r)
+            _mm512_store_ps(s.out + 16 * r, sum[r]);
+        storeTile(s.out, r0, 16, 16 * g, static_cast<int>(std::min<int64_t>(16, n - 16 * g)), Y, ldy);
+    }
+}
+
+template <int G, bool Mins>
+QZ_AVX512 void kTile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, int64_t n, float* Y, int64_t ldy) {
+    constexpr int J = 256 / G; // sub-blocks per block
+    for (int64_t g = 0; g < a.groups; ++g) {
+        __m512 sum[16];
+        for (int r = 0; r < 16; ++r)
+            sum[r] = _mm512_setzero_ps();
+        const int8_t* pg = a.q.data() + g * a.groupBytes;
+        for (int64_t b = 0; b < nb; ++b) {
+            const int8_t* pb = pg + b * 4096; // 64 rows of 64 bytes per block
+            const int8_t* ab = s.aq.data() + b * 4096;
+            for (int j = 0; j < J; ++j) {
+                QZ_TILE_ZERO(0);
+                QZ_TILE_LOAD(1, ab + j * 16 * G, G);
+                QZ_TILE_LOAD(2, pb + j * G * 16, 64);
+                QZ_TILE_DP(0, 1, 2);
+                QZ_TILE_STORE(0, s.c + 256 * j, 64);
+            }
+            if constexpr (Mins) {
+                QZ_TILE_ZERO(3);
+                const int8_t* mb = s.amn.data() + b * 4096;
+                for (int q = 0; q < 4; ++q) {
+                    QZ_TILE_LOAD(4, mb + q * 1024, 64);
+                    QZ_TILE_LOAD(5, pb + q * 1024, 64);
+                    QZ_TILE_DP(3, 4, 5);
+                }
+                QZ_TILE_STORE(3, s.m, 64);
+            }
+            const __m512 yd = _mm512_loadu_ps(a.d.data() + (g * a.nb + b) * 16);
+            const int32_t* sc = s.sc.data() + b * 16 * J;
+            for (int r = 0; r < 16; ++r) {
+                __m512i is = _mm512_setzero_si512();
+                for (int j = 0; j < J; ++j)
+                    is = _mm512_add_epi32(
+                        is, _mm512_mullo_epi32(_mm512_load_si512(s.c + 256 * j + 16 * r), _mm512_set1_epi32(sc[J * r + j])));
+                const __m512i ms = Mins ? _mm512_load_si512(s.m + 16 * r) : _mm512_setzero_si512();
+                const __m512 t2 = _mm512_mul_ps(_mm512_mul_ps(yd, _mm512_set1_ps(s.d[b * 16 + r])), _mm512_cvtepi32_ps(is));
+                const __m512 t4 =
+                    _mm512_mul_ps(_mm512_mul_ps(yd, _mm512_set1_ps(s.dmin[b * 16 + r])), _mm512_cvtepi32_ps(ms));
+                sum[r] = _mm512_add_ps(sum[r], _mm512_sub_ps(t2, t4));
+            }
+        }
+        for (int r = 0; r < 16; ++r)
+            _mm512_store_ps(s.out + 16 * r, sum[r]);
+        storeTile(s.out, r0, 16, 16 * g, static_cast<int>(std::min<int64_t>(16, n - 16 * g)), Y, ldy);
+    }
+}
+
+} // namespace
+
+bool haveAmx() {
+    static const bool yes = detectAmx();
+    return yes;
+}
+
+bool amxSupported(DType t) {
+    switch (t) {
+    case DType::Q4_0:
+    case DType::Q5_0:
+    case DType::Q8_0:
+    case DType::IQ4_NL:
+    case DType::MXFP4:
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+    case DType::IQ4_XS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+QZ_AVX512 void amxPackActs(DType weightType, const uint8_t* act, size_t stride, int64_t n, int64_t nIn, AmxActs& out) {
+    const bool k = formOf(weightType) == Form::K;
+    const int64_t bsElems = k ? QK_K : 32;
+    const size_t blockBytes = k ? sizeof(BlockQ8_K) : sizeof(BlockQ8_0);
+    const size_t qsOff = k ? offsetof(BlockQ8_K, qs) : 2;
+    out.nb = nIn / bsElems;
+    out.groups = (n + 15) / 16;
+    out.groupBytes = static_cast<size_t>(nIn) * 16;
+    out.q.assign(static_cast<size_t>(out.groups) * out.groupBytes, 0);
+    out.d.assign(static_cast<size_t>(out.groups * out.nb * 16), 0.f);
+    const int64_t words = bsElems / 4;
+    for (int64_t j = 0; j < n; ++j) {
+        const int64_t g = j / 16, t = j % 16;
+        const uint8_t* tok = act + static_cast<size_t>(j) * stride;
+        int8_t* pg = out.q.data() + g * out.groupBytes;
+        for (int64_t b = 0; b < out.nb; ++b) {
+            const uint8_t* blk = tok + b * blockBytes;
+            float d;
+            if (k) {
+                std::memcpy(&d, blk, 4);
+            } else {
+                uint16_t h;
+                std::memcpy(&h, blk, 2);
+                d = _cvtsh_ss(h);
+            }
+            out.d[static_cast<size_t>((g * out.nb + b) * 16 + t)] = d;
+            for (int64_t w = 0; w < words; ++w)
+                std::memcpy(pg + ((b * words + w) * 16 + t) * 4, blk + qsOff + 4 * w, 4);
+        }
+    }
+}
+
+bool amxRows16(DType t, const uint8_t* W, size_t rowStride, int64_t r0, int64_t nIn, const AmxActs& a, int64_t n,
+               float* Y, int64_t ldy) {
+    AmxScratch& s = amxScratch();
+    if (formOf(t) == Form::B32) {
+        const int64_t nb = nIn / 32;
+        s.b32.resize(static_cast<size_t>(16 * nb));
+        s.aq.resize(static_cast<size_t>(nb * 512));
+        s.d.resize(static_cast<size_t>(nb * 16));
+        for (int r = 0; r < 16; ++r) {
+            UnpackedB32* u = s.b32.data() + r * nb;
+            unpackB32(t, W + (r0 + r) * rowStride, u, nb, true);
+            for (int64_t b = 0; b < nb; ++b) {
+                std::memcpy(s.aq.data() + b * 512 + 32 * r, u[b].q, 32);
+                s.d[static_cast<size_t>(b * 16 + r)] = u[b].d;
+            }
+        }
+        loadTiles(32);
+        b32Tile(a, nb, s, r0, n, Y, ldy);
+        releaseTiles();
+        return true;
+    }
+    const int64_t nb = nIn / QK_K;
+    s.k.resize(static_cast<size_t>(16 * nb));
+    for (int r = 0; r < 16; ++r)
+        unpackK(t, W + (r0 + r) * rowStride, s.k.data() + r * nb, nb, true);
+    const bool mins = hasMins(t);
+    const int offset = std::max(0, unpackedOffset(t));
+    bool pairs = true; // one scale per 32 values
+    for (const UnpackedK& u : s.k) {
+        for (int j = 0; j < 16; j += 2)
+            pairs = pairs && u.sc[j] == u.sc[j + 1];
+        if (mins)
+            for (int j = 0; j < 16; ++j)
+                if (u.mn[j] < -128 || u.mn[j] > 127) return false;
+    }
+    const int G = pairs ? 32 : 16, J = 256 / G;
+    s.aq.resize(static_cast<size_t>(nb * 4096));
+    s.amn.resize(mins ? static_cast<size_t>(nb * 4096) : 0);
+    s.d.resize(static_cast<size_t>(nb * 16));
+    s.dmin.resize(static_cast<size_t>(nb * 16));
+    s.sc.resize(static_cast<size_t>(nb * 16 * J));
+    for (int r = 0; r < 16; ++r)
+        for (int64_t b = 0; b < nb; ++b) {
+            const UnpackedK& u = s.k[static_cast<size_t>(r * nb + b)];
+            int8_t* ab = s.aq.data() + b * 4096;
+            for (int j = 0; j < J; ++j) {
+                int8_t* dst = ab + j * 16 * G + r * G;
+                for (int e = 0; e < G; ++e)
+                    dst[e] = static_cast<int8_t>(u.q[G * j + e] - offset);
+                s.sc[static_cast<size_t>(b * 16 * J + J * r + j)] = u.sc[j * (G / 16)];
+            }
+            if (mins) {
+                int8_t* mb = s.amn.data() + b * 4096;
+                for (int q = 0; q < 4; ++q)
+                    for (int e = 0; e < 64; ++e)
+                        mb[q * 1024 + r * 64 + e] = static_cast<int8_t>(u.mn[(64 * q + e) / 16]);
+            }
+            s.d[static_cast<size_t>(b * 16 + r)] = u.d;
+            s.dmin[static_cast<size_t>(b * 16 + r)] = u.dmin;
+        }
+    loadTiles(G);
+    if (G == 32)
+        mins ? kTile<32, true>(a, nb, s, r0, n, Y, ldy) : kTile<32, false>(a, nb, s, r0, n, Y, ldy);
+    else
+        mins ? kTile<16, true>(a, nb, s, r0, n, Y, ldy) : kTile<16, false>(a, nb, s, r0, n, Y, ldy);
+    releaseTiles();
+    return true;
+}
+
+#else
+
+bool haveAmx() {
+    return false;
+}
+bool amxSupported(DType) {
+    return false;
+}
+void amxPackActs(DType, const uint8_t*, size_t, int64_t, int64_t, AmxActs&) {}
+bool amxRows16(DType, const uint8_t*, size_t, int64_t, int64_t, const AmxActs&, int64_t, float*, int64_t) {
+    return false;
+}
+
+#endif
+
+} // namespace qz::ggml::vecdot
