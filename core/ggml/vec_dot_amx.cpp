@@ -38,16 +38,18 @@ namespace qz::ggml::vecdot {
 
 namespace {
 
-// GCC 12 warns that _mm512_cvtepi32_ps's _mm512_undefined_ps() "may be used uninitialized" (it is the
-// intrinsic's deliberate don't-care operand).
+// GCC 12 warns that the _mm512_undefined_* operands of some intrinsics (cvtepi32_ps, castsi256_si512) are
+// "used uninitialized" (they are the intrinsics' deliberate don't-care operands).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #define QZ_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
 
-// Tile registers: 0 = C (16 × 16 int32), 1 = A (16 rows × G bytes), 2 = B (G/4 rows × 64 bytes),
-// 3 = C of the mins, 4 = A of the mins (16 × 64), 5 = B of 64 elements (16 × 64).
+// Tile registers. B32 types: 0 = C (16 × 16 int32), 1 = A (16 rows × 32 bytes), 2 = B (8 rows × 64 bytes).
+// K types: 0, 1, 2 = C of the low parts, high parts and mins; 3, 5, 6 = A of those (16 × 64 bytes), 4 = B
+// (16 rows × 64 bytes: 64 elements of 16 tokens).
 #define QZ_TILE_LOAD(t, base, stride)                                                                   \
     asm volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
 #define QZ_TILE_STORE(t, base, stride)                                                                  \
@@ -64,24 +66,34 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
-void loadTiles(int g) {
+void loadTiles(bool b32) {
     TileConfig c;
-    auto set = [&](int t, int rows, int colsb) {
-        c.rows[t] = static_cast<uint8_t>(rows);
-        c.colsb[t] = static_cast<uint16_t>(colsb);
-    };
-    set(0, 16, 64);
-    set(1, 16, g);
-    set(2, g / 4, 64);
-    set(3, 16, 64);
-    set(4, 16, 64);
-    set(5, 16, 64);
+    for (int t = 0; t < 7; ++t) {
+        c.rows[t] = 16;
+        c.colsb[t] = 64;
+    }
+    if (b32) {
+        c.colsb[1] = 32;
+        c.rows[2] = 8;
+    }
     asm volatile("ldtilecfg %0" ::"m"(c) : "memory");
 }
 
-void releaseTiles() {
-    asm volatile("tilerelease" ::: "memory");
-}
+// The tile configuration is per thread and other code in the process (llama.cpp's AMX kernels load theirs
+// once per thread) may rely on it staying loaded: the row tiles keep the one they found and put it back.
+struct TileScope {
+    TileConfig saved;
+    explicit TileScope(bool b32) {
+        asm volatile("sttilecfg %0" : "=m"(saved)::"memory");
+        loadTiles(b32);
+    }
+    ~TileScope() {
+        if (saved.palette != 0)
+            asm volatile("ldtilecfg %0" ::"m"(saved) : "memory");
+        else
+            asm volatile("tilerelease" ::: "memory");
+    }
+};
 
 bool detectAmx() {
     if (const char* env = std::getenv("QZ_NO_AMX"); env && *env && *env != '0') return false;
@@ -106,8 +118,7 @@ struct AmxScratch {
     std::vector<UnpackedB32> b32;
     std::vector<int8_t> aq, amn;
     std::vector<float> d, dmin;
-    std::vector<int32_t> sc;
-    alignas(64) int32_t c[16 * 16 * 16];
+    alignas(64) int32_t c[2 * 16 * 16];
     alignas(64) int32_t m[16 * 16];
     alignas(64) float out[16 * 16];
 };
@@ -148,9 +159,10 @@ QZ_AVX512 void b32Tile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, 
     }
 }
 
-template <int G, bool Mins>
+// Per block: the low and high parts of value × scale (hi·128 + lo, README.md) and the mins against 64
+// elements at a time, then per row is = 128·hi + lo and the scalar kernel's float expression.
+template <bool Mins>
 QZ_AVX512 void kTile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, int64_t n, float* Y, int64_t ldy) {
-    constexpr int J = 256 / G; // sub-blocks per block
     for (int64_t g = 0; g < a.groups; ++g) {
         __m512 sum[16];
         for (int r = 0; r < 16; ++r)
@@ -158,31 +170,29 @@ QZ_AVX512 void kTile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, in
         const int8_t* pg = a.q.data() + g * a.groupBytes;
         for (int64_t b = 0; b < nb; ++b) {
             const int8_t* pb = pg + b * 4096; // 64 rows of 64 bytes per block
-            const int8_t* ab = s.aq.data() + b * 4096;
-            for (int j = 0; j < J; ++j) {
-                QZ_TILE_ZERO(0);
-                QZ_TILE_LOAD(1, ab + j * 16 * G, G);
-                QZ_TILE_LOAD(2, pb + j * G * 16, 64);
-                QZ_TILE_DP(0, 1, 2);
-                QZ_TILE_STORE(0, s.c + 256 * j, 64);
-            }
-            if constexpr (Mins) {
-                QZ_TILE_ZERO(3);
-                const int8_t* mb = s.amn.data() + b * 4096;
-                for (int q = 0; q < 4; ++q) {
-                    QZ_TILE_LOAD(4, mb + q * 1024, 64);
-                    QZ_TILE_LOAD(5, pb + q * 1024, 64);
-                    QZ_TILE_DP(3, 4, 5);
+            const int8_t* lo = s.aq.data() + b * 8192;
+            const int8_t* mb = s.amn.data() + b * 4096;
+            QZ_TILE_ZERO(0);
+            QZ_TILE_ZERO(1);
+            if constexpr (Mins) QZ_TILE_ZERO(2);
+            for (int q = 0; q < 4; ++q) {
+                QZ_TILE_LOAD(4, pb + q * 1024, 64);
+                QZ_TILE_LOAD(3, lo + q * 1024, 64);
+                QZ_TILE_LOAD(5, lo + 4096 + q * 1024, 64);
+                QZ_TILE_DP(0, 3, 4);
+                QZ_TILE_DP(1, 5, 4);
+                if constexpr (Mins) {
+                    QZ_TILE_LOAD(6, mb + q * 1024, 64);
+                    QZ_TILE_DP(2, 6, 4);
                 }
-                QZ_TILE_STORE(3, s.m, 64);
             }
+            QZ_TILE_STORE(0, s.c, 64);
+            QZ_TILE_STORE(1, s.c + 256, 64);
+            if constexpr (Mins) QZ_TILE_STORE(2, s.m, 64);
             const __m512 yd = _mm512_loadu_ps(a.d.data() + (g * a.nb + b) * 16);
-            const int32_t* sc = s.sc.data() + b * 16 * J;
             for (int r = 0; r < 16; ++r) {
-                __m512i is = _mm512_setzero_si512();
-                for (int j = 0; j < J; ++j)
-                    is = _mm512_add_epi32(
-                        is, _mm512_mullo_epi32(_mm512_load_si512(s.c + 256 * j + 16 * r), _mm512_set1_epi32(sc[J * r + j])));
+                const __m512i is = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(s.c + 256 + 16 * r), 7),
+                                                    _mm512_load_si512(s.c + 16 * r));
                 const __m512i ms = Mins ? _mm512_load_si512(s.m + 16 * r) : _mm512_setzero_si512();
                 const __m512 t2 = _mm512_mul_ps(_mm512_mul_ps(yd, _mm512_set1_ps(s.d[b * 16 + r])), _mm512_cvtepi32_ps(is));
                 const __m512 t4 =
@@ -193,6 +203,39 @@ QZ_AVX512 void kTile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, in
         for (int r = 0; r < 16; ++r)
             _mm512_store_ps(s.out + 16 * r, sum[r]);
         storeTile(s.out, r0, 16, 16 * g, static_cast<int>(std::min<int64_t>(16, n - 16 * g)), Y, ldy);
+    }
+}
+
+// One weight row's block for the K kernel: every value times its integer scale, v = (q - offset)·sc, split
+// as v = 128·hi + lo with lo in 0..127 and hi in -128..127, and the mins as one int8 per value; chunk c of
+// 64 values at lo + 1024·c (hi 4096 bytes further) and mins + 1024·c. The ranges hold by the formats of
+// the types amxSupported lists: |v| <= 127·32 (IQ4_XS: |q| <= 127, |sc| <= 32; Q6_K: |q| <= 32,
+// |sc| <= 128; Q2_K..Q5_K less) < 2^14, mins 0..63. The sub-blocks' scales are then inside the tile
+// products, and per row is = 128·Σ hi·y + Σ lo·y exactly.
+QZ_AVX512 void splitScaled(const UnpackedK& u, int offset, bool mins, int8_t* lo, int8_t* mn) {
+    const __m512i off = _mm512_set1_epi8(static_cast<char>(offset));
+    const __m512i low7 = _mm512_set1_epi16(127);
+    for (int c = 0; c < 4; ++c) {
+        const __m512i q = _mm512_sub_epi8(_mm512_loadu_si512(u.q + 64 * c), off);
+        const int16_t* sc = u.sc + 4 * c;
+        for (int h = 0; h < 2; ++h) {
+            const __m512i w = _mm512_cvtepi8_epi16(h ? _mm512_extracti64x4_epi64(q, 1) : _mm512_castsi512_si256(q));
+            const __m512i scv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(sc[2 * h])),
+                                                   _mm256_set1_epi16(sc[2 * h + 1]), 1);
+            const __m512i v = _mm512_mullo_epi16(w, scv);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + 1024 * c + 32 * h),
+                                _mm512_cvtepi16_epi8(_mm512_and_si512(v, low7)));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + 4096 + 1024 * c + 32 * h),
+                                _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 7)));
+        }
+        if (mins) {
+            const int16_t* m = u.mn + 4 * c;
+            const __m512i mv = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi8(static_cast<char>(m[1])),
+                                                        _mm_set1_epi8(static_cast<char>(m[0])))),
+                _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(m[3])), _mm_set1_epi8(static_cast<char>(m[2]))), 1);
+            _mm512_storeu_si512(mn + 1024 * c, mv);
+        }
     }
 }
 
@@ -270,9 +313,8 @@ bool amxRows16(DType t, const uint8_t* W, size_t rowStride, int64_t r0, int64_t 
                 s.d[static_cast<size_t>(b * 16 + r)] = u[b].d;
             }
         }
-        loadTiles(32);
+        const TileScope tiles(true);
         b32Tile(a, nb, s, r0, n, Y, ldy);
-        releaseTiles();
         return true;
     }
     const int64_t nb = nIn / QK_K;
@@ -280,46 +322,20 @@ bool amxRows16(DType t, const uint8_t* W, size_t rowStride, int64_t r0, int64_t 
     for (int r = 0; r < 16; ++r)
         unpackK(t, W + (r0 + r) * rowStride, s.k.data() + r * nb, nb, true);
     const bool mins = hasMins(t);
-    const int offset = std::max(0, unpackedOffset(t));
-    bool pairs = true; // one scale per 32 values
-    for (const UnpackedK& u : s.k) {
-        for (int j = 0; j < 16; j += 2)
-            pairs = pairs && u.sc[j] == u.sc[j + 1];
-        if (mins)
-            for (int j = 0; j < 16; ++j)
-                if (u.mn[j] < -128 || u.mn[j] > 127) return false;
-    }
-    const int G = pairs ? 32 : 16, J = 256 / G;
-    s.aq.resize(static_cast<size_t>(nb * 4096));
+    s.aq.resize(static_cast<size_t>(nb * 8192));
     s.amn.resize(mins ? static_cast<size_t>(nb * 4096) : 0);
     s.d.resize(static_cast<size_t>(nb * 16));
     s.dmin.resize(static_cast<size_t>(nb * 16));
-    s.sc.resize(static_cast<size_t>(nb * 16 * J));
     for (int r = 0; r < 16; ++r)
         for (int64_t b = 0; b < nb; ++b) {
             const UnpackedK& u = s.k[static_cast<size_t>(r * nb + b)];
-            int8_t* ab = s.aq.data() + b * 4096;
-            for (int j = 0; j < J; ++j) {
-                int8_t* dst = ab + j * 16 * G + r * G;
-                for (int e = 0; e < G; ++e)
-                    dst[e] = static_cast<int8_t>(u.q[G * j + e] - offset);
-                s.sc[static_cast<size_t>(b * 16 * J + J * r + j)] = u.sc[j * (G / 16)];
-            }
-            if (mins) {
-                int8_t* mb = s.amn.data() + b * 4096;
-                for (int q = 0; q < 4; ++q)
-                    for (int e = 0; e < 64; ++e)
-                        mb[q * 1024 + r * 64 + e] = static_cast<int8_t>(u.mn[(64 * q + e) / 16]);
-            }
+            splitScaled(u, std::max(0, unpackedOffset(t)), mins, s.aq.data() + b * 8192 + r * 64,
+                        mins ? s.amn.data() + b * 4096 + r * 64 : nullptr);
             s.d[static_cast<size_t>(b * 16 + r)] = u.d;
             s.dmin[static_cast<size_t>(b * 16 + r)] = u.dmin;
         }
-    loadTiles(G);
-    if (G == 32)
-        mins ? kTile<32, true>(a, nb, s, r0, n, Y, ldy) : kTile<32, false>(a, nb, s, r0, n, Y, ldy);
-    else
-        mins ? kTile<16, true>(a, nb, s, r0, n, Y, ldy) : kTile<16, false>(a, nb, s, r0, n, Y, ldy);
-    releaseTiles();
+    const TileScope tiles(false);
+    mins ? kTile<true>(a, nb, s, r0, n, Y, ldy) : kTile<false>(a, nb, s, r0, n, Y, ldy);
     return true;
 }
 
