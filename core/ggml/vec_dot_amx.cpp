@@ -273,7 +273,8 @@ QZ_AVX512 void amxPackActs(DType weightType, const uint8_t* act, size_t stride, 
     out.nb = nIn / bsElems;
     out.groups = (n + 15) / 16;
     out.groupBytes = static_cast<size_t>(nIn) * 16;
-    out.q.assign(static_cast<size_t>(out.groups) * out.groupBytes, 0);
+    const size_t qBytes = static_cast<size_t>(out.groups) * out.groupBytes;
+    if (out.q.size() < qBytes) out.q.resize(qBytes);
     out.d.assign(static_cast<size_t>(out.groups * out.nb * 16), 0.f);
     const int64_t words = bsElems / 4;
     for (int64_t j = 0; j < n; ++j) {
@@ -294,6 +295,11 @@ QZ_AVX512 void amxPackActs(DType weightType, const uint8_t* act, size_t stride, 
             for (int64_t w = 0; w < words; ++w)
                 std::memcpy(pg + ((b * words + w) * 16 + t) * 4, blk + qsOff + 4 * w, 4);
         }
+    }
+    for (int64_t j = n; j < out.groups * 16; ++j) { // the last group's missing tokens
+        int8_t* pg = out.q.data() + (j / 16) * out.groupBytes;
+        for (int64_t w = 0; w < nIn / 4; ++w)
+            std::memset(pg + (w * 16 + j % 16) * 4, 0, 4);
     }
 }
 

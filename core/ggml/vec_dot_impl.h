@@ -74,6 +74,15 @@ void unpackQuantsAvx2(DType t, const uint8_t* block, int8_t* q);
 // unpackB32 of those types, with F16C conversions.
 void unpackB32Avx2(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb);
 void decodeF16Avx2(const uint16_t* src, float* dst, int64_t n);
+// The activation encoders with AVX2, the same bytes as vec_dot.cpp's (ggml-cpu's AVX Q8_0 encoder,
+// quantize_row_q8_K_ref): nb blocks of 32 / 256 values.
+void encodeQ8_0Avx2(const float* x, uint8_t* dst, int64_t nb);
+void encodeQ8KAvx2(const float* x, BlockQ8_K* y, int64_t nb);
+
+// AVX-512 (F, DQ, BW, VL, with the OS's ZMM state; QZ_NO_AVX512=1 turns it off): the float types' kernel
+// over 4 weight rows (vec_dot_avx512.cpp), out[r·kMaxTokens + t] = dotFloatAvx2(w[r], b[t]), the same bits.
+bool haveAvx512();
+void dotFloat4Avx512(DType t, const void* const* w, const float* const* b, int nt, int64_t n, float* out);
 
 // AMX tile kernels (vec_dot_amx.cpp), 16 weight rows × 16 tokens per tile product; only called when
 // haveAmx() (CPU with AMX-INT8 and AVX-512, tile state granted by the OS; QZ_NO_AMX=1 turns it off).

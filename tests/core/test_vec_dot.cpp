@@ -601,8 +601,8 @@ void TestVecDot::quantizedLinearPanelsAndThreads() {
     }
 }
 
-// Shapes for the tile kernels (AMX where the CPU has it): 45 rows = two tiles of 16 + 13 rows left to the
-// AVX2 kernels, 21 tokens = one group of 16 + a group of 5 padded with zeros, 1 and 2 threads, tokens of
+// Shapes for the tile kernels (AMX where the CPU has it; the float types' AVX-512 kernel takes 4 rows at a
+// time): 45 rows = two tiles of 16 + 13 rows left to the AVX2 kernels, 21 tokens = one group of 16 + a group of 5 padded with zeros, 1 and 2 threads, tokens of
 // every activation flavour (zeros, large values, ties, ...). Every result must be vecDot's, bit for bit.
 void TestVecDot::quantizedLinearTiles_data() {
     vecDotMatchesGgml_data();
@@ -611,7 +611,8 @@ void TestVecDot::quantizedLinearTiles_data() {
 void TestVecDot::quantizedLinearTiles() {
     QFETCH(QString, type);
     const DType t = *dtypeFromName(type.toStdString());
-    const int64_t nOut = 45, nIn = 768, n = 21, ldy = nOut + 2;
+    // the float types: 48 elements of 16, one of 8 and 3 left for the scalar tail
+    const int64_t nOut = 45, nIn = traits(t).blockSize == 1 ? 779 : 768, n = 21, ldy = nOut + 2;
     const auto W = makeWeights(t, nOut, nIn, 5);
     QVERIFY(!W.empty());
     const size_t rowBytes = *bytesFor(t, nIn);
