@@ -134,7 +134,9 @@ void storeTile(const float* out, int64_t r0, int rows, int64_t t0, int tokens, f
             Y[r0 + r + (t0 + t) * ldy] = out[16 * r + t];
 }
 
-QZ_AVX512 void b32Tile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, int64_t n, float* Y, int64_t ldy) {
+// A of block b: 16 rows of 32 bytes at aq + b·step, rows `stride` apart.
+QZ_AVX512 void b32Tile(const AmxActs& a, int64_t nb, AmxScratch& s, const void* aq, size_t step, size_t stride,
+                       int64_t r0, int64_t n, float* Y, int64_t ldy) {
     for (int64_t g = 0; g < a.groups; ++g) {
         __m512 sum[16];
         for (int r = 0; r < 16; ++r)
@@ -142,7 +144,7 @@ QZ_AVX512 void b32Tile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, 
         const int8_t* pg = a.q.data() + g * a.groupBytes;
         for (int64_t b = 0; b < nb; ++b) {
             QZ_TILE_ZERO(0);
-            QZ_TILE_LOAD(1, s.aq.data() + b * 512, 32);
+            QZ_TILE_LOAD(1, static_cast<const uint8_t*>(aq) + b * step, stride);
             QZ_TILE_LOAD(2, pg + b * 512, 64);
             QZ_TILE_DP(0, 1, 2);
             QZ_TILE_STORE(0, s.c, 64);
@@ -239,6 +241,13 @@ QZ_AVX512 void splitScaled(const UnpackedK& u, int offset, bool mins, int8_t* lo
     }
 }
 
+// The fp16 at p as unpackB32's AVX2 path converts it (F16C).
+QZ_AVX512 float halfAt(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
 } // namespace
 
 bool haveAmx() {
@@ -308,9 +317,17 @@ bool amxRows16(DType t, const uint8_t* W, size_t rowStride, int64_t r0, int64_t 
     AmxScratch& s = amxScratch();
     if (formOf(t) == Form::B32) {
         const int64_t nb = nIn / 32;
+        s.d.resize(static_cast<size_t>(nb * 16));
+        if (t == DType::Q8_0) { // the values as stored are the A operand: no copy
+            for (int r = 0; r < 16; ++r)
+                for (int64_t b = 0; b < nb; ++b)
+                    s.d[static_cast<size_t>(b * 16 + r)] = halfAt(W + (r0 + r) * rowStride + b * sizeof(BlockQ8_0));
+            const TileScope tiles(true);
+            b32Tile(a, nb, s, W + r0 * rowStride + 2, sizeof(BlockQ8_0), rowStride, r0, n, Y, ldy);
+            return true;
+        }
         s.b32.resize(static_cast<size_t>(16 * nb));
         s.aq.resize(static_cast<size_t>(nb * 512));
-        s.d.resize(static_cast<size_t>(nb * 16));
         for (int r = 0; r < 16; ++r) {
             UnpackedB32* u = s.b32.data() + r * nb;
             unpackB32(t, W + (r0 + r) * rowStride, u, nb, true);
@@ -320,7 +337,7 @@ bool amxRows16(DType t, const uint8_t* W, size_t rowStride, int64_t r0, int64_t 
             }
         }
         const TileScope tiles(true);
-        b32Tile(a, nb, s, r0, n, Y, ldy);
+        b32Tile(a, nb, s, s.aq.data(), 512, 32, r0, n, Y, ldy);
         return true;
     }
     const int64_t nb = nIn / QK_K;

@@ -356,10 +356,9 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
         e.vCache[l].middleCols(nPast, n) = V;
     }
     if (e.kvF16) {
-        auto r16 = [](float v) { return fp16ToFp32(fp32ToFp16(v)); };
-        e.kCache[l].middleCols(nPast, n) = e.kCache[l].middleCols(nPast, n).unaryExpr(r16);
-        e.vCache[l].middleCols(nPast, n) = e.vCache[l].middleCols(nPast, n).unaryExpr(r16);
-        Q = Q.unaryExpr(r16);
+        roundToFp16(e.kCache[l].col(nPast).data(), e.kCache[l].rows() * n);
+        roundToFp16(e.vCache[l].col(nPast).data(), e.vCache[l].rows() * n);
+        roundToFp16(Q.data(), Q.size());
     }
     A.resize(qDim, n);
     const InferMat& Kc = e.kCache[l];
