@@ -77,7 +77,8 @@ const char* quantizedLinearKernelName(DType weightType);
 // X column-major [nIn × n] (token j at X + j·nIn). Each token is encoded once; rows are split over
 // threads (threads <= 0: defaultThreadCount()). Returns false (Y untouched) if the type is
 // unsupported, nIn is not a multiple of its block size or the encoded activations' size overflows.
-// Needs a scratch of vecDotRowBytes(weightType, nIn)·n bytes (4·nIn·n for F16 / BF16).
+// Needs a scratch of vecDotRowBytes(weightType, nIn)·n bytes (4·nIn·n for F16 / BF16), plus nIn·n bytes
+// for the AMX kernels' tile layout; both are kept by the calling thread for its next product.
 bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64_t nOut, int64_t nIn,
                      const float* X, int64_t n, float* Y, int64_t ldy, int threads);
 

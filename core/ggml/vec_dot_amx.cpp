@@ -1,13 +1,13 @@
 // AMX tile kernels for quantizedLinear (vec_dot_impl.h): 16 weight rows × 16 tokens per tile product.
 //
-// A tile product (TDPBSSD) adds exact int8 × int8 products into int32, so the integer of every block —
-// or, for the K types, of every 16- or 32-element sub-block, then combined with the integer scales in
-// int32 — is the same integer as in the scalar and AVX2 kernels; each block's integer then goes through
-// the same float expression (dotB32Scalar / dotKScalar, lane by lane, no FMA), so the results are the
-// same bits as vecDot's (README.md D.3). The activations of 16 tokens are packed once per call in the
-// layout the B operand needs (4 consecutive elements of each token side by side); the weights of 16
-// rows are unpacked once per row tile, as in the AVX2 path, with the K types' values moved back to
-// signed bytes (the unsigned shift only serves maddubs).
+// A tile product (TDPBSSD) adds exact int8 × int8 products into int32, so the integer of every block (for
+// the K types: of every value times its integer sub-block scale, split in two int8 parts, and of the
+// mins) is the same integer as in the scalar and AVX2 kernels; each block's integer then goes through the
+// same float expression (dotB32Scalar / dotKScalar, lane by lane, no FMA), so the results are the same
+// bits as vecDot's (README.md D.3, D.6). The activations of 16 tokens are packed once per call in the
+// layout the B operand needs (4 consecutive elements of each token side by side); the weights of 16 rows
+// are prepared once per row tile (Q8_0: read as stored; other 32-blocks: unpacked; K types: unpacked,
+// scaled and split), nothing is kept between calls.
 //
 // Linux gives a process the tile state only after arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
 // (kernel Documentation/arch/x86/xstate.rst); the tile instructions are written as inline assembly
@@ -161,7 +161,7 @@ QZ_AVX512 void b32Tile(const AmxActs& a, int64_t nb, AmxScratch& s, const void* 
     }
 }
 
-// Per block: the low and high parts of value × scale (hi·128 + lo, README.md) and the mins against 64
+// Per block: the low and high parts of value × scale (hi·128 + lo, README.md D.6) and the mins against 64
 // elements at a time, then per row is = 128·hi + lo and the scalar kernel's float expression.
 template <bool Mins>
 QZ_AVX512 void kTile(const AmxActs& a, int64_t nb, AmxScratch& s, int64_t r0, int64_t n, float* Y, int64_t ldy) {
