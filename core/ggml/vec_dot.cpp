@@ -387,6 +387,7 @@ constexpr int64_t kAmxMinTokens = 4;
 
 const char* quantizedLinearKernelName(DType t) {
     if (!vecDotSupported(t) || !haveAvx2()) return "scalar";
+    if (formOf(t) == Form::Float && haveAvx512()) return "avx512";
     return amxSupported(t) && haveAmx() ? "amx" : "avx2";
 }
 

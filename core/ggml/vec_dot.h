@@ -66,8 +66,8 @@ float vecDotScalar(DType weightType, int64_t n, const void* wRow, const void* ac
 const char* vecDotKernelName(DType weightType);
 
 // Which kernel quantizedLinear uses for t and n >= 4 tokens on this CPU: "amx" (tiles of 16 rows × 16
-// tokens, rows left over with "avx2"), "avx2" or "scalar"; QZ_NO_AMX=1 turns "amx" off. All give the
-// same bits.
+// tokens, rows left over with "avx2"), "avx512" (F32 / F16 / BF16, 4 rows at a time), "avx2" or
+// "scalar"; QZ_NO_AMX=1 / QZ_NO_AVX512=1 turn the first two off. All give the same bits.
 const char* quantizedLinearKernelName(DType weightType);
 
 // Y = W·X from stored weights: Y[i + j·ldy] = vecDot(row i of W, column j of X encoded for W's

@@ -227,16 +227,32 @@ void dotKN(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, fl
     }
 }
 
+// The 8 int32 lanes of v[0..T) summed, one integer per vector, in lanes 0..T-1 (the others 0).
+template <int T> QZ_AVX2 inline __m128i hsum4(const __m256i* v) {
+    const __m256i z = _mm256_setzero_si256();
+    const __m256i h01 = _mm256_hadd_epi32(v[0], T > 1 ? v[1] : z);
+    const __m256i h23 = _mm256_hadd_epi32(T > 2 ? v[2] : z, T > 3 ? v[3] : z);
+    const __m256i h = _mm256_hadd_epi32(h01, h23);
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// The fp16 at byte offset off of the T activation blocks, as 4 float lanes (the others 0).
+template <int T> QZ_AVX2 inline __m128 halves4(const uint8_t* const* y, size_t at) {
+    uint16_t h[4] = {0, 0, 0, 0};
+    for (int t = 0; t < T; ++t)
+        std::memcpy(&h[t], y[t] + at, 2);
+    return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h)));
+}
+
 // Per block and token: the exact integer sum of the 32 products, then the same float expression as
-// dotB32Scalar (one integer per block), so that every kernel gives the same bits.
+// dotB32Scalar (one integer per block; the tokens in the lanes of 128-bit vectors, each lane the scalar
+// operations), so that every kernel gives the same bits.
 template <int T>
 QZ_AVX2 void dotB32T(const UnpackedB32* w, const uint8_t* const* y, int64_t nb, bool q81, float* out) {
     const size_t bs = q81 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
     const size_t qsOff = q81 ? 4 : 2;
     const __m256i ones = _mm256_set1_epi16(1);
-    float sum[T];
-    for (int t = 0; t < T; ++t)
-        sum[t] = 0.f;
+    __m128 sum = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].q));
         const __m256i aq = _mm256_sign_epi8(q, q);
@@ -245,21 +261,15 @@ QZ_AVX2 void dotB32T(const UnpackedB32* w, const uint8_t* const* y, int64_t nb, 
             const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t] + b * bs + qsOff));
             s32[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(a, q)), ones);
         }
-        int32_t is[T];
-        hsumInts<T>(s32, is);
-        for (int t = 0; t < T; ++t) {
-            const uint8_t* yb = y[t] + b * bs;
-            uint16_t h;
-            std::memcpy(&h, yb, 2);
-            sum[t] += (w[b].d * _cvtsh_ss(h)) * static_cast<float>(is[t]);
-            if (q81) {
-                std::memcpy(&h, yb + 2, 2);
-                sum[t] += w[b].m * _cvtsh_ss(h);
-            }
-        }
+        const __m128 is = _mm_cvtepi32_ps(hsum4<T>(s32));
+        const __m128 dy = halves4<T>(y, b * bs);
+        sum = _mm_add_ps(sum, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(w[b].d), dy), is));
+        if (q81) sum = _mm_add_ps(sum, _mm_mul_ps(_mm_set1_ps(w[b].m), halves4<T>(y, b * bs + 2)));
     }
+    alignas(16) float tmp[4];
+    _mm_store_ps(tmp, sum);
     for (int t = 0; t < T; ++t)
-        out[t] = sum[t];
+        out[t] = tmp[t];
 }
 
 // Two weight rows against T tokens, sharing the activation loads; per row the same operations as dotB32T.
@@ -269,9 +279,7 @@ QZ_AVX2 void dotB322T(const UnpackedB32* w0, const UnpackedB32* w1, const uint8_
     const size_t bs = q81 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
     const size_t qsOff = q81 ? 4 : 2;
     const __m256i ones = _mm256_set1_epi16(1);
-    float sum0[T], sum1[T];
-    for (int t = 0; t < T; ++t)
-        sum0[t] = sum1[t] = 0.f;
+    __m128 sum0 = _mm_setzero_ps(), sum1 = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0[b].q));
         const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1[b].q));
@@ -282,27 +290,21 @@ QZ_AVX2 void dotB322T(const UnpackedB32* w0, const UnpackedB32* w1, const uint8_
             s0[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq0, _mm256_sign_epi8(a, q0)), ones);
             s1[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq1, _mm256_sign_epi8(a, q1)), ones);
         }
-        int32_t is0[T], is1[T];
-        hsumInts<T>(s0, is0);
-        hsumInts<T>(s1, is1);
-        for (int t = 0; t < T; ++t) {
-            const uint8_t* yb = y[t] + b * bs;
-            uint16_t h;
-            std::memcpy(&h, yb, 2);
-            const float dy = _cvtsh_ss(h);
-            sum0[t] += (w0[b].d * dy) * static_cast<float>(is0[t]);
-            sum1[t] += (w1[b].d * dy) * static_cast<float>(is1[t]);
-            if (q81) {
-                std::memcpy(&h, yb + 2, 2);
-                const float sy = _cvtsh_ss(h);
-                sum0[t] += w0[b].m * sy;
-                sum1[t] += w1[b].m * sy;
-            }
+        const __m128 dy = halves4<T>(y, b * bs);
+        sum0 = _mm_add_ps(sum0, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(w0[b].d), dy), _mm_cvtepi32_ps(hsum4<T>(s0))));
+        sum1 = _mm_add_ps(sum1, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(w1[b].d), dy), _mm_cvtepi32_ps(hsum4<T>(s1))));
+        if (q81) {
+            const __m128 sy = halves4<T>(y, b * bs + 2);
+            sum0 = _mm_add_ps(sum0, _mm_mul_ps(_mm_set1_ps(w0[b].m), sy));
+            sum1 = _mm_add_ps(sum1, _mm_mul_ps(_mm_set1_ps(w1[b].m), sy));
         }
     }
+    alignas(16) float t0[4], t1[4];
+    _mm_store_ps(t0, sum0);
+    _mm_store_ps(t1, sum1);
     for (int t = 0; t < T; ++t) {
-        out0[t] = sum0[t];
-        out1[t] = sum1[t];
+        out0[t] = t0[t];
+        out1[t] = t1[t];
     }
 }
 
