@@ -78,7 +78,7 @@ const char* quantizedLinearKernelName(DType weightType);
 // threads (threads <= 0: defaultThreadCount()). Returns false (Y untouched) if the type is
 // unsupported, nIn is not a multiple of its block size or the encoded activations' size overflows.
 // Needs a scratch of vecDotRowBytes(weightType, nIn)·n bytes (4·nIn·n for F16 / BF16), plus nIn·n bytes
-// for the AMX kernels' tile layout; both are kept by the calling thread for its next product.
+// for the AMX kernels' tile layout, which the calling thread keeps for its next product.
 bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64_t nOut, int64_t nIn,
                      const float* X, int64_t n, float* Y, int64_t ldy, int threads);
 
