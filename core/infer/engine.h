@@ -139,7 +139,8 @@ public:
     // (entries at positions >= nPast are overwritten: nPast may rewind). nPast + n must be <= nCtxMax().
     // If logitsOut is non-null it receives the logits of tokens logitsFrom .. n-1, row-major
     // [(n − logitsFrom) × nVocab]; pass logitsFrom = n−1 for the last token only. Fails on token ids
-    // outside the vocabulary.
+    // outside the vocabulary (logitsOut untouched) and on logits that are not finite (logitsOut then
+    // holds them).
     Status eval(std::span<const int32_t> tokens, int nPast, float* logitsOut, int logitsFrom = 0);
 
     void setObserver(LinearObserver observer);

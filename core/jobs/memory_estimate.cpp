@@ -78,6 +78,11 @@ MemoryEstimate estimateEvaluation(const InferHParams& hp, uint64_t modelFileByte
     // Rows of weights widened per thread while multiplying (64 rows of the widest input).
     e.parts.push_back({"weight tiles", bytesOf(v * std::max(1, s.threads) * 64.0 *
                                                std::max(hp.nEmbd, hp.nFf) * 4.0)});
+    // The activations of one product encoded for the weights (at most Q8_K's 292 bytes per 256 values)
+    // and, with AMX, their copy in the tile layout (one byte per value, kept by the evaluating thread)
+    // (ggml/vec_dot.cpp quantizedLinear).
+    e.parts.push_back({"encoded activations",
+                       bytesOf(v * n * std::max(hp.nEmbd, hp.nFf) * (292.0 / 256.0 + 1.0))});
     e.mappedBytes = modelFileBytes * static_cast<uint64_t>(std::max(1, s.variants));
     return e;
 }

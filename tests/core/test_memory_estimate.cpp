@@ -40,6 +40,8 @@ private slots:
         QCOMPARE(part(e, "KV cache"), uint64_t(536870912));
         // Logits and log-probabilities: 2 × 512 × 32000 × 4 = 131,072,000.
         QCOMPARE(part(e, "logits"), uint64_t(131072000));
+        // Activations of the widest product encoded as Q8_K plus their tile copy: 512 × 43 × 292 + 512 × 11008.
+        QCOMPARE(part(e, "encoded activations"), uint64_t(12064768));
         QCOMPARE(e.mappedBytes, uint64_t(13'476'839'424ull));
         // Far below the model's F32 size (27 GB): the weights are not copied.
         QVERIFY(e.anonBytes() < 1'000'000'000ull);
