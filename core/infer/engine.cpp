@@ -613,9 +613,27 @@ Status Engine::forwardLayer(int layer, std::span<float> states, int pos0, const 
                          std::to_string(e.nCtxMax));
     if (pos0 < 0 || static_cast<int64_t>(pos0) + n > (int64_t{1} << 30))
         return makeError("forwardLayer: positions out of range");
-    e.nCached = 0; // layer `layer`'s cache slots are overwritten: eval() must start afresh
+    e.nCached = 0; // eval() must start afresh
+    // The block attends within the sequence only: its keys and values go to a cache of n slots for this
+    // call (swapped in for the layer's), so a pass over the layers one at a time holds one layer's K/V,
+    // not the whole model's cache.
+    struct SwapCache {
+        Engine::Impl& e;
+        int l;
+        InferMat k, v;
+        SwapCache(Engine::Impl& e_, int l_) : e(e_), l(l_) {
+            std::swap(e.kCache[l], k);
+            std::swap(e.vCache[l], v);
+        }
+        ~SwapCache() {
+            std::swap(e.kCache[l], k);
+            std::swap(e.vCache[l], v);
+        }
+    } swapped(e, layer);
     try {
-        growCache(e, static_cast<int>(n));
+        const int kvDim = hp.nHeadKv * hp.headDim;
+        e.kCache[layer].resize(kvDim, n);
+        e.vCache[layer].resize(kvDim, n);
         InferMat X = Eigen::Map<const InferMat>(states.data(), hp.nEmbd, n);
         BlockScratch scratch;
         forwardBlock(e, layer, X, 0, pos0, observer, stopAt, scratch, part);

@@ -183,7 +183,8 @@ public:
     // attending causally to each other only (no earlier context). With stopAt == Complete the states are
     // replaced by the block's output; otherwise the block stops right after that stage's input went to
     // the observer and the states are left unchanged. The observer (may be empty) sees every linear
-    // input the block reaches, as in eval(). Uses the layer's KV-cache slots: the cache is reset.
+    // input the block reaches, as in eval(). Keys and values go to a temporary cache of the
+    // sequence's length (memory: one layer's), not the KV cache, which is reset.
     // part: the whole block or one residual half (stopAt then names a stage of that half).
     Status forwardLayer(int layer, std::span<float> states, int pos0, const LinearObserver& observer = {},
                         BlockStage stopAt = BlockStage::Complete, BlockPart part = BlockPart::Whole);
