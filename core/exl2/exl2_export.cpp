@@ -38,7 +38,7 @@ double since(Clock::time_point t) {
 std::string measureFingerprint(const Model& model, const ExportParams& p, const std::string& calibText) {
     nlohmann::ordered_json j;
     std::error_code ec;
-    j["kind"] = "exl2-measure-1";
+    j["kind"] = "exl2-measure-2"; // 2: modules evaluated by the engine (states of 1 are not reused)
     j["model"] = fs::weakly_canonical(model.path, ec).string();
     j["modelBytes"] = model.totalBytes();
     j["tensors"] = model.tensors.size();
