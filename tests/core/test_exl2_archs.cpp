@@ -7,7 +7,8 @@
 //     architecture) decodes every quantized layer to our dequantized weights, finds every other tensor at
 //     its fp16 value, every key exllamav2's loader expects present, every decoder linear (and an untied
 //     head) quantized under exllamav2's names (phi3: q/k/v and gate/up split out of the fused tensors,
-//     which are absent), and nothing else;
+//     which are absent), and nothing else; each quantized layer approximates (5 % relative) the model rows
+//     exllamav2 reads it from (phi3: the fused tensors' row ranges, computed in the test);
 //   * measurement.json has exllamav2's module keys (self_attn, mlp or block_sparse_moe with w1/w3/w2);
 //   * the achieved bpw is at most the target and within 0.25 of it (4 modules only), and equals the bits
 //     of the written q_* tensors;
@@ -166,6 +167,42 @@ void TestExl2Archs::exportArch() {
     QVERIFY(std::fabs(bits / numel - r->achievedBpw) < 1e-9);
     QVERIFY(r->achievedBpw <= 6.0);
     QVERIFY(r->achievedBpw >= 6.0 - 0.25);
+
+    // Each quantized layer approximates the rows of the model tensor exllamav2 reads it from: its own
+    // tensor, or (phi3) rows [0, q), [q, q + kv), [q + kv, q + 2kv) of qkv_proj for q/k/v and [0, ff),
+    // [ff, 2ff) of gate_up_proj for gate/up (attn.py:185-193, mlp.py:86-111), offsets computed here.
+    {
+        const qztest::TinyDims d = qztest::tinyDims(a);
+        const int64_t q = d.heads * d.headDim, kv = d.kvHeads * d.headDim;
+        auto origin = [&](const LinearRef& L) -> std::pair<std::string, int64_t> {
+            const std::string layer = L.prefix.substr(0, L.prefix.rfind('.'));
+            if (a == "phi3" && L.slot == "q_proj") return {layer + ".qkv_proj.weight", 0};
+            if (a == "phi3" && L.slot == "k_proj") return {layer + ".qkv_proj.weight", q};
+            if (a == "phi3" && L.slot == "v_proj") return {layer + ".qkv_proj.weight", q + kv};
+            if (a == "phi3" && L.slot == "gate_proj") return {layer + ".gate_up_proj.weight", 0};
+            if (a == "phi3" && L.slot == "up_proj") return {layer + ".gate_up_proj.weight", d.ffn};
+            return {L.prefix + ".weight", 0};
+        };
+        auto checkLayer = [&](const LinearRef& L) {
+            const auto [name, row0] = origin(L);
+            const TensorInfo* t = model.find(name);
+            QVERIFY2(t, name.c_str());
+            auto orig = readTensorF32(model, *t);
+            QVERIFY(orig.ok());
+            const auto& src = r->overrides.at(L.source());
+            double e2 = 0, o2 = 0;
+            for (int64_t i = 0; i < L.numel(); ++i) {
+                const double o = (*orig)[static_cast<size_t>(row0 * L.in + i)];
+                const double dq = src[static_cast<size_t>(L.srcRow0) * L.in + static_cast<size_t>(i)];
+                e2 += (dq - o) * (dq - o);
+                o2 += o * o;
+            }
+            QVERIFY2(std::sqrt(e2 / o2) < 0.05, (L.prefix + " is not its model rows").c_str());
+        };
+        for (const auto& m : plan->modules)
+            for (const auto& L : m.linears) checkLayer(L);
+        if (plan->head.out > 0) checkLayer(plan->head);
+    }
 
     // 3. The independent reader: REF = our dequantized layers under exllamav2's names, every other tensor
     // at its fp16 value.
