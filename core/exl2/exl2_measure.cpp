@@ -1,6 +1,5 @@
 #include "exl2/exl2_measure.h"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -17,8 +16,6 @@
 #include "common/file_util.h"
 #include "common/fp16.h"
 #include "common/parallel.h"
-#include "infer/matmul.h"
-#include "infer/ops.h"
 
 namespace qz::exl2 {
 
@@ -31,8 +28,6 @@ double since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-using MatMap = Eigen::Map<Eigen::MatrixXf>;
-using CMatMap = Eigen::Map<const Eigen::MatrixXf>;
 
 bool endsWith(const std::string& s, const std::string& t) {
     return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
