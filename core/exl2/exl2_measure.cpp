@@ -153,8 +153,6 @@ Result<ModelPlan> planModel(const Model& model) {
     plan.hp = *hp;
     plan.exl2Arch = archIt->second;
     const InferHParams& h = plan.hp;
-    if (h.fused && h.nRot != h.headDim)
-        return makeError("EXL2: phi3 with partial rotary embeddings is not supported (exllamav2 rotates whole heads)");
     const int qDim = h.nHead * h.headDim, kvDim = h.nHeadKv * h.headDim;
     auto checkIn = [&](const std::string& name, int in) -> Status {
         if (in % 32 != 0)
