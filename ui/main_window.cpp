@@ -190,7 +190,7 @@ void MainWindow::buildMenus() {
 }
 
 void MainWindow::wireJobs() {
-    connect(m_loader, &ModelLoader::started, this, [this](const QString& p) { setStatus(tr("Opening %1…").arg(p)); });
+    connect(m_loader, &ModelLoader::started, this, [this](const QString& p) { setStatus(tr("Opening %1…").arg(toDisplay(p))); });
     connect(m_loader, &ModelLoader::loaded, this, &MainWindow::onModelLoaded);
     connect(m_loader, &ModelLoader::failed, this, [this](const QString& path, const QString& message) {
         showError(tr("Cannot open model"), message.isEmpty() ? tr("%1: unknown error").arg(path) : message);
@@ -256,7 +256,7 @@ void MainWindow::wireJobs() {
 
 void MainWindow::openPath(const QString& path) {
     if (m_runner->isRunning()) cancelRun();
-    m_log->append(tr("Opening %1").arg(path));
+    m_log->append(tr("Opening %1").arg(toDisplay(path)));
     m_loader->open(path);
 }
 

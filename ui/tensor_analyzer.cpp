@@ -25,7 +25,7 @@ void TensorAnalyzer::analyze(ModelPtr model, size_t tensorIndex, const qz::Quant
             if (r)
                 result = std::move(r.value());
             else
-                error = toQ(r.error().message);
+                error = toDisplay(r.error().message);
         } catch (const std::exception& e) {
             error = QStringLiteral("analysis failed: ") + QString::fromUtf8(e.what());
         }

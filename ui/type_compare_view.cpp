@@ -90,7 +90,7 @@ void TypeCompareView::recompute() {
         if (!self || id != m_request.load()) return;
         auto r = qz::compareTensorTypes(*model, name, types, 120);
         QMetaObject::invokeMethod(self, [self, this, id, ok = r.ok(), c = r.ok() ? *r : qz::TypeComparison{},
-                                         msg = r.ok() ? QString() : toQ(r.error().message)] {
+                                         msg = r.ok() ? QString() : toDisplay(r.error().message)] {
             if (!self || id != m_request.load()) return;
             if (!ok) {
                 m_title->setText(msg);
@@ -103,7 +103,7 @@ void TypeCompareView::recompute() {
 
 void TypeCompareView::display(const qz::TypeComparison& c) {
     m_title->setText(tr("%1 [%2 × %3]: original (blue) and each type's dequantized weights, shared axes")
-                         .arg(toQ(c.tensor)).arg(c.ne.size() > 0 ? c.ne[0] : 0).arg(c.ne.size() > 1 ? c.ne[1] : 0));
+                         .arg(toDisplay(c.tensor)).arg(c.ne.size() > 0 ? c.ne[0] : 0).arg(c.ne.size() > 1 ? c.ne[1] : 0));
     const int n = static_cast<int>(c.variants.size());
     while (m_plots.size() < n) {
         auto* p = new HistogramPlot(this);
