@@ -248,6 +248,16 @@ void MainWindow::wireJobs() {
                                  &m_previewSpec);
         emit tensorShown(m_focus);
     });
+    // A large matrix: a preview from some of its rows first, replaced by the full analysis when it comes.
+    connect(m_analyzer, &TensorAnalyzer::previewReady, this, [this](const qz::TensorQuantResult& r) {
+        if (toQ(r.name) != m_focus || m_runner->isRunning()) return;
+        const qint64 rows = r.shape.empty() ? 0 : qint64(r.shape.front());
+        m_histograms->showTensor(r,
+                                 toQ(m_previewSpec.describe()) +
+                                     tr(" (preview from %1 of %2 rows; the whole tensor follows)").arg(r.sampledRows).arg(rows),
+                                 &m_previewSpec);
+        emit tensorPreviewShown(m_focus);
+    });
     connect(m_analyzer, &TensorAnalyzer::failed, this, [this](const QString& message) {
         m_histograms->clearTensor(tr("Cannot analyse this tensor"));
         m_log->appendError(message);
