@@ -325,8 +325,9 @@ void CalibratedExportPage::setModel(ModelPtr model) {
     setEnabled(m_model != nullptr);
     if (!m_model) return;
     if (m_model->format != qz::ModelFormat::HuggingFaceFolder)
-        m_summary->setText(tr("%1 export needs a Hugging Face model folder (config.json + safetensors); this is %2.")
-                               .arg(m_formatName, toDisplay(m_model->path)));
+        m_summary->setText(
+            tr("%1 export needs a Hugging Face model folder (config.json + safetensors); this is %2.")
+                .arg(m_formatName, toDisplay(m_model->path)));
     else
         m_summary->setText(tr("Ready to export %1 as %2.").arg(toDisplay(m_model->name), m_formatName));
     if (auto hp = qz::readInferHParams(*m_model); hp && hp->nCtxTrain > 0) {
@@ -584,7 +585,8 @@ void CalibratedExportPage::setResult(const QString& outputDir, OverridesPtr over
             const qz::TensorInfo* t = m_model ? m_model->find(n) : nullptr;
             if (!names.contains(q) && t && t->shape.size() == 2) names << q;
         }
-        for (const QString& n : names) m_layerBox->addItem(toDisplay(n), n);
+        for (const QString& n : names)
+            m_layerBox->addItem(toDisplay(n), n);
     }
     m_layerBox->blockSignals(false);
     m_layerBox->setEnabled(m_layerBox->count() > 0);
@@ -613,8 +615,8 @@ void CalibratedExportPage::showLayer(const QString& weightName) {
     OverridesPtr ov = m_overrides;  // keeps the values alive on the worker
     const std::vector<float>* deq = &it->second;
     m_histJob->run<qz::LayerHistograms>(
-        [model, ov, deq, name = toStd(weightName)](
-            const BackgroundJob::Context& ctx) -> qz::Result<qz::LayerHistograms> {
+        [model, ov, deq,
+         name = toStd(weightName)](const BackgroundJob::Context& ctx) -> qz::Result<qz::LayerHistograms> {
             if (ctx.cancelled()) return qz::cancelledError();
             return qz::computeLayerHistograms(*model, name, *deq, 150);
         },

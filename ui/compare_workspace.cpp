@@ -344,7 +344,8 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
                                                        tr("Text (*.txt);;All files (*)"));
         setTextPath(f);
     });
-    connect(m_text, qOverload<int>(&QComboBox::currentIndexChanged), this, &CompareWorkspace::updateMemoryLabel);
+    connect(m_text, qOverload<int>(&QComboBox::currentIndexChanged), this,
+            &CompareWorkspace::updateMemoryLabel);
     connect(m_ctx, &QSpinBox::valueChanged, this, &CompareWorkspace::updateMemoryLabel);
     connect(m_chunks, &QSpinBox::valueChanged, this, &CompareWorkspace::updateMemoryLabel);
     connect(m_list, &QListWidget::itemChanged, this, [this](QListWidgetItem*) {
@@ -425,7 +426,7 @@ void CompareWorkspace::setModel(ModelPtr model) {
     m_tensor->clear();
     if (m_model)
         for (const auto& t : m_model->tensors)
-            if (t.shape.size() == 2) m_tensor->addItem(toDisplay(t.name), toQ(t.name));  // shown escaped
+            if (t.shape.size() == 2) m_tensor->addItem(toDisplay(t.name), toQ(t.name)); // shown escaped
     if (m_pending && m_model && samePath(m_pending->modelPath, m_model->path)) {
         qz::Comparison c = std::move(*m_pending);
         m_pending.reset();
@@ -815,7 +816,7 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
         p->deleteLater();
     }
     m_histPlots.clear();
-    const QString tensorName = toDisplay(tc.tensor);  // titles
+    const QString tensorName = toDisplay(tc.tensor); // titles
     if (m_overlay->isChecked()) {
         auto* p = new HistogramPlot(m_histPage);
         p->setTitle(tr("%1: all variants").arg(tensorName));
@@ -887,7 +888,8 @@ qz::MemoryEstimate CompareWorkspace::memoryEstimate() const {
         if (v.kind == qz::VariantKind::GgufFile)
             m.fileBytes = v.bytes;
         else
-            for (const auto& t : v.tensors) m.overrideValues += t.numel;
+            for (const auto& t : v.tensors)
+                m.overrideValues += t.numel;
         s.variants.push_back(m);
     }
     return evaluationMemory(*m_model, s);

@@ -31,7 +31,7 @@ BackgroundJob::Work evaluateWork(EvalVariant original, std::vector<EvalVariant> 
         auto emitRow = [&](const EvalRow& row) {
             if (onRow) ctx.post([onRow, row] { onRow(row); });
         };
-        qz::KldBase base;  // kept only when variants are scored against it
+        qz::KldBase base; // kept only when variants are scored against it
         const auto p0 = share(ctx, 0, n, original.name);
         auto o = overridesOf(original, p0);
         if (!o) return o.error();
@@ -112,7 +112,8 @@ qz::EvalVariantMemory variantMemory(const EvalVariant& v) {
     qz::EvalVariantMemory m;
     m.overrideValues = v.overrideValues;
     if (v.overrides && !v.overrideValues)
-        for (const auto& [name, values] : *v.overrides) m.overrideValues += values.size();
+        for (const auto& [name, values] : *v.overrides)
+            m.overrideValues += values.size();
     m.overridesHeld = v.overrides != nullptr || (v.built && v.built());
     return m;
 }
@@ -124,8 +125,9 @@ void showMemoryEstimate(QLabel* label, const qz::MemoryEstimate& e, uint64_t ava
         return;
     }
     const QString need = memoryFigure(e.anonBytes() + qz::kMemoryMargin);
-    label->setText(available ? QObject::tr("Memory: about %1 of %2 available").arg(need, memoryFigure(available))
-                             : QObject::tr("Memory: about %1").arg(need));
+    label->setText(available
+                       ? QObject::tr("Memory: about %1 of %2 available").arg(need, memoryFigure(available))
+                       : QObject::tr("Memory: about %1").arg(need));
     label->setToolTip(QObject::tr("About %1").arg(toQ(e.describe())));
 }
 

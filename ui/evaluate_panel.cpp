@@ -19,8 +19,8 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 #include <algorithm>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <mutex>
 
 #include "app_options.h"
@@ -233,7 +233,8 @@ void EvaluatePanel::setQuantizeResult(ModelPtr model, ResultPtr result) {
         return cache->value;
     };
     v.built = [cache] { return cache->made.load(); };
-    for (const auto& t : result->tensors) v.overrideValues += t.numel;
+    for (const auto& t : result->tensors)
+        v.overrideValues += t.numel;
     v.bytes = result->modelBytesAfter;
     const uint64_t p = parameterCount(*model);
     v.bitsPerWeight = p ? 8.0 * double(v.bytes) / double(p) : 0;
@@ -302,14 +303,15 @@ void EvaluatePanel::rebuildTable() {
     m_table->setRowCount(rows);
     for (int r = 0; r < rows; ++r) {
         const EvalVariant v = r == 0 ? originalVariant() : m_variants[size_t(r - 1)];
-        m_table->setItem(r, ColName, cell(toDisplay(v.name), false));  // names may come from file names
+        m_table->setItem(r, ColName, cell(toDisplay(v.name), false)); // names may come from file names
         m_table->setItem(r, ColSize, cell(mib(v.bytes)));
         m_table->setItem(r, ColBpw, cell(v.bitsPerWeight > 0 ? QString::number(v.bitsPerWeight, 'f', 3) : QStringLiteral("?")));
         for (int c = ColPpl; c < ColCount; ++c) m_table->setItem(r, c, cell(QString()));
     }
     const QString current = m_variantBox->currentText();
     m_variantBox->clear();
-    for (const auto& v : m_variants) m_variantBox->addItem(toDisplay(v.name));
+    for (const auto& v : m_variants)
+        m_variantBox->addItem(toDisplay(v.name));
     const int keep = m_variantBox->findText(current);
     m_variantBox->setCurrentIndex(keep >= 0 ? keep : m_variantBox->count() - 1);
     m_evaluate->setEnabled(m_model && !m_runner->isRunning());
@@ -344,7 +346,9 @@ qz::MemoryEstimate EvaluatePanel::memoryEstimate() const {
     return evaluationMemory(*m_model, s);
 }
 
-void EvaluatePanel::updateMemoryLabel() { showMemoryEstimate(m_memory, memoryEstimate(), availableMemory(m_availableOverride)); }
+void EvaluatePanel::updateMemoryLabel() {
+    showMemoryEstimate(m_memory, memoryEstimate(), availableMemory(m_availableOverride));
+}
 
 void EvaluatePanel::showRow(const EvalRow& row) {
     if (row.index < 0 || row.index >= m_table->rowCount()) return;
@@ -390,9 +394,10 @@ bool EvaluatePanel::evaluate() {
         return false;
     }
     if (auto fits = qz::checkMemoryFits(memoryEstimate(), availableMemory(m_availableOverride)); !fits) {
-        m_status->setText(tr("Not enough memory: %1. Use a shorter context or fewer chunks, or evaluate fewer "
-                             "variants.")
-                              .arg(toQ(fits.error().message)));
+        m_status->setText(
+            tr("Not enough memory: %1. Use a shorter context or fewer chunks, or evaluate fewer "
+               "variants.")
+                .arg(toQ(fits.error().message)));
         return false;
     }
     const QByteArray bytes = f.readAll();

@@ -268,7 +268,7 @@ void ExportPanel::showPlan(const ExportResultPtr& plan) {
     for (int i = 0; i < m_plan->rowCount(); ++i) {
         const auto& t = plan->tensors[size_t(i)];
         auto* idx = new QTableWidgetItem(QString::number(i + 1));
-        auto* name = new QTableWidgetItem(toDisplay(t.name));  // shown escaped; the raw name is the data
+        auto* name = new QTableWidgetItem(toDisplay(t.name)); // shown escaped; the raw name is the data
         name->setData(Qt::UserRole, toQ(t.sourceName));
         name->setToolTip(tr("in the model: %1").arg(toDisplay(t.sourceName)));
         for (auto* it : {idx, name}) it->setFlags(it->flags() & ~Qt::ItemIsEditable);
@@ -299,7 +299,8 @@ void ExportPanel::showPlan(const ExportResultPtr& plan) {
         auto* bytes = new QTableWidgetItem(QString::number(t.bytesAfter));
         bytes->setFlags(bytes->flags() & ~Qt::ItemIsEditable);
         m_plan->setItem(i, ColBytes, bytes);
-        auto* why = new QTableWidgetItem(m_edits.contains(toQ(t.name)) ? tr("your choice") : toDisplay(t.reason));
+        auto* why =
+            new QTableWidgetItem(m_edits.contains(toQ(t.name)) ? tr("your choice") : toDisplay(t.reason));
         why->setFlags(why->flags() & ~Qt::ItemIsEditable);
         m_plan->setItem(i, ColReason, why);
     }
@@ -357,8 +358,10 @@ void ExportPanel::showExported(const ExportResultPtr& r) {
                             .arg(r->seconds, 0, 'f', 1);
     m_log->appendPlainText(msg);
     if (r->paths.size() > 1)
-        for (const auto& part : r->paths) m_log->appendPlainText(tr("  part %1").arg(toDisplay(part)));
-    for (const auto& n : r->notes) m_log->appendPlainText(tr("note: %1").arg(toDisplay(n)));
+        for (const auto& part : r->paths)
+            m_log->appendPlainText(tr("  part %1").arg(toDisplay(part)));
+    for (const auto& n : r->notes)
+        m_log->appendPlainText(tr("note: %1").arg(toDisplay(n)));
     m_eta->setText(tr("done"));
     m_summary->setText(msg);
     emit exportFinished(toQ(r->path));
@@ -372,7 +375,8 @@ void ExportPanel::startExport() {
         return;
     }
     m_log->clear();
-    m_log->appendPlainText(tr("Exporting %1 as %2 to %3").arg(toDisplay(m_model->name), m_type->currentText(), toDisplay(out)));
+    m_log->appendPlainText(
+        tr("Exporting %1 as %2 to %3").arg(toDisplay(m_model->name), m_type->currentText(), toDisplay(out)));
     qz::GgufExportParams p = params();
     p.dryRun = false;
     if (const QString err = splitAndKvParams(p); !err.isEmpty()) {

@@ -224,15 +224,16 @@ void GptqExportPage::onFinished(std::shared_ptr<const qz::gptq::ExportResult> r,
     }
     const uint64_t params = model()->totalParameters();
     const double bpw = params ? 8.0 * double(m_result->tensorBytes) / double(params) : 0.0;
-    QString text = tr("Wrote %1: %2 file(s), %3 of tensors (%4 bits per weight over the whole model), %5 layers, "
-                      "%6 calibration passes, %7 s.")
-                       .arg(toDisplay(m_result->outputDir))
-                       .arg(m_result->files.size())
-                       .arg(mib(m_result->tensorBytes))
-                       .arg(bpw, 0, 'f', 3)
-                       .arg(m_result->layers.size())
-                       .arg(m_result->calibrationPasses)
-                       .arg(m_result->seconds, 0, 'f', 1);
+    QString text =
+        tr("Wrote %1: %2 file(s), %3 of tensors (%4 bits per weight over the whole model), %5 layers, "
+           "%6 calibration passes, %7 s.")
+            .arg(toDisplay(m_result->outputDir))
+            .arg(m_result->files.size())
+            .arg(mib(m_result->tensorBytes))
+            .arg(bpw, 0, 'f', 3)
+            .arg(m_result->layers.size())
+            .arg(m_result->calibrationPasses)
+            .arg(m_result->seconds, 0, 'f', 1);
     if (nG > 0) {
         text += QLatin1Char(' ') + tr("Mean relative output error: GPTQ %1").arg(sumG / nG, 0, 'g', 4);
         if (nR > 0) text += tr(", RTN %1").arg(sumR / nR, 0, 'g', 4);

@@ -69,7 +69,7 @@ signals:
     // A large matrix's first histograms, from some of its rows (TensorAnalyzer); tensorShown follows.
     void tensorPreviewShown(const QString& name);
 
-protected:
+  protected:
     void dragEnterEvent(QDragEnterEvent* e) override;
     void dropEvent(QDropEvent* e) override;
     void closeEvent(QCloseEvent* e) override;

@@ -22,7 +22,9 @@ inline std::string toStd(const QString& s) { return s.toStdString(); }
 // characters escaped as the CLI prints them (qz::printableText). Never for lookups: keep toQ there.
 inline QString toDisplay(const std::string& s) { return QString::fromStdString(qz::printableText(s)); }
 // The same for a name already held as a QString (the raw form, kept for lookups).
-inline QString toDisplay(const QString& s) { return toDisplay(s.toStdString()); }
+inline QString toDisplay(const QString& s) {
+    return toDisplay(s.toStdString());
+}
 
 }  // namespace qz::ui
 

@@ -365,8 +365,9 @@ void TeachingView::setTensor(const QString& name) {
     m_tensor = name;
     const TensorInfo* t = tensor();
     if (!t) return;
-    m_title->setText(
-        tr("<b>%1</b> %2 %3").arg(toDisplay(name).toHtmlEscaped(), toQ(t->shapeString()), toQ(std::string(dtypeName(t->dtype)))));
+    m_title->setText(tr("<b>%1</b> %2 %3")
+                         .arg(toDisplay(name).toHtmlEscaped(), toQ(t->shapeString()),
+                              toQ(std::string(dtypeName(t->dtype)))));
     const int rows = int(std::min<int64_t>(t->rows(), 1 << 30)),
               cols = int(std::min<int64_t>(t->cols(), 1 << 30));
     m_updating = true;
@@ -683,7 +684,8 @@ void TeachingView::refreshGptq() {
     const int rows = int(std::min<int64_t>(m_gRows->value(), t->rows() - row0));
     const int cols = int(std::min<int64_t>(m_gCols->value(), t->cols() - col0));
     if (rows < 1 || cols < 2)
-        return fail(GptqView, tr("%1: the slice needs at least 1 row and 2 columns.").arg(toDisplay(m_tensor)));
+        return fail(GptqView,
+                    tr("%1: the slice needs at least 1 row and 2 columns.").arg(toDisplay(m_tensor)));
     auto w = teach::readTensorWindow(*m_model, *t, row0, rows, col0, cols);
     if (!w) return fail(GptqView, toDisplay(w.error().message));
     if (m_calibPath.isEmpty()) {
@@ -699,14 +701,16 @@ void TeachingView::refreshGptq() {
     // Not while the workspace is hidden: clicking through the tree must not start a model run per tensor.
     if (!isVisible()) {
         m_gptqDirty = true;
-        return fail(GptqView, tr("The Hessian of %1 is computed when this view is shown.").arg(toDisplay(m_tensor)));
+        return fail(GptqView,
+                    tr("The Hessian of %1 is computed when this view is shown.").arg(toDisplay(m_tensor)));
     }
     m_gptqDirty = false;
     if (m_calibCancel) *m_calibCancel = true;
     m_calibCancel = std::make_shared<std::atomic<bool>>(false);
     const quint64 request = ++m_calibRequest;
     ++m_calibrating;
-    fail(GptqView, tr("Running the model on %1 for the Hessian of %2…").arg(toDisplay(m_calibPath), toDisplay(m_tensor)));
+    fail(GptqView, tr("Running the model on %1 for the Hessian of %2…")
+                       .arg(toDisplay(m_calibPath), toDisplay(m_tensor)));
     auto cancel = m_calibCancel;
     using HResult = std::shared_ptr<qz::Result<std::vector<float>>>;
     auto* watcher = new QFutureWatcher<HResult>(this);

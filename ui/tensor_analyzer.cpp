@@ -20,8 +20,10 @@ void TensorAnalyzer::analyze(ModelPtr model, size_t tensorIndex, const qz::Quant
         if (request != m_request) return;  // a newer request is already queued
         std::optional<qz::TensorQuantResult> result;
         QString error;
-        const qz::TensorInfo* t = tensorIndex < model->tensors.size() ? &model->tensors[tensorIndex] : nullptr;
-        if (t && t->shape.size() == 2 && t->numel() > kPreviewValues && spec.method != qz::QuantMethod::LlmInt8) {
+        const qz::TensorInfo* t =
+            tensorIndex < model->tensors.size() ? &model->tensors[tensorIndex] : nullptr;
+        if (t && t->shape.size() == 2 && t->numel() > kPreviewValues &&
+            spec.method != qz::QuantMethod::LlmInt8) {
             try {
                 if (auto p = qz::previewTensor(*model, tensorIndex, spec, bins, kPreviewValues)) {
                     QMetaObject::invokeMethod(
@@ -34,7 +36,7 @@ void TensorAnalyzer::analyze(ModelPtr model, size_t tensorIndex, const qz::Quant
             } catch (const std::exception&) {
                 // the full analysis below reports the problem
             }
-            if (request != m_request) return;  // superseded while previewing
+            if (request != m_request) return; // superseded while previewing
         }
         try {
             auto r = qz::analyzeTensor(*model, tensorIndex, spec, bins);

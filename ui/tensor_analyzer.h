@@ -23,9 +23,9 @@ public:
     void analyze(ModelPtr model, size_t tensorIndex, const qz::QuantSpec& spec, int bins);
 
 signals:
-    void previewReady(const qz::TensorQuantResult& preview);  // sampledRows > 0; ready follows
-    void ready(const qz::TensorQuantResult& result);
-    void failed(const QString& message);
+  void previewReady(const qz::TensorQuantResult& preview); // sampledRows > 0; ready follows
+  void ready(const qz::TensorQuantResult& result);
+  void failed(const QString& message);
 
 private:
     QThreadPool m_pool;

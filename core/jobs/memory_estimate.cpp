@@ -73,10 +73,12 @@ MemoryEstimate estimateEvaluation(const InferHParams& hp, uint64_t modelFileByte
     // Logits of the scored positions and the engine's output they are copied from.
     e.parts.push_back({"logits", bytesOf(2.0 * n * hp.nVocab * 4.0)});
     // Rows of weights widened per thread while multiplying (64 rows of the widest input).
-    e.parts.push_back({"weight tiles", bytesOf(std::max(1, s.threads) * 64.0 * std::max(hp.nEmbd, hp.nFf) * 4.0)});
+    e.parts.push_back(
+        {"weight tiles", bytesOf(std::max(1, s.threads) * 64.0 * std::max(hp.nEmbd, hp.nFf) * 4.0)});
     // The text (as read, and tokenized: at most one token per byte, + BOS and a dummy prefix).
     const double tokens = static_cast<double>(s.textBytes) + 2.0;
-    if (s.textBytes) e.parts.push_back({"text and its tokens", bytesOf(static_cast<double>(s.textBytes) + tokens * 4.0)});
+    if (s.textBytes)
+        e.parts.push_back({"text and its tokens", bytesOf(static_cast<double>(s.textBytes) + tokens * 4.0)});
     uint64_t mapped = modelFileBytes;
     if (!s.variants.empty()) {
         double chunks = std::floor(tokens / n);
@@ -85,7 +87,8 @@ MemoryEstimate estimateEvaluation(const InferHParams& hp, uint64_t modelFileByte
         const double nc = std::max(1, s.nCtx);
         const double rows = nc - 1.0 - std::floor(nc / 2.0);
         const double rowBytes = (2.0 * std::floor((hp.nVocab + 1) / 2.0) + 4.0) * 2.0;
-        e.parts.push_back({"original's log-probabilities", bytesOf(chunks * (nc * 4.0 + std::max(0.0, rows) * rowBytes))});
+        e.parts.push_back(
+            {"original's log-probabilities", bytesOf(chunks * (nc * 4.0 + std::max(0.0, rows) * rowBytes))});
         double made = 0, largest = 0;
         for (const auto& v : s.variants) {
             const double bytes = static_cast<double>(v.overrideValues) * 4.0;

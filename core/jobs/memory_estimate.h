@@ -40,17 +40,17 @@ inline constexpr uint64_t kMemoryMargin = 512ull << 20;
 // What one variant adds to an evaluation (the variants are scored one after another, each by its own
 // engine, which is freed before the next is loaded).
 struct EvalVariantMemory {
-    uint64_t overrideValues = 0;  // F32 values of the weights it replaces (0: runs from its own file)
-    bool overridesHeld = false;   // those values are already in memory (only the engine's copy is new)
-    uint64_t fileBytes = 0;       // its own model file, mapped (0: the original's)
+    uint64_t overrideValues = 0; // F32 values of the weights it replaces (0: runs from its own file)
+    bool overridesHeld = false;  // those values are already in memory (only the engine's copy is new)
+    uint64_t fileBytes = 0;      // its own model file, mapped (0: the original's)
 };
 
 struct EvalMemorySettings {
     int nCtx = 512;        // tokens per chunk (the KV cache holds one chunk)
     int threads = 1;       // per-thread scratch
     int nChunks = -1;      // chunks scored (-1: all the text holds)
-    uint64_t textBytes = 0;  // the text: its tokens, and the chunk count when nChunks is -1
-    std::vector<EvalVariantMemory> variants;  // scored by KL-divergence against the original
+    uint64_t textBytes = 0;                  // the text: its tokens, and the chunk count when nChunks is -1
+    std::vector<EvalVariantMemory> variants; // scored by KL-divergence against the original
     // Overrides made during the run stay until its end (else each variant's are freed before the next).
     bool keepMadeOverrides = false;
 };

@@ -109,8 +109,8 @@ Result<TensorQuantResult> analyzeTensor(const Model& model, size_t tensorIndex, 
 // Row and group scales are those of the sampled rows; a per-tensor scale comes from their max |x|, so the
 // preview can differ from analyzeTensor. error and range describe the sample; bytesAfter the whole tensor.
 // LLM.int8() (its outliers come from calibration) and tensors that are not matrices are refused.
-Result<TensorQuantResult> previewTensor(const Model& model, size_t tensorIndex, const QuantSpec& spec, int bins,
-                                        uint64_t maxValues);
+Result<TensorQuantResult> previewTensor(const Model& model, size_t tensorIndex, const QuantSpec& spec,
+                                        int bins, uint64_t maxValues);
 
 // Runs the job. onTensor (optional) is called from the worker thread after each tensor.
 Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& params, const ProgressFn& progress,

@@ -14,8 +14,8 @@
 // for 8) and removed at the end unless --keep. The page cache is warm (the model was just written).
 #include <QApplication>
 #include <QElapsedTimer>
-#include <QThread>
 #include <QStandardPaths>
+#include <QThread>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -52,14 +52,14 @@ double readAllSeconds(const std::string& dir, uint64_t* bytes) {
     for (const auto& e : fs::directory_iterator(dir)) {
         if (e.path().extension() != ".safetensors") continue;
         std::ifstream f(e.path(), std::ios::binary);
-        while (f.read(buf.data(), std::streamsize(buf.size())) || f.gcount() > 0) *bytes += uint64_t(f.gcount());
+        while (f.read(buf.data(), std::streamsize(buf.size())) || f.gcount() > 0)
+            *bytes += uint64_t(f.gcount());
     }
     return secondsSince(t0);
 }
 
 // Runs the event loop until done() or the timeout; false on timeout.
-template <class Done>
-bool waitFor(Done done, int timeoutMs) {
+template <class Done> bool waitFor(Done done, int timeoutMs) {
     QElapsedTimer t;
     t.start();
     while (!done()) {
@@ -88,7 +88,7 @@ GuiTimes measure(const std::string& dir) {
     });
     QObject::connect(&w, &qz::ui::MainWindow::modelOpened, &w, [&] {
         g.open = double(timer.nsecsElapsed()) * 1e-9;
-        g.treeTensors = w.modelTree()->tensorCount();  // populated in the same slot as the open
+        g.treeTensors = w.modelTree()->tensorCount(); // populated in the same slot as the open
         g.tree = double(timer.nsecsElapsed()) * 1e-9;
     });
     QObject::connect(&w, &qz::ui::MainWindow::tensorPreviewShown, &w, [&] {
@@ -110,7 +110,7 @@ GuiTimes measure(const std::string& dir) {
     return g;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -120,17 +120,22 @@ int main(int argc, char** argv) {
     bool keep = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--layers" && i + 1 < argc) depths = parseList(argv[++i]);
-        else if (a == "--tmp" && i + 1 < argc) tmpRoot = argv[++i];
-        else if (a == "--keep") keep = true;
-        else if (a.rfind("-platform", 0) == 0) ++i;
+        if (a == "--layers" && i + 1 < argc)
+            depths = parseList(argv[++i]);
+        else if (a == "--tmp" && i + 1 < argc)
+            tmpRoot = argv[++i];
+        else if (a == "--keep")
+            keep = true;
+        else if (a.rfind("-platform", 0) == 0)
+            ++i;
         else {
-            std::fprintf(stderr, "unknown option %s (see the comment at the top of bench_gui_open.cpp)\n", a.c_str());
+            std::fprintf(stderr, "unknown option %s (see the comment at the top of bench_gui_open.cpp)\n",
+                         a.c_str());
             return 2;
         }
     }
     QApplication app(argc, argv);
-    QStandardPaths::setTestModeEnabled(true);  // the recent-files list goes to a test location
+    QStandardPaths::setTestModeEnabled(true); // the recent-files list goes to a test location
     QCoreApplication::setOrganizationName(QStringLiteral("QuantZooBench"));
 
     LlamaShape shape;
@@ -142,8 +147,9 @@ int main(int argc, char** argv) {
     const std::string root = tmpRoot + "/qz-bench-gui-open-" + std::to_string(getpid());
     const std::string tokDir = sourceDir() + "/../data/models/bard-llama";
     std::printf("bench_gui_open: Llama-2-7B shape (hidden 4096, ffn 11008, vocab 32000), BF16, offscreen\n");
-    std::printf("%6s %8s %9s %9s %9s %10s %10s %9s %8s %11s %12s %11s\n", "layers", "MiB", "core open", "GUI open",
-                "tree", "first hist", "whole hist", "GUI/core", "updates", "1st update", "model hist", "read once");
+    std::printf("%6s %8s %9s %9s %9s %10s %10s %9s %8s %11s %12s %11s\n", "layers", "MiB", "core open",
+                "GUI open", "tree", "first hist", "whole hist", "GUI/core", "updates", "1st update",
+                "model hist", "read once");
     int status = 0;
     for (int64_t layers : depths) {
         shape.layers = layers;
@@ -166,10 +172,9 @@ int main(int argc, char** argv) {
         }
         const GuiTimes g = measure(dir);
         std::printf("%6lld %8.0f %9.3f %9.3f %9.3f %10.3f %10.2f %9.1f %8d %11.3f %12.2f %11.2f\n",
-                    static_cast<long long>(layers), mib(double(bytes)), coreOpen, g.open, g.tree, g.firstHistogram,
-                    g.wholeHistogram,
-                    coreOpen > 0 ? g.open / coreOpen : 0.0, g.progressUpdates, g.firstProgress, g.modelHistogram,
-                    readOnce);
+                    static_cast<long long>(layers), mib(double(bytes)), coreOpen, g.open, g.tree,
+                    g.firstHistogram, g.wholeHistogram, coreOpen > 0 ? g.open / coreOpen : 0.0,
+                    g.progressUpdates, g.firstProgress, g.modelHistogram, readOnce);
         std::printf("       tree: %d tensors; %s\n", g.treeTensors,
                     g.open >= 0 && g.firstHistogram >= 0 && g.firstHistogram < 1.0 && g.tree < 1.0
                         ? "open, tree and first histogram under 1 s"

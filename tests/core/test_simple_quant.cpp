@@ -161,14 +161,15 @@ void TestSimpleQuant::previewFromEvenlySpacedRows() {
     auto p = previewTensor(mod, idx, s, 40, 64 * 256);
     QVERIFY2(p, p ? "" : p.error().message.c_str());
     QCOMPARE(p->sampledRows, int64_t(64));
-    QCOMPARE(p->numel, uint64_t(256 * 256));  // the tensor's, as bytesAfter
+    QCOMPARE(p->numel, uint64_t(256 * 256)); // the tensor's, as bytesAfter
     // Rows 0, 4, ..., 252 by hand: s = 127 / max|x| per row, x' = round(s·x) / s.
     double se = 0;
     float lo = INFINITY, hi = -INFINITY;
     for (int k = 0; k < 64; ++k) {
         const float* row = all->data() + size_t(k * 4) * 256;
         float amax = 0;
-        for (int c = 0; c < 256; ++c) amax = std::max(amax, std::fabs(row[c]));
+        for (int c = 0; c < 256; ++c)
+            amax = std::max(amax, std::fabs(row[c]));
         const float sc = 127.0f / amax;
         for (int c = 0; c < 256; ++c) {
             const double d = double(std::nearbyint(sc * row[c]) / sc) - double(row[c]);

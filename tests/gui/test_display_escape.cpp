@@ -86,8 +86,10 @@ bool writeEvilGguf(const std::string& path) {
     for (const auto& t : g.tensors)
         if (!w.writeTensorData(g.tensorBytes(t))) return false;
     std::vector<float> v(1024);
-    for (size_t i = 0; i < v.size(); ++i) v[i] = float(int(i * 37 % 101) - 50) / 100.0f;
-    if (!w.writeTensorData({reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)})) return false;
+    for (size_t i = 0; i < v.size(); ++i)
+        v[i] = float(int(i * 37 % 101) - 50) / 100.0f;
+    if (!w.writeTensorData({reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)}))
+        return false;
     return w.finish().ok();
 }
 
@@ -112,19 +114,23 @@ QStringList shownTexts(QWidget* root) {
         if (auto* l = qobject_cast<QLabel*>(w)) out << l->text();
         if (auto* b = qobject_cast<QAbstractButton*>(w)) out << b->text();
         if (auto* c = qobject_cast<QComboBox*>(w))
-            for (int i = 0; i < c->count(); ++i) out << c->itemText(i);
+            for (int i = 0; i < c->count(); ++i)
+                out << c->itemText(i);
         if (auto* e = qobject_cast<QPlainTextEdit*>(w)) out << e->toPlainText();
         if (auto* e = qobject_cast<QTextEdit*>(w)) out << e->toPlainText();
         if (auto* v = qobject_cast<QAbstractItemView*>(w)) addModel(v->model(), QModelIndex(), addModel);
         if (auto* p = qobject_cast<QCustomPlot*>(w)) {
             for (int i = 0; i < p->plotLayout()->elementCount(); ++i)
                 if (auto* t = qobject_cast<QCPTextElement*>(p->plotLayout()->elementAt(i))) out << t->text();
-            for (int i = 0; i < p->plottableCount(); ++i) out << p->plottable(i)->name();
-            for (int i = 0; i < p->graphCount(); ++i) out << p->graph(i)->name();
+            for (int i = 0; i < p->plottableCount(); ++i)
+                out << p->plottable(i)->name();
+            for (int i = 0; i < p->graphCount(); ++i)
+                out << p->graph(i)->name();
             for (QCPAxis* a : p->axisRect() ? p->axisRect()->axes() : QList<QCPAxis*>()) {
                 out << a->label();
                 if (auto t = a->ticker().dynamicCast<QCPAxisTickerText>())
-                    for (const QString& s : t->ticks()) out << s;
+                    for (const QString& s : t->ticks())
+                        out << s;
             }
         }
     }
@@ -200,10 +206,10 @@ private slots:
 
 // No shown text of the widget holds a raw control character (a newline inside a text is fine: labels and
 // logs have several lines; the names' newlines are checked escaped by the callers).
-#define QVERIFY_CLEAN(widget)                                                                     \
-    do {                                                                                          \
-        for (const QString& t : shownTexts(widget))                                               \
-            QVERIFY2(!hasControl(t), qPrintable(QStringLiteral(#widget ": ") + toDisplay(t)));     \
+#define QVERIFY_CLEAN(widget)                                                                                \
+    do {                                                                                                     \
+        for (const QString& t : shownTexts(widget))                                                          \
+            QVERIFY2(!hasControl(t), qPrintable(QStringLiteral(#widget ": ") + toDisplay(t)));               \
     } while (0)
 
 void TestDisplayEscape::everyWidgetEscapes() {
@@ -224,7 +230,8 @@ void TestDisplayEscape::everyWidgetEscapes() {
         auto qr = qz::runQuantize(*model, qp, {});
         QVERIFY(qr);
         bool quantized = false;
-        for (const auto& t : qr->tensors) quantized |= t.name == kEvilTensor;
+        for (const auto& t : qr->tensors)
+            quantized |= t.name == kEvilTensor;
         QVERIFY(quantized);
         TensorTable table;
         table.show();

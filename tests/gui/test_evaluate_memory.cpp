@@ -37,7 +37,9 @@ QString figure(const qz::MemoryEstimate& e) {
                                 : QString::number(double(b) * 1e-9, 'f', 2) + QStringLiteral(" GB");
 }
 
-uint64_t textBytes() { return uint64_t(QFileInfo(sampleTextPath()).size()); }
+uint64_t textBytes() {
+    return uint64_t(QFileInfo(sampleTextPath()).size());
+}
 
 // Values of every 2-D tensor (what absmax over the whole model replaces).
 uint64_t matrixValues(const qz::Model& m) {
@@ -46,11 +48,11 @@ uint64_t matrixValues(const qz::Model& m) {
         if (t.shape.size() == 2) n += uint64_t(t.shape[0]) * uint64_t(t.shape[1]);
     return n;
 }
-}  // namespace
+} // namespace
 
 class TestEvaluateMemory : public QObject {
     Q_OBJECT
-private slots:
+  private slots:
     void evaluatePanelShowsAndRefuses();
     void compareWorkspaceShowsAndRefuses();
 };
@@ -94,7 +96,8 @@ void TestEvaluateMemory::evaluatePanelShowsAndRefuses() {
     auto qr = qz::runQuantize(*model, qp, {});
     QVERIFY(qr);
     uint64_t quantized = 0;
-    for (const auto& t : qr->tensors) quantized += t.numel;
+    for (const auto& t : qr->tensors)
+        quantized += t.numel;
     QCOMPARE(quantized, matrixValues(*model));
     panel.setQuantizeResult(model, std::make_shared<const qz::QuantizeResult>(std::move(*qr)));
     s.variants.push_back({quantized, false, 0});
@@ -102,9 +105,11 @@ void TestEvaluateMemory::evaluatePanelShowsAndRefuses() {
     const auto withVariant = qz::estimateEvaluation(*hp, model->totalBytes(), s);
     // At least the made values and the engine's copy, 4 bytes each.
     QVERIFY(withVariant.anonBytes() >= oneThread.anonBytes() + 8 * quantized);
-    QVERIFY2(panel.memoryLabel()->text().contains(figure(withVariant)), qPrintable(panel.memoryLabel()->text()));
+    QVERIFY2(panel.memoryLabel()->text().contains(figure(withVariant)),
+             qPrintable(panel.memoryLabel()->text()));
     const QString tip = panel.memoryLabel()->toolTip();
-    QVERIFY2(tip.contains(QStringLiteral("variant weights made")) && tip.contains(QStringLiteral("engine's copy")) &&
+    QVERIFY2(tip.contains(QStringLiteral("variant weights made")) &&
+                 tip.contains(QStringLiteral("engine's copy")) &&
                  tip.contains(QStringLiteral("log-probabilities")),
              qPrintable(tip));
 
@@ -140,7 +145,7 @@ void TestEvaluateMemory::compareWorkspaceShowsAndRefuses() {
     w.setContext(128);
     w.setChunks(8);
     w.setThreads(1);
-    QVERIFY(w.memoryLabel()->text().isEmpty());  // nothing selected: nothing to evaluate
+    QVERIFY(w.memoryLabel()->text().isEmpty()); // nothing selected: nothing to evaluate
 
     auto spec = qz::parseMethodSpec("absmax:8:tensor");
     QVERIFY(spec);
@@ -169,7 +174,8 @@ void TestEvaluateMemory::compareWorkspaceShowsAndRefuses() {
     QSignalSpy done(&w, &CompareWorkspace::evaluationFinished);
     QVERIFY(!w.evaluate());
     QVERIFY(!w.runner()->isRunning());
-    QVERIFY2(w.status()->text().startsWith(QStringLiteral("Not enough memory")), qPrintable(w.status()->text()));
+    QVERIFY2(w.status()->text().startsWith(QStringLiteral("Not enough memory")),
+             qPrintable(w.status()->text()));
     QVERIFY(w.status()->text().contains(QStringLiteral("select fewer variants")));
     QTest::qWait(50);
     QCOMPARE(done.count(), 0);
