@@ -56,7 +56,7 @@ bool BackgroundJob::start(Work work) {
                 first = false;
                 sinceReport.restart();
                 const double f = p.fraction;
-                const QString step = toQ(p.step);
+                const QString step = toDisplay(p.step); // steps and errors name tensors and files
                 post([this, f, step] {
                     const double elapsed = m_timer.elapsed() / 1000.0;
                     const double eta = f > 0.02 && elapsed > 0.3 ? elapsed * (1 - f) / f : -1;
@@ -91,7 +91,10 @@ bool BackgroundJob::start(Work work) {
         else if (st.error().cancelled || flag->load())
             post([this] { m_running = false; emit cancelled(); });
         else
-            post([this, msg = toQ(st.error().message)] { m_running = false; emit failed(msg); });
+            post([this, msg = toDisplay(st.error().message)] {
+                m_running = false;
+                emit failed(msg);
+            });
     });
     return true;
 }

@@ -255,13 +255,13 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
         if (!isRunning()) m_summary->setText(text);
     });
     connect(m_layerBox, &QComboBox::currentIndexChanged, this, [this](int i) {
-        if (i >= 0) showLayer(m_layerBox->itemText(i));
+        if (i >= 0) showLayer(m_layerBox->itemData(i).toString());
     });
     connect(m_layers, &QTableWidget::itemSelectionChanged, this, [this] {
         const auto rows = m_layers->selectionModel()->selectedRows();
         if (rows.isEmpty() || !m_overrides) return;
-        const QString name = m_layers->item(rows.first().row(), 0)->text();
-        const int i = m_layerBox->findText(name);
+        const QString name = m_layers->item(rows.first().row(), 0)->data(Qt::UserRole).toString();
+        const int i = m_layerBox->findData(name);
         if (i >= 0) m_layerBox->setCurrentIndex(i);
     });
     connect(m_evaluate, &QPushButton::clicked, this, [this] { evaluate(); });
@@ -325,10 +325,11 @@ void CalibratedExportPage::setModel(ModelPtr model) {
     setEnabled(m_model != nullptr);
     if (!m_model) return;
     if (m_model->format != qz::ModelFormat::HuggingFaceFolder)
-        m_summary->setText(tr("%1 export needs a Hugging Face model folder (config.json + safetensors); this is %2.")
-                               .arg(m_formatName, toQ(m_model->path)));
+        m_summary->setText(
+            tr("%1 export needs a Hugging Face model folder (config.json + safetensors); this is %2.")
+                .arg(m_formatName, toDisplay(m_model->path)));
     else
-        m_summary->setText(tr("Ready to export %1 as %2.").arg(toQ(m_model->name), m_formatName));
+        m_summary->setText(tr("Ready to export %1 as %2.").arg(toDisplay(m_model->name), m_formatName));
     if (auto hp = qz::readInferHParams(*m_model); hp && hp->nCtxTrain > 0) {
         m_seqLen->setMaximum(hp->nCtxTrain);
         m_evalCtx->setMaximum(hp->nCtxTrain);
@@ -503,7 +504,7 @@ bool CalibratedExportPage::start() {
     m_log->clear();
     prepareRun();
     appendLog(tr("Exporting %1 as %2 to %3 (calibration: %4, %5 × %6 tokens)")
-                  .arg(toQ(m_model->name), resultName(), out, calib)
+                  .arg(toDisplay(m_model->name), resultName(), toDisplay(out), toDisplay(calib))
                   .arg(m_samples->value())
                   .arg(m_seqLen->value()));
     m_summary->setText(tr("Running…"));
@@ -542,7 +543,9 @@ void CalibratedExportPage::addLayerRow(const QStringList& cells, bool resumed) {
     const int r = m_layers->rowCount();
     m_layers->insertRow(r);
     for (int c = 0; c < cells.size() && c < m_layers->columnCount(); ++c) {
-        auto* it = cell(cells[c], c > 0);
+        // The layer's name (first cell) is shown escaped and kept raw for lookups.
+        auto* it = cell(c == 0 ? toDisplay(cells[c]) : cells[c], c > 0);
+        if (c == 0) it->setData(Qt::UserRole, cells[c]);
         if (resumed) it->setForeground(QColor(110, 110, 110));
         m_layers->setItem(r, c, it);
     }
@@ -582,7 +585,8 @@ void CalibratedExportPage::setResult(const QString& outputDir, OverridesPtr over
             const qz::TensorInfo* t = m_model ? m_model->find(n) : nullptr;
             if (!names.contains(q) && t && t->shape.size() == 2) names << q;
         }
-        m_layerBox->addItems(names);
+        for (const QString& n : names)
+            m_layerBox->addItem(toDisplay(n), n);
     }
     m_layerBox->blockSignals(false);
     m_layerBox->setEnabled(m_layerBox->count() > 0);
@@ -590,34 +594,34 @@ void CalibratedExportPage::setResult(const QString& outputDir, OverridesPtr over
         m_hist->clear(tr("Choose a layer."));
     else
         m_hist->clear(tr("The dequantized weights were not kept (see the options)."));
-    if (m_layerBox->count() > 0) showLayer(m_layerBox->currentText());
+    if (m_layerBox->count() > 0) showLayer(m_layerBox->currentData().toString());
 }
 
 void CalibratedExportPage::showLayer(const QString& weightName) {
     if (!m_model || !m_overrides) return;
     auto it = m_overrides->find(toStd(weightName));
     if (it == m_overrides->end()) return;
-    if (m_layerBox->currentText() != weightName) {
-        const int i = m_layerBox->findText(weightName);
+    if (m_layerBox->currentData().toString() != weightName) {
+        const int i = m_layerBox->findData(weightName);
         if (i >= 0) {
             m_layerBox->blockSignals(true);
             m_layerBox->setCurrentIndex(i);
             m_layerBox->blockSignals(false);
         }
     }
-    m_hist->clear(tr("Computing %1…").arg(weightName));
+    m_hist->clear(tr("Computing %1…").arg(toDisplay(weightName)));
     m_histJob->cancel();  // superseded
     ModelPtr model = m_model;
     OverridesPtr ov = m_overrides;  // keeps the values alive on the worker
     const std::vector<float>* deq = &it->second;
     m_histJob->run<qz::LayerHistograms>(
-        [model, ov, deq, name = toStd(weightName)](
-            const BackgroundJob::Context& ctx) -> qz::Result<qz::LayerHistograms> {
+        [model, ov, deq,
+         name = toStd(weightName)](const BackgroundJob::Context& ctx) -> qz::Result<qz::LayerHistograms> {
             if (ctx.cancelled()) return qz::cancelledError();
             return qz::computeLayerHistograms(*model, name, *deq, 150);
         },
         [this, weightName](qz::LayerHistograms&& h) {
-            m_hist->setTitle(weightName);
+            m_hist->setTitle(toDisplay(weightName));
             m_hist->setSeries({{tr("original"), h.original, HistogramPlot::originalColor()},
                                {resultName(), h.result, HistogramPlot::quantizedColor()}});
             m_histStats->setText(tr("MSE %1 · max |err| %2 · SQNR %3 dB · cosine %4")

@@ -196,7 +196,7 @@ std::vector<int32_t> CodesView::outliersFor(const QString& name) const {
 }
 
 QString CodesView::text() const {
-    return m_window ? toQ(qz::codeWindowText(*m_window, toStd(m_tensor))) : QString();
+    return m_window ? toQ(qz::codeWindowText(*m_window, toStd(toDisplay(m_tensor)))) : QString();
 }
 
 QString CodesView::scalesText() const {
@@ -244,7 +244,7 @@ void CodesView::refresh() {
     if (!info) {
         ++m_request;
         m_window.reset();
-        clearTables(tr("%1: not in the model").arg(m_tensor));
+        clearTables(tr("%1: not in the model").arg(toDisplay(m_tensor)));
         return;
     }
     if (auto st = m_spec.validate(); !st) {
@@ -275,7 +275,7 @@ void CodesView::refresh() {
     const bool inputIsRows = req.inputIsRows;
     const quint64 request = ++m_request;
     ++m_pending;
-    m_title->setText(tr("%1: computing codes…").arg(name));
+    m_title->setText(tr("%1: computing codes…").arg(toDisplay(name)));
     m_pool.start([this, request, model, index, spec, req = std::move(req), oneDim, name, inputIsRows] {
         std::shared_ptr<const qz::CodeWindow> window;
         QString error;
@@ -284,13 +284,13 @@ void CodesView::refresh() {
                 const qz::TensorInfo& t = model->tensors[index];
                 auto x = qz::readTensorF32(*model, t);
                 if (!x) {
-                    error = toQ(x.error().message);
+                    error = toDisplay(x.error().message);
                 } else {
                     auto w = qz::makeCodeWindow(spec, x->data(), t.rows(), t.cols(), req, oneDim);
                     if (w)
                         window = std::make_shared<const qz::CodeWindow>(std::move(w.value()));
                     else
-                        error = toQ(w.error().message);
+                        error = toDisplay(w.error().message);
                 }
             } catch (const std::exception& e) {
                 error = tr("codes failed: %1").arg(QString::fromUtf8(e.what()));
@@ -303,7 +303,7 @@ void CodesView::refresh() {
                 if (request != m_request) return;
                 if (!window) {
                     m_window.reset();
-                    clearTables(tr("%1: cannot show codes").arg(name));
+                    clearTables(tr("%1: cannot show codes").arg(toDisplay(name)));
                     emit failed(error);
                     return;
                 }
@@ -320,7 +320,7 @@ void CodesView::showWindow(std::shared_ptr<const qz::CodeWindow> wp, const QStri
     const bool int8 = w.spec.method == qz::QuantMethod::LlmInt8;
     const bool fourBit = qz::isBnbFourBit(w.spec.method);
     m_title->setText(tr("<b>%1</b> [%2 × %3] — %4, rows %5–%6, cols %7–%8")
-                         .arg(name.toHtmlEscaped())
+                         .arg(toDisplay(name).toHtmlEscaped())
                          .arg(w.tensorRows)
                          .arg(w.tensorCols)
                          .arg(toQ(w.spec.describe()).toHtmlEscaped())

@@ -28,6 +28,7 @@
 
 #include "app_options.h"
 #include "common/safe_file.h"
+#include "evaluate_jobs.h"
 #include "export/gguf_export.h"
 #include "histogram_plot.h"
 #include "text_choice.h"
@@ -206,6 +207,9 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     evalRow->addWidget(m_evaluate);
     evalRow->addWidget(m_cancel);
     root->addLayout(evalRow);
+    m_memory = new QLabel(this);
+    m_memory->setTextFormat(Qt::PlainText);
+    root->addWidget(m_memory);
     auto* showRow = new QHBoxLayout;
     showRow->addWidget(new QLabel(tr("Tensor"), this));
     showRow->addWidget(m_tensor, 1);
@@ -340,6 +344,10 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
                                                        tr("Text (*.txt);;All files (*)"));
         setTextPath(f);
     });
+    connect(m_text, qOverload<int>(&QComboBox::currentIndexChanged), this,
+            &CompareWorkspace::updateMemoryLabel);
+    connect(m_ctx, &QSpinBox::valueChanged, this, &CompareWorkspace::updateMemoryLabel);
+    connect(m_chunks, &QSpinBox::valueChanged, this, &CompareWorkspace::updateMemoryLabel);
     connect(m_list, &QListWidget::itemChanged, this, [this](QListWidgetItem*) {
         if (selected().size() > kMaxSelected) { // the 9th tick is refused
             m_status->setText(tr("At most %1 variants side by side").arg(kMaxSelected));
@@ -358,7 +366,7 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
         if (v.isValid()) setCurrentVariant(v.toInt());
     });
     connect(m_tensor, qOverload<int>(&QComboBox::activated), this, [this](int) {
-        m_c.tensor = toStd(m_tensor->currentText());
+        m_c.tensor = toStd(m_tensor->currentData().toString());
         refresh();
     });
     connect(m_overlay, &QCheckBox::toggled, this, [this](bool) { requestHistograms(); });
@@ -418,14 +426,14 @@ void CompareWorkspace::setModel(ModelPtr model) {
     m_tensor->clear();
     if (m_model)
         for (const auto& t : m_model->tensors)
-            if (t.shape.size() == 2) m_tensor->addItem(toQ(t.name));
+            if (t.shape.size() == 2) m_tensor->addItem(toDisplay(t.name), toQ(t.name)); // shown escaped
     if (m_pending && m_model && samePath(m_pending->modelPath, m_model->path)) {
         qz::Comparison c = std::move(*m_pending);
         m_pending.reset();
         applyComparison(std::move(c));
         return;
     }
-    if (m_c.tensor.empty() && m_tensor->count()) m_c.tensor = toStd(m_tensor->itemText(0));
+    if (m_c.tensor.empty() && m_tensor->count()) m_c.tensor = toStd(m_tensor->itemData(0).toString());
     setRunning(false);
     rebuildList();
     refresh();
@@ -551,7 +559,7 @@ QList<int> CompareWorkspace::selected() const {
 }
 
 void CompareWorkspace::setTensor(const QString& name) {
-    const int i = m_tensor->findText(name);
+    const int i = m_tensor->findData(name);
     if (i < 0) return;
     m_tensor->setCurrentIndex(i);
     m_c.tensor = toStd(name);
@@ -586,7 +594,7 @@ void CompareWorkspace::setCurrentVariant(int index) {
     // Redrawn after the click that may have called this has returned (the clicked graph is replaced).
     QMetaObject::invokeMethod(this, &CompareWorkspace::rebuildScatter, Qt::QueuedConnection);
     m_status->setText(tr("%1: %2, %3 bits per weight")
-                          .arg(toQ(variant(index).name), toQ(variant(index).label))
+                          .arg(toDisplay(variant(index).name), toDisplay(variant(index).label))
                           .arg(variant(index).bitsPerWeight, 0, 'f', 3));
     emit currentVariantChanged(index);
 }
@@ -610,19 +618,20 @@ void CompareWorkspace::rebuildList() {
     m_list->clear();
     for (int i = 0; i < variantCount(); ++i) {
         const auto& v = variant(i);
-        auto* it = new QListWidgetItem(toQ(v.name), m_list);
+        auto* it = new QListWidgetItem(toDisplay(v.name), m_list);
         it->setFlags(it->flags() | Qt::ItemIsUserCheckable);
         const bool on = std::find(m_c.selected.begin(), m_c.selected.end(), i) != m_c.selected.end();
         it->setCheckState(on ? Qt::Checked : Qt::Unchecked);
         it->setToolTip(QStringLiteral("%1 — %2, %3 bits per weight%4")
-                           .arg(toQ(std::string(qz::variantKindName(v.kind))), toQ(v.label))
+                           .arg(toQ(std::string(qz::variantKindName(v.kind))), toDisplay(v.label))
                            .arg(v.bitsPerWeight, 0, 'f', 3)
-                           .arg(v.path.empty() ? QString() : QStringLiteral("\n") + toQ(v.path)));
+                           .arg(v.path.empty() ? QString() : QStringLiteral("\n") + toDisplay(v.path)));
     }
     if (m_current >= 0 && m_current < m_list->count()) m_list->setCurrentRow(m_current);
 }
 
 void CompareWorkspace::refresh() {
+    updateMemoryLabel();
     rebuildTable();
     rebuildLayers();
     rebuildScatter();
@@ -637,11 +646,11 @@ void CompareWorkspace::rebuildTable() {
         const auto& v = variant(i);
         const int r = m_table->rowCount();
         m_table->insertRow(r);
-        m_table->setItem(r, ColVariant, cell(toQ(v.name), double(i), false));
+        m_table->setItem(r, ColVariant, cell(toDisplay(v.name), double(i), false));
         m_table->item(r, ColVariant)->setForeground(variantColor(i));
         m_table->setItem(
             r, ColKind,
-            cell(toQ(std::string(qz::variantKindName(v.kind))) + QStringLiteral(" · ") + toQ(v.label),
+            cell(toQ(std::string(qz::variantKindName(v.kind))) + QStringLiteral(" · ") + toDisplay(v.label),
                  std::nan(""), false));
         if (const qz::VariantTensor* t = v.find(tensorName)) {
             m_table->setItem(r, ColBytes, cell(mib(t->bytes), double(t->bytes)));
@@ -666,7 +675,7 @@ void CompareWorkspace::rebuildTable() {
             const QString why = v.eval.error.empty() ? QString() : tr("error");
             for (int c = ColPpl; c < ColCount; ++c)
                 m_table->setItem(r, c, cell(why));
-            if (!why.isEmpty()) m_table->item(r, ColPpl)->setToolTip(toQ(v.eval.error));
+            if (!why.isEmpty()) m_table->item(r, ColPpl)->setToolTip(toDisplay(v.eval.error));
         }
         if (i == m_current) m_table->selectRow(r);
     }
@@ -679,7 +688,7 @@ void CompareWorkspace::rebuildLayers() {
     for (int i : m_c.selected) {
         if (i < 0 || i >= variantCount()) continue;
         QCPGraph* g = m_layers->addGraph();
-        g->setName(toQ(variant(i).name));
+        g->setName(toDisplay(variant(i).name));
         g->setPen(QPen(variantColor(i), 2));
         g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 5));
         for (const auto& [layer, e] : qz::perLayerError(variant(i))) {
@@ -725,7 +734,7 @@ void CompareWorkspace::rebuildScatter() {
         const bool mix = v.kind == qz::VariantKind::GgufFile && qz::isStandardMix(v.label);
         QCPGraph* g = m_scatter->addGraph();
         g->setProperty("variant", idx[k]);
-        g->setName(toQ(v.name));
+        g->setName(toDisplay(v.name));
         g->setLineStyle(QCPGraph::lsNone);
         const bool current = idx[k] == m_current;
         g->setScatterStyle(QCPScatterStyle(mix ? QCPScatterStyle::ssDiamond : QCPScatterStyle::ssDisc,
@@ -738,7 +747,7 @@ void CompareWorkspace::rebuildScatter() {
         label->position->setCoords(xs[k], ys[k]);
         label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
         label->setPadding(QMargins(8, 0, 0, 6));
-        label->setText(mix ? toQ(v.label) : toQ(v.name));
+        label->setText(mix ? toDisplay(v.label) : toDisplay(v.name));
         if (mix) label->setFont(QFont(label->font().family(), label->font().pointSize(), QFont::Bold));
         x0 = std::min(x0, xs[k]);
         x1 = std::max(x1, xs[k]);
@@ -807,13 +816,13 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
         p->deleteLater();
     }
     m_histPlots.clear();
-    const QString tensorName = toQ(tc.tensor);
+    const QString tensorName = toDisplay(tc.tensor); // titles
     if (m_overlay->isChecked()) {
         auto* p = new HistogramPlot(m_histPage);
         p->setTitle(tr("%1: all variants").arg(tensorName));
         QList<HistogramSeries> s{{tr("original"), tc.original, HistogramPlot::originalColor()}};
         for (int k = 0; k < order.size(); ++k)
-            s.append({toQ(variant(order[k]).name), tc.values[size_t(k)], variantColor(order[k])});
+            s.append({toDisplay(variant(order[k]).name), tc.values[size_t(k)], variantColor(order[k])});
         p->setSeries(s);
         m_histGrid->addWidget(p, 0, 0);
         m_histPlots.append(p);
@@ -823,10 +832,10 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
         for (int k = 0; k < order.size(); ++k) {
             auto* p = new HistogramPlot(m_histPage);
             p->setMinimumSize(150, 130);
-            p->setTitle(toQ(variant(order[k]).name));
+            p->setTitle(toDisplay(variant(order[k]).name));
             p->setLegendVisible(false);
             p->setSeries({{tr("original"), tc.original, HistogramPlot::originalColor()},
-                          {toQ(variant(order[k]).name), tc.values[size_t(k)], variantColor(order[k])}});
+                          {toDisplay(variant(order[k]).name), tc.values[size_t(k)], variantColor(order[k])}});
             m_histGrid->addWidget(p, k / cols, k % cols);
             m_histPlots.append(p);
             yMax = std::max(yMax, p->customPlot()->yAxis->range().upper);
@@ -840,7 +849,7 @@ void CompareWorkspace::showHistograms(const qz::TensorComparison& tc, const QLis
     }
     QList<HistogramSeries> errs;
     for (int k = 0; k < order.size(); ++k)
-        errs.append({toQ(variant(order[k]).name), tc.errors[size_t(k)], variantColor(order[k])});
+        errs.append({toDisplay(variant(order[k]).name), tc.errors[size_t(k)], variantColor(order[k])});
     m_errorPlot->setTitle(tr("%1: error (variant − original), shared bins").arg(tensorName));
     m_errorPlot->setSeries(errs);
     emit histogramsShown();
@@ -854,11 +863,53 @@ void CompareWorkspace::setRunning(bool on) {
     if (on) m_progress->setValue(0);
 }
 
+void CompareWorkspace::setThreads(int threads) {
+    m_threads = threads;
+    updateMemoryLabel();
+}
+
+void CompareWorkspace::setAvailableMemoryOverride(uint64_t bytes) {
+    m_availableOverride = bytes;
+    updateMemoryLabel();
+}
+
+qz::MemoryEstimate CompareWorkspace::memoryEstimate() const {
+    if (!m_model || m_c.selected.empty()) return {};
+    qz::EvalMemorySettings s;
+    s.nCtx = m_ctx->value();
+    s.nChunks = m_chunks->value() > 0 ? m_chunks->value() : -1;
+    s.threads = m_threads;
+    s.textBytes = uint64_t(std::max<qint64>(0, QFileInfo(textPath()).size()));
+    // qz::evaluateComparison re-makes one variant's weights at a time (variantRunnable) and frees them.
+    for (int i : m_c.selected) {
+        if (i < 0 || i >= variantCount()) continue;
+        const qz::Variant& v = variant(i);
+        qz::EvalVariantMemory m;
+        if (v.kind == qz::VariantKind::GgufFile)
+            m.fileBytes = v.bytes;
+        else
+            for (const auto& t : v.tensors)
+                m.overrideValues += t.numel;
+        s.variants.push_back(m);
+    }
+    return evaluationMemory(*m_model, s);
+}
+
+void CompareWorkspace::updateMemoryLabel() {
+    showMemoryEstimate(m_memory, memoryEstimate(), availableMemory(m_availableOverride));
+}
+
 bool CompareWorkspace::evaluate() {
     if (!m_model || m_runner->isRunning() || m_c.selected.empty()) return false;
     QFile f(textPath());
     if (!f.open(QIODevice::ReadOnly)) {
         m_status->setText(tr("cannot read %1").arg(textPath()));
+        return false;
+    }
+    if (auto fits = qz::checkMemoryFits(memoryEstimate(), availableMemory(m_availableOverride)); !fits) {
+        m_status->setText(tr("Not enough memory: %1. Use a shorter context or fewer chunks, or select fewer "
+                             "variants.")
+                              .arg(toQ(fits.error().message)));
         return false;
     }
     const QByteArray bytes = f.readAll();
@@ -905,7 +956,7 @@ bool CompareWorkspace::saveProject(const QString& path, QString* error) {
     if (m_c.textPath.empty()) m_c.textPath = toStd(textPath());
     auto st = qz::saveComparison(m_c, toStd(path));
     if (!st) {
-        if (error) *error = toQ(st.error().message);
+        if (error) *error = toDisplay(st.error().message);
         return false;
     }
     m_status->setText(tr("saved %1").arg(path));
@@ -915,7 +966,7 @@ bool CompareWorkspace::saveProject(const QString& path, QString* error) {
 bool CompareWorkspace::openProject(const QString& path, QString* error) {
     auto c = qz::loadComparison(toStd(path));
     if (!c) {
-        if (error) *error = toQ(c.error().message);
+        if (error) *error = toDisplay(c.error().message);
         return false;
     }
     if (m_model && samePath(m_model->path, c->modelPath)) {
@@ -937,10 +988,10 @@ void CompareWorkspace::applyComparison(qz::Comparison c) {
     setTextPath(m_c.textPath == toStd(sampleTextPath()) ? QString() : toQ(m_c.textPath));
     m_ctx->setValue(m_c.nCtx);
     m_chunks->setValue(m_c.nChunks);
-    if (m_tensor->findText(toQ(m_c.tensor)) >= 0)
-        m_tensor->setCurrentIndex(m_tensor->findText(toQ(m_c.tensor)));
+    if (m_tensor->findData(toQ(m_c.tensor)) >= 0)
+        m_tensor->setCurrentIndex(m_tensor->findData(toQ(m_c.tensor)));
     else if (m_tensor->count())
-        m_c.tensor = toStd(m_tensor->itemText(0));
+        m_c.tensor = toStd(m_tensor->itemData(0).toString());
     setRunning(false);
     rebuildList();
     refresh();
@@ -973,7 +1024,7 @@ bool CompareWorkspace::exportTable(const QString& id, const QString& path, QStri
         return false;
     }
     auto st = qz::writeFileAtomic(toStd(path), text);
-    if (!st && error) *error = toQ(st.error().message);
+    if (!st && error) *error = toDisplay(st.error().message);
     return bool(st);
 }
 

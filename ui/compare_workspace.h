@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "background_job.h"
+#include "jobs/memory_estimate.h"
 #include "qt_types.h"
 #include "variants/variants.h"
 
@@ -86,7 +87,14 @@ class CompareWorkspace : public QWidget {
     void setTextPath(const QString& path); // empty = the bundled sample
     void setContext(int nCtx);
     void setChunks(int nChunks); // 0 = all
-    void setThreads(int threads) { m_threads = threads; }
+    void setThreads(int threads);
+    // The memory "Evaluate selected" needs (jobs/memory_estimate.h: one engine at a time; a fake-quantized
+    // or GPTQ variant's weights are re-made in F32 and copied by the engine), shown beside the settings and
+    // checked by evaluate(), which refuses when it exceeds the available memory (0: MemAvailable from
+    // /proc/meminfo; settable for tests).
+    qz::MemoryEstimate memoryEstimate() const;
+    void setAvailableMemoryOverride(uint64_t bytes);
+    QLabel* memoryLabel() const { return m_memory; }
     // Evaluates the selected variants (and the original) against the original; false if nothing starts.
     bool evaluate();
     void cancel();
@@ -131,6 +139,7 @@ class CompareWorkspace : public QWidget {
     void showHistograms(const qz::TensorComparison& tc, const QList<int>& order);
     void applyComparison(qz::Comparison c);
     void setRunning(bool on);
+    void updateMemoryLabel();
     QString textPath() const;
     void chooseFile(bool folder);
     void exportDialog(const QString& id, bool table);
@@ -171,6 +180,8 @@ class CompareWorkspace : public QWidget {
     QCustomPlot* m_scatter;
     QProgressBar* m_progress;
     QLabel* m_status;
+    QLabel* m_memory;
+    uint64_t m_availableOverride = 0;
 };
 
 } // namespace qz::ui

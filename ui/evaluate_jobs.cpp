@@ -1,5 +1,9 @@
 #include "evaluate_jobs.h"
 
+#include <QLabel>
+
+#include "common/parallel.h"
+
 namespace qz::ui {
 
 namespace {
@@ -27,11 +31,12 @@ BackgroundJob::Work evaluateWork(EvalVariant original, std::vector<EvalVariant> 
         auto emitRow = [&](const EvalRow& row) {
             if (onRow) ctx.post([onRow, row] { onRow(row); });
         };
-        qz::KldBase base;
+        qz::KldBase base; // kept only when variants are scored against it
         const auto p0 = share(ctx, 0, n, original.name);
         auto o = overridesOf(original, p0);
         if (!o) return o.error();
-        auto pr = qz::evaluatePerplexity(*original.model, text, params, p0, o->get(), &base);
+        auto pr = qz::evaluatePerplexity(*original.model, text, params, p0, o->get(),
+                                         variants.empty() ? nullptr : &base);
         if (!pr) return pr.error();
         EvalRow row0;
         row0.index = 0;
@@ -89,6 +94,45 @@ BackgroundJob::Work generateWork(EvalVariant original, std::vector<EvalVariant> 
         }
         return qz::okStatus();
     };
+}
+
+QString memoryFigure(uint64_t bytes) {
+    return bytes < 1'000'000'000ull ? QStringLiteral("%1 MB").arg(double(bytes) * 1e-6, 0, 'f', 0)
+                                    : QStringLiteral("%1 GB").arg(double(bytes) * 1e-9, 0, 'f', 2);
+}
+
+qz::MemoryEstimate evaluationMemory(const qz::Model& original, qz::EvalMemorySettings s) {
+    auto hp = qz::readInferHParams(original);
+    if (!hp) return {};
+    if (s.threads <= 0) s.threads = qz::defaultThreadCount();
+    return qz::estimateEvaluation(*hp, original.totalBytes(), s);
+}
+
+qz::EvalVariantMemory variantMemory(const EvalVariant& v) {
+    qz::EvalVariantMemory m;
+    m.overrideValues = v.overrideValues;
+    if (v.overrides && !v.overrideValues)
+        for (const auto& [name, values] : *v.overrides)
+            m.overrideValues += values.size();
+    m.overridesHeld = v.overrides != nullptr || (v.built && v.built());
+    return m;
+}
+
+void showMemoryEstimate(QLabel* label, const qz::MemoryEstimate& e, uint64_t available) {
+    if (e.parts.empty()) {
+        label->clear();
+        label->setToolTip(QString());
+        return;
+    }
+    const QString need = memoryFigure(e.anonBytes() + qz::kMemoryMargin);
+    label->setText(available
+                       ? QObject::tr("Memory: about %1 of %2 available").arg(need, memoryFigure(available))
+                       : QObject::tr("Memory: about %1").arg(need));
+    label->setToolTip(QObject::tr("About %1").arg(toQ(e.describe())));
+}
+
+uint64_t availableMemory(uint64_t availableOverride) {
+    return availableOverride ? availableOverride : qz::availableMemoryBytes();
 }
 
 }  // namespace qz::ui

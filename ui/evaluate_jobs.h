@@ -18,7 +18,10 @@
 #include "background_job.h"
 #include "infer/evaluate.h"
 #include "infer/generate.h"
+#include "jobs/memory_estimate.h"
 #include "qt_types.h"
+
+class QLabel;
 
 namespace qz::ui {
 
@@ -33,6 +36,10 @@ struct EvalVariant {
     std::function<qz::Result<OverridesPtr>(const qz::ProgressFn&)> build;
     uint64_t bytes = 0;             // model size on disk / after quantization (0 = unknown)
     double bitsPerWeight = 0;       // (0 = unknown)
+    // For the memory estimate: the F32 values of the replaced weights (what `overrides` holds or `build`
+    // makes), and whether `build` has already made (and cached) them.
+    uint64_t overrideValues = 0;
+    std::function<bool()> built;
 };
 
 struct EvalRow {
@@ -56,6 +63,19 @@ using TokenFn = std::function<void(int index, const QString& piece)>;
 using GenerationDoneFn = std::function<void(int index, const QString& text, double tokensPerSecond)>;
 BackgroundJob::Work generateWork(EvalVariant original, std::vector<EvalVariant> variants, qz::GenerateParams params,
                                  int threads, TokenFn onToken, GenerationDoneFn onDone);
+
+// The memory of an evaluation (jobs/memory_estimate.h): s.threads 0 is resolved as the engine does
+// (defaultThreadCount). Empty when the model's hyper-parameters cannot be read.
+qz::MemoryEstimate evaluationMemory(const qz::Model& original, qz::EvalMemorySettings s);
+// What the Evaluate panel and the Compare workspace pass for their variants (setQuantizeResult's lazily
+// made weights are kept by the variant, so they count as made for the run until they exist).
+qz::EvalVariantMemory variantMemory(const EvalVariant& v);
+// Bytes as the memory label shows them: "545 MB" below 10^9 bytes, else "12.34 GB" (10^9).
+QString memoryFigure(uint64_t bytes);
+// The estimate on a label: "Memory: about 1.23 GB of 20.00 GB available", the parts in its tooltip.
+void showMemoryEstimate(QLabel* label, const qz::MemoryEstimate& e, uint64_t available);
+// availableOverride, or MemAvailable when it is 0.
+uint64_t availableMemory(uint64_t availableOverride);
 
 }  // namespace qz::ui
 

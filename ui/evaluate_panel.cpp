@@ -19,6 +19,7 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <mutex>
 
@@ -60,7 +61,9 @@ EvaluatePanel::EvaluatePanel(QWidget* parent) : QWidget(parent), m_runner(new Ba
     auto* root = new QVBoxLayout(this);
 
     auto* setup = new QGroupBox(tr("Perplexity and KL-divergence (llama-perplexity's method)"), this);
-    auto* form = new QHBoxLayout(setup);
+    auto* setupLayout = new QVBoxLayout(setup);
+    auto* form = new QHBoxLayout;
+    setupLayout->addLayout(form);
     m_text = new QComboBox(setup);
     m_text->addItem(tr("shakespeare-valid.txt (bundled)"), bundledText());
     m_text->addItem(tr("Choose a file…"), QString());
@@ -86,6 +89,9 @@ EvaluatePanel::EvaluatePanel(QWidget* parent) : QWidget(parent), m_runner(new Ba
     form->addWidget(m_addGguf);
     form->addWidget(m_evaluate);
     form->addWidget(m_cancel);
+    m_memory = new QLabel(setup);
+    m_memory->setTextFormat(Qt::PlainText);
+    setupLayout->addWidget(m_memory);
     root->addWidget(setup);
 
     m_table = new QTableWidget(0, ColCount, this);
@@ -150,6 +156,9 @@ EvaluatePanel::EvaluatePanel(QWidget* parent) : QWidget(parent), m_runner(new Ba
     connect(m_text, qOverload<int>(&QComboBox::activated), this, [this](int i) {
         if (m_text->itemData(i).toString().isEmpty()) chooseTextFile();
     });
+    connect(m_text, qOverload<int>(&QComboBox::currentIndexChanged), this, &EvaluatePanel::updateMemoryLabel);
+    connect(m_ctx, &QSpinBox::valueChanged, this, &EvaluatePanel::updateMemoryLabel);
+    connect(m_chunks, &QSpinBox::valueChanged, this, &EvaluatePanel::updateMemoryLabel);
     connect(m_addGguf, &QPushButton::clicked, this, &EvaluatePanel::chooseGgufFile);
     connect(m_evaluate, &QPushButton::clicked, this, [this] { evaluate(); });
     connect(m_generate, &QPushButton::clicked, this, [this] { generate(); });
@@ -208,6 +217,7 @@ void EvaluatePanel::setQuantizeResult(ModelPtr model, ResultPtr result) {
     struct Cache {
         std::mutex mutex;
         OverridesPtr value;
+        std::atomic<bool> made{false};
     };
     auto cache = std::make_shared<Cache>();
     EvalVariant v;
@@ -219,8 +229,12 @@ void EvaluatePanel::setQuantizeResult(ModelPtr model, ResultPtr result) {
         auto r = qz::overridesFromQuantizeResult(*model, *result, progress);
         if (!r) return r.error();
         cache->value = std::make_shared<const qz::WeightOverrides>(std::move(*r));
+        cache->made = true;
         return cache->value;
     };
+    v.built = [cache] { return cache->made.load(); };
+    for (const auto& t : result->tensors)
+        v.overrideValues += t.numel;
     v.bytes = result->modelBytesAfter;
     const uint64_t p = parameterCount(*model);
     v.bitsPerWeight = p ? 8.0 * double(v.bytes) / double(p) : 0;
@@ -249,7 +263,7 @@ void EvaluatePanel::addVariant(const QString& name, ModelPtr model, std::shared_
 bool EvaluatePanel::addGgufFile(const QString& path, QString* error) {
     auto m = qz::openModel(toStd(path));
     if (!m) {
-        if (error) *error = toQ(m.error().message);
+        if (error) *error = toDisplay(m.error().message);
         return false;
     }
     ModelPtr model(std::move(*m));
@@ -289,18 +303,51 @@ void EvaluatePanel::rebuildTable() {
     m_table->setRowCount(rows);
     for (int r = 0; r < rows; ++r) {
         const EvalVariant v = r == 0 ? originalVariant() : m_variants[size_t(r - 1)];
-        m_table->setItem(r, ColName, cell(v.name, false));
+        m_table->setItem(r, ColName, cell(toDisplay(v.name), false)); // names may come from file names
         m_table->setItem(r, ColSize, cell(mib(v.bytes)));
         m_table->setItem(r, ColBpw, cell(v.bitsPerWeight > 0 ? QString::number(v.bitsPerWeight, 'f', 3) : QStringLiteral("?")));
         for (int c = ColPpl; c < ColCount; ++c) m_table->setItem(r, c, cell(QString()));
     }
     const QString current = m_variantBox->currentText();
     m_variantBox->clear();
-    for (const auto& v : m_variants) m_variantBox->addItem(v.name);
+    for (const auto& v : m_variants)
+        m_variantBox->addItem(toDisplay(v.name));
     const int keep = m_variantBox->findText(current);
     m_variantBox->setCurrentIndex(keep >= 0 ? keep : m_variantBox->count() - 1);
     m_evaluate->setEnabled(m_model && !m_runner->isRunning());
     m_generate->setEnabled(m_model && !m_runner->isRunning());
+    updateMemoryLabel();
+}
+
+void EvaluatePanel::setThreads(int threads) {
+    m_threads = threads;
+    updateMemoryLabel();
+}
+
+void EvaluatePanel::setAvailableMemoryOverride(uint64_t bytes) {
+    m_availableOverride = bytes;
+    updateMemoryLabel();
+}
+
+qz::MemoryEstimate EvaluatePanel::memoryEstimate() const {
+    if (!m_model) return {};
+    qz::EvalMemorySettings s;
+    s.nCtx = m_ctx->value();
+    s.nChunks = m_chunks->value() > 0 ? m_chunks->value() : -1;
+    s.threads = m_threads;
+    s.textBytes = uint64_t(std::max<qint64>(0, QFileInfo(textPath()).size()));
+    // The job keeps what it makes until it ends (the fake-quantized variant caches its weights).
+    s.keepMadeOverrides = true;
+    for (const auto& v : m_variants) {
+        qz::EvalVariantMemory m = variantMemory(v);
+        if (v.model && v.model != m_model) m.fileBytes = v.model->totalBytes();
+        s.variants.push_back(m);
+    }
+    return evaluationMemory(*m_model, s);
+}
+
+void EvaluatePanel::updateMemoryLabel() {
+    showMemoryEstimate(m_memory, memoryEstimate(), availableMemory(m_availableOverride));
 }
 
 void EvaluatePanel::showRow(const EvalRow& row) {
@@ -344,6 +391,13 @@ bool EvaluatePanel::evaluate() {
     QFile f(textPath());
     if (!f.open(QIODevice::ReadOnly)) {
         m_status->setText(tr("cannot read %1").arg(textPath()));
+        return false;
+    }
+    if (auto fits = qz::checkMemoryFits(memoryEstimate(), availableMemory(m_availableOverride)); !fits) {
+        m_status->setText(
+            tr("Not enough memory: %1. Use a shorter context or fewer chunks, or evaluate fewer "
+               "variants.")
+                .arg(toQ(fits.error().message)));
         return false;
     }
     const QByteArray bytes = f.readAll();

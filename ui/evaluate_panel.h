@@ -51,7 +51,14 @@ public:
     QString textPath() const;
     void setContext(int nCtx);
     void setChunks(int nChunks);            // 0 = all
-    void setThreads(int threads) { m_threads = threads; }
+    void setThreads(int threads);
+
+    // The memory an evaluation with the current settings and variants needs (jobs/memory_estimate.h),
+    // shown under the settings and checked by evaluate(), which refuses when it exceeds the available
+    // memory. The available memory compared with (0: MemAvailable from /proc/meminfo); settable for tests.
+    qz::MemoryEstimate memoryEstimate() const;
+    void setAvailableMemoryOverride(uint64_t bytes);
+    QLabel* memoryLabel() const { return m_memory; }
 
     // Start / stop jobs (the buttons call these). false if nothing can start.
     bool evaluate();
@@ -77,6 +84,7 @@ signals:
 
 private:
     void rebuildTable();
+    void updateMemoryLabel();
     void showRow(const EvalRow& row);
     void setRunning(bool on);
     void chooseTextFile();
@@ -106,6 +114,8 @@ private:
     QPlainTextEdit* m_variantText;
     QProgressBar* m_progress;
     QLabel* m_status;
+    QLabel* m_memory;
+    uint64_t m_availableOverride = 0;
     int m_generatingVariant = -1;   // m_variants index shown on the right during a generation
 };
 

@@ -174,9 +174,9 @@ void Exl2ExportPage::onLayer(const qz::exl2::LayerReport& r) {
                  QString::number(r.bpw, 'f', 3), fmt(r.relErr), QString::number(r.seconds, 'f', 2)},
                 false);
     appendLog(QStringLiteral("%1 %2 %3 bpw %4  rel.err %5")
-                  .arg(toQ(r.name), -44)
+                  .arg(toDisplay(r.name), -44)
                   .arg(QStringLiteral("%1×%2").arg(r.out).arg(r.in), -10)
-                  .arg(toQ(r.setting), -24)
+                  .arg(toDisplay(r.setting), -24)
                   .arg(r.bpw, 0, 'f', 3)
                   .arg(fmt(r.relErr)));
     noteLayer(toQ(r.name), false);
@@ -196,18 +196,17 @@ void Exl2ExportPage::onFinished(std::shared_ptr<const qz::exl2::ExportResult> r,
                       .arg(m_result->resumedModules);
     else
         measure = tr("measured %1 modules").arg(m_result->measuredModules);
-    const QString text =
-        tr("Wrote %1: %2 file(s), %3 of tensors. Target %4 bpw, achieved %5 bpw over the decoder's linear layers, "
-           "head %6 bpw; %7; %8 layers in %9 s.")
-            .arg(toQ(m_result->outputDir))
-            .arg(m_result->files.size())
-            .arg(mib(m_result->tensorBytes))
-            .arg(m_result->targetBpw, 0, 'f', 2)
-            .arg(m_result->achievedBpw, 0, 'f', 3)
-            .arg(m_result->headBpw, 0, 'f', 2)
-            .arg(measure)
-            .arg(m_result->layers.size())
-            .arg(m_result->seconds, 0, 'f', 1);
+    const QString text = tr("Wrote %1: %2 file(s), %3 of tensors. Target %4 bpw, achieved %5 bpw over the "
+                            "decoder's linear layers, head %6 bpw; %7; %8 layers in %9 s.")
+                             .arg(toDisplay(m_result->outputDir))
+                             .arg(m_result->files.size())
+                             .arg(mib(m_result->tensorBytes))
+                             .arg(m_result->targetBpw, 0, 'f', 2)
+                             .arg(m_result->achievedBpw, 0, 'f', 3)
+                             .arg(m_result->headBpw, 0, 'f', 2)
+                             .arg(measure)
+                             .arg(m_result->layers.size())
+                             .arg(m_result->seconds, 0, 'f', 1);
     setResult(toQ(m_result->outputDir), std::move(ov), QString(), nullptr, text, m_result->tensorBytes, bpwAll);
 }
 

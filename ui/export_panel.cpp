@@ -268,9 +268,9 @@ void ExportPanel::showPlan(const ExportResultPtr& plan) {
     for (int i = 0; i < m_plan->rowCount(); ++i) {
         const auto& t = plan->tensors[size_t(i)];
         auto* idx = new QTableWidgetItem(QString::number(i + 1));
-        auto* name = new QTableWidgetItem(toQ(t.name));
+        auto* name = new QTableWidgetItem(toDisplay(t.name)); // shown escaped; the raw name is the data
         name->setData(Qt::UserRole, toQ(t.sourceName));
-        name->setToolTip(tr("in the model: %1").arg(toQ(t.sourceName)));
+        name->setToolTip(tr("in the model: %1").arg(toDisplay(t.sourceName)));
         for (auto* it : {idx, name}) it->setFlags(it->flags() & ~Qt::ItemIsEditable);
         m_plan->setItem(i, ColIndex, idx);
         m_plan->setItem(i, ColName, name);
@@ -299,7 +299,8 @@ void ExportPanel::showPlan(const ExportResultPtr& plan) {
         auto* bytes = new QTableWidgetItem(QString::number(t.bytesAfter));
         bytes->setFlags(bytes->flags() & ~Qt::ItemIsEditable);
         m_plan->setItem(i, ColBytes, bytes);
-        auto* why = new QTableWidgetItem(m_edits.contains(toQ(t.name)) ? tr("your choice") : toQ(t.reason));
+        auto* why =
+            new QTableWidgetItem(m_edits.contains(toQ(t.name)) ? tr("your choice") : toDisplay(t.reason));
         why->setFlags(why->flags() & ~Qt::ItemIsEditable);
         m_plan->setItem(i, ColReason, why);
     }
@@ -311,9 +312,9 @@ void ExportPanel::showPlan(const ExportResultPtr& plan) {
                        .arg(mib(plan->fileBytes))
                        .arg(plan->bitsPerWeight, 0, 'f', 4);
     if (!plan->splitFirstTensor.empty())
-        text += tr(" in %1 files, the first %2").arg(plan->paths.size()).arg(toQ(plan->paths.front()));
+        text += tr(" in %1 files, the first %2").arg(plan->paths.size()).arg(toDisplay(plan->paths.front()));
     for (const auto& n : plan->notes)
-        if (n.rfind("dropped", 0) != 0) text += QLatin1Char('\n') + toQ(n);
+        if (n.rfind("dropped", 0) != 0) text += QLatin1Char('\n') + toDisplay(n);
     m_summary->setText(text);
     m_run->setEnabled(!m_runner->isRunning());
     emit planShown();
@@ -340,7 +341,7 @@ void ExportPanel::plan() {
 
 void ExportPanel::logTensor(const qz::GgufTensorLog& t) {
     m_log->appendPlainText(QStringLiteral("%1 %2 %3 → %4  %5 → %6")
-                               .arg(toQ(t.name), -34)
+                               .arg(toDisplay(t.name), -34)
                                .arg(neText(t.ne), -14)
                                .arg(toQ(std::string(qz::dtypeName(t.from))), 5)
                                .arg(toQ(std::string(qz::dtypeName(t.to))), -5)
@@ -352,13 +353,15 @@ void ExportPanel::showExported(const ExportResultPtr& r) {
     setRunning(false);
     m_progress->setValue(1000);
     const QString msg = tr("Wrote %1: %2 (%3 bits per weight) in %4 s")
-                            .arg(toQ(r->path), mib(r->fileBytes))
+                            .arg(toDisplay(r->path), mib(r->fileBytes))
                             .arg(r->bitsPerWeight, 0, 'f', 4)
                             .arg(r->seconds, 0, 'f', 1);
     m_log->appendPlainText(msg);
     if (r->paths.size() > 1)
-        for (const auto& part : r->paths) m_log->appendPlainText(tr("  part %1").arg(toQ(part)));
-    for (const auto& n : r->notes) m_log->appendPlainText(tr("note: %1").arg(toQ(n)));
+        for (const auto& part : r->paths)
+            m_log->appendPlainText(tr("  part %1").arg(toDisplay(part)));
+    for (const auto& n : r->notes)
+        m_log->appendPlainText(tr("note: %1").arg(toDisplay(n)));
     m_eta->setText(tr("done"));
     m_summary->setText(msg);
     emit exportFinished(toQ(r->path));
@@ -372,7 +375,8 @@ void ExportPanel::startExport() {
         return;
     }
     m_log->clear();
-    m_log->appendPlainText(tr("Exporting %1 as %2 to %3").arg(toQ(m_model->name), m_type->currentText(), out));
+    m_log->appendPlainText(
+        tr("Exporting %1 as %2 to %3").arg(toDisplay(m_model->name), m_type->currentText(), toDisplay(out)));
     qz::GgufExportParams p = params();
     p.dryRun = false;
     if (const QString err = splitAndKvParams(p); !err.isEmpty()) {

@@ -206,7 +206,7 @@ void GptqExportPage::onLayer(const qz::gptq::LayerReport& r) {
                  QString::number(r.loss, 'g', 5), r.resumed ? tr("resumed") : QString::number(r.seconds, 'f', 2)},
                 r.resumed);
     appendLog(QStringLiteral("%1 %2 rel.err %3  RTN %4  loss %5%6")
-                  .arg(toQ(r.name), -44)
+                  .arg(toDisplay(r.name), -44)
                   .arg(QStringLiteral("%1×%2").arg(r.out).arg(r.in), -10)
                   .arg(fmt(r.relErr), -11)
                   .arg(fmt(r.relErrRtn), -11)
@@ -227,7 +227,7 @@ void GptqExportPage::onFinished(std::shared_ptr<const qz::gptq::ExportResult> r,
     const double bpw = params ? 8.0 * double(m_result->tensorBytes) / double(params) : 0.0;
     QString text = tr("Wrote %1: %2 file(s), %3 of tensors (%4 bits per weight over the whole model), %5 layers, "
                       "%6 calibration passes, %7 s.")
-                       .arg(toQ(m_result->outputDir))
+                       .arg(toDisplay(m_result->outputDir))
                        .arg(m_result->files.size())
                        .arg(mib(m_result->tensorBytes))
                        .arg(bpw, 0, 'f', 3)

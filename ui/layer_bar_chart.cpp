@@ -8,6 +8,8 @@
 
 #include "model/model.h"
 
+#include "qt_types.h"
+
 namespace qz::ui {
 
 namespace {
@@ -164,7 +166,7 @@ QString LayerBarChart::shortLabel(const QString& layerName) {
     QString tail = parts.isEmpty() ? n : parts.last();
     // gpt2's c_proj appears in attn and mlp: keep the parent to tell them apart.
     if (parts.size() >= 2 && tail.startsWith(QStringLiteral("c_"))) tail = parts[parts.size() - 2] + QLatin1Char('.') + tail;
-    return layer >= 0 ? QString::number(layer) + QLatin1Char(' ') + tail : tail;
+    return toDisplay(layer >= 0 ? QString::number(layer) + QLatin1Char(' ') + tail : tail);
 }
 
 void LayerBarChart::rebuild() {
@@ -196,7 +198,7 @@ void LayerBarChart::showTip(const QPoint& pos) {
     if (m_layers.isEmpty() || !m_plot->axisRect()->rect().contains(pos)) return;
     const int i = qRound(m_plot->xAxis->pixelToCoord(pos.x()));
     if (i < 0 || i >= m_layers.size()) return;
-    QString tip = m_layers[i];
+    QString tip = toDisplay(m_layers[i]);
     for (int s = 0; s < m_values.size(); ++s)
         if (std::isfinite(m_values[s][i]))
             tip += QStringLiteral("\n%1: %2").arg(m_seriesNames.value(s)).arg(m_values[s][i], 0, 'g', 5);

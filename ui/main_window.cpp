@@ -190,7 +190,8 @@ void MainWindow::buildMenus() {
 }
 
 void MainWindow::wireJobs() {
-    connect(m_loader, &ModelLoader::started, this, [this](const QString& p) { setStatus(tr("Opening %1…").arg(p)); });
+    connect(m_loader, &ModelLoader::started, this,
+            [this](const QString& p) { setStatus(tr("Opening %1…").arg(toDisplay(p))); });
     connect(m_loader, &ModelLoader::loaded, this, &MainWindow::onModelLoaded);
     connect(m_loader, &ModelLoader::failed, this, [this](const QString& path, const QString& message) {
         showError(tr("Cannot open model"), message.isEmpty() ? tr("%1: unknown error").arg(path) : message);
@@ -248,6 +249,17 @@ void MainWindow::wireJobs() {
                                  &m_previewSpec);
         emit tensorShown(m_focus);
     });
+    // A large matrix: a preview from some of its rows first, replaced by the full analysis when it comes.
+    connect(m_analyzer, &TensorAnalyzer::previewReady, this, [this](const qz::TensorQuantResult& r) {
+        if (toQ(r.name) != m_focus || m_runner->isRunning()) return;
+        const qint64 rows = r.shape.empty() ? 0 : qint64(r.shape.front());
+        m_histograms->showTensor(
+            r,
+            toQ(m_previewSpec.describe()) +
+                tr(" (preview from %1 of %2 rows; the whole tensor follows)").arg(r.sampledRows).arg(rows),
+            &m_previewSpec);
+        emit tensorPreviewShown(m_focus);
+    });
     connect(m_analyzer, &TensorAnalyzer::failed, this, [this](const QString& message) {
         m_histograms->clearTensor(tr("Cannot analyse this tensor"));
         m_log->appendError(message);
@@ -256,7 +268,7 @@ void MainWindow::wireJobs() {
 
 void MainWindow::openPath(const QString& path) {
     if (m_runner->isRunning()) cancelRun();
-    m_log->append(tr("Opening %1").arg(path));
+    m_log->append(tr("Opening %1").arg(toDisplay(path)));
     m_loader->open(path);
 }
 

@@ -66,8 +66,10 @@ signals:
     void modelFailed(const QString& message);
     void runFinished();
     void tensorShown(const QString& name);
+    // A large matrix's first histograms, from some of its rows (TensorAnalyzer); tensorShown follows.
+    void tensorPreviewShown(const QString& name);
 
-protected:
+  protected:
     void dragEnterEvent(QDragEnterEvent* e) override;
     void dropEvent(QDropEvent* e) override;
     void closeEvent(QCloseEvent* e) override;

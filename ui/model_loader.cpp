@@ -24,7 +24,7 @@ void ModelLoader::open(const QString& path) {
             if (r)
                 model = std::move(r.value());
             else
-                error = toQ(r.error().message);
+                error = toDisplay(r.error().message);
         } catch (const std::exception& e) {
             error = path + QStringLiteral(": ") + QString::fromUtf8(e.what());
         } catch (...) {

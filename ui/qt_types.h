@@ -21,6 +21,10 @@ inline std::string toStd(const QString& s) { return s.toStdString(); }
 // An untrusted string from a model (metadata, tensor and model names, paths) for display: control
 // characters escaped as the CLI prints them (qz::printableText). Never for lookups: keep toQ there.
 inline QString toDisplay(const std::string& s) { return QString::fromStdString(qz::printableText(s)); }
+// The same for a name already held as a QString (the raw form, kept for lookups).
+inline QString toDisplay(const QString& s) {
+    return toDisplay(s.toStdString());
+}
 
 }  // namespace qz::ui
 

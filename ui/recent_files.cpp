@@ -5,6 +5,8 @@
 #include <QMenu>
 #include <QSettings>
 
+#include "qt_types.h"
+
 namespace qz::ui {
 
 namespace {
@@ -35,7 +37,8 @@ void RecentFiles::rebuild() {
     const QStringList list = paths();
     int n = 0;
     for (const QString& p : list) {
-        const QString label = QStringLiteral("&%1 %2").arg(++n % 10).arg(QDir::toNativeSeparators(p));
+        const QString label = QStringLiteral("&%1 %2").arg(++n % 10).arg(
+            toDisplay(QDir::toNativeSeparators(p))); // a file name may hold control characters
         QAction* a = m_menu->addAction(label, this, [this, p] { emit openRequested(p); });
         a->setEnabled(QFileInfo::exists(p));
     }

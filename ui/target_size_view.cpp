@@ -294,7 +294,7 @@ void TargetSizeView::showPlan(const TargetPlanPtr& plan) {
         if (!t.chosen) continue;
         const int r = m_table->rowCount();
         m_table->insertRow(r);
-        m_table->setItem(r, ColName, new QTableWidgetItem(toQ(t.name)));
+        m_table->setItem(r, ColName, new QTableWidgetItem(toDisplay(t.name)));
         m_table->setItem(r, ColType, new QTableWidgetItem(toQ(std::string(qz::dtypeName(t.type)))));
         m_table->setItem(r, ColBytes, new QTableWidgetItem(QString::number(t.bytes)));
         m_table->setItem(r, ColLoss, new QTableWidgetItem(QString::number(t.loss, 'e', 3)));

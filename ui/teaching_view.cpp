@@ -365,8 +365,9 @@ void TeachingView::setTensor(const QString& name) {
     m_tensor = name;
     const TensorInfo* t = tensor();
     if (!t) return;
-    m_title->setText(
-        tr("<b>%1</b> %2 %3").arg(name, toQ(t->shapeString()), toQ(std::string(dtypeName(t->dtype)))));
+    m_title->setText(tr("<b>%1</b> %2 %3")
+                         .arg(toDisplay(name).toHtmlEscaped(), toQ(t->shapeString()),
+                              toQ(std::string(dtypeName(t->dtype)))));
     const int rows = int(std::min<int64_t>(t->rows(), 1 << 30)),
               cols = int(std::min<int64_t>(t->cols(), 1 << 30));
     m_updating = true;
@@ -445,9 +446,9 @@ void TeachingView::refreshNumberLine() {
     const int64_t col0 = m_nlCol->value();
     const int64_t n = std::min<int64_t>(m_nlCount->value(), t->cols() - col0);
     auto x = teach::readTensorWindow(*m_model, *t, m_nlRow->value(), 1, col0, n);
-    if (!x) return fail(NumberLineView, toQ(x.error().message));
+    if (!x) return fail(NumberLineView, toDisplay(x.error().message));
     auto r = teach::numberLine(x->data(), int64_t(x->size()), m_nlBits->value());
-    if (!r) return fail(NumberLineView, toQ(r.error().message));
+    if (!r) return fail(NumberLineView, toDisplay(r.error().message));
     m_line = std::move(*r);
     m_errors[NumberLineView].clear();
     QCustomPlot* p = m_plots[NumberLineView][0];
@@ -563,14 +564,14 @@ void TeachingView::refreshSuperBlock() {
         return fail(SuperBlockView,
                     tr("%1: rows of %2 values are shorter than a super-block of 256; pick a larger "
                        "tensor.")
-                        .arg(m_tensor)
+                        .arg(toDisplay(m_tensor))
                         .arg(t->cols()));
     const DType type = DType(m_kqType->currentData().toInt());
     auto x =
         teach::readTensorWindow(*m_model, *t, m_kqRow->value(), 1, int64_t(m_kqBlock->value()) * 256, 256);
-    if (!x) return fail(SuperBlockView, toQ(x.error().message));
+    if (!x) return fail(SuperBlockView, toDisplay(x.error().message));
     auto b = teach::openSuperBlock(type, x->data());
-    if (!b) return fail(SuperBlockView, toQ(b.error().message));
+    if (!b) return fail(SuperBlockView, toDisplay(b.error().message));
     m_block = std::move(*b);
     m_errors[SuperBlockView].clear();
     const teach::SuperBlock& s = *m_block;
@@ -683,9 +684,10 @@ void TeachingView::refreshGptq() {
     const int rows = int(std::min<int64_t>(m_gRows->value(), t->rows() - row0));
     const int cols = int(std::min<int64_t>(m_gCols->value(), t->cols() - col0));
     if (rows < 1 || cols < 2)
-        return fail(GptqView, tr("%1: the slice needs at least 1 row and 2 columns.").arg(m_tensor));
+        return fail(GptqView,
+                    tr("%1: the slice needs at least 1 row and 2 columns.").arg(toDisplay(m_tensor)));
     auto w = teach::readTensorWindow(*m_model, *t, row0, rows, col0, cols);
-    if (!w) return fail(GptqView, toQ(w.error().message));
+    if (!w) return fail(GptqView, toDisplay(w.error().message));
     if (m_calibPath.isEmpty()) {
         if (m_calibCancel) *m_calibCancel = true; // a calibration still running is no longer wanted
         ++m_calibRequest;
@@ -699,14 +701,16 @@ void TeachingView::refreshGptq() {
     // Not while the workspace is hidden: clicking through the tree must not start a model run per tensor.
     if (!isVisible()) {
         m_gptqDirty = true;
-        return fail(GptqView, tr("The Hessian of %1 is computed when this view is shown.").arg(m_tensor));
+        return fail(GptqView,
+                    tr("The Hessian of %1 is computed when this view is shown.").arg(toDisplay(m_tensor)));
     }
     m_gptqDirty = false;
     if (m_calibCancel) *m_calibCancel = true;
     m_calibCancel = std::make_shared<std::atomic<bool>>(false);
     const quint64 request = ++m_calibRequest;
     ++m_calibrating;
-    fail(GptqView, tr("Running the model on %1 for the Hessian of %2…").arg(m_calibPath, m_tensor));
+    fail(GptqView, tr("Running the model on %1 for the Hessian of %2…")
+                       .arg(toDisplay(m_calibPath), toDisplay(m_tensor)));
     auto cancel = m_calibCancel;
     using HResult = std::shared_ptr<qz::Result<std::vector<float>>>;
     auto* watcher = new QFutureWatcher<HResult>(this);
@@ -717,7 +721,7 @@ void TeachingView::refreshGptq() {
                 if (request != m_calibRequest) return; // superseded
                 const HResult r = watcher->result();
                 if (!*r) {
-                    if (!r->error().cancelled) fail(GptqView, toQ(r->error().message));
+                    if (!r->error().cancelled) fail(GptqView, toDisplay(r->error().message));
                     return;
                 }
                 m_H = std::move(**r);
@@ -741,7 +745,7 @@ void TeachingView::showEvent(QShowEvent* e) {
 
 void TeachingView::finishGptq(const std::vector<float>& w, int rows, int cols) {
     auto trace = teach::traceGptq(w.data(), rows, cols, m_H, m_gBits->currentData().toInt());
-    if (!trace) return fail(GptqView, toQ(trace.error().message));
+    if (!trace) return fail(GptqView, toDisplay(trace.error().message));
     m_trace = std::move(*trace);
     m_step = 0;
     m_errors[GptqView].clear();
@@ -943,7 +947,7 @@ void TeachingView::refreshExl2() {
                     tr("Run an EXL2 export (Export › EXL2) on this model, or open a measurement.json "
                        "of it: the measurement and the optimizer's choice appear here."));
     auto plan = exl2::planModel(*m_model);
-    if (!plan) return fail(Exl2View, toQ(plan.error().message));
+    if (!plan) return fail(Exl2View, toDisplay(plan.error().message));
     std::vector<int64_t> numel;
     for (const auto& m : m_exl2->measurement) {
         int64_t n = 0;
@@ -952,12 +956,12 @@ void TeachingView::refreshExl2() {
         numel.push_back(n);
     }
     auto mods = teach::exl2Allocation(m_exl2->measurement, m_exl2->strategy, numel);
-    if (!mods) return fail(Exl2View, toQ(mods.error().message));
+    if (!mods) return fail(Exl2View, toDisplay(mods.error().message));
     m_modules = std::move(*mods);
     m_errors[Exl2View].clear();
     m_updating = true;
     for (const auto& m : m_modules)
-        m_exl2Module->addItem(toQ(m.key));
+        m_exl2Module->addItem(toDisplay(m.key));
     m_updating = false;
 
     QCustomPlot* pc = m_plots[Exl2View][1];
@@ -968,7 +972,7 @@ void TeachingView::refreshExl2() {
         const auto& m = m_modules[i];
         x << double(i);
         y << m.options[m.chosen].bpw;
-        QString k = toQ(m.key);
+        QString k = toDisplay(m.key);
         k.remove(QStringLiteral("model.layers."));
         ticker->addTick(double(i), k.replace(QStringLiteral(".self_attn"), QStringLiteral(" attn"))
                                        .replace(QStringLiteral(".mlp"), QStringLiteral(" mlp")));
@@ -1001,12 +1005,12 @@ bool TeachingView::loadExl2Measurement(const QString& path, double targetBpw, qu
     }
     auto plan = exl2::planModel(*m_model);
     if (!plan) {
-        fail(Exl2View, toQ(plan.error().message));
+        fail(Exl2View, toDisplay(plan.error().message));
         return false;
     }
     auto meas = exl2::readMeasurementJson(toStd(path), *plan);
     if (!meas) {
-        fail(Exl2View, toQ(meas.error().message));
+        fail(Exl2View, toDisplay(meas.error().message));
         return false;
     }
     std::vector<int64_t> numel;
@@ -1030,7 +1034,7 @@ bool TeachingView::loadExl2Measurement(const QString& path, double targetBpw, qu
         if (request != m_optRequest) return; // superseded
         const auto r = watcher->result();
         if (!*r) {
-            if (!r->error().cancelled) fail(Exl2View, toQ(r->error().message));
+            if (!r->error().cancelled) fail(Exl2View, toDisplay(r->error().message));
             return;
         }
         setExl2Result(std::make_shared<const exl2::ExportResult>(std::move(**r)));
@@ -1099,7 +1103,7 @@ void TeachingView::drawExl2Module() {
     m_infos[Exl2View]->setText(
         tr("%1: %2 candidates, chosen %3 bpw with error %4 (%5). Whole decoder: %6 bpw for a "
            "target of %7; the optimizer minimised Σ error^%8.")
-            .arg(toQ(m.key))
+            .arg(toDisplay(m.key))
             .arg(m.options.size())
             .arg(num(c.bpw))
             .arg(num(c.error))

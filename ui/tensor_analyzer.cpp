@@ -20,12 +20,30 @@ void TensorAnalyzer::analyze(ModelPtr model, size_t tensorIndex, const qz::Quant
         if (request != m_request) return;  // a newer request is already queued
         std::optional<qz::TensorQuantResult> result;
         QString error;
+        const qz::TensorInfo* t =
+            tensorIndex < model->tensors.size() ? &model->tensors[tensorIndex] : nullptr;
+        if (t && t->shape.size() == 2 && t->numel() > kPreviewValues &&
+            spec.method != qz::QuantMethod::LlmInt8) {
+            try {
+                if (auto p = qz::previewTensor(*model, tensorIndex, spec, bins, kPreviewValues)) {
+                    QMetaObject::invokeMethod(
+                        this,
+                        [this, request, preview = std::move(p.value())] {
+                            if (request == m_request) emit previewReady(preview);
+                        },
+                        Qt::QueuedConnection);
+                }
+            } catch (const std::exception&) {
+                // the full analysis below reports the problem
+            }
+            if (request != m_request) return; // superseded while previewing
+        }
         try {
             auto r = qz::analyzeTensor(*model, tensorIndex, spec, bins);
             if (r)
                 result = std::move(r.value());
             else
-                error = toQ(r.error().message);
+                error = toDisplay(r.error().message);
         } catch (const std::exception& e) {
             error = QStringLiteral("analysis failed: ") + QString::fromUtf8(e.what());
         }

@@ -89,21 +89,26 @@ void TypeCompareView::recompute() {
     m_pool.start([self, this, id, model, name, types] {
         if (!self || id != m_request.load()) return;
         auto r = qz::compareTensorTypes(*model, name, types, 120);
-        QMetaObject::invokeMethod(self, [self, this, id, ok = r.ok(), c = r.ok() ? *r : qz::TypeComparison{},
-                                         msg = r.ok() ? QString() : toQ(r.error().message)] {
-            if (!self || id != m_request.load()) return;
-            if (!ok) {
-                m_title->setText(msg);
-                return;
-            }
-            display(c);
-        }, Qt::QueuedConnection);
+        QMetaObject::invokeMethod(
+            self,
+            [self, this, id, ok = r.ok(), c = r.ok() ? *r : qz::TypeComparison{},
+             msg = r.ok() ? QString() : toDisplay(r.error().message)] {
+                if (!self || id != m_request.load()) return;
+                if (!ok) {
+                    m_title->setText(msg);
+                    return;
+                }
+                display(c);
+            },
+            Qt::QueuedConnection);
     });
 }
 
 void TypeCompareView::display(const qz::TypeComparison& c) {
     m_title->setText(tr("%1 [%2 × %3]: original (blue) and each type's dequantized weights, shared axes")
-                         .arg(toQ(c.tensor)).arg(c.ne.size() > 0 ? c.ne[0] : 0).arg(c.ne.size() > 1 ? c.ne[1] : 0));
+                         .arg(toDisplay(c.tensor))
+                         .arg(c.ne.size() > 0 ? c.ne[0] : 0)
+                         .arg(c.ne.size() > 1 ? c.ne[1] : 0));
     const int n = static_cast<int>(c.variants.size());
     while (m_plots.size() < n) {
         auto* p = new HistogramPlot(this);

@@ -1,6 +1,7 @@
 #include "jobs/memory_estimate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -69,21 +70,43 @@ std::string MemoryEstimate::describe() const {
 MemoryEstimate estimateEvaluation(const InferHParams& hp, uint64_t modelFileBytes, const EvalMemorySettings& s) {
     MemoryEstimate e;
     const double n = std::max(1, s.nCtx);
-    const double v = std::max(1, s.variants);
     const double kv = static_cast<double>(hp.nHeadKv) * hp.headDim;
-    e.parts.push_back({"KV cache", bytesOf(v * hp.nLayer * n * kv * 2.0 * 4.0)});
-    e.parts.push_back({"activations", bytesOf(v * (blockActivations(hp, n) + attentionScores(n, s.threads)))});
-    // Logits of the scored positions and their log-probabilities (KL-divergence).
-    e.parts.push_back({"logits", bytesOf(v * 2.0 * n * hp.nVocab * 4.0)});
+    e.parts.push_back({"KV cache", bytesOf(hp.nLayer * n * kv * 2.0 * 4.0)});
+    e.parts.push_back({"activations", bytesOf(blockActivations(hp, n) + attentionScores(n, s.threads))});
+    // Logits of the scored positions and the engine's output they are copied from.
+    e.parts.push_back({"logits", bytesOf(2.0 * n * hp.nVocab * 4.0)});
     // Rows of weights widened per thread while multiplying (64 rows of the widest input).
-    e.parts.push_back({"weight tiles", bytesOf(v * std::max(1, s.threads) * 64.0 *
-                                               std::max(hp.nEmbd, hp.nFf) * 4.0)});
+    e.parts.push_back(
+        {"weight tiles", bytesOf(std::max(1, s.threads) * 64.0 * std::max(hp.nEmbd, hp.nFf) * 4.0)});
     // The activations of one product encoded for the weights (at most Q8_K's 292 bytes per 256 values)
     // and, with AMX, their copy in the tile layout (one byte per value, kept by the evaluating thread)
     // (ggml/vec_dot.cpp quantizedLinear).
-    e.parts.push_back({"encoded activations",
-                       bytesOf(v * n * std::max(hp.nEmbd, hp.nFf) * (292.0 / 256.0 + 1.0))});
-    e.mappedBytes = modelFileBytes * static_cast<uint64_t>(std::max(1, s.variants));
+    e.parts.push_back({"encoded activations", bytesOf(n * std::max(hp.nEmbd, hp.nFf) * (292.0 / 256.0 + 1.0))});
+    // The text (as read, and tokenized: at most one token per byte, + BOS and a dummy prefix).
+    const double tokens = static_cast<double>(s.textBytes) + 2.0;
+    if (s.textBytes)
+        e.parts.push_back({"text and its tokens", bytesOf(static_cast<double>(s.textBytes) + tokens * 4.0)});
+    uint64_t mapped = modelFileBytes;
+    if (!s.variants.empty()) {
+        double chunks = std::floor(tokens / n);
+        if (s.nChunks >= 0) chunks = std::min(chunks, static_cast<double>(s.nChunks));
+        // Per chunk: its tokens, and (nCtx − 1 − nCtx/2) rows of 2 floats + nVocab uint16 (padded to even).
+        const double nc = std::max(1, s.nCtx);
+        const double rows = nc - 1.0 - std::floor(nc / 2.0);
+        const double rowBytes = (2.0 * std::floor((hp.nVocab + 1) / 2.0) + 4.0) * 2.0;
+        e.parts.push_back(
+            {"original's log-probabilities", bytesOf(chunks * (nc * 4.0 + std::max(0.0, rows) * rowBytes))});
+        double made = 0, largest = 0;
+        for (const auto& v : s.variants) {
+            const double bytes = static_cast<double>(v.overrideValues) * 4.0;
+            largest = std::max(largest, bytes);
+            if (!v.overridesHeld) made = s.keepMadeOverrides ? made + bytes : std::max(made, bytes);
+            mapped += v.fileBytes;
+        }
+        if (made > 0) e.parts.push_back({"variant weights made (F32)", bytesOf(made)});
+        if (largest > 0) e.parts.push_back({"engine's copy of a variant's weights (F32)", bytesOf(largest)});
+    }
+    e.mappedBytes = mapped;
     return e;
 }
 

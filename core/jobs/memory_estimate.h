@@ -37,11 +37,28 @@ struct MemoryEstimate {
 // Fixed allowance for the allocator, thread stacks, the tokenizer and the program itself.
 inline constexpr uint64_t kMemoryMargin = 512ull << 20;
 
+// What one variant adds to an evaluation (the variants are scored one after another, each by its own
+// engine, which is freed before the next is loaded).
+struct EvalVariantMemory {
+    uint64_t overrideValues = 0; // F32 values of the weights it replaces (0: runs from its own file)
+    bool overridesHeld = false;  // those values are already in memory (only the engine's copy is new)
+    uint64_t fileBytes = 0;      // its own model file, mapped (0: the original's)
+};
+
 struct EvalMemorySettings {
     int nCtx = 512;        // tokens per chunk (the KV cache holds one chunk)
     int threads = 1;       // per-thread scratch
-    int variants = 1;      // models evaluated side by side (each has its own engine and cache)
+    int nChunks = -1;      // chunks scored (-1: all the text holds)
+    uint64_t textBytes = 0;                  // the text: its tokens, and the chunk count when nChunks is -1
+    std::vector<EvalVariantMemory> variants; // scored by KL-divergence against the original
+    // Overrides made during the run stay until its end (else each variant's are freed before the next).
+    bool keepMadeOverrides = false;
 };
+// One engine at a time: its KV cache, activations, logits and weight tiles; with variants, the original's
+// log-probabilities kept for the KL-divergence (llama-perplexity's uint16 rows, infer/perplexity.h
+// KldBase) and the variants' replaced weights (the F32 values made for the run, plus the engine's own F32
+// copy of one variant's: Engine::load copies its overrides). The chunk count is bounded by the text's
+// bytes (a token covers at least one byte; + BOS and a dummy prefix).
 MemoryEstimate estimateEvaluation(const InferHParams& hp, uint64_t modelFileBytes, const EvalMemorySettings& s);
 
 struct CalibMemorySettings {

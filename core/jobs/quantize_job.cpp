@@ -20,6 +20,33 @@ bool isWeightLike(const TensorInfo& t) {
     const auto& tr = traits(t.dtype);
     return (tr.isFloat || tr.isQuantized) && canConvertToF32(t.dtype) && t.numel() > 0;
 }
+
+// The figures and histograms of an analysis from the original values x and the dequantized y (y is used
+// as scratch for the error unless keepY).
+void finishAnalysis(const TensorInfo& t, int bins, const std::vector<float>& x, std::vector<float>& y,
+                    bool keepY, TensorQuantResult& r) {
+    r.name = t.name;
+    r.shape = t.shape;
+    r.dtype = t.dtype;
+    r.numel = t.numel();
+    r.bytesBefore = t.nbytes;
+    r.bitsPerWeight = r.numel ? 8.0 * static_cast<double>(r.bytesAfter) / static_cast<double>(r.numel) : 0;
+    r.error = errorStats(x.data(), y.data(), x.size());
+    r.range = minMaxF32(x.data(), x.size());
+    // The bulk of the values, not the extremes, sets the range: a few large weights would otherwise
+    // squeeze everything into a bar or two. Values beyond it land in below / above.
+    const ValueRange vr = robustRange(x.data(), x.size(), kTensorTail);
+    r.histOriginal = histogramF32(x.data(), x.size(), bins, vr.lo, vr.hi);
+    r.histDequantized = histogramF32(y.data(), y.size(), bins, vr.lo, vr.hi);
+    // Error histogram, symmetric around zero.
+    std::vector<float> errBuf;
+    std::vector<float>& err = keepY ? errBuf : y;
+    if (keepY) errBuf.resize(x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+        err[i] = y[i] - x[i];
+    const ValueRange er = robustRange(err.data(), err.size(), kTensorTail, true);
+    r.histError = histogramF32(err.data(), err.size(), bins, er.lo, er.hi);
+}
 }  // namespace
 
 Result<std::vector<size_t>> TensorFilter::select(const Model& model) const {
@@ -99,26 +126,41 @@ Result<TensorQuantResult> analyzeTensor(const Model& model, size_t tensorIndex, 
     }
 
     r.tensorIndex = tensorIndex;
-    r.name = t.name;
-    r.shape = t.shape;
-    r.dtype = t.dtype;
-    r.numel = t.numel();
-    r.bytesBefore = t.nbytes;
-    r.bitsPerWeight = r.numel ? 8.0 * static_cast<double>(r.bytesAfter) / static_cast<double>(r.numel) : 0;
-    r.error = errorStats(x.data(), y.data(), x.size());
-    r.range = minMaxF32(x.data(), x.size());
-    // The bulk of the values, not the extremes, sets the range: a few large weights would otherwise
-    // squeeze everything into a bar or two. Values beyond it land in below / above.
-    const ValueRange vr = robustRange(x.data(), x.size(), kTensorTail);
-    r.histOriginal = histogramF32(x.data(), x.size(), bins, vr.lo, vr.hi);
-    r.histDequantized = histogramF32(y.data(), y.size(), bins, vr.lo, vr.hi);
-    // Error histogram, symmetric around zero. Reuse y as scratch for deq - orig.
-    std::vector<float> errBuf;
-    std::vector<float>& err = dequantized ? errBuf : y;
-    if (dequantized) errBuf.resize(x.size());
-    for (size_t i = 0; i < x.size(); ++i) err[i] = y[i] - x[i];
-    const ValueRange er = robustRange(err.data(), err.size(), kTensorTail, true);
-    r.histError = histogramF32(err.data(), err.size(), bins, er.lo, er.hi);
+    finishAnalysis(t, bins, x, y, dequantized != nullptr, r);
+    return r;
+}
+
+Result<TensorQuantResult> previewTensor(const Model& model, size_t tensorIndex, const QuantSpec& spec,
+                                        int bins, uint64_t maxValues) {
+    if (auto st = spec.validate(); !st) return st.error();
+    if (spec.method == QuantMethod::LlmInt8) return makeError("LLM.int8() has no preview");
+    if (tensorIndex >= model.tensors.size()) return makeError("tensor index out of range");
+    const TensorInfo& t = model.tensors[tensorIndex];
+    const int64_t rows = t.rows(), cols = t.cols();
+    if (t.shape.size() != 2 || rows < 2 || cols < 1)
+        return makeError(t.name + ": only matrices have a preview");
+    const auto rowBytes = bytesFor(t.dtype, static_cast<uint64_t>(cols));
+    const std::span<const uint8_t> raw = model.rawBytes(t);
+    uint64_t total = 0;
+    if (!rowBytes || *rowBytes == 0 || !canConvertToF32(t.dtype) ||
+        __builtin_mul_overflow(*rowBytes, static_cast<uint64_t>(rows), &total) || total > raw.size())
+        return makeError(t.name + ": cannot read rows of type " + std::string(dtypeName(t.dtype)));
+    const int64_t take =
+        std::clamp<int64_t>(static_cast<int64_t>(maxValues / static_cast<uint64_t>(cols)), 1, rows);
+    std::vector<float> x(static_cast<size_t>(take * cols)), y(x.size());
+    for (int64_t k = 0; k < take; ++k) {
+        const int64_t row = take == rows ? k : k * rows / take; // evenly spaced, the first row included
+        if (auto st = convertToF32(t.dtype, raw.data() + static_cast<uint64_t>(row) * *rowBytes,
+                                   static_cast<uint64_t>(cols), x.data() + k * cols);
+            !st)
+            return makeError(t.name + ": " + st.error().message);
+    }
+    quantizeDequantize(spec, x.data(), take, cols, y.data(), nullptr);
+    TensorQuantResult r;
+    r.tensorIndex = tensorIndex;
+    r.bytesAfter = quantizedBytes(spec, rows, cols);
+    finishAnalysis(t, bins, x, y, false, r);
+    r.sampledRows = take;
     return r;
 }
 

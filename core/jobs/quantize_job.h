@@ -77,6 +77,7 @@ struct TensorQuantResult {
     float maxActivation = -1;       // max over features of the calibration max|x| (-1: no calibration data)
     uint64_t outlierBytes = 0;      // fp16 outlier columns + their int32 indices
     std::string notes;              // e.g. "no calibration activations: no outlier column"
+    int64_t sampledRows = 0;        // previewTensor: the rows the figures come from (0: all of them)
 };
 
 struct QuantizeResult {
@@ -102,6 +103,14 @@ Result<TensorQuantResult> analyzeTensor(const Model& model, size_t tensorIndex, 
                                         std::vector<int8_t>* codes = nullptr,
                                         std::vector<float>* original = nullptr,
                                         const CalibrationStats* calibration = nullptr);
+
+// A quick look at a large matrix before its full analysis: the same figures and histograms from at most
+// maxValues values taken as evenly spaced whole rows (the first row included; r.sampledRows says how many).
+// Row and group scales are those of the sampled rows; a per-tensor scale comes from their max |x|, so the
+// preview can differ from analyzeTensor. error and range describe the sample; bytesAfter the whole tensor.
+// LLM.int8() (its outliers come from calibration) and tensors that are not matrices are refused.
+Result<TensorQuantResult> previewTensor(const Model& model, size_t tensorIndex, const QuantSpec& spec,
+                                        int bins, uint64_t maxValues);
 
 // Runs the job. onTensor (optional) is called from the worker thread after each tensor.
 Result<QuantizeResult> runQuantize(const Model& model, const QuantizeParams& params, const ProgressFn& progress,

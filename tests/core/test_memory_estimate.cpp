@@ -48,6 +48,46 @@ private slots:
         QVERIFY(e.anonBytes() > 536870912ull);
     }
 
+    void evaluationWithVariants() {
+        EvalMemorySettings s;
+        s.nCtx = 512;
+        s.threads = 2;
+        s.nChunks = 32;
+        s.textBytes = 1'000'000;
+        const auto alone = estimateEvaluation(llama7b(), 13'476'839'424ull, s);
+        // Without variants nothing is kept for a KL-divergence.
+        QCOMPARE(part(alone, "original's log-probabilities"), UINT64_MAX);
+        // The text: 1,000,000 bytes and at most 1,000,002 int32 tokens = 5,000,008.
+        QCOMPARE(part(alone, "text and its tokens"), uint64_t(5000008));
+        // A fake-quantized variant of 6,476,005,376 weights, not yet made; a GGUF of 7 GB.
+        s.variants.push_back({6'476'005'376ull, false, 0});
+        s.variants.push_back({0, false, 7'000'000'000ull});
+        const auto e = estimateEvaluation(llama7b(), 13'476'839'424ull, s);
+        // 32 chunks × (512 tokens × 4 + 255 rows × (2 × 16000 + 4) uint16 × 2) = 32 × 16,324,088.
+        QCOMPARE(part(e, "original's log-probabilities"), uint64_t(522370816));
+        // The variant's F32 values, made once, and the engine's copy of them.
+        QCOMPARE(part(e, "variant weights made"), uint64_t(25'904'021'504ull));
+        QCOMPARE(part(e, "engine's copy"), uint64_t(25'904'021'504ull));
+        // One engine at a time: the KV cache is not multiplied by the variants.
+        QCOMPARE(part(e, "KV cache"), uint64_t(536870912));
+        QCOMPARE(e.mappedBytes, uint64_t(13'476'839'424ull + 7'000'000'000ull));
+        // Already in memory: only the engine's copy is new.
+        s.variants[0].overridesHeld = true;
+        const auto held = estimateEvaluation(llama7b(), 0, s);
+        QCOMPARE(part(held, "variant weights made"), UINT64_MAX);
+        QCOMPARE(part(held, "engine's copy"), uint64_t(25'904'021'504ull));
+        // Two variants made in turn (freed in between) or kept until the end.
+        s.variants = {{1000, false, 0}, {3000, false, 0}};
+        QCOMPARE(part(estimateEvaluation(llama7b(), 0, s), "variant weights made"), uint64_t(12000));
+        s.keepMadeOverrides = true;
+        QCOMPARE(part(estimateEvaluation(llama7b(), 0, s), "variant weights made"), uint64_t(16000));
+        // All chunks: bounded by the text, floor((100,000 + 2) / 512) = 195 chunks.
+        s.nChunks = -1;
+        s.textBytes = 100'000;
+        QCOMPARE(part(estimateEvaluation(llama7b(), 0, s), "original's log-probabilities"),
+                 uint64_t(195ull * 16324088ull));
+    }
+
     void calibratedExportOf7b() {
         CalibMemorySettings s;
         s.windows = 128;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "jobs/quantize_job.h"
 #include "quant/simple_quant.h"
 
 using namespace qz;
@@ -18,6 +19,7 @@ private slots:
     void properties();
     void groupsHaveTheirOwnScale();
     void constantAndZeroInputs();
+    void previewFromEvenlySpacedRows();
     void sizeAccounting();
     void rejectsBadSpecs();
 };
@@ -141,6 +143,60 @@ void TestSimpleQuant::rejectsBadSpecs() {
     QVERIFY(!QuantSpec({QuantMethod::Absmax, 9, Granularity::Tensor, 0}).validate());
     QVERIFY(!QuantSpec({QuantMethod::Absmax, 4, Granularity::Group, 0}).validate());
     QVERIFY(QuantSpec({QuantMethod::ZeroPoint, 2, Granularity::Group, 32}).validate().ok());
+}
+
+// previewTensor (jobs/quantize_job.h): the figures of evenly spaced whole rows, checked against absmax per
+// row worked out here on those rows of bard-llama's q_proj [256 × 256]; all rows give analyzeTensor's.
+void TestSimpleQuant::previewFromEvenlySpacedRows() {
+    auto m = openModel(QZ_TEST_DATA "/models/bard-llama");
+    QVERIFY(m);
+    const Model& mod = **m;
+    const TensorInfo* t = mod.find("model.layers.0.self_attn.q_proj.weight");
+    QVERIFY(t);
+    const size_t idx = size_t(t - mod.tensors.data());
+    auto all = readTensorF32(mod, *t);
+    QVERIFY(all);
+    QuantSpec s;
+    s.granularity = Granularity::Row;
+    auto p = previewTensor(mod, idx, s, 40, 64 * 256);
+    QVERIFY2(p, p ? "" : p.error().message.c_str());
+    QCOMPARE(p->sampledRows, int64_t(64));
+    QCOMPARE(p->numel, uint64_t(256 * 256)); // the tensor's, as bytesAfter
+    // Rows 0, 4, ..., 252 by hand: s = 127 / max|x| per row, x' = round(s·x) / s.
+    double se = 0;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int k = 0; k < 64; ++k) {
+        const float* row = all->data() + size_t(k * 4) * 256;
+        float amax = 0;
+        for (int c = 0; c < 256; ++c)
+            amax = std::max(amax, std::fabs(row[c]));
+        const float sc = 127.0f / amax;
+        for (int c = 0; c < 256; ++c) {
+            const double d = double(std::nearbyint(sc * row[c]) / sc) - double(row[c]);
+            se += d * d;
+            lo = std::min(lo, row[c]);
+            hi = std::max(hi, row[c]);
+        }
+    }
+    QVERIFY(std::fabs(p->error.mse - se / (64 * 256)) <= 1e-6 * se / (64 * 256));
+    QCOMPARE(p->range.min, lo);
+    QCOMPARE(p->range.max, hi);
+    QCOMPARE(p->histOriginal.total(), uint64_t(64 * 256));
+    // Enough values for every row: the full analysis.
+    auto whole = previewTensor(mod, idx, s, 40, 1u << 20);
+    auto full = analyzeTensor(mod, idx, s, 40);
+    QVERIFY(whole && full);
+    QCOMPARE(whole->sampledRows, int64_t(256));
+    QVERIFY(whole->histOriginal.counts == full->histOriginal.counts);
+    QVERIFY(whole->histError.counts == full->histError.counts);
+    QCOMPARE(whole->error.mse, full->error.mse);
+    // LLM.int8() and vectors have no preview.
+    QuantSpec i8;
+    i8.method = QuantMethod::LlmInt8;
+    QVERIFY(!previewTensor(mod, idx, i8, 40, 1000));
+    const TensorInfo* norm = mod.find("model.norm.weight");
+    QVERIFY(norm);
+    QVERIFY(!previewTensor(mod, size_t(norm - mod.tensors.data()), s, 40, 1000));
 }
 
 QTEST_APPLESS_MAIN(TestSimpleQuant)

@@ -2,16 +2,42 @@
 // (qz::printableText): a safetensors file whose name, metadata and tensor name carry an OSC title sequence
 // (ESC ] 0; ... BEL), a CSI (ESC [ 2J) and a C1 CSI (U+009B). Checked where they are shown: the window title,
 // the model summary, the tree (text and tooltip). Lookups by the real name keep working.
+// Then a GGUF (stories260K with a file name, general.name and an extra tensor name that carry ESC ] … BEL and
+// a newline) through every widget that shows tensor or model names: the tensor table, the histograms, the
+// codes view, the teaching views, the export plan and its log, the GPTQ / EXL2 pages, the Compare workspace
+// and the Evaluate panel. Each shows the escaped form, and no text anywhere in them (labels, items,
+// tooltips, plot titles and legends, text boxes) holds a raw control character.
 #include <QSignalSpy>
 #include <QStandardPaths>
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <QAbstractButton>
+#include <QComboBox>
+#include <QLabel>
+#include <QListWidget>
+#include <QPlainTextEdit>
+#include <QTableWidget>
+#include <QTextEdit>
+#include <QTreeWidget>
 #include <fstream>
+#include <qcustomplot.h>
 
+#include "codes_view.h"
+#include "compare_workspace.h"
+#include "evaluate_panel.h"
+#include "export_panel.h"
+#include "gguf/gguf_file.h"
+#include "gguf/gguf_writer.h"
+#include "gptq_export_page.h"
+#include "histograms_tab.h"
 #include "main_window.h"
 #include "model_summary.h"
 #include "model_tree.h"
+#include "teaching_view.h"
+#include "tensor_table.h"
+#include "tensor_table_model.h"
+#include "variants/variants.h"
 
 using namespace qz::ui;
 
@@ -29,6 +55,92 @@ void writeEvilSafetensors(const std::string& path) {
     f << header;
     const float v[4] = {1, -2, 3, -4};
     f.write(reinterpret_cast<const char*>(v), sizeof v);
+}
+
+// The GGUF case: a file name, a model name and a tensor name with an OSC sequence and a newline.
+const std::string kEvilFile = "evil\x1b]0;owned\x07\n.gguf";
+const std::string kEvilModelName = "stories\x1b]2;pwn\x07\nname";
+const std::string kEvilTensor = "evil\x1b]0;owned\x07\nname.weight";
+const QString kEvilTensorShown = QStringLiteral("evil\\x1b]0;owned\\x07\\nname.weight");
+
+// stories260K.gguf with general.name replaced and one more F32 tensor [4 × 256] (ne {256, 4}).
+bool writeEvilGguf(const std::string& path) {
+    auto src = qz::GgufFile::open(QZ_TEST_DATA "/models/stories260K/stories260K.gguf");
+    if (!src) return false;
+    const qz::GgufFile& g = **src;
+    qz::GgufWriter w(path);
+    bool named = false;
+    for (const auto& kv : g.kvs) {
+        if (kv.key == "general.name") {
+            named = true;
+            if (!w.setKv(kv.key, qz::GgufValue::string(kEvilModelName))) return false;
+        } else if (!w.setKv(kv.key, kv.value)) {
+            return false;
+        }
+    }
+    if (!named && !w.setKv("general.name", qz::GgufValue::string(kEvilModelName))) return false;
+    for (const auto& t : g.tensors)
+        if (!w.addTensor(t.name, t.ne, t.dtype)) return false;
+    if (!w.addTensor(kEvilTensor, {256, 4}, qz::DType::F32)) return false;
+    if (!w.begin()) return false;
+    for (const auto& t : g.tensors)
+        if (!w.writeTensorData(g.tensorBytes(t))) return false;
+    std::vector<float> v(1024);
+    for (size_t i = 0; i < v.size(); ++i)
+        v[i] = float(int(i * 37 % 101) - 50) / 100.0f;
+    if (!w.writeTensorData({reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)}))
+        return false;
+    return w.finish().ok();
+}
+
+// Every text a widget tree shows: labels, buttons, combo items, text boxes, item views (text and tooltip),
+// plot titles, legends, axis labels and tick labels, tooltips. Line edits are left out (they hold paths
+// the user edits and the program uses as they are).
+QStringList shownTexts(QWidget* root) {
+    QStringList out;
+    auto addModel = [&](const QAbstractItemModel* m, const QModelIndex& parent, auto&& self) -> void {
+        if (!m) return;
+        for (int r = 0; r < m->rowCount(parent); ++r)
+            for (int c = 0; c < m->columnCount(parent); ++c) {
+                const QModelIndex i = m->index(r, c, parent);
+                out << m->data(i, Qt::DisplayRole).toString() << m->data(i, Qt::ToolTipRole).toString();
+                if (c == 0 && m->hasChildren(i)) self(m, i, self);
+            }
+    };
+    QList<QWidget*> all = root->findChildren<QWidget*>();
+    all.prepend(root);
+    for (QWidget* w : all) {
+        out << w->toolTip() << w->windowTitle();
+        if (auto* l = qobject_cast<QLabel*>(w)) out << l->text();
+        if (auto* b = qobject_cast<QAbstractButton*>(w)) out << b->text();
+        if (auto* c = qobject_cast<QComboBox*>(w))
+            for (int i = 0; i < c->count(); ++i)
+                out << c->itemText(i);
+        if (auto* e = qobject_cast<QPlainTextEdit*>(w)) out << e->toPlainText();
+        if (auto* e = qobject_cast<QTextEdit*>(w)) out << e->toPlainText();
+        if (auto* v = qobject_cast<QAbstractItemView*>(w)) addModel(v->model(), QModelIndex(), addModel);
+        if (auto* p = qobject_cast<QCustomPlot*>(w)) {
+            for (int i = 0; i < p->plotLayout()->elementCount(); ++i)
+                if (auto* t = qobject_cast<QCPTextElement*>(p->plotLayout()->elementAt(i))) out << t->text();
+            for (int i = 0; i < p->plottableCount(); ++i)
+                out << p->plottable(i)->name();
+            for (int i = 0; i < p->graphCount(); ++i)
+                out << p->graph(i)->name();
+            for (QCPAxis* a : p->axisRect() ? p->axisRect()->axes() : QList<QCPAxis*>()) {
+                out << a->label();
+                if (auto t = a->ticker().dynamicCast<QCPAxisTickerText>())
+                    for (const QString& s : t->ticks())
+                        out << s;
+            }
+        }
+    }
+    return out;
+}
+
+bool anyContains(const QStringList& texts, const QString& what) {
+    for (const QString& t : texts)
+        if (t.contains(what)) return true;
+    return false;
 }
 
 bool hasControl(const QString& s) {
@@ -88,7 +200,134 @@ private slots:
         // The CLI's escaping, as an independent expectation of the same bytes.
         QCOMPARE(qz::printableText("a\x1b]0;t\x07 \xc2\x9b" "1m"), std::string("a\\x1b]0;t\\x07 \\u009b1m"));
     }
+
+    void everyWidgetEscapes();
 };
+
+// No shown text of the widget holds a raw control character (a newline inside a text is fine: labels and
+// logs have several lines; the names' newlines are checked escaped by the callers).
+#define QVERIFY_CLEAN(widget)                                                                                \
+    do {                                                                                                     \
+        for (const QString& t : shownTexts(widget))                                                          \
+            QVERIFY2(!hasControl(t), qPrintable(QStringLiteral(#widget ": ") + toDisplay(t)));               \
+    } while (0)
+
+void TestDisplayEscape::everyWidgetEscapes() {
+    QTemporaryDir dir;
+    const std::string path = dir.path().toStdString() + "/" + kEvilFile;
+    QVERIFY(writeEvilGguf(path));
+    auto opened = qz::openModel(path);
+    QVERIFY2(opened, opened ? "" : opened.error().message.c_str());
+    ModelPtr model(*opened);
+    QVERIFY(model->find(kEvilTensor));
+    const QString raw = QString::fromStdString(kEvilTensor);
+    const QString shownFile = QStringLiteral("evil\\x1b]0;owned\\x07\\n.gguf");
+
+    // The tensor table after a quantize run over the model.
+    {
+        qz::QuantizeParams qp;
+        qp.spec.bits = 4;
+        auto qr = qz::runQuantize(*model, qp, {});
+        QVERIFY(qr);
+        bool quantized = false;
+        for (const auto& t : qr->tensors)
+            quantized |= t.name == kEvilTensor;
+        QVERIFY(quantized);
+        TensorTable table;
+        table.show();
+        table.model()->setResults(qr->tensors);
+        const auto texts = shownTexts(&table);
+        QVERIFY(anyContains(texts, kEvilTensorShown));
+        QVERIFY_CLEAN(&table);
+
+        // The histograms of the tensor.
+        HistogramsTab hist;
+        hist.show();
+        for (const auto& t : qr->tensors)
+            if (t.name == kEvilTensor) hist.showTensor(t, QStringLiteral("absmax 4-bit"), &qp.spec);
+        QVERIFY(anyContains(shownTexts(&hist), kEvilTensorShown));
+        QVERIFY_CLEAN(&hist);
+    }
+
+    // The codes view.
+    {
+        CodesView codes;
+        codes.show();
+        codes.setModel(model);
+        qz::QuantSpec spec;
+        spec.bits = 8;
+        codes.setSpec(spec);
+        QSignalSpy shown(&codes, &CodesView::windowShown);
+        codes.setTensor(raw);
+        QVERIFY(shown.wait(20000));
+        QVERIFY(anyContains(shownTexts(&codes), kEvilTensorShown));
+        QVERIFY(codes.text().contains(kEvilTensorShown));
+        QVERIFY_CLEAN(&codes);
+    }
+
+    // The teaching views on the tensor (number line and a Q4_K super-block).
+    {
+        TeachingView teach;
+        teach.show();
+        teach.setModel(model);
+        teach.setTensor(raw);
+        teach.setView(TeachingView::NumberLineView);
+        QVERIFY(teach.numberLine());
+        teach.setView(TeachingView::SuperBlockView);
+        QVERIFY(teach.superBlock());
+        QVERIFY(anyContains(shownTexts(&teach), kEvilTensorShown));
+        QVERIFY_CLEAN(&teach);
+    }
+
+    // The export plan, the GPTQ / EXL2 pages (a GGUF is refused, naming the file).
+    {
+        ExportPanel exp;
+        exp.show();
+        QSignalSpy planned(&exp, &ExportPanel::planShown);
+        exp.setModel(model);
+        QVERIFY(planned.wait(30000));
+        const auto texts = shownTexts(&exp);
+        QVERIFY(anyContains(texts, kEvilTensorShown));
+        QVERIFY(anyContains(texts, shownFile));
+        QVERIFY_CLEAN(&exp);
+        QVERIFY(exp.gptqPage()->summary()->text().contains(shownFile));
+    }
+
+    // The Compare workspace: the tensor box shows the escaped name and selects by the real one; a GGUF
+    // variant named after its file.
+    {
+        CompareWorkspace cmp;
+        cmp.show();
+        cmp.setModel(model);
+        QVERIFY(cmp.tensorBox()->findText(kEvilTensorShown) >= 0);
+        cmp.setTensor(raw);
+        QCOMPARE(cmp.tensor(), raw);
+        auto spec = qz::parseMethodSpec("absmax:8:tensor");
+        QVERIFY(spec);
+        auto v = qz::makeFakeQuantVariant(*model, *spec);
+        QVERIFY(v);
+        v->name = kEvilModelName;
+        cmp.addVariant(std::move(*v));
+        QSignalSpy shown(&cmp, &CompareWorkspace::histogramsShown);
+        cmp.setTensor(QString::fromStdString(model->tensors.front().name));
+        cmp.setTensor(raw);
+        QVERIFY(shown.wait(30000) || !shown.isEmpty());
+        const auto texts = shownTexts(&cmp);
+        QVERIFY(anyContains(texts, kEvilTensorShown));
+        QVERIFY(anyContains(texts, QStringLiteral("stories\\x1b]2;pwn\\x07\\nname")));
+        QVERIFY_CLEAN(&cmp);
+    }
+
+    // The Evaluate panel: a GGUF variant is named after its file.
+    {
+        EvaluatePanel eval;
+        eval.show();
+        eval.setModel(model);
+        QVERIFY(eval.addGgufFile(QString::fromStdString(path)));
+        QVERIFY(anyContains(shownTexts(&eval), shownFile));
+        QVERIFY_CLEAN(&eval);
+    }
+}
 
 QTEST_MAIN(TestDisplayEscape)
 #include "test_display_escape.moc"
