@@ -5,6 +5,8 @@
 // (quantzoo-cli --dump-dequant) exactly. A missing python3-torch makes the test fail, not skip.
 #include <QtTest>
 
+#include "time_scale.h"
+
 class TestGptqUnpack : public QObject {
     Q_OBJECT
 private slots:
@@ -47,7 +49,7 @@ void TestGptqUnpack::unpack() {
     QProcess p;
     p.setProcessChannelMode(QProcess::MergedChannels);
     p.start(script, args);
-    QVERIFY(p.waitForFinished(300000));
+    QVERIFY(p.waitForFinished(scaledMs(300000)));
     const QString out = QString::fromUtf8(p.readAll());
     qInfo("%s", qPrintable(out.trimmed()));
     QVERIFY2(p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0, qPrintable(out));
