@@ -20,12 +20,14 @@
 # Results, 7 Dec 2026 (gcc 12.2, Qt 6.4.2; the 2-core machine shared with other builds at a load of 13-17,
 # where the instrumented build alone took over an hour, so neither run has yet reached the end of its list):
 #   ASan+UBSan, -O1: no ASan or UBSan report in any test that ran. Passed: test_cli (12 s),
-#     test_fuzz_regressions (1 s), test_arch_convert (20 s), test_arch_engine (226 s). Stopped by the limits
-#     then in force (900 s per test, 300 s for a child process), with every function reached so far passing:
-#     test_faults (4 functions; stopped in the 31 cancelled GPTQ exports), test_bnb (12; in the model-level
-#     NF4 / RTN evaluations), test_calib (9), test_cli_eval, test_cli_compare (its wait for quantzoo-cli; the
-#     same test passes in 7 s uninstrumented). Hence SAN_TIMEOUT and QZ_TEST_TIME_SCALE. Not yet run: the
-#     other core tests, the GUI tests, test_imatrix_collect reduced (64 chunks take 9 s uninstrumented).
+#     test_fuzz_regressions (1 s), test_arch_convert (20 s), test_arch_engine (226 s), test_exl2_optimize
+#     (209 s), test_exl2_quant (48 s), test_generate (17 s). Stopped by the limits then in force (900 s per
+#     test, 300 s for a child process), with every function reached so far passing: test_faults (4
+#     functions; stopped in the 31 cancelled GPTQ exports), test_bnb (12; in the model-level NF4 / RTN
+#     evaluations), test_calib (9), test_cli_eval, test_exl2_model (none finished), test_cli_compare (its wait
+#     for quantzoo-cli; the same test passes in 7 s uninstrumented). Hence SAN_TIMEOUT and QZ_TEST_TIME_SCALE.
+#     Not yet run: the other 33 core tests, the 20 GUI tests, test_imatrix_collect reduced (64 chunks take
+#     9 s uninstrumented).
 #   TSan: test_background_job passes 12 of 12 runs with tests/tsan.supp (without it: 13 reports per run,
 #     all inside Qt's own ordering, and in 1 of 5 runs a job result released on the worker, since moved to
 #     the posted call); test_histogram (parallelFor with QZ_THREADS=4) 3 of 3. Both built standalone from
