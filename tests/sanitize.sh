@@ -1,42 +1,66 @@
 #!/usr/bin/env bash
 # Builds QuantZoo with sanitizers in their own build folders and runs the tests there.
 #   tests/sanitize.sh asan   AddressSanitizer + UndefinedBehaviorSanitizer (gcc): the engine's tests (label
-#                            core, without the slow label) and the GUI tests
+#                            core, the slow one reduced) and the GUI tests
 #   tests/sanitize.sh tsan   ThreadSanitizer (gcc), the job / cancel / parallelFor tests (core and GUI)
 #   tests/sanitize.sh        both
 # Not part of CI (it takes well over an hour on 2 cores). Logs go to build-<kind>/sanitize.log.
-# Environment: JOBS (default nproc), CTEST_ARGS (extra ctest arguments, e.g. "-R test_gguf"),
+# Environment: JOBS (default nproc), CTEST_ARGS (extra ctest arguments, e.g. "-R test_gguf"), TSAN_TESTS (the
+#   regular expression of the tests built and run under TSan, default below),
 #   SAN_OPT (optimisation, default -O1: the sanitizers' usual level, builds in a fraction of -O3's time;
 #   results are the same, the engine's numerics need no -O3), SAN_GUI (ON/OFF, default ON: the GUI tests).
 #
 # Not run under ASan: the llama label. Its tests run node with node-llama-cpp's prebuilt libllama, which
 # is not instrumented (ASan must be the first library of a process; node is not built with it), and
 # quantzoo-cli exports whose bytes test_gguf_export already compares under ASan. The slow label
-# (test_imatrix_collect's 4,869-chunk llama-imatrix comparison) would take hours instrumented; the
-# imatrix collection runs instrumented in test_cli and test_hostile.
+# (test_imatrix_collect) runs with QZ_IMATRIX_CHUNKS=64: its llama-imatrix comparison on the first 64 of
+# the 4,869 chunks (the full run would take hours instrumented), the same code path with tolerances for
+# a partial sample.
+#
+# Results, 7 Dec 2026 (gcc 12.2, Qt 6.4.2; the 2-core machine shared with other builds at a load of 13-17,
+# where the instrumented build alone took over an hour, so neither run has yet reached the end of its list):
+#   ASan+UBSan, -O1: no ASan or UBSan report in any test that ran. Passed: test_cli (12 s),
+#     test_fuzz_regressions (1 s), test_arch_convert (20 s), test_arch_engine (226 s), test_exl2_optimize
+#     (209 s), test_exl2_quant (48 s), test_generate (17 s). Stopped by the limits then in force (900 s per
+#     test, 300 s for a child process), with every function reached so far passing: test_faults (4
+#     functions; stopped in the 31 cancelled GPTQ exports), test_bnb (12; in the model-level NF4 / RTN
+#     evaluations), test_calib (9), test_cli_eval, test_exl2_model (none finished), test_cli_compare (its wait
+#     for quantzoo-cli; the same test passes in 7 s uninstrumented). Hence SAN_TIMEOUT and QZ_TEST_TIME_SCALE.
+#     Not yet run: the other 33 core tests, the 20 GUI tests, test_imatrix_collect reduced (64 chunks take
+#     9 s uninstrumented).
+#   TSan: test_background_job passes 12 of 12 runs with tests/tsan.supp (without it: 13 reports per run,
+#     all inside Qt's own ordering, and in 1 of 5 runs a job result released on the worker, since moved to
+#     the posted call); test_histogram (parallelFor with QZ_THREADS=4) 3 of 3. Both built standalone from
+#     the sources with -fsanitize=thread; build-tsan had not finished the engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 export QT_QPA_PLATFORM=offscreen
-# Instrumented code runs several times slower: Qt Test's 300 s limit per test function would stop the
-# model-level tests (test_gptq_model's GPT-2 case) before ctest's own 900 s per test.
-export QTEST_FUNCTION_TIMEOUT=${QTEST_FUNCTION_TIMEOUT:-900000}
+# Instrumented code runs several times slower: the model-level tests exceed Qt Test's 300 s per function
+# (test_gptq_model's GPT-2 case) and, on a loaded machine, ctest's 900 s per test (test_faults, test_bnb).
+# SAN_TIMEOUT (seconds, default 3600) is both limits.
+# The tests' own waits for child processes (quantzoo-cli, quantzoo) are scaled the same way
+# (QZ_TEST_TIME_SCALE, tests/time_scale.h; test_cli_compare's 300 s ran out under ASan on a loaded machine).
+SAN_TIMEOUT=${SAN_TIMEOUT:-3600}
+export QTEST_FUNCTION_TIMEOUT=${QTEST_FUNCTION_TIMEOUT:-$((SAN_TIMEOUT * 1000))}
+export QZ_TEST_TIME_SCALE=${QZ_TEST_TIME_SCALE:-6}
 
 # -g1 gives line numbers in reports.
 SAN_COMMON="-fno-omit-frame-pointer -g1"
 SAN_OPT=${SAN_OPT:--O1}
 SAN_GUI=${SAN_GUI:-ON}
 
-# Under TSan: the tests that run jobs on worker threads, cancel them, or use parallelFor (core and GUI).
-# test_imatrix_collect is left out: its full llama-imatrix comparison (4,869 chunks) would take hours
-# under TSan; the imatrix collection's threading is the engine's, which test_infer_ppl covers.
-TSAN_TESTS='^(test_gptq_quant|test_gptq_model|test_exl2_quant|test_exl2_model|test_exl2_optimize|test_infer|test_infer_ppl|test_generate|test_kquants|test_ggml_legacy|test_llm_int8|test_gguf_export|test_type_compare|test_calibrated_export|test_cancel|test_export_panel|test_evaluate_panel|test_method_panel|test_headless)$'
+# Under TSan: the tests that run jobs on worker threads, cancel them, or use parallelFor (core and GUI):
+# every core module with a parallelFor (quantizers, statistics, conversion, calibration, inference) and
+# every GUI test that starts a background job (export, evaluation, analysis, the teaching views, loading).
+# test_imatrix_collect runs reduced (QZ_IMATRIX_CHUNKS, as under ASan).
+TSAN_TESTS=${TSAN_TESTS:-'^(test_gptq_quant|test_gptq_model|test_exl2_quant|test_exl2_model|test_exl2_optimize|test_infer|test_infer_ppl|test_generate|test_kquants|test_ggml_legacy|test_llm_int8|test_gguf_export|test_type_compare|test_faults|test_model_histogram|test_robust_range|test_simple_quant|test_bnb|test_arch_convert|test_calib|test_vec_dot|test_imatrix_collect|test_calibrated_export|test_cancel|test_background_job|test_export_panel|test_evaluate_panel|test_method_panel|test_headless|test_codes_view|test_teaching_view|test_main_window|test_compare_workspace|test_target_size_view|test_bnb_panel|test_open_errors)$'}
 
 run_asan() {
   local b=build-asan
   local flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined $SAN_COMMON"
   cmake -S . -B $b -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_CXX_FLAGS_RELEASE="$SAN_OPT -DNDEBUG" \
-    -DQZ_CORE_OPT="$SAN_OPT" -DQZ_BUILD_GUI=$SAN_GUI \
+    -DQZ_CORE_OPT="$SAN_OPT" -DQZ_BUILD_GUI=$SAN_GUI -DQZ_TEST_TIMEOUT="$SAN_TIMEOUT" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" \
     ${CMAKE_CXX_COMPILER_LAUNCHER:+-DCMAKE_CXX_COMPILER_LAUNCHER=$CMAKE_CXX_COMPILER_LAUNCHER} >/dev/null
   # Only what the run needs (no benchmarks, no make_tiny_models of the llama tests).
@@ -50,16 +74,17 @@ run_asan() {
   # detect_leaks: the engine's caches live until exit on purpose; leak reports would drown real errors.
   local labels='core'
   [ "$SAN_GUI" = ON ] && labels='core|gui'
+  QZ_IMATRIX_CHUNKS=${QZ_IMATRIX_CHUNKS:-64} \
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir $b --output-on-failure -j "$JOBS" -L "$labels" -LE 'slow|llama' ${CTEST_ARGS:-} 2>&1 | tee $b/sanitize.log
+    ctest --test-dir $b --output-on-failure -j "$JOBS" -L "$labels" -LE 'llama' ${CTEST_ARGS:-} 2>&1 | tee $b/sanitize.log
 }
 
 run_tsan() {
   local b=build-tsan
   local flags="-fsanitize=thread $SAN_COMMON"
   cmake -S . -B $b -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_CXX_FLAGS_RELEASE="$SAN_OPT -DNDEBUG" \
-    -DQZ_CORE_OPT="$SAN_OPT" -DQZ_BUILD_GUI=$SAN_GUI \
+    -DQZ_CORE_OPT="$SAN_OPT" -DQZ_BUILD_GUI=$SAN_GUI -DQZ_TEST_TIMEOUT="$SAN_TIMEOUT" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
     ${CMAKE_CXX_COMPILER_LAUNCHER:+-DCMAKE_CXX_COMPILER_LAUNCHER=$CMAKE_CXX_COMPILER_LAUNCHER} >/dev/null
   local targets
@@ -71,8 +96,10 @@ run_tsan() {
     fi
   done
   cmake --build $b -j "$JOBS" --target quantzoo quantzoo-cli "${have[@]}"
-  # Qt's own (uninstrumented) thread pool is outside our code; second_deadlock_stack for readable reports.
-  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  # Qt is not instrumented: tests/tsan.supp lists the reports whose ordering lives inside Qt, with reasons.
+  # second_deadlock_stack for readable reports.
+  QZ_IMATRIX_CHUNKS=${QZ_IMATRIX_CHUNKS:-64} \
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
     ctest --test-dir $b --output-on-failure -j "$JOBS" -R "$TSAN_TESTS" ${CTEST_ARGS:-} 2>&1 | tee $b/sanitize.log
 }
 

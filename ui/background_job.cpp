@@ -82,8 +82,10 @@ bool BackgroundJob::start(Work work) {
             }, Qt::QueuedConnection);
             return;
         }
+        // The result moves into the posted call: the worker keeps no reference to it, so it is released by
+        // whichever thread drops the posted call last (Qt's reference count, tests/tsan.supp).
         if (st.ok())
-            post([this, deliver] {
+            post([this, deliver = std::move(deliver)] {
                 m_running = false;
                 if (deliver) deliver();
                 emit finished();

@@ -33,6 +33,7 @@
 #include "infer/imatrix_collect.h"
 #include "model/model.h"
 #include "tiny_archs.h"
+#include "time_scale.h"
 
 using namespace qz;
 using namespace qztest;
@@ -68,7 +69,7 @@ bool referenceLogits(const std::string& dir, const std::vector<int32_t>& tokens,
     const QString script = QString(QZ_TEST_DATA) + "/../tools/ref_forward.py";
     p.start(python(), {script, "--logits", QString::fromStdString(dir), QString::fromStdString(tokPath),
                        QString::fromStdString(outPath)});
-    if (!p.waitForFinished(120000) || p.exitStatus() != QProcess::NormalExit || p.exitCode() != 0) {
+    if (!p.waitForFinished(scaledMs(120000)) || p.exitStatus() != QProcess::NormalExit || p.exitCode() != 0) {
         err = "ref_forward.py failed: " + QString::fromUtf8(p.readAll());
         return false;
     }
@@ -115,7 +116,7 @@ private slots:
     void initTestCase() {
         QProcess chk;
         chk.start(python(), {"-c", "import numpy"});
-        QVERIFY(chk.waitForFinished(60000));
+        QVERIFY(chk.waitForFinished(scaledMs(60000)));
         QVERIFY2(chk.exitStatus() == QProcess::NormalExit && chk.exitCode() == 0,
                  "python3 cannot import numpy (apt-get install python3-numpy)");
     }

@@ -8,6 +8,8 @@
 #include <QProcess>
 #include <QTemporaryDir>
 
+#include "time_scale.h"
+
 class TestCli : public QObject {
     Q_OBJECT
 private slots:
@@ -21,7 +23,7 @@ private:
     static int run(const QStringList& args, QByteArray* out = nullptr, QByteArray* err = nullptr) {
         QProcess p;
         p.start(cli(), args);
-        if (!p.waitForFinished(120000)) return -1;
+        if (!p.waitForFinished(scaledMs(120000))) return -1;
         if (out) *out = p.readAllStandardOutput();
         if (err) *err = p.readAllStandardError();
         return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;

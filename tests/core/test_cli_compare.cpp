@@ -10,6 +10,8 @@
 #include <QProcess>
 #include <QTemporaryDir>
 
+#include "time_scale.h"
+
 class TestCliCompare : public QObject {
     Q_OBJECT
   private slots:
@@ -22,7 +24,7 @@ class TestCliCompare : public QObject {
     static int run(const QStringList& args, QByteArray* out = nullptr, QByteArray* err = nullptr) {
         QProcess p;
         p.start(cli(), args);
-        if (!p.waitForFinished(300000)) return -1;
+        if (!p.waitForFinished(scaledMs(300000))) return -1;
         if (out) *out = p.readAllStandardOutput();
         if (err) *err = p.readAllStandardError();
         return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;

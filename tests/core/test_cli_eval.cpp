@@ -10,6 +10,7 @@
 #include <QTemporaryDir>
 
 #include "ggml/imatrix.h"
+#include "time_scale.h"
 
 class TestCliEval : public QObject {
     Q_OBJECT
@@ -26,7 +27,7 @@ private:
     static int run(const QStringList& args, QByteArray* out = nullptr, QByteArray* err = nullptr) {
         QProcess p;
         p.start(cli(), args);
-        if (!p.waitForFinished(600000)) return -1;
+        if (!p.waitForFinished(scaledMs(600000))) return -1;
         if (out) *out = p.readAllStandardOutput();
         if (err) *err = p.readAllStandardError();
         return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;

@@ -19,6 +19,7 @@
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
+#include "time_scale.h"
 
 #include <cmath>
 #include <cstring>
@@ -249,7 +250,7 @@ void TestExl2Archs::exportArch() {
     const QString python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
     proc.start(python, {QString::fromStdString(kData + "/../exl2/read_check.py"), QString::fromStdString(p.outputDir),
                         QString::fromStdString(refPath), "--keys"});
-    QVERIFY(proc.waitForFinished(600000));
+    QVERIFY(proc.waitForFinished(scaledMs(600000)));
     const QByteArray text = proc.readAllStandardOutput() + proc.readAllStandardError();
     qInfo("read_check.py: %s", text.trimmed().right(600).constData());
     QCOMPARE(proc.exitStatus(), QProcess::NormalExit);

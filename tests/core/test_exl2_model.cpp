@@ -29,6 +29,7 @@
 #include "infer/perplexity.h"
 #include "infer/text_tokens.h"
 #include "io/safetensors_writer.h"
+#include "time_scale.h"
 
 using namespace qz;
 using namespace qz::exl2;
@@ -419,7 +420,7 @@ void TestExl2Model::readCheckEqualsDequant() {
     const QString python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
     proc.start(python,
                {QString::fromStdString(script), QString::fromStdString(m_dir), QString::fromStdString(ref)});
-    QVERIFY(proc.waitForFinished(600000));
+    QVERIFY(proc.waitForFinished(scaledMs(600000)));
     const QByteArray outText = proc.readAllStandardOutput() + proc.readAllStandardError();
     qInfo("read_check.py: %s", outText.trimmed().right(600).constData());
     QCOMPARE(proc.exitStatus(), QProcess::NormalExit);
@@ -601,7 +602,7 @@ void TestExl2Model::commandLine() {
     auto run = [](const QStringList& args, QString* out, QString* err) {
         QProcess pr;
         pr.start(QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"), args);
-        if (!pr.waitForFinished(600000)) return -1;
+        if (!pr.waitForFinished(scaledMs(600000))) return -1;
         if (out) *out = QString::fromUtf8(pr.readAllStandardOutput());
         if (err) *err = QString::fromUtf8(pr.readAllStandardError());
         return pr.exitStatus() == QProcess::NormalExit ? pr.exitCode() : -2;

@@ -19,6 +19,7 @@
 #include "exl2/exl2_quant.h"
 #include "gptq/gptq_hessian.h"
 #include "io/safetensors_writer.h"
+#include "time_scale.h"
 
 using namespace qz;
 using namespace qz::exl2;
@@ -910,7 +911,7 @@ void TestExl2Quant::readCheckPython() {
     {
         QProcess chk;
         chk.start(py, {"-c", "import numpy"});
-        QVERIFY(chk.waitForFinished(60000));
+        QVERIFY(chk.waitForFinished(scaledMs(60000)));
         QVERIFY2(chk.exitStatus() == QProcess::NormalExit && chk.exitCode() == 0,
                  "python3 cannot import numpy (apt-get install python3-numpy)");
     }
@@ -997,7 +998,7 @@ void TestExl2Quant::readCheckPython() {
         QProcess p;
         p.setProcessChannelMode(QProcess::MergedChannels);
         p.start(py, QStringList{script} + args);
-        if (!p.waitForFinished(300000)) return -1;
+        if (!p.waitForFinished(scaledMs(300000))) return -1;
         outText = QString::fromUtf8(p.readAll());
         return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
     };

@@ -29,6 +29,7 @@
 #include "io/safetensors_writer.h"
 #include "model/model.h"
 #include "sha256.h"
+#include "time_scale.h"
 
 namespace fs = std::filesystem;
 
@@ -71,7 +72,7 @@ class TestFaults : public QObject {
                 ::setrlimit(RLIMIT_FSIZE, &rl);
             });
         p.start(cli(), args);
-        if (!p.waitForFinished(120000)) {
+        if (!p.waitForFinished(scaledMs(120000))) {
             p.kill();
             p.waitForFinished();
             return r;

@@ -22,6 +22,7 @@
 #include "golden.h"
 #include "model/model.h"
 #include "sha256.h"
+#include "time_scale.h"
 
 using namespace qz;
 
@@ -390,7 +391,7 @@ void TestGgufSplit::cliOptions() {
     auto run = [&](const QStringList& args) {
         QProcess p;
         p.start(QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"), args);
-        p.waitForFinished(120000);
+        p.waitForFinished(scaledMs(120000));
         return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
     };
     const QString model = data("models/bard-llama");

@@ -28,6 +28,7 @@
 #include "calib/windows.h"
 #include "core/tiny_archs.h"
 #include "model/model.h"
+#include "time_scale.h"
 
 class TestGptqUnpack : public QObject {
     Q_OBJECT
@@ -73,7 +74,7 @@ void TestGptqUnpack::unpack() {
     QProcess p;
     p.setProcessChannelMode(QProcess::MergedChannels);
     p.start(script, args);
-    QVERIFY(p.waitForFinished(300000));
+    QVERIFY(p.waitForFinished(scaledMs(300000)));
     const QString out = QString::fromUtf8(p.readAll());
     qInfo("%s", qPrintable(out.trimmed()));
     QVERIFY2(p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0, qPrintable(out));
@@ -118,7 +119,7 @@ void TestGptqUnpack::moe() {
     QProcess p;
     p.setProcessChannelMode(QProcess::MergedChannels);
     p.start(src + "/../gptq/run_moe_check.sh", args);
-    QVERIFY(p.waitForFinished(300000));
+    QVERIFY(p.waitForFinished(scaledMs(300000)));
     const QString out = QString::fromUtf8(p.readAll());
     QVERIFY2(p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0, qPrintable(out));
     QVERIFY2(out.contains("AutoGPTQ dequantization equals QuantZoo's dump exactly"), qPrintable(out));

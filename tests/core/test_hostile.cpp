@@ -28,6 +28,7 @@
 #include "model/model.h"
 #include "sha256.h"
 #include "tokenizer/hf_vocab.h"
+#include "time_scale.h"
 
 namespace fs = std::filesystem;
 
@@ -78,7 +79,7 @@ class TestHostile : public QObject {
         QElapsedTimer t;
         t.start();
         p.start(cli(), args);
-        if (!p.waitForFinished(timeoutMs)) {
+        if (!p.waitForFinished(scaledMs(timeoutMs))) {
             p.kill();
             p.waitForFinished();
             r.ms = t.elapsed();
@@ -468,7 +469,7 @@ void TestHostile::signalsCleanUp() {
                 ::kill(pid, SIGCONT);
                 QThread::usleep(200);
             }
-            if (caught) QVERIFY(p.waitForFinished(30000));
+            if (caught) QVERIFY(p.waitForFinished(scaledMs(30000)));
             if (!caught) { // finished before a temporary was seen: start over
                 fs::remove(out);
                 continue;

@@ -5,8 +5,12 @@
 // bard-llama-imatrix.gguf: 4869 chunks) plus the perplexity of llama-quantize's Q4_K_M made with it
 // (ppl.tsv: 8.3120, llama-perplexity -c 128 --chunks 32 on shakespeare-valid.txt).
 // The full 4869-chunk run takes a few minutes of CPU (more on a loaded machine: ctest TIMEOUT 900 s).
+// QZ_IMATRIX_CHUNKS=N runs fullRunMatchesLlamaImatrix on the first N chunks only (tests/sanitize.sh, where
+// instrumented code is too slow for the full run): the same code path, checked against the same goldens
+// with tolerances for a partial sample (the means of N chunks against llama-imatrix's means of all 4869).
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -138,23 +142,34 @@ void TestImatrixCollect::layerZeroMatchesIndependentSums() {
 void TestImatrixCollect::fullRunMatchesLlamaImatrix() {
     auto m = openModel(kLlama);
     QVERIFY(m);
+    const int64_t kAll = 4869;
+    const int reduced = qEnvironmentVariableIntValue("QZ_IMATRIX_CHUNKS");
+    // At least 64 chunks: fewer leave the per-column means too far from the full ones for a useful check.
+    const int64_t chunks = reduced > 0 ? std::clamp<int64_t>(reduced, 64, kAll) : kAll;
+    // The full run matches llama-imatrix to 1 % per tensor and per column, and its Q4_K_M to 0.1 % of the one
+    // made with llama-imatrix's file. A partial run's means are samples of the full ones: 64 chunks give
+    // 9.4 % per column (worst tensor, blk.0.ffn_down, 24 %), 128 chunks 7.5 % (19 %); their Q4_K_M
+    // perplexities are 0.04 % and 0.2 % from the one with llama-imatrix's file.
+    const bool full = chunks == kAll;
+    const double tensorTol = full ? 0.01 : 0.35, columnTol = full ? 0.01 : 0.15, pplTol = full ? 0.001 : 0.005;
     ImatrixParams p;
     p.nCtx = 128;
+    p.nChunks = full ? -1 : int(chunks);
     p.datasetName = "data/shakespeare-train.txt";
     QElapsedTimer timer;
     timer.start();
     auto d = computeImatrix(**m, readText(kData + "/text/shakespeare-train.txt"), p);
     QVERIFY2(d, d ? "" : d.error().message.c_str());
-    qInfo("full imatrix (4869 chunks of 128): %.1f s", timer.elapsed() / 1000.0);
-    QCOMPARE(d->chunkCount, int64_t(4869));
+    qInfo("imatrix (%lld of 4869 chunks of 128): %.1f s", (long long)chunks, timer.elapsed() / 1000.0);
+    QCOMPARE(d->chunkCount, chunks);
     auto golden = ggml::loadImatrix(kGolden);
     QVERIFY(golden);
-    QCOMPARE(golden->chunkCount, int64_t(4869));
-    double relSum = 0, relMax = 0;
+    QCOMPARE(golden->chunkCount, kAll);
+    double relSum = 0, relMax = 0, worst = 0;
     int64_t cols = 0;
     for (const auto& [name, gv] : golden->values) {
         QVERIFY2(d->entries.count(name), name.c_str());
-        QCOMPARE(d->entries.at(name).count, int64_t(4869) * 128);
+        QCOMPARE(d->entries.at(name).count, chunks * 128);
         const auto ours = d->importance(name);
         QCOMPARE(ours.size(), gv.size());
         double tensorRel = 0;
@@ -165,11 +180,14 @@ void TestImatrixCollect::fullRunMatchesLlamaImatrix() {
         }
         relSum += tensorRel;
         cols += int64_t(gv.size());
-        QVERIFY2(tensorRel / gv.size() < 0.01, qPrintable(QString("%1: mean relative difference %2")
-                                                              .arg(name.c_str()).arg(tensorRel / gv.size())));
+        worst = std::max(worst, tensorRel / gv.size());
+        QVERIFY2(tensorRel / gv.size() < tensorTol, qPrintable(QString("%1: mean relative difference %2")
+                                                                   .arg(name.c_str())
+                                                                   .arg(tensorRel / gv.size())));
     }
-    qInfo("imatrix vs llama-imatrix: mean relative difference per column %.3g, max %.3g", relSum / cols, relMax);
-    QVERIFY(relSum / cols < 0.01);
+    qInfo("imatrix vs llama-imatrix: mean relative difference per column %.3g (worst tensor %.3g), max %.3g",
+          relSum / cols, worst, relMax);
+    QVERIFY(relSum / cols < columnTol);
 
     // Q4_K_M with our imatrix: perplexity within 0.5 % of llama-quantize's with its own imatrix (8.3120).
     QTemporaryDir dir;
@@ -201,7 +219,7 @@ void TestImatrixCollect::fullRunMatchesLlamaImatrix() {
     auto ppl2 = evaluatePerplexity(**q2, readText(kData + "/text/shakespeare-valid.txt"), pp);
     QVERIFY(ppl2);
     qInfo("Q4_K_M with llama-imatrix's file, our engine: PPL %.4f", ppl2->ppl);
-    QVERIFY2(std::fabs(ppl->ppl / ppl2->ppl - 1) < 0.001,
+    QVERIFY2(std::fabs(ppl->ppl / ppl2->ppl - 1) < pplTol,
              qPrintable(QString("%1 vs %2").arg(ppl->ppl, 0, 'f', 4).arg(ppl2->ppl, 0, 'f', 4)));
 }
 

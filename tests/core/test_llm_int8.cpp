@@ -25,6 +25,7 @@
 #include "model/model.h"
 #include "quant/llm_int8.h"
 #include "quant/simple_quant.h"
+#include "time_scale.h"
 
 using namespace qz;
 
@@ -56,7 +57,7 @@ std::vector<int> codesAfter(const QString& text, const QString& header) {
 int runCli(const QStringList& args, QByteArray* out) {
     QProcess p;
     p.start(QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"), args);
-    if (!p.waitForFinished(120000)) return -1;
+    if (!p.waitForFinished(scaledMs(120000))) return -1;
     *out = p.readAllStandardOutput();
     return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
 }

@@ -10,6 +10,7 @@
 #include "common/fp16.h"
 #include "jobs/model_histogram.h"
 #include "model/model.h"
+#include "time_scale.h"
 
 using namespace qz;
 
@@ -134,7 +135,7 @@ private slots:
         cli.start(QZ_BINARY_DIR "/app/quantzoo-cli",
                   {"info", QZ_TEST_DATA "/models/bard-llama", "--no-tensors", "--histogram", "--range", "-2,2",
                    "--bins", "10"});
-        QVERIFY(cli.waitForFinished(60000));
+        QVERIFY(cli.waitForFinished(scaledMs(60000)));
         QCOMPARE(cli.exitCode(), 0);
         const QString out = QString::fromUtf8(cli.readAllStandardOutput());
         auto m = openModel(QZ_TEST_DATA "/models/bard-llama");
@@ -144,7 +145,7 @@ private slots:
         QVERIFY(out.contains("range [-2, 2], 10 bins"));
         QProcess bad;
         bad.start(QZ_BINARY_DIR "/app/quantzoo-cli", {"info", QZ_TEST_DATA "/models/bard-llama", "--bins", "10"});
-        QVERIFY(bad.waitForFinished(60000));
+        QVERIFY(bad.waitForFinished(scaledMs(60000)));
         QVERIFY(bad.exitCode() != 0);
     }
 };

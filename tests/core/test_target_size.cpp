@@ -15,6 +15,7 @@
 #include "gguf/gguf_reader.h"
 #include "infer/evaluate.h"
 #include "infer/imatrix_collect.h"
+#include "time_scale.h"
 
 using namespace qz;
 
@@ -32,7 +33,7 @@ class TestTargetSize : public QObject {
     static int run(const QStringList& args, QByteArray* out = nullptr, QByteArray* err = nullptr) {
         QProcess p;
         p.start(QStringLiteral(QZ_BINARY_DIR "/app/quantzoo-cli"), args);
-        if (!p.waitForFinished(300000)) return -1;
+        if (!p.waitForFinished(scaledMs(300000))) return -1;
         if (out) *out = p.readAllStandardOutput();
         if (err) *err = p.readAllStandardError();
         return p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;

@@ -16,6 +16,7 @@
 
 #include "app_options.h"
 #include "headless.h"
+#include "time_scale.h"
 
 using namespace qz::ui;
 
@@ -93,7 +94,7 @@ private slots:
         p.start(kExe, {QStringLiteral("--headless"), QStringLiteral("--report-dir"), out, kDemo,
                        QStringLiteral("--method"), QStringLiteral("absmax"), QStringLiteral("--bits"),
                        QStringLiteral("8")});
-        QVERIFY(p.waitForFinished(120000));
+        QVERIFY(p.waitForFinished(scaledMs(120000)));
         QCOMPARE(p.exitStatus(), QProcess::NormalExit);
         QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
         QCOMPARE(QString::fromLocal8Bit(p.readAllStandardOutput()).trimmed(), QDir(out).absolutePath());
@@ -105,7 +106,7 @@ private slots:
         bad.setProcessEnvironment(offscreenEnv());
         bad.start(kExe, {QStringLiteral("--headless"), QStringLiteral("--report-dir"), out,
                          dir.filePath(QStringLiteral("missing.gguf"))});
-        QVERIFY(bad.waitForFinished(60000));
+        QVERIFY(bad.waitForFinished(scaledMs(60000)));
         QVERIFY(bad.exitCode() != 0);
         // Qt itself may warn on stderr (e.g. about XDG_RUNTIME_DIR); our reason is exactly one line.
         const QString err = QString::fromLocal8Bit(bad.readAllStandardError());
@@ -120,7 +121,7 @@ private slots:
         QProcess p;
         p.setProcessEnvironment(offscreenEnv());
         p.start(kExe, {QStringLiteral("--screenshot"), png, kDemo, QStringLiteral("--bits"), QStringLiteral("4")});
-        QVERIFY(p.waitForFinished(180000));
+        QVERIFY(p.waitForFinished(scaledMs(180000)));
         QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
         QVERIFY(isPng(png, 20000));
         QImage img(png);

@@ -18,6 +18,8 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include "time_scale.h"
+
 namespace {
 const QString kBuild = QStringLiteral(QZ_BINARY_DIR);
 const QString kSource = QDir::cleanPath(QStringLiteral(QZ_TEST_DATA "/../.."));
@@ -57,7 +59,7 @@ Run run(const QString& program, const QStringList& args, const QString& cwd, con
     p.setProcessEnvironment(env);
     p.start();
     Run r;
-    if (!p.waitForFinished(300000)) {
+    if (!p.waitForFinished(scaledMs(300000))) {
         p.kill();
         p.waitForFinished();
         r.err = QStringLiteral("did not finish: ") + program;
