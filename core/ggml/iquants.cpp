@@ -6,11 +6,12 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 #endif
 
 #include "common/fp16.h"
@@ -40,20 +41,20 @@ struct Lattice {
     int dim = 0, bits = 0, size = 0;
     std::vector<int8_t> pos;  // size * dim coordinates
     std::vector<int32_t> map; // index -> id or -(offset+1)
-    // concatenated lists [n, soa offset low 16 bits, high 16 bits, id_1 .. id_n]
+    // concatenated lists [n, lv offset low 16 bits, high 16 bits, id_1 .. id_n]
     std::vector<uint16_t> neighbours;
-    // the lists' coordinates transposed (coordinate-major, n padded to kLanes), so that the distance of
-    // every neighbour is computed in parallel lanes, each with ggml's scalar operation order
-    std::vector<float> soa;
+    // the lists' fields l transposed (coordinate-major, n padded to kLanes with 0), so that the distances of
+    // kLanes neighbours are summed in parallel lanes from per-coordinate term tables
+    std::vector<uint8_t> lv;
     const int8_t* point(int id) const { return pos.data() + static_cast<size_t>(id) * dim; }
 };
 
-constexpr size_t kLanes = 4;
+constexpr size_t kLanes = 8;
 
 // levelOf: maps a code-book byte to its field l (0..levels-1).
 template <class Elem, class LevelOf>
 Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, int mapSize, int nwant,
-                     LevelOf levelOf, bool soaAsLevels = false) {
+                     LevelOf levelOf) {
     Lattice lat;
     lat.dim = dim;
     lat.bits = bits;
@@ -109,22 +110,21 @@ Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, 
         }
         const size_t start = lat.neighbours.size();
         lat.map[index] = -static_cast<int32_t>(start + 1);
-        const size_t soaAt = lat.soa.size();
+        const size_t lvAt = lat.lv.size();
         lat.neighbours.push_back(0);
-        lat.neighbours.push_back(static_cast<uint16_t>(soaAt & 0xFFFF));
-        lat.neighbours.push_back(static_cast<uint16_t>(soaAt >> 16));
+        lat.neighbours.push_back(static_cast<uint16_t>(lvAt & 0xFFFF));
+        lat.neighbours.push_back(static_cast<uint16_t>(lvAt >> 16));
         for (int s = 0; s < nsh; ++s)
             for (int g = 0; g < size; ++g)
                 if (dist[g] == shells[s]) lat.neighbours.push_back(static_cast<uint16_t>(g));
         const size_t n = lat.neighbours.size() - start - 3;
         lat.neighbours[start] = static_cast<uint16_t>(n);
         const size_t npad = (n + kLanes - 1) / kLanes * kLanes;
-        lat.soa.resize(soaAt + npad * dim, 1.f);
+        lat.lv.resize(lvAt + npad * dim, 0);
         for (size_t j = 0; j < n; ++j) {
             const int8_t* p = lat.point(lat.neighbours[start + 3 + j]);
-            // the coordinate 2l+1, or for IQ1 the level l-1 in {-1, 0, 1}
             for (int k = 0; k < dim; ++k)
-                lat.soa[soaAt + k * npad + j] = static_cast<float>(soaAsLevels ? (p[k] - 3) / 2 : p[k]);
+                lat.lv[lvAt + k * npad + j] = static_cast<uint8_t>((p[k] - 1) / 2);
         }
     }
     return lat;
@@ -159,7 +159,7 @@ const Lattice& latticeIQ2S() {
     return l;
 }
 const Lattice& latticeIQ1() {
-    static const Lattice l = buildLattice(&iqgrid::kIQ1S[0][0], 2048, 8, 2, 3, kMap2, 3, iq1Level, true);
+    static const Lattice l = buildLattice(&iqgrid::kIQ1S[0][0], 2048, 8, 2, 3, kMap2, 3, iq1Level);
     return l;
 }
 const Lattice& latticeIQ3XXS() {
@@ -179,85 +179,130 @@ struct NeighbourList {
     int n = 0;
     size_t npad = 0;
     const uint16_t* ids = nullptr;
-    const float* soa = nullptr; // soa[k * npad + j]: coordinate k of neighbour j
+    const uint8_t* lv = nullptr; // lv[k * npad + j]: field k of neighbour j
 };
 inline NeighbourList listOf(const Lattice& lat, const uint16_t* nb) {
     NeighbourList l;
     l.n = nb[0];
     l.npad = (static_cast<size_t>(l.n) + kLanes - 1) / kLanes * kLanes;
     l.ids = nb + 3;
-    l.soa = lat.soa.data() + (static_cast<size_t>(nb[1]) | (static_cast<size_t>(nb[2]) << 16));
+    l.lv = lat.lv.data() + (static_cast<size_t>(nb[1]) | (static_cast<size_t>(nb[2]) << 16));
     return l;
 }
 
-// First minimum of d2[0..n) (ggml's "if (d2 < best_d2)" scan from FLT_MAX): the minimum value first,
-// in lanes (min is exact and order-free; NaN lanes are skipped as the scalar compare skips them), then
-// the first index holding it.
-inline int firstMin(const float* d2, int n) {
-    float best = FLT_MAX;
-    int j = 0;
-#if defined(__SSE2__)
-    __m128 m = _mm_set1_ps(FLT_MAX);
-    for (; j + 4 <= n; j += 4)
-        m = _mm_min_ps(_mm_loadu_ps(d2 + j), m); // (a < b ? a : b): NaN a -> b
-    alignas(16) float lanes[4];
-    _mm_store_ps(lanes, m);
-    for (float v : lanes)
-        best = v < best ? v : best;
-#endif
-    for (; j < n; ++j)
-        best = d2[j] < best ? d2[j] : best;
-    if (!(best < FLT_MAX)) return 0; // no finite distance (NaN / huge inputs); ggml asserts
-    for (int k = 0; k < n; ++k)
-        if (d2[k] == best) return k;
-    return 0;
+// The neighbour searches (iq2/iq3_find_best_neighbour, iq1_find_best_neighbour2) minimise
+// d2 = sum over i of w[i]*(scale*q - x[i])^2, accumulated in ggml's order (0 + t_0 + t_1 ..., t = (w*diff)*diff,
+// diff = scale*q - x[i]), q the value of field l of coordinate i. Coordinate i takes at most 8 values q_l, so
+// each term t_i(l) is computed once into a table (the same operations, so the same bits), and a neighbour's
+// d2 is the ordered sum of its coordinates' table entries: bit-identical to ggml's loop.
+// terms[8 * i + l] = t_i(l); entries for l >= nq are 0 (never picked).
+inline void termTable(int dim, int nq, const float* q, const float* x, const float* w, float scale,
+                      float* terms) {
+    for (int i = 0; i < dim; ++i) {
+        for (int l = 0; l < nq; ++l) {
+            const float diff = scale * q[l] - x[i];
+            terms[8 * i + l] = w[i] * diff * diff;
+        }
+        for (int l = nq; l < 8; ++l)
+            terms[8 * i + l] = 0;
+    }
 }
 
-// d2[j] = sum over i of w[i]*(scale*q - x[i])^2 for every neighbour j of the list, q = soa value (+ shift):
-// each lane evaluates ggml's scalar expression in ggml's order (0 + t_0 + t_1 ..., t = (w*diff)*diff).
+// Position in the list of the first minimum of d2 (ggml's "if (d2 < best)" scan from FLT_MAX; NaN never
+// wins). -1 when no d2 is below FLT_MAX (ggml asserts there).
 template <int Dim>
-void neighbourDistances(const NeighbourList& nl, const float* x, const float* w, float scale, float shift,
-                        float* d2) {
-    size_t j = 0;
-#if defined(__SSE2__)
-    const __m128 vs = _mm_set1_ps(scale), vsh = _mm_set1_ps(shift);
-    __m128 vx[Dim], vw[Dim];
+int firstMinPortable(const NeighbourList& nl, const float* terms) {
+    float best = FLT_MAX;
+    int at = -1;
+    for (int j = 0; j < nl.n; ++j) {
+        float d2 = 0;
+        for (int i = 0; i < Dim; ++i)
+            d2 += terms[8 * i + nl.lv[i * nl.npad + j]];
+        if (d2 < best) {
+            best = d2;
+            at = j;
+        }
+    }
+    return at;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// AVX2: 8 neighbours per vector, the term of coordinate i picked by a lane permutation of its 8 table
+// entries. Each lane keeps its own first minimum (strict <, ordered compare: NaN never wins); the answer
+// is the smallest position among the lanes holding the overall minimum, which is the scalar scan's.
+template <int Dim>
+__attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const float* q, const float* x,
+                                                 const float* w, float scale) {
+    __m256 t[Dim];
+    const __m256 sq = _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_loadu_ps(q)); // scale*q_l, l = 0..7
     for (int i = 0; i < Dim; ++i) {
-        vx[i] = _mm_set1_ps(x[i]);
-        vw[i] = _mm_set1_ps(w[i]);
+        const __m256 diff = _mm256_sub_ps(sq, _mm256_set1_ps(x[i]));
+        t[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff);
     }
-    for (; j + 4 <= nl.npad; j += 4) {
-        __m128 acc = _mm_setzero_ps();
+    __m256 best = _mm256_set1_ps(FLT_MAX);
+    __m256i bestAt = _mm256_set1_epi32(-1);
+    __m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i step = _mm256_set1_epi32(8), n = _mm256_set1_epi32(nl.n);
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    for (size_t j = 0; j < nl.npad; j += 8) {
+        __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < Dim; ++i) {
-            const __m128 q = _mm_add_ps(_mm_loadu_ps(nl.soa + i * nl.npad + j), vsh);
-            const __m128 diff = _mm_sub_ps(_mm_mul_ps(vs, q), vx[i]);
-            acc = _mm_add_ps(acc, _mm_mul_ps(_mm_mul_ps(vw[i], diff), diff));
+            const __m256i l = _mm256_cvtepu8_epi32(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(nl.lv + i * nl.npad + j)));
+            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], l));
         }
-        _mm_storeu_ps(d2 + j, acc);
+        // padding lanes (position >= n) never win
+        acc = _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, pos)));
+        const __m256 lt = _mm256_cmp_ps(acc, best, _CMP_LT_OQ);
+        best = _mm256_blendv_ps(best, acc, lt);
+        bestAt = _mm256_castps_si256(
+            _mm256_blendv_ps(_mm256_castsi256_ps(bestAt), _mm256_castsi256_ps(pos), lt));
+        pos = _mm256_add_epi32(pos, step);
     }
+    alignas(32) float b[8];
+    alignas(32) int32_t a[8];
+    _mm256_store_ps(b, best);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(a), bestAt);
+    float m = FLT_MAX;
+    int at = -1;
+    for (int k = 0; k < 8; ++k) {
+        if (a[k] < 0) continue;
+        if (b[k] < m || (b[k] == m && a[k] < at)) {
+            m = b[k];
+            at = a[k];
+        }
+    }
+    return at;
+}
+
+bool detectAvx2() {
+    if (const char* env = std::getenv("QZ_NO_AVX2"); env && *env && *env != '0') return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
 #endif
-    for (; j < nl.npad; ++j) {
-        float acc = 0;
-        for (int i = 0; i < Dim; ++i) {
-            const float q = nl.soa[i * nl.npad + j] + shift;
-            const float diff = scale * q - x[i];
-            acc += w[i] * diff * diff;
-        }
-        d2[j] = acc;
-    }
+
+// q: the 8 values q_l (unused ones finite; their terms are never picked).
+template <int Dim>
+inline int firstMin(const NeighbourList& nl, const float* q, int nq, const float* x, const float* w,
+                    float scale) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return firstMinAvx2<Dim>(nl, q, x, w, scale);
+#endif
+    alignas(32) float terms[8 * Dim];
+    termTable(Dim, nq, q, x, w, scale, terms);
+    return firstMinPortable<Dim>(nl, terms);
 }
 
 // iq2/iq3_find_best_neighbour: min of sum w*(scale*g - x)^2 over the list, first minimum wins;
-// writes the fields of the winner to L. (q + 0.0f is q exactly: the coordinates are small integers.)
+// writes the fields of the winner to L.
 int findBestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xval, const float* w, float scale,
                       int8_t* L) {
+    static constexpr float kOdd[8] = {1, 3, 5, 7, 9, 11, 13, 15};
     const NeighbourList nl = listOf(lat, nb);
-    alignas(64) float d2[2048]; // a list never exceeds the largest grid (2048 entries)
-    if (lat.dim == 8)
-        neighbourDistances<8>(nl, xval, w, scale, 0.f, d2);
-    else
-        neighbourDistances<4>(nl, xval, w, scale, 0.f, d2);
-    const int gi = nl.ids[firstMin(d2, nl.n)];
+    const int at = lat.dim == 8 ? firstMin<8>(nl, kOdd, 3, xval, w, scale) : firstMin<4>(nl, kOdd, 8, xval, w, scale);
+    const int gi = nl.ids[at < 0 ? 0 : at]; // no finite distance (NaN / huge inputs): ggml asserts
     const int8_t* pg = lat.point(gi);
     for (int i = 0; i < lat.dim; ++i)
         L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
@@ -710,14 +755,13 @@ void iq3sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
 // ----------------------------------------------------------------------------------------- IQ1_S / M
 constexpr float kIQ1Delta = 0.125f;
 
-// iq1_find_best_neighbour2: minimum of sum w*(scale*xg[l] - x)^2, first minimum wins. xg is x_p or
-// x_m = l - 1 +- delta, which the stored (float)(l - 1) plus shift gives exactly.
+// iq1_find_best_neighbour2: minimum of sum w*(scale*xg[l] - x)^2, first minimum wins (xg is x_p or x_m).
 int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, const float* w, float scale,
                      const float* xg, int8_t* L) {
     const NeighbourList nl = listOf(lat, nb);
-    alignas(64) float d2[2048];
-    neighbourDistances<8>(nl, xb, w, scale, xg[1], d2);
-    const int gi = nl.ids[firstMin(d2, nl.n)];
+    const float q[8] = {xg[0], xg[1], xg[2], 0, 0, 0, 0, 0};
+    const int at = firstMin<8>(nl, q, 3, xb, w, scale);
+    const int gi = nl.ids[at < 0 ? 0 : at];
     const int8_t* pg = lat.point(gi);
     for (int i = 0; i < 8; ++i)
         L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
