@@ -228,8 +228,8 @@ int firstMinPortable(const NeighbourList& nl, const float* terms) {
 
 #if defined(__x86_64__) || defined(__i386__)
 // AVX2: 8 neighbours per vector, the term of coordinate i picked by a lane permutation of its 8 table
-// entries. Each lane keeps its own first minimum (strict <, ordered compare: NaN never wins); the answer
-// is the smallest position among the lanes holding the overall minimum, which is the scalar scan's.
+// entries. The first minimum is found as "minimum value (min skips NaN lanes, as the scalar strict < does),
+// then the first position holding it", which is the scalar scan's answer.
 template <int Dim>
 __attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const float* q, const float* x,
                                                  const float* w, float scale) {
@@ -239,8 +239,8 @@ __attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const 
         const __m256 diff = _mm256_sub_ps(sq, _mm256_set1_ps(x[i]));
         t[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff);
     }
-    __m256 best = _mm256_set1_ps(FLT_MAX);
-    __m256i bestAt = _mm256_set1_epi32(-1);
+    alignas(32) float d2[2048]; // a list never exceeds the largest grid (2048 entries)
+    __m256 mn = _mm256_set1_ps(FLT_MAX);
     __m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i step = _mm256_set1_epi32(8), n = _mm256_set1_epi32(nl.n);
     const __m256 inf = _mm256_set1_ps(INFINITY);
@@ -253,26 +253,19 @@ __attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const 
         }
         // padding lanes (position >= n) never win
         acc = _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, pos)));
-        const __m256 lt = _mm256_cmp_ps(acc, best, _CMP_LT_OQ);
-        best = _mm256_blendv_ps(best, acc, lt);
-        bestAt = _mm256_castps_si256(
-            _mm256_blendv_ps(_mm256_castsi256_ps(bestAt), _mm256_castsi256_ps(pos), lt));
+        _mm256_store_ps(d2 + j, acc);
+        mn = _mm256_min_ps(acc, mn); // a NaN lane of acc leaves mn
         pos = _mm256_add_epi32(pos, step);
     }
-    alignas(32) float b[8];
-    alignas(32) int32_t a[8];
-    _mm256_store_ps(b, best);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(a), bestAt);
-    float m = FLT_MAX;
-    int at = -1;
-    for (int k = 0; k < 8; ++k) {
-        if (a[k] < 0) continue;
-        if (b[k] < m || (b[k] == m && a[k] < at)) {
-            m = b[k];
-            at = a[k];
-        }
+    mn = _mm256_min_ps(mn, _mm256_permute2f128_ps(mn, mn, 1));
+    mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0x4E));
+    mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0xB1));
+    if (!(_mm256_cvtss_f32(mn) < FLT_MAX)) return -1;
+    for (size_t j = 0; j < nl.npad; j += 8) {
+        const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_load_ps(d2 + j), mn, _CMP_EQ_OQ));
+        if (m) return static_cast<int>(j) + __builtin_ctz(static_cast<unsigned>(m));
     }
-    return at;
+    return -1;
 }
 
 bool detectAvx2() {
@@ -311,8 +304,13 @@ int findBestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xval,
 
 inline int packFields(const int8_t* L, int dim, int bits) {
     int u = 0;
-    for (int i = 0; i < dim; ++i)
-        u |= L[i] << (bits * i);
+    if (dim == 8) {
+        for (int i = 0; i < 8; ++i)
+            u |= L[i] << (bits * i);
+    } else {
+        for (int i = 0; i < 4; ++i)
+            u |= L[i] << (bits * i);
+    }
     return u;
 }
 
@@ -380,29 +378,99 @@ float sumSquares(const float* x) {
     return s;
 }
 
-// Snap group k (dim values) at inverse scale id: fields, then the map; off-grid groups go to the best
-// neighbour at `scale`. Returns whether the group was on the grid.
+// Fields at inverse scale id: L[i] = clamp(nearest_int(0.5f*(id*xval[i] - 1)), 0, kMaxQ-1), n a multiple of 8.
+inline void fieldsPortable(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
+    for (int i = 0; i < n; ++i)
+        L[i] = static_cast<int8_t>(clampi(nearest_int(0.5f * (id * xval[i] - 1)), 0, kMaxQ - 1));
+}
+
+// fitScale's products: wxq[i] = w*xval*q, wqq[i] = w*q*q, q = 2L+1 (ggml's operand order).
+inline void fitProductsPortable(int n, const float* weight, const float* xval, const int8_t* L, float* wxq,
+                                float* wqq) {
+    for (int i = 0; i < n; ++i) {
+        const float w = weight[i];
+        const float q = 2 * L[i] + 1;
+        wxq[i] = w * xval[i] * q;
+        wqq[i] = w * q * q;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// The same per-lane operations, 8 values at a time (nearest_int's 1.5*2^23 trick on the float bits).
+__attribute__((target("avx2"))) void fieldsAvx2(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
+    const __m256 vid = _mm256_set1_ps(id), one = _mm256_set1_ps(1.f), half = _mm256_set1_ps(0.5f),
+                 magic = _mm256_set1_ps(12582912.f);
+    const __m256i mant = _mm256_set1_epi32(0x007fffff), off = _mm256_set1_epi32(0x00400000),
+                  hi = _mm256_set1_epi32(kMaxQ - 1), lo = _mm256_setzero_si256();
+    for (int c = 0; c < n; c += 8) {
+        const __m256 v = _mm256_mul_ps(half, _mm256_sub_ps(_mm256_mul_ps(vid, _mm256_loadu_ps(xval + c)), one));
+        __m256i l = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(_mm256_add_ps(v, magic)), mant), off);
+        l = _mm256_min_epi32(_mm256_max_epi32(l, lo), hi);
+        const __m128i l16 = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(L + c), _mm_packs_epi16(l16, l16));
+    }
+}
+
+__attribute__((target("avx2"))) void fitProductsAvx2(int n, const float* weight, const float* xval,
+                                                     const int8_t* L, float* wxq, float* wqq) {
+    const __m256i one = _mm256_set1_epi32(1);
+    for (int c = 0; c < n; c += 8) {
+        const __m256i l = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(L + c)));
+        const __m256 q = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_add_epi32(l, l), one));
+        const __m256 w = _mm256_loadu_ps(weight + c);
+        _mm256_storeu_ps(wxq + c, _mm256_mul_ps(_mm256_mul_ps(w, _mm256_loadu_ps(xval + c)), q));
+        _mm256_storeu_ps(wqq + c, _mm256_mul_ps(_mm256_mul_ps(w, q), q));
+    }
+}
+#endif
+
+inline void fields(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return fieldsAvx2(n, kMaxQ, id, xval, L);
+#endif
+    fieldsPortable(n, kMaxQ, id, xval, L);
+}
+
+// Snap the n values (groups of lat.dim) at inverse scale id: fields, then the map; off-grid groups go to
+// the best neighbour at `scale`. onGrid[k] (optional) tells whether group k was on the grid.
+inline void snapAll(const Lattice& lat, int n, int kMaxQ, float id, float scale, const float* xval,
+                    const float* waux, int8_t* L, bool* onGrid) {
+    fields(n, kMaxQ, id, xval, L);
+    for (int k = 0; k < n / lat.dim; ++k) {
+        int8_t* Lk = L + lat.dim * k;
+        const int gi = lat.map[packFields(Lk, lat.dim, lat.bits)];
+        if (onGrid) onGrid[k] = gi >= 0;
+        if (gi < 0) findBestNeighbour(lat, neighboursOf(lat, gi), xval + lat.dim * k, waux + lat.dim * k, scale, Lk);
+    }
+}
+
+// Snap one group (dim values); returns whether it was on the grid.
 inline bool snapGroup(const Lattice& lat, int kMaxQ, float id, float scale, const float* xval,
                       const float* waux, int8_t* L) {
-    for (int i = 0; i < lat.dim; ++i) {
-        const int l = nearest_int(0.5f * (id * xval[i] - 1));
-        L[i] = static_cast<int8_t>(clampi(l, 0, kMaxQ - 1));
-    }
+    fieldsPortable(lat.dim, kMaxQ, id, xval, L);
     const int gi = lat.map[packFields(L, lat.dim, lat.bits)];
     if (gi >= 0) return true;
     findBestNeighbour(lat, neighboursOf(lat, gi), xval, waux, scale, L);
     return false;
 }
 
+// sumqx = sum w*xval*q, sumq2 = sum w*q*q in ggml's order (products side by side, the sums sequential).
 inline void fitScale(int n, const float* weight, const float* xval, const int8_t* L, float& sumqx,
                      float& sumq2) {
+    alignas(32) float wxq[32], wqq[32];
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2)
+        fitProductsAvx2(n, weight, xval, L, wxq, wqq);
+    else
+#endif
+        fitProductsPortable(n, weight, xval, L, wxq, wqq);
     sumqx = 0;
     sumq2 = 0;
     for (int i = 0; i < n; ++i) {
-        const float w = weight[i];
-        const float q = 2 * L[i] + 1;
-        sumqx += w * xval[i] * q;
-        sumq2 += w * q * q;
+        sumqx += wxq[i];
+        sumq2 += wqq[i];
     }
 }
 
@@ -422,9 +490,7 @@ float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool
     for (int is = -nis; is <= nis; ++is) {
         const float id = (2 * kMaxQ - 1 + is * step) / max;
         const float thisScale = 1 / id;
-        for (int k = 0; k < ng; ++k)
-            onGridAux[k] = snapGroup(lat, kMaxQ, id, thisScale, xval + lat.dim * k, waux + lat.dim * k,
-                                     Laux + lat.dim * k);
+        snapAll(lat, n, kMaxQ, id, thisScale, xval, waux, Laux, onGridAux);
         float sumqx, sumq2;
         fitScale(n, weight, xval, Laux, sumqx, sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
@@ -489,8 +555,7 @@ void iq2xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
         for (int is = -6; is <= 6; ++is) {
             const float id = (2 * kMaxQ - 1 + is * 0.1f) / effMax;
             const float thisScale = 1 / id;
-            for (int k = 0; k < 4; ++k)
-                snapGroup(lat, kMaxQ, id, thisScale, xval + 8 * k, waux + 8 * k, Laux + 8 * k);
+            snapAll(lat, 32, kMaxQ, id, thisScale, xval, waux, Laux, nullptr);
             float sumqx, sumq2;
             fitScale(32, weight, xval, Laux, sumqx, sumq2);
             if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
@@ -501,8 +566,7 @@ void iq2xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
         }
         if (scale > 0) {
             const float id = 1 / scale;
-            for (int k = 0; k < 4; ++k)
-                snapGroup(lat, kMaxQ, id, scale, xval + 8 * k, waux + 8 * k, L + 8 * k);
+            snapAll(lat, 32, kMaxQ, id, scale, xval, waux, L, nullptr);
             float sumqx, sumq2;
             fitScale(32, weight, xval, L, sumqx, sumq2);
             if (sumq2 > 0) scale = sumqx / sumq2;
@@ -773,7 +837,203 @@ int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, co
 void sortedOrder(const float* xb, int n, int* idx) {
     for (int j = 0; j < n; ++j)
         idx[j] = j;
-    std::stable_sort(idx, idx + n, [xb](int a, int b) { return xb[a] < xb[b]; });
+    // insertion sort (n <= 32): stable, no allocation
+    for (int j = 1; j < n; ++j) {
+        const int v = idx[j];
+        int k = j;
+        for (; k > 0 && xb[v] < xb[idx[k - 1]]; --k)
+            idx[k] = idx[k - 1];
+        idx[k] = v;
+    }
+}
+
+// ------------------------------------------------------------------ IQ1 split-point searches, vectorised
+// Both IQ1 quantizers score every pair of split points (i1 <= i2) of the sorted sub-block and keep the
+// first candidate, in (i1, i2, variant) order, with sumq2 > 0 && sumqx^2 > best*sumq2. The candidates'
+// sums for 8 consecutive i2 are computed side by side with ggml's expressions (same operations per lane,
+// so the same bits); then, with `best` as it stands, the 8 x nvar conditions are evaluated side by side.
+// The reference scan only changes `best` at an accepted candidate, so a chunk where no condition holds is
+// skipped exactly; otherwise the chunk is scanned one candidate after the other with the scalar test.
+// kSplitSkip: in that scan a candidate whose condition was false under the chunk's starting best b0 is
+// skipped as long as best >= b0: with sumq2 > 0, best*sumq2 >= b0*sumq2 (rounding is monotone), so the
+// condition stays false. If best ever drops below b0 (rounding of scale*sumqx) every candidate is tested.
+typedef float V8f __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi" // the vector helpers are always inlined
+__attribute__((always_inline)) inline V8f loadV8(const float* p) {
+    V8f v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+// Bit t set when lane t of m is set (generic vector code: the same function serves the AVX2 and the
+// portable instantiations).
+__attribute__((always_inline)) inline unsigned laneBits(V8i m) {
+    const V8i w = {1, 2, 4, 8, 16, 32, 64, 128};
+    V8i r = m & w;
+    r |= __builtin_shufflevector(r, r, 4, 5, 6, 7, 0, 1, 2, 3);
+    r |= __builtin_shufflevector(r, r, 2, 3, 0, 1, 6, 7, 4, 5);
+    r |= __builtin_shufflevector(r, r, 1, 0, 3, 2, 5, 4, 7, 6);
+    return static_cast<unsigned>(r[0]);
+}
+
+struct SplitBest {
+    float score = -FLT_MAX, scale = 0;
+    int i1 = -1, i2 = -1, var = -1;
+};
+
+// The scalar scan of one chunk (lanes t = 0..nt-1 in order, variants v = 0..NV-1 within a lane), visiting
+// only the candidates set in bits[v] while best >= b0 (kSplitSkip).
+template <int NV>
+__attribute__((always_inline)) inline void scanChunk(const float (*sx)[8], const float (*s2)[8], const unsigned* bits,
+                                                     int nt, int i1, int t0, SplitBest& b) {
+    const float b0 = b.score;
+    unsigned all = 0;
+    for (int v = 0; v < NV; ++v)
+        all |= bits[v];
+    for (int t = 0; t < nt; ++t) {
+        const bool full = !(b.score >= b0);
+        if (!full && !((all >> t) & 1)) continue;
+        for (int v = 0; v < NV; ++v) {
+            if (!full && !((bits[v] >> t) & 1)) continue;
+            if (s2[v][t] > 0 && sx[v][t] * sx[v][t] > b.score * s2[v][t]) {
+                b.scale = sx[v][t] / s2[v][t];
+                b.score = b.scale * sx[v][t];
+                b.i1 = i1;
+                b.i2 = t0 + t;
+                b.var = v;
+            }
+        }
+    }
+}
+
+// IQ1_S: sumx / sumw prefix sums over the sorted values (n + 1 entries, padded with 8 more), levels
+// xp (variant 0, shift +1) and xm (variant 1, shift -1).
+struct Iq1sSplit {
+    const float* sumx;
+    const float* sumw;
+    int n;
+    const float* xv[2];
+};
+
+__attribute__((always_inline)) inline void iq1sSplitBody(const Iq1sSplit& a, SplitBest& out) {
+    const int n = a.n;
+    const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    SplitBest b = out; // a local copy: stores to it cannot alias the inputs
+    alignas(32) float sx[2][8], s2[2][8];
+    const float sx0 = a.sumx[0], sw0 = a.sumw[0], sxn = a.sumx[n], swn = a.sumw[n];
+    for (int i1 = 0; i1 <= n; ++i1) {
+        const float sx1 = a.sumx[i1], sw1 = a.sumw[i1];
+        float ax[2], aw[2];
+        for (int v = 0; v < 2; ++v) {
+            const float* xx = a.xv[v];
+            ax[v] = (sx1 - sx0) * xx[0];
+            aw[v] = (sw1 - sw0) * xx[0] * xx[0];
+        }
+        for (int t0 = i1; t0 <= n; t0 += 8) {
+            const V8f x2 = loadV8(a.sumx + t0), w2 = loadV8(a.sumw + t0);
+            const V8i valid = (lane + t0) <= n;
+            V8f vx[2], v2[2];
+            V8i cond[2];
+            for (int v = 0; v < 2; ++v) {
+                const float* xx = a.xv[v];
+                vx[v] = ax[v] + (x2 - sx1) * xx[1] + (sxn - x2) * xx[2];
+                v2[v] = aw[v] + (w2 - sw1) * xx[1] * xx[1] + (swn - w2) * xx[2] * xx[2];
+                cond[v] = valid & (v2[v] > 0) & (vx[v] * vx[v] > b.score * v2[v]);
+            }
+            if (!laneBits(cond[0] | cond[1])) continue;
+            unsigned bits[2];
+            for (int v = 0; v < 2; ++v) {
+                bits[v] = laneBits(cond[v]);
+                std::memcpy(sx[v], &vx[v], 32);
+                std::memcpy(s2[v], &v2[v], 32);
+            }
+            scanChunk<2>(sx, s2, bits, std::min(8, n + 1 - t0), i1, t0, b);
+        }
+    }
+    out = b;
+}
+
+// IQ1_M: per-half prefix sums px[h] / pw[h] (17 entries, padded), constants as in the scalar form:
+// txp[h] = tx[h]*p2, txm[h] = tx[h]*m2, twp[h] = tw[h]*p2*p2, twm[h] = tw[h]*m2*m2.
+struct Iq1mSplit {
+    const float* px[2];
+    const float* pw[2];
+    int n;
+    float txp[2], txm[2], twp[2], twm[2];
+    float cp1, cp2, cm1, cm2;
+};
+
+__attribute__((always_inline)) inline void iq1mSplitBody(const Iq1mSplit& a, SplitBest& out) {
+    const int n = a.n;
+    const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    SplitBest b = out;
+    alignas(32) float sx[4][8], s2[4][8];
+    for (int i1 = 0; i1 <= n; ++i1) {
+        float p1[2], ap[2], am[2];
+        for (int h = 0; h < 2; ++h) {
+            p1[h] = a.px[h][i1];
+            ap[h] = a.twp[h] + a.pw[h][i1] * a.cp1;
+            am[h] = a.twm[h] + a.pw[h][i1] * a.cm1;
+        }
+        for (int t0 = i1; t0 <= n; t0 += 8) {
+            V8f qxp[2], qxm[2], q2p[2], q2m[2];
+            for (int h = 0; h < 2; ++h) {
+                const V8f sxh = p1[h] + loadV8(a.px[h] + t0);
+                const V8f pw2 = loadV8(a.pw[h] + t0);
+                qxp[h] = a.txp[h] - sxh;
+                qxm[h] = a.txm[h] - sxh;
+                q2p[h] = ap[h] + pw2 * a.cp2;
+                q2m[h] = am[h] + pw2 * a.cm2;
+            }
+            const V8f vx[4] = {qxp[0] + qxp[1], qxp[0] + qxm[1], qxm[0] + qxp[1], qxm[0] + qxm[1]};
+            const V8f v2[4] = {q2p[0] + q2p[1], q2p[0] + q2m[1], q2m[0] + q2p[1], q2m[0] + q2m[1]};
+            const V8i valid = (lane + t0) <= n;
+            V8i cond[4];
+            for (int k = 0; k < 4; ++k)
+                cond[k] = valid & (v2[k] > 0) & (vx[k] * vx[k] > b.score * v2[k]);
+            if (!laneBits(cond[0] | cond[1] | cond[2] | cond[3])) continue;
+            unsigned bits[4];
+            for (int k = 0; k < 4; ++k) {
+                bits[k] = laneBits(cond[k]);
+                std::memcpy(sx[k], &vx[k], 32);
+                std::memcpy(s2[k], &v2[k], 32);
+            }
+            scanChunk<4>(sx, s2, bits, std::min(8, n + 1 - t0), i1, t0, b);
+        }
+    }
+    out = b;
+}
+#pragma GCC diagnostic pop
+
+void iq1sSplitPortable(const Iq1sSplit& a, SplitBest& b) {
+    iq1sSplitBody(a, b);
+}
+void iq1mSplitPortable(const Iq1mSplit& a, SplitBest& b) {
+    iq1mSplitBody(a, b);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void iq1sSplitAvx2(const Iq1sSplit& a, SplitBest& b) {
+    iq1sSplitBody(a, b);
+}
+__attribute__((target("avx2"))) void iq1mSplitAvx2(const Iq1mSplit& a, SplitBest& b) {
+    iq1mSplitBody(a, b);
+}
+#endif
+void iq1sSplit(const Iq1sSplit& a, SplitBest& b) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return iq1sSplitAvx2(a, b);
+#endif
+    iq1sSplitPortable(a, b);
+}
+void iq1mSplit(const Iq1mSplit& a, SplitBest& b) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return iq1mSplitAvx2(a, b);
+#endif
+    iq1mSplitPortable(a, b);
 }
 
 // layout: d @0, qs[32] @2, qh u16[8] @34 (3 index bits x 4 | scale << 12 | delta sign << 15)
@@ -782,7 +1042,7 @@ void iq1sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     constexpr int bs = 32;
     const float xp[3] = {-1 + kIQ1Delta, kIQ1Delta, 1 + kIQ1Delta};
     const float xm[3] = {-1 - kIQ1Delta, -kIQ1Delta, 1 - kIQ1Delta};
-    float scales[QK / bs], weight[bs], sumx[bs + 1], sumw[bs + 1];
+    float scales[QK / bs], weight[bs], sumx[bs + 1 + 8] = {}, sumw[bs + 1 + 8] = {};
     int8_t L[bs], shifts[QK / bs];
     int idx[bs];
     uint16_t index[bs / 8];
@@ -811,34 +1071,12 @@ void iq1sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             sumx[j + 1] = sumx[j] + weight[i] * xb[i];
             sumw[j + 1] = sumw[j] + weight[i];
         }
-        float bestScore = -FLT_MAX, scale = max;
-        int besti1 = -1, besti2 = -1, bestShift = 0;
-        for (int i1 = 0; i1 <= bs; ++i1) {
-            for (int i2 = i1; i2 <= bs; ++i2) {
-                float sumqx = (sumx[i1] - sumx[0]) * xp[0] + (sumx[i2] - sumx[i1]) * xp[1] +
-                              (sumx[bs] - sumx[i2]) * xp[2];
-                float sumq2 = (sumw[i1] - sumw[0]) * xp[0] * xp[0] + (sumw[i2] - sumw[i1]) * xp[1] * xp[1] +
-                              (sumw[bs] - sumw[i2]) * xp[2] * xp[2];
-                if (sumq2 > 0 && sumqx * sumqx > bestScore * sumq2) {
-                    scale = sumqx / sumq2;
-                    bestScore = scale * sumqx;
-                    besti1 = i1;
-                    besti2 = i2;
-                    bestShift = 1;
-                }
-                sumqx = (sumx[i1] - sumx[0]) * xm[0] + (sumx[i2] - sumx[i1]) * xm[1] +
-                        (sumx[bs] - sumx[i2]) * xm[2];
-                sumq2 = (sumw[i1] - sumw[0]) * xm[0] * xm[0] + (sumw[i2] - sumw[i1]) * xm[1] * xm[1] +
-                        (sumw[bs] - sumw[i2]) * xm[2] * xm[2];
-                if (sumq2 > 0 && sumqx * sumqx > bestScore * sumq2) {
-                    scale = sumqx / sumq2;
-                    bestScore = scale * sumqx;
-                    besti1 = i1;
-                    besti2 = i2;
-                    bestShift = -1;
-                }
-            }
-        }
+        SplitBest sb;
+        sb.scale = max;
+        iq1sSplit(Iq1sSplit{sumx, sumw, bs, {xp, xm}}, sb);
+        float scale = sb.scale;
+        const int besti1 = sb.i1, besti2 = sb.i2;
+        int bestShift = sb.var < 0 ? 0 : sb.var == 0 ? 1 : -1;
         if (besti1 < 0 || besti2 < 0 || bestShift == 0) {
             scales[ib] = 0;
             shifts[ib] = 1;
@@ -916,7 +1154,6 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     int8_t L[bs], shifts[QK / bs];
     int idx[bs];
     uint16_t index[bs / 8];
-    float sumqx[4], sumq2[4];
     uint8_t* qs = y;
     uint8_t* qh = y + 32;
     uint16_t sc[4] = {};
@@ -944,13 +1181,11 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             continue;
         }
         sortedOrder(xb, bs, idx);
-        float bestScore = -FLT_MAX, scale = max;
-        int besti1 = -1, besti2 = -1, bestK = -1;
+        SplitBest sb;
+        sb.scale = max;
         {
-            // prefix sums per half (each half of 8 may use x_p or x_m)
-            float px[2][bs + 1], pw[2][bs + 1];
-            px[0][0] = px[1][0] = 0;
-            pw[0][0] = pw[1][0] = 0;
+            // prefix sums per half (each half of 8 may use x_p or x_m), padded for 8-wide loads
+            float px[2][bs + 1 + 8] = {}, pw[2][bs + 1 + 8] = {};
             for (int j = 0; j < bs; ++j) {
                 const int i = idx[j];
                 const int h = i < bs / 2 ? 0 : 1;
@@ -959,43 +1194,23 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
                 pw[h][j + 1] = pw[h][j] + weight[i];
                 pw[1 - h][j + 1] = pw[1 - h][j];
             }
-            const float txs[2] = {px[0][bs], px[1][bs]};
-            const float tws[2] = {pw[0][bs], pw[1][bs]};
             const float p2 = xp[2], m2 = xm[2];
-            const float cp1 = xp[0] * xp[0] - xp[1] * xp[1];
-            const float cp2 = xp[1] * xp[1] - xp[2] * xp[2];
-            const float cm1 = xm[0] * xm[0] - xm[1] * xm[1];
-            const float cm2 = xm[1] * xm[1] - xm[2] * xm[2];
-            for (int i1 = 0; i1 <= bs; ++i1) {
-                for (int i2 = i1; i2 <= bs; ++i2) {
-                    float qxp[2], qxm[2], q2p[2], q2m[2];
-                    for (int h = 0; h < 2; ++h) {
-                        const float sx = px[h][i1] + px[h][i2];
-                        qxp[h] = txs[h] * p2 - sx;
-                        qxm[h] = txs[h] * m2 - sx;
-                        q2p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
-                        q2m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
-                    }
-                    sumqx[0] = qxp[0] + qxp[1];
-                    sumqx[1] = qxp[0] + qxm[1];
-                    sumqx[2] = qxm[0] + qxp[1];
-                    sumqx[3] = qxm[0] + qxm[1];
-                    sumq2[0] = q2p[0] + q2p[1];
-                    sumq2[1] = q2p[0] + q2m[1];
-                    sumq2[2] = q2m[0] + q2p[1];
-                    sumq2[3] = q2m[0] + q2m[1];
-                    for (int k = 0; k < 4; ++k) {
-                        if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > bestScore * sumq2[k]) {
-                            scale = sumqx[k] / sumq2[k];
-                            bestScore = scale * sumqx[k];
-                            besti1 = i1;
-                            besti2 = i2;
-                            bestK = k;
-                        }
-                    }
-                }
+            Iq1mSplit a{{px[0], px[1]}, {pw[0], pw[1]}, bs, {}, {}, {}, {}, 0, 0, 0, 0};
+            for (int h = 0; h < 2; ++h) {
+                a.txp[h] = px[h][bs] * p2;
+                a.txm[h] = px[h][bs] * m2;
+                a.twp[h] = pw[h][bs] * p2 * p2;
+                a.twm[h] = pw[h][bs] * m2 * m2;
             }
+            a.cp1 = xp[0] * xp[0] - xp[1] * xp[1];
+            a.cp2 = xp[1] * xp[1] - xp[2] * xp[2];
+            a.cm1 = xm[0] * xm[0] - xm[1] * xm[1];
+            a.cm2 = xm[1] * xm[1] - xm[2] * xm[2];
+            iq1mSplit(a, sb);
         }
+        float scale = sb.scale;
+        const int besti1 = sb.i1, besti2 = sb.i2;
+        int bestK = sb.var;
         if (besti1 < 0 || besti2 < 0 || bestK < 0) {
             scales[ib] = 0;
             shifts[ib] = 0;
