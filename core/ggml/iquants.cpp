@@ -378,6 +378,31 @@ float sumSquares(const float* x) {
     return s;
 }
 
+// w[i] = qw[i] * sqrt(sigma2 + x[i]*x[i]) (n a multiple of 8): the imatrix weights of every i-quant.
+// sqrt is correctly rounded in both forms, so the lanes give the scalar bits.
+void imatrixWeightsPortable(const float* x, const float* qw, float sigma2, int n, float* w) {
+    for (int i = 0; i < n; ++i)
+        w[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void imatrixWeightsAvx2(const float* x, const float* qw, float sigma2, int n,
+                                                        float* w) {
+    const __m256 s2 = _mm256_set1_ps(sigma2);
+    for (int i = 0; i < n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(w + i, _mm256_mul_ps(_mm256_loadu_ps(qw + i),
+                                              _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(v, v)))));
+    }
+}
+#endif
+void imatrixWeights(const float* x, const float* qw, float sigma2, int n, float* w) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return imatrixWeightsAvx2(x, qw, sigma2, n, w);
+#endif
+    imatrixWeightsPortable(x, qw, sigma2, n, w);
+}
+
 // Fields at inverse scale id: L[i] = clamp(nearest_int(0.5f*(id*xval[i] - 1)), 0, kMaxQ-1), n a multiple of 8.
 inline void fieldsPortable(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
     for (int i = 0; i < n; ++i)
@@ -886,8 +911,11 @@ struct SplitBest {
 // The scalar scan of one chunk (lanes t = 0..nt-1 in order, variants v = 0..NV-1 within a lane), visiting
 // only the candidates set in bits[v] while best >= b0 (kSplitSkip).
 template <int NV>
-__attribute__((always_inline)) inline void scanChunk(const float (*sx)[8], const float (*s2)[8], const unsigned* bits,
-                                                     int nt, int i1, int t0, SplitBest& b) {
+// sc / scr: each candidate's scale sumqx/sumq2 and score scale*sumqx, computed side by side beforehand
+// (IEEE division and product, so the same bits as the scalar code computes on acceptance).
+__attribute__((always_inline)) inline void scanChunk(const float (*sx)[8], const float (*s2)[8], const float (*sc)[8],
+                                                     const float (*scr)[8], const unsigned* bits, int nt, int i1,
+                                                     int t0, SplitBest& b) {
     const float b0 = b.score;
     unsigned all = 0;
     for (int v = 0; v < NV; ++v)
@@ -898,8 +926,8 @@ __attribute__((always_inline)) inline void scanChunk(const float (*sx)[8], const
         for (int v = 0; v < NV; ++v) {
             if (!full && !((bits[v] >> t) & 1)) continue;
             if (s2[v][t] > 0 && sx[v][t] * sx[v][t] > b.score * s2[v][t]) {
-                b.scale = sx[v][t] / s2[v][t];
-                b.score = b.scale * sx[v][t];
+                b.scale = sc[v][t];
+                b.score = scr[v][t];
                 b.i1 = i1;
                 b.i2 = t0 + t;
                 b.var = v;
@@ -921,7 +949,7 @@ __attribute__((always_inline)) inline void iq1sSplitBody(const Iq1sSplit& a, Spl
     const int n = a.n;
     const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
     SplitBest b = out; // a local copy: stores to it cannot alias the inputs
-    alignas(32) float sx[2][8], s2[2][8];
+    alignas(32) float sx[2][8], s2[2][8], sc[2][8], scr[2][8];
     const float sx0 = a.sumx[0], sw0 = a.sumw[0], sxn = a.sumx[n], swn = a.sumw[n];
     for (int i1 = 0; i1 <= n; ++i1) {
         const float sx1 = a.sumx[i1], sw1 = a.sumw[i1];
@@ -946,10 +974,13 @@ __attribute__((always_inline)) inline void iq1sSplitBody(const Iq1sSplit& a, Spl
             unsigned bits[2];
             for (int v = 0; v < 2; ++v) {
                 bits[v] = laneBits(cond[v]);
+                const V8f scale = vx[v] / v2[v], score = scale * vx[v];
                 std::memcpy(sx[v], &vx[v], 32);
                 std::memcpy(s2[v], &v2[v], 32);
+                std::memcpy(sc[v], &scale, 32);
+                std::memcpy(scr[v], &score, 32);
             }
-            scanChunk<2>(sx, s2, bits, std::min(8, n + 1 - t0), i1, t0, b);
+            scanChunk<2>(sx, s2, sc, scr, bits, std::min(8, n + 1 - t0), i1, t0, b);
         }
     }
     out = b;
@@ -969,7 +1000,7 @@ __attribute__((always_inline)) inline void iq1mSplitBody(const Iq1mSplit& a, Spl
     const int n = a.n;
     const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
     SplitBest b = out;
-    alignas(32) float sx[4][8], s2[4][8];
+    alignas(32) float sx[4][8], s2[4][8], sc[4][8], scr[4][8];
     for (int i1 = 0; i1 <= n; ++i1) {
         float p1[2], ap[2], am[2];
         for (int h = 0; h < 2; ++h) {
@@ -997,10 +1028,13 @@ __attribute__((always_inline)) inline void iq1mSplitBody(const Iq1mSplit& a, Spl
             unsigned bits[4];
             for (int k = 0; k < 4; ++k) {
                 bits[k] = laneBits(cond[k]);
+                const V8f scale = vx[k] / v2[k], score = scale * vx[k];
                 std::memcpy(sx[k], &vx[k], 32);
                 std::memcpy(s2[k], &v2[k], 32);
+                std::memcpy(sc[k], &scale, 32);
+                std::memcpy(scr[k], &score, 32);
             }
-            scanChunk<4>(sx, s2, bits, std::min(8, n + 1 - t0), i1, t0, b);
+            scanChunk<4>(sx, s2, sc, scr, bits, std::min(8, n + 1 - t0), i1, t0, b);
         }
     }
     out = b;
@@ -1150,7 +1184,7 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     const float xp[3] = {-1 + kIQ1Delta, kIQ1Delta, 1 + kIQ1Delta};
     const float xm[3] = {-1 - kIQ1Delta, -kIQ1Delta, 1 - kIQ1Delta};
     const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
-    float scales[QK / bs], weight[bs];
+    float scales[QK / bs], weightAll[QK];
     int8_t L[bs], shifts[QK / bs];
     int idx[bs];
     uint16_t index[bs / 8];
@@ -1160,18 +1194,16 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     std::memset(y, 0, 56);
     float maxScale = 0;
     const float sigma2 = 2 * sumSquares(xbl) / QK;
-    auto weights = [&](const float* xb, int ib) {
-        if (qwBlock) {
-            for (int i = 0; i < bs; ++i)
-                weight[i] = qwBlock[bs * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-        } else {
-            for (int i = 0; i < bs; ++i)
-                weight[i] = xb[i] * xb[i];
-        }
-    };
+    // the weights of the whole super-block, used by both passes
+    if (qwBlock) {
+        imatrixWeights(xbl, qwBlock, sigma2, QK, weightAll);
+    } else {
+        for (int i = 0; i < QK; ++i)
+            weightAll[i] = xbl[i] * xbl[i];
+    }
     for (int ib = 0; ib < QK / bs; ++ib) {
         const float* xb = xbl + bs * ib;
-        weights(xb, ib);
+        const float* weight = weightAll + bs * ib;
         float max = std::fabs(xb[0]);
         for (int i = 1; i < bs; ++i)
             max = std::max(max, std::fabs(xb[i]));
@@ -1273,7 +1305,7 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
         sc[ib / 4] = static_cast<uint16_t>(sc[ib / 4] | (l << (3 * (ib % 4))));
         qh[ib] = static_cast<uint8_t>(qh[ib] | masks[shifts[ib]]);
         const float* xb = xbl + bs * ib;
-        weights(xb, ib);
+        const float* weight = weightAll + bs * ib;
         for (int k = 0; k < bs / 8; ++k) {
             const float* xx = k == 0 ? (shifts[ib] < 2 ? xp : xm) : (shifts[ib] % 2 == 0 ? xp : xm);
             const int gi = qs[2 * ib + k] + ((qh[ib] << (8 - 4 * k)) & 0x700);
