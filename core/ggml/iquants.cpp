@@ -40,6 +40,7 @@ inline void putHalf(uint8_t* p, uint16_t h) {
 struct Lattice {
     int dim = 0, bits = 0, size = 0;
     std::vector<int8_t> pos;  // size * dim coordinates
+    std::vector<int8_t> fld;  // size * dim fields l = (coordinate - 1) / 2
     std::vector<int32_t> map; // index -> id or -(offset+1)
     // concatenated lists [n, lv offset low 16 bits, high 16 bits, id_1 .. id_n]
     std::vector<uint16_t> neighbours;
@@ -47,6 +48,7 @@ struct Lattice {
     // kLanes neighbours are summed in parallel lanes from per-coordinate term tables
     std::vector<uint8_t> lv;
     const int8_t* point(int id) const { return pos.data() + static_cast<size_t>(id) * dim; }
+    const int8_t* fields(int id) const { return fld.data() + static_cast<size_t>(id) * dim; }
 };
 
 constexpr size_t kLanes = 8;
@@ -60,12 +62,14 @@ Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, 
     lat.bits = bits;
     lat.size = size;
     lat.pos.resize(static_cast<size_t>(size) * dim);
+    lat.fld.resize(static_cast<size_t>(size) * dim);
     lat.map.assign(mapSize, -1);
     for (int g = 0; g < size; ++g) {
         int index = 0;
         for (int k = 0; k < dim; ++k) {
             const int l = levelOf(grid[g * dim + k]);
             lat.pos[static_cast<size_t>(g) * dim + k] = static_cast<int8_t>(2 * l + 1);
+            lat.fld[static_cast<size_t>(g) * dim + k] = static_cast<int8_t>(l);
             index |= l << (bits * k);
         }
         lat.map[index] = g;
@@ -239,11 +243,27 @@ __attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const 
         const __m256 diff = _mm256_sub_ps(sq, _mm256_set1_ps(x[i]));
         t[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff);
     }
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    if (nl.npad == 8) { // one vector (most lists of IQ2_S and IQ3): no round trip through memory
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < Dim; ++i) {
+            const __m256i l = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(nl.lv + i * 8)));
+            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], l));
+        }
+        const __m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        acc = _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nl.n), pos)));
+        __m256 mn = _mm256_min_ps(acc, _mm256_set1_ps(FLT_MAX));
+        mn = _mm256_min_ps(mn, _mm256_permute2f128_ps(mn, mn, 1));
+        mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0x4E));
+        mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0xB1));
+        if (!(_mm256_cvtss_f32(mn) < FLT_MAX)) return -1;
+        const int m = _mm256_movemask_ps(_mm256_cmp_ps(acc, mn, _CMP_EQ_OQ));
+        return m ? __builtin_ctz(static_cast<unsigned>(m)) : -1;
+    }
     alignas(32) float d2[2048]; // a list never exceeds the largest grid (2048 entries)
     __m256 mn = _mm256_set1_ps(FLT_MAX);
     __m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i step = _mm256_set1_epi32(8), n = _mm256_set1_epi32(nl.n);
-    const __m256 inf = _mm256_set1_ps(INFINITY);
     for (size_t j = 0; j < nl.npad; j += 8) {
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < Dim; ++i) {
@@ -296,9 +316,7 @@ int findBestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xval,
     const NeighbourList nl = listOf(lat, nb);
     const int at = lat.dim == 8 ? firstMin<8>(nl, kOdd, 3, xval, w, scale) : firstMin<4>(nl, kOdd, 8, xval, w, scale);
     const int gi = nl.ids[at < 0 ? 0 : at]; // no finite distance (NaN / huge inputs): ggml asserts
-    const int8_t* pg = lat.point(gi);
-    for (int i = 0; i < lat.dim; ++i)
-        L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
+    std::memcpy(L, lat.fields(gi), static_cast<size_t>(lat.dim));
     return gi;
 }
 
@@ -344,11 +362,54 @@ uint8_t foldSigns8(const float* xb, const float* weight, float* xval) {
     return static_cast<uint8_t>(s & 127);
 }
 
+// w[i] = qw[i] * sqrt(sigma2 + x[i]*x[i]) (n a multiple of 8): the imatrix weights of every i-quant.
+// sqrt is correctly rounded in both forms, so the lanes give the scalar bits.
+void imatrixWeightsPortable(const float* x, const float* qw, float sigma2, int n, float* w) {
+    for (int i = 0; i < n; ++i)
+        w[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void imatrixWeightsAvx2(const float* x, const float* qw, float sigma2, int n,
+                                                        float* w) {
+    const __m256 s2 = _mm256_set1_ps(sigma2);
+    for (int i = 0; i < n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(w + i, _mm256_mul_ps(_mm256_loadu_ps(qw + i),
+                                              _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(v, v)))));
+    }
+}
+#endif
+void imatrixWeights(const float* x, const float* qw, float sigma2, int n, float* w) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return imatrixWeightsAvx2(x, qw, sigma2, n, w);
+#endif
+    imatrixWeightsPortable(x, qw, sigma2, n, w);
+}
+
+// r[i] = sqrt(w[i]) (n a multiple of 8; correctly rounded either way).
+void sqrtAllPortable(const float* w, int n, float* r) {
+    for (int i = 0; i < n; ++i)
+        r[i] = std::sqrt(w[i]);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void sqrtAllAvx2(const float* w, int n, float* r) {
+    for (int i = 0; i < n; i += 8)
+        _mm256_storeu_ps(r + i, _mm256_sqrt_ps(_mm256_loadu_ps(w + i)));
+}
+#endif
+void sqrtAll(const float* w, int n, float* r) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return sqrtAllAvx2(w, n, r);
+#endif
+    sqrtAllPortable(w, n, r);
+}
+
 // The prologue of the even-sign-parity types (IQ2_XXS, IQ2_XS, IQ3_XXS) for one group of n weights (a
 // multiple of 8): waux = √weight, |x| with the signs folded per 8 (foldSigns8), and the largest |x|.
 float foldGroup(const float* xb, const float* weight, int n, float* waux, float* xval, uint8_t* signs) {
-    for (int i = 0; i < n; ++i)
-        waux[i] = std::sqrt(weight[i]);
+    sqrtAll(weight, n, waux);
     for (int k = 0; k < n / 8; ++k)
         signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
     float max = xval[0];
@@ -376,31 +437,6 @@ float sumSquares(const float* x) {
     for (int i = 0; i < QK; ++i)
         s += x[i] * x[i];
     return s;
-}
-
-// w[i] = qw[i] * sqrt(sigma2 + x[i]*x[i]) (n a multiple of 8): the imatrix weights of every i-quant.
-// sqrt is correctly rounded in both forms, so the lanes give the scalar bits.
-void imatrixWeightsPortable(const float* x, const float* qw, float sigma2, int n, float* w) {
-    for (int i = 0; i < n; ++i)
-        w[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
-}
-#if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2"))) void imatrixWeightsAvx2(const float* x, const float* qw, float sigma2, int n,
-                                                        float* w) {
-    const __m256 s2 = _mm256_set1_ps(sigma2);
-    for (int i = 0; i < n; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        _mm256_storeu_ps(w + i, _mm256_mul_ps(_mm256_loadu_ps(qw + i),
-                                              _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(v, v)))));
-    }
-}
-#endif
-void imatrixWeights(const float* x, const float* qw, float sigma2, int n, float* w) {
-#if defined(__x86_64__) || defined(__i386__)
-    static const bool avx2 = detectAvx2();
-    if (avx2) return imatrixWeightsAvx2(x, qw, sigma2, n, w);
-#endif
-    imatrixWeightsPortable(x, qw, sigma2, n, w);
 }
 
 // Fields at inverse scale id: L[i] = clamp(nearest_int(0.5f*(id*xval[i] - 1)), 0, kMaxQ-1), n a multiple of 8.
@@ -561,9 +597,11 @@ void iq2xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     const float sigma2 = sumSquares(xbl) / QK;
     for (int ib = 0; ib < QK / 32; ++ib) {
         const float* xb = xbl + 32 * ib;
-        for (int i = 0; i < 32; ++i) {
-            const float qw = qwBlock ? qwBlock[32 * ib + i] : 1.f;
-            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        if (qwBlock) {
+            imatrixWeights(xb, qwBlock + 32 * ib, sigma2, 32, weight);
+        } else {
+            for (int i = 0; i < 32; ++i)
+                weight[i] = 1.f * std::sqrt(sigma2 + xb[i] * xb[i]);
         }
         const float max = foldGroup(xb, weight, 32, waux, xval, signs);
         if (max < kGroupMaxEps) {
@@ -633,9 +671,11 @@ void iq2xsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     const float sigma2 = sumSquares(xbl) / QK;
     for (int ib = 0; ib < QK / 16; ++ib) {
         const float* xb = xbl + 16 * ib;
-        for (int i = 0; i < 16; ++i) {
-            const float qw = qwBlock ? qwBlock[16 * ib + i] : 1.f;
-            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        if (qwBlock) {
+            imatrixWeights(xb, qwBlock + 16 * ib, sigma2, 16, weight);
+        } else {
+            for (int i = 0; i < 16; ++i)
+                weight[i] = 1.f * std::sqrt(sigma2 + xb[i] * xb[i]);
         }
         const float max = foldGroup(xb, weight, 16, waux, xval, signs);
         std::memset(L, 0, 16);
@@ -680,14 +720,12 @@ void iq2sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     for (int ib = 0; ib < QK / 16; ++ib) {
         const float* xb = xbl + 16 * ib;
         if (qwBlock) {
-            for (int i = 0; i < 16; ++i)
-                weight[i] = qwBlock[16 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            imatrixWeights(xb, qwBlock + 16 * ib, sigma2, 16, weight);
         } else {
             for (int i = 0; i < 16; ++i)
                 weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
         }
-        for (int i = 0; i < 16; ++i)
-            waux[i] = std::sqrt(weight[i]);
+        sqrtAll(weight, 16, waux);
         for (int k = 0; k < 2; ++k)
             signs[k] = plainSigns8(xb + 8 * k, xval + 8 * k);
         float max = xval[0];
@@ -739,8 +777,7 @@ void iq3xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     for (int ib = 0; ib < QK / 32; ++ib) {
         const float* xb = xbl + 32 * ib;
         if (qwBlock) {
-            for (int i = 0; i < 32; ++i)
-                weight[i] = qwBlock[32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            imatrixWeights(xb, qwBlock + 32 * ib, sigma2, 32, weight);
         } else {
             for (int i = 0; i < 32; ++i)
                 weight[i] = xb[i] * xb[i];
@@ -794,14 +831,12 @@ void iq3sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     for (int ib = 0; ib < QK / 32; ++ib) {
         const float* xb = xbl + 32 * ib;
         if (qwBlock) {
-            for (int i = 0; i < 32; ++i)
-                weight[i] = qwBlock[32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            imatrixWeights(xb, qwBlock + 32 * ib, sigma2, 32, weight);
         } else {
             for (int i = 0; i < 32; ++i)
                 weight[i] = xb[i] * xb[i];
         }
-        for (int i = 0; i < 32; ++i)
-            waux[i] = std::sqrt(weight[i]);
+        sqrtAll(weight, 32, waux);
         for (int k = 0; k < 4; ++k)
             signs[k] = plainSigns8(xb + 8 * k, xval + 8 * k);
         float max = xval[0];
@@ -851,9 +886,7 @@ int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, co
     const float q[8] = {xg[0], xg[1], xg[2], 0, 0, 0, 0, 0};
     const int at = firstMin<8>(nl, q, 3, xb, w, scale);
     const int gi = nl.ids[at < 0 ? 0 : at];
-    const int8_t* pg = lat.point(gi);
-    for (int i = 0; i < 8; ++i)
-        L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
+    std::memcpy(L, lat.fields(gi), 8);
     return gi;
 }
 
@@ -1086,9 +1119,11 @@ void iq1sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     const float sigma2 = 2 * sumSquares(xbl) / QK;
     for (int ib = 0; ib < QK / bs; ++ib) {
         const float* xb = xbl + bs * ib;
-        for (int i = 0; i < bs; ++i) {
-            const float qw = qwBlock ? qwBlock[bs * ib + i] : 1.f;
-            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        if (qwBlock) {
+            imatrixWeights(xb, qwBlock + bs * ib, sigma2, bs, weight);
+        } else {
+            for (int i = 0; i < bs; ++i)
+                weight[i] = 1.f * std::sqrt(sigma2 + xb[i] * xb[i]);
         }
         float max = std::fabs(xb[0]);
         for (int i = 1; i < bs; ++i)
