@@ -309,12 +309,20 @@ inline int firstMin(const NeighbourList& nl, const float* q, int nq, const float
 }
 
 // iq2/iq3_find_best_neighbour: min of sum w*(scale*g - x)^2 over the list, first minimum wins;
-// writes the fields of the winner to L.
-int findBestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xval, const float* w, float scale,
-                      int8_t* L) {
+// writes the fields of the winner to L. Avx2: called from code compiled for AVX2 (no dispatch).
+template <bool Avx2>
+__attribute__((always_inline)) inline int findBestNeighbourT(const Lattice& lat, const uint16_t* nb,
+                                                             const float* xval, const float* w, float scale,
+                                                             int8_t* L) {
     static constexpr float kOdd[8] = {1, 3, 5, 7, 9, 11, 13, 15};
     const NeighbourList nl = listOf(lat, nb);
-    const int at = lat.dim == 8 ? firstMin<8>(nl, kOdd, 3, xval, w, scale) : firstMin<4>(nl, kOdd, 8, xval, w, scale);
+    int at;
+#if defined(__x86_64__) || defined(__i386__)
+    if constexpr (Avx2)
+        at = lat.dim == 8 ? firstMinAvx2<8>(nl, kOdd, xval, w, scale) : firstMinAvx2<4>(nl, kOdd, xval, w, scale);
+    else
+#endif
+        at = lat.dim == 8 ? firstMin<8>(nl, kOdd, 3, xval, w, scale) : firstMin<4>(nl, kOdd, 8, xval, w, scale);
     const int gi = nl.ids[at < 0 ? 0 : at]; // no finite distance (NaN / huge inputs): ggml asserts
     std::memcpy(L, lat.fields(gi), static_cast<size_t>(lat.dim));
     return gi;
@@ -458,7 +466,7 @@ inline void fitProductsPortable(int n, const float* weight, const float* xval, c
 
 #if defined(__x86_64__) || defined(__i386__)
 // The same per-lane operations, 8 values at a time (nearest_int's 1.5*2^23 trick on the float bits).
-__attribute__((target("avx2"))) void fieldsAvx2(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
+__attribute__((target("avx2"))) inline void fieldsAvx2(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
     const __m256 vid = _mm256_set1_ps(id), one = _mm256_set1_ps(1.f), half = _mm256_set1_ps(0.5f),
                  magic = _mm256_set1_ps(12582912.f);
     const __m256i mant = _mm256_set1_epi32(0x007fffff), off = _mm256_set1_epi32(0x00400000),
@@ -472,7 +480,7 @@ __attribute__((target("avx2"))) void fieldsAvx2(int n, int kMaxQ, float id, cons
     }
 }
 
-__attribute__((target("avx2"))) void fitProductsAvx2(int n, const float* weight, const float* xval,
+__attribute__((target("avx2"))) inline void fitProductsAvx2(int n, const float* weight, const float* xval,
                                                      const int8_t* L, float* wxq, float* wqq) {
     const __m256i one = _mm256_set1_epi32(1);
     for (int c = 0; c < n; c += 8) {
@@ -485,48 +493,75 @@ __attribute__((target("avx2"))) void fitProductsAvx2(int n, const float* weight,
 }
 #endif
 
-inline void fields(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
+// The helpers below come in two instantiations: Avx2 = true is only inlined into functions compiled for
+// AVX2 (gridSearchAvx2), where the AVX2 kernels are called directly and can be inlined; Avx2 = false
+// dispatches at run time.
+template <bool Avx2>
+__attribute__((always_inline)) inline void fieldsT(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
 #if defined(__x86_64__) || defined(__i386__)
-    static const bool avx2 = detectAvx2();
-    if (avx2) return fieldsAvx2(n, kMaxQ, id, xval, L);
-#endif
+    if constexpr (Avx2) {
+        fieldsAvx2(n, kMaxQ, id, xval, L);
+    } else {
+        static const bool avx2 = detectAvx2();
+        if (avx2)
+            fieldsAvx2(n, kMaxQ, id, xval, L);
+        else
+            fieldsPortable(n, kMaxQ, id, xval, L);
+    }
+#else
     fieldsPortable(n, kMaxQ, id, xval, L);
+#endif
 }
 
 // Snap the n values (groups of lat.dim) at inverse scale id: fields, then the map; off-grid groups go to
 // the best neighbour at `scale`. onGrid[k] (optional) tells whether group k was on the grid.
-inline void snapAll(const Lattice& lat, int n, int kMaxQ, float id, float scale, const float* xval,
-                    const float* waux, int8_t* L, bool* onGrid) {
-    fields(n, kMaxQ, id, xval, L);
+template <bool Avx2>
+__attribute__((always_inline)) inline void snapAllT(const Lattice& lat, int n, int kMaxQ, float id, float scale,
+                                                    const float* xval, const float* waux, int8_t* L,
+                                                    bool* onGrid) {
+    fieldsT<Avx2>(n, kMaxQ, id, xval, L);
     for (int k = 0; k < n / lat.dim; ++k) {
         int8_t* Lk = L + lat.dim * k;
         const int gi = lat.map[packFields(Lk, lat.dim, lat.bits)];
         if (onGrid) onGrid[k] = gi >= 0;
-        if (gi < 0) findBestNeighbour(lat, neighboursOf(lat, gi), xval + lat.dim * k, waux + lat.dim * k, scale, Lk);
+        if (gi < 0)
+            findBestNeighbourT<Avx2>(lat, neighboursOf(lat, gi), xval + lat.dim * k, waux + lat.dim * k, scale, Lk);
     }
+}
+inline void snapAll(const Lattice& lat, int n, int kMaxQ, float id, float scale, const float* xval,
+                    const float* waux, int8_t* L, bool* onGrid) {
+    snapAllT<false>(lat, n, kMaxQ, id, scale, xval, waux, L, onGrid);
 }
 
 // Snap one group (dim values); returns whether it was on the grid.
-inline bool snapGroup(const Lattice& lat, int kMaxQ, float id, float scale, const float* xval,
-                      const float* waux, int8_t* L) {
+template <bool Avx2>
+__attribute__((always_inline)) inline bool snapGroupT(const Lattice& lat, int kMaxQ, float id, float scale,
+                                                      const float* xval, const float* waux, int8_t* L) {
     fieldsPortable(lat.dim, kMaxQ, id, xval, L);
     const int gi = lat.map[packFields(L, lat.dim, lat.bits)];
     if (gi >= 0) return true;
-    findBestNeighbour(lat, neighboursOf(lat, gi), xval, waux, scale, L);
+    findBestNeighbourT<Avx2>(lat, neighboursOf(lat, gi), xval, waux, scale, L);
     return false;
 }
 
 // sumqx = sum w*xval*q, sumq2 = sum w*q*q in ggml's order (products side by side, the sums sequential).
-inline void fitScale(int n, const float* weight, const float* xval, const int8_t* L, float& sumqx,
-                     float& sumq2) {
+template <bool Avx2>
+__attribute__((always_inline)) inline void fitScaleT(int n, const float* weight, const float* xval,
+                                                     const int8_t* L, float& sumqx, float& sumq2) {
     alignas(32) float wxq[32], wqq[32];
 #if defined(__x86_64__) || defined(__i386__)
-    static const bool avx2 = detectAvx2();
-    if (avx2)
+    if constexpr (Avx2) {
         fitProductsAvx2(n, weight, xval, L, wxq, wqq);
-    else
+    } else {
+        static const bool avx2 = detectAvx2();
+        if (avx2)
+            fitProductsAvx2(n, weight, xval, L, wxq, wqq);
+        else
+            fitProductsPortable(n, weight, xval, L, wxq, wqq);
+    }
+#else
+    fitProductsPortable(n, weight, xval, L, wxq, wqq);
 #endif
-        fitProductsPortable(n, weight, xval, L, wxq, wqq);
     sumqx = 0;
     sumq2 = 0;
     for (int i = 0; i < n; ++i) {
@@ -534,13 +569,19 @@ inline void fitScale(int n, const float* weight, const float* xval, const int8_t
         sumq2 += wqq[i];
     }
 }
+inline void fitScale(int n, const float* weight, const float* xval, const int8_t* L, float& sumqx,
+                     float& sumq2) {
+    fitScaleT<false>(n, weight, xval, L, sumqx, sumq2);
+}
 
 // The grid search shared by IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S (README-iquants.md "Scale search"):
 // n values in groups of lat.dim, trial inverse scales (base + is*step)/max for is in [-nis, nis];
 // afterwards the off-grid groups (all groups when reSnapAll) are snapped again at the best scale and
 // the scale refit. Returns the scale (may be negative only in theory); L gets the fields.
-float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
-                 const float* weight, const float* waux, const float* xval, int8_t* L) {
+template <bool Avx2>
+__attribute__((always_inline)) inline float gridSearchT(const Lattice& lat, int n, int kMaxQ, int nis, float step,
+                                                        bool reSnapAll, float max, const float* weight,
+                                                        const float* waux, const float* xval, int8_t* L) {
     int8_t Laux[32];
     bool onGrid[8], onGridAux[8];
     const int ng = n / lat.dim;
@@ -551,9 +592,9 @@ float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool
     for (int is = -nis; is <= nis; ++is) {
         const float id = (2 * kMaxQ - 1 + is * step) / max;
         const float thisScale = 1 / id;
-        snapAll(lat, n, kMaxQ, id, thisScale, xval, waux, Laux, onGridAux);
+        snapAllT<Avx2>(lat, n, kMaxQ, id, thisScale, xval, waux, Laux, onGridAux);
         float sumqx, sumq2;
-        fitScale(n, weight, xval, Laux, sumqx, sumq2);
+        fitScaleT<Avx2>(n, weight, xval, Laux, sumqx, sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
             scale = sumqx / sumq2;
             best = scale * sumqx;
@@ -570,13 +611,33 @@ float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool
         for (int k = 0; k < ng; ++k) {
             if (!reSnapAll && onGrid[k]) continue;
             int8_t* Lk = L + lat.dim * k;
-            snapGroup(lat, kMaxQ, id, scale, xval + lat.dim * k, waux + lat.dim * k, Lk);
+            snapGroupT<Avx2>(lat, kMaxQ, id, scale, xval + lat.dim * k, waux + lat.dim * k, Lk);
         }
         float sumqx, sumq2;
-        fitScale(n, weight, xval, L, sumqx, sumq2);
+        fitScaleT<Avx2>(n, weight, xval, L, sumqx, sumq2);
         if (sumq2 > 0) scale = sumqx / sumq2;
     }
     return scale;
+}
+
+float gridSearchPortable(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
+                         const float* weight, const float* waux, const float* xval, int8_t* L) {
+    return gridSearchT<false>(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) float gridSearchAvx2(const Lattice& lat, int n, int kMaxQ, int nis, float step,
+                                                     bool reSnapAll, float max, const float* weight,
+                                                     const float* waux, const float* xval, int8_t* L) {
+    return gridSearchT<true>(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
+}
+#endif
+float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
+                 const float* weight, const float* waux, const float* xval, int8_t* L) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return gridSearchAvx2(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
+#endif
+    return gridSearchPortable(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
 }
 
 int gridIndexOf(const Lattice& lat, const int8_t* L) {
