@@ -195,10 +195,10 @@ inline NeighbourList listOf(const Lattice& lat, const uint16_t* nb) {
 }
 
 // The neighbour searches (iq2/iq3_find_best_neighbour, iq1_find_best_neighbour2) minimise
-// d2 = sum over i of w[i]*(scale*q - x[i])^2, accumulated in ggml's order (0 + t_0 + t_1 ..., t = (w*diff)*diff,
-// diff = scale*q - x[i]), q the value of field l of coordinate i. Coordinate i takes at most 8 values q_l, so
-// each term t_i(l) is computed once into a table (the same operations, so the same bits), and a neighbour's
-// d2 is the ordered sum of its coordinates' table entries: bit-identical to ggml's loop.
+// d2 = sum over i of w[i]*(scale*q - x[i])^2, accumulated in ggml's order (0 + t_0 + t_1 ..., t =
+// (w*diff)*diff, diff = scale*q - x[i]), q the value of field l of coordinate i. Coordinate i takes at most 8
+// values q_l, so each term t_i(l) is computed once into a table (the same operations, so the same bits), and
+// a neighbour's d2 is the ordered sum of its coordinates' table entries: bit-identical to ggml's loop.
 // terms[8 * i + l] = t_i(l); entries for l >= nq are 0 (never picked).
 inline void termTable(int dim, int nq, const float* q, const float* x, const float* w, float scale,
                       float* terms) {
@@ -214,8 +214,7 @@ inline void termTable(int dim, int nq, const float* q, const float* x, const flo
 
 // Position in the list of the first minimum of d2 (ggml's "if (d2 < best)" scan from FLT_MAX; NaN never
 // wins). -1 when no d2 is below FLT_MAX (ggml asserts there).
-template <int Dim>
-int firstMinPortable(const NeighbourList& nl, const float* terms) {
+template <int Dim> int firstMinPortable(const NeighbourList& nl, const float* terms) {
     float best = FLT_MAX;
     int at = -1;
     for (int j = 0; j < nl.n; ++j) {
@@ -247,11 +246,13 @@ __attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const 
     if (nl.npad == 8) { // one vector (most lists of IQ2_S and IQ3): no round trip through memory
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < Dim; ++i) {
-            const __m256i l = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(nl.lv + i * 8)));
+            const __m256i l =
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(nl.lv + i * 8)));
             acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], l));
         }
         const __m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        acc = _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nl.n), pos)));
+        acc =
+            _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nl.n), pos)));
         __m256 mn = _mm256_min_ps(acc, _mm256_set1_ps(FLT_MAX));
         mn = _mm256_min_ps(mn, _mm256_permute2f128_ps(mn, mn, 1));
         mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0x4E));
@@ -319,10 +320,12 @@ __attribute__((always_inline)) inline int findBestNeighbourT(const Lattice& lat,
     int at;
 #if defined(__x86_64__) || defined(__i386__)
     if constexpr (Avx2)
-        at = lat.dim == 8 ? firstMinAvx2<8>(nl, kOdd, xval, w, scale) : firstMinAvx2<4>(nl, kOdd, xval, w, scale);
+        at = lat.dim == 8 ? firstMinAvx2<8>(nl, kOdd, xval, w, scale)
+                          : firstMinAvx2<4>(nl, kOdd, xval, w, scale);
     else
 #endif
-        at = lat.dim == 8 ? firstMin<8>(nl, kOdd, 3, xval, w, scale) : firstMin<4>(nl, kOdd, 8, xval, w, scale);
+        at = lat.dim == 8 ? firstMin<8>(nl, kOdd, 3, xval, w, scale)
+                          : firstMin<4>(nl, kOdd, 8, xval, w, scale);
     const int gi = nl.ids[at < 0 ? 0 : at]; // no finite distance (NaN / huge inputs): ggml asserts
     std::memcpy(L, lat.fields(gi), static_cast<size_t>(lat.dim));
     return gi;
@@ -447,7 +450,8 @@ float sumSquares(const float* x) {
     return s;
 }
 
-// Fields at inverse scale id: L[i] = clamp(nearest_int(0.5f*(id*xval[i] - 1)), 0, kMaxQ-1), n a multiple of 8.
+// Fields at inverse scale id: L[i] = clamp(nearest_int(0.5f*(id*xval[i] - 1)), 0, kMaxQ-1), n a multiple
+// of 8.
 inline void fieldsPortable(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
     for (int i = 0; i < n; ++i)
         L[i] = static_cast<int8_t>(clampi(nearest_int(0.5f * (id * xval[i] - 1)), 0, kMaxQ - 1));
@@ -466,14 +470,17 @@ inline void fitProductsPortable(int n, const float* weight, const float* xval, c
 
 #if defined(__x86_64__) || defined(__i386__)
 // The same per-lane operations, 8 values at a time (nearest_int's 1.5*2^23 trick on the float bits).
-__attribute__((target("avx2"))) inline void fieldsAvx2(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
+__attribute__((target("avx2"))) inline void fieldsAvx2(int n, int kMaxQ, float id, const float* xval,
+                                                       int8_t* L) {
     const __m256 vid = _mm256_set1_ps(id), one = _mm256_set1_ps(1.f), half = _mm256_set1_ps(0.5f),
                  magic = _mm256_set1_ps(12582912.f);
     const __m256i mant = _mm256_set1_epi32(0x007fffff), off = _mm256_set1_epi32(0x00400000),
                   hi = _mm256_set1_epi32(kMaxQ - 1), lo = _mm256_setzero_si256();
     for (int c = 0; c < n; c += 8) {
-        const __m256 v = _mm256_mul_ps(half, _mm256_sub_ps(_mm256_mul_ps(vid, _mm256_loadu_ps(xval + c)), one));
-        __m256i l = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(_mm256_add_ps(v, magic)), mant), off);
+        const __m256 v =
+            _mm256_mul_ps(half, _mm256_sub_ps(_mm256_mul_ps(vid, _mm256_loadu_ps(xval + c)), one));
+        __m256i l =
+            _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(_mm256_add_ps(v, magic)), mant), off);
         l = _mm256_min_epi32(_mm256_max_epi32(l, lo), hi);
         const __m128i l16 = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
         _mm_storel_epi64(reinterpret_cast<__m128i*>(L + c), _mm_packs_epi16(l16, l16));
@@ -481,7 +488,7 @@ __attribute__((target("avx2"))) inline void fieldsAvx2(int n, int kMaxQ, float i
 }
 
 __attribute__((target("avx2"))) inline void fitProductsAvx2(int n, const float* weight, const float* xval,
-                                                     const int8_t* L, float* wxq, float* wqq) {
+                                                            const int8_t* L, float* wxq, float* wqq) {
     const __m256i one = _mm256_set1_epi32(1);
     for (int c = 0; c < n; c += 8) {
         const __m256i l = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(L + c)));
@@ -516,16 +523,17 @@ __attribute__((always_inline)) inline void fieldsT(int n, int kMaxQ, float id, c
 // Snap the n values (groups of lat.dim) at inverse scale id: fields, then the map; off-grid groups go to
 // the best neighbour at `scale`. onGrid[k] (optional) tells whether group k was on the grid.
 template <bool Avx2>
-__attribute__((always_inline)) inline void snapAllT(const Lattice& lat, int n, int kMaxQ, float id, float scale,
-                                                    const float* xval, const float* waux, int8_t* L,
-                                                    bool* onGrid) {
+__attribute__((always_inline)) inline void snapAllT(const Lattice& lat, int n, int kMaxQ, float id,
+                                                    float scale, const float* xval, const float* waux,
+                                                    int8_t* L, bool* onGrid) {
     fieldsT<Avx2>(n, kMaxQ, id, xval, L);
     for (int k = 0; k < n / lat.dim; ++k) {
         int8_t* Lk = L + lat.dim * k;
         const int gi = lat.map[packFields(Lk, lat.dim, lat.bits)];
         if (onGrid) onGrid[k] = gi >= 0;
         if (gi < 0)
-            findBestNeighbourT<Avx2>(lat, neighboursOf(lat, gi), xval + lat.dim * k, waux + lat.dim * k, scale, Lk);
+            findBestNeighbourT<Avx2>(lat, neighboursOf(lat, gi), xval + lat.dim * k, waux + lat.dim * k,
+                                     scale, Lk);
     }
 }
 inline void snapAll(const Lattice& lat, int n, int kMaxQ, float id, float scale, const float* xval,
@@ -579,9 +587,9 @@ inline void fitScale(int n, const float* weight, const float* xval, const int8_t
 // afterwards the off-grid groups (all groups when reSnapAll) are snapped again at the best scale and
 // the scale refit. Returns the scale (may be negative only in theory); L gets the fields.
 template <bool Avx2>
-__attribute__((always_inline)) inline float gridSearchT(const Lattice& lat, int n, int kMaxQ, int nis, float step,
-                                                        bool reSnapAll, float max, const float* weight,
-                                                        const float* waux, const float* xval, int8_t* L) {
+__attribute__((always_inline)) inline float
+gridSearchT(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
+            const float* weight, const float* waux, const float* xval, int8_t* L) {
     int8_t Laux[32];
     bool onGrid[8], onGridAux[8];
     const int ng = n / lat.dim;
@@ -625,9 +633,10 @@ float gridSearchPortable(const Lattice& lat, int n, int kMaxQ, int nis, float st
     return gridSearchT<false>(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
 }
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2"))) float gridSearchAvx2(const Lattice& lat, int n, int kMaxQ, int nis, float step,
-                                                     bool reSnapAll, float max, const float* weight,
-                                                     const float* waux, const float* xval, int8_t* L) {
+__attribute__((target("avx2"))) float gridSearchAvx2(const Lattice& lat, int n, int kMaxQ, int nis,
+                                                     float step, bool reSnapAll, float max,
+                                                     const float* weight, const float* waux,
+                                                     const float* xval, int8_t* L) {
     return gridSearchT<true>(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
 }
 #endif
@@ -1007,9 +1016,9 @@ struct SplitBest {
 template <int NV>
 // sc / scr: each candidate's scale sumqx/sumq2 and score scale*sumqx, computed side by side beforehand
 // (IEEE division and product, so the same bits as the scalar code computes on acceptance).
-__attribute__((always_inline)) inline void scanChunk(const float (*sx)[8], const float (*s2)[8], const float (*sc)[8],
-                                                     const float (*scr)[8], const unsigned* bits, int nt, int i1,
-                                                     int t0, SplitBest& b) {
+__attribute__((always_inline)) inline void
+scanChunk(const float (*sx)[8], const float (*s2)[8], const float (*sc)[8], const float (*scr)[8],
+          const unsigned* bits, int nt, int i1, int t0, SplitBest& b) {
     const float b0 = b.score;
     unsigned all = 0;
     for (int v = 0; v < NV; ++v)

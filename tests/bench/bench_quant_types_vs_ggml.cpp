@@ -4,12 +4,12 @@
 // look), same synthetic importance matrix, in the same process.
 //
 // For every type, with and without an imatrix (without only where ggml accepts none), and every thread
-// count: runs of the two implementations alternate (--reps each, best taken; a run repeats the call until ggml has used >= 0.2 s CPU), and it prints wall and CPU
-// seconds per call (process CPU time, all threads: the stable figure on a shared machine) and the ratios
-// ours / ggml (< 1 = we are faster). With T > 1 threads ggml runs as llama_model_quantize drives it
-// (llama-quant.cpp llama_tensor_quantize_impl): T workers taking chunks of ceil(16384 / cols) rows from a
-// shared counter, one ggml_quantize_chunk call per chunk. The outputs of each run are compared byte for byte;
-// the exit status is non-zero when they differ.
+// count: runs of the two implementations alternate (--reps each, best taken; a run repeats the call until
+// ggml has used >= 0.2 s CPU), and it prints wall and CPU seconds per call (process CPU time, all threads:
+// the stable figure on a shared machine) and the ratios ours / ggml (< 1 = we are faster). With T > 1 threads
+// ggml runs as llama_model_quantize drives it (llama-quant.cpp llama_tensor_quantize_impl): T workers taking
+// chunks of ceil(16384 / cols) rows from a shared counter, one ggml_quantize_chunk call per chunk. The
+// outputs of each run are compared byte for byte; the exit status is non-zero when they differ.
 //
 // Usage: bench_quant_types_vs_ggml [--rows 256] [--cols 4096] [--types IQ2_XXS,...] [--threads 1,2]
 //          [--reps 3] [--imatrix both|on|off] [--lib PATH/libggml-base.so]
@@ -73,20 +73,26 @@ int main(int argc, char** argv) {
     int64_t rows = 256, cols = 4096;
     int reps = 3;
     std::string imatrixMode = "both";
-    std::vector<std::string> types = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S",
-                                      "IQ1_M",   "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"};
+    std::vector<std::string> types = {"IQ2_XXS", "IQ2_XS", "IQ2_S",  "IQ3_XXS", "IQ3_S", "IQ1_S",
+                                      "IQ1_M",   "IQ4_NL", "IQ4_XS", "TQ1_0",   "TQ2_0"};
     std::vector<int> threads = {1, 2};
     std::string libPath = std::string(QZ_BENCH_SOURCE_DIR) +
                           "/../llama/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so";
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         const char* v = i + 1 < argc ? argv[i + 1] : "";
-        if (a == "--rows") rows = std::atoll(v), ++i;
-        else if (a == "--cols") cols = std::atoll(v), ++i;
-        else if (a == "--reps") reps = std::max(1, std::atoi(v)), ++i;
-        else if (a == "--types") types = split(v), ++i;
-        else if (a == "--imatrix") imatrixMode = v, ++i;
-        else if (a == "--lib") libPath = v, ++i;
+        if (a == "--rows")
+            rows = std::atoll(v), ++i;
+        else if (a == "--cols")
+            cols = std::atoll(v), ++i;
+        else if (a == "--reps")
+            reps = std::max(1, std::atoi(v)), ++i;
+        else if (a == "--types")
+            types = split(v), ++i;
+        else if (a == "--imatrix")
+            imatrixMode = v, ++i;
+        else if (a == "--lib")
+            libPath = v, ++i;
         else if (a == "--threads") {
             threads.clear();
             for (const auto& t : split(v))
@@ -184,7 +190,8 @@ int main(int argc, char** argv) {
                 runOurs();
                 double c0 = cpuSeconds();
                 runGgml();
-                const int inner = static_cast<int>(std::clamp(0.2 / std::max(1e-6, cpuSeconds() - c0), 1.0, 1000.0));
+                const int inner =
+                    static_cast<int>(std::clamp(0.2 / std::max(1e-6, cpuSeconds() - c0), 1.0, 1000.0));
                 Timing tg, to;
                 for (int r = 0; r < reps; ++r) {
                     double w0 = wallSeconds();
@@ -200,9 +207,9 @@ int main(int argc, char** argv) {
                 }
                 const bool same = ours == theirs;
                 allSame = allSame && same;
-                std::printf("%-8s %-4s %3d | %10.4f %10.4f | %10.4f %10.4f | %6.2f %6.2f | %s\n", name.c_str(),
-                            withIm ? "yes" : "no", nt, tg.wall, tg.cpu, to.wall, to.cpu, to.wall / tg.wall,
-                            to.cpu / tg.cpu, same ? "identical" : "DIFFER");
+                std::printf("%-8s %-4s %3d | %10.4f %10.4f | %10.4f %10.4f | %6.2f %6.2f | %s\n",
+                            name.c_str(), withIm ? "yes" : "no", nt, tg.wall, tg.cpu, to.wall, to.cpu,
+                            to.wall / tg.wall, to.cpu / tg.cpu, same ? "identical" : "DIFFER");
                 std::fflush(stdout);
             }
         }
