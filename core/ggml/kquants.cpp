@@ -470,8 +470,8 @@ __attribute__((target("avx2"))) inline __m256i bestIndexInt8x8(__m256 x, const _
     const __m256i mu1 = _mm256_sub_epi32(mu, one);
     const __m256 below = _mm256_cmp_ps(_mm256_sub_ps(x, iq4Level(tabLo, tabHi, mu1)),
                                        _mm256_sub_ps(iq4Level(tabLo, tabHi, mu), x), _CMP_LT_OQ);
-    __m256i l = _mm256_castps_si256(
-        _mm256_blendv_ps(_mm256_castsi256_ps(mu), _mm256_castsi256_ps(mu1), below));
+    __m256i l =
+        _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(mu), _mm256_castsi256_ps(mu1), below));
     l = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(x, lv[0], _CMP_LE_OQ)), l);
     const __m256 top = _mm256_or_ps(_mm256_cmp_ps(x, lv[15], _CMP_GE_OQ), _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     return _mm256_castps_si256(
@@ -481,9 +481,11 @@ __attribute__((target("avx2"))) inline __m256i bestIndexInt8x8(__m256 x, const _
 __attribute__((target("avx2"))) void iq4SumsAvx2(const float* xb, const float* weight, float id, float& sumqx,
                                                  float& sumq2, uint8_t* L) {
     __m256 lv[16];
-    for (int k = 0; k < 16; ++k) lv[k] = _mm256_set1_ps(kIQ4NLValues[k]);
+    for (int k = 0; k < 16; ++k)
+        lv[k] = _mm256_set1_ps(kIQ4NLValues[k]);
     alignas(32) float tab[16];
-    for (int k = 0; k < 16; ++k) tab[k] = kIQ4NLValues[k];
+    for (int k = 0; k < 16; ++k)
+        tab[k] = kIQ4NLValues[k];
     const __m256 tabLo = _mm256_load_ps(tab), tabHi = _mm256_load_ps(tab + 8), vid = _mm256_set1_ps(id);
     alignas(32) float wqx[32], wqq[32];
     alignas(32) int32_t li[32];
@@ -504,16 +506,20 @@ __attribute__((target("avx2"))) void iq4SumsAvx2(const float* xb, const float* w
     sumqx = sx;
     sumq2 = s2;
     if (L)
-        for (int j = 0; j < 32; ++j) L[j] = static_cast<uint8_t>(li[j]);
+        for (int j = 0; j < 32; ++j)
+            L[j] = static_cast<uint8_t>(li[j]);
 }
 
 __attribute__((target("avx2"))) void iq4NearestAvx2(const float* x, int* out) {
     __m256 lv[16];
-    for (int k = 0; k < 16; ++k) lv[k] = _mm256_set1_ps(kIQ4NLValues[k]);
+    for (int k = 0; k < 16; ++k)
+        lv[k] = _mm256_set1_ps(kIQ4NLValues[k]);
     alignas(32) float tab[16];
-    for (int k = 0; k < 16; ++k) tab[k] = kIQ4NLValues[k];
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
-                        bestIndexInt8x8(_mm256_loadu_ps(x), lv, _mm256_load_ps(tab), _mm256_load_ps(tab + 8)));
+    for (int k = 0; k < 16; ++k)
+        tab[k] = kIQ4NLValues[k];
+    _mm256_storeu_si256(
+        reinterpret_cast<__m256i*>(out),
+        bestIndexInt8x8(_mm256_loadu_ps(x), lv, _mm256_load_ps(tab), _mm256_load_ps(tab + 8)));
 }
 
 bool detectAvx2() {
@@ -695,7 +701,8 @@ void iq4nlNearestIndex8(const float* x, int* out) {
     static const bool avx2 = detectAvx2();
     if (avx2) return iq4NearestAvx2(x, out);
 #endif
-    for (int k = 0; k < 8; ++k) out[k] = bestIndexInt8(x[k]);
+    for (int k = 0; k < 8; ++k)
+        out[k] = bestIndexInt8(x[k]);
 }
 
 }  // namespace qz::ggml

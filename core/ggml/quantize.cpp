@@ -97,14 +97,17 @@ Status quantizeTensor(DType type, const float* src, int64_t nrows, int64_t ncols
         return okStatus();
     }
     std::atomic<int64_t> next{0};
-    parallelFor(static_cast<size_t>(nt), [&](size_t, size_t, int) {
-        for (;;) {
-            const int64_t r0 = next.fetch_add(chunkRows);
-            if (r0 >= nrows) return;
-            const int64_t n = std::min(chunkRows, nrows - r0);
-            fn(src + r0 * ncols, dst + static_cast<size_t>(r0) * *rowBytes, n, ncols, imatrix);
-        }
-    }, static_cast<int>(nt), 1);
+    parallelFor(
+        static_cast<size_t>(nt),
+        [&](size_t, size_t, int) {
+            for (;;) {
+                const int64_t r0 = next.fetch_add(chunkRows);
+                if (r0 >= nrows) return;
+                const int64_t n = std::min(chunkRows, nrows - r0);
+                fn(src + r0 * ncols, dst + static_cast<size_t>(r0) * *rowBytes, n, ncols, imatrix);
+            }
+        },
+        static_cast<int>(nt), 1);
     return okStatus();
 }
 

@@ -21,7 +21,8 @@ float tritsPortable(const float* x, uint8_t* t) {
     float amax = 0.0f;
     for (int j = 0; j < QK_K; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float id = amax != 0.f ? 1.0f / amax : 0.0f;
-    for (int j = 0; j < QK_K; ++j) t[j] = static_cast<uint8_t>(static_cast<int>(std::lroundf(x[j] * id)) + 1);
+    for (int j = 0; j < QK_K; ++j)
+        t[j] = static_cast<uint8_t>(static_cast<int>(std::lroundf(x[j] * id)) + 1);
     return amax;
 }
 
@@ -32,7 +33,8 @@ float tritsPortable(const float* x, uint8_t* t) {
 __attribute__((target("avx2"))) float tritsAvx2(const float* x, uint8_t* t) {
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 acc = _mm256_setzero_ps();
-    for (int j = 0; j < QK_K; j += 8) acc = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), absMask), acc);
+    for (int j = 0; j < QK_K; j += 8)
+        acc = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), absMask), acc);
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
@@ -49,12 +51,15 @@ __attribute__((target("avx2"))) float tritsAvx2(const float* x, uint8_t* t) {
             // compare masks are -1 where true: trunc - (f >= 0.5) + (f <= -0.5) in mask arithmetic
             const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(f, half, _CMP_GE_OQ));
             const __m256i down = _mm256_castps_si256(_mm256_cmp_ps(f, mhalf, _CMP_LE_OQ));
-            q[k] = _mm256_add_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_cvttps_epi32(r), up), down), one);
+            q[k] =
+                _mm256_add_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_cvttps_epi32(r), up), down), one);
         }
         // low bytes of the 32 ints, in order
         const __m256i byteMask = _mm256_set1_epi32(0xFF);
-        const __m256i a = _mm256_packus_epi32(_mm256_and_si256(q[0], byteMask), _mm256_and_si256(q[1], byteMask));
-        const __m256i b = _mm256_packus_epi32(_mm256_and_si256(q[2], byteMask), _mm256_and_si256(q[3], byteMask));
+        const __m256i a =
+            _mm256_packus_epi32(_mm256_and_si256(q[0], byteMask), _mm256_and_si256(q[1], byteMask));
+        const __m256i b =
+            _mm256_packus_epi32(_mm256_and_si256(q[2], byteMask), _mm256_and_si256(q[3], byteMask));
         const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xD8);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + j), _mm256_shuffle_epi32(p, 0xD8));
     }
@@ -90,16 +95,21 @@ void quantizeRowsTQ1_0(const float* x, uint8_t* dst, int64_t nrows, int64_t ncol
         // 5 trits per byte: 32 bytes over 160 weights, then 16 bytes over 80 weights
         uint8_t q[32] = {};
         for (int n = 0; n < 5; ++n)
-            for (int m = 0; m < 32; ++m) q[m] = static_cast<uint8_t>(q[m] * 3 + t[m + n * 32]);
-        for (int m = 0; m < 32; ++m) y[i].qs[m] = scaleTrits(q[m]);
+            for (int m = 0; m < 32; ++m)
+                q[m] = static_cast<uint8_t>(q[m] * 3 + t[m + n * 32]);
+        for (int m = 0; m < 32; ++m)
+            y[i].qs[m] = scaleTrits(q[m]);
         uint8_t q2[16] = {};
         for (int n = 0; n < 5; ++n)
-            for (int m = 0; m < 16; ++m) q2[m] = static_cast<uint8_t>(q2[m] * 3 + t[160 + m + n * 16]);
-        for (int m = 0; m < 16; ++m) y[i].qs[32 + m] = scaleTrits(q2[m]);
+            for (int m = 0; m < 16; ++m)
+                q2[m] = static_cast<uint8_t>(q2[m] * 3 + t[160 + m + n * 16]);
+        for (int m = 0; m < 16; ++m)
+            y[i].qs[32 + m] = scaleTrits(q2[m]);
         // 4 trits per byte over the last 16 weights, the first in the most significant trit
         for (int j = 0; j < 4; ++j) {
             uint8_t qh = 0;
-            for (int m = 0; m < 4; ++m) qh = static_cast<uint8_t>(qh * 3 + t[240 + j + m * 4]);
+            for (int m = 0; m < 4; ++m)
+                qh = static_cast<uint8_t>(qh * 3 + t[240 + j + m * 4]);
             y[i].qh[j] = scaleTrits(static_cast<uint8_t>(qh * 3));
         }
     }
@@ -115,7 +125,8 @@ void quantizeRowsTQ2_0(const float* x, uint8_t* dst, int64_t nrows, int64_t ncol
             const uint8_t* tj = t + 128 * (j / 32);
             for (int m = 0; m < 32; ++m) {
                 int q = 0;
-                for (int n = 0; n < 4; ++n) q += (tj[m + n * 32] & 3) << (2 * n);
+                for (int n = 0; n < 4; ++n)
+                    q += (tj[m + n * 32] & 3) << (2 * n);
                 y[i].qs[j + m] = static_cast<uint8_t>(q);
             }
         }

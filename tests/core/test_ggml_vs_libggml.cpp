@@ -282,8 +282,8 @@ void TestGgmlVsLibggml::ternaryRoundingEdges() {
     std::vector<float> x(rows * cols);
     std::mt19937 rng(11);
     std::uniform_real_distribution<float> ud(-3.f, 3.f);
-    const float edges[] = {0.5f, -0.5f, 0.49999997f, -0.49999997f, 0.50000006f, -0.50000006f, 0.f, -0.f,
-                           1.f, -1.f, 1e-30f, -0.99999994f};
+    const float edges[] = {0.5f, -0.5f, 0.49999997f, -0.49999997f, 0.50000006f, -0.50000006f,
+                           0.f,  -0.f,  1.f,         -1.f,         1e-30f,      -0.99999994f};
     for (int64_t c = 0; c < cols; ++c) {
         const int64_t j = c % 256;
         x[c] = j == 0 ? ((c / 256) % 2 ? -1.f : 1.f) : edges[(c * 7 + c / 256) % 12];

@@ -580,7 +580,8 @@ private slots:
             if (ggml::iq4nlNearestIndex(x) != reference(x)) ++mismatches;
         QCOMPARE(mismatches, 0);
         // the vectorised form the quantizers use (AVX2 on this CPU unless QZ_NO_AVX2=1)
-        while (probes.size() % 8) probes.push_back(0.f);
+        while (probes.size() % 8)
+            probes.push_back(0.f);
         for (size_t i = 0; i < probes.size(); i += 8) {
             int got[8];
             ggml::iq4nlNearestIndex8(probes.data() + i, got);
