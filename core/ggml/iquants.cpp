@@ -6,11 +6,12 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 #endif
 
 #include "common/fp16.h"
@@ -39,32 +40,36 @@ inline void putHalf(uint8_t* p, uint16_t h) {
 struct Lattice {
     int dim = 0, bits = 0, size = 0;
     std::vector<int8_t> pos;  // size * dim coordinates
+    std::vector<int8_t> fld;  // size * dim fields l = (coordinate - 1) / 2
     std::vector<int32_t> map; // index -> id or -(offset+1)
-    // concatenated lists [n, soa offset low 16 bits, high 16 bits, id_1 .. id_n]
+    // concatenated lists [n, lv offset low 16 bits, high 16 bits, id_1 .. id_n]
     std::vector<uint16_t> neighbours;
-    // the lists' coordinates transposed (coordinate-major, n padded to kLanes), so that the distance of
-    // every neighbour is computed in parallel lanes, each with ggml's scalar operation order
-    std::vector<float> soa;
+    // the lists' fields l transposed (coordinate-major, n padded to kLanes with 0), so that the distances of
+    // kLanes neighbours are summed in parallel lanes from per-coordinate term tables
+    std::vector<uint8_t> lv;
     const int8_t* point(int id) const { return pos.data() + static_cast<size_t>(id) * dim; }
+    const int8_t* fields(int id) const { return fld.data() + static_cast<size_t>(id) * dim; }
 };
 
-constexpr size_t kLanes = 4;
+constexpr size_t kLanes = 8;
 
 // levelOf: maps a code-book byte to its field l (0..levels-1).
 template <class Elem, class LevelOf>
 Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, int mapSize, int nwant,
-                     LevelOf levelOf, bool soaAsLevels = false) {
+                     LevelOf levelOf) {
     Lattice lat;
     lat.dim = dim;
     lat.bits = bits;
     lat.size = size;
     lat.pos.resize(static_cast<size_t>(size) * dim);
+    lat.fld.resize(static_cast<size_t>(size) * dim);
     lat.map.assign(mapSize, -1);
     for (int g = 0; g < size; ++g) {
         int index = 0;
         for (int k = 0; k < dim; ++k) {
             const int l = levelOf(grid[g * dim + k]);
             lat.pos[static_cast<size_t>(g) * dim + k] = static_cast<int8_t>(2 * l + 1);
+            lat.fld[static_cast<size_t>(g) * dim + k] = static_cast<int8_t>(l);
             index |= l << (bits * k);
         }
         lat.map[index] = g;
@@ -109,22 +114,21 @@ Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, 
         }
         const size_t start = lat.neighbours.size();
         lat.map[index] = -static_cast<int32_t>(start + 1);
-        const size_t soaAt = lat.soa.size();
+        const size_t lvAt = lat.lv.size();
         lat.neighbours.push_back(0);
-        lat.neighbours.push_back(static_cast<uint16_t>(soaAt & 0xFFFF));
-        lat.neighbours.push_back(static_cast<uint16_t>(soaAt >> 16));
+        lat.neighbours.push_back(static_cast<uint16_t>(lvAt & 0xFFFF));
+        lat.neighbours.push_back(static_cast<uint16_t>(lvAt >> 16));
         for (int s = 0; s < nsh; ++s)
             for (int g = 0; g < size; ++g)
                 if (dist[g] == shells[s]) lat.neighbours.push_back(static_cast<uint16_t>(g));
         const size_t n = lat.neighbours.size() - start - 3;
         lat.neighbours[start] = static_cast<uint16_t>(n);
         const size_t npad = (n + kLanes - 1) / kLanes * kLanes;
-        lat.soa.resize(soaAt + npad * dim, 1.f);
+        lat.lv.resize(lvAt + npad * dim, 0);
         for (size_t j = 0; j < n; ++j) {
             const int8_t* p = lat.point(lat.neighbours[start + 3 + j]);
-            // the coordinate 2l+1, or for IQ1 the level l-1 in {-1, 0, 1}
             for (int k = 0; k < dim; ++k)
-                lat.soa[soaAt + k * npad + j] = static_cast<float>(soaAsLevels ? (p[k] - 3) / 2 : p[k]);
+                lat.lv[lvAt + k * npad + j] = static_cast<uint8_t>((p[k] - 1) / 2);
         }
     }
     return lat;
@@ -159,7 +163,7 @@ const Lattice& latticeIQ2S() {
     return l;
 }
 const Lattice& latticeIQ1() {
-    static const Lattice l = buildLattice(&iqgrid::kIQ1S[0][0], 2048, 8, 2, 3, kMap2, 3, iq1Level, true);
+    static const Lattice l = buildLattice(&iqgrid::kIQ1S[0][0], 2048, 8, 2, 3, kMap2, 3, iq1Level);
     return l;
 }
 const Lattice& latticeIQ3XXS() {
@@ -179,95 +183,163 @@ struct NeighbourList {
     int n = 0;
     size_t npad = 0;
     const uint16_t* ids = nullptr;
-    const float* soa = nullptr; // soa[k * npad + j]: coordinate k of neighbour j
+    const uint8_t* lv = nullptr; // lv[k * npad + j]: field k of neighbour j
 };
 inline NeighbourList listOf(const Lattice& lat, const uint16_t* nb) {
     NeighbourList l;
     l.n = nb[0];
     l.npad = (static_cast<size_t>(l.n) + kLanes - 1) / kLanes * kLanes;
     l.ids = nb + 3;
-    l.soa = lat.soa.data() + (static_cast<size_t>(nb[1]) | (static_cast<size_t>(nb[2]) << 16));
+    l.lv = lat.lv.data() + (static_cast<size_t>(nb[1]) | (static_cast<size_t>(nb[2]) << 16));
     return l;
 }
 
-// First minimum of d2[0..n) (ggml's "if (d2 < best_d2)" scan from FLT_MAX): the minimum value first,
-// in lanes (min is exact and order-free; NaN lanes are skipped as the scalar compare skips them), then
-// the first index holding it.
-inline int firstMin(const float* d2, int n) {
-    float best = FLT_MAX;
-    int j = 0;
-#if defined(__SSE2__)
-    __m128 m = _mm_set1_ps(FLT_MAX);
-    for (; j + 4 <= n; j += 4)
-        m = _mm_min_ps(_mm_loadu_ps(d2 + j), m); // (a < b ? a : b): NaN a -> b
-    alignas(16) float lanes[4];
-    _mm_store_ps(lanes, m);
-    for (float v : lanes)
-        best = v < best ? v : best;
-#endif
-    for (; j < n; ++j)
-        best = d2[j] < best ? d2[j] : best;
-    if (!(best < FLT_MAX)) return 0; // no finite distance (NaN / huge inputs); ggml asserts
-    for (int k = 0; k < n; ++k)
-        if (d2[k] == best) return k;
-    return 0;
+// The neighbour searches (iq2/iq3_find_best_neighbour, iq1_find_best_neighbour2) minimise
+// d2 = sum over i of w[i]*(scale*q - x[i])^2, accumulated in ggml's order (0 + t_0 + t_1 ..., t =
+// (w*diff)*diff, diff = scale*q - x[i]), q the value of field l of coordinate i. Coordinate i takes at most 8
+// values q_l, so each term t_i(l) is computed once into a table (the same operations, so the same bits), and
+// a neighbour's d2 is the ordered sum of its coordinates' table entries: bit-identical to ggml's loop.
+// terms[8 * i + l] = t_i(l); entries for l >= nq are 0 (never picked).
+inline void termTable(int dim, int nq, const float* q, const float* x, const float* w, float scale,
+                      float* terms) {
+    for (int i = 0; i < dim; ++i) {
+        for (int l = 0; l < nq; ++l) {
+            const float diff = scale * q[l] - x[i];
+            terms[8 * i + l] = w[i] * diff * diff;
+        }
+        for (int l = nq; l < 8; ++l)
+            terms[8 * i + l] = 0;
+    }
 }
 
-// d2[j] = sum over i of w[i]*(scale*q - x[i])^2 for every neighbour j of the list, q = soa value (+ shift):
-// each lane evaluates ggml's scalar expression in ggml's order (0 + t_0 + t_1 ..., t = (w*diff)*diff).
+// Position in the list of the first minimum of d2 (ggml's "if (d2 < best)" scan from FLT_MAX; NaN never
+// wins). -1 when no d2 is below FLT_MAX (ggml asserts there).
+template <int Dim> int firstMinPortable(const NeighbourList& nl, const float* terms) {
+    float best = FLT_MAX;
+    int at = -1;
+    for (int j = 0; j < nl.n; ++j) {
+        float d2 = 0;
+        for (int i = 0; i < Dim; ++i)
+            d2 += terms[8 * i + nl.lv[i * nl.npad + j]];
+        if (d2 < best) {
+            best = d2;
+            at = j;
+        }
+    }
+    return at;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// AVX2: 8 neighbours per vector, the term of coordinate i picked by a lane permutation of its 8 table
+// entries. The first minimum is found as "minimum value (min skips NaN lanes, as the scalar strict < does),
+// then the first position holding it", which is the scalar scan's answer.
 template <int Dim>
-void neighbourDistances(const NeighbourList& nl, const float* x, const float* w, float scale, float shift,
-                        float* d2) {
-    size_t j = 0;
-#if defined(__SSE2__)
-    const __m128 vs = _mm_set1_ps(scale), vsh = _mm_set1_ps(shift);
-    __m128 vx[Dim], vw[Dim];
+__attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const float* q, const float* x,
+                                                 const float* w, float scale) {
+    __m256 t[Dim];
+    const __m256 sq = _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_loadu_ps(q)); // scale*q_l, l = 0..7
     for (int i = 0; i < Dim; ++i) {
-        vx[i] = _mm_set1_ps(x[i]);
-        vw[i] = _mm_set1_ps(w[i]);
+        const __m256 diff = _mm256_sub_ps(sq, _mm256_set1_ps(x[i]));
+        t[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff);
     }
-    for (; j + 4 <= nl.npad; j += 4) {
-        __m128 acc = _mm_setzero_ps();
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    if (nl.npad == 8) { // one vector (most lists of IQ2_S and IQ3): no round trip through memory
+        __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < Dim; ++i) {
-            const __m128 q = _mm_add_ps(_mm_loadu_ps(nl.soa + i * nl.npad + j), vsh);
-            const __m128 diff = _mm_sub_ps(_mm_mul_ps(vs, q), vx[i]);
-            acc = _mm_add_ps(acc, _mm_mul_ps(_mm_mul_ps(vw[i], diff), diff));
+            const __m256i l =
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(nl.lv + i * 8)));
+            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], l));
         }
-        _mm_storeu_ps(d2 + j, acc);
+        const __m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        acc =
+            _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nl.n), pos)));
+        __m256 mn = _mm256_min_ps(acc, _mm256_set1_ps(FLT_MAX));
+        mn = _mm256_min_ps(mn, _mm256_permute2f128_ps(mn, mn, 1));
+        mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0x4E));
+        mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0xB1));
+        if (!(_mm256_cvtss_f32(mn) < FLT_MAX)) return -1;
+        const int m = _mm256_movemask_ps(_mm256_cmp_ps(acc, mn, _CMP_EQ_OQ));
+        return m ? __builtin_ctz(static_cast<unsigned>(m)) : -1;
     }
+    alignas(32) float d2[2048]; // a list never exceeds the largest grid (2048 entries)
+    __m256 mn = _mm256_set1_ps(FLT_MAX);
+    __m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i step = _mm256_set1_epi32(8), n = _mm256_set1_epi32(nl.n);
+    for (size_t j = 0; j < nl.npad; j += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < Dim; ++i) {
+            const __m256i l = _mm256_cvtepu8_epi32(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(nl.lv + i * nl.npad + j)));
+            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], l));
+        }
+        // padding lanes (position >= n) never win
+        acc = _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, pos)));
+        _mm256_store_ps(d2 + j, acc);
+        mn = _mm256_min_ps(acc, mn); // a NaN lane of acc leaves mn
+        pos = _mm256_add_epi32(pos, step);
+    }
+    mn = _mm256_min_ps(mn, _mm256_permute2f128_ps(mn, mn, 1));
+    mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0x4E));
+    mn = _mm256_min_ps(mn, _mm256_shuffle_ps(mn, mn, 0xB1));
+    if (!(_mm256_cvtss_f32(mn) < FLT_MAX)) return -1;
+    for (size_t j = 0; j < nl.npad; j += 8) {
+        const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_load_ps(d2 + j), mn, _CMP_EQ_OQ));
+        if (m) return static_cast<int>(j) + __builtin_ctz(static_cast<unsigned>(m));
+    }
+    return -1;
+}
+
+bool detectAvx2() {
+    if (const char* env = std::getenv("QZ_NO_AVX2"); env && *env && *env != '0') return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
 #endif
-    for (; j < nl.npad; ++j) {
-        float acc = 0;
-        for (int i = 0; i < Dim; ++i) {
-            const float q = nl.soa[i * nl.npad + j] + shift;
-            const float diff = scale * q - x[i];
-            acc += w[i] * diff * diff;
-        }
-        d2[j] = acc;
-    }
+
+// q: the 8 values q_l (unused ones finite; their terms are never picked).
+template <int Dim>
+inline int firstMin(const NeighbourList& nl, const float* q, int nq, const float* x, const float* w,
+                    float scale) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return firstMinAvx2<Dim>(nl, q, x, w, scale);
+#endif
+    alignas(32) float terms[8 * Dim];
+    termTable(Dim, nq, q, x, w, scale, terms);
+    return firstMinPortable<Dim>(nl, terms);
 }
 
 // iq2/iq3_find_best_neighbour: min of sum w*(scale*g - x)^2 over the list, first minimum wins;
-// writes the fields of the winner to L. (q + 0.0f is q exactly: the coordinates are small integers.)
-int findBestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xval, const float* w, float scale,
-                      int8_t* L) {
+// writes the fields of the winner to L. Avx2: called from code compiled for AVX2 (no dispatch).
+template <bool Avx2>
+__attribute__((always_inline)) inline int findBestNeighbourT(const Lattice& lat, const uint16_t* nb,
+                                                             const float* xval, const float* w, float scale,
+                                                             int8_t* L) {
+    static constexpr float kOdd[8] = {1, 3, 5, 7, 9, 11, 13, 15};
     const NeighbourList nl = listOf(lat, nb);
-    alignas(64) float d2[2048]; // a list never exceeds the largest grid (2048 entries)
-    if (lat.dim == 8)
-        neighbourDistances<8>(nl, xval, w, scale, 0.f, d2);
+    int at;
+#if defined(__x86_64__) || defined(__i386__)
+    if constexpr (Avx2)
+        at = lat.dim == 8 ? firstMinAvx2<8>(nl, kOdd, xval, w, scale)
+                          : firstMinAvx2<4>(nl, kOdd, xval, w, scale);
     else
-        neighbourDistances<4>(nl, xval, w, scale, 0.f, d2);
-    const int gi = nl.ids[firstMin(d2, nl.n)];
-    const int8_t* pg = lat.point(gi);
-    for (int i = 0; i < lat.dim; ++i)
-        L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
+#endif
+        at = lat.dim == 8 ? firstMin<8>(nl, kOdd, 3, xval, w, scale)
+                          : firstMin<4>(nl, kOdd, 8, xval, w, scale);
+    const int gi = nl.ids[at < 0 ? 0 : at]; // no finite distance (NaN / huge inputs): ggml asserts
+    std::memcpy(L, lat.fields(gi), static_cast<size_t>(lat.dim));
     return gi;
 }
 
 inline int packFields(const int8_t* L, int dim, int bits) {
     int u = 0;
-    for (int i = 0; i < dim; ++i)
-        u |= L[i] << (bits * i);
+    if (dim == 8) {
+        for (int i = 0; i < 8; ++i)
+            u |= L[i] << (bits * i);
+    } else {
+        for (int i = 0; i < 4; ++i)
+            u |= L[i] << (bits * i);
+    }
     return u;
 }
 
@@ -301,11 +373,54 @@ uint8_t foldSigns8(const float* xb, const float* weight, float* xval) {
     return static_cast<uint8_t>(s & 127);
 }
 
+// w[i] = qw[i] * sqrt(sigma2 + x[i]*x[i]) (n a multiple of 8): the imatrix weights of every i-quant.
+// sqrt is correctly rounded in both forms, so the lanes give the scalar bits.
+void imatrixWeightsPortable(const float* x, const float* qw, float sigma2, int n, float* w) {
+    for (int i = 0; i < n; ++i)
+        w[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void imatrixWeightsAvx2(const float* x, const float* qw, float sigma2, int n,
+                                                        float* w) {
+    const __m256 s2 = _mm256_set1_ps(sigma2);
+    for (int i = 0; i < n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(w + i, _mm256_mul_ps(_mm256_loadu_ps(qw + i),
+                                              _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(v, v)))));
+    }
+}
+#endif
+void imatrixWeights(const float* x, const float* qw, float sigma2, int n, float* w) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return imatrixWeightsAvx2(x, qw, sigma2, n, w);
+#endif
+    imatrixWeightsPortable(x, qw, sigma2, n, w);
+}
+
+// r[i] = sqrt(w[i]) (n a multiple of 8; correctly rounded either way).
+void sqrtAllPortable(const float* w, int n, float* r) {
+    for (int i = 0; i < n; ++i)
+        r[i] = std::sqrt(w[i]);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void sqrtAllAvx2(const float* w, int n, float* r) {
+    for (int i = 0; i < n; i += 8)
+        _mm256_storeu_ps(r + i, _mm256_sqrt_ps(_mm256_loadu_ps(w + i)));
+}
+#endif
+void sqrtAll(const float* w, int n, float* r) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return sqrtAllAvx2(w, n, r);
+#endif
+    sqrtAllPortable(w, n, r);
+}
+
 // The prologue of the even-sign-parity types (IQ2_XXS, IQ2_XS, IQ3_XXS) for one group of n weights (a
 // multiple of 8): waux = √weight, |x| with the signs folded per 8 (foldSigns8), and the largest |x|.
 float foldGroup(const float* xb, const float* weight, int n, float* waux, float* xval, uint8_t* signs) {
-    for (int i = 0; i < n; ++i)
-        waux[i] = std::sqrt(weight[i]);
+    sqrtAll(weight, n, waux);
     for (int k = 0; k < n / 8; ++k)
         signs[k] = foldSigns8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
     float max = xval[0];
@@ -335,38 +450,146 @@ float sumSquares(const float* x) {
     return s;
 }
 
-// Snap group k (dim values) at inverse scale id: fields, then the map; off-grid groups go to the best
-// neighbour at `scale`. Returns whether the group was on the grid.
-inline bool snapGroup(const Lattice& lat, int kMaxQ, float id, float scale, const float* xval,
-                      const float* waux, int8_t* L) {
-    for (int i = 0; i < lat.dim; ++i) {
-        const int l = nearest_int(0.5f * (id * xval[i] - 1));
-        L[i] = static_cast<int8_t>(clampi(l, 0, kMaxQ - 1));
-    }
-    const int gi = lat.map[packFields(L, lat.dim, lat.bits)];
-    if (gi >= 0) return true;
-    findBestNeighbour(lat, neighboursOf(lat, gi), xval, waux, scale, L);
-    return false;
+// Fields at inverse scale id: L[i] = clamp(nearest_int(0.5f*(id*xval[i] - 1)), 0, kMaxQ-1), n a multiple
+// of 8.
+inline void fieldsPortable(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
+    for (int i = 0; i < n; ++i)
+        L[i] = static_cast<int8_t>(clampi(nearest_int(0.5f * (id * xval[i] - 1)), 0, kMaxQ - 1));
 }
 
-inline void fitScale(int n, const float* weight, const float* xval, const int8_t* L, float& sumqx,
-                     float& sumq2) {
-    sumqx = 0;
-    sumq2 = 0;
+// fitScale's products: wxq[i] = w*xval*q, wqq[i] = w*q*q, q = 2L+1 (ggml's operand order).
+inline void fitProductsPortable(int n, const float* weight, const float* xval, const int8_t* L, float* wxq,
+                                float* wqq) {
     for (int i = 0; i < n; ++i) {
         const float w = weight[i];
         const float q = 2 * L[i] + 1;
-        sumqx += w * xval[i] * q;
-        sumq2 += w * q * q;
+        wxq[i] = w * xval[i] * q;
+        wqq[i] = w * q * q;
     }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// The same per-lane operations, 8 values at a time (nearest_int's 1.5*2^23 trick on the float bits).
+__attribute__((target("avx2"))) inline void fieldsAvx2(int n, int kMaxQ, float id, const float* xval,
+                                                       int8_t* L) {
+    const __m256 vid = _mm256_set1_ps(id), one = _mm256_set1_ps(1.f), half = _mm256_set1_ps(0.5f),
+                 magic = _mm256_set1_ps(12582912.f);
+    const __m256i mant = _mm256_set1_epi32(0x007fffff), off = _mm256_set1_epi32(0x00400000),
+                  hi = _mm256_set1_epi32(kMaxQ - 1), lo = _mm256_setzero_si256();
+    for (int c = 0; c < n; c += 8) {
+        const __m256 v =
+            _mm256_mul_ps(half, _mm256_sub_ps(_mm256_mul_ps(vid, _mm256_loadu_ps(xval + c)), one));
+        __m256i l =
+            _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(_mm256_add_ps(v, magic)), mant), off);
+        l = _mm256_min_epi32(_mm256_max_epi32(l, lo), hi);
+        const __m128i l16 = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(L + c), _mm_packs_epi16(l16, l16));
+    }
+}
+
+__attribute__((target("avx2"))) inline void fitProductsAvx2(int n, const float* weight, const float* xval,
+                                                            const int8_t* L, float* wxq, float* wqq) {
+    const __m256i one = _mm256_set1_epi32(1);
+    for (int c = 0; c < n; c += 8) {
+        const __m256i l = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(L + c)));
+        const __m256 q = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_add_epi32(l, l), one));
+        const __m256 w = _mm256_loadu_ps(weight + c);
+        _mm256_storeu_ps(wxq + c, _mm256_mul_ps(_mm256_mul_ps(w, _mm256_loadu_ps(xval + c)), q));
+        _mm256_storeu_ps(wqq + c, _mm256_mul_ps(_mm256_mul_ps(w, q), q));
+    }
+}
+#endif
+
+// The helpers below come in two instantiations: Avx2 = true is only inlined into functions compiled for
+// AVX2 (gridSearchAvx2), where the AVX2 kernels are called directly and can be inlined; Avx2 = false
+// dispatches at run time.
+template <bool Avx2>
+__attribute__((always_inline)) inline void fieldsT(int n, int kMaxQ, float id, const float* xval, int8_t* L) {
+#if defined(__x86_64__) || defined(__i386__)
+    if constexpr (Avx2) {
+        fieldsAvx2(n, kMaxQ, id, xval, L);
+    } else {
+        static const bool avx2 = detectAvx2();
+        if (avx2)
+            fieldsAvx2(n, kMaxQ, id, xval, L);
+        else
+            fieldsPortable(n, kMaxQ, id, xval, L);
+    }
+#else
+    fieldsPortable(n, kMaxQ, id, xval, L);
+#endif
+}
+
+// Snap the n values (groups of lat.dim) at inverse scale id: fields, then the map; off-grid groups go to
+// the best neighbour at `scale`. onGrid[k] (optional) tells whether group k was on the grid.
+template <bool Avx2>
+__attribute__((always_inline)) inline void snapAllT(const Lattice& lat, int n, int kMaxQ, float id,
+                                                    float scale, const float* xval, const float* waux,
+                                                    int8_t* L, bool* onGrid) {
+    fieldsT<Avx2>(n, kMaxQ, id, xval, L);
+    for (int k = 0; k < n / lat.dim; ++k) {
+        int8_t* Lk = L + lat.dim * k;
+        const int gi = lat.map[packFields(Lk, lat.dim, lat.bits)];
+        if (onGrid) onGrid[k] = gi >= 0;
+        if (gi < 0)
+            findBestNeighbourT<Avx2>(lat, neighboursOf(lat, gi), xval + lat.dim * k, waux + lat.dim * k,
+                                     scale, Lk);
+    }
+}
+inline void snapAll(const Lattice& lat, int n, int kMaxQ, float id, float scale, const float* xval,
+                    const float* waux, int8_t* L, bool* onGrid) {
+    snapAllT<false>(lat, n, kMaxQ, id, scale, xval, waux, L, onGrid);
+}
+
+// Snap one group (dim values); returns whether it was on the grid.
+template <bool Avx2>
+__attribute__((always_inline)) inline bool snapGroupT(const Lattice& lat, int kMaxQ, float id, float scale,
+                                                      const float* xval, const float* waux, int8_t* L) {
+    fieldsPortable(lat.dim, kMaxQ, id, xval, L);
+    const int gi = lat.map[packFields(L, lat.dim, lat.bits)];
+    if (gi >= 0) return true;
+    findBestNeighbourT<Avx2>(lat, neighboursOf(lat, gi), xval, waux, scale, L);
+    return false;
+}
+
+// sumqx = sum w*xval*q, sumq2 = sum w*q*q in ggml's order (products side by side, the sums sequential).
+template <bool Avx2>
+__attribute__((always_inline)) inline void fitScaleT(int n, const float* weight, const float* xval,
+                                                     const int8_t* L, float& sumqx, float& sumq2) {
+    alignas(32) float wxq[32], wqq[32];
+#if defined(__x86_64__) || defined(__i386__)
+    if constexpr (Avx2) {
+        fitProductsAvx2(n, weight, xval, L, wxq, wqq);
+    } else {
+        static const bool avx2 = detectAvx2();
+        if (avx2)
+            fitProductsAvx2(n, weight, xval, L, wxq, wqq);
+        else
+            fitProductsPortable(n, weight, xval, L, wxq, wqq);
+    }
+#else
+    fitProductsPortable(n, weight, xval, L, wxq, wqq);
+#endif
+    sumqx = 0;
+    sumq2 = 0;
+    for (int i = 0; i < n; ++i) {
+        sumqx += wxq[i];
+        sumq2 += wqq[i];
+    }
+}
+inline void fitScale(int n, const float* weight, const float* xval, const int8_t* L, float& sumqx,
+                     float& sumq2) {
+    fitScaleT<false>(n, weight, xval, L, sumqx, sumq2);
 }
 
 // The grid search shared by IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S (README-iquants.md "Scale search"):
 // n values in groups of lat.dim, trial inverse scales (base + is*step)/max for is in [-nis, nis];
 // afterwards the off-grid groups (all groups when reSnapAll) are snapped again at the best scale and
 // the scale refit. Returns the scale (may be negative only in theory); L gets the fields.
-float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
-                 const float* weight, const float* waux, const float* xval, int8_t* L) {
+template <bool Avx2>
+__attribute__((always_inline)) inline float
+gridSearchT(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
+            const float* weight, const float* waux, const float* xval, int8_t* L) {
     int8_t Laux[32];
     bool onGrid[8], onGridAux[8];
     const int ng = n / lat.dim;
@@ -377,11 +600,9 @@ float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool
     for (int is = -nis; is <= nis; ++is) {
         const float id = (2 * kMaxQ - 1 + is * step) / max;
         const float thisScale = 1 / id;
-        for (int k = 0; k < ng; ++k)
-            onGridAux[k] = snapGroup(lat, kMaxQ, id, thisScale, xval + lat.dim * k, waux + lat.dim * k,
-                                     Laux + lat.dim * k);
+        snapAllT<Avx2>(lat, n, kMaxQ, id, thisScale, xval, waux, Laux, onGridAux);
         float sumqx, sumq2;
-        fitScale(n, weight, xval, Laux, sumqx, sumq2);
+        fitScaleT<Avx2>(n, weight, xval, Laux, sumqx, sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
             scale = sumqx / sumq2;
             best = scale * sumqx;
@@ -398,13 +619,34 @@ float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool
         for (int k = 0; k < ng; ++k) {
             if (!reSnapAll && onGrid[k]) continue;
             int8_t* Lk = L + lat.dim * k;
-            snapGroup(lat, kMaxQ, id, scale, xval + lat.dim * k, waux + lat.dim * k, Lk);
+            snapGroupT<Avx2>(lat, kMaxQ, id, scale, xval + lat.dim * k, waux + lat.dim * k, Lk);
         }
         float sumqx, sumq2;
-        fitScale(n, weight, xval, L, sumqx, sumq2);
+        fitScaleT<Avx2>(n, weight, xval, L, sumqx, sumq2);
         if (sumq2 > 0) scale = sumqx / sumq2;
     }
     return scale;
+}
+
+float gridSearchPortable(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
+                         const float* weight, const float* waux, const float* xval, int8_t* L) {
+    return gridSearchT<false>(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) float gridSearchAvx2(const Lattice& lat, int n, int kMaxQ, int nis,
+                                                     float step, bool reSnapAll, float max,
+                                                     const float* weight, const float* waux,
+                                                     const float* xval, int8_t* L) {
+    return gridSearchT<true>(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
+}
+#endif
+float gridSearch(const Lattice& lat, int n, int kMaxQ, int nis, float step, bool reSnapAll, float max,
+                 const float* weight, const float* waux, const float* xval, int8_t* L) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return gridSearchAvx2(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
+#endif
+    return gridSearchPortable(lat, n, kMaxQ, nis, step, reSnapAll, max, weight, waux, xval, L);
 }
 
 int gridIndexOf(const Lattice& lat, const int8_t* L) {
@@ -425,9 +667,11 @@ void iq2xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     const float sigma2 = sumSquares(xbl) / QK;
     for (int ib = 0; ib < QK / 32; ++ib) {
         const float* xb = xbl + 32 * ib;
-        for (int i = 0; i < 32; ++i) {
-            const float qw = qwBlock ? qwBlock[32 * ib + i] : 1.f;
-            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        if (qwBlock) {
+            imatrixWeights(xb, qwBlock + 32 * ib, sigma2, 32, weight);
+        } else {
+            for (int i = 0; i < 32; ++i)
+                weight[i] = 1.f * std::sqrt(sigma2 + xb[i] * xb[i]);
         }
         const float max = foldGroup(xb, weight, 32, waux, xval, signs);
         if (max < kGroupMaxEps) {
@@ -444,8 +688,7 @@ void iq2xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
         for (int is = -6; is <= 6; ++is) {
             const float id = (2 * kMaxQ - 1 + is * 0.1f) / effMax;
             const float thisScale = 1 / id;
-            for (int k = 0; k < 4; ++k)
-                snapGroup(lat, kMaxQ, id, thisScale, xval + 8 * k, waux + 8 * k, Laux + 8 * k);
+            snapAll(lat, 32, kMaxQ, id, thisScale, xval, waux, Laux, nullptr);
             float sumqx, sumq2;
             fitScale(32, weight, xval, Laux, sumqx, sumq2);
             if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
@@ -456,8 +699,7 @@ void iq2xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
         }
         if (scale > 0) {
             const float id = 1 / scale;
-            for (int k = 0; k < 4; ++k)
-                snapGroup(lat, kMaxQ, id, scale, xval + 8 * k, waux + 8 * k, L + 8 * k);
+            snapAll(lat, 32, kMaxQ, id, scale, xval, waux, L, nullptr);
             float sumqx, sumq2;
             fitScale(32, weight, xval, L, sumqx, sumq2);
             if (sumq2 > 0) scale = sumqx / sumq2;
@@ -499,9 +741,11 @@ void iq2xsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     const float sigma2 = sumSquares(xbl) / QK;
     for (int ib = 0; ib < QK / 16; ++ib) {
         const float* xb = xbl + 16 * ib;
-        for (int i = 0; i < 16; ++i) {
-            const float qw = qwBlock ? qwBlock[16 * ib + i] : 1.f;
-            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        if (qwBlock) {
+            imatrixWeights(xb, qwBlock + 16 * ib, sigma2, 16, weight);
+        } else {
+            for (int i = 0; i < 16; ++i)
+                weight[i] = 1.f * std::sqrt(sigma2 + xb[i] * xb[i]);
         }
         const float max = foldGroup(xb, weight, 16, waux, xval, signs);
         std::memset(L, 0, 16);
@@ -546,14 +790,12 @@ void iq2sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     for (int ib = 0; ib < QK / 16; ++ib) {
         const float* xb = xbl + 16 * ib;
         if (qwBlock) {
-            for (int i = 0; i < 16; ++i)
-                weight[i] = qwBlock[16 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            imatrixWeights(xb, qwBlock + 16 * ib, sigma2, 16, weight);
         } else {
             for (int i = 0; i < 16; ++i)
                 weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
         }
-        for (int i = 0; i < 16; ++i)
-            waux[i] = std::sqrt(weight[i]);
+        sqrtAll(weight, 16, waux);
         for (int k = 0; k < 2; ++k)
             signs[k] = plainSigns8(xb + 8 * k, xval + 8 * k);
         float max = xval[0];
@@ -605,8 +847,7 @@ void iq3xxsBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     for (int ib = 0; ib < QK / 32; ++ib) {
         const float* xb = xbl + 32 * ib;
         if (qwBlock) {
-            for (int i = 0; i < 32; ++i)
-                weight[i] = qwBlock[32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            imatrixWeights(xb, qwBlock + 32 * ib, sigma2, 32, weight);
         } else {
             for (int i = 0; i < 32; ++i)
                 weight[i] = xb[i] * xb[i];
@@ -660,14 +901,12 @@ void iq3sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     for (int ib = 0; ib < QK / 32; ++ib) {
         const float* xb = xbl + 32 * ib;
         if (qwBlock) {
-            for (int i = 0; i < 32; ++i)
-                weight[i] = qwBlock[32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            imatrixWeights(xb, qwBlock + 32 * ib, sigma2, 32, weight);
         } else {
             for (int i = 0; i < 32; ++i)
                 weight[i] = xb[i] * xb[i];
         }
-        for (int i = 0; i < 32; ++i)
-            waux[i] = std::sqrt(weight[i]);
+        sqrtAll(weight, 32, waux);
         for (int k = 0; k < 4; ++k)
             signs[k] = plainSigns8(xb + 8 * k, xval + 8 * k);
         float max = xval[0];
@@ -710,17 +949,14 @@ void iq3sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
 // ----------------------------------------------------------------------------------------- IQ1_S / M
 constexpr float kIQ1Delta = 0.125f;
 
-// iq1_find_best_neighbour2: minimum of sum w*(scale*xg[l] - x)^2, first minimum wins. xg is x_p or
-// x_m = l - 1 +- delta, which the stored (float)(l - 1) plus shift gives exactly.
+// iq1_find_best_neighbour2: minimum of sum w*(scale*xg[l] - x)^2, first minimum wins (xg is x_p or x_m).
 int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, const float* w, float scale,
                      const float* xg, int8_t* L) {
     const NeighbourList nl = listOf(lat, nb);
-    alignas(64) float d2[2048];
-    neighbourDistances<8>(nl, xb, w, scale, xg[1], d2);
-    const int gi = nl.ids[firstMin(d2, nl.n)];
-    const int8_t* pg = lat.point(gi);
-    for (int i = 0; i < 8; ++i)
-        L[i] = static_cast<int8_t>((pg[i] - 1) / 2);
+    const float q[8] = {xg[0], xg[1], xg[2], 0, 0, 0, 0, 0};
+    const int at = firstMin<8>(nl, q, 3, xb, w, scale);
+    const int gi = nl.ids[at < 0 ? 0 : at];
+    std::memcpy(L, lat.fields(gi), 8);
     return gi;
 }
 
@@ -729,7 +965,212 @@ int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, co
 void sortedOrder(const float* xb, int n, int* idx) {
     for (int j = 0; j < n; ++j)
         idx[j] = j;
-    std::stable_sort(idx, idx + n, [xb](int a, int b) { return xb[a] < xb[b]; });
+    // insertion sort (n <= 32): stable, no allocation
+    for (int j = 1; j < n; ++j) {
+        const int v = idx[j];
+        int k = j;
+        for (; k > 0 && xb[v] < xb[idx[k - 1]]; --k)
+            idx[k] = idx[k - 1];
+        idx[k] = v;
+    }
+}
+
+// ------------------------------------------------------------------ IQ1 split-point searches, vectorised
+// Both IQ1 quantizers score every pair of split points (i1 <= i2) of the sorted sub-block and keep the
+// first candidate, in (i1, i2, variant) order, with sumq2 > 0 && sumqx^2 > best*sumq2. The candidates'
+// sums for 8 consecutive i2 are computed side by side with ggml's expressions (same operations per lane,
+// so the same bits); then, with `best` as it stands, the 8 x nvar conditions are evaluated side by side.
+// The reference scan only changes `best` at an accepted candidate, so a chunk where no condition holds is
+// skipped exactly; otherwise the chunk is scanned one candidate after the other with the scalar test.
+// kSplitSkip: in that scan a candidate whose condition was false under the chunk's starting best b0 is
+// skipped as long as best >= b0: with sumq2 > 0, best*sumq2 >= b0*sumq2 (rounding is monotone), so the
+// condition stays false. If best ever drops below b0 (rounding of scale*sumqx) every candidate is tested.
+typedef float V8f __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi" // the vector helpers are always inlined
+__attribute__((always_inline)) inline V8f loadV8(const float* p) {
+    V8f v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+// Bit t set when lane t of m is set (generic vector code: the same function serves the AVX2 and the
+// portable instantiations).
+__attribute__((always_inline)) inline unsigned laneBits(V8i m) {
+    const V8i w = {1, 2, 4, 8, 16, 32, 64, 128};
+    V8i r = m & w;
+    r |= __builtin_shufflevector(r, r, 4, 5, 6, 7, 0, 1, 2, 3);
+    r |= __builtin_shufflevector(r, r, 2, 3, 0, 1, 6, 7, 4, 5);
+    r |= __builtin_shufflevector(r, r, 1, 0, 3, 2, 5, 4, 7, 6);
+    return static_cast<unsigned>(r[0]);
+}
+
+struct SplitBest {
+    float score = -FLT_MAX, scale = 0;
+    int i1 = -1, i2 = -1, var = -1;
+};
+
+// The scalar scan of one chunk (lanes t = 0..nt-1 in order, variants v = 0..NV-1 within a lane), visiting
+// only the candidates set in bits[v] while best >= b0 (kSplitSkip).
+template <int NV>
+// sc / scr: each candidate's scale sumqx/sumq2 and score scale*sumqx, computed side by side beforehand
+// (IEEE division and product, so the same bits as the scalar code computes on acceptance).
+__attribute__((always_inline)) inline void
+scanChunk(const float (*sx)[8], const float (*s2)[8], const float (*sc)[8], const float (*scr)[8],
+          const unsigned* bits, int nt, int i1, int t0, SplitBest& b) {
+    const float b0 = b.score;
+    unsigned all = 0;
+    for (int v = 0; v < NV; ++v)
+        all |= bits[v];
+    for (int t = 0; t < nt; ++t) {
+        const bool full = !(b.score >= b0);
+        if (!full && !((all >> t) & 1)) continue;
+        for (int v = 0; v < NV; ++v) {
+            if (!full && !((bits[v] >> t) & 1)) continue;
+            if (s2[v][t] > 0 && sx[v][t] * sx[v][t] > b.score * s2[v][t]) {
+                b.scale = sc[v][t];
+                b.score = scr[v][t];
+                b.i1 = i1;
+                b.i2 = t0 + t;
+                b.var = v;
+            }
+        }
+    }
+}
+
+// IQ1_S: sumx / sumw prefix sums over the sorted values (n + 1 entries, padded with 8 more), levels
+// xp (variant 0, shift +1) and xm (variant 1, shift -1).
+struct Iq1sSplit {
+    const float* sumx;
+    const float* sumw;
+    int n;
+    const float* xv[2];
+};
+
+__attribute__((always_inline)) inline void iq1sSplitBody(const Iq1sSplit& a, SplitBest& out) {
+    const int n = a.n;
+    const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    SplitBest b = out; // a local copy: stores to it cannot alias the inputs
+    alignas(32) float sx[2][8], s2[2][8], sc[2][8], scr[2][8];
+    const float sx0 = a.sumx[0], sw0 = a.sumw[0], sxn = a.sumx[n], swn = a.sumw[n];
+    for (int i1 = 0; i1 <= n; ++i1) {
+        const float sx1 = a.sumx[i1], sw1 = a.sumw[i1];
+        float ax[2], aw[2];
+        for (int v = 0; v < 2; ++v) {
+            const float* xx = a.xv[v];
+            ax[v] = (sx1 - sx0) * xx[0];
+            aw[v] = (sw1 - sw0) * xx[0] * xx[0];
+        }
+        for (int t0 = i1; t0 <= n; t0 += 8) {
+            const V8f x2 = loadV8(a.sumx + t0), w2 = loadV8(a.sumw + t0);
+            const V8i valid = (lane + t0) <= n;
+            V8f vx[2], v2[2];
+            V8i cond[2];
+            for (int v = 0; v < 2; ++v) {
+                const float* xx = a.xv[v];
+                vx[v] = ax[v] + (x2 - sx1) * xx[1] + (sxn - x2) * xx[2];
+                v2[v] = aw[v] + (w2 - sw1) * xx[1] * xx[1] + (swn - w2) * xx[2] * xx[2];
+                cond[v] = valid & (v2[v] > 0) & (vx[v] * vx[v] > b.score * v2[v]);
+            }
+            if (!laneBits(cond[0] | cond[1])) continue;
+            unsigned bits[2];
+            for (int v = 0; v < 2; ++v) {
+                bits[v] = laneBits(cond[v]);
+                const V8f scale = vx[v] / v2[v], score = scale * vx[v];
+                std::memcpy(sx[v], &vx[v], 32);
+                std::memcpy(s2[v], &v2[v], 32);
+                std::memcpy(sc[v], &scale, 32);
+                std::memcpy(scr[v], &score, 32);
+            }
+            scanChunk<2>(sx, s2, sc, scr, bits, std::min(8, n + 1 - t0), i1, t0, b);
+        }
+    }
+    out = b;
+}
+
+// IQ1_M: per-half prefix sums px[h] / pw[h] (17 entries, padded), constants as in the scalar form:
+// txp[h] = tx[h]*p2, txm[h] = tx[h]*m2, twp[h] = tw[h]*p2*p2, twm[h] = tw[h]*m2*m2.
+struct Iq1mSplit {
+    const float* px[2];
+    const float* pw[2];
+    int n;
+    float txp[2], txm[2], twp[2], twm[2];
+    float cp1, cp2, cm1, cm2;
+};
+
+__attribute__((always_inline)) inline void iq1mSplitBody(const Iq1mSplit& a, SplitBest& out) {
+    const int n = a.n;
+    const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    SplitBest b = out;
+    alignas(32) float sx[4][8], s2[4][8], sc[4][8], scr[4][8];
+    for (int i1 = 0; i1 <= n; ++i1) {
+        float p1[2], ap[2], am[2];
+        for (int h = 0; h < 2; ++h) {
+            p1[h] = a.px[h][i1];
+            ap[h] = a.twp[h] + a.pw[h][i1] * a.cp1;
+            am[h] = a.twm[h] + a.pw[h][i1] * a.cm1;
+        }
+        for (int t0 = i1; t0 <= n; t0 += 8) {
+            V8f qxp[2], qxm[2], q2p[2], q2m[2];
+            for (int h = 0; h < 2; ++h) {
+                const V8f sxh = p1[h] + loadV8(a.px[h] + t0);
+                const V8f pw2 = loadV8(a.pw[h] + t0);
+                qxp[h] = a.txp[h] - sxh;
+                qxm[h] = a.txm[h] - sxh;
+                q2p[h] = ap[h] + pw2 * a.cp2;
+                q2m[h] = am[h] + pw2 * a.cm2;
+            }
+            const V8f vx[4] = {qxp[0] + qxp[1], qxp[0] + qxm[1], qxm[0] + qxp[1], qxm[0] + qxm[1]};
+            const V8f v2[4] = {q2p[0] + q2p[1], q2p[0] + q2m[1], q2m[0] + q2p[1], q2m[0] + q2m[1]};
+            const V8i valid = (lane + t0) <= n;
+            V8i cond[4];
+            for (int k = 0; k < 4; ++k)
+                cond[k] = valid & (v2[k] > 0) & (vx[k] * vx[k] > b.score * v2[k]);
+            if (!laneBits(cond[0] | cond[1] | cond[2] | cond[3])) continue;
+            unsigned bits[4];
+            for (int k = 0; k < 4; ++k) {
+                bits[k] = laneBits(cond[k]);
+                const V8f scale = vx[k] / v2[k], score = scale * vx[k];
+                std::memcpy(sx[k], &vx[k], 32);
+                std::memcpy(s2[k], &v2[k], 32);
+                std::memcpy(sc[k], &scale, 32);
+                std::memcpy(scr[k], &score, 32);
+            }
+            scanChunk<4>(sx, s2, sc, scr, bits, std::min(8, n + 1 - t0), i1, t0, b);
+        }
+    }
+    out = b;
+}
+#pragma GCC diagnostic pop
+
+void iq1sSplitPortable(const Iq1sSplit& a, SplitBest& b) {
+    iq1sSplitBody(a, b);
+}
+void iq1mSplitPortable(const Iq1mSplit& a, SplitBest& b) {
+    iq1mSplitBody(a, b);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void iq1sSplitAvx2(const Iq1sSplit& a, SplitBest& b) {
+    iq1sSplitBody(a, b);
+}
+__attribute__((target("avx2"))) void iq1mSplitAvx2(const Iq1mSplit& a, SplitBest& b) {
+    iq1mSplitBody(a, b);
+}
+#endif
+void iq1sSplit(const Iq1sSplit& a, SplitBest& b) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return iq1sSplitAvx2(a, b);
+#endif
+    iq1sSplitPortable(a, b);
+}
+void iq1mSplit(const Iq1mSplit& a, SplitBest& b) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return iq1mSplitAvx2(a, b);
+#endif
+    iq1mSplitPortable(a, b);
 }
 
 // layout: d @0, qs[32] @2, qh u16[8] @34 (3 index bits x 4 | scale << 12 | delta sign << 15)
@@ -738,7 +1179,7 @@ void iq1sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     constexpr int bs = 32;
     const float xp[3] = {-1 + kIQ1Delta, kIQ1Delta, 1 + kIQ1Delta};
     const float xm[3] = {-1 - kIQ1Delta, -kIQ1Delta, 1 - kIQ1Delta};
-    float scales[QK / bs], weight[bs], sumx[bs + 1], sumw[bs + 1];
+    float scales[QK / bs], weight[bs], sumx[bs + 1 + 8] = {}, sumw[bs + 1 + 8] = {};
     int8_t L[bs], shifts[QK / bs];
     int idx[bs];
     uint16_t index[bs / 8];
@@ -748,9 +1189,11 @@ void iq1sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     const float sigma2 = 2 * sumSquares(xbl) / QK;
     for (int ib = 0; ib < QK / bs; ++ib) {
         const float* xb = xbl + bs * ib;
-        for (int i = 0; i < bs; ++i) {
-            const float qw = qwBlock ? qwBlock[bs * ib + i] : 1.f;
-            weight[i] = qw * std::sqrt(sigma2 + xb[i] * xb[i]);
+        if (qwBlock) {
+            imatrixWeights(xb, qwBlock + bs * ib, sigma2, bs, weight);
+        } else {
+            for (int i = 0; i < bs; ++i)
+                weight[i] = 1.f * std::sqrt(sigma2 + xb[i] * xb[i]);
         }
         float max = std::fabs(xb[0]);
         for (int i = 1; i < bs; ++i)
@@ -767,34 +1210,12 @@ void iq1sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             sumx[j + 1] = sumx[j] + weight[i] * xb[i];
             sumw[j + 1] = sumw[j] + weight[i];
         }
-        float bestScore = -FLT_MAX, scale = max;
-        int besti1 = -1, besti2 = -1, bestShift = 0;
-        for (int i1 = 0; i1 <= bs; ++i1) {
-            for (int i2 = i1; i2 <= bs; ++i2) {
-                float sumqx = (sumx[i1] - sumx[0]) * xp[0] + (sumx[i2] - sumx[i1]) * xp[1] +
-                              (sumx[bs] - sumx[i2]) * xp[2];
-                float sumq2 = (sumw[i1] - sumw[0]) * xp[0] * xp[0] + (sumw[i2] - sumw[i1]) * xp[1] * xp[1] +
-                              (sumw[bs] - sumw[i2]) * xp[2] * xp[2];
-                if (sumq2 > 0 && sumqx * sumqx > bestScore * sumq2) {
-                    scale = sumqx / sumq2;
-                    bestScore = scale * sumqx;
-                    besti1 = i1;
-                    besti2 = i2;
-                    bestShift = 1;
-                }
-                sumqx = (sumx[i1] - sumx[0]) * xm[0] + (sumx[i2] - sumx[i1]) * xm[1] +
-                        (sumx[bs] - sumx[i2]) * xm[2];
-                sumq2 = (sumw[i1] - sumw[0]) * xm[0] * xm[0] + (sumw[i2] - sumw[i1]) * xm[1] * xm[1] +
-                        (sumw[bs] - sumw[i2]) * xm[2] * xm[2];
-                if (sumq2 > 0 && sumqx * sumqx > bestScore * sumq2) {
-                    scale = sumqx / sumq2;
-                    bestScore = scale * sumqx;
-                    besti1 = i1;
-                    besti2 = i2;
-                    bestShift = -1;
-                }
-            }
-        }
+        SplitBest sb;
+        sb.scale = max;
+        iq1sSplit(Iq1sSplit{sumx, sumw, bs, {xp, xm}}, sb);
+        float scale = sb.scale;
+        const int besti1 = sb.i1, besti2 = sb.i2;
+        int bestShift = sb.var < 0 ? 0 : sb.var == 0 ? 1 : -1;
         if (besti1 < 0 || besti2 < 0 || bestShift == 0) {
             scales[ib] = 0;
             shifts[ib] = 1;
@@ -868,29 +1289,26 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
     const float xp[3] = {-1 + kIQ1Delta, kIQ1Delta, 1 + kIQ1Delta};
     const float xm[3] = {-1 - kIQ1Delta, -kIQ1Delta, 1 - kIQ1Delta};
     const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
-    float scales[QK / bs], weight[bs];
+    float scales[QK / bs], weightAll[QK];
     int8_t L[bs], shifts[QK / bs];
     int idx[bs];
     uint16_t index[bs / 8];
-    float sumqx[4], sumq2[4];
     uint8_t* qs = y;
     uint8_t* qh = y + 32;
     uint16_t sc[4] = {};
     std::memset(y, 0, 56);
     float maxScale = 0;
     const float sigma2 = 2 * sumSquares(xbl) / QK;
-    auto weights = [&](const float* xb, int ib) {
-        if (qwBlock) {
-            for (int i = 0; i < bs; ++i)
-                weight[i] = qwBlock[bs * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-        } else {
-            for (int i = 0; i < bs; ++i)
-                weight[i] = xb[i] * xb[i];
-        }
-    };
+    // the weights of the whole super-block, used by both passes
+    if (qwBlock) {
+        imatrixWeights(xbl, qwBlock, sigma2, QK, weightAll);
+    } else {
+        for (int i = 0; i < QK; ++i)
+            weightAll[i] = xbl[i] * xbl[i];
+    }
     for (int ib = 0; ib < QK / bs; ++ib) {
         const float* xb = xbl + bs * ib;
-        weights(xb, ib);
+        const float* weight = weightAll + bs * ib;
         float max = std::fabs(xb[0]);
         for (int i = 1; i < bs; ++i)
             max = std::max(max, std::fabs(xb[i]));
@@ -900,13 +1318,11 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             continue;
         }
         sortedOrder(xb, bs, idx);
-        float bestScore = -FLT_MAX, scale = max;
-        int besti1 = -1, besti2 = -1, bestK = -1;
+        SplitBest sb;
+        sb.scale = max;
         {
-            // prefix sums per half (each half of 8 may use x_p or x_m)
-            float px[2][bs + 1], pw[2][bs + 1];
-            px[0][0] = px[1][0] = 0;
-            pw[0][0] = pw[1][0] = 0;
+            // prefix sums per half (each half of 8 may use x_p or x_m), padded for 8-wide loads
+            float px[2][bs + 1 + 8] = {}, pw[2][bs + 1 + 8] = {};
             for (int j = 0; j < bs; ++j) {
                 const int i = idx[j];
                 const int h = i < bs / 2 ? 0 : 1;
@@ -915,43 +1331,23 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
                 pw[h][j + 1] = pw[h][j] + weight[i];
                 pw[1 - h][j + 1] = pw[1 - h][j];
             }
-            const float txs[2] = {px[0][bs], px[1][bs]};
-            const float tws[2] = {pw[0][bs], pw[1][bs]};
             const float p2 = xp[2], m2 = xm[2];
-            const float cp1 = xp[0] * xp[0] - xp[1] * xp[1];
-            const float cp2 = xp[1] * xp[1] - xp[2] * xp[2];
-            const float cm1 = xm[0] * xm[0] - xm[1] * xm[1];
-            const float cm2 = xm[1] * xm[1] - xm[2] * xm[2];
-            for (int i1 = 0; i1 <= bs; ++i1) {
-                for (int i2 = i1; i2 <= bs; ++i2) {
-                    float qxp[2], qxm[2], q2p[2], q2m[2];
-                    for (int h = 0; h < 2; ++h) {
-                        const float sx = px[h][i1] + px[h][i2];
-                        qxp[h] = txs[h] * p2 - sx;
-                        qxm[h] = txs[h] * m2 - sx;
-                        q2p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
-                        q2m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
-                    }
-                    sumqx[0] = qxp[0] + qxp[1];
-                    sumqx[1] = qxp[0] + qxm[1];
-                    sumqx[2] = qxm[0] + qxp[1];
-                    sumqx[3] = qxm[0] + qxm[1];
-                    sumq2[0] = q2p[0] + q2p[1];
-                    sumq2[1] = q2p[0] + q2m[1];
-                    sumq2[2] = q2m[0] + q2p[1];
-                    sumq2[3] = q2m[0] + q2m[1];
-                    for (int k = 0; k < 4; ++k) {
-                        if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > bestScore * sumq2[k]) {
-                            scale = sumqx[k] / sumq2[k];
-                            bestScore = scale * sumqx[k];
-                            besti1 = i1;
-                            besti2 = i2;
-                            bestK = k;
-                        }
-                    }
-                }
+            Iq1mSplit a{{px[0], px[1]}, {pw[0], pw[1]}, bs, {}, {}, {}, {}, 0, 0, 0, 0};
+            for (int h = 0; h < 2; ++h) {
+                a.txp[h] = px[h][bs] * p2;
+                a.txm[h] = px[h][bs] * m2;
+                a.twp[h] = pw[h][bs] * p2 * p2;
+                a.twm[h] = pw[h][bs] * m2 * m2;
             }
+            a.cp1 = xp[0] * xp[0] - xp[1] * xp[1];
+            a.cp2 = xp[1] * xp[1] - xp[2] * xp[2];
+            a.cm1 = xm[0] * xm[0] - xm[1] * xm[1];
+            a.cm2 = xm[1] * xm[1] - xm[2] * xm[2];
+            iq1mSplit(a, sb);
         }
+        float scale = sb.scale;
+        const int besti1 = sb.i1, besti2 = sb.i2;
+        int bestK = sb.var;
         if (besti1 < 0 || besti2 < 0 || bestK < 0) {
             scales[ib] = 0;
             shifts[ib] = 0;
@@ -1014,7 +1410,7 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
         sc[ib / 4] = static_cast<uint16_t>(sc[ib / 4] | (l << (3 * (ib % 4))));
         qh[ib] = static_cast<uint8_t>(qh[ib] | masks[shifts[ib]]);
         const float* xb = xbl + bs * ib;
-        weights(xb, ib);
+        const float* weight = weightAll + bs * ib;
         for (int k = 0; k < bs / 8; ++k) {
             const float* xx = k == 0 ? (shifts[ib] < 2 ? xp : xm) : (shifts[ib] % 2 == 0 ? xp : xm);
             const int gi = qs[2 * ib + k] + ((qh[ib] << (8 - 4 * k)) & 0x700);

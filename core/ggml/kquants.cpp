@@ -4,7 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "common/fp16.h"
 #include "ggml/quant_helpers.h"
@@ -431,6 +436,107 @@ inline int bestIndexInt8(float x) {
     return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
+// sumqx = sum w*q*x, sumq2 = sum w*q*q over a 32-element sub-block at inverse scale id, q = values[l],
+// l = bestIndexInt8(id*x); also writes l when L is given. The products in ggml's order, the sums sequential.
+inline void iq4SumsPortable(const float* xb, const float* weight, float id, float& sumqx, float& sumq2,
+                            uint8_t* L) {
+    sumqx = sumq2 = 0;
+    for (int j = 0; j < 32; ++j) {
+        const float al = id * xb[j];
+        const int l = bestIndexInt8(al);
+        if (L) L[j] = static_cast<uint8_t>(l);
+        const float q = kIQ4NLValues[l];
+        const float w = weight[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// values[i] for 8 indices i in 0..15 (the 16 levels as floats in two vectors)
+__attribute__((target("avx2"))) inline __m256 iq4Level(__m256 tabLo, __m256 tabHi, __m256i i) {
+    const __m256 lo = _mm256_permutevar8x32_ps(tabLo, i), hi = _mm256_permutevar8x32_ps(tabHi, i);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7))));
+}
+
+// bestIndexInt8 for 8 values: mu - 1 = number of levels val[1..14] <= x (a NaN counts none), then the
+// same final comparison on the two neighbouring levels; x <= val[0] -> 0, x >= val[15] or NaN -> 15.
+__attribute__((target("avx2"))) inline __m256i bestIndexInt8x8(__m256 x, const __m256* lv, __m256 tabLo,
+                                                               __m256 tabHi) {
+    __m256i mu = _mm256_set1_epi32(1);
+    for (int k = 1; k < 15; ++k)
+        mu = _mm256_sub_epi32(mu, _mm256_castps_si256(_mm256_cmp_ps(lv[k], x, _CMP_LE_OQ)));
+    const __m256i one = _mm256_set1_epi32(1);
+    const __m256i mu1 = _mm256_sub_epi32(mu, one);
+    const __m256 below = _mm256_cmp_ps(_mm256_sub_ps(x, iq4Level(tabLo, tabHi, mu1)),
+                                       _mm256_sub_ps(iq4Level(tabLo, tabHi, mu), x), _CMP_LT_OQ);
+    __m256i l =
+        _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(mu), _mm256_castsi256_ps(mu1), below));
+    l = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(x, lv[0], _CMP_LE_OQ)), l);
+    const __m256 top = _mm256_or_ps(_mm256_cmp_ps(x, lv[15], _CMP_GE_OQ), _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    return _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(l), _mm256_castsi256_ps(_mm256_set1_epi32(15)), top));
+}
+
+__attribute__((target("avx2"))) void iq4SumsAvx2(const float* xb, const float* weight, float id, float& sumqx,
+                                                 float& sumq2, uint8_t* L) {
+    __m256 lv[16];
+    for (int k = 0; k < 16; ++k)
+        lv[k] = _mm256_set1_ps(kIQ4NLValues[k]);
+    alignas(32) float tab[16];
+    for (int k = 0; k < 16; ++k)
+        tab[k] = kIQ4NLValues[k];
+    const __m256 tabLo = _mm256_load_ps(tab), tabHi = _mm256_load_ps(tab + 8), vid = _mm256_set1_ps(id);
+    alignas(32) float wqx[32], wqq[32];
+    alignas(32) int32_t li[32];
+    for (int c = 0; c < 32; c += 8) {
+        const __m256 x = _mm256_loadu_ps(xb + c);
+        const __m256i l = bestIndexInt8x8(_mm256_mul_ps(vid, x), lv, tabLo, tabHi);
+        const __m256 q = iq4Level(tabLo, tabHi, l);
+        const __m256 wq = _mm256_mul_ps(_mm256_loadu_ps(weight + c), q);
+        _mm256_store_ps(wqx + c, _mm256_mul_ps(wq, x));
+        _mm256_store_ps(wqq + c, _mm256_mul_ps(wq, q));
+        if (L) _mm256_store_si256(reinterpret_cast<__m256i*>(li + c), l);
+    }
+    float sx = 0, s2 = 0;
+    for (int j = 0; j < 32; ++j) {
+        sx += wqx[j];
+        s2 += wqq[j];
+    }
+    sumqx = sx;
+    sumq2 = s2;
+    if (L)
+        for (int j = 0; j < 32; ++j)
+            L[j] = static_cast<uint8_t>(li[j]);
+}
+
+__attribute__((target("avx2"))) void iq4NearestAvx2(const float* x, int* out) {
+    __m256 lv[16];
+    for (int k = 0; k < 16; ++k)
+        lv[k] = _mm256_set1_ps(kIQ4NLValues[k]);
+    alignas(32) float tab[16];
+    for (int k = 0; k < 16; ++k)
+        tab[k] = kIQ4NLValues[k];
+    _mm256_storeu_si256(
+        reinterpret_cast<__m256i*>(out),
+        bestIndexInt8x8(_mm256_loadu_ps(x), lv, _mm256_load_ps(tab), _mm256_load_ps(tab + 8)));
+}
+
+bool detectAvx2() {
+    if (const char* env = std::getenv("QZ_NO_AVX2"); env && *env && *env != '0') return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#endif
+
+inline void iq4Sums(const float* xb, const float* weight, float id, float& sumqx, float& sumq2, uint8_t* L) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return iq4SumsAvx2(xb, weight, id, sumqx, sumq2, L);
+#endif
+    iq4SumsPortable(xb, weight, id, sumqx, sumq2, L);
+}
+
 // Scale search of quantize_row_iq4_nl_impl for one 32-element sub-block xb (ntry = 7). sigma2 is
 // 2*sum(x^2)/super_block_size of the enclosing super-block; qw (nullable) its 32 importances.
 // Returns the scale (0 for an all-zero sub-block).
@@ -455,28 +561,13 @@ float iq4SubBlockScale(const float* xb, const float* qw, float sigma2) {
     if (amax < kGroupMaxEps) return 0.f;
     float d = -max / values[0];
     float id = 1 / d;
-    float sumqx = 0, sumq2 = 0;
-    for (int j = 0; j < kBlock; ++j) {
-        const float al = id * xb[j];
-        const int l = bestIndexInt8(al);
-        const float q = values[l];
-        const float w = weight[j];
-        sumqx += w * q * xb[j];
-        sumq2 += w * q * q;
-    }
+    float sumqx, sumq2;
+    iq4Sums(xb, weight, id, sumqx, sumq2, nullptr);
     d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
     float best = d * sumqx;
     for (int itry = -ntry; itry <= ntry; ++itry) {
         id = static_cast<float>(itry + values[0]) / max;
-        sumqx = sumq2 = 0;
-        for (int j = 0; j < kBlock; ++j) {
-            const float al = id * xb[j];
-            const int l = bestIndexInt8(al);
-            const float q = values[l];
-            const float w = weight[j];
-            sumqx += w * q * xb[j];
-            sumq2 += w * q * q;
-        }
+        iq4Sums(xb, weight, id, sumqx, sumq2, nullptr);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
             d = sumqx / sumq2;
             best = d * sumqx;
@@ -605,5 +696,13 @@ void quantizeRowsIQ4_NL(const float* src, uint8_t* dst, int64_t nrows, int64_t n
 }
 
 int iq4nlNearestIndex(float x) { return bestIndexInt8(x); }
+void iq4nlNearestIndex8(const float* x, int* out) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return iq4NearestAvx2(x, out);
+#endif
+    for (int k = 0; k < 8; ++k)
+        out[k] = bestIndexInt8(x[k]);
+}
 
 }  // namespace qz::ggml

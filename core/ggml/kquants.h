@@ -35,5 +35,7 @@ void quantizeRowsIQ4_NL(const float* src, uint8_t* dst, int64_t nrows, int64_t n
 extern const int8_t kIQ4NLValues[16];
 // Index of the level nearest to x, ties to the upper index (ggml's best_index_int8 on kIQ4NLValues).
 int iq4nlNearestIndex(float x);
+// The same for 8 values at once through the quantizers' vectorised path (AVX2 where the CPU has it).
+void iq4nlNearestIndex8(const float* x, int* out);
 
 }  // namespace qz::ggml

@@ -1,5 +1,7 @@
 #include "ggml/quantize.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -82,12 +84,30 @@ Status quantizeTensor(DType type, const float* src, int64_t nrows, int64_t ncols
     if (nrows == 0 || ncols == 0) return okStatus();
     const auto rowBytes = bytesFor(type, static_cast<uint64_t>(ncols));
     if (!rowBytes) return makeError("tensor too large");
-    // At least ~64K elements per chunk so small tensors stay on one thread.
-    const size_t minRows = static_cast<size_t>(std::max<int64_t>(1, 65536 / ncols));
-    parallelFor(static_cast<size_t>(nrows), [&](size_t r0, size_t r1, int) {
-        fn(src + static_cast<int64_t>(r0) * ncols, dst + r0 * *rowBytes, static_cast<int64_t>(r1 - r0), ncols,
-           imatrix);
-    }, threads, minRows);
+    // Rows go in chunks of >= 16384 elements, taken from a shared counter by each thread as it becomes free
+    // (as llama.cpp's llama_tensor_quantize_impl does), so a slow thread (a loaded machine, costlier rows)
+    // does not hold up the others; tensors under 64K elements stay on one thread.
+    const int64_t chunkRows = std::max<int64_t>(1, (16384 + ncols - 1) / ncols);
+    const int64_t nchunks = (nrows + chunkRows - 1) / chunkRows;
+    int64_t nt = threads > 0 ? threads : defaultThreadCount();
+    if (nrows <= 65535 / ncols) nt = 1; // fewer than 65536 elements (no product that could overflow)
+    nt = std::min(nt, nchunks);
+    if (nt <= 1) {
+        fn(src, dst, nrows, ncols, imatrix);
+        return okStatus();
+    }
+    std::atomic<int64_t> next{0};
+    parallelFor(
+        static_cast<size_t>(nt),
+        [&](size_t, size_t, int) {
+            for (;;) {
+                const int64_t r0 = next.fetch_add(chunkRows);
+                if (r0 >= nrows) return;
+                const int64_t n = std::min(chunkRows, nrows - r0);
+                fn(src + r0 * ncols, dst + static_cast<size_t>(r0) * *rowBytes, n, ncols, imatrix);
+            }
+        },
+        static_cast<int>(nt), 1);
     return okStatus();
 }
 

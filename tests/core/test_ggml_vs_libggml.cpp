@@ -101,6 +101,7 @@ private slots:
     void dequantizeMatchesGgml_data();
     void dequantizeMatchesGgml();
     void q8_0RoundingEdges();
+    void ternaryRoundingEdges();
 };
 
 void TestGgmlVsLibggml::initTestCase() {
@@ -271,6 +272,30 @@ void TestGgmlVsLibggml::q8_0RoundingEdges() {
     QVERIFY(ggml::quantizeTensor(DType::Q8_0, x.data(), rows, cols, nullptr, ours.data(), 1).ok());
     ggml::quantizeRowQ8_0Ref(x.data(), ref.data(), rows * cols);
     QVERIFY(ours == ref);
+}
+
+// TQ1_0 / TQ2_0 round x/d half away from zero (lroundf; vectorised on AVX2 machines): blocks whose d is 1
+// (one element +-1) with every other element at, just below or just above a half, and blocks of random
+// values with d = 3 (inexact 1/d).
+void TestGgmlVsLibggml::ternaryRoundingEdges() {
+    const int64_t cols = 256 * 4, rows = 2;
+    std::vector<float> x(rows * cols);
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> ud(-3.f, 3.f);
+    const float edges[] = {0.5f, -0.5f, 0.49999997f, -0.49999997f, 0.50000006f, -0.50000006f,
+                           0.f,  -0.f,  1.f,         -1.f,         1e-30f,      -0.99999994f};
+    for (int64_t c = 0; c < cols; ++c) {
+        const int64_t j = c % 256;
+        x[c] = j == 0 ? ((c / 256) % 2 ? -1.f : 1.f) : edges[(c * 7 + c / 256) % 12];
+        x[cols + c] = j == 5 ? 3.f : ud(rng);
+    }
+    for (DType t : {DType::TQ1_0, DType::TQ2_0}) {
+        const size_t bytes = rows * *bytesFor(t, cols);
+        std::vector<uint8_t> ours(bytes), theirs(bytes);
+        QVERIFY(ggml::quantizeTensor(t, x.data(), rows, cols, nullptr, ours.data(), 1).ok());
+        QCOMPARE(lib().quantize(traits(t).ggmlId, x.data(), theirs.data(), 0, rows, cols, nullptr), bytes);
+        QVERIFY2(ours == theirs, dtypeName(t).data());
+    }
 }
 
 QTEST_GUILESS_MAIN(TestGgmlVsLibggml)

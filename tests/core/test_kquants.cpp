@@ -579,6 +579,16 @@ private slots:
         for (float x : probes)
             if (ggml::iq4nlNearestIndex(x) != reference(x)) ++mismatches;
         QCOMPARE(mismatches, 0);
+        // the vectorised form the quantizers use (AVX2 on this CPU unless QZ_NO_AVX2=1)
+        while (probes.size() % 8)
+            probes.push_back(0.f);
+        for (size_t i = 0; i < probes.size(); i += 8) {
+            int got[8];
+            ggml::iq4nlNearestIndex8(probes.data() + i, got);
+            for (int k = 0; k < 8; ++k)
+                if (got[k] != reference(probes[i + k])) ++mismatches;
+        }
+        QCOMPARE(mismatches, 0);
         QCOMPARE(ggml::iq4nlNearestIndex(-4.5f), 8);   // hand: 5.5 from -10 and 5.5 from 1: a tie -> upper (1)
         QCOMPARE(ggml::iq4nlNearestIndex(-4.6f), 7);   // 5.4 < 5.6 -> -10 (index 7)
         QCOMPARE(ggml::iq4nlNearestIndex(-4.4f), 8);   // 5.6 > 5.4 -> 1 (index 8)
