@@ -12,6 +12,7 @@
 #include "export/gguf_export.h"
 #include "gguf/gguf_file.h"
 #include "gguf/gguf_reader.h"
+#include "infer/text_tokens.h"
 #include "model/model.h"
 #include "tiny_archs.h"
 
@@ -67,6 +68,12 @@ Shapes expectedTensors(const std::string& variant) {
         }
     }
     return s;
+}
+
+// tokenizer.ggml.add_space_prefix of a GGUF (SentencePiece's default true when absent).
+bool spacePrefixOf(const Model& g) {
+    const GgufFile* f = ggufOf(g);
+    return f && f->getBool("tokenizer.ggml.add_space_prefix").value_or(true);
 }
 
 std::string ggufArchOf(const std::string& arch) { return arch == "mixtral" ? "llama" : arch; }
@@ -252,6 +259,36 @@ private slots:
         QCOMPARE((*g)->find("blk.0.ffn_up_exps.weight")->dtype, DType::Q8_0);
         QCOMPARE((*g)->find("blk.0.ffn_gate_inp.weight")->dtype, DType::F32);
         QCOMPARE((*g)->find("blk.0.attn_q_norm.weight")->dtype, DType::F32);
+    }
+
+    // A Gemma folder and its GGUF tokenize a text alike: convert writes add_space_prefix false for Gemma
+    // whatever the SentencePiece model says (the tiny models' says true), and the folder is read so too.
+    void gemmaFolderTokenizesLikeItsGguf_data() {
+        QTest::addColumn<QString>("arch");
+        for (const char* a : {"gemma2", "gemma3", "gemma3-mm", "phi3"}) QTest::newRow(a) << QString(a);
+    }
+    void gemmaFolderTokenizesLikeItsGguf() {
+        QFETCH(QString, arch);
+        const std::string a = arch.toStdString();
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, a, QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        GgufExportParams p;
+        p.outputPath = tmp.filePath("out.gguf").toStdString();
+        p.type = "F32";
+        QVERIFY(exportGguf(**m, p, {}, {}));
+        auto g = openModel(p.outputPath);
+        QVERIFY(g);
+        const std::string text = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
+        auto th = tokenizeForPerplexity(**m, text);
+        QVERIFY2(th, th ? "" : th.error().message.c_str());
+        auto tg = tokenizeForPerplexity(**g, text);
+        QVERIFY2(tg, tg ? "" : tg.error().message.c_str());
+        QCOMPARE(th->tokens, tg->tokens);
+        // Gemma's GGUF has no space prefix, phi3's (llama's SentencePiece path) has.
+        QCOMPARE(spacePrefixOf(**g), a == "phi3");
     }
 
     void refusals() {
