@@ -89,22 +89,23 @@ qz_llama_export(${S260} stories260K Q2_K 123.817695 5e-3)
 # Q4_K_M exports, generates and computes a finite perplexity; and llama.cpp's perplexity on the F32 export
 # equals, within 0.1 %, that of an independent numpy forward pass of the HF folder written from transformers'
 # modeling code (tests/tools/ref_forward.py) on the same token windows (measured: within 0.008 %); so does
-# our engine's perplexity on the HF folder (quantzoo-cli perplexity, compare-ref.sh with QZ_CLI; Gemma: on
-# the GGUF).
+# our engine's perplexity on the HF folder (quantzoo-cli perplexity, compare-ref.sh with QZ_CLI; the Gemma
+# folders are read with add_space_prefix false, as their GGUF: core/tokenizer/README.md).
 set(QZ_ARCH_MODELS ${QZ_LLAMA_OUT}/arch-models)
 add_test(NAME llama_arch_models COMMAND make_tiny_models ${QZ_ARCH_MODELS} ${QZ_TEST_DATA_DIR})
 set_tests_properties(llama_arch_models PROPERTIES FIXTURES_SETUP archmodels TIMEOUT 120 LABELS llama)
-foreach(arch qwen3 qwen3moe mixtral gemma2 gemma3 phi3)
+# The variants (Gemma 3's linear RoPE scaling on global layers, Phi-3's partial rotary dims, the multimodal
+# Gemma 3 layouts) in F32 only.
+foreach(arch qwen3 qwen3moe mixtral gemma2 gemma3 phi3 gemma3-rope8 phi3-partial gemma3-mm gemma3-mm2)
     qz_llama_export(${QZ_ARCH_MODELS}/${arch} arch-${arch} F32 - - REQUIRES archmodels CHECK --ctx 64 --chunks 4)
-    qz_llama_export(${QZ_ARCH_MODELS}/${arch} arch-${arch} Q4_K_M - - REQUIRES archmodels CHECK --ctx 64 --chunks 4)
+    if(NOT arch MATCHES "-")
+        qz_llama_export(${QZ_ARCH_MODELS}/${arch} arch-${arch} Q4_K_M - - REQUIRES archmodels CHECK --ctx 64 --chunks 4)
+    endif()
     add_test(NAME llama_ref_arch-${arch}
              COMMAND ${QZ_LLAMA_DIR}/compare-ref.sh ${QZ_ARCH_MODELS}/${arch} ${QZ_LLAMA_OUT}/arch-${arch}-F32.gguf 1e-3
                      --ctx 64 --chunks 4)
     set_tests_properties(llama_ref_arch-${arch} PROPERTIES FIXTURES_REQUIRED "llama;archmodels;qzgguf_arch-${arch}-F32"
                          TIMEOUT 300 LABELS llama ENVIRONMENT "QZ_CLI=$<TARGET_FILE:quantzoo-cli>")
-    if(arch MATCHES "^gemma")  # the tiny Gemma folders tokenize differently from their GGUF (core/infer/README.md)
-        set_tests_properties(llama_ref_arch-${arch} PROPERTIES ENVIRONMENT "QZ_CLI=$<TARGET_FILE:quantzoo-cli>;QZ_CLI_ON=gguf")
-    endif()
     # The tiny Mixtral has a scored token whose 2nd and 3rd router probabilities differ by 2.5e-6
     # (ref_forward.py, layer 1), so the expert choice there hangs on rounding: with K/V rounded to fp16 our
     # engine lands 0.2 % below llama.cpp, with F32 attention within 0.005 % of it and of the reference.

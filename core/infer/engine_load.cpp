@@ -275,17 +275,17 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
     const auto& hp = e.hp;
     const int nq = hp.nHead * hp.headDim, nkv = hp.nHeadKv * hp.headDim;
     const bool g = ld.gguf;
-    e.tokEmbdName = g ? "token_embd.weight" : "model.embed_tokens.weight";
+    e.tokEmbdName = g ? "token_embd.weight" : hp.hfPrefix + "embed_tokens.weight";
     QZ_TRY(ld.matrix(e.tokEmbd, e.tokEmbdName, hp.nVocab, hp.nEmbd, false, true));
-    QZ_TRY(ld.vec(e.outNorm, g ? "output_norm.weight" : "model.norm.weight", hp.nEmbd, true));
-    QZ_TRY(ld.linear(e.output, g ? "output.weight" : "lm_head.weight", "", hp.nEmbd, hp.nVocab, false, false, false));
+    QZ_TRY(ld.vec(e.outNorm, g ? "output_norm.weight" : hp.hfPrefix + "norm.weight", hp.nEmbd, true));
+    QZ_TRY(ld.linear(e.output, g ? "output.weight" : hp.hfHead, "", hp.nEmbd, hp.nVocab, false, false, false));
     if (!e.output.present()) e.output.name = e.tokEmbdName;
 
     e.layers.resize(hp.nLayer);
     const std::string hfMoe = hp.archName == "mixtral" ? "block_sparse_moe." : "mlp.";
     for (int l = 0; l < hp.nLayer; ++l) {
         InferLayer& L = e.layers[l];
-        const std::string p = g ? "blk." + std::to_string(l) + "." : "model.layers." + std::to_string(l) + ".";
+        const std::string p = g ? "blk." + std::to_string(l) + "." : hp.hfPrefix + "layers." + std::to_string(l) + ".";
         auto n = [&](const char* gg, const char* hf) { return p + (g ? gg : hf); };
         QZ_TRY(ld.vec(L.attnNorm, n("attn_norm.weight", "input_layernorm.weight"), hp.nEmbd, true));
         if (hp.gemma) {
@@ -367,7 +367,7 @@ Status loadLlama(Loader& ld, Engine::Impl& e) {
         }
     }
     if (hp.gemma && !g) {
-        auto it = ld.slots.find("model.norm.weight");
+        auto it = ld.slots.find(hp.hfPrefix + "norm.weight");
         if (it != ld.slots.end()) {
             it->second.addOne = true;
             assignWeight(it->second, *it->second.dst);

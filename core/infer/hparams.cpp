@@ -217,6 +217,14 @@ Result<InferHParams> fromConfig(const Model& model) {
     const TensorInfo* emb = hp.arch == InferArch::Gpt2
                                 ? findAny(model, {"transformer.wte.weight", "wte.weight"})
                                 : findAny(model, {"model.embed_tokens.weight"});
+    if (!emb && hp.gemma && hp.qkNorm) {  // Gemma3ForConditionalGeneration's layouts (hparams.h hfPrefix)
+        if ((emb = model.find("language_model.model.embed_tokens.weight"))) {
+            hp.hfPrefix = "language_model.model.";
+            hp.hfHead = "language_model.lm_head.weight";
+        } else if ((emb = model.find("model.language_model.embed_tokens.weight"))) {
+            hp.hfPrefix = "model.language_model.";
+        }
+    }
     if (!emb || emb->shape.size() != 2 || emb->shape[1] != hp.nEmbd)
         return makeError(where + ": token embedding missing or of the wrong shape");
     if (emb->shape[0] < 1 || emb->shape[0] > (1 << 24)) return makeError(where + ": vocabulary size out of range");

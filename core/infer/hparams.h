@@ -65,6 +65,11 @@ struct InferHParams {
     int slidingWindow = 0;        // sliding layers see keys with i − j < slidingWindow (0 = none)
     std::vector<uint8_t> layerSliding;  // [nLayer]: 1 = sliding-window layer (empty = none)
     float ropeThetaSwa = 0;       // gemma3: RoPE base of the sliding layers (0 = ropeTheta), no scaling
+    // HF tensor names: the decoder's prefix ("model." + "embed_tokens.weight", "layers.N.", "norm.weight") and
+    // the output head. A multimodal Gemma 3 nests the language model: "language_model.model." with
+    // "language_model.lm_head.weight" (transformers < 4.52), or "model.language_model." with "lm_head.weight".
+    std::string hfPrefix = "model.";
+    std::string hfHead = "lm_head.weight";
 };
 
 // Reads the hyper-parameters of an HF folder / safetensors file with config.json, or of a GGUF.

@@ -279,6 +279,14 @@ Result<Vocab> loadSpm(const fs::path& dir, const Json* config, const Json* tokCf
     }
     auto st = loadSpecialVocab(v, dir, config, added, tokCfg);
     if (!st) return st.error();
+    // Gemma 2 / 3: no space prefix. convert's Gemma set_vocab writes add_space_prefix false whatever the
+    // SentencePiece model says (core/convert/README.md B), llama.cpp tokenizes the GGUF so, and the HF folder is
+    // read the same way, so that a folder and its GGUF give the same tokens (Gemma's own tokenizer.model has
+    // add_dummy_prefix false too; core/tokenizer/README.md).
+    if (config && config->is_object()) {
+        const std::string type = config->value("model_type", std::string());
+        if (type == "gemma2" || type == "gemma3" || type == "gemma3_text") v.addSpacePrefix = false;
+    }
     return v;
 }
 

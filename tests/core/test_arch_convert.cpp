@@ -12,6 +12,7 @@
 #include "export/gguf_export.h"
 #include "gguf/gguf_file.h"
 #include "gguf/gguf_reader.h"
+#include "infer/text_tokens.h"
 #include "model/model.h"
 #include "tiny_archs.h"
 
@@ -22,8 +23,9 @@ namespace {
 
 using Shapes = std::map<std::string, std::vector<int64_t>>;  // GGUF name -> ne
 
-Shapes expectedTensors(const std::string& arch) {
-    const TinyDims d = tinyDims(arch);
+Shapes expectedTensors(const std::string& variant) {
+    const std::string arch = tinyBase(variant);
+    const TinyDims d = tinyDims(variant);
     const int64_t q = d.heads * d.headDim, kv = d.kvHeads * d.headDim, H = d.hidden;
     const bool gemma = arch == "gemma2" || arch == "gemma3";
     Shapes s;
@@ -68,11 +70,19 @@ Shapes expectedTensors(const std::string& arch) {
     return s;
 }
 
+// tokenizer.ggml.add_space_prefix of a GGUF (SentencePiece's default true when absent).
+bool spacePrefixOf(const Model& g) {
+    const GgufFile* f = ggufOf(g);
+    return f && f->getBool("tokenizer.ggml.add_space_prefix").value_or(true);
+}
+
 std::string ggufArchOf(const std::string& arch) { return arch == "mixtral" ? "llama" : arch; }
 
-std::vector<float> hfValues(const std::string& arch, const std::string& hfName) {
-    for (const auto& t : tinyTensors(arch))
-        if (t.name == hfName) return tinyValues(arch, t);
+// The values of the text model's tensor hfName ("model.layers.1...") in the variant's layout.
+std::vector<float> hfValues(const std::string& variant, std::string hfName) {
+    if (hfName.rfind("model.", 0) == 0) hfName = tinyPrefix(variant) + hfName.substr(6);
+    for (const auto& t : tinyTensors(variant))
+        if (t.name == hfName) return tinyValues(variant, t);
     return {};
 }
 
@@ -84,13 +94,14 @@ private slots:
     void namesShapesAndKeys_data() {
         QTest::addColumn<QString>("arch");
         for (const auto& a : tinyArchNames()) QTest::newRow(a.c_str()) << QString::fromStdString(a);
+        for (const auto& a : tinyVariantNames()) QTest::newRow(a.c_str()) << QString::fromStdString(a);
     }
     void namesShapesAndKeys() {
         QFETCH(QString, arch);
-        const std::string a = arch.toStdString();
+        const std::string variant = arch.toStdString(), a = tinyBase(variant);
         QTemporaryDir tmp;
         const std::string dir = tmp.filePath("model").toStdString();
-        auto st = writeTinyModel(dir, a, QZ_TEST_DATA);
+        auto st = writeTinyModel(dir, variant, QZ_TEST_DATA);
         QVERIFY2(st, st ? "" : st.error().message.c_str());
         auto m = openModel(dir);
         QVERIFY2(m, m ? "" : m.error().message.c_str());
@@ -105,7 +116,7 @@ private slots:
         QVERIFY(f);
 
         // Tensors: exactly the expected names and shapes; every one F32 in an F32 export.
-        const Shapes want = expectedTensors(a);
+        const Shapes want = expectedTensors(variant);  // the vision tower and projector are not in it
         QCOMPARE((*g)->tensors.size(), want.size());
         for (const auto& t : (*g)->tensors) {
             auto it = want.find(t.name);
@@ -116,7 +127,7 @@ private slots:
 
         // Keys llama.cpp's loader reads for this architecture.
         const std::string ga = ggufArchOf(a);
-        const TinyDims d = tinyDims(a);
+        const TinyDims d = tinyDims(variant);
         QCOMPARE(f->getString("general.architecture").value_or(""), ga);
         QCOMPARE(f->getUInt(ga + ".block_count").value_or(0), uint64_t(d.layers));
         QCOMPARE(f->getUInt(ga + ".embedding_length").value_or(0), uint64_t(d.hidden));
@@ -141,11 +152,22 @@ private slots:
             QCOMPARE(f->getDouble(ga + ".rope.freq_base_swa").value_or(0), 10000.0);
             QCOMPARE(f->getUInt(ga + ".attention.sliding_window").value_or(0), uint64_t(32));
             QVERIFY(!f->getDouble(ga + ".final_logit_softcapping"));  // null in config.json: not written
+            // convert's Gemma3Model writes rope_scaling (linear) as rope.scaling.type / factor; llama.cpp's
+            // gemma3 graph applies it to the global layers only (core/convert/README.md B).
+            if (variant == "gemma3-rope8") {
+                QCOMPARE(f->getString(ga + ".rope.scaling.type").value_or(""), std::string("linear"));
+                QCOMPARE(f->getDouble(ga + ".rope.scaling.factor").value_or(0), 8.0);
+            } else {
+                QVERIFY(!f->getString(ga + ".rope.scaling.type"));
+                QVERIFY(!f->getDouble(ga + ".rope.scaling.factor"));
+            }
         }
         if (a == "gemma2" || a == "gemma3")
             QCOMPARE(f->getBool("tokenizer.ggml.add_space_prefix").value_or(true), false);
         if (a == "phi3") {
-            QCOMPARE(f->getUInt(ga + ".rope.dimension_count").value_or(0), uint64_t(d.headDim));
+            // convert's Phi3MiniModel: int(partial_rotary_factor · hidden_size) // heads = 0.75 · 256 / 4 = 48.
+            QCOMPARE(f->getUInt(ga + ".rope.dimension_count").value_or(0),
+                     uint64_t(variant == "phi3-partial" ? 48 : d.headDim));
             QCOMPARE(f->getUInt(ga + ".rope.scaling.original_context_length").value_or(0), uint64_t(512));
             QCOMPARE(f->getUInt(ga + ".attention.sliding_window").value_or(0), uint64_t(256));
         }
@@ -156,10 +178,10 @@ private slots:
     void values_data() { namesShapesAndKeys_data(); }
     void values() {
         QFETCH(QString, arch);
-        const std::string a = arch.toStdString();
+        const std::string variant = arch.toStdString(), a = tinyBase(variant);
         QTemporaryDir tmp;
         const std::string dir = tmp.filePath("model").toStdString();
-        QVERIFY(writeTinyModel(dir, a, QZ_TEST_DATA));
+        QVERIFY(writeTinyModel(dir, variant, QZ_TEST_DATA));
         auto m = openModel(dir);
         QVERIFY(m);
         GgufExportParams p;
@@ -177,30 +199,30 @@ private slots:
         const bool gemma = a == "gemma2" || a == "gemma3";
         {
             const auto got = tensorOf("blk.1.attn_norm.weight");
-            auto src = hfValues(a, "model.layers.1.input_layernorm.weight");
+            auto src = hfValues(variant, "model.layers.1.input_layernorm.weight");
             QCOMPARE(got.size(), src.size());
             for (size_t i = 0; i < src.size(); ++i) QCOMPARE(got[i], gemma ? src[i] + 1.0f : src[i]);
         }
         if (gemma) {
             const auto got = tensorOf("blk.0.post_ffw_norm.weight");
-            auto src = hfValues(a, "model.layers.0.post_feedforward_layernorm.weight");
+            auto src = hfValues(variant, "model.layers.0.post_feedforward_layernorm.weight");
             QCOMPARE(got.size(), src.size());
             for (size_t i = 0; i < src.size(); ++i) QCOMPARE(got[i], src[i] + 1.0f);
         }
         if (a == "gemma3" || a == "qwen3") {
             const auto got = tensorOf("blk.0.attn_q_norm.weight");
-            auto src = hfValues(a, "model.layers.0.self_attn.q_norm.weight");
+            auto src = hfValues(variant, "model.layers.0.self_attn.q_norm.weight");
             QCOMPARE(got.size(), src.size());
             for (size_t i = 0; i < src.size(); ++i) QCOMPARE(got[i], a == "gemma3" ? src[i] + 1.0f : src[i]);
         }
         if (a == "phi3") {
-            QCOMPARE(tensorOf("blk.1.attn_qkv.weight"), hfValues(a, "model.layers.1.self_attn.qkv_proj.weight"));
-            QCOMPARE(tensorOf("blk.1.ffn_up.weight"), hfValues(a, "model.layers.1.mlp.gate_up_proj.weight"));
+            QCOMPARE(tensorOf("blk.1.attn_qkv.weight"), hfValues(variant, "model.layers.1.self_attn.qkv_proj.weight"));
+            QCOMPARE(tensorOf("blk.1.ffn_up.weight"), hfValues(variant, "model.layers.1.mlp.gate_up_proj.weight"));
         }
         const TinyDims d = tinyDims(a);
         if (d.experts > 0) {
             const std::string moe = a == "mixtral" ? "block_sparse_moe." : "mlp.";
-            QCOMPARE(tensorOf("blk.1.ffn_gate_inp.weight"), hfValues(a, "model.layers.1." + moe + "gate.weight"));
+            QCOMPARE(tensorOf("blk.1.ffn_gate_inp.weight"), hfValues(variant, "model.layers.1." + moe + "gate.weight"));
             const TensorInfo* gi = (*g)->find("blk.1.ffn_gate_inp.weight");
             QVERIFY(gi && gi->dtype == DType::F32);
             const char* hfProj[3] = {a == "mixtral" ? "w1" : "gate_proj", a == "mixtral" ? "w3" : "up_proj",
@@ -210,7 +232,7 @@ private slots:
                 const auto stacked = tensorOf(std::string("blk.1.") + ggufProj[k] + ".weight");
                 std::vector<float> want;
                 for (int64_t e = 0; e < d.experts; ++e) {
-                    auto v = hfValues(a, "model.layers.1." + moe + "experts." + std::to_string(e) + "." + hfProj[k] +
+                    auto v = hfValues(variant, "model.layers.1." + moe + "experts." + std::to_string(e) + "." + hfProj[k] +
                                              ".weight");
                     want.insert(want.end(), v.begin(), v.end());
                 }
@@ -237,6 +259,36 @@ private slots:
         QCOMPARE((*g)->find("blk.0.ffn_up_exps.weight")->dtype, DType::Q8_0);
         QCOMPARE((*g)->find("blk.0.ffn_gate_inp.weight")->dtype, DType::F32);
         QCOMPARE((*g)->find("blk.0.attn_q_norm.weight")->dtype, DType::F32);
+    }
+
+    // A Gemma folder and its GGUF tokenize a text alike: convert writes add_space_prefix false for Gemma
+    // whatever the SentencePiece model says (the tiny models' says true), and the folder is read so too.
+    void gemmaFolderTokenizesLikeItsGguf_data() {
+        QTest::addColumn<QString>("arch");
+        for (const char* a : {"gemma2", "gemma3", "gemma3-mm", "phi3"}) QTest::newRow(a) << QString(a);
+    }
+    void gemmaFolderTokenizesLikeItsGguf() {
+        QFETCH(QString, arch);
+        const std::string a = arch.toStdString();
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, a, QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        GgufExportParams p;
+        p.outputPath = tmp.filePath("out.gguf").toStdString();
+        p.type = "F32";
+        QVERIFY(exportGguf(**m, p, {}, {}));
+        auto g = openModel(p.outputPath);
+        QVERIFY(g);
+        const std::string text = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
+        auto th = tokenizeForPerplexity(**m, text);
+        QVERIFY2(th, th ? "" : th.error().message.c_str());
+        auto tg = tokenizeForPerplexity(**g, text);
+        QVERIFY2(tg, tg ? "" : tg.error().message.c_str());
+        QCOMPARE(th->tokens, tg->tokens);
+        // Gemma's GGUF has no space prefix, phi3's (llama's SentencePiece path) has.
+        QCOMPARE(spacePrefixOf(**g), a == "phi3");
     }
 
     void refusals() {

@@ -126,6 +126,9 @@ private slots:
         QTest::addColumn<QString>("from");  // config.json edit (empty: none)
         QTest::addColumn<QString>("to");
         for (const auto& a : tinyArchNames()) QTest::newRow(a.c_str()) << QString::fromStdString(a) << "" << "";
+        // Gemma 3's linear RoPE scaling on the global layer 5 (GGUF: rope.scaling.*, applied by llama.cpp to
+        // the global layers only), Phi-3 with partial rotary dims, the multimodal Gemma 3 layouts.
+        for (const auto& a : tinyVariantNames()) QTest::newRow(a.c_str()) << QString::fromStdString(a) << "" << "";
         // Gemma 3 with a global layer: layer 1 attends to everything with the global RoPE base (the
         // converter does not write the pattern and llama.cpp assumes 6, so the HF folder only).
         QTest::newRow("gemma3 pattern 2") << "gemma3" << "\"sliding_window_pattern\": 6"

@@ -1,4 +1,4 @@
-// Writes the tiny seeded models of tests/core/tiny_archs.h (one Hugging Face folder per architecture)
+// Writes the tiny seeded models of tests/core/tiny_archs.h (one Hugging Face folder per architecture and variant)
 // under OUTDIR, for the llama.cpp tests that export and run them.
 // Usage: make_tiny_models OUTDIR TESTDATA
 #include <cstdio>
@@ -10,7 +10,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: make_tiny_models OUTDIR TESTDATA\n");
         return 2;
     }
-    for (const auto& arch : qztest::tinyArchNames()) {
+    std::vector<std::string> all = qztest::tinyArchNames();
+    for (const auto& v : qztest::tinyVariantNames()) all.push_back(v);
+    for (const auto& arch : all) {
         auto st = qztest::writeTinyModel(std::string(argv[1]) + "/" + arch, arch, argv[2]);
         if (!st) {
             std::fprintf(stderr, "make_tiny_models: %s: %s\n", arch.c_str(), st.error().message.c_str());

@@ -20,9 +20,16 @@ Per architecture (transformers semantics):
       MLP; GeGLU with the tanh GELU; attention scale query_pre_attn_scalar^-0.5; gemma2 soft-caps attention
       scores (attn_logit_softcapping) and final logits (final_logit_softcapping); sliding layers (gemma2: even
       layers; gemma3: (i+1) % pattern != 0) see keys with i - j < sliding_window; gemma3 q/k norms (1 + w),
-      local RoPE base on sliding layers, global base (rope_theta) on the others.
+      local RoPE base on sliding layers, global base (rope_theta) on the others; gemma3's rope_scaling (linear,
+      the only kind Gemma3 uses) applies to the global layers only: transformers builds the local rotary
+      embedding from a copy of the config with rope_scaling {"rope_type": "default"}, and the linear kind
+      divides inv_freq by the factor (modeling_rope_utils.py _compute_linear_scaling_rope_parameters).
+      Gemma3ForConditionalGeneration: config model_type gemma3 with the text model's keys in text_config, its
+      tensors under language_model.model.* (transformers < 4.52) or model.language_model.* (>= 4.52); the
+      vision tower and projector are not used by text.
   phi3: fused qkv_proj = [q | k | v] rows and gate_up_proj = [gate | up] rows; partial rotary factor.
-RoPE: rotate_half on (i, i + d/2) pairs with inv_freq = theta^(-2i/d).
+RoPE: rotate_half on (i, i + d/2) pairs with inv_freq = theta^(-2i/d); d = head_dim, or for phi3
+int(head_dim * partial_rotary_factor) (_compute_default_rope_parameters); the other dims pass through.
 """
 import json
 import math
@@ -61,10 +68,10 @@ def rms_norm(x, w, eps, gemma):
     return y * (1.0 + w) if gemma else y * w
 
 
-def rope(x, pos, theta, rot):
-    # x: [heads, T, d]; rotate the first `rot` dims with rotate_half.
+def rope(x, pos, theta, rot, linear=1.0):
+    # x: [heads, T, d]; rotate the first `rot` dims with rotate_half; linear scaling divides inv_freq.
     d = rot
-    inv = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+    inv = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d) / linear
     ang = np.outer(pos, inv)  # [T, d/2]
     cos = np.concatenate([np.cos(ang), np.cos(ang)], axis=-1)
     sin = np.concatenate([np.sin(ang), np.sin(ang)], axis=-1)
@@ -96,6 +103,20 @@ class Model:
             c = {**c, **c["text_config"]}
         self.c = c
         self.t = load_safetensors(d + "/model.safetensors")
+        # The text model's tensors: model.* (CausalLM), or a multimodal Gemma 3's nested layouts.
+        self.prefix, self.head = "model.", "lm_head.weight"
+        if "language_model.model.embed_tokens.weight" in self.t:
+            self.prefix, self.head = "language_model.model.", "language_model.lm_head.weight"
+        elif "model.language_model.embed_tokens.weight" in self.t:
+            self.prefix = "model.language_model."
+        self.linear = 1.0
+        rs = c.get("rope_scaling")
+        if rs:
+            kind = rs.get("rope_type", rs.get("type"))
+            if kind == "linear":
+                self.linear = float(rs["factor"])
+            elif kind != "default":
+                raise SystemExit(f"rope_scaling {kind} not handled")
         self.type = c["model_type"]
         self.gemma = self.type in ("gemma2", "gemma3", "gemma3_text")
         self.H = c["hidden_size"]
@@ -106,6 +127,10 @@ class Model:
         self.L = c["num_hidden_layers"]
 
     def w(self, name):
+        if name.startswith("model."):
+            name = self.prefix + name[len("model.") :]
+        elif name == "lm_head.weight":
+            name = self.head
         return self.t[name]
 
     def attention(self, l, x, pos):
@@ -128,17 +153,19 @@ class Model:
             k = rms_norm(k, self.w(p + "k_norm.weight"), self.eps, self.gemma)
         sliding = False
         theta = c.get("rope_theta", 10000.0)
+        linear = self.linear
         if self.type == "gemma2":
             sliding = l % 2 == 0
         elif self.gemma:
             sliding = (l + 1) % c.get("sliding_window_pattern", 6) != 0
             if sliding:
                 theta = c.get("rope_local_base_freq", 10000.0)
+                linear = 1.0
         rot = self.hd
         if self.type == "phi3":
             rot = int(c.get("partial_rotary_factor", 1.0) * self.hd)
-        q = rope(q, pos, theta, rot)
-        k = rope(k, pos, theta, rot)
+        q = rope(q, pos, theta, rot, linear)
+        k = rope(k, pos, theta, rot, linear)
         rep = self.nh // self.nkv
         k = np.repeat(k, rep, axis=0)
         v = np.repeat(v, rep, axis=0)
@@ -205,7 +232,7 @@ class Model:
                 h = x + a
                 x = h + self.mlp(l, rms_norm(h, self.w(p + "post_attention_layernorm.weight"), self.eps, False))
         x = rms_norm(x, self.w("model.norm.weight"), self.eps, self.gemma)
-        head = self.t.get("lm_head.weight")
+        head = self.t.get(self.head)
         if head is None:
             head = self.w("model.embed_tokens.weight")
         out = x @ head.T
