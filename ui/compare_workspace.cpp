@@ -156,8 +156,8 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     m_spec->setPlaceholderText(tr("method, e.g. absmax:4:group:64, zeropoint:8:row, nf4"));
     m_addSpec = new QPushButton(tr("Add method"), this);
     m_addFile = new QPushButton(tr("Add GGUF…"), this);
-    m_addFolder = new QPushButton(tr("Add GPTQ…"), this);
-    m_addFolder->setToolTip(tr("Add a GPTQ checkpoint folder"));
+    m_addFolder = new QPushButton(tr("Add GPTQ / EXL2…"), this);
+    m_addFolder->setToolTip(tr("Add a GPTQ checkpoint folder or an EXL2 folder"));
     m_addMixes = new QPushButton(tr("Add llama.cpp mixes…"), this);
     m_addMixes->setToolTip(
         tr("Export Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M and Q2_K into a folder and add them"));
@@ -978,7 +978,7 @@ bool CompareWorkspace::exportTable(const QString& id, const QString& path, QStri
 }
 
 void CompareWorkspace::chooseFile(bool folder) {
-    const QString p = folder ? QFileDialog::getExistingDirectory(this, tr("Add a GPTQ folder"))
+    const QString p = folder ? QFileDialog::getExistingDirectory(this, tr("Add a GPTQ or EXL2 folder"))
                              : QFileDialog::getOpenFileName(this, tr("Add a GGUF file"), QString(),
                                                             tr("GGUF (*.gguf);;All files (*)"));
     if (!p.isEmpty()) addFile(p);
