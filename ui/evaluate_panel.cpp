@@ -21,9 +21,10 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <optional>
 
 #include "app_options.h"
-#include "jobs/quantize_overrides.h"
+#include "variants/variants.h"
 #include "text_choice.h"
 
 namespace qz::ui {
@@ -207,19 +208,24 @@ void EvaluatePanel::setQuantizeResult(ModelPtr model, ResultPtr result) {
     if (model != m_model) setModel(model);
     struct Cache {
         std::mutex mutex;
-        OverridesPtr value;
+        std::optional<EvalWeights> value;
     };
     auto cache = std::make_shared<Cache>();
     EvalVariant v;
     v.name = tr("fake-quantized (%1)").arg(toQ(result->spec.describe()));
     v.model = model;
-    v.build = [model, result, cache](const qz::ProgressFn& progress) -> qz::Result<OverridesPtr> {
+    // The run's method re-made row by row while the engine multiplies (no F32 copy of the model); only
+    // tensors no source reads by rows (GPT-2's Conv1D weights) are made whole.
+    v.build = [model, result, cache](const qz::ProgressFn& progress) -> qz::Result<EvalWeights> {
         std::lock_guard<std::mutex> lock(cache->mutex);
-        if (cache->value) return cache->value;
-        auto r = qz::overridesFromQuantizeResult(*model, *result, progress);
+        if (cache->value) return *cache->value;
+        auto r = qz::variantRunnable(model, qz::variantFromQuantizeResult(*model, *result), progress);
         if (!r) return r.error();
-        cache->value = std::make_shared<const qz::WeightOverrides>(std::move(*r));
-        return cache->value;
+        EvalWeights w;
+        if (!r->overrides.empty()) w.overrides = std::make_shared<const qz::WeightOverrides>(std::move(r->overrides));
+        if (!r->sources.empty()) w.sources = std::make_shared<const qz::WeightSources>(std::move(r->sources));
+        cache->value = w;
+        return w;
     };
     v.bytes = result->modelBytesAfter;
     const uint64_t p = parameterCount(*model);
