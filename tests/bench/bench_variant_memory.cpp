@@ -76,7 +76,12 @@ Sample runMode(const std::string& dir, const std::string& spec, int mode, int th
         v.kind = VariantKind::FakeQuant;
         v.spec = *parseMethodSpec(spec);
         for (const auto& t : m->tensors)
-            if (t.shape.size() == 2) v.tensors.push_back({t.name, t.numel()});
+            if (t.shape.size() == 2) {
+                VariantTensor vt;
+                vt.name = t.name;
+                vt.numel = t.numel();
+                v.tensors.push_back(vt);
+            }
         auto run = variantRunnable(m, v, {}, mode == 2);
         if (!run) {
             std::fprintf(stderr, "%s\n", run.error().message.c_str());
