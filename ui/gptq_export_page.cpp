@@ -7,6 +7,7 @@
 #include <QPointer>
 #include <QSpinBox>
 #include <cmath>
+#include <set>
 
 #include "gptq/gptq_layers.h"
 #include "layer_bar_chart.h"
@@ -233,6 +234,15 @@ void GptqExportPage::onFinished(std::shared_ptr<const qz::gptq::ExportResult> r,
                        .arg(m_result->layers.size())
                        .arg(m_result->calibrationPasses)
                        .arg(m_result->seconds, 0, 'f', 1);
+    std::set<std::pair<int, int>> experts;
+    for (const auto& l : m_result->layers)
+        if (l.expert >= 0) experts.insert({l.block, l.expert});
+    if (!experts.empty() && m_result->calibrationPasses > 0)
+        text += QLatin1Char(' ') + tr("Experts: %1 of %2 had too few routed calibration tokens (%3 layers) and were "
+                                      "quantized on their layer's averaged expert Hessian.")
+                                       .arg(m_result->expertsFallback)
+                                       .arg(experts.size())
+                                       .arg(m_result->expertLayersFallback);
     if (nG > 0) {
         text += QLatin1Char(' ') + tr("Mean relative output error: GPTQ %1").arg(sumG / nG, 0, 'g', 4);
         if (nR > 0) text += tr(", RTN %1").arg(sumR / nR, 0, 'g', 4);

@@ -20,7 +20,8 @@ namespace qzcli {
 namespace {
 const char* kHelp =
     "usage: quantzoo-cli export MODEL --format exl2 --bpw 5.0 --calib TEXT -o OUTDIR [options]\n"
-    "  MODEL              a Hugging Face folder (llama, mistral, qwen2)\n"
+    "  MODEL              a Hugging Face folder (llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, gemma2,\n"
+    "                     phi3: the architectures exllamav2 0.3.2 converts)\n"
     "  --bpw F            target bits per weight over the decoder's linear layers, 2.0..8.5 (default 5.0)\n"
     "  --head-bits N      lm_head setting: 2, 3, 4, 5, 6 (default) or 8\n"
     "  --calib TEXT       calibration text file\n"

@@ -1,9 +1,12 @@
 // quantzoo-cli export MODEL --format gptq ...: GPTQ (or RTN) checkpoint export (core/gptq/gptq_export.h).
 #include <algorithm>
 #include <cstdio>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "args.h"
+#include "common/file_util.h"
 #include "commands.h"
 #include "gptq/gptq_export.h"
 #include "infer/hparams.h"
@@ -19,7 +22,8 @@ namespace qzcli {
 namespace {
 const char* kHelp =
     "usage: quantzoo-cli export MODEL --format gptq --calib TEXT -o OUTDIR [options]\n"
-    "  MODEL              a Hugging Face folder (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3, gpt2)\n"
+    "  MODEL              a Hugging Face folder (llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, gemma2,\n"
+    "                     gemma3, phi3, gpt2)\n"
     "  --bits N           2, 3, 4 (default) or 8\n"
     "  --group-size N     -1, 32, 64, 128 (default) or any positive size\n"
     "  --sym | --asym     symmetric (default) or asymmetric zero points\n"
@@ -36,6 +40,9 @@ const char* kHelp =
     "                     is not read and no output errors are reported)\n"
     "  --state-type T     f32 (default, exact), f16 or bf16: the calibration windows' hidden states\n"
     "                     carried from layer to layer (windows x seq-len x hidden x 4 or 2 bytes)\n"
+    "  --expert-min-tokens N  mixture of experts: an expert's layer with fewer routed calibration tokens\n"
+    "                     is quantized on the layer's averaged expert Hessian (default: 4 x its input columns)\n"
+    "  --report FILE      write a JSON report (per layer: errors, routed tokens, fallback; totals)\n"
     "  --max-memory BYTES keep the carried states in a temporary file beside OUTDIR when larger\n"
     "  --no-resume        ignore a partial run left by an interrupted export to the same OUTDIR\n"
     "  --shard-size BYTES maximum tensor bytes per safetensors shard (default 5000000000)\n"
@@ -49,6 +56,52 @@ const char* kHelp =
     "An interrupted export (Ctrl-C, failure) keeps its finished layers in OUTDIR's hidden\n"
     "'.NAME.gptq-partial' folder; running the same command again resumes from there.\n";
 
+// The export's figures as JSON: totals (layers, resumed, passes, experts that fell back) and per layer.
+qz::Status writeGptqReport(const std::string& path, const qz::gptq::ExportParams& p, const qz::gptq::ExportResult& r) {
+    nlohmann::ordered_json j;
+    j["output"] = r.outputDir;
+    j["method"] = p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn";
+    j["bits"] = p.quant.bits;
+    j["group_size"] = p.quant.groupSize;
+    j["layers"] = r.layers.size();
+    j["resumed_layers"] = r.resumedLayers;
+    j["calibration_passes"] = r.calibrationPasses;
+    j["carry_passes"] = r.carryPasses;
+    int expertLayers = 0;
+    std::set<std::pair<int, int>> experts;
+    for (const auto& l : r.layers)
+        if (l.expert >= 0) {
+            ++expertLayers;
+            experts.insert({l.block, l.expert});
+        }
+    j["experts"] = experts.size();
+    j["expert_layers"] = expertLayers;
+    j["expert_min_tokens"] = p.expertMinTokens;  // -1: 4 x each layer's input columns
+    j["experts_fallback"] = r.expertsFallback;
+    j["expert_layers_fallback"] = r.expertLayersFallback;
+    j["seconds"] = r.seconds;
+    auto& arr = j["layer_reports"] = nlohmann::ordered_json::array();
+    for (const auto& l : r.layers) {
+        nlohmann::ordered_json e;
+        e["name"] = l.name;
+        e["block"] = l.block;
+        e["group"] = l.group;
+        e["out"] = l.out;
+        e["in"] = l.in;
+        e["loss"] = l.loss;
+        e["rel_err"] = l.relErr;
+        e["rel_err_rtn"] = l.relErrRtn;
+        e["resumed"] = l.resumed;
+        if (l.expert >= 0) {
+            e["expert"] = l.expert;
+            e["tokens"] = l.tokens;
+            e["fallback"] = l.fallback;
+        }
+        arr.push_back(std::move(e));
+    }
+    return qz::writeFileAtomic(path, j.dump(2) + "\n");
+}
+
 int fail(const std::string& msg) {
     std::fprintf(stderr, "quantzoo-cli: %s\n", msg.c_str());
     return kFailed;
@@ -59,7 +112,7 @@ int fail(const std::string& msg) {
 int cmdExportGptq(int argc, char** argv) {
     Args args({"--format", "--bits", "--group-size", "--damp", "--calib", "--samples", "--seq-len", "--seed",
                "--shard-size", "--threads", "--state-type", "--max-memory", "--eval", "--ctx", "--chunks",
-               "--dump-dequant", "-o", "--output"},
+               "--dump-dequant", "--expert-min-tokens", "--report", "-o", "--output"},
               {"--sym", "--asym", "--desc-act", "--static-groups", "--no-true-sequential", "--rtn",
                "--rtn-only", "--no-resume", "--quiet", "--help"});
     auto usage = [&](const std::string& e) {
@@ -109,6 +162,9 @@ int cmdExportGptq(int argc, char** argv) {
         return usage("--state-type must be f32, f16 or bf16");
     if (maxMemory < 0) return usage("--max-memory must not be negative");
     p.maxStateMemory = static_cast<uint64_t>(maxMemory);
+    p.expertMinTokens = args.intOr("--expert-min-tokens", -1, err);
+    if (args.has("--expert-min-tokens") && p.expertMinTokens < 0) return usage("--expert-min-tokens must not be negative");
+    const std::string reportPath = args.valueOr("--report", "");
     const int ctx = static_cast<int>(args.intOr("--ctx", 512, err));
     const int chunks = static_cast<int>(args.intOr("--chunks", -1, err));
     if (!err.empty()) return usage(err);
@@ -135,8 +191,13 @@ int cmdExportGptq(int argc, char** argv) {
         line.finish();
         char rtn[32] = "";
         if (r.relErrRtn >= 0) std::snprintf(rtn, sizeof rtn, "  rtn %.6f", r.relErrRtn);
-        std::fprintf(stderr, "[blk %2d] %-44s [%5d x %5d]  loss %12.4f  rel.err %.6f%s  %.2fs%s\n", r.block,
-                     r.name.c_str(), r.out, r.in, r.loss, r.relErr, rtn, r.seconds, r.resumed ? "  (resumed)" : "");
+        char routed[80] = "";
+        if (r.tokens >= 0)
+            std::snprintf(routed, sizeof routed, "  %lld tokens%s", static_cast<long long>(r.tokens),
+                          r.fallback ? " (averaged expert Hessian)" : "");
+        std::fprintf(stderr, "[blk %2d] %-44s [%5d x %5d]  loss %12.4f  rel.err %.6f%s  %.2fs%s%s\n", r.block,
+                     r.name.c_str(), r.out, r.in, r.loss, r.relErr, rtn, r.seconds, routed,
+                     r.resumed ? "  (resumed)" : "");
     };
     auto res = qz::gptq::exportGptq(**model, p, line.callback(), onLayer);
     line.finish();
@@ -162,6 +223,20 @@ int cmdExportGptq(int argc, char** argv) {
                     p.calib.seqLen, qz::gptq::stateTypeName(p.stateType),
                     static_cast<double>(res->stateBytes) / 1048576.0,
                     res->statesSpilled ? "in a temporary file" : "in memory");
+    int expertLayers = 0;
+    std::set<std::pair<int, int>> experts;
+    for (const auto& l : res->layers)
+        if (l.expert >= 0) {
+            ++expertLayers;
+            experts.insert({l.block, l.expert});
+        }
+    if (!experts.empty() && p.method == qz::gptq::Method::Gptq)
+        std::printf("experts: %d of %zu fell back to the averaged expert Hessian (%d of %d expert layers had fewer "
+                    "routed tokens than %s)\n",
+                    res->expertsFallback, experts.size(), res->expertLayersFallback, expertLayers,
+                    p.expertMinTokens >= 0 ? std::to_string(p.expertMinTokens).c_str() : "4 x their input columns");
+    if (!reportPath.empty())
+        if (auto s = writeGptqReport(reportPath, p, *res); !s) return fail(s.error().message);
     if (n > 0) {
         std::printf("mean relative output error: %s %.6f", p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn", sumG / n);
         if (p.rtnBaseline && p.method == qz::gptq::Method::Gptq) std::printf("  rtn %.6f", sumR / n);

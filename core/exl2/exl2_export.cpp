@@ -38,7 +38,7 @@ double since(Clock::time_point t) {
 std::string measureFingerprint(const Model& model, const ExportParams& p, const std::string& calibText) {
     nlohmann::ordered_json j;
     std::error_code ec;
-    j["kind"] = "exl2-measure-1";
+    j["kind"] = "exl2-measure-2"; // 2: modules evaluated by the engine (states of 1 are not reused)
     j["model"] = fs::weakly_canonical(model.path, ec).string();
     j["modelBytes"] = model.totalBytes();
     j["tensors"] = model.tensors.size();
@@ -297,7 +297,9 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     // 3. Quantization, module by module on the quantized model's own hidden states.
     const auto tq = Clock::now();
     ProgressFn qprog = phase(fMeasure + fOpt, fQuant);
-    ModuleRunner runner(plan, p.threads);
+    auto runnerR = ModuleRunner::create(model, plan, p.threads, p.quantCalib.seqLen);
+    if (!runnerR) return runnerR.error();
+    ModuleRunner& runner = **runnerR;
     const int rows = p.quantCalib.samples, len = p.quantCalib.seqLen, dim = plan.hp.nEmbd;
     // The quantized model's states (each module's quantized output replaces its input), and the original
     // model's states on the first rows, for the calibration perplexity before quantization.
@@ -305,13 +307,13 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     calib::StateStore x, xr;
     if (auto s = x.init(rows, len, dim, p.stateType, p.maxStateMemory, spillRoot, "exl2-states"); !s)
         return makeError("EXL2: " + s.error().message);
-    if (auto s = runner.embedInto(model, *quantRows, x); !s) return s.error();
+    if (auto s = runner.embedInto(*quantRows, x); !s) return s.error();
     if (plan.head.out > 0) {
         const uint64_t left = p.maxStateMemory == 0 ? 0 : p.maxStateMemory > x.bytes() ? p.maxStateMemory - x.bytes() : 1;
         if (auto s = xr.init(pplRows, len, dim, p.stateType, left, spillRoot, "exl2-states"); !s)
             return makeError("EXL2: " + s.error().message);
         const std::vector<std::vector<int32_t>> first(quantRows->begin(), quantRows->begin() + pplRows);
-        if (auto s = runner.embedInto(model, first, xr); !s) return s.error();
+        if (auto s = runner.embedInto(first, xr); !s) return s.error();
     }
     res.stateBytes = std::max(res.stateBytes, x.bytes() + xr.bytes());
     res.statesSpilled = res.statesSpilled || x.spilled() || xr.spilled();
@@ -382,20 +384,13 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         auto w = readModuleWeights(model, m);
         if (!w) return w.error();
         step = "quantize: " + m.key + " (Hessians)";
-        calib::HessianAccumulator acc[2] = {calib::HessianAccumulator(m.linears[0].in),
-                                           calib::HessianAccumulator(m.linears.back().in)};
-        const CaptureFn capture = [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
-            if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
-        };
-        for (int r = 0; r < rows; ++r) {
-            if (auto s = x.get(r, xrow); !s) return s.error();
-            if (auto s = runner.forwardRow(m, *w, xrow.data(), len, nullptr, capture); !s) return s.error();
-            if (qcancel()) return cancelledError();
-        }
-        std::vector<float> Hraw[2];
-        std::unique_ptr<PreparedHessian> prep[2];
-        for (int k = 0; k < 2; ++k) {
-            acc[k].countSample(rows);
+        auto accR = accumulateHessians(runner, m, *w, x, rows, len, qcancel);
+        if (!accR) return accR.error();
+        std::vector<calib::HessianAccumulator>& acc = *accR;
+        const size_t nH = acc.size();
+        std::vector<std::vector<float>> Hraw(nH);
+        std::vector<std::unique_ptr<PreparedHessian>> prep(nH);
+        for (size_t k = 0; k < nH; ++k) {
             Hraw[k] = exl2Hessian(acc[k]);
             auto ph = prepareHessian(Hraw[k], acc[k].dim(), qcancel, runner.threads());
             if (!ph)
@@ -405,8 +400,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
         ModuleWeights qw = *w;
         for (size_t s = 0; s < m.linears.size(); ++s) {
-            const int k = s + 1 == m.linears.size() ? 1 : 0;
-            if (auto r = quantizeOne(m.linears[s], w->w[s], w->b[s], Hraw[k], *prep[k], option.qp[s], m.key,
+            const int k = m.hessianOf(s);
+            if (auto r = quantizeOne(m.linears[s], w->w[s], w->b[s], Hraw[k], *prep[k], option.qp[m.slotOf(s)], m.key,
                                      &qw.w[s]);
                 !r)
                 return r.error();
@@ -425,13 +420,12 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
             if (auto s = runner.forwardRow(m, *w, xrow.data(), len, yrow.data()); !s) return s.error();
             if (auto s = xr.put(r, yrow); !s) return s.error();
         }
+        runner.release(m);
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
     }
     // The head, last, on the quantized model's final states.
     if (plan.head.out > 0) {
         const LinearRef& L = plan.head;
-        auto g = readTensorF32(model, *model.find(plan.finalNormName));
-        if (!g) return g.error();
         auto W = readTensorF32(model, *model.find(L.weightName));
         if (!W) return W.error();
         std::vector<float> bias;
@@ -444,7 +438,7 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         calib::HessianAccumulator acc(L.in);
         for (int r = 0; r < rows; ++r) {
             if (auto s = x.get(r, xrow); !s) return s.error();
-            runner.finalNormRow(xrow.data(), len, *g, yrow.data());
+            if (auto s = runner.headInputRow(xrow.data(), len, yrow.data()); !s) return s.error();
             acc.add(yrow.data(), len, runner.threads());
             if (qcancel()) return cancelledError();
         }
@@ -458,17 +452,16 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         step = "quantize: calibration perplexity";
         int64_t nb = 0, nq = 0;
         double base = 0, quant = 0;
-        std::vector<float> qbias = bias;
-        for (float& v : qbias)
-            v = fp16ToFp32(fp32ToFp16(v));
         for (int r = 0; r < pplRows; ++r) {
             if (auto s = xr.get(r, xrow); !s) return s.error();
-            runner.addNextTokenNll(xrow.data(), len, *g, *W, bias, (*quantRows)[r], &base, &nb);
+            if (auto s = runner.addNextTokenNll(xrow.data(), len, (*quantRows)[r], &base, &nb); !s) return s.error();
         }
+        if (auto s = runner.setHead(&headDeq); !s) return s.error();
         for (int r = 0; r < pplRows; ++r) {
             if (auto s = x.get(r, xrow); !s) return s.error();
-            runner.addNextTokenNll(xrow.data(), len, *g, headDeq, qbias, (*quantRows)[r], &quant, &nq);
+            if (auto s = runner.addNextTokenNll(xrow.data(), len, (*quantRows)[r], &quant, &nq); !s) return s.error();
         }
+        (void)runner.setHead(nullptr);
         if (nb > 0 && nq > 0) {
             res.calibPplBase = std::exp(base / static_cast<double>(nb));
             res.calibPplQuant = std::exp(quant / static_cast<double>(nq));
@@ -476,6 +469,19 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         }
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
     }
+    if (p.keepOverrides) // overrides are by the model's tensors: phi3's split parts back into their fused tensor
+        for (const auto& m : plan.modules)
+            for (const auto& L : m.linears) {
+                if (L.srcName.empty()) continue;
+                auto part = res.overrides.find(L.weightName);
+                if (part == res.overrides.end()) continue;
+                auto& f = res.overrides[L.srcName];
+                const TensorInfo* t = model.find(L.srcName);
+                f.resize(static_cast<size_t>(t->numel()));
+                std::copy(part->second.begin(), part->second.end(),
+                          f.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(L.srcRow0) * L.in));
+                res.overrides.erase(L.weightName);
+            }
     res.quantizeSeconds = since(tq);
     x.release(); // the states are not needed for writing
     xr.release();
@@ -487,17 +493,21 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     // 4. The output folder: tensors, config, tokenizer files, measurement.json.
     std::vector<OutTensor> outs;
     std::set<std::string> biasOfQuantized;
-    std::map<std::string, const LinearRef*> byWeight;
+    // Model tensor -> the quantized layers made from it (one; phi3's fused tensors: their parts, written
+    // under exllamav2's split names in their place).
+    std::map<std::string, std::vector<const LinearRef*>> bySource;
     for (const auto& m : plan.modules)
         for (const auto& L : m.linears)
-            byWeight[L.weightName] = &L;
-    if (plan.head.out > 0) byWeight[plan.head.weightName] = &plan.head;
-    for (const auto& [wn, L] : byWeight)
-        if (!L->biasName.empty()) biasOfQuantized.insert(L->biasName);
+            bySource[L.source()].push_back(&L);
+    if (plan.head.out > 0) bySource[plan.head.weightName].push_back(&plan.head);
+    for (const auto& [wn, Ls] : bySource)
+        for (const LinearRef* L : Ls)
+            if (!L->biasName.empty()) biasOfQuantized.insert(L->biasName);
     for (const auto& t : model.tensors) {
-        if (auto it = byWeight.find(t.name); it != byWeight.end()) {
-            const LinearRef& L = *it->second;
-            const SpilledLinear* sp = &packed.at(t.name);
+        if (auto it = bySource.find(t.name); it != bySource.end()) {
+          for (const LinearRef* Lp : it->second) {
+            const LinearRef& L = *Lp;
+            const SpilledLinear* sp = &packed.at(L.weightName);
             auto add = [&](const std::string& suffix, DType dt, std::vector<int64_t> shape, uint64_t offset,
                            uint64_t bytes) {
                 OutTensor o;
@@ -516,7 +526,8 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
             add(".q_scale", DType::I32, {G, sp->outPad / 8}, sp->offScale(), sp->offScaleMax() - sp->offScale());
             add(".q_scale_max", DType::F16, {G}, sp->offScaleMax(), sp->offGroups() - sp->offScaleMax());
             add(".q_groups", DType::I16, {2 * G}, sp->offGroups(), sp->size() - sp->offGroups());
-            continue;
+          }
+          continue;
         }
         if (traits(t.dtype).isQuantized)
             return makeError(t.name + ": ggml block types cannot be written to safetensors");

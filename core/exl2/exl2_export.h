@@ -1,13 +1,15 @@
-// EXL2 export of a Hugging Face llama-family folder (llama / mistral / qwen2) to a directory exllamav2
-// loads (README.md E.1, E.6, E.7).
+// EXL2 export of a Hugging Face folder of an architecture exllamav2 0.3.2 converts (llama, mistral, qwen2,
+// qwen3, qwen3_moe, mixtral, gemma2, phi3; README.md E.8) to a directory exllamav2 loads (README.md E.1,
+// E.6, E.7).
 //
 //  1. Measurement (skipped when params.measurementPath names a finished measurement.json): per decoder
-//     layer two modules, self_attn (q, k, v, o) and mlp (gate, up, down). Each linear is quantized under
+//     layer two modules, self_attn (q, k, v, o) and mlp (gate, up, down; MoE: block_sparse_moe, every
+//     expert's w1, w3, w2; phi3's fused tensors split as exllamav2 splits them). Each linear is quantized under
 //     every distinct QParams of the candidate tables (exl2/exl2_qparams.h) on the reference hidden states,
 //     each option's module output is compared with the reference output, accuracy = 1 − mean relative
 //     Frobenius error (floored at 1e-6). Written as exllamav2's measurement.json (+ "last_module_idx");
 //     an interrupted measurement resumes from the state in the temporary folder. Modules are evaluated by
-//     our own module forward pass (exl2/exl2_measure.h says why not the engine), in F32.
+//     the engine's block code one residual half at a time (exl2/exl2_measure.h), in F32.
 //  2. Optimization: one option per module so that Σ total_bits ≤ int(numel(decoder linears) · targetBpw)
 //     with the least Σ error^norm (exllamav2's annealing schedule, but seeded: deterministic), then the
 //     leftover budget spent greedily.

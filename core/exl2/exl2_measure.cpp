@@ -1,6 +1,5 @@
 #include "exl2/exl2_measure.h"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -8,15 +7,15 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
+#include <unordered_map>
 #include <span>
 #include <unistd.h>
 
 #include "common/file_util.h"
 #include "common/fp16.h"
 #include "common/parallel.h"
-#include "infer/matmul.h"
-#include "infer/ops.h"
 
 namespace qz::exl2 {
 
@@ -29,50 +28,12 @@ double since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-using MatMap = Eigen::Map<Eigen::MatrixXf>;
-using CMatMap = Eigen::Map<const Eigen::MatrixXf>;
-
-const char* kAttnSlots[] = {"q_proj", "k_proj", "v_proj", "o_proj"};
-const char* kMlpSlots[] = {"gate_proj", "up_proj", "down_proj"};
-
-std::vector<std::string> slotNames(bool attn) {
-    if (attn) return {kAttnSlots, kAttnSlots + 4};
-    return {kMlpSlots, kMlpSlots + 3};
-}
 
 bool endsWith(const std::string& s, const std::string& t) {
     return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
 }
 
-void rmsNorm(const float* x, int64_t nTok, int dim, const std::vector<float>& g, float eps, float* out) {
-    rmsNormColumns(x, nTok, dim, g.data(), eps, out);
-}
-
-void linear(const std::vector<float>& W, const std::vector<float>& b, int out, int in, const float* x,
-            int64_t n, float* y, int threads) {
-    linearForward(W.data(), out, in, x, n, y, out, threads);
-    if (!b.empty())
-        for (int64_t t = 0; t < n; ++t)
-            for (int r = 0; r < out; ++r)
-                y[t * out + r] += b[r];
-}
-
-void applyRope(float* M, int64_t len, int rows, int nHeads, int hd, int nRot,
-               const std::vector<double>& invFreq, float linearScale) {
-    applyRopeColumns(M, len, rows, nHeads, hd, nRot, 0, invFreq, linearScale);
-}
-
-// The engine's RoPE frequencies for an HF config (infer/engine_load.cpp): the base frequencies divided by
-// the llama3 factors when rope_scaling is llama3.
-std::vector<double> ropeInvFreq(const InferHParams& hp) {
-    std::vector<double> f = ropeBaseFrequencies(hp);
-    const std::vector<float> factors = llama3RopeFactors(hp, f);
-    for (size_t i = 0; i < factors.size(); ++i) f[i] /= factors[i];
-    return f;
-}
-
-nlohmann::ordered_json optionsJson(const ModuleMeasurement& m) {
-    const auto names = slotNames(endsWith(m.key, ".self_attn"));
+nlohmann::ordered_json optionsJson(const ModuleMeasurement& m, const std::vector<std::string>& names) {
     nlohmann::ordered_json arr = nlohmann::ordered_json::array();
     for (const auto& o : m.options) {
         nlohmann::ordered_json j;
@@ -93,7 +54,7 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
         return makeError(ctx + ": expected a non-empty list of options");
     ModuleMeasurement mm;
     mm.key = ref.key;
-    const auto names = slotNames(ref.attn);
+    const auto names = ref.slotNames();
     for (size_t i = 0; i < arr.size(); ++i) {
         const auto& o = arr[i];
         const std::string oc = ctx + " option " + std::to_string(i);
@@ -112,9 +73,17 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
             if (!o.contains(names[s]) || !o[names[s]].is_object()) return makeError(oc + ": no " + names[s]);
             auto qp = qparamsFromJsonValue(o[names[s]]); // validated (validateQParams)
             if (!qp) return makeError(oc + " " + names[s] + ": " + qp.error().message);
-            if (auto g = planGroups(*qp, ref.linears[s].in); !g)
-                return makeError(oc + " " + names[s] + ": " + g.error().message);
-            expect += qp->totalBits(ref.linears[s].in, ref.linears[s].out, !ref.linears[s].biasName.empty());
+            bool checked = false;
+            for (size_t k = 0; k < ref.linears.size(); ++k) {
+                if (ref.slotOf(k) != static_cast<int>(s)) continue;
+                const LinearRef& L = ref.linears[k];
+                if (!checked) { // every linear of a slot has the same shape
+                    if (auto g = planGroups(*qp, L.in); !g)
+                        return makeError(oc + " " + names[s] + ": " + g.error().message);
+                    checked = true;
+                }
+                expect += qp->totalBits(L.in, L.out, !L.biasName.empty());
+            }
             opt.qp.push_back(std::move(*qp));
         }
         if (opt.totalBits != expect)
@@ -127,12 +96,29 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
 
 } // namespace
 
+namespace {
+std::vector<std::string> slotNamesForKey(const std::string& key) {
+    if (endsWith(key, ".self_attn")) return {"q_proj", "k_proj", "v_proj", "o_proj"};
+    if (endsWith(key, ".block_sparse_moe")) return {"w1", "w3", "w2"}; // measure.py measure_moe_mlp
+    return {"gate_proj", "up_proj", "down_proj"};
+}
+} // namespace
+
 int64_t ModuleRef::numel() const {
     int64_t n = 0;
     for (const auto& l : linears)
         n += l.numel();
     return n;
 }
+
+int ModuleRef::hessianCount() const {
+    int n = 0;
+    for (size_t i = 0; i < linears.size(); ++i)
+        n = std::max(n, hessianOf(i) + 1);
+    return n;
+}
+
+std::vector<std::string> ModuleRef::slotNames() const { return slotNamesForKey(key); }
 
 int64_t ModelPlan::decoderNumel() const {
     int64_t n = 0;
@@ -143,20 +129,37 @@ int64_t ModelPlan::decoderNumel() const {
 
 Result<ModelPlan> planModel(const Model& model) {
     const std::string arch = model.architecture;
+    const std::string supported = std::string(" (EXL2 export supports ") + kExl2Archs + ")";
     if (arch == "gpt2")
-        return makeError(
-            "EXL2: exllamav2 does not support GPT-2 models (architecture gpt2); llama, mistral and "
-            "qwen2 models can be exported");
-    if (arch != "llama" && arch != "mistral" && arch != "qwen2")
-        return makeError("EXL2: architecture '" + arch + "' is not supported (llama, mistral, qwen2 are)");
+        return makeError("EXL2: exllamav2 does not support GPT-2 models (architecture gpt2)" + supported);
+    if (arch == "gemma3_text")
+        return makeError("EXL2: exllamav2 0.3.2 has no Gemma3ForCausalLM (text-only gemma3): it would load the "
+                         "folder as a llama model, without Gemma's norms" + supported);
+    if (arch == "gemma3")
+        return makeError("EXL2: Gemma3ForConditionalGeneration (the multimodal gemma3) is not supported: its "
+                         "vision tower and language_model.* tensors are not evaluated here" + supported);
+    static const std::map<std::string, std::string> kArchString = {
+        {"llama", "LlamaForCausalLM"},   {"mistral", "MistralForCausalLM"},     {"qwen2", "Qwen2ForCausalLM"},
+        {"qwen3", "Qwen3ForCausalLM"},   {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"mixtral", "MixtralForCausalLM"},
+        {"gemma2", "Gemma2ForCausalLM"}, {"phi3", "Phi3ForCausalLM"}};
+    auto archIt = kArchString.find(arch);
+    if (archIt == kArchString.end())
+        return makeError("EXL2: architecture '" + printableText(arch) + "' is not supported" + supported);
     if (model.format != ModelFormat::HuggingFaceFolder)
         return makeError("EXL2 export needs a Hugging Face model folder (config.json + safetensors)");
     auto hp = readInferHParams(model);
     if (!hp) return hp.error();
     ModelPlan plan;
     plan.hp = *hp;
+    plan.exl2Arch = archIt->second;
     const InferHParams& h = plan.hp;
     const int qDim = h.nHead * h.headDim, kvDim = h.nHeadKv * h.headDim;
+    auto checkIn = [&](const std::string& name, int in) -> Status {
+        if (in % 32 != 0)
+            return makeError("EXL2: " + name + " has " + std::to_string(in) +
+                             " input features, not a multiple of 32 (EXL2 groups need it)");
+        return okStatus();
+    };
     auto linearRef = [&](const std::string& prefix, const std::string& slot, int out,
                          int in) -> Result<LinearRef> {
         LinearRef L;
@@ -170,15 +173,43 @@ Result<ModelPlan> planModel(const Model& model) {
         if (t->shape != std::vector<int64_t>{out, in})
             return makeError("EXL2: " + L.weightName + " has shape " + t->shapeString() + ", expected [" +
                              std::to_string(out) + ", " + std::to_string(in) + "]");
-        if (in % 32 != 0)
-            return makeError("EXL2: " + L.weightName + " has " + std::to_string(in) +
-                             " input features, not a multiple of 32 (EXL2 groups need it)");
+        if (auto s = checkIn(L.weightName, in); !s) return s.error();
         if (const TensorInfo* b = model.find(prefix + ".bias")) {
             if (b->shape != std::vector<int64_t>{out})
                 return makeError("EXL2: " + prefix + ".bias has a wrong shape");
             L.biasName = prefix + ".bias";
         }
         return L;
+    };
+    // Rows of a fused tensor (phi3): each part becomes its own layer, named as exllamav2 names it.
+    auto fusedParts = [&](const std::string& fused, const std::string& base,
+                          const std::vector<std::pair<std::string, int>>& parts, int in,
+                          std::vector<LinearRef>& out) -> Status {
+        int rows = 0;
+        for (const auto& p : parts)
+            rows += p.second;
+        const TensorInfo* t = model.find(fused);
+        if (!t) return makeError("EXL2: " + model.path + " lacks " + fused);
+        if (t->shape != std::vector<int64_t>{rows, in})
+            return makeError("EXL2: " + fused + " has shape " + t->shapeString() + ", expected [" +
+                             std::to_string(rows) + ", " + std::to_string(in) + "]");
+        if (model.find(fused.substr(0, fused.size() - 7) + ".bias"))
+            return makeError("EXL2: " + fused + " has a bias (not supported for fused layers)");
+        if (auto s = checkIn(fused, in); !s) return s;
+        int row0 = 0;
+        for (const auto& p : parts) {
+            LinearRef L;
+            L.prefix = base + "." + p.first;
+            L.slot = p.first;
+            L.weightName = L.prefix + ".weight";
+            L.out = p.second;
+            L.in = in;
+            L.srcName = fused;
+            L.srcRow0 = row0;
+            row0 += p.second;
+            out.push_back(std::move(L));
+        }
+        return okStatus();
     };
     auto checkVec = [&](const std::string& name, int n) -> Status {
         const TensorInfo* t = model.find(name);
@@ -187,33 +218,80 @@ Result<ModelPlan> planModel(const Model& model) {
             return makeError("EXL2: " + name + " has shape " + t->shapeString());
         return okStatus();
     };
+    const bool mixtral = arch == "mixtral";
     for (int l = 0; l < h.nLayer; ++l) {
         const std::string lp = "model.layers." + std::to_string(l);
         for (int a = 0; a < 2; ++a) {
             ModuleRef m;
             m.layer = l;
             m.attn = a == 0;
-            m.key = lp + (m.attn ? ".self_attn" : ".mlp");
-            m.normName = lp + (m.attn ? ".input_layernorm.weight" : ".post_attention_layernorm.weight");
+            m.moe = !m.attn && h.nExpert > 0;
+            m.key = lp + (m.attn ? ".self_attn" : m.moe ? ".block_sparse_moe" : ".mlp");
+            m.normName = lp + (m.attn ? ".input_layernorm.weight"
+                                      : h.gemma ? ".pre_feedforward_layernorm.weight"
+                                                : ".post_attention_layernorm.weight");
             if (auto s = checkVec(m.normName, h.nEmbd); !s) return s.error();
-            struct Spec {
-                const char* slot;
-                int out, in;
-            };
-            std::vector<Spec> specs;
-            if (m.attn)
-                specs = {{"q_proj", qDim, h.nEmbd},
-                         {"k_proj", kvDim, h.nEmbd},
-                         {"v_proj", kvDim, h.nEmbd},
-                         {"o_proj", h.nEmbd, qDim}};
-            else
-                specs = {{"gate_proj", h.nFf, h.nEmbd},
-                         {"up_proj", h.nFf, h.nEmbd},
-                         {"down_proj", h.nEmbd, h.nFf}};
-            for (const auto& s : specs) {
-                auto L = linearRef(m.key + "." + s.slot, s.slot, s.out, s.in);
+            if (m.attn && h.fused) {
+                if (auto s = fusedParts(lp + ".self_attn.qkv_proj.weight", lp + ".self_attn",
+                                        {{"q_proj", qDim}, {"k_proj", kvDim}, {"v_proj", kvDim}}, h.nEmbd,
+                                        m.linears);
+                    !s)
+                    return s.error();
+                auto L = linearRef(lp + ".self_attn.o_proj", "o_proj", h.nEmbd, qDim);
                 if (!L) return L.error();
                 m.linears.push_back(std::move(*L));
+            } else if (!m.attn && h.fused) {
+                if (auto s = fusedParts(lp + ".mlp.gate_up_proj.weight", lp + ".mlp",
+                                        {{"gate_proj", h.nFf}, {"up_proj", h.nFf}}, h.nEmbd, m.linears);
+                    !s)
+                    return s.error();
+                auto L = linearRef(lp + ".mlp.down_proj", "down_proj", h.nEmbd, h.nFf);
+                if (!L) return L.error();
+                m.linears.push_back(std::move(*L));
+            } else if (m.moe) {
+                // Experts in exllamav2's names (architecture.py layer_keys_mixtral_mlp / _qwen3moe_mlp):
+                // w1 = gate, w3 = up, w2 = down; the option table's slots are [gate, up, down].
+                const std::string ex = lp + (mixtral ? ".block_sparse_moe.experts." : ".mlp.experts.");
+                const int F = h.nFfExpert;
+                for (int e = 0; e < h.nExpert; ++e) {
+                    const std::string p = ex + std::to_string(e) + ".";
+                    struct Spec {
+                        const char *mx, *qw;
+                        int slot, out, in;
+                    };
+                    const Spec specs[3] = {{"w1", "gate_proj", 0, F, h.nEmbd},
+                                           {"w3", "up_proj", 1, F, h.nEmbd},
+                                           {"w2", "down_proj", 2, h.nEmbd, F}};
+                    for (const auto& s : specs) {
+                        auto L = linearRef(p + (mixtral ? s.mx : s.qw), s.mx, s.out, s.in);
+                        if (!L) return L.error();
+                        if (!L->biasName.empty()) return makeError("EXL2: " + L->biasName + ": expert biases are not supported");
+                        L->slotIdx = s.slot;
+                        L->hessian = s.slot == 2 ? 1 + e : 0;
+                        m.linears.push_back(std::move(*L));
+                    }
+                }
+            } else {
+                struct Spec {
+                    const char* slot;
+                    int out, in;
+                };
+                std::vector<Spec> specs;
+                if (m.attn)
+                    specs = {{"q_proj", qDim, h.nEmbd},
+                             {"k_proj", kvDim, h.nEmbd},
+                             {"v_proj", kvDim, h.nEmbd},
+                             {"o_proj", h.nEmbd, qDim}};
+                else
+                    specs = {{"gate_proj", h.nFf, h.nEmbd},
+                             {"up_proj", h.nFf, h.nEmbd},
+                             {"down_proj", h.nEmbd, h.nFf}};
+                const std::string base = m.attn ? lp + ".self_attn." : lp + ".mlp.";
+                for (const auto& s : specs) {
+                    auto L = linearRef(base + s.slot, s.slot, s.out, s.in);
+                    if (!L) return L.error();
+                    m.linears.push_back(std::move(*L));
+                }
             }
             plan.modules.push_back(std::move(m));
         }
@@ -228,111 +306,145 @@ Result<ModelPlan> planModel(const Model& model) {
     if (model.find("lm_head.weight")) {
         auto L = linearRef("lm_head", "lm_head", static_cast<int>(emb->shape[0]), h.nEmbd);
         if (!L) return L.error();
+        if (!L->biasName.empty()) return makeError("EXL2: lm_head.bias is not supported");
         plan.head = std::move(*L);
     }
     return plan;
 }
 
-ModuleRunner::ModuleRunner(const ModelPlan& plan, int threads)
-    : m_plan(plan), m_threads(threads > 0 ? threads : defaultThreadCount()), m_invFreq(ropeInvFreq(plan.hp)) {
+Result<std::unique_ptr<ModuleRunner>> ModuleRunner::create(const Model& model, const ModelPlan& plan, int threads,
+                                                           int maxLen) {
+    std::unique_ptr<ModuleRunner> r(new ModuleRunner(plan, threads > 0 ? threads : defaultThreadCount()));
+    EngineOptions eo;
+    eo.threads = r->m_threads;
+    eo.nCtx = std::max(1, maxLen);
+    eo.kvF16 = false;           // F32 attention
+    eo.ggmlGelu = false;        // the float tanh GELU (HF)
+    eo.ggmlActivations = false; // F32 activations against the weights widened to F32
+    auto e = Engine::load(model, eo);
+    if (!e) return makeError("EXL2: " + e.error().message);
+    r->m_engine = std::move(*e);
+    return r;
 }
 
-Result<States> ModuleRunner::embed(const Model& model,
-                                   const std::vector<std::vector<int32_t>>& windows) const {
-    const TensorInfo* t = model.find(m_plan.embedName);
-    auto e = readTensorF32(model, *t);
-    if (!e) return e.error();
+ModuleRunner::~ModuleRunner() = default;
+
+Result<States> ModuleRunner::embed(const std::vector<std::vector<int32_t>>& windows) const {
     States s;
     s.rows = static_cast<int>(windows.size());
     s.len = windows.empty() ? 0 : static_cast<int>(windows[0].size());
     s.dim = m_plan.hp.nEmbd;
     if (s.rows == 0 || s.len == 0) return makeError("EXL2: no calibration rows");
-    const int64_t nVocab = t->shape[0];
     s.data.resize(static_cast<size_t>(s.rows) * s.len * s.dim);
     for (int r = 0; r < s.rows; ++r) {
-        if (static_cast<int>(windows[r].size()) != s.len)
-            return makeError("EXL2: calibration rows differ in length");
-        for (int i = 0; i < s.len; ++i) {
-            const int32_t tok = windows[r][i];
-            if (tok < 0 || tok >= nVocab)
-                return makeError("EXL2: token id " + std::to_string(tok) + " out of range");
-            std::copy_n(e->data() + static_cast<size_t>(tok) * s.dim, s.dim,
-                        s.row(r) + static_cast<size_t>(i) * s.dim);
-        }
+        if (static_cast<int>(windows[r].size()) != s.len) return makeError("EXL2: calibration rows differ in length");
+        if (auto st = m_engine->embed(windows[r], 0, std::span<float>(s.row(r), static_cast<size_t>(s.len) * s.dim));
+            !st)
+            return makeError("EXL2: " + st.error().message);
     }
     return s;
 }
 
-Status ModuleRunner::embedInto(const Model& model, const std::vector<std::vector<int32_t>>& windows,
-                              calib::StateStore& states) const {
-    const TensorInfo* t = model.find(m_plan.embedName);
-    auto e = readTensorF32(model, *t);
-    if (!e) return e.error();
+Status ModuleRunner::embedInto(const std::vector<std::vector<int32_t>>& windows, calib::StateStore& states) const {
     const int dim = m_plan.hp.nEmbd;
     if (windows.empty() || windows[0].empty()) return makeError("EXL2: no calibration rows");
     const size_t len = windows[0].size();
     if (states.rows() != static_cast<int64_t>(windows.size()) ||
         states.rowValues() != static_cast<int64_t>(len) * dim)
         return makeError("EXL2: the state store does not fit the calibration rows");
-    const int64_t nVocab = t->shape[0];
     std::vector<float> row(len * static_cast<size_t>(dim));
     for (size_t r = 0; r < windows.size(); ++r) {
         if (windows[r].size() != len) return makeError("EXL2: calibration rows differ in length");
-        for (size_t i = 0; i < len; ++i) {
-            const int32_t tok = windows[r][i];
-            if (tok < 0 || tok >= nVocab) return makeError("EXL2: token id " + std::to_string(tok) + " out of range");
-            std::copy_n(e->data() + static_cast<size_t>(tok) * dim, dim, row.data() + i * dim);
-        }
+        if (auto st = m_engine->embed(windows[r], 0, row); !st) return makeError("EXL2: " + st.error().message);
         if (auto s = states.put(static_cast<int64_t>(r), row); !s) return s;
     }
     return okStatus();
 }
 
-void ModuleRunner::finalNormRow(const float* x, int len, const std::vector<float>& g, float* out) const {
-    rmsNorm(x, len, m_plan.hp.nEmbd, g, m_plan.hp.normEps, out);
+Status ModuleRunner::install(const ModuleRef& m, const ModuleWeights& w) {
+    if (w.w.size() != m.linears.size() || w.b.size() != m.linears.size())
+        return makeError("EXL2: " + m.key + ": weights do not match the module");
+    std::map<std::string, std::vector<float>> fused; // phi3: the parts put back together
+    for (size_t i = 0; i < m.linears.size(); ++i) {
+        const LinearRef& L = m.linears[i];
+        if (w.w[i].size() != static_cast<size_t>(L.numel()))
+            return makeError("EXL2: " + L.weightName + ": wrong number of values");
+        if (!L.srcName.empty()) {
+            auto& f = fused[L.srcName];
+            const size_t at = static_cast<size_t>(L.srcRow0) * L.in;
+            if (f.size() < at + w.w[i].size()) f.resize(at + w.w[i].size());
+            std::copy(w.w[i].begin(), w.w[i].end(), f.begin() + static_cast<std::ptrdiff_t>(at));
+            continue;
+        }
+        if (auto s = m_engine->setWeight(L.weightName, w.w[i]); !s) return makeError("EXL2: " + s.error().message);
+        if (!L.biasName.empty())
+            if (auto s = m_engine->setWeight(L.biasName, w.b[i]); !s) return makeError("EXL2: " + s.error().message);
+    }
+    for (const auto& [name, v] : fused)
+        if (auto s = m_engine->setWeight(name, v); !s) return makeError("EXL2: " + s.error().message);
+    return okStatus();
 }
 
-std::vector<float> ModuleRunner::finalNorm(const States& x, const std::vector<float>& g) const {
-    std::vector<float> out(x.data.size());
-    rmsNorm(x.data.data(), static_cast<int64_t>(x.rows) * x.len, x.dim, g, m_plan.hp.normEps, out.data());
-    return out;
-}
-
-double ModuleRunner::nextTokenNll(const States& x, int rows, const std::vector<float>& g,
-                                  const std::vector<float>& W, const std::vector<float>& bias,
-                                  const std::vector<std::vector<int32_t>>& windows, int64_t* count) const {
-    double nll = 0;
-    int64_t n = 0;
-    for (int r = 0; r < std::min(rows, x.rows); ++r)
-        addNextTokenNll(x.row(r), x.len, g, W, bias, windows[r], &nll, &n);
-    if (count) *count = n;
-    return nll;
-}
-
-void ModuleRunner::addNextTokenNll(const float* x, int len, const std::vector<float>& g, const std::vector<float>& W,
-                                   const std::vector<float>& bias, const std::vector<int32_t>& window, double* nll,
-                                   int64_t* count) const {
-    const int dim = m_plan.hp.nEmbd;
-    const int64_t vocab = static_cast<int64_t>(W.size()) / dim;
-    std::vector<float> xn(static_cast<size_t>(len) * dim), logits(static_cast<size_t>(len) * vocab);
-    rmsNorm(x, len, dim, g, m_plan.hp.normEps, xn.data());
-    linearForward(W.data(), vocab, dim, xn.data(), len, logits.data(), vocab, m_threads);
-    for (int t = 0; t + 1 < len; ++t) {
-        const float* l = logits.data() + static_cast<size_t>(t) * vocab;
-        double mx = -INFINITY;
-        for (int64_t v = 0; v < vocab; ++v)
-            mx = std::max(mx, static_cast<double>(l[v] + (bias.empty() ? 0.f : bias[v])));
-        double se = 0;
-        for (int64_t v = 0; v < vocab; ++v)
-            se += std::exp(l[v] + (bias.empty() ? 0.f : bias[v]) - mx);
-        const int32_t tgt = window[t + 1];
-        *nll += mx + std::log(se) - (l[tgt] + (bias.empty() ? 0.f : bias[tgt]));
-        ++*count;
+void ModuleRunner::release(const ModuleRef& m) {
+    for (const auto& L : m.linears) {
+        (void)m_engine->resetWeight(L.source());
+        if (!L.biasName.empty()) (void)m_engine->resetWeight(L.biasName);
     }
 }
 
+Status ModuleRunner::setHead(const std::vector<float>* W) {
+    if (m_plan.head.out == 0) return makeError("EXL2: the model has no lm_head of its own");
+    if (!W) return m_engine->resetWeight(m_plan.head.weightName);
+    return m_engine->setWeight(m_plan.head.weightName, *W);
+}
+
+Status ModuleRunner::headInputRow(const float* x, int len, float* out) const {
+    const int dim = m_plan.hp.nEmbd, vocab = m_plan.hp.nVocab;
+    constexpr int kChunk = 64; // tokens per head evaluation (bounds the logits' memory)
+    std::vector<float> logits(static_cast<size_t>(kChunk) * vocab);
+    for (int t0 = 0; t0 < len; t0 += kChunk) {
+        const int n = std::min(kChunk, len - t0);
+        const LinearObserver obs = [&](const std::string&, const float* xi, int64_t nTok, int64_t nIn) {
+            if (nTok == n && nIn == dim) std::copy_n(xi, static_cast<size_t>(n) * dim, out + static_cast<size_t>(t0) * dim);
+        };
+        if (auto s = m_engine->head(std::span<const float>(x + static_cast<size_t>(t0) * dim, static_cast<size_t>(n) * dim),
+                                    logits.data(), obs);
+            !s)
+            return makeError("EXL2: " + s.error().message);
+    }
+    return okStatus();
+}
+
+Status ModuleRunner::addNextTokenNll(const float* x, int len, const std::vector<int32_t>& window, double* nll,
+                                     int64_t* count) const {
+    const int dim = m_plan.hp.nEmbd;
+    const int64_t vocab = m_plan.hp.nVocab;
+    constexpr int kChunk = 64;
+    std::vector<float> logits(static_cast<size_t>(kChunk) * vocab);
+    for (int t0 = 0; t0 + 1 < len; t0 += kChunk) {
+        const int n = std::min(kChunk, len - 1 - t0);
+        if (auto s = m_engine->head(std::span<const float>(x + static_cast<size_t>(t0) * dim, static_cast<size_t>(n) * dim),
+                                    logits.data());
+            !s)
+            return makeError("EXL2: " + s.error().message);
+        for (int i = 0; i < n; ++i) {
+            const float* l = logits.data() + static_cast<size_t>(i) * vocab;
+            double mx = -INFINITY;
+            for (int64_t v = 0; v < vocab; ++v)
+                mx = std::max(mx, static_cast<double>(l[v]));
+            double se = 0;
+            for (int64_t v = 0; v < vocab; ++v)
+                se += std::exp(l[v] - mx);
+            const int32_t tgt = window[t0 + i + 1];
+            *nll += mx + std::log(se) - l[tgt];
+            ++*count;
+        }
+    }
+    return okStatus();
+}
+
 Status ModuleRunner::forward(const ModuleRef& m, const ModuleWeights& w, const States& x, States* out,
-                             const CaptureFn& capture) const {
+                             const CaptureFn& capture) {
     if (x.dim != m_plan.hp.nEmbd) return makeError("EXL2: hidden states of the wrong width");
     if (out) {
         out->rows = x.rows;
@@ -346,82 +458,41 @@ Status ModuleRunner::forward(const ModuleRef& m, const ModuleWeights& w, const S
 }
 
 Status ModuleRunner::forwardRow(const ModuleRef& m, const ModuleWeights& w, const float* X, int len, float* Y,
-                                const CaptureFn& capture) const {
-    const InferHParams& hp = m_plan.hp;
-    const int dim = hp.nEmbd;
-    const int threads = m_threads;
+                                const CaptureFn& capture) {
+    const int dim = m_plan.hp.nEmbd;
     try {
-        std::vector<float> N(static_cast<size_t>(len) * dim), T(static_cast<size_t>(len) * dim);
-        {
-            rmsNorm(X, len, dim, w.norm, hp.normEps, N.data());
-            if (capture) capture(0, N.data(), len, dim);
-            if (m.attn) {
-                const int hd = hp.headDim, qDim = hp.nHead * hd, kvDim = hp.nHeadKv * hd;
-                const int group = hp.nHead / hp.nHeadKv;
-                std::vector<float> Q(static_cast<size_t>(len) * qDim), K(static_cast<size_t>(len) * kvDim),
-                    V(static_cast<size_t>(len) * kvDim), A(static_cast<size_t>(len) * qDim);
-                linear(w.w[0], w.b[0], qDim, dim, N.data(), len, Q.data(), threads);
-                linear(w.w[1], w.b[1], kvDim, dim, N.data(), len, K.data(), threads);
-                linear(w.w[2], w.b[2], kvDim, dim, N.data(), len, V.data(), threads);
-                applyRope(Q.data(), len, qDim, hp.nHead, hd, hp.nRot, m_invFreq, hp.ropeLinearScale);
-                applyRope(K.data(), len, kvDim, hp.nHeadKv, hd, hp.nRot, m_invFreq, hp.ropeLinearScale);
-                const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-                CMatMap Qm(Q.data(), qDim, len), Km(K.data(), kvDim, len), Vm(V.data(), kvDim, len);
-                MatMap Am(A.data(), qDim, len);
-                parallelFor(
-                    static_cast<size_t>(hp.nHead),
-                    [&](size_t h0, size_t h1, int) {
-                        Eigen::MatrixXf S;
-                        for (size_t h = h0; h < h1; ++h) {
-                            const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
-                            const Eigen::Index qRow = static_cast<Eigen::Index>(h) * hd;
-                            S.noalias() = Km.middleRows(kvRow, hd).transpose() *
-                                          Qm.middleRows(qRow, hd); // [key][query]
-                            for (int t = 0; t < len; ++t) {
-                                float* s = S.col(t).data();
-                                float mx = -INFINITY;
-                                for (int j = 0; j <= t; ++j) {
-                                    s[j] *= scale;
-                                    mx = std::max(mx, s[j]);
-                                }
-                                double sum = 0;
-                                for (int j = 0; j <= t; ++j) {
-                                    s[j] = std::exp(s[j] - mx);
-                                    sum += s[j];
-                                }
-                                const float inv = static_cast<float>(1.0 / sum);
-                                for (int j = 0; j <= t; ++j)
-                                    s[j] *= inv;
-                                for (int j = t + 1; j < len; ++j)
-                                    s[j] = 0.0f;
-                            }
-                            Am.middleRows(qRow, hd).noalias() = Vm.middleRows(kvRow, hd) * S;
-                        }
-                    },
-                    threads);
-                if (capture) capture(1, A.data(), len, qDim);
-                if (!Y) return okStatus();
-                linear(w.w[3], w.b[3], dim, qDim, A.data(), len, T.data(), threads);
-            } else {
-                const int ff = hp.nFf;
-                std::vector<float> G(static_cast<size_t>(len) * ff), U(static_cast<size_t>(len) * ff);
-                linear(w.w[0], w.b[0], ff, dim, N.data(), len, G.data(), threads);
-                linear(w.w[1], w.b[1], ff, dim, N.data(), len, U.data(), threads);
-                for (size_t i = 0; i < U.size(); ++i) {
-                    const float g = G[i];
-                    U[i] *= g / (1.0f + std::exp(-g));
-                }
-                if (capture) capture(1, U.data(), len, ff);
-                if (!Y) return okStatus();
-                linear(w.w[2], w.b[2], dim, ff, U.data(), len, T.data(), threads);
+        if (auto s = install(m, w); !s) return s;
+        // The engine's names of the inputs the Hessians need (each reported once: q/k/v and gate/up share one).
+        std::unordered_map<std::string, int> which;
+        if (capture) {
+            for (size_t i = 0; i < m.linears.size(); ++i) {
+                const int h = m.hessianOf(i);
+                bool seen = false;
+                for (const auto& [n, k] : which)
+                    seen = seen || k == h;
+                if (!seen) which.emplace(m.linears[i].source(), h);
             }
-            const size_t n = static_cast<size_t>(len) * dim;
-            for (size_t i = 0; i < n; ++i) {
-                Y[i] = X[i] + T[i];
-                if (!std::isfinite(Y[i]))
-                    return makeError("EXL2: " + m.key + " produced a non-finite hidden state");
+            if (m.moe) { // every expert's w1/w3 input: the router's (all tokens)
+                for (auto it = which.begin(); it != which.end();)
+                    it = it->second == 0 ? which.erase(it) : std::next(it);
+                which.emplace("model.layers." + std::to_string(m.layer) +
+                                  (m_plan.hp.archName == "mixtral" ? ".block_sparse_moe.gate.weight" : ".mlp.gate.weight"),
+                              0);
             }
         }
+        const LinearObserver obs = [&](const std::string& name, const float* xi, int64_t nTok, int64_t nIn) {
+            if (auto it = which.find(name); it != which.end()) capture(it->second, xi, nTok, nIn);
+        };
+        std::vector<float> S(X, X + static_cast<size_t>(len) * dim);
+        const BlockStage stop = Y ? BlockStage::Complete : m.attn ? BlockStage::AttnOutInput : BlockStage::FfnOutInput;
+        if (auto s = m_engine->forwardLayer(m.layer, S, 0, capture ? obs : LinearObserver{}, stop,
+                                            m.attn ? BlockPart::Attention : BlockPart::FeedForward);
+            !s)
+            return makeError("EXL2: " + m.key + ": " + s.error().message);
+        if (!Y) return okStatus();
+        for (size_t i = 0; i < S.size(); ++i)
+            if (!std::isfinite(S[i])) return makeError("EXL2: " + m.key + " produced a non-finite hidden state");
+        std::copy(S.begin(), S.end(), Y);
     } catch (const std::bad_alloc&) {
         return makeError("EXL2: out of memory in " + m.key);
     }
@@ -430,13 +501,26 @@ Status ModuleRunner::forwardRow(const ModuleRef& m, const ModuleWeights& w, cons
 
 Result<ModuleWeights> readModuleWeights(const Model& model, const ModuleRef& m) {
     ModuleWeights w;
-    auto n = readTensorF32(model, *model.find(m.normName));
-    if (!n) return n.error();
-    w.norm = std::move(*n);
+    std::map<std::string, std::vector<float>> fused;
     for (const auto& L : m.linears) {
-        auto v = readTensorF32(model, *model.find(L.weightName));
-        if (!v) return v.error();
-        w.w.push_back(std::move(*v));
+        std::vector<float> v;
+        if (!L.srcName.empty()) {
+            auto it = fused.find(L.srcName);
+            if (it == fused.end()) {
+                auto f = readTensorF32(model, *model.find(L.srcName));
+                if (!f) return f.error();
+                it = fused.emplace(L.srcName, std::move(*f)).first;
+            }
+            const size_t at = static_cast<size_t>(L.srcRow0) * L.in, n = static_cast<size_t>(L.numel());
+            if (it->second.size() < at + n) return makeError("EXL2: " + L.srcName + " is too small");
+            v.assign(it->second.begin() + static_cast<std::ptrdiff_t>(at),
+                     it->second.begin() + static_cast<std::ptrdiff_t>(at + n));
+        } else {
+            auto r = readTensorF32(model, *model.find(L.weightName));
+            if (!r) return r.error();
+            v = std::move(*r);
+        }
+        w.w.push_back(std::move(v));
         std::vector<float> b;
         if (!L.biasName.empty()) {
             auto bv = readTensorF32(model, *model.find(L.biasName));
@@ -478,15 +562,15 @@ ReducedOptions reducedOptions(bool attn) {
     return {q.perSlot, q.maps};
 }
 
-std::string moduleMeasurementJson(const ModuleMeasurement& m, const ModuleRef&) {
-    return optionsJson(m).dump(4);
+std::string moduleMeasurementJson(const ModuleMeasurement& m, const ModuleRef& ref) {
+    return optionsJson(m, ref.slotNames()).dump(4);
 }
 
 std::string measurementJson(const std::vector<ModuleMeasurement>& m, int lastModuleIdx) {
     nlohmann::ordered_json j;
     j["measurement"] = nlohmann::ordered_json::object();
     for (const auto& mm : m)
-        j["measurement"][mm.key] = optionsJson(mm);
+        j["measurement"][mm.key] = optionsJson(mm, slotNamesForKey(mm.key));
     j["last_module_idx"] = lastModuleIdx;
     return j.dump(4);
 }
@@ -525,6 +609,37 @@ Result<std::vector<ModuleMeasurement>> readMeasurementJson(const std::string& pa
     return parseMeasurementJson(*text, plan, path);
 }
 
+Result<std::vector<calib::HessianAccumulator>> accumulateHessians(ModuleRunner& runner, const ModuleRef& m,
+                                                                  const ModuleWeights& w, calib::StateStore& x,
+                                                                  int rows, int len,
+                                                                  const std::function<bool()>& cancel) {
+    const int nH = m.hessianCount();
+    std::vector<int> dims(nH, 0);
+    for (size_t i = 0; i < m.linears.size(); ++i)
+        dims[m.hessianOf(i)] = m.linears[i].in;
+    std::vector<calib::HessianAccumulator> acc;
+    for (int d : dims)
+        acc.emplace_back(d);
+    std::vector<uint8_t> hit(nH);
+    const CaptureFn capture = [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
+        if (which < 0 || which >= nH || nIn != acc[which].dim()) return;
+        acc[which].add(xi, nTok, runner.threads());
+        hit[which] = 1;
+    };
+    std::vector<float> xr(static_cast<size_t>(x.rowValues()));
+    for (int row = 0; row < rows; ++row) {
+        if (auto s = x.get(row, xr); !s) return s.error();
+        std::fill(hit.begin(), hit.end(), 0);
+        if (auto s = runner.forwardRow(m, w, xr.data(), len, nullptr, capture); !s) return s.error();
+        // H = Σ xᵀx / the rows that fed it (adaptivegptq.py add_batch counts batches; an expert no token
+        // of a row reached gets no batch from it).
+        for (int k = 0; k < nH; ++k)
+            if (hit[k]) acc[k].countSample(1);
+        if (cancel && cancel()) return cancelledError();
+    }
+    return acc;
+}
+
 Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const ModelPlan& plan,
                                                     const std::vector<std::vector<int32_t>>& windows,
                                                     const MeasureParams& params, ProgressFn progress,
@@ -532,9 +647,11 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
     const ReducedOptions red[2] = {reducedOptions(true), reducedOptions(false)};
     for (const auto& r : red)
         if (r.optionIdx.empty()) return makeError("EXL2: empty candidate table");
-    ModuleRunner runner(plan, params.threads);
     if (windows.empty() || windows[0].empty()) return makeError("EXL2: no calibration rows");
     const int rows = static_cast<int>(windows.size()), len = static_cast<int>(windows[0].size());
+    auto runnerR = ModuleRunner::create(model, plan, params.threads, len);
+    if (!runnerR) return runnerR.error();
+    ModuleRunner& runner = **runnerR;
     const int dim = plan.hp.nEmbd;
     // The reference hidden states, held once: each module's reference output replaces its input row by row.
     calib::StateStore x;
@@ -547,18 +664,21 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
     }
     if (params.stateBytes) *params.stateBytes = x.bytes();
     if (params.statesSpilled) *params.statesSpilled = x.spilled();
-    if (auto s = runner.embedInto(model, windows, x); !s) return s.error();
+    if (auto s = runner.embedInto(windows, x); !s) return s.error();
     const size_t rowValues = static_cast<size_t>(x.rowValues());
     std::vector<float> xr(rowValues), yr(rowValues), yt(rowValues);
 
     // Progress units: per module 1 reference forward, 1 per quantization, 1 per option.
     double total = 0, done = 0;
-    for (const auto& m : plan.modules) {
+    auto settingsOf = [&](const ModuleRef& m) { // quantizations: every distinct setting of every linear
         const auto& r = red[m.attn ? 0 : 1];
-        total += 1 + r.optionIdx.size();
-        for (const auto& s : r.slotParams)
-            total += s.size();
-    }
+        double n = 0;
+        for (size_t i = 0; i < m.linears.size(); ++i)
+            n += r.slotParams[m.slotOf(i)].size();
+        return n;
+    };
+    for (const auto& m : plan.modules)
+        total += 1 + red[m.attn ? 0 : 1].optionIdx.size() + settingsOf(m);
     std::string step;
     auto report = [&](double units) {
         done += units;
@@ -571,9 +691,7 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         const ModuleRef& m = plan.modules[mi];
         const auto t0 = Clock::now();
         const ReducedOptions& r = red[m.attn ? 0 : 1];
-        double moduleUnits = 1 + r.optionIdx.size();
-        for (const auto& s : r.slotParams)
-            moduleUnits += s.size();
+        const double moduleUnits = 1 + r.optionIdx.size() + settingsOf(m);
         auto w = readModuleWeights(model, m);
         if (!w) return w.error();
         const std::string statePath =
@@ -599,6 +717,7 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
                     if (auto s = runner.forwardRow(m, *w, xr.data(), len, yr.data()); !s) return s.error();
                     if (auto s = x.put(row, yr); !s) return s.error();
                 }
+                runner.release(m);
                 if (resumedModules) ++*resumedModules;
                 if (onModule) onModule(*mm, true, since(t0));
                 result.push_back(std::move(*mm));
@@ -608,40 +727,36 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
             fs::remove(statePath, ec); // damaged: measure again
         }
 
-        // Reference forward + Hessians of the two distinct inputs.
-        const int in0 = m.linears[0].in, in1 = m.linears.back().in;
-        calib::HessianAccumulator acc[2] = {calib::HessianAccumulator(in0), calib::HessianAccumulator(in1)};
+        // Reference forward + Hessians of the distinct inputs.
         step = "measure: " + m.key + " reference";
         auto cancelFn = [&] {
             return progress && !progress(ProgressInfo{std::min(1.0, done / total), step});
         };
-        const CaptureFn capture = [&](int which, const float* xi, int64_t nTok, int64_t nIn) {
-            if (nIn == acc[which].dim()) acc[which].add(xi, nTok, runner.threads());
-        };
-        for (int row = 0; row < rows; ++row) {
-            if (auto s = x.get(row, xr); !s) return s.error();
-            if (auto s = runner.forwardRow(m, *w, xr.data(), len, nullptr, capture); !s) return s.error();
-            if (cancelFn()) return cancelledError();
-        }
+        std::vector<calib::HessianAccumulator> acc;
+        if (auto a = accumulateHessians(runner, m, *w, x, rows, len, cancelFn); !a)
+            return a.error();
+        else
+            acc = std::move(*a);
         if (!report(1)) return cancelledError();
         std::vector<std::unique_ptr<PreparedHessian>> prep;
         step = "measure: " + m.key + " Hessians";
         for (auto& a : acc) {
-            a.countSample(rows);
             auto p = prepareHessian(exl2Hessian(a), a.dim(), cancelFn, runner.threads());
             if (!p) return p.error().cancelled ? p.error() : makeError("EXL2: " + m.key + ": " + p.error().message);
             prep.push_back(std::make_unique<PreparedHessian>(std::move(*p)));
         }
 
-        // Every distinct setting of every slot, kept as fp16 (the loader's dequantized values are fp16).
-        const size_t nSlots = m.linears.size();
-        std::vector<std::vector<std::vector<uint16_t>>> deq(nSlots);
-        std::vector<std::vector<int64_t>> bits(nSlots);
-        for (size_t s = 0; s < nSlots; ++s) {
+        // Every distinct setting of every linear (per its slot), kept as fp16 (the loader's dequantized
+        // values are fp16).
+        const size_t nLin = m.linears.size(), nSlots = r.slotParams.size();
+        std::vector<std::vector<std::vector<uint16_t>>> deq(nLin);
+        std::vector<std::vector<int64_t>> bits(nLin);
+        for (size_t s = 0; s < nLin; ++s) {
             const LinearRef& L = m.linears[s];
-            const PreparedHessian& H = *prep[s + 1 == nSlots ? 1 : 0];
-            for (size_t qi = 0; qi < r.slotParams[s].size(); ++qi) {
-                const QParams& qp = r.slotParams[s][qi];
+            const PreparedHessian& H = *prep[m.hessianOf(s)];
+            const auto& params = r.slotParams[m.slotOf(s)];
+            for (size_t qi = 0; qi < params.size(); ++qi) {
+                const QParams& qp = params[qi];
                 step = "measure: " + L.prefix + " " + qp.desc();
                 auto q = quantizeLinear(w->w[s].data(), L.out, L.in, H, qp, cancelFn, runner.threads());
                 if (!q)
@@ -665,27 +780,27 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         for (size_t oi = 0; oi < nOptions; ++oi) {
             const auto& idx = r.optionIdx[oi];
             ModuleMeasurement::Option opt;
-            for (size_t s = 0; s < nSlots; ++s) {
-                opt.totalBits += bits[s][idx[s]];
+            for (size_t s = 0; s < nLin; ++s)
+                opt.totalBits += bits[s][idx[m.slotOf(s)]];
+            for (size_t s = 0; s < nSlots; ++s)
                 opt.qp.push_back(r.slotParams[s][idx[s]]);
-            }
             mm.options.push_back(std::move(opt));
         }
         std::vector<double> errSum(nOptions, 0.0); // Σ over rows of ‖y_test − y_ref‖_F / ‖y_ref‖_F, in row order
         ModuleWeights tw = *w;
-        std::vector<int> cur(nSlots, -1);
+        std::vector<int> cur(nLin, -1);
         for (int row = 0; row < rows; ++row) {
             if (auto s = x.get(row, xr); !s) return s.error();
             step = "measure: " + m.key + " reference row " + std::to_string(row + 1) + "/" + std::to_string(rows);
             if (auto s = runner.forwardRow(m, *w, xr.data(), len, yr.data()); !s) return s.error();
             for (size_t oi = 0; oi < nOptions; ++oi) {
                 const auto& idx = r.optionIdx[oi];
-                for (size_t s = 0; s < nSlots; ++s)
-                    if (idx[s] != cur[s]) {
-                        const auto& h = deq[s][idx[s]];
+                for (size_t s = 0; s < nLin; ++s)
+                    if (const int want = idx[m.slotOf(s)]; want != cur[s]) {
+                        const auto& h = deq[s][want];
                         for (size_t i = 0; i < h.size(); ++i)
                             tw.w[s][i] = fp16ToFp32(h[i]);
-                        cur[s] = idx[s];
+                        cur[s] = want;
                     }
                 step = "measure: " + m.key + " option " + std::to_string(oi + 1) + "/" + std::to_string(nOptions) +
                        ", row " + std::to_string(row + 1) + "/" + std::to_string(rows);
@@ -695,6 +810,7 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
             }
             if (auto s = x.put(row, yr); !s) return s.error();
         }
+        runner.release(m);
         for (size_t oi = 0; oi < nOptions; ++oi)
             mm.options[oi].accuracy = std::max(1e-6, 1.0 - errSum[oi] / std::max(1, rows));
         if (!statePath.empty())

@@ -1,26 +1,25 @@
-// EXL2's module view of a llama-family model and its measurement pass (README.md E.6; exllamav2 v0.3.2
+// EXL2's module view of a decoder model and its measurement pass (README.md E.6, E.8; exllamav2 v0.3.2
 // conversion/measure.py).
 //
 // Modules: every decoder layer is two modules, as exllamav2 splits it, both including the residual:
-//   <layer>.self_attn: y = x + Wo·Attn(RoPE(Wq·n), RoPE(Wk·n), Wv·n),  n = RMSNorm(x)·input_layernorm
-//   <layer>.mlp:       y = x + Wdown·(SiLU(Wgate·n) ⊙ Wup·n),         n = RMSNorm(x)·post_attention_layernorm
+//   <layer>.self_attn: y = x + Attn(x) with the architecture's norms (Gemma: its post-attention norm too),
+//                      q/k norms, RoPE, sliding window and soft-cap, linears q, k, v, o (phi3's fused
+//                      qkv_proj split into q, k, v rows, as exllamav2 loads it)
+//   <layer>.mlp:       y = x + FFN(x) (Gemma: GeGLU and its post-feedforward norm), linears gate, up, down
+//                      (phi3's gate_up_proj split into gate and up)
+//   <layer>.block_sparse_moe (mixtral, qwen3_moe): y = x + MoE(x), every expert's w1 (gate), w3 (up),
+//                      w2 (down) under one option of the MLP table; the router stays unquantized.
 // ModuleRunner evaluates one module on the hidden states of a calibration row (each row is one
-// sequence, causal attention inside the row, positions 0..len−1) with any weights for its linears. It is
-// our own F32 forward pass with the engine's maths (infer/engine.h: RMSNorm summed in double, rotate-half
-// RoPE incl. linear / llama3 scaling, grouped-query attention, q/k/v biases when present) but with the
-// F32 attention of EngineOptions::kvF16 = false; test_exl2_model checks it against the engine's logits.
+// sequence, causal attention inside the row, positions 0..len−1) with any weights for its linears,
+// through the engine's own block code (Engine::forwardLayer on one residual half, F32 attention).
 // exllamav2 runs the same modules in fp16 on the GPU.
 //
-// Why our own module forward rather than the engine with setWeight: the measurement needs each module's
-// output including the residual on the *reference* hidden states, for ~18 options per module. The engine
-// evaluates whole blocks from tokens, so every option would cost a pass through all blocks up to the
-// module (quadratic in the depth) and the residual stream itself is not observable. With a module
-// forward the hidden states are kept between modules, as exllamav2 keeps them, and the cost is linear.
-//
 // Measurement, per module, on the reference hidden states x (the unquantized model's):
-//   1. the Hessians H = Σ xᵀx / rows of the module's two distinct linear inputs (attention: the normed
-//      input shared by q/k/v, and o's input; MLP: the normed input shared by gate/up, and down's input),
-//      from a pass over the rows that stops at the last linear's input;
+//   1. the Hessians H = Σ xᵀx / rows of the module's distinct linear inputs (attention: the normed
+//      input shared by q/k/v, and o's input; MLP: the normed input shared by gate/up, and down's input;
+//      MoE: the normed input shared by every expert's w1/w3, and each expert's w2 input over the tokens
+//      routed to it, divided by the rows that reached the expert), from a pass over the rows that stops
+//      at the last linear's input;
 //   2. every distinct QParams of every linear slot of the candidate table (exl2/exl2_qparams.h) is
 //      quantized (exl2/exl2_quant.h quantizeLinear) and dequantized as the loader would (kept as fp16);
 //   3. row by row: the reference output y_ref of the row, then every option of the table (a combination
@@ -41,7 +40,8 @@
 //
 // measurement.json (exllamav2's format, E.1): {"measurement": {"model.layers.N.self_attn": [option, ...],
 // "model.layers.N.mlp": [...], ...}, "last_module_idx": 2·nLayer + 2}; option = {"accuracy", "total_bits",
-// "q_proj": QP, "k_proj": QP, "v_proj": QP, "o_proj": QP} (mlp: gate_proj, up_proj, down_proj). Reading
+// "q_proj": QP, "k_proj": QP, "v_proj": QP, "o_proj": QP} (mlp: gate_proj, up_proj, down_proj; MoE,
+// "model.layers.N.block_sparse_moe": w1, w3, w2, total_bits over all experts). Reading
 // one back is hostile input: every key, count, value and QParams is checked against the model.
 #pragma once
 
@@ -56,31 +56,48 @@
 #include "exl2/exl2_export.h"
 #include "calib/hessian.h"
 #include "calib/states.h"
+#include "infer/engine.h"
 #include "infer/hparams.h"
 #include "model/model.h"
 
 namespace qz::exl2 {
 
 struct LinearRef {
-    std::string prefix;     // e.g. model.layers.0.self_attn.q_proj
-    std::string slot;       // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
+    std::string prefix;     // the name exllamav2 gives the layer, e.g. model.layers.0.self_attn.q_proj
+    std::string slot;       // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (MoE: w1, w3, w2)
     std::string weightName; // prefix + ".weight"
     std::string biasName;   // prefix + ".bias" when present, else empty
     int out = 0, in = 0;
+    // The model tensor holding the weight: weightName, or a fused tensor (phi3's qkv_proj / gate_up_proj)
+    // of which this layer is rows srcRow0 .. srcRow0 + out (exllamav2 splits them, README.md E.8).
+    std::string srcName;
+    int srcRow0 = 0;
+    int slotIdx = -1; // the option table's slot (-1: the layer's position in ModuleRef::linears)
+    int hessian = -1; // which input Hessian (CaptureFn `which`; -1: 1 for the module's last layer, else 0)
     int64_t numel() const { return static_cast<int64_t>(out) * in; }
+    const std::string& source() const { return srcName.empty() ? weightName : srcName; }
 };
 
 struct ModuleRef {
-    std::string key; // model.layers.N.self_attn | model.layers.N.mlp
+    std::string key; // model.layers.N.self_attn | model.layers.N.mlp | model.layers.N.block_sparse_moe
     int layer = 0;
     bool attn = true;
-    std::string normName;           // input_layernorm / post_attention_layernorm weight
-    std::vector<LinearRef> linears; // attn: q, k, v, o; mlp: gate, up, down (the table's slot order)
+    bool moe = false;               // a mixture of experts: every expert's w1/w3/w2 under one option
+    std::string normName;           // input_layernorm / post_attention_layernorm (Gemma: pre_feedforward) weight
+    std::vector<LinearRef> linears; // attn: q, k, v, o; mlp: gate, up, down; MoE: w1, w3, w2 of expert 0, 1, ...
     int64_t numel() const;
+    int slotOf(size_t i) const { return linears[i].slotIdx >= 0 ? linears[i].slotIdx : static_cast<int>(i); }
+    int hessianOf(size_t i) const {
+        return linears[i].hessian >= 0 ? linears[i].hessian : (i + 1 == linears.size() ? 1 : 0);
+    }
+    int hessianCount() const; // distinct input Hessians (2; MoE: 1 + experts)
+    // The option table's slot names as measurement.json writes them.
+    std::vector<std::string> slotNames() const;
 };
 
 struct ModelPlan {
     InferHParams hp;
+    std::string exl2Arch;           // exllamav2's architecture string (e.g. Qwen3ForCausalLM)
     std::vector<ModuleRef> modules; // 2 per layer, in order
     std::string embedName;          // model.embed_tokens.weight
     std::string finalNormName;      // model.norm.weight
@@ -88,8 +105,11 @@ struct ModelPlan {
     int64_t decoderNumel() const;   // Σ numel of every decoder linear (the optimizer's budget base)
 };
 
-// llama / mistral / qwen2 HF folders only (exllamav2's dense llama family); checks every linear's shape
-// (in multiple of 32, as EXL2's groups need) and the norms.
+// The architectures exllamav2 0.3.2 converts and this exporter writes (README.md E.8), for messages.
+inline constexpr const char* kExl2Archs = "llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, gemma2, phi3";
+
+// Hugging Face folders of those architectures only (others are refused, naming why); checks every
+// linear's shape (in multiple of 32, as EXL2's groups need) and the norms.
 Result<ModelPlan> planModel(const Model& model);
 
 // Hidden states of the calibration rows: rows × len tokens × dim, token-major.
@@ -100,54 +120,65 @@ struct States {
     const float* row(int r) const { return data.data() + static_cast<size_t>(r) * len * dim; }
 };
 
-// The weights a module is evaluated with: per linear W [out][in] (and bias [out] or empty), plus the norm.
+// The weights a module is evaluated with: per linear W [out][in] (and bias [out] or empty).
 struct ModuleWeights {
-    std::vector<float> norm;
     std::vector<std::vector<float>> w, b; // in the ModuleRef's linear order
 };
 
-// Called during forward() with a linear input, per calibration row: which = 0 for the input shared by
-// q/k/v (gate/up), 1 for o's (down's) input; x row-major [nTok][nIn].
+// Called during forward() with a linear input, per calibration row: which = ModuleRef::hessianOf (0: the
+// input shared by q/k/v, gate/up or every expert's w1/w3; 1: o's or down's input; MoE: 1 + e for expert
+// e's w2, with only the tokens routed to it); x row-major [nTok][nIn].
 using CaptureFn = std::function<void(int which, const float* x, int64_t nTok, int64_t nIn)>;
 
+// Runs the modules through the engine (infer/engine.h Engine::forwardLayer on one residual half of a
+// block), with HF semantics in F32 (F32 activations, F32 attention, float GELU): every architecture the
+// engine evaluates is measured with its own block code. The module's linears are installed with
+// setWeight for each evaluation and put back (release) when the module is done, so only one module's
+// weights are held.
 class ModuleRunner {
   public:
-    ModuleRunner(const ModelPlan& plan, int threads);
-    // The token embeddings of the windows (rows of equal length).
-    Result<States> embed(const Model& model, const std::vector<std::vector<int32_t>>& windows) const;
+    static Result<std::unique_ptr<ModuleRunner>> create(const Model& model, const ModelPlan& plan, int threads,
+                                                        int maxLen);
+    ~ModuleRunner();
+    // The token embeddings of the windows (rows of equal length; Gemma's scaling included).
+    Result<States> embed(const std::vector<std::vector<int32_t>>& windows) const;
     // The token embeddings of the windows into a store initialised with windows × length × hidden.
-    Status embedInto(const Model& model, const std::vector<std::vector<int32_t>>& windows,
-                     calib::StateStore& states) const;
+    Status embedInto(const std::vector<std::vector<int32_t>>& windows, calib::StateStore& states) const;
     // y = module(x) for every row. out may be null (captures only). Fails on a non-finite output.
     Status forward(const ModuleRef& m, const ModuleWeights& w, const States& x, States* out,
-                   const CaptureFn& capture = {}) const;
+                   const CaptureFn& capture = {});
     // The same for one row of len tokens (x, y: [len][dim], distinct). y may be null: captures only, and
     // the module stops after its last linear's input.
     Status forwardRow(const ModuleRef& m, const ModuleWeights& w, const float* x, int len, float* y,
-                      const CaptureFn& capture = {}) const;
-    // RMSNorm(x)·g for every token of every row (the head's input), row-major [rows·len][dim].
-    std::vector<float> finalNorm(const States& x, const std::vector<float>& g) const;
-    // Σ −log p(next token) over the first `rows` rows (token t predicts windows[r][t+1]) through the final
-    // norm g and the head W [vocab][dim] (+ bias); *count receives the number of predicted tokens.
-    double nextTokenNll(const States& x, int rows, const std::vector<float>& g, const std::vector<float>& W,
-                        const std::vector<float>& bias, const std::vector<std::vector<int32_t>>& windows,
-                        int64_t* count) const;
-    // One row's terms (x [len][dim], token t predicts window[t+1]) added to *nll and *count in token
-    // order (so summing rows in order gives nextTokenNll exactly).
-    void addNextTokenNll(const float* x, int len, const std::vector<float>& g, const std::vector<float>& W,
-                         const std::vector<float>& bias, const std::vector<int32_t>& window, double* nll,
-                         int64_t* count) const;
-    // RMSNorm(x)·g of one row [len][dim] into out.
-    void finalNormRow(const float* x, int len, const std::vector<float>& g, float* out) const;
+                      const CaptureFn& capture = {});
+    // The module's tensors back to the model file's (frees their copies).
+    void release(const ModuleRef& m);
+    // The head's weights: W [vocab][dim] (the dequantized head), or null for the model's own.
+    Status setHead(const std::vector<float>* W);
+    // The head's input (final norm of x [len][dim]) into out [len][dim].
+    Status headInputRow(const float* x, int len, float* out) const;
+    // One row's Σ −log p(next token) through the final norm and the current head (token t predicts
+    // window[t+1]), added to *nll and *count in token order.
+    Status addNextTokenNll(const float* x, int len, const std::vector<int32_t>& window, double* nll,
+                           int64_t* count) const;
     int threads() const { return m_threads; }
 
   private:
+    ModuleRunner(const ModelPlan& plan, int threads) : m_plan(plan), m_threads(threads) {}
+    Status install(const ModuleRef& m, const ModuleWeights& w);
     const ModelPlan& m_plan;
     int m_threads;
-    std::vector<double> m_invFreq;
+    std::unique_ptr<Engine> m_engine;
 };
 
 Result<ModuleWeights> readModuleWeights(const Model& model, const ModuleRef& m);
+
+// One pass over the rows of x (not changed) with the module's weights w, up to its last linear's input:
+// the module's input Hessians (ModuleRef::hessianOf), each counting the rows that fed it.
+Result<std::vector<calib::HessianAccumulator>> accumulateHessians(ModuleRunner& runner, const ModuleRef& m,
+                                                                  const ModuleWeights& w, calib::StateStore& x,
+                                                                  int rows, int len,
+                                                                  const std::function<bool()>& cancel);
 
 // EXL2's Hessian Σ xᵀx / rows from calib::HessianAccumulator (which holds 2/rows · Σ xᵀx).
 std::vector<float> exl2Hessian(const calib::HessianAccumulator& acc);
@@ -192,6 +223,6 @@ struct ReducedOptions {
     std::vector<std::vector<QParams>> slotParams; // [slot][distinct]
     std::vector<std::vector<int>> optionIdx;      // [option][slot]
 };
-ReducedOptions reducedOptions(bool attn);
+ReducedOptions reducedOptions(bool attn); // MoE modules use the MLP table
 
 } // namespace qz::exl2

@@ -65,6 +65,11 @@ float vecDotScalar(DType weightType, int64_t n, const void* wRow, const void* ac
 // Which kernel vecDot uses for t on this CPU ("avx2" or "scalar"); QZ_NO_AVX2=1 forces scalar.
 const char* vecDotKernelName(DType weightType);
 
+// Which kernel quantizedLinear uses for t and n >= 4 tokens on this CPU: "amx" (tiles of 16 rows × 16
+// tokens, rows left over with "avx2"), "avx512" (F32 / F16 / BF16, 4 rows at a time), "avx2" or
+// "scalar"; QZ_NO_AMX=1 / QZ_NO_AVX512=1 turn the first two off. All give the same bits.
+const char* quantizedLinearKernelName(DType weightType);
+
 // Y = W·X from stored weights: Y[i + j·ldy] = vecDot(row i of W, column j of X encoded for W's
 // type), for i < nOut, j < n (the same bits). Each weight row is unpacked once (to int8 values and
 // integer scales) for all n tokens, so the cost per token falls with n: with 64 tokens it is faster
@@ -72,7 +77,8 @@ const char* vecDotKernelName(DType weightType);
 // X column-major [nIn × n] (token j at X + j·nIn). Each token is encoded once; rows are split over
 // threads (threads <= 0: defaultThreadCount()). Returns false (Y untouched) if the type is
 // unsupported, nIn is not a multiple of its block size or the encoded activations' size overflows.
-// Needs a scratch of vecDotRowBytes(weightType, nIn)·n bytes (4·nIn·n for F16 / BF16).
+// Needs a scratch of vecDotRowBytes(weightType, nIn)·n bytes (4·nIn·n for F16 / BF16), plus nIn·n bytes
+// for the AMX kernels' tile layout, which the calling thread keeps for its next product.
 bool quantizedLinear(DType weightType, const uint8_t* W, size_t rowStride, int64_t nOut, int64_t nIn,
                      const float* X, int64_t n, float* Y, int64_t ldy, int threads);
 

@@ -227,33 +227,49 @@ void dotKN(const UnpackedK* w, const BlockQ8_K* const* y, int nt, int64_t nb, fl
     }
 }
 
+// The 8 int32 lanes of v[0..T) summed, one integer per vector, in lanes 0..T-1 (the others 0).
+template <int T> QZ_AVX2 inline __m128i hsum4(const __m256i* v) {
+    const __m256i z = _mm256_setzero_si256();
+    const __m256i h01 = _mm256_hadd_epi32(v[0], T > 1 ? v[1] : z);
+    const __m256i h23 = _mm256_hadd_epi32(T > 2 ? v[2] : z, T > 3 ? v[3] : z);
+    const __m256i h = _mm256_hadd_epi32(h01, h23);
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// The fp16 at byte offset off of the T activation blocks, as 4 float lanes (the others 0).
+template <int T> QZ_AVX2 inline __m128 halves4(const uint8_t* const* y, size_t at) {
+    uint16_t h[4] = {0, 0, 0, 0};
+    for (int t = 0; t < T; ++t)
+        std::memcpy(&h[t], y[t] + at, 2);
+    return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h)));
+}
+
+// Per block and token: the exact integer sum of the 32 products, then the same float expression as
+// dotB32Scalar (one integer per block; the tokens in the lanes of 128-bit vectors, each lane the scalar
+// operations), so that every kernel gives the same bits.
 template <int T>
 QZ_AVX2 void dotB32T(const UnpackedB32* w, const uint8_t* const* y, int64_t nb, bool q81, float* out) {
     const size_t bs = q81 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
     const size_t qsOff = q81 ? 4 : 2;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[T];
-    float mins[T];
-    for (int t = 0; t < T; ++t)
-        acc[t] = _mm256_setzero_ps(), mins[t] = 0.f;
+    __m128 sum = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].q));
         const __m256i aq = _mm256_sign_epi8(q, q);
+        __m256i s32[T];
         for (int t = 0; t < T; ++t) {
-            const uint8_t* yb = y[t] + b * bs;
-            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb + qsOff));
-            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(a, q)), ones);
-            uint16_t h;
-            std::memcpy(&h, yb, 2);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(w[b].d * _cvtsh_ss(h)), _mm256_cvtepi32_ps(s32), acc[t]);
-            if (q81) {
-                std::memcpy(&h, yb + 2, 2);
-                mins[t] += w[b].m * _cvtsh_ss(h);
-            }
+            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t] + b * bs + qsOff));
+            s32[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(a, q)), ones);
         }
+        const __m128 is = _mm_cvtepi32_ps(hsum4<T>(s32));
+        const __m128 dy = halves4<T>(y, b * bs);
+        sum = _mm_add_ps(sum, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(w[b].d), dy), is));
+        if (q81) sum = _mm_add_ps(sum, _mm_mul_ps(_mm_set1_ps(w[b].m), halves4<T>(y, b * bs + 2)));
     }
+    alignas(16) float tmp[4];
+    _mm_store_ps(tmp, sum);
     for (int t = 0; t < T; ++t)
-        out[t] = hsum8(acc[t]) + mins[t];
+        out[t] = tmp[t];
 }
 
 // Two weight rows against T tokens, sharing the activation loads; per row the same operations as dotB32T.
@@ -263,37 +279,32 @@ QZ_AVX2 void dotB322T(const UnpackedB32* w0, const UnpackedB32* w1, const uint8_
     const size_t bs = q81 ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
     const size_t qsOff = q81 ? 4 : 2;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc0[T], acc1[T];
-    float mins0[T], mins1[T];
-    for (int t = 0; t < T; ++t) {
-        acc0[t] = acc1[t] = _mm256_setzero_ps();
-        mins0[t] = mins1[t] = 0.f;
-    }
+    __m128 sum0 = _mm_setzero_ps(), sum1 = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0[b].q));
         const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1[b].q));
         const __m256i aq0 = _mm256_sign_epi8(q0, q0), aq1 = _mm256_sign_epi8(q1, q1);
+        __m256i s0[T], s1[T];
         for (int t = 0; t < T; ++t) {
-            const uint8_t* yb = y[t] + b * bs;
-            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb + qsOff));
-            const __m256i s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq0, _mm256_sign_epi8(a, q0)), ones);
-            const __m256i s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq1, _mm256_sign_epi8(a, q1)), ones);
-            uint16_t h;
-            std::memcpy(&h, yb, 2);
-            const float dy = _cvtsh_ss(h);
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(w0[b].d * dy), _mm256_cvtepi32_ps(s0), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(w1[b].d * dy), _mm256_cvtepi32_ps(s1), acc1[t]);
-            if (q81) {
-                std::memcpy(&h, yb + 2, 2);
-                const float sy = _cvtsh_ss(h);
-                mins0[t] += w0[b].m * sy;
-                mins1[t] += w1[b].m * sy;
-            }
+            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t] + b * bs + qsOff));
+            s0[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq0, _mm256_sign_epi8(a, q0)), ones);
+            s1[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq1, _mm256_sign_epi8(a, q1)), ones);
+        }
+        const __m128 dy = halves4<T>(y, b * bs);
+        sum0 = _mm_add_ps(sum0, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(w0[b].d), dy), _mm_cvtepi32_ps(hsum4<T>(s0))));
+        sum1 = _mm_add_ps(sum1, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(w1[b].d), dy), _mm_cvtepi32_ps(hsum4<T>(s1))));
+        if (q81) {
+            const __m128 sy = halves4<T>(y, b * bs + 2);
+            sum0 = _mm_add_ps(sum0, _mm_mul_ps(_mm_set1_ps(w0[b].m), sy));
+            sum1 = _mm_add_ps(sum1, _mm_mul_ps(_mm_set1_ps(w1[b].m), sy));
         }
     }
+    alignas(16) float t0[4], t1[4];
+    _mm_store_ps(t0, sum0);
+    _mm_store_ps(t1, sum1);
     for (int t = 0; t < T; ++t) {
-        out0[t] = hsum8(acc0[t]) + mins0[t];
-        out1[t] = hsum8(acc1[t]) + mins1[t];
+        out0[t] = t0[t];
+        out1[t] = t1[t];
     }
 }
 
@@ -717,6 +728,91 @@ bool hasQuantsAvx2(DType t) {
     }
 }
 
+// ggml-cpu's AVX Q8_0 encoder (vec_dot.cpp encodeQ8Avx, the same operations 8 lanes at a time): the lanes'
+// maxima skip NaN as the scalar loop does and the others are order-free, so the bytes are the same.
+QZ_AVX2 void encodeQ8_0Avx2(const float* x, uint8_t* dst, int64_t nb) {
+    const __m256 signBit = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < nb; ++i, x += 32, dst += sizeof(BlockQ8_0)) {
+        __m256 v[4];
+        __m256 mx = _mm256_setzero_ps();
+        for (int k = 0; k < 4; ++k) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            mx = _mm256_max_ps(_mm256_andnot_ps(signBit, v[k]), mx);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(mx, 1), _mm256_castps256_ps128(mx));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float maxAbs = _mm_cvtss_f32(m4);
+        const uint16_t dh = fp32ToFp16(maxAbs / 127.f);
+        std::memcpy(dst, &dh, 2);
+        const __m256 id = _mm256_set1_ps(maxAbs != 0.0f ? 127.f / maxAbs : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; ++k)
+            q[k] = _mm256_cvtps_epi32(
+                _mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2), _mm256_permutevar8x32_epi32(p, order));
+    }
+}
+
+// quantize_row_q8_K_ref (vec_dot.cpp encodeQ8K) 8 lanes at a time: the largest |x| (NaN skipped), the first
+// x with that magnitude, nearest_int's 1.5·2^23 trick in integers, the low byte of min(127, v).
+QZ_AVX2 void encodeQ8KAvx2(const float* x, BlockQ8_K* y, int64_t nb) {
+    const __m256 signBit = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i mant = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
+    const __m256i lowByte = _mm256_set1_epi32(0xFF), top = _mm256_set1_epi32(127);
+    const __m256 magic = _mm256_set1_ps(12582912.f);
+    for (int64_t i = 0; i < nb; ++i, x += QK_K) {
+        __m256 mx = _mm256_setzero_ps();
+        for (int k = 0; k < 32; ++k)
+            mx = _mm256_max_ps(_mm256_andnot_ps(signBit, _mm256_loadu_ps(x + 8 * k)), mx);
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(mx, 1), _mm256_castps256_ps128(mx));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        if (amax == 0.f) {
+            std::memset(&y[i], 0, sizeof(BlockQ8_K));
+            continue;
+        }
+        float max = 0.f;
+        const __m256 am = _mm256_set1_ps(amax);
+        for (int k = 0; k < 32; ++k) {
+            const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(signBit, _mm256_loadu_ps(x + 8 * k)), am, _CMP_EQ_OQ));
+            if (mask) {
+                max = x[8 * k + __builtin_ctz(static_cast<unsigned>(mask))];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int k = 0; k < 8; ++k) {
+            __m256i q[4];
+            for (int l = 0; l < 4; ++l) {
+                const __m256 t = _mm256_add_ps(_mm256_mul_ps(is, _mm256_loadu_ps(x + 32 * k + 8 * l)), magic);
+                const __m256i v = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(t), mant), half);
+                q[l] = _mm256_and_si256(_mm256_min_epi32(v, top), lowByte);
+            }
+            const __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + 32 * k), _mm256_permutevar8x32_epi32(p, order));
+        }
+        const __m256i ones = _mm256_set1_epi16(1);
+        for (int j = 0; j < QK_K / 16; j += 2) {
+            const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs + 16 * j)));
+            const __m256i w1 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[i].qs + 16 * j + 16)));
+            __m256i s0 = _mm256_madd_epi16(w0, ones), s1 = _mm256_madd_epi16(w1, ones);
+            const __m256i h = _mm256_hadd_epi32(s0, s1); // [s0 pairs lo, s1 pairs lo, s0 hi, s1 hi]
+            const __m128i h2 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+            const __m128i h3 = _mm_hadd_epi32(h2, h2);
+            y[i].bsums[j] = static_cast<int16_t>(_mm_cvtsi128_si32(h3));
+            y[i].bsums[j + 1] = static_cast<int16_t>(_mm_extract_epi32(h3, 1));
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
 QZ_AVX2 void decodeF16Avx2(const uint16_t* src, float* dst, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -742,6 +838,8 @@ void dotB32Avx2(const UnpackedB32* w, const uint8_t* const* y, int nt, int64_t n
 }
 void dotFloatAvx2(DType, const void*, const float* const*, int, int64_t, float*) {}
 void decodeF16Avx2(const uint16_t*, float*, int64_t) {}
+void encodeQ8_0Avx2(const float*, uint8_t*, int64_t) {}
+void encodeQ8KAvx2(const float*, BlockQ8_K*, int64_t) {}
 void unpackQuantsAvx2(DType, const uint8_t*, int8_t*) {}
 bool hasQuantsAvx2(DType) {
     return false;

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "common/dtype.h"
 #include "ggml/block_types.h"
@@ -73,5 +74,36 @@ void unpackQuantsAvx2(DType t, const uint8_t* block, int8_t* q);
 // unpackB32 of those types, with F16C conversions.
 void unpackB32Avx2(DType t, const uint8_t* src, UnpackedB32* dst, int64_t nb);
 void decodeF16Avx2(const uint16_t* src, float* dst, int64_t n);
+// The activation encoders with AVX2, the same bytes as vec_dot.cpp's (ggml-cpu's AVX Q8_0 encoder,
+// quantize_row_q8_K_ref): nb blocks of 32 / 256 values.
+void encodeQ8_0Avx2(const float* x, uint8_t* dst, int64_t nb);
+void encodeQ8KAvx2(const float* x, BlockQ8_K* y, int64_t nb);
+
+// AVX-512 (F, DQ, BW, VL, with the OS's ZMM state; QZ_NO_AVX512=1 turns it off): the float types' kernel
+// over 4 weight rows (vec_dot_avx512.cpp), out[r·kMaxTokens + t] = dotFloatAvx2(w[r], b[t]), the same bits.
+bool haveAvx512();
+void dotFloat4Avx512(DType t, const void* const* w, const float* const* b, int nt, int64_t n, float* out);
+
+// AMX tile kernels (vec_dot_amx.cpp), 16 weight rows × 16 tokens per tile product; only called when
+// haveAmx() (CPU with AMX-INT8 and AVX-512, tile state granted by the OS; QZ_NO_AMX=1 turns it off).
+// Results are the same bits as the other kernels' (one exact integer per block, the same float
+// expression).
+bool haveAmx();
+// Types with a tile kernel: the B32 types paired with Q8_0 and the K types whose values fit int8 signed.
+bool amxSupported(DType weightType);
+// Encoded activations (quantizeActivationRow for the weight type, token j at act + j·stride) in the tile
+// layout: per group of 16 tokens, element e of token t at byte (e/4·16 + t)·4 + e%4 (missing tokens of
+// the last group are zeros); d[(group·nb + block)·16 + t] = the token's block scale.
+struct AmxActs {
+    std::vector<int8_t> q;
+    std::vector<float> d;
+    int64_t groups = 0, nb = 0;
+    size_t groupBytes = 0;
+};
+void amxPackActs(DType weightType, const uint8_t* act, size_t stride, int64_t n, int64_t nIn, AmxActs& out);
+// Y rows [r0, r0 + 16) for all n tokens of a. False (nothing written) if the tile does not fit the kernel
+// (a min outside int8): the caller then uses the other kernels.
+bool amxRows16(DType weightType, const uint8_t* W, size_t rowStride, int64_t r0, int64_t nIn, const AmxActs& a,
+               int64_t n, float* Y, int64_t ldy);
 
 } // namespace qz::ggml::vecdot

@@ -27,7 +27,17 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-nlohmann::ordered_json quantizeConfigObject(const ExportParams& p) {
+// An expert's own Hessian is trusted from this many routed tokens per input column: below 4 x the columns
+// the layer's averaged expert Hessian gave the lower held-out output error for every expert layer kind of
+// the tiny qwen3moe and mixtral models, at 8 x the columns the expert's own one did (README.md D.6,
+// tests/bench/bench_moe_fallback).
+constexpr int64_t kExpertTokensPerColumn = 4;
+
+// modules: for a mixture-of-experts model, the quantized modules of a block relative to the block
+// (README.md D.6), written as "modules_in_block_to_quantize" so that a loader replaces only those (the
+// router is an nn.Linear too and stays unquantized).
+nlohmann::ordered_json quantizeConfigObject(const ExportParams& p,
+                                            const std::vector<std::vector<std::string>>& modules = {}) {
     nlohmann::ordered_json j;
     j["bits"] = p.quant.bits;
     j["group_size"] = p.quant.groupSize;
@@ -40,6 +50,7 @@ nlohmann::ordered_json quantizeConfigObject(const ExportParams& p) {
     j["model_file_base_name"] = "model";
     j["quant_method"] = "gptq";
     j["checkpoint_format"] = "gptq";
+    if (!modules.empty()) j["modules_in_block_to_quantize"] = modules;
     // GPTQModel refuses asymmetric v1 checkpoints unless the quantizer is named (README.md D.3); it is
     // also informative for everyone else. Unknown keys are accepted by transformers.
     j["meta"] = {{"quantizer", nlohmann::ordered_json::array({"quantzoo:0.1.0"})},
@@ -69,6 +80,7 @@ std::string fingerprint(const Model& model, const ExportParams& p, const std::st
     j["seqLen"] = p.calib.seqLen;
     j["seed"] = std::to_string(p.calib.seed);
     if (p.stateType != StateType::F32) j["states"] = stateTypeName(p.stateType); // F32 runs keep older states
+    if (p.expertMinTokens >= 0) j["expertMinTokens"] = p.expertMinTokens;
     return j.dump();
 }
 
@@ -85,7 +97,10 @@ Result<std::vector<float>> readLayerWeight(const Model& model, const LinearLayer
     const TensorInfo* t = model.find(L.weightName);
     auto v = readTensorF32(model, *t);
     if (!v) return v.error();
-    return toTensorLayout(*v, L.conv1d ? LinearLayer{L.prefix, L.weightName, L.biasName, true, L.in, L.out} : L);
+    if (!L.conv1d) return std::move(*v);
+    LinearLayer stored = L;  // the file's [in, out] read as rows × columns
+    std::swap(stored.in, stored.out);
+    return toTensorLayout(*v, stored);
 }
 
 Result<std::vector<float>> readBiasF16(const Model& model, const LinearLayer& L) {
@@ -111,6 +126,13 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     auto planR = planLayers(model);
     if (!planR) return planR.error();
     const LayerPlan& plan = *planR;
+    if (plan.experts > 0) {  // the tensors' experts must be the ones config.json routes to
+        auto hp = readInferHParams(model);
+        if (!hp) return hp.error();
+        if (hp->nExpert != plan.experts)
+            return makeError("GPTQ: " + model.path + " has " + std::to_string(plan.experts) +
+                             " experts per layer but its configuration names " + std::to_string(hp->nExpert));
+    }
     for (const auto& b : plan.blocks)
         for (const auto& g : b)
             for (const auto& L : g)
@@ -250,6 +272,9 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                                 have = true;
                                 LayerReport lr{L.weightName, static_cast<int>(bi), static_cast<int>(g), L.out, L.in,
                                                rec->result.loss, rec->relErr, rec->relErrRtn, rec->seconds, true};
+                                lr.expert = L.expert;
+                                lr.tokens = rec->tokens;
+                                lr.fallback = rec->fallback;
                                 if (auto s = addOverrides(L, rec->result, overrides); !s) return s.error();
                                 if (p.keepOverrides && p.rtnBaseline) {
                                     auto w = readLayerWeight(model, L);
@@ -277,20 +302,34 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 continue;
             }
 
-            // Hessians: one per group (the group's layers share their input), from block bi run on the
-            // carried states up to the last group's input.
-            std::map<std::string, size_t> firstOfGroup;  // weight name reported -> group slot
-            std::vector<calib::HessianAccumulator> hs(block.size());
+            // Hessians: one per input (layers that share their input share it: a dense group, an
+            // expert's gate and up), from block bi run on the carried states up to the last group's input.
+            // An expert's Hessian sums only the tokens the router sent to it (the engine's observer reports
+            // each expert's routed tokens under its own name), so all experts of the group are held at once:
+            // one layer's worth, never the model's.
+            struct InputStats {
+                calib::HessianAccumulator acc;
+                int64_t tokens = 0;  // tokens observed (an expert: routed to it)
+            };
+            std::map<std::string, InputStats> inputs;  // inputName -> statistics
+            std::map<std::string, int> usesLeft;       // inputName -> todo layers still to quantize
+            for (const LinearLayer* L : todo) {
+                ++usesLeft[L->inputName];
+                if (calibrate && !inputs.count(L->inputName)) inputs[L->inputName].acc.reset(L->in);
+            }
+            // A group of experts with work left observes all its experts (their average is the fallback's
+            // Hessian), also those finished in an earlier run, so that a resumed run computes the same.
+            for (size_t ti = 0; calibrate && ti < todo.size(); ++ti)
+                if (todo[ti]->expert >= 0)
+                    for (const auto& L : block[static_cast<size_t>(todoGroup[ti])])
+                        if (!inputs.count(L.inputName)) inputs[L.inputName].acc.reset(L.in);
             if (calibrate) {
-                for (size_t g : groups) {
-                    firstOfGroup[block[g][0].weightName] = g;
-                    hs[g].reset(block[g][0].in);
-                }
                 const LinearObserver observer = [&](const std::string& name, const float* x, int64_t nTok,
                                                     int64_t nIn) {
-                    auto it = firstOfGroup.find(name);
-                    if (it == firstOfGroup.end() || nIn != hs[it->second].dim()) return;
-                    hs[it->second].add(x, nTok, p.quant.threads);
+                    auto it = inputs.find(name);
+                    if (it == inputs.end() || nIn != it->second.acc.dim()) return;
+                    it->second.acc.add(x, nTok, p.quant.threads);
+                    it->second.tokens += nTok;
                 };
                 const auto stopAt = static_cast<BlockStage>(groups.back());
                 ++res.calibrationPasses;
@@ -302,25 +341,73 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                                        std::to_string(windows.size()) + ")"))
                         return cancelledError();
                 }
-                for (size_t g : groups) hs[g].countSample(static_cast<int64_t>(windows.size()));
+                // The normaliser counts sequences for every input (AutoGPTQ's add_batch, README.md D.5): an
+                // expert's H is 2/nWindows · Σ over its routed tokens; a constant factor per layer changes
+                // neither GPTQ nor the relative errors.
+                for (auto& [name, in] : inputs) in.acc.countSample(static_cast<int64_t>(windows.size()));
+            }
+            // Experts' layers with fewer routed tokens than 4 x their input columns (or ExportParams::
+            // expertMinTokens) are quantized with GPTQ on the layer's averaged expert Hessian instead of
+            // their own (README.md D.6): the sum of every expert's Hessian of that group (a per-token
+            // average up to a constant factor, which GPTQ does not see).
+            std::map<size_t, std::vector<float>> averaged;  // group -> Σ over the experts' Hessians
+            auto minTokensOf = [&](const LinearLayer& L) {
+                // An expert no token reached always falls back (its own Hessian is zero: a zero weight).
+                return std::max<int64_t>(1, p.expertMinTokens >= 0 ? p.expertMinTokens
+                                                                   : kExpertTokensPerColumn * static_cast<int64_t>(L.in));
+            };
+            if (calibrate) {
+                std::set<size_t> needed;
+                for (size_t ti = 0; ti < todo.size(); ++ti)
+                    if (todo[ti]->expert >= 0 && inputs.at(todo[ti]->inputName).tokens < minTokensOf(*todo[ti]))
+                        needed.insert(static_cast<size_t>(todoGroup[ti]));
+                for (size_t g : needed) {
+                    std::set<std::string> seen;
+                    for (const auto& L : block[g]) {
+                        auto in = inputs.find(L.inputName);
+                        if (L.expert < 0 || in == inputs.end() || !seen.insert(L.inputName).second) continue;
+                        const auto h = in->second.acc.finish();
+                        auto& sum = averaged[g];
+                        if (sum.empty()) sum.assign(h.size(), 0.0f);
+                        for (size_t i = 0; i < h.size(); ++i) sum[i] += h[i];
+                    }
+                }
+                // Inputs of layers finished in an earlier run were only needed for the average.
+                for (auto it = inputs.begin(); it != inputs.end();)
+                    it = usesLeft.count(it->first) ? std::next(it) : inputs.erase(it);
             }
 
             // Quantize.
-            std::map<size_t, std::vector<float>> H;
+            std::map<std::string, std::vector<float>> H;  // inputName -> finished Hessian
             for (size_t ti = 0; ti < todo.size(); ++ti) {
                 const LinearLayer& L = *todo[ti];
                 const size_t g = static_cast<size_t>(todoGroup[ti]);
                 const auto tl = Clock::now();
-                if (calibrate && !H.count(g)) H[g] = hs[g].finish();
+                int64_t tokens = -1;
+                bool fallback = false;
+                if (calibrate) {
+                    InputStats& in = inputs.at(L.inputName);
+                    if (!H.count(L.inputName)) {
+                        H[L.inputName] = in.acc.finish();
+                        in.acc = calib::HessianAccumulator();  // its sums are no longer needed: one copy per input
+                    }
+                    if (L.expert >= 0) {
+                        tokens = in.tokens;
+                        fallback = tokens < minTokensOf(L);
+                    }
+                }
                 auto w = readLayerWeight(model, L);
                 if (!w) return w.error();
                 LayerRecord rec;
                 rec.name = L.weightName;
+                rec.tokens = tokens;
+                rec.fallback = fallback;
                 LayerResult rtn;
                 const bool needRtn = p.method == Method::Rtn || p.rtnBaseline;
                 if (needRtn) rtn = quantizeLayerRtn(w->data(), L.out, L.in, p.quant);
                 if (p.method == Method::Gptq) {
-                    auto q = quantizeLayerGptq(w->data(), L.out, L.in, H[g], p.quant, [&] {
+                    const std::vector<float>& Hq = fallback ? averaged.at(g) : H[L.inputName];
+                    auto q = quantizeLayerGptq(w->data(), L.out, L.in, Hq, p.quant, [&] {
                         return progress && !progress(ProgressInfo{std::min(1.0, done / total), "GPTQ " + L.weightName});
                     });
                     if (!q) return q.error();
@@ -328,13 +415,20 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 } else {
                     rec.result = rtn;
                 }
-                if (calibrate) {
-                    rec.relErr = relativeOutputError(w->data(), dequantize(rec.result), L.out, L.in, H[g], p.quant.threads);
+                // The errors are measured on the layer's own Hessian (an expert below the threshold: the few
+                // tokens it has; none: no error, -1).
+                const bool measurable = calibrate && (L.expert < 0 || tokens > 0);
+                if (measurable) {
+                    const std::vector<float>& He = H[L.inputName];
+                    rec.relErr = relativeOutputError(w->data(), dequantize(rec.result), L.out, L.in, He, p.quant.threads);
                     if (p.rtnBaseline)
-                        rec.relErrRtn = p.method == Method::Rtn
-                                            ? rec.relErr
-                                            : relativeOutputError(w->data(), dequantize(rtn), L.out, L.in, H[g],
-                                                                  p.quant.threads);
+                        rec.relErrRtn = p.method == Method::Rtn ? rec.relErr
+                                                                : relativeOutputError(w->data(), dequantize(rtn), L.out,
+                                                                                      L.in, He, p.quant.threads);
+                }
+                if (--usesLeft[L.inputName] == 0) {  // its last layer: the Hessian is no longer needed
+                    H.erase(L.inputName);
+                    inputs.erase(L.inputName);
                 }
                 rec.seconds = since(tl);
                 if (p.writeOutput)
@@ -344,6 +438,9 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                     if (auto s = addOverrides(L, rtn, res.rtnOverrides); !s) return s.error();
                 LayerReport lr{L.weightName, static_cast<int>(bi), static_cast<int>(g), L.out, L.in, rec.result.loss,
                                rec.relErr, rec.relErrRtn, rec.seconds, false};
+                lr.expert = L.expert;
+                lr.tokens = tokens;
+                lr.fallback = fallback;
                 res.layers.push_back(lr);
                 nGroupsOf[L.weightName] = rec.result.nGroups;
                 if (onLayer) onLayer(lr);
@@ -368,6 +465,15 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
 
     engine.reset();
     states.release();
+    {
+        std::set<std::pair<int, int>> experts;
+        for (const auto& L : res.layers)
+            if (L.fallback) {
+                ++res.expertLayersFallback;
+                experts.insert({L.block, L.expert});
+            }
+        res.expertsFallback = static_cast<int>(experts.size());
+    }
     if (p.keepOverrides) res.overrides = std::move(overrides);
     if (!p.writeOutput) {
         res.seconds = since(t0);
@@ -455,7 +561,16 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     res.tensorBytes = writer.totalBytes();
 
     // Config files.
-    const auto qc = quantizeConfigObject(p);
+    // MoE: the block's quantized modules by group, relative to the block ("mlp.experts.0.gate_proj").
+    std::vector<std::vector<std::string>> modules;
+    if (plan.experts > 0) {
+        const std::string bp = "model.layers.0.";
+        for (const auto& gr : plan.blocks[0]) {
+            modules.emplace_back();
+            for (const auto& L : gr) modules.back().push_back(L.prefix.substr(bp.size()));
+        }
+    }
+    const auto qc = quantizeConfigObject(p, modules);
     if (auto s = writeFileAtomic((tmpDir / "quantize_config.json").string(), qc.dump(2) + "\n"); !s) return s.error();
     res.files.push_back("quantize_config.json");
     if (auto s = calib::writeQuantizedConfig(model, tmpDir, qc, res.files); !s) return s.error();

@@ -66,6 +66,10 @@ struct ExportParams {
     bool writeOutput = true;         // false: quantize and report only (nothing written, no resume state)
     StateType stateType = StateType::F32; // storage of the carried hidden states (F32: exact)
     uint64_t maxStateMemory = 0; // carried states above this many bytes go to a temporary file (0: no limit)
+    // Mixture of experts: an expert's layer with fewer routed calibration tokens than this is quantized on
+    // the layer's averaged expert Hessian (README.md D.6); -1: 4 x the layer's input columns. An expert
+    // no token reached falls back whatever the setting.
+    int64_t expertMinTokens = -1;
 };
 
 struct LayerReport {
@@ -77,6 +81,9 @@ struct LayerReport {
     double relErrRtn = -1;           // the same for the RTN baseline (if computed)
     double seconds = 0;
     bool resumed = false;
+    int expert = -1;                 // MoE: the expert of this layer, else -1
+    int64_t tokens = -1;             // MoE expert: calibration tokens routed to it (-1: not an expert / RTN)
+    bool fallback = false;           // MoE expert: quantized on the averaged expert Hessian (too few tokens)
 };
 using LayerReportFn = std::function<void(const LayerReport&)>;
 
@@ -90,6 +97,8 @@ struct ExportResult {
     int carryPasses = 0;        // complete block evaluations over the calibration set (carrying the states)
     uint64_t stateBytes = 0;    // the carried hidden states: windows × seqLen × hidden × bytes per value
     bool statesSpilled = false; // they were kept in a temporary file (over maxStateMemory)
+    int expertsFallback = 0;    // MoE: experts (block, index) with at least one layer below the token threshold
+    int expertLayersFallback = 0; // MoE: expert layers quantized on the averaged expert Hessian
     double seconds = 0;
     // With keepOverrides: dequantized weights (in each tensor's own layout, Conv1D [in, out]) and fp16
     // biases of the exported method, and of the RTN baseline when computed.

@@ -24,6 +24,9 @@ Result<LayerPlan> planLayers(const Model& model) {
     std::string blockPrefix;
     std::vector<std::vector<std::string>> groups;
     bool conv1d = false;
+    // Mixture of experts (README.md D.6): the experts' module names under "<moe>experts.E.".
+    std::string moe;
+    std::vector<std::vector<std::string>> expertGroups;  // [gate, up], [down]
     // GPTQModel's module groups (README.md D.1); qwen3 and the Gemma families name their modules as llama
     // does (their q/k and sandwich norms are not quantized); phi3's fused modules as AutoGPTQ's phi3.py.
     if (arch == "llama" || arch == "mistral" || arch == "qwen2" || arch == "qwen3" || arch == "gemma2" ||
@@ -37,36 +40,82 @@ Result<LayerPlan> planLayers(const Model& model) {
         blockPrefix = "model.layers.";
         groups = {{"self_attn.qkv_proj"}, {"self_attn.o_proj"}, {"mlp.gate_up_proj"}, {"mlp.down_proj"}};
     } else if (arch == "qwen3_moe" || arch == "mixtral") {
-        return makeError("GPTQ: mixture-of-experts models (" + arch +
-                         ") are not supported yet: experts would need calibration on their routed tokens");
+        blockPrefix = "model.layers.";
+        groups = {{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, {"self_attn.o_proj"}, {}, {}};
+        if (arch == "mixtral") {
+            moe = "block_sparse_moe.";
+            expertGroups = {{"w1", "w3"}, {"w2"}};
+        } else {
+            moe = "mlp.";
+            expertGroups = {{"gate_proj", "up_proj"}, {"down_proj"}};
+        }
     } else if (arch == "gpt2") {
         blockPrefix = model.find("transformer.h.0.attn.c_attn.weight") ? "transformer.h." : "h.";
         groups = {{"attn.c_attn"}, {"attn.c_proj"}, {"mlp.c_fc"}, {"mlp.c_proj"}};
         conv1d = true;
     } else {
         return makeError("GPTQ: architecture '" + arch +
-                         "' is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3 (text), phi3, gpt2 are)");
+                         "' is not supported (llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, gemma2, gemma3 (text), "
+                         "phi3, gpt2 are)");
     }
     LayerPlan plan;
+    // Experts: counted in block 0 (experts.0 .. the first index without a tensor); every block must have
+    // exactly as many (the engine checks the count against config.json).
+    auto expertCount = [&](const std::string& bp) {
+        int n = 0;
+        while (n < (1 << 20) && model.find(bp + moe + "experts." + std::to_string(n) + "." + expertGroups[0][0] + ".weight"))
+            ++n;
+        return n;
+    };
+    if (!moe.empty()) {
+        plan.experts = expertCount(blockPrefix + "0.");
+        if (plan.experts == 0)
+            return makeError("GPTQ: " + model.path + " lacks " + blockPrefix + "0." + moe + "experts.0." +
+                             expertGroups[0][0] + ".weight");
+    }
+    auto makeLayer = [&](const std::string& prefix, LinearLayer& L) -> Status {
+        L.prefix = prefix;
+        L.weightName = L.prefix + ".weight";
+        const TensorInfo* t = model.find(L.weightName);
+        if (!t) return makeError("GPTQ: " + model.path + " lacks " + L.weightName);
+        if (t->shape.size() != 2) return makeError("GPTQ: " + L.weightName + " is not 2-D");
+        const int64_t o = conv1d ? t->shape[1] : t->shape[0], i = conv1d ? t->shape[0] : t->shape[1];
+        if (o <= 0 || i <= 0 || o > INT32_MAX || i > INT32_MAX)
+            return makeError("GPTQ: " + L.weightName + " has an unusable shape");
+        if (model.find(L.prefix + ".bias")) L.biasName = L.prefix + ".bias";
+        L.conv1d = conv1d;
+        L.out = static_cast<int>(o);
+        L.in = static_cast<int>(i);
+        return okStatus();
+    };
     for (int b = 0;; ++b) {
         const std::string bp = blockPrefix + std::to_string(b) + ".";
         if (!model.find(bp + groups[0][0] + ".weight")) break;
+        if (!moe.empty() && expertCount(bp) != plan.experts)
+            return makeError("GPTQ: " + model.path + ": block " + std::to_string(b) + " has " +
+                             std::to_string(expertCount(bp)) + " experts, block 0 has " + std::to_string(plan.experts));
         std::vector<std::vector<LinearLayer>> blk;
-        for (const auto& g : groups) {
+        for (size_t gi = 0; gi < groups.size(); ++gi) {
             std::vector<LinearLayer> grp;
-            for (const auto& m : g) {
+            for (const auto& m : groups[gi]) {
                 LinearLayer L;
-                L.prefix = bp + m;
-                L.weightName = L.prefix + ".weight";
-                const TensorInfo* t = model.find(L.weightName);
-                if (!t) return makeError("GPTQ: " + model.path + " lacks " + L.weightName);
-                if (t->shape.size() != 2) return makeError("GPTQ: " + L.weightName + " is not 2-D");
-                if (model.find(L.prefix + ".bias")) L.biasName = L.prefix + ".bias";
-                L.conv1d = conv1d;
-                L.out = static_cast<int>(conv1d ? t->shape[1] : t->shape[0]);
-                L.in = static_cast<int>(conv1d ? t->shape[0] : t->shape[1]);
+                if (auto s = makeLayer(bp + m, L); !s) return s.error();
+                L.inputName = bp + groups[gi][0] + ".weight";
                 grp.push_back(std::move(L));
             }
+            // The experts' groups take the places of the dense FFN's: [gate, up] of every expert, then
+            // [down] of every expert (GPTQModel: experts.#.gate_proj:0, up_proj:0, down_proj:1).
+            if (!moe.empty() && gi >= 2)
+                for (int e = 0; e < plan.experts; ++e) {
+                    const std::string ep = bp + moe + "experts." + std::to_string(e) + ".";
+                    for (const auto& m : expertGroups[gi - 2]) {
+                        LinearLayer L;
+                        if (auto s = makeLayer(ep + m, L); !s) return s.error();
+                        L.inputName = ep + expertGroups[gi - 2][0] + ".weight";
+                        L.expert = e;
+                        grp.push_back(std::move(L));
+                    }
+                }
             blk.push_back(std::move(grp));
         }
         plan.blocks.push_back(std::move(blk));
@@ -90,7 +139,8 @@ Status saveLayerRecord(const std::string& path, const LayerRecord& rec) {
     nlohmann::json j = {{"name", rec.name},       {"rows", r.rows},         {"cols", r.cols},
                         {"bits", r.bits},         {"groupSize", r.groupSize}, {"nGroups", r.nGroups},
                         {"loss", r.loss},         {"dampUsed", r.dampUsed}, {"relErr", rec.relErr},
-                        {"relErrRtn", rec.relErrRtn}, {"seconds", rec.seconds}};
+                        {"relErrRtn", rec.relErrRtn}, {"seconds", rec.seconds}, {"tokens", rec.tokens},
+                        {"fallback", rec.fallback}};
     const std::string js = j.dump();
     OutputFile f;  // unique O_EXCL temporary, fsync + rename; errors name the file and errno
     if (auto s = f.open(path); !s) return s;
@@ -137,6 +187,11 @@ Result<LayerRecord> loadLayerRecord(const std::string& path) {
         rec.relErr = j.at("relErr").get<double>();
         rec.relErrRtn = j.at("relErrRtn").get<double>();
         rec.seconds = j.at("seconds").get<double>();
+        if (j.contains("tokens")) {
+            if (!j["tokens"].is_number_integer()) throw std::runtime_error("tokens is not an integer");
+            rec.tokens = j["tokens"].get<int64_t>();
+        }
+        if (j.contains("fallback")) rec.fallback = j.at("fallback").get<bool>();
     } catch (const std::exception& e) {
         return makeError(path + ": bad header: " + e.what());
     }

@@ -298,10 +298,12 @@ void moeForward(const Engine::Impl& e, const InferLayer& L, const InferMat& H, I
 // nPast .. nPast+n−1 and at positions ropePos0 .. ropePos0+n−1 (RoPE), and attend to cache slots
 // 0 .. their own. The observer sees each linear's input before its matrix multiply. With stopAt below
 // BlockStage::Complete the block stops right after that stage's input was observed (X is then partly
-// updated; callers that stop early work on a copy). The one implementation of a block, for eval() and
-// forwardLayer() alike.
+// updated; callers that stop early work on a copy). part: the whole block, or only its attention half
+// (x + attention) or only its feed-forward half (h + FFN). The one implementation of a block, for eval()
+// and forwardLayer() alike.
 void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
-                  const LinearObserver& observer, BlockStage stopAt, BlockScratch& s) {
+                  const LinearObserver& observer, BlockStage stopAt, BlockScratch& s,
+                  BlockPart part = BlockPart::Whole) {
     const InferHParams& hp = e.hp;
     const int n = static_cast<int>(X.cols());
     const int nKv = nPast + n;
@@ -322,107 +324,109 @@ void forwardBlock(Engine::Impl& e, int l, InferMat& X, int nPast, int ropePos0,
     constexpr int kTile = 64;
     const InferLayer& L = e.layers[l];
 
-    // ---- attention
-    if (gpt2) {
-        layerNorm(X, L.attnNorm, L.attnNormB, hp.normEps, H);
-        observe(L.qkv, H);
-        if (stopAt == BlockStage::QkvInput) return;
-        linear(e, L.qkv, H, T);
-        Q = T.topRows(qDim);
-        e.kCache[l].middleCols(nPast, n) = T.middleRows(qDim, kvDim);
-        e.vCache[l].middleCols(nPast, n) = T.bottomRows(kvDim);
-    } else {
-        rmsNorm(X, L.attnNorm, hp.normEps, H);
-        if (hp.fused) {
+    // ---- attention (skipped for BlockPart::FeedForward: X is then the residual stream after attention)
+    if (part != BlockPart::FeedForward) {
+        if (gpt2) {
+            layerNorm(X, L.attnNorm, L.attnNormB, hp.normEps, H);
             observe(L.qkv, H);
-        } else {
-            observe(L.q, H);
-            observe(L.k, H);
-            observe(L.v, H);
-        }
-        if (stopAt == BlockStage::QkvInput) return;
-        if (hp.fused) {  // phi3: [q | k | v] rows
+            if (stopAt == BlockStage::QkvInput) return;
             linear(e, L.qkv, H, T);
             Q = T.topRows(qDim);
-            K = T.middleRows(qDim, kvDim);
-            V = T.bottomRows(kvDim);
+            e.kCache[l].middleCols(nPast, n) = T.middleRows(qDim, kvDim);
+            e.vCache[l].middleCols(nPast, n) = T.bottomRows(kvDim);
         } else {
-            linear(e, L.q, H, Q);
-            linear(e, L.k, H, K);
-            linear(e, L.v, H, V);
-        }
-        if (hp.qkNorm) {
-            headNorm(Q, hd, L.qNorm, hp.normEps);
-            headNorm(K, hd, L.kNorm, hp.normEps);
-        }
-        const bool localRope = sliding && !e.ropeInvFreqSwa.empty();
-        const std::vector<double>& inv = localRope ? e.ropeInvFreqSwa : e.ropeInvFreq;
-        const float lin = localRope ? 1.0f : hp.ropeLinearScale;
-        applyRope(Q, hp.nHead, hd, hp.nRot, ropePos0, inv, lin);
-        applyRope(K, hp.nHeadKv, hd, hp.nRot, ropePos0, inv, lin);
-        e.kCache[l].middleCols(nPast, n) = K;
-        e.vCache[l].middleCols(nPast, n) = V;
-    }
-    if (e.kvF16) {
-        auto r16 = [](float v) { return fp16ToFp32(fp32ToFp16(v)); };
-        e.kCache[l].middleCols(nPast, n) = e.kCache[l].middleCols(nPast, n).unaryExpr(r16);
-        e.vCache[l].middleCols(nPast, n) = e.vCache[l].middleCols(nPast, n).unaryExpr(r16);
-        Q = Q.unaryExpr(r16);
-    }
-    A.resize(qDim, n);
-    const InferMat& Kc = e.kCache[l];
-    const InferMat& Vc = e.vCache[l];
-    parallelFor(
-        static_cast<size_t>(hp.nHead),
-        [&](size_t h0, size_t h1, int) {
-            InferMat S;
-            for (size_t h = h0; h < h1; ++h) {
-                const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
-                const Eigen::Index qRow = static_cast<Eigen::Index>(h) * hd;
-                // Query tiles: tile [t0, t0+tb) needs keys 0 .. nPast+t0+tb only (causal).
-                for (int t0 = 0; t0 < n; t0 += kTile) {
-                    const int tb = std::min(kTile, n - t0);
-                    const int kvLen = nPast + t0 + tb;
-                    S.resize(kvLen, tb);
-                    dotProducts(Kc.data() + kvRow, Kc.rows(), kvLen, Q.data() + qRow + t0 * Q.rows(),
-                                Q.rows(), tb, hd, S.data(), kvLen);
-                    for (int t = 0; t < tb; ++t) {
-                        float* sc = S.col(t).data();
-                        const int lim = nPast + t0 + t + 1;
-                        // Sliding layers: keys j with pos − j < window only (pos = lim − 1).
-                        const int from = sliding ? std::max(0, lim - window) : 0;
-                        float mx = -INFINITY;
-                        for (int j = from; j < lim; ++j) {
-                            sc[j] *= scale;
-                            if (softcap > 0) sc[j] = softcap * std::tanh(sc[j] / softcap);
-                            mx = std::max(mx, sc[j]);
-                        }
-                        double sum = 0;
-                        for (int j = from; j < lim; ++j) {
-                            sc[j] = std::exp(sc[j] - mx);
-                            sum += sc[j];
-                        }
-                        const float inv = static_cast<float>(1.0 / sum);
-                        for (int j = 0; j < from; ++j)
-                            sc[j] = 0.0f;
-                        for (int j = from; j < lim; ++j)
-                            sc[j] *= inv;
-                        for (int j = lim; j < kvLen; ++j)
-                            sc[j] = 0.0f;
-                    }
-                    A.block(qRow, t0, hd, tb).noalias() = Vc.block(kvRow, 0, hd, kvLen) * S;
-                }
+            rmsNorm(X, L.attnNorm, hp.normEps, H);
+            if (hp.fused) {
+                observe(L.qkv, H);
+            } else {
+                observe(L.q, H);
+                observe(L.k, H);
+                observe(L.v, H);
             }
-        },
-        n * nKv < 4096 ? 1 : threads);
-    observe(L.o, A);
-    if (stopAt == BlockStage::AttnOutInput) return;
-    linear(e, L.o, A, T);
-    if (hp.gemma) {
-        rmsNorm(T, L.postAttnNorm, hp.normEps, H);
-        X += H;
-    } else {
-        X += T;
+            if (stopAt == BlockStage::QkvInput) return;
+            if (hp.fused) {  // phi3: [q | k | v] rows
+                linear(e, L.qkv, H, T);
+                Q = T.topRows(qDim);
+                K = T.middleRows(qDim, kvDim);
+                V = T.bottomRows(kvDim);
+            } else {
+                linear(e, L.q, H, Q);
+                linear(e, L.k, H, K);
+                linear(e, L.v, H, V);
+            }
+            if (hp.qkNorm) {
+                headNorm(Q, hd, L.qNorm, hp.normEps);
+                headNorm(K, hd, L.kNorm, hp.normEps);
+            }
+            const bool localRope = sliding && !e.ropeInvFreqSwa.empty();
+            const std::vector<double>& inv = localRope ? e.ropeInvFreqSwa : e.ropeInvFreq;
+            const float lin = localRope ? 1.0f : hp.ropeLinearScale;
+            applyRope(Q, hp.nHead, hd, hp.nRot, ropePos0, inv, lin);
+            applyRope(K, hp.nHeadKv, hd, hp.nRot, ropePos0, inv, lin);
+            e.kCache[l].middleCols(nPast, n) = K;
+            e.vCache[l].middleCols(nPast, n) = V;
+        }
+        if (e.kvF16) {
+            roundToFp16(e.kCache[l].col(nPast).data(), e.kCache[l].rows() * n);
+            roundToFp16(e.vCache[l].col(nPast).data(), e.vCache[l].rows() * n);
+            roundToFp16(Q.data(), Q.size());
+        }
+        A.resize(qDim, n);
+        const InferMat& Kc = e.kCache[l];
+        const InferMat& Vc = e.vCache[l];
+        parallelFor(
+            static_cast<size_t>(hp.nHead),
+            [&](size_t h0, size_t h1, int) {
+                InferMat S;
+                for (size_t h = h0; h < h1; ++h) {
+                    const Eigen::Index kvRow = static_cast<Eigen::Index>(h / group) * hd;
+                    const Eigen::Index qRow = static_cast<Eigen::Index>(h) * hd;
+                    // Query tiles: tile [t0, t0+tb) needs keys 0 .. nPast+t0+tb only (causal).
+                    for (int t0 = 0; t0 < n; t0 += kTile) {
+                        const int tb = std::min(kTile, n - t0);
+                        const int kvLen = nPast + t0 + tb;
+                        S.resize(kvLen, tb);
+                        dotProducts(Kc.data() + kvRow, Kc.rows(), kvLen, Q.data() + qRow + t0 * Q.rows(),
+                                    Q.rows(), tb, hd, S.data(), kvLen);
+                        for (int t = 0; t < tb; ++t) {
+                            float* sc = S.col(t).data();
+                            const int lim = nPast + t0 + t + 1;
+                            // Sliding layers: keys j with pos − j < window only (pos = lim − 1).
+                            const int from = sliding ? std::max(0, lim - window) : 0;
+                            float mx = -INFINITY;
+                            for (int j = from; j < lim; ++j) {
+                                sc[j] *= scale;
+                                if (softcap > 0) sc[j] = softcap * std::tanh(sc[j] / softcap);
+                                mx = std::max(mx, sc[j]);
+                            }
+                            double sum = 0;
+                            for (int j = from; j < lim; ++j) {
+                                sc[j] = std::exp(sc[j] - mx);
+                                sum += sc[j];
+                            }
+                            const float inv = static_cast<float>(1.0 / sum);
+                            for (int j = 0; j < from; ++j)
+                                sc[j] = 0.0f;
+                            for (int j = from; j < lim; ++j)
+                                sc[j] *= inv;
+                            for (int j = lim; j < kvLen; ++j)
+                                sc[j] = 0.0f;
+                        }
+                        A.block(qRow, t0, hd, tb).noalias() = Vc.block(kvRow, 0, hd, kvLen) * S;
+                    }
+                }
+            },
+            n * nKv < 4096 ? 1 : threads);
+        observe(L.o, A);
+        if (stopAt == BlockStage::AttnOutInput) return;
+        linear(e, L.o, A, T);
+        if (hp.gemma) {
+            rmsNorm(T, L.postAttnNorm, hp.normEps, H);
+            X += H;
+        } else {
+            X += T;
+        }
+        if (part == BlockPart::Attention) return;
     }
 
     // ---- feed-forward
@@ -515,12 +519,17 @@ Status headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserve
     else
         rmsNorm(Hs, e.outNorm, hp.normEps, H);
     if (observer) observer(e.output.name, H.data(), H.cols(), H.rows());
-    InferMat Y;
+    // Straight into logitsOut (column-major [nVocab × m] is its row-major [m × nVocab]): a temporary of
+    // the logits' size (62.5 MiB for 512 tokens of a 32000 vocabulary) cost fresh pages and a copy per call.
+    Eigen::Map<InferMat> Y(logitsOut, hp.nVocab, m);
     if (!e.output.present()) { // tied head: the embedding is the weight
-        Y.resize(hp.nVocab, m);
-        storedLinear(e.tokEmbd, {}, H.data(), m, Y.data(), hp.nVocab, e.threads, e.ggmlActivations);
+        storedLinear(e.tokEmbd, {}, H.data(), m, logitsOut, hp.nVocab, e.threads, e.ggmlActivations);
     } else {
-        linear(e, e.output, H, Y);
+        const InferLinear& L = e.output;
+        storedLinear(L.w, L.rowOrder, H.data(), m, logitsOut, hp.nVocab, e.threads, e.ggmlActivations);
+        if (!L.b.empty())
+            for (int c = 0; c < m; ++c)
+                for (int r = 0; r < L.nOut; ++r) Y(r, c) += L.b[r];
     }
     if (hp.finalSoftcap > 0) {
         const float c = hp.finalSoftcap;
@@ -528,7 +537,6 @@ Status headLogits(const Engine::Impl& e, const InferMat& Hs, const LinearObserve
     }
     // Weights are not scanned at load (they stay in the file): a NaN or Inf in them stops here.
     if (!Y.allFinite()) return makeError("the logits contain NaN or Inf (the model's weights hold such values)");
-    std::copy_n(Y.data(), static_cast<size_t>(m) * hp.nVocab, logitsOut);
     return okStatus();
 }
 
@@ -602,7 +610,7 @@ Status Engine::embed(std::span<const int32_t> tokens, int pos0, std::span<float>
 }
 
 Status Engine::forwardLayer(int layer, std::span<float> states, int pos0, const LinearObserver& observer,
-                            BlockStage stopAt) {
+                            BlockStage stopAt, BlockPart part) {
     Impl& e = *m_impl;
     const InferHParams& hp = e.hp;
     if (layer < 0 || layer >= hp.nLayer)
@@ -616,12 +624,30 @@ Status Engine::forwardLayer(int layer, std::span<float> states, int pos0, const 
                          std::to_string(e.nCtxMax));
     if (pos0 < 0 || static_cast<int64_t>(pos0) + n > (int64_t{1} << 30))
         return makeError("forwardLayer: positions out of range");
-    e.nCached = 0; // layer `layer`'s cache slots are overwritten: eval() must start afresh
+    e.nCached = 0; // eval() must start afresh
+    // The block attends within the sequence only: its keys and values go to a cache of n slots for this
+    // call (swapped in for the layer's), so a pass over the layers one at a time holds one layer's K/V,
+    // not the whole model's cache.
+    struct SwapCache {
+        Engine::Impl& e;
+        int l;
+        InferMat k, v;
+        SwapCache(Engine::Impl& e_, int l_) : e(e_), l(l_) {
+            std::swap(e.kCache[l], k);
+            std::swap(e.vCache[l], v);
+        }
+        ~SwapCache() {
+            std::swap(e.kCache[l], k);
+            std::swap(e.vCache[l], v);
+        }
+    } swapped(e, layer);
     try {
-        growCache(e, static_cast<int>(n));
+        const int kvDim = hp.nHeadKv * hp.headDim;
+        e.kCache[layer].resize(kvDim, n);
+        e.vCache[layer].resize(kvDim, n);
         InferMat X = Eigen::Map<const InferMat>(states.data(), hp.nEmbd, n);
         BlockScratch scratch;
-        forwardBlock(e, layer, X, 0, pos0, observer, stopAt, scratch);
+        forwardBlock(e, layer, X, 0, pos0, observer, stopAt, scratch, part);
         if (stopAt == BlockStage::Complete) std::copy_n(X.data(), states.size(), states.data());
     } catch (const std::bad_alloc&) {
         return makeError("forwardLayer: out of memory");

@@ -99,6 +99,11 @@ using LinearObserver =
 // FfnOutInput every expert's down; phi3's fused qkv / gate_up are one linear each.
 enum class BlockStage { QkvInput = 0, AttnOutInput = 1, FfnInput = 2, FfnOutInput = 3, Complete = 4 };
 
+// The part of a decoder block Engine::forwardLayer evaluates: the whole block, or one of its two residual
+// halves (EXL2 measures and quantizes them as separate modules): Attention gives h = x + Attn(x) (Gemma:
+// with its post-attention norm), FeedForward gives h + FFN(h) (Gemma: with its post-feedforward norm).
+enum class BlockPart { Whole, Attention, FeedForward };
+
 struct EngineOptions {
     int threads = 0;                          // 0 = defaultThreadCount()
     int nCtx = 0;                             // KV-cache capacity in tokens; 0 = min(nCtxTrain, 4096)
@@ -143,7 +148,8 @@ public:
     // (entries at positions >= nPast are overwritten: nPast may rewind). nPast + n must be <= nCtxMax().
     // If logitsOut is non-null it receives the logits of tokens logitsFrom .. n-1, row-major
     // [(n − logitsFrom) × nVocab]; pass logitsFrom = n−1 for the last token only. Fails on token ids
-    // outside the vocabulary.
+    // outside the vocabulary (logitsOut untouched) and on logits that are not finite (logitsOut then
+    // holds them).
     Status eval(std::span<const int32_t> tokens, int nPast, float* logitsOut, int logitsFrom = 0);
 
     void setObserver(LinearObserver observer);
@@ -190,9 +196,11 @@ public:
     // attending causally to each other only (no earlier context). With stopAt == Complete the states are
     // replaced by the block's output; otherwise the block stops right after that stage's input went to
     // the observer and the states are left unchanged. The observer (may be empty) sees every linear
-    // input the block reaches, as in eval(). Uses the layer's KV-cache slots: the cache is reset.
+    // input the block reaches, as in eval(). Keys and values go to a temporary cache of the
+    // sequence's length (memory: one layer's), not the KV cache, which is reset.
+    // part: the whole block or one residual half (stopAt then names a stage of that half).
     Status forwardLayer(int layer, std::span<float> states, int pos0, const LinearObserver& observer = {},
-                        BlockStage stopAt = BlockStage::Complete);
+                        BlockStage stopAt = BlockStage::Complete, BlockPart part = BlockPart::Whole);
     // Final norm and LM head on states [m × nEmbd]: logitsOut receives [m × nVocab]. The observer sees
     // the head's input.
     Status head(std::span<const float> states, float* logitsOut, const LinearObserver& observer = {}) const;

@@ -2,7 +2,52 @@
 
 #include <cmath>
 
+#include "common/fp16.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
 namespace qz {
+
+namespace {
+
+#if defined(__x86_64__) || defined(__i386__)
+bool haveF16c() {
+    static const bool yes = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        // F16C (CPUID 1 ECX bit 29) and AVX (bit 28) with the OS's YMM state (OSXSAVE bit 27, XCR0 bits 1-2)
+        if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29)) || !(c & (1u << 28)) || !(c & (1u << 27)))
+            return false;
+        unsigned lo = 0, hi = 0;
+        asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        return (lo & 6u) == 6u;
+    }();
+    return yes;
+}
+
+__attribute__((target("avx,f16c"))) void roundToFp16F16c(float* x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; ++i)
+        x[i] = fp16ToFp32(fp32ToFp16(x[i]));
+}
+#endif
+
+}  // namespace
+
+void roundToFp16(float* x, int64_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (haveF16c()) {
+        roundToFp16F16c(x, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; ++i)
+        x[i] = fp16ToFp32(fp32ToFp16(x[i]));
+}
 
 void rmsNormColumns(const float* x, int64_t nTok, int64_t dim, const float* g, float eps, float* out) {
     for (int64_t t = 0; t < nTok; ++t) {

@@ -37,6 +37,9 @@ double attentionScores(double n, int threads) { return n * n * 4.0 * std::max(1,
 double layerWeights(const InferHParams& hp) {
     const double attn = static_cast<double>(hp.nHead) * hp.headDim;
     const double kv = static_cast<double>(hp.nHeadKv) * hp.headDim;
+    if (hp.nExpert > 0)  // mixture of experts: every expert's gate / up / down and the router
+        return static_cast<double>(hp.nEmbd) *
+               (2.0 * attn + 2.0 * kv + 3.0 * hp.nExpert * static_cast<double>(hp.nFfExpert) + hp.nExpert);
     return static_cast<double>(hp.nEmbd) * (2.0 * attn + 2.0 * kv + 3.0 * hp.nFf);
 }
 
@@ -75,6 +78,11 @@ MemoryEstimate estimateEvaluation(const InferHParams& hp, uint64_t modelFileByte
     // Rows of weights widened per thread while multiplying (64 rows of the widest input).
     e.parts.push_back({"weight tiles", bytesOf(v * std::max(1, s.threads) * 64.0 *
                                                std::max(hp.nEmbd, hp.nFf) * 4.0)});
+    // The activations of one product encoded for the weights (at most Q8_K's 292 bytes per 256 values)
+    // and, with AMX, their copy in the tile layout (one byte per value, kept by the evaluating thread)
+    // (ggml/vec_dot.cpp quantizedLinear).
+    e.parts.push_back({"encoded activations",
+                       bytesOf(v * n * std::max(hp.nEmbd, hp.nFf) * (292.0 / 256.0 + 1.0))});
     e.mappedBytes = modelFileBytes * static_cast<uint64_t>(std::max(1, s.variants));
     return e;
 }
@@ -86,13 +94,17 @@ MemoryEstimate estimateCalibratedExport(const InferHParams& hp, uint64_t modelFi
     const double attn = static_cast<double>(hp.nHead) * hp.headDim;
     e.parts.push_back({"one decoder layer in F32", bytesOf(layerWeights(hp) * 4.0)});
     // The quantizer's working copies of the largest linear layer (weights, error, result).
-    const double largest = static_cast<double>(hp.nFf) * hp.nEmbd;
+    const double ffn = hp.nExpert > 0 ? hp.nFfExpert : hp.nFf;
+    const double largest = ffn * hp.nEmbd;
     e.parts.push_back({"quantizer working copies", bytesOf(3.0 * largest * 4.0)});
     // Hessians of the block's distinct inputs (q/k/v, o, gate/up, down), F32, plus the inverse of one.
-    const double h = 2.0 * hp.nEmbd * static_cast<double>(hp.nEmbd) + attn * attn +
-                     static_cast<double>(hp.nFf) * hp.nFf;
-    const double widest = std::max<double>(std::max<double>(hp.nEmbd, attn), hp.nFf);
-    e.parts.push_back({"Hessians", bytesOf((h + widest * widest) * 4.0)});
+    // Mixture of experts (gptq/README.md D.6): one gate/up and one down Hessian per expert, all held in
+    // their group's pass, plus the experts' average for the fallback.
+    const double experts = std::max(1, hp.nExpert);
+    const double h = (1.0 + experts) * hp.nEmbd * static_cast<double>(hp.nEmbd) + attn * attn +
+                     experts * ffn * ffn;
+    const double widest = std::max<double>(std::max<double>(hp.nEmbd, attn), ffn);
+    e.parts.push_back({"Hessians", bytesOf((h + (hp.nExpert > 0 ? 2.0 : 1.0) * widest * widest) * 4.0)});
     double states = static_cast<double>(std::max(1, s.windows)) * n * hp.nEmbd *
                     std::max(1, s.stateBytesPerValue) * (s.secondStateCopy ? 2.0 : 1.0);
     if (s.maxStateMemory > 0 && states > static_cast<double>(s.maxStateMemory)) {

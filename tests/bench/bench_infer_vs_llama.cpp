@@ -19,7 +19,8 @@
 // Usage: bench_infer_vs_llama [--model FILE.gguf]... [--types F32,Q4_K_M,Q8_0,BF16] [--no-repack]
 //          [--f32-activations] [--threads 1,2] [--prompts 128,512] [--reps 5]
 //          [--hidden 1024] [--layers 8] [--ffn 2816] [--vocab 32000] [--heads 16] [--kv-heads 4]
-//          [--no-synthetic] [--tmp DIR (default: the system temporary folder)] [--llama-lib PATH]
+//          [--no-synthetic] [--tmp DIR (default: the system temporary folder)] [--keep] [--llama-lib PATH]
+// --keep leaves the exported GGUF files in the temporary folder (printed) for later runs with --model.
 #include <sys/resource.h>
 
 #include <cmath>
@@ -183,7 +184,7 @@ int main(int argc, char** argv) {
     bool repack = true, f32Activations = false;
     std::vector<int> threadCounts = {1, 2}, prompts = {128, 512};
     int reps = 5;
-    bool synthetic = true;
+    bool synthetic = true, keep = false;
     std::string tmpRoot = std::filesystem::temp_directory_path().string(), libPath = defaultLlamaLib();
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -209,6 +210,7 @@ int main(int argc, char** argv) {
         else if (a == "--kv-heads") shape.kvHeads = std::atoll(next().c_str());
         else if (a == "--no-synthetic") synthetic = false;
         else if (a == "--tmp") tmpRoot = next();
+        else if (a == "--keep") keep = true;
         else if (a == "--llama-lib") libPath = next();
         else {
             std::fprintf(stderr, "unknown option %s (see the comment at the top of the source)\n", a.c_str());
@@ -236,8 +238,14 @@ int main(int argc, char** argv) {
     const std::string work = tmpl;
     struct Cleanup {
         std::string dir;
-        ~Cleanup() { std::filesystem::remove_all(dir); }
-    } cleanup{work};
+        bool keep;
+        ~Cleanup() {
+            if (keep)
+                std::printf("kept %s\n", dir.c_str());
+            else
+                std::filesystem::remove_all(dir);
+        }
+    } cleanup{work, keep};
 
     if (models.empty()) {
         const std::string synthHf = work + "/synthetic-hf";

@@ -157,7 +157,7 @@ int main(int argc, char** argv) {
             maxAbs = std::max(maxAbs, std::fabs(double(Yggml[i])));
             maxDiff = std::max(maxDiff, std::fabs(double(Yours[i]) - Yggml[i]));
         }
-        std::printf("%-8s %-7s %12.1f %12.1f %8.2f %11.2e\n", dtypeName(t).data(), ggml::vecDotKernelName(t),
+        std::printf("%-8s %-7s %12.1f %12.1f %8.2f %11.2e\n", dtypeName(t).data(), ggml::quantizedLinearKernelName(t),
                     ours, theirs, theirs / ours, maxAbs > 0 ? maxDiff / maxAbs : maxDiff);
         std::fflush(stdout);
     }

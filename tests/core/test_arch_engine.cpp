@@ -12,8 +12,10 @@
 //   * imatrix per expert (llama-imatrix's layout for 3-D tensors): the HF folder and its GGUF give the same
 //     sums and counts, every token is counted in exactly top-k experts, and the written file reads back
 //     through ggml/imatrix.h as [nIn × nExpert] importances;
-//   * GPTQ on the dense families quantizes GPTQModel's modules (phi3's fused ones whole) with a smaller
-//     Hessian-weighted output error than round-to-nearest on every layer; MoE models are refused.
+//   * GPTQ quantizes GPTQModel's modules (phi3's fused ones whole; MoE: attention and every expert's
+//     gate/up/down, not the router) with a smaller Hessian-weighted output error than round-to-nearest on
+//     every layer; each expert is calibrated on its routed tokens only (per block they sum to top-k x the
+//     calibration tokens), and with few tokens on the layer's averaged expert Hessian.
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -22,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "export/gguf_export.h"
 #include "ggml/imatrix.h"
@@ -309,16 +312,24 @@ private slots:
         p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
         p.calib.samples = 8;
         p.calib.seqLen = 48;
+        const TinyDims td = tinyDims(a);
+        // 8 x 48 tokens: an expert gets ~96 (mixtral) to ~192 (qwen3moe), below the default threshold of
+        // 4 x 256 columns; a threshold of 150 makes some of them use their own Hessians.
+        if (td.experts > 0) p.expertMinTokens = 150;
         auto r = gptq::exportGptq(**m, p);
-        if (tinyDims(a).experts > 0) {
-            QVERIFY(!r);
-            QVERIFY2(r.error().message.find("mixture-of-experts") != std::string::npos, r.error().message.c_str());
-            return;
-        }
         QVERIFY2(r, r ? "" : r.error().message.c_str());
-        const size_t perBlock = a == "phi3" ? 4 : 7;
-        QCOMPARE(r->layers.size(), perBlock * static_cast<size_t>(tinyDims(a).layers));
+        const size_t perBlock = a == "phi3" ? 4 : td.experts > 0 ? 4 + 3 * static_cast<size_t>(td.experts) : 7;
+        QCOMPARE(r->layers.size(), perBlock * static_cast<size_t>(td.layers));
+        std::map<int, int64_t> routed;  // block -> Σ tokens of the experts' gate layers
+        int fallbacks = 0;
         for (const auto& L : r->layers) {
+            QVERIFY(L.name.find(".gate.") == std::string::npos);  // the router stays unquantized
+            if (td.experts > 0 && L.expert >= 0) {
+                QCOMPARE(L.fallback, L.tokens < 150);
+                fallbacks += L.fallback;
+                if (L.name.find("gate_proj") != std::string::npos || L.name.find(".w1.") != std::string::npos)
+                    routed[L.block] += L.tokens;
+            }
             QVERIFY2(L.relErr >= 0 && L.relErrRtn > 0, L.name.c_str());
             QVERIFY2(L.relErr < L.relErrRtn, qPrintable(QString("%1: gptq %2 rtn %3")
                                                              .arg(QString::fromStdString(L.name))
@@ -326,6 +337,125 @@ private slots:
                                                              .arg(L.relErrRtn)));
         }
         if (a == "phi3") QCOMPARE(r->layers[0].name, std::string("model.layers.0.self_attn.qkv_proj.weight"));
+        if (td.experts > 0) {
+            QCOMPARE(static_cast<int64_t>(routed.size()), td.layers);
+            for (const auto& [b, n] : routed) QCOMPARE(n, td.expertsUsed * p.calib.samples * p.calib.seqLen);
+            QCOMPARE(r->expertLayersFallback, fallbacks);
+            QVERIFY2(fallbacks > 0 && fallbacks < static_cast<int>(3 * td.experts * td.layers),
+                     qPrintable(QString("%1 expert layers fell back").arg(fallbacks)));
+        }
+    }
+
+    // An MoE export cancelled in the middle of block 0's experts resumes to the same files: the experts
+    // finished before the interruption are loaded, and the averaged expert Hessian of the fallback is
+    // still built from all experts of the group.
+    void gptqMoeCancelResume() {
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, "mixtral", QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        gptq::ExportParams p;
+        p.quant.bits = 4;
+        p.quant.groupSize = 128;
+        p.quant.threads = 2;
+        p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
+        p.calib.samples = 8;
+        p.calib.seqLen = 48;
+        p.expertMinTokens = 100;  // ~96 tokens per expert: some fall back, some not
+        p.outputDir = tmp.filePath("full").toStdString();
+        auto full = gptq::exportGptq(**m, p);
+        QVERIFY2(full, full ? "" : full.error().message.c_str());
+        QVERIFY2(full->expertsFallback > 0 && full->expertsFallback < 16,
+                 qPrintable(QString("%1 experts fell back").arg(full->expertsFallback)));
+        p.outputDir = tmp.filePath("resumed").toStdString();
+        int layers = 0;
+        bool stop = false;
+        auto cancelled = gptq::exportGptq(
+            **m, p, [&](const ProgressInfo&) { return !stop; },
+            [&](const gptq::LayerReport&) {
+                if (++layers == 9) stop = true;  // q, k, v, o and 5 of the 16 expert gate/up layers
+            });
+        QVERIFY(!cancelled && cancelled.error().cancelled);
+        auto resumed = gptq::exportGptq(**m, p);
+        QVERIFY2(resumed, resumed ? "" : resumed.error().message.c_str());
+        QCOMPARE(resumed->resumedLayers, 9);
+        QCOMPARE(resumed->expertsFallback, full->expertsFallback);
+        QCOMPARE(resumed->expertLayersFallback, full->expertLayersFallback);
+        auto readAll = [](const std::string& f) {
+            std::ifstream in(f, std::ios::binary);
+            return std::string(std::istreambuf_iterator<char>(in), {});
+        };
+        for (const auto& f : full->files)
+            QVERIFY2(readAll(tmp.filePath("full").toStdString() + "/" + f) ==
+                         readAll(tmp.filePath("resumed").toStdString() + "/" + f),
+                     f.c_str());
+        // The router is copied as it is; modules_in_block_to_quantize lists the block's 28 modules.
+        auto back = openModel(tmp.filePath("full").toStdString());
+        QVERIFY(back);
+        QVERIFY((*back)->find("model.layers.1.block_sparse_moe.gate.weight"));
+        QVERIFY((*back)->find("model.layers.1.block_sparse_moe.experts.7.w2.qweight"));
+        const auto qc = nlohmann::json::parse(readAll(tmp.filePath("full").toStdString() + "/quantize_config.json"));
+        size_t listed = 0;
+        for (const auto& g : qc.at("modules_in_block_to_quantize")) listed += g.size();
+        QCOMPARE(listed, size_t(28));
+    }
+
+    // An expert no calibration token reaches: AutoGPTQ would write a zero weight (every column dead); we
+    // quantize it on the averaged expert Hessian even with the threshold at 0, and report no error for it.
+    void gptqMoeUnroutedExpert() {
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, "mixtral", QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        gptq::ExportParams p;
+        p.quant.threads = 2;
+        p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
+        p.calib.samples = 1;
+        p.calib.seqLen = 3;  // 3 tokens x top-2: at most 6 of the 8 experts of a block see any
+        p.expertMinTokens = 0;
+        p.writeOutput = false;
+        p.keepOverrides = true;
+        auto r = gptq::exportGptq(**m, p);
+        QVERIFY2(r, r ? "" : r.error().message.c_str());
+        int unrouted = 0;
+        for (const auto& L : r->layers) {
+            if (L.expert < 0) continue;
+            QCOMPARE(L.fallback, L.tokens == 0);
+            if (L.tokens != 0) continue;
+            ++unrouted;
+            QCOMPARE(L.relErr, -1.0);
+            const auto& w = r->overrides.at(L.name);
+            const TinyTensor t{L.name, {L.out, L.in}};
+            const auto orig = tinyValues("mixtral", t);
+            double dot = 0, nw = 0, no = 0;
+            for (size_t i = 0; i < w.size(); ++i) dot += w[i] * orig[i], nw += w[i] * w[i], no += orig[i] * orig[i];
+            QVERIFY2(nw > 0 && dot / std::sqrt(nw * no) > 0.9, L.name.c_str());  // a 4-bit copy, not zeros
+        }
+        QVERIFY(unrouted >= 2 * 3 * 2);  // at least 2 experts x 3 layers in each of the 2 blocks
+        QVERIFY(r->expertsFallback >= 4);
+    }
+
+    // Experts in the file that config.json does not route to (or the reverse) are refused before any work.
+    void gptqMoeExpertCountMismatch() {
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, "qwen3moe", QZ_TEST_DATA));
+        std::string cfg = tinyConfig("qwen3moe");
+        const std::string from = "\"num_experts\": 4", to = "\"num_experts\": 3";
+        cfg.replace(cfg.find(from), from.size(), to);
+        std::ofstream(dir + "/config.json") << cfg;
+        auto m = openModel(dir);
+        QVERIFY(m);
+        gptq::ExportParams p;
+        p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
+        p.writeOutput = false;
+        auto r = gptq::exportGptq(**m, p);
+        QVERIFY(!r);
+        QVERIFY2(r.error().message.find("4 experts per layer") != std::string::npos &&
+                     r.error().message.find(dir) != std::string::npos,
+                 r.error().message.c_str());
     }
 
     // Hostile configurations are refused with a message naming the folder, not run.

@@ -176,32 +176,36 @@ void TestExl2Model::initTestCase() {
 }
 
 void TestExl2Model::moduleForwardMatchesEngine() {
-    // Our module forward through every module, the final norm and lm_head vs the engine's logits (F32
-    // attention, as our forward) on the first 200 tokens of the valid text.
+    // The modules one after the other (each residual half of a block on its own, with the module's
+    // weights installed as the measurement installs them) and the head vs the engine's whole-model
+    // logits (F32 attention) on the first 200 tokens of the valid text.
     auto plan = planModel(*m_model);
     QVERIFY(plan.ok());
     auto in = tokenizeForPerplexity(*m_model, readAll(kValid));
     QVERIFY(in.ok());
     const std::vector<int32_t> win(in->tokens.begin(), in->tokens.begin() + 200);
-    ModuleRunner runner(*plan, 0);
-    auto x = runner.embed(*m_model, {win});
+    auto runner = ModuleRunner::create(*m_model, *plan, 0, 200);
+    QVERIFY(runner.ok());
+    auto x = (*runner)->embed({win});
     QVERIFY(x.ok());
     States s = std::move(*x), y;
     for (const auto& mod : plan->modules) {
         auto w = readModuleWeights(*m_model, mod);
         QVERIFY(w.ok());
-        QVERIFY(runner.forward(mod, *w, s, &y).ok());
+        QVERIFY((*runner)->forward(mod, *w, s, &y).ok());
+        (*runner)->release(mod);
         std::swap(s, y);
     }
-    auto g = readTensorF32(*m_model, *m_model->find("model.norm.weight"));
+    const int d = plan->hp.nEmbd;
+    std::vector<float> xn(s.data.size());
+    QVERIFY((*runner)->headInputRow(s.row(0), s.len, xn.data()).ok());
     auto W = readTensorF32(*m_model, *m_model->find("lm_head.weight"));
-    QVERIFY(g.ok() && W.ok());
-    const auto xn = runner.finalNorm(s, *g);
+    QVERIFY(W.ok());
     EngineOptions eo;
     eo.kvF16 = false;
     auto eng = Engine::load(*m_model, eo);
     QVERIFY(eng.ok());
-    const int nV = (*eng)->nVocab(), d = plan->hp.nEmbd;
+    const int nV = (*eng)->nVocab();
     std::vector<float> logits(static_cast<size_t>(win.size()) * nV);
     QVERIFY((*eng)->eval(win, 0, logits.data()).ok());
     double maxDiff = 0, maxAbs = 0;

@@ -40,6 +40,8 @@ private slots:
         QCOMPARE(part(e, "KV cache"), uint64_t(536870912));
         // Logits and log-probabilities: 2 × 512 × 32000 × 4 = 131,072,000.
         QCOMPARE(part(e, "logits"), uint64_t(131072000));
+        // Activations of the widest product encoded as Q8_K plus their tile copy: 512 × 43 × 292 + 512 × 11008.
+        QCOMPARE(part(e, "encoded activations"), uint64_t(12064768));
         QCOMPARE(e.mappedBytes, uint64_t(13'476'839'424ull));
         // Far below the model's F32 size (27 GB): the weights are not copied.
         QVERIFY(e.anonBytes() < 1'000'000'000ull);
@@ -63,6 +65,26 @@ private slots:
         const auto spilled = estimateCalibratedExport(llama7b(), 0, s);
         QCOMPARE(part(spilled, "calibration states (spilled"), uint64_t(2048ull * 4096 * 4 * 2));
         QVERIFY(spilled.anonBytes() < e.anonBytes() - 2'000'000'000ull);
+    }
+
+    // Qwen3-30B-A3B's shape (hidden 2048, 32 heads of 128, 4 KV heads, 128 experts of width 768): GPTQ
+    // holds every expert's gate/up and down Hessian of one block.
+    void calibratedExportOfMoe() {
+        InferHParams hp = llama7b();
+        hp.nEmbd = 2048;
+        hp.nHead = 32;
+        hp.nHeadKv = 4;
+        hp.headDim = 128;
+        hp.nFf = 6144;
+        hp.nExpert = 128;
+        hp.nExpertUsed = 8;
+        hp.nFfExpert = 768;
+        CalibMemorySettings s;
+        const auto e = estimateCalibratedExport(hp, 0, s);
+        // (2048² + 128 × 2048² + 4096² + 128 × 768²) × 4 + 2 × 4096² × 4 = 2,667,577,344.
+        QCOMPARE(part(e, "Hessians"), uint64_t(2667577344ull));
+        // One layer: 2048 × (2 × 4096 + 2 × 512 + 3 × 128 × 768 + 128) × 4 = 2,492,465,152.
+        QCOMPARE(part(e, "one decoder layer"), uint64_t(2492465152ull));
     }
 
     void refusesWhenItDoesNotFit() {

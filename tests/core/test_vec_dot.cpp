@@ -306,6 +306,8 @@ class TestVecDot : public QObject {
     void quantizedLinearMatchesGgml_data();
     void quantizedLinearMatchesGgml();
     void quantizedLinearPanelsAndThreads();
+    void quantizedLinearTiles_data();
+    void quantizedLinearTiles();
     void refusesBadSizes();
 };
 
@@ -323,6 +325,9 @@ void TestVecDot::initTestCase() {
     QVERIFY2(cpuHasAvx2(), "this CPU lacks AVX2/FMA/F16C, which llama.cpp's haswell library needs");
     qInfo("vecDot kernels on this CPU: Q4_K %s, Q8_0 %s, IQ2_XXS %s", ggml::vecDotKernelName(DType::Q4_K),
           ggml::vecDotKernelName(DType::Q8_0), ggml::vecDotKernelName(DType::IQ2_XXS));
+    qInfo("quantizedLinear kernels on this CPU: Q4_K %s, Q6_K %s, Q8_0 %s, IQ2_XXS %s",
+          ggml::quantizedLinearKernelName(DType::Q4_K), ggml::quantizedLinearKernelName(DType::Q6_K),
+          ggml::quantizedLinearKernelName(DType::Q8_0), ggml::quantizedLinearKernelName(DType::IQ2_XXS));
 }
 
 void TestVecDot::vecDotTypesMatchGgml() {
@@ -416,9 +421,9 @@ void TestVecDot::vecDotMatchesGgml() {
                 float ref = 0;
                 tr->vecDot(int(nIn), &ref, 0, w, 0, act.data(), 0, 1);
                 const double bound = dotBound(t, nIn, magnitudeSum(t, w, act.data(), nIn));
-                // The 256-blocks' kernels add one exact integer per block with the same float expression
+                // The block types' kernels add one exact integer per block with the same float expression
                 // whatever the instruction set: AVX2 and scalar agree bit for bit there.
-                if (traits(t).blockSize == 256)
+                if (traits(t).blockSize > 1)
                     QCOMPARE(floatBits(ggml::vecDot(t, nIn, w, act.data())),
                              floatBits(ggml::vecDotScalar(t, nIn, w, act.data())));
                 for (bool scalar : {false, true}) {
@@ -592,6 +597,50 @@ void TestVecDot::quantizedLinearPanelsAndThreads() {
                 QCOMPARE(floatBits(Y1[i + j * nOut]), floatBits(v));
                 QCOMPARE(floatBits(Y3[i + j * nOut]), floatBits(v));
             }
+        }
+    }
+}
+
+// Shapes for the tile kernels (AMX where the CPU has it; the float types' AVX-512 kernel takes 4 rows at a
+// time): 45 rows = two tiles of 16 + 13 rows left to the AVX2 kernels, 21 tokens = one group of 16 + a group of 5 padded with zeros, 1 and 2 threads, tokens of
+// every activation flavour (zeros, large values, ties, ...). Every result must be vecDot's, bit for bit.
+void TestVecDot::quantizedLinearTiles_data() {
+    vecDotMatchesGgml_data();
+}
+
+void TestVecDot::quantizedLinearTiles() {
+    QFETCH(QString, type);
+    const DType t = *dtypeFromName(type.toStdString());
+    // the float types: 48 elements of 16, one of 8 and 3 left for the scalar tail
+    const int64_t nOut = 45, nIn = traits(t).blockSize == 1 ? 779 : 768, n = 21, ldy = nOut + 2;
+    const auto W = makeWeights(t, nOut, nIn, 5);
+    QVERIFY(!W.empty());
+    const size_t rowBytes = *bytesFor(t, nIn);
+    std::vector<float> X(nIn * n);
+    for (int64_t j = 0; j < n; ++j) {
+        const auto col = makeActivations(nIn, kDotFlavours[j % 6], 60 + uint32_t(j));
+        std::copy(col.begin(), col.end(), X.begin() + j * nIn);
+    }
+    std::vector<uint8_t> act(ggml::vecDotRowBytes(t, nIn));
+    for (int threads : {1, 2}) {
+        std::vector<float> Y(ldy * n, -7.f);
+        QVERIFY(ggml::quantizedLinear(t, W.data(), rowBytes, nOut, nIn, X.data(), n, Y.data(), ldy, threads));
+        for (int64_t j = 0; j < n; ++j) {
+            QVERIFY(ggml::quantizeActivationRow(t, X.data() + j * nIn, act.data(), nIn));
+            for (int64_t i = 0; i < nOut; ++i) {
+                const float v = ggml::vecDot(t, nIn, W.data() + i * rowBytes, act.data());
+                if (floatBits(Y[i + j * ldy]) != floatBits(v))
+                    QFAIL(qPrintable(QString("%1 row %2 token %3 (%4, %5 threads): %6 vs vecDot %7")
+                                         .arg(type)
+                                         .arg(i)
+                                         .arg(j)
+                                         .arg(ggml::quantizedLinearKernelName(t))
+                                         .arg(threads)
+                                         .arg(double(Y[i + j * ldy]), 0, 'g', 9)
+                                         .arg(double(v), 0, 'g', 9)));
+            }
+            for (int64_t i = nOut; i < ldy; ++i)
+                QCOMPARE(Y[i + j * ldy], -7.f);
         }
     }
 }

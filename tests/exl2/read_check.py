@@ -2,7 +2,7 @@
 """Independent EXL2 reader: decodes the q_* tensors of EXL2 linears as exllamav2 v0.3.2's loader does and
 compares them with reference weights.
 
-usage: read_check.py DIR_OR_FILE REF.safetensors [--verbose]
+usage: read_check.py DIR_OR_FILE REF.safetensors [--verbose] [--keys]
 
   DIR_OR_FILE      an EXL2 model directory (every *.safetensors in it is read, as exllamav2's config.py
                    globs them; no index is used) or one .safetensors file.
@@ -14,6 +14,9 @@ usage: read_check.py DIR_OR_FILE REF.safetensors [--verbose]
                        float32 (exllamav2 loads unquantized tensors as fp16, so an exporter's reference for
                        those is their fp16 value).
                    Other REF tensors (not ending in ".weight") are compared as stored, by name.
+  --keys           also check DIR against exllamav2's key rules for the architecture in DIR/config.json
+                   (see check_keys below): every key its loader expects is there, every linear layer of
+                   the decoder and the head is quantized, no fused tensor shadows the quantized parts.
   Exit status 0 when every REF tensor is equal ("N of N tensors equal" is printed last), 1 on any
   difference ("MISMATCH <prefix>: ..." lines) or malformed input, 2 on a usage error.
 
@@ -175,6 +178,83 @@ def decode_exl2(t, prefix):
     return W.astype(np.float32).T   # [width, in]
 
 
+# exllamav2 v0.3.2 architecture.py: the per-layer keys of each architecture (alternatives per entry) and
+# the expected top-level keys; config.py check_keys: an entry is present when "<key><suffix>" exists for a
+# suffix in (".q_weight", ".qweight", ".weight", ""), experts' "*" replaced by every expert index.
+NORMS_LLAMA = [["input_layernorm"], ["post_attention_layernorm"]]
+NORMS_GEMMA2 = [["input_layernorm"], ["post_attention_layernorm"], ["pre_feedforward_layernorm"],
+                ["post_feedforward_layernorm"]]
+ATTN_LLAMA = [["self_attn.q_proj"], ["self_attn.k_proj"], ["self_attn.v_proj"], ["self_attn.o_proj"]]
+ATTN_PHI3 = [["self_attn.qkv_proj", "self_attn.q_proj"], ["self_attn.qkv_proj", "self_attn.k_proj"],
+             ["self_attn.qkv_proj", "self_attn.v_proj"], ["self_attn.o_proj"]]
+MLP_LLAMA = [["mlp.down_proj"], ["mlp.gate_proj"], ["mlp.up_proj"]]
+MLP_PHI3 = [["mlp.down_proj"], ["mlp.gate_up_proj", "mlp.gate_proj"], ["mlp.gate_up_proj", "mlp.up_proj"]]
+MLP_MIXTRAL = [["block_sparse_moe.experts.*.w1"], ["block_sparse_moe.experts.*.w2"],
+               ["block_sparse_moe.experts.*.w3"], ["block_sparse_moe.gate"]]
+MLP_QWEN3MOE = [["mlp.experts.*.gate_proj"], ["mlp.experts.*.up_proj"], ["mlp.experts.*.down_proj"], ["mlp.gate"]]
+ARCHS = {
+    "LlamaForCausalLM": (NORMS_LLAMA + ATTN_LLAMA + MLP_LLAMA, True),
+    "MistralForCausalLM": (NORMS_LLAMA + ATTN_LLAMA + MLP_LLAMA, True),
+    "Qwen2ForCausalLM": (NORMS_LLAMA + ATTN_LLAMA + MLP_LLAMA, True),
+    "Qwen3ForCausalLM": (NORMS_LLAMA + ATTN_LLAMA + MLP_LLAMA, True),
+    "Qwen3MoeForCausalLM": (NORMS_LLAMA + ATTN_LLAMA + MLP_QWEN3MOE, True),
+    "MixtralForCausalLM": (NORMS_LLAMA + ATTN_LLAMA + MLP_MIXTRAL, True),
+    "Gemma2ForCausalLM": (NORMS_GEMMA2 + ATTN_LLAMA + MLP_LLAMA, False),
+    "Phi3ForCausalLM": (NORMS_LLAMA + ATTN_PHI3 + MLP_PHI3, True),
+}
+# Linear layers exllamav2 builds per layer (attn.py, mlp.py, moe_mlp.py: the key a quantized layer is loaded
+# under; phi3's fused tensors are split into these by row ranges, linear.py f_key/f_beg/f_end).
+LINEARS = {
+    "dense": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"],
+    "MixtralForCausalLM": ["block_sparse_moe.experts.*.w1", "block_sparse_moe.experts.*.w3",
+                           "block_sparse_moe.experts.*.w2"],
+    "Qwen3MoeForCausalLM": ["mlp.experts.*.gate_proj", "mlp.experts.*.up_proj", "mlp.experts.*.down_proj"],
+}
+FUSED = ["self_attn.qkv_proj", "mlp.gate_up_proj"]  # linear.py load(): a fused tensor is read before q_weight
+
+
+def check_keys(t, folder):
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    arch = cfg["architectures"][0]
+    if arch not in ARCHS:
+        raise Fail(f"{arch}: not an architecture exllamav2 0.3.2 converts here")
+    layer_keys, expect_head = ARCHS[arch]
+    tied = cfg.get("tie_word_embeddings", False) or not expect_head
+    n_layers = int(cfg["num_hidden_layers"])
+    n_exp = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
+    expect = [["model.norm"], ["model.embed_tokens"]] + ([] if tied else [["lm_head"]])
+    for l in range(n_layers):
+        for ks in layer_keys:
+            for e in (range(n_exp) if any("*" in k for k in ks) else [None]):
+                expect.append([f"model.layers.{l}." + (k.replace("*", str(e)) if e is not None else k) for k in ks])
+    problems = []
+    for alts in expect:
+        if not any(a + s in t for a in alts for s in (".q_weight", ".qweight", ".weight", "")):
+            problems.append(f"missing {alts[0]}.*")
+    lin = LINEARS.get(arch, LINEARS["dense"])
+    if arch in LINEARS:
+        lin = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"] + lin
+    for l in range(n_layers):
+        for k in lin:
+            for e in (range(n_exp) if "*" in k else [None]):
+                key = f"model.layers.{l}." + (k.replace("*", str(e)) if e is not None else k)
+                if key + ".q_weight" not in t:
+                    problems.append(f"{key} is not quantized")
+                if key + ".weight" in t:
+                    problems.append(f"{key}.weight is there beside the quantized layer")
+        for k in FUSED:
+            if f"model.layers.{l}.{k}.weight" in t:
+                problems.append(f"model.layers.{l}.{k}.weight would be loaded instead of the quantized parts")
+    if not tied and "lm_head.q_weight" not in t:
+        problems.append("lm_head is not quantized")
+    for p in problems:
+        print(f"KEYS {p}")
+    print(f"{arch}: {len(expect)} expected keys, {len(problems)} problems")
+    return not problems
+
+
 def main(argv):
     args = [a for a in argv[1:] if not a.startswith("--")]
     verbose = "--verbose" in argv
@@ -227,8 +307,15 @@ def main(argv):
                 print(f"ok {prefix} ({kind}, {list(r.shape)})")
         except (Fail, OSError, ValueError, KeyError) as e:
             print(f"MISMATCH {e}")
+    keys_ok = True
+    if "--keys" in argv:
+        try:
+            keys_ok = check_keys(t, args[0])
+        except (Fail, OSError, ValueError, KeyError) as e:
+            print(f"KEYS {e}")
+            keys_ok = False
     print(f"{equal} of {total} tensors equal")
-    return 0 if total > 0 and equal == total else 1
+    return 0 if total > 0 and equal == total and keys_ok else 1
 
 
 if __name__ == "__main__":

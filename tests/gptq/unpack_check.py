@@ -9,7 +9,15 @@ Also checks tensor shapes/dtypes (core/gptq/README.md D.2), the config files (D.
 g_idx (monotone without act-order; with act-order at least one layer must be permuted), that every
 non-quantized tensor is byte-identical to the source model's, and the shard index if any.
 Reads safetensors by hand (header JSON + numpy), so only numpy and torch are needed.
+Mixture of experts (qwen3_moe, mixtral; core/gptq/README.md D.6): the quantized modules must be exactly the
+attention projections and every expert's gate/up/down of every block (expert count from config.json), the
+router (mlp.gate / block_sparse_moe.gate) unquantized and byte-identical, and quantize_config.json's
+modules_in_block_to_quantize must list those modules.
+With --write-dequant DIR the AutoGPTQ-dequantized weights (not QuantZoo's dump) are written with every other
+tensor as an F32 Hugging Face folder (model.safetensors + the source's config.json), for a reference forward
+pass (tests/tools/ref_forward.py).
 usage: unpack_check.py OUTDIR DUMP.safetensors SOURCE_MODEL_DIR BITS GROUP_SIZE SYM(0/1) DESC_ACT(0/1)
+                       [--write-dequant DIR]
 """
 import json
 import os
@@ -98,8 +106,50 @@ def unpack_autogptq(qweight, qzeros, scales, g_idx, bits):
     return deq, weight, zeros
 
 
+def write_st(path, tensors):
+    """F32 safetensors (name -> float32 array), names sorted."""
+    header, off, blobs = {}, 0, []
+    for name in sorted(tensors):
+        b = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def as_f32(dt, arr):
+    if dt == "BF16":
+        return (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.astype(np.float32)
+
+
+def moe_modules(cfg):
+    """The quantized modules of one block of a qwen3_moe / mixtral model, per GPTQModel's definitions."""
+    arch = cfg.get("model_type")
+    attn = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
+    if arch == "qwen3_moe":
+        return attn + [f"mlp.experts.{e}.{m}" for e in range(cfg["num_experts"])
+                       for m in ("gate_proj", "up_proj", "down_proj")], "mlp.gate"
+    if arch == "mixtral":
+        return attn + [f"block_sparse_moe.experts.{e}.{m}" for e in range(cfg["num_local_experts"])
+                       for m in ("w1", "w3", "w2")], "block_sparse_moe.gate"
+    return None, None
+
+
 def main():
-    outdir, dump, src, bits, gs, sym, desc = sys.argv[1:8]
+    argv = sys.argv[1:]
+    write_dequant = None
+    if "--write-dequant" in argv:
+        i = argv.index("--write-dequant")
+        write_dequant = argv[i + 1]
+        del argv[i:i + 2]
+    outdir, dump, src, bits, gs, sym, desc = argv[0:7]
     bits, gs, sym, desc = int(bits), int(gs), sym == "1", desc == "1"
     fails = []
 
@@ -125,6 +175,21 @@ def main():
 
     prefixes = sorted(k[: -len(".qweight")] for k in tensors if k.endswith(".qweight"))
     check(len(prefixes) > 0, "no quantized layers")
+    block_modules, router = moe_modules(cfg)
+    if block_modules is not None:
+        n_layers = cfg["num_hidden_layers"]
+        want = sorted(f"model.layers.{l}.{m}" for l in range(n_layers) for m in block_modules)
+        missing = sorted(set(want) - set(prefixes))
+        extra_q = sorted(set(prefixes) - set(want))
+        check(not missing, f"MoE: {len(missing)} modules not quantized, e.g. {missing[:3]}")
+        check(not extra_q, f"MoE: unexpected quantized modules {extra_q[:3]}")
+        for l in range(n_layers):
+            check(f"model.layers.{l}.{router}.weight" in tensors and f"model.layers.{l}.{router}.qweight" not in tensors,
+                  f"layer {l}: the router {router} must stay unquantized")
+        listed = qc.get("modules_in_block_to_quantize")
+        check(isinstance(listed, list) and sorted(sum(listed, [])) == sorted(block_modules),
+              "quantize_config modules_in_block_to_quantize does not list the block's quantized modules")
+    dequant_out = {}
     check(len(prefixes) == len(dq), f"{len(prefixes)} quantized layers but {len(dq)} dumped")
     permuted = 0
     sym_zero = 1 << (bits - 1)
@@ -158,6 +223,7 @@ def main():
         theirs = deq.float().numpy()  # [in, out]
         if not conv1d:
             theirs = theirs.T
+        dequant_out[p + ".weight"] = theirs
         check(ours.shape == theirs.shape, f"{p}: dump shape {ours.shape} vs {theirs.shape}")
         if ours.shape == theirs.shape:
             same = np.array_equal(ours, theirs)
@@ -193,6 +259,16 @@ def main():
             check(os.path.exists(os.path.join(outdir, f)), f"{f} not copied")
     check(not [f for f in os.listdir(outdir) if f.startswith(".") or ".tmp" in f or f.endswith(".qzl")],
           "temporary files left in the output")
+
+    if write_dequant and not fails:
+        os.makedirs(write_dequant, exist_ok=True)
+        full = {name: as_f32(dt, arr) for name, (dt, arr, _) in orig.items()}
+        full.update(dequant_out)
+        write_st(os.path.join(write_dequant, "model.safetensors"), full)
+        with open(os.path.join(src, "config.json")) as f:
+            src_cfg = f.read()
+        with open(os.path.join(write_dequant, "config.json"), "w") as f:
+            f.write(src_cfg)
 
     if fails:
         for m in fails[:30]:
