@@ -54,7 +54,9 @@ qz::Result<AppOptions> parseAppOptions(const QStringList& arguments) {
     opt("headless", QStringLiteral("run without a window; needs --report-dir"));
     opt("report-dir", QStringLiteral("folder for report.json, report.md and histogram PNGs"), "DIR");
     opt("screenshot", QStringLiteral("show the window offscreen, run the job, save a PNG of it, exit"), "FILE");
-    opt("compare", QStringLiteral("with --screenshot: open this comparison (quantzoo-cli compare --report) and grab the Compare workspace"), "PROJECT");
+    opt("compare", QStringLiteral("with --screenshot: open this comparison (quantzoo-cli compare --report) and grab the Compare workspace; with --screenshots: grab its histograms, per-layer chart and table"), "PROJECT");
+    opt("screenshots", QStringLiteral("show the window offscreen and save PNGs of the Teaching views on MODEL (or, with --compare, of the Compare views) into DIR, exit"), "DIR");
+    opt("exl2-measurement", QStringLiteral("with --screenshots: the EXL2 teaching view from this measurement.json of MODEL (4.0 bpw)"), "FILE");
     opt("method", QStringLiteral("quantization method: ") + methods.join(QStringLiteral(", ")), "NAME");
     opt("bits", QStringLiteral("bits per weight, 2..8 (default 8)"), "N");
     opt("granularity", QStringLiteral("tensor, row or group (default tensor)"), "G");
@@ -80,7 +82,14 @@ qz::Result<AppOptions> parseAppOptions(const QStringList& arguments) {
     o.reportDir = p.value(QStringLiteral("report-dir"));
     o.screenshot = p.value(QStringLiteral("screenshot"));
     o.compareProject = p.value(QStringLiteral("compare"));
-    if (!o.compareProject.isEmpty() && o.screenshot.isEmpty()) return qz::makeError("--compare needs --screenshot FILE");
+    o.screenshotDir = p.value(QStringLiteral("screenshots"));
+    o.exl2Measurement = p.value(QStringLiteral("exl2-measurement"));
+    if (!o.compareProject.isEmpty() && o.screenshot.isEmpty() && o.screenshotDir.isEmpty())
+        return qz::makeError("--compare needs --screenshot FILE or --screenshots DIR");
+    if (!o.screenshot.isEmpty() && !o.screenshotDir.isEmpty())
+        return qz::makeError("--screenshot and --screenshots exclude each other");
+    if (!o.exl2Measurement.isEmpty() && o.screenshotDir.isEmpty())
+        return qz::makeError("--exl2-measurement needs --screenshots DIR");
     if (o.headless && o.reportDir.isEmpty()) return qz::makeError("--headless needs --report-dir DIR");
 
     auto& spec = o.params.spec;

@@ -3,6 +3,7 @@
 //            [--group-size N] [--tensors all|2d] [--regex RE] [--names a,b,...]
 //            [--bins N] [--range LO,HI] [--tensor-bins N]
 //            [--headless --report-dir DIR] [--screenshot FILE.png [--compare PROJECT.json]]
+//            [--screenshots DIR [--compare PROJECT.json] [--exl2-measurement MEASUREMENT.json]]
 // Method names come from the MethodRegistry. Parsing never exits the process: help and errors are
 // returned to main().
 #pragma once
@@ -20,6 +21,8 @@ struct AppOptions {
     QString reportDir;          // headless output folder
     QString screenshot;         // grab the window after the job into this PNG
     QString compareProject;     // with screenshot: open this comparison and grab the Compare workspace
+    QString screenshotDir;      // grab a set of views into this folder (headless.h runScreenshotSet)
+    QString exl2Measurement;    // with screenshotDir: the EXL2 teaching view from this measurement.json
     bool quantChoicesGiven = false;  // any of the method/tensor/histogram options given
     qz::QuantizeParams params;
     bool showHelp = false, showVersion = false;

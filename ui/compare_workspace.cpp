@@ -32,6 +32,7 @@
 #include "export/gguf_export.h"
 #include "histogram_plot.h"
 #include "text_choice.h"
+#include "variants/row_sources.h"
 
 namespace qz::ui {
 
@@ -157,8 +158,8 @@ CompareWorkspace::CompareWorkspace(QWidget* parent)
     m_spec->setPlaceholderText(tr("method, e.g. absmax:4:group:64, zeropoint:8:row, nf4"));
     m_addSpec = new QPushButton(tr("Add method"), this);
     m_addFile = new QPushButton(tr("Add GGUF…"), this);
-    m_addFolder = new QPushButton(tr("Add GPTQ…"), this);
-    m_addFolder->setToolTip(tr("Add a GPTQ checkpoint folder"));
+    m_addFolder = new QPushButton(tr("Add GPTQ / EXL2…"), this);
+    m_addFolder->setToolTip(tr("Add a GPTQ checkpoint folder or an EXL2 folder"));
     m_addMixes = new QPushButton(tr("Add llama.cpp mixes…"), this);
     m_addMixes->setToolTip(
         tr("Export Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M and Q2_K into a folder and add them"));
@@ -887,9 +888,10 @@ qz::MemoryEstimate CompareWorkspace::memoryEstimate() const {
         qz::EvalVariantMemory m;
         if (v.kind == qz::VariantKind::GgufFile)
             m.fileBytes = v.bytes;
-        else
+        else // only tensors no row source serves are made whole as F32 (GPT-2's Conv1D weights)
             for (const auto& t : v.tensors)
-                m.overrideValues += t.numel;
+                if (const qz::TensorInfo* ti = m_model->find(t.name); !ti || !qz::readableByRows(*ti))
+                    m.overrideValues += t.numel;
         s.variants.push_back(m);
     }
     return evaluationMemory(*m_model, s);
@@ -1029,7 +1031,7 @@ bool CompareWorkspace::exportTable(const QString& id, const QString& path, QStri
 }
 
 void CompareWorkspace::chooseFile(bool folder) {
-    const QString p = folder ? QFileDialog::getExistingDirectory(this, tr("Add a GPTQ folder"))
+    const QString p = folder ? QFileDialog::getExistingDirectory(this, tr("Add a GPTQ or EXL2 folder"))
                              : QFileDialog::getOpenFileName(this, tr("Add a GGUF file"), QString(),
                                                             tr("GGUF (*.gguf);;All files (*)"));
     if (!p.isEmpty()) addFile(p);

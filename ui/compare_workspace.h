@@ -1,5 +1,5 @@
 // The "Compare" workspace: the open model's variants (core/variants/variants.h) side by side.
-//  - left: every variant kept so far (each fake-quantized run, GGUF exports and files, GPTQ folders,
+//  - left: every variant kept so far (each fake-quantized run, GGUF exports and files, GPTQ / EXL2 folders,
 //    method specs added here); tick 2–8 of them; a tensor to look at;
 //  - Histograms: the tensor's values in each variant as small multiples on shared axes (or all overlaid),
 //    and the errors on shared axes;
@@ -63,7 +63,7 @@ class CompareWorkspace : public QWidget {
 
     // Adds a variant (selected if fewer than 8 are); returns its index.
     int addVariant(qz::Variant v);
-    // Opens a GGUF file / GPTQ folder in the background and adds it (false if a job is running).
+    // Opens a GGUF file / GPTQ / EXL2 folder in the background and adds it (false if a job is running).
     bool addFile(const QString& path);
     // Runs a method spec ("absmax:4:group:64", see qz::parseMethodSpec) in the background and adds it.
     bool addMethod(const QString& spec, QString* error = nullptr);

@@ -7,12 +7,13 @@
 namespace qz::ui {
 
 namespace {
-qz::Result<OverridesPtr> overridesOf(EvalVariant& v, const qz::ProgressFn& progress) {
-    if (v.overrides || !v.build) return v.overrides;
+qz::Result<EvalWeights> weightsOf(EvalVariant& v, const qz::ProgressFn& progress) {
+    if (v.overrides || v.sources || !v.build) return EvalWeights{v.overrides, v.sources};
     auto r = v.build(progress);
     if (!r) return r.error();
-    v.overrides = *r;
-    return v.overrides;
+    v.overrides = r->overrides;
+    v.sources = r->sources;
+    return *r;
 }
 
 // Progress of model k of n, prefixed with its name.
@@ -33,10 +34,10 @@ BackgroundJob::Work evaluateWork(EvalVariant original, std::vector<EvalVariant> 
         };
         qz::KldBase base; // kept only when variants are scored against it
         const auto p0 = share(ctx, 0, n, original.name);
-        auto o = overridesOf(original, p0);
+        auto o = weightsOf(original, p0);
         if (!o) return o.error();
-        auto pr = qz::evaluatePerplexity(*original.model, text, params, p0, o->get(),
-                                         variants.empty() ? nullptr : &base);
+        auto pr = qz::evaluatePerplexity(*original.model, text, params, p0, o->overrides.get(),
+                                         variants.empty() ? nullptr : &base, o->sources.get());
         if (!pr) return pr.error();
         EvalRow row0;
         row0.index = 0;
@@ -50,10 +51,10 @@ BackgroundJob::Work evaluateWork(EvalVariant original, std::vector<EvalVariant> 
             EvalRow row;
             row.index = int(i + 1);
             const auto pi = share(ctx, i + 1, n, variants[i].name);
-            auto ov = overridesOf(variants[i], pi);
-            qz::Result<qz::KldResult> kr =
-                ov ? qz::evaluateKlDivergence(*variants[i].model, base, params, pi, ov->get())
-                   : qz::Result<qz::KldResult>(ov.error());
+            auto ov = weightsOf(variants[i], pi);
+            qz::Result<qz::KldResult> kr = ov ? qz::evaluateKlDivergence(*variants[i].model, base, params, pi,
+                                                                         ov->overrides.get(), ov->sources.get())
+                                              : qz::Result<qz::KldResult>(ov.error());
             if (!kr) {
                 if (kr.error().cancelled || ctx.cancelled()) return kr.error();
                 row.error = toQ(kr.error().message);  // one bad variant does not stop the others
@@ -78,12 +79,13 @@ BackgroundJob::Work generateWork(EvalVariant original, std::vector<EvalVariant> 
     return [=](const BackgroundJob::Context& ctx) mutable -> qz::Status {
         for (size_t i = 0; i < variants.size(); ++i) {
             const auto progress = share(ctx, i, variants.size(), variants[i].name);
-            auto ov = overridesOf(variants[i], progress);
+            auto ov = weightsOf(variants[i], progress);
             auto tokenFn = [&, i](int32_t, const std::string& piece) {
                 if (onToken) ctx.post([onToken, i, s = toQ(piece)] { onToken(int(i), s); });
                 return !ctx.cancelled();
             };
-            auto r = ov ? qz::generateText(*variants[i].model, params, tokenFn, progress, ov->get(), threads)
+            auto r = ov ? qz::generateText(*variants[i].model, params, tokenFn, progress, ov->overrides.get(),
+                                           threads, ov->sources.get())
                         : qz::Result<qz::GenerateResult>(ov.error());
             if (!r) {
                 if (r.error().cancelled || ctx.cancelled()) return qz::cancelledError();

@@ -5,7 +5,8 @@
 //    same-top-token rate against the original on the same chunks (core/infer/evaluate.h);
 //  * generateWork(): the same prompt and seed through the original and each variant, streaming tokens.
 // The callbacks run on the UI thread (through the job's post, so a cancelled job's never do).
-// A variant is the original model with some weights overridden (fake-quantized: WeightOverrides,
+// A variant is the original model with some weights replaced (fake-quantized: row sources that re-make
+// the weights on demand, variants/row_sources.h, plus F32 overrides where a tensor cannot be read by rows;
 // possibly built lazily on the worker by `build`), or another model file (a GGUF export).
 #pragma once
 
@@ -26,14 +27,22 @@ class QLabel;
 namespace qz::ui {
 
 using OverridesPtr = std::shared_ptr<const qz::WeightOverrides>;
+using SourcesPtr = std::shared_ptr<const qz::WeightSources>;
+
+// What replaces the original's weights: F32 values and / or row sources (either may be null).
+struct EvalWeights {
+    OverridesPtr overrides;
+    SourcesPtr sources;
+};
 
 struct EvalVariant {
     QString name;
     ModelPtr model;                 // the model to run (the original's for fake-quantized variants)
     OverridesPtr overrides;         // replaced weights (may be null)
-    // Builds the overrides on the worker when `overrides` is null (e.g. re-quantizing each tensor); the
-    // builder may cache its result (it is called from the worker thread).
-    std::function<qz::Result<OverridesPtr>(const qz::ProgressFn&)> build;
+    SourcesPtr sources;             // weights decoded on demand (may be null)
+    // Builds the replaced weights on the worker when `overrides` and `sources` are null (e.g. the row
+    // sources of a fake-quantized run); the builder may cache its result (it is called from the worker).
+    std::function<qz::Result<EvalWeights>(const qz::ProgressFn&)> build;
     uint64_t bytes = 0;             // model size on disk / after quantization (0 = unknown)
     double bitsPerWeight = 0;       // (0 = unknown)
     // For the memory estimate: the F32 values of the replaced weights (what `overrides` holds or `build`

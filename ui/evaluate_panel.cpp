@@ -22,9 +22,11 @@
 #include <atomic>
 #include <cmath>
 #include <mutex>
+#include <optional>
 
 #include "app_options.h"
-#include "jobs/quantize_overrides.h"
+#include "variants/row_sources.h"
+#include "variants/variants.h"
 #include "text_choice.h"
 
 namespace qz::ui {
@@ -216,25 +218,32 @@ void EvaluatePanel::setQuantizeResult(ModelPtr model, ResultPtr result) {
     if (model != m_model) setModel(model);
     struct Cache {
         std::mutex mutex;
-        OverridesPtr value;
+        std::optional<EvalWeights> value;
         std::atomic<bool> made{false};
     };
     auto cache = std::make_shared<Cache>();
     EvalVariant v;
     v.name = tr("fake-quantized (%1)").arg(toQ(result->spec.describe()));
     v.model = model;
-    v.build = [model, result, cache](const qz::ProgressFn& progress) -> qz::Result<OverridesPtr> {
+    // The run's method re-made row by row while the engine multiplies (no F32 copy of the model); only
+    // tensors no source reads by rows (GPT-2's Conv1D weights) are made whole.
+    v.build = [model, result, cache](const qz::ProgressFn& progress) -> qz::Result<EvalWeights> {
         std::lock_guard<std::mutex> lock(cache->mutex);
-        if (cache->value) return cache->value;
-        auto r = qz::overridesFromQuantizeResult(*model, *result, progress);
+        if (cache->value) return *cache->value;
+        auto r = qz::variantRunnable(model, qz::variantFromQuantizeResult(*model, *result), progress);
         if (!r) return r.error();
-        cache->value = std::make_shared<const qz::WeightOverrides>(std::move(*r));
+        EvalWeights w;
+        if (!r->overrides.empty()) w.overrides = std::make_shared<const qz::WeightOverrides>(std::move(r->overrides));
+        if (!r->sources.empty()) w.sources = std::make_shared<const qz::WeightSources>(std::move(r->sources));
+        cache->value = w;
         cache->made = true;
-        return cache->value;
+        return w;
     };
     v.built = [cache] { return cache->made.load(); };
+    // Only tensors no row source serves are made whole as F32 (GPT-2's Conv1D weights).
     for (const auto& t : result->tensors)
-        v.overrideValues += t.numel;
+        if (const qz::TensorInfo* ti = model->find(t.name); !ti || !qz::readableByRows(*ti))
+            v.overrideValues += t.numel;
     v.bytes = result->modelBytesAfter;
     const uint64_t p = parameterCount(*model);
     v.bitsPerWeight = p ? 8.0 * double(v.bytes) / double(p) : 0;

@@ -94,7 +94,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     m_tabs->addWorkspace(QStringLiteral("compare"), tr("Compare"), m_compare);
     connect(m_export, &ExportPanel::exportFinished, m_compare, [this](const QString& path) { m_compare->addFile(path); });
     connect(m_export, &ExportPanel::folderExported, m_compare, [this](const QString& format, const QString& dir) {
-        if (format == QLatin1String("gptq")) m_compare->addFile(dir);  // EXL2 folders have no reader yet
+        if (format == QLatin1String("gptq") || format == QLatin1String("exl2")) m_compare->addFile(dir);
     });
     connect(m_compare, &CompareWorkspace::modelRequested, this, &MainWindow::openPath);
 

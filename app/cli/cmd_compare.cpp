@@ -21,7 +21,7 @@ const char* kCompareHelp =
     "  Measures each VARIANT against MODEL on TEXT as llama-perplexity does (-c N tokens per chunk, default\n"
     "  128; --chunks K, default 32, 0 = all): perplexity, mean KL-divergence and same-top-token rate, plus\n"
     "  size, bits per weight and the weights' error (MSE, SQNR). A VARIANT is\n"
-    "    a GGUF file or a GPTQ folder (e.g. an export of MODEL), or a method spec:\n"
+    "    a GGUF file, a GPTQ folder or an EXL2 folder (e.g. an export of MODEL), or a method spec:\n"
     "    absmax:BITS[:tensor|row|group[:G]]   zeropoint:BITS[:...]   nf4[:BLOCK]  fp4[:BLOCK]\n"
     "    nf4-dq[:BLOCK]  fp4-dq[:BLOCK]   llm-int8[:THRESHOLD] (needs --calib FILE)\n"
     "  --csv: one row per model; --report: the comparison (opens in the GUI's Compare workspace);\n"

@@ -23,7 +23,7 @@ const Command kCommands[] = {
     {"export", qzcli::cmdExport, "write a GGUF file (llama.cpp), a GPTQ checkpoint or an EXL2 folder (exllamav2)"},
     {"perplexity", qzcli::cmdPerplexity, "perplexity / KL-divergence on a text, as llama-perplexity computes them"},
     {"generate", qzcli::cmdGenerate, "generate text from a prompt (greedy or sampled with a seed)"},
-    {"compare", qzcli::cmdCompare, "measure variants (GGUF files, GPTQ folders, methods) side by side against the model"},
+    {"compare", qzcli::cmdCompare, "measure variants (GGUF files, GPTQ / EXL2 folders, methods) side by side against the model"},
     {"imatrix", qzcli::cmdImatrix, "compute an importance matrix (GGUF, as llama-imatrix) for imatrix quants"},
 };
 

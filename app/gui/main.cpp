@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
     }
     if (options->headless) return qz::ui::runHeadless(*options);
     if (!options->screenshot.isEmpty()) return qz::ui::runScreenshot(*options);
+    if (!options->screenshotDir.isEmpty()) return qz::ui::runScreenshotSet(*options);
 
     qz::ui::MainWindow window;
     window.show();

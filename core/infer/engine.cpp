@@ -122,6 +122,7 @@ Status Engine::resetWeight(const std::string& name) {
     m_impl->nCached = 0;
     if (slot.matrix && !slot.conv1d && slot.matrix->view) {
         std::vector<float>().swap(slot.matrix->owned);
+        slot.matrix->source.reset();
         return okStatus();
     }
     if (!slot.experts.empty() && slot.experts[0]->view) {  // a GGUF 3-D expert tensor: back to the views
@@ -144,6 +145,7 @@ uint64_t Engine::residentWeightBytes() const {
     uint64_t bytes = 0;
     for (const auto& [name, slot] : m_impl->slots) {
         if (slot.matrix) bytes += slot.matrix->owned.capacity() * sizeof(float);
+        if (slot.matrix && slot.matrix->source) bytes += slot.matrix->source->residentBytes();
         if (slot.dst) bytes += slot.dst->capacity() * sizeof(float);
         for (const StoredMatrix* m : slot.experts) bytes += m->owned.capacity() * sizeof(float);
     }
@@ -179,7 +181,13 @@ Result<std::unique_ptr<Engine>> Engine::load(const Model& model, const EngineOpt
     if (!st) return st.error();
     impl->kCache.resize(impl->hp.nLayer);
     impl->vCache.resize(impl->hp.nLayer);
-    return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+    std::unique_ptr<Engine> engine(new Engine(std::move(impl)));
+    if (options.sources)
+        for (const auto& [name, source] : *options.sources) {
+            if (!engine->hasWeight(name)) continue; // as overrides: tensors the engine does not use
+            if (auto s2 = engine->setWeightSource(name, source); !s2) return s2.error();
+        }
+    return engine;
 }
 
 namespace {

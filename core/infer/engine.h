@@ -56,7 +56,8 @@
 // applies to them. An overridden tensor is owned F32 and always multiplied with F32 activations (as
 // llama.cpp multiplies F32 weights); only overridden tensors take memory. An override may also supply an
 // optional tensor the file lacks (a bias). The engine copies the values; the map is not referenced after
-// load().
+// load(). Sources (EngineOptions::sources, setWeightSource) give a 2-D weight's rows on demand instead:
+// the same values in the same layout, computed the same way, without an F32 copy of the tensor.
 #pragma once
 
 #include <cstdint>
@@ -71,6 +72,7 @@
 #include "common/progress.h"
 #include "common/result.h"
 #include "infer/hparams.h"
+#include "infer/weight_source.h"
 #include "model/model.h"
 
 namespace qz {
@@ -106,6 +108,8 @@ struct EngineOptions {
     int threads = 0;                          // 0 = defaultThreadCount()
     int nCtx = 0;                             // KV-cache capacity in tokens; 0 = min(nCtxTrain, 4096)
     const WeightOverrides* overrides = nullptr;  // read during load() only
+    const WeightSources* sources = nullptr;      // applied by load() through setWeightSource (names the
+                                                 // engine does not use are ignored, as for overrides)
     // GPT-2's GELU as ggml's CPU backend computes it (GGML_GELU_FP16): the input rounded to fp16, the
     // tanh-approximation evaluated in float, the result rounded to fp16 (x <= -10 -> 0, x >= 10 -> x).
     // On by default so perplexities match llama.cpp's; off = plain float tanh approximation (HF).
@@ -155,8 +159,16 @@ public:
     // quantization of a tensor without reloading. The KV cache is reset. Fails on an unknown name
     // (a tensor the engine does not use, or an optional tensor that was absent at load) or a wrong size.
     Status setWeight(const std::string& name, std::span<const float> values);
-    // Undoes setWeight / an override: the tensor is read from the model file again (2-D weights become a
-    // view of the file, their F32 copy is freed). Fails for an unknown name or a tensor the file lacks.
+    // Replaces one of the model's 2-D tensors by a source that decodes its rows on demand
+    // (infer/weight_source.h): for a weight the engine reads by rows it keeps no copy and widens one panel
+    // of rows per thread at a time, always with F32 activations (as for an override, whose values it must
+    // equal bit for bit); a 2-D tensor it holds as F32 anyway (GPT-2's positions, its HF Conv1D weights)
+    // takes the decoded values as an override would. The KV cache is reset. Fails on an unknown name, a
+    // tensor that is not 2-D (or a GGUF expert stack), or a shape mismatch.
+    Status setWeightSource(const std::string& name, std::shared_ptr<const WeightRowSource> source);
+    // Undoes setWeight / setWeightSource / an override: the tensor is read from the model file again (2-D
+    // weights become a view of the file, their F32 copy or source is freed). Fails for an unknown name or a
+    // tensor the file lacks.
     Status resetWeight(const std::string& name);
     // Bytes of weights the engine holds in memory (F32 copies of overridden tensors, small tensors, GPT-2
     // HF Conv1D transposes, row maps); the mapped file is not counted.

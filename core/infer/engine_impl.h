@@ -20,15 +20,18 @@ using InferMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic>;  // colum
 // A 2-D weight [rows][cols] (rows = outputs of a linear layer, or the vocabulary of the embedding):
 // either a view of its bytes in the mapped model file, in the stored type (F32, F16, BF16 or a ggml
 // block type; row r at view + r·rowStride), or, once overridden, owned F32 values in the same row
-// order. Only overridden tensors take memory.
+// order, or a source that decodes rows on demand (infer/weight_source.h; takes precedence over both).
+// Only overridden tensors take memory.
 struct StoredMatrix {
     int64_t rows = 0, cols = 0;
     DType type = DType::F32;        // of the view
     const uint8_t* view = nullptr;  // nullptr: no stored tensor (an optional tensor the file lacks)
     size_t rowStride = 0;
     std::vector<float> owned;       // non-empty: replaces the view (row-major rows × cols)
+    // Set: replaces the view and owned (Engine::setWeightSource).
+    std::shared_ptr<const WeightRowSource> source;
 
-    bool present() const { return view != nullptr || !owned.empty(); }
+    bool present() const { return view != nullptr || !owned.empty() || source; }
     bool isOwned() const { return !owned.empty(); }
     // Row r as F32 into dst (cols values).
     void readRow(int64_t r, float* dst) const;

@@ -17,6 +17,10 @@ bool storedTypeSupported(DType t) {
 }
 
 void StoredMatrix::readRow(int64_t r, float* dst) const {
+    if (source) {
+        source->decodeRows(r, r + 1, dst);
+        return;
+    }
     if (!owned.empty()) {
         std::copy_n(owned.data() + r * cols, cols, dst);
         return;
@@ -55,11 +59,11 @@ constexpr int64_t kPanelRows = 64;
 // Y (stored row order, leading dimension ldy) = W·X with F32 activations.
 void floatLinear(const StoredMatrix& W, const float* X, int64_t n, float* Y, int64_t ldy, int threads) {
     const int64_t nOut = W.rows, nIn = W.cols;
-    if (W.isOwned()) {
+    if (W.isOwned() && !W.source) {
         linearForward(W.owned.data(), nOut, nIn, X, n, Y, ldy, threads);
         return;
     }
-    if (W.type == DType::F32 && reinterpret_cast<uintptr_t>(W.view) % alignof(float) == 0 &&
+    if (!W.source && W.type == DType::F32 && reinterpret_cast<uintptr_t>(W.view) % alignof(float) == 0 &&
         W.rowStride == static_cast<size_t>(nIn) * 4) {
         linearForward(reinterpret_cast<const float*>(W.view), nOut, nIn, X, n, Y, ldy, threads);
         return;
@@ -75,8 +79,11 @@ void floatLinear(const StoredMatrix& W, const float* X, int64_t n, float* Y, int
             for (size_t p = p0; p < p1; ++p) {
                 const int64_t r0 = static_cast<int64_t>(p) * kPanelRows;
                 const int64_t nr = std::min(kPanelRows, nOut - r0);
-                for (int64_t r = 0; r < nr; ++r)
-                    W.readRow(r0 + r, buf.data() + r * nIn);
+                if (W.source)
+                    W.source->decodeRows(r0, r0 + nr, buf.data());
+                else
+                    for (int64_t r = 0; r < nr; ++r)
+                        W.readRow(r0 + r, buf.data() + r * nIn);
                 linearForward(buf.data(), nr, nIn, X, n, Y + r0, ldy, 1);
             }
         },
@@ -86,7 +93,8 @@ void floatLinear(const StoredMatrix& W, const float* X, int64_t n, float* Y, int
 // Y (stored row order) = W·X in the mode chosen by the caller.
 void linearStoredOrder(const StoredMatrix& W, const float* X, int64_t n, float* Y, int64_t ldy, int threads,
                        bool ggmlActivations) {
-    if (ggmlActivations && !W.isOwned() && W.type != DType::F32 && ggml::vecDotSupported(W.type) &&
+    if (ggmlActivations && !W.isOwned() && !W.source && W.type != DType::F32 &&
+        ggml::vecDotSupported(W.type) &&
         ggml::quantizedLinear(W.type, W.view, W.rowStride, W.rows, W.cols, X, n, Y, ldy, threads))
         return;
     floatLinear(W, X, n, Y, ldy, threads);

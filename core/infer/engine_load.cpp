@@ -257,9 +257,10 @@ void assignWeight(const InferWeightSlot& slot, std::vector<float> values) {
         for (size_t i = 0; i < t.size(); ++i) t[i] = values[static_cast<size_t>(order[i])];
         values = std::move(t);
     }
-    if (slot.matrix)
+    if (slot.matrix) {
         slot.matrix->owned = std::move(values);
-    else if (slot.dst)
+        slot.matrix->source.reset();
+    } else if (slot.dst)
         *slot.dst = std::move(values);
 }
 

@@ -22,14 +22,18 @@ struct EvalParams {
     bool llamaCppEmulation = true;  // EngineOptions::kvF16 and ggmlGelu; off also turns ggmlActivations off
 };
 
-// baseOut (optional) receives the stored log-probabilities for a later KL-divergence run.
-Result<PerplexityResult> evaluatePerplexity(const Model& model, std::string_view text, const EvalParams& params,
-                                            ProgressFn progress = {}, const WeightOverrides* overrides = nullptr,
-                                            KldBase* baseOut = nullptr);
+// baseOut (optional) receives the stored log-probabilities for a later KL-divergence run. sources
+// (optional) replace tensors as Engine::setWeightSource does.
+Result<PerplexityResult> evaluatePerplexity(const Model& model, std::string_view text,
+                                            const EvalParams& params, ProgressFn progress = {},
+                                            const WeightOverrides* overrides = nullptr,
+                                            KldBase* baseOut = nullptr,
+                                            const WeightSources* sources = nullptr);
 
 // KL-divergence of model (+ overrides) against `base` (made by evaluatePerplexity on the base model with
 // the same text and nCtx). The model must share the base's vocabulary.
 Result<KldResult> evaluateKlDivergence(const Model& model, const KldBase& base, const EvalParams& params,
-                                       ProgressFn progress = {}, const WeightOverrides* overrides = nullptr);
+                                       ProgressFn progress = {}, const WeightOverrides* overrides = nullptr,
+                                       const WeightSources* sources = nullptr);
 
 }  // namespace qz

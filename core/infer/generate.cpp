@@ -144,7 +144,8 @@ Result<GenerateResult> generate(Engine& engine, const Tokenizer& tokenizer, cons
 }
 
 Result<GenerateResult> generateText(const Model& model, const GenerateParams& params, TokenCallback onToken,
-                                    ProgressFn progress, const WeightOverrides* overrides, int threads) {
+                                    ProgressFn progress, const WeightOverrides* overrides, int threads,
+                                    const WeightSources* sources) {
     auto vocab = vocabForModel(model);
     if (!vocab) return vocab.error();
     auto tok = Tokenizer::create(*vocab);
@@ -152,6 +153,7 @@ Result<GenerateResult> generateText(const Model& model, const GenerateParams& pa
     EngineOptions opt;
     opt.threads = threads;
     opt.overrides = overrides;
+    opt.sources = sources;
     ProgressFn loadProgress;
     if (progress)
         loadProgress = [&](const ProgressInfo& p) { return progress({0.2 * p.fraction, "loading " + p.step}); };

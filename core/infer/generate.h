@@ -71,9 +71,10 @@ int32_t sampleToken(const float* logits, int nVocab, const GenerateParams& param
 Result<GenerateResult> generate(Engine& engine, const Tokenizer& tokenizer, const GenerateParams& params,
                                 TokenCallback onToken = {}, ProgressFn progress = {});
 
-// Convenience: loads an Engine for model (+ overrides) and its tokenizer, then generate().
+// Convenience: loads an Engine for model (+ overrides, + row sources as Engine::setWeightSource) and its
+// tokenizer, then generate().
 Result<GenerateResult> generateText(const Model& model, const GenerateParams& params, TokenCallback onToken = {},
                                     ProgressFn progress = {}, const WeightOverrides* overrides = nullptr,
-                                    int threads = 0);
+                                    int threads = 0, const WeightSources* sources = nullptr);
 
 }  // namespace qz

@@ -96,23 +96,58 @@ Result<GptqFolder> openGptqFolder(const std::string& path) {
     return f;
 }
 
-Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& weightName) {
-    GptqTensor out;
+namespace {
+
+uint32_t wordAt(const uint8_t* base, size_t i) {
+    uint32_t w;
+    std::memcpy(&w, base + 4 * i, 4);
+    return w;
+}
+
+// One quantized linear of the folder, checked: qweight stays in the mapped file, the zero points, scales
+// and group indices (one value per group and output, or per input) are held unpacked.
+class GptqLinear final : public WeightRowSource {
+  public:
+    int bits = 4;
+    int64_t out = 0, in = 0;
+    const uint8_t* qweight = nullptr;   // [in·bits/32][out] words, little-endian
+    std::shared_ptr<const Model> model; // keeps the mapping alive
+    std::vector<int32_t> zeros;         // [G][out]
+    std::vector<float> scales;          // [G][out]
+    std::vector<int32_t> gidx;          // [in]
+
+    int64_t rows() const override { return out; }
+    int64_t cols() const override { return in; }
+    uint64_t residentBytes() const override {
+        return 4 * (zeros.capacity() + scales.capacity() + gidx.capacity());
+    }
+    // Rows [n0, n1) of W [out][in] (README.md D.3): W[n][k] = scales[g][n]·(q[k][n] − z[g][n]), g = g_idx[k];
+    // the loader's product is computed in fp16: the fp16 scale times the integer difference, rounded.
+    void decodeRows(int64_t n0, int64_t n1, float* dst) const override {
+        const uint32_t mask = (1u << bits) - 1u;
+        for (int64_t k = 0; k < in; ++k) {
+            const int64_t bit = k * bits, wr = bit / 32;
+            const int off = int(bit % 32);
+            const size_t g = size_t(gidx[size_t(k)]) * size_t(out);
+            for (int64_t n = n0; n < n1; ++n) {
+                uint32_t v = wordAt(qweight, size_t(wr * out + n)) >> off;
+                if (off + bits > 32) v |= wordAt(qweight, size_t((wr + 1) * out + n)) << (32 - off);
+                const int32_t q = int32_t(v & mask);
+                dst[size_t((n - n0) * in + k)] =
+                    fp16ToFp32(fp32ToFp16(scales[g + size_t(n)] * float(q - zeros[g + size_t(n)])));
+            }
+        }
+    }
+};
+
+// The quantized linear `prefix` (.qweight / .qzeros / .scales / .g_idx), checked (README.md D.2, D.3).
+// nullptr when the folder has no prefix.qweight.
+Result<std::shared_ptr<GptqLinear>> gptqLinear(const GptqFolder& folder, const std::string& weightName,
+                                               const std::string& prefix) {
     const Model& m = *folder.model;
     const std::string where = m.path + ": " + weightName;
-    if (const TensorInfo* t = m.find(weightName)) { // stored unquantized
-        auto v = readTensorF32(m, *t);
-        if (!v) return v.error();
-        out.found = true;
-        out.values = std::move(*v);
-        out.shape = t->shape;
-        out.bytes = t->nbytes;
-        return out;
-    }
-    const std::string prefix = modulePrefix(weightName);
-    if (prefix.empty()) return out;
     const TensorInfo* qw = m.find(prefix + ".qweight");
-    if (!qw) return out;
+    if (!qw) return std::shared_ptr<GptqLinear>();
     const TensorInfo* qz = m.find(prefix + ".qzeros");
     const TensorInfo* sc = m.find(prefix + ".scales");
     const TensorInfo* gi = m.find(prefix + ".g_idx");
@@ -156,50 +191,97 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
         std::memcpy(v.data(), raw.data(), raw.size());
         return v;
     };
-    auto qwv = readI32(qw);
-    if (!qwv) return qwv.error();
+    auto L = std::make_shared<GptqLinear>();
+    L->bits = bits;
+    L->out = out_;
+    L->in = in;
+    L->model = folder.model;
+    {
+        auto raw = m.rawBytes(*qw);
+        if (raw.size() != numel * uint64_t(bits) / 8)
+            return makeError(m.path + ": " + qw->name + " has the wrong byte size");
+        L->qweight = raw.data();
+    }
     auto qzv = readI32(qz);
     if (!qzv) return qzv.error();
     auto scv = readTensorF32(m, *sc);
     if (!scv) return scv.error();
-    std::vector<int32_t> gidx(static_cast<size_t>(in));
+    L->scales = std::move(*scv);
+    L->gidx.resize(static_cast<size_t>(in));
     if (gi) {
         auto g = readI32(gi);
         if (!g) return g.error();
-        gidx = std::move(*g);
-        for (int32_t v : gidx)
+        L->gidx = std::move(*g);
+        for (int32_t v : L->gidx)
             if (v < 0 || v >= groups)
                 return makeError(where + ": g_idx entry " + std::to_string(v) + " outside 0.." +
                                  std::to_string(groups - 1));
     } else { // no g_idx: consecutive groups of group_size
         const int64_t gsz = folder.groupSize > 0 ? folder.groupSize : in;
         for (int64_t k = 0; k < in; ++k) {
-            gidx[size_t(k)] = int32_t(k / gsz);
-            if (gidx[size_t(k)] >= groups)
+            L->gidx[size_t(k)] = int32_t(k / gsz);
+            if (L->gidx[size_t(k)] >= groups)
                 return makeError(where + ": fewer groups than the group size implies");
         }
     }
-    const std::vector<uint8_t> codes =
-        gptq::unpackQweight(qwv->data(), int(out_), int(in), bits); // [out][in]
-    const std::vector<int32_t> zeros =
-        gptq::unpackQzeros(qzv->data(), int(groups), int(out_), bits, folder.v1); // [G][out]
+    L->zeros = gptq::unpackQzeros(qzv->data(), int(groups), int(out_), bits, folder.v1); // [G][out]
+    return L;
+}
+
+uint64_t gptqBytes(const Model& m, const std::string& prefix) {
+    uint64_t b = 0;
+    for (const char* suf : {".qweight", ".qzeros", ".scales", ".g_idx"})
+        if (const TensorInfo* t = m.find(prefix + suf)) b += t->nbytes;
+    return b;
+}
+
+} // namespace
+
+Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& weightName) {
+    GptqTensor out;
+    const Model& m = *folder.model;
+    if (const TensorInfo* t = m.find(weightName)) { // stored unquantized
+        auto v = readTensorF32(m, *t);
+        if (!v) return v.error();
+        out.found = true;
+        out.values = std::move(*v);
+        out.shape = t->shape;
+        out.bytes = t->nbytes;
+        return out;
+    }
+    const std::string prefix = modulePrefix(weightName);
+    if (prefix.empty()) return out;
+    auto L = gptqLinear(folder, weightName, prefix);
+    if (!L) return L.error();
+    if (!*L) return out;
+    const int64_t out_ = (*L)->out, in = (*L)->in;
+    std::vector<float> w(size_t(out_ * in));
+    (*L)->decodeRows(0, out_, w.data());
     // Conv1D weights (GPT-2) are stored [in, out] in the original (README.md D.1).
     const bool inputIsRows = weightInputIsRows(weightName);
-    out.values.resize(numel);
-    for (int64_t n = 0; n < out_; ++n)
-        for (int64_t k = 0; k < in; ++k) {
-            const int64_t g = gidx[size_t(k)];
-            // The loader's product is computed in fp16 (README.md D.3): fp16 scale times the integer
-            // difference, rounded to fp16.
-            const float w = fp16ToFp32(
-                fp32ToFp16((*scv)[size_t(g * out_ + n)] *
-                           float(int32_t(codes[size_t(n * in + k)]) - zeros[size_t(g * out_ + n)])));
-            out.values[size_t(inputIsRows ? k * out_ + n : n * in + k)] = w;
-        }
+    if (inputIsRows) {
+        out.values.resize(w.size());
+        for (int64_t n = 0; n < out_; ++n)
+            for (int64_t k = 0; k < in; ++k)
+                out.values[size_t(k * out_ + n)] = w[size_t(n * in + k)];
+    } else {
+        out.values = std::move(w);
+    }
     out.found = out.quantized = true;
     out.shape = inputIsRows ? std::vector<int64_t>{in, out_} : std::vector<int64_t>{out_, in};
-    out.bytes = qw->nbytes + qz->nbytes + sc->nbytes + (gi ? gi->nbytes : 0);
+    out.bytes = gptqBytes(m, prefix);
     return out;
+}
+
+Result<std::shared_ptr<const WeightRowSource>> gptqRowSource(const GptqFolder& folder,
+                                                             const std::string& weightName) {
+    if (folder.model->find(weightName) || weightInputIsRows(weightName))
+        return std::shared_ptr<const WeightRowSource>();
+    const std::string prefix = modulePrefix(weightName);
+    if (prefix.empty()) return std::shared_ptr<const WeightRowSource>();
+    auto L = gptqLinear(folder, weightName, prefix);
+    if (!L) return L.error();
+    return std::shared_ptr<const WeightRowSource>(std::move(*L));
 }
 
 } // namespace qz

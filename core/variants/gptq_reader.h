@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "infer/weight_source.h"
 #include "model/model.h"
 
 namespace qz {
@@ -40,5 +41,13 @@ struct GptqTensor {
     uint64_t bytes = 0; // storage in the folder (qweight + qzeros + scales + g_idx, or the tensor)
 };
 Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& weightName);
+
+// The quantized weight `weightName` as a row source for the engine (infer/weight_source.h): rows of
+// W [out][in] decoded on demand from the mapped qweight, the same values readGptqWeight gives. Holds the
+// zero points, scales and group indices unpacked (2·G·out + in values) and the folder's mapping. nullptr
+// when the folder does not store the weight quantized, and for GPT-2's Conv1D weights (stored [in, out]:
+// the engine holds those as F32 anyway).
+Result<std::shared_ptr<const WeightRowSource>> gptqRowSource(const GptqFolder& folder,
+                                                             const std::string& weightName);
 
 } // namespace qz

@@ -14,7 +14,9 @@
 #include "convert/hf_to_gguf.h"
 #include "ggml/mixes.h"
 #include "quant/llm_int8.h"
+#include "variants/exl2_reader.h"
 #include "variants/gptq_reader.h"
+#include "variants/row_sources.h"
 
 namespace qz {
 
@@ -29,12 +31,15 @@ std::string_view variantKindName(VariantKind k) {
         return "gguf";
     case VariantKind::GptqFolder:
         return "gptq";
+    case VariantKind::Exl2Folder:
+        return "exl2";
     }
     return "?";
 }
 
 std::optional<VariantKind> parseVariantKind(std::string_view s) {
-    for (VariantKind k : {VariantKind::FakeQuant, VariantKind::GgufFile, VariantKind::GptqFolder})
+    for (VariantKind k :
+         {VariantKind::FakeQuant, VariantKind::GgufFile, VariantKind::GptqFolder, VariantKind::Exl2Folder})
         if (variantKindName(k) == s) return k;
     return std::nullopt;
 }
@@ -246,8 +251,18 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
     if (v.name.empty()) v.name = fs::path(path).parent_path().filename().string();
     v.parameters = original.totalParameters();
     std::optional<GptqFolder> gptq;
+    std::optional<Exl2Folder> exl2;
     std::shared_ptr<Model> file;
-    if (looksLikeGptqFolder(path)) {
+    if (looksLikeExl2Folder(path)) {
+        auto e = openExl2Folder(path);
+        if (!e) return e.error();
+        exl2 = std::move(*e);
+        v.kind = VariantKind::Exl2Folder;
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "EXL2 %.2f bpw", exl2->bits);
+        v.label = exl2->bits > 0 ? std::string(buf) : std::string("EXL2");
+        if (exl2->headBits > 0) v.label += " h" + std::to_string(exl2->headBits);
+    } else if (looksLikeGptqFolder(path)) {
         auto g = openGptqFolder(path);
         if (!g) return g.error();
         gptq = std::move(*g);
@@ -258,8 +273,8 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
         auto m = openModel(path);
         if (!m) return m.error();
         if ((*m)->format != ModelFormat::Gguf)
-            return makeError(
-                path + ": not a GGUF file or a GPTQ folder (a variant is a quantized file of the model)");
+            return makeError(path + ": not a GGUF file, a GPTQ folder or an EXL2 folder (a variant is a "
+                                    "quantized file of the model)");
         file = std::move(*m);
         v.kind = VariantKind::GgufFile;
         v.label = ggufLabel(*file);
@@ -280,7 +295,26 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
         std::vector<float> deq;
         uint64_t tbytes = 0;
         bool quantized = false;
-        if (gptq) {
+        if (exl2) {
+            if (t.shape.size() != 2 && exl2->model->find(t.name) == nullptr) {
+                bytes += t.nbytes; // not a linear's weight and not in the folder
+                continue;
+            }
+            auto r = readExl2Weight(*exl2, t.name, t.shape.size() == 2 ? t.shape[0] : 0,
+                                    t.shape.size() == 2 ? t.shape[1] : 0);
+            if (!r) return r.error();
+            if (!r->found) {
+                bytes += t.nbytes; // a tensor the folder lacks (e.g. a tied head) counts as the original's
+                continue;
+            }
+            if (r->values.size() != t.numel())
+                return makeError(path + ": " + t.name + " has another size than the original's");
+            tbytes = r->bytes;
+            quantized = r->quantized;
+            deq = std::move(r->values);
+            orig.resize(t.numel());
+            if (auto st = readTensorF32(original, t, orig); !st) return st.error();
+        } else if (gptq) {
             auto r = readGptqWeight(*gptq, t.name);
             if (!r) return r.error();
             if (!r->found) {
@@ -373,6 +407,21 @@ Result<TensorPair> variantTensorPair(const Model& original, const Variant& v, co
         if (!v.find(tensorName)) return makeError(v.name + " did not quantize " + tensorName);
         if (auto st = fakeQuantTensor(original, v, *idx, p.original, p.variant); !st) return st.error();
         return p;
+    case VariantKind::Exl2Folder: {
+        auto e = openExl2Folder(v.path);
+        if (!e) return e.error();
+        if (t.shape.size() != 2 && !e->model->find(tensorName))
+            return makeError(v.path + " has no tensor " + tensorName);
+        auto r = readExl2Weight(*e, tensorName, t.shape.size() == 2 ? t.shape[0] : 0,
+                                t.shape.size() == 2 ? t.shape[1] : 0);
+        if (!r) return r.error();
+        if (!r->found || r->values.size() != t.numel())
+            return makeError(v.path + " has no tensor " + tensorName);
+        p.variant = std::move(r->values);
+        p.original.resize(t.numel());
+        if (auto st = readTensorF32(original, t, p.original); !st) return st.error();
+        return p;
+    }
     case VariantKind::GptqFolder: {
         auto g = openGptqFolder(v.path);
         if (!g) return g.error();
@@ -405,7 +454,7 @@ Result<TensorPair> variantTensorPair(const Model& original, const Variant& v, co
 }
 
 Result<VariantRunnable> variantRunnable(const std::shared_ptr<const Model>& original, const Variant& v,
-                                        const ProgressFn& progress) {
+                                        const ProgressFn& progress, bool withSources) {
     VariantRunnable r;
     if (v.kind == VariantKind::GgufFile) {
         auto m = openModel(v.path);
@@ -415,30 +464,60 @@ Result<VariantRunnable> variantRunnable(const std::shared_ptr<const Model>& orig
     }
     r.model = original;
     std::optional<GptqFolder> gptq;
+    std::optional<Exl2Folder> exl2;
     if (v.kind == VariantKind::GptqFolder) {
         auto g = openGptqFolder(v.path);
         if (!g) return g.error();
         gptq = std::move(*g);
+    } else if (v.kind == VariantKind::Exl2Folder) {
+        auto e = openExl2Folder(v.path);
+        if (!e) return e.error();
+        exl2 = std::move(*e);
     }
+    static const std::vector<int32_t> kNone;
     const size_t n = v.tensors.size();
     for (size_t i = 0; i < n; ++i) {
         const std::string& name = v.tensors[i].name;
-        if (progress && !progress({double(i) / double(std::max<size_t>(1, n)), "re-making " + name}))
+        if (progress && !progress({double(i) / double(std::max<size_t>(1, n)), "preparing " + name}))
             return cancelledError();
         auto idx = originalIndex(*original, name);
         if (!idx) return idx.error();
+        const TensorInfo& t = original->tensors[*idx];
+        const int64_t out = t.shape.size() == 2 ? t.shape[0] : 0, in = t.shape.size() == 2 ? t.shape[1] : 0;
+        if (withSources) { // the compact form, decoded row by row while the engine computes
+            Result<std::shared_ptr<const WeightRowSource>> src = std::shared_ptr<const WeightRowSource>();
+            if (gptq)
+                src = gptqRowSource(*gptq, name);
+            else if (exl2)
+                src = exl2RowSource(*exl2, name, out, in);
+            else {
+                auto of = v.outlierFeatures.find(name);
+                src = fakeQuantRowSource(original, *idx, v.spec,
+                                         of == v.outlierFeatures.end() ? kNone : of->second);
+            }
+            if (!src) return src.error();
+            if (*src) {
+                r.sources[name] = std::move(*src);
+                continue;
+            }
+        }
         std::vector<float> orig, deq;
         if (gptq) {
             auto g = readGptqWeight(*gptq, name);
             if (!g) return g.error();
             if (!g->found) continue;
             deq = std::move(g->values);
+        } else if (exl2) {
+            auto e = readExl2Weight(*exl2, name, out, in);
+            if (!e) return e.error();
+            if (!e->found) continue;
+            deq = std::move(e->values);
         } else if (auto st = fakeQuantTensor(*original, v, *idx, orig, deq); !st) {
             return st.error();
         }
         r.overrides[name] = std::move(deq);
     }
-    if (progress && !progress({1.0, "re-made"})) return cancelledError();
+    if (progress && !progress({1.0, "prepared"})) return cancelledError();
     return r;
 }
 
@@ -701,7 +780,9 @@ Result<Comparison> comparisonFromJson(std::string_view text, const std::string& 
         QZ_TRY(name, R.get<std::string>(o, "name", ctx));
         QZ_TRY(kind, R.get<std::string>(o, "kind", ctx));
         auto k = parseVariantKind(kind);
-        if (!k) return R.err(ctx + "kind", "'" + printableText(kind) + "' is not fake-quant / gguf / gptq");
+        if (!k)
+            return R.err(ctx + "kind",
+                         "'" + printableText(kind) + "' is not fake-quant / gguf / gptq / exl2");
         v.name = name;
         v.kind = *k;
         if (v.kind == VariantKind::FakeQuant) {
@@ -976,7 +1057,8 @@ Status evaluateComparison(const std::shared_ptr<const Model>& original, Comparis
         VariantEval e;
         auto run = variantRunnable(original, v, half(0.0));
         Result<KldResult> kr = run ? evaluateKlDivergence(*run->model, base, params, half(0.5),
-                                                          run->overrides.empty() ? nullptr : &run->overrides)
+                                                          run->overrides.empty() ? nullptr : &run->overrides,
+                                                          run->sources.empty() ? nullptr : &run->sources)
                                    : Result<KldResult>(run.error());
         if (!kr) {
             if (kr.error().cancelled) return kr.error();

@@ -9,12 +9,15 @@
 //   * GgufFile: a GGUF file (an export of any type or mix, or a file opened beside the model). Stored as
 //     its path; read tensor by tensor when needed.
 //   * GptqFolder: a GPTQ checkpoint folder as our exporter writes it (variants/gptq_reader.h).
+//   * Exl2Folder: an EXL2 folder as exllamav2 (and our exporter) writes it (variants/exl2_reader.h).
 // Each carries its size, bits per weight, per-tensor error figures against the original and, once
 // evaluated, PPL / mean KLD / same-top rate against the original on a text.
 //
-// Memory: every function here holds at most one tensor of the original and its variant at a time,
-// except variantOverrides (what the engine needs to run a fake-quantized or GPTQ variant: the engine
-// holds all weights as F32 anyway).
+// Memory: every function here holds at most one tensor of the original and its variant at a time.
+// Evaluation runs a variant from its compact form: a file variant from its file, a fake-quantized one
+// through engine row sources (variants/row_sources.h) that re-make rows on demand, a GPTQ / EXL2 folder
+// through row sources over its mapped codes; only tensors no source can read by rows (GPT-2's Conv1D
+// weights) are made whole as F32 overrides.
 #pragma once
 
 #include <cstdint>
@@ -39,8 +42,8 @@ namespace qz {
 
 struct Comparison;
 
-enum class VariantKind { FakeQuant, GgufFile, GptqFolder };
-std::string_view variantKindName(VariantKind k); // "fake-quant", "gguf", "gptq"
+enum class VariantKind { FakeQuant, GgufFile, GptqFolder, Exl2Folder };
+std::string_view variantKindName(VariantKind k); // "fake-quant", "gguf", "gptq", "exl2"
 std::optional<VariantKind> parseVariantKind(std::string_view s);
 
 // Error figures of one tensor of the variant against the original.
@@ -66,8 +69,8 @@ struct Variant {
     std::string name;
     VariantKind kind = VariantKind::FakeQuant;
     QuantSpec spec;          // FakeQuant
-    std::string path;        // GgufFile, GptqFolder
-    std::string label;       // "Q4_K_M", "GPTQ 4-bit g128", "absmax 8-bit per tensor"
+    std::string path;        // GgufFile, GptqFolder, Exl2Folder
+    std::string label;       // "Q4_K_M", "GPTQ 4-bit g128", "EXL2 4.0 bpw", "absmax 8-bit per tensor"
     uint64_t bytes = 0;      // the whole model's tensor bytes in this variant
     uint64_t parameters = 0; // the whole model's parameter count
     double bitsPerWeight = 0;
@@ -93,9 +96,9 @@ Variant variantFromQuantizeResult(const Model& original, const QuantizeResult& r
 // read spec.calibrationPath. Progress and cancel as runQuantize.
 Result<Variant> makeFakeQuantVariant(const Model& original, const QuantSpec& spec,
                                      const ProgressFn& progress = {}, int threads = 0);
-// A GGUF file or GPTQ folder: opened, matched tensor by tensor with the original (for a HF original
-// through its GGUF conversion plan: names, GPT-2's transposition), size and error figures computed one
-// tensor at a time. A file whose tensors match none of the original's is refused. Cancellable.
+// A GGUF file, GPTQ folder or EXL2 folder: opened, matched tensor by tensor with the original (for a HF
+// original through its GGUF conversion plan: names, GPT-2's transposition), size and error figures computed
+// one tensor at a time. A file whose tensors match none of the original's is refused. Cancellable.
 Result<Variant> openFileVariant(const Model& original, const std::string& path,
                                 const ProgressFn& progress = {});
 
@@ -121,14 +124,18 @@ Result<TensorComparison> compareTensor(const Model& original, const std::vector<
                                        const std::string& tensorName, int bins,
                                        const ProgressFn& progress = {});
 
-// What the engine runs for a variant: the model to load and the overridden weights (empty for a GGUF
-// variant, which is run from its own file). The returned model is the original for FakeQuant / GPTQ.
+// What the engine runs for a variant: the model to load, the tensors given as row sources (decoded on
+// demand from the variant's compact form) and the few made whole as F32 overrides (GPT-2's Conv1D
+// weights); both empty for a GGUF variant, which is run from its own file. The returned model is the
+// original for FakeQuant / GPTQ / EXL2. withSources = false makes every tensor an override (the
+// reference the sources must equal, and the path of earlier versions).
 struct VariantRunnable {
     std::shared_ptr<const Model> model;
     WeightOverrides overrides;
+    WeightSources sources;
 };
 Result<VariantRunnable> variantRunnable(const std::shared_ptr<const Model>& original, const Variant& v,
-                                        const ProgressFn& progress = {});
+                                        const ProgressFn& progress = {}, bool withSources = true);
 
 // Evaluates the original and every variant (or only `which`, indices into c.variants) on `text` as
 // llama-perplexity does (-c params.nCtx, --chunks params.nChunks): the original's perplexity, then each

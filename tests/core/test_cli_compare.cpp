@@ -1,7 +1,9 @@
 // quantzoo-cli compare as a script sees it: llama.cpp's own Q4_K_M file of stories260K measured against
 // the HF original reproduces llama.cpp's perplexity for that file (tests/data/golden/stories260K/ppl.tsv,
 // llama-perplexity -c 128 --chunks 32 on shakespeare-valid.txt); the same weights as an F32 GGUF have no
-// KL-divergence; the CSV, the project file and the SVG plot are written; usage errors exit 2.
+// KL-divergence; the CSV, the project file and the SVG plot are written; an EXL2 folder written by
+// `quantzoo-cli export --format exl2` is measured as a variant (kind exl2, size of its q_* tensors,
+// perplexity near the original's); usage errors exit 2.
 #include <QtTest>
 
 #include <QJsonArray>
@@ -16,6 +18,7 @@ class TestCliCompare : public QObject {
     Q_OBJECT
   private slots:
     void compareWritesTablesAndPlot();
+    void compareExl2Folder();
     void usageErrors();
 
   private:
@@ -107,6 +110,60 @@ void TestCliCompare::compareWritesTablesAndPlot() {
     QCOMPARE(svg.count("<circle class=\"variant\""), 3);
     QVERIFY(svg.contains(">Q4_K_M</text>")); // the standard mix labelled by its name
     QVERIFY(svg.contains("class=\"pareto\""));
+}
+
+void TestCliCompare::compareExl2Folder() {
+    QTemporaryDir dir;
+    const QString out = dir.filePath(QStringLiteral("bard-exl2")),
+                  report = dir.filePath(QStringLiteral("r.json"));
+    const QString model = data("models/bard-llama");
+    QByteArray o, err;
+    QCOMPARE(run({QStringLiteral("export"),
+                  model,
+                  QStringLiteral("--format"),
+                  QStringLiteral("exl2"),
+                  QStringLiteral("--bpw"),
+                  QStringLiteral("5.0"),
+                  QStringLiteral("--calib"),
+                  data("text/shakespeare-train.txt"),
+                  QStringLiteral("--measure-rows"),
+                  QStringLiteral("4"),
+                  QStringLiteral("--measure-len"),
+                  QStringLiteral("128"),
+                  QStringLiteral("--rows"),
+                  QStringLiteral("8"),
+                  QStringLiteral("--len"),
+                  QStringLiteral("128"),
+                  QStringLiteral("--anneal-iterations"),
+                  QStringLiteral("10"),
+                  QStringLiteral("-o"),
+                  out},
+                 nullptr, &err),
+             0);
+    const int rc = run({QStringLiteral("compare"), model, out, QStringLiteral("-f"),
+                        data("text/shakespeare-valid.txt"), QStringLiteral("-c"), QStringLiteral("128"),
+                        QStringLiteral("--chunks"), QStringLiteral("8"), QStringLiteral("--report"), report},
+                       &o, &err);
+    QVERIFY2(rc == 0, err.constData());
+    QFile f(report);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QJsonObject j = QJsonDocument::fromJson(f.readAll()).object();
+    const QJsonObject v = j[QStringLiteral("variants")].toArray()[0].toObject();
+    QCOMPARE(v[QStringLiteral("kind")].toString(), QStringLiteral("exl2"));
+    QCOMPARE(v[QStringLiteral("label")].toString(), QStringLiteral("EXL2 5.00 bpw h6"));
+    QCOMPARE(v[QStringLiteral("tensors")].toArray().size(), 29); // 4 layers × 7 linears + lm_head
+    // The size: the q_* tensors of the quantized linears plus the original's other tensors; below 6 bits
+    // per weight over the whole model (5.0 in the decoder, 6 in the head, the embedding at the original's).
+    const double bpw = v[QStringLiteral("bitsPerWeight")].toDouble();
+    QVERIFY2(bpw > 5.0 && bpw < 10.0, qPrintable(QString::number(bpw)));
+    const QJsonObject e = v[QStringLiteral("eval")].toObject();
+    QVERIFY2(e[QStringLiteral("done")].toBool(), qPrintable(e[QStringLiteral("error")].toString()));
+    const double ppl = e[QStringLiteral("ppl")].toDouble(),
+                 base = j[QStringLiteral("originalEval")].toObject()[QStringLiteral("ppl")].toDouble();
+    qInfo("EXL2 5.0 bpw: PPL %.4f, original %.4f, mean KLD %.5f", ppl, base,
+          e[QStringLiteral("meanKld")].toDouble());
+    QVERIFY(base > 1 && std::fabs(ppl / base - 1) < 0.03);
+    QVERIFY(e[QStringLiteral("meanKld")].toDouble() > 0);
 }
 
 void TestCliCompare::usageErrors() {

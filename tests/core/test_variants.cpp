@@ -1,15 +1,23 @@
 // Variants of a model (core/variants): method specs, a fake-quantized variant's figures and re-made values
 // against absmax computed by hand here, a llama.cpp-written GGUF (tests/data/golden) matched tensor by
 // tensor with the HF original and its error computed here by a plain loop, a GPTQ folder read back equal
-// to the exporter's own dequantized weights, the Pareto front on hand-made points, and the project file
-// (round trip, hostile files refused with the file and field named).
+// to the exporter's own dequantized weights, an EXL2 folder read back equal to the EXL2 exporter's own
+// dequantized weights (which tests/exl2/read_check.py, an independent reader, decodes equal in
+// test_exl2_model) and evaluated near the original's perplexity, variants evaluated from engine row
+// sources equal to the F32-override path bit for bit, the Pareto front on hand-made points, and the
+// project file (round trip, hostile files refused with the file and field named).
 #include <QtTest>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include "exl2/exl2_export.h"
 #include "gptq/gptq_export.h"
+#include "infer/evaluate.h"
+#include "infer/matmul.h"
+#include "variants/exl2_reader.h"
 #include "variants/gptq_reader.h"
 #include "variants/variants.h"
 
@@ -37,6 +45,41 @@ std::vector<float> read(const Model& m, const std::string& name) {
 
 bool close(double a, double b, double rel) {
     return std::fabs(a - b) <= rel * std::max(std::fabs(a), std::fabs(b));
+}
+
+std::string readText(const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Every row of a source, decoded in panels of 7 rows (any split gives the same rows).
+std::vector<float> decodeAll(const WeightRowSource& s) {
+    std::vector<float> v(size_t(s.rows() * s.cols()));
+    for (int64_t r = 0; r < s.rows(); r += 7)
+        s.decodeRows(r, std::min(s.rows(), r + 7), v.data() + r * s.cols());
+    return v;
+}
+
+bool sameBits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The variant's runnable with row sources equals the one with F32 overrides: every source decodes the
+// override's values bit for bit; tensors without a source are overrides in both. Returns the sources.
+void checkSourcesEqualOverrides(const std::shared_ptr<const Model>& m, const Variant& v, size_t* nSources) {
+    auto withSources = variantRunnable(m, v, {}, true);
+    auto whole = variantRunnable(m, v, {}, false);
+    QVERIFY2(withSources && whole, withSources ? "" : withSources.error().message.c_str());
+    QVERIFY(whole->sources.empty());
+    QCOMPARE(withSources->sources.size() + withSources->overrides.size(), whole->overrides.size());
+    for (const auto& [name, src] : withSources->sources) {
+        auto it = whole->overrides.find(name);
+        QVERIFY2(it != whole->overrides.end(), name.c_str());
+        QVERIFY2(sameBits(decodeAll(*src), it->second), (v.name + ": " + name).c_str());
+    }
+    for (const auto& [name, values] : withSources->overrides)
+        QVERIFY2(sameBits(values, whole->overrides.at(name)), name.c_str());
+    *nSources = withSources->sources.size();
 }
 
 fs::path tempDir(const char* name) {
@@ -220,6 +263,13 @@ class TestVariants : public QObject {
         }
         QCOMPARE(compared, int(v->tensors.size()));
         QVERIFY(compared >= 7);
+        // Evaluated from the mapped folder: every row source decodes the exporter's own weights.
+        auto run = variantRunnable(m, *v);
+        QVERIFY2(run, run ? "" : run.error().message.c_str());
+        QVERIFY(run->overrides.empty());
+        QCOMPARE(run->sources.size(), v->tensors.size());
+        for (const auto& [name, src] : run->sources)
+            QVERIFY2(sameBits(decodeAll(*src), r->overrides.at(name)), name.c_str());
         // A g_idx entry beyond the groups is refused with the file and the tensor named.
         {
             std::string file;
@@ -259,6 +309,213 @@ class TestVariants : public QObject {
         auto bad = openFileVariant(*m, p.outputDir);
         QVERIFY(!bad);
         QVERIFY2(bad.error().message.find(p.outputDir) != std::string::npos, bad.error().message.c_str());
+        fs::remove_all(dir);
+    }
+
+    // Fake-quantized variants evaluated from row sources: the same values as the F32 overrides for every
+    // method, the same perplexity and KL-divergence bit for bit, and a fraction of the engine's memory.
+    void sourcesEqualOverrides() {
+        auto m = open(kData + "/models/bard-llama");
+        for (const char* spec : {"absmax:8:tensor", "zeropoint:4:group:32", "absmax:4:row",
+                                 "zeropoint:3:tensor", "nf4:64", "fp4-dq:128", "nf4:1024", "llm-int8:6"}) {
+            const bool int8 = std::string(spec).rfind("llm-int8", 0) == 0;
+            // LLM.int8()'s run needs a calibration text: its tensors from a plain run, its outlier features
+            // set here as a calibration would decide them.
+            auto v = makeFakeQuantVariant(*m, *parseMethodSpec(int8 ? "absmax:8:row" : spec));
+            QVERIFY2(v, spec);
+            if (int8) {
+                v->spec = *parseMethodSpec(spec);
+                for (const auto& t : v->tensors)
+                    v->outlierFeatures[t.name] = {0, 3, 17};
+            }
+            size_t n = 0;
+            checkSourcesEqualOverrides(m, *v, &n);
+            QCOMPARE(n, v->tensors.size()); // every 2-D weight of a llama is read by rows
+        }
+        // A GGUF original (block-quantized rows) and GPT-2 (Conv1D weights are made whole).
+        {
+            auto g = open(kQ4);
+            auto v = makeFakeQuantVariant(*g, *parseMethodSpec("absmax:6:row"));
+            QVERIFY(v);
+            size_t n = 0;
+            checkSourcesEqualOverrides(g, *v, &n);
+            QCOMPARE(n, v->tensors.size());
+        }
+        auto gpt2 = open(kData + "/models/bard-gpt2");
+        auto vg = makeFakeQuantVariant(*gpt2, *parseMethodSpec("zeropoint:8:row"));
+        QVERIFY(vg);
+        size_t ng = 0;
+        checkSourcesEqualOverrides(gpt2, *vg, &ng);
+        QVERIFY(ng >= 1 && ng < vg->tensors.size()); // wte from a source, c_attn & co. as overrides
+
+        // End to end: perplexity and KL-divergence of both paths are identical.
+        const std::string text = readText(kData + "/text/shakespeare-valid.txt");
+        EvalParams ep;
+        ep.nCtx = 64;
+        ep.nChunks = 4;
+        for (const auto& [model, spec] : std::vector<std::pair<std::shared_ptr<const Model>, std::string>>{
+                 {m, "absmax:8:tensor"}, {m, "nf4-dq:64"}, {gpt2, "absmax:4:group:32"}}) {
+            KldBase base;
+            auto p0 = evaluatePerplexity(*model, text, ep, {}, nullptr, &base);
+            QVERIFY(p0);
+            auto v = makeFakeQuantVariant(*model, *parseMethodSpec(spec));
+            QVERIFY(v);
+            auto a = variantRunnable(model, *v, {}, true);
+            auto b = variantRunnable(model, *v, {}, false);
+            QVERIFY(a && b);
+            auto ka = evaluateKlDivergence(*model, base, ep, {},
+                                           a->overrides.empty() ? nullptr : &a->overrides, &a->sources);
+            auto kb = evaluateKlDivergence(*model, base, ep, {}, &b->overrides);
+            QVERIFY2(ka && kb, ka ? "" : ka.error().message.c_str());
+            qInfo("%s: PPL %.6f (original %.6f), mean KLD %.6g", spec.c_str(), ka->pplQ, p0->ppl,
+                  ka->meanKld);
+            if (std::string(linearKernelName()) ==
+                "avx2-fma") { // one dot product per output, any panel split
+                QCOMPARE(ka->pplQ, kb->pplQ);
+                QCOMPARE(ka->meanKld, kb->meanKld);
+                QCOMPARE(ka->sameTop, kb->sameTop);
+            } else { // Eigen's GEMM blocks by the matrix size: equal to float rounding
+                QVERIFY(close(ka->pplQ, kb->pplQ, 1e-5));
+                QVERIFY(close(ka->meanKld, kb->meanKld, 1e-3));
+            }
+            QVERIFY(ka->meanKld > 0);
+        }
+        // Memory: the engine holds no F32 copy of a source's tensor.
+        {
+            auto v = makeFakeQuantVariant(*m, *parseMethodSpec("absmax:8:tensor"));
+            auto a = variantRunnable(m, *v, {}, true);
+            auto b = variantRunnable(m, *v, {}, false);
+            EngineOptions oa, ob;
+            oa.sources = &a->sources;
+            ob.overrides = &b->overrides;
+            auto ea = Engine::load(*m, oa), eb = Engine::load(*m, ob), e0 = Engine::load(*m);
+            QVERIFY(ea && eb && e0);
+            uint64_t overrideBytes = 0;
+            for (const auto& [name, values] : b->overrides)
+                overrideBytes += 4 * values.size();
+            qInfo("resident weight bytes: original %llu, sources %llu, overrides %llu",
+                  (unsigned long long)(*e0)->residentWeightBytes(),
+                  (unsigned long long)(*ea)->residentWeightBytes(),
+                  (unsigned long long)(*eb)->residentWeightBytes());
+            QCOMPARE((*ea)->residentWeightBytes(), (*e0)->residentWeightBytes());
+            QVERIFY((*eb)->residentWeightBytes() >= (*e0)->residentWeightBytes() + overrideBytes);
+            // A source of the wrong shape, or for a tensor the engine does not read by rows, is refused.
+            const auto& src = a->sources.at("model.layers.0.mlp.up_proj.weight");
+            QVERIFY(!(*ea)->setWeightSource("model.layers.0.mlp.down_proj.weight", src));
+            QVERIFY(!(*ea)->setWeightSource("model.layers.0.input_layernorm.weight", src));
+            QVERIFY(!(*ea)->setWeightSource("no.such.weight", src));
+            // resetWeight returns to the file's values: the original's perplexity again.
+            for (const auto& [name, s2] : a->sources)
+                QVERIFY((*ea)->resetWeight(name));
+        }
+    }
+
+    // Our EXL2 folder opened as a variant: the reader's values equal the EXL2 exporter's own dequantized
+    // weights (what exllamav2's loader reconstructs; read_check.py checks them independently in
+    // test_exl2_model), its size is the q_* tensors', and its perplexity from the row sources equals the
+    // exporter's weights run as overrides and lies near the original's.
+    void exl2FolderAsVariant() {
+        auto m = open(kData + "/models/bard-llama");
+        const fs::path dir = tempDir("exl2");
+        exl2::ExportParams p;
+        p.targetBpw = 6.0;
+        p.calibPath = kData + "/text/shakespeare-train.txt";
+        p.measureCalib = {4, 128, 1};
+        p.quantCalib = {8, 128, 1};
+        p.seed = 1;
+        p.annealIterations = 10;
+        p.outputDir = (dir / "out").string();
+        p.keepOverrides = true;
+        auto r = exl2::exportExl2(*m, p);
+        QVERIFY2(r, r ? "" : r.error().message.c_str());
+        QVERIFY(looksLikeExl2Folder(p.outputDir));
+        QVERIFY(!looksLikeGptqFolder(p.outputDir));
+        auto v = openFileVariant(*m, p.outputDir);
+        QVERIFY2(v, v ? "" : v.error().message.c_str());
+        QCOMPARE(int(v->kind), int(VariantKind::Exl2Folder));
+        QCOMPARE(v->label, std::string("EXL2 6.00 bpw h6"));
+        auto folder = openExl2Folder(p.outputDir);
+        QVERIFY(folder);
+        auto fm = open(p.outputDir);
+        int compared = 0;
+        uint64_t qbytes = 0, qnumel = 0;
+        for (const auto& [name, want] : r->overrides) {
+            if (name.size() < 7 || name.compare(name.size() - 7, 7, ".weight")) continue;
+            const TensorInfo* t = m->find(name);
+            QVERIFY(t);
+            auto w = readExl2Weight(*folder, name, t->shape[0], t->shape[1]);
+            QVERIFY2(w && w->found && w->quantized, name.c_str());
+            QVERIFY2(sameBits(w->values, want), name.c_str());
+            const VariantTensor* vt = v->find(name);
+            QVERIFY(vt);
+            const auto x = read(*m, name);
+            QVERIFY(close(vt->error.mse, errorStats(x.data(), want.data(), x.size()).mse, 1e-12));
+            uint64_t b = 0;
+            const std::string prefix = name.substr(0, name.size() - 7);
+            for (const char* suf : {".q_weight", ".q_scale", ".q_scale_max", ".q_groups", ".q_invperm"})
+                b += fm->find(prefix + suf)->nbytes;
+            QCOMPARE(vt->bytes, b);
+            qbytes += b;
+            qnumel += x.size();
+            auto pair = variantTensorPair(*m, *v, name);
+            QVERIFY(pair && sameBits(pair->variant, want));
+            ++compared;
+        }
+        QCOMPARE(compared, 29); // 4 layers × 7 linears + lm_head
+        QCOMPARE(compared, int(v->tensors.size()));
+        // The decoder's bits per weight as the exporter counts them (without the head), from the file.
+        const double headBits = 8.0 * double(v->find("lm_head.weight")->bytes);
+        const double decBpw =
+            (8.0 * double(qbytes) - headBits) / double(qnumel - m->find("lm_head.weight")->numel());
+        qInfo("EXL2 decoder %.4f bpw (exporter %.4f), variant %.4f bpw", decBpw, r->achievedBpw,
+              v->bitsPerWeight);
+        QVERIFY(std::fabs(decBpw - r->achievedBpw) < 1e-9);
+
+        // Evaluated from the row sources: the exporter's weights run as overrides give the same numbers.
+        const std::string text = readText(kData + "/text/shakespeare-valid.txt");
+        Comparison c;
+        c.variants.push_back(*v);
+        EvalParams ep;
+        ep.nCtx = 128;
+        ep.nChunks = 8;
+        auto st = evaluateComparison(m, c, text, ep);
+        QVERIFY2(st, st ? "" : st.error().message.c_str());
+        QVERIFY2(c.variants[0].eval.done, c.variants[0].eval.error.c_str());
+        KldBase base;
+        auto p0 = evaluatePerplexity(*m, text, ep, {}, nullptr, &base);
+        auto k = evaluateKlDivergence(*m, base, ep, {}, &r->overrides);
+        QVERIFY(p0 && k);
+        qInfo("EXL2 6.0 bpw: PPL %.4f, original %.4f, mean KLD %.5f", c.variants[0].eval.ppl, p0->ppl,
+              c.variants[0].eval.meanKld);
+        QCOMPARE(c.variants[0].eval.ppl, k->pplQ);
+        QCOMPARE(c.variants[0].eval.meanKld, k->meanKld);
+        QVERIFY(std::fabs(c.variants[0].eval.ppl / p0->ppl - 1) < 0.02);
+
+        // Hostile folders: refused with the folder and the tensor named.
+        auto patch = [&](const std::string& tensor, uint64_t at, const void* bytes, size_t n) {
+            const TensorInfo* t = fm->find(tensor);
+            QVERIFY(t);
+            std::fstream f(fm->files[t->fileIndex]->path(), std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(std::streamoff(t->offset + at));
+            f.write(reinterpret_cast<const char*>(bytes), std::streamsize(n));
+        };
+        const std::string pre = "model.layers.1.mlp.up_proj";
+        int16_t firstBits = 0;
+        std::memcpy(&firstBits, fm->rawBytes(*fm->find(pre + ".q_groups")).data(), 2);
+        const int16_t sevenBits = 7;
+        patch(pre + ".q_groups", 0, &sevenBits, 2);
+        auto bad = openFileVariant(*m, p.outputDir);
+        QVERIFY(!bad);
+        QVERIFY2(bad.error().message.find(pre + ": group 0 has 7 bits") != std::string::npos &&
+                     bad.error().message.find(p.outputDir) != std::string::npos,
+                 bad.error().message.c_str());
+        patch(pre + ".q_groups", 0, &firstBits, 2);
+        const int32_t dup[2] = {0, 0};
+        patch(pre + ".q_invperm", 0, dup, 8);
+        auto bad2 = openFileVariant(*m, p.outputDir);
+        QVERIFY(!bad2);
+        QVERIFY2(bad2.error().message.find(pre + ": q_invperm is not a permutation") != std::string::npos,
+                 bad2.error().message.c_str());
         fs::remove_all(dir);
     }
 

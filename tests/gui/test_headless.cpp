@@ -1,6 +1,8 @@
 // Headless mode: the same job without a window writes report.json, report.md and PNG plots.
 // Checked in-process (runHeadless) and through the real `quantzoo` executable (exit codes, the
-// printed folder, the one-line error), plus --screenshot producing a PNG of the window.
+// printed folder, the one-line error), plus --screenshot producing a PNG of the window and --screenshots
+// producing the set of view images the README shows (every one a PNG of the window's size, non-empty,
+// not a single colour, at most 150 KB).
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
@@ -10,6 +12,7 @@
 #include <QJsonObject>
 #include <QProcess>
 #include <QRegularExpression>
+#include <QSet>
 #include <QStandardPaths>
 #include <QTemporaryDir>
 #include <QTest>
@@ -17,17 +20,33 @@
 #include "app_options.h"
 #include "headless.h"
 #include "time_scale.h"
+#include "variants/variants.h"
 
 using namespace qz::ui;
 
 namespace {
 const QString kDemo = QStringLiteral(QZ_RESOURCES_DIR "/demo/stories260K");
 const QString kExe = QStringLiteral(QZ_BINARY_DIR "/app/quantzoo");
+const QString kBard = QStringLiteral(QZ_TEST_DATA "/models/bard-llama");
 
 bool isPng(const QString& path, qint64 minSize = 1000) {
     QFile f(path);
     if (!f.open(QIODevice::ReadOnly) || f.size() < minSize) return false;
     return f.read(8) == QByteArray("\x89PNG\r\n\x1a\n", 8);
+}
+
+// A window image of the set: the expected size, more than one colour, small enough for the README.
+void checkShot(const QString& path) {
+    QVERIFY2(isPng(path, 5000), qPrintable(path));
+    QVERIFY2(QFileInfo(path).size() <= 150 * 1024, qPrintable(path));
+    const QImage img(path);
+    QCOMPARE(img.size(), QSize(kScreenshotWidth, kScreenshotHeight));
+    const QImage rgb = img.convertToFormat(QImage::Format_RGB32);
+    QSet<QRgb> colours;
+    for (int y = 0; y < rgb.height() && colours.size() < 4; y += 7)
+        for (int x = 0; x < rgb.width(); x += 7)
+            colours.insert(rgb.pixel(x, y));
+    QVERIFY2(colours.size() >= 4, qPrintable(path));
 }
 
 QProcessEnvironment offscreenEnv() {
@@ -127,7 +146,54 @@ private slots:
         QImage img(png);
         QVERIFY(img.width() >= 1200 && img.height() >= 800);
     }
+
+    void screenshotSet();
 };
+
+void TestHeadless::screenshotSet() {
+    QVERIFY2(QFile::exists(kExe), "build the quantzoo target before running this test");
+    QTemporaryDir dir;
+    // The Teaching views on bard-llama (the EXL2 view in its state before an export).
+    QProcess p;
+    p.setProcessEnvironment(offscreenEnv());
+    p.start(kExe, {QStringLiteral("--screenshots"), dir.filePath(QStringLiteral("teach")), kBard});
+    QVERIFY(p.waitForFinished(scaledMs(300000)));
+    QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+    const QString printed = QString::fromLocal8Bit(p.readAllStandardOutput());
+    for (const char* name : kTeachingShots) {
+        const QString f = dir.filePath(QStringLiteral("teach/") + QLatin1String(name));
+        QVERIFY2(printed.contains(QFileInfo(f).absoluteFilePath()), qPrintable(printed));
+        checkShot(f);
+    }
+    // The Compare views on a saved comparison of the demo model with two variants.
+    auto m = qz::openModel(kDemo.toStdString());
+    QVERIFY(m.ok());
+    qz::Comparison c;
+    c.modelPath = (*m)->path;
+    c.tensor = "model.layers.0.mlp.up_proj.weight";
+    for (const char* spec : {"absmax:4:row", "zeropoint:3:group:32"}) {
+        auto v = qz::makeFakeQuantVariant(**m, *qz::parseMethodSpec(spec));
+        QVERIFY(v.ok());
+        c.variants.push_back(*v);
+    }
+    c.selected = {0, 1};
+    const QString project = dir.filePath(QStringLiteral("c.json"));
+    QVERIFY(qz::saveComparison(c, project.toStdString()).ok());
+    QProcess q;
+    q.setProcessEnvironment(offscreenEnv());
+    q.start(kExe, {QStringLiteral("--screenshots"), dir.filePath(QStringLiteral("cmp")),
+                   QStringLiteral("--compare"), project});
+    QVERIFY(q.waitForFinished(scaledMs(300000)));
+    QVERIFY2(q.exitCode() == 0, q.readAllStandardError().constData());
+    for (const char* name : kCompareShots)
+        checkShot(dir.filePath(QStringLiteral("cmp/") + QLatin1String(name)));
+    // Wrong combinations are usage errors.
+    QVERIFY(
+        !parseAppOptions({QStringLiteral("quantzoo"), QStringLiteral("--exl2-measurement"), project}).ok());
+    QVERIFY(!parseAppOptions({QStringLiteral("quantzoo"), QStringLiteral("--screenshots"), dir.path(),
+                              QStringLiteral("--screenshot"), project})
+                 .ok());
+}
 
 QTEST_MAIN(TestHeadless)
 #include "test_headless.moc"
