@@ -1,8 +1,8 @@
 // The memory estimate of an evaluation, offscreen, on the Evaluate panel and the Compare workspace: the
 // label shows the figure of the core's estimate worked out here from the model's hyper-parameters and
 // the settings (context, chunks, threads, the text's size, the variants' replaced weights counted from
-// the model's tensors that no row source serves), follows the context and the variants, and a start with too little available
-// memory is refused with the message while no job starts.
+// the model's tensors that no row source serves), follows the context and the variants, and a start with
+// too little available memory is refused with the message while no job starts.
 #include <QFileInfo>
 #include <QLabel>
 #include <QPushButton>
