@@ -31,6 +31,9 @@ public:
     int64_t samples() const { return m_samples; }
     // The finished H, row-major [nIn][nIn] (full symmetric): 2/nSamples · Σ x·xᵀ.
     std::vector<float> finish() const;
+    // The same matrix made in the accumulator's own storage, which is handed over (no second copy of a
+    // [nIn × nIn] matrix); the accumulator is empty afterwards.
+    std::vector<float> take();
 
 private:
     int m_n = 0;

@@ -79,34 +79,98 @@ inline uint8_t codeOf(float x, float scale, float zero, int maxq) {
     return static_cast<uint8_t>(q);
 }
 
-// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), H damped. False if H is not positive definite.
-// Without forming H⁻¹: the Cholesky factor L of the reversed matrix J·H·J (J = reversal) gives
-// H = Ũ·Ũᵀ with Ũ = J·L·J upper triangular, so H⁻¹ = Ũ⁻ᵀ·Ũ⁻¹ and U = Ũ⁻¹ (the factor is unique with a
-// positive diagonal). One factorisation and one triangular solve instead of a factorisation, a full
-// inverse and a second factorisation (AutoGPTQ's cholesky → cholesky_inverse → cholesky): about half
-// the work, and no rounding from the explicit inverse.
-bool inverseCholeskyUpper(const MatD& H, MatD& U) {
-    const MatD G = H.reverse();
-    Eigen::LLT<MatD> llt(G);
+// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), H damped, without forming H⁻¹: the Cholesky factor L of
+// the reversed matrix G = J·H·J (J = reversal) gives H = Ũ·Ũᵀ with Ũ = J·L·J upper triangular, so
+// H⁻¹ = Ũ⁻ᵀ·Ũ⁻¹ and U = Ũ⁻¹ (the factor is unique with a positive diagonal). One factorisation and one
+// triangular solve instead of a factorisation, a full inverse and a second factorisation (AutoGPTQ's
+// cholesky → cholesky_inverse → cholesky): about half the work, and no rounding from the explicit inverse.
+// G (double, column-major, already reversed) is factorised in place and then holds Ũ; U's column blocks go
+// to put(j0, j1, X) as they are solved, X = rows 0..j1 of U's columns j0..j1 (U is zero below). So the
+// work space is G alone plus one block per thread, whatever the caller keeps of U. False if H is not
+// positive definite (G is then destroyed).
+template <class Put> bool inverseCholeskyUpperInPlace(MatD& G, Put&& put) {
+    Eigen::LLT<Eigen::Ref<MatD>> llt(G);
     if (llt.info() != Eigen::Success) return false;
-    const MatD Ut = MatD(llt.matrixL()).reverse();
-    // U = Ũ⁻¹ by column blocks: columns j0..j1 of an upper-triangular inverse are zero below row j1, so
-    // each block needs only the leading j1 × j1 part of Ũ (a third of a full solve's work); the blocks
-    // are independent and run on all threads.
-    const int n = static_cast<int>(H.rows());
-    U = MatD::Identity(n, n);
+    // Ũ(i, j) = L(n−1−i, n−1−j): reversing a column-major square matrix is reversing its storage. The strict
+    // lower triangle then holds what was above L (the input's upper part), which the solves do not read.
+    const int n = static_cast<int>(G.rows());
+    std::reverse(G.data(), G.data() + static_cast<size_t>(n) * n);
+    // Columns j0..j1 of an upper-triangular inverse are zero below row j1, so each block needs only the
+    // leading j1 × j1 part of Ũ (a third of a full solve's work); the blocks are independent and run on all
+    // threads.
     const int bs = 128;
     const int nb = (n + bs - 1) / bs;
     const int nt = std::max(1, std::min(defaultThreadCount(), nb));
+    std::atomic<bool> finite{true};
     parallelFor(static_cast<size_t>(nt), [&](size_t t0, size_t t1, int) {
+        MatD X;
         for (size_t t = t0; t < t1; ++t)
             for (int b = nb - 1 - static_cast<int>(t); b >= 0; b -= nt) {  // striped: the costs grow with b
                 const int j0 = b * bs, j1 = std::min(n, j0 + bs);
-                auto blk = U.block(0, j0, j1, j1 - j0);
-                Ut.topLeftCorner(j1, j1).triangularView<Eigen::Upper>().solveInPlace(blk);
+                X.setZero(j1, j1 - j0);
+                for (int j = j0; j < j1; ++j) X(j, j - j0) = 1;
+                G.topLeftCorner(j1, j1).triangularView<Eigen::Upper>().solveInPlace(X);
+                if (!X.allFinite()) finite = false;
+                else put(j0, j1, X);
             }
     }, nt, 1);
-    return U.allFinite();
+    return finite;
+}
+
+}  // namespace
+
+namespace {
+
+// Dead columns, the processing order and the damped reversed Hessian's factorisation for one H.
+// Hv row-major symmetric [cols][cols] (float, as the accumulator gives it), read only.
+// put(j0, j1, X) as in inverseCholeskyUpperInPlace.
+template <class Put>
+Status factorHessian(const std::vector<float>& Hv, int cols, bool descAct, double dampPercent,
+                     const std::function<bool()>& cancel, std::vector<char>& dead, std::vector<int>& perm,
+                     double& dampUsed, Put&& put) {
+    const size_t n = static_cast<size_t>(cols);
+    dead.assign(n, 0);
+    std::vector<double> diag(n);
+    for (size_t i = 0; i < n; ++i) {
+        diag[i] = Hv[i * n + i];
+        if (diag[i] == 0) {
+            dead[i] = 1;
+            diag[i] = 1;
+        }
+    }
+    // Act-order permutation (stable sort, descending diag).
+    perm.resize(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    if (descAct) std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return diag[a] > diag[b]; });
+    double meanDiag = 0;  // summed in processing order
+    for (size_t i = 0; i < n; ++i) meanDiag += diag[perm[i]];
+    meanDiag /= cols;
+    MatD G(cols, cols);
+    double damp = dampPercent;
+    for (;;) {
+        // G(i, j) = Hd(perm[n−1−i], perm[n−1−j]), Hd = H with dead diagonals 1 and the damp added (in
+        // 64 × 64 tiles: G is column-major, Hv row-major).
+        constexpr size_t kT = 64;
+        parallelFor(
+            (n + kT - 1) / kT,
+            [&](size_t b, size_t e, int) {
+                for (size_t jb = b * kT; jb < std::min(n, e * kT); jb += kT)
+                    for (size_t ib = 0; ib < n; ib += kT)
+                        for (size_t i = ib; i < std::min(n, ib + kT); ++i) {
+                            const float* src = Hv.data() + static_cast<size_t>(perm[n - 1 - i]) * n;
+                            for (size_t j = jb; j < std::min(n, jb + kT); ++j)
+                                G.data()[j * n + i] = i == j ? diag[perm[n - 1 - j]] + damp * meanDiag
+                                                             : static_cast<double>(src[perm[n - 1 - j]]);
+                        }
+            },
+            0, 1);
+        if (inverseCholeskyUpperInPlace(G, put)) break;
+        damp += 0.0025;
+        if (damp >= 1.0) return makeError("GPTQ: the Hessian is not positive definite even with damp 1.0");
+        if (cancel && cancel()) return cancelledError();
+    }
+    dampUsed = damp;
+    return okStatus();
 }
 
 }  // namespace
@@ -116,29 +180,60 @@ Result<std::vector<float>> dampedInverseCholeskyUpper(std::vector<float> Hv, int
     if (cols <= 0 || Hv.size() != static_cast<size_t>(cols) * cols)
         return makeError("GPTQ: Hessian size does not match the layer");
     if (!(dampPercent > 0 && dampPercent < 1)) return makeError("GPTQ: damp_percent must be in (0, 1)");
-    MatD H(cols, cols);
-    for (int i = 0; i < cols; ++i)
-        for (int j = 0; j < cols; ++j) H(i, j) = Hv[static_cast<size_t>(i) * cols + j];
-    for (int i = 0; i < cols; ++i)
-        if (H(i, i) == 0) H(i, i) = 1;
-    double meanDiag = 0;
-    for (int i = 0; i < cols; ++i) meanDiag += H(i, i);
-    meanDiag /= cols;
-    MatD U;
-    double damp = dampPercent;
-    for (;;) {
-        MatD Hd = H;
-        for (int i = 0; i < cols; ++i) Hd(i, i) += damp * meanDiag;
-        if (inverseCholeskyUpper(Hd, U)) break;
-        damp += 0.0025;
-        if (damp >= 1.0) return makeError("GPTQ: the Hessian is not positive definite even with damp 1.0");
-    }
+    std::vector<float> out(static_cast<size_t>(cols) * cols, 0.0f);  // row-major
+    std::vector<char> dead;
+    std::vector<int> perm;
+    double damp = 0;
+    auto put = [&](int j0, int j1, const MatD& X) {
+        for (int j = j0; j < j1; ++j)
+            for (int i = 0; i < j1; ++i) out[static_cast<size_t>(i) * cols + j] = static_cast<float>(X(i, j - j0));
+    };
+    if (auto s = factorHessian(Hv, cols, false, dampPercent, {}, dead, perm, damp, put); !s) return s.error();
     if (dampUsed) *dampUsed = damp;
-    const MatF Uf = U.cast<float>();
-    std::vector<float> out(static_cast<size_t>(cols) * cols);
-    for (int i = 0; i < cols; ++i)
-        for (int j = 0; j < cols; ++j) out[static_cast<size_t>(i) * cols + j] = Uf(i, j);
     return out;
+}
+
+Result<GptqFactor> prepareGptq(const std::vector<float>& H, int cols, const QuantConfig& c,
+                               const std::function<bool()>& cancel) {
+    if (auto s = validateConfig(c); !s) return s.error();
+    if (cols <= 0 || H.size() != static_cast<size_t>(cols) * cols)
+        return makeError("GPTQ: Hessian size does not match the layer");
+    GptqFactor f;
+    f.cols = cols;
+    f.descAct = c.descAct;
+    f.dampPercent = c.dampPercent;
+    f.blockSize = c.blockSize;
+    // U in row bands of blockSize rows, each from its diagonal to the last column (the only part of U the
+    // column loop reads): band i1 is a column-major count × (cols − i1) matrix at bandOffset(i1).
+    const int bsz = c.blockSize;
+    size_t total = 0;
+    for (int i1 = 0; i1 < cols; i1 += bsz) total += static_cast<size_t>(std::min(bsz, cols - i1)) * (cols - i1);
+    try {
+        f.bands.assign(total, 0.0f);
+    } catch (const std::bad_alloc&) {
+        return makeError("GPTQ: out of memory for the inverse Hessian factor (" + std::to_string(cols) + " columns)");
+    }
+    auto put = [&](int j0, int j1, const MatD& X) {
+        for (int j = j0; j < j1; ++j)
+            for (int i = 0; i < std::min(j + 1, j1); ++i) {  // U(i, j), i ≤ j
+                const int i1 = i / bsz * bsz, count = std::min(bsz, cols - i1);
+                f.bands[f.bandOffset(i1) + static_cast<size_t>(j - i1) * count + (i - i1)] =
+                    static_cast<float>(X(i, j - j0));
+            }
+    };
+    if (auto s = factorHessian(H, cols, c.descAct, c.dampPercent, cancel, f.dead, f.perm, f.dampUsed, put); !s)
+        return s.error();
+    f.invperm.resize(cols);
+    for (int i = 0; i < cols; ++i) f.invperm[f.perm[i]] = i;
+    return f;
+}
+
+size_t GptqFactor::bandOffset(int i1) const {
+    // Σ over the bands above: count_b × (cols − b·blockSize); all but possibly the last band are full.
+    const size_t b = static_cast<size_t>(i1 / blockSize);
+    size_t off = 0;
+    for (size_t k = 0; k < b; ++k) off += static_cast<size_t>(blockSize) * (cols - k * blockSize);
+    return off;
 }
 
 Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::vector<float> Hv,
@@ -146,6 +241,20 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
     if (auto s = validateConfig(c); !s) return s.error();
     if (rows <= 0 || cols <= 0 || Hv.size() != static_cast<size_t>(cols) * cols)
         return makeError("GPTQ: Hessian size does not match the layer");
+    auto f = prepareGptq(Hv, cols, c, cancel);
+    if (!f) return f.error();
+    Hv.clear();
+    Hv.shrink_to_fit();
+    return quantizeLayerGptq(Wp, rows, cols, *f, c, cancel);
+}
+
+Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, const GptqFactor& f, const QuantConfig& c,
+                                      const std::function<bool()>& cancel) {
+    if (auto s = validateConfig(c); !s) return s.error();
+    if (rows <= 0 || cols <= 0 || f.cols != cols)
+        return makeError("GPTQ: the Hessian factor does not match the layer");
+    if (f.descAct != c.descAct || f.dampPercent != c.dampPercent || f.blockSize != c.blockSize)
+        return makeError("GPTQ: the Hessian factor was made for another configuration");
     const int maxq = c.maxq();
     const int gs = c.groupSize;
     const int nGroups = groupCount(cols, gs);
@@ -160,49 +269,10 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
     r.scales.assign(static_cast<size_t>(nGroups) * rows, 0.0f);
     r.zeros.assign(static_cast<size_t>(nGroups) * rows, 0);
     r.gIdx.assign(cols, 0);
-
-    // H as double; dead columns.
-    MatD H(cols, cols);
-    for (int i = 0; i < cols; ++i)
-        for (int j = 0; j < cols; ++j) H(i, j) = Hv[static_cast<size_t>(i) * cols + j];
-    Hv.clear();
-    Hv.shrink_to_fit();
-    std::vector<char> dead(cols, 0);
-    for (int i = 0; i < cols; ++i)
-        if (H(i, i) == 0) {
-            dead[i] = 1;
-            H(i, i) = 1;
-        }
-
-    // Act-order permutation (stable sort, descending diag).
-    std::vector<int> perm(cols);
-    std::iota(perm.begin(), perm.end(), 0);
-    if (c.descAct)
-        std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return H(a, a) > H(b, b); });
-    std::vector<int> invperm(cols);
-    for (int i = 0; i < cols; ++i) invperm[perm[i]] = i;
-    MatD Hp(cols, cols);
-    for (int j = 0; j < cols; ++j)
-        for (int i = 0; i < cols; ++i) Hp(i, j) = H(perm[i], perm[j]);
-    H.resize(0, 0);
-
-    double meanDiag = 0;
-    for (int i = 0; i < cols; ++i) meanDiag += Hp(i, i);
-    meanDiag /= cols;
-    MatD U;
-    double damp = c.dampPercent;
-    for (;;) {
-        MatD Hd = Hp;
-        for (int i = 0; i < cols; ++i) Hd(i, i) += damp * meanDiag;
-        if (inverseCholeskyUpper(Hd, U)) break;
-        damp += 0.0025;
-        if (damp >= 1.0) return makeError("GPTQ: the Hessian is not positive definite even with damp 1.0");
-        if (cancel && cancel()) return cancelledError();
-    }
-    r.dampUsed = damp;
-    Hp.resize(0, 0);
-    const MatF Hinv = U.cast<float>();
-    U.resize(0, 0);
+    r.dampUsed = f.dampUsed;
+    const std::vector<char>& dead = f.dead;
+    const std::vector<int>& perm = f.perm;
+    const std::vector<int>& invperm = f.invperm;
 
     // g_idx and the processing-order group of each column.
     const int gsEff = gs <= 0 ? cols : gs;
@@ -256,6 +326,7 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
                     if (stop.load(std::memory_order_relaxed)) return;
                     const int i2 = std::min(i1 + c.blockSize, cols);
                     const int count = i2 - i1;
+                    const Eigen::Map<const MatF> band(f.bands.data() + f.bandOffset(i1), count, cols - i1);
                     MatF W1 = W.middleCols(i1, count);
                     MatF Err1(nr, count);
                     for (int i = 0; i < count; ++i) {
@@ -280,7 +351,7 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
                                 }
                             }
                         }
-                        const float d = Hinv(col, col);
+                        const float d = band(i, i);
                         for (int rr = 0; rr < nr; ++rr) {
                             const float w = W1(rr, i);
                             const uint8_t code = codeOf(w, scale[rr], zero[rr], maxq);
@@ -292,13 +363,13 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
                         }
                         // W1[:, i:] -= err ⊗ Hinv[col, col:i2]
                         for (int j = i; j < count; ++j) {
-                            const float h = Hinv(col, i1 + j);
+                            const float h = band(i, j);
                             if (h == 0) continue;
                             W1.col(j) -= h * Err1.col(i);
                         }
                     }
                     if (i2 < cols)
-                        W.rightCols(cols - i2).noalias() -= Err1 * Hinv.block(i1, i2, count, cols - i2);
+                        W.rightCols(cols - i2).noalias() -= Err1 * band.rightCols(cols - i2);
                 }
                 if (gs <= 0)
                     for (int rr = 0; rr < nr; ++rr) {
