@@ -157,6 +157,9 @@ int cmdExportGptq(int argc, char** argv) {
                 res->outputDir.c_str(), res->files.size(), static_cast<double>(res->tensorBytes) / 1048576.0,
                 res->layers.size(), res->resumedLayers, res->calibrationPasses, res->carryPasses,
                 res->seconds);
+    if (res->calibSeconds > 0 || res->quantSeconds > 0)
+        std::printf("gptq time: calibration forward %.1f s wall, %.1f s CPU; quantization %.1f s wall, %.1f s CPU\n",
+                    res->calibSeconds, res->calibCpuSeconds, res->quantSeconds, res->quantCpuSeconds);
     if (res->stateBytes > 0)
         std::printf("carried hidden states: %d x %d x hidden, %s: %.2f MiB %s\n", p.calib.samples,
                     p.calib.seqLen, qz::gptq::stateTypeName(p.stateType),

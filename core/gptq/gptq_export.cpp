@@ -1,6 +1,7 @@
 #include "gptq/gptq_export.h"
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,24 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double processCpuSeconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Adds the wall and process CPU time of its lifetime to two counters.
+struct PhaseTimer {
+    double &wall, &cpu;
+    Clock::time_point t0 = Clock::now();
+    double c0 = processCpuSeconds();
+    PhaseTimer(double& w, double& c) : wall(w), cpu(c) {}
+    ~PhaseTimer() {
+        wall += since(t0);
+        cpu += processCpuSeconds() - c0;
+    }
+};
 
 nlohmann::ordered_json quantizeConfigObject(const ExportParams& p) {
     nlohmann::ordered_json j;
@@ -165,7 +184,8 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
 
     std::map<std::string, int> nGroupsOf;        // finished layers (their results live in the layer files)
     WeightOverrides overrides;                    // the exported method's weights (only with keepOverrides)
-    // One engine for the calibration: quantized layers are swapped in with setWeight. The windows are
+    // One engine for the calibration: quantized layers are swapped in with setWeight (and out again with
+    // resetWeight once the states have left their block). The windows are
     // embedded once; their hidden states are then carried from block to block (AutoGPTQ's sequential
     // semantics): for each group, block b runs on the states entering it until that group's input has
     // been observed (Engine::forwardLayer with a stop stage), the group is quantized and installed, and
@@ -199,6 +219,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         res.stateBytes = states.bytes();
         res.statesSpilled = states.spilled();
         row.resize(static_cast<size_t>(states.rowValues()));
+        const PhaseTimer timer(res.calibSeconds, res.calibCpuSeconds);
         for (size_t w = 0; w < windows.size(); ++w) {
             if (auto s = engine->embed(windows[w], 0, row); !s)
                 return makeError("calibration: " + s.error().message);
@@ -294,6 +315,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 };
                 const auto stopAt = static_cast<BlockStage>(groups.back());
                 ++res.calibrationPasses;
+                const PhaseTimer timer(res.calibSeconds, res.calibCpuSeconds);
                 for (size_t w = 0; w < windows.size(); ++w) {
                     if (auto s = states.get(static_cast<int64_t>(w), row); !s) return s.error();
                     if (auto s = engine->forwardLayer(static_cast<int>(bi), row, 0, observer, stopAt); !s)
@@ -305,13 +327,27 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 for (size_t g : groups) hs[g].countSample(static_cast<int64_t>(windows.size()));
             }
 
-            // Quantize.
+            // Quantize. A group's Hessian (and, for GPTQ, its factor: the group's layers share it) is made
+            // from its accumulator's storage when the group's first layer comes and released after its
+            // last, so at most one group's H and factor exist at a time.
             std::map<size_t, std::vector<float>> H;
+            std::map<size_t, GptqFactor> factors;
+            const PhaseTimer timer(res.quantSeconds, res.quantCpuSeconds);
             for (size_t ti = 0; ti < todo.size(); ++ti) {
                 const LinearLayer& L = *todo[ti];
                 const size_t g = static_cast<size_t>(todoGroup[ti]);
                 const auto tl = Clock::now();
-                if (calibrate && !H.count(g)) H[g] = hs[g].finish();
+                auto cancelQuant = [&] {
+                    return progress && !progress(ProgressInfo{std::min(1.0, done / total), "GPTQ " + L.weightName});
+                };
+                if (calibrate && !H.count(g)) {
+                    H[g] = hs[g].take();
+                    if (p.method == Method::Gptq) {
+                        auto f = prepareGptq(H[g], L.in, p.quant, cancelQuant);
+                        if (!f) return f.error();
+                        factors[g] = std::move(*f);
+                    }
+                }
                 auto w = readLayerWeight(model, L);
                 if (!w) return w.error();
                 LayerRecord rec;
@@ -320,9 +356,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 const bool needRtn = p.method == Method::Rtn || p.rtnBaseline;
                 if (needRtn) rtn = quantizeLayerRtn(w->data(), L.out, L.in, p.quant);
                 if (p.method == Method::Gptq) {
-                    auto q = quantizeLayerGptq(w->data(), L.out, L.in, H[g], p.quant, [&] {
-                        return progress && !progress(ProgressInfo{std::min(1.0, done / total), "GPTQ " + L.weightName});
-                    });
+                    auto q = quantizeLayerGptq(w->data(), L.out, L.in, factors.at(g), p.quant, cancelQuant);
                     if (!q) return q.error();
                     rec.result = std::move(*q);
                 } else {
@@ -335,6 +369,10 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                                             ? rec.relErr
                                             : relativeOutputError(w->data(), dequantize(rtn), L.out, L.in, H[g],
                                                                   p.quant.threads);
+                }
+                if (ti + 1 == todo.size() || static_cast<size_t>(todoGroup[ti + 1]) != g) {
+                    H.erase(g);
+                    factors.erase(g);
                 }
                 rec.seconds = since(tl);
                 if (p.writeOutput)
@@ -354,6 +392,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         // Carry: block bi, now fully quantized, turns the states entering it into those entering bi + 1.
         if (calibrate && bi + 1 < nBlocks) {
             ++res.carryPasses;
+            const PhaseTimer timer(res.calibSeconds, res.calibCpuSeconds);
             for (size_t w = 0; w < windows.size(); ++w) {
                 if (auto s = states.get(static_cast<int64_t>(w), row); !s) return s.error();
                 if (auto s = engine->forwardLayer(static_cast<int>(bi), row, 0); !s)
@@ -364,6 +403,17 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                     return cancelledError();
             }
         }
+        // The states have left block bi, and no later pass runs it again: its quantized weights go back to
+        // the engine's view of the model file, so the calibration holds one block's F32 copies, not every
+        // finished block's (the results live in the layer records; keepOverrides keeps its own copies).
+        if (engine)
+            for (const auto& g : block)
+                for (const auto& L : g) {
+                    if (auto s = engine->resetWeight(L.weightName); !s) return makeError("calibration: " + s.error().message);
+                    if (!L.biasName.empty())
+                        if (auto s = engine->resetWeight(L.biasName); !s)
+                            return makeError("calibration: " + s.error().message);
+                }
     }
 
     engine.reset();
