@@ -120,6 +120,24 @@ std::string recordFile(const fs::path& dir, const std::string& weightName) {
 
 }  // namespace
 
+Result<WeightOverrides> rtnBlockWeights(const Model& model, const LayerPlan& plan, int block, const QuantConfig& quant) {
+    if (block < 0 || static_cast<size_t>(block) >= plan.blocks.size())
+        return makeError("RTN: no decoder block " + std::to_string(block));
+    WeightOverrides out;
+    for (const auto& g : plan.blocks[static_cast<size_t>(block)])
+        for (const auto& L : g) {
+            auto w = readLayerWeight(model, L);
+            if (!w) return w.error();
+            out[L.weightName] = toTensorLayout(dequantize(quantizeLayerRtn(w->data(), L.out, L.in, quant)), L);
+            if (!L.biasName.empty()) {
+                auto b = readBiasF16(model, L);
+                if (!b) return b.error();
+                out[L.biasName] = std::move(*b);
+            }
+        }
+    return out;
+}
+
 std::string quantizeConfigJson(const ExportParams& params) { return quantizeConfigObject(params).dump(2) + "\n"; }
 
 Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, ProgressFn progress, LayerReportFn onLayer) {

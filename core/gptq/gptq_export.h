@@ -46,6 +46,7 @@
 #include "common/progress.h"
 #include "common/result.h"
 #include "gptq/gptq_calib.h"
+#include "gptq/gptq_layers.h"
 #include "gptq/gptq_quant.h"
 #include "infer/engine.h"
 #include "model/model.h"
@@ -105,6 +106,12 @@ struct ExportResult {
 
 Result<ExportResult> exportGptq(const Model& model, const ExportParams& params, ProgressFn progress = {},
                                 LayerReportFn onLayer = {});
+
+// The round-to-nearest weights of decoder block `block` (gptq/gptq_layers.h planLayers) as a loader computes
+// them (same grid and group size as the export's RTN), in each tensor's own layout, with fp16 biases: what
+// an RTN checkpoint of the model holds for that block, made from the original weights one block at a time
+// (for an evaluation that holds one block, calib/layered.h perplexityLayered).
+Result<WeightOverrides> rtnBlockWeights(const Model& model, const LayerPlan& plan, int block, const QuantConfig& quant);
 
 // The quantize_config.json dict (AutoGPTQ's to_dict), as JSON text.
 std::string quantizeConfigJson(const ExportParams& params);

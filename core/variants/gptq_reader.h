@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "common/result.h"
+#include "gptq/gptq_layers.h"
+#include "infer/engine.h"
 #include "model/model.h"
 
 namespace qz {
@@ -40,5 +42,11 @@ struct GptqTensor {
     uint64_t bytes = 0; // storage in the folder (qweight + qzeros + scales + g_idx, or the tensor)
 };
 Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& weightName);
+
+// The quantized linears of decoder block `block` (gptq/gptq_layers.h planLayers of the original model) and
+// their biases, read back from the folder in the original layout: what an engine of the original model
+// needs (Engine::setWeight) to run that block as the checkpoint does, one block at a time. Fails when one
+// of them is missing or not quantized.
+Result<WeightOverrides> readGptqBlock(const GptqFolder& folder, const gptq::LayerPlan& plan, int block);
 
 } // namespace qz
