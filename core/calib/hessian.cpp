@@ -65,6 +65,12 @@ void pinOpenBlasToOneThread() {
 
 } // namespace
 
+void useOpenBlasSingleThreaded() {
+#if QZ_HAVE_OPENBLAS
+    pinOpenBlasToOneThread();
+#endif
+}
+
 void HessianAccumulator::reset(int nIn) {
     m_n = nIn;
     m_samples = 0;

@@ -19,6 +19,10 @@
 
 namespace qz::calib {
 
+// With OpenBLAS (QZ_HAVE_OPENBLAS): sets its process-wide thread count to one (once), so that calls made
+// from several of our threads each run in the calling thread (see hessian.cpp). No-op without it.
+void useOpenBlasSingleThreaded();
+
 class HessianAccumulator {
 public:
     explicit HessianAccumulator(int nIn = 0) { reset(nIn); }

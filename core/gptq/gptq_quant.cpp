@@ -7,8 +7,14 @@
 #include <cmath>
 #include <numeric>
 
+#include "calib/hessian.h"
 #include "common/fp16.h"
 #include "common/parallel.h"
+
+#if QZ_HAVE_OPENBLAS
+#include <cblas.h>
+#include <f77blas.h>
+#endif
 
 namespace qz::gptq {
 
@@ -88,9 +94,22 @@ inline uint8_t codeOf(float x, float scale, float zero, int maxq) {
 // to put(j0, j1, X) as they are solved, X = rows 0..j1 of U's columns j0..j1 (U is zero below). So the
 // work space is G alone plus one block per thread, whatever the caller keeps of U. False if H is not
 // positive definite (G is then destroyed).
+// With OpenBLAS the factorisation is LAPACK's dpotrf and the solves dtrsm (single-threaded calls, the
+// blocks spread over our threads), else Eigen's LLT and triangular solve: the same algorithm, float-rounding
+// differences only (the result is then cast to float).
 template <class Put> bool inverseCholeskyUpperInPlace(MatD& G, Put&& put) {
+#if QZ_HAVE_OPENBLAS
+    calib::useOpenBlasSingleThreaded();
+    {
+        char uplo = 'L';
+        blasint nn = static_cast<blasint>(G.rows()), lda = nn, info = 0;
+        dpotrf_(&uplo, &nn, G.data(), &lda, &info);
+        if (info != 0) return false;  // not positive definite (a NaN pivot is caught by the finite check)
+    }
+#else
     Eigen::LLT<Eigen::Ref<MatD>> llt(G);
     if (llt.info() != Eigen::Success) return false;
+#endif
     // Ũ(i, j) = L(n−1−i, n−1−j): reversing a column-major square matrix is reversing its storage. The strict
     // lower triangle then holds what was above L (the input's upper part), which the solves do not read.
     const int n = static_cast<int>(G.rows());
@@ -109,7 +128,12 @@ template <class Put> bool inverseCholeskyUpperInPlace(MatD& G, Put&& put) {
                 const int j0 = b * bs, j1 = std::min(n, j0 + bs);
                 X.setZero(j1, j1 - j0);
                 for (int j = j0; j < j1; ++j) X(j, j - j0) = 1;
+#if QZ_HAVE_OPENBLAS
+                cblas_dtrsm(CblasColMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, j1, j1 - j0, 1.0,
+                            G.data(), n, X.data(), j1);
+#else
                 G.topLeftCorner(j1, j1).triangularView<Eigen::Upper>().solveInPlace(X);
+#endif
                 if (!X.allFinite()) finite = false;
                 else put(j0, j1, X);
             }
@@ -270,6 +294,7 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, const
     r.zeros.assign(static_cast<size_t>(nGroups) * rows, 0);
     r.gIdx.assign(cols, 0);
     r.dampUsed = f.dampUsed;
+    calib::useOpenBlasSingleThreaded();
     const std::vector<char>& dead = f.dead;
     const std::vector<int>& perm = f.perm;
     const std::vector<int>& invperm = f.invperm;
@@ -368,8 +393,16 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, const
                             W1.col(j) -= h * Err1.col(i);
                         }
                     }
-                    if (i2 < cols)
+                    if (i2 < cols) {
+#if QZ_HAVE_OPENBLAS
+                        // One single-threaded SGEMM per chunk and block (whichever thread runs it).
+                        cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, nr, cols - i2, count, -1.0f,
+                                    Err1.data(), nr, band.data() + static_cast<size_t>(i2 - i1) * count, count, 1.0f,
+                                    W.data() + static_cast<size_t>(i2) * nr, nr);
+#else
                         W.rightCols(cols - i2).noalias() -= Err1 * band.rightCols(cols - i2);
+#endif
+                    }
                 }
                 if (gs <= 0)
                     for (int rr = 0; rr < nr; ++rr) {
@@ -446,6 +479,7 @@ double relativeOutputError(const float* W, const std::vector<float>& What, int r
     // Σ_n dᵀ H d / Σ_n wᵀ H w over the rows n, in blocks of 64 rows (float GEMM, double sums).
     using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     Eigen::Map<const RowMat> Hm(H.data(), cols, cols);
+    calib::useOpenBlasSingleThreaded();
     const int bs = 64;
     const int nb = (rows + bs - 1) / bs;
     std::vector<double> num(nb), den(nb);
@@ -457,8 +491,16 @@ double relativeOutputError(const float* W, const std::vector<float>& What, int r
                 Eigen::Map<const RowMat> Wb(W + static_cast<size_t>(r0) * cols, n, cols);
                 Eigen::Map<const RowMat> Qb(What.data() + static_cast<size_t>(r0) * cols, n, cols);
                 const RowMat D = Wb - Qb;
+#if QZ_HAVE_OPENBLAS
+                RowMat TD(n, cols), TW(n, cols);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, cols, 1.0f, D.data(), cols, H.data(),
+                            cols, 0.0f, TD.data(), cols);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, cols, 1.0f, Wb.data(), cols, H.data(),
+                            cols, 0.0f, TW.data(), cols);
+#else
                 const RowMat TD = D * Hm;
                 const RowMat TW = Wb * Hm;
+#endif
                 num[blk] = TD.cwiseProduct(D).cast<double>().sum();
                 den[blk] = TW.cwiseProduct(Wb).cast<double>().sum();
             }
