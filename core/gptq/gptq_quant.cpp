@@ -476,10 +476,57 @@ std::vector<float> dequantize(const LayerResult& r) {
 
 double relativeOutputError(const float* W, const std::vector<float>& What, int rows, int cols,
                            const std::vector<float>& H, int threads) {
+#if QZ_HAVE_OPENBLAS
+    // tr(D H Dᵀ) = ⟨H, DᵀD⟩ (H symmetric): DᵀD and WᵀW by SSYRK, half the products of D·H, in a fixed grid of
+    // 256-feature block columns (the diagonal tile by SSYRK, the rows below it by one SGEMM, as the Hessian
+    // accumulator), each block column by one thread with single-threaded calls, its ⟨H, ·⟩ summed in double;
+    // the block columns' sums are added in order, so the result does not depend on the thread count.
+    calib::useOpenBlasSingleThreaded();
+    const size_t n = static_cast<size_t>(cols);
+    std::vector<float> D(static_cast<size_t>(rows) * n);
+    parallelFor(
+        static_cast<size_t>(rows),
+        [&](size_t b, size_t e, int) {
+            for (size_t i = b * n; i < e * n; ++i) D[i] = W[i] - What[i];
+        },
+        threads, 64);
+    constexpr int pw = 256;
+    const int np = (cols + pw - 1) / pw;
+    std::vector<double> num(np), den(np);
+    std::atomic<int> next{0};
+    const int nt = std::max(1, std::min(threads > 0 ? threads : defaultThreadCount(), np));
+    parallelFor(
+        static_cast<size_t>(nt),
+        [&](size_t, size_t, int) {
+            std::vector<float> C;
+            for (int p = next.fetch_add(1); p < np; p = next.fetch_add(1)) {
+                const int c0 = p * pw, w = std::min(pw, cols - c0), m = cols - c0;
+                C.resize(static_cast<size_t>(m) * w);
+                // ⟨H, XᵀX⟩ over block column p: C(i, j) = (XᵀX)(c0 + i, c0 + j), i ≥ j, column-major m × w.
+                auto inner = [&](const float* X) {
+                    cblas_ssyrk(CblasColMajor, CblasLower, CblasNoTrans, w, rows, 1.0f, X + c0, cols, 0.0f, C.data(), m);
+                    if (m > w)
+                        cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, m - w, w, rows, 1.0f, X + c0 + w, cols,
+                                    X + c0, cols, 0.0f, C.data() + w, m);
+                    double sum = 0;
+                    for (int j = 0; j < w; ++j) {
+                        const float* h = H.data() + static_cast<size_t>(c0 + j) * n + c0;  // H(c0 + j, c0 + i)
+                        const float* c = C.data() + static_cast<size_t>(j) * m;
+                        double col = 0;
+                        for (int i = j + 1; i < m; ++i) col += static_cast<double>(h[i]) * c[i];
+                        sum += 2 * col + static_cast<double>(h[j]) * c[j];
+                    }
+                    return sum;
+                };
+                num[p] = inner(D.data());
+                den[p] = inner(W);
+            }
+        },
+        nt, 1);
+#else
     // Σ_n dᵀ H d / Σ_n wᵀ H w over the rows n, in blocks of 64 rows (float GEMM, double sums).
     using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     Eigen::Map<const RowMat> Hm(H.data(), cols, cols);
-    calib::useOpenBlasSingleThreaded();
     const int bs = 64;
     const int nb = (rows + bs - 1) / bs;
     std::vector<double> num(nb), den(nb);
@@ -491,21 +538,14 @@ double relativeOutputError(const float* W, const std::vector<float>& What, int r
                 Eigen::Map<const RowMat> Wb(W + static_cast<size_t>(r0) * cols, n, cols);
                 Eigen::Map<const RowMat> Qb(What.data() + static_cast<size_t>(r0) * cols, n, cols);
                 const RowMat D = Wb - Qb;
-#if QZ_HAVE_OPENBLAS
-                RowMat TD(n, cols), TW(n, cols);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, cols, 1.0f, D.data(), cols, H.data(),
-                            cols, 0.0f, TD.data(), cols);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, cols, 1.0f, Wb.data(), cols, H.data(),
-                            cols, 0.0f, TW.data(), cols);
-#else
                 const RowMat TD = D * Hm;
                 const RowMat TW = Wb * Hm;
-#endif
                 num[blk] = TD.cwiseProduct(D).cast<double>().sum();
                 den[blk] = TW.cwiseProduct(Wb).cast<double>().sum();
             }
         },
         threads, 1);
+#endif
     const double a = std::accumulate(num.begin(), num.end(), 0.0);
     const double b = std::accumulate(den.begin(), den.end(), 0.0);
     return b > 0 ? a / b : 0.0;

@@ -107,7 +107,7 @@ LayerResult quantizeLayerRtn(const float* W, int rows, int cols, const QuantConf
 // Row-major [rows][cols].
 std::vector<float> dequantize(const LayerResult& r);
 
-// Relative output error on the calibration inputs: tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), ΔW = W − Ŵ.
+// Relative output error on the calibration inputs: tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), ΔW = W − Ŵ (H symmetric).
 double relativeOutputError(const float* W, const std::vector<float>& What, int rows, int cols,
                            const std::vector<float>& H, int threads = 0);
 
