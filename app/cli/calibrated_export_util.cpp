@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "calib/layered.h"
 #include "infer/perplexity.h"
 #include "infer/text_tokens.h"
 #include "io/safetensors_writer.h"
@@ -28,7 +29,7 @@ qz::Status dumpDequant(const std::string& path, const qz::WeightOverrides& ov, c
 }
 
 int printPerplexities(const qz::Model& model, const std::string& evalPath, int ctx, int chunks, int threads,
-                      bool quiet, const std::vector<EvalVariant>& variants) {
+                      bool quiet, const std::vector<EvalVariant>& variants, uint64_t maxStateMemory) {
     auto fail = [](const std::string& msg) {
         std::fprintf(stderr, "quantzoo-cli: %s\n", msg.c_str());
         return static_cast<int>(kFailed);
@@ -52,7 +53,30 @@ int printPerplexities(const qz::Model& model, const std::string& evalPath, int c
         pp.nCtx = std::min(ctx, (*eng)->nCtxMax());
         pp.nChunks = chunks;
         ProgressLine pl("ppl " + v.label, quiet);
-        auto r = qz::computePerplexity(**eng, in->tokens, pp, pl.callback());
+        qz::Result<qz::PerplexityResult> r = qz::makeError("");
+        if (v.blockWeights) {
+            qz::Engine& e = **eng;
+            std::vector<std::string> installed;
+            qz::calib::BlockWeights bw;
+            bw.install = [&](int b) -> qz::Status {
+                auto w = v.blockWeights(b);
+                if (!w) return w.error();
+                for (const auto& [name, values] : *w) {
+                    if (auto s = e.setWeight(name, values); !s) return s;
+                    installed.push_back(name);
+                }
+                return qz::okStatus();
+            };
+            bw.release = [&](int) -> qz::Status {
+                for (const auto& name : installed)
+                    if (auto s = e.resetWeight(name); !s) return s;
+                installed.clear();
+                return qz::okStatus();
+            };
+            r = qz::calib::perplexityLayered(e, in->tokens, pp, bw, maxStateMemory, {}, pl.callback());
+        } else {
+            r = qz::computePerplexity(**eng, in->tokens, pp, pl.callback());
+        }
         pl.finish();
         if (!r) {
             std::fprintf(stderr, "quantzoo-cli: %s\n", r.error().message.c_str());

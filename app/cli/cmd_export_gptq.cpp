@@ -9,6 +9,7 @@
 #include "common/file_util.h"
 #include "commands.h"
 #include "gptq/gptq_export.h"
+#include "variants/gptq_reader.h"
 #include "infer/hparams.h"
 #include "infer/perplexity.h"
 #include "infer/text_tokens.h"
@@ -47,7 +48,8 @@ const char* kHelp =
     "  --no-resume        ignore a partial run left by an interrupted export to the same OUTDIR\n"
     "  --shard-size BYTES maximum tensor bytes per safetensors shard (default 5000000000)\n"
     "  --threads N        worker threads (default: all cores)\n"
-    "  --eval TEXT        print perplexities (original, GPTQ, RTN) on TEXT through our engine\n"
+    "  --eval TEXT        print perplexities (original, GPTQ, RTN) on TEXT through our engine; the export is\n"
+    "                     read back from the written folder one decoder block at a time\n"
     "  --ctx N            perplexity context (default 512, at most the model context)\n"
     "  --chunks N         perplexity chunks (default: all)\n"
     "  --dump-dequant F   (tests) write the dequantized weights as F32 safetensors file F\n"
@@ -177,7 +179,7 @@ int cmdExportGptq(int argc, char** argv) {
                      "note: --rtn-only needs no calibration; --calib is not used (no output errors)\n");
     const std::string evalPath = args.valueOr("--eval", "");
     const std::string dumpPath = args.valueOr("--dump-dequant", "");
-    p.keepOverrides = !evalPath.empty() || !dumpPath.empty();
+    p.keepOverrides = !dumpPath.empty();  // --eval reads the written checkpoint back, one block at a time
 
     auto model = qz::openModel(args.positional()[0]);
     if (!model) return fail(model.error().message);
@@ -218,6 +220,9 @@ int cmdExportGptq(int argc, char** argv) {
                 res->outputDir.c_str(), res->files.size(), static_cast<double>(res->tensorBytes) / 1048576.0,
                 res->layers.size(), res->resumedLayers, res->calibrationPasses, res->carryPasses,
                 res->seconds);
+    if (res->calibSeconds > 0 || res->quantSeconds > 0)
+        std::printf("gptq time: calibration forward %.1f s wall, %.1f s CPU; quantization %.1f s wall, %.1f s CPU\n",
+                    res->calibSeconds, res->calibCpuSeconds, res->quantSeconds, res->quantCpuSeconds);
     if (res->stateBytes > 0)
         std::printf("carried hidden states: %d x %d x hidden, %s: %.2f MiB %s\n", p.calib.samples,
                     p.calib.seqLen, qz::gptq::stateTypeName(p.stateType),
@@ -246,10 +251,20 @@ int cmdExportGptq(int argc, char** argv) {
         if (auto s = dumpDequant(dumpPath, res->overrides, **model); !s) return fail(s.error().message);
 
     if (!evalPath.empty()) {
+        // The exported variant is evaluated from what was written (the folder read back one decoder block
+        // at a time), the RTN baseline from the original weights one block at a time: memory of one block.
+        auto folder = qz::openGptqFolder(res->outputDir);
+        if (!folder) return fail(folder.error().message);
+        auto plan = qz::gptq::planLayers(**model);
+        if (!plan) return fail(plan.error().message);
+        auto fromFolder = [&](int b) { return qz::readGptqBlock(*folder, *plan, b); };
         std::vector<EvalVariant> variants = {{"original", nullptr},
-                                             {p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn", &res->overrides}};
-        if (p.rtnBaseline && p.method == qz::gptq::Method::Gptq) variants.push_back({"rtn", &res->rtnOverrides});
-        if (int rc = printPerplexities(**model, evalPath, ctx, chunks, p.quant.threads, quiet, variants); rc != kOk)
+                                             {p.method == qz::gptq::Method::Gptq ? "gptq" : "rtn", nullptr, fromFolder}};
+        if (p.rtnBaseline && p.method == qz::gptq::Method::Gptq)
+            variants.push_back({"rtn", nullptr, [&](int b) { return qz::gptq::rtnBlockWeights(**model, *plan, b, p.quant); }});
+        if (int rc = printPerplexities(**model, evalPath, ctx, chunks, p.quant.threads, quiet, variants,
+                                       p.maxStateMemory);
+            rc != kOk)
             return rc;
     }
     return kOk;

@@ -65,6 +65,12 @@ void pinOpenBlasToOneThread() {
 
 } // namespace
 
+void useOpenBlasSingleThreaded() {
+#if QZ_HAVE_OPENBLAS
+    pinOpenBlasToOneThread();
+#endif
+}
+
 void HessianAccumulator::reset(int nIn) {
     m_n = nIn;
     m_samples = 0;
@@ -137,6 +143,24 @@ std::vector<float> HessianAccumulator::finish() const {
             const size_t src = i >= j ? static_cast<size_t>(j) * m_n + i : static_cast<size_t>(i) * m_n + j;
             h[static_cast<size_t>(i) * m_n + j] = m_sum[src] * f;
         }
+    return h;
+}
+
+std::vector<float> HessianAccumulator::take() {
+    // Column-major lower triangle -> full symmetric, each entry scaled as finish() scales it; symmetric, so
+    // row-major and column-major are the same storage.
+    const float f = m_samples > 0 ? static_cast<float>(2.0 / static_cast<double>(m_samples)) : 0.0f;
+    const size_t n = static_cast<size_t>(m_n);
+    for (size_t j = 0; j < n; ++j)
+        for (size_t i = j; i < n; ++i) {
+            const float v = m_sum[j * n + i] * f;
+            m_sum[j * n + i] = v;
+            m_sum[i * n + j] = v;
+        }
+    std::vector<float> h = std::move(m_sum);
+    m_sum.clear();
+    m_n = 0;
+    m_samples = 0;
     return h;
 }
 

@@ -19,6 +19,10 @@
 
 namespace qz::calib {
 
+// With OpenBLAS (QZ_HAVE_OPENBLAS): sets its process-wide thread count to one (once), so that calls made
+// from several of our threads each run in the calling thread (see hessian.cpp). No-op without it.
+void useOpenBlasSingleThreaded();
+
 class HessianAccumulator {
 public:
     explicit HessianAccumulator(int nIn = 0) { reset(nIn); }
@@ -31,6 +35,9 @@ public:
     int64_t samples() const { return m_samples; }
     // The finished H, row-major [nIn][nIn] (full symmetric): 2/nSamples · Σ x·xᵀ.
     std::vector<float> finish() const;
+    // The same matrix made in the accumulator's own storage, which is handed over (no second copy of a
+    // [nIn × nIn] matrix); the accumulator is empty afterwards.
+    std::vector<float> take();
 
 private:
     int m_n = 0;

@@ -81,4 +81,67 @@ Result<LayeredPassResult> runLayered(Engine& engine, std::span<const std::vector
     return res;
 }
 
+Result<PerplexityResult> perplexityLayered(Engine& engine, std::span<const int32_t> tokens,
+                                           const PerplexityParams& params, const BlockWeights& weights,
+                                           uint64_t maxStateMemory, const std::filesystem::path& spillDirIn,
+                                           const ProgressFn& progress) {
+    const int nCtx = params.nCtx;
+    const int nChunks = perplexityChunkCount(tokens.size(), params);
+    if (nCtx < 4 || nCtx > engine.nCtxMax() || nChunks < 1)  // computePerplexity words these errors
+        return computePerplexity(engine, tokens, params);
+    if (params.addBos && (params.bosId < 0 || params.bosId >= engine.nVocab()))
+        return makeError("perplexity: BOS is requested but the BOS id is not in the vocabulary");
+    const int nLayer = engine.hparams().nLayer;
+    const int64_t hidden = engine.hparams().nEmbd;
+    const int first = nCtx / 2;
+    std::error_code ec;
+    const std::filesystem::path spillDir = spillDirIn.empty() ? std::filesystem::temp_directory_path(ec) : spillDirIn;
+
+    const double total = static_cast<double>(nChunks) * (nLayer + 2);
+    double done = 0;
+    auto step = [&](const std::string& what) {
+        done += 1;
+        return !progress || progress({std::min(1.0, done / total), what});
+    };
+    StateStore states;
+    if (auto s = states.init(nChunks, nCtx, hidden, StateType::F32, maxStateMemory, spillDir, "perplexity-states"); !s)
+        return makeError("perplexity: " + s.error().message);
+    std::vector<float> row(static_cast<size_t>(states.rowValues()));
+    std::vector<int32_t> input(static_cast<size_t>(nCtx));
+    for (int c = 0; c < nChunks; ++c) {
+        std::copy_n(tokens.data() + static_cast<size_t>(c) * nCtx, nCtx, input.begin());
+        if (params.addBos) input[0] = params.bosId;
+        if (auto s = engine.embed(input, 0, row); !s) return makeError("perplexity: " + s.error().message);
+        if (auto s = states.put(c, row); !s) return s.error();
+        if (!step("embedding")) return cancelledError();
+    }
+    for (int l = 0; l < nLayer; ++l) {
+        if (weights.install)
+            if (auto s = weights.install(l); !s) return s.error();
+        const std::string what = "block " + std::to_string(l + 1) + "/" + std::to_string(nLayer);
+        for (int c = 0; c < nChunks; ++c) {
+            if (auto s = states.get(c, row); !s) return s.error();
+            if (auto s = engine.forwardLayer(l, row, 0); !s) return makeError("perplexity: " + s.error().message);
+            if (auto s = states.put(c, row); !s) return s.error();
+            if (!step(what)) return cancelledError();
+        }
+        if (weights.release)
+            if (auto s = weights.release(l); !s) return s.error();
+    }
+    // The scoring itself is computePerplexity's, with the head's logits of positions first .. nCtx−1.
+    const ChunkLogitsFn logitsOf = [&](int c, std::vector<float>& logits) -> Status {
+        if (auto s = states.get(c, row); !s) return s;
+        logits.resize(static_cast<size_t>(nCtx - first) * engine.nVocab());
+        return engine.head(std::span<const float>(row).subspan(static_cast<size_t>(first) * hidden), logits.data());
+    };
+    auto r = computePerplexity(
+        engine, tokens, params,
+        [&](const ProgressInfo& pi) {
+            return !progress || progress({std::min(1.0, (done + pi.fraction * nChunks) / total), pi.step});
+        },
+        nullptr, logitsOf);
+    engine.reset();
+    return r;
+}
+
 }  // namespace qz::calib

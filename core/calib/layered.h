@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "common/progress.h"
 #include "common/result.h"
 #include "infer/engine.h"
+#include "infer/perplexity.h"
 
 namespace qz::calib {
 
@@ -51,5 +53,23 @@ struct LayeredPassResult {
 Result<LayeredPassResult> runLayered(Engine& engine, std::span<const std::vector<int32_t>> sequences,
                                      const LinearObserver& observer, const LayeredPassParams& params,
                                      const ProgressFn& progress = {});
+
+// Perplexity (infer/perplexity.h computePerplexity: the same chunks, BOS, scoring and figures) one decoder
+// block at a time, for a model whose weights exist one block at a time (a quantized checkpoint read back
+// from its files): every chunk is embedded into a state store (F32: exactly eval()'s inputs, so the figures
+// equal those of an engine loaded with all the block's weights as overrides), then for each block b
+// install(b) puts the block's weights into the engine (Engine::setWeight), every chunk runs through it, and
+// release(b) takes them out again (Engine::resetWeight); finally the head gives each chunk's logits. So the
+// engine holds one block's weights, and the states (chunks × nCtx × hidden floats) go to an unlinked
+// temporary file in spillDir beyond maxStateMemory. Progress: one unit per chunk per stage (embedding, each
+// block, scoring); false cancels. The engine's KV cache is reset.
+struct BlockWeights {
+    std::function<Status(int block)> install;  // may be empty (the engine's own weights)
+    std::function<Status(int block)> release;  // may be empty
+};
+Result<PerplexityResult> perplexityLayered(Engine& engine, std::span<const int32_t> tokens,
+                                           const PerplexityParams& params, const BlockWeights& weights,
+                                           uint64_t maxStateMemory = 0, const std::filesystem::path& spillDir = {},
+                                           const ProgressFn& progress = {});
 
 }  // namespace qz::calib

@@ -1,6 +1,7 @@
 #include "gptq/gptq_export.h"
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,24 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double processCpuSeconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Adds the wall and process CPU time of its lifetime to two counters.
+struct PhaseTimer {
+    double &wall, &cpu;
+    Clock::time_point t0 = Clock::now();
+    double c0 = processCpuSeconds();
+    PhaseTimer(double& w, double& c) : wall(w), cpu(c) {}
+    ~PhaseTimer() {
+        wall += since(t0);
+        cpu += processCpuSeconds() - c0;
+    }
+};
 
 // An expert's own Hessian is trusted from this many routed tokens per input column: below 4 x the columns
 // the layer's averaged expert Hessian gave the lower held-out output error for every expert layer kind of
@@ -116,6 +135,24 @@ std::string recordFile(const fs::path& dir, const std::string& weightName) {
 
 }  // namespace
 
+Result<WeightOverrides> rtnBlockWeights(const Model& model, const LayerPlan& plan, int block, const QuantConfig& quant) {
+    if (block < 0 || static_cast<size_t>(block) >= plan.blocks.size())
+        return makeError("RTN: no decoder block " + std::to_string(block));
+    WeightOverrides out;
+    for (const auto& g : plan.blocks[static_cast<size_t>(block)])
+        for (const auto& L : g) {
+            auto w = readLayerWeight(model, L);
+            if (!w) return w.error();
+            out[L.weightName] = toTensorLayout(dequantize(quantizeLayerRtn(w->data(), L.out, L.in, quant)), L);
+            if (!L.biasName.empty()) {
+                auto b = readBiasF16(model, L);
+                if (!b) return b.error();
+                out[L.biasName] = std::move(*b);
+            }
+        }
+    return out;
+}
+
 std::string quantizeConfigJson(const ExportParams& params) { return quantizeConfigObject(params).dump(2) + "\n"; }
 
 Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, ProgressFn progress, LayerReportFn onLayer) {
@@ -187,7 +224,8 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
 
     std::map<std::string, int> nGroupsOf;        // finished layers (their results live in the layer files)
     WeightOverrides overrides;                    // the exported method's weights (only with keepOverrides)
-    // One engine for the calibration: quantized layers are swapped in with setWeight. The windows are
+    // One engine for the calibration: quantized layers are swapped in with setWeight (and out again with
+    // resetWeight once the states have left their block). The windows are
     // embedded once; their hidden states are then carried from block to block (AutoGPTQ's sequential
     // semantics): for each group, block b runs on the states entering it until that group's input has
     // been observed (Engine::forwardLayer with a stop stage), the group is quantized and installed, and
@@ -221,6 +259,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         res.stateBytes = states.bytes();
         res.statesSpilled = states.spilled();
         row.resize(static_cast<size_t>(states.rowValues()));
+        const PhaseTimer timer(res.calibSeconds, res.calibCpuSeconds);
         for (size_t w = 0; w < windows.size(); ++w) {
             if (auto s = engine->embed(windows[w], 0, row); !s)
                 return makeError("calibration: " + s.error().message);
@@ -333,6 +372,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 };
                 const auto stopAt = static_cast<BlockStage>(groups.back());
                 ++res.calibrationPasses;
+                const PhaseTimer timer(res.calibSeconds, res.calibCpuSeconds);
                 for (size_t w = 0; w < windows.size(); ++w) {
                     if (auto s = states.get(static_cast<int64_t>(w), row); !s) return s.error();
                     if (auto s = engine->forwardLayer(static_cast<int>(bi), row, 0, observer, stopAt); !s)
@@ -377,24 +417,35 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                     it = usesLeft.count(it->first) ? std::next(it) : inputs.erase(it);
             }
 
-            // Quantize.
+            // Quantize. An input's Hessian (and, for GPTQ, its factor: the layers reading that input share it)
+            // is made from its accumulator's storage when its first layer comes and released after its last,
+            // so at most one group's H and factor exist at a time (with experts: one per expert's input). The
+            // averaged expert Hessian of a group gets its own factor, released at the group's end.
             std::map<std::string, std::vector<float>> H;  // inputName -> finished Hessian
+            std::map<std::string, GptqFactor> factors;    // inputName, or "averaged:<group>"
+            const PhaseTimer timer(res.quantSeconds, res.quantCpuSeconds);
             for (size_t ti = 0; ti < todo.size(); ++ti) {
                 const LinearLayer& L = *todo[ti];
                 const size_t g = static_cast<size_t>(todoGroup[ti]);
                 const auto tl = Clock::now();
+                auto cancelQuant = [&] {
+                    return progress && !progress(ProgressInfo{std::min(1.0, done / total), "GPTQ " + L.weightName});
+                };
                 int64_t tokens = -1;
                 bool fallback = false;
                 if (calibrate) {
                     InputStats& in = inputs.at(L.inputName);
-                    if (!H.count(L.inputName)) {
-                        H[L.inputName] = in.acc.finish();
-                        in.acc = calib::HessianAccumulator();  // its sums are no longer needed: one copy per input
-                    }
+                    if (!H.count(L.inputName)) H[L.inputName] = in.acc.take();  // its storage: one copy per input
                     if (L.expert >= 0) {
                         tokens = in.tokens;
                         fallback = tokens < minTokensOf(L);
                     }
+                }
+                const std::string factorKey = fallback ? "averaged:" + std::to_string(g) : L.inputName;
+                if (calibrate && p.method == Method::Gptq && !factors.count(factorKey)) {
+                    auto f = prepareGptq(fallback ? averaged.at(g) : H.at(L.inputName), L.in, p.quant, cancelQuant);
+                    if (!f) return f.error();
+                    factors[factorKey] = std::move(*f);
                 }
                 auto w = readLayerWeight(model, L);
                 if (!w) return w.error();
@@ -406,10 +457,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 const bool needRtn = p.method == Method::Rtn || p.rtnBaseline;
                 if (needRtn) rtn = quantizeLayerRtn(w->data(), L.out, L.in, p.quant);
                 if (p.method == Method::Gptq) {
-                    const std::vector<float>& Hq = fallback ? averaged.at(g) : H[L.inputName];
-                    auto q = quantizeLayerGptq(w->data(), L.out, L.in, Hq, p.quant, [&] {
-                        return progress && !progress(ProgressInfo{std::min(1.0, done / total), "GPTQ " + L.weightName});
-                    });
+                    auto q = quantizeLayerGptq(w->data(), L.out, L.in, factors.at(factorKey), p.quant, cancelQuant);
                     if (!q) return q.error();
                     rec.result = std::move(*q);
                 } else {
@@ -428,7 +476,12 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 }
                 if (--usesLeft[L.inputName] == 0) {  // its last layer: the Hessian is no longer needed
                     H.erase(L.inputName);
+                    factors.erase(L.inputName);
                     inputs.erase(L.inputName);
+                }
+                if (ti + 1 == todo.size() || static_cast<size_t>(todoGroup[ti + 1]) != g) {
+                    factors.erase("averaged:" + std::to_string(g));
+                    averaged.erase(g);
                 }
                 rec.seconds = since(tl);
                 if (p.writeOutput)
@@ -451,6 +504,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
         // Carry: block bi, now fully quantized, turns the states entering it into those entering bi + 1.
         if (calibrate && bi + 1 < nBlocks) {
             ++res.carryPasses;
+            const PhaseTimer timer(res.calibSeconds, res.calibCpuSeconds);
             for (size_t w = 0; w < windows.size(); ++w) {
                 if (auto s = states.get(static_cast<int64_t>(w), row); !s) return s.error();
                 if (auto s = engine->forwardLayer(static_cast<int>(bi), row, 0); !s)
@@ -461,6 +515,17 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                     return cancelledError();
             }
         }
+        // The states have left block bi, and no later pass runs it again: its quantized weights go back to
+        // the engine's view of the model file, so the calibration holds one block's F32 copies, not every
+        // finished block's (the results live in the layer records; keepOverrides keeps its own copies).
+        if (engine)
+            for (const auto& g : block)
+                for (const auto& L : g) {
+                    if (auto s = engine->resetWeight(L.weightName); !s) return makeError("calibration: " + s.error().message);
+                    if (!L.biasName.empty())
+                        if (auto s = engine->resetWeight(L.biasName); !s)
+                            return makeError("calibration: " + s.error().message);
+                }
     }
 
     engine.reset();

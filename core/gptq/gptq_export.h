@@ -2,8 +2,10 @@
 // checkpoint that transformers (optimum + auto-gptq / gptqmodel) and GPTQModel load (README.md D).
 //
 // Calibration (gptq/gptq_calib.h): seeded random windows of a text file. One engine (infer/engine.h) is
-// loaded; every layer quantized so far is swapped into it (Engine::setWeight, dequantized values as a
-// loader computes them, fp16 biases). The windows are embedded once and their hidden states are carried
+// loaded; the layers of the block being calibrated are swapped into it as they are quantized
+// (Engine::setWeight, dequantized values as a loader computes them, fp16 biases) and dropped again
+// (Engine::resetWeight) once the states have been carried past that block, which is never run again: the
+// engine holds one block's F32 copies, whatever the depth. The windows are embedded once and their hidden states are carried
 // from decoder block to decoder block (gptq/gptq_calib.h CarriedStates), as AutoGPTQ does. For every
 // layer group of block b (gptq/gptq_layers.h) the engine runs block b on each window's carried states
 // only as far as that group's input (Engine::forwardLayer with a stop stage), its observer accumulates
@@ -44,6 +46,7 @@
 #include "common/progress.h"
 #include "common/result.h"
 #include "gptq/gptq_calib.h"
+#include "gptq/gptq_layers.h"
 #include "gptq/gptq_quant.h"
 #include "infer/engine.h"
 #include "model/model.h"
@@ -100,6 +103,11 @@ struct ExportResult {
     int expertsFallback = 0;    // MoE: experts (block, index) with at least one layer below the token threshold
     int expertLayersFallback = 0; // MoE: expert layers quantized on the averaged expert Hessian
     double seconds = 0;
+    // Where the time went (wall and process CPU seconds, all threads): the calibration forward (embedding,
+    // the Hessian passes with their observers, the carry passes: proportional to the calibration tokens)
+    // and the quantization (factors, GPTQ, errors, layer records: independent of the tokens).
+    double calibSeconds = 0, calibCpuSeconds = 0;
+    double quantSeconds = 0, quantCpuSeconds = 0;
     // With keepOverrides: dequantized weights (in each tensor's own layout, Conv1D [in, out]) and fp16
     // biases of the exported method, and of the RTN baseline when computed.
     WeightOverrides overrides, rtnOverrides;
@@ -107,6 +115,12 @@ struct ExportResult {
 
 Result<ExportResult> exportGptq(const Model& model, const ExportParams& params, ProgressFn progress = {},
                                 LayerReportFn onLayer = {});
+
+// The round-to-nearest weights of decoder block `block` (gptq/gptq_layers.h planLayers) as a loader computes
+// them (same grid and group size as the export's RTN), in each tensor's own layout, with fp16 biases: what
+// an RTN checkpoint of the model holds for that block, made from the original weights one block at a time
+// (for an evaluation that holds one block, calib/layered.h perplexityLayered).
+Result<WeightOverrides> rtnBlockWeights(const Model& model, const LayerPlan& plan, int block, const QuantConfig& quant);
 
 // The quantize_config.json dict (AutoGPTQ's to_dict), as JSON text.
 std::string quantizeConfigJson(const ExportParams& params);

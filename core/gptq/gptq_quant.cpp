@@ -7,8 +7,14 @@
 #include <cmath>
 #include <numeric>
 
+#include "calib/hessian.h"
 #include "common/fp16.h"
 #include "common/parallel.h"
+
+#if QZ_HAVE_OPENBLAS
+#include <cblas.h>
+#include <f77blas.h>
+#endif
 
 namespace qz::gptq {
 
@@ -79,34 +85,116 @@ inline uint8_t codeOf(float x, float scale, float zero, int maxq) {
     return static_cast<uint8_t>(q);
 }
 
-// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), H damped. False if H is not positive definite.
-// Without forming H⁻¹: the Cholesky factor L of the reversed matrix J·H·J (J = reversal) gives
-// H = Ũ·Ũᵀ with Ũ = J·L·J upper triangular, so H⁻¹ = Ũ⁻ᵀ·Ũ⁻¹ and U = Ũ⁻¹ (the factor is unique with a
-// positive diagonal). One factorisation and one triangular solve instead of a factorisation, a full
-// inverse and a second factorisation (AutoGPTQ's cholesky → cholesky_inverse → cholesky): about half
-// the work, and no rounding from the explicit inverse.
-bool inverseCholeskyUpper(const MatD& H, MatD& U) {
-    const MatD G = H.reverse();
-    Eigen::LLT<MatD> llt(G);
+// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), H damped, without forming H⁻¹: the Cholesky factor L of
+// the reversed matrix G = J·H·J (J = reversal) gives H = Ũ·Ũᵀ with Ũ = J·L·J upper triangular, so
+// H⁻¹ = Ũ⁻ᵀ·Ũ⁻¹ and U = Ũ⁻¹ (the factor is unique with a positive diagonal). One factorisation and one
+// triangular solve instead of a factorisation, a full inverse and a second factorisation (AutoGPTQ's
+// cholesky → cholesky_inverse → cholesky): about half the work, and no rounding from the explicit inverse.
+// G (double, column-major, already reversed) is factorised in place and then holds Ũ; U's column blocks go
+// to put(j0, j1, X) as they are solved, X = rows 0..j1 of U's columns j0..j1 (U is zero below). So the
+// work space is G alone plus one block per thread, whatever the caller keeps of U. False if H is not
+// positive definite (G is then destroyed).
+// With OpenBLAS the factorisation is LAPACK's dpotrf and the solves dtrsm (single-threaded calls, the
+// blocks spread over our threads), else Eigen's LLT and triangular solve: the same algorithm, float-rounding
+// differences only (the result is then cast to float).
+template <class Put> bool inverseCholeskyUpperInPlace(MatD& G, Put&& put) {
+#if QZ_HAVE_OPENBLAS
+    calib::useOpenBlasSingleThreaded();
+    {
+        char uplo = 'L';
+        blasint nn = static_cast<blasint>(G.rows()), lda = nn, info = 0;
+        dpotrf_(&uplo, &nn, G.data(), &lda, &info);
+        if (info != 0) return false;  // not positive definite (a NaN pivot is caught by the finite check)
+    }
+#else
+    Eigen::LLT<Eigen::Ref<MatD>> llt(G);
     if (llt.info() != Eigen::Success) return false;
-    const MatD Ut = MatD(llt.matrixL()).reverse();
-    // U = Ũ⁻¹ by column blocks: columns j0..j1 of an upper-triangular inverse are zero below row j1, so
-    // each block needs only the leading j1 × j1 part of Ũ (a third of a full solve's work); the blocks
-    // are independent and run on all threads.
-    const int n = static_cast<int>(H.rows());
-    U = MatD::Identity(n, n);
+#endif
+    // Ũ(i, j) = L(n−1−i, n−1−j): reversing a column-major square matrix is reversing its storage. The strict
+    // lower triangle then holds what was above L (the input's upper part), which the solves do not read.
+    const int n = static_cast<int>(G.rows());
+    std::reverse(G.data(), G.data() + static_cast<size_t>(n) * n);
+    // Columns j0..j1 of an upper-triangular inverse are zero below row j1, so each block needs only the
+    // leading j1 × j1 part of Ũ (a third of a full solve's work); the blocks are independent and run on all
+    // threads.
     const int bs = 128;
     const int nb = (n + bs - 1) / bs;
     const int nt = std::max(1, std::min(defaultThreadCount(), nb));
+    std::atomic<bool> finite{true};
     parallelFor(static_cast<size_t>(nt), [&](size_t t0, size_t t1, int) {
+        MatD X;
         for (size_t t = t0; t < t1; ++t)
             for (int b = nb - 1 - static_cast<int>(t); b >= 0; b -= nt) {  // striped: the costs grow with b
                 const int j0 = b * bs, j1 = std::min(n, j0 + bs);
-                auto blk = U.block(0, j0, j1, j1 - j0);
-                Ut.topLeftCorner(j1, j1).triangularView<Eigen::Upper>().solveInPlace(blk);
+                X.setZero(j1, j1 - j0);
+                for (int j = j0; j < j1; ++j) X(j, j - j0) = 1;
+#if QZ_HAVE_OPENBLAS
+                cblas_dtrsm(CblasColMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, j1, j1 - j0, 1.0,
+                            G.data(), n, X.data(), j1);
+#else
+                G.topLeftCorner(j1, j1).triangularView<Eigen::Upper>().solveInPlace(X);
+#endif
+                if (!X.allFinite()) finite = false;
+                else put(j0, j1, X);
             }
     }, nt, 1);
-    return U.allFinite();
+    return finite;
+}
+
+}  // namespace
+
+namespace {
+
+// Dead columns, the processing order and the damped reversed Hessian's factorisation for one H.
+// Hv row-major symmetric [cols][cols] (float, as the accumulator gives it), read only.
+// put(j0, j1, X) as in inverseCholeskyUpperInPlace.
+template <class Put>
+Status factorHessian(const std::vector<float>& Hv, int cols, bool descAct, double dampPercent,
+                     const std::function<bool()>& cancel, std::vector<char>& dead, std::vector<int>& perm,
+                     double& dampUsed, Put&& put) {
+    const size_t n = static_cast<size_t>(cols);
+    dead.assign(n, 0);
+    std::vector<double> diag(n);
+    for (size_t i = 0; i < n; ++i) {
+        diag[i] = Hv[i * n + i];
+        if (diag[i] == 0) {
+            dead[i] = 1;
+            diag[i] = 1;
+        }
+    }
+    // Act-order permutation (stable sort, descending diag).
+    perm.resize(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    if (descAct) std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return diag[a] > diag[b]; });
+    double meanDiag = 0;  // summed in processing order
+    for (size_t i = 0; i < n; ++i) meanDiag += diag[perm[i]];
+    meanDiag /= cols;
+    MatD G(cols, cols);
+    double damp = dampPercent;
+    for (;;) {
+        // G(i, j) = Hd(perm[n−1−i], perm[n−1−j]), Hd = H with dead diagonals 1 and the damp added (in
+        // 64 × 64 tiles: G is column-major, Hv row-major).
+        constexpr size_t kT = 64;
+        parallelFor(
+            (n + kT - 1) / kT,
+            [&](size_t b, size_t e, int) {
+                for (size_t jb = b * kT; jb < std::min(n, e * kT); jb += kT)
+                    for (size_t ib = 0; ib < n; ib += kT)
+                        for (size_t i = ib; i < std::min(n, ib + kT); ++i) {
+                            const float* src = Hv.data() + static_cast<size_t>(perm[n - 1 - i]) * n;
+                            for (size_t j = jb; j < std::min(n, jb + kT); ++j)
+                                G.data()[j * n + i] = i == j ? diag[perm[n - 1 - j]] + damp * meanDiag
+                                                             : static_cast<double>(src[perm[n - 1 - j]]);
+                        }
+            },
+            0, 1);
+        if (inverseCholeskyUpperInPlace(G, put)) break;
+        damp += 0.0025;
+        if (damp >= 1.0) return makeError("GPTQ: the Hessian is not positive definite even with damp 1.0");
+        if (cancel && cancel()) return cancelledError();
+    }
+    dampUsed = damp;
+    return okStatus();
 }
 
 }  // namespace
@@ -116,29 +204,60 @@ Result<std::vector<float>> dampedInverseCholeskyUpper(std::vector<float> Hv, int
     if (cols <= 0 || Hv.size() != static_cast<size_t>(cols) * cols)
         return makeError("GPTQ: Hessian size does not match the layer");
     if (!(dampPercent > 0 && dampPercent < 1)) return makeError("GPTQ: damp_percent must be in (0, 1)");
-    MatD H(cols, cols);
-    for (int i = 0; i < cols; ++i)
-        for (int j = 0; j < cols; ++j) H(i, j) = Hv[static_cast<size_t>(i) * cols + j];
-    for (int i = 0; i < cols; ++i)
-        if (H(i, i) == 0) H(i, i) = 1;
-    double meanDiag = 0;
-    for (int i = 0; i < cols; ++i) meanDiag += H(i, i);
-    meanDiag /= cols;
-    MatD U;
-    double damp = dampPercent;
-    for (;;) {
-        MatD Hd = H;
-        for (int i = 0; i < cols; ++i) Hd(i, i) += damp * meanDiag;
-        if (inverseCholeskyUpper(Hd, U)) break;
-        damp += 0.0025;
-        if (damp >= 1.0) return makeError("GPTQ: the Hessian is not positive definite even with damp 1.0");
-    }
+    std::vector<float> out(static_cast<size_t>(cols) * cols, 0.0f);  // row-major
+    std::vector<char> dead;
+    std::vector<int> perm;
+    double damp = 0;
+    auto put = [&](int j0, int j1, const MatD& X) {
+        for (int j = j0; j < j1; ++j)
+            for (int i = 0; i < j1; ++i) out[static_cast<size_t>(i) * cols + j] = static_cast<float>(X(i, j - j0));
+    };
+    if (auto s = factorHessian(Hv, cols, false, dampPercent, {}, dead, perm, damp, put); !s) return s.error();
     if (dampUsed) *dampUsed = damp;
-    const MatF Uf = U.cast<float>();
-    std::vector<float> out(static_cast<size_t>(cols) * cols);
-    for (int i = 0; i < cols; ++i)
-        for (int j = 0; j < cols; ++j) out[static_cast<size_t>(i) * cols + j] = Uf(i, j);
     return out;
+}
+
+Result<GptqFactor> prepareGptq(const std::vector<float>& H, int cols, const QuantConfig& c,
+                               const std::function<bool()>& cancel) {
+    if (auto s = validateConfig(c); !s) return s.error();
+    if (cols <= 0 || H.size() != static_cast<size_t>(cols) * cols)
+        return makeError("GPTQ: Hessian size does not match the layer");
+    GptqFactor f;
+    f.cols = cols;
+    f.descAct = c.descAct;
+    f.dampPercent = c.dampPercent;
+    f.blockSize = c.blockSize;
+    // U in row bands of blockSize rows, each from its diagonal to the last column (the only part of U the
+    // column loop reads): band i1 is a column-major count × (cols − i1) matrix at bandOffset(i1).
+    const int bsz = c.blockSize;
+    size_t total = 0;
+    for (int i1 = 0; i1 < cols; i1 += bsz) total += static_cast<size_t>(std::min(bsz, cols - i1)) * (cols - i1);
+    try {
+        f.bands.assign(total, 0.0f);
+    } catch (const std::bad_alloc&) {
+        return makeError("GPTQ: out of memory for the inverse Hessian factor (" + std::to_string(cols) + " columns)");
+    }
+    auto put = [&](int j0, int j1, const MatD& X) {
+        for (int j = j0; j < j1; ++j)
+            for (int i = 0; i < std::min(j + 1, j1); ++i) {  // U(i, j), i ≤ j
+                const int i1 = i / bsz * bsz, count = std::min(bsz, cols - i1);
+                f.bands[f.bandOffset(i1) + static_cast<size_t>(j - i1) * count + (i - i1)] =
+                    static_cast<float>(X(i, j - j0));
+            }
+    };
+    if (auto s = factorHessian(H, cols, c.descAct, c.dampPercent, cancel, f.dead, f.perm, f.dampUsed, put); !s)
+        return s.error();
+    f.invperm.resize(cols);
+    for (int i = 0; i < cols; ++i) f.invperm[f.perm[i]] = i;
+    return f;
+}
+
+size_t GptqFactor::bandOffset(int i1) const {
+    // Σ over the bands above: count_b × (cols − b·blockSize); all but possibly the last band are full.
+    const size_t b = static_cast<size_t>(i1 / blockSize);
+    size_t off = 0;
+    for (size_t k = 0; k < b; ++k) off += static_cast<size_t>(blockSize) * (cols - k * blockSize);
+    return off;
 }
 
 Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::vector<float> Hv,
@@ -146,6 +265,20 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
     if (auto s = validateConfig(c); !s) return s.error();
     if (rows <= 0 || cols <= 0 || Hv.size() != static_cast<size_t>(cols) * cols)
         return makeError("GPTQ: Hessian size does not match the layer");
+    auto f = prepareGptq(Hv, cols, c, cancel);
+    if (!f) return f.error();
+    Hv.clear();
+    Hv.shrink_to_fit();
+    return quantizeLayerGptq(Wp, rows, cols, *f, c, cancel);
+}
+
+Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, const GptqFactor& f, const QuantConfig& c,
+                                      const std::function<bool()>& cancel) {
+    if (auto s = validateConfig(c); !s) return s.error();
+    if (rows <= 0 || cols <= 0 || f.cols != cols)
+        return makeError("GPTQ: the Hessian factor does not match the layer");
+    if (f.descAct != c.descAct || f.dampPercent != c.dampPercent || f.blockSize != c.blockSize)
+        return makeError("GPTQ: the Hessian factor was made for another configuration");
     const int maxq = c.maxq();
     const int gs = c.groupSize;
     const int nGroups = groupCount(cols, gs);
@@ -160,49 +293,11 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
     r.scales.assign(static_cast<size_t>(nGroups) * rows, 0.0f);
     r.zeros.assign(static_cast<size_t>(nGroups) * rows, 0);
     r.gIdx.assign(cols, 0);
-
-    // H as double; dead columns.
-    MatD H(cols, cols);
-    for (int i = 0; i < cols; ++i)
-        for (int j = 0; j < cols; ++j) H(i, j) = Hv[static_cast<size_t>(i) * cols + j];
-    Hv.clear();
-    Hv.shrink_to_fit();
-    std::vector<char> dead(cols, 0);
-    for (int i = 0; i < cols; ++i)
-        if (H(i, i) == 0) {
-            dead[i] = 1;
-            H(i, i) = 1;
-        }
-
-    // Act-order permutation (stable sort, descending diag).
-    std::vector<int> perm(cols);
-    std::iota(perm.begin(), perm.end(), 0);
-    if (c.descAct)
-        std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return H(a, a) > H(b, b); });
-    std::vector<int> invperm(cols);
-    for (int i = 0; i < cols; ++i) invperm[perm[i]] = i;
-    MatD Hp(cols, cols);
-    for (int j = 0; j < cols; ++j)
-        for (int i = 0; i < cols; ++i) Hp(i, j) = H(perm[i], perm[j]);
-    H.resize(0, 0);
-
-    double meanDiag = 0;
-    for (int i = 0; i < cols; ++i) meanDiag += Hp(i, i);
-    meanDiag /= cols;
-    MatD U;
-    double damp = c.dampPercent;
-    for (;;) {
-        MatD Hd = Hp;
-        for (int i = 0; i < cols; ++i) Hd(i, i) += damp * meanDiag;
-        if (inverseCholeskyUpper(Hd, U)) break;
-        damp += 0.0025;
-        if (damp >= 1.0) return makeError("GPTQ: the Hessian is not positive definite even with damp 1.0");
-        if (cancel && cancel()) return cancelledError();
-    }
-    r.dampUsed = damp;
-    Hp.resize(0, 0);
-    const MatF Hinv = U.cast<float>();
-    U.resize(0, 0);
+    r.dampUsed = f.dampUsed;
+    calib::useOpenBlasSingleThreaded();
+    const std::vector<char>& dead = f.dead;
+    const std::vector<int>& perm = f.perm;
+    const std::vector<int>& invperm = f.invperm;
 
     // g_idx and the processing-order group of each column.
     const int gsEff = gs <= 0 ? cols : gs;
@@ -256,6 +351,7 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
                     if (stop.load(std::memory_order_relaxed)) return;
                     const int i2 = std::min(i1 + c.blockSize, cols);
                     const int count = i2 - i1;
+                    const Eigen::Map<const MatF> band(f.bands.data() + f.bandOffset(i1), count, cols - i1);
                     MatF W1 = W.middleCols(i1, count);
                     MatF Err1(nr, count);
                     for (int i = 0; i < count; ++i) {
@@ -280,7 +376,7 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
                                 }
                             }
                         }
-                        const float d = Hinv(col, col);
+                        const float d = band(i, i);
                         for (int rr = 0; rr < nr; ++rr) {
                             const float w = W1(rr, i);
                             const uint8_t code = codeOf(w, scale[rr], zero[rr], maxq);
@@ -292,13 +388,21 @@ Result<LayerResult> quantizeLayerGptq(const float* Wp, int rows, int cols, std::
                         }
                         // W1[:, i:] -= err ⊗ Hinv[col, col:i2]
                         for (int j = i; j < count; ++j) {
-                            const float h = Hinv(col, i1 + j);
+                            const float h = band(i, j);
                             if (h == 0) continue;
                             W1.col(j) -= h * Err1.col(i);
                         }
                     }
-                    if (i2 < cols)
-                        W.rightCols(cols - i2).noalias() -= Err1 * Hinv.block(i1, i2, count, cols - i2);
+                    if (i2 < cols) {
+#if QZ_HAVE_OPENBLAS
+                        // One single-threaded SGEMM per chunk and block (whichever thread runs it).
+                        cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, nr, cols - i2, count, -1.0f,
+                                    Err1.data(), nr, band.data() + static_cast<size_t>(i2 - i1) * count, count, 1.0f,
+                                    W.data() + static_cast<size_t>(i2) * nr, nr);
+#else
+                        W.rightCols(cols - i2).noalias() -= Err1 * band.rightCols(cols - i2);
+#endif
+                    }
                 }
                 if (gs <= 0)
                     for (int rr = 0; rr < nr; ++rr) {
@@ -372,6 +476,54 @@ std::vector<float> dequantize(const LayerResult& r) {
 
 double relativeOutputError(const float* W, const std::vector<float>& What, int rows, int cols,
                            const std::vector<float>& H, int threads) {
+#if QZ_HAVE_OPENBLAS
+    // tr(D H Dᵀ) = ⟨H, DᵀD⟩ (H symmetric): DᵀD and WᵀW by SSYRK, half the products of D·H, in a fixed grid of
+    // 256-feature block columns (the diagonal tile by SSYRK, the rows below it by one SGEMM, as the Hessian
+    // accumulator), each block column by one thread with single-threaded calls, its ⟨H, ·⟩ summed in double;
+    // the block columns' sums are added in order, so the result does not depend on the thread count.
+    calib::useOpenBlasSingleThreaded();
+    const size_t n = static_cast<size_t>(cols);
+    std::vector<float> D(static_cast<size_t>(rows) * n);
+    parallelFor(
+        static_cast<size_t>(rows),
+        [&](size_t b, size_t e, int) {
+            for (size_t i = b * n; i < e * n; ++i) D[i] = W[i] - What[i];
+        },
+        threads, 64);
+    constexpr int pw = 256;
+    const int np = (cols + pw - 1) / pw;
+    std::vector<double> num(np), den(np);
+    std::atomic<int> next{0};
+    const int nt = std::max(1, std::min(threads > 0 ? threads : defaultThreadCount(), np));
+    parallelFor(
+        static_cast<size_t>(nt),
+        [&](size_t, size_t, int) {
+            std::vector<float> C;
+            for (int p = next.fetch_add(1); p < np; p = next.fetch_add(1)) {
+                const int c0 = p * pw, w = std::min(pw, cols - c0), m = cols - c0;
+                C.resize(static_cast<size_t>(m) * w);
+                // ⟨H, XᵀX⟩ over block column p: C(i, j) = (XᵀX)(c0 + i, c0 + j), i ≥ j, column-major m × w.
+                auto inner = [&](const float* X) {
+                    cblas_ssyrk(CblasColMajor, CblasLower, CblasNoTrans, w, rows, 1.0f, X + c0, cols, 0.0f, C.data(), m);
+                    if (m > w)
+                        cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, m - w, w, rows, 1.0f, X + c0 + w, cols,
+                                    X + c0, cols, 0.0f, C.data() + w, m);
+                    double sum = 0;
+                    for (int j = 0; j < w; ++j) {
+                        const float* h = H.data() + static_cast<size_t>(c0 + j) * n + c0;  // H(c0 + j, c0 + i)
+                        const float* c = C.data() + static_cast<size_t>(j) * m;
+                        double col = 0;
+                        for (int i = j + 1; i < m; ++i) col += static_cast<double>(h[i]) * c[i];
+                        sum += 2 * col + static_cast<double>(h[j]) * c[j];
+                    }
+                    return sum;
+                };
+                num[p] = inner(D.data());
+                den[p] = inner(W);
+            }
+        },
+        nt, 1);
+#else
     // Σ_n dᵀ H d / Σ_n wᵀ H w over the rows n, in blocks of 64 rows (float GEMM, double sums).
     using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     Eigen::Map<const RowMat> Hm(H.data(), cols, cols);
@@ -393,6 +545,7 @@ double relativeOutputError(const float* W, const std::vector<float>& What, int r
             }
         },
         threads, 1);
+#endif
     const double a = std::accumulate(num.begin(), num.end(), 0.0);
     const double b = std::accumulate(den.begin(), den.end(), 0.0);
     return b > 0 ? a / b : 0.0;

@@ -65,10 +65,33 @@ struct LayerResult {
 void findParams(const float* x, int n, int stride, const QuantConfig& c, float& scale, float& zero);
 inline float quantizeValue(float x, float scale, float zero, int maxq);
 
-// GPTQ. W row-major [rows][cols]; H row-major [cols][cols] (symmetric), taken by value (modified).
+// What GPTQ derives from H alone (dead columns, act-order, the damped inverse's Cholesky factor U), so
+// that the layers of a calibration group, which share their inputs and thus H, compute it once. U is kept
+// as float in row bands of blockSize rows from the diagonal to the last column (the only part the column
+// loop reads): about half of a full [cols × cols] matrix. Building it takes one double [cols × cols]
+// matrix (factorised in place) besides H and the bands.
+struct GptqFactor {
+    int cols = 0;
+    bool descAct = false;
+    double dampPercent = 0;
+    int blockSize = 0;
+    double dampUsed = 0;
+    std::vector<char> dead;         // H_ii == 0 (W's column is zeroed)
+    std::vector<int> perm, invperm; // processing order (act-order) and its inverse
+    std::vector<float> bands;       // band i1: column-major count × (cols − i1), U(i1 + r, i1 + j)
+    size_t bandOffset(int i1) const;
+};
+// H row-major [cols][cols] (symmetric), not modified. cancel() is polled when the damp has to be raised.
+Result<GptqFactor> prepareGptq(const std::vector<float>& H, int cols, const QuantConfig& c,
+                               const std::function<bool()>& cancel = {});
+
+// GPTQ. W row-major [rows][cols]; H row-major [cols][cols] (symmetric).
 // cancel() (optional) is polled between row chunks / blocks; true -> cancelledError().
 Result<LayerResult> quantizeLayerGptq(const float* W, int rows, int cols, std::vector<float> H, const QuantConfig& c,
                                       const std::function<bool()>& cancel = {});
+// The same with H's factor made beforehand (prepareGptq with the same descAct, damp and block size).
+Result<LayerResult> quantizeLayerGptq(const float* W, int rows, int cols, const GptqFactor& factor,
+                                      const QuantConfig& c, const std::function<bool()>& cancel = {});
 // The factor quantizeLayerGptq works with when act-order is off: U, the upper Cholesky factor of the damped
 // H⁻¹ (H⁻¹ = UᵀU), as float, row-major [cols][cols]; dead columns (H_ii = 0) get H_ii = 1 first, damp is
 // raised as in quantizeLayerGptq. *dampUsed receives the damp fraction finally used. For views that
@@ -84,7 +107,7 @@ LayerResult quantizeLayerRtn(const float* W, int rows, int cols, const QuantConf
 // Row-major [rows][cols].
 std::vector<float> dequantize(const LayerResult& r);
 
-// Relative output error on the calibration inputs: tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), ΔW = W − Ŵ.
+// Relative output error on the calibration inputs: tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), ΔW = W − Ŵ (H symmetric).
 double relativeOutputError(const float* W, const std::vector<float>& What, int rows, int cols,
                            const std::vector<float>& H, int threads = 0);
 

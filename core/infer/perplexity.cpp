@@ -156,7 +156,8 @@ Status checkParams(Engine& engine, int nCtx, const PerplexityParams& params) {
 // on this thread.
 template <class PerToken, class AfterChunk>
 Status forEachChunk(Engine& engine, const int32_t* tokens, int nChunks, int nCtx, const PerplexityParams& params,
-                    const ProgressFn& progress, PerToken&& perToken, AfterChunk&& afterChunk) {
+                    const ProgressFn& progress, PerToken&& perToken, AfterChunk&& afterChunk,
+                    const ChunkLogitsFn& chunkLogits = {}) {
     const int first = nCtx / 2;
     const int nScored = nCtx - 1 - first;
     const int nVocab = engine.nVocab();
@@ -166,8 +167,10 @@ Status forEachChunk(Engine& engine, const int32_t* tokens, int nChunks, int nCtx
                                    "chunk " + std::to_string(c + 1) + " of " + std::to_string(nChunks)}))
             return cancelledError();
         const int32_t* chunk = tokens + static_cast<size_t>(c) * nCtx;
-        auto st = evalChunk(engine, chunk, nCtx, params.addBos, params.bosId, logits);
+        auto st = chunkLogits ? chunkLogits(c, logits) : evalChunk(engine, chunk, nCtx, params.addBos, params.bosId, logits);
         if (!st) return st;
+        if (logits.size() != static_cast<size_t>(nCtx - first) * nVocab)
+            return makeError("perplexity: the logits of chunk " + std::to_string(c + 1) + " have the wrong size");
         parallelFor(static_cast<size_t>(nScored), [&](size_t i0, size_t i1, int) {
             for (size_t i = i0; i < i1; ++i) perToken(c, i, logits.data() + i * nVocab, chunk[first + 1 + i]);
         }, engine.threads(), 8);
@@ -188,9 +191,15 @@ PerplexityParams defaultPerplexityParams(const Engine& engine, int nCtx, int nCh
     return p;
 }
 
+int perplexityChunkCount(size_t nTokens, const PerplexityParams& params) {
+    if (params.nCtx < 4 || nTokens < 2 * static_cast<size_t>(params.nCtx)) return 0;
+    const int maxChunks = static_cast<int>(std::min<size_t>(nTokens / params.nCtx, INT32_MAX));
+    return std::max(0, params.nChunks < 0 ? maxChunks : std::min(params.nChunks, maxChunks));
+}
+
 Result<PerplexityResult> computePerplexity(Engine& engine, std::span<const int32_t> tokens,
                                            const PerplexityParams& params, ProgressFn progress,
-                                           KldBase* baseOut) {
+                                           KldBase* baseOut, const ChunkLogitsFn& chunkLogits) {
     const int nCtx = params.nCtx;
     if (auto st = checkParams(engine, nCtx, params); !st) return st.error();
     if (tokens.size() < 2 * static_cast<size_t>(nCtx))
@@ -231,7 +240,8 @@ Result<PerplexityResult> computePerplexity(Engine& engine, std::span<const int32
             }
             res.count += nScored;
             res.runningPpl.push_back(std::exp(nll / res.count));
-        });
+        },
+        chunkLogits);
     if (!st) return st.error();
     nll /= res.count;
     nll2 /= res.count;

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -62,11 +63,20 @@ struct KldBase {
     int rowStride() const { return 2 * ((nVocab + 1) / 2) + 4; }  // 2 floats then nVocab uint16
 };
 
+// Where a chunk's logits come from. By default engine.eval() runs the chunk (its first token replaced by
+// BOS with addBos) from an empty cache; a provider instead fills `logits` with the logits of positions
+// nCtx/2 .. nCtx−1 of chunk c ([(nCtx − nCtx/2) × nVocab], the same input), e.g. from a pass one decoder
+// block at a time (calib/layered.h perplexityLayered). Chunks are asked for in order 0, 1, ...
+using ChunkLogitsFn = std::function<Status(int chunk, std::vector<float>& logits)>;
+
+// The number of chunks computePerplexity evaluates for a text of nTokens (0 if none).
+int perplexityChunkCount(size_t nTokens, const PerplexityParams& params);
+
 // Runs the perplexity of `tokens` (the whole text's ids). If baseOut is given, also records the
 // base log-probabilities for a later computeKlDivergence. Progress: one unit per chunk.
 Result<PerplexityResult> computePerplexity(Engine& engine, std::span<const int32_t> tokens,
                                            const PerplexityParams& params, ProgressFn progress = {},
-                                           KldBase* baseOut = nullptr);
+                                           KldBase* baseOut = nullptr, const ChunkLogitsFn& chunkLogits = {});
 
 struct KldResult {
     int64_t count = 0;

@@ -284,4 +284,22 @@ Result<std::shared_ptr<const WeightRowSource>> gptqRowSource(const GptqFolder& f
     return std::shared_ptr<const WeightRowSource>(std::move(*L));
 }
 
+Result<WeightOverrides> readGptqBlock(const GptqFolder& folder, const gptq::LayerPlan& plan, int block) {
+    if (block < 0 || static_cast<size_t>(block) >= plan.blocks.size())
+        return makeError("GPTQ folder: no decoder block " + std::to_string(block));
+    const std::string where = folder.model ? folder.model->path : std::string("GPTQ folder");
+    WeightOverrides out;
+    for (const auto& g : plan.blocks[static_cast<size_t>(block)])
+        for (const auto& L : g)
+            for (const std::string& name : {L.weightName, L.biasName}) {
+                if (name.empty()) continue;
+                auto t = readGptqWeight(folder, name);
+                if (!t) return t.error();
+                if (!t->found || (name == L.weightName && !t->quantized))
+                    return makeError(where + ": " + name + " is missing or not quantized");
+                out[name] = std::move(t->values);
+            }
+    return out;
+}
+
 } // namespace qz

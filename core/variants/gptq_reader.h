@@ -13,6 +13,8 @@
 
 #include "common/result.h"
 #include "infer/weight_source.h"
+#include "gptq/gptq_layers.h"
+#include "infer/engine.h"
 #include "model/model.h"
 
 namespace qz {
@@ -49,5 +51,10 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
 // the engine holds those as F32 anyway).
 Result<std::shared_ptr<const WeightRowSource>> gptqRowSource(const GptqFolder& folder,
                                                              const std::string& weightName);
+// The quantized linears of decoder block `block` (gptq/gptq_layers.h planLayers of the original model) and
+// their biases, read back from the folder in the original layout: what an engine of the original model
+// needs (Engine::setWeight) to run that block as the checkpoint does, one block at a time. Fails when one
+// of them is missing or not quantized.
+Result<WeightOverrides> readGptqBlock(const GptqFolder& folder, const gptq::LayerPlan& plan, int block);
 
 } // namespace qz

@@ -18,6 +18,7 @@
 #include "exl2/exl2_export.h"
 #include "exl2/exl2_measure.h"
 #include "infer/engine.h"
+#include "infer/perplexity.h"
 #include "infer/text_tokens.h"
 #include "jobs/calibration.h"
 #include "model/model.h"
@@ -65,6 +66,7 @@ private slots:
     void spillFileLifecycle();
     void parseTypes();
     void layeredPassEqualsEval();
+    void layeredPerplexityEqualsEval();
     void imatrixLayeredSpilledAndCancelled();
     void exl2StatesOnceSpilledAnd16Bit();
 };
@@ -249,6 +251,85 @@ void TestCalib::layeredPassEqualsEval() {
 }
 
 // imatrix over spilled states gives the in-memory sums; a cancelled pass leaves no file open.
+// Perplexity one block at a time, each block's changed weights installed only while it runs, equals
+// computePerplexity through eval() on an engine loaded with all of them as overrides: the same figures to
+// the bit (F32 states), in memory and spilled; without the changes it equals the plain perplexity.
+void TestCalib::layeredPerplexityEqualsEval() {
+    QTemporaryDir tmp;
+    for (const std::string name : {"bard-llama", "bard-gpt2"}) {
+        auto m = openModel(kData + "/models/" + name);
+        QVERIFY(m.ok());
+        auto in = tokenizeForPerplexity(**m, readText(kTrain));
+        QVERIFY(in.ok());
+        // One linear and one bias-free 2-D weight per block, scaled (a stand-in for a quantized block).
+        std::vector<std::vector<std::string>> names;
+        for (int b = 0;; ++b) {
+            const std::string w = name == "bard-gpt2" ? "transformer.h." + std::to_string(b) + ".mlp.c_proj.weight"
+                                                      : "model.layers." + std::to_string(b) + ".mlp.down_proj.weight";
+            const std::string w2 = name == "bard-gpt2" ? "transformer.h." + std::to_string(b) + ".attn.c_attn.weight"
+                                                       : "model.layers." + std::to_string(b) + ".self_attn.q_proj.weight";
+            if (!(*m)->find(w)) break;
+            names.push_back({w, w2});
+        }
+        QVERIFY(names.size() >= 2);
+        WeightOverrides changed;
+        for (const auto& blk : names)
+            for (const auto& n : blk) {
+                auto v = readTensorF32(**m, *(*m)->find(n));
+                QVERIFY(v.ok());
+                for (float& x : *v) x *= 0.75f;
+                changed[n] = std::move(*v);
+            }
+        PerplexityParams pp = in->params;
+        pp.nCtx = 64;
+        pp.nChunks = 3;
+        EngineOptions eo;
+        eo.nCtx = 64;
+        eo.overrides = &changed;
+        auto ref = Engine::load(**m, eo);
+        QVERIFY(ref.ok());
+        auto expected = computePerplexity(**ref, in->tokens, pp);
+        QVERIFY(expected.ok());
+        eo.overrides = nullptr;
+        auto e = Engine::load(**m, eo);
+        QVERIFY(e.ok());
+        auto plain = computePerplexity(**e, in->tokens, pp);
+        QVERIFY(plain.ok());
+        QVERIFY(plain->ppl != expected->ppl);
+        calib::BlockWeights bw;
+        int installed = 0;
+        bw.install = [&](int b) -> Status {
+            for (const auto& n : names[static_cast<size_t>(b)])
+                if (auto s = (*e)->setWeight(n, changed.at(n)); !s) return s;
+            ++installed;
+            return okStatus();
+        };
+        bw.release = [&](int b) -> Status {
+            for (const auto& n : names[static_cast<size_t>(b)])
+                if (auto s = (*e)->resetWeight(n); !s) return s;
+            return okStatus();
+        };
+        for (uint64_t budget : {uint64_t(0), uint64_t(1)}) {
+            auto r = calib::perplexityLayered(**e, in->tokens, pp, bw, budget, tmp.path().toStdString());
+            QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
+            QCOMPARE(r->nChunks, expected->nChunks);
+            QCOMPARE(r->count, expected->count);
+            QVERIFY(r->ppl == expected->ppl);  // exact
+            QVERIFY(r->runningPpl == expected->runningPpl);
+            QVERIFY(r->pplError == expected->pplError);
+        }
+        QCOMPARE(installed, 2 * static_cast<int>(names.size()));
+        // Every block released: the engine computes the original model again.
+        auto unchanged = calib::perplexityLayered(**e, in->tokens, pp, {});
+        QVERIFY(unchanged.ok());
+        QVERIFY(unchanged->ppl == plain->ppl);
+        // Cancelled half way.
+        int calls = 0;
+        auto c = calib::perplexityLayered(**e, in->tokens, pp, bw, 0, {}, [&](const ProgressInfo&) { return ++calls < 5; });
+        QVERIFY(!c.ok() && c.error().cancelled);
+    }
+}
+
 void TestCalib::imatrixLayeredSpilledAndCancelled() {
     auto m = openModel(kData + "/models/bard-llama");
     QVERIFY(m.ok());

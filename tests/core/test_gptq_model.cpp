@@ -17,6 +17,8 @@
 #include "infer/hparams.h"
 #include "infer/perplexity.h"
 #include "infer/text_tokens.h"
+#include "calib/layered.h"
+#include "variants/gptq_reader.h"
 
 using namespace qz;
 namespace fs = std::filesystem;
@@ -74,6 +76,7 @@ private slots:
     void spilledStates();
     void carriedStatesStore();
     void rtnOnlySkipsCalibration();
+    void evalFromWrittenFolder();
 };
 
 void TestGptqModel::gptqVersusRtn_data() {
@@ -493,4 +496,68 @@ void TestGptqModel::rtnOnlySkipsCalibration() {
 }
 
 QTEST_GUILESS_MAIN(TestGptqModel)
+// The evaluation after an export reads the written folder back one block at a time (and makes the RTN
+// baseline one block at a time): its perplexities equal those of an engine loaded with all of the export's
+// dequantized weights as overrides (eval()), to the bit, and the engine holds no block's weights afterwards.
+void TestGptqModel::evalFromWrittenFolder() {
+    QTemporaryDir tmp;
+    for (const std::string name : {"bard-llama", "bard-gpt2"}) {
+        auto m = openModel(kData + "/models/" + name);
+        QVERIFY(m.ok());
+        auto p = baseParams(4);
+        p.calib.samples = 8;
+        p.calib.seqLen = 64;
+        p.writeOutput = true;
+        p.outputDir = tmp.path().toStdString() + "/" + name;
+        auto r = gptq::exportGptq(**m, p);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().message.c_str());
+        QVERIFY(r->calibCpuSeconds > 0 && r->quantCpuSeconds > 0);
+        auto folder = openGptqFolder(p.outputDir);
+        QVERIFY2(folder.ok(), folder.ok() ? "" : folder.error().message.c_str());
+        auto plan = gptq::planLayers(**m);
+        QVERIFY(plan.ok());
+        auto in = tokenizeForPerplexity(**m, readAll(kValid));
+        QVERIFY(in.ok());
+        PerplexityParams pp = in->params;
+        pp.nCtx = 128;
+        pp.nChunks = 4;
+        EngineOptions eo;
+        eo.nCtx = 128;
+        auto e = Engine::load(**m, eo);
+        QVERIFY(e.ok());
+        std::vector<std::string> installed;
+        auto layered = [&](const std::function<Result<WeightOverrides>(int)>& weightsOf) {
+            calib::BlockWeights bw;
+            bw.install = [&](int b) -> Status {
+                auto w = weightsOf(b);
+                if (!w) return w.error();
+                for (const auto& [n, v] : *w) {
+                    if (auto s = (*e)->setWeight(n, v); !s) return s;
+                    installed.push_back(n);
+                }
+                return okStatus();
+            };
+            bw.release = [&](int) -> Status {
+                for (const auto& n : installed)
+                    if (auto s = (*e)->resetWeight(n); !s) return s;
+                installed.clear();
+                return okStatus();
+            };
+            auto res = calib::perplexityLayered(**e, in->tokens, pp, bw);
+            if (!res) qFatal("%s", res.error().message.c_str());
+            return res->ppl;
+        };
+        const double fromFolder = layered([&](int b) { return readGptqBlock(*folder, *plan, b); });
+        const double rtn = layered([&](int b) { return gptq::rtnBlockWeights(**m, *plan, b, p.quant); });
+        const double original = perplexity(**m, nullptr, pp.nCtx, pp.nChunks);
+        const double withOverrides = perplexity(**m, &r->overrides, pp.nCtx, pp.nChunks);
+        const double rtnOverrides = perplexity(**m, &r->rtnOverrides, pp.nCtx, pp.nChunks);
+        QVERIFY2(fromFolder == withOverrides, qPrintable(QString("%1 vs %2").arg(fromFolder, 0, 'g', 17).arg(withOverrides, 0, 'g', 17)));
+        QVERIFY2(rtn == rtnOverrides, qPrintable(QString("%1 vs %2").arg(rtn, 0, 'g', 17).arg(rtnOverrides, 0, 'g', 17)));
+        QVERIFY(fromFolder != original && rtn != original && rtn != fromFolder);
+        // After the layered runs the engine computes the original model again (every block released).
+        QCOMPARE((*e)->residentWeightBytes(), Engine::load(**m, eo).value()->residentWeightBytes());
+    }
+}
+
 #include "test_gptq_model.moc"
