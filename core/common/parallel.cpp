@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -37,6 +40,18 @@ void parallelFor(size_t n, const std::function<void(size_t, size_t, int)>& fn, i
         fn(0, n, 0);
         return;
     }
+    // Every chunk runs to its end whatever another does: an exception is caught where it is thrown (an
+    // uncaught one in a std::thread would terminate the program) and the first is rethrown after the join.
+    std::mutex mutex;
+    std::exception_ptr first;
+    auto run = [&](size_t b, size_t e, int c) noexcept {
+        try {
+            fn(b, e, c);
+        } catch (...) {
+            const std::lock_guard<std::mutex> lock(mutex);
+            if (!first) first = std::current_exception();
+        }
+    };
     std::vector<std::thread> pool;
     pool.reserve(chunks - 1);
     const size_t per = n / chunks, extra = n % chunks;
@@ -44,14 +59,20 @@ void parallelFor(size_t n, const std::function<void(size_t, size_t, int)>& fn, i
     size_t firstEnd = 0;
     for (size_t c = 0; c < chunks; ++c) {
         const size_t end = begin + per + (c < extra ? 1 : 0);
-        if (c == 0)
+        if (c == 0) {
             firstEnd = end;
-        else
-            pool.emplace_back(fn, begin, end, static_cast<int>(c));
+        } else {
+            try {
+                pool.emplace_back(run, begin, end, static_cast<int>(c));
+            } catch (const std::system_error&) { // no thread to be had: this chunk runs here (its slot is free)
+                run(begin, end, static_cast<int>(c));
+            }
+        }
         begin = end;
     }
-    fn(0, firstEnd, 0);
+    run(0, firstEnd, 0);
     for (auto& t : pool) t.join();
+    if (first) std::rethrow_exception(first);
 }
 
 }  // namespace qz
