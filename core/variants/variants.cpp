@@ -295,37 +295,32 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
         std::vector<float> deq;
         uint64_t tbytes = 0;
         bool quantized = false;
-        if (exl2) {
-            if (t.shape.size() != 2 && exl2->model->find(t.name) == nullptr) {
+        if (exl2 || gptq) {
+            if (exl2 && t.shape.size() != 2 && exl2->model->find(t.name) == nullptr) {
                 bytes += t.nbytes; // not a linear's weight and not in the folder
                 continue;
             }
-            auto r = readExl2Weight(*exl2, t.name, t.shape.size() == 2 ? t.shape[0] : 0,
-                                    t.shape.size() == 2 ? t.shape[1] : 0);
-            if (!r) return r.error();
-            if (!r->found) {
+            // The folder's tensor (either reader gives found / values / bytes / quantized).
+            bool found = false;
+            auto take = [&](auto&& r) -> Status {
+                if (!r) return r.error();
+                if (!r->found) return okStatus();
+                if (r->values.size() != t.numel())
+                    return makeError(path + ": " + t.name + " has another size than the original's");
+                found = true;
+                tbytes = r->bytes;
+                quantized = r->quantized;
+                deq = std::move(r->values);
+                return okStatus();
+            };
+            const int64_t out = t.shape.size() == 2 ? t.shape[0] : 0, in = t.shape.size() == 2 ? t.shape[1] : 0;
+            if (auto st = exl2 ? take(readExl2Weight(*exl2, t.name, out, in)) : take(readGptqWeight(*gptq, t.name));
+                !st)
+                return st.error();
+            if (!found) {
                 bytes += t.nbytes; // a tensor the folder lacks (e.g. a tied head) counts as the original's
                 continue;
             }
-            if (r->values.size() != t.numel())
-                return makeError(path + ": " + t.name + " has another size than the original's");
-            tbytes = r->bytes;
-            quantized = r->quantized;
-            deq = std::move(r->values);
-            orig.resize(t.numel());
-            if (auto st = readTensorF32(original, t, orig); !st) return st.error();
-        } else if (gptq) {
-            auto r = readGptqWeight(*gptq, t.name);
-            if (!r) return r.error();
-            if (!r->found) {
-                bytes += t.nbytes; // a tensor the folder lacks (e.g. a tied head) counts as the original's
-                continue;
-            }
-            if (r->values.size() != t.numel())
-                return makeError(path + ": " + t.name + " has another size than the original's");
-            tbytes = r->bytes;
-            quantized = r->quantized;
-            deq = std::move(r->values);
             orig.resize(t.numel());
             if (auto st = readTensorF32(original, t, orig); !st) return st.error();
         } else {
