@@ -10,6 +10,7 @@
 #include <regex>
 
 #include "common/fp16.h"
+#include "common/json_field.h"
 #include "tokenizer/hf_vocab.h"
 
 namespace qz {
@@ -105,7 +106,9 @@ Result<ArchParams> archParamsFromConfig(const std::string& configJson, const std
     }
     if (!j.is_object()) return makeError(where + ": config.json is not a JSON object");
     ArchParams a;
-    a.hfType = j.value("model_type", std::string());
+    auto typeField = jsonStringField(j, "model_type", std::string(), where + ": config.json");
+    if (!typeField) return typeField.error();
+    a.hfType = std::move(typeField.value());
     // A multimodal Gemma 3 nests the language model's keys in text_config (convert lifts them up).
     if (auto tc = j.find("text_config"); tc != j.end() && tc->is_object() && a.hfType == "gemma3") {
         json lifted = j;
@@ -147,9 +150,15 @@ Result<ArchParams> archParamsFromConfig(const std::string& configJson, const std
         a.nHeadKv = intKey(j, {"num_key_value_heads"}).value_or(a.nHead);
         a.normEps = numKey(j, {"rms_norm_eps"}).value_or(1e-6);
         a.ropeTheta = numKey(j, {"rope_theta"}).value_or(10000.0);
-        a.tiedEmbeddings = j.value("tie_word_embeddings", false);
+        auto tied = jsonBoolField(j, "tie_word_embeddings", false, where + ": config.json");
+        if (!tied) return tied.error();
+        a.tiedEmbeddings = *tied;
         if (auto rs = j.find("rope_scaling"); rs != j.end() && rs->is_object()) {
-            const std::string type = rs->value("rope_type", rs->value("type", std::string()));
+            auto typeOf = [&](const char* key) { return jsonStringField(*rs, key, std::string(), where + ": config.json rope_scaling"); };
+            auto rt = typeOf("rope_type");
+            if (rt && rt->empty()) rt = typeOf("type");
+            if (!rt) return rt.error();
+            const std::string type = *rt;
             if (type == "llama3") {
                 a.llama3Rope = true;
                 a.llama3Factor = numKey(*rs, {"factor"}).value_or(8.0);
@@ -170,7 +179,9 @@ Result<ArchParams> archParamsFromConfig(const std::string& configJson, const std
             a.nExpert = intKey(j, {"num_experts", "num_local_experts"}).value_or(0);
             a.nExpertUsed = intKey(j, {"num_experts_per_tok"}).value_or(0);
             a.expertFf = intKey(j, {"moe_intermediate_size"}).value_or(0);
-            a.normTopkProb = j.value("norm_topk_prob", false);
+            auto ntp = jsonBoolField(j, "norm_topk_prob", false, where + ": config.json");
+            if (!ntp) return ntp.error();
+            a.normTopkProb = *ntp;
             // llama.cpp's qwen3moe has no dense layers: every layer must be sparse.
             const bool mlpOnly = j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array() &&
                                  !j["mlp_only_layers"].empty();

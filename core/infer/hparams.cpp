@@ -3,6 +3,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "common/json_field.h"
+
 namespace qz {
 
 namespace {
@@ -131,7 +133,9 @@ Result<InferHParams> fromConfig(const Model& model) {
         return makeError(where + ": config.json is not valid JSON (" + e.what() + ")");
     }
     if (!j.is_object()) return makeError(where + ": config.json is not a JSON object");
-    std::string type = j.value("model_type", std::string());
+    auto typeField = jsonStringField(j, "model_type", std::string(), where + ": config.json");
+    if (!typeField) return typeField.error();
+    std::string type = std::move(typeField.value());
     if (type.empty() && !model.architecture.empty()) type = model.architecture;
 
     InferHParams hp;
@@ -191,7 +195,14 @@ Result<InferHParams> fromConfig(const Model& model) {
         QZ_TRY(readFamily(j, type, hp, where));
         auto rs = j.find("rope_scaling");
         if (rs != j.end() && rs->is_object()) {
-            std::string rt = rs->value("rope_type", rs->value("type", std::string()));
+            auto rtField = jsonStringField(*rs, "rope_type", std::string(), where + ": config.json rope_scaling");
+            if (!rtField) return rtField.error();
+            std::string rt = std::move(rtField.value());
+            if (rt.empty()) {
+                auto legacy = jsonStringField(*rs, "type", std::string(), where + ": config.json rope_scaling");
+                if (!legacy) return legacy.error();
+                rt = std::move(legacy.value());
+            }
             if (rt == "linear") {
                 QZ_TRY(getFloat(*rs, "factor", 1.0f, hp.ropeLinearScale, where));
                 if (!(hp.ropeLinearScale > 0)) return makeError(where + ": rope_scaling factor must be > 0");

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/file_util.h"
+#include "common/json_field.h"
 #include "tokenizer/spm_model.h"
 
 namespace qz {
@@ -284,7 +285,7 @@ Result<Vocab> loadSpm(const fs::path& dir, const Json* config, const Json* tokCf
     // read the same way, so that a folder and its GGUF give the same tokens (Gemma's own tokenizer.model has
     // add_dummy_prefix false too; core/tokenizer/README.md).
     if (config && config->is_object()) {
-        const std::string type = config->value("model_type", std::string());
+        const std::string type = jsonStringOrEmpty(*config, "model_type");
         if (type == "gemma2" || type == "gemma3" || type == "gemma3_text") v.addSpacePrefix = false;
     }
     return v;
@@ -296,7 +297,7 @@ std::string preNameFromTokenizerJson(const Json& pre, std::string& detail) {
         detail = "no pre_tokenizer";
         return "";
     }
-    const std::string type = pre.value("type", "");
+    const std::string type = jsonStringOrEmpty(pre, "type");
     if (type == "ByteLevel") {
         const bool useRegex = !pre.contains("use_regex") || (pre["use_regex"].is_boolean() && pre["use_regex"].get<bool>());
         if (useRegex) return "gpt-2";
@@ -309,7 +310,7 @@ std::string preNameFromTokenizerJson(const Json& pre, std::string& detail) {
         bool byteLevel = false;
         for (const auto& p : list) {
             if (!p.is_object()) return "";
-            const std::string t = p.value("type", "");
+            const std::string t = jsonStringOrEmpty(p, "type");
             if (t == "Split" && name.empty() && p.contains("pattern") && p["pattern"].is_object() &&
                 p["pattern"].contains("Regex") && p["pattern"]["Regex"].is_string()) {
                 const std::string rx = p["pattern"]["Regex"].get<std::string>();
@@ -348,8 +349,8 @@ Result<Vocab> loadBpe(const fs::path& dir, const Json* config, const Json* tokCf
         if (!tj.is_object() || !tj.contains("model") || !tj["model"].is_object())
             return makeError(tjPath.string() + ": no model object");
         const auto& model = tj["model"];
-        if (model.value("type", "") != "BPE")
-            return makeError(tjPath.string() + ": tokenizer model type \"" + model.value("type", "") +
+        if (jsonStringOrEmpty(model, "type") != "BPE")
+            return makeError(tjPath.string() + ": tokenizer model type \"" + jsonStringOrEmpty(model, "type") +
                              "\" is not supported (only SentencePiece tokenizer.model and byte-level BPE)");
         if (!model.contains("vocab") || !model["vocab"].is_object()) return makeError(tjPath.string() + ": model.vocab missing");
         for (const auto& [tok, idJson] : model["vocab"].items()) {

@@ -135,6 +135,27 @@ void TestHfToGguf::rejectsUnknownArchitecture() {
     auto b = archParamsFromConfig(R"({"model_type": "llama", "hidden_size": 8})", "x/config.json");
     QVERIFY(!b.ok());
     QVERIFY(!archParamsFromConfig("not json", "x").ok());
+    // A field of another type is an error naming the field, never an exception out of the JSON library.
+    const std::string llama = R"("hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "vocab_size": 8)";
+    const std::pair<std::string, std::string> wrongTypes[] = {
+        {R"({"model_type": 5})", "\"model_type\" is not a string"},
+        {R"({"model_type": "llama", "tie_word_embeddings": "yes", )" + llama + "}", "tie_word_embeddings"},
+        {R"({"model_type": "llama", "rope_scaling": {"rope_type": 3}, )" + llama + "}", "rope_type"},
+        {R"({"model_type": "llama", "rope_scaling": {"type": []}, )" + llama + "}", "\"type\" is not a string"},
+        {R"({"model_type": "qwen3_moe", "norm_topk_prob": 1, "num_experts": 4, "moe_intermediate_size": 8, )" +
+             llama + "}",
+         "norm_topk_prob"}};
+    for (const auto& [config, fragment] : wrongTypes) {
+        Result<ArchParams> r = makeError("");
+        try {
+            r = archParamsFromConfig(config, "x/config.json");
+        } catch (const std::exception& e) {
+            QFAIL((config + " threw " + e.what()).c_str());
+        }
+        QVERIFY2(!r.ok(), config.c_str());
+        QVERIFY2(r.error().message.find(fragment) != std::string::npos, r.error().message.c_str());
+    }
 }
 
 void TestHfToGguf::sizeLabels() {
