@@ -1,11 +1,13 @@
 #include "variants/exl2_reader.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
 #include "common/fp16.h"
+#include "infer/hparams.h"
 
 namespace qz {
 
@@ -213,6 +215,73 @@ Result<std::shared_ptr<Exl2Linear>> exl2Linear(const Exl2Folder& folder, const s
     return L;
 }
 
+// A fused weight of the original (phi3) read from the linears the folder splits it into: part i holds rows
+// [row0[i], row0[i] + rows of part i) of the fused tensor.
+class Exl2Fused final : public WeightRowSource {
+  public:
+    std::vector<std::shared_ptr<const Exl2Linear>> parts;
+    std::vector<int64_t> row0;
+    int64_t out = 0, in = 0;
+    uint64_t bytes = 0;
+
+    int64_t rows() const override { return out; }
+    int64_t cols() const override { return in; }
+    uint64_t residentBytes() const override {
+        uint64_t b = 0;
+        for (const auto& p : parts)
+            b += p->residentBytes();
+        return b;
+    }
+    void decodeRows(int64_t r0, int64_t r1, float* dst) const override {
+        for (size_t i = 0; i < parts.size(); ++i) {
+            const int64_t lo = std::max(r0, row0[i]), hi = std::min(r1, row0[i] + parts[i]->out);
+            if (lo < hi) parts[i]->decodeRows(lo - row0[i], hi - row0[i], dst + (lo - r0) * in);
+        }
+    }
+};
+
+// The weight's quantized form: one linear, or the parts of a fused weight. nullptr when the folder does not
+// store it quantized (no q_weight under its name, none of its parts).
+Result<std::shared_ptr<const WeightRowSource>> quantizedWeight(const Exl2Folder& folder,
+                                                               const std::string& weightName, int64_t out,
+                                                               int64_t in, uint64_t* bytes) {
+    using Ptr = std::shared_ptr<const WeightRowSource>;
+    auto sp = folder.split.find(weightName);
+    if (sp == folder.split.end()) {
+        auto L = exl2Linear(folder, weightName, out, in);
+        if (!L) return L.error();
+        if (*L) *bytes = (*L)->bytes;
+        return Ptr(std::move(*L));
+    }
+    const std::string where = folder.model->path + ": " + weightName;
+    auto F = std::make_shared<Exl2Fused>();
+    F->out = out;
+    F->in = in;
+    int64_t row = 0;
+    std::string missing;
+    for (const Exl2Part& part : sp->second) {
+        auto L = exl2Linear(folder, part.weightName, part.rows, in);
+        if (!L) return L.error();
+        if (!*L) {
+            missing = part.weightName;
+            continue;
+        }
+        F->row0.push_back(row);
+        row += part.rows;
+        F->bytes += (*L)->bytes;
+        F->parts.push_back(std::move(*L));
+    }
+    if (F->parts.empty()) return Ptr();
+    if (!missing.empty())
+        return makeError(where + " is stored split (core/exl2/README.md E.8), but " + missing +
+                         " has no q_weight");
+    if (row != out)
+        return makeError(where + ": its parts have " + std::to_string(row) + " rows, the original " +
+                         std::to_string(out));
+    *bytes = F->bytes;
+    return Ptr(std::move(F));
+}
+
 } // namespace
 
 bool looksLikeExl2Folder(const std::string& path) {
@@ -222,7 +291,7 @@ bool looksLikeExl2Folder(const std::string& path) {
     return j && isExl2Config(*j);
 }
 
-Result<Exl2Folder> openExl2Folder(const std::string& path) {
+Result<Exl2Folder> openExl2Folder(const std::string& path, const Model& original) {
     auto cfg = readQuantConfig(path);
     if (!cfg) return cfg.error();
     if (!isExl2Config(*cfg)) return makeError(path + ": quant_method is not \"exl2\"");
@@ -238,6 +307,19 @@ Result<Exl2Folder> openExl2Folder(const std::string& path) {
     auto m = openModel(path);
     if (!m) return m.error();
     f.model = std::move(*m);
+    // phi3: the fused weights' parts as exllamav2 splits them (README.md E.8), with the original's sizes.
+    // An original the engine cannot describe has no fused weights to map.
+    if (auto hp = readInferHParams(original); hp && hp->fused) {
+        const int64_t q = int64_t(hp->nHead) * hp->headDim, kv = int64_t(hp->nHeadKv) * hp->headDim;
+        for (int l = 0; l < hp->nLayer; ++l) {
+            const std::string b = hp->hfPrefix + "layers." + std::to_string(l) + ".";
+            f.split[b + "self_attn.qkv_proj.weight"] = {{b + "self_attn.q_proj.weight", q},
+                                                        {b + "self_attn.k_proj.weight", kv},
+                                                        {b + "self_attn.v_proj.weight", kv}};
+            f.split[b + "mlp.gate_up_proj.weight"] = {{b + "mlp.gate_proj.weight", hp->nFf},
+                                                      {b + "mlp.up_proj.weight", hp->nFf}};
+        }
+    }
     return f;
 }
 
@@ -253,22 +335,22 @@ Result<Exl2Tensor> readExl2Weight(const Exl2Folder& folder, const std::string& w
         r.bytes = t->nbytes;
         return r;
     }
-    auto L = exl2Linear(folder, weightName, out, in);
-    if (!L) return L.error();
-    if (!*L) return r;
+    uint64_t bytes = 0;
+    auto S = quantizedWeight(folder, weightName, out, in, &bytes);
+    if (!S) return S.error();
+    if (!*S) return r;
     r.values.resize(size_t(out) * size_t(in));
-    (*L)->decodeRows(0, out, r.values.data());
+    (*S)->decodeRows(0, out, r.values.data());
     r.found = r.quantized = true;
-    r.bytes = (*L)->bytes;
+    r.bytes = bytes;
     return r;
 }
 
 Result<std::shared_ptr<const WeightRowSource>>
 exl2RowSource(const Exl2Folder& folder, const std::string& weightName, int64_t out, int64_t in) {
     if (folder.model->find(weightName)) return std::shared_ptr<const WeightRowSource>();
-    auto L = exl2Linear(folder, weightName, out, in);
-    if (!L) return L.error();
-    return std::shared_ptr<const WeightRowSource>(std::move(*L));
+    uint64_t bytes = 0;
+    return quantizedWeight(folder, weightName, out, in, &bytes);
 }
 
 } // namespace qz

@@ -254,7 +254,7 @@ Result<Variant> openFileVariant(const Model& original, const std::string& path, 
     std::optional<Exl2Folder> exl2;
     std::shared_ptr<Model> file;
     if (looksLikeExl2Folder(path)) {
-        auto e = openExl2Folder(path);
+        auto e = openExl2Folder(path, original);
         if (!e) return e.error();
         exl2 = std::move(*e);
         v.kind = VariantKind::Exl2Folder;
@@ -403,7 +403,7 @@ Result<TensorPair> variantTensorPair(const Model& original, const Variant& v, co
         if (auto st = fakeQuantTensor(original, v, *idx, p.original, p.variant); !st) return st.error();
         return p;
     case VariantKind::Exl2Folder: {
-        auto e = openExl2Folder(v.path);
+        auto e = openExl2Folder(v.path, original);
         if (!e) return e.error();
         if (t.shape.size() != 2 && !e->model->find(tensorName))
             return makeError(v.path + " has no tensor " + tensorName);
@@ -465,7 +465,7 @@ Result<VariantRunnable> variantRunnable(const std::shared_ptr<const Model>& orig
         if (!g) return g.error();
         gptq = std::move(*g);
     } else if (v.kind == VariantKind::Exl2Folder) {
-        auto e = openExl2Folder(v.path);
+        auto e = openExl2Folder(v.path, *original);
         if (!e) return e.error();
         exl2 = std::move(*e);
     }

@@ -9,7 +9,8 @@
 //   * GgufFile: a GGUF file (an export of any type or mix, or a file opened beside the model). Stored as
 //     its path; read tensor by tensor when needed.
 //   * GptqFolder: a GPTQ checkpoint folder as our exporter writes it (variants/gptq_reader.h).
-//   * Exl2Folder: an EXL2 folder as exllamav2 (and our exporter) writes it (variants/exl2_reader.h).
+//   * Exl2Folder: an EXL2 folder as exllamav2 (and our exporter) writes it (variants/exl2_reader.h; phi3's
+//     fused weights read from the q/k/v and gate/up linears the folder splits them into).
 // Each carries its size, bits per weight, per-tensor error figures against the original and, once
 // evaluated, PPL / mean KLD / same-top rate against the original on a text.
 //

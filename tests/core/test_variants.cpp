@@ -4,7 +4,8 @@
 // to the exporter's own dequantized weights, an EXL2 folder read back equal to the EXL2 exporter's own
 // dequantized weights (which tests/exl2/read_check.py, an independent reader, decodes equal in
 // test_exl2_model) and evaluated near the original's perplexity, variants evaluated from engine row
-// sources equal to the F32-override path bit for bit, the Pareto front on hand-made points, and the
+// sources equal to the F32-override path bit for bit, a phi3 EXL2 folder's split q/k/v and gate/up linears
+// read back as the original's fused tensors, the Pareto front on hand-made points, and the
 // project file (round trip, hostile files refused with the file and field named).
 #include <QtTest>
 
@@ -17,6 +18,7 @@
 #include "gptq/gptq_export.h"
 #include "infer/evaluate.h"
 #include "infer/matmul.h"
+#include "tiny_archs.h"
 #include "variants/exl2_reader.h"
 #include "variants/gptq_reader.h"
 #include "variants/variants.h"
@@ -434,7 +436,7 @@ class TestVariants : public QObject {
         QVERIFY2(v, v ? "" : v.error().message.c_str());
         QCOMPARE(int(v->kind), int(VariantKind::Exl2Folder));
         QCOMPARE(v->label, std::string("EXL2 6.00 bpw h6"));
-        auto folder = openExl2Folder(p.outputDir);
+        auto folder = openExl2Folder(p.outputDir, *m);
         QVERIFY(folder);
         auto fm = open(p.outputDir);
         int compared = 0;
@@ -516,6 +518,135 @@ class TestVariants : public QObject {
         QVERIFY(!bad2);
         QVERIFY2(bad2.error().message.find(pre + ": q_invperm is not a permutation") != std::string::npos,
                  bad2.error().message.c_str());
+        fs::remove_all(dir);
+    }
+
+    // phi3's EXL2 folder stores its fused qkv_proj and gate_up_proj split into q/k/v and gate/up (as
+    // exllamav2 loads them): the variant reads the fused tensor from the parts, rows in the original's order
+    // (q, k, v; gate, up). Its values equal the exporter's dequantized parts stacked, each part equal to
+    // that part read alone, and differ from the original's; figures, bytes and the row source the
+    // evaluation runs follow from the quantized parts, not from the original's weights.
+    void phi3Exl2FusedTensors() {
+        const fs::path dir = tempDir("exl2_phi3");
+        const std::string modelDir = (dir / "model").string();
+        auto w = qztest::writeTinyModel(modelDir, "phi3", kData);
+        QVERIFY2(w, w ? "" : w.error().message.c_str());
+        auto m = open(modelDir);
+        exl2::ExportParams p;
+        p.targetBpw = 4.0;
+        p.calibPath = kData + "/text/shakespeare-train.txt";
+        p.measureCalib = {2, 64, 1};
+        p.quantCalib = {4, 64, 1};
+        p.seed = 1;
+        p.annealIterations = 10;
+        p.outputDir = (dir / "out").string();
+        p.keepOverrides = true;
+        auto r = exl2::exportExl2(*m, p);
+        QVERIFY2(r, r ? "" : r.error().message.c_str());
+        auto fm = open(p.outputDir);
+        QVERIFY(!fm->find("model.layers.0.self_attn.qkv_proj.q_weight")); // stored split only
+        QVERIFY(fm->find("model.layers.0.self_attn.k_proj.q_weight"));
+        auto v = openFileVariant(*m, p.outputDir);
+        QVERIFY2(v, v ? "" : v.error().message.c_str());
+        auto folder = openExl2Folder(p.outputDir, *m);
+        QVERIFY(folder);
+        const qztest::TinyDims d = qztest::tinyDims("phi3");
+        const int64_t q = d.heads * d.headDim, kv = d.kvHeads * d.headDim, in = d.hidden;
+        struct Part {
+            const char* name;
+            int64_t row0, rows;
+        };
+        const std::vector<std::pair<std::string, std::vector<Part>>> fused = {
+            {"self_attn.qkv_proj",
+             {{"self_attn.q_proj", 0, q}, {"self_attn.k_proj", q, kv}, {"self_attn.v_proj", q + kv, kv}}},
+            {"mlp.gate_up_proj", {{"mlp.gate_proj", 0, d.ffn}, {"mlp.up_proj", d.ffn, d.ffn}}}};
+        auto run = variantRunnable(m, *v);
+        QVERIFY2(run, run ? "" : run.error().message.c_str());
+        QVERIFY(run->overrides.empty());
+        int checked = 0;
+        for (int64_t l = 0; l < d.layers; ++l)
+            for (const auto& [fname, parts] : fused) {
+                const std::string base = "model.layers." + std::to_string(l) + ".";
+                const std::string name = base + fname + ".weight";
+                const TensorInfo* t = m->find(name);
+                QVERIFY(t);
+                const auto x = read(*m, name);
+                auto want = r->overrides.find(name);
+                QVERIFY2(want != r->overrides.end(), name.c_str());
+                QCOMPARE(want->second.size(), x.size());
+                // Each part as the folder stores it, against its rows of the exporter's fused weights.
+                uint64_t bytes = 0;
+                for (const Part& part : parts) {
+                    const std::string pn = base + part.name;
+                    auto pw = readExl2Weight(*folder, pn + ".weight", part.rows, in);
+                    QVERIFY2(pw && pw->found && pw->quantized, pn.c_str());
+                    const std::vector<float> rows(want->second.begin() + part.row0 * in,
+                                                  want->second.begin() + (part.row0 + part.rows) * in);
+                    QVERIFY2(sameBits(pw->values, rows), pn.c_str());
+                    for (const char* suf :
+                         {".q_weight", ".q_scale", ".q_scale_max", ".q_groups", ".q_invperm"})
+                        bytes += fm->find(pn + suf)->nbytes;
+                }
+                auto fw = readExl2Weight(*folder, name, t->shape[0], t->shape[1]);
+                QVERIFY2(fw && fw->found && fw->quantized, name.c_str());
+                QVERIFY2(sameBits(fw->values, want->second), name.c_str());
+                QVERIFY(!sameBits(fw->values, x));
+                const VariantTensor* vt = v->find(name);
+                QVERIFY2(vt, name.c_str());
+                QCOMPARE(vt->bytes, bytes);
+                const ErrorStats e = errorStats(x.data(), want->second.data(), x.size());
+                QVERIFY(e.mse > 0);
+                QVERIFY(close(vt->error.mse, e.mse, 1e-12));
+                auto pair = variantTensorPair(*m, *v, name);
+                QVERIFY2(pair, pair ? "" : pair.error().message.c_str());
+                QVERIFY(sameBits(pair->variant, want->second) && sameBits(pair->original, x));
+                auto src = run->sources.find(name);
+                QVERIFY2(src != run->sources.end(), name.c_str());
+                QVERIFY(sameBits(decodeAll(*src->second), want->second));
+                ++checked;
+            }
+        QCOMPARE(checked, int(2 * d.layers));
+        QCOMPARE(int(v->tensors.size()), int(4 * d.layers + 1)); // qkv, o, gate_up, down per layer + lm_head
+        // Evaluated from the row sources: the exporter's weights run as overrides give the same numbers.
+        const std::string text = readText(kData + "/text/shakespeare-valid.txt");
+        Comparison c;
+        c.variants.push_back(*v);
+        EvalParams ep;
+        ep.nCtx = 64;
+        ep.nChunks = 4;
+        auto st = evaluateComparison(m, c, text, ep);
+        QVERIFY2(st, st ? "" : st.error().message.c_str());
+        QVERIFY2(c.variants[0].eval.done, c.variants[0].eval.error.c_str());
+        KldBase base;
+        auto p0 = evaluatePerplexity(*m, text, ep, {}, nullptr, &base);
+        auto k = evaluateKlDivergence(*m, base, ep, {}, &r->overrides);
+        QVERIFY(p0 && k);
+        qInfo("phi3 EXL2 4.0 bpw: PPL %.4f, original %.4f, mean KLD %.5f", c.variants[0].eval.ppl, p0->ppl,
+              c.variants[0].eval.meanKld);
+        QVERIFY(close(c.variants[0].eval.ppl, k->pplQ, 1e-5));
+        QVERIFY(close(c.variants[0].eval.meanKld, k->meanKld, 1e-3));
+        QVERIFY(c.variants[0].eval.meanKld > 0);
+        // A folder with one part of a fused weight missing (its q_weight renamed in the header) is refused,
+        // naming the folder, the fused weight and the part.
+        {
+            const std::string file =
+                fm->files[fm->find("model.layers.1.self_attn.k_proj.q_weight")->fileIndex]->path();
+            fm.reset();
+            std::string bytes = readText(file);
+            const std::string from = "model.layers.1.self_attn.k_proj.q_weight";
+            const auto at = bytes.find(from);
+            QVERIFY(at != std::string::npos);
+            bytes.replace(at, from.size(), "model.layers.1.self_attn.k_prxj.q_weight");
+            std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+        }
+        auto bad = openFileVariant(*m, p.outputDir);
+        QVERIFY(!bad);
+        QVERIFY2(bad.error().message.find(p.outputDir) != std::string::npos &&
+                     bad.error().message.find("model.layers.1.self_attn.qkv_proj.weight is stored split") !=
+                         std::string::npos &&
+                     bad.error().message.find("model.layers.1.self_attn.k_proj.weight has no q_weight") !=
+                         std::string::npos,
+                 bad.error().message.c_str());
         fs::remove_all(dir);
     }
 
