@@ -650,6 +650,45 @@ class TestVariants : public QObject {
         fs::remove_all(dir);
     }
 
+    // A phi3 GPTQ folder keeps the fused qkv_proj and gate_up_proj under their own names (AutoGPTQ's
+    // phi3 module groups, core/gptq/README.md D.1): the variant reads them as they are, quantized, equal to
+    // the exporter's dequantized weights, from row sources.
+    void phi3GptqFusedTensors() {
+        const fs::path dir = tempDir("gptq_phi3");
+        const std::string modelDir = (dir / "model").string();
+        auto w = qztest::writeTinyModel(modelDir, "phi3", kData);
+        QVERIFY2(w, w ? "" : w.error().message.c_str());
+        auto m = open(modelDir);
+        gptq::ExportParams p;
+        p.quant.bits = 4;
+        p.quant.groupSize = 32;
+        p.method = gptq::Method::Rtn;
+        p.outputDir = (dir / "out").string();
+        p.keepOverrides = true;
+        auto r = gptq::exportGptq(*m, p);
+        QVERIFY2(r, r ? "" : r.error().message.c_str());
+        auto v = openFileVariant(*m, p.outputDir);
+        QVERIFY2(v, v ? "" : v.error().message.c_str());
+        auto run = variantRunnable(m, *v);
+        QVERIFY2(run, run ? "" : run.error().message.c_str());
+        int fused = 0;
+        for (const char* name :
+             {"model.layers.0.self_attn.qkv_proj.weight", "model.layers.1.mlp.gate_up_proj.weight"}) {
+            const VariantTensor* vt = v->find(name);
+            QVERIFY2(vt, name);
+            const auto x = read(*m, name);
+            const auto& want = r->overrides.at(name);
+            QVERIFY(!sameBits(want, x));
+            QVERIFY(close(vt->error.mse, errorStats(x.data(), want.data(), x.size()).mse, 1e-12));
+            auto pair = variantTensorPair(*m, *v, name);
+            QVERIFY(pair && sameBits(pair->variant, want));
+            QVERIFY(sameBits(decodeAll(*run->sources.at(name)), want));
+            ++fused;
+        }
+        QCOMPARE(fused, 2);
+        fs::remove_all(dir);
+    }
+
     void pareto() {
         // (bpw, kld): a dominates b; c and d are the trade-off; e has a NaN.
         const std::vector<double> x{4.0, 4.5, 8.0, 2.5, 3.0, NAN, 8.0};
