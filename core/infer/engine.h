@@ -57,7 +57,9 @@
 // llama.cpp multiplies F32 weights); only overridden tensors take memory. An override may also supply an
 // optional tensor the file lacks (a bias). The engine copies the values; the map is not referenced after
 // load(). Sources (EngineOptions::sources, setWeightSource) give a 2-D weight's rows on demand instead:
-// the same values in the same layout, computed the same way, without an F32 copy of the tensor.
+// the same values in the same layout, computed the same way, without an F32 copy of the tensor. A
+// Conv1D weight's transposed source (WeightRowSource::transposed: rows of [out, in]) is run the same way,
+// and load() then reads no F32 copy of that weight from the file.
 #pragma once
 
 #include <cstdint>
@@ -162,8 +164,9 @@ public:
     // Replaces one of the model's 2-D tensors by a source that decodes its rows on demand
     // (infer/weight_source.h): for a weight the engine reads by rows it keeps no copy and widens one panel
     // of rows per thread at a time, always with F32 activations (as for an override, whose values it must
-    // equal bit for bit); a 2-D tensor it holds as F32 anyway (GPT-2's positions, its HF Conv1D weights)
-    // takes the decoded values as an override would. The KV cache is reset. Fails on an unknown name, a
+    // equal bit for bit); a 2-D tensor it holds as F32 anyway (GPT-2's positions, its HF Conv1D weights
+    // given by a source in their stored layout) takes the decoded values as an override would. A Conv1D
+    // weight's transposed source (rows of [out, in]) is read by rows as the other weights are. The KV cache is reset. Fails on an unknown name, a
     // tensor that is not 2-D (or a GGUF expert stack), or a shape mismatch.
     Status setWeightSource(const std::string& name, std::shared_ptr<const WeightRowSource> source);
     // Undoes setWeight / setWeightSource / an override: the tensor is read from the model file again (2-D

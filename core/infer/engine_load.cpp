@@ -27,9 +27,17 @@ Status checkFinite(const std::string& what, std::span<const float> v) {
 struct Loader {
     const Model& model;
     const WeightOverrides* overrides;
+    const WeightSources* sources;
     ProgressTracker& progress;
     bool gguf;
     std::unordered_map<std::string, InferWeightSlot>& slots;
+
+    // A Conv1D weight that a transposed source replaces after load (Engine::load): not read now.
+    bool transposedSourceFor(const std::string& name) const {
+        if (!sources) return false;
+        auto it = sources->find(name);
+        return it != sources->end() && it->second && it->second->transposed();
+    }
 
     const std::vector<float>* overrideFor(const std::string& name) const {
         if (!overrides) return nullptr;
@@ -105,6 +113,8 @@ struct Loader {
         } else if (!t) {
             if (required) return makeError(model.path + ": tensor " + name + " is missing");
             return okStatus();
+        } else if (conv1d && transposedSourceFor(name)) {
+            // Its rows come from the source (set right after loading): no F32 copy of the file's values.
         } else if (conv1d) {
             // GPT-2's HF checkpoints only (at most 1.5B parameters): an F32 transposed copy.
             auto r = readTensorF32(model, *t);
@@ -449,7 +459,7 @@ Status loadEngineWeights(const Model& model, const EngineOptions& options, Progr
     const bool hfExperts = hp.nExpert > 0 && model.format != ModelFormat::Gguf;
     const double units = 4.0 + static_cast<double>(hp.nLayer) * (13.0 + (hfExperts ? 3.0 * hp.nExpert : 0.0));
     ProgressTracker tracker(std::move(progress), units);
-    Loader ld{model, options.overrides, tracker, model.format == ModelFormat::Gguf, impl.slots};
+    Loader ld{model, options.overrides, options.sources, tracker, model.format == ModelFormat::Gguf, impl.slots};
     try {
         return hp.arch == InferArch::Gpt2 ? loadGpt2(ld, impl) : loadLlama(ld, impl);
     } catch (const std::bad_alloc&) {

@@ -14,11 +14,18 @@ Status Engine::setWeightSource(const std::string& name, std::shared_ptr<const We
     if (slot.shape.size() != 2 || !slot.experts.empty())
         return makeError("setWeightSource: " + name +
                          " is not a 2-D tensor (give its values as an override)");
-    if (source->rows() != slot.shape[0] || source->cols() != slot.shape[1])
+    const bool transposed = source->transposed();
+    if (transposed && !slot.conv1d)
+        return makeError("setWeightSource: the source of " + name +
+                         " gives rows of its transpose, which only a Conv1D weight takes");
+    const int64_t rows = transposed ? slot.shape[1] : slot.shape[0],
+                  cols = transposed ? slot.shape[0] : slot.shape[1];
+    if (source->rows() != rows || source->cols() != cols)
         return makeError("setWeightSource: the source of " + name + " has " + std::to_string(source->rows()) +
                          " × " + std::to_string(source->cols()) + " values, the tensor " +
-                         std::to_string(slot.shape[0]) + " × " + std::to_string(slot.shape[1]));
-    if (!slot.matrix || slot.conv1d) {
+                         std::to_string(rows) + " × " + std::to_string(cols) +
+                         (transposed ? " (transposed)" : ""));
+    if (!slot.matrix || (slot.conv1d && !transposed)) {
         // Held as F32 anyway (GPT-2's learned positions, its HF Conv1D weights kept transposed): the
         // source's values become the held copy, as an override's would.
         std::vector<float> v;
@@ -34,6 +41,7 @@ Status Engine::setWeightSource(const std::string& name, std::shared_ptr<const We
         m_impl->nCached = 0;
         return okStatus();
     }
+    // Rows of [out, in] (a Conv1D weight's transposed source included): the engine's matrix layout.
     StoredMatrix& M = *slot.matrix;
     std::vector<float>().swap(M.owned);
     M.source = std::move(source);

@@ -115,9 +115,11 @@ class GptqLinear final : public WeightRowSource {
     std::vector<int32_t> zeros;         // [G][out]
     std::vector<float> scales;          // [G][out]
     std::vector<int32_t> gidx;          // [in]
+    bool conv1d = false;                // the original stores the weight [in, out] (README.md D.1)
 
     int64_t rows() const override { return out; }
     int64_t cols() const override { return in; }
+    bool transposed() const override { return conv1d; }
     uint64_t residentBytes() const override {
         return 4 * (zeros.capacity() + scales.capacity() + gidx.capacity());
     }
@@ -275,12 +277,12 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
 
 Result<std::shared_ptr<const WeightRowSource>> gptqRowSource(const GptqFolder& folder,
                                                              const std::string& weightName) {
-    if (folder.model->find(weightName) || weightInputIsRows(weightName))
-        return std::shared_ptr<const WeightRowSource>();
+    if (folder.model->find(weightName)) return std::shared_ptr<const WeightRowSource>();
     const std::string prefix = modulePrefix(weightName);
     if (prefix.empty()) return std::shared_ptr<const WeightRowSource>();
     auto L = gptqLinear(folder, weightName, prefix);
     if (!L) return L.error();
+    if (*L) (*L)->conv1d = weightInputIsRows(weightName); // rows of W [out, in]: the transpose of its layout
     return std::shared_ptr<const WeightRowSource>(std::move(*L));
 }
 

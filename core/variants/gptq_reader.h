@@ -47,8 +47,8 @@ Result<GptqTensor> readGptqWeight(const GptqFolder& folder, const std::string& w
 // The quantized weight `weightName` as a row source for the engine (infer/weight_source.h): rows of
 // W [out][in] decoded on demand from the mapped qweight, the same values readGptqWeight gives. Holds the
 // zero points, scales and group indices unpacked (2·G·out + in values) and the folder's mapping. nullptr
-// when the folder does not store the weight quantized, and for GPT-2's Conv1D weights (stored [in, out]:
-// the engine holds those as F32 anyway).
+// when the folder does not store the weight quantized. For GPT-2's Conv1D weights (the original stores
+// them [in, out]) the source is transposed (WeightRowSource::transposed): the same rows of W [out, in].
 Result<std::shared_ptr<const WeightRowSource>> gptqRowSource(const GptqFolder& folder,
                                                              const std::string& weightName);
 // The quantized linears of decoder block `block` (gptq/gptq_layers.h planLayers of the original model) and

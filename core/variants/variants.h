@@ -17,8 +17,9 @@
 // Memory: every function here holds at most one tensor of the original and its variant at a time.
 // Evaluation runs a variant from its compact form: a file variant from its file, a fake-quantized one
 // through engine row sources (variants/row_sources.h) that re-make rows on demand, a GPTQ / EXL2 folder
-// through row sources over its mapped codes; only tensors no source can read by rows (GPT-2's Conv1D
-// weights) are made whole as F32 overrides.
+// through row sources over its mapped codes (GPT-2's Conv1D weights, stored [in, out], through transposed
+// sources that give the rows of [out, in] the engine multiplies with); only tensors no source can read by
+// rows (a stored type that cannot be read in pieces) are made whole as F32 overrides.
 #pragma once
 
 #include <cstdint>
@@ -126,8 +127,8 @@ Result<TensorComparison> compareTensor(const Model& original, const std::vector<
                                        const ProgressFn& progress = {});
 
 // What the engine runs for a variant: the model to load, the tensors given as row sources (decoded on
-// demand from the variant's compact form) and the few made whole as F32 overrides (GPT-2's Conv1D
-// weights); both empty for a GGUF variant, which is run from its own file. The returned model is the
+// demand from the variant's compact form) and the few made whole as F32 overrides (tensors no source
+// reads by rows); both empty for a GGUF variant, which is run from its own file. The returned model is the
 // original for FakeQuant / GPTQ / EXL2. withSources = false makes every tensor an override (the
 // reference the sources must equal, and the path of earlier versions).
 struct VariantRunnable {

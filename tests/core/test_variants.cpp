@@ -18,6 +18,7 @@
 #include "gptq/gptq_export.h"
 #include "infer/evaluate.h"
 #include "infer/matmul.h"
+#include "quant/llm_int8.h"
 #include "tiny_archs.h"
 #include "variants/exl2_reader.h"
 #include "variants/gptq_reader.h"
@@ -62,6 +63,18 @@ std::vector<float> decodeAll(const WeightRowSource& s) {
     return v;
 }
 
+// A source's values in the tensor's own layout: a transposed source's rows (a Conv1D weight's [out, in])
+// put back into the stored [in, out] by this plain loop.
+std::vector<float> storedLayout(const WeightRowSource& s) {
+    std::vector<float> v = decodeAll(s);
+    if (!s.transposed()) return v;
+    std::vector<float> t(v.size());
+    for (int64_t r = 0; r < s.rows(); ++r)
+        for (int64_t c = 0; c < s.cols(); ++c)
+            t[size_t(c * s.rows() + r)] = v[size_t(r * s.cols() + c)];
+    return t;
+}
+
 bool sameBits(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -77,7 +90,8 @@ void checkSourcesEqualOverrides(const std::shared_ptr<const Model>& m, const Var
     for (const auto& [name, src] : withSources->sources) {
         auto it = whole->overrides.find(name);
         QVERIFY2(it != whole->overrides.end(), name.c_str());
-        QVERIFY2(sameBits(decodeAll(*src), it->second), (v.name + ": " + name).c_str());
+        QVERIFY2(sameBits(storedLayout(*src), it->second), (v.name + ": " + name).c_str());
+        QCOMPARE(src->transposed(), weightInputIsRows(name));
     }
     for (const auto& [name, values] : withSources->overrides)
         QVERIFY2(sameBits(values, whole->overrides.at(name)), name.c_str());
@@ -314,6 +328,36 @@ class TestVariants : public QObject {
         fs::remove_all(dir);
     }
 
+    // GPT-2's GPTQ folder: the Conv1D weights (quantized as W [out, in], README.md D.1) are evaluated from
+    // transposed sources decoding the mapped codes, equal to the exporter's own dequantized weights; none
+    // is made whole.
+    void gptqGpt2Conv1d() {
+        auto m = open(kData + "/models/bard-gpt2");
+        const fs::path dir = tempDir("gptq_gpt2");
+        gptq::ExportParams p;
+        p.quant.bits = 4;
+        p.quant.groupSize = 32;
+        p.method = gptq::Method::Rtn;
+        p.outputDir = (dir / "out").string();
+        p.keepOverrides = true;
+        auto r = gptq::exportGptq(*m, p);
+        QVERIFY2(r, r ? "" : r.error().message.c_str());
+        auto v = openFileVariant(*m, p.outputDir);
+        QVERIFY2(v, v ? "" : v.error().message.c_str());
+        size_t n = 0;
+        checkSourcesEqualOverrides(m, *v, &n);
+        QCOMPARE(n, v->tensors.size());
+        auto run = variantRunnable(m, *v);
+        QVERIFY(run && run->overrides.empty());
+        int conv1d = 0;
+        for (const auto& [name, src] : run->sources) {
+            QVERIFY2(sameBits(storedLayout(*src), r->overrides.at(name)), name.c_str());
+            conv1d += src->transposed() ? 1 : 0;
+        }
+        QCOMPARE(conv1d, 12); // 3 blocks × c_attn, c_proj, c_fc, c_proj
+        fs::remove_all(dir);
+    }
+
     // Fake-quantized variants evaluated from row sources: the same values as the F32 overrides for every
     // method, the same perplexity and KL-divergence bit for bit, and a fraction of the engine's memory.
     void sourcesEqualOverrides() {
@@ -343,12 +387,23 @@ class TestVariants : public QObject {
             checkSourcesEqualOverrides(g, *v, &n);
             QCOMPARE(n, v->tensors.size());
         }
+        // GPT-2's Conv1D weights (stored [in, out]) from transposed sources, every method: per-row and
+        // per-group parameters along the stored rows, NF4 blocks in stored order, LLM.int8() per output.
         auto gpt2 = open(kData + "/models/bard-gpt2");
-        auto vg = makeFakeQuantVariant(*gpt2, *parseMethodSpec("zeropoint:8:row"));
-        QVERIFY(vg);
-        size_t ng = 0;
-        checkSourcesEqualOverrides(gpt2, *vg, &ng);
-        QVERIFY(ng >= 1 && ng < vg->tensors.size()); // wte from a source, c_attn & co. as overrides
+        for (const char* spec : {"zeropoint:8:row", "absmax:4:group:32", "zeropoint:3:group:100",
+                                 "absmax:8:tensor", "nf4:64", "fp4-dq:128", "llm-int8:6"}) {
+            const bool int8 = std::string(spec).rfind("llm-int8", 0) == 0;
+            auto vg = makeFakeQuantVariant(*gpt2, *parseMethodSpec(int8 ? "absmax:8:row" : spec));
+            QVERIFY2(vg, spec);
+            if (int8) {
+                vg->spec = *parseMethodSpec(spec);
+                for (const auto& t : vg->tensors)
+                    vg->outlierFeatures[t.name] = {0, 3, 17};
+            }
+            size_t ng = 0;
+            checkSourcesEqualOverrides(gpt2, *vg, &ng);
+            QCOMPARE(ng, vg->tensors.size()); // wte and the Conv1D weights: none made whole
+        }
 
         // End to end: perplexity and KL-divergence of both paths are identical.
         const std::string text = readText(kData + "/text/shakespeare-valid.txt");
@@ -409,6 +464,40 @@ class TestVariants : public QObject {
             // resetWeight returns to the file's values: the original's perplexity again.
             for (const auto& [name, s2] : a->sources)
                 QVERIFY((*ea)->resetWeight(name));
+        }
+        // GPT-2: the engine holds its HF Conv1D weights as F32 transposes of the file; from transposed
+        // sources it holds none of them, only the sources' group parameters (8 bytes per stored row here),
+        // and reading them back from the file (resetWeight) restores the original's copies.
+        {
+            auto v = makeFakeQuantVariant(*gpt2, *parseMethodSpec("zeropoint:8:row"));
+            auto a = variantRunnable(gpt2, *v, {}, true);
+            QVERIFY(a && a->overrides.empty());
+            EngineOptions oa;
+            oa.sources = &a->sources;
+            auto ea = Engine::load(*gpt2, oa), e0 = Engine::load(*gpt2);
+            QVERIFY2(ea && e0, ea ? "" : ea.error().message.c_str());
+            uint64_t conv1dBytes = 0, sourceBytes = 0, paramBytes = 0;
+            for (const auto& t : gpt2->tensors)
+                if (weightInputIsRows(t.name)) {
+                    conv1dBytes += 4 * t.numel();
+                    paramBytes += 8 * uint64_t(t.shape[0]);
+                }
+            for (const auto& [name, src] : a->sources)
+                sourceBytes += src->residentBytes();
+            qInfo("GPT-2 resident weight bytes: original %llu, sources %llu (Conv1D F32 %llu)",
+                  (unsigned long long)(*e0)->residentWeightBytes(),
+                  (unsigned long long)(*ea)->residentWeightBytes(), (unsigned long long)conv1dBytes);
+            QVERIFY(conv1dBytes > 0);
+            QCOMPARE(sourceBytes, paramBytes);
+            QCOMPARE((*ea)->residentWeightBytes(), (*e0)->residentWeightBytes() - conv1dBytes + sourceBytes);
+            // A transposed source fits only a Conv1D weight; its rows are the transpose's.
+            const auto& c = a->sources.at("transformer.h.0.attn.c_attn.weight");
+            QVERIFY(c->transposed());
+            QVERIFY(!(*ea)->setWeightSource("transformer.wte.weight", c));
+            QVERIFY(!(*ea)->setWeightSource("transformer.h.0.mlp.c_fc.weight", c));
+            for (const auto& [name, s2] : a->sources)
+                QVERIFY((*ea)->resetWeight(name));
+            QCOMPARE((*ea)->residentWeightBytes(), (*e0)->residentWeightBytes());
         }
     }
 
