@@ -137,6 +137,111 @@ struct Shard {
     fs::path real;    // canonical path
 };
 
+// "<prefix>layers.<N>.<rest>" -> N and the parts around it (false for other names).
+bool splitLayerName(const std::string& name, const std::string& rest, std::string& prefix,
+                    std::string& layer) {
+    const std::string key = "layers.";
+    const std::string tail = "." + rest;
+    if (name.size() <= tail.size() || name.compare(name.size() - tail.size(), tail.size(), tail))
+        return false;
+    const size_t end = name.size() - tail.size(); // the layer number ends here
+    const size_t at = name.rfind(key, end);
+    if (at == std::string::npos || (at > 0 && name[at - 1] != '.') || at + key.size() >= end) return false;
+    layer = name.substr(at + key.size(), end - at - key.size());
+    if (layer.size() > 9 ||
+        !std::all_of(layer.begin(), layer.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return false;
+    prefix = name.substr(0, at);
+    return true;
+}
+
+// transformers v5 fused experts (README.md F.3): a layer's mlp.experts.gate_up_proj [E, 2F, H] (gate rows
+// then up rows per expert) and mlp.experts.down_proj [E, H, F] become the per-expert 2-D tensors the
+// per-expert layout names, as views of the same bytes (each expert's slice is contiguous). Mixtral's router
+// mlp.gate.weight is named block_sparse_moe.gate.weight again. Other architectures are left as they are.
+Status exposeFusedExperts(Model& model, const std::string& dir) {
+    const bool mixtral = model.architecture == "mixtral";
+    if (!mixtral && model.architecture != "qwen3_moe") return okStatus();
+    const std::string gu = "mlp.experts.gate_up_proj", dp = "mlp.experts.down_proj";
+    std::map<std::string, std::pair<const TensorInfo*, const TensorInfo*>>
+        layers; // "<prefix>layers.N." -> both
+    for (const auto& t : model.tensors) {
+        std::string prefix, layer;
+        for (const std::string* rest : {&gu, &dp})
+            if (splitLayerName(t.name, *rest, prefix, layer)) {
+                auto& slot = layers[prefix + "layers." + layer + "."];
+                (rest == &gu ? slot.first : slot.second) = &t;
+            }
+    }
+    if (layers.empty()) return okStatus();
+    std::map<const TensorInfo*, std::vector<TensorInfo>> views; // fused tensor -> its experts' views
+    std::map<std::string, std::string> renames;                 // mixtral's router
+    for (const auto& [base, pair] : layers) {
+        const auto [g, d] = pair;
+        const std::string where = dir + ": " + base;
+        if (!g || !d)
+            return makeError(where + (g ? dp : gu) + " is missing (transformers' fused experts come as " +
+                             gu + " and " + dp + ")");
+        for (const TensorInfo* t : {g, d}) {
+            const auto& tr = traits(t->dtype);
+            if (t->shape.size() != 3 || tr.blockSize != 1 || tr.typeSize == 0)
+                return makeError(dir + ": " + t->name + " has shape " + t->shapeString() + " and type " +
+                                 std::string(tr.name) +
+                                 " (fused experts are a 3-D tensor of whole-byte values)");
+        }
+        if (g->dtype != d->dtype)
+            return makeError(where + gu + " and " + dp + " have different types");
+        const int64_t E = g->shape[0], F2 = g->shape[1], H = g->shape[2];
+        if (E <= 0 || F2 <= 0 || H <= 0 || F2 % 2 != 0 || d->shape != std::vector<int64_t>{E, H, F2 / 2})
+            return makeError(where + gu + " " + g->shapeString() + " and " + base + dp + " " +
+                             d->shapeString() + " are not [experts, 2·ff, hidden] and [experts, hidden, ff]");
+        const int64_t F = F2 / 2;
+        const uint64_t es = traits(g->dtype).typeSize;
+        const uint64_t part = uint64_t(F) * uint64_t(H) * es; // one expert's gate, up or down (checked below)
+        if (g->nbytes != 2 * part * uint64_t(E) || d->nbytes != part * uint64_t(E))
+            return makeError(where + gu + ", " + dp + ": their byte sizes do not match their shapes");
+        const std::string ex = base + (mixtral ? "block_sparse_moe.experts." : "mlp.experts.");
+        auto view = [&](const TensorInfo& src, const std::string& name, std::vector<int64_t> shape,
+                        uint64_t at) {
+            TensorInfo v;
+            v.name = name;
+            v.shape = std::move(shape);
+            v.dtype = src.dtype;
+            v.fileIndex = src.fileIndex;
+            v.offset = src.offset + at;
+            v.nbytes = part;
+            return v;
+        };
+        for (int64_t e = 0; e < E; ++e) {
+            const std::string p = ex + std::to_string(e) + ".";
+            views[g].push_back(
+                view(*g, p + (mixtral ? "w1" : "gate_proj") + ".weight", {F, H}, 2 * uint64_t(e) * part));
+            views[g].push_back(
+                view(*g, p + (mixtral ? "w3" : "up_proj") + ".weight", {F, H}, (2 * uint64_t(e) + 1) * part));
+            views[d].push_back(
+                view(*d, p + (mixtral ? "w2" : "down_proj") + ".weight", {H, F}, uint64_t(e) * part));
+        }
+        if (mixtral) renames[base + "mlp.gate.weight"] = base + "block_sparse_moe.gate.weight";
+    }
+    std::vector<TensorInfo> out;
+    for (auto& t : model.tensors) {
+        if (auto it = views.find(&t); it != views.end()) {
+            for (auto& v : it->second)
+                out.push_back(std::move(v));
+            continue;
+        }
+        if (auto r = renames.find(t.name); r != renames.end()) t.name = r->second;
+        out.push_back(std::move(t));
+    }
+    std::set<std::string> names;
+    for (const auto& t : out)
+        if (!names.insert(t.name).second)
+            return makeError(dir + ": tensor " + quoteName(t.name) +
+                             " is stored both per expert and in the fused experts");
+    model.tensors = std::move(out);
+    return okStatus();
+}
+
 } // namespace
 
 Status applyHfConfig(Model& model, const std::string& configPath) {
@@ -195,7 +300,7 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
     if (auto cfg = resolveModelFile(root.string(), "config.json"); !cfg) {
         return cfg.error();
     } else if (!cfg->missing) {
-        auto st = applyHfConfig(*model, (root / "config.json").string());  // checked: named as such
+        auto st = applyHfConfig(*model, (root / "config.json").string()); // checked: named as such
         if (!st) return st.error();
     }
 
@@ -282,6 +387,7 @@ Result<std::shared_ptr<Model>> openHfFolder(const std::string& dir) {
                 model->metadata.push_back({"safetensors." + m.key, m.value});
         model->files.push_back(std::move(*mf));
     }
+    if (auto st = exposeFusedExperts(*model, dir); !st) return st.error();
     return model;
 }
 

@@ -8,6 +8,10 @@
 // Without an index or model.safetensors, every *.safetensors file of the folder is read (e.g. GPTQ
 // folders with "gptq_model-4bit-128g.safetensors"), in name order.
 // Files come in shard-name order and tensors by data offset within each file.
+// Mixtral and Qwen3-MoE folders with transformers v5's fused experts (a layer's mlp.experts.gate_up_proj
+// [E, 2F, H] and mlp.experts.down_proj [E, H, F], README.md F.3) are opened as the per-expert layout: each
+// expert's gate / up / down is a 2-D tensor of its own (a view of the fused tensor's bytes, named as the
+// per-expert checkpoints name it), so every reader of the model sees one layout.
 #pragma once
 
 #include <memory>

@@ -15,12 +15,17 @@
 //   * GPTQ quantizes GPTQModel's modules (phi3's fused ones whole; MoE: attention and every expert's
 //     gate/up/down, not the router) with a smaller Hessian-weighted output error than round-to-nearest on
 //     every layer; each expert is calibrated on its routed tokens only (per block they sum to top-k x the
-//     calibration tokens), and with few tokens on the layer's averaged expert Hessian.
+//     calibration tokens), and with few tokens on the layer's averaged expert Hessian;
+//   * transformers v5's fused experts (core/io/README.md F.3): the MoE models written with each layer's
+//     experts in mlp.experts.gate_up_proj [E, 2F, H] / down_proj [E, H, F] (and mixtral's router as
+//     mlp.gate) open as the per-expert tensors, byte for byte, and give the per-expert layout's logits bit
+//     for bit; inconsistent fused tensors are refused with the folder named.
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -41,6 +46,71 @@ using namespace qztest;
 namespace {
 
 constexpr int kTokens = 48;
+
+// A safetensors file written byte by byte (F32 tensors, in the order given): the fixture for layouts our
+// writer never produces.
+struct RawTensor {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::vector<float> values;
+};
+void writeRawSafetensors(const std::string& path, const std::vector<RawTensor>& tensors) {
+    std::string header = "{\"__metadata__\":{\"format\":\"pt\"}", data;
+    for (const auto& t : tensors) {
+        header += ",\"" + t.name + "\":{\"dtype\":\"F32\",\"shape\":[";
+        for (size_t i = 0; i < t.shape.size(); ++i) header += (i ? "," : "") + std::to_string(t.shape[i]);
+        header += "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
+                  std::to_string(data.size() + 4 * t.values.size()) + "]}";
+        data.append(reinterpret_cast<const char*>(t.values.data()), 4 * t.values.size());
+    }
+    header += "}";
+    while (header.size() % 8) header += ' ';
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((uint64_t(header.size()) >> (8 * i)) & 0xFF);
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << bytes << header << data;
+}
+
+// The tiny MoE model's tensors in transformers v5's fused layout: per layer, the experts' gate and up rows
+// stacked as [E, 2F, H] (expert e: its F gate rows, then its F up rows) and their down weights as [E, H, F];
+// mixtral's router named mlp.gate. Values are tinyValues of the per-expert tensors. dropDown: the last
+// layer's down_proj lacks its last expert (an inconsistent file).
+std::vector<RawTensor> fusedExpertTensors(const std::string& arch, bool dropDown = false) {
+    const TinyDims d = tinyDims(arch);
+    const bool mixtral = arch == "mixtral";
+    const int64_t F = mixtral ? d.ffn : d.expertFf, H = d.hidden, E = d.experts;
+    std::map<std::string, std::vector<float>> per;
+    std::vector<RawTensor> out;
+    for (const auto& t : tinyTensors(arch)) {
+        if (t.name.find(".experts.") != std::string::npos) {
+            per[t.name] = tinyValues(arch, t);
+            continue;
+        }
+        std::string name = t.name;
+        if (mixtral && name.find(".block_sparse_moe.gate.") != std::string::npos)
+            name.replace(name.find(".block_sparse_moe."), 18, ".mlp.");
+        out.push_back({name, t.shape, tinyValues(arch, t)});
+    }
+    for (int64_t l = 0; l < d.layers; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        const std::string ex = p + (mixtral ? "block_sparse_moe.experts." : "mlp.experts.");
+        RawTensor gu{p + "mlp.experts.gate_up_proj", {E, 2 * F, H}, {}}, dn{p + "mlp.experts.down_proj", {E, H, F}, {}};
+        for (int64_t e = 0; e < E; ++e) {
+            const std::string x = ex + std::to_string(e) + ".";
+            for (const char* part : {mixtral ? "w1" : "gate_proj", mixtral ? "w3" : "up_proj"}) {
+                const auto& v = per.at(x + part + ".weight");
+                gu.values.insert(gu.values.end(), v.begin(), v.end());
+            }
+            if (dropDown && l + 1 == d.layers && e + 1 == E) continue;
+            const auto& v = per.at(x + (mixtral ? "w2" : "down_proj") + ".weight");
+            dn.values.insert(dn.values.end(), v.begin(), v.end());
+        }
+        if (dropDown && l + 1 == d.layers) dn.shape[0] = E - 1;
+        out.push_back(std::move(gu));
+        out.push_back(std::move(dn));
+    }
+    return out;
+}
 
 QString python() { return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
 
@@ -497,6 +567,52 @@ private slots:
     }
 
     // setWeight on one HF expert changes only that expert (the stacked storage's offsets).
+    void fusedExperts_data() {
+        QTest::addColumn<QString>("arch");
+        QTest::newRow("qwen3moe") << "qwen3moe";
+        QTest::newRow("mixtral") << "mixtral";
+    }
+
+    void fusedExperts() {
+        QFETCH(QString, arch);
+        const std::string a = arch.toStdString();
+        QTemporaryDir tmp;
+        const std::string perDir = tmp.filePath("per-expert").toStdString(), fusedDir = tmp.filePath("fused").toStdString();
+        QVERIFY(writeTinyModel(perDir, a, QZ_TEST_DATA));
+        QVERIFY(writeTinyModel(fusedDir, a, QZ_TEST_DATA)); // config and tokenizer; the weights replaced:
+        writeRawSafetensors(fusedDir + "/model.safetensors", fusedExpertTensors(a));
+        auto per = openModel(perDir), fused = openModel(fusedDir);
+        QVERIFY(per);
+        QVERIFY2(fused, fused ? "" : fused.error().message.c_str());
+        // The same tensors under the same names, byte for byte (the fused tensors are gone).
+        QCOMPARE((*fused)->tensors.size(), (*per)->tensors.size());
+        for (const auto& t : (*per)->tensors) {
+            const TensorInfo* f = (*fused)->find(t.name);
+            QVERIFY2(f, t.name.c_str());
+            QCOMPARE(f->shape, t.shape);
+            QCOMPARE(int(f->dtype), int(t.dtype));
+            const auto x = (*per)->rawBytes(t), y = (*fused)->rawBytes(*f);
+            QVERIFY2(x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size()) == 0, t.name.c_str());
+        }
+        // The engine's logits: the per-expert layout's, bit for bit.
+        auto ep = Engine::load(**per, plainF32()), ef = Engine::load(**fused, plainF32());
+        QVERIFY(ep);
+        QVERIFY2(ef, ef ? "" : ef.error().message.c_str());
+        const int vocab = (*ep)->nVocab();
+        const auto tokens = testTokens(vocab);
+        std::vector<float> lp(static_cast<size_t>(kTokens) * vocab), lf(lp.size());
+        QVERIFY((*ep)->eval(tokens, 0, lp.data()));
+        QVERIFY((*ef)->eval(tokens, 0, lf.data()));
+        QVERIFY(std::memcmp(lp.data(), lf.data(), lp.size() * sizeof(float)) == 0);
+        // A down_proj with one expert fewer than gate_up_proj: refused, naming the folder and the tensors.
+        writeRawSafetensors(fusedDir + "/model.safetensors", fusedExpertTensors(a, true));
+        auto bad = openModel(fusedDir);
+        QVERIFY(!bad);
+        QVERIFY2(bad.error().message.find(fusedDir) != std::string::npos &&
+                     bad.error().message.find("mlp.experts.gate_up_proj") != std::string::npos,
+                 bad.error().message.c_str());
+    }
+
     void setWeightOnOneExpert() {
         QTemporaryDir tmp;
         const std::string dir = tmp.filePath("model").toStdString();
