@@ -11,7 +11,13 @@
 // print the same perplexity (the process exits 1 otherwise), and the last lines give the ratios against
 // the override path of the same run.
 //
-// Usage: bench_variant_memory [--layers 2] [--spec absmax:8:tensor] [--threads 2] [--tmp DIR] [--keep]
+// --gpt2: a synthetic GPT-2 of GPT-2 XL's layer shape instead (hidden 1600, 25 heads, ffn 6400, 1024
+// positions; bard-gpt2's 1024-token vocabulary; F32 as GPT-2 checkpoints are), whose attention and MLP
+// weights are HF Conv1D, stored [in, out]: the engine holds the original's as F32 transposes, the override
+// path makes them whole twice, and row sources read them transposed (rows of [out, in]) from the file.
+//
+// Usage: bench_variant_memory [--layers 2] [--gpt2] [--spec absmax:8:tensor] [--threads 2] [--tmp DIR]
+//        [--keep]
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +38,73 @@ using namespace qz;
 using namespace qzbench;
 
 namespace {
+
+// GPT-2's tensors as transformers' GPT2LMHeadModel saves them (tied head; Conv1D weights [in, out]).
+std::vector<SyntheticTensor> gpt2Tensors(int64_t hidden, int64_t layers, int64_t vocab, int64_t positions) {
+    std::vector<SyntheticTensor> t;
+    const int64_t H = hidden, F = 4 * hidden;
+    for (int64_t l = 0; l < layers; ++l) {
+        const std::string p = "transformer.h." + std::to_string(l) + ".";
+        t.push_back({p + "attn.c_attn.bias", {3 * H}});
+        t.push_back({p + "attn.c_attn.weight", {H, 3 * H}});
+        t.push_back({p + "attn.c_proj.bias", {H}});
+        t.push_back({p + "attn.c_proj.weight", {H, H}});
+        t.push_back({p + "ln_1.bias", {H}});
+        t.push_back({p + "ln_1.weight", {H}, true});
+        t.push_back({p + "ln_2.bias", {H}});
+        t.push_back({p + "ln_2.weight", {H}, true});
+        t.push_back({p + "mlp.c_fc.bias", {F}});
+        t.push_back({p + "mlp.c_fc.weight", {H, F}});
+        t.push_back({p + "mlp.c_proj.bias", {H}});
+        t.push_back({p + "mlp.c_proj.weight", {F, H}});
+    }
+    t.push_back({"transformer.ln_f.bias", {H}});
+    t.push_back({"transformer.ln_f.weight", {H}, true});
+    t.push_back({"transformer.wpe.weight", {positions, H}});
+    t.push_back({"transformer.wte.weight", {vocab, H}});
+    return t;
+}
+
+// Writes the synthetic GPT-2 (F32, one shard) with config.json and bard-gpt2's tokenizer.
+Status writeSyntheticGpt2(const std::string& dir, int64_t layers, const std::string& tokenizerDir) {
+    namespace fs = std::filesystem;
+    const int64_t hidden = 1600, vocab = 1024, positions = 1024;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return makeError("cannot create " + dir + ": " + ec.message());
+    const auto tensors = gpt2Tensors(hidden, layers, vocab, positions);
+    std::vector<SafetensorsTensorDecl> decls;
+    for (const auto& t : tensors)
+        decls.push_back({t.name, DType::F32, t.shape});
+    SafetensorsWriter w;
+    if (auto st = w.open(dir + "/model.safetensors", decls); !st) return st;
+    std::vector<float> chunk(1 << 20);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        const int64_t n = tensors[i].numel();
+        for (int64_t start = 0; start < n; start += int64_t(chunk.size())) {
+            const int64_t m = std::min<int64_t>(int64_t(chunk.size()), n - start);
+            syntheticValues(tensors[i], i, start, chunk.data(), m);
+            if (auto st = w.writeChunkFromF32({chunk.data(), size_t(m)}); !st) return st;
+        }
+    }
+    if (auto st = w.finish(); !st) return st;
+    {
+        std::ofstream f(dir + "/config.json");
+        f << "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"n_embd\": " << hidden
+          << ", \"n_layer\": " << layers << ", \"n_head\": 25, \"n_positions\": " << positions
+          << ", \"n_ctx\": " << positions << ", \"n_inner\": null, \"activation_function\": \"gelu_new\", "
+          << "\"layer_norm_epsilon\": 1e-05, \"vocab_size\": " << vocab
+          << ", \"bos_token_id\": 1023, \"eos_token_id\": 1023, \"tie_word_embeddings\": true, "
+          << "\"torch_dtype\": \"float32\"}\n";
+        if (!f) return makeError("cannot write config.json in " + dir);
+    }
+    for (const char* name :
+         {"tokenizer.json", "vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"}) {
+        fs::copy_file(tokenizerDir + "/" + name, dir + "/" + name, fs::copy_options::overwrite_existing, ec);
+        if (ec) return makeError(std::string("cannot copy ") + name + ": " + ec.message());
+    }
+    return okStatus();
+}
 
 struct Sample {
     long anonKb = 0, fileKb = 0;
@@ -111,7 +184,7 @@ int main(int argc, char** argv) {
     shape.layers = 2;
     std::string spec = "absmax:8:tensor", tmp = std::filesystem::temp_directory_path().string();
     int threads = 2;
-    bool keep = false;
+    bool keep = false, gpt2 = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -125,10 +198,11 @@ int main(int argc, char** argv) {
             tmp = next();
         else if (a == "--keep")
             keep = true;
+        else if (a == "--gpt2")
+            gpt2 = true;
         else {
-            std::fprintf(stderr,
-                         "usage: bench_variant_memory [--layers 2] [--spec absmax:8:tensor] [--threads 2] "
-                         "[--tmp DIR] [--keep]\n");
+            std::fprintf(stderr, "usage: bench_variant_memory [--layers 2] [--gpt2] [--spec absmax:8:tensor] "
+                                 "[--threads 2] [--tmp DIR] [--keep]\n");
             return 2;
         }
     }
@@ -144,16 +218,34 @@ int main(int argc, char** argv) {
     }
     const std::string dir = tmp + "/qz-bench-variant-" + std::to_string(::getpid());
     const auto t0 = std::chrono::steady_clock::now();
-    if (auto st = writeSyntheticLlama(dir, shape, DType::BF16, 2000ull << 20, data + "/models/bard-llama");
-        !st) {
+    if (gpt2) {
+        if (auto st = writeSyntheticGpt2(dir, shape.layers, data + "/models/bard-gpt2"); !st) {
+            std::fprintf(stderr, "%s\n", st.error().message.c_str());
+            return 1;
+        }
+        int64_t params = 0, conv = 0;
+        for (const auto& t : gpt2Tensors(1600, shape.layers, 1024, 1024)) {
+            params += t.numel();
+            if (t.shape.size() == 2 && t.name.find(".h.") != std::string::npos) conv += t.numel();
+        }
+        std::printf(
+            "synthetic GPT-2: %lld layers, hidden 1600, ffn 6400, vocab 1024, %.3f B parameters (Conv1D "
+            "weights %.0f MiB as F32), F32 (written in %.1f s); variant %s, perplexity -c 128 "
+            "--chunks 2, %d threads\n",
+            (long long)shape.layers, double(params) / 1e9, mib(4.0 * double(conv)), secondsSince(t0),
+            spec.c_str(), threads);
+    } else if (auto st =
+                   writeSyntheticLlama(dir, shape, DType::BF16, 2000ull << 20, data + "/models/bard-llama");
+               !st) {
         std::fprintf(stderr, "%s\n", st.error().message.c_str());
         return 1;
-    }
-    std::printf("synthetic Llama: %lld layers, hidden %lld, ffn %lld, vocab %lld, %.2f B parameters, BF16 "
-                "%.0f MiB (written in %.1f s); variant %s, perplexity -c 128 --chunks 2, %d threads\n",
-                (long long)shape.layers, (long long)shape.hidden, (long long)shape.ffn,
-                (long long)shape.vocab, double(parameterCount(shape)) / 1e9,
-                mib(2.0 * double(parameterCount(shape))), secondsSince(t0), spec.c_str(), threads);
+    } else
+        std::printf(
+            "synthetic Llama: %lld layers, hidden %lld, ffn %lld, vocab %lld, %.2f B parameters, BF16 "
+            "%.0f MiB (written in %.1f s); variant %s, perplexity -c 128 --chunks 2, %d threads\n",
+            (long long)shape.layers, (long long)shape.hidden, (long long)shape.ffn, (long long)shape.vocab,
+            double(parameterCount(shape)) / 1e9, mib(2.0 * double(parameterCount(shape))), secondsSince(t0),
+            spec.c_str(), threads);
     const char* names[3] = {"original", "variant, F32 overrides", "variant, row sources"};
     Sample res[3];
     for (int mode = 0; mode < 3; ++mode) {
