@@ -19,7 +19,7 @@
 //   * transformers v5's fused experts (core/io/README.md F.3): the MoE models written with each layer's
 //     experts in mlp.experts.gate_up_proj [E, 2F, H] / down_proj [E, H, F] (and mixtral's router as
 //     mlp.gate) open as the per-expert tensors, byte for byte, and give the per-expert layout's logits bit
-//     for bit; inconsistent fused tensors are refused with the folder named.
+//     for bit, and the same GGUF conversion; inconsistent fused tensors are refused with the folder named.
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -31,6 +31,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "convert/hf_to_gguf.h"
 #include "export/gguf_export.h"
 #include "ggml/imatrix.h"
 #include "gptq/gptq_export.h"
@@ -604,6 +605,18 @@ private slots:
         QVERIFY((*ep)->eval(tokens, 0, lp.data()));
         QVERIFY((*ef)->eval(tokens, 0, lf.data()));
         QVERIFY(std::memcmp(lp.data(), lf.data(), lp.size() * sizeof(float)) == 0);
+        // The GGUF conversion: the same tensors (experts stacked into ffn_*_exps) with the same values.
+        auto pp = planHfToGguf(**per), pf = planHfToGguf(**fused);
+        QVERIFY(pp && pf);
+        QCOMPARE(pf->tensors.size(), pp->tensors.size());
+        for (size_t i = 0; i < pp->tensors.size(); ++i) {
+            QCOMPARE(pf->tensors[i].ggufName, pp->tensors[i].ggufName);
+            std::vector<float> vp, vf;
+            QVERIFY(produceTensor(**per, *pp, pp->tensors[i], vp));
+            QVERIFY(produceTensor(**fused, *pf, pf->tensors[i], vf));
+            QVERIFY2(vp.size() == vf.size() && std::memcmp(vp.data(), vf.data(), vp.size() * 4) == 0,
+                     pp->tensors[i].ggufName.c_str());
+        }
         // A down_proj with one expert fewer than gate_up_proj: refused, naming the folder and the tensors.
         writeRawSafetensors(fusedDir + "/model.safetensors", fusedExpertTensors(a, true));
         auto bad = openModel(fusedDir);
