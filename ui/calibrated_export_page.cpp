@@ -259,7 +259,7 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
     });
     connect(m_layers, &QTableWidget::itemSelectionChanged, this, [this] {
         const auto rows = m_layers->selectionModel()->selectedRows();
-        if (rows.isEmpty() || !m_overrides) return;
+        if (rows.isEmpty() || !hasResult()) return;
         const QString name = m_layers->item(rows.first().row(), 0)->data(Qt::UserRole).toString();
         const int i = m_layerBox->findData(name);
         if (i >= 0) m_layerBox->setCurrentIndex(i);
@@ -267,8 +267,11 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
     connect(m_evaluate, &QPushButton::clicked, this, [this] { evaluate(); });
     connect(m_evalCancel, &QPushButton::clicked, this, [this] { m_evalJob->cancel(); });
     connect(m_send, &QPushButton::clicked, this, [this] {
-        if (!m_overrides || !m_model) return;
-        emit variantReady(resultName(), m_model, m_overrides, m_bytes, m_bpw);
+        if (!hasResult() || !m_model) return;
+        if (m_folder)
+            emit evalVariantReady(runnableEvalVariant(resultName(), m_model, m_folder, m_bytes, m_bpw));
+        else
+            emit variantReady(resultName(), m_model, m_overrides, m_bytes, m_bpw);
         if (m_extra) emit variantReady(m_extraName, m_model, m_extra, 0, 0);
         m_evalStatus->setText(tr("Added to the Evaluate workspace."));
     });
@@ -277,7 +280,7 @@ CalibratedExportPage::CalibratedExportPage(const QString& formatName, QWidget* p
     });
     auto evalDone = [this](const QString& text) {
         m_evalStatus->setText(text);
-        m_evaluate->setEnabled(m_overrides != nullptr && !isRunning());
+        m_evaluate->setEnabled(hasResult() && !isRunning());
         m_evalCancel->setEnabled(false);
     };
     connect(m_evalJob, &BackgroundJob::finished, this, [this, evalDone] {
@@ -311,6 +314,7 @@ void CalibratedExportPage::setModel(ModelPtr model) {
     m_histJob->cancel();  // histograms still being computed belong to the previous model's result
     m_model = std::move(model);
     m_overrides.reset();
+    m_folder.reset();
     m_extra.reset();
     m_outputEdited = false;
     m_layers->setRowCount(0);
@@ -391,7 +395,8 @@ void CalibratedExportPage::updateKeepLabel() {
         size = gib >= 1.0 ? tr(" ≈ %1 GiB for this model").arg(gib, 0, 'f', 1)
                           : tr(" ≈ %1 MiB for this model").arg(gib * 1024.0, 0, 'f', 0);
     }
-    m_keepBox->setText(tr("keep the dequantized weights (histograms, evaluation): 4 bytes per weight%1%2; "
+    m_keepBox->setText(tr("keep the dequantized weights in memory (quicker histograms and evaluation; without "
+                          "it they are read from the written folder): 4 bytes per weight%1%2; "
                           "off by default above %3 M parameters")
                            .arg(copies > 1 ? tr(" × %1 variants").arg(copies) : QString(), size)
                            .arg(m_keepMaxParams / 1000000));
@@ -493,6 +498,7 @@ bool CalibratedExportPage::start() {
     m_histJob->cancel();  // a histogram of the previous result must not land on the cleared plot
     m_outputDir = out;
     m_overrides.reset();
+    m_folder.reset();
     m_extra.reset();
     m_resumed = m_reported = 0;
     m_layers->setRowCount(0);
@@ -521,8 +527,8 @@ void CalibratedExportPage::setRunning(bool on) {
     for (QWidget* w : std::initializer_list<QWidget*>{m_output, m_calib, m_samples, m_seqLen, m_resume})
         w->setEnabled(!on);
     m_optionsBox->setEnabled(!on);
-    m_evaluate->setEnabled(!on && m_overrides && !m_evalJob->isRunning());
-    m_send->setEnabled(!on && m_overrides);
+    m_evaluate->setEnabled(!on && hasResult() && !m_evalJob->isRunning());
+    m_send->setEnabled(!on && hasResult());
     if (on) {
         m_progress->setValue(0);
         m_eta->setText(tr("starting…"));
@@ -575,9 +581,29 @@ void CalibratedExportPage::setResult(const QString& outputDir, OverridesPtr over
     appendLog(text);
     m_layerBox->blockSignals(true);
     m_layerBox->clear();
+    const std::optional<qz::VariantKind> kind = folderKind();
+    if (!m_overrides && kind && m_model && !outputDir.isEmpty()) {
+        // Not kept: the written folder is the result, read tensor by tensor from its codes (histograms)
+        // and row by row while the engine multiplies (evaluation).
+        auto v = std::make_shared<qz::Variant>();
+        v->name = v->label = toStd(resultName());
+        v->kind = *kind;
+        v->path = toStd(outputDir);
+        v->bytes = bytes;
+        v->bitsPerWeight = bitsPerWeight;
+        v->parameters = m_model->totalParameters();
+        for (const QString& n : m_chart->layers())
+            if (const qz::TensorInfo* t = m_model->find(toStd(n)); t && t->shape.size() == 2) {
+                qz::VariantTensor vt;
+                vt.name = t->name;
+                vt.numel = t->numel();
+                v->tensors.push_back(std::move(vt));
+            }
+        if (!v->tensors.empty()) m_folder = std::move(v);
+    }
+    // The layers in chart order (the weight tensors of the result; biases are left out).
+    QStringList names;
     if (m_overrides) {
-        // The layers in chart order (the weight tensors of the result; biases are left out).
-        QStringList names;
         for (const QString& n : m_chart->layers())
             if (m_overrides->count(toStd(n))) names << n;
         for (const auto& [n, v] : *m_overrides) {
@@ -585,12 +611,14 @@ void CalibratedExportPage::setResult(const QString& outputDir, OverridesPtr over
             const qz::TensorInfo* t = m_model ? m_model->find(n) : nullptr;
             if (!names.contains(q) && t && t->shape.size() == 2) names << q;
         }
-        for (const QString& n : names)
-            m_layerBox->addItem(toDisplay(n), n);
+    } else if (m_folder) {
+        for (const auto& t : m_folder->tensors) names << toQ(t.name);
     }
+    for (const QString& n : names)
+        m_layerBox->addItem(toDisplay(n), n);
     m_layerBox->blockSignals(false);
     m_layerBox->setEnabled(m_layerBox->count() > 0);
-    if (m_overrides)
+    if (hasResult())
         m_hist->clear(tr("Choose a layer."));
     else
         m_hist->clear(tr("The dequantized weights were not kept (see the options)."));
@@ -598,9 +626,15 @@ void CalibratedExportPage::setResult(const QString& outputDir, OverridesPtr over
 }
 
 void CalibratedExportPage::showLayer(const QString& weightName) {
-    if (!m_model || !m_overrides) return;
-    auto it = m_overrides->find(toStd(weightName));
-    if (it == m_overrides->end()) return;
+    if (!m_model || !hasResult()) return;
+    const std::vector<float>* deq = nullptr;
+    if (m_overrides) {
+        auto it = m_overrides->find(toStd(weightName));
+        if (it == m_overrides->end()) return;
+        deq = &it->second;
+    } else if (!m_folder->find(toStd(weightName))) {
+        return;
+    }
     if (m_layerBox->currentData().toString() != weightName) {
         const int i = m_layerBox->findData(weightName);
         if (i >= 0) {
@@ -613,12 +647,17 @@ void CalibratedExportPage::showLayer(const QString& weightName) {
     m_histJob->cancel();  // superseded
     ModelPtr model = m_model;
     OverridesPtr ov = m_overrides;  // keeps the values alive on the worker
-    const std::vector<float>* deq = &it->second;
+    std::shared_ptr<const qz::Variant> folder = m_folder;
     m_histJob->run<qz::LayerHistograms>(
-        [model, ov, deq,
+        [model, ov, deq, folder,
          name = toStd(weightName)](const BackgroundJob::Context& ctx) -> qz::Result<qz::LayerHistograms> {
             if (ctx.cancelled()) return qz::cancelledError();
-            return qz::computeLayerHistograms(*model, name, *deq, 150);
+            if (deq) return qz::computeLayerHistograms(*model, name, *deq, 150);
+            // From the written folder: this one tensor decoded from its codes.
+            auto pair = qz::variantTensorPair(*model, *folder, name);
+            if (!pair) return pair.error();
+            if (ctx.cancelled()) return qz::cancelledError();
+            return qz::computeLayerHistograms(*model, name, pair->variant, 150);
         },
         [this, weightName](qz::LayerHistograms&& h) {
             m_hist->setTitle(toDisplay(weightName));
@@ -634,7 +673,7 @@ void CalibratedExportPage::showLayer(const QString& weightName) {
 }
 
 bool CalibratedExportPage::evaluate() {
-    if (!m_model || !m_overrides || m_job->isRunning() || m_evalJob->isRunning()) return false;
+    if (!m_model || !hasResult() || m_job->isRunning() || m_evalJob->isRunning()) return false;
     const QString path = m_evalText->currentData().toString();
     QFile f(path);
     if (!f.open(QIODevice::ReadOnly) || f.size() > (qint64(64) << 20)) {
@@ -649,11 +688,15 @@ bool CalibratedExportPage::evaluate() {
     original.name = tr("original");
     original.model = m_model;
     std::vector<EvalVariant> variants;
-    EvalVariant result;
-    result.name = resultName();
-    result.model = m_model;
-    result.overrides = m_overrides;
-    variants.push_back(result);
+    if (m_folder) {
+        variants.push_back(runnableEvalVariant(resultName(), m_model, m_folder, m_bytes, m_bpw));
+    } else {
+        EvalVariant result;
+        result.name = resultName();
+        result.model = m_model;
+        result.overrides = m_overrides;
+        variants.push_back(result);
+    }
     if (m_extra) {
         EvalVariant extra;
         extra.name = m_extraName;

@@ -8,19 +8,24 @@
 //  - a per-layer bar chart filled by the core's LayerReports as layers finish (the subclass decides the
 //    series), a layer table and a log;
 //  - after the run: "Before / after" histograms of a chosen layer (original weights vs the dequantized
-//    result the core returned, computed on a worker), and "Evaluate": our engine's perplexity (and
+//    result the core returned, computed on a worker; without "keep", the layer decoded from the written
+//    folder's codes), and "Evaluate": our engine's perplexity (and
 //    KL-divergence) of the original and the result on a text (ui/evaluate_jobs.h), or "Send to Evaluate
-//    workspace" (variantReady) to measure it there next to the other variants.
+//    workspace" (variantReady, or evalVariantReady for a result read from its folder) to measure it there
+//    next to the other variants. Without "keep" the evaluation reads the folder row by row while the engine
+//    multiplies (no F32 copy of the model).
 #pragma once
 
 #include <QWidget>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "background_job.h"
 #include "evaluate_jobs.h"
 #include "jobs/memory_estimate.h"
 #include "qt_types.h"
+#include "variants/variants.h"
 
 class QComboBox;
 class QFormLayout;
@@ -58,8 +63,10 @@ public:
 
     void setCalibrationPath(const QString& path);  // adds the file to the box and selects it
     QString calibrationPath() const;
-    bool hasResult() const { return m_overrides != nullptr; }
-    OverridesPtr resultOverrides() const { return m_overrides; }
+    bool hasResult() const { return m_overrides != nullptr || m_folder != nullptr; }
+    OverridesPtr resultOverrides() const { return m_overrides; }  // null unless "keep" was on
+    // The written folder as a variant when the dequantized weights were not kept (else null).
+    std::shared_ptr<const qz::Variant> resultFolder() const { return m_folder; }
     int resumedLayers() const { return m_resumed; }
 
     // The "keep the dequantized weights" option costs 4 bytes per quantized weight (per kept variant) for
@@ -119,6 +126,8 @@ signals:
     // A result to measure in the Evaluate workspace (the original model with these weights).
     void variantReady(const QString& name, qz::ui::ModelPtr model, qz::ui::OverridesPtr overrides,
                       quint64 bytes, double bitsPerWeight);
+    // The same for a result read from its written folder.
+    void evalVariantReady(const qz::ui::EvalVariant& variant);
 
 protected:
     CalibratedExportPage(const QString& formatName, QWidget* parent);
@@ -134,6 +143,9 @@ protected:
     virtual void prepareRun() = 0;                    // reset chart / table before a run
     virtual void modelChanged() {}
     virtual QString resultName() const = 0;           // the variant's name, e.g. "GPTQ 4-bit g128"
+    // The kind of folder the export writes, read back when the dequantized weights are not kept (none: the
+    // result has no histograms or evaluation without them).
+    virtual std::optional<qz::VariantKind> folderKind() const { return std::nullopt; }
 
     // For the subclasses (UI thread).
     void updateDefaultOutput();
@@ -162,6 +174,7 @@ private:
     BackgroundJob* m_evalJob;
     BackgroundJob* m_histJob;  // a layer's histograms; a newer request supersedes an older one
     OverridesPtr m_overrides, m_extra;
+    std::shared_ptr<const qz::Variant> m_folder;  // the written folder, when the weights were not kept
     QString m_extraName, m_outputDir;
     QString m_cancelledDir;  // the output folder of the last cancelled run
     quint64 m_bytes = 0;

@@ -1,8 +1,13 @@
 #include "evaluate_jobs.h"
 
 #include <QLabel>
+#include <atomic>
+#include <mutex>
+#include <optional>
 
 #include "common/parallel.h"
+#include "variants/row_sources.h"
+#include "variants/variants.h"
 
 namespace qz::ui {
 
@@ -108,6 +113,39 @@ qz::MemoryEstimate evaluationMemory(const qz::Model& original, qz::EvalMemorySet
     if (!hp) return {};
     if (s.threads <= 0) s.threads = qz::defaultThreadCount();
     return qz::estimateEvaluation(*hp, original.totalBytes(), s);
+}
+
+EvalVariant runnableEvalVariant(const QString& name, ModelPtr original, std::shared_ptr<const qz::Variant> variant,
+                                uint64_t bytes, double bitsPerWeight) {
+    struct Cache {
+        std::mutex mutex;
+        std::optional<EvalWeights> value;
+        std::atomic<bool> made{false};
+    };
+    auto cache = std::make_shared<Cache>();
+    EvalVariant v;
+    v.name = name;
+    v.model = original;
+    v.build = [original, variant, cache](const qz::ProgressFn& progress) -> qz::Result<EvalWeights> {
+        std::lock_guard<std::mutex> lock(cache->mutex);
+        if (cache->value) return *cache->value;
+        auto r = qz::variantRunnable(original, *variant, progress);
+        if (!r) return r.error();
+        EvalWeights w;
+        if (!r->overrides.empty()) w.overrides = std::make_shared<const qz::WeightOverrides>(std::move(r->overrides));
+        if (!r->sources.empty()) w.sources = std::make_shared<const qz::WeightSources>(std::move(r->sources));
+        cache->value = w;
+        cache->made = true;
+        return w;
+    };
+    v.built = [cache] { return cache->made.load(); };
+    // Only the tensors no row source serves are made whole as F32.
+    for (const auto& t : variant->tensors)
+        if (const qz::TensorInfo* ti = original->find(t.name); !ti || !qz::readableByRows(*ti))
+            v.overrideValues += ti ? ti->numel() : t.numel;
+    v.bytes = bytes;
+    v.bitsPerWeight = bitsPerWeight;
+    return v;
 }
 
 qz::EvalVariantMemory variantMemory(const EvalVariant& v) {

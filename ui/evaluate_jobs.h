@@ -22,6 +22,10 @@
 #include "jobs/memory_estimate.h"
 #include "qt_types.h"
 
+namespace qz {
+struct Variant;
+}
+
 class QLabel;
 
 namespace qz::ui {
@@ -61,6 +65,13 @@ struct EvalRow {
     double sameTopPercent = 100;
     int64_t tokens = 0;             // scored tokens
 };
+
+// A variant of `original` run from its compact form (qz::variantRunnable: row sources decoded on demand
+// from the codes, F32 overrides only for the tensors no source reads by rows, GPT-2's Conv1D weights),
+// made on the worker at its first evaluation and then kept by the returned EvalVariant (and its copies).
+// For a fake-quantized run, a GPTQ or an EXL2 folder.
+EvalVariant runnableEvalVariant(const QString& name, ModelPtr original, std::shared_ptr<const qz::Variant> variant,
+                                uint64_t bytes, double bitsPerWeight);
 
 // One row per model as it is measured; a failing variant gives a row with its error and the others
 // go on; a failing original fails the job.

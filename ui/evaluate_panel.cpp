@@ -216,37 +216,13 @@ void EvaluatePanel::setModel(ModelPtr model) {
 void EvaluatePanel::setQuantizeResult(ModelPtr model, ResultPtr result) {
     if (!model || !result) return;
     if (model != m_model) setModel(model);
-    struct Cache {
-        std::mutex mutex;
-        std::optional<EvalWeights> value;
-        std::atomic<bool> made{false};
-    };
-    auto cache = std::make_shared<Cache>();
-    EvalVariant v;
-    v.name = tr("fake-quantized (%1)").arg(toQ(result->spec.describe()));
-    v.model = model;
     // The run's method re-made row by row while the engine multiplies (no F32 copy of the model); only
     // tensors no source reads by rows (GPT-2's Conv1D weights) are made whole.
-    v.build = [model, result, cache](const qz::ProgressFn& progress) -> qz::Result<EvalWeights> {
-        std::lock_guard<std::mutex> lock(cache->mutex);
-        if (cache->value) return *cache->value;
-        auto r = qz::variantRunnable(model, qz::variantFromQuantizeResult(*model, *result), progress);
-        if (!r) return r.error();
-        EvalWeights w;
-        if (!r->overrides.empty()) w.overrides = std::make_shared<const qz::WeightOverrides>(std::move(r->overrides));
-        if (!r->sources.empty()) w.sources = std::make_shared<const qz::WeightSources>(std::move(r->sources));
-        cache->value = w;
-        cache->made = true;
-        return w;
-    };
-    v.built = [cache] { return cache->made.load(); };
-    // Only tensors no row source serves are made whole as F32 (GPT-2's Conv1D weights).
-    for (const auto& t : result->tensors)
-        if (const qz::TensorInfo* ti = model->find(t.name); !ti || !qz::readableByRows(*ti))
-            v.overrideValues += t.numel;
-    v.bytes = result->modelBytesAfter;
     const uint64_t p = parameterCount(*model);
-    v.bitsPerWeight = p ? 8.0 * double(v.bytes) / double(p) : 0;
+    EvalVariant v = runnableEvalVariant(
+        tr("fake-quantized (%1)").arg(toQ(result->spec.describe())), model,
+        std::make_shared<const qz::Variant>(qz::variantFromQuantizeResult(*model, *result)),
+        result->modelBytesAfter, p ? 8.0 * double(result->modelBytesAfter) / double(p) : 0);
     if (m_quantizedIndex >= 0 && m_quantizedIndex < int(m_variants.size()))
         m_variants[size_t(m_quantizedIndex)] = std::move(v);
     else {
@@ -265,6 +241,12 @@ void EvaluatePanel::addVariant(const QString& name, ModelPtr model, std::shared_
     v.overrides = std::move(overrides);
     v.bytes = bytes;
     v.bitsPerWeight = bitsPerWeight;
+    m_variants.push_back(std::move(v));
+    rebuildTable();
+}
+
+void EvaluatePanel::addEvalVariant(EvalVariant v) {
+    if (!v.model) return;
     m_variants.push_back(std::move(v));
     rebuildTable();
 }

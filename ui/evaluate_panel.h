@@ -45,6 +45,8 @@ public:
                     uint64_t bytes = 0, double bitsPerWeight = 0);
     // Opens a GGUF (or any model) file as a variant; false with a message if it cannot be opened.
     bool addGgufFile(const QString& path, QString* error = nullptr);
+    // Any prepared variant (e.g. runnableEvalVariant of a GPTQ / EXL2 folder).
+    void addEvalVariant(EvalVariant v);
     int variantCount() const { return int(m_variants.size()); }
 
     void setTextPath(const QString& path);  // empty = the bundled sample

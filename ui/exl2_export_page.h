@@ -52,6 +52,7 @@ protected:
     void prepareRun() override;
     void modelChanged() override;
     QString resultName() const override;
+    std::optional<qz::VariantKind> folderKind() const override { return qz::VariantKind::Exl2Folder; }
 
 private:
     void onLayer(const qz::exl2::LayerReport& r);

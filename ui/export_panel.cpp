@@ -201,6 +201,7 @@ void ExportPanel::addFormatPage(const QString& id, const QString& label, Calibra
     m_formatPages.append(page);
     connect(page, &CalibratedExportPage::runningChanged, m_format, [this](bool on) { m_format->setEnabled(!on); });
     connect(page, &CalibratedExportPage::variantReady, this, &ExportPanel::variantReady);
+    connect(page, &CalibratedExportPage::evalVariantReady, this, &ExportPanel::evalVariantReady);
     connect(page, &CalibratedExportPage::exportFinished, this, [this, id](const QString& dir) { emit folderExported(id, dir); });
     page->setModel(m_model);
 }

@@ -82,6 +82,7 @@ signals:
     // A calibrated export's result to measure in the Evaluate workspace.
     void variantReady(const QString& name, qz::ui::ModelPtr model, qz::ui::OverridesPtr overrides, quint64 bytes,
                       double bitsPerWeight);
+    void evalVariantReady(const qz::ui::EvalVariant& variant);  // one read from its written folder
 
 private:
     void schedulePlan();

@@ -56,6 +56,7 @@ protected:
     void prepareRun() override;
     void modelChanged() override;
     QString resultName() const override;
+    std::optional<qz::VariantKind> folderKind() const override { return qz::VariantKind::GptqFolder; }
 
 private:
     void onLayer(const qz::gptq::LayerReport& r);

@@ -88,6 +88,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
             [this](const QString& name, ModelPtr model, OverridesPtr overrides, quint64 bytes, double bpw) {
                 m_evaluate->addVariant(name, model, overrides, bytes, bpw);
             });
+    connect(m_export, &ExportPanel::evalVariantReady, m_evaluate,
+            [this](const EvalVariant& v) { m_evaluate->addEvalVariant(v); });
 
     // Every result kept as a variant, side by side (each run, each GGUF export).
     m_compare = new CompareWorkspace(this);

@@ -73,8 +73,9 @@ MemoryEstimate estimateEvaluation(const InferHParams& hp, uint64_t modelFileByte
     const double kv = static_cast<double>(hp.nHeadKv) * hp.headDim;
     e.parts.push_back({"KV cache", bytesOf(hp.nLayer * n * kv * 2.0 * 4.0)});
     e.parts.push_back({"activations", bytesOf(blockActivations(hp, n) + attentionScores(n, s.threads))});
-    // Logits of the scored positions and the engine's output they are copied from.
-    e.parts.push_back({"logits", bytesOf(2.0 * n * hp.nVocab * 4.0)});
+    // Logits of positions nCtx/2 .. nCtx−1, which the engine writes straight into the scorer's buffer
+    // (infer/perplexity.cpp evalChunk, calib/layered.cpp): one buffer, no copy.
+    e.parts.push_back({"logits", bytesOf((n - std::floor(n / 2.0)) * hp.nVocab * 4.0)});
     // Rows of weights widened per thread while multiplying (64 rows of the widest input).
     e.parts.push_back(
         {"weight tiles", bytesOf(std::max(1, s.threads) * 64.0 * std::max(hp.nEmbd, hp.nFf) * 4.0)});

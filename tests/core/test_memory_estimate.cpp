@@ -38,8 +38,8 @@ private slots:
         const auto e = estimateEvaluation(llama7b(), 13'476'839'424ull, s);
         // K and V, F32: 32 layers × 512 positions × 4096 × 2 × 4 bytes = 536,870,912.
         QCOMPARE(part(e, "KV cache"), uint64_t(536870912));
-        // Logits and log-probabilities: 2 × 512 × 32000 × 4 = 131,072,000.
-        QCOMPARE(part(e, "logits"), uint64_t(131072000));
+        // Logits of the second half of the window, one buffer: 256 × 32000 × 4 = 32,768,000.
+        QCOMPARE(part(e, "logits"), uint64_t(32768000));
         // Activations of the widest product encoded as Q8_K plus their tile copy: 512 × 43 × 292 + 512 × 11008.
         QCOMPARE(part(e, "encoded activations"), uint64_t(12064768));
         QCOMPARE(e.mappedBytes, uint64_t(13'476'839'424ull));

@@ -20,7 +20,10 @@
 //  - a missing / empty / binary / too large calibration text or measurement.json is refused with a
 //    message naming the file (page idle, no folder); a malformed measurement.json fails the run with a
 //    message, without a crash;
-//  - "keep the dequantized weights" is on for a small model and off for one above the limit;
+//  - "keep the dequantized weights" is on for a small model and off for one above the limit; without it
+//    (GPTQ, and EXL2 with a reused measurement) the result is read from the written folder: the layer box
+//    lists the same layers, the histograms are those of the kept run's dequantized weights and "Evaluate"
+//    gives its perplexity, and "Send" hands the folder-backed variant to the Evaluate workspace;
 //  - histograms of a previous result still being computed do not land on the page after another model
 //    is opened;
 //  - a job whose work still succeeds after Cancel (past its last cancel point) is reported as such
@@ -71,6 +74,7 @@ private slots:
     void refusesNonHfModel();
     void refusesBadCalibrationAndMeasurement();
     void keepDefaultFollowsModelSize();
+    void gptqNotKeptReadsTheFolder();
     void memoryEstimateShownAndChecked();
     void staleHistogramDropped();
     void finishAfterCancelIsReported();
@@ -112,6 +116,9 @@ private:
     std::vector<qz::gptq::LayerReport> m_fullReports;
     QTemporaryDir m_exl2Dir;                           // the first EXL2 run's folder (its measurement.json)
     std::vector<qz::exl2::LayerReport> m_exl2Reports;  // of the uninterrupted 4-bit run in gptqEndToEnd
+    // exl2EndToEnd's (kept) result: the histogram of its checked layer and its perplexity.
+    qz::Histogram m_exl2Hist;
+    double m_exl2Ppl = 0;
 };
 
 void TestCalibratedExport::initTestCase() {
@@ -417,8 +424,10 @@ void TestCalibratedExport::exl2EndToEnd() {
     m_exl2Reports = result->layers;
 
     checkHistograms(page, QStringLiteral("model.layers.2.self_attn.o_proj.weight"));
+    m_exl2Hist = page->histogram()->series().at(1).histogram;
     double orig = 0;
     const double ppl = evaluatePage(page, &orig);
+    m_exl2Ppl = ppl;
     qInfo("PPL original %.4f, EXL2 4.0 bpw %.4f (%+.2f %%), achieved %.4f bpw", orig, ppl, 100 * (ppl / orig - 1),
           result->achievedBpw);
     QVERIFY2(std::isfinite(ppl) && std::abs(ppl / orig - 1) < 0.05, qPrintable(QString::number(ppl)));
@@ -452,6 +461,8 @@ void TestCalibratedExport::exl2CancelThenReuseMeasurement() {
     QVERIFY(!page->hasResult());
 
     // Another folder, given the first run's measurement: nothing is measured, the same settings result.
+    // The dequantized weights are not kept this time: histograms and evaluation read the folder.
+    page->keepCheck()->setChecked(false);
     const QString out2 = tmp.filePath(QStringLiteral("reused"));
     page->outputEdit()->setText(out2);
     page->measurementEdit()->setText(m_exl2Dir.filePath(QStringLiteral("bard-exl2/measurement.json")));
@@ -469,6 +480,22 @@ void TestCalibratedExport::exl2CancelThenReuseMeasurement() {
         QCOMPARE(result->layers[i].setting, m_exl2Reports[i].setting);
     }
     QVERIFY(QFileInfo::exists(out2 + QStringLiteral("/config.json")));
+
+    QVERIFY(page->hasResult());
+    QVERIFY(!page->resultOverrides());
+    QVERIFY(page->resultFolder());
+    QCOMPARE(page->layerBox()->count(), int(m_exl2Reports.size()));
+    const QString layer = QStringLiteral("model.layers.2.self_attn.o_proj.weight");
+    QSignalSpy shown(page, &CalibratedExportPage::layerShown);
+    page->layerBox()->setCurrentIndex(page->layerBox()->findData(layer));
+    QTRY_COMPARE_WITH_TIMEOUT(shown.isEmpty() ? QString() : shown.last().first().toString(), layer, 30000);
+    const qz::Histogram& h = page->histogram()->series().at(1).histogram;
+    QCOMPARE(h.lo, m_exl2Hist.lo);
+    QCOMPARE(h.hi, m_exl2Hist.hi);
+    QCOMPARE(h.counts, m_exl2Hist.counts);
+    double orig = 0;
+    const double ppl = evaluatePage(page, &orig);
+    QVERIFY2(std::abs(ppl / m_exl2Ppl - 1) < 1e-5, qPrintable(QStringLiteral("%1 vs %2").arg(ppl).arg(m_exl2Ppl)));
 }
 
 void TestCalibratedExport::variantsReachEvaluateWorkspace() {
@@ -493,6 +520,15 @@ void TestCalibratedExport::variantsReachEvaluateWorkspace() {
     QCOMPARE(evaluatePanel->variantCount(), before + 1);
     QCOMPARE(evaluatePanel->table()->rowCount(), before + 2);  // the original and the variants
     QVERIFY(evaluatePanel->table()->item(before + 1, EvaluatePanel::ColName)->text().startsWith(QStringLiteral("GPTQ 4-bit")));
+    // A result not kept in memory arrives too (read from its folder when evaluated).
+    page->keepCheck()->setChecked(false);
+    page->outputEdit()->setText(tmp.filePath(QStringLiteral("mw-folder")));
+    QVERIFY(page->start());
+    QVERIFY(finished.wait(300000));
+    QVERIFY(page->resultFolder());
+    QTest::mouseClick(page->sendButton(), Qt::LeftButton);
+    QCOMPARE(evaluatePanel->variantCount(), before + 2);
+    QVERIFY(evaluatePanel->table()->item(before + 2, EvaluatePanel::ColName)->text().startsWith(QStringLiteral("GPTQ 4-bit")));
 }
 
 void TestCalibratedExport::refusesNonHfModel() {
@@ -648,6 +684,55 @@ void TestCalibratedExport::keepDefaultFollowsModelSize() {
              qPrintable(gptq.keepCheck()->text()));
     gptq.rtnCheck()->setChecked(false);
     QVERIFY(!gptq.keepCheck()->text().contains(QStringLiteral("variants")));
+}
+
+void TestCalibratedExport::gptqNotKeptReadsTheFolder() {
+    // The same small GPTQ run twice, the dequantized weights kept and not kept.
+    const QString layer = QStringLiteral("model.layers.1.mlp.down_proj.weight");
+    QTemporaryDir tmp;
+    struct Seen {
+        qz::Histogram hist;
+        double ppl = 0;
+    } seen[2];
+    for (int keep = 1; keep >= 0; --keep) {
+        ExportPanel panel;
+        panel.show();
+        panel.setModel(m_model);
+        QVERIFY(panel.setFormat(QStringLiteral("gptq")));
+        GptqExportPage* page = panel.gptqPage();
+        configureGptq(page, tmp.filePath(keep ? QStringLiteral("kept") : QStringLiteral("folder")), 2, 32);
+        page->rtnCheck()->setChecked(false);
+        page->keepCheck()->setChecked(keep != 0);
+        QSignalSpy finished(page, &CalibratedExportPage::exportFinished);
+        QVERIFY(page->start());
+        QVERIFY(finished.wait(300000));
+        QVERIFY(page->hasResult());
+        QCOMPARE(page->resultOverrides() != nullptr, keep != 0);
+        QCOMPARE(page->resultFolder() != nullptr, keep == 0);
+        QCOMPARE(page->layerBox()->count(), 28);
+        QSignalSpy shown(page, &CalibratedExportPage::layerShown);
+        page->layerBox()->setCurrentIndex(page->layerBox()->findData(layer));
+        QTRY_COMPARE_WITH_TIMEOUT(shown.isEmpty() ? QString() : shown.last().first().toString(), layer, 30000);
+        seen[keep].hist = page->histogram()->series().at(1).histogram;
+        QCOMPARE(seen[keep].hist.total(), uint64_t(256 * 768));
+        double orig = 0;
+        seen[keep].ppl = evaluatePage(page, &orig);
+        QVERIFY(std::isfinite(seen[keep].ppl) && seen[keep].ppl > 0);
+        QCOMPARE(page->evalTable()->rowCount(), 2);
+        if (!keep) {
+            QSignalSpy plain(&panel, &ExportPanel::variantReady), folder(&panel, &ExportPanel::evalVariantReady);
+            QTest::mouseClick(page->sendButton(), Qt::LeftButton);
+            QCOMPARE(plain.count(), 0);
+            QCOMPARE(folder.count(), 1);
+        }
+    }
+    // Read from the folder's codes: the kept run's dequantized weights, and the same perplexity.
+    QCOMPARE(seen[0].hist.lo, seen[1].hist.lo);
+    QCOMPARE(seen[0].hist.hi, seen[1].hist.hi);
+    QCOMPARE(seen[0].hist.counts, seen[1].hist.counts);
+    qInfo("PPL kept %.6f, read from the folder %.6f", seen[1].ppl, seen[0].ppl);
+    QVERIFY2(std::abs(seen[0].ppl / seen[1].ppl - 1) < 1e-5,
+             qPrintable(QStringLiteral("%1 vs %2").arg(seen[0].ppl).arg(seen[1].ppl)));
 }
 
 void TestCalibratedExport::staleHistogramDropped() {
