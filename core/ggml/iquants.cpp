@@ -1048,46 +1048,39 @@ struct Iq1sSplit {
     const float* xv[2];
 };
 
-__attribute__((always_inline)) inline void iq1sSplitBody(const Iq1sSplit& a, SplitBest& out) {
-    const int n = a.n;
-    const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    SplitBest b = out; // a local copy: stores to it cannot alias the inputs
-    alignas(32) float sx[2][8], s2[2][8], sc[2][8], scr[2][8];
-    const float sx0 = a.sumx[0], sw0 = a.sumw[0], sxn = a.sumx[n], swn = a.sumw[n];
-    for (int i1 = 0; i1 <= n; ++i1) {
-        const float sx1 = a.sumx[i1], sw1 = a.sumw[i1];
-        float ax[2], aw[2];
+// The candidates' sums of IQ1_S in ggml's expressions: one row i1 at a time, 8 values of i2 per chunk,
+// or one candidate alone (the same operations, so the same bits as its lane).
+struct Iq1sSums {
+    static constexpr int kVariants = 2;
+    const Iq1sSplit& a;
+    float sx0, sw0, sxn, swn, sx1 = 0, sw1 = 0, ax[2] = {}, aw[2] = {};
+    explicit Iq1sSums(const Iq1sSplit& s)
+        : a(s), sx0(s.sumx[0]), sw0(s.sumw[0]), sxn(s.sumx[s.n]), swn(s.sumw[s.n]) {}
+    __attribute__((always_inline)) void row(int i1) {
+        sx1 = a.sumx[i1];
+        sw1 = a.sumw[i1];
         for (int v = 0; v < 2; ++v) {
             const float* xx = a.xv[v];
             ax[v] = (sx1 - sx0) * xx[0];
             aw[v] = (sw1 - sw0) * xx[0] * xx[0];
         }
-        for (int t0 = i1; t0 <= n; t0 += 8) {
-            const V8f x2 = loadV8(a.sumx + t0), w2 = loadV8(a.sumw + t0);
-            const V8i valid = (lane + t0) <= n;
-            V8f vx[2], v2[2];
-            V8i cond[2];
-            for (int v = 0; v < 2; ++v) {
-                const float* xx = a.xv[v];
-                vx[v] = ax[v] + (x2 - sx1) * xx[1] + (sxn - x2) * xx[2];
-                v2[v] = aw[v] + (w2 - sw1) * xx[1] * xx[1] + (swn - w2) * xx[2] * xx[2];
-                cond[v] = valid & (v2[v] > 0) & (vx[v] * vx[v] > b.score * v2[v]);
-            }
-            if (!laneBits(cond[0] | cond[1])) continue;
-            unsigned bits[2];
-            for (int v = 0; v < 2; ++v) {
-                bits[v] = laneBits(cond[v]);
-                const V8f scale = vx[v] / v2[v], score = scale * vx[v];
-                std::memcpy(sx[v], &vx[v], 32);
-                std::memcpy(s2[v], &v2[v], 32);
-                std::memcpy(sc[v], &scale, 32);
-                std::memcpy(scr[v], &score, 32);
-            }
-            scanChunk<2>(sx, s2, sc, scr, bits, std::min(8, n + 1 - t0), i1, t0, b);
+    }
+    __attribute__((always_inline)) void chunk(int t0, V8f* vx, V8f* v2) const {
+        const V8f x2 = loadV8(a.sumx + t0), w2 = loadV8(a.sumw + t0);
+        for (int v = 0; v < 2; ++v) {
+            const float* xx = a.xv[v];
+            vx[v] = ax[v] + (x2 - sx1) * xx[1] + (sxn - x2) * xx[2];
+            v2[v] = aw[v] + (w2 - sw1) * xx[1] * xx[1] + (swn - w2) * xx[2] * xx[2];
         }
     }
-    out = b;
-}
+    __attribute__((always_inline)) void one(int i1, int i2, int v, float& vx, float& v2) const {
+        const float* xx = a.xv[v];
+        const float s1 = a.sumx[i1], w1 = a.sumw[i1], x2 = a.sumx[i2], w2 = a.sumw[i2];
+        const float cx = (s1 - sx0) * xx[0], cw = (w1 - sw0) * xx[0] * xx[0];
+        vx = cx + (x2 - s1) * xx[1] + (sxn - x2) * xx[2];
+        v2 = cw + (w2 - w1) * xx[1] * xx[1] + (swn - w2) * xx[2] * xx[2];
+    }
+};
 
 // IQ1_M: per-half prefix sums px[h] / pw[h] (17 entries, padded), constants as in the scalar form:
 // txp[h] = tx[h]*p2, txm[h] = tx[h]*m2, twp[h] = tw[h]*p2*p2, twm[h] = tw[h]*m2*m2.
@@ -1099,48 +1092,183 @@ struct Iq1mSplit {
     float cp1, cp2, cm1, cm2;
 };
 
-__attribute__((always_inline)) inline void iq1mSplitBody(const Iq1mSplit& a, SplitBest& out) {
-    const int n = a.n;
-    const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    SplitBest b = out;
-    alignas(32) float sx[4][8], s2[4][8], sc[4][8], scr[4][8];
-    for (int i1 = 0; i1 <= n; ++i1) {
-        float p1[2], ap[2], am[2];
+// IQ1_M's candidates: variant k = (first half x_m) * 2 + (second half x_m).
+struct Iq1mSums {
+    static constexpr int kVariants = 4;
+    const Iq1mSplit& a;
+    float p1[2] = {}, ap[2] = {}, am[2] = {};
+    explicit Iq1mSums(const Iq1mSplit& s) : a(s) {}
+    __attribute__((always_inline)) void row(int i1) {
         for (int h = 0; h < 2; ++h) {
             p1[h] = a.px[h][i1];
             ap[h] = a.twp[h] + a.pw[h][i1] * a.cp1;
             am[h] = a.twm[h] + a.pw[h][i1] * a.cm1;
         }
+    }
+    __attribute__((always_inline)) void chunk(int t0, V8f* vx, V8f* v2) const {
+        V8f qxp[2], qxm[2], q2p[2], q2m[2];
+        for (int h = 0; h < 2; ++h) {
+            const V8f sxh = p1[h] + loadV8(a.px[h] + t0);
+            const V8f pw2 = loadV8(a.pw[h] + t0);
+            qxp[h] = a.txp[h] - sxh;
+            qxm[h] = a.txm[h] - sxh;
+            q2p[h] = ap[h] + pw2 * a.cp2;
+            q2m[h] = am[h] + pw2 * a.cm2;
+        }
+        vx[0] = qxp[0] + qxp[1];
+        vx[1] = qxp[0] + qxm[1];
+        vx[2] = qxm[0] + qxp[1];
+        vx[3] = qxm[0] + qxm[1];
+        v2[0] = q2p[0] + q2p[1];
+        v2[1] = q2p[0] + q2m[1];
+        v2[2] = q2m[0] + q2p[1];
+        v2[3] = q2m[0] + q2m[1];
+    }
+    __attribute__((always_inline)) void one(int i1, int i2, int k, float& vx, float& v2) const {
+        float qx[2], q2[2];
+        for (int h = 0; h < 2; ++h) {
+            const bool m = h == 0 ? k >= 2 : (k & 1) != 0;
+            const float sxh = a.px[h][i1] + a.px[h][i2];
+            const float a2 = m ? a.twm[h] + a.pw[h][i1] * a.cm1 : a.twp[h] + a.pw[h][i1] * a.cp1;
+            qx[h] = (m ? a.txm[h] : a.txp[h]) - sxh;
+            q2[h] = a2 + a.pw[h][i2] * (m ? a.cm2 : a.cp2);
+        }
+        vx = qx[0] + qx[1];
+        v2 = q2[0] + q2[1];
+    }
+};
+
+// The reference scan (kept as the fallback of splitByMax): chunk by chunk with the acceptance test in
+// lanes, see above.
+template <class Sums>
+__attribute__((always_inline)) inline void splitScan(Sums s, int n, SplitBest& out) {
+    constexpr int NV = Sums::kVariants;
+    const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    SplitBest b = out; // a local copy: stores to it cannot alias the inputs
+    alignas(32) float sx[NV][8], s2[NV][8], sc[NV][8], scr[NV][8];
+    for (int i1 = 0; i1 <= n; ++i1) {
+        s.row(i1);
         for (int t0 = i1; t0 <= n; t0 += 8) {
-            V8f qxp[2], qxm[2], q2p[2], q2m[2];
-            for (int h = 0; h < 2; ++h) {
-                const V8f sxh = p1[h] + loadV8(a.px[h] + t0);
-                const V8f pw2 = loadV8(a.pw[h] + t0);
-                qxp[h] = a.txp[h] - sxh;
-                qxm[h] = a.txm[h] - sxh;
-                q2p[h] = ap[h] + pw2 * a.cp2;
-                q2m[h] = am[h] + pw2 * a.cm2;
-            }
-            const V8f vx[4] = {qxp[0] + qxp[1], qxp[0] + qxm[1], qxm[0] + qxp[1], qxm[0] + qxm[1]};
-            const V8f v2[4] = {q2p[0] + q2p[1], q2p[0] + q2m[1], q2m[0] + q2p[1], q2m[0] + q2m[1]};
+            V8f vx[NV], v2[NV];
+            s.chunk(t0, vx, v2);
             const V8i valid = (lane + t0) <= n;
-            V8i cond[4];
-            for (int k = 0; k < 4; ++k)
-                cond[k] = valid & (v2[k] > 0) & (vx[k] * vx[k] > b.score * v2[k]);
-            if (!laneBits(cond[0] | cond[1] | cond[2] | cond[3])) continue;
-            unsigned bits[4];
-            for (int k = 0; k < 4; ++k) {
-                bits[k] = laneBits(cond[k]);
-                const V8f scale = vx[k] / v2[k], score = scale * vx[k];
-                std::memcpy(sx[k], &vx[k], 32);
-                std::memcpy(s2[k], &v2[k], 32);
-                std::memcpy(sc[k], &scale, 32);
-                std::memcpy(scr[k], &score, 32);
+            V8i cond[NV], any = {};
+            for (int v = 0; v < NV; ++v) {
+                cond[v] = valid & (v2[v] > 0) & (vx[v] * vx[v] > b.score * v2[v]);
+                any |= cond[v];
             }
-            scanChunk<4>(sx, s2, sc, scr, bits, std::min(8, n + 1 - t0), i1, t0, b);
+            if (!laneBits(any)) continue;
+            unsigned bits[NV];
+            for (int v = 0; v < NV; ++v) {
+                bits[v] = laneBits(cond[v]);
+                const V8f scale = vx[v] / v2[v], score = scale * vx[v];
+                std::memcpy(sx[v], &vx[v], 32);
+                std::memcpy(s2[v], &v2[v], 32);
+                std::memcpy(sc[v], &scale, 32);
+                std::memcpy(scr[v], &score, 32);
+            }
+            scanChunk<NV>(sx, s2, sc, scr, bits, std::min(8, n + 1 - t0), i1, t0, b);
         }
     }
     out = b;
+}
+
+// The split-point search by the largest ratio (README-iquants.md "IQ1 split points"). With r(c) = vx^2/v2
+// of candidate c computed in lanes (relative error <= 2 ulp) and R its maximum, every candidate with
+// r < L = R(1 - 2^-12) is left out of the scalar scan, provided that no r lies in the band
+// [L(1 - 2^-18), L): then the first candidate at or above L is accepted whatever best was (best < its
+// ratio by more than the rounding of the test), and no candidate below the band is accepted after it
+// (best >= L(1 - 4 ulp) from then on). The scan of the remaining few (usually 1-3) candidates in order is
+// therefore the reference's answer. All sums must lie in [2^-40, 2^40] (so that no product of the test
+// overflows or leaves the normal range); otherwise, or with a candidate in the band, returns false and
+// the caller runs splitScan.
+constexpr float kSplitCut = 0x1p-12f, kSplitBand = 0x1p-18f, kSplitLo = 0x1p-40f, kSplitHi = 0x1p40f;
+
+template <class Sums, int MaxChunks>
+__attribute__((always_inline)) inline bool splitByMax(Sums s, int n, SplitBest& out) {
+    constexpr int NV = Sums::kVariants;
+    const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    const V8f lo = {kSplitLo, kSplitLo, kSplitLo, kSplitLo, kSplitLo, kSplitLo, kSplitLo, kSplitLo};
+    const V8f hi = lo * (kSplitHi / kSplitLo);
+    const V8f none = lo * 0 - 1;
+    V8f ratio[MaxChunks][NV];
+    uint8_t ci1[MaxChunks], ct0[MaxChunks];
+    V8f mx = none;
+    V8i bad = {};
+    int nc = 0;
+    for (int i1 = 0; i1 <= n; ++i1) {
+        s.row(i1);
+        for (int t0 = i1; t0 <= n; t0 += 8) {
+            V8f vx[NV], v2[NV];
+            s.chunk(t0, vx, v2);
+            const V8i valid = (lane + t0) <= n;
+            for (int v = 0; v < NV; ++v) {
+                const V8i ok = valid & (v2[v] > 0);
+                bad |= ok & ~((v2[v] >= lo) & (v2[v] <= hi) & (vx[v] <= hi) & (vx[v] >= -hi));
+                const V8f r = ok ? vx[v] * vx[v] / v2[v] : none;
+                ratio[nc][v] = r;
+                mx = mx > r ? mx : r;
+            }
+            ci1[nc] = static_cast<uint8_t>(i1);
+            ct0[nc] = static_cast<uint8_t>(t0);
+            ++nc;
+        }
+    }
+    if (laneBits(bad)) return false;
+    float rmax = mx[0];
+    for (int t = 1; t < 8; ++t)
+        rmax = std::max(rmax, mx[t]);
+    if (!(rmax >= kSplitLo && rmax <= kSplitHi)) return false;
+    const float cut = rmax - rmax * kSplitCut, low = cut - cut * kSplitBand;
+    const V8f vcut = lo * 0 + cut, vlow = lo * 0 + low;
+    SplitBest b = out;
+    V8i band = {};
+    for (int k = 0; k < nc; ++k) {
+        V8i in[NV], any = {};
+        for (int v = 0; v < NV; ++v) {
+            in[v] = ratio[k][v] >= vcut;
+            band |= (ratio[k][v] >= vlow) & (ratio[k][v] < vcut);
+            any |= in[v];
+        }
+        if (!laneBits(any)) continue;
+        unsigned bits[NV];
+        for (int v = 0; v < NV; ++v)
+            bits[v] = laneBits(in[v]);
+        for (int t = 0; t < 8; ++t)
+            for (int v = 0; v < NV; ++v) {
+                if (!((bits[v] >> t) & 1)) continue;
+                float vx, v2;
+                s.one(ci1[k], ct0[k] + t, v, vx, v2);
+                if (v2 > 0 && vx * vx > b.score * v2) {
+                    b.scale = vx / v2;
+                    b.score = b.scale * vx;
+                    b.i1 = ci1[k];
+                    b.i2 = ct0[k] + t;
+                    b.var = v;
+                }
+            }
+    }
+    if (laneBits(band)) return false;
+    out = b;
+    return true;
+}
+
+// Chunks of 8 values of i2 over all i1 for n sorted values.
+constexpr int splitChunks(int n) {
+    int c = 0;
+    for (int i1 = 0; i1 <= n; ++i1)
+        c += (n + 1 - i1 + 7) / 8;
+    return c;
+}
+
+__attribute__((always_inline)) inline void iq1sSplitBody(const Iq1sSplit& a, SplitBest& out) {
+    if (a.n == 32 && splitByMax<Iq1sSums, splitChunks(32)>(Iq1sSums(a), a.n, out)) return;
+    splitScan(Iq1sSums(a), a.n, out);
+}
+
+__attribute__((always_inline)) inline void iq1mSplitBody(const Iq1mSplit& a, SplitBest& out) {
+    if (a.n == 16 && splitByMax<Iq1mSums, splitChunks(16)>(Iq1mSums(a), a.n, out)) return;
+    splitScan(Iq1mSums(a), a.n, out);
 }
 #pragma GCC diagnostic pop
 
