@@ -42,11 +42,11 @@ struct Lattice {
     std::vector<int8_t> pos;  // size * dim coordinates
     std::vector<int8_t> fld;  // size * dim fields l = (coordinate - 1) / 2
     std::vector<int32_t> map; // index -> id or -(offset+1)
-    // concatenated lists [n, lv offset low 16 bits, high 16 bits, id_1 .. id_n]
+    // concatenated lists [n, code offset low 16 bits, high 16 bits, id_1 .. id_n]
     std::vector<uint16_t> neighbours;
-    // the lists' fields l transposed (coordinate-major, n padded to kLanes with 0), so that the distances of
-    // kLanes neighbours are summed in parallel lanes from per-coordinate term tables
-    std::vector<uint8_t> lv;
+    // the lists' entries as packed fields sum(l_k << bits*k) (n padded to kLanes with 0): 2 bytes an entry,
+    // so that the lists of the 2048-point IQ1 grid (~90 entries each) stay as small as the id lists
+    std::vector<uint16_t> codes;
     const int8_t* point(int id) const { return pos.data() + static_cast<size_t>(id) * dim; }
     const int8_t* fields(int id) const { return fld.data() + static_cast<size_t>(id) * dim; }
 };
@@ -114,21 +114,23 @@ Lattice buildLattice(const Elem* grid, int size, int dim, int bits, int levels, 
         }
         const size_t start = lat.neighbours.size();
         lat.map[index] = -static_cast<int32_t>(start + 1);
-        const size_t lvAt = lat.lv.size();
+        const size_t codeAt = lat.codes.size();
         lat.neighbours.push_back(0);
-        lat.neighbours.push_back(static_cast<uint16_t>(lvAt & 0xFFFF));
-        lat.neighbours.push_back(static_cast<uint16_t>(lvAt >> 16));
+        lat.neighbours.push_back(static_cast<uint16_t>(codeAt & 0xFFFF));
+        lat.neighbours.push_back(static_cast<uint16_t>(codeAt >> 16));
         for (int s = 0; s < nsh; ++s)
             for (int g = 0; g < size; ++g)
                 if (dist[g] == shells[s]) lat.neighbours.push_back(static_cast<uint16_t>(g));
         const size_t n = lat.neighbours.size() - start - 3;
         lat.neighbours[start] = static_cast<uint16_t>(n);
         const size_t npad = (n + kLanes - 1) / kLanes * kLanes;
-        lat.lv.resize(lvAt + npad * dim, 0);
+        lat.codes.resize(codeAt + npad, 0);
         for (size_t j = 0; j < n; ++j) {
-            const int8_t* p = lat.point(lat.neighbours[start + 3 + j]);
+            const int8_t* p = lat.fields(lat.neighbours[start + 3 + j]);
+            int code = 0;
             for (int k = 0; k < dim; ++k)
-                lat.lv[lvAt + k * npad + j] = static_cast<uint8_t>((p[k] - 1) / 2);
+                code |= p[k] << (bits * k);
+            lat.codes[codeAt + j] = static_cast<uint16_t>(code);
         }
     }
     return lat;
@@ -183,14 +185,14 @@ struct NeighbourList {
     int n = 0;
     size_t npad = 0;
     const uint16_t* ids = nullptr;
-    const uint8_t* lv = nullptr; // lv[k * npad + j]: field k of neighbour j
+    const uint16_t* codes = nullptr; // packed fields of neighbour j (padded to npad)
 };
 inline NeighbourList listOf(const Lattice& lat, const uint16_t* nb) {
     NeighbourList l;
     l.n = nb[0];
     l.npad = (static_cast<size_t>(l.n) + kLanes - 1) / kLanes * kLanes;
     l.ids = nb + 3;
-    l.lv = lat.lv.data() + (static_cast<size_t>(nb[1]) | (static_cast<size_t>(nb[2]) << 16));
+    l.codes = lat.codes.data() + (static_cast<size_t>(nb[1]) | (static_cast<size_t>(nb[2]) << 16));
     return l;
 }
 
@@ -212,6 +214,11 @@ inline void termTable(int dim, int nq, const float* q, const float* x, const flo
     }
 }
 
+// Bits per field of the packed codes: 2 for the 8-dimensional grids (3 levels), 3 for the 4-dimensional ones.
+constexpr int fieldBits(int dim) {
+    return dim == 8 ? 2 : 3;
+}
+
 // Position in the list of the first minimum of d2 (ggml's "if (d2 < best)" scan from FLT_MAX; NaN never
 // wins). -1 when no d2 is below FLT_MAX (ggml asserts there).
 template <int Dim> int firstMinPortable(const NeighbourList& nl, const float* terms) {
@@ -220,7 +227,7 @@ template <int Dim> int firstMinPortable(const NeighbourList& nl, const float* te
     for (int j = 0; j < nl.n; ++j) {
         float d2 = 0;
         for (int i = 0; i < Dim; ++i)
-            d2 += terms[8 * i + nl.lv[i * nl.npad + j]];
+            d2 += terms[8 * i + ((nl.codes[j] >> (fieldBits(Dim) * i)) & ((1 << fieldBits(Dim)) - 1))];
         if (d2 < best) {
             best = d2;
             at = j;
@@ -231,13 +238,18 @@ template <int Dim> int firstMinPortable(const NeighbourList& nl, const float* te
 
 #if defined(__x86_64__) || defined(__i386__)
 // AVX2: 8 neighbours per vector, the term of coordinate i picked by a lane permutation of its 8 table
-// entries. The first minimum is found as "minimum value (min skips NaN lanes, as the scalar strict < does),
+// entries, indexed by the packed code shifted right by bits*i: vpermps reads the low 3 bits, which are field i
+// for 3-bit fields; for 2-bit fields the third bit belongs to field i+1, so the table holds the 4 terms twice.
+// The first minimum is found as "minimum value (min skips NaN lanes, as the scalar strict < does),
 // then the first position holding it", which is the scalar scan's answer.
 template <int Dim>
 __attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const float* q, const float* x,
                                                  const float* w, float scale) {
+    constexpr int bits = fieldBits(Dim);
     __m256 t[Dim];
-    const __m256 sq = _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_loadu_ps(q)); // scale*q_l, l = 0..7
+    // scale*q_l, l = 0..7 (2-bit fields: l = 0..3 twice)
+    const __m256 ql = bits == 2 ? _mm256_broadcast_ps(reinterpret_cast<const __m128*>(q)) : _mm256_loadu_ps(q);
+    const __m256 sq = _mm256_mul_ps(_mm256_set1_ps(scale), ql);
     for (int i = 0; i < Dim; ++i) {
         const __m256 diff = _mm256_sub_ps(sq, _mm256_set1_ps(x[i]));
         t[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff);
@@ -245,11 +257,9 @@ __attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const 
     const __m256 inf = _mm256_set1_ps(INFINITY);
     if (nl.npad == 8) { // one vector (most lists of IQ2_S and IQ3): no round trip through memory
         __m256 acc = _mm256_setzero_ps();
-        for (int i = 0; i < Dim; ++i) {
-            const __m256i l =
-                _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(nl.lv + i * 8)));
-            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], l));
-        }
+        const __m256i c = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(nl.codes)));
+        for (int i = 0; i < Dim; ++i)
+            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], _mm256_srli_epi32(c, bits * i)));
         const __m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         acc =
             _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nl.n), pos)));
@@ -267,11 +277,10 @@ __attribute__((target("avx2"))) int firstMinAvx2(const NeighbourList& nl, const 
     const __m256i step = _mm256_set1_epi32(8), n = _mm256_set1_epi32(nl.n);
     for (size_t j = 0; j < nl.npad; j += 8) {
         __m256 acc = _mm256_setzero_ps();
-        for (int i = 0; i < Dim; ++i) {
-            const __m256i l = _mm256_cvtepu8_epi32(
-                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(nl.lv + i * nl.npad + j)));
-            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], l));
-        }
+        const __m256i c =
+            _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(nl.codes + j)));
+        for (int i = 0; i < Dim; ++i)
+            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(t[i], _mm256_srli_epi32(c, bits * i)));
         // padding lanes (position >= n) never win
         acc = _mm256_blendv_ps(inf, acc, _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, pos)));
         _mm256_store_ps(d2 + j, acc);
