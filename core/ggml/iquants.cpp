@@ -971,7 +971,7 @@ int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, co
 
 // Ascending order of the block's values with their positions; ties keep index order (a stable sort,
 // as glibc's merge-sort qsort; README-iquants.md "IQ1 sort").
-void sortedOrder(const float* xb, int n, int* idx) {
+void sortedOrderScalar(const float* xb, int n, int* idx) {
     for (int j = 0; j < n; ++j)
         idx[j] = j;
     // insertion sort (n <= 32): stable, no allocation
@@ -984,16 +984,6 @@ void sortedOrder(const float* xb, int n, int* idx) {
     }
 }
 
-// ------------------------------------------------------------------ IQ1 split-point searches, vectorised
-// Both IQ1 quantizers score every pair of split points (i1 <= i2) of the sorted sub-block and keep the
-// first candidate, in (i1, i2, variant) order, with sumq2 > 0 && sumqx^2 > best*sumq2. The candidates'
-// sums for 8 consecutive i2 are computed side by side with ggml's expressions (same operations per lane,
-// so the same bits); then, with `best` as it stands, the 8 x nvar conditions are evaluated side by side.
-// The reference scan only changes `best` at an accepted candidate, so a chunk where no condition holds is
-// skipped exactly; otherwise the chunk is scanned one candidate after the other with the scalar test.
-// kSplitSkip: in that scan a candidate whose condition was false under the chunk's starting best b0 is
-// skipped as long as best >= b0: with sumq2 > 0, best*sumq2 >= b0*sumq2 (rounding is monotone), so the
-// condition stays false. If best ever drops below b0 (rounding of scale*sumqx) every candidate is tested.
 typedef float V8f __attribute__((vector_size(32)));
 typedef int32_t V8i __attribute__((vector_size(32)));
 
@@ -1004,17 +994,77 @@ __attribute__((always_inline)) inline V8f loadV8(const float* p) {
     std::memcpy(&v, p, sizeof v);
     return v;
 }
+
 // Bit t set when lane t of m is set (generic vector code: the same function serves the AVX2 and the
 // portable instantiations).
 __attribute__((always_inline)) inline unsigned laneBits(V8i m) {
+#if defined(__SSE__)
+    // the sign bits of the two halves (SSE movmskps, baseline on x86-64; one vmovmskps in AVX2 code)
+    __m128 h[2];
+    std::memcpy(h, &m, sizeof m);
+    return static_cast<unsigned>(_mm_movemask_ps(h[0]) | (_mm_movemask_ps(h[1]) << 4));
+#else
     const V8i w = {1, 2, 4, 8, 16, 32, 64, 128};
     V8i r = m & w;
     r |= __builtin_shufflevector(r, r, 4, 5, 6, 7, 0, 1, 2, 3);
     r |= __builtin_shufflevector(r, r, 2, 3, 0, 1, 6, 7, 4, 5);
     r |= __builtin_shufflevector(r, r, 1, 0, 3, 2, 5, 4, 7, 6);
     return static_cast<unsigned>(r[0]);
+#endif
 }
 
+// The same order without branches: the position of x_j is #{i < j: x_i <= x_j} + #{i > j: x_i < x_j}, counted
+// in lanes for 8 values j at once. N = 16 or 32 values; with a NaN (no order) the insertion sort decides.
+template <int N> __attribute__((always_inline)) inline void sortedOrderBody(const float* xb, int* idx) {
+    constexpr int NQ = N / 8;
+    V8f x[NQ];
+    V8i j[NQ], rank[NQ], nan = {};
+    for (int q = 0; q < NQ; ++q) {
+        x[q] = loadV8(xb + 8 * q);
+        j[q] = V8i{0, 1, 2, 3, 4, 5, 6, 7} + 8 * q;
+        rank[q] = V8i{};
+        nan |= x[q] != x[q];
+    }
+    if (laneBits(nan)) return sortedOrderScalar(xb, N, idx);
+    for (int i = 0; i < N; ++i) {
+        const float xi = xb[i];
+        for (int q = 0; q < NQ; ++q)
+            rank[q] -= (j[q] > i) ? (xi <= x[q]) : (xi < x[q]);
+    }
+    for (int q = 0; q < NQ; ++q)
+        for (int t = 0; t < 8; ++t)
+            idx[rank[q][t]] = 8 * q + t;
+}
+#pragma GCC diagnostic pop
+
+template <int N> void sortedOrderPortable(const float* xb, int* idx) {
+    sortedOrderBody<N>(xb, idx);
+}
+#if defined(__x86_64__) || defined(__i386__)
+template <int N> __attribute__((target("avx2"))) void sortedOrderAvx2(const float* xb, int* idx) {
+    sortedOrderBody<N>(xb, idx);
+}
+#endif
+template <int N> void sortedOrder(const float* xb, int* idx) {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = detectAvx2();
+    if (avx2) return sortedOrderAvx2<N>(xb, idx);
+#endif
+    sortedOrderPortable<N>(xb, idx);
+}
+
+// ------------------------------------------------------------------ IQ1 split-point searches, vectorised
+// Both IQ1 quantizers score every pair of split points (i1 <= i2) of the sorted sub-block and keep the
+// first candidate, in (i1, i2, variant) order, with sumq2 > 0 && sumqx^2 > best*sumq2. The candidates'
+// sums for 8 consecutive i2 are computed side by side with ggml's expressions (same operations per lane,
+// so the same bits); then, with `best` as it stands, the 8 x nvar conditions are evaluated side by side.
+// The reference scan only changes `best` at an accepted candidate, so a chunk where no condition holds is
+// skipped exactly; otherwise the chunk is scanned one candidate after the other with the scalar test.
+// kSplitSkip: in that scan a candidate whose condition was false under the chunk's starting best b0 is
+// skipped as long as best >= b0: with sumq2 > 0, best*sumq2 >= b0*sumq2 (rounding is monotone), so the
+// condition stays false. If best ever drops below b0 (rounding of scale*sumqx) every candidate is tested.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi" // the vector helpers are always inlined
 struct SplitBest {
     float score = -FLT_MAX, scale = 0;
     int i1 = -1, i2 = -1, var = -1;
@@ -1200,7 +1250,19 @@ __attribute__((always_inline)) inline bool splitByMax(Sums s, int n, SplitBest& 
     const V8f lo = {kSplitLo, kSplitLo, kSplitLo, kSplitLo, kSplitLo, kSplitLo, kSplitLo, kSplitLo};
     const V8f hi = lo * (kSplitHi / kSplitLo);
     const V8f none = lo * 0 - 1;
-    V8f ratio[MaxChunks][NV];
+    // the ratios of a chunk (none where no candidate or sumq2 <= 0), and whether a sum is out of range
+    auto ratios = [&](int t0, V8f* r, V8i& bad) __attribute__((always_inline)) {
+        V8f vx[NV], v2[NV];
+        s.chunk(t0, vx, v2);
+        const V8i valid = (lane + t0) <= n;
+        for (int v = 0; v < NV; ++v) {
+            const V8i ok = valid & (v2[v] > 0);
+            bad |= ok & ~((v2[v] >= lo) & (v2[v] <= hi) & (vx[v] <= hi) & (vx[v] >= -hi));
+            r[v] = ok ? vx[v] * vx[v] / v2[v] : none;
+        }
+    };
+    // pass 1: per chunk the largest ratio of each lane over the variants
+    V8f cmax[MaxChunks];
     uint8_t ci1[MaxChunks], ct0[MaxChunks];
     V8f mx = none;
     V8i bad = {};
@@ -1208,16 +1270,13 @@ __attribute__((always_inline)) inline bool splitByMax(Sums s, int n, SplitBest& 
     for (int i1 = 0; i1 <= n; ++i1) {
         s.row(i1);
         for (int t0 = i1; t0 <= n; t0 += 8) {
-            V8f vx[NV], v2[NV];
-            s.chunk(t0, vx, v2);
-            const V8i valid = (lane + t0) <= n;
-            for (int v = 0; v < NV; ++v) {
-                const V8i ok = valid & (v2[v] > 0);
-                bad |= ok & ~((v2[v] >= lo) & (v2[v] <= hi) & (vx[v] <= hi) & (vx[v] >= -hi));
-                const V8f r = ok ? vx[v] * vx[v] / v2[v] : none;
-                ratio[nc][v] = r;
-                mx = mx > r ? mx : r;
-            }
+            V8f r[NV];
+            ratios(t0, r, bad);
+            V8f m = r[0];
+            for (int v = 1; v < NV; ++v)
+                m = m > r[v] ? m : r[v];
+            cmax[nc] = m;
+            mx = mx > m ? mx : m;
             ci1[nc] = static_cast<uint8_t>(i1);
             ct0[nc] = static_cast<uint8_t>(t0);
             ++nc;
@@ -1230,19 +1289,20 @@ __attribute__((always_inline)) inline bool splitByMax(Sums s, int n, SplitBest& 
     if (!(rmax >= kSplitLo && rmax <= kSplitHi)) return false;
     const float cut = rmax - rmax * kSplitCut, low = cut - cut * kSplitBand;
     const V8f vcut = lo * 0 + cut, vlow = lo * 0 + low;
+    // pass 2: the chunks holding a ratio >= low again, the scalar scan over those >= cut
     SplitBest b = out;
     V8i band = {};
     for (int k = 0; k < nc; ++k) {
-        V8i in[NV], any = {};
-        for (int v = 0; v < NV; ++v) {
-            in[v] = ratio[k][v] >= vcut;
-            band |= (ratio[k][v] >= vlow) & (ratio[k][v] < vcut);
-            any |= in[v];
-        }
-        if (!laneBits(any)) continue;
+        if (!laneBits(cmax[k] >= vlow)) continue;
+        s.row(ci1[k]);
+        V8f r[NV];
+        V8i unused = {};
+        ratios(ct0[k], r, unused);
         unsigned bits[NV];
-        for (int v = 0; v < NV; ++v)
-            bits[v] = laneBits(in[v]);
+        for (int v = 0; v < NV; ++v) {
+            band |= (r[v] >= vlow) & (r[v] < vcut);
+            bits[v] = laneBits(r[v] >= vcut);
+        }
         for (int t = 0; t < 8; ++t)
             for (int v = 0; v < NV; ++v) {
                 if (!((bits[v] >> t) & 1)) continue;
@@ -1340,7 +1400,7 @@ void iq1sBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             shifts[ib] = 1;
             continue;
         }
-        sortedOrder(xb, bs, idx);
+        sortedOrder<bs>(xb, idx);
         sumx[0] = sumw[0] = 0;
         for (int j = 0; j < bs; ++j) {
             const int i = idx[j];
@@ -1454,7 +1514,7 @@ void iq1mBlock(const float* xbl, const float* qwBlock, uint8_t* y) {
             shifts[ib] = 0;
             continue;
         }
-        sortedOrder(xb, bs, idx);
+        sortedOrder<bs>(xb, idx);
         SplitBest sb;
         sb.scale = max;
         {
