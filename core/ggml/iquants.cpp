@@ -970,7 +970,7 @@ int iq1BestNeighbour(const Lattice& lat, const uint16_t* nb, const float* xb, co
 }
 
 // Ascending order of the block's values with their positions; ties keep index order (a stable sort,
-// as glibc's merge-sort qsort; README-iquants.md "IQ1 sort").
+// as glibc's merge-sort qsort; README-iquants.md "Sort ties").
 void sortedOrderScalar(const float* xb, int n, int* idx) {
     for (int j = 0; j < n; ++j)
         idx[j] = j;
