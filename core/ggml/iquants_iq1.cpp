@@ -93,8 +93,10 @@ template <int N> __attribute__((always_inline)) inline void sortedOrderBody(cons
 }
 #pragma GCC diagnostic pop
 
+// Without AVX2 the ranking (its 256-bit vectors split into SSE halves) is slower than the insertion sort,
+// which gives the same order.
 template <int N> void sortedOrderPortable(const float* xb, int* idx) {
-    sortedOrderBody<N>(xb, idx);
+    sortedOrderScalar(xb, N, idx);
 }
 #if defined(__x86_64__) || defined(__i386__)
 template <int N> __attribute__((target("avx2"))) void sortedOrderAvx2(const float* xb, int* idx) {
@@ -396,11 +398,14 @@ __attribute__((always_inline)) inline void iq1mSplitBody(const Iq1mSplit& a, Spl
 }
 #pragma GCC diagnostic pop
 
+// Without AVX2 the search by the largest ratio (with its divisions and selects split into SSE halves) is
+// slower than the chunked scan, which gives the same answer: with QZ_NO_AVX2=1 the tests check the scan and
+// the insertion sort, otherwise the search by the largest ratio and the ranking.
 void iq1sSplitPortable(const Iq1sSplit& a, SplitBest& b) {
-    iq1sSplitBody(a, b);
+    splitScan(Iq1sSums(a), a.n, b);
 }
 void iq1mSplitPortable(const Iq1mSplit& a, SplitBest& b) {
-    iq1mSplitBody(a, b);
+    splitScan(Iq1mSums(a), a.n, b);
 }
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx2"))) void iq1sSplitAvx2(const Iq1sSplit& a, SplitBest& b) {
