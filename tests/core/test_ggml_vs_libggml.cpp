@@ -102,6 +102,7 @@ private slots:
     void dequantizeMatchesGgml();
     void q8_0RoundingEdges();
     void ternaryRoundingEdges();
+    void iq1SearchEdges();
 };
 
 void TestGgmlVsLibggml::initTestCase() {
@@ -295,6 +296,58 @@ void TestGgmlVsLibggml::ternaryRoundingEdges() {
         QVERIFY(ggml::quantizeTensor(t, x.data(), rows, cols, nullptr, ours.data(), 1).ok());
         QCOMPARE(lib().quantize(traits(t).ggmlId, x.data(), theirs.data(), 0, rows, cols, nullptr), bytes);
         QVERIFY2(ours == theirs, dtypeName(t).data());
+    }
+}
+
+// IQ1_S / IQ1_M on blocks that steer the split-point search away from its usual path (README-iquants.md
+// "IQ1 split points"): sums below 2^-40 or above 2^40 (the reference scan decides), values on a coarse
+// lattice (many candidates with equal ratios), values 1 + k*2^-20 (ratios a few ulps apart, near the cut
+// and in its band), signed zeros, a few outliers among small values, ordinary weights; each with no imatrix,
+// a tiny one, a huge one and an ordinary one.
+void TestGgmlVsLibggml::iq1SearchEdges() {
+    const int64_t cols = 256 * 4, rows = 14;
+    std::vector<float> x(rows * cols);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::uniform_int_distribution<int> ki(-3, 3);
+    for (int64_t c = 0; c < cols; ++c) {
+        x[c] = nd(rng) * 3e-7f;
+        x[cols + c] = nd(rng) * 1e11f;
+        x[2 * cols + c] = static_cast<float>(ki(rng)) * 0.25f;
+        x[3 * cols + c] = 1.f + static_cast<float>(ki(rng)) * 0x1p-20f;
+        x[4 * cols + c] = c % 3 == 0 ? 0.f : c % 3 == 1 ? -0.f : static_cast<float>(ki(rng));
+        x[5 * cols + c] = c % 16 == 3 ? 1.f : c % 16 == 11 ? -1.f : nd(rng) * 0.003f;
+        for (int64_t r = 6; r < rows; ++r) // ordinary weights: about 1 sub-block in 300 has a ratio in the band
+            x[r * cols + c] = nd(rng) * 0.02f * static_cast<float>(r);
+    }
+    std::vector<float> tiny(cols), huge(cols), normal(cols);
+    std::uniform_real_distribution<float> ud(0.f, 4.f);
+    for (int64_t c = 0; c < cols; ++c) {
+        tiny[c] = ud(rng) * 1e-20f;
+        huge[c] = ud(rng) * 1e15f;
+        normal[c] = ud(rng) * ud(rng);
+    }
+    for (DType t : {DType::IQ1_S, DType::IQ1_M}) {
+        if (lib().init) lib().init(traits(t).ggmlId);
+        const size_t bytes = rows * *bytesFor(t, cols);
+        const std::vector<const float*> imatrices = {nullptr, tiny.data(), huge.data(), normal.data()};
+        for (const float* im : imatrices) {
+            if (!im && t == DType::IQ1_S) continue; // ggml asserts without an imatrix
+            std::vector<uint8_t> ours(bytes, 0x11), theirs(bytes, 0x22);
+            QVERIFY(ggml::quantizeTensor(t, x.data(), rows, cols, im, ours.data(), 1).ok());
+            QCOMPARE(lib().quantize(traits(t).ggmlId, x.data(), theirs.data(), 0, rows, cols, im), bytes);
+            if (ours != theirs) {
+                size_t i = 0;
+                while (ours[i] == theirs[i]) ++i;
+                QFAIL(qPrintable(QString("%1, imatrix %2: first difference at byte %3 (row %4)")
+                                     .arg(dtypeName(t).data())
+                                     .arg(!im                  ? "none"
+                                          : im == tiny.data() ? "tiny"
+                                          : im == huge.data() ? "huge"
+                                                              : "normal")
+                                     .arg(i).arg(i / (bytes / rows))));
+            }
+        }
     }
 }
 
