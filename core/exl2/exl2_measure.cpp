@@ -97,6 +97,14 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
 } // namespace
 
 namespace {
+// A module measured option by option from fp16 row sources (every module but one with parts of a fused
+// tensor, phi3's, which is measured from F32 copies).
+bool measuredFromSources(const ModuleRef& m) {
+    for (const auto& L : m.linears)
+        if (!L.srcName.empty()) return false;
+    return true;
+}
+
 std::vector<std::string> slotNamesForKey(const std::string& key) {
     if (endsWith(key, ".self_attn")) return {"q_proj", "k_proj", "v_proj", "o_proj"};
     if (endsWith(key, ".block_sparse_moe")) return {"w1", "w3", "w2"}; // measure.py measure_moe_mlp
@@ -397,8 +405,8 @@ Status ModuleRunner::installSources(const ModuleRef& m,
     if (sources.size() != m.linears.size()) return makeError("EXL2: " + m.key + ": sources do not match the module");
     for (size_t i = 0; i < m.linears.size(); ++i) {
         const LinearRef& L = m.linears[i];
-        if (!L.srcName.empty() || !L.biasName.empty())
-            return makeError("EXL2: " + L.weightName + ": a fused or biased linear cannot be a row source");
+        if (!L.srcName.empty())
+            return makeError("EXL2: " + L.weightName + ": part of a fused tensor cannot be a row source");
         if (auto s = m_engine->setWeightSource(L.weightName, sources[i]); !s)
             return makeError("EXL2: " + s.error().message);
     }
@@ -694,7 +702,7 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
     auto settingsOf = [&](const ModuleRef& m) {
         const auto& r = red[m.attn ? 0 : 1];
         double n = 0;
-        if (m.moe) { // the options in table order, a slot's experts quantized again when its setting changes
+        if (measuredFromSources(m)) { // the options in table order, a slot quantized again when its setting changes
             std::vector<int> cur(r.slotParams.size(), -1);
             for (const auto& idx : r.optionIdx)
                 for (size_t s = 0; s < cur.size(); ++s)
@@ -724,10 +732,11 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         const auto t0 = Clock::now();
         const ReducedOptions& r = red[m.attn ? 0 : 1];
         const double moduleUnits = 1 + r.optionIdx.size() + settingsOf(m);
-        // A mixture of experts is evaluated from the model file (its F32 copy would be the whole layer's
-        // experts); other modules from an F32 copy of their weights.
+        // Evaluated from the model file (an F32 copy of a mixture of experts would be the whole layer's
+        // experts); phi3's fused parts from an F32 copy of their weights.
+        const bool bySources = measuredFromSources(m);
         ModuleWeights w;
-        if (!m.moe) {
+        if (!bySources) {
             auto wr = readModuleWeights(model, m);
             if (!wr) return wr.error();
             w = std::move(*wr);
@@ -802,13 +811,13 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         }
         std::vector<double> errSum(nOptions, 0.0); // Σ over rows of ‖y_test − y_ref‖_F / ‖y_ref‖_F, in row order
 
-        if (m.moe) {
-            // A mixture of experts, option by option: the experts of a slot are quantized (one expert's F32
-            // weight at a time, read from the model file) into one fp16 buffer per linear when the option
-            // changes the slot's setting, and evaluated from those buffers (Fp16Rows); the reference outputs
-            // of every row are kept (F32, in memory or spilled as the states are). The same quantizations
-            // and the same sums in the same order as the row-by-row loop below: the same accuracies, while
-            // memory holds one option's experts in fp16 instead of every setting of every expert.
+        if (bySources) {
+            // Option by option: the linears of a slot (a mixture of experts: every expert's, one F32 weight
+            // at a time, read from the model file) are quantized into one fp16 buffer per linear when the
+            // option changes the slot's setting, and evaluated from those buffers (Fp16Rows); the reference
+            // outputs of every row are kept (F32, in memory or spilled as the states are). The same
+            // quantizations and the same sums in the same order as the row-by-row loop below: the same
+            // accuracies, while memory holds the module once in fp16 instead of every setting of it.
             calib::StateStore yref;
             const uint64_t left = params.maxStateMemory == 0         ? 0
                                   : params.maxStateMemory > x.bytes() ? params.maxStateMemory - x.bytes()

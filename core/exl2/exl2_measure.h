@@ -31,16 +31,17 @@
 // So the calibration states are held once (calib/states.h: F32 by default; F16 / BF16 halve them; beyond
 // a memory budget they live in a temporary file, one row in memory at a time), plus one row's y_ref and
 // y_test: the measurement's memory is one module's weights and settings, its Hessians and the states.
-// A mixture of experts would hold every setting of every expert that way (Qwen3-30B-A3B: 128 experts ×
-// 3 × 768 × 2048 weights, ~13 settings per slot in fp16: ~16 GB per layer), so it runs option by option
-// instead: the reference outputs of all rows first (kept in F32 in a second store, spilled like the
-// states), then per option the slots whose setting changed are quantized expert by expert (each
-// expert's F32 weight read from the model file, one at a time) into one fp16 buffer per linear, which
-// the engine reads as row sources (Fp16Rows), and the rows are evaluated. The reference forward and the
-// Hessian pass read the experts from the model file (no F32 copy). The same quantizations and the same
-// sums in the same order give the same measurement; memory holds the module's experts once in fp16
-// (half of the layer in F32), its Hessians, and the states twice. The MLP table changes a slot's setting
-// only to one it has not had before, so this quantizes as often as the distinct settings (40 per expert).
+// Holding every setting of every linear that way would cost ~16 GB for a Qwen3-30B-A3B MoE layer (128
+// experts × 3 × 768 × 2048 weights, ~13 settings per slot in fp16), so steps 2-3 run option by option
+// instead (every module but phi3's fused parts, which keep the row-by-row loop): the reference outputs of
+// all rows first (kept in F32 in a second store, spilled like the states), then per option the slots whose
+// setting changed are quantized linear by linear (expert by expert; each F32 weight read from the model
+// file, one at a time) into one fp16 buffer per linear, which the engine reads as row sources (Fp16Rows),
+// and the rows are evaluated. The reference forward and the Hessian pass read the weights from the model
+// file (no F32 copy). The same quantizations and the same sums in the same order give the same
+// measurement; memory holds the module once in fp16, its Hessians, and the states twice. The tables
+// change a slot's setting only to one it has not had before, except once in the attention table (40
+// quantizations per expert, as many as distinct settings; attention 58 against 57).
 // lm_head is not measured.
 //
 // Resume: with a state folder, each finished module is written there as "measure.<key>.json" (its options,
@@ -182,8 +183,8 @@ class ModuleRunner {
     // with readModuleWeights, without an F32 copy of the module).
     Status forwardRow(const ModuleRef& m, const ModuleWeights& w, const float* x, int len, float* y,
                       const CaptureFn& capture = {});
-    // The module's linears as row sources (one per linear, in the ModuleRef's order; no fused tensors,
-    // no biases): evaluations with empty ModuleWeights then use them, until release.
+    // The module's linears as row sources (one per linear, in the ModuleRef's order; no parts of fused
+    // tensors; biases stay the engine's): evaluations with empty ModuleWeights then use them, until release.
     Status installSources(const ModuleRef& m, const std::vector<std::shared_ptr<const WeightRowSource>>& sources);
     // The module's tensors back to the model file's (frees their copies and sources).
     void release(const ModuleRef& m);
