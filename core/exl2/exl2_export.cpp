@@ -382,10 +382,11 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     for (size_t mi = 0; mi < plan.modules.size(); ++mi) {
         const ModuleRef& m = plan.modules[mi];
         const auto& option = meas[mi].options[opt->choice[mi]];
-        // A mixture of experts is read from the model file one expert's linear at a time (an F32 copy
-        // would be the whole layer's experts); other modules are held as F32.
+        // Read from the model file one linear at a time (an F32 copy of a mixture of experts would be the
+        // whole layer's experts); phi3's fused parts are held as F32.
+        const bool bySources = ModuleRunner::sourceable(m);
         ModuleWeights w;
-        if (!m.moe) {
+        if (!bySources) {
             auto wr = readModuleWeights(model, m);
             if (!wr) return wr.error();
             w = std::move(*wr);
@@ -407,22 +408,32 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
         std::vector<calib::HessianAccumulator>().swap(acc);
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
         ModuleWeights qw = w;
-        if (m.moe) {
-            // Expert by expert: its weight read from the file, quantized, kept as fp16 (the dequantized
-            // values are fp16, README.md E.9) and given to the engine as a row source; an expert's own
-            // Hessian (its w2's) is freed after its last use. Memory: the module in fp16, not 3 F32 copies.
+        if (bySources) {
+            // Linear by linear (expert by expert): its weight read from the file, quantized, kept as fp16 (the
+            // dequantized values are fp16, README.md E.9) and given to the engine as a row source, its bias
+            // as fp16 values; a Hessian (an expert's w2's) is freed after its last use. Memory: the module in
+            // fp16, not 3 F32 copies.
             std::vector<size_t> lastUse(nH, 0);
             for (size_t s = 0; s < m.linears.size(); ++s)
                 lastUse[static_cast<size_t>(m.hessianOf(s))] = s;
             std::vector<std::shared_ptr<const WeightRowSource>> src;
+            std::vector<std::vector<float>> biases(m.linears.size());
             for (size_t s = 0; s < m.linears.size(); ++s) {
                 const LinearRef& L = m.linears[s];
                 const size_t k = static_cast<size_t>(m.hessianOf(s));
                 auto W = readTensorF32(model, *model.find(L.weightName));
                 if (!W) return W.error();
+                if (!L.biasName.empty()) {
+                    auto b = readTensorF32(model, *model.find(L.biasName));
+                    if (!b) return b.error();
+                    biases[s] = std::move(*b);
+                }
                 std::vector<float> deq;
-                if (auto r = quantizeOne(L, *W, {}, Hraw[k], *prep[k], option.qp[m.slotOf(s)], m.key, &deq); !r)
+                if (auto r = quantizeOne(L, *W, biases[s], Hraw[k], *prep[k], option.qp[m.slotOf(s)], m.key, &deq);
+                    !r)
                     return r.error();
+                for (float& v : biases[s])
+                    v = fp16ToFp32(fp32ToFp16(v));
                 auto h = std::make_shared<std::vector<uint16_t>>(deq.size());
                 for (size_t i = 0; i < deq.size(); ++i)
                     (*h)[i] = fp32ToFp16(deq[i]);
@@ -432,7 +443,7 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
                     prep[k].reset();
                 }
             }
-            if (auto s = runner.installSources(m, src); !s) return s.error();
+            if (auto s = runner.installSources(m, src, biases); !s) return s.error();
         } else {
             for (size_t s = 0; s < m.linears.size(); ++s) {
                 const int k = m.hessianOf(s);
@@ -451,7 +462,7 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
             if (auto s = x.put(r, yrow); !s) return s.error();
             if (qcancel()) return cancelledError();
         }
-        if (m.moe) runner.release(m); // the original experts: the model file's
+        if (bySources) runner.release(m); // the original weights: the model file's
         for (int r = 0; r < xr.rows(); ++r) {
             if (auto s = xr.get(r, xrow); !s) return s.error();
             if (auto s = runner.forwardRow(m, w, xrow.data(), len, yrow.data()); !s) return s.error();

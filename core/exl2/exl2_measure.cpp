@@ -99,11 +99,7 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
 namespace {
 // A module measured option by option from fp16 row sources (every module but one with parts of a fused
 // tensor, phi3's, which is measured from F32 copies).
-bool measuredFromSources(const ModuleRef& m) {
-    for (const auto& L : m.linears)
-        if (!L.srcName.empty()) return false;
-    return true;
-}
+bool measuredFromSources(const ModuleRef& m) { return ModuleRunner::sourceable(m); }
 
 std::vector<std::string> slotNamesForKey(const std::string& key) {
     if (endsWith(key, ".self_attn")) return {"q_proj", "k_proj", "v_proj", "o_proj"};
@@ -400,15 +396,25 @@ void Fp16Rows::decodeRows(int64_t r0, int64_t r1, float* dst) const {
         dst[i] = fp16ToFp32(src[i]);
 }
 
+bool ModuleRunner::sourceable(const ModuleRef& m) {
+    for (const auto& L : m.linears)
+        if (!L.srcName.empty()) return false;
+    return true;
+}
+
 Status ModuleRunner::installSources(const ModuleRef& m,
-                                    const std::vector<std::shared_ptr<const WeightRowSource>>& sources) {
-    if (sources.size() != m.linears.size()) return makeError("EXL2: " + m.key + ": sources do not match the module");
+                                    const std::vector<std::shared_ptr<const WeightRowSource>>& sources,
+                                    const std::vector<std::vector<float>>& biases) {
+    if (sources.size() != m.linears.size() || (!biases.empty() && biases.size() != m.linears.size()))
+        return makeError("EXL2: " + m.key + ": sources do not match the module");
     for (size_t i = 0; i < m.linears.size(); ++i) {
         const LinearRef& L = m.linears[i];
         if (!L.srcName.empty())
             return makeError("EXL2: " + L.weightName + ": part of a fused tensor cannot be a row source");
         if (auto s = m_engine->setWeightSource(L.weightName, sources[i]); !s)
             return makeError("EXL2: " + s.error().message);
+        if (!biases.empty() && !biases[i].empty() && !L.biasName.empty())
+            if (auto s = m_engine->setWeight(L.biasName, biases[i]); !s) return makeError("EXL2: " + s.error().message);
     }
     return okStatus();
 }

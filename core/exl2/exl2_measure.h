@@ -184,8 +184,13 @@ class ModuleRunner {
     Status forwardRow(const ModuleRef& m, const ModuleWeights& w, const float* x, int len, float* y,
                       const CaptureFn& capture = {});
     // The module's linears as row sources (one per linear, in the ModuleRef's order; no parts of fused
-    // tensors; biases stay the engine's): evaluations with empty ModuleWeights then use them, until release.
-    Status installSources(const ModuleRef& m, const std::vector<std::shared_ptr<const WeightRowSource>>& sources);
+    // tensors) and, where given (non-empty), their biases' values (else the engine's stay): evaluations
+    // with empty ModuleWeights then use them, until release.
+    Status installSources(const ModuleRef& m, const std::vector<std::shared_ptr<const WeightRowSource>>& sources,
+                          const std::vector<std::vector<float>>& biases = {});
+    // Whether every linear of the module is an engine weight of its own (not part of a fused tensor), so
+    // that it can be given as a row source.
+    static bool sourceable(const ModuleRef& m);
     // The module's tensors back to the model file's (frees their copies and sources).
     void release(const ModuleRef& m);
     // The head's weights: W [vocab][dim] (the dequantized head), or null for the model's own.
