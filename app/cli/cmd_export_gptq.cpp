@@ -44,7 +44,9 @@ const char* kHelp =
     "  --expert-min-tokens N  mixture of experts: an expert's layer with fewer routed calibration tokens\n"
     "                     is quantized on the layer's averaged expert Hessian (default: 4 x its input columns)\n"
     "  --report FILE      write a JSON report (per layer: errors, routed tokens, fallback; totals)\n"
-    "  --max-memory BYTES keep the carried states in a temporary file beside OUTDIR when larger\n"
+    "  --max-memory BYTES keep the carried states in a temporary file beside OUTDIR when larger, and\n"
+    "                     observe at most BYTES of Hessians per calibration pass (a mixture of experts:\n"
+    "                     its experts in chunks, one pass each; the result is the same)\n"
     "  --no-resume        ignore a partial run left by an interrupted export to the same OUTDIR\n"
     "  --shard-size BYTES maximum tensor bytes per safetensors shard (default 5000000000)\n"
     "  --threads N        worker threads (default: all cores)\n"
@@ -81,6 +83,8 @@ qz::Status writeGptqReport(const std::string& path, const qz::gptq::ExportParams
     j["expert_min_tokens"] = p.expertMinTokens;  // -1: 4 x each layer's input columns
     j["experts_fallback"] = r.expertsFallback;
     j["expert_layers_fallback"] = r.expertLayersFallback;
+    j["hessian_chunks"] = r.hessianChunks;
+    j["peak_hessian_bytes"] = r.peakHessianBytes;
     j["seconds"] = r.seconds;
     auto& arr = j["layer_reports"] = nlohmann::ordered_json::array();
     for (const auto& l : r.layers) {
@@ -164,6 +168,7 @@ int cmdExportGptq(int argc, char** argv) {
         return usage("--state-type must be f32, f16 or bf16");
     if (maxMemory < 0) return usage("--max-memory must not be negative");
     p.maxStateMemory = static_cast<uint64_t>(maxMemory);
+    p.maxHessianMemory = static_cast<uint64_t>(maxMemory);
     p.expertMinTokens = args.intOr("--expert-min-tokens", -1, err);
     if (args.has("--expert-min-tokens") && p.expertMinTokens < 0) return usage("--expert-min-tokens must not be negative");
     const std::string reportPath = args.valueOr("--report", "");
@@ -228,6 +233,13 @@ int cmdExportGptq(int argc, char** argv) {
                     p.calib.seqLen, qz::gptq::stateTypeName(p.stateType),
                     static_cast<double>(res->stateBytes) / 1048576.0,
                     res->statesSpilled ? "in a temporary file" : "in memory");
+    if (res->peakHessianBytes > 0)
+        std::printf("memory: Hessians of one calibration pass at most %.2f MiB (%s)\n",
+                    static_cast<double>(res->peakHessianBytes) / 1048576.0,
+                    res->hessianChunks > 1 ? ("a layer group in up to " + std::to_string(res->hessianChunks) +
+                                              " chunks, --max-memory")
+                                                 .c_str()
+                                           : "each layer group in one pass");
     int expertLayers = 0;
     std::set<std::pair<int, int>> experts;
     for (const auto& l : res->layers)

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <fcntl.h>
@@ -381,10 +382,17 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
     for (size_t mi = 0; mi < plan.modules.size(); ++mi) {
         const ModuleRef& m = plan.modules[mi];
         const auto& option = meas[mi].options[opt->choice[mi]];
-        auto w = readModuleWeights(model, m);
-        if (!w) return w.error();
+        // Read from the model file one linear at a time (an F32 copy of a mixture of experts would be the
+        // whole layer's experts); phi3's fused parts are held as F32.
+        const bool bySources = ModuleRunner::sourceable(m);
+        ModuleWeights w;
+        if (!bySources) {
+            auto wr = readModuleWeights(model, m);
+            if (!wr) return wr.error();
+            w = std::move(*wr);
+        }
         step = "quantize: " + m.key + " (Hessians)";
-        auto accR = accumulateHessians(runner, m, *w, x, rows, len, qcancel);
+        auto accR = accumulateHessians(runner, m, w, x, rows, len, qcancel);
         if (!accR) return accR.error();
         std::vector<calib::HessianAccumulator>& acc = *accR;
         const size_t nH = acc.size();
@@ -397,16 +405,55 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
                 return ph.error().cancelled ? ph.error() : makeError("EXL2: " + m.key + ": " + ph.error().message);
             prep[k] = std::make_unique<PreparedHessian>(std::move(*ph));
         }
+        std::vector<calib::HessianAccumulator>().swap(acc);
         if (!qprog(ProgressInfo{(qDone += 1) / qTotal, step})) return cancelledError();
-        ModuleWeights qw = *w;
-        for (size_t s = 0; s < m.linears.size(); ++s) {
-            const int k = m.hessianOf(s);
-            if (auto r = quantizeOne(m.linears[s], w->w[s], w->b[s], Hraw[k], *prep[k], option.qp[m.slotOf(s)], m.key,
-                                     &qw.w[s]);
-                !r)
-                return r.error();
-            for (float& v : qw.b[s])
-                v = fp16ToFp32(fp32ToFp16(v));
+        ModuleWeights qw = w;
+        if (bySources) {
+            // Linear by linear (expert by expert): its weight read from the file, quantized, kept as fp16 (the
+            // dequantized values are fp16, README.md E.9) and given to the engine as a row source, its bias
+            // as fp16 values; a Hessian (an expert's w2's) is freed after its last use. Memory: the module in
+            // fp16, not 3 F32 copies.
+            std::vector<size_t> lastUse(nH, 0);
+            for (size_t s = 0; s < m.linears.size(); ++s)
+                lastUse[static_cast<size_t>(m.hessianOf(s))] = s;
+            std::vector<std::shared_ptr<const WeightRowSource>> src;
+            std::vector<std::vector<float>> biases(m.linears.size());
+            for (size_t s = 0; s < m.linears.size(); ++s) {
+                const LinearRef& L = m.linears[s];
+                const size_t k = static_cast<size_t>(m.hessianOf(s));
+                auto W = readTensorF32(model, *model.find(L.weightName));
+                if (!W) return W.error();
+                if (!L.biasName.empty()) {
+                    auto b = readTensorF32(model, *model.find(L.biasName));
+                    if (!b) return b.error();
+                    biases[s] = std::move(*b);
+                }
+                std::vector<float> deq;
+                if (auto r = quantizeOne(L, *W, biases[s], Hraw[k], *prep[k], option.qp[m.slotOf(s)], m.key, &deq);
+                    !r)
+                    return r.error();
+                for (float& v : biases[s])
+                    v = fp16ToFp32(fp32ToFp16(v));
+                auto h = std::make_shared<std::vector<uint16_t>>(deq.size());
+                for (size_t i = 0; i < deq.size(); ++i)
+                    (*h)[i] = fp32ToFp16(deq[i]);
+                src.push_back(std::make_shared<Fp16Rows>(std::move(h), L.out, L.in));
+                if (lastUse[k] == s) {
+                    std::vector<float>().swap(Hraw[k]);
+                    prep[k].reset();
+                }
+            }
+            if (auto s = runner.installSources(m, src, biases); !s) return s.error();
+        } else {
+            for (size_t s = 0; s < m.linears.size(); ++s) {
+                const int k = m.hessianOf(s);
+                if (auto r = quantizeOne(m.linears[s], w.w[s], w.b[s], Hraw[k], *prep[k], option.qp[m.slotOf(s)],
+                                         m.key, &qw.w[s]);
+                    !r)
+                    return r.error();
+                for (float& v : qw.b[s])
+                    v = fp16ToFp32(fp32ToFp16(v));
+            }
         }
         step = "quantize: " + m.key + " (outputs)";
         for (int r = 0; r < rows; ++r) {
@@ -415,9 +462,10 @@ Result<ExportResult> exportExl2(const Model& model, const ExportParams& p, Progr
             if (auto s = x.put(r, yrow); !s) return s.error();
             if (qcancel()) return cancelledError();
         }
+        if (bySources) runner.release(m); // the original weights: the model file's
         for (int r = 0; r < xr.rows(); ++r) {
             if (auto s = xr.get(r, xrow); !s) return s.error();
-            if (auto s = runner.forwardRow(m, *w, xrow.data(), len, yrow.data()); !s) return s.error();
+            if (auto s = runner.forwardRow(m, w, xrow.data(), len, yrow.data()); !s) return s.error();
             if (auto s = xr.put(r, yrow); !s) return s.error();
         }
         runner.release(m);

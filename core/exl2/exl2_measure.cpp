@@ -97,6 +97,10 @@ Result<ModuleMeasurement> moduleFromJson(const nlohmann::json& arr, const Module
 } // namespace
 
 namespace {
+// A module measured option by option from fp16 row sources (every module but one with parts of a fused
+// tensor, phi3's, which is measured from F32 copies).
+bool measuredFromSources(const ModuleRef& m) { return ModuleRunner::sourceable(m); }
+
 std::vector<std::string> slotNamesForKey(const std::string& key) {
     if (endsWith(key, ".self_attn")) return {"q_proj", "k_proj", "v_proj", "o_proj"};
     if (endsWith(key, ".block_sparse_moe")) return {"w1", "w3", "w2"}; // measure.py measure_moe_mlp
@@ -385,6 +389,36 @@ Status ModuleRunner::install(const ModuleRef& m, const ModuleWeights& w) {
     return okStatus();
 }
 
+void Fp16Rows::decodeRows(int64_t r0, int64_t r1, float* dst) const {
+    const uint16_t* src = m_v->data() + static_cast<size_t>(r0) * static_cast<size_t>(m_cols);
+    const size_t n = static_cast<size_t>(r1 - r0) * static_cast<size_t>(m_cols);
+    for (size_t i = 0; i < n; ++i)
+        dst[i] = fp16ToFp32(src[i]);
+}
+
+bool ModuleRunner::sourceable(const ModuleRef& m) {
+    for (const auto& L : m.linears)
+        if (!L.srcName.empty()) return false;
+    return true;
+}
+
+Status ModuleRunner::installSources(const ModuleRef& m,
+                                    const std::vector<std::shared_ptr<const WeightRowSource>>& sources,
+                                    const std::vector<std::vector<float>>& biases) {
+    if (sources.size() != m.linears.size() || (!biases.empty() && biases.size() != m.linears.size()))
+        return makeError("EXL2: " + m.key + ": sources do not match the module");
+    for (size_t i = 0; i < m.linears.size(); ++i) {
+        const LinearRef& L = m.linears[i];
+        if (!L.srcName.empty())
+            return makeError("EXL2: " + L.weightName + ": part of a fused tensor cannot be a row source");
+        if (auto s = m_engine->setWeightSource(L.weightName, sources[i]); !s)
+            return makeError("EXL2: " + s.error().message);
+        if (!biases.empty() && !biases[i].empty() && !L.biasName.empty())
+            if (auto s = m_engine->setWeight(L.biasName, biases[i]); !s) return makeError("EXL2: " + s.error().message);
+    }
+    return okStatus();
+}
+
 void ModuleRunner::release(const ModuleRef& m) {
     for (const auto& L : m.linears) {
         (void)m_engine->resetWeight(L.source());
@@ -461,7 +495,8 @@ Status ModuleRunner::forwardRow(const ModuleRef& m, const ModuleWeights& w, cons
                                 const CaptureFn& capture) {
     const int dim = m_plan.hp.nEmbd;
     try {
-        if (auto s = install(m, w); !s) return s;
+        if (!w.w.empty())
+            if (auto s = install(m, w); !s) return s;
         // The engine's names of the inputs the Hessians need (each reported once: q/k/v and gate/up share one).
         std::unordered_map<std::string, int> which;
         if (capture) {
@@ -655,10 +690,10 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
     const int dim = plan.hp.nEmbd;
     // The reference hidden states, held once: each module's reference output replaces its input row by row.
     calib::StateStore x;
+    fs::path spillDir;
     {
         std::error_code ec;
-        const fs::path spillDir =
-            params.spillDir.empty() ? fs::temp_directory_path(ec) : fs::path(params.spillDir);
+        spillDir = params.spillDir.empty() ? fs::temp_directory_path(ec) : fs::path(params.spillDir);
         if (auto s = x.init(rows, len, dim, params.stateType, params.maxStateMemory, spillDir, "exl2-states"); !s)
             return makeError("EXL2: " + s.error().message);
     }
@@ -670,10 +705,21 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
 
     // Progress units: per module 1 reference forward, 1 per quantization, 1 per option.
     double total = 0, done = 0;
-    auto settingsOf = [&](const ModuleRef& m) { // quantizations: every distinct setting of every linear
+    auto settingsOf = [&](const ModuleRef& m) {
         const auto& r = red[m.attn ? 0 : 1];
         double n = 0;
-        for (size_t i = 0; i < m.linears.size(); ++i)
+        if (measuredFromSources(m)) { // the options in table order, a slot quantized again when its setting changes
+            std::vector<int> cur(r.slotParams.size(), -1);
+            for (const auto& idx : r.optionIdx)
+                for (size_t s = 0; s < cur.size(); ++s)
+                    if (idx[s] != cur[s]) {
+                        cur[s] = idx[s];
+                        for (size_t i = 0; i < m.linears.size(); ++i)
+                            n += m.slotOf(i) == static_cast<int>(s) ? 1 : 0;
+                    }
+            return n;
+        }
+        for (size_t i = 0; i < m.linears.size(); ++i) // every distinct setting of every linear
             n += r.slotParams[m.slotOf(i)].size();
         return n;
     };
@@ -692,8 +738,15 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
         const auto t0 = Clock::now();
         const ReducedOptions& r = red[m.attn ? 0 : 1];
         const double moduleUnits = 1 + r.optionIdx.size() + settingsOf(m);
-        auto w = readModuleWeights(model, m);
-        if (!w) return w.error();
+        // Evaluated from the model file (an F32 copy of a mixture of experts would be the whole layer's
+        // experts); phi3's fused parts from an F32 copy of their weights.
+        const bool bySources = measuredFromSources(m);
+        ModuleWeights w;
+        if (!bySources) {
+            auto wr = readModuleWeights(model, m);
+            if (!wr) return wr.error();
+            w = std::move(*wr);
+        }
         const std::string statePath =
             params.stateDir.empty() ? std::string()
                                     : (fs::path(params.stateDir) / ("measure." + m.key + ".json")).string();
@@ -714,7 +767,7 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
                 step = "measure: " + m.key + " (resumed)";
                 for (int row = 0; row < rows; ++row) {
                     if (auto s = x.get(row, xr); !s) return s.error();
-                    if (auto s = runner.forwardRow(m, *w, xr.data(), len, yr.data()); !s) return s.error();
+                    if (auto s = runner.forwardRow(m, w, xr.data(), len, yr.data()); !s) return s.error();
                     if (auto s = x.put(row, yr); !s) return s.error();
                 }
                 runner.release(m);
@@ -733,7 +786,7 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
             return progress && !progress(ProgressInfo{std::min(1.0, done / total), step});
         };
         std::vector<calib::HessianAccumulator> acc;
-        if (auto a = accumulateHessians(runner, m, *w, x, rows, len, cancelFn); !a)
+        if (auto a = accumulateHessians(runner, m, w, x, rows, len, cancelFn); !a)
             return a.error();
         else
             acc = std::move(*a);
@@ -745,72 +798,147 @@ Result<std::vector<ModuleMeasurement>> measureModel(const Model& model, const Mo
             if (!p) return p.error().cancelled ? p.error() : makeError("EXL2: " + m.key + ": " + p.error().message);
             prep.push_back(std::make_unique<PreparedHessian>(std::move(*p)));
         }
+        std::vector<calib::HessianAccumulator>().swap(acc);
 
-        // Every distinct setting of every linear (per its slot), kept as fp16 (the loader's dequantized
-        // values are fp16).
-        const size_t nLin = m.linears.size(), nSlots = r.slotParams.size();
-        std::vector<std::vector<std::vector<uint16_t>>> deq(nLin);
-        std::vector<std::vector<int64_t>> bits(nLin);
-        for (size_t s = 0; s < nLin; ++s) {
-            const LinearRef& L = m.linears[s];
-            const PreparedHessian& H = *prep[m.hessianOf(s)];
-            const auto& params = r.slotParams[m.slotOf(s)];
-            for (size_t qi = 0; qi < params.size(); ++qi) {
-                const QParams& qp = params[qi];
-                step = "measure: " + L.prefix + " " + qp.desc();
-                auto q = quantizeLinear(w->w[s].data(), L.out, L.in, H, qp, cancelFn, runner.threads());
-                if (!q)
-                    return q.error().cancelled ? q.error()
-                                               : makeError(L.weightName + ": " + q.error().message);
-                const auto d = dequantize(*q);
-                std::vector<uint16_t> h(d.size());
-                for (size_t i = 0; i < d.size(); ++i)
-                    h[i] = fp32ToFp16(d[i]);
-                deq[s].push_back(std::move(h));
-                bits[s].push_back(qp.totalBits(L.in, L.out, !L.biasName.empty()));
-                if (!report(1)) return cancelledError();
-            }
-        }
-
-        // Every option of the table, row by row: the row's reference output, then each option's output on
-        // the same row; the reference output then replaces the row's input (the next module's input).
+        const size_t nLin = m.linears.size(), nSlots = r.slotParams.size(), nOptions = r.optionIdx.size();
         ModuleMeasurement mm;
         mm.key = m.key;
-        const size_t nOptions = r.optionIdx.size();
         for (size_t oi = 0; oi < nOptions; ++oi) {
             const auto& idx = r.optionIdx[oi];
             ModuleMeasurement::Option opt;
-            for (size_t s = 0; s < nLin; ++s)
-                opt.totalBits += bits[s][idx[m.slotOf(s)]];
+            for (size_t s = 0; s < nLin; ++s) {
+                const LinearRef& L = m.linears[s];
+                const int slot = m.slotOf(s);
+                opt.totalBits += r.slotParams[slot][idx[slot]].totalBits(L.in, L.out, !L.biasName.empty());
+            }
             for (size_t s = 0; s < nSlots; ++s)
                 opt.qp.push_back(r.slotParams[s][idx[s]]);
             mm.options.push_back(std::move(opt));
         }
         std::vector<double> errSum(nOptions, 0.0); // Σ over rows of ‖y_test − y_ref‖_F / ‖y_ref‖_F, in row order
-        ModuleWeights tw = *w;
-        std::vector<int> cur(nLin, -1);
-        for (int row = 0; row < rows; ++row) {
-            if (auto s = x.get(row, xr); !s) return s.error();
-            step = "measure: " + m.key + " reference row " + std::to_string(row + 1) + "/" + std::to_string(rows);
-            if (auto s = runner.forwardRow(m, *w, xr.data(), len, yr.data()); !s) return s.error();
+
+        if (bySources) {
+            // Option by option: the linears of a slot (a mixture of experts: every expert's, one F32 weight
+            // at a time, read from the model file) are quantized into one fp16 buffer per linear when the
+            // option changes the slot's setting, and evaluated from those buffers (Fp16Rows); the reference
+            // outputs of every row are kept (F32, in memory or spilled as the states are). The same
+            // quantizations and the same sums in the same order as the row-by-row loop below: the same
+            // accuracies, while memory holds the module once in fp16 instead of every setting of it.
+            calib::StateStore yref;
+            const uint64_t left = params.maxStateMemory == 0         ? 0
+                                  : params.maxStateMemory > x.bytes() ? params.maxStateMemory - x.bytes()
+                                                                      : 1;
+            if (auto s = yref.init(rows, len, dim, calib::StateType::F32, left, spillDir, "exl2-ref"); !s)
+                return makeError("EXL2: " + s.error().message);
+            for (int row = 0; row < rows; ++row) {
+                if (auto s = x.get(row, xr); !s) return s.error();
+                step = "measure: " + m.key + " reference row " + std::to_string(row + 1) + "/" + std::to_string(rows);
+                if (auto s = runner.forwardRow(m, w, xr.data(), len, yr.data()); !s) return s.error();
+                if (auto s = yref.put(row, yr); !s) return s.error();
+                if (cancelFn()) return cancelledError();
+            }
+            std::vector<std::shared_ptr<std::vector<uint16_t>>> buf(nLin);
+            std::vector<std::shared_ptr<const WeightRowSource>> src(nLin);
+            try {
+                for (size_t s = 0; s < nLin; ++s) {
+                    const LinearRef& L = m.linears[s];
+                    buf[s] = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(L.numel()));
+                    src[s] = std::make_shared<Fp16Rows>(buf[s], L.out, L.in);
+                }
+            } catch (const std::bad_alloc&) {
+                return makeError("EXL2: out of memory for the experts of " + m.key);
+            }
+            if (auto s = runner.installSources(m, src); !s) return s.error();
+            std::vector<int> cur(nSlots, -1);
             for (size_t oi = 0; oi < nOptions; ++oi) {
                 const auto& idx = r.optionIdx[oi];
-                for (size_t s = 0; s < nLin; ++s)
-                    if (const int want = idx[m.slotOf(s)]; want != cur[s]) {
-                        const auto& h = deq[s][want];
-                        for (size_t i = 0; i < h.size(); ++i)
-                            tw.w[s][i] = fp16ToFp32(h[i]);
-                        cur[s] = want;
-                    }
-                step = "measure: " + m.key + " option " + std::to_string(oi + 1) + "/" + std::to_string(nOptions) +
-                       ", row " + std::to_string(row + 1) + "/" + std::to_string(rows);
-                if (auto s = runner.forwardRow(m, tw, xr.data(), len, yt.data()); !s) return s.error();
-                errSum[oi] += rowRelativeError(yt.data(), yr.data(), rowValues);
-                if (!report(1.0 / rows)) return cancelledError();
+                for (size_t s = 0; s < nLin; ++s) {
+                    const int slot = m.slotOf(s);
+                    if (idx[slot] == cur[slot]) continue;
+                    const LinearRef& L = m.linears[s];
+                    const QParams& qp = r.slotParams[slot][idx[slot]];
+                    step = "measure: " + L.prefix + " " + qp.desc();
+                    auto W = readTensorF32(model, *model.find(L.weightName));
+                    if (!W) return W.error();
+                    auto q = quantizeLinear(W->data(), L.out, L.in, *prep[m.hessianOf(s)], qp, cancelFn,
+                                            runner.threads());
+                    if (!q)
+                        return q.error().cancelled ? q.error()
+                                                   : makeError(L.weightName + ": " + q.error().message);
+                    const auto d = dequantize(*q);
+                    std::vector<uint16_t>& h = *buf[s];
+                    for (size_t i = 0; i < d.size(); ++i)
+                        h[i] = fp32ToFp16(d[i]);
+                    if (!report(1)) return cancelledError();
+                }
+                for (size_t s = 0; s < nSlots; ++s)
+                    cur[s] = idx[s];
+                for (int row = 0; row < rows; ++row) {
+                    if (auto s = x.get(row, xr); !s) return s.error();
+                    if (auto s = yref.get(row, yr); !s) return s.error();
+                    step = "measure: " + m.key + " option " + std::to_string(oi + 1) + "/" +
+                           std::to_string(nOptions) + ", row " + std::to_string(row + 1) + "/" + std::to_string(rows);
+                    if (auto s = runner.forwardRow(m, w, xr.data(), len, yt.data()); !s) return s.error();
+                    errSum[oi] += rowRelativeError(yt.data(), yr.data(), rowValues);
+                    if (!report(1.0 / rows)) return cancelledError();
+                }
             }
-            if (auto s = x.put(row, yr); !s) return s.error();
+            runner.release(m);
+            for (int row = 0; row < rows; ++row) { // the reference outputs: the next module's input
+                if (auto s = yref.get(row, yr); !s) return s.error();
+                if (auto s = x.put(row, yr); !s) return s.error();
+            }
+        } else {
+            // Every distinct setting of every linear (per its slot), kept as fp16 (the loader's dequantized
+            // values are fp16).
+            std::vector<std::vector<std::vector<uint16_t>>> deq(nLin);
+            for (size_t s = 0; s < nLin; ++s) {
+                const LinearRef& L = m.linears[s];
+                const PreparedHessian& H = *prep[m.hessianOf(s)];
+                const auto& params = r.slotParams[m.slotOf(s)];
+                for (size_t qi = 0; qi < params.size(); ++qi) {
+                    const QParams& qp = params[qi];
+                    step = "measure: " + L.prefix + " " + qp.desc();
+                    auto q = quantizeLinear(w.w[s].data(), L.out, L.in, H, qp, cancelFn, runner.threads());
+                    if (!q)
+                        return q.error().cancelled ? q.error()
+                                                   : makeError(L.weightName + ": " + q.error().message);
+                    const auto d = dequantize(*q);
+                    std::vector<uint16_t> h(d.size());
+                    for (size_t i = 0; i < d.size(); ++i)
+                        h[i] = fp32ToFp16(d[i]);
+                    deq[s].push_back(std::move(h));
+                    if (!report(1)) return cancelledError();
+                }
+            }
+
+            // Every option of the table, row by row: the row's reference output, then each option's output on
+            // the same row; the reference output then replaces the row's input (the next module's input).
+            ModuleWeights tw = w;
+            std::vector<int> cur(nLin, -1);
+            for (int row = 0; row < rows; ++row) {
+                if (auto s = x.get(row, xr); !s) return s.error();
+                step = "measure: " + m.key + " reference row " + std::to_string(row + 1) + "/" + std::to_string(rows);
+                if (auto s = runner.forwardRow(m, w, xr.data(), len, yr.data()); !s) return s.error();
+                for (size_t oi = 0; oi < nOptions; ++oi) {
+                    const auto& idx = r.optionIdx[oi];
+                    for (size_t s = 0; s < nLin; ++s)
+                        if (const int want = idx[m.slotOf(s)]; want != cur[s]) {
+                            const auto& h = deq[s][want];
+                            for (size_t i = 0; i < h.size(); ++i)
+                                tw.w[s][i] = fp16ToFp32(h[i]);
+                            cur[s] = want;
+                        }
+                    step = "measure: " + m.key + " option " + std::to_string(oi + 1) + "/" + std::to_string(nOptions) +
+                           ", row " + std::to_string(row + 1) + "/" + std::to_string(rows);
+                    if (auto s = runner.forwardRow(m, tw, xr.data(), len, yt.data()); !s) return s.error();
+                    errSum[oi] += rowRelativeError(yt.data(), yr.data(), rowValues);
+                    if (!report(1.0 / rows)) return cancelledError();
+                }
+                if (auto s = x.put(row, yr); !s) return s.error();
+            }
+            runner.release(m);
         }
-        runner.release(m);
         for (size_t oi = 0; oi < nOptions; ++oi)
             mm.options[oi].accuracy = std::max(1e-6, 1.0 - errSum[oi] / std::max(1, rows));
         if (!statePath.empty())

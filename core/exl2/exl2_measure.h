@@ -31,6 +31,17 @@
 // So the calibration states are held once (calib/states.h: F32 by default; F16 / BF16 halve them; beyond
 // a memory budget they live in a temporary file, one row in memory at a time), plus one row's y_ref and
 // y_test: the measurement's memory is one module's weights and settings, its Hessians and the states.
+// Holding every setting of every linear that way would cost ~16 GB for a Qwen3-30B-A3B MoE layer (128
+// experts × 3 × 768 × 2048 weights, ~13 settings per slot in fp16), so steps 2-3 run option by option
+// instead (every module but phi3's fused parts, which keep the row-by-row loop): the reference outputs of
+// all rows first (kept in F32 in a second store, spilled like the states), then per option the slots whose
+// setting changed are quantized linear by linear (expert by expert; each F32 weight read from the model
+// file, one at a time) into one fp16 buffer per linear, which the engine reads as row sources (Fp16Rows),
+// and the rows are evaluated. The reference forward and the Hessian pass read the weights from the model
+// file (no F32 copy). The same quantizations and the same sums in the same order give the same
+// measurement; memory holds the module once in fp16, its Hessians, and the states twice. The tables
+// change a slot's setting only to one it has not had before, except once in the attention table (40
+// quantizations per expert, as many as distinct settings; attention 58 against 57).
 // lm_head is not measured.
 //
 // Resume: with a state folder, each finished module is written there as "measure.<key>.json" (its options,
@@ -120,9 +131,28 @@ struct States {
     const float* row(int r) const { return data.data() + static_cast<size_t>(r) * len * dim; }
 };
 
-// The weights a module is evaluated with: per linear W [out][in] (and bias [out] or empty).
+// The weights a module is evaluated with: per linear W [out][in] (and bias [out] or empty). Empty (no
+// linears): the weights the engine holds (the model file's, or sources given with installSources).
 struct ModuleWeights {
     std::vector<std::vector<float>> w, b; // in the ModuleRef's linear order
+};
+
+// A linear's weight as fp16 values [out][in] (the loader's dequantized weights are fp16, README.md E.9),
+// decoded to F32 rows on demand: the engine multiplies with exactly the values an F32 copy would hold,
+// at 2 bytes per weight and without a copy. The buffer is shared: its owner may rewrite it between
+// evaluations (another setting of the same linear).
+class Fp16Rows : public WeightRowSource {
+  public:
+    Fp16Rows(std::shared_ptr<const std::vector<uint16_t>> values, int64_t rows, int64_t cols)
+        : m_v(std::move(values)), m_rows(rows), m_cols(cols) {}
+    int64_t rows() const override { return m_rows; }
+    int64_t cols() const override { return m_cols; }
+    void decodeRows(int64_t r0, int64_t r1, float* dst) const override;
+    uint64_t residentBytes() const override { return m_v->size() * sizeof(uint16_t); }
+
+  private:
+    std::shared_ptr<const std::vector<uint16_t>> m_v;
+    int64_t m_rows, m_cols;
 };
 
 // Called during forward() with a linear input, per calibration row: which = ModuleRef::hessianOf (0: the
@@ -148,10 +178,20 @@ class ModuleRunner {
     Status forward(const ModuleRef& m, const ModuleWeights& w, const States& x, States* out,
                    const CaptureFn& capture = {});
     // The same for one row of len tokens (x, y: [len][dim], distinct). y may be null: captures only, and
-    // the module stops after its last linear's input.
+    // the module stops after its last linear's input. Empty w: the weights the engine holds (nothing is
+    // installed; after release, the model file's, widened per panel of rows: the same values as w read
+    // with readModuleWeights, without an F32 copy of the module).
     Status forwardRow(const ModuleRef& m, const ModuleWeights& w, const float* x, int len, float* y,
                       const CaptureFn& capture = {});
-    // The module's tensors back to the model file's (frees their copies).
+    // The module's linears as row sources (one per linear, in the ModuleRef's order; no parts of fused
+    // tensors) and, where given (non-empty), their biases' values (else the engine's stay): evaluations
+    // with empty ModuleWeights then use them, until release.
+    Status installSources(const ModuleRef& m, const std::vector<std::shared_ptr<const WeightRowSource>>& sources,
+                          const std::vector<std::vector<float>>& biases = {});
+    // Whether every linear of the module is an engine weight of its own (not part of a fused tensor), so
+    // that it can be given as a row source.
+    static bool sourceable(const ModuleRef& m);
+    // The module's tensors back to the model file's (frees their copies and sources).
     void release(const ModuleRef& m);
     // The head's weights: W [vocab][dim] (the dequantized head), or null for the model's own.
     Status setHead(const std::vector<float>* W);

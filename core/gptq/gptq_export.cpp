@@ -52,6 +52,9 @@ struct PhaseTimer {
 // tests/bench/bench_moe_fallback).
 constexpr int64_t kExpertTokensPerColumn = 4;
 
+// One input's Hessian accumulator: in × in floats.
+uint64_t hessianBytes(int in) { return static_cast<uint64_t>(in) * static_cast<uint64_t>(in) * sizeof(float); }
+
 // modules: for a mixture-of-experts model, the quantized modules of a block relative to the block
 // (README.md D.6), written as "modules_in_block_to_quantize" so that a loader replaces only those (the
 // router is an nn.Linear too and stays unquantized).
@@ -215,7 +218,8 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
     size_t passes = 0;
     for (const auto& b : plan.blocks) passes += p.trueSequential ? b.size() : 1;
     passes += nBlocks; // nBlocks − 1 carries + the embedding
-    const double total = (calibrate ? static_cast<double>(passes) * nWin : 0.0) + 4.0 * nLayers + nLayers;
+    double total = (calibrate ? static_cast<double>(passes) * nWin : 0.0) + 4.0 * nLayers + nLayers; // grows by
+    // the extra passes of a chunked group (maxHessianMemory)
     double done = 0;
     auto report = [&](double units, const std::string& step) {
         done += units;
@@ -344,34 +348,75 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
             // Hessians: one per input (layers that share their input share it: a dense group, an
             // expert's gate and up), from block bi run on the carried states up to the last group's input.
             // An expert's Hessian sums only the tokens the router sent to it (the engine's observer reports
-            // each expert's routed tokens under its own name), so all experts of the group are held at once:
-            // one layer's worth, never the model's.
-            struct InputStats {
-                calib::HessianAccumulator acc;
-                int64_t tokens = 0;  // tokens observed (an expert: routed to it)
+            // each expert's routed tokens under its own name). The inputs are observed in chunks whose
+            // Hessians fit ExportParams::maxHessianMemory, one pass over the windows per chunk (without a
+            // budget, or when they fit, all in one pass): a mixture of experts then holds a chunk of its
+            // experts' Hessians at a time, never more than one layer group's (README.md D.6).
+            struct InputInfo {
+                int dim = 0;
+                size_t group = 0;
+                bool expert = false;
+                size_t chunk = 0;
             };
-            std::map<std::string, InputStats> inputs;  // inputName -> statistics
-            std::map<std::string, int> usesLeft;       // inputName -> todo layers still to quantize
-            for (const LinearLayer* L : todo) {
-                ++usesLeft[L->inputName];
-                if (calibrate && !inputs.count(L->inputName)) inputs[L->inputName].acc.reset(L->in);
-            }
-            // A group of experts with work left observes all its experts (their average is the fallback's
-            // Hessian), also those finished in an earlier run, so that a resumed run computes the same.
-            for (size_t ti = 0; calibrate && ti < todo.size(); ++ti)
-                if (todo[ti]->expert >= 0)
-                    for (const auto& L : block[static_cast<size_t>(todoGroup[ti])])
-                        if (!inputs.count(L.inputName)) inputs[L.inputName].acc.reset(L.in);
+            std::vector<std::string> order;       // the observed inputs, by group in the block's layer order
+            std::map<std::string, InputInfo> info;
+            std::map<std::string, int> usesLeft;  // inputName -> todo layers still to quantize
+            for (const LinearLayer* L : todo) ++usesLeft[L->inputName];
             if (calibrate) {
+                // A group of experts with work left observes all its experts (their average is the
+                // fallback's Hessian), also those finished in an earlier run, so that a resumed run
+                // computes the same.
+                std::set<size_t> expertGroups;
+                for (size_t ti = 0; ti < todo.size(); ++ti)
+                    if (todo[ti]->expert >= 0) expertGroups.insert(static_cast<size_t>(todoGroup[ti]));
+                for (size_t g : groups)
+                    for (const auto& L : block[g])
+                        if ((usesLeft.count(L.inputName) || (L.expert >= 0 && expertGroups.count(g))) &&
+                            !info.count(L.inputName)) {
+                            info[L.inputName] = {L.in, g, L.expert >= 0, 0};
+                            order.push_back(L.inputName);
+                        }
+            }
+            std::vector<std::vector<std::string>> chunks;
+            {
+                uint64_t bytes = 0;
+                for (const auto& name : order) {
+                    const uint64_t b = hessianBytes(info[name].dim);
+                    if (chunks.empty() || (p.maxHessianMemory > 0 && bytes + b > p.maxHessianMemory)) {
+                        chunks.emplace_back();
+                        bytes = 0;
+                    }
+                    chunks.back().push_back(name);
+                    info[name].chunk = chunks.size() - 1;
+                    bytes += b;
+                }
+            }
+            const bool chunked = chunks.size() > 1;
+            if (chunked) res.hessianChunks = std::max(res.hessianChunks, static_cast<int>(chunks.size()));
+            for (const auto& c : chunks) {
+                uint64_t b = 0;
+                for (const auto& name : c) b += hessianBytes(info[name].dim);
+                res.peakHessianBytes = std::max(res.peakHessianBytes, b);
+            }
+
+            std::map<std::string, calib::HessianAccumulator> acc;  // the inputs of the chunk being observed
+            std::map<std::string, int64_t> tokens;  // observed tokens per input (an expert: routed to it)
+            int chunkPasses = 0;
+            // One pass over the windows accumulating the Hessians of `names` (and, with countTokens, every
+            // observed input's tokens).
+            auto pass = [&](const std::vector<std::string>& names, bool countTokens) -> Status {
+                for (const auto& n : names) acc[n].reset(info.at(n).dim);
                 const LinearObserver observer = [&](const std::string& name, const float* x, int64_t nTok,
                                                     int64_t nIn) {
-                    auto it = inputs.find(name);
-                    if (it == inputs.end() || nIn != it->second.acc.dim()) return;
-                    it->second.acc.add(x, nTok, p.quant.threads);
-                    it->second.tokens += nTok;
+                    if (countTokens)
+                        if (auto t = info.find(name); t != info.end() && nIn == t->second.dim) tokens[name] += nTok;
+                    auto it = acc.find(name);
+                    if (it == acc.end() || nIn != it->second.dim()) return;
+                    it->second.add(x, nTok, p.quant.threads);
                 };
                 const auto stopAt = static_cast<BlockStage>(groups.back());
                 ++res.calibrationPasses;
+                if (chunkPasses++ > 0) total += nWin;  // planned: one pass per group pass
                 const PhaseTimer timer(res.calibSeconds, res.calibCpuSeconds);
                 for (size_t w = 0; w < windows.size(); ++w) {
                     if (auto s = states.get(static_cast<int64_t>(w), row); !s) return s.error();
@@ -384,62 +429,45 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 // The normaliser counts sequences for every input (AutoGPTQ's add_batch, README.md D.5): an
                 // expert's H is 2/nWindows · Σ over its routed tokens; a constant factor per layer changes
                 // neither GPTQ nor the relative errors.
-                for (auto& [name, in] : inputs) in.acc.countSample(static_cast<int64_t>(windows.size()));
-            }
+                for (const auto& n : names) acc.at(n).countSample(static_cast<int64_t>(windows.size()));
+                return okStatus();
+            };
+
             // Experts' layers with fewer routed tokens than 4 x their input columns (or ExportParams::
             // expertMinTokens) are quantized with GPTQ on the layer's averaged expert Hessian instead of
             // their own (README.md D.6): the sum of every expert's Hessian of that group (a per-token
-            // average up to a constant factor, which GPTQ does not see).
+            // average up to a constant factor, which GPTQ does not see), summed in the block's expert order.
             std::map<size_t, std::vector<float>> averaged;  // group -> Σ over the experts' Hessians
+            std::map<size_t, int> fallbackLeft;             // group -> its fallback layers not yet quantized
+            std::vector<uint8_t> isFallback(todo.size(), 0);
             auto minTokensOf = [&](const LinearLayer& L) {
                 // An expert no token reached always falls back (its own Hessian is zero: a zero weight).
                 return std::max<int64_t>(1, p.expertMinTokens >= 0 ? p.expertMinTokens
                                                                    : kExpertTokensPerColumn * static_cast<int64_t>(L.in));
             };
-            if (calibrate) {
-                std::set<size_t> needed;
-                for (size_t ti = 0; ti < todo.size(); ++ti)
-                    if (todo[ti]->expert >= 0 && inputs.at(todo[ti]->inputName).tokens < minTokensOf(*todo[ti]))
-                        needed.insert(static_cast<size_t>(todoGroup[ti]));
-                for (size_t g : needed) {
-                    std::set<std::string> seen;
-                    for (const auto& L : block[g]) {
-                        auto in = inputs.find(L.inputName);
-                        if (L.expert < 0 || in == inputs.end() || !seen.insert(L.inputName).second) continue;
-                        const auto h = in->second.acc.finish();
-                        auto& sum = averaged[g];
-                        if (sum.empty()) sum.assign(h.size(), 0.0f);
-                        for (size_t i = 0; i < h.size(); ++i) sum[i] += h[i];
-                    }
-                }
-                // Inputs of layers finished in an earlier run were only needed for the average.
-                for (auto it = inputs.begin(); it != inputs.end();)
-                    it = usesLeft.count(it->first) ? std::next(it) : inputs.erase(it);
-            }
 
             // Quantize. An input's Hessian (and, for GPTQ, its factor: the layers reading that input share it)
             // is made from its accumulator's storage when its first layer comes and released after its last,
-            // so at most one group's H and factor exist at a time (with experts: one per expert's input). The
-            // averaged expert Hessian of a group gets its own factor, released at the group's end.
+            // so at most one chunk's H and factors exist at a time. The averaged expert Hessian of a group gets
+            // its own factor, released after the group's last fallback layer.
             std::map<std::string, std::vector<float>> H;  // inputName -> finished Hessian
             std::map<std::string, GptqFactor> factors;    // inputName, or "averaged:<group>"
-            const PhaseTimer timer(res.quantSeconds, res.quantCpuSeconds);
-            for (size_t ti = 0; ti < todo.size(); ++ti) {
+            std::vector<LayerReport> reports(todo.size());
+            auto quantizeTodo = [&](size_t ti) -> Status {
                 const LinearLayer& L = *todo[ti];
                 const size_t g = static_cast<size_t>(todoGroup[ti]);
+                const PhaseTimer timer(res.quantSeconds, res.quantCpuSeconds);
                 const auto tl = Clock::now();
                 auto cancelQuant = [&] {
                     return progress && !progress(ProgressInfo{std::min(1.0, done / total), "GPTQ " + L.weightName});
                 };
-                int64_t tokens = -1;
-                bool fallback = false;
+                int64_t tok = -1;
+                const bool fallback = isFallback[ti] != 0;
                 if (calibrate) {
-                    InputStats& in = inputs.at(L.inputName);
-                    if (!H.count(L.inputName)) H[L.inputName] = in.acc.take();  // its storage: one copy per input
-                    if (L.expert >= 0) {
-                        tokens = in.tokens;
-                        fallback = tokens < minTokensOf(L);
-                    }
+                    if (!H.count(L.inputName))
+                        if (auto it = acc.find(L.inputName); it != acc.end())
+                            H[L.inputName] = it->second.take();  // its storage: one copy per input
+                    if (L.expert >= 0) tok = tokens[L.inputName];
                 }
                 const std::string factorKey = fallback ? "averaged:" + std::to_string(g) : L.inputName;
                 if (calibrate && p.method == Method::Gptq && !factors.count(factorKey)) {
@@ -451,7 +479,7 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 if (!w) return w.error();
                 LayerRecord rec;
                 rec.name = L.weightName;
-                rec.tokens = tokens;
+                rec.tokens = tok;
                 rec.fallback = fallback;
                 LayerResult rtn;
                 const bool needRtn = p.method == Method::Rtn || p.rtnBaseline;
@@ -465,9 +493,9 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 }
                 // The errors are measured on the layer's own Hessian (an expert below the threshold: the few
                 // tokens it has; none: no error, -1).
-                const bool measurable = calibrate && (L.expert < 0 || tokens > 0);
+                const bool measurable = calibrate && (L.expert < 0 || tok > 0);
                 if (measurable) {
-                    const std::vector<float>& He = H[L.inputName];
+                    const std::vector<float>& He = H.at(L.inputName);
                     rec.relErr = relativeOutputError(w->data(), dequantize(rec.result), L.out, L.in, He, p.quant.threads);
                     if (p.rtnBaseline)
                         rec.relErrRtn = p.method == Method::Rtn ? rec.relErr
@@ -477,10 +505,10 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 if (--usesLeft[L.inputName] == 0) {  // its last layer: the Hessian is no longer needed
                     H.erase(L.inputName);
                     factors.erase(L.inputName);
-                    inputs.erase(L.inputName);
+                    acc.erase(L.inputName);
                 }
-                if (ti + 1 == todo.size() || static_cast<size_t>(todoGroup[ti + 1]) != g) {
-                    factors.erase("averaged:" + std::to_string(g));
+                if (fallback && --fallbackLeft[g] == 0) {
+                    factors.erase(factorKey);
                     averaged.erase(g);
                 }
                 rec.seconds = since(tl);
@@ -492,13 +520,79 @@ Result<ExportResult> exportGptq(const Model& model, const ExportParams& p, Progr
                 LayerReport lr{L.weightName, static_cast<int>(bi), static_cast<int>(g), L.out, L.in, rec.result.loss,
                                rec.relErr, rec.relErrRtn, rec.seconds, false};
                 lr.expert = L.expert;
-                lr.tokens = tokens;
+                lr.tokens = tok;
                 lr.fallback = fallback;
-                res.layers.push_back(lr);
+                reports[ti] = lr;
                 nGroupsOf[L.weightName] = rec.result.nGroups;
                 if (onLayer) onLayer(lr);
                 if (!report(4, L.weightName)) return cancelledError();
+                return okStatus();
+            };
+
+            if (!calibrate) {
+                for (size_t ti = 0; ti < todo.size(); ++ti)
+                    if (auto s = quantizeTodo(ti); !s) return s.error();
             }
+            // Chunked, a fallback layer waits for its group's complete average (every chunk summed), then its
+            // own Hessian (for the reported error) is observed again in a further pass.
+            std::vector<size_t> deferred;
+            for (size_t c = 0; c < chunks.size(); ++c) {
+                if (auto s = pass(chunks[c], c == 0); !s) return s.error();
+                if (c == 0) // every input's tokens are known after the first pass
+                    for (size_t ti = 0; ti < todo.size(); ++ti)
+                        if (todo[ti]->expert >= 0 && tokens[todo[ti]->inputName] < minTokensOf(*todo[ti])) {
+                            isFallback[ti] = 1;
+                            ++fallbackLeft[static_cast<size_t>(todoGroup[ti])];
+                        }
+                for (const auto& name : chunks[c]) {
+                    const InputInfo& in = info.at(name);
+                    if (!in.expert || !fallbackLeft.count(in.group)) continue;
+                    const auto h = acc.at(name).finish();
+                    auto& sum = averaged[in.group];
+                    if (sum.empty()) sum.assign(h.size(), 0.0f);
+                    for (size_t i = 0; i < h.size(); ++i) sum[i] += h[i];
+                }
+                // Inputs of layers finished in an earlier run were only needed for the average.
+                for (const auto& name : chunks[c])
+                    if (!usesLeft.count(name)) acc.erase(name);
+                for (size_t ti = 0; ti < todo.size(); ++ti) {
+                    if (info.at(todo[ti]->inputName).chunk != c) continue;
+                    if (chunked && isFallback[ti]) {
+                        deferred.push_back(ti);
+                        continue;
+                    }
+                    if (auto s = quantizeTodo(ti); !s) return s.error();
+                }
+                for (const auto& name : chunks[c]) acc.erase(name);  // the deferred ones' are observed again
+            }
+            if (!deferred.empty()) {
+                std::vector<std::vector<std::string>> again;  // the deferred inputs that saw tokens, by the budget
+                uint64_t bytes = 0;
+                std::set<std::string> seen;
+                for (size_t ti : deferred) {
+                    const std::string& name = todo[ti]->inputName;
+                    if (tokens[name] <= 0 || !seen.insert(name).second) continue;
+                    const uint64_t b = hessianBytes(info.at(name).dim);
+                    if (again.empty() || (p.maxHessianMemory > 0 && bytes + b > p.maxHessianMemory)) {
+                        again.emplace_back();
+                        bytes = 0;
+                    }
+                    again.back().push_back(name);
+                    bytes += b;
+                }
+                std::set<size_t> done2;
+                for (const auto& names : again) {
+                    if (auto s = pass(names, false); !s) return s.error();
+                    const std::set<std::string> in(names.begin(), names.end());
+                    for (size_t ti : deferred)
+                        if (in.count(todo[ti]->inputName) && done2.insert(ti).second)
+                            if (auto s = quantizeTodo(ti); !s) return s.error();
+                }
+                for (size_t ti : deferred)  // no token reached them: nothing to observe
+                    if (done2.insert(ti).second)
+                        if (auto s = quantizeTodo(ti); !s) return s.error();
+            }
+            for (auto& lr : reports) res.layers.push_back(std::move(lr));
         }
 
         // Carry: block bi, now fully quantized, turns the states entering it into those entering bi + 1.

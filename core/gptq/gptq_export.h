@@ -73,6 +73,10 @@ struct ExportParams {
     // the layer's averaged expert Hessian (README.md D.6); -1: 4 x the layer's input columns. An expert
     // no token reached falls back whatever the setting.
     int64_t expertMinTokens = -1;
+    // The Hessians observed in one calibration pass take at most this many bytes (0: no limit): a layer
+    // group's inputs (a mixture of experts: its experts) are observed in chunks that fit, one pass over the
+    // windows each, at least one input per chunk. The written tensors are the same for any budget.
+    uint64_t maxHessianMemory = 0;
 };
 
 struct LayerReport {
@@ -102,6 +106,8 @@ struct ExportResult {
     bool statesSpilled = false; // they were kept in a temporary file (over maxStateMemory)
     int expertsFallback = 0;    // MoE: experts (block, index) with at least one layer below the token threshold
     int expertLayersFallback = 0; // MoE: expert layers quantized on the averaged expert Hessian
+    int hessianChunks = 0;        // the most chunks a group's Hessians were observed in (0: all in one pass)
+    uint64_t peakHessianBytes = 0; // the largest chunk's Hessians (in × in × 4 bytes per input)
     double seconds = 0;
     // Where the time went (wall and process CPU seconds, all threads): the calibration forward (embedding,
     // the Hessian passes with their observers, the carry passes: proportional to the calibration tokens)

@@ -15,7 +15,8 @@
 //   * GPTQ quantizes GPTQModel's modules (phi3's fused ones whole; MoE: attention and every expert's
 //     gate/up/down, not the router) with a smaller Hessian-weighted output error than round-to-nearest on
 //     every layer; each expert is calibrated on its routed tokens only (per block they sum to top-k x the
-//     calibration tokens), and with few tokens on the layer's averaged expert Hessian;
+//     calibration tokens), and with few tokens on the layer's averaged expert Hessian; a Hessian budget
+//     (experts observed in chunks) writes the same files.
 //   * transformers v5's fused experts (core/io/README.md F.3): the MoE models written with each layer's
 //     experts in mlp.experts.gate_up_proj [E, 2F, H] / down_proj [E, H, F] (and mixtral's router as
 //     mlp.gate) open as the per-expert tensors, byte for byte, and give the per-expert layout's logits bit
@@ -478,6 +479,76 @@ private slots:
 
     // An expert no calibration token reaches: AutoGPTQ would write a zero weight (every column dead); we
     // quantize it on the averaged expert Hessian even with the threshold at 0, and report no error for it.
+    // A Hessian budget (ExportParams::maxHessianMemory, the CLI's --max-memory) observes a group's experts
+    // in chunks, one calibration pass each; the fallback layers wait for their group's complete average and
+    // observe their own Hessian again. Mixtral (8 experts, in = 256 for gate/up and down) with a budget of
+    // two experts' Hessians: 4 chunks per expert group, and the written files, every layer's error, tokens
+    // and fallback equal the unbounded run's; also when the chunked run is cancelled among the experts and
+    // resumed.
+    void gptqMoeHessianBudget() {
+        QTemporaryDir tmp;
+        const std::string dir = tmp.filePath("model").toStdString();
+        QVERIFY(writeTinyModel(dir, "mixtral", QZ_TEST_DATA));
+        auto m = openModel(dir);
+        QVERIFY(m);
+        gptq::ExportParams p;
+        p.quant.bits = 4;
+        p.quant.groupSize = 128;
+        p.quant.threads = 2;
+        p.rtnBaseline = true;
+        p.calibPath = std::string(QZ_TEST_DATA) + "/text/shakespeare-valid.txt";
+        p.calib.samples = 8;
+        p.calib.seqLen = 48;
+        p.expertMinTokens = 100;  // ~96 tokens per expert: some fall back, some not
+        p.outputDir = tmp.filePath("full").toStdString();
+        auto full = gptq::exportGptq(**m, p);
+        QVERIFY2(full, full ? "" : full.error().message.c_str());
+        QVERIFY(full->expertLayersFallback > 0 && full->expertLayersFallback < 48);
+        QCOMPARE(full->hessianChunks, 0);
+        QCOMPARE(full->peakHessianBytes, uint64_t{8} * 256 * 256 * 4);  // a group's 8 experts at once
+        const uint64_t budget = uint64_t{2} * 256 * 256 * 4;
+        p.maxHessianMemory = budget;
+        p.outputDir = tmp.filePath("bounded").toStdString();
+        auto bounded = gptq::exportGptq(**m, p);
+        QVERIFY2(bounded, bounded ? "" : bounded.error().message.c_str());
+        QCOMPARE(bounded->hessianChunks, 4);
+        QCOMPARE(bounded->peakHessianBytes, budget);
+        QVERIFY(bounded->calibrationPasses > full->calibrationPasses);
+        QCOMPARE(bounded->layers.size(), full->layers.size());
+        for (size_t i = 0; i < full->layers.size(); ++i) {
+            const auto &a = full->layers[i], &b = bounded->layers[i];
+            QCOMPARE(b.name, a.name);
+            QCOMPARE(b.tokens, a.tokens);
+            QCOMPARE(b.fallback, a.fallback);
+            QCOMPARE(b.relErr, a.relErr);
+            QCOMPARE(b.relErrRtn, a.relErrRtn);
+        }
+        auto readAll = [](const std::string& f) {
+            std::ifstream in(f, std::ios::binary);
+            return std::string(std::istreambuf_iterator<char>(in), {});
+        };
+        auto sameFiles = [&](const std::string& other) {
+            for (const auto& f : full->files)
+                if (readAll(tmp.filePath("full").toStdString() + "/" + f) != readAll(other + "/" + f)) return false;
+            return !full->files.empty();
+        };
+        QVERIFY(sameFiles(tmp.filePath("bounded").toStdString()));
+        p.outputDir = tmp.filePath("resumed").toStdString();
+        int layers = 0;
+        bool stop = false;
+        auto cancelled = gptq::exportGptq(
+            **m, p, [&](const ProgressInfo&) { return !stop; },
+            [&](const gptq::LayerReport&) {
+                if (++layers == 9) stop = true;  // q, k, v, o and 5 expert gate/up layers
+            });
+        QVERIFY(!cancelled && cancelled.error().cancelled);
+        auto resumed = gptq::exportGptq(**m, p);
+        QVERIFY2(resumed, resumed ? "" : resumed.error().message.c_str());
+        QVERIFY(resumed->resumedLayers >= 9);
+        QCOMPARE(resumed->expertLayersFallback, full->expertLayersFallback);
+        QVERIFY(sameFiles(tmp.filePath("resumed").toStdString()));
+    }
+
     void gptqMoeUnroutedExpert() {
         QTemporaryDir tmp;
         const std::string dir = tmp.filePath("model").toStdString();
