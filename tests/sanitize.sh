@@ -54,7 +54,7 @@ SAN_GUI=${SAN_GUI:-ON}
 # every core module with a parallelFor (quantizers, statistics, conversion, calibration, inference) and
 # every GUI test that starts a background job (export, evaluation, analysis, the teaching views, loading).
 # test_imatrix_collect runs reduced (QZ_IMATRIX_CHUNKS, as under ASan).
-TSAN_TESTS=${TSAN_TESTS:-'^(test_gptq_quant|test_gptq_model|test_exl2_quant|test_exl2_model|test_exl2_optimize|test_infer|test_infer_ppl|test_generate|test_kquants|test_ggml_legacy|test_llm_int8|test_gguf_export|test_type_compare|test_faults|test_model_histogram|test_robust_range|test_simple_quant|test_bnb|test_arch_convert|test_calib|test_vec_dot|test_imatrix_collect|test_calibrated_export|test_cancel|test_background_job|test_export_panel|test_evaluate_panel|test_method_panel|test_headless|test_codes_view|test_teaching_view|test_main_window|test_compare_workspace|test_target_size_view|test_bnb_panel|test_open_errors)$'}
+TSAN_TESTS=${TSAN_TESTS:-'^(test_parallel|test_histogram|test_gguf_split|test_layer_views|test_teach|test_hostile|test_gptq_quant|test_gptq_model|test_exl2_quant|test_exl2_model|test_exl2_optimize|test_infer|test_infer_ppl|test_generate|test_kquants|test_ggml_legacy|test_llm_int8|test_gguf_export|test_type_compare|test_faults|test_model_histogram|test_robust_range|test_simple_quant|test_bnb|test_arch_convert|test_calib|test_vec_dot|test_imatrix_collect|test_calibrated_export|test_cancel|test_background_job|test_export_panel|test_evaluate_panel|test_method_panel|test_headless|test_codes_view|test_teaching_view|test_main_window|test_compare_workspace|test_target_size_view|test_bnb_panel|test_open_errors|test_evaluate_memory)$'}
 
 run_asan() {
   local b=build-asan
